@@ -1,0 +1,396 @@
+"""``simulate`` and ``vjp``: the public entry points of the executable spec.
+
+This module owns everything that is the same for every model: looking up the
+registry row, checking and casting the arguments (so that a bad input is
+reported by name before any computation), filling defaults, reducing gradients
+back to the shape the caller gave, and the spike function ``H`` / ``F``.  The
+model families (``spec/<family>.py``) receive clean arrays and implement the
+update equations and their hand-written reverse loops.
+
+Stop-gradient quantities (a detached reset spike, the offset that injects a
+hardware observation) are returned in ``Trace.detached``.  Passing them back
+through ``simulate(..., detached=...)`` holds them fixed, which turns the smooth
+twin into an ordinary differentiable function of ``x``, the parameters and the
+initial state: the function whose exact derivative ``vjp(..., smooth=True)``
+computes, so finite differences can check it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from .. import registry
+from . import surrogates as _surrogates
+
+_DTYPES = (np.float32, np.float64)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What one run produced.
+
+    ``outputs["out"]`` is the model's main output and ``outputs[var]`` the per-step
+    sequence of each state variable, time-major.  ``final_state[var]`` is the state
+    after the last step.  ``detached`` holds the values of the stop-gradient
+    quantities, for replay through ``simulate(..., detached=...)``.
+    """
+
+    model: str
+    surrogate: Optional[str]
+    outputs: Dict[str, np.ndarray]
+    final_state: Dict[str, np.ndarray]
+    detached: Dict[str, np.ndarray]
+
+
+class SpikeFunction:
+    """The forward step of one model run and its derivatives.
+
+    Forward: ``H(u)`` (``u >= 0`` or ``u > 0`` as the model defines it), or the
+    surrogate's primitive ``F(u)`` for the smooth twin.  ``grad(u)`` is the
+    surrogate derivative ``f(u)`` used in both modes; ``scale_grad(u)`` is
+    ``dF/dscale``, the gradient of a trainable scale.
+    """
+
+    def __init__(self, math, scale, strict: bool, smooth: bool):
+        self.math = math
+        self.scale = scale
+        self.strict = strict
+        self.smooth = smooth
+
+    def __call__(self, u):
+        if self.smooth:
+            return self.math.F(u, self.scale)
+        fired = u > 0 if self.strict else u >= 0
+        return fired.astype(u.dtype)
+
+    def grad(self, u):
+        return self.math.f(u, self.scale)
+
+    def scale_grad(self, u):
+        return self.math.dF(u, self.scale)
+
+
+def _family(row):
+    return importlib.import_module(f"{__package__}.{row.family}")
+
+
+def _check_dtype(dtype):
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.type not in _DTYPES:
+        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}")
+    return resolved.type
+
+
+def _real_array(name, value):
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged nested lists and the like
+        raise TypeError(f"{name}: expected a real numeric array ({error})") from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or array.dtype == np.bool_
+    ):
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
+    return array
+
+
+def _check_finite(name, array, allow_nonfinite):
+    if not allow_nonfinite and not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"{name}: expected finite values, found NaN or inf "
+            "(pass allow_nonfinite=True to compute with them anyway)"
+        )
+
+
+def _check_x(row, x, dtype, allow_nonfinite):
+    x = _real_array("x", x)
+    if row.input_rank is not None and x.ndim != row.input_rank:
+        raise ValueError(
+            f"x: {row.key} expects rank {row.input_rank} (T, B, N, D), got shape {x.shape}"
+        )
+    if x.ndim < 2:
+        raise ValueError(f"x: expected a time-major array of shape (T, ..., N), got shape {x.shape}")
+    if x.shape[0] < 1 or x.shape[-1] < 1 or 0 in x.shape:
+        raise ValueError(f"x: expected at least one time step and one neuron, got shape {x.shape}")
+    _check_finite("x", x, allow_nonfinite)
+    return np.array(x, dtype=dtype)
+
+
+def _check_domain(label, param, array):
+    if param.domain == registry.POSITIVE and not np.all(array > 0):
+        raise ValueError(f"{label}: expected values > 0, got {array.tolist()}")
+    if param.domain == registry.NONNEGATIVE and not np.all(array >= 0):
+        raise ValueError(f"{label}: expected values >= 0, got {array.tolist()}")
+
+
+def _param_shape_ok(param, shape, n):
+    if param.shape == registry.MATRIX:
+        return shape == (n, n)
+    if param.shape == registry.VECTOR:
+        return shape == (n,)
+    return shape in ((), (1,), (n,))
+
+
+def _expected_shape(param, n):
+    if param.shape == registry.MATRIX:
+        return f"({n}, {n})"
+    if param.shape == registry.VECTOR:
+        return f"({n},)"
+    return f"a scalar, (1,) or ({n},) (per neuron)"
+
+
+def _default_param(param, n):
+    if param.shape == registry.PER_NEURON:
+        return np.full((n,), param.default)
+    if param.shape == registry.SHAPE_ONE:
+        return np.full((1,), param.default)
+    return np.asarray(param.default)
+
+
+def _check_params(row, params, n, dtype, allow_nonfinite):
+    params = {} if params is None else params
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params: expected a dict of parameter name -> value, got {type(params).__name__}")
+    valid = [p.name for p in row.params]
+    for name in params:
+        if name not in valid:
+            raise ValueError(f"params: {row.key} has no parameter {name!r}; expected among: {', '.join(valid)}")
+    checked = {}
+    for param in row.params:
+        label = f"params[{param.name!r}]"
+        if param.name in params:
+            array = _real_array(label, params[param.name])
+        elif param.default is None:
+            raise ValueError(f"{label}: required by {row.key}, expected {_expected_shape(param, n)}")
+        else:
+            array = _default_param(param, n)
+        if not _param_shape_ok(param, array.shape, n):
+            raise ValueError(
+                f"{label}: expected {_expected_shape(param, n)} for N={n}, got shape {array.shape}"
+            )
+        _check_finite(label, array, allow_nonfinite)
+        _check_domain(label, param, array)
+        checked[param.name] = np.array(array, dtype=dtype)
+    return checked
+
+
+def _check_state(row, state, params, shape, dtype, allow_nonfinite):
+    state = {} if state is None else state
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state: expected a dict of state variable -> array, got {type(state).__name__}")
+    for name in state:
+        if name not in row.state_names:
+            raise ValueError(
+                f"state: {row.key} has no state variable {name!r}; expected among: "
+                f"{', '.join(row.state_names) or '(none: the model is stateless)'}"
+            )
+    full, given_shapes = {}, {}
+    for var in row.state:
+        label = f"state[{var.name!r}]"
+        if var.name in state:
+            value = _real_array(label, state[var.name])
+            _check_finite(label, value, allow_nonfinite)
+            given_shapes[var.name] = value.shape
+        elif isinstance(var.initial, str):
+            value = params[var.initial]
+            given_shapes[var.name] = shape
+        else:
+            value = np.asarray(var.initial)
+            given_shapes[var.name] = shape
+        try:
+            full[var.name] = np.array(np.broadcast_to(value, shape), dtype=dtype)
+        except ValueError:
+            raise ValueError(f"{label}: expected a shape that broadcasts to {shape}, got {value.shape}") from None
+    return full, given_shapes
+
+
+def _check_inject(row, inject, x, dtype, allow_nonfinite):
+    if inject is None:
+        return {}, x.shape[0]
+    if not isinstance(inject, Mapping):
+        raise TypeError(f"inject: expected a dict of observation name -> array, got {type(inject).__name__}")
+    if not row.inject:
+        raise ValueError(f"inject: {row.key} takes no hardware observations (only the hxtorch models do)")
+    checked = {}
+    for name, value in inject.items():
+        if name not in row.inject:
+            raise ValueError(f"inject: {row.key} accepts {', '.join(map(repr, row.inject))}, got {name!r}")
+        if value is None:
+            continue
+        label = f"inject[{name!r}]"
+        array = _real_array(label, value)
+        if array.ndim != x.ndim or array.shape[1:] != x.shape[1:] or array.shape[0] < 1:
+            raise ValueError(
+                f"{label}: expected shape (T_hw, {', '.join(map(str, x.shape[1:]))}) with T_hw >= 1, "
+                f"got {array.shape}"
+            )
+        _check_finite(label, array, allow_nonfinite)
+        checked[name] = array
+    steps = min([x.shape[0]] + [a.shape[0] for a in checked.values()])
+    return {k: np.array(a[:steps], dtype=dtype) for k, a in checked.items()}, steps
+
+
+def _check_surrogate(row, surrogate):
+    if surrogate is None:
+        surrogate = row.default_surrogate
+    if surrogate is None:
+        return None
+    registry.surrogate(surrogate)
+    if surrogate not in row.surrogates:
+        accepted = ", ".join(row.surrogates) or "none (the model does not spike)"
+        raise ValueError(f"surrogate: {row.key} does not accept {surrogate!r}; it accepts: {accepted}")
+    return surrogate
+
+
+def _check_detached(detached, dtype):
+    if detached is None:
+        return None
+    if not isinstance(detached, Mapping):
+        raise TypeError(f"detached: expected the dict Trace.detached, got {type(detached).__name__}")
+    return {k: np.asarray(v, dtype=dtype) for k, v in detached.items()}
+
+
+@dataclass
+class _Run:
+    row: registry.Model
+    surrogate: Optional[str]
+    x: np.ndarray
+    params: Dict[str, np.ndarray]
+    state: Dict[str, np.ndarray]
+    state_shapes: Dict[str, tuple]
+    inject: Dict[str, np.ndarray]
+    spike: Optional[SpikeFunction]
+    smooth: bool
+
+
+def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite):
+    row = registry.model(model)
+    dtype = _check_dtype(dtype)
+    surrogate = _check_surrogate(row, surrogate)
+    x = _check_x(row, x, dtype, allow_nonfinite)
+    n = x.shape[-1]
+    params = _check_params(row, params, n, dtype, allow_nonfinite)
+    full_state, state_shapes = _check_state(row, state, params, x.shape[1:], dtype, allow_nonfinite)
+    inject, steps = _check_inject(row, inject, x, dtype, allow_nonfinite)
+    # Model-specific input limits (e.g. exp(x) must not overflow).
+    check_input = getattr(_family(row), "check_input", None)
+    if check_input is not None:
+        check_input(row, x, params)
+    spike = None
+    if surrogate is not None:
+        scale = params[registry.surrogate(surrogate).scale]
+        spike = SpikeFunction(_surrogates.get(surrogate), scale, row.spike_test == ">", bool(smooth))
+    return _Run(row, surrogate, x[:steps], params, full_state, state_shapes, inject, spike, bool(smooth))
+
+
+def simulate(
+    model,
+    x,
+    params=None,
+    state=None,
+    *,
+    surrogate=None,
+    smooth=False,
+    inject=None,
+    dtype=np.float64,
+    detached=None,
+    allow_nonfinite=False,
+) -> Trace:
+    """Run ``model`` (a registry key) on the time-major input ``x`` of shape (T, ..., N).
+
+    ``params``: name -> scalar or per-neuron array (defaults from the registry).
+    ``state``: name -> initial value broadcastable to x.shape[1:].
+    ``surrogate``: a registry surrogate key the model accepts (default: its own).
+    ``smooth``: replace the forward step by the surrogate's primitive.
+    ``inject``: hardware observations for the hxtorch models, ``{"spikes", "v"}``,
+    each (T_hw, ...); time is truncated to the shortest trace.
+    ``dtype``: numpy.float64 (the reference) or numpy.float32.
+    ``detached``: a previous run's ``Trace.detached``, to hold the stop-gradient
+    values fixed (finite differences of the smooth twin).
+    """
+    run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite)
+    frozen = _check_detached(detached, run.x.dtype)
+    outputs, final, used, _ = _family(run.row).forward(
+        run.row, run.x, run.params, run.state, run.spike, run.inject, frozen
+    )
+    return Trace(run.row.key, run.surrogate, outputs, final, used)
+
+
+def _reduce_to(gradient, shape):
+    """Sum a broadcast gradient back to the shape its argument was given in."""
+    gradient = np.asarray(gradient)
+    extra = gradient.ndim - len(shape)
+    if extra > 0:
+        gradient = gradient.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and gradient.shape[i] != 1)
+    if axes:
+        gradient = gradient.sum(axis=axes, keepdims=True)
+    return np.broadcast_to(gradient, shape).copy()
+
+
+def _check_cotangents(cotangents, outputs, final, dtype):
+    if not isinstance(cotangents, Mapping):
+        raise TypeError(f"cotangents: expected a dict keyed like Trace.outputs and 'final.<var>', got {type(cotangents).__name__}")
+    targets = dict(outputs)
+    targets.update({f"final.{k}": v for k, v in final.items()})
+    for key in cotangents:
+        if key not in targets:
+            raise ValueError(f"cotangents: unknown key {key!r}; expected among: {', '.join(targets)}")
+    full = {}
+    for key, target in targets.items():
+        if key in cotangents and cotangents[key] is not None:
+            label = f"cotangents[{key!r}]"
+            value = _real_array(label, cotangents[key])
+            _check_finite(label, value, False)
+            try:
+                full[key] = np.array(np.broadcast_to(value, target.shape), dtype=dtype)
+            except ValueError:
+                raise ValueError(f"{label}: expected shape {target.shape}, got {value.shape}") from None
+        else:
+            full[key] = np.zeros(target.shape, dtype=dtype)
+    return full
+
+
+def vjp(
+    model,
+    x,
+    params,
+    state,
+    cotangents,
+    *,
+    surrogate=None,
+    smooth=False,
+    inject=None,
+    dtype=np.float64,
+    allow_nonfinite=False,
+) -> dict:
+    """Surrogate-gradient BPTT: the hand-written reverse loop of ``model``.
+
+    ``cotangents`` maps any subset of ``Trace.outputs`` keys and ``"final.<var>"``
+    to arrays of the matching shape.  Returns ``"x"`` (shape of ``x``; zero beyond
+    a truncated T), every trainable parameter by name (in the shape it was given)
+    and ``"state.<var>"`` for every initial state variable.  With ``smooth=True``
+    this is the exact gradient of the smooth twin with its stop-gradient values
+    held fixed.
+    """
+    run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite)
+    family = _family(run.row)
+    outputs, final, _, tape = family.forward(run.row, run.x, run.params, run.state, run.spike, run.inject, None)
+    cot = _check_cotangents(cotangents, outputs, final, run.x.dtype)
+    raw = family.backward(run.row, run.x, run.params, run.state, run.spike, run.inject, tape, cot)
+    full_x = np.zeros(np.shape(x), dtype=run.x.dtype)
+    full_x[: run.x.shape[0]] = raw["x"]
+    grads = {"x": full_x}
+    for name in run.row.trainable:
+        grads[name] = _reduce_to(raw[name], run.params[name].shape)
+    for var in run.row.state_names:
+        grads[f"state.{var}"] = _reduce_to(raw[f"state.{var}"], run.state_shapes[var])
+    return grads

@@ -1,0 +1,126 @@
+"""The LIF family: tether LIF and PLIF, rnnbuilder LIF and NoReset, qualia IFSRL and ATIF.
+
+One membrane ``v`` per neuron, threshold ``theta``, leak factor ``lam``.  Per step t:
+
+(1) v[t]  = lam * v+[t-1] + x[t]                 (v+[-1] is the initial state)
+(2) u[t]  = v[t] - theta
+(3) s[t]  = H(u[t])            (smooth twin: F(u[t]))
+(4) v+[t] = v[t] * (1 - sg(s[t]))                reset "zero": detached hard reset
+    v+[t] = v[t] - theta * s[t]                  reset "subtract": soft, differentiated
+    v+[t] = v[t]                                 no reset
+(5) out[t] = s[t]              (qualia.ATIF: theta * s[t])
+
+``sg`` is a stop-gradient: the detached spike is replayed from ``detached`` when
+given.  The recorded sequence is v[t] ("pre") or v+[t] ("post"); the final state
+is v+[T-1].  Per model (registry options and row):
+
+    model               lam              theta            H       reset     record
+    tether.LIF / PLIF   decay            threshold        >=      zero      pre
+    rnnbuilder.LIF      exp(-1/tau)      1                >       subtract  post
+    rnnbuilder.NoReset  exp(-1/tau)      1                >       none      post
+    qualia.IFSRL / ATIF 1                threshold        >=      subtract  post
+
+Reverse loop (adjoints written ``g``), from g v+[T-1] = cotangent of the final state:
+
+(6)  g v+[t] += cot_seq[t]                                  (record post)
+(7)  g v[t]   = g v+[t] (1 - s[t])  or  g v+[t]              (zero / otherwise)
+(8)  g s[t]   = cot_out[t] (theta for ATIF) - theta g v+[t] (the last term: subtract)
+(9)  g v[t]  += cot_seq[t] (record pre) + g s[t] f(u[t])
+(10) g x[t] = g v[t];  g v+[t-1] = lam g v[t];  g lam += g v[t] v+[t-1]
+(11) g theta += -g s[t] f(u[t]) - s[t] g v+[t] (subtract) + s[t] cot_out[t] (ATIF)
+(12) g alpha += g s[t] dF/dalpha(u[t])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _leak(row, params):
+    kind = row.options["leak"]
+    if kind == "decay":
+        return params["decay"]
+    if kind == "tau":
+        return np.exp(-1 / params["tau"])
+    return np.ones((), dtype=params["threshold"].dtype)
+
+
+def _threshold(params, dtype):
+    # rnnbuilder's threshold is the constant 1 (no parameter).
+    return params["threshold"] if "threshold" in params else np.ones((), dtype=dtype)
+
+
+def forward(row, x, params, state, spike, inject, detached):
+    lam = _leak(row, params)
+    theta = _threshold(params, x.dtype)
+    steps = x.shape[0]
+    v_pre = np.empty_like(x)
+    v_post = np.empty_like(x)
+    v_prev = np.empty_like(x)
+    u = np.empty_like(x)
+    s = np.empty_like(x)
+    reset_spike = np.empty_like(x)
+    v_plus = state["v" if "v" in state else "m"]
+    for t in range(steps):
+        v_prev[t] = v_plus
+        v = lam * v_plus + x[t]
+        u[t] = v - theta
+        s[t] = spike(u[t])
+        if row.reset == "zero":
+            reset_spike[t] = s[t] if detached is None else detached["reset_spike"][t]
+            v_plus = v * (1 - reset_spike[t])
+        elif row.reset == "subtract":
+            v_plus = v - theta * s[t]
+        else:
+            v_plus = v
+        v_pre[t] = v
+        v_post[t] = v_plus
+    var = row.state_names[0]
+    out = s * theta if row.out == "spikes*threshold" else s.copy()
+    recorded = v_pre if row.options["record"] == "pre" else v_post
+    outputs = {"out": out, var: recorded}
+    used = {"reset_spike": reset_spike} if row.reset == "zero" else {}
+    tape = {"v_prev": v_prev, "u": u, "s": s, "reset_spike": reset_spike}
+    return outputs, {var: v_plus.copy()}, used, tape
+
+
+def backward(row, x, params, state, spike, inject, tape, cot):
+    lam = _leak(row, params)
+    theta = _threshold(params, x.dtype)
+    var = row.state_names[0]
+    record_pre = row.options["record"] == "pre"
+    out_scale = theta if row.out == "spikes*threshold" else 1
+    g_x = np.zeros_like(x)
+    g_lam = np.zeros_like(x[0])
+    g_theta = np.zeros_like(x[0])
+    g_alpha = np.zeros_like(x[0])
+    g_plus = cot[f"final.{var}"].copy()
+    for t in reversed(range(x.shape[0])):
+        u, s = tape["u"][t], tape["s"][t]
+        if not record_pre:
+            g_plus = g_plus + cot[var][t]
+        g_s = cot["out"][t] * out_scale
+        if row.out == "spikes*threshold":
+            g_theta += cot["out"][t] * s
+        if row.reset == "zero":
+            g_v = g_plus * (1 - tape["reset_spike"][t])
+        elif row.reset == "subtract":
+            g_v = g_plus
+            g_s = g_s - theta * g_plus
+            g_theta -= s * g_plus
+        else:
+            g_v = g_plus
+        if record_pre:
+            g_v = g_v + cot[var][t]
+        g_u = g_s * spike.grad(u)
+        g_v = g_v + g_u
+        g_theta -= g_u
+        if spike.math.dF is not None:
+            g_alpha += g_s * spike.scale_grad(u)
+        g_x[t] = g_v
+        g_lam += g_v * tape["v_prev"][t]
+        g_plus = lam * g_v
+    grads = {"x": g_x, f"state.{var}": g_plus, "threshold": g_theta, "alpha": g_alpha}
+    if row.options["leak"] == "decay":
+        grads["decay"] = g_lam
+    return grads

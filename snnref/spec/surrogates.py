@@ -1,0 +1,153 @@
+"""Surrogate gradients: derivative ``f``, primitive ``F`` and ``dF/dscale``.
+
+A surrogate replaces the derivative of the forward step ``H(u)`` (``u`` is the
+distance to threshold) by a smooth bump ``f(u; a)``.  Its primitive ``F`` with
+``F' = f`` defines the *smooth twin* of a model (``H`` replaced by ``F``), and
+``dF/da`` is what a trainable scale ``a`` receives per spike.
+
+(1) arctan        f = a / (1 + (pi a u)^2)        F = atan(pi a u)/pi + 1/2
+                  dF/da = u / (1 + (pi a u)^2)
+(2) sigmoid       f = a s(au) (1 - s(au))         F = s(au),  s = logistic
+                  dF/da = u s(au) (1 - s(au))
+(3) fast_sigmoid  f = 1 / (1 + a|u|)^2            F = 1/2 + u / (1 + a|u|)
+                  dF/da = -u|u| / (1 + a|u|)^2
+(4) superspike    f, F as fast_sigmoid; the scale is not trainable (no dF/da)
+(5) spike_linear  f = g max(0, 1 - |u|)           F = g (u - u|u|/2) on |u| <= 1,
+                  F = +-g/2 beyond; the scale g (gradient_factor) is fixed
+
+Every function is evaluated without overflow for any finite ``u``: where the
+textbook form would square or multiply a huge number, the code switches to
+the equivalent form in ``r = 1/|u|`` (or clips an argument whose exponential
+already underflows to zero).  Both branches are computed on substituted safe
+values so that the branch not taken cannot raise a warning either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+# exp(-EXP_CUTOFF) underflows to exactly 0 in float32 and float64 alike, so
+# clipping an exponent's argument there changes no result.
+EXP_CUTOFF = 800.0
+
+
+def _split(u, limit):
+    """Masks and safe substitutes for the |u| <= limit and |u| > limit branches."""
+    small = np.abs(u) <= limit
+    u_small = np.where(small, u, 0)
+    u_large = np.where(small, 1, u)
+    return small, u_small, u_large
+
+
+def _limit(numerator, scale):
+    # A subnormal scale would overflow the quotient; inf is then the right
+    # limit (every finite u is in the small branch), so ignore that overflow.
+    with np.errstate(over="ignore"):
+        return numerator / scale
+
+
+def arctan_f(u, a):
+    small, us, ul = _split(u, _limit(1 / np.pi, a))
+    w = np.pi * a * us
+    r = (1 / np.pi) / a / ul
+    return np.where(small, a / (1 + w * w), a * (r * r) / (1 + r * r))
+
+
+def arctan_F(u, a):
+    small, us, ul = _split(u, _limit(1 / np.pi, a))
+    w = np.pi * a * us
+    r = (1 / np.pi) / a / ul
+    # atan(w) = sign(w) pi/2 - atan(1/w) for |w| > 1.
+    large = 0.5 + 0.5 * np.sign(ul) - np.arctan(r) / np.pi
+    return np.where(small, np.arctan(w) / np.pi + 0.5, large)
+
+
+def arctan_dF(u, a):
+    small, us, ul = _split(u, _limit(1 / np.pi, a))
+    w = np.pi * a * us
+    r = (1 / np.pi) / a / ul
+    # u / (1 + w^2) with u = r^-1 / (pi a): (1 / (pi a)) r / (1 + r^2).
+    return np.where(small, us / (1 + w * w), ((1 / np.pi) / a) * r / (1 + r * r))
+
+
+def _exp_neg_abs(u, a):
+    """exp(-a|u|) with the product a|u| clipped where the result is already 0."""
+    return np.exp(-np.minimum(np.abs(u), _limit(EXP_CUTOFF, a)) * a)
+
+
+def sigmoid_f(u, a):
+    e = _exp_neg_abs(u, a)
+    return a * e / ((1 + e) * (1 + e))
+
+
+def sigmoid_F(u, a):
+    e = _exp_neg_abs(u, a)
+    # Both forms divide by 1 + e <= 2, so neither can overflow.
+    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_dF(u, a):
+    e = _exp_neg_abs(u, a)
+    return u * e / ((1 + e) * (1 + e))
+
+
+def fast_sigmoid_f(u, a):
+    small, us, ul = _split(u, _limit(1.0, a))
+    d = 1 + a * np.abs(us)
+    r = 1 / np.abs(ul)
+    q = r / (r + a)
+    return np.where(small, 1 / (d * d), q * q)
+
+
+def fast_sigmoid_F(u, a):
+    small, us, ul = _split(u, _limit(1.0, a))
+    d = 1 + a * np.abs(us)
+    # u / (1 + a|u|) = sign(u) / (1/|u| + a).
+    large = 0.5 + np.sign(ul) / (1 / np.abs(ul) + a)
+    return np.where(small, 0.5 + us / d, large)
+
+
+def fast_sigmoid_dF(u, a):
+    small, us, ul = _split(u, _limit(1.0, a))
+    d = 1 + a * np.abs(us)
+    q = 1 / (1 / np.abs(ul) + a)
+    return np.where(small, -us * np.abs(us) / (d * d), -np.sign(ul) * q * q)
+
+
+def spike_linear_f(u, g):
+    return g * np.maximum(0, 1 - np.abs(u))
+
+
+def spike_linear_F(u, g):
+    inside = np.clip(u, -1, 1)
+    return g * (inside - inside * np.abs(inside) / 2)
+
+
+@dataclass(frozen=True)
+class SurrogateMath:
+    """The three functions of one surrogate; ``dF`` is None when the scale is fixed."""
+
+    f: Callable
+    F: Callable
+    dF: Optional[Callable]
+
+
+IMPLEMENTATIONS = {
+    "arctan": SurrogateMath(arctan_f, arctan_F, arctan_dF),
+    "sigmoid": SurrogateMath(sigmoid_f, sigmoid_F, sigmoid_dF),
+    "fast_sigmoid": SurrogateMath(fast_sigmoid_f, fast_sigmoid_F, fast_sigmoid_dF),
+    "superspike": SurrogateMath(fast_sigmoid_f, fast_sigmoid_F, None),
+    "spike_linear": SurrogateMath(spike_linear_f, spike_linear_F, None),
+}
+
+
+def get(key: str) -> SurrogateMath:
+    """The math of surrogate ``key``; an unknown key lists the valid ones."""
+    try:
+        return IMPLEMENTATIONS[key]
+    except (KeyError, TypeError):
+        valid = ", ".join(sorted(IMPLEMENTATIONS))
+        raise ValueError(f"surrogate: unknown name {key!r}; expected one of: {valid}") from None
