@@ -203,7 +203,8 @@ MODELS: Mapping[str, Model] = {
                 StateVar("v_v", 0.0, "pre-reset"),
                 StateVar("context", 0.0, "after the step", (0.0, 2.0)),
             ),
-            "projection", ("arctan",), {}, ">=", "zero", input_rank=4,
+            "projection", ("arctan",), {"scale_params": ("q_alpha", "k_alpha", "v_alpha")},
+            ">=", "zero", input_rank=4, input_sample=(0.4, 1.2),
         ),
         Model(
             "rnnbuilder.LIF", "lif", "rnnbuilder.snn.LIF: subtractive reset m - s, beta = exp(-1/tau)",
@@ -238,7 +239,7 @@ MODELS: Mapping[str, Model] = {
                 Param("threshold", 1.0, False, SCALAR, REAL, (0.6, 1.4)),
                 Param("gradient_factor", 0.3, False, SCALAR, POSITIVE, (0.1, 1.0)),
             ),
-            (), "spikes", ("spike_linear",), {}, ">", None,
+            (), "spikes", ("spike_linear",), {}, ">", None, input_sample=(0.8, 0.6),
         ),
         Model(
             "qualia.IFSRL", "lif", "qualia CustomNode.IFSRL: IF with soft reset by a learnable threshold",

@@ -67,6 +67,10 @@ class SpikeFunction:
         fired = u > 0 if self.strict else u >= 0
         return fired.astype(u.dtype)
 
+    def with_scale(self, scale):
+        """The same step with another scale (models with one surrogate per stage)."""
+        return SpikeFunction(self.math, scale, self.strict, self.smooth)
+
     def grad(self, u):
         return self.math.f(u, self.scale)
 
@@ -286,7 +290,8 @@ def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_no
         check_input(row, x, params)
     spike = None
     if surrogate is not None:
-        scale = params[registry.surrogate(surrogate).scale]
+        # None when the model names one scale per stage (options["scale_params"]).
+        scale = params.get(registry.surrogate(surrogate).scale)
         spike = SpikeFunction(_surrogates.get(surrogate), scale, row.spike_test == ">", bool(smooth))
     return _Run(row, surrogate, x[:steps], params, full_state, state_shapes, inject, spike, bool(smooth))
 

@@ -1,0 +1,83 @@
+"""The Adaptive family: rnnbuilder.Adaptive (Bellec et al. 2018 adaptive threshold).
+
+Membrane ``m`` and threshold increment ``r`` (both start at 0 unless given).
+The threshold is A = 1 + r; the spike compares the membrane *before* this step's
+update with it, measured in units of A; the reset subtracts A and the spike
+raises r.  ``beta = exp(-1/tau)``, ``beta_thr = exp(-1/tau_thr)``; tau, tau_thr,
+gamma and gradient_factor are fixed.  Nothing is detached: gradients flow
+through A (hence r) in the normalisation and in the reset.  Per step t, with
+m[-1], r[-1] the initial state:
+
+(1) A[t] = 1 + r[t-1]
+(2) u[t] = (m[t-1] - A[t]) / A[t]
+(3) s[t] = H(u[t])                 H strict (u > 0); smooth twin: F(u[t])
+(4) m[t] = beta m[t-1] + x[t] - s[t] A[t]
+(5) r[t] = beta_thr r[t-1] + gamma s[t]
+(6) out[t] = s[t]
+
+Recorded: m[t] (after the reset) and r[t]; the final state is m[T-1], r[T-1].
+
+Reverse loop (adjoints written ``g``), from g m[T-1], g r[T-1] = cotangents of
+the final state:
+
+(7)  g m[t] += cot_m[t];  g r[t] += cot_r[t]
+(8)  g s[t]  = cot_out[t] - A[t] g m[t] + gamma g r[t]
+(9)  g u[t]  = g s[t] f(u[t])
+(10) g x[t]  = g m[t]
+(11) g A[t]  = -s[t] g m[t] - g u[t] m[t-1] / A[t]^2        (du/dA = -m[t-1]/A^2)
+(12) g m[t-1] = beta g m[t] + g u[t] / A[t]                  (du/dm = 1/A)
+(13) g r[t-1] = beta_thr g r[t] + g A[t]
+(14) "state.m" = g m[-1];  "state.r" = g r[-1]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def forward(row, x, params, state, spike, inject, detached):
+    beta = np.exp(-1 / params["tau"])
+    beta_thr = np.exp(-1 / params["tau_thr"])
+    gamma = params["gamma"]
+    m_seq = np.empty_like(x)
+    r_seq = np.empty_like(x)
+    m_prev = np.empty_like(x)
+    big_a = np.empty_like(x)
+    u = np.empty_like(x)
+    s = np.empty_like(x)
+    m, r = state["m"], state["r"]
+    for t in range(x.shape[0]):
+        m_prev[t] = m
+        big_a[t] = 1 + r
+        # The spike reads the previous membrane, in units of the current threshold.
+        u[t] = (m - big_a[t]) / big_a[t]
+        s[t] = spike(u[t])
+        m = beta * m + x[t] - s[t] * big_a[t]
+        r = beta_thr * r + gamma * s[t]
+        m_seq[t] = m
+        r_seq[t] = r
+    outputs = {"out": s.copy(), "m": m_seq, "r": r_seq}
+    tape = {"m_prev": m_prev, "A": big_a, "u": u, "s": s}
+    return outputs, {"m": m.copy(), "r": r.copy()}, {}, tape
+
+
+def backward(row, x, params, state, spike, inject, tape, cot):
+    beta = np.exp(-1 / params["tau"])
+    beta_thr = np.exp(-1 / params["tau_thr"])
+    gamma = params["gamma"]
+    g_x = np.zeros_like(x)
+    g_m = cot["final.m"].copy()
+    g_r = cot["final.r"].copy()
+    for t in reversed(range(x.shape[0])):
+        big_a, s, m_prev = tape["A"][t], tape["s"][t], tape["m_prev"][t]
+        g_m = g_m + cot["m"][t]
+        g_r = g_r + cot["r"][t]
+        # The spike feeds the output, the reset (-A s) and the adaptation (+gamma s).
+        g_s = cot["out"][t] - big_a * g_m + gamma * g_r
+        g_u = g_s * spike.grad(tape["u"][t])
+        g_x[t] = g_m
+        # A enters the reset and the normalised distance u = m[t-1] / A - 1.
+        g_a = -s * g_m - g_u * m_prev / (big_a * big_a)
+        g_m = beta * g_m + g_u / big_a
+        g_r = beta_thr * g_r + g_a
+    return {"x": g_x, "state.m": g_m, "state.r": g_r}

@@ -1,0 +1,142 @@
+"""``snnref verify``: prove the spec right over the whole registry, on a fixed seed.
+
+For every model: the finite-difference gradient check for each accepted
+surrogate (scalar and per-neuron parameters, with and without hardware
+injection), the forward properties of ``snnref.properties`` that apply to it,
+and the float32 run against the tolerance policy.  One result per model.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from . import checks, properties, registry, spec, tolerance
+
+FD_BOUND = 1e-6  # relative error of vjp(smooth=True) against finite differences
+SEEDS_PER_PROPERTY = 3
+
+
+@dataclass
+class ModelResult:
+    model: str
+    checked: List[str] = field(default_factory=list)
+    fd_cases: int = 0
+    worst_fd: float = 0.0
+    worst_float32: float = 0.0  # worst float32 spec error, in float32 ulps
+    failures: List[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _rng(key, *salt):
+    return np.random.default_rng(zlib.crc32(repr((key,) + salt).encode()))
+
+
+def _gradient_cases(row, seed):
+    for surrogate in row.surrogates or (None,):
+        for per_neuron in (False, True):
+            for inject in (False, True) if row.inject else (False,):
+                rng = _rng(row.key, seed, surrogate, per_neuron, inject)
+                yield checks.random_case(row.key, rng, surrogate=surrogate, per_neuron=per_neuron, inject=inject)
+
+
+def _property_checks(row) -> List[tuple]:
+    """(name, check(case, rng)) for every property that applies to ``row``."""
+    found = [
+        ("split", lambda case, rng: properties.split_run(case, int(rng.integers(1, case.x.shape[0])))),
+        ("batch", lambda case, rng: properties.batch_rows(case)),
+    ]
+    if row.out in properties.SPIKING_OUTPUTS:
+        found.append(("binary", lambda case, rng: properties.binary_spikes(case)))
+    if row.reset in ("zero", "to_reset") and row.out in properties.SPIKING_OUTPUTS:
+        found.append(("reset", lambda case, rng: properties.hard_reset(_without_inject(case))))
+    if row.family in properties.LINEAR:
+        found.append(("lfilter", lambda case, rng: properties.linear_response(_linear_case(row, case))))
+    if row.inject:
+        found.append(("inject", lambda case, rng: properties.injection(case, _truncating_traces(row, case, rng))))
+    return found
+
+
+def _without_inject(case):
+    return checks.Case(case.model, case.surrogate, case.x, case.params, case.state, case.cotangents)
+
+
+def _linear_case(row, case):
+    case = _without_inject(case)
+    return properties.spike_free(case) if properties.needs_spike_free(row) else case
+
+
+def _truncating_traces(row, case, rng):
+    shape = case.x.shape[1:]
+    traces = checks.random_inject(row, rng, case.x.shape[0] + 2, shape)
+    # The shortest trace sets T: cut the first one short.
+    first = sorted(traces)[0]
+    traces[first] = traces[first][: max(1, case.x.shape[0] - 2)]
+    return traces
+
+
+def _float32_ulps(row, seed):
+    """Worst |ref32 - ref64| over outputs and gradients, in float32 ulps of each
+    quantity's scale: the baseline error the tolerance policy builds on."""
+    case = checks.random_case(row.key, _rng(row.key, seed, "float32"))
+    runs = [spec.simulate(row.key, case.x, case.params, case.state, surrogate=case.surrogate, dtype=dtype)
+            for dtype in (np.float64, np.float32)]
+    grads = [spec.vjp(row.key, case.x, case.params, case.state, case.cotangents,
+                      surrogate=case.surrogate, dtype=dtype) for dtype in (np.float64, np.float32)]
+    worst = 0.0
+    for ref64, ref32 in ((runs[0].outputs, runs[1].outputs), (grads[0], grads[1])):
+        for name in ref64:
+            if ref32[name].dtype != np.float32:
+                raise AssertionError(f"float32 run returned {name} as {ref32[name].dtype}")
+            if not np.all(np.isfinite(ref32[name])):
+                raise AssertionError(f"float32 run returned non-finite {name}")
+            unit = tolerance.POLICY["float32"].eps * max(1.0, float(np.max(np.abs(ref64[name]))))
+            worst = max(worst, float(np.max(np.abs(ref32[name] - ref64[name]))) / unit)
+    return worst
+
+
+def _attempt(result, name, check: Callable[[], Optional[float]]):
+    try:
+        return check()
+    except AssertionError as error:
+        result.failures.append(f"{name}: {str(error).strip().splitlines()[0]}")
+    except Exception as error:  # a crash is a failure of that check, reported by name
+        result.failures.append(f"{name}: {type(error).__name__}: {error}")
+    return None
+
+
+def verify_model(key: str, seed: int = 0) -> ModelResult:
+    row = registry.model(key)
+    result = ModelResult(row.key)
+    for case in _gradient_cases(row, seed):
+        report = _attempt(result, f"fd {case.surrogate}", lambda: checks.gradient_check(case, seed=seed))
+        if report is None:
+            continue
+        result.fd_cases += 1
+        result.worst_fd = max(result.worst_fd, report.worst)
+        bad = {k: f"{v:.1e}" for k, v in report.errors.items() if not v < FD_BOUND}
+        if bad:
+            result.failures.append(f"fd {case.surrogate}: relative error over {FD_BOUND:g}: {bad}")
+    result.checked.append("fd")
+    for name, check in _property_checks(row):
+        for repeat in range(SEEDS_PER_PROPERTY):
+            rng = _rng(row.key, seed, name, repeat)
+            case = checks.random_case(row.key, rng, steps=int(rng.integers(2, 12)),
+                                      per_neuron=bool(repeat % 2), inject=bool(row.inject) and repeat == 0)
+            _attempt(result, name, lambda: check(case, rng))
+        result.checked.append(name)
+    if row.refractory:
+        for ratio in (0.5, 1.0, 2.5, 3.0):
+            _attempt(result, "refractory", lambda: properties.refractory_clamp(row.key, ratio))
+        result.checked.append("refractory")
+    ulps = _attempt(result, "float32", lambda: _float32_ulps(row, seed))
+    if ulps is not None:
+        result.worst_float32 = ulps
+    result.checked.append("float32")
+    return result

@@ -1,0 +1,127 @@
+"""Bad input gets a ValueError or TypeError naming the argument and what was expected."""
+
+import numpy as np
+import pytest
+
+from snnref import spec
+
+X = np.full((4, 2, 3), 0.5)
+
+
+def raises(error, match, *args, **kwargs):
+    with pytest.raises(error, match=match):
+        spec.simulate(*args, **kwargs)
+
+
+def test_unknown_model_lists_the_valid_ones():
+    raises(ValueError, r"model: unknown name 'tether.lif'.*tether\.LIF.*hxtorch\.cuba_li", "tether.lif", X)
+
+
+def test_unknown_surrogate_lists_the_valid_ones():
+    raises(ValueError, r"surrogate: unknown name 'super_spike'.*superspike", "hxtorch.cuba_lif", X,
+           surrogate="super_spike")
+
+
+def test_surrogate_the_model_does_not_accept():
+    raises(ValueError, r"surrogate: rnnbuilder.LIF does not accept 'arctan'; it accepts: spike_linear",
+           "rnnbuilder.LIF", X, surrogate="arctan")
+    raises(ValueError, r"surrogate: hxtorch.cuba_li does not accept", "hxtorch.cuba_li", X, surrogate="superspike")
+
+
+@pytest.mark.parametrize("x,match", [
+    (np.zeros(4), r"x: expected a time-major array of shape \(T, ..., N\)"),
+    (np.zeros((0, 3)), "x: expected at least one time step"),
+    (np.zeros((4, 0)), "x: expected at least one time step"),
+])
+def test_wrong_rank_or_empty_input(x, match):
+    raises(ValueError, match, "tether.LIF", x)
+
+
+def test_attention_needs_rank_four():
+    raises(ValueError, r"x: tether.SpikingSelfAttention expects rank 4", "tether.SpikingSelfAttention", X)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_unless_opted_in(bad):
+    x = X.copy()
+    x[2, 1, 0] = bad
+    raises(ValueError, "x: expected finite values", "tether.LIF", x)
+    trace = spec.simulate("tether.LIF", x, allow_nonfinite=True)
+    assert not np.all(np.isfinite(trace.outputs["v"]))
+
+
+def test_non_numeric_input():
+    raises(TypeError, "x: expected a real numeric array", "tether.LIF", np.array([["a"]]))
+    raises(TypeError, "x: expected a real numeric array", "tether.LIF", X.astype(complex))
+
+
+def test_dtype_must_be_float32_or_float64():
+    raises(TypeError, "dtype: expected numpy.float32 or numpy.float64", "tether.LIF", X, dtype=np.float16)
+    raises(TypeError, "dtype: expected numpy.float32 or numpy.float64", "tether.LIF", X, dtype="int64")
+
+
+def test_non_broadcastable_per_neuron_parameter():
+    raises(ValueError, r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\) \(per neuron\) for N=3, got shape \(2,\)",
+           "tether.PLIF", X, {"decay": np.ones(2)})
+    raises(ValueError, r"params\['threshold'\]: .* got shape \(2, 3\)", "tether.LIF", X, {"threshold": np.ones((2, 3))})
+
+
+def test_unknown_and_missing_parameters():
+    raises(ValueError, r"params: tether.LIF has no parameter 'tau'; expected among: decay, threshold, alpha",
+           "tether.LIF", X, {"tau": 2.0})
+    x = np.zeros((2, 1, 1, 2))
+    raises(ValueError, r"params\['q_weight'\]: required by tether.SpikingSelfAttention, expected \(2, 2\)",
+           "tether.SpikingSelfAttention", x)
+
+
+@pytest.mark.parametrize("model,name,value", [
+    ("hxtorch.cuba_lif", "tau_mem", 0.0),
+    ("hxtorch.cuba_lif", "tau_syn", -1e-5),
+    ("hxtorch.cuba_lif", "dt", 0.0),
+    ("hxtorch.cuba_refractory_lif", "refractory_time", -1e-6),
+    ("rnnbuilder.LIF", "tau", 0.0),
+    ("rnnbuilder.Adaptive", "tau_thr", -5.0),
+    ("tether.LIF", "alpha", 0.0),
+])
+def test_time_constants_and_scales_must_be_positive(model, name, value):
+    raises(ValueError, rf"params\['{name}'\]: expected values >= 0|params\['{name}'\]: expected values > 0",
+           model, X, {name: value})
+
+
+def test_non_finite_parameter():
+    raises(ValueError, r"params\['decay'\]: expected finite values", "tether.LIF", X, {"decay": np.nan})
+
+
+def test_state_errors():
+    raises(ValueError, r"state: tether.LIF has no state variable 'm'; expected among: v", "tether.LIF", X, None, {"m": 0})
+    raises(ValueError, r"state\['v'\]: expected a shape that broadcasts to \(2, 3\), got \(4,\)",
+           "tether.LIF", X, None, {"v": np.zeros(4)})
+    raises(ValueError, r"state: rnnbuilder.Discontinuous has no state variable 'm'.*stateless",
+           "rnnbuilder.Discontinuous", X, None, {"m": 0})
+    raises(TypeError, "state: expected a dict", "tether.LIF", X, None, [0.0])
+
+
+def test_inject_errors():
+    raises(ValueError, r"inject: tether.LIF takes no hardware observations", "tether.LIF", X, inject={"v": X})
+    raises(ValueError, r"inject: hxtorch.cuba_li accepts 'v', got 'spikes'", "hxtorch.cuba_li", X, inject={"spikes": X})
+    raises(ValueError, r"inject\['v'\]: expected shape \(T_hw, 2, 3\) with T_hw >= 1, got \(4, 3, 2\)",
+           "hxtorch.cuba_lif", X, inject={"v": np.zeros((4, 3, 2))})
+    raises(ValueError, r"inject\['spikes'\]: expected finite values", "hxtorch.cuba_lif", X,
+           inject={"spikes": np.full((4, 2, 3), np.nan)})
+
+
+def test_cotangent_errors():
+    with pytest.raises(ValueError, match=r"cotangents: unknown key 'spikes'; expected among: out, v, final.v"):
+        spec.vjp("tether.LIF", X, None, None, {"spikes": X})
+    with pytest.raises(ValueError, match=r"cotangents\['final.v'\]: expected shape \(2, 3\), got \(4, 2, 3\)"):
+        spec.vjp("tether.LIF", X, None, None, {"final.v": X})
+
+
+def test_cooldown_rejects_input_whose_exponential_overflows():
+    x = X.copy()
+    x[0, 0, 0] = 800.0
+    with pytest.raises(ValueError, match="x"):
+        spec.simulate("rnnbuilder.Cooldown", x)
+    with pytest.raises(ValueError, match="x"):
+        spec.simulate("rnnbuilder.Cooldown", np.full((2, 1, 2), 100.0), dtype=np.float32)

@@ -1,0 +1,58 @@
+"""``snnref verify``: a table row per model, exit 0 only when every check passes."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+import snnref.spec.api as api
+from snnref import cli, registry
+
+
+def test_verify_passes_and_prints_a_row_per_model(capsys):
+    keys = ["tether.LIF", "hxtorch.cuba_refractory_lif", "rnnbuilder.Discontinuous"]
+    code = cli.main(["verify", *[arg for key in keys for arg in ("--model", key)]])
+    out = capsys.readouterr()
+    assert code == 0, out.out
+    for key in keys:
+        row = next(line for line in out.out.splitlines() if line.startswith(key))
+        assert row.endswith("PASS")
+    assert "refractory" in out.out and "3 passed, 0 failed" in out.out
+    # Progress goes to stderr while it runs.
+    assert "[ 1/3] tether.LIF" in out.err
+
+
+def test_verify_fails_on_a_wrong_backward(capsys, monkeypatch):
+    family = api._family(registry.model("tether.ALIF"))
+    original = family.backward
+
+    def wrong(*args, **kwargs):
+        grads = original(*args, **kwargs)
+        grads["decay_a"] = grads["decay_a"] * 1.01
+        return grads
+
+    monkeypatch.setattr(family, "backward", wrong)
+    code = cli.main(["verify", "--model", "tether.ALIF"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL" in out and "decay_a" in out
+
+
+def test_verify_fails_on_a_wrong_forward(capsys, monkeypatch):
+    family = api._family(registry.model("rnnbuilder.LIF"))
+    original = family.forward
+
+    def leaky(row, x, *args):
+        # An input gain off by 1e-3: the comparison with lfilter must notice.
+        return original(row, x * np.float64(1.001), *args)
+
+    monkeypatch.setattr(family, "forward", leaky)
+    assert cli.main(["verify", "--model", "rnnbuilder.LIF"]) == 1
+    assert "lfilter" in capsys.readouterr().out
+
+
+def test_unknown_model_is_a_clear_error():
+    result = subprocess.run([sys.executable, "-m", "snnref.cli", "verify", "--model", "tether.lif"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "model: unknown name 'tether.lif'; expected one of:" in result.stderr

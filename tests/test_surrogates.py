@@ -1,0 +1,141 @@
+"""Each surrogate's f is the derivative of its primitive F, and dF/dscale is the
+scale-derivative of F, by scipy.differentiate.derivative over [-1e3, 1e3]; every
+function stays finite and raises no floating-point warning for any finite input."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.differentiate import derivative
+
+from snnref import registry
+from snnref.spec import surrogates
+
+KEYS = sorted(registry.SURROGATES)
+SCALES = [0.5, 2.0, 50.0]
+# F'' jumps at these points for fast_sigmoid / superspike (0) and spike_linear
+# (0, +-1): a finite difference across a jump is not a test of f, so the grid
+# keeps away from them; the values there are checked exactly below.
+KINKS = np.array([-1.0, 0.0, 1.0])
+
+
+def grid():
+    dense = np.linspace(-5, 5, 1001) + 1e-3 * np.pi
+    tails = np.logspace(-6, 3, 120)
+    u = np.concatenate([dense, tails, -tails, [-1e3, 1e3]])
+    return u[np.min(np.abs(u[:, None] - KINKS[None, :]), axis=1) > 2e-2]
+
+
+# F(u) + F(-u) is constant (1 for the tether and hxtorch surrogates, 0 for
+# spike_linear); checked below.
+SYMMETRY = {"spike_linear": 0.0}
+
+
+def accurate_F(math):
+    """F with its right tail computed as -F(-u) (+ const): there F(u) = 1 - tiny,
+    whose difference quotients drown in rounding, while F(-u) = tiny is exact.
+    The constant does not change derivatives, and the grid stays away from 0."""
+    return lambda z, a: np.where(z > 0, -math.F(-z, a), math.F(z, a))
+
+
+def strict_fp():
+    # Underflow to zero is the correct limit in the tails and is not reported.
+    return np.errstate(over="raise", invalid="raise", divide="raise", under="ignore")
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_f_is_the_derivative_of_F(key, scale):
+    math = surrogates.get(key)
+    u = grid()
+    step = 1e-3 * np.maximum(1.0, np.abs(u))
+    result = derivative(lambda z: accurate_F(math)(z, scale), u, initial_step=step)
+    expected = math.f(u, scale)
+    assert np.all(np.isfinite(result.df))
+    # The tails of F are 1 - tiny: their difference quotients are limited by
+    # rounding of F itself, hence the absolute floor relative to max f.
+    np.testing.assert_allclose(result.df, expected, rtol=1e-7, atol=1e-9 * np.max(expected))
+
+
+@pytest.mark.parametrize("key", [k for k in KEYS if registry.SURROGATES[k].trainable_scale])
+@pytest.mark.parametrize("scale", SCALES)
+def test_dF_dscale_is_the_scale_derivative_of_F(key, scale):
+    math = surrogates.get(key)
+    u = grid()
+    result = derivative(lambda a, z: accurate_F(math)(z, a), np.full_like(u, scale), args=(u,),
+                        initial_step=1e-3 * scale)
+    expected = math.dF(u, scale)
+    assert np.all(np.isfinite(result.df))
+    np.testing.assert_allclose(result.df, expected, rtol=1e-7, atol=1e-9 * np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_primitive_is_point_symmetric(key, scale):
+    math = surrogates.get(key)
+    u = grid()
+    total = math.F(u, scale) + math.F(-u, scale)
+    np.testing.assert_allclose(total, SYMMETRY.get(key, 1.0), rtol=0, atol=4e-16)
+
+
+def test_scale_trainability_matches_the_implementation():
+    for key, row in registry.SURROGATES.items():
+        assert (surrogates.get(key).dF is not None) == row.trainable_scale, key
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_extreme_inputs_are_finite_and_warning_free(key, dtype):
+    math = surrogates.get(key)
+    info = np.finfo(dtype)
+    magnitudes = [0.0, float(info.smallest_subnormal), float(info.tiny), 1e-3, 1.0, 1e3,
+                  float(np.sqrt(info.max)), float(info.max) / 10, float(info.max)]
+    u = np.array([s * m for m in magnitudes for s in (1, -1)], dtype=dtype)
+    for scale in [dtype(1e-3), dtype(1.0), dtype(50.0), dtype(1e3)]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with strict_fp():
+                values = [math.f(u, scale), math.F(u, scale)]
+                if math.dF is not None:
+                    values.append(math.dF(u, scale))
+        for value in values:
+            assert value.dtype == dtype
+            assert np.all(np.isfinite(value)), (key, scale, value)
+        f, F = values[0], values[1]
+        assert np.all(f >= 0)
+        # F is non-decreasing in u (f >= 0), checked on the sorted inputs.
+        order = np.argsort(u, kind="stable")
+        assert np.all(np.diff(F[order]) >= 0)
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_no_warnings_on_the_dense_grid(key):
+    math = surrogates.get(key)
+    u = np.linspace(-1e3, 1e3, 200001)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with strict_fp():
+            math.f(u, 2.0), math.F(u, 2.0)
+            if math.dF is not None:
+                math.dF(u, 2.0)
+
+
+def test_values_at_the_threshold():
+    # f(0) from each formula in SPEC.md section 1, with scale a = 2:
+    assert surrogates.get("arctan").f(np.array(0.0), 2.0) == 2.0  # a / 1
+    assert surrogates.get("sigmoid").f(np.array(0.0), 2.0) == 2.0 * 0.25  # a * 1/2 * 1/2
+    assert surrogates.get("fast_sigmoid").f(np.array(0.0), 2.0) == 1.0  # 1 / 1^2
+    assert surrogates.get("superspike").f(np.array(0.0), 2.0) == 1.0
+    assert surrogates.get("spike_linear").f(np.array(0.0), 0.3) == 0.3  # g * (1 - 0)
+    # F at the threshold: 1/2 for the three tether surrogates, 0 for spike_linear.
+    for key in ("arctan", "sigmoid", "fast_sigmoid"):
+        assert surrogates.get(key).F(np.array(0.0), 2.0) == 0.5
+    assert surrogates.get("spike_linear").F(np.array(0.0), 0.3) == 0.0
+    # spike_linear saturates at +-g/2 beyond |u| = 1 and its bump ends there.
+    assert surrogates.get("spike_linear").F(np.array(7.0), 0.3) == 0.15
+    assert surrogates.get("spike_linear").f(np.array(-1.0), 0.3) == 0.0
+
+
+def test_unknown_surrogate_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="arctan.*spike_linear"):
+        surrogates.get("super_spike")
