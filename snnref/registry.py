@@ -148,14 +148,19 @@ def _cuba_params(leak: bool, reset: bool, spiking: bool, refractory: bool) -> Tu
     return tuple(rows)
 
 
+# The synaptic current integrates the input over about tau_syn/dt = 10 steps
+# before the membrane sees it: a stronger drive lets short random cases fire.
+CUBA_DRIVE = (1.0, 0.6)
+
+
 def _cuba_state(start: str, refractory: bool) -> Tuple[StateVar, ...]:
     rows = (
         StateVar("v", start, "after reset"),
         StateVar("i", 0.0, "after the step"),
     )
     if refractory:
-        # The refractory counter counts steps: draw whole-step initial values.
-        rows += (StateVar("r", 0.0, "after the step (steps left)", (0.0, 0.0)),)
+        # Steps of refractoriness left: some random cases start inside a clamp.
+        rows += (StateVar("r", 0.0, "after the step (steps left)", (0.0, 3.0)),)
     return rows
 
 
@@ -255,12 +260,14 @@ MODELS: Mapping[str, Model] = {
             "hxtorch.cuba_lif", "cuba", "hxtorch cuba_lif_integration: CUBA LIF, forward Euler",
             _cuba_params(True, True, True, False), _cuba_state("leak", False), "spikes",
             ("superspike",), {"leak": True, "spiking": True}, ">", "to_reset", ("spikes", "v"),
+            input_sample=CUBA_DRIVE,
         ),
         Model(
             "hxtorch.cuba_refractory_lif", "cuba",
             "hxtorch cuba_refractory_lif_integration: CUBA LIF with a refractory clamp",
             _cuba_params(True, True, True, True), _cuba_state("leak", True), "spikes",
             ("superspike",), {"leak": True, "spiking": True}, ">", "to_reset", ("spikes", "v"), True,
+            input_sample=CUBA_DRIVE,
         ),
         Model(
             "hxtorch.cuba_li", "cuba", "hxtorch cuba_li_integration: leaky integrator readout",
@@ -271,12 +278,14 @@ MODELS: Mapping[str, Model] = {
             "hxtorch.cuba_iaf", "cuba", "hxtorch cuba_iaf_integration: CUBA integrate-and-fire, no leak",
             _cuba_params(False, True, True, False), _cuba_state("reset", False), "spikes",
             ("superspike",), {"leak": False, "spiking": True}, ">", "to_reset", ("spikes", "v"),
+            input_sample=CUBA_DRIVE,
         ),
         Model(
             "hxtorch.cuba_refractory_iaf", "cuba",
             "hxtorch cuba_refractory_iaf_integration: CUBA IAF with a refractory clamp",
             _cuba_params(False, True, True, True), _cuba_state("reset", True), "spikes",
             ("superspike",), {"leak": False, "spiking": True}, ">", "to_reset", ("spikes", "v"), True,
+            input_sample=CUBA_DRIVE,
         ),
     )
 }

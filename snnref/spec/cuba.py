@@ -1,0 +1,232 @@
+"""The CUBA family: hxtorch's current-based LIF, IAF and LI neurons (forward Euler).
+
+State: membrane ``v``, synaptic current ``i`` and, for the refractory models, the
+refractory counter ``r`` (steps left).  ``a = dt / tau_mem``, ``b = dt / tau_syn``,
+``k = refractory_time / dt``.  ``inj(o, w)`` is a hardware injection: its value is
+the observation ``o`` and its gradient is that of the model value ``w`` (the
+offset ``o - w`` is a stop-gradient constant); without an observation it is ``w``.
+``sg`` is a stop-gradient.  Per step t, from v[t-1], i[t-1] (the initial state at
+t = 0; hxtorch starts at v = leak, or v = reset for IAF, and i = 0):
+
+(1) dv[t]  = a (leak - v[t-1] + i[t-1])         with the OLD current (LIF, LI)
+    dv[t]  = a i[t-1]                            no leak (IAF)
+(2) i[t]   = (1 - b) i[t-1] + x[t]               so x[T-1] never reaches v
+(3) w[t]   = inj(v_obs[t], v[t-1] + dv[t])
+(4) u[t]   = w[t] - threshold
+    z1[t]  = inj(z_obs[t], H(u[t]))              H strict (u > 0); smooth twin F(u)
+(5) v1[t]  = (1 - zb[t]) w[t] + zb[t] reset,  zb[t] = sg(z1[t])
+                                                 only without a membrane observation
+    v1[t]  = w[t]                                with one (the reset is skipped)
+Refractory models only, with the mask m[t] = sg([r[t-1] > 0]):
+(6) v[t]   = inj(v_obs[t], (1 - m[t]) v1[t] + m[t] reset)
+(7) z[t]   = inj(z_obs[t], (1 - m[t]) z1[t])
+(8) r[t]   = (1 - z[t]) c[t] + z[t] k,  c[t] = sg(relu(r[t-1] - m[t]))
+Otherwise v[t] = v1[t] and z[t] = z1[t].  Outputs: out[t] = z[t] (LI: out[t] = v[t],
+no spikes); the recorded sequences are v[t] (after reset and clamp), i[t] and
+r[t]; the final state is v[T-1], i[T-1], r[T-1].  r reaches later steps only
+through the mask (no gradient), but the recorded r[t] depends on z[t]
+differentiably; a spike clamps v for exactly ceil(k) following steps.
+
+Every stop-gradient value is kept per step for replay: ``reset_spike`` (zb),
+``refractory_mask`` (m), ``refractory_carry`` (c) and the injection offsets
+``inject_v``, ``inject_spikes`` (steps 3, 4) and ``inject_v_refractory``,
+``inject_spikes_refractory`` (steps 6, 7).
+
+    model                          dv (1)        spikes   refractory   v starts at
+    hxtorch.cuba_lif               leak          yes      no           leak
+    hxtorch.cuba_refractory_lif    leak          yes      yes          leak
+    hxtorch.cuba_li                leak          no       no           leak
+    hxtorch.cuba_iaf               no leak       yes      no           reset
+    hxtorch.cuba_refractory_iaf    no leak       yes      yes          reset
+
+Reverse loop (adjoints written ``g``), from g v = cotangent of the final v and
+g i = cotangent of the final i; an injection passes its adjoint to the model
+value unchanged:
+
+(9)  g v += cot_v[t] (+ cot_out[t] for LI);  g i += cot_i[t]
+(10) g z  = cot_out[t];  g r = cot_r[t] (+ cot of the final r at t = T-1)
+(11) g z += g r (k - c[t])                                      (8)
+(12) g reset += m[t] g v;  g v = (1 - m[t]) g v;  g z = (1 - m[t]) g z   (6, 7)
+(13) g reset += zb[t] g v;  g v = (1 - zb[t]) g v      (5, unless v observed)
+(14) g u = g z f(u[t]);  g v += g u;  g threshold -= g u                  (4)
+(15) g leak += a g v;  g a += g v (leak - v[t-1] + i[t-1])   (IAF: g a += g v i[t-1])
+(16) g x[t] = g i;  g b -= g i i[t-1]
+(17) g i[t-1] = (1 - b) g i + a g v;  g v[t-1] = (1 - a) g v   (IAF: g v)
+(18) g tau_mem = -g a a / tau_mem;  g tau_syn = -g b b / tau_syn
+The initial r receives no gradient: it acts only through the mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rates(params):
+    dt = params["dt"]
+    return dt / params["tau_mem"], dt / params["tau_syn"]
+
+
+class _Detached:
+    """The per-step stop-gradient values of one run: recorded, or replayed."""
+
+    def __init__(self, keys, like, replay):
+        self.replay = replay
+        if replay is None:
+            self.used = {key: np.empty_like(like) for key in keys}
+        else:
+            self.used = {key: np.array(replay[key], dtype=like.dtype) for key in keys}
+
+    def value(self, key, t, computed):
+        # A replayed run holds the stop-gradient value of the recorded run.
+        if self.replay is None:
+            self.used[key][t] = computed
+        return self.used[key][t]
+
+    def inject(self, key, t, observed, model_value):
+        """Straight-through injection: the observation forward, the model's gradient."""
+        if observed is None:
+            return model_value
+        if self.replay is None:
+            self.used[key][t] = observed[t] - model_value
+            # Assigned, not model + offset, so the observation comes back exactly.
+            return observed[t]
+        return model_value + self.used[key][t]
+
+
+def _detached_keys(row, inject):
+    keys = []
+    if row.options["spiking"] and "v" not in inject:
+        keys.append("reset_spike")
+    if row.refractory:
+        keys += ["refractory_mask", "refractory_carry"]
+    for name in inject:
+        keys.append(f"inject_{name}")
+        if row.refractory:
+            keys.append(f"inject_{name}_refractory")
+    return keys
+
+
+def forward(row, x, params, state, spike, inject, detached):
+    leaky = row.options["leak"]
+    spiking = row.options["spiking"]
+    a, b = _rates(params)
+    v_obs, z_obs = inject.get("v"), inject.get("spikes")
+    frozen = _Detached(_detached_keys(row, inject), x, detached)
+    if row.refractory:
+        # The counter's reload value, computed once for the whole run.
+        k = params["refractory_time"] / params["dt"]
+        r = state["r"]
+    steps = x.shape[0]
+    tape = {"v_prev": np.empty_like(x), "i_prev": np.empty_like(x)}
+    v_seq, i_seq = np.empty_like(x), np.empty_like(x)
+    if spiking:
+        tape["u"], z_seq = np.empty_like(x), np.empty_like(x)
+    if row.refractory:
+        r_seq = np.empty_like(x)
+    v, i = state["v"], state["i"]
+    for t in range(steps):
+        tape["v_prev"][t], tape["i_prev"][t] = v, i
+        # (1) the membrane moves with the current of the previous step.
+        dv = a * (params["leak"] - v + i) if leaky else a * i
+        # (2)
+        i = (1 - b) * i + x[t]
+        # (3)
+        w = frozen.inject("inject_v", t, v_obs, v + dv)
+        v = w
+        if spiking:
+            # (4) the surrogate sees the (possibly observed) membrane.
+            u = w - params["threshold"]
+            tape["u"][t] = u
+            z = frozen.inject("inject_spikes", t, z_obs, spike(u))
+            # (5) an observed membrane already contains the hardware's reset.
+            if v_obs is None:
+                zb = frozen.value("reset_spike", t, z)
+                v = (1 - zb) * w + zb * params["reset"]
+            if row.refractory:
+                m = frozen.value("refractory_mask", t, (r > 0).astype(x.dtype))
+                c = frozen.value("refractory_carry", t, np.maximum(r - m, 0))
+                # (6), (7)
+                v = frozen.inject("inject_v_refractory", t, v_obs, (1 - m) * v + m * params["reset"])
+                z = frozen.inject("inject_spikes_refractory", t, z_obs, (1 - m) * z)
+                # (8)
+                r = (1 - z) * c + z * k
+                r_seq[t] = r
+            z_seq[t] = z
+        v_seq[t], i_seq[t] = v, i
+    outputs = {"out": z_seq if spiking else v_seq.copy(), "v": v_seq, "i": i_seq}
+    final = {"v": np.array(v, dtype=x.dtype), "i": np.array(i, dtype=x.dtype)}
+    if row.refractory:
+        outputs["r"] = r_seq
+        final["r"] = np.array(r, dtype=x.dtype)
+        tape["k"] = k
+    tape.update(frozen.used)
+    return outputs, final, frozen.used, tape
+
+
+def backward(row, x, params, state, spike, inject, tape, cot):
+    leaky = row.options["leak"]
+    spiking = row.options["spiking"]
+    a, b = _rates(params)
+    last = x.shape[0] - 1
+    g_x = np.zeros_like(x)
+    g_leak, g_reset, g_theta, g_a, g_b = (np.zeros_like(x[0]) for _ in range(5))
+    g_v = cot["final.v"].copy()
+    g_i = cot["final.i"].copy()
+    for t in reversed(range(x.shape[0])):
+        v_prev, i_prev = tape["v_prev"][t], tape["i_prev"][t]
+        # (9)
+        g_v = g_v + cot["v"][t]
+        g_i = g_i + cot["i"][t]
+        if not spiking:
+            g_v = g_v + cot["out"][t]
+        else:
+            # (10)
+            g_z = cot["out"][t]
+            if row.refractory:
+                g_r = cot["r"][t] + (cot["final.r"] if t == last else 0)
+                m, c = tape["refractory_mask"][t], tape["refractory_carry"][t]
+                # (11)
+                g_z = g_z + g_r * (tape["k"] - c)
+                # (12)
+                g_reset += m * g_v
+                g_v = (1 - m) * g_v
+                g_z = (1 - m) * g_z
+            # (13)
+            if "v" not in inject:
+                zb = tape["reset_spike"][t]
+                g_reset += zb * g_v
+                g_v = (1 - zb) * g_v
+            # (14)
+            g_u = g_z * spike.grad(tape["u"][t])
+            g_v = g_v + g_u
+            g_theta -= g_u
+        # (15) g_v is now the adjoint of v[t-1] + dv[t].
+        if leaky:
+            g_leak += a * g_v
+            g_a += g_v * (params["leak"] - v_prev + i_prev)
+            g_v_prev = (1 - a) * g_v
+        else:
+            g_a += g_v * i_prev
+            g_v_prev = g_v
+        # (16)
+        g_x[t] = g_i
+        g_b -= g_i * i_prev
+        # (17)
+        g_i = (1 - b) * g_i + a * g_v
+        g_v = g_v_prev
+    # (18)
+    grads = {
+        "x": g_x,
+        "state.v": g_v,
+        "state.i": g_i,
+        "tau_mem": -g_a * a / params["tau_mem"],
+        "tau_syn": -g_b * b / params["tau_syn"],
+    }
+    if leaky:
+        grads["leak"] = g_leak
+    if spiking:
+        grads["reset"] = g_reset
+        grads["threshold"] = g_theta
+    if row.refractory:
+        grads["state.r"] = np.zeros_like(x[0])
+    return grads
