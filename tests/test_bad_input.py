@@ -125,3 +125,15 @@ def test_cooldown_rejects_input_whose_exponential_overflows():
         spec.simulate("rnnbuilder.Cooldown", x)
     with pytest.raises(ValueError, match="x"):
         spec.simulate("rnnbuilder.Cooldown", np.full((2, 1, 2), 100.0), dtype=np.float32)
+
+
+def test_detached_values_must_come_from_a_matching_run():
+    trace = spec.simulate("tether.LIF", X, smooth=True)
+    replay = spec.simulate("tether.LIF", X, smooth=True, detached=trace.detached)
+    np.testing.assert_array_equal(replay.outputs["out"], trace.outputs["out"])
+    with pytest.raises(ValueError, match=r"detached\['reset_spike'\]: expected shape \(3, 2, 3\)"):
+        spec.simulate("tether.LIF", X[:3], smooth=True, detached=trace.detached)
+    with pytest.raises(ValueError, match=r"detached: expected the Trace.detached .* lacks 'reset_spike'"):
+        spec.simulate("tether.LIF", X, smooth=True, detached={})
+    with pytest.raises(TypeError, match="detached: expected the dict Trace.detached"):
+        spec.simulate("tether.LIF", X, detached=[1])

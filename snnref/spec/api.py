@@ -254,12 +254,20 @@ def _check_surrogate(row, surrogate):
     return surrogate
 
 
-def _check_detached(detached, dtype):
+def _check_detached(detached, x):
     if detached is None:
         return None
     if not isinstance(detached, Mapping):
         raise TypeError(f"detached: expected the dict Trace.detached, got {type(detached).__name__}")
-    return {k: np.asarray(v, dtype=dtype) for k, v in detached.items()}
+    checked = {}
+    for key, value in detached.items():
+        array = _real_array(f"detached[{key!r}]", value)
+        # Every stop-gradient value is recorded per step and per neuron.
+        if array.shape != x.shape:
+            raise ValueError(f"detached[{key!r}]: expected shape {x.shape} (one value per step and neuron), "
+                             f"got {array.shape}")
+        checked[key] = np.array(array, dtype=x.dtype)
+    return checked
 
 
 @dataclass
@@ -322,10 +330,16 @@ def simulate(
     values fixed (finite differences of the smooth twin).
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite)
-    frozen = _check_detached(detached, run.x.dtype)
-    outputs, final, used, _ = _family(run.row).forward(
-        run.row, run.x, run.params, run.state, run.spike, run.inject, frozen
-    )
+    frozen = _check_detached(detached, run.x)
+    try:
+        outputs, final, used, _ = _family(run.row).forward(
+            run.row, run.x, run.params, run.state, run.spike, run.inject, frozen
+        )
+    except KeyError as missing:
+        if frozen is None:
+            raise
+        raise ValueError(f"detached: expected the Trace.detached of a run of the same model, "
+                         f"surrogate and injection; it lacks {missing}") from None
     return Trace(run.row.key, run.surrogate, outputs, final, used)
 
 
