@@ -4,7 +4,11 @@ Select with ``python -m pytest --hypothesis-profile=thorough``.  Every failure
 prints the falsifying example and a ``@reproduce_failure`` blob.
 """
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+import snnref.spec.api as api
+from snnref import registry
 
 settings.register_profile(
     "ci",
@@ -22,3 +26,27 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci")
+
+
+@pytest.fixture
+def plant_backward(monkeypatch):
+    """Plant a mutant into a model's hand-written backward for one test.
+
+    ``plant_backward(key, mutate)`` makes the backward of ``key`` call
+    ``mutate(grads, params, state, tape, cot)`` on its result before returning
+    it; other models of the same family are left alone.
+    """
+
+    def plant(key, mutate):
+        family = api._family(registry.model(key))
+        original = family.backward
+
+        def mutant(row, x, params, state, spike, inject, tape, cot):
+            grads = original(row, x, params, state, spike, inject, tape, cot)
+            if row.key == key:
+                mutate(grads, params, state, tape, cot)
+            return grads
+
+        monkeypatch.setattr(family, "backward", mutant)
+
+    return plant

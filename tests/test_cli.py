@@ -22,16 +22,11 @@ def test_verify_passes_and_prints_a_row_per_model(capsys):
     assert "[ 1/3] tether.LIF" in out.err
 
 
-def test_verify_fails_on_a_wrong_backward(capsys, monkeypatch):
-    family = api._family(registry.model("tether.ALIF"))
-    original = family.backward
-
-    def wrong(*args, **kwargs):
-        grads = original(*args, **kwargs)
+def test_verify_fails_on_a_wrong_backward(capsys, plant_backward):
+    def wrong(grads, params, state, tape, cot):
         grads["decay_a"] = grads["decay_a"] * 1.01
-        return grads
 
-    monkeypatch.setattr(family, "backward", wrong)
+    plant_backward("tether.ALIF", wrong)
     code = cli.main(["verify", "--model", "tether.ALIF"])
     out = capsys.readouterr().out
     assert code == 1

@@ -15,20 +15,6 @@ from snnref.spec import surrogates
 FD_BOUND = 1e-6
 
 
-def plant(monkeypatch, key, mutate):
-    """Replace the backward of ``key``'s family by ``mutate(grads, params, state, tape, cot)``."""
-    family = api._family(registry.model(key))
-    original = family.backward
-
-    def mutant(row, x, params, state, spike, inject, tape, cot):
-        grads = original(row, x, params, state, spike, inject, tape, cot)
-        if row.key == key:
-            mutate(grads, params, state, tape, cot)
-        return grads
-
-    monkeypatch.setattr(family, "backward", mutant)
-
-
 def worst(key, surrogate=None, seed=3):
     case = checks.random_case(key, np.random.default_rng(seed), surrogate=surrogate, steps=10)
     return checks.gradient_check(case).worst
@@ -54,37 +40,37 @@ def test_b1_extra_decay_on_the_final_state_gradient(monkeypatch, key):
 
 
 @pytest.mark.parametrize("key", ["tether.LIF", "tether.PLIF", "tether.ALIF"])
-def test_b2_initial_state_gradient_is_the_final_state_gradient(monkeypatch, key):
+def test_b2_initial_state_gradient_is_the_final_state_gradient(plant_backward, key):
     def b2(grads, params, state, tape, cot):
         grads["state.v"] = cot["final.v"].copy()
 
-    plant(monkeypatch, key, b2)
+    plant_backward(key, b2)
     assert worst(key) > 100 * FD_BOUND
 
 
-def test_b5_spurious_initial_adaptation_term(monkeypatch):
+def test_b5_spurious_initial_adaptation_term(plant_backward):
     def b5(grads, params, state, tape, cot):
         # g a[0] * a_init, where g a[0] is what the initial adaptation receives.
         grads["decay_a"] = grads["decay_a"] + grads["state.a"] * state["a"]
 
-    plant(monkeypatch, "tether.ALIF", b5)
+    plant_backward("tether.ALIF", b5)
     assert worst("tether.ALIF") > 100 * FD_BOUND
 
 
-def test_b12_missing_final_adaptation_term(monkeypatch):
+def test_b12_missing_final_adaptation_term(plant_backward):
     def b12(grads, params, state, tape, cot):
         grads["decay_a"] = grads["decay_a"] - cot["final.a"] * tape["a"][-1]
 
-    plant(monkeypatch, "tether.ALIF", b12)
+    plant_backward("tether.ALIF", b12)
     assert worst("tether.ALIF") > 100 * FD_BOUND
 
 
-def test_b6_attention_weights_without_gradient(monkeypatch):
+def test_b6_attention_weights_without_gradient(plant_backward):
     def b6(grads, params, state, tape, cot):
         for name in ("q_weight", "k_weight", "v_weight"):
             grads[name] = np.zeros_like(grads[name])
 
-    plant(monkeypatch, "tether.SpikingSelfAttention", b6)
+    plant_backward("tether.SpikingSelfAttention", b6)
     assert worst("tether.SpikingSelfAttention") > 100 * FD_BOUND
 
 
@@ -111,11 +97,11 @@ def test_missing_one_minus_s_in_the_reset_gradient(monkeypatch, key):
 
 
 @pytest.mark.parametrize("key", sorted(registry.MODELS))
-def test_off_by_one_time_index_in_the_backward(monkeypatch, key):
+def test_off_by_one_time_index_in_the_backward(plant_backward, key):
     def shifted(grads, params, state, tape, cot):
         grads["x"] = np.roll(grads["x"], 1, axis=0)
 
-    plant(monkeypatch, key, shifted)
+    plant_backward(key, shifted)
     assert worst(key) > 100 * FD_BOUND
 
 
