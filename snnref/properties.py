@@ -10,6 +10,8 @@ tests and ``snnref verify``.  Each check raises AssertionError with what broke.
   subtractive reset is part of the drive, so this also proves that reset rule.
 - ``injection``: injected hardware traces come back exactly and truncate T.
 - ``refractory_clamp``: clamped for exactly ceil(refractory_time / dt) steps.
+- ``teacher_forcing``: forcing a run with its own spikes reproduces it, and
+  the recorded distances to threshold agree with the spike decisions.
 """
 
 from __future__ import annotations
@@ -200,3 +202,20 @@ def refractory_clamp(key, ratio, neurons=1, steps=40):
     for t in times:
         np.testing.assert_array_equal(trace.outputs["v"][t + 1:t + 1 + clamp, 0, 0], reset,
                                       err_msg=f"{key}: membrane during the clamp after step {t}")
+
+
+def teacher_forcing(case):
+    row = registry.model(case.model)
+    trace = run(case)
+    spikes = _spikes(row, case, trace)
+    forced = spec.simulate(case.model, case.x, case.params, case.state, surrogate=case.surrogate,
+                           inject=case.inject, force_spikes=spikes)
+    for key in trace.outputs:
+        np.testing.assert_array_equal(forced.outputs[key], trace.outputs[key], err_msg=f"{case.model} {key}")
+    np.testing.assert_array_equal(forced.distance, trace.distance, err_msg=f"{case.model} distance")
+    decided = trace.distance > 0 if row.spike_test == ">" else trace.distance >= 0
+    if row.refractory or (case.inject and "spikes" in case.inject):
+        # A refractory clamp or an injected spike train overrides the decision:
+        # only where the output is the model's own decision must they agree.
+        return
+    np.testing.assert_array_equal(spikes, decided.astype(spikes.dtype), err_msg=f"{case.model} decisions")

@@ -137,3 +137,16 @@ def test_detached_values_must_come_from_a_matching_run():
         spec.simulate("tether.LIF", X, smooth=True, detached={})
     with pytest.raises(TypeError, match="detached: expected the dict Trace.detached"):
         spec.simulate("tether.LIF", X, detached=[1])
+
+
+def test_force_spikes_errors():
+    with pytest.raises(ValueError, match=r"force_spikes: expected the spike train's shape \(4, 2, 3\), got \(3, 2, 3\)"):
+        spec.simulate("tether.LIF", X, force_spikes=np.zeros((3, 2, 3)))
+    with pytest.raises(ValueError, match="force_spikes: hxtorch.cuba_li has no spike output"):
+        spec.simulate("hxtorch.cuba_li", X, force_spikes=np.zeros_like(X))
+    with pytest.raises(ValueError, match="force_spikes: tether.SpikingSelfAttention has no spike output"):
+        spec.simulate("tether.SpikingSelfAttention", np.zeros((2, 1, 1, 2)), {
+            n: np.eye(2) for n in ("q_weight", "k_weight", "v_weight", "proj_weight")} | {"proj_bias": np.zeros(2)},
+            force_spikes=np.zeros((2, 1, 1, 2)))
+    with pytest.raises(ValueError, match="force_spikes: teacher forcing replaces H"):
+        spec.simulate("tether.LIF", X, smooth=True, force_spikes=np.zeros_like(X))

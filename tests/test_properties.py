@@ -81,6 +81,11 @@ def test_injected_traces_come_back_exactly_and_truncate_time(case, data):
     properties.injection(case, inject)
 
 
+@given(cases(keys=[k for k in SPIKING if registry.MODELS[k].out != "projection"]))
+def test_teacher_forcing_with_its_own_spikes_reproduces_the_run(case):
+    properties.teacher_forcing(case)
+
+
 @given(st.sampled_from(REFRACTORY), st.floats(0.2, 6.0), st.integers(1, 3))
 def test_refractory_clamp_lasts_ceil_refractory_time_over_dt(key, ratio, neurons):
     properties.refractory_clamp(key, ratio, neurons)

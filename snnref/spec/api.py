@@ -36,7 +36,10 @@ class Trace:
     ``outputs["out"]`` is the model's main output and ``outputs[var]`` the per-step
     sequence of each state variable, time-major.  ``final_state[var]`` is the state
     after the last step.  ``detached`` holds the values of the stop-gradient
-    quantities, for replay through ``simulate(..., detached=...)``.
+    quantities, for replay through ``simulate(..., detached=...)``.  ``distance``
+    is the distance to threshold ``u`` of every spike decision, laid out like the
+    spikes (None for a model without one decision per neuron-step): it tells
+    how close to threshold each decision was.
     """
 
     model: str
@@ -44,6 +47,7 @@ class Trace:
     outputs: Dict[str, np.ndarray]
     final_state: Dict[str, np.ndarray]
     detached: Dict[str, np.ndarray]
+    distance: Optional[np.ndarray] = None
 
 
 class SpikeFunction:
@@ -53,23 +57,41 @@ class SpikeFunction:
     surrogate's primitive ``F(u)`` for the smooth twin.  ``grad(u)`` is the
     surrogate derivative ``f(u)`` used in both modes; ``scale_grad(u)`` is
     ``dF/dscale``, the gradient of a trainable scale.
+
+    Every decision's ``u`` is recorded in call order.  With ``forced`` (a spike
+    train, flattened in call order) the step returns those spikes instead of
+    deciding: teacher forcing.
     """
 
-    def __init__(self, math, scale, strict: bool, smooth: bool):
+    def __init__(self, math, scale, strict: bool, smooth: bool, forced=None):
         self.math = math
         self.scale = scale
         self.strict = strict
         self.smooth = smooth
+        self.forced = forced
+        self.consumed = 0
+        self.distances = []
 
     def __call__(self, u):
+        self.distances.append(np.array(u, copy=True))
+        if self.forced is not None:
+            taken = self.forced[self.consumed:self.consumed + u.size]
+            self.consumed += u.size
+            return taken.reshape(u.shape).astype(u.dtype)
         if self.smooth:
             return self.math.F(u, self.scale)
         fired = u > 0 if self.strict else u >= 0
         return fired.astype(u.dtype)
 
+    def distance(self, shape):
+        """The recorded decisions laid out as ``shape``, or None if they do not fit it."""
+        flat = [d.reshape(-1) for d in self.distances]
+        total = sum(d.size for d in flat)
+        return np.concatenate(flat).reshape(shape) if flat and total == int(np.prod(shape)) else None
+
     def with_scale(self, scale):
         """The same step with another scale (models with one surrogate per stage)."""
-        return SpikeFunction(self.math, scale, self.strict, self.smooth)
+        return SpikeFunction(self.math, scale, self.strict, self.smooth, self.forced)
 
     def grad(self, u):
         return self.math.f(u, self.scale)
@@ -283,7 +305,21 @@ class _Run:
     smooth: bool
 
 
-def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite):
+def _check_forced(row, forced, x, smooth):
+    if forced is None:
+        return None
+    if row.out not in ("spikes", "spikes*threshold"):
+        raise ValueError(f"force_spikes: {row.key} has no spike output to force")
+    if smooth:
+        raise ValueError("force_spikes: teacher forcing replaces H, which the smooth twin does not use")
+    array = _real_array("force_spikes", forced)
+    if array.shape != x.shape:
+        raise ValueError(f"force_spikes: expected the spike train's shape {x.shape}, got {array.shape}")
+    _check_finite("force_spikes", array, False)
+    return np.array(array, dtype=x.dtype).reshape(-1)
+
+
+def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes=None):
     row = registry.model(model)
     dtype = _check_dtype(dtype)
     surrogate = _check_surrogate(row, surrogate)
@@ -300,7 +336,10 @@ def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_no
     if surrogate is not None:
         # None when the model names one scale per stage (options["scale_params"]).
         scale = params.get(registry.surrogate(surrogate).scale)
-        spike = SpikeFunction(_surrogates.get(surrogate), scale, row.spike_test == ">", bool(smooth))
+        forced = _check_forced(row, force_spikes, x[:steps], smooth)
+        spike = SpikeFunction(_surrogates.get(surrogate), scale, row.spike_test == ">", bool(smooth), forced)
+    elif force_spikes is not None:
+        raise ValueError(f"force_spikes: {row.key} has no spike output to force")
     return _Run(row, surrogate, x[:steps], params, full_state, state_shapes, inject, spike, bool(smooth))
 
 
@@ -315,6 +354,7 @@ def simulate(
     inject=None,
     dtype=np.float64,
     detached=None,
+    force_spikes=None,
     allow_nonfinite=False,
 ) -> Trace:
     """Run ``model`` (a registry key) on the time-major input ``x`` of shape (T, ..., N).
@@ -328,8 +368,10 @@ def simulate(
     ``dtype``: numpy.float64 (the reference) or numpy.float32.
     ``detached``: a previous run's ``Trace.detached``, to hold the stop-gradient
     values fixed (finite differences of the smooth twin).
+    ``force_spikes``: teacher forcing: a spike train of x's shape used in place of
+    the model's own decisions (``Trace.distance`` still records each ``u``).
     """
-    run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite)
+    run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     frozen = _check_detached(detached, run.x)
     try:
         outputs, final, used, _ = _family(run.row).forward(
@@ -340,7 +382,8 @@ def simulate(
             raise
         raise ValueError(f"detached: expected the Trace.detached of a run of the same model, "
                          f"surrogate and injection; it lacks {missing}") from None
-    return Trace(run.row.key, run.surrogate, outputs, final, used)
+    distance = None if run.spike is None else run.spike.distance(run.x.shape)
+    return Trace(run.row.key, run.surrogate, outputs, final, used, distance)
 
 
 def _reduce_to(gradient, shape):
@@ -389,6 +432,7 @@ def vjp(
     smooth=False,
     inject=None,
     dtype=np.float64,
+    force_spikes=None,
     allow_nonfinite=False,
 ) -> dict:
     """Surrogate-gradient BPTT: the hand-written reverse loop of ``model``.
@@ -398,9 +442,9 @@ def vjp(
     a truncated T), every trainable parameter by name (in the shape it was given)
     and ``"state.<var>"`` for every initial state variable.  With ``smooth=True``
     this is the exact gradient of the smooth twin with its stop-gradient values
-    held fixed.
+    held fixed.  ``force_spikes``: the gradient along a teacher-forced trajectory.
     """
-    run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite)
+    run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     family = _family(run.row)
     outputs, final, _, tape = family.forward(run.row, run.x, run.params, run.state, run.spike, run.inject, None)
     cot = _check_cotangents(cotangents, outputs, final, run.x.dtype)
