@@ -1,0 +1,142 @@
+"""Torch path of the LIF family (tether LIF/PLIF, rnnbuilder LIF/NoReset, qualia IFSRL/ATIF).
+
+A membrane v with leak factor lam and threshold theta; per step t, from the
+membrane after the previous reset p (the initial state at t = 0):
+
+    v = lam p + x[t];  s = H(v - theta);  p = v (1 - sg(s)) | v - theta s | v
+
+(hard reset to 0 with the spike detached | soft subtractive reset | none).
+``_Scan`` is one autograd Function for the whole sequence.  Its forward keeps
+the pre-reset membrane (one value per neuron-step) and the spikes as bytes;
+everything else the backward needs (the post-reset membrane, the distance to
+threshold, the smooth twin's spike) is recomputed from those two in the
+reverse scan.  The leak comes in as a tensor, so rnnbuilder's exp(-1/tau) and
+qualia's 1 are ordinary autograd outside the scan.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from .surrogates import Step
+
+
+class Config(NamedTuple):
+    reset: object  # "zero", "subtract" or None
+    record_pre: bool
+    step: Step
+    replay: bool  # detached reset spikes supplied by the caller
+
+
+def _post_reset(config, v, spike, reset_spike, theta):
+    if config.reset == "zero":
+        return v * (1 - reset_spike)
+    if config.reset == "subtract":
+        return v - theta * spike
+    return v
+
+
+class _Scan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, lam, theta, scale, replayed, config):
+        step = config.step.with_scale(scale)
+        v_pre = torch.empty_like(x)
+        spikes = torch.empty_like(x)
+        recorded = v_pre if config.record_pre else torch.empty_like(x)
+        p = v0
+        for t in range(x.shape[0]):
+            v = p + x[t] if lam is None else lam * p + x[t]
+            s = step(v - theta)
+            p = _post_reset(config, v, s, replayed[t] if config.replay else s, theta)
+            v_pre[t], spikes[t] = v, s
+            if not config.record_pre:
+                recorded[t] = p
+        # Saved: the pre-reset membrane, and the spikes as bytes (as floats
+        # only for the smooth twin, whose spikes are not 0/1).
+        saved_spikes = spikes if config.step.smooth else spikes.to(torch.uint8)
+        ctx.save_for_backward(v0, lam, theta, scale, v_pre, saved_spikes, replayed)
+        ctx.config = config
+        return spikes, recorded, p.clone()
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_recorded, g_final):
+        v0, lam, theta, scale, v_pre, saved_spikes, replayed = ctx.saved_tensors
+        config = ctx.config
+        step = config.step.with_scale(scale)
+        g_x = torch.empty_like(v_pre)
+        g_lam = torch.zeros_like(v0)
+        g_theta = torch.zeros_like(v0)
+        g_scale = torch.zeros_like(v0)
+        g_p = g_final.clone()
+
+        def spike_and_reset(t):
+            s = saved_spikes[t].to(v_pre.dtype)
+            return s, (replayed[t] if config.replay else s)
+
+        for t in reversed(range(v_pre.shape[0])):
+            u = v_pre[t] - theta
+            s, r = spike_and_reset(t)
+            if not config.record_pre:
+                g_p = g_p + g_recorded[t]
+            g_s = g_spikes[t]
+            if config.reset == "zero":
+                g_v = g_p * (1 - r)
+            elif config.reset == "subtract":
+                g_v = g_p
+                g_s = g_s - theta * g_p
+                g_theta -= s * g_p
+            else:
+                g_v = g_p
+            if config.record_pre:
+                g_v = g_v + g_recorded[t]
+            g_u = g_s * step.grad(u)
+            g_v = g_v + g_u
+            g_theta -= g_u
+            if step.scale_trainable:
+                g_scale += g_s * step.scale_grad(u)
+            g_x[t] = g_v
+            # The membrane this step started from, recomputed as the forward did.
+            p_before = _post_reset(config, v_pre[t - 1], *spike_and_reset(t - 1), theta) if t > 0 else v0
+            if lam is None:
+                g_p = g_v
+            else:
+                g_lam += g_v * p_before
+                g_p = lam * g_v
+        return (
+            g_x,
+            g_p,
+            None if lam is None else g_lam.sum_to_size(lam.shape),
+            g_theta.sum_to_size(theta.shape),
+            g_scale.sum_to_size(scale.shape) if step.scale_trainable else None,
+            None,
+            None,
+        )
+
+
+def _leak(row, params):
+    kind = row.options["leak"]
+    if kind == "decay":
+        return params["decay"]
+    if kind == "tau":
+        return torch.exp(-1 / params["tau"])
+    return None
+
+
+def run(row, x, params, state, surrogate, inject, smooth, detached):
+    scale_name = "alpha" if "alpha" in params else "gradient_factor"
+    step = Step(surrogate, None, row.spike_test == ">", smooth)
+    theta = params.get("threshold", torch.ones((), dtype=x.dtype, device=x.device))
+    var = row.state_names[0]
+    replay = detached is not None and row.reset == "zero"
+    replayed = detached["reset_spike"] if replay else None
+    config = Config(row.reset, row.options["record"] == "pre", step, replay)
+    spikes, recorded, final = _Scan.apply(
+        x, state[var], _leak(row, params), theta, params[scale_name], replayed, config
+    )
+    out = spikes * theta if row.out == "spikes*threshold" else spikes
+    used = {}
+    if row.reset == "zero":
+        used["reset_spike"] = replayed if replay else spikes.detach()
+    return {"out": out, var: recorded}, {var: final}, used
