@@ -1,9 +1,11 @@
-"""``snnref verify``: prove the spec right over the whole registry, on a fixed seed.
+"""``snnref verify``: prove the spec right, and each backend equal to it, on a fixed seed.
 
-For every model: the finite-difference gradient check for each accepted
-surrogate (scalar and per-neuron parameters, with and without hardware
-injection), the forward properties of ``snnref.properties`` that apply to it,
-and the float32 run against the tolerance policy.  One result per model.
+Backend "spec", for every model: the finite-difference gradient check for each
+accepted surrogate (scalar and per-neuron parameters, with and without
+hardware injection), the forward properties of ``snnref.properties`` that
+apply to it, and the float32 run.  Backend "torch": ``snnref.equivalence`` in
+float64 and float32, contiguous and strided input, every accepted surrogate,
+and gradcheck on the smooth twin.  One result per model and backend.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ SEEDS_PER_PROPERTY = 3
 @dataclass
 class ModelResult:
     model: str
+    backend: str = "spec"
     checked: List[str] = field(default_factory=list)
     fd_cases: int = 0
-    worst_fd: float = 0.0
-    worst_float32: float = 0.0  # worst float32 spec error, in float32 ulps
+    worst_fd: float = 0.0  # spec: worst FD relative error; torch: worst fraction of the budget
+    worst_float32: float = 0.0  # spec: worst float32 error in ulps; torch: spike flips explained
     failures: List[str] = field(default_factory=list)
 
     @property
@@ -139,4 +142,32 @@ def verify_model(key: str, seed: int = 0) -> ModelResult:
     if ulps is not None:
         result.worst_float32 = ulps
     result.checked.append("float32")
+    return result
+
+
+def verify_backend(key: str, backend: str, seed: int = 0) -> ModelResult:
+    """A production backend against the spec (``snnref.equivalence``) and gradcheck."""
+    import torch
+
+    from . import equivalence, gradcheck
+
+    row = registry.model(key)
+    result = ModelResult(row.key, backend)
+    for case in _gradient_cases(row, seed):
+        for dtype in (torch.float64, torch.float32):
+            for contiguous in (True, False):
+                name = f"{str(dtype)[6:]} {case.surrogate}{'' if contiguous else ' strided'}"
+                report = _attempt(result, name, lambda: equivalence.compare(case, backend, dtype,
+                                                                            contiguous=contiguous))
+                if report is None:
+                    continue
+                result.fd_cases += 1
+                result.worst_fd = max(result.worst_fd, report.worst)
+                result.worst_float32 += report.flips
+                result.failures += [f"{name}: {failure}" for failure in report.failures]
+    result.checked += ["float64", "float32", "strided"]
+    case = checks.random_case(row.key, _rng(row.key, seed, "gradcheck"), steps=4, neurons=3,
+                              inject=bool(row.inject))
+    if _attempt(result, "gradcheck", lambda: gradcheck.smooth_twin_gradcheck(case, backend)) is not None:
+        result.checked.append("gradcheck")
     return result

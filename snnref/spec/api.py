@@ -386,7 +386,7 @@ def simulate(
     return Trace(run.row.key, run.surrogate, outputs, final, used, distance)
 
 
-def _reduce_to(gradient, shape):
+def reduce_to(gradient, shape):
     """Sum a broadcast gradient back to the shape its argument was given in."""
     gradient = np.asarray(gradient)
     extra = gradient.ndim - len(shape)
@@ -453,7 +453,7 @@ def vjp(
     full_x[: run.x.shape[0]] = raw["x"]
     grads = {"x": full_x}
     for name in run.row.trainable:
-        grads[name] = _reduce_to(raw[name], run.params[name].shape)
+        grads[name] = reduce_to(raw[name], run.params[name].shape)
     for var in run.row.state_names:
-        grads[f"state.{var}"] = _reduce_to(raw[f"state.{var}"], run.state_shapes[var])
+        grads[f"state.{var}"] = reduce_to(raw[f"state.{var}"], run.state_shapes[var])
     return grads
