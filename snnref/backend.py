@@ -43,7 +43,7 @@ def _check_x(row, x, allow_nonfinite):
         raise ValueError(f"x: expected a time-major tensor of shape (T, ..., N), got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"x: expected at least one time step and one neuron, got shape {tuple(x.shape)}")
-    if not allow_nonfinite and not bool(torch.isfinite(x).all()):
+    if not allow_nonfinite and not bool(torch.isfinite(x.detach()).all()):
         raise ValueError("x: expected finite values, found NaN or inf (pass allow_nonfinite=True to compute anyway)")
 
 

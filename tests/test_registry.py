@@ -148,3 +148,9 @@ def test_kernels_install_as_snnref_kernels_only():
     assert config["package-dir"] == {"snnref.kernels": "kernels"}
     assert "kernels" not in config["packages"] and "snnref.kernels" in config["packages"]
     importlib.import_module("snnref.kernels")
+
+
+def test_every_package_is_in_the_explicit_list():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "snnref").rglob("__init__.py")}
+    assert found | {"snnref.kernels"} == set(config["packages"])
