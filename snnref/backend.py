@@ -28,6 +28,16 @@ def _family(row):
     return importlib.import_module(f"{__package__}.ops.{row.family}")
 
 
+def _finite(tensor) -> bool:
+    """All values finite, by two reductions: NaN and +-inf reach the max or the
+    min, and no tensor of the input's size is allocated (an elementwise
+    isfinite over a long input costs more than the simulation's arithmetic)."""
+    if tensor.numel() == 0:
+        return True
+    tensor = tensor.detach()
+    return bool(torch.isfinite(tensor.amax())) and bool(torch.isfinite(tensor.amin()))
+
+
 def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
@@ -43,7 +53,7 @@ def _check_x(row, x, allow_nonfinite):
         raise ValueError(f"x: expected a time-major tensor of shape (T, ..., N), got shape {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"x: expected at least one time step and one neuron, got shape {tuple(x.shape)}")
-    if not allow_nonfinite and not bool(torch.isfinite(x.detach()).all()):
+    if not allow_nonfinite and not _finite(x):
         raise ValueError("x: expected finite values, found NaN or inf (pass allow_nonfinite=True to compute anyway)")
 
 
@@ -101,7 +111,7 @@ def _check_params(row, params, x, allow_nonfinite):
         if not _shape_ok(param, tuple(value.shape), n):
             raise ValueError(f"{label}: expected {_expected(param, n)} for N={n}, got shape {tuple(value.shape)}")
         detached = value.detach()
-        if not allow_nonfinite and not bool(torch.isfinite(detached).all()):
+        if not allow_nonfinite and not _finite(detached):
             raise ValueError(f"{label}: expected finite values")
         if param.domain == registry.POSITIVE and not bool((detached > 0).all()):
             raise ValueError(f"{label}: expected values > 0, got {detached.tolist()}")
@@ -125,7 +135,7 @@ def _check_state(row, state, params, x, allow_nonfinite):
         label = f"state[{var.name!r}]"
         if var.name in state:
             value = _as_tensor(label, state[var.name], x)
-            if not allow_nonfinite and not bool(torch.isfinite(value.detach()).all()):
+            if not allow_nonfinite and not _finite(value):
                 raise ValueError(f"{label}: expected finite values")
         elif isinstance(var.initial, str):
             # hxtorch starts the membrane at a parameter: autograd then sums the
@@ -158,7 +168,7 @@ def _check_inject(row, inject, x, allow_nonfinite):
         if value.dim() != x.dim() or value.shape[1:] != x.shape[1:] or value.shape[0] < 1:
             raise ValueError(f"{label}: expected shape (T_hw, {', '.join(map(str, x.shape[1:]))}) with T_hw >= 1, "
                              f"got {tuple(value.shape)}")
-        if not allow_nonfinite and not bool(torch.isfinite(value).all()):
+        if not allow_nonfinite and not _finite(value):
             raise ValueError(f"{label}: expected finite values")
         checked[name] = value.detach()
     steps = min([x.shape[0]] + [v.shape[0] for v in checked.values()])

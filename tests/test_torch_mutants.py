@@ -18,8 +18,11 @@ def cases(key, exact_threshold, surrogate=None):
         case = checks.random_case(key, rng, steps=12, batch=2, neurons=4, random_state=False,
                                   surrogate=surrogate)
         case.x = rng.integers(0, 5, case.x.shape) / 4.0
-        if "decay" in case.params:
-            case.params["decay"] = np.asarray(0.5)
+        for leak in ("decay", "decay_v"):
+            if leak in case.params:
+                case.params[leak] = np.asarray(0.5)
+        if "beta" in case.params:
+            case.params["beta"] = np.asarray(0.0)
         if "threshold" in case.params:
             case.params["threshold"] = np.full(np.shape(case.params["threshold"]), 1.0)
         if row.family == "cuba":

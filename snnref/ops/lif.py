@@ -7,10 +7,10 @@ membrane after the previous reset p (the initial state at t = 0):
 
 (hard reset to 0 with the spike detached | soft subtractive reset | none).
 ``_Scan`` is one autograd Function for the whole sequence.  Its forward keeps
-the pre-reset membrane (one value per neuron-step) and the spikes as bytes;
-everything else the backward needs (the post-reset membrane, the distance to
-threshold, the smooth twin's spike) is recomputed from those two in the
-reverse scan.  The leak comes in as a tensor, so rnnbuilder's exp(-1/tau) and
+the pre-reset membrane (one value per neuron-step, which is also the recorded
+output for tether) and the spikes as bytes; everything else the backward
+needs (the post-reset membrane, the distance to threshold) is recomputed from
+those two in the reverse scan, which computes only the gradients asked for.  The leak comes in as a tensor, so rnnbuilder's exp(-1/tau) and
 qualia's 1 are ordinary autograd outside the scan.
 """
 
@@ -39,25 +39,37 @@ def _post_reset(config, v, spike, reset_spike, theta):
 
 
 class _Scan(torch.autograd.Function):
+    """Inputs (x, v0, lam, theta, scale, replayed, config); lam is None for no leak."""
+
     @staticmethod
     def forward(ctx, x, v0, lam, theta, scale, replayed, config):
         step = config.step.with_scale(scale)
         v_pre = torch.empty_like(x)
         spikes = torch.empty_like(x)
         recorded = v_pre if config.record_pre else torch.empty_like(x)
+        # H(v - theta) as bytes: v >= theta exactly when the rounded v - theta >= 0.
+        fired = None if step.smooth else torch.empty(x.shape, dtype=torch.bool, device=x.device)
         p = v0
         for t in range(x.shape[0]):
-            v = p + x[t] if lam is None else lam * p + x[t]
-            s = step(v - theta)
-            p = _post_reset(config, v, s, replayed[t] if config.replay else s, theta)
-            v_pre[t], spikes[t] = v, s
+            v = v_pre[t]
+            # Written in place in the output; the same roundings as lam * p + x[t].
+            if lam is None:
+                torch.add(p, x[t], out=v)
+            else:
+                torch.mul(p, lam, out=v).add_(x[t])
+            if step.smooth:
+                spikes[t] = step(v - theta)
+            else:
+                (torch.gt if step.strict else torch.ge)(v, theta, out=fired[t])
+                spikes[t] = fired[t]
+            p = _post_reset(config, v, spikes[t], replayed[t] if config.replay else spikes[t], theta)
             if not config.record_pre:
                 recorded[t] = p
-        # Saved: the pre-reset membrane, and the spikes as bytes (as floats
-        # only for the smooth twin, whose spikes are not 0/1).
-        saved_spikes = spikes if config.step.smooth else spikes.to(torch.uint8)
-        ctx.save_for_backward(v0, lam, theta, scale, v_pre, saved_spikes, replayed)
+        # Saved: the pre-reset membrane and the spikes as bytes (floats only for
+        # the smooth twin, whose spikes are not 0/1).
+        ctx.save_for_backward(v0, lam, theta, scale, v_pre, spikes if step.smooth else fired, replayed)
         ctx.config = config
+        ctx.set_materialize_grads(False)
         return spikes, recorded, p.clone()
 
     @staticmethod
@@ -65,51 +77,58 @@ class _Scan(torch.autograd.Function):
         v0, lam, theta, scale, v_pre, saved_spikes, replayed = ctx.saved_tensors
         config = ctx.config
         step = config.step.with_scale(scale)
+        _, _, want_lam, want_theta, want_scale, _, _ = ctx.needs_input_grad
+        want_scale = want_scale and step.scale_trainable
+        zero = torch.zeros_like(v_pre[0])
         g_x = torch.empty_like(v_pre)
-        g_lam = torch.zeros_like(v0)
-        g_theta = torch.zeros_like(v0)
-        g_scale = torch.zeros_like(v0)
-        g_p = g_final.clone()
+        g_lam, g_theta, g_scale = zero.clone(), zero.clone(), zero.clone()
+        g_p = zero.clone() if g_final is None else g_final.clone()
 
         def spike_and_reset(t):
             s = saved_spikes[t].to(v_pre.dtype)
             return s, (replayed[t] if config.replay else s)
 
         for t in reversed(range(v_pre.shape[0])):
-            u = v_pre[t] - theta
             s, r = spike_and_reset(t)
-            if not config.record_pre:
+            if g_recorded is not None and not config.record_pre:
                 g_p = g_p + g_recorded[t]
-            g_s = g_spikes[t]
+            g_s = zero if g_spikes is None else g_spikes[t]
             if config.reset == "zero":
                 g_v = g_p * (1 - r)
             elif config.reset == "subtract":
                 g_v = g_p
                 g_s = g_s - theta * g_p
-                g_theta -= s * g_p
+                if want_theta:
+                    g_theta.addcmul_(s, g_p, value=-1)
             else:
                 g_v = g_p
-            if config.record_pre:
+            if g_recorded is not None and config.record_pre:
                 g_v = g_v + g_recorded[t]
-            g_u = g_s * step.grad(u)
+            u = v_pre[t] - theta
+            if want_scale:
+                f, dF = step.grads(u)
+                g_scale.addcmul_(g_s, dF)
+            else:
+                f = step.grad(u)
+            g_u = g_s * f
             g_v = g_v + g_u
-            g_theta -= g_u
-            if step.scale_trainable:
-                g_scale += g_s * step.scale_grad(u)
+            if want_theta:
+                g_theta.sub_(g_u)
             g_x[t] = g_v
-            # The membrane this step started from, recomputed as the forward did.
-            p_before = _post_reset(config, v_pre[t - 1], *spike_and_reset(t - 1), theta) if t > 0 else v0
             if lam is None:
                 g_p = g_v
-            else:
-                g_lam += g_v * p_before
-                g_p = lam * g_v
+                continue
+            if want_lam:
+                # The membrane this step started from, recomputed as the forward did.
+                p_before = _post_reset(config, v_pre[t - 1], *spike_and_reset(t - 1), theta) if t > 0 else v0
+                g_lam.addcmul_(g_v, p_before)
+            g_p = lam * g_v
         return (
             g_x,
             g_p,
-            None if lam is None else g_lam.sum_to_size(lam.shape),
-            g_theta.sum_to_size(theta.shape),
-            g_scale.sum_to_size(scale.shape) if step.scale_trainable else None,
+            g_lam.sum_to_size(lam.shape) if want_lam else None,
+            g_theta.sum_to_size(theta.shape) if want_theta else None,
+            g_scale.sum_to_size(scale.shape) if want_scale else None,
             None,
             None,
         )

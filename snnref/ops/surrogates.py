@@ -68,17 +68,35 @@ def _linear_F(u, g):
     return g * (c - c * c.abs() / 2)
 
 
+def _arctan_both(u, a):
+    w = math.pi * a * u
+    d = 1 + w * w
+    return a / d, u / d
+
+
+def _sigmoid_both(u, a):
+    s = torch.sigmoid(a * u)
+    bump = s * (1 - s)
+    return a * bump, u * bump
+
+
+def _fast_both(u, a):
+    return _fast_f(u, a), _fast_dF(u, a)
+
+
 @dataclass(frozen=True)
 class Surrogate:
     f: Callable
     F: Callable
     dF: Optional[Callable]
+    # f and dF together, sharing their common subexpression (the backward's hot path).
+    both: Optional[Callable] = None
 
 
 SURROGATES = {
-    "arctan": Surrogate(_arctan_f, _arctan_F, _arctan_dF),
-    "sigmoid": Surrogate(_sigmoid_f, _sigmoid_F, _sigmoid_dF),
-    "fast_sigmoid": Surrogate(_fast_f, _fast_F, _fast_dF),
+    "arctan": Surrogate(_arctan_f, _arctan_F, _arctan_dF, _arctan_both),
+    "sigmoid": Surrogate(_sigmoid_f, _sigmoid_F, _sigmoid_dF, _sigmoid_both),
+    "fast_sigmoid": Surrogate(_fast_f, _fast_F, _fast_dF, _fast_both),
     "superspike": Surrogate(_fast_f, _fast_F, None),
     "spike_linear": Surrogate(_linear_f, _linear_F, None),
 }
@@ -107,6 +125,10 @@ class Step:
 
     def scale_grad(self, u):
         return self.math.dF(u, self.scale)
+
+    def grads(self, u):
+        """(f(u), dF/dscale(u)) in one evaluation; the scale must be trainable."""
+        return self.math.both(u, self.scale)
 
     @property
     def scale_trainable(self) -> bool:
