@@ -1,0 +1,105 @@
+"""qualia-plugin-snn's ``CustomNode`` (SPEC section 4): ``heaviside``, ``SpikeFunctionSigmoid``,
+``IFSRL`` and ``ATIF``.
+
+The neurons run in single-step mode: ``forward(input)`` advances one time step
+through ``snnref.backend.simulate``, carrying the membrane ``v`` with its
+autograd graph from call to call (BPTT across steps) until ``reset()``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..backend import DTYPES, simulate
+
+
+def heaviside(x):
+    """``[x >= 0]`` in ``x``'s dtype."""
+    return (x >= 0).to(x.dtype)
+
+
+class SpikeFunctionSigmoid(torch.autograd.Function):
+    """``apply(x, alpha)``: forward ``heaviside(x)``; backward the sigmoid surrogate
+    ``alpha sig(alpha x) (1 - sig(alpha x))``.  ``alpha`` receives no gradient."""
+
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return heaviside(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        sig = torch.sigmoid(ctx.alpha * x)
+        return grad * ctx.alpha * sig * (1 - sig), None
+
+
+def _number(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+class _SoftResetIF(torch.nn.Module):
+    """Integrate-and-fire with a soft reset by one learnable threshold, one step per call.
+
+    Subclasses name the registry model (``_model``) and the threshold parameter (``_coeff``).
+    """
+
+    _model: str
+    _coeff: str
+
+    def __init__(self, v_threshold=1.0, vth_init_l=0.8, vth_init_h=1.0, alpha=1.0, device="cpu"):
+        super().__init__()
+        v_threshold = _number("v_threshold", v_threshold)
+        low, high = _number("vth_init_l", vth_init_l), _number("vth_init_h", vth_init_h)
+        if low > high:
+            raise ValueError(f"vth_init_l: expected at most vth_init_h = {high}, got {low}")
+        self.alpha = _number("alpha", alpha)
+        if self.alpha <= 0:
+            raise ValueError(f"alpha: expected a value > 0, got {alpha!r}")
+        theta = torch.empty(1, device=device).uniform_(low, high) * v_threshold
+        self.register_parameter(self._coeff, torch.nn.Parameter(theta))
+        self.v = 0.0
+
+    def get_coeffs(self):
+        """The threshold parameter, shape (1,)."""
+        return getattr(self, self._coeff)
+
+    def set_coeffs(self, value):
+        """Copy ``value`` (one element) into the threshold parameter, which stays the same object."""
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise ValueError(f"{self._coeff}: expected a tensor with one element, got {value!r:.80}")
+        with torch.no_grad():
+            self.get_coeffs().copy_(value.reshape(1))
+
+    def reset(self):
+        """Set v to 0 by rebinding it, so no autograd graph of earlier steps stays alive."""
+        self.v = 0.0
+
+    def forward(self, input):
+        """Advance one time step with input ``x[t]`` (any shape)."""
+        if not isinstance(input, torch.Tensor) or input.dtype not in DTYPES:
+            raise TypeError(f"input: expected a float32 or float64 torch.Tensor, got {input!r:.80}")
+        shape = tuple(input.shape) or (1,)
+        params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}
+        trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": self.v})
+        self.v = trace.final_state["v"].reshape(input.shape)
+        return trace.outputs["out"].reshape(input.shape)
+
+
+class IFSRL(_SoftResetIF):
+    """IFSRL: ``v += x; z = H(v - vp_th); v -= z vp_th``; returns ``z``."""
+
+    _model = "qualia.IFSRL"
+    _coeff = "vp_th"
+
+
+class ATIF(_SoftResetIF):
+    """ATIF: the dynamics of ``IFSRL`` with threshold ``v_threshold``; returns ``z * v_threshold``."""
+
+    _model = "qualia.ATIF"
+    _coeff = "v_threshold"

@@ -1,0 +1,159 @@
+"""rnnbuilder's ``rnnbuilder.snn`` neurons (0.1.1) as torch modules with explicit state (SPEC section 3).
+
+``out, h = model(x, h=None)``: x is time-major (T, B, ...), flattened per step
+to (T, B, F) as rnnbuilder's recurrent neurons do; ``h`` is the dict of state
+tensors (registry names: ``m``, and ``r`` for Adaptive), each (B, F), or a
+tuple of them in that order.  Without ``h`` a call starts from the initial
+state: the membrane ``initial_mem`` (F,), zeros, broadcast over the batch, and
+``r = 0``.  ``initial_mem`` is the only trainable parameter; it is created on
+the first call, when F becomes known (a lazy module, as ``nn.LazyLinear``).
+Gradients flow through ``h`` from one call into the previous one (BPTT).
+
+``spike_function`` is a ``SpikeLinear`` (None means ``SpikeLinear()``: a module
+default shared by every instance would share its dtype and device too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedParameter
+
+from .. import backend, registry
+from ..nn.surrogates import SpikeLinear
+
+__all__ = ["Adaptive", "Cooldown", "Discontinuous", "LIF", "NoReset", "SpikeLinear"]
+
+
+def _spike_function(spike_function):
+    if spike_function is None:
+        return SpikeLinear()
+    if not isinstance(spike_function, SpikeLinear):
+        raise TypeError(f"spike_function: expected an snnref.compat.rnnbuilder.SpikeLinear, "
+                        f"got {type(spike_function).__name__}")
+    return spike_function
+
+
+def _check_x(x):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 3:
+        raise ValueError(f"x: expected a time-major tensor (T, B, F, ...) of rank >= 3, got shape {tuple(x.shape)}")
+
+
+class _Recurrent(LazyModuleMixin, nn.Module):
+    """A recurrent rnnbuilder neuron; subclasses set ``model`` and may add parameters."""
+
+    model = None
+
+    def __init__(self, tau=5, spike_function=None):
+        super().__init__()
+        self.tau = float(tau)
+        self.spike_function = _spike_function(spike_function)
+        self.initial_mem = UninitializedParameter()
+
+    def initialize_parameters(self, x, h=None):
+        """Create ``initial_mem`` (zeros, one entry per flattened feature) on the first call."""
+        if self.has_uninitialized_params():
+            _check_x(x)
+            with torch.no_grad():
+                self.initial_mem.materialize((x[0, 0].numel(),))
+                self.initial_mem.zero_()
+
+    def params(self):
+        """The registry parameters of one run."""
+        return {"tau": self.tau, "gradient_factor": self.spike_function.gradient_factor}
+
+    def forward(self, x, h=None):
+        _check_x(x)
+        x = x.flatten(2)
+        features = self.initial_mem.shape[0]
+        if x.shape[-1] != features:
+            raise ValueError(f"x: this module was built for F={features} features per step, "
+                             f"got {x.shape[-1]} (shape {tuple(x.shape)} flattened)")
+        state = {"m": self.initial_mem} if h is None else self._check_h(h, x)
+        trace = backend.simulate(self.model, x, self.params(), state, surrogate=self.spike_function.key)
+        return trace.outputs["out"], dict(trace.final_state)
+
+    def _check_h(self, h, x):
+        names = registry.model(self.model).state_names
+        if isinstance(h, (tuple, list)):
+            if len(h) != len(names):
+                raise ValueError(f"h: expected {len(names)} state tensors ({', '.join(names)}), got {len(h)}")
+            h = dict(zip(names, h))
+        elif not isinstance(h, Mapping):
+            raise TypeError(f"h: expected a dict or tuple of state tensors ({', '.join(names)}), got {type(h).__name__}")
+        if set(h) != set(names):
+            raise ValueError(f"h: expected the state variables {', '.join(names)}, got {', '.join(map(str, h))}")
+        for name in names:
+            value = h[name]
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"h[{name!r}]: expected a torch.Tensor, got {type(value).__name__}")
+            if value.shape != x.shape[1:]:
+                raise ValueError(f"h[{name!r}]: expected shape {tuple(x.shape[1:])} (B, F), got {tuple(value.shape)}")
+        return h
+
+    def extra_repr(self):
+        return f"tau={self.tau:g}"
+
+
+class LIF(_Recurrent):
+    """m = beta m + x; s = H(m - 1); m -= s (not detached); beta = exp(-1/tau)."""
+
+    model = "rnnbuilder.LIF"
+
+
+class NoReset(_Recurrent):
+    """LIF without the reset."""
+
+    model = "rnnbuilder.NoReset"
+
+
+class Cooldown(_Recurrent):
+    """s from the previous membrane (the second half of the units fire while m < 1);
+    m = beta m + (1 - beta) exp(x); no reset."""
+
+    model = "rnnbuilder.Cooldown"
+
+
+class Adaptive(_Recurrent):
+    """Threshold 1 + r (r decays with tau_thr, grows by gamma per spike); the spike compares
+    the previous membrane with it, normalised, and the reset subtracts it."""
+
+    model = "rnnbuilder.Adaptive"
+
+    def __init__(self, tau=5, spike_function=None, tau_thr=5, gamma=0.25):
+        super().__init__(tau, spike_function)
+        self.tau_thr = float(tau_thr)
+        self.gamma = float(gamma)
+
+    def params(self):
+        return dict(super().params(), tau_thr=self.tau_thr, gamma=self.gamma)
+
+    def extra_repr(self):
+        return f"tau={self.tau:g}, tau_thr={self.tau_thr:g}, gamma={self.gamma:g}"
+
+
+class Discontinuous(nn.Module):
+    """Stateless s = H(x - threshold), shape kept; ``h`` is the empty state (None or {})."""
+
+    model = "rnnbuilder.Discontinuous"
+
+    def __init__(self, spike_function=None, threshold=1):
+        super().__init__()
+        self.spike_function = _spike_function(spike_function)
+        self.threshold = float(threshold)
+
+    def forward(self, x, h=None):
+        _check_x(x)
+        if h is not None and not (isinstance(h, Mapping) and not h):
+            raise ValueError(f"h: Discontinuous is stateless; expected None or an empty dict, got {h!r}")
+        params = {"threshold": self.threshold, "gradient_factor": self.spike_function.gradient_factor}
+        trace = backend.simulate(self.model, x, params, surrogate=self.spike_function.key)
+        return trace.outputs["out"], {}
+
+    def extra_repr(self):
+        return f"threshold={self.threshold:g}"

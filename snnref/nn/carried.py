@@ -1,0 +1,56 @@
+"""The state tether's modules carry from one forward call to the next.
+
+The state variables are non-persistent buffers (registry names, e.g. ``v``):
+they follow ``.to()`` / ``.double()`` but stay out of ``state_dict``, so a
+saved module loads into a fresh one whatever batch size either has seen.
+They are ``None`` before the first call, start at zero, and are stored
+detached, so no call's autograd graph outlives it through the state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def check_input(x, features, what, rank=None):
+    """``x`` must be a time-major tensor (rank ``rank``, or at least 2 when None)
+    whose last axis has ``features`` entries; ``what`` names that number."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if (x.dim() < 2) if rank is None else (x.dim() != rank):
+        expected = "rank >= 2 (T, ..., N)" if rank is None else f"rank {rank}"
+        raise ValueError(f"x: expected a time-major tensor of {expected}, got shape {tuple(x.shape)}")
+    if x.shape[-1] != features:
+        raise ValueError(f"x: expected a last axis of {features} ({what}), got shape {tuple(x.shape)}")
+
+
+class CarriedState(nn.Module):
+    """Base of the tether modules: ``state_names`` are the carried registry state variables."""
+
+    state_names: tuple = ()
+
+    def __init__(self):
+        super().__init__()
+        for name in self.state_names:
+            self.register_buffer(name, None, persistent=False)
+
+    def carried(self, x):
+        """The state for a call on ``x``; None (all zeros) on the first call or when the
+        carried state's shape is not ``x.shape[1:]`` (another batch size)."""
+        state = {name: getattr(self, name) for name in self.state_names}
+        if any(value is None or value.shape != x.shape[1:] for value in state.values()):
+            return None
+        return state
+
+    def carry(self, final_state):
+        """Keep a call's final state, detached, for the next call."""
+        for name in self.state_names:
+            setattr(self, name, final_state[name].detach())
+
+    def reset_state(self):
+        """Zero the carried state (rebinding it: no old tensor is written in place)."""
+        for name in self.state_names:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, torch.zeros_like(value))

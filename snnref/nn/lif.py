@@ -1,0 +1,80 @@
+"""tether's LIF and PLIF neurons (SPEC section 2) on ``snnref.backend.simulate``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import backend, registry
+from .carried import CarriedState, check_input
+from .surrogates import Arctan, Surrogate
+
+
+def _surrogate(surrogate, alpha, model):
+    """The user's surrogate module (its own trainable flag), or a trainable Arctan(alpha)."""
+    if surrogate is None:
+        return Arctan(alpha, trainable=True)
+    if not isinstance(surrogate, Surrogate):
+        raise TypeError(f"surrogate: expected an snnref.nn.Surrogate module or None, got {type(surrogate).__name__}")
+    accepted = registry.model(model).surrogates
+    if surrogate.key not in accepted:
+        raise ValueError(f"surrogate: {model} does not accept {surrogate.key!r}; it accepts: {', '.join(accepted)}")
+    return surrogate
+
+
+class LIF(CarriedState):
+    """Leaky integrate-and-fire with a detached hard reset to 0; input (T, ..., n_neurons).
+
+    ``decay`` and ``threshold`` are trainable scalars; the surrogate's ``alpha``
+    is trainable by default.  Returns the spikes; with ``store_traces`` the
+    pre-reset membrane sequence of the last call is kept in ``v_seq``.
+    """
+
+    model = "tether.LIF"
+    state_names = ("v",)
+
+    def __init__(self, n_neurons, decay=0.9, threshold=1.0, alpha=2.0, surrogate=None, store_traces=False):
+        super().__init__()
+        self.n_neurons = n_neurons
+        self.store_traces = store_traces
+        self.decay = nn.Parameter(self._initial(decay))
+        self.threshold = nn.Parameter(self._initial(threshold))
+        self.surrogate = _surrogate(surrogate, alpha, self.model)
+        self.v_seq = None
+
+    def _initial(self, value):
+        return torch.tensor(float(value))
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.surrogate.alpha
+
+    def forward(self, x):
+        check_input(x, self.n_neurons, "n_neurons")
+        params = {"decay": self.decay, "threshold": self.threshold, "alpha": self.alpha}
+        trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key)
+        self.carry(trace.final_state)
+        if self.store_traces:
+            self.v_seq = trace.outputs["v"]
+        return trace.outputs["out"]
+
+    def reset_state(self):
+        super().reset_state()
+        self.v_seq = None
+
+    def extra_repr(self):
+        return f"n_neurons={self.n_neurons}, store_traces={self.store_traces}"
+
+
+class PLIF(LIF):
+    """LIF with per-neuron trainable ``decay`` and ``threshold`` of shape (n_neurons,),
+    broadcast over the batch: input (T, n_neurons) or (T, B, n_neurons)."""
+
+    model = "tether.PLIF"
+
+    def __init__(self, n_neurons, init_decay=0.9, init_threshold=1.0, alpha=2.0, surrogate=None,
+                 store_traces=False):
+        super().__init__(n_neurons, init_decay, init_threshold, alpha, surrogate, store_traces)
+
+    def _initial(self, value):
+        return torch.full((self.n_neurons,), float(value))

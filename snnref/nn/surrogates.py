@@ -1,0 +1,81 @@
+"""Surrogate-gradient modules: which registry surrogate a neuron uses, and its scale.
+
+A surrogate module computes nothing itself: a neuron module hands its ``key``
+and ``scale`` to ``snnref.backend.simulate``.  The scale is an ``nn.Parameter``
+when trainable (it then receives dL/dscale = sum g * dF/dscale, SPEC section 1),
+otherwise a buffer, so that it follows the module's dtype and device either way.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import registry
+
+
+class Surrogate(nn.Module):
+    """Base class; subclasses set ``key`` to a registry surrogate key."""
+
+    key = None
+
+    def __init__(self, alpha=2.0, trainable=False):
+        super().__init__()
+        if self.key is None:
+            raise TypeError("Surrogate is a base class: use Arctan, Sigmoid, FastSigmoid, SuperSpike or SpikeLinear")
+        row = registry.surrogate(self.key)
+        if trainable and not row.trainable_scale:
+            raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
+        value = torch.tensor(float(alpha))
+        if trainable:
+            setattr(self, row.scale, nn.Parameter(value))
+        else:
+            self.register_buffer(row.scale, value)
+
+    @property
+    def scale(self) -> torch.Tensor:
+        """The scale tensor, under the registry's name for it (``alpha`` or ``gradient_factor``)."""
+        return getattr(self, registry.surrogate(self.key).scale)
+
+    @property
+    def trainable(self) -> bool:
+        return isinstance(self.scale, nn.Parameter)
+
+    def extra_repr(self):
+        return f"{registry.surrogate(self.key).scale}={self.scale.item():g}, trainable={self.trainable}"
+
+
+class Arctan(Surrogate):
+    """f(u) = alpha / (1 + (pi alpha u)^2) (tether's default)."""
+
+    key = "arctan"
+
+
+class Sigmoid(Surrogate):
+    """f(u) = alpha sigma(alpha u) (1 - sigma(alpha u))."""
+
+    key = "sigmoid"
+
+
+class FastSigmoid(Surrogate):
+    """f(u) = 1 / (1 + alpha |u|)^2."""
+
+    key = "fast_sigmoid"
+
+
+class SuperSpike(Surrogate):
+    """f(u) = 1 / (alpha |u| + 1)^2 (hxtorch; alpha fixed, 50 in its modules)."""
+
+    key = "superspike"
+
+    def __init__(self, alpha=50.0, trainable=False):
+        super().__init__(alpha, trainable)
+
+
+class SpikeLinear(Surrogate):
+    """f(u) = gradient_factor * max(0, 1 - |u|) (rnnbuilder; fixed)."""
+
+    key = "spike_linear"
+
+    def __init__(self, gradient_factor=0.3):
+        super().__init__(gradient_factor, trainable=False)

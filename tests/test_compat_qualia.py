@@ -1,0 +1,126 @@
+"""snnref.compat.qualia: heaviside and SpikeFunctionSigmoid are the spec's step and
+sigmoid surrogate; IFSRL and ATIF stepped over time equal snnref.spec (outputs,
+membrane and BPTT gradients); reset() rebinds v so no old graph stays alive (a
+second forward + backward works; the in-place reset of bug B7 fails this test);
+the threshold parameter initialises in range and round-trips through state_dict."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+
+from snnref import checks, spec
+from snnref.compat.qualia import ATIF, IFSRL, SpikeFunctionSigmoid, heaviside
+from snnref.spec import surrogates
+
+TOL = 1e-12
+NODES = {"qualia.IFSRL": (IFSRL, "vp_th"), "qualia.ATIF": (ATIF, "v_threshold")}
+
+
+def assert_close(actual, expected, label):
+    actual, expected = actual.detach().numpy(), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{label}: shape {actual.shape} != {expected.shape}"
+    error = np.max(np.abs(actual - expected))
+    assert error <= TOL * max(1.0, np.max(np.abs(expected))), f"{label}: max error {error}"
+
+
+def run(node, x):
+    """Step ``node`` over the time axis of ``x``: the outputs and the membrane after each step."""
+    outs, vs = [], []
+    for t in range(x.shape[0]):
+        outs.append(node(x[t]))
+        vs.append(node.v)
+    return torch.stack(outs), torch.stack(vs)
+
+
+def test_heaviside_is_x_at_least_zero_in_x_dtype():
+    x = torch.tensor([-1.0, -1e-300, 0.0, 1e-300, 2.0], dtype=torch.float64)
+    assert torch.equal(heaviside(x), torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+    assert heaviside(x.float()).dtype == torch.float32
+
+
+def test_spike_function_sigmoid_backward_is_the_sigmoid_surrogate():
+    u = torch.linspace(-800.0, 800.0, 41, dtype=torch.float64)
+    u = torch.cat([u, torch.linspace(-3.0, 3.0, 61, dtype=torch.float64)]).requires_grad_()
+    z = SpikeFunctionSigmoid.apply(u, 2.5)
+    assert torch.equal(z, heaviside(u.detach()))
+    z.backward(torch.full_like(u, 0.5))
+    assert_close(u.grad, 0.5 * surrogates.get("sigmoid").f(u.detach().numpy(), 2.5), "surrogate")
+
+
+@pytest.mark.parametrize("key", sorted(NODES))
+def test_stepping_equals_the_spec(key):
+    cls, _ = NODES[key]
+    case = checks.random_case(key, np.random.default_rng(5), steps=10, random_state=False)
+    node = cls(alpha=float(case.params["alpha"])).double()
+    node.set_coeffs(torch.tensor(case.params["threshold"]))
+    x = torch.tensor(case.x, requires_grad=True)
+    out, v = run(node, x)
+
+    trace = spec.simulate(key, case.x, case.params)
+    assert_close(out, trace.outputs["out"], "out")
+    assert_close(v, trace.outputs["v"], "v")
+    assert 0 < trace.outputs["out"].astype(bool).sum() < out.numel()
+
+    cot = {name: torch.tensor(case.cotangents[name]) for name in ("out", "v", "final.v")}
+    ((out * cot["out"]).sum() + (v * cot["v"]).sum() + (node.v * cot["final.v"]).sum()).backward()
+    grads = spec.vjp(key, case.x, case.params, None, case.cotangents)
+    assert_close(x.grad, grads["x"], "x")
+    assert_close(node.get_coeffs().grad, grads["threshold"], "threshold")
+
+
+class InPlaceReset(IFSRL):
+    """Bug B7: reset() zeroes v in place, keeping its old graph."""
+
+    def reset(self):
+        self.v.mul_(0)
+
+
+@pytest.mark.parametrize("cls", [IFSRL, ATIF])
+def test_reset_drops_the_old_graph_and_a_second_backward_works(cls):
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    node = cls().double()
+    run(node, x)[0].sum().backward()
+    old = weakref.ref(node.v)
+    node.reset()
+    gc.collect()
+    assert old() is None
+
+    out, _ = run(node, x)
+    out.sum().backward()  # no retain_graph: nothing of the first run is reached
+    fresh = cls().double()
+    fresh.load_state_dict(node.state_dict())
+    assert torch.equal(out, run(fresh, x)[0])
+
+
+def test_the_reset_test_catches_an_in_place_reset():
+    with pytest.raises((AssertionError, RuntimeError)):
+        test_reset_drops_the_old_graph_and_a_second_backward_works(InPlaceReset)
+
+
+@pytest.mark.parametrize("key", sorted(NODES))
+def test_threshold_initialisation_coefficients_and_state_dict(key):
+    cls, name = NODES[key]
+    node = cls(v_threshold=2.0, vth_init_l=0.5, vth_init_h=0.6)
+    theta = node.get_coeffs()
+    assert [n for n, _ in node.named_parameters()] == [name] and theta is getattr(node, name)
+    assert theta.shape == (1,) and 1.0 <= theta.item() <= 1.2
+
+    node.set_coeffs(torch.tensor([1.3]))
+    assert node.get_coeffs() is theta and theta.item() == pytest.approx(1.3)
+    fresh = cls()
+    fresh.load_state_dict(node.state_dict())
+    assert torch.equal(fresh.get_coeffs(), theta)
+    x = torch.randn(4, 5)
+    assert torch.equal(run(fresh, x)[0], run(node, x)[0])
+
+
+def test_bad_arguments_are_refused_by_name():
+    with pytest.raises(ValueError, match="alpha"):
+        IFSRL(alpha=0.0)
+    with pytest.raises(ValueError, match="vth_init_l"):
+        ATIF(vth_init_l=1.2, vth_init_h=1.0)
+    with pytest.raises(TypeError, match="input"):
+        IFSRL()(np.zeros(3))

@@ -1,0 +1,281 @@
+"""snnref.nn: tether's modules on snnref.backend.simulate agree with the float64 spec.
+
+Modules run in float64 and are compared with ``snnref.spec.simulate`` /
+``snnref.spec.vjp`` on random cases; the rest checks the module contract of
+SPEC section 2: detached state carried across calls, ``reset_state()``, state
+kept out of ``state_dict``, per-neuron parameters over any batch size, and
+which parameters are trainable.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from snnref import checks, registry, spec
+from snnref.compat import tether
+from snnref.nn import (ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikeLinear, SpikingSelfAttention,
+                       SuperSpike, Surrogate)
+
+NEURONS = 4  # also the attention's dim: num_heads=2 divides it
+
+
+def tensor(array):
+    return torch.tensor(np.asarray(array), dtype=torch.float64)
+
+
+def registry_params(module):
+    """Registry parameter name -> the module's tensor for it."""
+    if isinstance(module, SpikingSelfAttention):
+        params = {"proj_weight": module.proj.weight, "proj_bias": module.proj.bias}
+        for c in ("q", "k", "v"):
+            params[f"{c}_weight"] = getattr(module, c).weight
+            params.update({f"{c}_{p}": getattr(module, f"{c}_{p}") for p in ("decay", "threshold", "alpha")})
+        return params
+    if isinstance(module, ALIF):
+        names = ("decay_v", "decay_a", "threshold", "beta")
+        return dict({n: getattr(module, n) for n in names}, alpha=module.alpha)
+    return {"decay": module.decay, "threshold": module.threshold, "alpha": module.alpha}
+
+
+# (registry key, surrogate key, module factory); PLIF's decay and threshold are (N,) by the registry
+MODULES = {
+    "LIF-arctan": ("tether.LIF", "arctan", lambda: LIF(NEURONS, store_traces=True)),
+    "LIF-sigmoid": ("tether.LIF", "sigmoid",
+                    lambda: LIF(NEURONS, surrogate=Sigmoid(3.0, trainable=True), store_traces=True)),
+    "LIF-fast_sigmoid": ("tether.LIF", "fast_sigmoid",
+                         lambda: LIF(NEURONS, surrogate=FastSigmoid(trainable=True), store_traces=True)),
+    "PLIF-arctan": ("tether.PLIF", "arctan", lambda: PLIF(NEURONS, store_traces=True)),
+    "PLIF-sigmoid": ("tether.PLIF", "sigmoid",
+                     lambda: PLIF(NEURONS, surrogate=Sigmoid(trainable=True), store_traces=True)),
+    "ALIF": ("tether.ALIF", "arctan", lambda: ALIF(NEURONS, store_traces=True)),
+    "SpikingSelfAttention": ("tether.SpikingSelfAttention", "arctan",
+                             lambda: SpikingSelfAttention(NEURONS, num_heads=2)),
+}
+
+
+def build(name, case=None):
+    """A float64 module; with a case, its parameters (and carried state, if the case has one) set from it."""
+    module = MODULES[name][2]().double()
+    if case is not None:
+        with torch.no_grad():
+            for param, value in registry_params(module).items():
+                value.copy_(tensor(case.params[param]))
+        for var, value in case.state.items():
+            setattr(module, var, tensor(value))
+    return module
+
+
+def case_for(name, seed, steps=8, batch=2, random_state=True):
+    key, surrogate, _ = MODULES[name]
+    return checks.random_case(key, np.random.default_rng(seed), steps=steps, batch=batch, neurons=NEURONS,
+                              surrogate=surrogate, random_state=random_state)
+
+
+def close(actual, expected):
+    np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_outputs_and_gradients_equal_the_spec(name, seed):
+    """Spikes (or the attention output), the stored membrane sequence and the gradients of
+    x and of every parameter equal spec.simulate / spec.vjp, from a random carried state."""
+    key, surrogate, _ = MODULES[name]
+    case = case_for(name, seed)
+    module = build(name, case)
+    x = tensor(case.x).requires_grad_()
+    out = module(x)
+    cotangents = {"out": case.cotangents["out"]}
+    loss = (out * tensor(cotangents["out"])).sum()
+    if getattr(module, "store_traces", False):
+        cotangents["v"] = case.cotangents["v"]
+        loss = loss + (module.v_seq * tensor(cotangents["v"])).sum()
+    loss.backward()
+
+    trace = spec.simulate(key, case.x, case.params, case.state, surrogate=surrogate)
+    grads = spec.vjp(key, case.x, case.params, case.state, cotangents, surrogate=surrogate)
+    close(out, trace.outputs["out"])
+    if "v" in cotangents:
+        close(module.v_seq, trace.outputs["v"])
+    for var, value in trace.final_state.items():
+        close(getattr(module, var), value)
+    close(x.grad, grads["x"])
+    for param, value in registry_params(module).items():
+        close(value.grad, grads[param])
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_state_carried_across_two_calls_equals_one_long_run(name):
+    key, surrogate, _ = MODULES[name]
+    case = case_for(name, 2, random_state=False)
+    x = tensor(case.x)
+    whole = build(name, case)
+    parts = build(name, case)
+    long = whole(x)
+    split = torch.cat([parts(x[:3]), parts(x[3:])])
+    assert torch.equal(split, long)
+    trace = spec.simulate(key, case.x, case.params, surrogate=surrogate)
+    close(long, trace.outputs["out"])
+    for var, value in trace.final_state.items():
+        close(getattr(parts, var), value)
+        assert not getattr(parts, var).requires_grad  # carried detached
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_reset_state_starts_again_from_zero(name):
+    key = MODULES[name][0]
+    case = case_for(name, 3)
+    x = tensor(case.x)
+    module = build(name, case)
+    module(x)
+    old = {var: getattr(module, var) for var in registry.model(key).state_names}
+    (module.reset_states if isinstance(module, SpikingSelfAttention) else module.reset_state)()
+    for var, value in old.items():
+        assert getattr(module, var) is not value and not getattr(module, var).any()
+    fresh = build(name, case_for(name, 3, random_state=False))
+    assert torch.equal(module(x), fresh(x))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_second_backward_after_reset_state(name):
+    """The carried state holds no graph: each call backpropagates on its own."""
+    case = case_for(name, 4)
+    module = build(name, case)
+    x = tensor(case.x)
+    module(x).sum().backward()
+    module(x).sum().backward()
+    module.reset_state()
+    module(x).sum().backward()
+    assert all(p.grad is not None for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_state_dict_loads_into_a_fresh_module_whatever_the_batch(name):
+    key = MODULES[name][0]
+    trained = build(name, case_for(name, 5, batch=3))
+    trained(tensor(case_for(name, 5, batch=3).x))
+    fresh = build(name)
+    fresh(tensor(case_for(name, 6, batch=1).x))
+    state_dict = trained.state_dict()
+    assert not set(state_dict) & set(registry.model(key).state_names)
+    fresh.load_state_dict(state_dict)
+    # Batch 2 matches neither carried state: both start from zeros.
+    x = tensor(case_for(name, 7, batch=2).x)
+    assert torch.equal(fresh(x), trained(x))
+
+
+def test_a_call_with_another_batch_size_starts_from_zero():
+    module = LIF(NEURONS).double()
+    x = tensor(case_for("LIF-arctan", 8).x)
+    module(x[:, :1])
+    trace = spec.simulate("tether.LIF", x.numpy())
+    close(module(x), trace.outputs["out"])
+
+
+def test_plif_per_neuron_parameters_broadcast_over_any_batch():
+    """Batch 3 equals three batch-1 runs and the (T, n) layout; per-neuron gradients sum
+    over the batch (seed bug B4 indexes the parameters by batch x neuron)."""
+    case = case_for("PLIF-arctan", 9, batch=3, random_state=False)
+    x = tensor(case.x)
+    batched = build("PLIF-arctan", case)
+    out = batched(x)
+    out.sum().backward()
+    close(out, spec.simulate("tether.PLIF", case.x, case.params).outputs["out"])
+    decay_grads = []
+    for b in range(3):
+        single = build("PLIF-arctan", case)
+        row = single(x[:, b:b + 1])
+        assert torch.equal(row, out[:, b:b + 1])
+        unbatched = build("PLIF-arctan", case)
+        assert torch.equal(unbatched(x[:, b]), out[:, b])
+        row.sum().backward()
+        decay_grads.append(single.decay.grad)
+    close(batched.decay.grad, sum(decay_grads).numpy())
+
+
+def test_every_attention_parameter_gets_a_nonzero_gradient():
+    """Seed bug B6: the fused attention left q/k/v weights without gradients.  The random
+    carried context is nonzero, so the query spikes reach the projection."""
+    case = case_for("SpikingSelfAttention", 10)
+    module = build("SpikingSelfAttention", case)
+    out = module(tensor(case.x))
+    (out * tensor(case.cotangents["out"])).sum().backward()
+    names = {name for name, _ in module.named_parameters()}
+    assert names == {"q.weight", "k.weight", "v.weight", "proj.weight", "proj.bias"} | {
+        f"{c}_{p}" for c in "qkv" for p in ("decay", "threshold", "alpha")}
+    for name, param in module.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_num_heads_does_not_change_the_attention():
+    case = case_for("SpikingSelfAttention", 11)
+    reference = SpikingSelfAttention(NEURONS, num_heads=1).double()
+    x = tensor(case.x)
+    expected = reference(x)
+    for heads in (2, 4):
+        module = SpikingSelfAttention(NEURONS, num_heads=heads).double()
+        module.load_state_dict(reference.state_dict())
+        assert torch.equal(module(x), expected)
+
+
+def test_default_alpha_is_trainable_a_user_surrogate_keeps_its_flag():
+    default = LIF(NEURONS)
+    assert isinstance(default.alpha, torch.nn.Parameter)
+    assert isinstance(default.surrogate, Arctan) and default.surrogate.trainable
+    user = LIF(NEURONS, surrogate=Sigmoid(1.5))
+    assert not user.surrogate.trainable and not user.alpha.requires_grad
+    assert "surrogate.alpha" not in dict(user.named_parameters()) and "surrogate.alpha" in user.state_dict()
+    assert LIF(NEURONS, surrogate=FastSigmoid(trainable=True)).surrogate.trainable
+    assert PLIF(NEURONS).surrogate.trainable and ALIF(NEURONS).surrogate.trainable
+    attention = SpikingSelfAttention(NEURONS, num_heads=2)
+    assert all(getattr(attention, f"{c}_alpha").requires_grad for c in "qkv")
+    for param in ("decay", "threshold"):
+        assert isinstance(getattr(default, param), torch.nn.Parameter)
+    assert PLIF(NEURONS, init_decay=0.8).decay.shape == (NEURONS,)
+
+
+def test_surrogate_keys_and_scales():
+    assert [s().key for s in (Arctan, Sigmoid, FastSigmoid, SuperSpike, SpikeLinear)] == [
+        "arctan", "sigmoid", "fast_sigmoid", "superspike", "spike_linear"]
+    assert SpikeLinear(0.5).gradient_factor.item() == 0.5 and SuperSpike().alpha.item() == 50.0
+    assert not SpikeLinear().trainable
+
+
+def test_compat_tether_names():
+    assert tether.LIF is LIF and tether.SpikingSelfAttention is SpikingSelfAttention
+    assert {"ALIF", "Arctan", "FastSigmoid", "PLIF", "Sigmoid", "Surrogate"} <= set(tether.__all__)
+
+
+def test_store_traces_off_keeps_no_sequence():
+    module = LIF(NEURONS)
+    module(torch.ones(3, 2, NEURONS))
+    assert module.v_seq is None
+
+
+@pytest.mark.parametrize("make,x,error,match", [
+    (lambda: LIF(3), np.zeros((4, 3)), TypeError, r"x: expected a torch.Tensor"),
+    (lambda: LIF(3), torch.zeros(4), ValueError, r"x: expected a time-major tensor of rank >= 2"),
+    (lambda: LIF(3), torch.zeros(4, 2, 5), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
+    (lambda: PLIF(3), torch.zeros(4, 5), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
+    (lambda: ALIF(3), torch.zeros(4, 2, 2), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
+    (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 4), ValueError, r"x: .*rank 4"),
+    (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 3, 5), ValueError, r"x: expected a last axis of 4 \(dim\)"),
+    (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError, r"x: expected dtype"),
+    (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"params\['alpha'\]: expected values > 0"),
+])
+def test_bad_input_names_the_argument(make, x, error, match):
+    with pytest.raises(error, match=match):
+        make()(x)
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: SpikingSelfAttention(6, num_heads=4), ValueError, r"num_heads: expected a positive divisor of dim=6"),
+    (lambda: SpikingSelfAttention(4), ValueError, r"num_heads: .* got 8"),
+    (lambda: LIF(3, surrogate="arctan"), TypeError, r"surrogate: expected an snnref.nn.Surrogate"),
+    (lambda: LIF(3, surrogate=SuperSpike()), ValueError, r"surrogate: tether.LIF does not accept 'superspike'"),
+    (lambda: SuperSpike(trainable=True), ValueError, r"trainable: the superspike surrogate's alpha has no gradient"),
+    (lambda: Surrogate(), TypeError, r"Surrogate is a base class"),
+])
+def test_bad_construction_names_the_argument(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
