@@ -1,0 +1,68 @@
+"""snnref.simulate (torch) rejects bad input before computing, naming the argument."""
+
+import numpy as np
+import pytest
+import torch
+
+import snnref
+
+X = torch.full((4, 2, 3), 0.5)
+
+
+def raises(error, match, *args, **kwargs):
+    with pytest.raises(error, match=match):
+        snnref.simulate(*args, **kwargs)
+
+
+def test_x_must_be_a_float_tensor():
+    raises(TypeError, "x: expected a torch.Tensor, got ndarray", "tether.LIF", np.zeros((4, 3)))
+    raises(TypeError, "x: expected dtype torch.float32 or torch.float64, got torch.float16",
+           "tether.LIF", X.half())
+    raises(ValueError, r"x: expected a time-major tensor of shape \(T, ..., N\)", "tether.LIF", torch.zeros(4))
+    raises(ValueError, "x: expected finite values", "tether.LIF", torch.tensor([[0.0], [float("nan")]]))
+
+
+def test_dtype_and_device_mismatches():
+    raises(TypeError, r"params\['decay'\]: expected torch.float32 on cpu like x, got torch.float64 on cpu",
+           "tether.LIF", X, {"decay": torch.tensor(0.9, dtype=torch.float64)})
+    raises(TypeError, r"state\['v'\]: expected torch.float32 on cpu like x, got torch.float32 on meta",
+           "tether.LIF", X, None, {"v": torch.zeros(2, 3, device="meta")})
+    raises(TypeError, r"inject\['v'\]: expected torch.float32 on cpu like x, got torch.float64",
+           "hxtorch.cuba_lif", X, inject={"v": X.double()})
+
+
+def test_state_of_the_wrong_batch_size():
+    raises(ValueError, r"state\['v'\]: expected a shape that broadcasts to \(2, 3\), got \(5, 3\)",
+           "tether.LIF", X, None, {"v": torch.zeros(5, 3)})
+
+
+def test_parameter_shapes_and_domains():
+    raises(ValueError, r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\) \(per neuron\) for N=3, got shape \(2,\)",
+           "tether.PLIF", X, {"decay": torch.ones(2)})
+    raises(ValueError, r"params\['tau_mem'\]: expected values > 0", "hxtorch.cuba_lif", X, {"tau_mem": -1e-5})
+    raises(ValueError, r"params\['tau_syn'\]: expected finite values", "hxtorch.cuba_lif", X, {"tau_syn": float("inf")})
+    raises(ValueError, r"params: tether.LIF has no parameter 'tau'", "tether.LIF", X, {"tau": 1.0})
+
+
+def test_unknown_names():
+    raises(ValueError, "model: unknown name 'LIF'", "LIF", X)
+    raises(ValueError, "surrogate: unknown name 'super_spike'; expected one of:.*superspike",
+           "hxtorch.cuba_lif", X, surrogate="super_spike")
+    raises(ValueError, "surrogate: qualia.IFSRL does not accept 'arctan'", "qualia.IFSRL", X, surrogate="arctan")
+    raises(ValueError, "backend: unknown name 'cuda'; expected one of: auto, torch, triton", "tether.LIF", X,
+           backend="cuda")
+    raises(ValueError, "backend: 'triton' is not available yet", "tether.LIF", X, backend="triton")
+
+
+def test_cooldown_input_overflow_is_named():
+    raises(ValueError, "x", "rnnbuilder.Cooldown", torch.full((2, 1, 2), 100.0))
+
+
+def test_nothing_is_computed_on_bad_input(monkeypatch):
+    import snnref.backend as backend
+
+    def forbidden(row):
+        raise AssertionError("computation started")
+
+    monkeypatch.setattr(backend, "_family", forbidden)
+    raises(TypeError, r"params\['threshold'\]", "tether.LIF", X, {"threshold": torch.tensor(1.0).double()})
