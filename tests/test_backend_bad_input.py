@@ -18,7 +18,7 @@ def test_x_must_be_a_float_tensor():
     raises(TypeError, "x: expected a torch.Tensor, got ndarray", "tether.LIF", np.zeros((4, 3)))
     raises(TypeError, "x: expected dtype torch.float32 or torch.float64, got torch.float16",
            "tether.LIF", X.half())
-    raises(ValueError, r"x: expected a time-major tensor of shape \(T, ..., N\)", "tether.LIF", torch.zeros(4))
+    raises(ValueError, r"x: expected a time-major array of shape \(T, ..., N\)", "tether.LIF", torch.zeros(4))
     raises(ValueError, "x: expected finite values", "tether.LIF", torch.tensor([[0.0], [float("nan")]]))
 
 

@@ -135,7 +135,7 @@ def test_detached_values_must_come_from_a_matching_run():
         spec.simulate("tether.LIF", X[:3], smooth=True, detached=trace.detached)
     with pytest.raises(ValueError, match=r"detached: expected the Trace.detached .* lacks 'reset_spike'"):
         spec.simulate("tether.LIF", X, smooth=True, detached={})
-    with pytest.raises(TypeError, match="detached: expected the dict Trace.detached"):
+    with pytest.raises(TypeError, match=r"detached: expected a dict of stop-gradient values \(the dict Trace.detached\)"):
         spec.simulate("tether.LIF", X, detached=[1])
 
 

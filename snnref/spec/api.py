@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Dict, Mapping, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
-from .. import registry
+from .. import arguments, registry
 from . import surrogates as _surrogates
 
 _DTYPES = (np.float32, np.float64)
@@ -130,94 +130,37 @@ def _real_array(name, value):
 
 def _check_finite(name, array, allow_nonfinite):
     if not allow_nonfinite and not np.all(np.isfinite(array)):
-        raise ValueError(
-            f"{name}: expected finite values, found NaN or inf "
-            "(pass allow_nonfinite=True to compute with them anyway)"
-        )
+        raise arguments.nonfinite_error(name)
 
 
 def _check_x(row, x, dtype, allow_nonfinite):
     x = _real_array("x", x)
-    if row.input_rank is not None and x.ndim != row.input_rank:
-        raise ValueError(
-            f"x: {row.key} expects rank {row.input_rank} (T, B, N, D), got shape {x.shape}"
-        )
-    if x.ndim < 2:
-        raise ValueError(f"x: expected a time-major array of shape (T, ..., N), got shape {x.shape}")
-    if x.shape[0] < 1 or x.shape[-1] < 1 or 0 in x.shape:
-        raise ValueError(f"x: expected at least one time step and one neuron, got shape {x.shape}")
+    arguments.check_x_shape(row, x.shape)
     _check_finite("x", x, allow_nonfinite)
     return np.array(x, dtype=dtype)
 
 
-def _check_domain(label, param, array):
-    if param.domain == registry.POSITIVE and not np.all(array > 0):
-        raise ValueError(f"{label}: expected values > 0, got {array.tolist()}")
-    if param.domain == registry.NONNEGATIVE and not np.all(array >= 0):
-        raise ValueError(f"{label}: expected values >= 0, got {array.tolist()}")
-
-
-def _param_shape_ok(param, shape, n):
-    if param.shape == registry.MATRIX:
-        return shape == (n, n)
-    if param.shape == registry.VECTOR:
-        return shape == (n,)
-    return shape in ((), (1,), (n,))
-
-
-def _expected_shape(param, n):
-    if param.shape == registry.MATRIX:
-        return f"({n}, {n})"
-    if param.shape == registry.VECTOR:
-        return f"({n},)"
-    return f"a scalar, (1,) or ({n},) (per neuron)"
-
-
-def _default_param(param, n):
-    if param.shape == registry.PER_NEURON:
-        return np.full((n,), param.default)
-    if param.shape == registry.SHAPE_ONE:
-        return np.full((1,), param.default)
-    return np.asarray(param.default)
-
-
 def _check_params(row, params, n, dtype, allow_nonfinite):
-    params = {} if params is None else params
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params: expected a dict of parameter name -> value, got {type(params).__name__}")
-    valid = [p.name for p in row.params]
-    for name in params:
-        if name not in valid:
-            raise ValueError(f"params: {row.key} has no parameter {name!r}; expected among: {', '.join(valid)}")
+    params = arguments.mapping("params", params, "parameter name -> value")
+    arguments.check_param_names(row, params)
     checked = {}
     for param in row.params:
         label = f"params[{param.name!r}]"
         if param.name in params:
             array = _real_array(label, params[param.name])
-        elif param.default is None:
-            raise ValueError(f"{label}: required by {row.key}, expected {_expected_shape(param, n)}")
         else:
-            array = _default_param(param, n)
-        if not _param_shape_ok(param, array.shape, n):
-            raise ValueError(
-                f"{label}: expected {_expected_shape(param, n)} for N={n}, got shape {array.shape}"
-            )
+            arguments.require_default(row, param, n)
+            array = np.full(arguments.default_shape(param, n), param.default)
+        arguments.check_param_shape(param, array.shape, n)
         _check_finite(label, array, allow_nonfinite)
-        _check_domain(label, param, array)
+        arguments.check_domain(param, array)
         checked[param.name] = np.array(array, dtype=dtype)
     return checked
 
 
 def _check_state(row, state, params, shape, dtype, allow_nonfinite):
-    state = {} if state is None else state
-    if not isinstance(state, Mapping):
-        raise TypeError(f"state: expected a dict of state variable -> array, got {type(state).__name__}")
-    for name in state:
-        if name not in row.state_names:
-            raise ValueError(
-                f"state: {row.key} has no state variable {name!r}; expected among: "
-                f"{', '.join(row.state_names) or '(none: the model is stateless)'}"
-            )
+    state = arguments.mapping("state", state, "state variable -> array")
+    arguments.check_state_names(row, state)
     full, given_shapes = {}, {}
     for var in row.state:
         label = f"state[{var.name!r}]"
@@ -234,60 +177,38 @@ def _check_state(row, state, params, shape, dtype, allow_nonfinite):
         try:
             full[var.name] = np.array(np.broadcast_to(value, shape), dtype=dtype)
         except ValueError:
-            raise ValueError(f"{label}: expected a shape that broadcasts to {shape}, got {value.shape}") from None
+            raise arguments.broadcast_error(label, shape, value.shape) from None
     return full, given_shapes
 
 
 def _check_inject(row, inject, x, dtype, allow_nonfinite):
     if inject is None:
         return {}, x.shape[0]
-    if not isinstance(inject, Mapping):
-        raise TypeError(f"inject: expected a dict of observation name -> array, got {type(inject).__name__}")
-    if not row.inject:
-        raise ValueError(f"inject: {row.key} takes no hardware observations (only the hxtorch models do)")
+    inject = arguments.mapping("inject", inject, "observation name -> array")
+    arguments.check_inject_names(row, inject)
     checked = {}
     for name, value in inject.items():
-        if name not in row.inject:
-            raise ValueError(f"inject: {row.key} accepts {', '.join(map(repr, row.inject))}, got {name!r}")
         if value is None:
             continue
         label = f"inject[{name!r}]"
         array = _real_array(label, value)
-        if array.ndim != x.ndim or array.shape[1:] != x.shape[1:] or array.shape[0] < 1:
-            raise ValueError(
-                f"{label}: expected shape (T_hw, {', '.join(map(str, x.shape[1:]))}) with T_hw >= 1, "
-                f"got {array.shape}"
-            )
+        arguments.check_inject_shape(name, array.shape, x.shape)
         _check_finite(label, array, allow_nonfinite)
         checked[name] = array
     steps = min([x.shape[0]] + [a.shape[0] for a in checked.values()])
     return {k: np.array(a[:steps], dtype=dtype) for k, a in checked.items()}, steps
 
 
-def _check_surrogate(row, surrogate):
-    if surrogate is None:
-        surrogate = row.default_surrogate
-    if surrogate is None:
-        return None
-    registry.surrogate(surrogate)
-    if surrogate not in row.surrogates:
-        accepted = ", ".join(row.surrogates) or "none (the model does not spike)"
-        raise ValueError(f"surrogate: {row.key} does not accept {surrogate!r}; it accepts: {accepted}")
-    return surrogate
-
-
 def _check_detached(detached, x):
     if detached is None:
         return None
-    if not isinstance(detached, Mapping):
-        raise TypeError(f"detached: expected the dict Trace.detached, got {type(detached).__name__}")
+    detached = arguments.mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
     checked = {}
     for key, value in detached.items():
         array = _real_array(f"detached[{key!r}]", value)
         # Every stop-gradient value is recorded per step and per neuron.
         if array.shape != x.shape:
-            raise ValueError(f"detached[{key!r}]: expected shape {x.shape} (one value per step and neuron), "
-                             f"got {array.shape}")
+            raise arguments.detached_shape_error(key, x.shape, array.shape)
         checked[key] = np.array(array, dtype=x.dtype)
     return checked
 
@@ -322,7 +243,7 @@ def _check_forced(row, forced, x, smooth):
 def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes=None):
     row = registry.model(model)
     dtype = _check_dtype(dtype)
-    surrogate = _check_surrogate(row, surrogate)
+    surrogate = arguments.check_surrogate(row, surrogate)
     x = _check_x(row, x, dtype, allow_nonfinite)
     n = x.shape[-1]
     params = _check_params(row, params, n, dtype, allow_nonfinite)
@@ -399,8 +320,8 @@ def reduce_to(gradient, shape):
 
 
 def _check_cotangents(cotangents, outputs, final, dtype):
-    if not isinstance(cotangents, Mapping):
-        raise TypeError(f"cotangents: expected a dict keyed like Trace.outputs and 'final.<var>', got {type(cotangents).__name__}")
+    cotangents = arguments.mapping("cotangents", cotangents, "quantity -> cotangent, keyed like Trace.outputs "
+                                   "and 'final.<var>'")
     targets = dict(outputs)
     targets.update({f"final.{k}": v for k, v in final.items()})
     for key in cotangents:
