@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import backend
+
 
 def check_input(x, features, what, rank=None):
     """``x`` must be a time-major tensor (rank ``rank``, or at least 2 when None)
@@ -54,3 +56,38 @@ class CarriedState(nn.Module):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, torch.zeros_like(value))
+
+
+class TetherNeuron(CarriedState):
+    """A tether neuron population: input (T, ..., n_neurons), spikes out.
+
+    Subclasses set ``model`` and ``state_names`` and return their parameters by
+    registry name from ``params()``; ``self.surrogate`` supplies the alpha.
+    With ``store_traces`` the last call's pre-reset membrane is kept in ``v_seq``.
+    """
+
+    def __init__(self, n_neurons, store_traces):
+        super().__init__()
+        self.n_neurons = n_neurons
+        self.store_traces = store_traces
+        self.v_seq = None
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.surrogate.alpha
+
+    def forward(self, x):
+        check_input(x, self.n_neurons, "n_neurons")
+        params = dict(self.params(), alpha=self.alpha)
+        trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key)
+        self.carry(trace.final_state)
+        if self.store_traces:
+            self.v_seq = trace.outputs["v"]
+        return trace.outputs["out"]
+
+    def reset_state(self):
+        super().reset_state()
+        self.v_seq = None
+
+    def extra_repr(self):
+        return f"n_neurons={self.n_neurons}, store_traces={self.store_traces}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import backend, registry
-from .carried import CarriedState, check_input
+from .. import registry
+from .carried import TetherNeuron
 from .surrogates import Arctan, Surrogate
 
 
@@ -22,7 +22,7 @@ def _surrogate(surrogate, alpha, model):
     return surrogate
 
 
-class LIF(CarriedState):
+class LIF(TetherNeuron):
     """Leaky integrate-and-fire with a detached hard reset to 0; input (T, ..., n_neurons).
 
     ``decay`` and ``threshold`` are trainable scalars; the surrogate's ``alpha``
@@ -34,36 +34,16 @@ class LIF(CarriedState):
     state_names = ("v",)
 
     def __init__(self, n_neurons, decay=0.9, threshold=1.0, alpha=2.0, surrogate=None, store_traces=False):
-        super().__init__()
-        self.n_neurons = n_neurons
-        self.store_traces = store_traces
+        super().__init__(n_neurons, store_traces)
         self.decay = nn.Parameter(self._initial(decay))
         self.threshold = nn.Parameter(self._initial(threshold))
         self.surrogate = _surrogate(surrogate, alpha, self.model)
-        self.v_seq = None
 
     def _initial(self, value):
         return torch.tensor(float(value))
 
-    @property
-    def alpha(self) -> torch.Tensor:
-        return self.surrogate.alpha
-
-    def forward(self, x):
-        check_input(x, self.n_neurons, "n_neurons")
-        params = {"decay": self.decay, "threshold": self.threshold, "alpha": self.alpha}
-        trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key)
-        self.carry(trace.final_state)
-        if self.store_traces:
-            self.v_seq = trace.outputs["v"]
-        return trace.outputs["out"]
-
-    def reset_state(self):
-        super().reset_state()
-        self.v_seq = None
-
-    def extra_repr(self):
-        return f"n_neurons={self.n_neurons}, store_traces={self.store_traces}"
+    def params(self):
+        return {"decay": self.decay, "threshold": self.threshold}
 
 
 class PLIF(LIF):
