@@ -13,17 +13,22 @@ and domain errors name the argument and what was expected.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import torch
 
 from . import arguments, registry
 from .spec.api import Trace
 
 BACKENDS = ("auto", "torch", "triton")
-DTYPES = (torch.float32, torch.float64)
+# Storage dtypes: the torch path computes in the input's precision; the
+# kernels accumulate in float32 whatever they store.
+DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, torch.float16, torch.bfloat16)}
+# Where each backend's family modules live (same stems as snnref/spec).
+PACKAGES = {"torch": "ops", "triton": "kernels"}
 
 
-def _family(row):
-    return importlib.import_module(f"{__package__}.ops.{row.family}")
+def _family(row, backend="torch"):
+    return importlib.import_module(f"{__package__}.{PACKAGES[backend]}.{row.family}")
 
 
 def _finite(tensor) -> bool:
@@ -40,11 +45,10 @@ def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
 
-def _check_x(row, x, allow_nonfinite):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__} (snnref.spec.simulate takes NumPy arrays)")
-    if x.dtype not in DTYPES:
-        raise TypeError(f"x: expected dtype torch.float32 or torch.float64, got {x.dtype}")
+def _check_x(row, x, backend, allow_nonfinite):
+    if x.dtype not in DTYPES[backend]:
+        names = " or ".join(str(d) for d in DTYPES[backend])
+        raise TypeError(f"x: backend {backend!r} expects dtype {names}, got {x.dtype}")
     arguments.check_x_shape(row, x.shape)
     if not allow_nonfinite and not _finite(x):
         raise arguments.nonfinite_error("x")
@@ -119,12 +123,22 @@ def _check_inject(row, inject, x, allow_nonfinite):
     return {k: v[:steps] for k, v in checked.items()}, steps
 
 
-def _check_backend(backend, x):
+def _check_backend(row, backend, x):
+    """The backend that runs: "auto" is the kernels for CUDA tensors they can store, torch otherwise."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__} (snnref.spec.simulate takes NumPy arrays)")
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = "triton" if x.is_cuda and x.dtype in DTYPES["triton"] else "torch"
     if backend == "triton":
-        raise ValueError("backend: 'triton' is not available yet; use 'torch' or 'auto'")
-    return "torch"
+        if importlib.util.find_spec(f"{__package__}.kernels.{row.family}") is None:
+            raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
+                             "use backend='torch'")
+        from .kernels import common
+
+        common.check_launch(x)
+    return backend
 
 
 def _check_detached(detached, x):
@@ -160,16 +174,17 @@ def simulate(
     "torch", "triton" or "auto" (the kernels for CUDA tensors, torch otherwise).
     """
     row = registry.model(model)
-    _check_x(row, x, allow_nonfinite)
-    _check_backend(backend, x)
+    backend = _check_backend(row, backend, x)
+    _check_x(row, x, backend, allow_nonfinite)
     surrogate = arguments.check_surrogate(row, surrogate)
     params = _check_params(row, params, x, allow_nonfinite)
     full_state = _check_state(row, state, params, x, allow_nonfinite)
     inject, steps = _check_inject(row, inject, x, allow_nonfinite)
     x = x[:steps]
     frozen = _check_detached(detached, x)
-    check_input = getattr(_family(row), "check_input", None)
+    family = _family(row, backend)
+    check_input = getattr(family, "check_input", None)
     if check_input is not None:
         check_input(row, x, params)
-    outputs, final, used = _family(row).run(row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
+    outputs, final, used = family.run(row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
     return Trace(row.key, surrogate, outputs, final, used)

@@ -28,6 +28,21 @@ class Budget:
     reason: str
 
 
+def _half_budget(name, eps):
+    return Budget(
+        k=4.0,
+        c=2.0,
+        eps=eps,
+        reason=(
+            f"{name} storage with float32 arithmetic, compared with the spec run on the same "
+            f"{name}-rounded inputs, parameters, states and cotangents: k=4 as for float32 "
+            "(the arithmetic is float32); c=2: each output and gradient is rounded to storage "
+            "once when stored (half an ulp), and c=2 leaves room for the float32 value "
+            "itself sitting next to a rounding boundary; 4 half-ulps in all."
+        ),
+    )
+
+
 POLICY = {
     "float32": Budget(
         k=4.0,
@@ -55,12 +70,20 @@ POLICY = {
             "use, while a decay off by 1e-3 is 1e10 times larger."
         ),
     ),
+    "float16": _half_budget("float16", 2.0**-10),
+    "bfloat16": _half_budget("bfloat16", 2.0**-7),
 }
+
+
+def _name(dtype) -> str:
+    """The policy row of a NumPy or torch dtype (bfloat16 exists only in torch)."""
+    text = str(dtype)
+    return text[len("torch."):] if text.startswith("torch.") else np.dtype(dtype).name
 
 
 def budget(ref64, ref32, dtype) -> float:
     """The allowed max |impl - ref64| for one quantity."""
-    rule = POLICY[np.dtype(dtype).name]
+    rule = POLICY[_name(dtype)]
     ref64 = np.asarray(ref64, dtype=np.float64)
     scale = max(1.0, float(np.max(np.abs(ref64), initial=0.0)))
     reference_error = float(np.max(np.abs(np.asarray(ref32, np.float64) - ref64), initial=0.0))
@@ -85,6 +108,6 @@ def assert_within_budget(name, impl, ref64, ref32, dtype) -> None:
         where = np.unravel_index(int(np.nanargmax(np.where(np.isnan(error), np.inf, error))), error.shape)
         raise AssertionError(
             f"{name}: max |impl - ref64| = {float(np.max(error)):.3e} exceeds the budget "
-            f"{allowed:.3e} ({np.dtype(dtype).name}) at index {tuple(int(i) for i in where)}: "
+            f"{allowed:.3e} ({_name(dtype)}) at index {tuple(int(i) for i in where)}: "
             f"impl {impl64[where]!r}, ref64 {ref64[where]!r}"
         )

@@ -4,8 +4,16 @@ Select with ``python -m pytest --hypothesis-profile=thorough``.  Every failure
 prints the falsifying example and a ``@reproduce_failure`` blob.
 """
 
+import os
+
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
+
+# Without a GPU the Triton kernels run on CPU tensors under Triton's
+# interpreter, which must be on before the kernels are first imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import snnref.spec.api as api
 from snnref import registry

@@ -16,8 +16,10 @@ def raises(error, match, *args, **kwargs):
 
 def test_x_must_be_a_float_tensor():
     raises(TypeError, "x: expected a torch.Tensor, got ndarray", "tether.LIF", np.zeros((4, 3)))
-    raises(TypeError, "x: expected dtype torch.float32 or torch.float64, got torch.float16",
-           "tether.LIF", X.half())
+    raises(TypeError, "x: backend .torch. expects dtype torch.float32 or torch.float64, got torch.float16",
+           "tether.LIF", X.half(), backend="torch")
+    raises(TypeError, "x: backend 'triton' expects dtype torch.float32 or torch.float16 or torch.bfloat16, "
+           "got torch.float64", "tether.LIF", X.double(), backend="triton")
     raises(ValueError, r"x: expected a time-major array of shape \(T, ..., N\)", "tether.LIF", torch.zeros(4))
     raises(ValueError, "x: expected finite values", "tether.LIF", torch.tensor([[0.0], [float("nan")]]))
 
@@ -51,7 +53,16 @@ def test_unknown_names():
     raises(ValueError, "surrogate: qualia.IFSRL does not accept 'arctan'", "qualia.IFSRL", X, surrogate="arctan")
     raises(ValueError, "backend: unknown name 'cuda'; expected one of: auto, torch, triton", "tether.LIF", X,
            backend="cuda")
-    raises(ValueError, "backend: 'triton' is not available yet", "tether.LIF", X, backend="triton")
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    from snnref.kernels import common
+
+    monkeypatch.setattr(common, "INTERPRETED", False)
+    raises(ValueError, "backend: 'triton' on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1",
+           "tether.LIF", X, backend="triton")
+    # "auto" runs CPU tensors on the torch path.
+    assert snnref.simulate("tether.LIF", X, backend="auto").outputs["out"].shape == X.shape
 
 
 def test_cooldown_input_overflow_is_named():

@@ -1,0 +1,59 @@
+"""What every kernel family shares: launch checks, block sizes, output allocation.
+
+Kernels run natively on CUDA tensors, and on CPU tensors under Triton's
+interpreter, which must be switched on (``TRITON_INTERPRET=1``) before the
+kernels are imported: ``triton.jit`` reads it when a kernel is defined.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+STORAGE = (torch.float32, torch.float16, torch.bfloat16)
+# Lanes per program: large blocks amortise the interpreter's per-operation
+# cost; on a GPU a block of 1024 lanes keeps every SM busy from N = 2^17 up.
+INTERPRETER_BLOCK = 16384
+GPU_BLOCK = 1024
+MAX_NEURONS = 2**31 - 1  # lane offsets are int32; time offsets are int64
+
+
+def check_launch(x: torch.Tensor) -> None:
+    """A clear error before any launch for what the kernels cannot run."""
+    if x.dtype not in STORAGE:
+        raise TypeError(f"x: the triton backend stores float32, float16 or bfloat16, got {x.dtype} "
+                        "(float64 runs on backend='torch')")
+    if x.device.type == "cpu" and not INTERPRETED:
+        raise ValueError("backend: 'triton' on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 "
+                         "before importing snnref, move the tensors to CUDA, or use backend='torch'")
+    if x.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"x: the triton backend runs on CUDA (or CPU under the interpreter), got {x.device}")
+    neurons = x[0].numel()
+    if neurons > MAX_NEURONS:
+        raise ValueError(f"x: at most {MAX_NEURONS} neurons per step in one launch, got {neurons}")
+
+
+def block(neurons: int, device: torch.device) -> int:
+    limit = GPU_BLOCK if device.type == "cuda" else INTERPRETER_BLOCK
+    return min(limit, triton.next_power_of_2(max(neurons, 1)))
+
+
+def grid(neurons: int, lanes: int):
+    return (triton.cdiv(neurons, lanes),)
+
+
+def empty(shape, dtype, device) -> torch.Tensor:
+    """Every kernel output comes from here, so tests can poison it with NaN."""
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def per_neuron(param: torch.Tensor) -> bool:
+    """A parameter read per neuron (shape (N,)) rather than as one value."""
+    return param.numel() > 1
+
+
+def contiguous_float(param: torch.Tensor) -> torch.Tensor:
+    return param.detach().contiguous()
