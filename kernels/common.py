@@ -13,7 +13,6 @@ import torch
 import triton
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-STORAGE = (torch.float32, torch.float16, torch.bfloat16)
 # Lanes per program: large blocks amortise the interpreter's per-operation
 # cost; on a GPU a block of 1024 lanes keeps every SM busy from N = 2^17 up.
 INTERPRETER_BLOCK = 16384
@@ -22,10 +21,8 @@ MAX_NEURONS = 2**31 - 1  # lane offsets are int32; time offsets are int64
 
 
 def check_launch(x: torch.Tensor) -> None:
-    """A clear error before any launch for what the kernels cannot run."""
-    if x.dtype not in STORAGE:
-        raise TypeError(f"x: the triton backend stores float32, float16 or bfloat16, got {x.dtype} "
-                        "(float64 runs on backend='torch')")
+    """A clear error before any launch for what the kernels cannot run (the
+    storage dtype is checked with the other arguments, in snnref.backend)."""
     if x.device.type == "cpu" and not INTERPRETED:
         raise ValueError("backend: 'triton' on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 "
                          "before importing snnref, move the tensors to CUDA, or use backend='torch'")

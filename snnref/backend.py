@@ -23,6 +23,9 @@ BACKENDS = ("auto", "torch", "triton")
 # Storage dtypes: the torch path computes in the input's precision; the
 # kernels accumulate in float32 whatever they store.
 DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, torch.float16, torch.bfloat16)}
+# Every dtype some backend stores (the functional and compat layers accept these
+# and leave the choice of backend to simulate).
+ANY_DTYPE = tuple(dict.fromkeys(DTYPES["torch"] + DTYPES["triton"]))
 # Where each backend's family modules live (same stems as snnref/spec).
 PACKAGES = {"torch": "ops", "triton": "kernels"}
 
@@ -131,13 +134,9 @@ def _check_backend(row, backend, x):
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
     if backend == "auto":
         backend = "triton" if x.is_cuda and x.dtype in DTYPES["triton"] else "torch"
-    if backend == "triton":
-        if importlib.util.find_spec(f"{__package__}.kernels.{row.family}") is None:
-            raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
-                             "use backend='torch'")
-        from .kernels import common
-
-        common.check_launch(x)
+    if backend == "triton" and importlib.util.find_spec(f"{__package__}.kernels.{row.family}") is None:
+        raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
+                         "use backend='torch'")
     return backend
 
 
@@ -176,6 +175,10 @@ def simulate(
     row = registry.model(model)
     backend = _check_backend(row, backend, x)
     _check_x(row, x, backend, allow_nonfinite)
+    if backend == "triton":
+        from .kernels import common
+
+        common.check_launch(x)
     surrogate = arguments.check_surrogate(row, surrogate)
     params = _check_params(row, params, x, allow_nonfinite)
     full_state = _check_state(row, state, params, x, allow_nonfinite)

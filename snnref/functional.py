@@ -17,7 +17,7 @@ import operator
 import torch
 
 from . import registry
-from .backend import DTYPES, simulate
+from .backend import ANY_DTYPE, simulate
 
 # hxtorch's only surrogate method, as the registry names it.
 _METHOD = registry.model("hxtorch.cuba_lif").default_surrogate
@@ -29,8 +29,9 @@ _METHOD = registry.model("hxtorch.cuba_lif").default_surrogate
 def _float_tensor(name, value, min_dim=0):
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
-    if value.dtype not in DTYPES:
-        raise TypeError(f"{name}: expected dtype torch.float32 or torch.float64, got {value.dtype}")
+    if value.dtype not in ANY_DTYPE:
+        raise TypeError(f"{name}: expected dtype float32 or float64 (float16 or bfloat16 on the triton backend), "
+                        f"got {value.dtype}")
     if value.dim() < min_dim or value.numel() == 0:
         rank = f" of rank >= {min_dim}" if min_dim else ""
         raise ValueError(f"{name}: expected a non-empty tensor{rank}, got shape {tuple(value.shape)}")

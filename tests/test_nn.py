@@ -260,7 +260,7 @@ def test_store_traces_off_keeps_no_sequence():
     (lambda: ALIF(3), torch.zeros(4, 2, 2), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 4), ValueError, r"x: .*rank 4"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 3, 5), ValueError, r"x: expected a last axis of 4 \(dim\)"),
-    (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError, r"x: expected dtype"),
+    (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError, r"x: backend .torch. expects dtype"),
     (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"params\['alpha'\]: expected values > 0"),
 ])
 def test_bad_input_names_the_argument(make, x, error, match):

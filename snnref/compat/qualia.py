@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ..backend import DTYPES, simulate
+from ..backend import ANY_DTYPE, simulate
 
 
 def heaviside(x):
@@ -82,8 +82,8 @@ class _SoftResetIF(torch.nn.Module):
 
     def forward(self, input):
         """Advance one time step with input ``x[t]`` (any shape)."""
-        if not isinstance(input, torch.Tensor) or input.dtype not in DTYPES:
-            raise TypeError(f"input: expected a float32 or float64 torch.Tensor, got {input!r:.80}")
+        if not isinstance(input, torch.Tensor) or input.dtype not in ANY_DTYPE:
+            raise TypeError(f"input: expected a floating torch.Tensor (float32 or float64; float16 or bfloat16 on the triton backend), got {input!r:.80}")
         shape = tuple(input.shape) or (1,)
         params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}
         trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": self.v})
