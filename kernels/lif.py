@@ -32,9 +32,12 @@ RESETS = {None: 0, "zero": 1, "subtract": 2}
 
 @triton.jit
 def _param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
+    # One return: the GPU compiler types every return of a jit function alike.
     if PER_NEURON:
-        return tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
-    return tl.load(ptr).to(tl.float32)
+        value = tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
+    else:
+        value = tl.load(ptr).to(tl.float32) + tl.zeros_like(offs).to(tl.float32)
+    return value
 
 
 @triton.jit

@@ -15,7 +15,8 @@ import triton.language as tl
 
 from snnref import registry
 
-PI = 3.141592653589793
+# A tl.constexpr: the GPU compiler refuses plain module globals in kernels.
+PI = tl.constexpr(3.141592653589793)
 
 
 def kind_id(key: str) -> int:

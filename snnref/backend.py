@@ -71,6 +71,18 @@ def _as_tensor(label, value, x, allow_nonfinite):
     return value
 
 
+def _check_half_range(label, value):
+    """Half-precision storage must hold a parameter as a normal number: below
+    that its precision is gone (float16 flushes hxtorch's 1e-5 s to a few bits)."""
+    if value.dtype not in (torch.float16, torch.bfloat16):
+        return
+    magnitude = value.detach().abs()
+    tiny = torch.finfo(value.dtype).tiny
+    if bool(((magnitude > 0) & (magnitude < tiny)).any()):
+        raise ValueError(f"{label}: {value.detach().tolist()} is below {value.dtype}'s normal range "
+                         f"({tiny:.3g}); store the model in torch.float32 or torch.bfloat16")
+
+
 def _check_params(row, params, x, allow_nonfinite):
     params = arguments.mapping("params", params, "parameter name -> value")
     arguments.check_param_names(row, params)
@@ -84,6 +96,7 @@ def _check_params(row, params, x, allow_nonfinite):
             value = torch.full(arguments.default_shape(param, n), param.default, dtype=x.dtype, device=x.device)
         arguments.check_param_shape(param, value.shape, n)
         arguments.check_domain(param, value.detach())
+        _check_half_range(f"params[{param.name!r}]", value)
         checked[param.name] = value
     return checked
 

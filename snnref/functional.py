@@ -123,22 +123,24 @@ def _initial(name, value, x_seq):
                          f"second axis), got {tuple(value.shape)}")
 
 
-def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type):
+def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
     """tether's LIFSubFunction: hard reset to 0, returns ``(spikes, v_final, v_seq)``.
 
     ``v_seq`` is the pre-reset membrane, ``v_final`` the membrane after the last
     reset.  ``surrogate_type`` is tether's kernel id (0 arctan, 1 sigmoid,
     2 fast_sigmoid); ``decay``, ``threshold`` and ``alpha`` are scalars.
+    ``backend`` as for ``snnref.simulate``: "auto" runs the Triton kernels on
+    CUDA tensors and the torch path otherwise.
     """
     surrogate = _surrogate_key(surrogate_type)
     _sequence(x_seq)
     _initial("v_init", v_init, x_seq)
     params = _params("tether.LIF", {"decay": decay, "threshold": threshold, "alpha": alpha}, x_seq, _SCALAR)
-    trace = simulate("tether.LIF", x_seq, params, {"v": v_init}, surrogate=surrogate)
+    trace = simulate("tether.LIF", x_seq, params, {"v": v_init}, surrogate=surrogate, backend=backend)
     return trace.outputs["out"], trace.final_state["v"], trace.outputs["v"]
 
 
-def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type):
+def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
     """tether's PLIFSubFunction: ``lif`` with per-neuron ``decay`` and ``threshold`` of shape (n,).
 
     n must divide M; column j of every batch row uses ``decay[j]`` and
@@ -157,12 +159,12 @@ def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type):
     params["alpha"] = _param("tether.PLIF", "alpha", alpha, x_seq, _SCALAR)
     batch = total // n
     trace = simulate("tether.PLIF", x_seq.reshape(steps, batch, n), params, {"v": v_init.reshape(batch, n)},
-                     surrogate=surrogate)
+                     surrogate=surrogate, backend=backend)
     return (trace.outputs["out"].reshape(steps, total), trace.final_state["v"].reshape(total),
             trace.outputs["v"].reshape(steps, total))
 
 
-def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha):
+def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, backend="auto"):
     """tether's ALIF (arctan surrogate): returns ``(spikes, v_final, a_final, v_seq, a_seq)``.
 
     ``v_seq`` is the pre-reset membrane, ``a_seq`` the adaptation before each
@@ -173,7 +175,7 @@ def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha):
     _initial("a_init", a_init, x_seq)
     values = {"decay_v": decay_v, "decay_a": decay_a, "threshold": threshold, "beta": beta, "alpha": alpha}
     params = _params("tether.ALIF", values, x_seq, _SCALAR)
-    trace = simulate("tether.ALIF", x_seq, params, {"v": v_init, "a": a_init})
+    trace = simulate("tether.ALIF", x_seq, params, {"v": v_init, "a": a_init}, backend=backend)
     return (trace.outputs["out"], trace.final_state["v"], trace.final_state["a"],
             trace.outputs["v"], trace.outputs["a"])
 

@@ -1,0 +1,263 @@
+"""Triton scans of the adaptive LIF family (tether ALIF).
+
+Each program owns a block of neurons and runs the whole time loop with the
+membrane v and the adaptation a in float32 registers (storage may be float32,
+float16 or bfloat16).  Per step t, from the post-reset membrane p and a[t]:
+
+    v[t] = lam_v p + x[t];  u = v[t] - (theta + beta a[t]);  s = H(u) (smooth twin: F(u))
+    p = v[t] (1 - sg(s))            hard reset to 0, the spike detached
+    a[t+1] = lam_a a[t] + s         differentiated: the spike feeds a with f(u)
+
+Recorded: the pre-reset v[t] and a[t] before its update; final state p and
+a[T].  The reverse scan, with g_a = dL/da[t+1] (the final cotangent at first):
+
+    g_s = dL/ds[t] + g_a;  g_u = g_s f(u)
+    dL/dv[t] = dL/dp (1 - sg(s)) + dL/dv_rec[t] + g_u;  dL/dx[t] = dL/dv[t];  dL/dp_prev = lam_v dL/dv[t]
+    g_a <- lam_a g_a - beta g_u + dL/da_rec[t]
+    dL/dlam_v += dL/dv[t] p[t-1];  dL/dlam_a += g_a a[t] (before g_a steps back: no term for a[0]'s start)
+    dL/dtheta -= g_u;  dL/dbeta -= g_u a[t];  dL/dalpha += g_s dF(u)
+
+The forward saves v[t] and a[t] in float32 (8 bytes per neuron-step; with
+float32 storage these are the recorded outputs themselves, so nothing extra);
+the backward recomputes u, the spikes and the post-reset membrane from them
+exactly as the forward computed them.  It walks back carrying step t-1's
+values into the next iteration, so each saved value is read once.  Parameter
+gradients leave the kernel as per-neuron float32 partial sums, reduced by
+torch in a fixed order (no atomics).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import common
+from .lif import _param, _spike
+from .surrogates import kind_id, surrogate
+
+
+@triton.jit
+def _distance(v, a, theta, beta):
+    # One expression for both scans, so the backward's u is bit-identical.
+    return v - (theta + beta * a)
+
+
+@triton.jit
+def _fired(v, a, theta, beta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
+    """The forward's spike (the reset spike unless replayed), recomputed in the backward."""
+    s, f, dF = _spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
+    return s
+
+
+@triton.jit
+def _forward(x_ptr, v0_ptr, a0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, beta_ptr, scale_ptr, replay_ptr,
+             spikes_ptr, v_rec_ptr, a_rec_ptr, v_save_ptr, a_save_ptr, v_final_ptr, a_final_ptr,
+             T, M, N,
+             LAM_V_PER_NEURON: tl.constexpr, LAM_A_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
+             BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
+             SAVE_SEPARATE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
+             REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    lam_v = _param(lam_v_ptr, offs, mask, N, LAM_V_PER_NEURON)
+    lam_a = _param(lam_a_ptr, offs, mask, N, LAM_A_PER_NEURON)
+    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    scale = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    # Masked lanes start from a defined 0 and are never stored.
+    p = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    a = tl.load(a0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    # Element offsets in int64: T * M may pass 2^31.
+    at = offs.to(tl.int64)
+    for t in range(T):
+        x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        v = lam_v * p + x
+        s, f, dF = _spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
+        if REPLAY:
+            r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        else:
+            r = s
+        p = v * (1.0 - r)
+        tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
+        tl.store(v_rec_ptr + at, v.to(v_rec_ptr.dtype.element_ty), mask=mask)
+        tl.store(a_rec_ptr + at, a.to(a_rec_ptr.dtype.element_ty), mask=mask)
+        if SAVE_SEPARATE:
+            # Half storage: the backward needs the float32 values, not the rounded records.
+            tl.store(v_save_ptr + at, v, mask=mask)
+            tl.store(a_save_ptr + at, a, mask=mask)
+        a = lam_a * a + s
+        at += M
+    tl.store(v_final_ptr + offs, p.to(v_final_ptr.dtype.element_ty), mask=mask)
+    tl.store(a_final_ptr + offs, a.to(a_final_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, beta_ptr, scale_ptr, replay_ptr,
+              g_spikes_ptr, g_v_rec_ptr, g_a_rec_ptr, g_v_final_ptr, g_a_final_ptr,
+              g_x_ptr, g_v0_ptr, g_a0_ptr, g_lam_v_ptr, g_lam_a_ptr, g_theta_ptr, g_beta_ptr, g_scale_ptr,
+              T, M, N, LAST,
+              LAM_V_PER_NEURON: tl.constexpr, LAM_A_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
+              BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
+              STRICT: tl.constexpr, SMOOTH: tl.constexpr, REPLAY: tl.constexpr, KIND: tl.constexpr,
+              HAS_G_SPIKES: tl.constexpr, HAS_G_V_REC: tl.constexpr, HAS_G_A_REC: tl.constexpr,
+              HAS_G_V_FINAL: tl.constexpr, HAS_G_A_FINAL: tl.constexpr,
+              BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    lam_v = _param(lam_v_ptr, offs, mask, N, LAM_V_PER_NEURON)
+    lam_a = _param(lam_a_ptr, offs, mask, N, LAM_A_PER_NEURON)
+    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    scale = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    # dL/dp (post-reset membrane) and dL/da[t+1], entering from the final state.
+    g_p = tl.zeros([BLOCK], dtype=tl.float32)
+    if HAS_G_V_FINAL:
+        g_p = tl.load(g_v_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    g_a = tl.zeros([BLOCK], dtype=tl.float32)
+    if HAS_G_A_FINAL:
+        g_a = tl.load(g_a_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    g_lam_v = tl.zeros([BLOCK], dtype=tl.float32)
+    g_lam_a = tl.zeros([BLOCK], dtype=tl.float32)
+    g_theta = tl.zeros([BLOCK], dtype=tl.float32)
+    g_beta = tl.zeros([BLOCK], dtype=tl.float32)
+    g_scale = tl.zeros([BLOCK], dtype=tl.float32)
+    # Element offsets in int64 from the last step (LAST = (T - 1) M) down.
+    at = offs.to(tl.int64) + LAST
+    # Step t's saved v, a and reset spike; each iteration reads step t-1's and
+    # hands them on, so every saved value is loaded once.
+    v = tl.load(v_save_ptr + at, mask=mask, other=0.0).to(tl.float32)
+    a = tl.load(a_save_ptr + at, mask=mask, other=0.0).to(tl.float32)
+    if REPLAY:
+        r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
+    else:
+        r = _fired(v, a, theta, beta, scale, KIND, STRICT, SMOOTH)
+    for t in range(T):
+        f, _, dF = surrogate(_distance(v, a, theta, beta), scale, KIND)
+        g_s = g_a
+        if HAS_G_SPIKES:
+            g_s += tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        # a[t+1] = lam_a a[t] + s[t]: the only place lam_a and this g_a meet.
+        g_lam_a += g_a * a
+        g_u = g_s * f
+        g_scale += g_s * dF
+        g_theta -= g_u
+        g_beta -= g_u * a
+        g_a = lam_a * g_a - beta * g_u
+        if HAS_G_A_REC:
+            g_a += tl.load(g_a_rec_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        # The detached reset passes only its (1 - s) factor.
+        g_v = g_p * (1.0 - r) + g_u
+        if HAS_G_V_REC:
+            g_v += tl.load(g_v_rec_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        tl.store(g_x_ptr + at, g_v.to(g_x_ptr.dtype.element_ty), mask=mask)
+        # The membrane this step started from, recomputed as the forward did
+        # (at step 0: the initial state; at >= M holds for every later step).
+        later = at >= M
+        earlier = mask & later
+        before = at - M
+        v = tl.load(v_save_ptr + before, mask=earlier, other=0.0).to(tl.float32)
+        a = tl.load(a_save_ptr + before, mask=earlier, other=0.0).to(tl.float32)
+        if REPLAY:
+            r = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
+        else:
+            r = _fired(v, a, theta, beta, scale, KIND, STRICT, SMOOTH)
+        p_before = tl.where(later, v * (1.0 - r), v0)
+        g_lam_v += g_v * p_before
+        g_p = lam_v * g_v
+        at -= M
+    tl.store(g_v0_ptr + offs, g_p.to(g_v0_ptr.dtype.element_ty), mask=mask)
+    tl.store(g_a0_ptr + offs, g_a.to(g_a0_ptr.dtype.element_ty), mask=mask)
+    tl.store(g_lam_v_ptr + offs, g_lam_v, mask=mask)
+    tl.store(g_lam_a_ptr + offs, g_lam_a, mask=mask)
+    tl.store(g_theta_ptr + offs, g_theta, mask=mask)
+    tl.store(g_beta_ptr + offs, g_beta, mask=mask)
+    tl.store(g_scale_ptr + offs, g_scale, mask=mask)
+
+
+def _options(config, params, replay):
+    lam_v, lam_a, theta, beta, scale = params
+    return dict(
+        LAM_V_PER_NEURON=common.per_neuron(lam_v), LAM_A_PER_NEURON=common.per_neuron(lam_a),
+        THETA_PER_NEURON=common.per_neuron(theta), BETA_PER_NEURON=common.per_neuron(beta),
+        SCALE_PER_NEURON=common.per_neuron(scale),
+        STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None, KIND=config["kind"],
+    )
+
+
+class _Scan(torch.autograd.Function):
+    """Inputs (x, v0, a0, lam_v, lam_a, theta, beta, scale, replay, config)."""
+
+    @staticmethod
+    def forward(ctx, x, v0, a0, lam_v, lam_a, theta, beta, scale, replay, config):
+        steps, shape = x.shape[0], x.shape[1:]
+        neurons = x[0].numel()
+        flat_x, flat_v0, flat_a0 = x.contiguous(), v0.contiguous(), a0.contiguous()
+        spikes = common.empty(x.shape, x.dtype, x.device)
+        v_rec = common.empty(x.shape, x.dtype, x.device)
+        a_rec = common.empty(x.shape, x.dtype, x.device)
+        # float32 storage: the records are the float32 values the backward needs.
+        separate = x.dtype != torch.float32
+        v_save = common.empty(x.shape, torch.float32, x.device) if separate else v_rec
+        a_save = common.empty(x.shape, torch.float32, x.device) if separate else a_rec
+        v_final = common.empty(shape, x.dtype, x.device)
+        a_final = common.empty(shape, x.dtype, x.device)
+        params = (lam_v, lam_a, theta, beta, scale)
+        lanes = common.block(neurons, x.device)
+        _forward[common.grid(neurons, lanes)](
+            flat_x, flat_v0, flat_a0, *(common.contiguous_float(p) for p in params),
+            replay if replay is not None else flat_x,
+            spikes, v_rec, a_rec, v_save, a_save, v_final, a_final, steps, neurons, shape[-1],
+            **_options(config, params, replay), SAVE_SEPARATE=separate, BLOCK=lanes,
+        )
+        ctx.save_for_backward(v_save, a_save, flat_v0, *params, replay)
+        ctx.config = config
+        ctx.set_materialize_grads(False)
+        return spikes, v_rec, a_rec, v_final, a_final
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final):
+        v_save, a_save, v0, *params, replay = ctx.saved_tensors
+        steps, shape = v_save.shape[0], v_save.shape[1:]
+        neurons = v0.numel()
+        dtype, device = v0.dtype, v0.device
+        g_x = common.empty(v_save.shape, dtype, device)
+        g_v0 = common.empty(shape, dtype, device)
+        g_a0 = common.empty(shape, dtype, device)
+        partials = [common.empty(shape, torch.float32, device) for _ in params]
+        lanes = common.block(neurons, device)
+        cotangents = (g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final)
+        # An absent cotangent is never read: any tensor stands in for its pointer.
+        present = [g.contiguous() if g is not None else v_save for g in cotangents]
+        _backward[common.grid(neurons, lanes)](
+            v_save, a_save, v0, *(common.contiguous_float(p) for p in params),
+            replay if replay is not None else v_save,
+            *present, g_x, g_v0, g_a0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
+            **_options(ctx.config, params, replay),
+            HAS_G_SPIKES=g_spikes is not None, HAS_G_V_REC=g_v_rec is not None, HAS_G_A_REC=g_a_rec is not None,
+            HAS_G_V_FINAL=g_v_final is not None, HAS_G_A_FINAL=g_a_final is not None,
+            BLOCK=lanes,
+        )
+        wants = ctx.needs_input_grad[3:8]
+        trainable = (True, True, True, True, ctx.config["scale_trainable"])
+        param_grads = [
+            g.sum_to_size(p.shape).to(p.dtype) if want and train else None
+            for g, p, want, train in zip(partials, params, wants, trainable)
+        ]
+        return (g_x, g_v0, g_a0, *param_grads, None, None)
+
+
+def run(row, x, params, state, surrogate_key, inject, smooth, detached):
+    from snnref import registry
+
+    replay = detached["reset_spike"].contiguous() if detached is not None else None
+    config = dict(strict=row.spike_test == ">", smooth=smooth, kind=kind_id(surrogate_key),
+                  scale_trainable=registry.surrogate(surrogate_key).trainable_scale)
+    scale = params[registry.surrogate(surrogate_key).scale]
+    spikes, v_rec, a_rec, v_final, a_final = _Scan.apply(
+        x, state["v"], state["a"], params["decay_v"], params["decay_a"], params["threshold"], params["beta"],
+        scale, replay, config,
+    )
+    used = {"reset_spike": replay if replay is not None else spikes.detach()}
+    return {"out": spikes, "v": v_rec, "a": a_rec}, {"v": v_final, "a": a_final}, used

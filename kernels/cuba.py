@@ -1,0 +1,585 @@
+"""Triton scans of the CUBA family (hxtorch cuba_lif, cuba_refractory_lif, cuba_li,
+cuba_iaf, cuba_refractory_iaf): forward Euler, SPEC.md section 5.
+
+Each program owns a block of neurons and runs the whole time loop with the
+state v, i (and r) in float32 registers.  With a = dt/tau_mem, b = dt/tau_syn,
+k = refractory_time/dt (computed by torch on the host in float32, so autograd
+carries their gradients to tau_mem, tau_syn, refractory_time and dt), per step t:
+
+    w  = inj(v_obs[t], v + a (leak - v + i))     IAF: v + a i   (the old current)
+    i' = (1 - b) i + x[t]
+    u  = w - threshold;   z1 = inj(z_obs[t], H(u))   H(u) = [u > 0]; smooth twin F(u)
+    v1 = (1 - sg(z1)) w + sg(z1) reset           v1 = w when the membrane is observed
+  refractory models, with m = sg([r > 0]) and c = sg(relu(r - m)):
+    v' = inj(v_obs[t], (1 - m) v1 + m reset);  z = inj(z_obs[t], (1 - m) z1)
+    r' = (1 - z) c + z k
+  otherwise v' = v1 and z = z1 (the LI readout stops at w: v' = w, no spikes).
+
+``inj(o, w)`` is the observation o in value (stored exactly) with the gradient
+of the model value w: the offset o - w is a stop-gradient, as is every ``sg``.
+Outputs: out = z (LI: a copy of v'), and the sequences v', i', r'.  LI's out is
+a tensor of its own so that the cotangents of out and v meet in float32 in the
+kernel, not in autograd in the storage dtype, where half precision loses the
+small difference of large gradients.  Every stop-gradient value of every step
+is returned under the spec family's key (``reset_spike``, ``refractory_mask``,
+``refractory_carry``, ``inject_v``, ``inject_spikes``, ``inject_v_refractory``,
+``inject_spikes_refractory``) and replayed, instead of computed, when the
+caller passes them back.
+
+The membrane starts at the state tensor, or, when snnref.simulate started it at
+the leak (IAF: reset) parameter because the caller gave no state, at that
+parameter read directly: the initial membrane's adjoint then joins the
+parameter's float32 partial sums, as the seed's autograd sums the two paths,
+but without rounding it to the storage dtype per neuron first.
+
+Reverse scan (adjoints ``g``), from the cotangents of the final v, i (and r):
+
+    g v += cot_v[t] (LI: + cot_out[t]);  g i += cot_i[t];  g z = cot_out[t]
+    refractory:  g r = cot_r[t] (+ cot of the final r at t = T-1)
+                 g z += g r (k - c);  g k += g r z
+                 g reset += m g v;  g v = (1 - m) g v;  g z = (1 - m) g z
+    no observed membrane:  g reset += sg(z1) g v;  g v = (1 - sg(z1)) g v
+    g u = g z f(u);  g v += g u;  g threshold -= g u
+    g a += g v (leak - v + i);  g leak += a g v             IAF: g a += g v i
+    g x[t] = g i;  g b -= g i i
+    g i <- (1 - b) g i + a g v;  g v <- (1 - a) g v         IAF: g v unchanged
+
+An injection passes its adjoint to the model value unchanged; the initial r
+acts only through the mask and gets a zero gradient.
+
+The forward keeps the post-step v, i (and r) in float32, one value per state
+variable per neuron-step; for float32 storage these are the recorded output
+sequences themselves, so nothing extra is kept (half storage: 8 bytes per
+neuron-step, 12 with the refractory counter).  The backward recomputes w, u,
+the spikes, the mask and the carry of each step from the previous step's state
+with the forward's own code (``_advance``), so bit-identically.  Parameter
+gradients leave the kernel as per-lane float32 partial sums, reduced by torch
+in a fixed order: no atomics, the same bits on every run.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from . import common
+from .surrogates import kind_id, surrogate
+
+# The stop-gradient values in the spec family's order; which of them a run has
+# depends on the model and on the observations (Config.detached_keys).
+DETACHED = ("reset_spike", "refractory_mask", "refractory_carry", "inject_v", "inject_v_refractory",
+            "inject_spikes", "inject_spikes_refractory")
+# Where the initial membrane comes from: the state tensor, or a parameter.
+STARTS = {None: 0, "leak": 1, "reset": 2}
+
+
+@triton.jit
+def _param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
+    if PER_NEURON:
+        value = tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
+    else:
+        value = tl.load(ptr).to(tl.float32)
+    return value
+
+
+@triton.jit
+def _held(ptr, at, mask):
+    return tl.load(ptr + at, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _stop(computed, ptr, at, mask, REPLAY: tl.constexpr, RECORD: tl.constexpr):
+    """A stop-gradient value: the caller's when replaying, else computed (and recorded)."""
+    if REPLAY:
+        value = _held(ptr, at, mask)
+    else:
+        value = computed
+        if RECORD:
+            tl.store(ptr + at, value.to(ptr.dtype.element_ty), mask=mask)
+    return value
+
+
+@triton.jit
+def _inject(model, obs_ptr, offset_ptr, at, mask, REPLAY: tl.constexpr, RECORD: tl.constexpr):
+    """The observation in value; the offset (observation - model) is the stop-gradient."""
+    if REPLAY:
+        value = model + _held(offset_ptr, at, mask)
+    else:
+        # The observation itself, not model + offset, which could round.
+        value = _held(obs_ptr, at, mask)
+        if RECORD:
+            tl.store(offset_ptr + at, (value - model).to(offset_ptr.dtype.element_ty), mask=mask)
+    return value
+
+
+@triton.jit
+def _start(v0_ptr, offs, mask, leak, reset, V0_FROM: tl.constexpr):
+    """The initial membrane: the state tensor, or the leak (1) or reset (2)
+    parameter, broadcast to the block (a scalar parameter is one value, and
+    the loop carries a block) with masked lanes at a defined 0."""
+    if V0_FROM == 1:
+        v0 = tl.where(mask, leak, 0.0)
+    elif V0_FROM == 2:
+        v0 = tl.where(mask, reset, 0.0)
+    else:
+        v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    return v0
+
+
+@triton.jit
+def _advance(v, i, r, at, mask, leak, a, theta, reset, alpha,
+             v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
+             LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
+             OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr, RECORD: tl.constexpr,
+             RECORD_RESET: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr):
+    """One step from the state (v, i, r) left by the previous step, except the
+    current's own update.  Returns what the backward needs: dw/da, u, sg(z1),
+    m, c, the spikes z and the new membrane.  Without spikes (LI) the spike
+    quantities are zeros that nothing reads.  RECORD stores the computed
+    stop-gradient values (RECORD_RESET the reset spike, which is not stored
+    where it is the output spike train)."""
+    # (1) the membrane moves with the previous step's current.
+    if LEAK:
+        base = leak - v + i
+    else:
+        base = i
+    w = v + a * base
+    if OBS_V:
+        w = _inject(w, v_obs_ptr, dv_ptr, at, mask, REPLAY, RECORD)
+    u = 0.0 * w
+    zb = u
+    m = u
+    c = u
+    z = u
+    v_new = w
+    if SPIKING:
+        # The surrogate sees the (possibly observed) membrane.
+        u = w - theta
+        if SMOOTH:
+            f, F, dF = surrogate(u, alpha, KIND)
+            z = F
+        elif STRICT:
+            z = (u > 0).to(tl.float32)
+        else:
+            z = (u >= 0).to(tl.float32)
+        if OBS_Z:
+            z = _inject(z, z_obs_ptr, dz_ptr, at, mask, REPLAY, RECORD)
+        # An observed membrane already contains the hardware's reset.
+        if not OBS_V:
+            zb = _stop(z, zb_ptr, at, mask, REPLAY, RECORD_RESET)
+            v_new = (1.0 - zb) * w + zb * reset
+        if REFRACTORY:
+            m = _stop((r > 0).to(tl.float32), m_ptr, at, mask, REPLAY, RECORD)
+            c = _stop(tl.maximum(r - m, 0.0), c_ptr, at, mask, REPLAY, RECORD)
+            v_new = (1.0 - m) * v_new + m * reset
+            z = (1.0 - m) * z
+            if OBS_V:
+                v_new = _inject(v_new, v_obs_ptr, dv_ref_ptr, at, mask, REPLAY, RECORD)
+            if OBS_Z:
+                z = _inject(z, z_obs_ptr, dz_ref_ptr, at, mask, REPLAY, RECORD)
+    return base, u, zb, m, c, z, v_new
+
+
+@triton.jit
+def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
+             leak_ptr, reset_ptr, theta_ptr, alpha_ptr, a_ptr, b_ptr, k_ptr,
+             v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
+             out_ptr, v_seq_ptr, i_seq_ptr, r_seq_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
+             v_final_ptr, i_final_ptr, r_final_ptr,
+             T, M, N,
+             LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr, THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr,
+             A_PN: tl.constexpr, B_PN: tl.constexpr, K_PN: tl.constexpr,
+             LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
+             OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr, RECORD_RESET: tl.constexpr,
+             STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
+             KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    a = _param(a_ptr, offs, mask, N, A_PN)
+    b = _param(b_ptr, offs, mask, N, B_PN)
+    leak = a
+    reset = a
+    theta = a
+    alpha = a
+    k = a
+    if LEAK:
+        leak = _param(leak_ptr, offs, mask, N, LEAK_PN)
+    if SPIKING:
+        reset = _param(reset_ptr, offs, mask, N, RESET_PN)
+        theta = _param(theta_ptr, offs, mask, N, THETA_PN)
+        alpha = _param(alpha_ptr, offs, mask, N, ALPHA_PN)
+    if REFRACTORY:
+        k = _param(k_ptr, offs, mask, N, K_PN)
+    # Masked lanes start from a defined 0 and are never stored.
+    v = _start(v0_ptr, offs, mask, leak, reset, V0_FROM)
+    i = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    r = 0.0 * v
+    if REFRACTORY:
+        r = tl.load(r0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    # Element offsets in int64: T * M may pass 2^31.
+    at = offs.to(tl.int64)
+    for t in range(T):
+        x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        base, u, zb, m, c, z, v = _advance(
+            v, i, r, at, mask, leak, a, theta, reset, alpha,
+            v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
+            LEAK, SPIKING, REFRACTORY, OBS_V, OBS_Z, REPLAY, True, RECORD_RESET, STRICT, SMOOTH, KIND)
+        # (2) the current integrates this step's input after the membrane moved.
+        i = (1.0 - b) * i + x
+        tl.store(v_seq_ptr + at, v.to(v_seq_ptr.dtype.element_ty), mask=mask)
+        tl.store(i_seq_ptr + at, i.to(i_seq_ptr.dtype.element_ty), mask=mask)
+        if SPIKING:
+            tl.store(out_ptr + at, z.to(out_ptr.dtype.element_ty), mask=mask)
+        else:
+            tl.store(out_ptr + at, v.to(out_ptr.dtype.element_ty), mask=mask)
+        if REFRACTORY:
+            r = (1.0 - z) * c + z * k
+            tl.store(r_seq_ptr + at, r.to(r_seq_ptr.dtype.element_ty), mask=mask)
+        if KEEP:
+            # Half-precision outputs are rounded: the backward needs the registers.
+            tl.store(v_keep_ptr + at, v, mask=mask)
+            tl.store(i_keep_ptr + at, i, mask=mask)
+            if REFRACTORY:
+                tl.store(r_keep_ptr + at, r, mask=mask)
+        at += M
+    tl.store(v_final_ptr + offs, v.to(v_final_ptr.dtype.element_ty), mask=mask)
+    tl.store(i_final_ptr + offs, i.to(i_final_ptr.dtype.element_ty), mask=mask)
+    if REFRACTORY:
+        tl.store(r_final_ptr + offs, r.to(r_final_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _previous(keep_ptr, initial, at, later, earlier, M):
+    """The state a step started from: the kept sequence one step back, or the
+    initial state at step 0 (``later`` is at >= M, false only there)."""
+    return tl.where(later, tl.load(keep_ptr + (at - M), mask=earlier, other=0.0).to(tl.float32), initial)
+
+
+@triton.jit
+def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
+              leak_ptr, reset_ptr, theta_ptr, alpha_ptr, a_ptr, b_ptr, k_ptr,
+              v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
+              g_out_ptr, g_v_ptr, g_i_ptr, g_r_ptr, g_v_final_ptr, g_i_final_ptr, g_r_final_ptr,
+              g_x_ptr, g_v0_ptr, g_i0_ptr,
+              g_a_ptr, g_b_ptr, g_leak_ptr, g_reset_ptr, g_theta_ptr, g_k_ptr,
+              T, M, N, LAST,
+              LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr, THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr,
+              A_PN: tl.constexpr, B_PN: tl.constexpr, K_PN: tl.constexpr,
+              LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
+              OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr,
+              STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
+              HAS_G_OUT: tl.constexpr, HAS_G_V: tl.constexpr, HAS_G_I: tl.constexpr, HAS_G_R: tl.constexpr,
+              HAS_G_V_FINAL: tl.constexpr, HAS_G_I_FINAL: tl.constexpr, HAS_G_R_FINAL: tl.constexpr,
+              BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    a = _param(a_ptr, offs, mask, N, A_PN)
+    b = _param(b_ptr, offs, mask, N, B_PN)
+    leak = a
+    reset = a
+    theta = a
+    alpha = a
+    k = a
+    if LEAK:
+        leak = _param(leak_ptr, offs, mask, N, LEAK_PN)
+    if SPIKING:
+        reset = _param(reset_ptr, offs, mask, N, RESET_PN)
+        theta = _param(theta_ptr, offs, mask, N, THETA_PN)
+        alpha = _param(alpha_ptr, offs, mask, N, ALPHA_PN)
+    if REFRACTORY:
+        k = _param(k_ptr, offs, mask, N, K_PN)
+    v0 = _start(v0_ptr, offs, mask, leak, reset, V0_FROM)
+    i0 = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    r0 = 0.0 * v0
+    if REFRACTORY:
+        r0 = tl.load(r0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    zeros = tl.zeros([BLOCK], dtype=tl.float32)
+    g_v = zeros
+    g_i = zeros
+    g_r_final = zeros
+    if HAS_G_V_FINAL:
+        g_v = tl.load(g_v_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_G_I_FINAL:
+        g_i = tl.load(g_i_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_G_R_FINAL:
+        g_r_final = tl.load(g_r_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    g_a = zeros
+    g_b = zeros
+    g_leak = zeros
+    g_reset = zeros
+    g_theta = zeros
+    g_k = zeros
+    # Element offsets in int64 from the last step (LAST = (T - 1) M) down.
+    at = offs.to(tl.int64) + LAST
+    for _ in range(T):
+        # The previous step's state (the initial state at step 0: at >= M holds
+        # for every later step).
+        later = at >= M
+        earlier = mask & later
+        v_prev = _previous(v_keep_ptr, v0, at, later, earlier, M)
+        i_prev = _previous(i_keep_ptr, i0, at, later, earlier, M)
+        r_prev = r0
+        if REFRACTORY:
+            r_prev = _previous(r_keep_ptr, r0, at, later, earlier, M)
+        base, u, zb, m, c, z, v_new = _advance(
+            v_prev, i_prev, r_prev, at, mask, leak, a, theta, reset, alpha,
+            v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
+            LEAK, SPIKING, REFRACTORY, OBS_V, OBS_Z, REPLAY, False, False, STRICT, SMOOTH, KIND)
+        g_out = zeros
+        if HAS_G_OUT:
+            g_out = tl.load(g_out_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        if HAS_G_V:
+            g_v += tl.load(g_v_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        if not SPIKING:
+            g_v += g_out
+        if HAS_G_I:
+            g_i += tl.load(g_i_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        if SPIKING:
+            g_z = g_out
+            if REFRACTORY:
+                # r' reaches later steps only through the mask: its adjoint is
+                # this step's cotangent (and the final state's at the end).
+                g_r = g_r_final
+                g_r_final = zeros
+                if HAS_G_R:
+                    g_r += tl.load(g_r_ptr + at, mask=mask, other=0.0).to(tl.float32)
+                g_z += g_r * (k - c)
+                g_k += g_r * z
+                g_reset += m * g_v
+                g_v = (1.0 - m) * g_v
+                g_z = (1.0 - m) * g_z
+            if not OBS_V:
+                g_reset += zb * g_v
+                g_v = (1.0 - zb) * g_v
+            f, F, dF = surrogate(u, alpha, KIND)
+            g_u = g_z * f
+            g_v += g_u
+            g_theta -= g_u
+        # g_v is now the adjoint of the model's w = v + a base (an injection
+        # passes it through unchanged).
+        g_a += g_v * base
+        tl.store(g_x_ptr + at, g_i.to(g_x_ptr.dtype.element_ty), mask=mask)
+        g_b -= g_i * i_prev
+        g_i = (1.0 - b) * g_i + a * g_v
+        if LEAK:
+            g_leak += a * g_v
+            g_v = (1.0 - a) * g_v
+        at -= M
+    # A membrane that started at a parameter adds its adjoint to that
+    # parameter's float32 partial sums.
+    if V0_FROM == 1:
+        g_leak += g_v
+    elif V0_FROM == 2:
+        g_reset += g_v
+    else:
+        tl.store(g_v0_ptr + offs, g_v.to(g_v0_ptr.dtype.element_ty), mask=mask)
+    tl.store(g_i0_ptr + offs, g_i.to(g_i0_ptr.dtype.element_ty), mask=mask)
+    tl.store(g_a_ptr + offs, g_a, mask=mask)
+    tl.store(g_b_ptr + offs, g_b, mask=mask)
+    if LEAK:
+        tl.store(g_leak_ptr + offs, g_leak, mask=mask)
+    if SPIKING:
+        tl.store(g_reset_ptr + offs, g_reset, mask=mask)
+        tl.store(g_theta_ptr + offs, g_theta, mask=mask)
+    if REFRACTORY:
+        tl.store(g_k_ptr + offs, g_k, mask=mask)
+
+
+class Config(NamedTuple):
+    leak: bool  # the membrane leaks towards `leak` (LIF, LI) or only integrates (IAF)
+    spiking: bool
+    refractory: bool
+    observe_v: bool
+    observe_spikes: bool
+    replay: bool  # stop-gradient values supplied by the caller
+    strict: bool
+    smooth: bool
+    kind: int
+    v0_from: Optional[str]  # the parameter the membrane starts at ("leak", "reset"), if it does
+
+    @property
+    def detached_keys(self):
+        present = {
+            "reset_spike": self.spiking and not self.observe_v,
+            "refractory_mask": self.refractory,
+            "refractory_carry": self.refractory,
+            "inject_v": self.observe_v,
+            "inject_v_refractory": self.observe_v and self.refractory,
+            "inject_spikes": self.observe_spikes,
+            "inject_spikes_refractory": self.observe_spikes and self.refractory,
+        }
+        return [key for key in DETACHED if present[key]]
+
+    @property
+    def reset_is_spikes(self):
+        """Without the clamp the reset spike is the output spike train: no copy."""
+        return self.spiking and not self.observe_v and not self.refractory
+
+    def options(self, params):
+        """The kernels' compile-time arguments (params: leak, reset, threshold, alpha, a, b, k)."""
+        flags = [p is not None and common.per_neuron(p) for p in params]
+        return dict(
+            zip(("LEAK_PN", "RESET_PN", "THETA_PN", "ALPHA_PN", "A_PN", "B_PN", "K_PN"), flags),
+            LEAK=self.leak, SPIKING=self.spiking, REFRACTORY=self.refractory,
+            OBS_V=self.observe_v, OBS_Z=self.observe_spikes, REPLAY=self.replay,
+            STRICT=self.strict, SMOOTH=self.smooth, KIND=self.kind, V0_FROM=STARTS[self.v0_from],
+        )
+
+
+def _pointers(tensors, stand_in):
+    """Absent tensors become a stand-in pointer the kernel never touches."""
+    return [t if t is not None else stand_in for t in tensors]
+
+
+class _Scan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, i0, r0, leak, reset, threshold, alpha, a, b, k, v_obs, z_obs, frozen, config):
+        steps, shape = x.shape[0], x.shape[1:]
+        neurons = x[0].numel()
+        x = x.contiguous()
+        v0 = None if v0 is None else v0.contiguous()
+        i0 = i0.contiguous()
+        r0 = r0.contiguous() if config.refractory else None
+        params = [None if p is None else common.contiguous_float(p) for p in (leak, reset, threshold, alpha, a, b, k)]
+
+        def sequence(dtype=x.dtype):
+            return common.empty(x.shape, dtype, x.device)
+
+        def final():
+            return common.empty(shape, x.dtype, x.device)
+
+        out = sequence()
+        v_seq, i_seq = sequence(), sequence()
+        r_seq = sequence() if config.refractory else None
+        if x.dtype == torch.float32:
+            keep = [v_seq, i_seq, r_seq]
+        else:
+            keep = [sequence(torch.float32), sequence(torch.float32),
+                    sequence(torch.float32) if config.refractory else None]
+        finals = [final(), final(), final() if config.refractory else None]
+        lanes = common.block(neurons, x.device)
+        _forward[common.grid(neurons, lanes)](
+            x, *_pointers([v0, i0, r0], x), *_pointers(params, x),
+            *_pointers([v_obs, z_obs], x), *_pointers([frozen.get(key) for key in DETACHED], x),
+            out, *_pointers([v_seq, i_seq, r_seq], x), *_pointers(keep, x), *_pointers(finals, x),
+            steps, neurons, shape[-1],
+            **config.options(params), RECORD_RESET=not config.reset_is_spikes, KEEP=x.dtype != torch.float32,
+            BLOCK=lanes,
+        )
+        ctx.save_for_backward(v0, i0, r0, *keep, *params, v_obs, z_obs)
+        # The stop-gradient values are read back only when they were replayed
+        # (the caller's tensors); otherwise the backward recomputes them.
+        ctx.frozen = frozen if config.replay else {}
+        ctx.config = config
+        ctx.set_materialize_grads(False)
+        sequences = [s for s in (out, v_seq, i_seq, r_seq) if s is not None]
+        return tuple(sequences + [f for f in finals if f is not None])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        v0, i0, r0, v_keep, i_keep, r_keep, *rest = ctx.saved_tensors
+        params, (v_obs, z_obs) = rest[:7], rest[7:]
+        config, frozen = ctx.config, ctx.frozen
+        steps, shape = v_keep.shape[0], v_keep.shape[1:]
+        neurons = i0.numel()
+        dtype, device = i0.dtype, i0.device
+        names = ["out", "v", "i"] + (["r"] if config.refractory else [])
+        finals = names[1:]
+        cot = dict(zip(names, grads[:len(names)]))
+        cot.update(zip(["final." + n for n in finals], grads[len(names):]))
+        order = ("out", "v", "i", "r", "final.v", "final.i", "final.r")
+        flags = ("HAS_G_OUT", "HAS_G_V", "HAS_G_I", "HAS_G_R", "HAS_G_V_FINAL", "HAS_G_I_FINAL", "HAS_G_R_FINAL")
+        present = {name: cot.get(name) is not None for name in order}
+        g_x = common.empty(v_keep.shape, dtype, device)
+        g_v0 = None if config.v0_from else common.empty(shape, dtype, device)
+        g_i0 = common.empty(shape, dtype, device)
+        # Per-lane partial sums of a, b, leak, reset, threshold, k, as far as the model has them.
+        owned = (True, True, config.leak, config.spiking, config.spiking, config.refractory)
+        partials = [common.empty(shape, torch.float32, device) if on else None for on in owned]
+        lanes = common.block(neurons, device)
+        _backward[common.grid(neurons, lanes)](
+            *_pointers([v0, i0, r0, v_keep, i_keep, r_keep], i0), *_pointers(params, i0),
+            *_pointers([v_obs, z_obs], i0), *_pointers([frozen.get(key) for key in DETACHED], i0),
+            *_pointers([cot[n].contiguous() if present[n] else None for n in order], i0),
+            g_x, *_pointers([g_v0, g_i0], i0), *_pointers(partials, i0),
+            steps, neurons, shape[-1], (steps - 1) * neurons,
+            **config.options(params),
+            **{flag: present[n] for flag, n in zip(flags, order)},
+            BLOCK=lanes,
+        )
+        wants = ctx.needs_input_grad
+        g_a, g_b, g_leak, g_reset, g_threshold, g_k = partials
+        leak, reset, threshold, alpha, a, b, k = params
+
+        def reduced(partial, param, wanted):
+            return partial.sum_to_size(param.shape).to(param.dtype) if wanted else None
+
+        return (
+            g_x,
+            g_v0,
+            g_i0,
+            torch.zeros_like(r0) if config.refractory and wants[3] else None,  # r0 acts only through the mask
+            reduced(g_leak, leak, wants[4]),
+            reduced(g_reset, reset, wants[5]),
+            reduced(g_threshold, threshold, wants[6]),
+            None,  # superspike's scale has no gradient
+            reduced(g_a, a, wants[8]),
+            reduced(g_b, b, wants[9]),
+            reduced(g_k, k, wants[10]),
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def _starts_at(v0, param):
+    """Whether the initial membrane is ``param`` broadcast over the state's shape
+    (snnref.simulate's start when the caller gave no state).  The kernel then
+    reads the parameter and sums the membrane's adjoint into its float32
+    partial sums, rather than autograd summing a gradient already rounded to
+    the storage dtype per neuron."""
+    return (v0._base is param and v0.requires_grad == param.requires_grad
+            and v0.data_ptr() == param.data_ptr() and v0.stride() == param.expand(v0.shape).stride())
+
+
+def run(row, x, params, state, surrogate_key, inject, smooth, detached):
+    spiking = row.options["spiking"]
+    # a, b, k by torch ops, in float32 whatever the storage: autograd carries their
+    # gradients to dt, tau_mem, tau_syn and refractory_time.
+    dt = params["dt"].float()
+    a = dt / params["tau_mem"].float()
+    b = dt / params["tau_syn"].float()
+    k = params["refractory_time"].float() / dt if row.refractory else None
+    v_obs, z_obs = inject.get("v"), inject.get("spikes")
+    start = next(var.initial for var in row.state if var.name == "v")
+    config = Config(row.options["leak"], spiking, row.refractory, v_obs is not None, z_obs is not None,
+                    detached is not None, row.spike_test == ">", bool(smooth),
+                    kind_id(surrogate_key) if spiking else -1,
+                    start if _starts_at(state["v"], params[start]) else None)
+    keys = config.detached_keys
+    if config.replay:
+        missing = [key for key in keys if key not in detached]
+        if missing:
+            raise ValueError(f"detached: {row.key} with these observations needs {', '.join(missing)}")
+        frozen = {key: detached[key].contiguous() for key in keys}
+    else:
+        frozen = {key: common.empty(x.shape, x.dtype, x.device) for key in keys
+                  if not (key == "reset_spike" and config.reset_is_spikes)}
+    results = _Scan.apply(
+        x, None if config.v0_from else state["v"], state["i"], state.get("r"), params.get("leak"), params.get("reset"),
+        params.get("threshold"), params.get("alpha"), a, b, k,
+        None if v_obs is None else v_obs.contiguous(), None if z_obs is None else z_obs.contiguous(),
+        frozen, config,
+    )
+    names = ["v", "i"] + (["r"] if row.refractory else [])
+    out, *results = results
+    sequences, finals = results[:len(names)], results[len(names):]
+    outputs = {"out": out, **dict(zip(names, sequences))}
+    used = {key: detached[key] for key in keys} if config.replay else dict(frozen)
+    if not config.replay and config.reset_is_spikes:
+        used["reset_spike"] = out.detach()
+    return outputs, dict(zip(names, finals)), {key: used[key] for key in keys}

@@ -1,0 +1,112 @@
+"""Triton kernels of rnnbuilder's Discontinuous neuron: a spike function without memory.
+
+Stateless and elementwise (storage float32, float16 or bfloat16, arithmetic in
+float32); the output keeps the input's shape:
+
+    s = H(x - theta) strict (smooth twin: F(x - theta))
+    dx = dL/ds f(x - theta);  dtheta = -sum dL/ds f(x - theta)
+
+One forward pass and one backward pass over the input, each program owning a
+block of neurons for every time step, as the scans of the other families do:
+that keeps theta's gradient a per-neuron float32 partial sum, reduced by torch
+in a fixed order (no atomics).  theta and gradient_factor are fixed in
+rnnbuilder; a theta that requires grad gets its gradient all the same, as on
+the torch path.  Nothing is saved for the backward beyond a reference to x
+(0 bytes per neuron-step): u is recomputed from it.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from . import common
+from .lif import _param, _spike
+from .surrogates import kind_id, surrogate
+
+
+@triton.jit
+def _forward(x_ptr, theta_ptr, scale_ptr, spikes_ptr, T, M, N,
+             THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
+             SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    # Element offsets in int64: T * M may pass 2^31.
+    at = offs.to(tl.int64)
+    for t in range(T):
+        x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        s, f, dF = _spike(x - theta, a, KIND, True, SMOOTH)
+        tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
+        at += M
+
+
+@triton.jit
+def _backward(x_ptr, theta_ptr, scale_ptr, g_spikes_ptr, g_x_ptr, g_theta_ptr, T, M, N,
+              THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
+              KIND: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    g_theta = tl.zeros([BLOCK], dtype=tl.float32)
+    # No state couples the steps, so they are visited in storage order.
+    at = offs.to(tl.int64)
+    for t in range(T):
+        x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        # Only the bump is needed: the step's value does not enter the backward.
+        f = surrogate(x - theta, a, KIND)[0]
+        g_x = tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32) * f
+        tl.store(g_x_ptr + at, g_x.to(g_x_ptr.dtype.element_ty), mask=mask)
+        g_theta -= g_x
+        at += M
+    tl.store(g_theta_ptr + offs, g_theta, mask=mask)
+
+
+def _per_neuron(theta, scale):
+    return dict(THETA_PER_NEURON=common.per_neuron(theta), SCALE_PER_NEURON=common.per_neuron(scale))
+
+
+class _Fire(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, theta, scale, config):
+        steps, shape = x.shape[0], x.shape[1:]
+        neurons = x[0].numel()
+        x = x.contiguous()
+        spikes = common.empty(x.shape, x.dtype, x.device)
+        lanes = common.block(neurons, x.device)
+        _forward[common.grid(neurons, lanes)](
+            x, common.contiguous_float(theta), common.contiguous_float(scale), spikes,
+            steps, neurons, shape[-1],
+            **_per_neuron(theta, scale), SMOOTH=config["smooth"], KIND=config["kind"], BLOCK=lanes,
+        )
+        ctx.save_for_backward(x, theta, scale)
+        ctx.config = config
+        return spikes
+
+    @staticmethod
+    def backward(ctx, g_spikes):
+        x, theta, scale = ctx.saved_tensors
+        steps, shape = x.shape[0], x.shape[1:]
+        neurons = x[0].numel()
+        g_x = common.empty(x.shape, x.dtype, x.device)
+        g_theta = common.empty(shape, torch.float32, x.device)
+        lanes = common.block(neurons, x.device)
+        _backward[common.grid(neurons, lanes)](
+            x, common.contiguous_float(theta), common.contiguous_float(scale), g_spikes.contiguous(),
+            g_x, g_theta, steps, neurons, shape[-1],
+            **_per_neuron(theta, scale), KIND=ctx.config["kind"], BLOCK=lanes,
+        )
+        wants = ctx.needs_input_grad
+        # gradient_factor is spike_linear's fixed scale: it receives no gradient.
+        return g_x, g_theta.sum_to_size(theta.shape).to(theta.dtype) if wants[1] else None, None, None
+
+
+def run(row, x, params, state, surrogate_key, inject, smooth, detached):
+    from snnref import registry
+
+    scale = params[registry.surrogate(surrogate_key).scale]
+    config = dict(smooth=smooth, kind=kind_id(surrogate_key))
+    return {"out": _Fire.apply(x, params["threshold"], scale, config)}, {}, {}

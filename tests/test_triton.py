@@ -1,0 +1,228 @@
+"""The Triton kernels (snnref.kernels) equal the spec, run under the interpreter on CPU.
+
+Every kernel output buffer is poisoned with NaN and followed by a NaN guard
+zone, so an element the kernel forgets to write cannot pass, and a store past
+the end of a buffer is caught.  Equivalence, determinism and the planted
+kernel mutants of tests/fixtures/kernel_mutants.py are checked for every
+family that has kernels; a registry test requires that every family does."""
+
+import importlib
+import importlib.util
+import inspect
+
+import numpy as np
+import pytest
+import torch
+import triton
+import triton.language as tl
+from hypothesis import given, strategies as st
+
+from fixtures.kernel_mutants import KERNEL_MUTANTS
+from fixtures.torch_mutants import Mutant, planted
+import snnref
+from snnref import checks, equivalence, registry
+from snnref.kernels import common
+from snnref.kernels.surrogates import kind_id, surrogate
+from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
+
+FAMILIES = sorted({row.family for row in registry.MODELS.values()})
+WITH_KERNELS = [f for f in FAMILIES if importlib.util.find_spec(f"snnref.kernels.{f}") is not None]
+MODELS = sorted(k for k, row in registry.MODELS.items() if row.family in WITH_KERNELS)
+GUARD = 64
+
+
+@pytest.fixture(autouse=True)
+def poisoned(monkeypatch):
+    """Kernel outputs start as NaN and are followed by a NaN guard zone."""
+    buffers = []
+
+    def empty(shape, dtype, device):
+        count = int(np.prod(shape))
+        buffer = torch.full((count + GUARD,), float("nan"), dtype=dtype, device=device)
+        buffers.append((buffer, count))
+        return buffer[:count].view(shape)
+
+    monkeypatch.setattr(common, "empty", empty)
+    yield buffers
+    for buffer, count in buffers:
+        assert torch.isnan(buffer[count:]).all(), "a kernel stored past the end of its output"
+
+
+def test_every_family_has_kernels():
+    assert WITH_KERNELS == FAMILIES
+
+
+def test_time_is_not_a_compile_time_constant():
+    for family in WITH_KERNELS:
+        module = importlib.import_module(f"snnref.kernels.{family}")
+        for name, value in vars(module).items():
+            fn = getattr(value, "fn", None)
+            if fn is None or "T" not in inspect.signature(fn).parameters:
+                continue
+            annotation = inspect.signature(fn).parameters["T"].annotation
+            assert "constexpr" not in str(annotation), f"{family}.{name}: T is a tl.constexpr"
+
+
+@triton.jit
+def _surrogate_probe(u_ptr, a_ptr, f_ptr, F_ptr, dF_ptr, M, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    mask = offs < M
+    u = tl.load(u_ptr + offs, mask=mask, other=0.0)
+    f, F, dF = surrogate(u, tl.load(a_ptr), KIND)
+    tl.store(f_ptr + offs, f, mask=mask)
+    tl.store(F_ptr + offs, F, mask=mask)
+    tl.store(dF_ptr + offs, dF, mask=mask)
+
+
+def probe(kind, scale):
+    u = torch.tensor([-1e30, -50.0, -1.5, -1.0, -0.3, -1e-20, 0.0, 1e-20, 0.2, 0.999, 1.0, 3.0, 1e4, 3e38])
+    outputs = [torch.empty_like(u) for _ in range(3)]
+    _surrogate_probe[(1,)](u, torch.tensor([scale]), *outputs, len(u), KIND=kind, BLOCK=16)
+    return u, outputs
+
+
+# The probe feeds |u| up to 3e38 on purpose; the interpreter evaluates with
+# NumPy, which reports the IEEE overflow to inf that a GPU takes silently (the
+# results are checked finite and correct below).
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("key", sorted(registry.SURROGATES))
+def test_every_registry_surrogate_has_its_branch(key):
+    u, (f, F, dF) = probe(kind_id(key), 1.7)
+    reference = TORCH_SURROGATES[key]
+    u64, a = u.double(), torch.tensor(1.7, dtype=torch.float64)
+    for got, expected in ((f, reference.f(u64, a)), (F, reference.F(u64, a)),
+                          (dF, reference.dF(u64, a) if reference.dF else torch.zeros_like(u64))):
+        assert torch.isfinite(got).all(), key
+        torch.testing.assert_close(got.double(), expected, rtol=2e-6, atol=1e-7)
+
+
+def test_an_id_without_a_branch_gives_nan():
+    _, outputs = probe(len(registry.SURROGATES), 1.0)
+    assert all(torch.isnan(o).all() for o in outputs)
+
+
+@st.composite
+def kernel_cases(draw):
+    key = draw(st.sampled_from(MODELS), label="model")
+    row = registry.MODELS[key]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    case = checks.random_case(
+        key, rng,
+        steps=draw(st.integers(1, 6), label="T"),
+        batch=draw(st.integers(1, 3), label="batch"),
+        neurons=draw(st.sampled_from([1, 3, 7]), label="N"),
+        surrogate=draw(st.sampled_from(row.surrogates or (None,)), label="surrogate"),
+        per_neuron=draw(st.booleans(), label="per_neuron"),
+        random_state=draw(st.booleans(), label="random initial state"),
+        inject=bool(row.inject) and draw(st.booleans(), label="inject"),
+    )
+    dtypes = [d for d in (torch.float32, torch.float16, torch.bfloat16) if equivalence.storable(row, d)]
+    dtype = draw(st.sampled_from(dtypes), label="dtype")
+    return case, dtype, draw(st.booleans(), label="contiguous")
+
+
+@given(kernel_cases())
+def test_triton_backend_equals_the_spec(drawn):
+    case, dtype, contiguous = drawn
+    report = equivalence.compare(case, "triton", dtype, contiguous=contiguous)
+    assert report.passed, f"{case.model} {report.dtype}: " + "; ".join(report.failures)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_every_model_and_surrogate_in_float32(key):
+    row = registry.MODELS[key]
+    for surrogate_key in row.surrogates or (None,):
+        case = checks.random_case(key, np.random.default_rng(3), steps=5, batch=2, neurons=5,
+                                  surrogate=surrogate_key, per_neuron=True, inject=bool(row.inject))
+        report = equivalence.compare(case, "triton", torch.float32)
+        assert report.passed, "; ".join(report.failures)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_gradients_are_deterministic(key):
+    case = checks.random_case(key, np.random.default_rng(4), steps=5, batch=3, neurons=5, per_neuron=True)
+    first = equivalence.run_backend(case, "triton", torch.float32)
+    second = equivalence.run_backend(case, "triton", torch.float32)
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name
+
+
+def exact_threshold_case(key):
+    """Dyadic inputs, leak 1/2 and threshold 1: membranes land exactly on threshold."""
+    rng = np.random.default_rng(0)
+    case = checks.random_case(key, rng, steps=8, batch=2, neurons=5, random_state=False)
+    case.x = rng.integers(0, 5, case.x.shape) / 4.0
+    case.params.update(decay=np.asarray(0.5), threshold=np.asarray(1.0))
+    return case
+
+
+def kernel_cases_for(key, mutant):
+    if mutant.exact_threshold:
+        return [exact_threshold_case(key)]
+    return [checks.random_case(key, np.random.default_rng(seed), steps=6, batch=2, neurons=5,
+                               per_neuron=True) for seed in (1, 2)]
+
+
+def install(mutant, monkeypatch):
+    import snnref.backend as backend
+
+    copy = planted(mutant)
+    family = mutant.module.rpartition(".")[2]
+    original = backend._family
+    monkeypatch.setattr(backend, "_family",
+                        lambda row, name="torch": copy if row.family == family and name == "triton"
+                        else original(row, name))
+
+
+def caught(key, mutant, poisoned):
+    for case in kernel_cases_for(key, mutant):
+        try:
+            report = equivalence.compare(case, "triton", torch.float32)
+        except Exception:  # a crash under the interpreter is a failure of the mutant too
+            return True
+        if not report.passed:
+            return True
+        if any(not torch.isnan(buffer[count:]).all() for buffer, count in poisoned):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("mutant", KERNEL_MUTANTS, ids=[m.name for m in KERNEL_MUTANTS])
+def test_kernel_mutant_is_caught(mutant, monkeypatch, poisoned):
+    install(mutant, monkeypatch)
+    survivors = [key for key in mutant.models if not caught(key, mutant, poisoned)]
+    poisoned.clear()  # a mutant's writes past the end were the point, not a failure
+    assert not survivors, f"{mutant.name} survives the checks of {survivors}"
+
+
+@pytest.mark.parametrize("mutant", KERNEL_MUTANTS, ids=[m.name for m in KERNEL_MUTANTS])
+def test_the_unpatched_kernel_copy_passes(mutant, monkeypatch, poisoned):
+    identity = Mutant(mutant.name, mutant.module, mutant.old, mutant.old, mutant.models, mutant.exact_threshold)
+    install(identity, monkeypatch)
+    for key in mutant.models:
+        assert not caught(key, identity, poisoned), key
+
+
+def test_half_storage_refuses_parameters_below_its_normal_range():
+    x = torch.ones(2, 1, 3, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"params\['tau_syn'\]: .* below torch.float16's normal range"):
+        snnref.simulate("hxtorch.cuba_lif", x, backend="triton")
+    assert not equivalence.storable(registry.model("hxtorch.cuba_lif"), torch.float16)
+    assert equivalence.storable(registry.model("hxtorch.cuba_lif"), torch.bfloat16)
+
+
+def test_tether_functional_contract_dispatches_to_the_kernels():
+    from snnref import functional
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 10) * 0.6 + 0.4
+    results = {}
+    for backend in ("torch", "triton"):
+        inp = x.clone().requires_grad_(True)
+        decay = torch.tensor(0.8, requires_grad=True)
+        spikes, v_final, v_seq = functional.lif(inp, torch.zeros(10), decay, torch.tensor(1.0),
+                                                torch.tensor(2.0), 0, backend=backend)
+        (spikes.sum() + v_final.sum() + v_seq.sum()).backward()
+        results[backend] = (spikes, v_final, v_seq, inp.grad, decay.grad)
+    for ours, theirs in zip(results["triton"], results["torch"]):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
