@@ -1,0 +1,160 @@
+"""The golden store: generated deterministically from the float64 spec, checked
+against its manifest, re-run on the backends; a bad store fails by name."""
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snnref import cli, golden, registry
+
+STORE = Path(__file__).resolve().parents[1] / "golden"
+
+
+def test_the_spec_reproduces_the_shipped_store():
+    # CI fails here when the spec drifts from its goldens.
+    results = golden.check(STORE, ("spec",))
+    assert len(results) == len(golden.read_manifest(STORE)["files"])
+    failed = [f"{r.name}: {r.detail}" for r in results if not r.passed]
+    assert not failed, failed
+
+
+def test_the_store_covers_every_model_surrogate_and_case():
+    files = golden.read_manifest(STORE)["files"]
+    for key, row in registry.MODELS.items():
+        for surrogate in row.surrogates or (None,):
+            for plan in golden.cases_for(row):
+                assert golden.file_name(row, surrogate, plan) in files, (key, surrogate, plan.name)
+    assert max(len(e["shapes"]["in.x"]) and e["shapes"]["in.x"][0] for e in files.values()) == 500
+
+
+def test_the_store_stays_under_5_megabytes():
+    assert sum(p.stat().st_size for p in STORE.rglob("*") if p.is_file()) < 5 * 2**20
+
+
+def test_generation_is_deterministic(tmp_path):
+    keys = ["tether.LIF", "hxtorch.cuba_refractory_lif"]
+    first = golden.generate(tmp_path / "a", keys)
+    second = golden.generate(tmp_path / "b", keys)
+    assert first == second
+    for name in first["files"]:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    # and equal to the shipped files, made on a machine of the same kind
+    for name, entry in first["files"].items():
+        assert entry["sha256"] == golden.read_manifest(STORE)["files"][name]["sha256"], name
+
+
+def test_a_near_threshold_case_is_recorded():
+    files = golden.read_manifest(STORE)["files"]
+    margins = [e["min_distance_to_threshold"] for e in files.values() if "min_distance_to_threshold" in e]
+    assert margins and min(margins) < 1e-2
+
+
+def test_the_torch_backend_matches_the_goldens():
+    results = golden.check(STORE, ("torch",))
+    failed = [f"{r.name}: {r.detail}" for r in results if not r.passed]
+    assert results and not failed, failed
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """A small copy of the store (two files) to break."""
+    manifest = golden.read_manifest(STORE)
+    names = sorted(manifest["files"])[:2]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(STORE / name, tmp_path / name)
+    manifest["files"] = {n: manifest["files"][n] for n in names}
+    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
+    return tmp_path, names
+
+
+def run_check(directory, capsys):
+    code = cli.main(["golden", "check", "--dir", str(directory)])
+    return code, capsys.readouterr()
+
+
+def test_the_copy_passes(copy, capsys):
+    code, out = run_check(copy[0], capsys)
+    assert code == 0 and "2 passed, 0 failed" in out.out
+
+
+def test_a_missing_file_is_named(copy, capsys):
+    directory, names = copy
+    (directory / names[0]).unlink()
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: missing" in out.err
+
+
+def test_a_truncated_file_is_named(copy, capsys):
+    directory, names = copy
+    path = directory / names[1]
+    path.write_bytes(path.read_bytes()[:100])
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[1]}: sha256 does not match the manifest (tampered or truncated)" in out.err
+
+
+def test_a_tampered_file_is_named(copy, capsys):
+    directory, names = copy
+    path = directory / names[0]
+    data = bytearray(path.read_bytes())
+    data[-9] ^= 1
+    path.write_bytes(bytes(data))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: sha256 does not match" in out.err
+
+
+def test_a_file_with_a_pickle_is_refused(copy, capsys):
+    directory, names = copy
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        member = io.BytesIO()
+        np.save(member, np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+        archive.writestr("in.x.npy", member.getvalue())
+    data = buffer.getvalue()
+    (directory / names[0]).write_bytes(data)
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][names[0]]["sha256"] = hashlib.sha256(data).hexdigest()
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: holds an object array, which is refused" in out.err
+
+
+def test_a_manifest_naming_an_unknown_model_is_refused(copy, capsys):
+    directory, names = copy
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][names[0]]["model"] = "tether.LIFF"
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and "names an unknown model 'tether.LIFF'" in out.err
+
+
+def test_a_missing_manifest_is_named(tmp_path, capsys):
+    code, out = run_check(tmp_path, capsys)
+    assert code == 1 and "missing manifest" in out.err
+
+
+def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, capsys):
+    # (Tests run as root, for whom permission bits do not stop a write: a path
+    # that is a file is a directory nobody can write into.)
+    target = tmp_path / "file"
+    target.write_text("")
+    code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(target)])
+    assert code == 1 and "not a writable directory" in capsys.readouterr().err
+    assert target.read_text() == ""
+
+
+def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    def failing_fsync(descriptor):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(KeyboardInterrupt):
+        golden.write_atomically(tmp_path / "x.npz", b"data")
+    assert list(tmp_path.iterdir()) == []
