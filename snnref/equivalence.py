@@ -22,7 +22,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from . import registry, spec, tolerance
+from . import arguments, registry, spec, tolerance
 from .backend import simulate
 from .spec.api import reduce_to
 
@@ -37,6 +37,7 @@ class Report:
     fractions: Dict[str, float] = field(default_factory=dict)  # quantity -> worst error / budget
     flips: int = 0
     failures: List[str] = field(default_factory=list)
+    unchecked: List[str] = field(default_factory=list)  # quantities the implementation does not return
 
     @property
     def worst(self) -> float:
@@ -60,22 +61,42 @@ def _strided(x, dtype, device):
     return view
 
 
-def run_backend(case, backend, dtype, device="cpu", contiguous=True):
-    """Outputs, final state and gradients of one case on a torch backend, as NumPy float64."""
+def run_backend(case, backend, dtype, device="cpu", contiguous=True, implementation=None):
+    """Outputs, final state and gradients of one case on a torch backend (or on
+    ``implementation``, a callable with ``snnref.simulate``'s contract), as NumPy float64."""
+    return _run(case, backend, dtype, device, contiguous, implementation)[0]
+
+
+def _run(case, backend, dtype, device, contiguous, implementation):
+    """run_backend's values and the cotangent keys left out because the
+    implementation does not return those quantities."""
     row = registry.model(case.model)
     x = _tensor(case.x, dtype, device, True) if contiguous else _strided(case.x, dtype, device)
     params = {k: _tensor(v, dtype, device, k in row.trainable) for k, v in case.params.items()}
+    for param in row.params:
+        if param.name not in params:
+            # A default, as a tensor of its own so that its gradient can be read.
+            shape = arguments.default_shape(param, case.x.shape[-1])
+            params[param.name] = torch.full(shape, param.default, dtype=dtype, device=device,
+                                            requires_grad=param.name in row.trainable)
     state = {k: _tensor(v, dtype, device, True) for k, v in case.state.items()}
-    for var in row.state:
+    takes_state = getattr(implementation, "takes_state", True)
+    for var in row.state if takes_state else ():
         if var.name not in state and not isinstance(var.initial, str):
             state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
                                          requires_grad=True)
     inject = {k: _tensor(v, dtype, device) for k, v in case.inject.items()} if case.inject else None
-    trace = simulate(case.model, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
-    total = 0
+    if implementation is None:
+        trace = simulate(case.model, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
+    else:
+        trace = implementation(case.model, x, params, state, surrogate=case.surrogate, inject=inject)
+    total, dropped = 0, []
     for key, cot in case.cotangents.items():
-        value = trace.final_state[key[len("final."):]] if key.startswith("final.") else trace.outputs[key]
-        total = total + (_tensor(cot, dtype, device) * value).sum()
+        source, name = (trace.final_state, key[len("final."):]) if key.startswith("final.") else (trace.outputs, key)
+        if name not in source:
+            dropped.append(key)
+            continue
+        total = total + (_tensor(cot, dtype, device) * source[name]).sum()
     wrt = {"x": x, **{k: params[k] for k in row.trainable}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     def numpy(tensor):
@@ -83,9 +104,13 @@ def run_backend(case, backend, dtype, device="cpu", contiguous=True):
 
     values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
     values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
+    if not takes_state:
+        # Nothing to differentiate: the implementation starts from its own state.
+        wrt = {k: v for k, v in wrt.items() if not k.startswith("state.")}
+        grads = grads[: len(wrt)]
     for name, grad in zip(wrt, grads):
         values[f"grad:{name}"] = np.zeros(np.shape(wrt[name])) if grad is None else numpy(grad)
-    return values
+    return values, dropped
 
 
 def run_spec(case, dtype, force_spikes=None):
@@ -97,6 +122,16 @@ def run_spec(case, dtype, force_spikes=None):
     values.update({f"final:{k}": v for k, v in trace.final_state.items()})
     values.update({f"grad:{k}": v for k, v in grads.items()})
     return _fold_parameter_starts(registry.model(case.model), case, values), trace.distance
+
+
+def storable(row, dtype) -> bool:
+    """Whether ``dtype`` storage holds every parameter value the row's cases use in
+    its normal range (float16 cannot hold hxtorch's time constants of 1e-5 s)."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return True
+    info = torch.finfo(dtype)
+    values = [abs(v) for p in row.params for v in (*p.sample, p.default or 0.0) if v]
+    return all(info.tiny <= v <= info.max for v in values)
 
 
 def _fold_parameter_starts(row, case, values):
@@ -139,15 +174,29 @@ def rounded_to(case, dtype):
                    cotangents=each(case.cotangents), inject=each(case.inject))
 
 
-def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous=True) -> Report:
+def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous=True, reference=None,
+            implementation=None) -> Report:
+    """``reference``: stored float64 results (golden traces) to use instead of
+    running the float64 spec; the spec is still run where teacher forcing needs it.
+    ``implementation``: a callable with ``snnref.simulate``'s contract to check
+    instead of a backend (``backend`` is then only its name in the report)."""
     row = registry.model(case.model)
     name = str(dtype).replace("torch.", "")
     report = Report(case.model, backend, name)
     if dtype in (torch.float16, torch.bfloat16):
         # Half-precision storage: the reference sees the same rounded inputs.
         case = rounded_to(case, dtype)
-    impl = run_backend(case, backend, dtype, device, contiguous)
+    impl, dropped = _run(case, backend, dtype, device, contiguous, implementation)
+    if dropped:
+        # The implementation does not return these quantities: the reference's
+        # gradients must not see their cotangents either.
+        case = replace(case, cotangents={k: v for k, v in case.cotangents.items() if k not in dropped})
+        reference = None
     ref64, distance64 = run_spec(case, np.float64)
+    if reference is not None and dtype not in (torch.float16, torch.bfloat16):
+        # Golden values for the unforced run (half storage re-rounds the inputs,
+        # so its reference must be recomputed).
+        ref64 = _fold_parameter_starts(row, case, dict(reference))
     forced = None
     if row.out in SPIKING and distance64 is not None:
         impl_spikes = _spikes(row, impl["out:out"])
@@ -167,8 +216,18 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
                     f"spike flip at step {where[0]}, index {where[1:]}: |u| = {abs(distance64[where]):.3e} "
                     f"in float64 is outside the margin {margin:.3e}"
                 )
+            elif distance64[where] == 0 and distance32[where] == 0:
+                # Exactly on threshold in both precisions: no rounding happened,
+                # so the flip is a different threshold test, not an error of it.
+                report.failures.append(
+                    f"spike flip at step {where[0]}, index {where[1:]}: u = 0 exactly in float64 and float32, "
+                    "so the threshold test itself differs (>= against >)"
+                )
     rule_dtype = np.float64 if dtype == torch.float64 else dtype
     for key, reference in ref64.items():
+        if key not in impl:
+            report.unchecked.append(key)
+            continue
         value = impl[key]
         if value.shape != reference.shape:
             report.failures.append(f"{key}: shape {value.shape}, expected {reference.shape}")

@@ -41,10 +41,12 @@ def _rng(key, *salt):
     return np.random.default_rng(zlib.crc32(repr((key,) + salt).encode()))
 
 
-def _gradient_cases(row, seed):
-    for surrogate in row.surrogates or (None,):
-        for per_neuron in (False, True):
-            for inject in (False, True) if row.inject else (False,):
+def _gradient_cases(row, seed, quick=False):
+    """Every accepted surrogate x scalar/per-neuron parameters x with/without
+    injection; ``quick``: the default surrogate with per-neuron parameters only."""
+    for surrogate in (row.default_surrogate,) if quick else row.surrogates or (None,):
+        for per_neuron in (True,) if quick else (False, True):
+            for inject in (False, True) if row.inject and not quick else (False,):
                 rng = _rng(row.key, seed, surrogate, per_neuron, inject)
                 yield checks.random_case(row.key, rng, surrogate=surrogate, per_neuron=per_neuron, inject=inject)
 
@@ -114,10 +116,10 @@ def _attempt(result, name, check: Callable[[], Optional[float]]):
     return None
 
 
-def verify_model(key: str, seed: int = 0) -> ModelResult:
+def verify_model(key: str, seed: int = 0, quick: bool = False) -> ModelResult:
     row = registry.model(key)
     result = ModelResult(row.key)
-    for case in _gradient_cases(row, seed):
+    for case in _gradient_cases(row, seed, quick):
         report = _attempt(result, f"fd {case.surrogate}", lambda: checks.gradient_check(case, seed=seed))
         if report is None:
             continue
@@ -128,7 +130,7 @@ def verify_model(key: str, seed: int = 0) -> ModelResult:
             result.failures.append(f"fd {case.surrogate}: relative error over {FD_BOUND:g}: {bad}")
     result.checked.append("fd")
     for name, check in _property_checks(row):
-        for repeat in range(SEEDS_PER_PROPERTY):
+        for repeat in range(1 if quick else SEEDS_PER_PROPERTY):
             rng = _rng(row.key, seed, name, repeat)
             case = checks.random_case(row.key, rng, steps=int(rng.integers(2, 12)),
                                       per_neuron=bool(repeat % 2), inject=bool(row.inject) and repeat == 0)
@@ -142,20 +144,61 @@ def verify_model(key: str, seed: int = 0) -> ModelResult:
     if ulps is not None:
         result.worst_float32 = ulps
     result.checked.append("float32")
+    if not quick:
+        _golden(result, row, "spec")
     return result
 
 
-def verify_backend(key: str, backend: str, seed: int = 0) -> ModelResult:
-    """A production backend against the spec (``snnref.equivalence``) and gradcheck."""
+def _golden(result, row, backend):
+    """The model's golden traces on ``backend`` (skipped, and said so, without a store)."""
+    from . import golden
+
+    if not (golden.DEFAULT_DIR / golden.MANIFEST).exists():
+        result.checked.append("(no golden store here)")
+        return
+    try:
+        manifest = golden.read_manifest(golden.DEFAULT_DIR)
+        names = [n for n, e in manifest["files"].items() if e["model"] == row.key]
+        for name in names:
+            entry = manifest["files"][name]
+            arrays = golden.load(golden.DEFAULT_DIR, name, entry)
+            for outcome in _golden_outcomes(golden, arrays, entry, backend):
+                if not outcome.passed:
+                    result.failures.append(f"golden {name}: {outcome.detail}")
+    except golden.GoldenError as error:
+        result.failures.append(f"golden: {error}")
+    result.checked.append("golden")
+
+
+def _golden_outcomes(golden, arrays, entry, backend):
+    case, expected = golden.case_from(arrays, entry), golden.expected_from(arrays)
+    if backend == "spec":
+        worst, _ = golden._spec_rerun(case, expected)
+        yield golden.CheckResult(entry["case"], backend, worst <= golden.SPEC_ULPS, f"{worst:.1f} ulp")
+        return
+    import torch
+
+    from . import equivalence
+
+    report = equivalence.compare(case, backend, torch.float32, reference=expected)
+    yield golden.CheckResult(entry["case"], backend, report.passed, "; ".join(report.failures))
+
+
+def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False) -> ModelResult:
+    """A production backend against the spec (``snnref.equivalence``); gradcheck on
+    the torch path (the kernels store no float64, which gradcheck needs)."""
     import torch
 
     from . import equivalence, gradcheck
 
     row = registry.model(key)
     result = ModelResult(row.key, backend)
-    for case in _gradient_cases(row, seed):
-        for dtype in (torch.float64, torch.float32):
-            for contiguous in (True, False):
+    dtypes = {"torch": (torch.float64, torch.float32),
+              "triton": (torch.float32, torch.float16, torch.bfloat16)}[backend]
+    dtypes = tuple(d for d in dtypes if equivalence.storable(row, d))
+    for case in _gradient_cases(row, seed, quick):
+        for dtype in dtypes:
+            for contiguous in (True,) if quick else (True, False):
                 name = f"{str(dtype)[6:]} {case.surrogate}{'' if contiguous else ' strided'}"
                 report = _attempt(result, name, lambda: equivalence.compare(case, backend, dtype,
                                                                             contiguous=contiguous))
@@ -165,9 +208,71 @@ def verify_backend(key: str, backend: str, seed: int = 0) -> ModelResult:
                 result.worst_fd = max(result.worst_fd, report.worst)
                 result.worst_float32 += report.flips
                 result.failures += [f"{name}: {failure}" for failure in report.failures]
-    result.checked += ["float64", "float32", "strided"]
-    case = checks.random_case(row.key, _rng(row.key, seed, "gradcheck"), steps=4, neurons=3,
-                              inject=bool(row.inject))
-    if _attempt(result, "gradcheck", lambda: gradcheck.smooth_twin_gradcheck(case, backend)) is not None:
-        result.checked.append("gradcheck")
+    result.checked += [str(d)[6:] for d in dtypes] + ([] if quick else ["strided"])
+    if backend == "torch":
+        case = checks.random_case(row.key, _rng(row.key, seed, "gradcheck"), steps=4, neurons=3,
+                                  inject=bool(row.inject))
+        if _attempt(result, "gradcheck", lambda: gradcheck.smooth_twin_gradcheck(case, backend)) is not None:
+            result.checked.append("gradcheck")
+    if not quick:
+        _golden(result, row, backend)
+    return result
+
+
+def load_implementation(spec: str):
+    """``package.module:callable`` -> the callable, checked against the adapter contract."""
+    import importlib
+    import inspect
+    import os
+    import sys
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"--impl: expected package.module:callable, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise ValueError(f"--impl: cannot import {module_name!r} ({type(error).__name__}: {error})") from None
+    fn = getattr(module, attribute, None)
+    if fn is None:
+        raise ValueError(f"--impl: {module_name!r} has no attribute {attribute!r}")
+    if not callable(fn):
+        raise ValueError(f"--impl: {spec} is not callable")
+    try:
+        inspect.signature(fn).bind("model", "x", {}, {}, surrogate=None, inject=None)
+    except TypeError as error:
+        raise ValueError(f"--impl: {spec} does not have the contract's signature "
+                         f"fn(model, x, params, state, *, surrogate, inject) ({error})") from None
+    except ValueError:
+        pass  # builtins without a signature: judged by calling them
+    return fn
+
+
+def verify_implementation(fn, key: str, seed: int = 0, quick: bool = False) -> ModelResult:
+    """A user's implementation against the spec: random cases and the golden traces."""
+    import torch
+
+    from . import equivalence, golden
+
+    row = registry.model(key)
+    result = ModelResult(row.key, "impl")
+    cases = list(_gradient_cases(row, seed, quick))
+    if (golden.DEFAULT_DIR / golden.MANIFEST).exists():
+        manifest = golden.read_manifest(golden.DEFAULT_DIR)
+        for name, entry in manifest["files"].items():
+            if entry["model"] == row.key:
+                cases.append(golden.case_from(golden.load(golden.DEFAULT_DIR, name, entry), entry))
+        result.checked.append("golden")
+    for case in cases:
+        label = case.label or f"random {case.surrogate}"
+        report = _attempt(result, label, lambda: equivalence.compare(case, "impl", torch.float32,
+                                                                     implementation=fn))
+        if report is None:
+            continue
+        result.fd_cases += 1
+        result.worst_fd = max(result.worst_fd, report.worst)
+        result.failures += [f"{row.key} ({label}) {failure}" for failure in report.failures]
+    result.checked.insert(0, "forward+gradients")
     return result

@@ -1,11 +1,15 @@
 """``snnref verify``: a table row per model, exit 0 only when every check passes."""
 
+import json
+import re
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import snnref.spec.api as api
+from fixtures import impl_mutants
 from snnref import cli, registry
 
 
@@ -16,11 +20,13 @@ def test_verify_passes_and_prints_a_row_per_model(capsys):
     assert code == 0, out.out
     rows = [line.split() for line in out.out.splitlines() if line.split() and line.split()[0] in keys]
     # One row per model and backend, every one passing.
-    assert sorted((r[0], r[1]) for r in rows) == sorted((k, b) for k in keys for b in ("spec", "torch"))
+    backends = ("spec", "torch", "triton")
+    assert sorted((r[0], r[1]) for r in rows) == sorted((k, b) for k in keys for b in backends)
     assert all(r[-1] == "PASS" for r in rows)
-    assert "refractory" in out.out and "gradcheck" in out.out and "6 passed, 0 failed" in out.out
+    assert "refractory" in out.out and "gradcheck" in out.out and "bfloat16" in out.out
+    assert "9 passed, 0 failed" in out.out
     # Progress goes to stderr while it runs.
-    assert "[ 1/6] tether.LIF (spec)" in out.err
+    assert "[ 1/9] tether.LIF (spec)" in out.err
 
 
 def test_verify_fails_on_a_wrong_backward(capsys, plant_backward):
@@ -68,3 +74,45 @@ def test_verify_fails_on_a_wrong_torch_backward(capsys, monkeypatch):
     assert cli.main(["verify", "--model", "qualia.IFSRL", "--backend", "torch"]) == 1
     out = capsys.readouterr().out
     assert "grad:x" in out and "first at step" in out
+
+
+def test_verify_impl_passes_a_correct_implementation(capsys):
+    assert cli.main(["verify", "--impl", "snnref:simulate", "--model", "hxtorch.cuba_refractory_lif"]) == 0
+    assert "impl" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(impl_mutants.CASES))
+def test_verify_impl_catches_each_planted_mutant(name, capsys):
+    _, model = impl_mutants.CASES[name]
+    code = cli.main(["verify", "--quick", "--impl", f"fixtures.impl_mutants:{name}", "--model", model])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    # Every failure names the model, the quantity (or a spike flip) and where it first fails.
+    failures = [line for line in out.splitlines() if line.startswith("    ")]
+    assert failures
+    for failure in failures:
+        assert model in failure
+        assert re.search(r"(out|final|grad):\S+: max error .* first at (step \d+|index)|spike flip at step \d+",
+                         failure), failure
+
+
+@pytest.mark.parametrize("impl,message", [
+    ("no_such_module:fn", "--impl: cannot import 'no_such_module'"),
+    ("fixtures.impl_mutants:missing", "--impl: 'fixtures.impl_mutants' has no attribute 'missing'"),
+    ("fixtures.impl_mutants:CASES", "is not callable"),
+    ("fixtures.impl_mutants:not_a_function", "does not have the contract's signature"),
+    ("snnref.simulate", "expected package.module:callable"),
+])
+def test_verify_impl_bad_targets(impl, message, capsys):
+    assert cli.main(["verify", "--impl", impl, "--model", "tether.LIF"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_verify_json_report(tmp_path, capsys):
+    target = tmp_path / "report.json"
+    assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF", "--json", str(target)]) == 0
+    document = json.loads(target.read_text())
+    assert document["passed"] and document["results"][0]["model"] == "tether.LIF"
+    assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF",
+                     "--json", str(tmp_path / "missing" / "r.json")]) == 2
+    assert "--json: the directory" in capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""Hypothesis strategies for every registry model's inputs, parameters and states.
+
+``cases(model)`` draws a complete ``snnref.checks.Case`` (input, parameters,
+initial state, cotangents on every output, hardware traces where the model
+takes them) from the registry row: shapes from 1 time step and 1 neuron up,
+scalar or per-neuron parameters inside the row's sampling ranges, every
+accepted surrogate.  The values come from a NumPy generator seeded by a drawn
+integer, so a failing example prints as a handful of small numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from .. import checks, registry
+
+
+def models():
+    return st.sampled_from(sorted(registry.MODELS))
+
+
+@st.composite
+def cases(draw, model=None, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, per_neuron=True):
+    """A case for ``model`` (any model when None); ``initial_state=False`` never
+    draws an explicit initial state and ``per_neuron=False`` never draws
+    per-neuron values for scalar parameters (for implementations that cannot
+    take them)."""
+    key = draw(models()) if model is None else registry.model(model).key
+    row = registry.MODELS[key]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
+    return checks.random_case(
+        key, rng,
+        steps=draw(st.integers(1, max_steps), label="T"),
+        batch=draw(st.integers(1, max_batch), label="batch"),
+        neurons=draw(st.integers(1, max_neurons), label="N"),
+        surrogate=draw(st.sampled_from(row.surrogates or (None,)), label="surrogate"),
+        per_neuron=per_neuron and draw(st.booleans(), label="per_neuron"),
+        random_state=initial_state and draw(st.booleans(), label="random initial state"),
+        inject=bool(row.inject) and draw(st.booleans(), label="inject"),
+    )
+
+
+def inputs(model, **sizes):
+    """The input x of a drawn case."""
+    return cases(model, **sizes).map(lambda case: case.x)
+
+
+def parameters(model, **sizes):
+    return cases(model, **sizes).map(lambda case: case.params)
+
+
+def states(model, **sizes):
+    return cases(model, **sizes).map(lambda case: case.state)

@@ -1,0 +1,53 @@
+"""snnref.testing: the budget assertion, the strategies and assert_conforms with adapters."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+from fixtures import impl_mutants
+from snnref import functional, registry, testing
+from snnref.testing import adapters, strategies
+
+
+def test_assert_close_passes_within_the_budget():
+    ref64 = np.linspace(0, 1, 12).reshape(4, 3)
+    ref32 = ref64.astype(np.float32)
+    testing.assert_close("v", ref32, ref64, ref32, np.float32, model="tether.LIF")
+
+
+def test_assert_close_reports_model_quantity_step_and_neuron():
+    ref64 = np.zeros((5, 2, 3))
+    impl = ref64.copy()
+    impl[3, 1, 2] = 1e-3
+    with pytest.raises(testing.ConformanceError,
+                       match=r"tether.LIF v: max error 1.000e-03 .* first failure at time step 3, neuron \(1, 2\)"):
+        testing.assert_close("v", impl, ref64, ref64, np.float32, model="tether.LIF")
+    with pytest.raises(testing.ConformanceError, match=r"decay: .* first failure at its only element"):
+        testing.assert_close("decay", np.float64(1.0), np.float64(0.0), np.float64(0.0), np.float32)
+
+
+@settings(max_examples=10, derandomize=True, deadline=None)
+@given(strategies.cases())
+def test_strategies_draw_valid_cases_for_every_model(case):
+    row = registry.model(case.model)
+    assert case.x.shape[0] >= 1 and case.surrogate in (row.surrogates or (None,))
+    assert set(case.params) == {p.name for p in row.params}
+
+
+@pytest.mark.parametrize("key", ["tether.LIF", "tether.PLIF"])
+def test_tether_functional_conforms_through_its_adapter(key):
+    fn = functional.lif if key == "tether.LIF" else functional.plif
+    assert testing.assert_conforms(adapters.tether_functional(fn), key, examples=5) <= 1
+
+
+@pytest.mark.parametrize("key", adapters.HXTORCH_MODELS)
+def test_hxtorch_functional_conforms_through_its_adapter(key):
+    name = key.split(".")[1] + "_integration"
+    assert testing.assert_conforms(adapters.hxtorch_functional(getattr(functional, name)), key, examples=4) <= 1
+
+
+@pytest.mark.parametrize("name", ["b1", "b6", "time_index"])
+def test_assert_conforms_rejects_a_planted_mutant(name):
+    mutant, model = impl_mutants.CASES[name]
+    with pytest.raises(testing.ConformanceError, match=model):
+        testing.assert_conforms(getattr(impl_mutants, name), model, examples=5, golden=False)
