@@ -46,14 +46,23 @@ from .lif import _spike
 from .surrogates import kind_id
 
 BRANCHES = ("q", "k", "v")
+# Warps per program on a GPU.  Three membranes, the context and their adjoints
+# live in registers: with the default 4 warps a block of 1024 lanes is 8 lanes
+# per thread, and ptxas (sm_90) spills the backward to local memory (255
+# registers, 296 bytes of stack; 648 with per-neuron parameters).  8 warps,
+# 4 lanes per thread, fit both kernels in registers (228 and 242).
+NUM_WARPS = 8
 
 
 @triton.jit
 def _branch_param(ptr, C: tl.constexpr, offs, mask, D, PER_NEURON: tl.constexpr):
     """Branch C's value of a stacked parameter: row C of (3, D), or entry C of (3,)."""
+    # One return: the GPU compiler types every return of a jit function alike.
     if PER_NEURON:
-        return tl.load(ptr + C * D + offs % D, mask=mask, other=0.0).to(tl.float32)
-    return tl.load(ptr + C).to(tl.float32)
+        value = tl.load(ptr + C * D + offs % D, mask=mask, other=0.0).to(tl.float32)
+    else:
+        value = tl.load(ptr + C).to(tl.float32) + tl.zeros_like(offs).to(tl.float32)
+    return value
 
 
 @triton.jit
@@ -135,7 +144,7 @@ def _forward(z_q_ptr, z_k_ptr, z_v_ptr, s0_ptr, v0_ptr, lam_ptr, theta_ptr, scal
 
 
 @triton.jit
-def _branch_backward(g_s, f, dF, v_prev_at, r, g_p, g_lam, g_theta, g_scale, lam, theta, scale, v0,
+def _branch_backward(g_s, f, dF, later, r, g_p, g_lam, g_theta, g_scale, lam, theta, scale, v0,
                      v_save_ptr, replay_ptr, g_v_rec_ptr, g_z_ptr, at, bat, M, mask,
                      STRICT: tl.constexpr, SMOOTH: tl.constexpr, REPLAY: tl.constexpr, KIND: tl.constexpr,
                      HAS_G_V_REC: tl.constexpr):
@@ -150,9 +159,8 @@ def _branch_backward(g_s, f, dF, v_prev_at, r, g_p, g_lam, g_theta, g_scale, lam
     if HAS_G_V_REC:
         g_v += tl.load(g_v_rec_ptr + bat, mask=mask, other=0.0).to(tl.float32)
     tl.store(g_z_ptr + at, g_v, mask=mask)
-    # The membrane this step started from, recomputed as the forward did (at
-    # step 0: the initial state; v_prev_at >= 0 holds for every later step).
-    later = v_prev_at >= 0
+    # The membrane this step started from, recomputed as the forward did
+    # (later: not step 0, which starts from the initial state).
     earlier = mask & later
     before = bat - M
     v = tl.load(v_save_ptr + before, mask=earlier, other=0.0).to(tl.float32)
@@ -235,17 +243,18 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
         g_S += g_o * s_q
         if HAS_G_CONTEXT:
             g_S += tl.load(g_context_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        v_prev_at = at - M
+        # at >= M holds for every step but the first (never a test on the loop variable).
+        later = at >= M
         v_q, r_q, g_p_q, g_lam_q, g_theta_q, g_scale_q = _branch_backward(
-            g_o * S, f_q, dF_q, v_prev_at, r_q, g_p_q, g_lam_q, g_theta_q, g_scale_q, lam_q, theta_q, scale_q, v0_q,
+            g_o * S, f_q, dF_q, later, r_q, g_p_q, g_lam_q, g_theta_q, g_scale_q, lam_q, theta_q, scale_q, v0_q,
             v_save_ptr, replay_ptr, g_v_rec_ptr, g_z_q_ptr, at, at, M, mask,
             STRICT, SMOOTH, REPLAY, KIND, HAS_G_V_REC)
         v_k, r_k, g_p_k, g_lam_k, g_theta_k, g_scale_k = _branch_backward(
-            g_S * s_v, f_k, dF_k, v_prev_at, r_k, g_p_k, g_lam_k, g_theta_k, g_scale_k, lam_k, theta_k, scale_k, v0_k,
+            g_S * s_v, f_k, dF_k, later, r_k, g_p_k, g_lam_k, g_theta_k, g_scale_k, lam_k, theta_k, scale_k, v0_k,
             v_save_ptr, replay_ptr, g_v_rec_ptr, g_z_k_ptr, at, at + TM, M, mask,
             STRICT, SMOOTH, REPLAY, KIND, HAS_G_V_REC)
         v_v, r_v, g_p_v, g_lam_v, g_theta_v, g_scale_v = _branch_backward(
-            g_S * s_k, f_v, dF_v, v_prev_at, r_v, g_p_v, g_lam_v, g_theta_v, g_scale_v, lam_v, theta_v, scale_v, v0_v,
+            g_S * s_k, f_v, dF_v, later, r_v, g_p_v, g_lam_v, g_theta_v, g_scale_v, lam_v, theta_v, scale_v, v0_v,
             v_save_ptr, replay_ptr, g_v_rec_ptr, g_z_v_ptr, at, at + TM + TM, M, mask,
             STRICT, SMOOTH, REPLAY, KIND, HAS_G_V_REC)
         at -= M
@@ -306,6 +315,7 @@ class _Scan(torch.autograd.Function):
             o, context, s_save, v_rec, v_save, spikes if spikes is not None else o, s_final, v_final,
             steps, neurons, d, steps * neurons,
             **_options(config, lam, theta, scale, replay), SAVE_SEPARATE=separate, BLOCK=lanes,
+            num_warps=NUM_WARPS,
         )
         ctx.save_for_backward(v_save, s_save, flat_v0, lam, theta, scale, replay)
         ctx.config = config
@@ -337,7 +347,7 @@ class _Scan(torch.autograd.Function):
             **_options(config, lam, theta, scale, replay),
             HAS_G_O=g_o is not None, HAS_G_CONTEXT=g_context is not None, HAS_G_S_FINAL=g_s_final is not None,
             HAS_G_V_REC=g_v_rec is not None, HAS_G_V_FINAL=g_v_final is not None,
-            BLOCK=lanes,
+            BLOCK=lanes, num_warps=NUM_WARPS,
         )
         wants = ctx.needs_input_grad[5:8]
         trainable = (True, True, config["scale_trainable"])
@@ -361,7 +371,8 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
 
     d = x.shape[-1]
     # torch's Linear convention, z_c = x W_c^T.
-    z = [x.float() @ params[f"{b}_weight"].float().T for b in BRANCHES]
+    x32 = x.float()
+    z = [x32 @ params[f"{b}_weight"].float().T for b in BRANCHES]
     v0 = torch.stack([state[f"{b}_v"] for b in BRANCHES])
     names = ("decay", "threshold", registry.surrogate(surrogate_key).scale)
     lam, theta, scale = (_stacked([params[f"{b}_{name}"] for b in BRANCHES], d) for name in names)

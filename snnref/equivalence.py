@@ -72,13 +72,16 @@ def _run(case, backend, dtype, device, contiguous, implementation):
     implementation does not return those quantities."""
     row = registry.model(case.model)
     x = _tensor(case.x, dtype, device, True) if contiguous else _strided(case.x, dtype, device)
-    params = {k: _tensor(v, dtype, device, k in row.trainable) for k, v in case.params.items()}
+    # Parameters the implementation keeps fixed (a library whose surrogate scale
+    # is not trainable, say) are not differentiated, and so not compared.
+    trainable = [k for k in row.trainable if k not in getattr(implementation, "fixed_parameters", ())]
+    params = {k: _tensor(v, dtype, device, k in trainable) for k, v in case.params.items()}
     for param in row.params:
         if param.name not in params:
             # A default, as a tensor of its own so that its gradient can be read.
             shape = arguments.default_shape(param, case.x.shape[-1])
             params[param.name] = torch.full(shape, param.default, dtype=dtype, device=device,
-                                            requires_grad=param.name in row.trainable)
+                                            requires_grad=param.name in trainable)
     state = {k: _tensor(v, dtype, device, True) for k, v in case.state.items()}
     takes_state = getattr(implementation, "takes_state", True)
     for var in row.state if takes_state else ():
@@ -97,7 +100,7 @@ def _run(case, backend, dtype, device, contiguous, implementation):
             dropped.append(key)
             continue
         total = total + (_tensor(cot, dtype, device) * source[name]).sum()
-    wrt = {"x": x, **{k: params[k] for k in row.trainable}, **{f"state.{k}": v for k, v in state.items()}}
+    wrt = {"x": x, **{k: params[k] for k in trainable}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     def numpy(tensor):
         return tensor.detach().to("cpu", torch.float64).numpy()

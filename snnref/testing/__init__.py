@@ -18,7 +18,9 @@ with ``x`` time-major (T, ..., N), parameters, states and outputs named as in
 ``snnref.registry`` (SPEC.md section 8), and ``result.outputs`` (``"out"`` and
 each recorded state sequence) and ``result.final_state`` dicts of tensors,
 differentiable with respect to ``x``, the trainable parameters and the
-initial states.  ``snnref.testing.adapters`` wraps the seed-style functional
+initial states.  Optional attributes of ``fn`` narrow what is checked to what
+it can express: ``takes_state``, ``per_neuron``, ``surrogates`` (the accepted
+surrogate keys) and ``fixed_parameters`` (not differentiated).  ``snnref.testing.adapters`` wraps the seed-style functional
 signatures (tether's ``(x_seq, v_init, decay, threshold, alpha,
 surrogate_type)``, hxtorch's ``cuba_*_integration``) into this contract.
 """
@@ -86,6 +88,7 @@ def assert_conforms(fn, model, *, dtype=None, examples=20, seed=0, golden=True, 
     dtype = torch.float32 if dtype is None else dtype
     takes_state = getattr(fn, "takes_state", True)
     per_neuron = getattr(fn, "per_neuron", True)
+    surrogates = getattr(fn, "surrogates", row.surrogates)
     worst = [0.0]
 
     def judge(case, label):
@@ -96,7 +99,7 @@ def assert_conforms(fn, model, *, dtype=None, examples=20, seed=0, golden=True, 
 
     @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck), print_blob=True)
-    @given(strategies.cases(row.key, initial_state=takes_state, per_neuron=per_neuron))
+    @given(strategies.cases(row.key, initial_state=takes_state, per_neuron=per_neuron, surrogates=surrogates))
     def generated(case):
         judge(case, {})
 
@@ -113,7 +116,7 @@ def assert_conforms(fn, model, *, dtype=None, examples=20, seed=0, golden=True, 
             case = store.case_from(arrays, entry)
             # A golden run from an explicit state, or with per-neuron parameters,
             # says nothing about a function that cannot take them.
-            expressible = (takes_state or not case.state) and (
+            expressible = (takes_state or not case.state) and case.surrogate in (surrogates or (None,)) and (
                 per_neuron or all(np.size(v) == 1 for k, v in case.params.items()
                                   if row.param(k).shape == registry.SCALAR))
             if expressible:

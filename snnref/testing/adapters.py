@@ -1,7 +1,12 @@
 """Adapters from the seed libraries' functional signatures to the contract of
 ``snnref.testing.assert_conforms`` (``snnref.simulate``'s signature).
 
-An adapted function may be unable to take an initial state (hxtorch's
+``snntorch_leaky`` and ``spikingjelly_lif`` map those libraries' LIF neurons
+onto ``tether.LIF`` (detached hard reset to zero, pre-reset membrane), where
+their semantics coincide; they import the library when called.
+
+An adapted function may keep some parameters fixed (``fixed_parameters``:
+their gradients are not compared), may be unable to take an initial state (hxtorch's
 functions start from their parameters: ``takes_state = False``), per-neuron
 values for the parameters the registry declares scalar (tether's functions
 take scalars there: ``per_neuron = False``), or to return
@@ -67,4 +72,80 @@ def hxtorch_functional(fn):
         return SimpleNamespace(outputs=outputs, final_state={"v": outputs["v"][-1], "i": outputs["i"][-1]})
 
     adapted.takes_state = False
+    return adapted
+
+
+def snntorch_leaky(**options):
+    """snnTorch's ``Leaky`` as ``tether.LIF``.
+
+    With ``reset_mechanism="zero"`` and its default one-step reset delay, Leaky
+    returns the pre-reset membrane ``beta mem + x`` and zeroes it at the next
+    step with a detached spike: tether.LIF's update.  Its ATan(alpha) bump is
+    arctan with scale alpha / 2; its threshold test is ``>`` (tether: ``>=``,
+    which differs only exactly on threshold).  ``beta`` and ``threshold`` are
+    differentiated; the surrogate scale is fixed.  ``options`` go to ``Leaky``
+    (e.g. ``reset_mechanism="subtract"`` to check the default, which no
+    registry model has).
+    """
+    import snntorch
+    from snntorch import surrogate as snn_surrogate
+
+    def adapted(model, x, params, state, *, surrogate=None, inject=None):
+        if model != "tether.LIF" or (surrogate or "arctan") != "arctan":
+            raise ValueError(f"model: the snnTorch adapter covers tether.LIF with arctan, got {model!r}")
+        settings = dict(reset_mechanism="zero") | options
+        neuron = snntorch.Leaky(beta=1.0, threshold=1.0, spike_grad=surrogate_atan(params["alpha"]), **settings)
+        # Leaky keeps beta and threshold as buffers when they are not learnable:
+        # the canonical parameter tensors go there, so their gradients reach them.
+        neuron.beta = params["decay"]
+        neuron.threshold = params["threshold"]
+        mem = state.get("v", torch.zeros(x.shape[1:], dtype=x.dtype, device=x.device)).expand(x.shape[1:])
+        spikes, membranes = [], []
+        for x_t in x.unbind(0):
+            spk, mem = neuron(x_t, mem)
+            spikes.append(spk)
+            membranes.append(mem)
+        spikes, membranes = torch.stack(spikes), torch.stack(membranes)
+        # The reset the next call would apply: the detached spike zeroes the membrane.
+        final = (1 - spikes[-1].detach()) * membranes[-1]
+        return SimpleNamespace(outputs={"out": spikes, "v": membranes}, final_state={"v": final})
+
+    def surrogate_atan(alpha):
+        # snnTorch's ATan(a) has the bump (a/2) / (1 + (pi a u / 2)^2): tether's arctan at 2 alpha.
+        return snn_surrogate.atan(alpha=2 * float(alpha.detach().reshape(-1)[0]))
+
+    adapted.per_neuron = False
+    adapted.surrogates = ("arctan",)
+    adapted.fixed_parameters = ("alpha",)
+    return adapted
+
+
+def spikingjelly_lif(**options):
+    """SpikingJelly's ``LIFNode`` as ``tether.LIF`` with the sigmoid surrogate.
+
+    With ``decay_input=False``, ``v_reset=0`` and ``detach_reset=True`` the
+    charge is ``v - v / tau + x`` (decay ``1 - 1/tau``), the test ``v - v_th >= 0``
+    and the reset a detached hard reset to 0: tether.LIF.  Its membrane record
+    is post-reset, so only the spikes and the final state are compared; ``tau``,
+    the threshold and the surrogate scale are fixed.
+    """
+    from spikingjelly.activation_based import neuron as sj_neuron
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+
+    def adapted(model, x, params, state, *, surrogate=None, inject=None):
+        if model != "tether.LIF" or surrogate != "sigmoid":
+            raise ValueError(f"model: the SpikingJelly adapter covers tether.LIF with sigmoid, got {model!r}")
+        tau = 1.0 / (1.0 - float(params["decay"]))
+        settings = dict(decay_input=False, v_reset=0.0, detach_reset=True) | options
+        node = sj_neuron.LIFNode(tau=tau, v_threshold=float(params["threshold"]), step_mode="m",
+                                 surrogate_function=sj_surrogate.Sigmoid(alpha=float(params["alpha"])),
+                                 **settings)
+        if "v" in state:
+            node.v = state["v"].expand(x.shape[1:])
+        spikes = node(x)
+        return SimpleNamespace(outputs={"out": spikes}, final_state={"v": node.v})
+
+    adapted.per_neuron = False
+    adapted.surrogates = ("sigmoid",)
+    adapted.fixed_parameters = ("decay", "threshold", "alpha")
     return adapted

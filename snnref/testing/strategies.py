@@ -21,11 +21,12 @@ def models():
 
 
 @st.composite
-def cases(draw, model=None, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, per_neuron=True):
+def cases(draw, model=None, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, per_neuron=True,
+          surrogates=None):
     """A case for ``model`` (any model when None); ``initial_state=False`` never
     draws an explicit initial state and ``per_neuron=False`` never draws
     per-neuron values for scalar parameters (for implementations that cannot
-    take them)."""
+    take them); ``surrogates`` restricts the surrogates drawn."""
     key = draw(models()) if model is None else registry.model(model).key
     row = registry.MODELS[key]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
@@ -34,7 +35,7 @@ def cases(draw, model=None, max_steps=12, max_batch=3, max_neurons=7, initial_st
         steps=draw(st.integers(1, max_steps), label="T"),
         batch=draw(st.integers(1, max_batch), label="batch"),
         neurons=draw(st.integers(1, max_neurons), label="N"),
-        surrogate=draw(st.sampled_from(row.surrogates or (None,)), label="surrogate"),
+        surrogate=draw(st.sampled_from(surrogates or row.surrogates or (None,)), label="surrogate"),
         per_neuron=per_neuron and draw(st.booleans(), label="per_neuron"),
         random_state=initial_state and draw(st.booleans(), label="random initial state"),
         inject=bool(row.inject) and draw(st.booleans(), label="inject"),
