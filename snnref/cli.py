@@ -19,11 +19,12 @@ def _available_backends():
         # The kernels run on CPU tensors under Triton's interpreter, which must
         # be on before they are imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    found = ["spec", "torch"] + (["cuda"] if torch.cuda.is_available() else [])
     try:
         import triton  # noqa: F401
     except ImportError:
-        return ["spec", "torch"]
-    return ["spec", "torch", "triton"]
+        return found
+    return found + ["triton"]
 
 
 def _verify(args) -> int:
@@ -46,7 +47,7 @@ def _verify(args) -> int:
           + (f", implementation {args.impl}" if args.impl else "") + (" (quick)" if args.quick else ""))
     print(f"  spec:  worst = vjp(smooth=True) vs finite differences (pass < {FD_BOUND:g} relative); "
           f"extra = worst float32 spec error in ulps")
-    print("  torch, triton, impl: worst = worst error as a fraction of the SPEC.md section 7 budget "
+    print("  torch, cuda, triton, impl: worst = worst error as a fraction of the SPEC.md section 7 budget "
           "(pass <= 1); extra = spike flips explained by teacher forcing")
     header = f"{'model':<30} {'backend':<7} {'cases':>5} {'worst':>9} {'extra':>6}  {'checks':<58} result"
     print(header)
@@ -115,7 +116,8 @@ def _golden_check(args) -> int:
 
     from . import golden
 
-    available = _available_backends()
+    # Golden traces are re-run on CPU tensors (the kernels under the interpreter without a GPU).
+    available = [b for b in _available_backends() if b != "cuda"]
     backends = available if args.backend == "all" else [args.backend]
     for backend in backends:
         if backend not in available:
@@ -142,8 +144,9 @@ def main(argv=None) -> int:
     verify.add_argument("--model", action="append", metavar="KEY",
                         help="check only this registry model (repeatable)")
     verify.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
-    verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "triton"],
-                        help="check only this backend (default: every one available)")
+    verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "cuda", "triton"],
+                        help="check only this backend (default: every one available; cuda = the torch "
+                             "path on CUDA tensors; triton runs on CUDA when present)")
     verify.add_argument("--quick", action="store_true",
                         help="fewer cases: default surrogate, per-neuron parameters, no strided input or goldens")
     verify.add_argument("--json", metavar="FILE", help="also write the results as JSON (for CI)")

@@ -304,8 +304,10 @@ def check(directory: Path = DEFAULT_DIR, backends=("spec",), progress=None) -> L
             from . import equivalence
 
             dtypes = (torch.float64, torch.float32) if backend == "torch" else (torch.float32,)
+            # The kernels run natively where there is a GPU (the interpreter is off there).
+            device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
             for dtype in dtypes:
-                report = equivalence.compare(case, backend, dtype, reference=expected)
+                report = equivalence.compare(case, backend, dtype, device, reference=expected)
                 detail = f"{report.dtype}: worst {report.worst:.2f} of budget" + (
                     f"; {report.failures[0]}" if report.failures else "")
                 results.append(CheckResult(name, backend, report.passed, detail))

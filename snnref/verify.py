@@ -186,21 +186,25 @@ def _golden_outcomes(golden, arrays, entry, backend):
 
 def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False) -> ModelResult:
     """A production backend against the spec (``snnref.equivalence``); gradcheck on
-    the torch path (the kernels store no float64, which gradcheck needs)."""
+    the torch path (the kernels store no float64, which gradcheck needs).
+    "cuda" is the torch path on CUDA tensors; "triton" runs on CUDA when there
+    is a GPU and under the interpreter on CPU otherwise."""
     import torch
 
     from . import equivalence, gradcheck
 
     row = registry.model(key)
     result = ModelResult(row.key, backend)
+    device = "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
+    backend_name = "torch" if backend == "cuda" else backend
     dtypes = {"torch": (torch.float64, torch.float32),
-              "triton": (torch.float32, torch.float16, torch.bfloat16)}[backend]
+              "triton": (torch.float32, torch.float16, torch.bfloat16)}[backend_name]
     dtypes = tuple(d for d in dtypes if equivalence.storable(row, d))
     for case in _gradient_cases(row, seed, quick):
         for dtype in dtypes:
             for contiguous in (True,) if quick else (True, False):
                 name = f"{str(dtype)[6:]} {case.surrogate}{'' if contiguous else ' strided'}"
-                report = _attempt(result, name, lambda: equivalence.compare(case, backend, dtype,
+                report = _attempt(result, name, lambda: equivalence.compare(case, backend_name, dtype, device,
                                                                             contiguous=contiguous))
                 if report is None:
                     continue
@@ -209,12 +213,12 @@ def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False) -
                 result.worst_float32 += report.flips
                 result.failures += [f"{name}: {failure}" for failure in report.failures]
     result.checked += [str(d)[6:] for d in dtypes] + ([] if quick else ["strided"])
-    if backend == "torch":
+    if backend_name == "torch" and device == "cpu":
         case = checks.random_case(row.key, _rng(row.key, seed, "gradcheck"), steps=4, neurons=3,
                                   inject=bool(row.inject))
         if _attempt(result, "gradcheck", lambda: gradcheck.smooth_twin_gradcheck(case, backend)) is not None:
             result.checked.append("gradcheck")
-    if not quick:
+    if not quick and device == "cpu":
         _golden(result, row, backend)
     return result
 

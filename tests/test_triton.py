@@ -226,3 +226,9 @@ def test_tether_functional_contract_dispatches_to_the_kernels():
         results[backend] = (spikes, v_final, v_seq, inp.grad, decay.grad)
     for ours, theirs in zip(results["triton"], results["torch"]):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shape_over_the_kernel_limit_is_refused_before_launch(monkeypatch):
+    monkeypatch.setattr(common, "MAX_NEURONS", 5)
+    with pytest.raises(ValueError, match=r"x: at most 5 neurons per step in one launch, got 6"):
+        snnref.simulate("tether.LIF", torch.zeros(3, 2, 3), backend="triton")
