@@ -244,17 +244,11 @@ class _Scan(torch.autograd.Function):
         )
 
 
-def _leak(row, params):
-    kind = row.options["leak"]
-    if kind == "decay":
-        return params["decay"]
-    if kind == "tau":
-        return torch.exp(-1 / params["tau"])
-    return None
-
-
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     from snnref import registry
+    # The leak is a function of the parameters, computed by torch (autograd) as
+    # on the torch path.
+    from snnref.ops.lif import _leak
 
     theta = params.get("threshold", torch.ones((), dtype=x.dtype, device=x.device))
     scale = params[registry.surrogate(surrogate_key).scale]

@@ -87,6 +87,23 @@ def hard_reset(case):
         state = trace.final_state
 
 
+def _with_initial_state(case):
+    """The case with every initial state explicit, as the model starts when none
+    is given (a registry number, or the parameter it names: hxtorch's leak)."""
+    row = registry.model(case.model)
+    shape = case.x.shape[1:]
+    state = {}
+    for var in row.state:
+        if var.name in case.state:
+            value = case.state[var.name]
+        elif isinstance(var.initial, str):
+            value = case.params[var.initial]
+        else:
+            value = var.initial
+        state[var.name] = np.broadcast_to(np.asarray(value, dtype=float), shape).copy()
+    return replace(case, state=state)
+
+
 def first_order(pole, drive, initial):
     """y[t] = pole y[t-1] + drive[t] from y[-1] = initial, by lfilter, per neuron."""
     pole = np.broadcast_to(pole, drive.shape[1:]).reshape(-1)
@@ -159,7 +176,7 @@ def needs_spike_free(row):
 def spike_free(case):
     """The same case driven below threshold: non-positive input, state and leak."""
     state = {k: (np.abs(v) if k == "a" else np.zeros_like(v) if k == "r" else -np.abs(v))
-             for k, v in case.state.items()}
+             for k, v in _with_initial_state(case).state.items()}
     params = dict(case.params)
     if "leak" in params:
         params["leak"] = -np.abs(params["leak"])
@@ -168,6 +185,7 @@ def spike_free(case):
 
 def linear_response(case):
     row = registry.model(case.model)
+    case = _with_initial_state(case)
     trace = run(case)
     spikes = _spikes(row, case, trace) if row.out in SPIKING_OUTPUTS else None
     if needs_spike_free(row) and spikes is not None:

@@ -43,7 +43,7 @@ ARCH = 90  # H100
 WARP_SIZE = 32
 BLOCK = 1024  # common.GPU_BLOCK, the lanes per program on a GPU
 WIDE = ("LAST", "TM")  # integer arguments that may pass 2^31 (then i64)
-TIMEOUT = 600  # seconds for the whole batch (it takes ~40 s on 2 cores)
+TIMEOUT = 600  # seconds for the whole batch (it takes some 10-20 s on 2 cores)
 
 F32, F16, BF16 = "fp32", "fp16", "bf16"
 
@@ -126,9 +126,10 @@ def _cuba(dtype, grads, model, pn, obs_v, obs_z, replay, strict, smooth, kind, v
 
 T, F = True, False
 CASES = {
+    # Case numbers are the list indices that failure messages print.
     # Joint branches: the leak's backward term recomputes the reset of each
-    # RESET (cases 1, 2, 5); g_record enters before or after the reset by
-    # RECORD_PRE (cases 1, 2).
+    # RESET (cases 0, 1, 4); g_record enters before or after the reset by
+    # RECORD_PRE (cases 0, 1).
     "lif": [
         _lif(F32, "SPIKES RECORD FINAL", T, T, F, T, 1, F, T, F, F, ARCTAN),
         _lif(F16, "SPIKES RECORD", T, F, T, F, 2, T, F, F, F, SIGMOID),
@@ -163,12 +164,12 @@ CASES = {
         _discontinuous(BF16, T, T, F, FAST),
     ],
     # PN order: leak, reset, threshold, alpha, a, b, k.  Joint branches: the
-    # refractory clamp with an observed membrane and observed spikes (cases 2,
-    # 6) and without (case 4); replayed or computed injections, also under the
-    # clamp (cases 2, 3, 5, 6); the reset recorded apart or being the output
-    # spike train (RECORD_RESET, cases 1, 5 against 2, 4); LI's readout, whose
-    # g_out joins g_v (case 3); the membrane starting at the state, the leak
-    # or the reset (V0_FROM 0, 1, 2).
+    # refractory clamp with an observed membrane and observed spikes (cases 1,
+    # 5) and without (case 3); computed or replayed injections, also under the
+    # clamp (cases 1 against 2, 4, 5); the reset recorded apart or being the
+    # output spike train (RECORD_RESET, cases 1, 3 against 0, 4); LI's
+    # readout, whose g_out joins g_v (case 2); the membrane starting at the
+    # state, the leak or the reset (V0_FROM 0, 1, 2).
     "cuba": [
         _cuba(F32, "OUT V I V_FINAL I_FINAL", "cuba_lif", (T, F, T, F, F, T, F), F, F, F, T, F, ARCTAN, 1),
         _cuba(F16, "OUT I R I_FINAL R_FINAL", "cuba_refractory_lif", (F, T, F, T, T, F, T), T, T, F, F, F,
@@ -218,46 +219,43 @@ def _is_constexpr(parameter):
     return "constexpr" in str(parameter.annotation)
 
 
+def _constexpr_names(module, kernel):
+    fn = getattr(importlib.import_module(f"snnref.kernels.{module}"), kernel)
+    return [name for name, parameter in inspect.signature(fn.fn).parameters.items() if _is_constexpr(parameter)]
+
+
 def compile_args(module, kernel, index):
     """(description, fn, signature, constexprs, options) of one compilation."""
     fn = getattr(importlib.import_module(f"snnref.kernels.{module}"), kernel)
     case = CASES[module][index]
-    dtype, grads = case["dtype"], case["grads"]
+    dtype = case["dtype"]
     values = dict(case["options"], **_derived(module, kernel, case), BLOCK=BLOCK)
+    flags = {f"HAS_G_{name}" for name in case["grads"]}
+    # A case holds both kernels' options; each must belong to one of them.
+    stray = (set(values) | flags) - set(_constexpr_names(module, "_forward") + _constexpr_names(module, "_backward"))
+    if stray:
+        raise KeyError(f"{module}: the case table sets {sorted(stray)}, which no kernel of the module takes")
     wide = index % 2 == 1
-    signature, constexprs, used = {}, {}, set()
+    signature, constexprs = {}, {}
     for name, parameter in inspect.signature(fn.fn).parameters.items():
         if _is_constexpr(parameter):
             signature[name] = "constexpr"
             if name.startswith("HAS_G_"):
-                constexprs[name] = name[len("HAS_G_"):] in grads
-                used.add(name[len("HAS_G_"):])
+                constexprs[name] = name in flags
             elif name in values:
                 constexprs[name] = values[name]
-                used.add(name)
             else:
                 raise KeyError(f"{module}.{kernel}: the case table sets no value for constexpr {name}")
         elif name.endswith("_ptr"):
             signature[name] = "*" + (F32 if name[:-len("_ptr")] in FLOAT32[module] else dtype)
         else:
             signature[name] = "i64" if wide and name in WIDE else "i32"
-    # Forward kernels have no cotangent flags; options of the other kernel are fine.
-    unknown = set(grads) - used if any(n.startswith("HAS_G_") for n in signature) else set()
-    own = {n for n in values if n != "BLOCK"}
-    shared_unknown = own - used - set(_other_kernel_constexprs(module, kernel))
-    if unknown or shared_unknown:
-        raise KeyError(f"{module}.{kernel}: the case table sets {sorted(unknown | shared_unknown)}, "
-                       "which the kernel does not take")
-    described = f"{module}.{kernel} case {index} ({dtype}, {'i64' if wide else 'i32'} offsets, " + ", ".join(
-        f"{k}={v}" for k, v in constexprs.items() if k != "BLOCK") + ")"
+    offsets = [name for name in signature if name in WIDE]
+    described = ", ".join(
+        [dtype] + ([f"{'/'.join(offsets)} {signature[offsets[0]]}"] if offsets else [])
+        + [f"{k}={v}" for k, v in constexprs.items() if k != "BLOCK"])
+    described = f"{module}.{kernel} case {index} ({described})"
     return described, fn, signature, constexprs, dict(num_warps=NUM_WARPS.get(module, 4))
-
-
-def _other_kernel_constexprs(module, kernel):
-    """The constexprs of the module's other kernel (a case holds both kernels' options)."""
-    other = "_backward" if kernel == "_forward" else "_forward"
-    fn = getattr(importlib.import_module(f"snnref.kernels.{module}"), other)
-    return [n for n, p in inspect.signature(fn.fn).parameters.items() if _is_constexpr(p)]
 
 
 def _message(exc):
@@ -343,7 +341,8 @@ def main():
 
     # Import the kernels once, before the workers fork: each has them ready.
     modules = {m: _launched_kernels(m) for m in CASES}
-    print(json.dumps(dict(kernels=modules)), flush=True)
+    package = os.path.dirname(importlib.import_module("snnref.kernels").__file__)
+    print(json.dumps(dict(kernels=modules, package=package)), flush=True)
     tasks = _tasks()
     # Longest first (backward kernels, then the bigger modules) for a short tail.
     tasks.sort(key=lambda t: (t[1] != "_backward", t[0] not in ("attention", "cuba")))
@@ -371,27 +370,32 @@ def compiled(tmp_path_factory):
         pytest.fail(f"the compile script failed (exit {run.returncode}):\n{run.stdout}\n{run.stderr}")
     if "unavailable" in lines[0]:
         pytest.skip(f"cannot compile for NVIDIA here: {lines[0]['unavailable']}")
-    kernels, results = lines[0]["kernels"], lines[1:]
+    results = lines[1:]
     if len(results) != len(_tasks()):
         pytest.fail(f"the compile script returned {len(results)} of {len(_tasks())} results:\n{run.stderr}")
-    return Compiled(kernels, results)
+    return Compiled(lines[0], results)
 
 
 class Compiled(tuple):
-    """(kernels found per module, results): a short repr in failure reports."""
+    """(what the script found: kernels per module and the package's folder; the
+    results), with a short repr in failure reports."""
 
-    def __new__(cls, kernels, results):
-        return super().__new__(cls, (kernels, results))
+    def __new__(cls, found, results):
+        return super().__new__(cls, (found, results))
 
     def __repr__(self):
         return f"<{len(self[1])} compilations>"
 
 
 def test_every_launched_kernel_has_cases(compiled):
-    kernels, _ = compiled
-    assert kernels == {module: ["_backward", "_forward"] for module in CASES}
-    assert sorted(CASES) == sorted(p.stem for p in (Path(__file__).parents[1] / "kernels").glob("*.py")
+    found, _ = compiled
+    # The script compiled the kernels this test session imports, not another copy.
+    package = Path(importlib.import_module("snnref.kernels").__file__).parent
+    assert Path(found["package"]) == package
+    assert sorted(CASES) == sorted(p.stem for p in package.glob("*.py")
                                    if p.stem not in ("__init__", "common", "surrogates"))
+    # Each module launches exactly a forward and a backward kernel.
+    assert found["kernels"] == {module: ["_backward", "_forward"] for module in CASES}
 
 
 def test_cases_cover_every_dtype_and_surrogate():

@@ -7,7 +7,8 @@ that reproduces it."""
 import numpy as np
 from hypothesis import given, strategies as st
 
-from snnref import checks, properties, registry
+from snnref import properties, registry
+from snnref.testing import strategies
 
 MODELS = sorted(registry.MODELS)
 SPIKING = [k for k in MODELS if registry.MODELS[k].out in properties.SPIKING_OUTPUTS]
@@ -17,20 +18,8 @@ INJECTING = [k for k in MODELS if registry.MODELS[k].inject]
 REFRACTORY = [k for k in MODELS if registry.MODELS[k].refractory]
 
 
-@st.composite
-def cases(draw, keys=MODELS, min_steps=1, inject=True):
-    key = draw(st.sampled_from(keys), label="model")
-    row = registry.MODELS[key]
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    return checks.random_case(
-        key, rng,
-        steps=draw(st.integers(min_steps, 12), label="T"),
-        batch=draw(st.integers(1, 3), label="batch"),
-        neurons=draw(st.integers(1, 5), label="N"),
-        surrogate=draw(st.sampled_from(row.surrogates or (None,)), label="surrogate"),
-        per_neuron=draw(st.booleans(), label="per_neuron"),
-        inject=inject and bool(row.inject) and draw(st.booleans(), label="inject"),
-    )
+def cases(keys=MODELS, min_steps=1, inject=True):
+    return strategies.cases(models=keys, min_steps=min_steps, max_neurons=5, inject=inject)
 
 
 @given(cases(min_steps=2), st.data())

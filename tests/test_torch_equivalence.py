@@ -14,28 +14,14 @@ import torch
 from hypothesis import given, strategies as st
 
 from snnref import checks, equivalence, gradcheck, registry
+from snnref.testing import strategies
 
 MODELS = sorted(registry.MODELS)
 
 
-@st.composite
-def torch_cases(draw):
-    key = draw(st.sampled_from(MODELS), label="model")
-    row = registry.MODELS[key]
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    case = checks.random_case(
-        key, rng,
-        steps=draw(st.integers(1, 10), label="T"),
-        batch=draw(st.integers(1, 3), label="batch"),
-        neurons=draw(st.sampled_from([1, 3, 7, 13]), label="N"),
-        surrogate=draw(st.sampled_from(row.surrogates or (None,)), label="surrogate"),
-        per_neuron=draw(st.booleans(), label="per_neuron"),
-        random_state=draw(st.booleans(), label="random initial state"),
-        inject=bool(row.inject) and draw(st.booleans(), label="inject"),
-    )
-    dtype = draw(st.sampled_from([torch.float32, torch.float64]), label="dtype")
-    contiguous = draw(st.booleans(), label="contiguous")
-    return case, dtype, contiguous
+def torch_cases():
+    return st.tuples(strategies.cases(max_steps=10, neuron_counts=[1, 3, 7, 13]),
+                     st.sampled_from([torch.float32, torch.float64]), st.booleans())
 
 
 @given(torch_cases())

@@ -24,6 +24,7 @@ from snnref import checks, equivalence, registry
 from snnref.kernels import common
 from snnref.kernels.surrogates import kind_id, surrogate
 from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
+from snnref.testing import strategies
 
 FAMILIES = sorted({row.family for row in registry.MODELS.values()})
 WITH_KERNELS = [f for f in FAMILIES if importlib.util.find_spec(f"snnref.kernels.{f}") is not None]
@@ -103,22 +104,10 @@ def test_an_id_without_a_branch_gives_nan():
 
 @st.composite
 def kernel_cases(draw):
-    key = draw(st.sampled_from(MODELS), label="model")
-    row = registry.MODELS[key]
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    case = checks.random_case(
-        key, rng,
-        steps=draw(st.integers(1, 6), label="T"),
-        batch=draw(st.integers(1, 3), label="batch"),
-        neurons=draw(st.sampled_from([1, 3, 7]), label="N"),
-        surrogate=draw(st.sampled_from(row.surrogates or (None,)), label="surrogate"),
-        per_neuron=draw(st.booleans(), label="per_neuron"),
-        random_state=draw(st.booleans(), label="random initial state"),
-        inject=bool(row.inject) and draw(st.booleans(), label="inject"),
-    )
+    case = draw(strategies.cases(models=MODELS, max_steps=6, neuron_counts=[1, 3, 7]))
+    row = registry.MODELS[case.model]
     dtypes = [d for d in (torch.float32, torch.float16, torch.bfloat16) if equivalence.storable(row, d)]
-    dtype = draw(st.sampled_from(dtypes), label="dtype")
-    return case, dtype, draw(st.booleans(), label="contiguous")
+    return case, draw(st.sampled_from(dtypes), label="dtype"), draw(st.booleans(), label="contiguous")
 
 
 @given(kernel_cases())

@@ -16,29 +16,30 @@ from hypothesis import strategies as st
 from .. import checks, registry
 
 
-def models():
-    return st.sampled_from(sorted(registry.MODELS))
-
-
 @st.composite
 def cases(draw, model=None, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, per_neuron=True,
-          surrogates=None):
+          surrogates=None, models=None, min_steps=1, inject=True, neuron_counts=None):
     """A case for ``model`` (any model when None); ``initial_state=False`` never
     draws an explicit initial state and ``per_neuron=False`` never draws
     per-neuron values for scalar parameters (for implementations that cannot
-    take them); ``surrogates`` restricts the surrogates drawn."""
-    key = draw(models()) if model is None else registry.model(model).key
+    take them); ``surrogates`` restricts the surrogates drawn, ``models`` the
+    models, ``inject=False`` leaves hardware traces out and ``neuron_counts``
+    draws N from a list (e.g. sizes that are no multiple of a block)."""
+    if model is not None:
+        key = registry.model(model).key
+    else:
+        key = draw(st.sampled_from(sorted(models or registry.MODELS)), label="model")
     row = registry.MODELS[key]
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
     return checks.random_case(
         key, rng,
-        steps=draw(st.integers(1, max_steps), label="T"),
+        steps=draw(st.integers(min_steps, max_steps), label="T"),
         batch=draw(st.integers(1, max_batch), label="batch"),
-        neurons=draw(st.integers(1, max_neurons), label="N"),
+        neurons=draw(st.sampled_from(neuron_counts) if neuron_counts else st.integers(1, max_neurons), label="N"),
         surrogate=draw(st.sampled_from(surrogates or row.surrogates or (None,)), label="surrogate"),
         per_neuron=per_neuron and draw(st.booleans(), label="per_neuron"),
         random_state=initial_state and draw(st.booleans(), label="random initial state"),
-        inject=bool(row.inject) and draw(st.booleans(), label="inject"),
+        inject=inject and bool(row.inject) and draw(st.booleans(), label="inject"),
     )
 
 
