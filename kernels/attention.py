@@ -95,14 +95,9 @@ def _branch_forward(z_ptr, p, lam, theta, scale, replay_ptr, spikes_ptr, v_rec_p
 
 
 @triton.jit
-def _forward(z_q_ptr, z_k_ptr, z_v_ptr, s0_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
-             o_ptr, context_ptr, s_save_ptr, v_rec_ptr, v_save_ptr, spikes_ptr, s_final_ptr, v_final_ptr,
-             T, M, D, TM,
-             LAM_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
-             SAVE_SEPARATE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
-             REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < M
+def _branch_params(lam_ptr, theta_ptr, scale_ptr, offs, mask, D, LAM_PER_NEURON: tl.constexpr,
+                   THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr):
+    """Leak, threshold and arctan scale of the q, k and v branches."""
     lam_q = _branch_param(lam_ptr, 0, offs, mask, D, LAM_PER_NEURON)
     lam_k = _branch_param(lam_ptr, 1, offs, mask, D, LAM_PER_NEURON)
     lam_v = _branch_param(lam_ptr, 2, offs, mask, D, LAM_PER_NEURON)
@@ -112,6 +107,20 @@ def _forward(z_q_ptr, z_k_ptr, z_v_ptr, s0_ptr, v0_ptr, lam_ptr, theta_ptr, scal
     scale_q = _branch_param(scale_ptr, 0, offs, mask, D, SCALE_PER_NEURON)
     scale_k = _branch_param(scale_ptr, 1, offs, mask, D, SCALE_PER_NEURON)
     scale_v = _branch_param(scale_ptr, 2, offs, mask, D, SCALE_PER_NEURON)
+    return lam_q, lam_k, lam_v, theta_q, theta_k, theta_v, scale_q, scale_k, scale_v
+
+
+@triton.jit
+def _forward(z_q_ptr, z_k_ptr, z_v_ptr, s0_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
+             o_ptr, context_ptr, s_save_ptr, v_rec_ptr, v_save_ptr, spikes_ptr, s_final_ptr, v_final_ptr,
+             T, M, D, TM,
+             LAM_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
+             SAVE_SEPARATE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
+             REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    lam_q, lam_k, lam_v, theta_q, theta_k, theta_v, scale_q, scale_k, scale_v = _branch_params(
+        lam_ptr, theta_ptr, scale_ptr, offs, mask, D, LAM_PER_NEURON, THETA_PER_NEURON, SCALE_PER_NEURON)
     # Offsets in int64 (3 T M may pass 2^31); a branch's row of the (3, ...)
     # buffers is reached by adding to a tensor offset, never by a scalar product.
     lane = offs.to(tl.int64)
@@ -184,15 +193,8 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
               BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    lam_q = _branch_param(lam_ptr, 0, offs, mask, D, LAM_PER_NEURON)
-    lam_k = _branch_param(lam_ptr, 1, offs, mask, D, LAM_PER_NEURON)
-    lam_v = _branch_param(lam_ptr, 2, offs, mask, D, LAM_PER_NEURON)
-    theta_q = _branch_param(theta_ptr, 0, offs, mask, D, THETA_PER_NEURON)
-    theta_k = _branch_param(theta_ptr, 1, offs, mask, D, THETA_PER_NEURON)
-    theta_v = _branch_param(theta_ptr, 2, offs, mask, D, THETA_PER_NEURON)
-    scale_q = _branch_param(scale_ptr, 0, offs, mask, D, SCALE_PER_NEURON)
-    scale_k = _branch_param(scale_ptr, 1, offs, mask, D, SCALE_PER_NEURON)
-    scale_v = _branch_param(scale_ptr, 2, offs, mask, D, SCALE_PER_NEURON)
+    lam_q, lam_k, lam_v, theta_q, theta_k, theta_v, scale_q, scale_k, scale_v = _branch_params(
+        lam_ptr, theta_ptr, scale_ptr, offs, mask, D, LAM_PER_NEURON, THETA_PER_NEURON, SCALE_PER_NEURON)
     lane = offs.to(tl.int64)
     v0_q = tl.load(v0_ptr + lane, mask=mask, other=0.0).to(tl.float32)
     v0_k = tl.load(v0_ptr + (lane + M), mask=mask, other=0.0).to(tl.float32)

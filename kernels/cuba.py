@@ -184,20 +184,12 @@ def _advance(v, i, r, at, mask, leak, a, theta, reset, alpha,
 
 
 @triton.jit
-def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
-             leak_ptr, reset_ptr, theta_ptr, alpha_ptr, a_ptr, b_ptr, k_ptr,
-             v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
-             out_ptr, v_seq_ptr, i_seq_ptr, r_seq_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
-             v_final_ptr, i_final_ptr, r_final_ptr,
-             T, M, N,
-             LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr, THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr,
-             A_PN: tl.constexpr, B_PN: tl.constexpr, K_PN: tl.constexpr,
-             LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
-             OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr, RECORD_RESET: tl.constexpr,
-             STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
-             KEEP: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < M
+def _coefficients(a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
+                  A_PN: tl.constexpr, B_PN: tl.constexpr, LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr,
+                  THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr, K_PN: tl.constexpr,
+                  LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr):
+    """Every coefficient of the forward and the backward scan; those a model
+    does not have are placeholders (a), never read."""
     a = _param(a_ptr, offs, mask, N, A_PN)
     b = _param(b_ptr, offs, mask, N, B_PN)
     leak = a
@@ -213,6 +205,27 @@ def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
         alpha = _param(alpha_ptr, offs, mask, N, ALPHA_PN)
     if REFRACTORY:
         k = _param(k_ptr, offs, mask, N, K_PN)
+    return a, b, leak, reset, theta, alpha, k
+
+
+@triton.jit
+def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
+             leak_ptr, reset_ptr, theta_ptr, alpha_ptr, a_ptr, b_ptr, k_ptr,
+             v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
+             out_ptr, v_seq_ptr, i_seq_ptr, r_seq_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
+             v_final_ptr, i_final_ptr, r_final_ptr,
+             T, M, N,
+             LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr, THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr,
+             A_PN: tl.constexpr, B_PN: tl.constexpr, K_PN: tl.constexpr,
+             LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
+             OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr, RECORD_RESET: tl.constexpr,
+             STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
+             KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    a, b, leak, reset, theta, alpha, k = _coefficients(
+        a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
+        A_PN, B_PN, LEAK_PN, RESET_PN, THETA_PN, ALPHA_PN, K_PN, LEAK, SPIKING, REFRACTORY)
     # Masked lanes start from a defined 0 and are never stored.
     v = _start(v0_ptr, offs, mask, leak, reset, V0_FROM)
     i = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -276,21 +289,9 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
               BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    a = _param(a_ptr, offs, mask, N, A_PN)
-    b = _param(b_ptr, offs, mask, N, B_PN)
-    leak = a
-    reset = a
-    theta = a
-    alpha = a
-    k = a
-    if LEAK:
-        leak = _param(leak_ptr, offs, mask, N, LEAK_PN)
-    if SPIKING:
-        reset = _param(reset_ptr, offs, mask, N, RESET_PN)
-        theta = _param(theta_ptr, offs, mask, N, THETA_PN)
-        alpha = _param(alpha_ptr, offs, mask, N, ALPHA_PN)
-    if REFRACTORY:
-        k = _param(k_ptr, offs, mask, N, K_PN)
+    a, b, leak, reset, theta, alpha, k = _coefficients(
+        a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
+        A_PN, B_PN, LEAK_PN, RESET_PN, THETA_PN, ALPHA_PN, K_PN, LEAK, SPIKING, REFRACTORY)
     v0 = _start(v0_ptr, offs, mask, leak, reset, V0_FROM)
     i0 = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     r0 = 0.0 * v0
