@@ -66,6 +66,7 @@ import triton
 import triton.language as tl
 
 from . import common
+from .lif import _param
 from .surrogates import kind_id, surrogate
 
 # The stop-gradient values in the spec family's order; which of them a run has
@@ -74,15 +75,6 @@ DETACHED = ("reset_spike", "refractory_mask", "refractory_carry", "inject_v", "i
             "inject_spikes", "inject_spikes_refractory")
 # Where the initial membrane comes from: the state tensor, or a parameter.
 STARTS = {None: 0, "leak": 1, "reset": 2}
-
-
-@triton.jit
-def _param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
-    if PER_NEURON:
-        value = tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
-    else:
-        value = tl.load(ptr).to(tl.float32)
-    return value
 
 
 @triton.jit
