@@ -72,8 +72,10 @@ def _as_tensor(label, value, x, allow_nonfinite):
 
 
 def _check_half_range(label, value):
-    """Half-precision storage must hold a parameter as a normal number: below
-    that its precision is gone (float16 flushes hxtorch's 1e-5 s to a few bits)."""
+    """Half-precision storage must hold a scale (a time constant, dt, a surrogate
+    scale: the positive parameters) as a normal number: below that its precision
+    is gone (float16 keeps hxtorch's 1e-5 s in a few bits, and the gradients of
+    such constants overflow it).  A weight or threshold near 0 is just small."""
     if value.dtype not in (torch.float16, torch.bfloat16):
         return
     magnitude = value.detach().abs()
@@ -96,7 +98,8 @@ def _check_params(row, params, x, allow_nonfinite):
             value = torch.full(arguments.default_shape(param, n), param.default, dtype=x.dtype, device=x.device)
         arguments.check_param_shape(param, value.shape, n)
         arguments.check_domain(param, value.detach())
-        _check_half_range(f"params[{param.name!r}]", value)
+        if param.domain != registry.REAL:
+            _check_half_range(f"params[{param.name!r}]", value)
         checked[param.name] = value
     return checked
 

@@ -128,12 +128,14 @@ def run_spec(case, dtype, force_spikes=None):
 
 
 def storable(row, dtype) -> bool:
-    """Whether ``dtype`` storage holds every parameter value the row's cases use in
-    its normal range (float16 cannot hold hxtorch's time constants of 1e-5 s)."""
+    """Whether ``dtype`` storage holds every scale parameter (the positive ones)
+    the row's cases use in its normal range (float16 cannot hold hxtorch's time
+    constants of 1e-5 s); the backend refuses the others."""
     if dtype not in (torch.float16, torch.bfloat16):
         return True
     info = torch.finfo(dtype)
-    values = [abs(v) for p in row.params for v in (*p.sample, p.default or 0.0) if v]
+    values = [abs(v) for p in row.params if p.domain != registry.REAL
+              for v in (*p.sample, p.default or 0.0) if v]
     return all(info.tiny <= v <= info.max for v in values)
 
 

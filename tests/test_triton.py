@@ -221,3 +221,10 @@ def test_a_shape_over_the_kernel_limit_is_refused_before_launch(monkeypatch):
     monkeypatch.setattr(common, "MAX_NEURONS", 5)
     with pytest.raises(ValueError, match=r"x: at most 5 neurons per step in one launch, got 6"):
         snnref.simulate("tether.LIF", torch.zeros(3, 2, 3), backend="triton")
+
+
+def test_half_storage_keeps_small_weights():
+    # Only scales (positive parameters) must be normal numbers; a weight may be tiny.
+    case = checks.random_case("tether.SpikingSelfAttention", np.random.default_rng(0), steps=3, batch=1, neurons=3)
+    case.params["proj_weight"][0, 0] = 4e-5
+    assert equivalence.compare(case, "triton", torch.float16).passed
