@@ -1,0 +1,135 @@
+"""The section-9 correspondence: which continuous node each registry model stands for.
+
+A discrete model with step ``dt`` reads ``x[k]`` as a pulse at t_k = k dt, and its
+step k records the state at t_k just after that pulse.  Per model:
+
+(1) tether.LIF, tether.PLIF: LIF with tau = -dt / ln(decay) (0 < decay < 1),
+    r = 1, v_leak = v_reset = 0, v_threshold = threshold, hard reset; a pulse
+    raises v by r q / tau = x[k], so q = tau x[k].  Relation: exact.
+(2) rnnbuilder.NoReset: LI with tau = tau_steps dt (beta = exp(-1/tau_steps) per
+    step), then Threshold at 1 (strict); q = tau x[k].  Exact.
+(3) rnnbuilder.LIF: LIF as (2) with v_threshold = 1 and a subtractive reset.  Exact.
+(4) qualia.IFSRL, qualia.ATIF: IF, r = 1, v_threshold = threshold, subtractive
+    reset; q = x[k].  Exact.
+(5) hxtorch.cuba_lif, cuba_li: CubaLIF / CubaLI with r = 1, v_leak = leak,
+    v_threshold = threshold, v_reset = reset, w_in = tau_syn, so that a pulse
+    raises I by w_in q / tau_syn = q = x[k]; v starts at leak.  Explicit Euler:
+    first order in dt.
+(6) hxtorch.cuba_iaf: CubaIF with the parameters of (5), v starts at reset.  First order.
+(7) hxtorch.cuba_refractory_lif, cuba_refractory_iaf: (5), (6) with
+    tau_ref = refractory_time.  First order.
+Every other registry model has no continuous counterpart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+
+from .. import registry
+
+MAPPED = (
+    "tether.LIF",
+    "tether.PLIF",
+    "rnnbuilder.NoReset",
+    "rnnbuilder.LIF",
+    "qualia.IFSRL",
+    "qualia.ATIF",
+    "hxtorch.cuba_lif",
+    "hxtorch.cuba_li",
+    "hxtorch.cuba_iaf",
+    "hxtorch.cuba_refractory_lif",
+    "hxtorch.cuba_refractory_iaf",
+)
+
+
+@dataclass(frozen=True)
+class Counterpart:
+    """The continuous node of a registry model at one ``dt``.
+
+    ``node``, ``params`` (NIR names, ready for ``simulate``), ``state`` (the
+    initial state, for ``simulate(..., state=)``): the continuous model.
+    ``input_scale``: the pulse weight of a unit discrete input, ``q = input_scale * x[k]``
+    (a scalar or per-neuron array).  ``relation``: "exact" or "euler" (first
+    order).  ``threshold``: for rnnbuilder.NoReset, the level of the Threshold
+    node applied to the LI membrane (strict ``>``), else None.  ``dt``: the step.
+    ``recorded``: "pre" where the model records the membrane before its reset,
+    "post" otherwise.
+    """
+
+    model: str
+    node: str
+    params: Dict[str, object]
+    state: Dict[str, object]
+    input_scale: object
+    relation: str
+    dt: float
+    recorded: str
+    threshold: Optional[float] = None
+
+
+def _filled(row, params):
+    params = dict(params or {})
+    for name in params:
+        if name not in [p.name for p in row.params]:
+            raise ValueError(f"params: {row.key} has no parameter {name!r}; expected among: "
+                             f"{', '.join(p.name for p in row.params)}")
+    full = {}
+    for param in row.params:
+        value = params.get(param.name, param.default)
+        full[param.name] = np.asarray(value, dtype=np.float64)
+    return full
+
+
+def _step(dt, default):
+    step = default if dt is None else dt
+    step = float(np.asarray(step, dtype=np.float64))
+    if not (np.isfinite(step) and step > 0):
+        raise ValueError(f"dt: expected a finite step > 0, got {dt!r}")
+    return step
+
+
+def counterpart(model, params=None, dt=None) -> Counterpart:
+    """The section-9 counterpart of registry ``model`` with ``params`` (registry
+    names; defaults filled in) at step ``dt`` (physical time per step: default 1
+    for the dimensionless models, ``params["dt"]`` for hxtorch's)."""
+    row = registry.model(model)
+    if row.key not in MAPPED:
+        raise ValueError(f"model: {row.key} has no continuous counterpart (SPEC.md section 9); "
+                         f"the models that have one: {', '.join(MAPPED)}")
+    full = _filled(row, params)
+    if row.family == "cuba":
+        own = float(full["dt"])
+        if dt is not None and float(dt) != own:
+            raise ValueError(f"dt: {row.key} takes its step from params['dt'] ({own!r}); got dt={dt!r}")
+        step = _step(own, own)
+        nir = {"tau_syn": full["tau_syn"], "tau_mem": full["tau_mem"], "r": 1.0, "w_in": full["tau_syn"]}
+        if row.options["leak"]:
+            nir["v_leak"] = full["leak"]
+        if row.options["spiking"]:
+            nir.update(v_threshold=full["threshold"], v_reset=full["reset"])
+        if row.refractory:
+            nir["tau_ref"] = full["refractory_time"]
+        node = {True: "CubaLIF", False: "CubaIF"}[row.options["leak"]] if row.options["spiking"] else "CubaLI"
+        start = full["leak"] if row.options["leak"] else full["reset"]
+        return Counterpart(row.key, node, nir, {"v": start, "i": 0.0}, 1.0, "euler", step, "post")
+    step = _step(dt, 1.0)
+    if row.key in ("tether.LIF", "tether.PLIF"):
+        decay = full["decay"]
+        if np.any((decay <= 0) | (decay >= 1)):
+            raise ValueError(f"params['decay']: the LIF counterpart needs 0 < decay < 1 "
+                             f"(decay = exp(-dt/tau)), got {decay!r}")
+        tau = -step / np.log(decay)
+        nir = {"tau": tau, "r": 1.0, "v_leak": 0.0, "v_threshold": full["threshold"], "v_reset": 0.0}
+        return Counterpart(row.key, "LIF", nir, {"v": 0.0}, tau, "exact", step, "pre")
+    if row.key.startswith("rnnbuilder."):
+        tau = full["tau"] * step
+        if row.key == "rnnbuilder.NoReset":
+            return Counterpart(row.key, "LI", {"tau": tau, "r": 1.0, "v_leak": 0.0}, {"v": 0.0}, tau,
+                               "exact", step, "post", threshold=1.0)
+        nir = {"tau": tau, "r": 1.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0, "reset": "subtract"}
+        return Counterpart(row.key, "LIF", nir, {"v": 0.0}, tau, "exact", step, "post")
+    nir = {"r": 1.0, "v_threshold": full["threshold"], "v_reset": 0.0, "reset": "subtract"}
+    return Counterpart(row.key, "IF", nir, {"v": 0.0}, 1.0, "exact", step, "post")

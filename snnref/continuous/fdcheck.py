@@ -1,0 +1,154 @@
+"""Finite-difference check of ``exact.gradients`` against ``exact.simulate``.
+
+For every input p (parameter, initial state, pulse weight), all neurons at once
+(neurons are independent, so each sees only its own perturbation):
+
+(1) D(h) = (f(p + h) - f(p - h)) / (2 h),  fd = (4 D(h/2) - D(h)) / 3  (Richardson:
+    the h^2 error of a central difference is large near a slow crossing),
+    h = FD_STEP max(|p|, typical |p| of its kind): v_threshold for voltages,
+    1 for the initial current, the largest pulse weight for a weight
+(2) error = |fd - exact| / max(|exact|, |fd|, FLOOR * scale / h)
+with scale = t_end for spike times and max(1, |v|) for states: below FLOOR of
+the output's scale a change is rounding, not signal.  Skipped, and counted:
+(3) a neuron whose spike count changes within +-h (a spike appears or vanishes),
+    or one of whose spike or refractory-release times moves across a pulse time
+    (the derivative has a kink there);
+(4) a sample that a spike or release time moves across (the state jumps there);
+(5) ``tau_ref`` where it is 0 (one-sided: the hold cannot be shorter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import exact
+
+FD_STEP = 1e-5
+FLOOR = 1e-8  # a few eps of the output over 2 h is a relative FD noise of ~1e-7 of this
+FD_BOUND = 1e-6
+VOLTAGES = ("v_leak", "v_reset", "v_threshold", "state.v")  # SPEC.md section 9: relative agreement with finite differences
+
+
+@dataclass(frozen=True)
+class GradientCheck:
+    """``worst``: the largest error (2); ``checked``: compared derivatives;
+    ``skipped``: (neuron, input) pairs left out by (3) and (5); ``skipped_samples``: by (4)."""
+
+    worst: float
+    checked: int
+    skipped: int
+    skipped_samples: int
+
+    @property
+    def passed(self) -> bool:
+        return self.worst <= FD_BOUND and self.checked > 0
+
+
+def _perturbed(name, trace, params, weights, delta):
+    """Arguments of a run with input ``name`` moved by ``delta`` (shape (N,))."""
+    params = dict(params)
+    weights = np.array(weights, dtype=np.float64, copy=True)
+    state = {var: value.copy() for var, value in trace.initial_state.items()}
+    if name.startswith("weight["):
+        weights[int(name[len("weight["):-1])] += delta
+    elif name.startswith("state."):
+        state[name[len("state."):]] = state[name[len("state."):]] + delta
+    else:
+        params[name] = trace.params[name] + delta
+    return params, weights, state
+
+
+def _value(name, trace, weights):
+    if name.startswith("weight["):
+        return np.asarray(weights, dtype=np.float64)[int(name[len("weight["):-1])]
+    if name.startswith("state."):
+        return trace.initial_state[name[len("state."):]]
+    return trace.params[name]
+
+
+def _scale(name, value, trace, weights):
+    """The size an input is perturbed relative to: its own magnitude, but no less
+    than its kind's typical magnitude (a voltage near 0 is not a small voltage)."""
+    magnitude = np.abs(np.asarray(value, dtype=np.float64))
+    if name.startswith("weight["):
+        typical = float(np.max(np.abs(weights), initial=0.0))
+    elif name in VOLTAGES:
+        typical = np.abs(trace.params["v_threshold"]) if "v_threshold" in trace.params else 1.0
+    elif name == "state.i":
+        typical = 1.0
+    else:
+        return magnitude  # time constants, r, w_in: positive, their value is their scale
+    return np.maximum(np.maximum(magnitude, typical), np.finfo(np.float64).tiny)
+
+
+def _moving_times(run, neuron):
+    """Spike times and, with a hold, release times of one neuron."""
+    spikes = run.spike_times[neuron]
+    tau_ref = run.params.get("tau_ref")
+    if tau_ref is None or tau_ref[neuron] == 0:
+        return spikes
+    return np.concatenate([spikes, spikes + tau_ref[neuron]])
+
+
+def check(node, params, pulse_times, pulse_weights, *, t_end, samples=None, state=None) -> GradientCheck:
+    """(1)-(5) for every input of ``exact.gradients``."""
+    grads = exact.gradients(node, params, pulse_times, pulse_weights, t_end=t_end, samples=samples, state=state)
+    trace = grads.trace
+    times = np.asarray(pulse_times, dtype=np.float64)
+    n = len(trace.spike_times)
+    worst, checked, skipped, skipped_samples = 0.0, 0, 0, 0
+    for k, name in enumerate(grads.names):
+        value = _value(name, trace, pulse_weights)
+        if name == "tau_ref" and np.any(value == 0):
+            skipped += n
+            continue
+        h = FD_STEP * _scale(name, value, trace, pulse_weights)
+        runs = []
+        for delta in (h, -h, h / 2, -h / 2):
+            moved_params, moved_weights, moved_state = _perturbed(name, trace, params, pulse_weights, delta)
+            runs.append(exact.simulate(node, moved_params, times, moved_weights, t_end=t_end, samples=samples,
+                                       state=moved_state))
+        for neuron in range(n):
+            base = trace.spike_times[neuron]
+            if any(len(run.spike_times[neuron]) != len(base) for run in runs):
+                skipped += 1
+                continue
+            moving = np.stack([_moving_times(run, neuron) for run in [trace] + runs])
+            low, high = moving.min(axis=0), moving.max(axis=0)
+            crossed = [np.any((times >= a) & (times <= b)) for a, b in zip(low, high) if a != b]
+            if any(crossed):
+                skipped += 1
+                continue
+            step = float(h[neuron])
+            if len(base):
+                fd = _richardson([run.spike_times[neuron] for run in runs], step)
+                worst = max(worst, _error(fd, grads.spike_times[neuron][:, k], FLOOR * t_end / step))
+                checked += len(base)
+            for var in trace.states:
+                column = trace.states[var][:, neuron]
+                keep = np.ones(column.shape, dtype=bool)
+                for a, b in zip(low, high):
+                    keep &= ~((trace.samples >= a) & (trace.samples <= b))
+                skipped_samples += int(np.sum(~keep))
+                fd = _richardson([run.states[var][keep, neuron] for run in runs], step)
+                floor = FLOOR * np.maximum(1.0, np.abs(column[keep])) / step
+                worst = max(worst, _error(fd, grads.states[var][keep, neuron, k], floor))
+                checked += int(np.sum(keep))
+    return GradientCheck(worst, checked, skipped, skipped_samples)
+
+
+def _richardson(values, step):
+    """(1): central differences at h and h/2, combined to cancel the h^2 term."""
+    wide = (values[0] - values[1]) / (2 * step)
+    narrow = (values[2] - values[3]) / step
+    return (4 * narrow - wide) / 3
+
+
+def _error(fd, exact_value, floor):
+    if np.size(fd) == 0:
+        return 0.0
+    denominator = np.maximum(np.maximum(np.abs(exact_value), np.abs(fd)), floor)
+    return float(np.max(np.abs(fd - exact_value) / denominator))
+

@@ -1,0 +1,182 @@
+"""snnref.continuous: the measured distance of every mapped model from its continuous counterpart.
+
+The section-9 claims are asserted here: exact relations exact to float64
+rounding at every dt, hxtorch's explicit Euler at order 1.  A model whose
+measurement contradicts SPEC.md section 9 fails; the bounds are never widened.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+import pytest
+
+from snnref import registry
+from snnref.continuous import MAPPED, converge, convergence, verify
+from snnref.continuous import cli as continuous_cli
+
+MAPPED_ROWS = [registry.model(key) for key in MAPPED]
+
+
+@pytest.fixture(scope="module")
+def studies():
+    return {}
+
+
+def _study(studies, key):
+    if key not in studies:
+        studies[key] = converge(key, levels=6, seed=0)
+    return studies[key]
+
+
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_every_registry_model_is_studied_or_refused(key, studies):
+    if key not in MAPPED:
+        with pytest.raises(ValueError, match="model: .*no continuous counterpart.*hxtorch.cuba_lif"):
+            converge(key)
+        return
+    study = _study(studies, key)
+    assert study.dts.shape == (7,) and np.all(np.diff(study.dts) < 0)
+    assert np.allclose(study.dts[:-1] / study.dts[1:], 2.0)
+    assert study.ivp_agreement <= verify.IVP_BOUND
+    assert verify.check_relation(study) == []
+    if study.relation == "exact":
+        assert all(order is None for order in study.order.values())
+        assert study.max_deviation <= study.bound
+        assert study.spike_counts_agree.all()
+    else:
+        low, high = verify.ORDER_RANGE
+        spiking = registry.model(key).out == "spikes"
+        for name in ("spike_times", "first_spike", "membrane") if spiking else ("membrane",):
+            assert low <= study.order[name] <= high, (name, study.order[name], study.median_errors[name])
+
+
+@pytest.mark.parametrize("key", [k for k in MAPPED if registry.model(k).family != "cuba"])
+def test_exact_relations_have_spikes_to_compare(key, studies):
+    # A study without spikes would not test the reset; NoReset's spikes are its Threshold output.
+    study = _study(studies, key)
+    assert study.spikes > 0 or key == "rnnbuilder.NoReset"
+
+
+def test_a_wrong_decay_breaks_the_exact_relation(monkeypatch):
+    original = convergence.level_params
+
+    def off_by_1e3(case, dt):
+        params = original(case, dt)
+        if "decay" in params:
+            params["decay"] = params["decay"] * (1 - 1e-3)
+        return params
+
+    monkeypatch.setattr(convergence, "level_params", off_by_1e3)
+    study = converge("tether.LIF", levels=2)
+    assert verify.check_relation(study), study.max_deviation
+
+
+@pytest.mark.parametrize("key", ["hxtorch.cuba_li", "hxtorch.cuba_lif"])
+def test_a_discrete_model_with_a_wrong_time_constant_fails_the_order(monkeypatch, key):
+    simulate = convergence.spec.simulate
+
+    def slow_membrane(model, x, params, *args, **kwargs):
+        return simulate(model, x, dict(params, tau_mem=params["tau_mem"] * 1.01), *args, **kwargs)
+
+    monkeypatch.setattr(convergence.spec, "simulate", slow_membrane)
+    study = converge(key, levels=6)
+    assert verify.check_relation(study), study.order
+
+
+def test_dt_must_divide_the_pulse_grid():
+    with pytest.raises(ValueError, match=r"dt: 0.3 does not divide the pulse grid spacing 1.0"):
+        converge("tether.LIF", dt=0.3)
+    with pytest.raises(ValueError, match=r"levels: expected a whole number of halvings >= 2"):
+        converge("tether.LIF", levels=1)
+    with pytest.raises(ValueError, match=r"pulse_spacing: expected a finite time > 0"):
+        converge("tether.LIF", pulse_spacing=-1.0)
+
+
+def test_a_finer_first_step_is_accepted():
+    study = converge("qualia.IFSRL", levels=2, dt=0.25)
+    assert study.dts[0] == 0.25 and study.max_deviation == 0.0
+
+
+@pytest.mark.parametrize("key", ["tether.LIF", "tether.PLIF", "rnnbuilder.NoReset"])
+def test_without_spikes_the_discrete_gradient_of_an_exact_relation_is_the_exact_gradient(key):
+    gap = convergence.surrogate_gap(key, levels=2, drive=0.02, spike_term=False)
+    assert np.all(gap.relative_error <= 1e-12), gap.relative_error
+
+
+def test_without_spikes_the_euler_gradient_converges_at_first_order():
+    gap = convergence.surrogate_gap("hxtorch.cuba_li", levels=4)
+    low, high = verify.ORDER_RANGE
+    assert low <= convergence.fit_order(gap.dts, gap.relative_error) <= high
+    assert np.all(gap.cosine > 0.99)
+
+
+@pytest.mark.parametrize("key", ["tether.LIF", "hxtorch.cuba_lif"])
+def test_surrogate_gap_is_measured_per_level(key):
+    gap = convergence.surrogate_gap(key, levels=2)
+    assert gap.cosine.shape == gap.relative_error.shape == (3,)
+    assert np.all(np.isfinite(gap.cosine)) and np.all(gap.relative_error > 0)
+    assert gap.exact_norm > 0 and "state.v" in gap.names
+
+
+def _parse(*argv):
+    parser = argparse.ArgumentParser(prog="snnref")
+    continuous_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["converge", *argv])
+
+
+def test_cli_prints_the_table(capsys):
+    args = _parse("--model", "hxtorch.cuba_li", "--model", "qualia.IFSRL", "--levels", "3")
+    assert continuous_cli.run(args) == 0
+    out = capsys.readouterr().out
+    assert "hxtorch.cuba_li" in out and "qualia.IFSRL" in out and "2 passed, 0 failed" in out
+    assert "surrogate vs exact gradient per dt" in out
+
+
+def test_cli_writes_a_png_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "converge.png"
+    assert continuous_cli.run(_parse("--model", "hxtorch.cuba_li", "--levels", "2", "--no-fd", "--plot", str(plot))) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_without_matplotlib_says_so_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    plot = tmp_path / "converge.png"
+    assert continuous_cli.run(_parse("--model", "qualia.IFSRL", "--levels", "2", "--no-fd", "--plot", str(plot))) == 0
+    assert "matplotlib is not installed" in capsys.readouterr().err and not plot.exists()
+
+
+def test_cli_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="--model: tether.ALIF has no continuous counterpart"):
+        continuous_cli.run(_parse("--model", "tether.ALIF"))
+    with pytest.raises(ValueError, match="model: unknown name"):
+        continuous_cli.run(_parse("--model", "nope"))
+    with pytest.raises(ValueError, match="--levels: expected at least 2"):
+        continuous_cli.run(_parse("--levels", "1"))
+    with pytest.raises(ValueError, match="--plot: expected a .png"):
+        continuous_cli.run(_parse("--plot", "out.pdf"))
+
+
+def test_verify_rows_quick():
+    rows = verify.rows(quick=True)
+    assert [r.model for r in rows] == list(MAPPED)
+    for result in rows:
+        assert result.passed, (result.model, result.failures)
+        assert result.summary and "ivp" in result.summary
+
+
+@pytest.mark.slow
+def test_verify_rows_full():
+    for result in verify.rows(quick=False):
+        assert result.passed, (result.model, result.failures)
+        assert "fd" in result.summary
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("key", MAPPED)
+def test_section_9_claims_hold_on_other_seeds(key, seed):
+    study = converge(key, levels=6, seed=seed)
+    assert verify.check_relation(study) == [], study.order
+    assert study.ivp_agreement <= verify.IVP_BOUND
