@@ -1,0 +1,1075 @@
+"""NIR interchange: registry models to NIR 1.0 graphs and back, and a reference runner.
+
+A NIR neuron node (SPEC.md section 9) is a continuous-time ODE driven by Dirac
+pulses ``S(t) = sum_k q_k delta(t - t_k)``; snnref's discrete models read
+``x[k]`` as the pulse ``q_k`` at ``t_k = k dt`` and record the state at ``t_k``.
+
+(1) LI, LIF:        tau dv/dt = (v_leak - v) + R I;  a pulse q raises v by R q / tau
+(2) I, IF:          dv/dt = R I;                     a pulse q raises v by R q
+(3) CubaLI, CubaLIF: tau_syn dI/dt = -I + w_in S, tau_mem dv/dt = (v_leak - v) + R I;
+                    a pulse q raises I by w_in q / tau_syn
+(4) LIF, IF, CubaLIF: z = [v > v_threshold], then v <- v_reset;  Threshold: z = [v > threshold]
+
+Between two pulses (1) relaxes to v_leak, so on the grid, with w = v - v_leak,
+
+(5) w[k] = lam w+[k-1] + g q_k,   lam = exp(-dt / tau),  g = R / tau   (I, IF: lam = 1, g = R)
+
+which is the discrete LIF family exactly at every dt (a crossing can only happen
+at a pulse).  The CUBA nodes are run by hxtorch's forward Euler, whose current
+``i = R I`` jumps by
+
+(6) g q_k,   g = R w_in / tau_syn,   a = dt / tau_mem,  b = dt / tau_syn.
+
+Export inverts these with R chosen so that the gain is exactly 1 (``r / tau`` and
+``tau_syn / tau_syn`` are exactly 1.0 in floating point):
+
+(7)  tether.LIF, PLIF:   tau = -dt / log(decay), R = tau, v_leak = v_reset = 0
+(8)  rnnbuilder.*:       tau = tau_steps dt, R = tau, v_leak = 0 (LIF v_reset = 0, Threshold 1)
+(9)  qualia.*:           IF with R = 1, v_reset = 0
+(10) hxtorch.cuba_*:     R = 1, w_in = tau_syn, v_leak = leak, v_reset = reset
+
+(11) The spike tests.  On float64 values ``[w >= theta] = [w > prev(theta)]`` with
+     ``prev(theta)`` the largest float64 below theta, so a ``>=`` model exports
+     ``v_threshold = prev(theta)`` and a NIR ``>`` node runs on a ``>=`` model
+     with ``theta = next(v_threshold)``: the same decisions, bit for bit.  A
+     consumer that rounds ``v_threshold`` to float32 gets theta back and fires
+     with ``>`` instead: that is why ``>=`` is still refused unless ``lossy``.
+
+NIR has no CubaIF node, but an edge carries a node's output into the next
+node's input current, so an LI (v_leak = 0) driving a neuron node X is X's
+synaptic current:
+
+(12) LI(tau_s, R_s, 0) -> LIF / LI / IF  =  CubaLIF / CubaLI / CubaIF with tau_syn = tau_s,
+     w_in = R_s, and for IF: tau_mem = 1 / R_IF, R = 1 (dv/dt = R_IF I)
+     hxtorch.cuba_iaf exports as LI(tau_syn, R = tau_syn, 0) -> IF(R = 1/tau_mem, threshold, reset).
+
+Exact float64 round trips.  (7) and (8) are not exactly invertible in floating
+point (``exp(-dt / (-dt / log(d)))`` differs from ``d`` by an ulp for about 0.5 %
+of d in [0.5, 0.98], and for 40 % of d below 0.5, where one ulp of tau moves d by
+several).  Every exported neuron node therefore carries its discrete preimage
+in ``metadata["snnref"]`` (model key, dt, parameters, extensions).  ``load``
+uses it only when exporting it again reproduces every field of the node
+bit for bit (so an edited graph falls back to (5)-(6)); it picks, among the
+float64 values that map to the node, the one the exporter started from.  The
+other way, NIR -> load -> export returns every field exactly except tau through
+a decay: a float64 decay resolves tau only to about eps tau / dt relative
+(1e-12 needs tau / dt below about 4500; the model itself cannot tell finer
+taus apart).
+
+Methods of ``load``: "exp" runs LI, LIF, IF by (5) (exact on the grid for pulse
+input), "euler" runs the CUBA nodes by (6) (and IF, where both agree), "exact"
+runs ``snnref.continuous`` on the same pulses; every result states its
+discretization.
+
+What NIR cannot say (no node field) is refused unless ``lossy=True``: subtractive
+reset, refractory time, the ``>=`` test, an output scaled by the threshold
+(qualia.ATIF), an initial state other than rest (v = v_leak, or v_reset for
+IF, I = 0).  ``lossy=True`` writes the closest NIR graph, records each dropped
+property in ``graph.metadata["snnref_dropped"]`` and returns it in a list; the
+node's snnref metadata keeps the values, which ``load(..., extensions=True)``
+honours.  Loading reads HDF5 numbers and strings only: it never unpickles or
+imports anything named in the file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from . import arguments, registry
+from .spec import api as _spec
+
+try:
+    import nir
+except ImportError as _missing:  # pragma: no cover - exercised only without the extra
+    raise ImportError("snnref.nir needs the NIR package: pip install 'snnref[nir]'") from _missing
+
+
+class NirError(ValueError):
+    """A graph, model or argument snnref cannot convert; the message names the node and field."""
+
+
+METHODS = ("exact", "euler", "exp")
+_NEURONS = ("LI", "LIF", "I", "IF", "CubaLI", "CubaLIF")
+_FIELDS = {  # required fields; v_reset and w_in have NIR defaults
+    "Input": ("shape",), "Output": ("shape",), "Affine": ("weight", "bias"), "Linear": ("weight",),
+    "Threshold": ("threshold",), "I": ("r",), "IF": ("r", "v_threshold"), "LI": ("tau", "r", "v_leak"),
+    "LIF": ("tau", "r", "v_leak", "v_threshold"), "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold"),
+}
+_OPTIONAL = {"IF": ("v_reset",), "LIF": ("v_reset",), "CubaLI": ("w_in",), "CubaLIF": ("v_reset", "w_in")}
+_POSITIVE = ("tau", "tau_syn", "tau_mem")
+_NO_COUNTERPART = {
+    "tether.ALIF": "adaptation (a threshold that moves with past spikes)",
+    "tether.SpikingSelfAttention": "attention (products of spike trains)",
+    "rnnbuilder.Cooldown": "spikes decided from the previous state and an exp(x) drive",
+    "rnnbuilder.Adaptive": "adaptation (a threshold that moves with past spikes)",
+    "rnnbuilder.Discontinuous": "a stateless threshold of the raw input (SPEC.md section 9: none)",
+}
+
+
+def _prev(value):
+    return np.nextafter(value, -np.inf)
+
+
+def _next(value):
+    return np.nextafter(value, np.inf)
+
+
+def _check_dt(dt):
+    if dt is None:
+        raise NirError("dt: required: the seconds per time step of the discrete model")
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(dt) or dt <= 0:
+        raise NirError(f"dt: expected a positive finite number of seconds, got {dt!r}")
+    return float(dt)
+
+
+# ---------------------------------------------------------------- export ----
+
+def _neuron_count(row, params, state, neurons):
+    sizes = {np.shape(v)[-1] for v in list((params or {}).values()) + list((state or {}).values())
+             if np.ndim(v) >= 1 and np.shape(v)[-1] != 1}
+    if neurons is not None:
+        if isinstance(neurons, bool) or not isinstance(neurons, (int, np.integer)) or neurons < 1:
+            raise NirError(f"neurons: expected a positive integer, got {neurons!r}")
+        sizes.add(int(neurons))
+    if len(sizes) > 1:
+        raise NirError(f"neurons: parameters and state disagree on the layer width: {sorted(sizes)}")
+    if not sizes:
+        raise NirError(f"neurons: {row.key} with scalar parameters: pass neurons=N, the layer width")
+    return sizes.pop()
+
+
+def _full(value, n):
+    return np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)))
+
+
+def _nodes_for(key, p, dt, n):
+    """The NIR node(s) of one registry model (7)-(10), the dropped properties and the extensions."""
+    zeros = np.zeros(n)
+    dropped, ext = {}, {}
+    row = registry.MODELS[key]
+    if key in ("tether.LIF", "tether.PLIF"):
+        decay, theta = _full(p["decay"], n), _prev(_full(p["threshold"], n))
+        if np.all(decay == 1):  # no leak: (5) with lam = 1 is IF with R = 1
+            nodes = [("if", nir.IF(r=np.ones(n), v_threshold=theta, v_reset=zeros))]
+        elif np.all((decay > 0) & (decay < 1)):
+            tau = -dt / np.log(decay)  # (7)
+            nodes = [("lif", nir.LIF(tau=tau, r=tau.copy(), v_leak=zeros, v_threshold=theta, v_reset=zeros.copy()))]
+        else:
+            raise NirError(f"params['decay']: NIR's LIF needs 0 < decay < 1 (tau = -dt/log(decay) > 0), or decay 1 "
+                           f"for every neuron (IF); got {decay!r}")
+    elif key in ("rnnbuilder.NoReset", "rnnbuilder.LIF"):
+        tau = _full(p["tau"], n) * dt  # (8)
+        if key == "rnnbuilder.NoReset":
+            nodes = [("li", nir.LI(tau=tau, r=tau.copy(), v_leak=zeros)), ("threshold", nir.Threshold(np.ones(n)))]
+        else:
+            nodes = [("lif", nir.LIF(tau=tau, r=tau.copy(), v_leak=zeros, v_threshold=np.ones(n),
+                                     v_reset=zeros.copy()))]
+    elif key in ("qualia.IFSRL", "qualia.ATIF"):
+        nodes = [("if", nir.IF(r=np.ones(n), v_threshold=_prev(_full(p["threshold"], n)), v_reset=zeros))]  # (9)
+        if key == "qualia.ATIF":
+            dropped["output"] = "qualia.ATIF outputs spikes * threshold; NIR's IF outputs spikes"
+            ext["output"] = "spikes*threshold"
+    else:  # (10)
+        tau_syn, tau_mem = _full(p["tau_syn"], n), _full(p["tau_mem"], n)
+        common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=np.ones(n), v_leak=_full(p.get("leak", 0.0), n),
+                      w_in=tau_syn.copy())
+        if key == "hxtorch.cuba_li":
+            nodes = [("cuba_li", nir.CubaLI(**common))]
+        elif key in ("hxtorch.cuba_iaf", "hxtorch.cuba_refractory_iaf"):  # (12): no NIR CubaIF node
+            nodes = [("synapse", nir.LI(tau=tau_syn, r=tau_syn.copy(), v_leak=zeros)),
+                     ("if", nir.IF(r=1 / tau_mem, v_threshold=_full(p["threshold"], n), v_reset=_full(p["reset"], n)))]
+        else:
+            nodes = [("cuba_lif", nir.CubaLIF(v_threshold=_full(p["threshold"], n), v_reset=_full(p["reset"], n),
+                                              **common))]
+        if row.refractory:
+            dropped["refractory_time"] = "NIR's neuron nodes have no refractory period"
+            ext["tau_ref"] = np.asarray(p["refractory_time"], dtype=np.float64)
+    if row.spike_test == ">=":
+        dropped["spike_test"] = ("fires at v >= threshold; NIR fires at v > v_threshold, written as the float64 "
+                                 "below threshold (the same test on float64 membranes, not on float32 ones)")
+    if row.reset == "subtract":
+        dropped["reset"] = "subtracts the threshold at a spike; NIR resets to v_reset"
+        ext["reset"] = "subtract"
+    return nodes, dropped, ext
+
+
+def _storable(value):
+    """Metadata that ``nir.write`` can store: HDF5 keeps no compressed 0-d arrays, so scalars become floats."""
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, str):
+        return value
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else array
+
+
+def _default_state(row, p, shape):
+    return {var.name: np.broadcast_to(np.asarray(p[var.initial] if isinstance(var.initial, str) else var.initial,
+                                                 dtype=np.float64), shape) for var in row.state}
+
+
+def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None):
+    """The NIR graph ``Input -> neuron node(s) -> Output`` of registry ``model``.
+
+    Parameters convert by (7)-(10) at ``dt`` seconds per step; ``neurons`` is the
+    layer width, needed only when every parameter is a scalar.  A property NIR
+    cannot say raises ``NirError`` naming it; with ``lossy=True`` the return value
+    is ``(graph, dropped)``, ``dropped`` a list of ``"property: reason"`` strings
+    (empty when nothing was dropped), also in ``graph.metadata["snnref_dropped"]``.
+    """
+    dt = _check_dt(dt)
+    row = registry.model(model)
+    key = row.key
+    if key in _NO_COUNTERPART:
+        raise NirError(f"{key}: no NIR counterpart ({_NO_COUNTERPART[key]}); exportable models: "
+                       f"{', '.join(k for k in registry.MODELS if k not in _NO_COUNTERPART)}")
+    given = dict(arguments.mapping("params", params, "parameter name -> value"))
+    if any(p.name == "dt" for p in row.params):
+        if "dt" in given and not np.all(np.asarray(given["dt"]) == dt):
+            raise NirError(f"params['dt']: the model's step is {given['dt']!r} s but dt={dt!r}")
+        given["dt"] = dt
+    n = _neuron_count(row, given, state, neurons)
+    p = _spec._check_params(row, given, n, np.float64, False)
+    nodes, dropped, ext = _nodes_for(key, p, dt, n)
+    if state is not None:
+        state = arguments.mapping("state", state, "state variable -> array")
+        arguments.check_state_names(row, state)
+        shape = np.broadcast_shapes((n,), *(np.shape(v) for v in state.values()))
+        given_state = {k: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), shape)) for k, v in state.items()}
+        rest = _default_state(row, p, shape)
+        if any(not np.array_equal(given_state[k], rest[k]) for k in given_state):
+            dropped["initial_state"] = "NIR has no initial state; nodes start at rest (v_leak, or v_reset for IF)"
+            ext["initial_state"] = {k: given_state.get(k, np.array(rest[k])) for k in rest}
+    if dropped and not lossy:
+        raise NirError(f"{key} cannot be exported to NIR without loss: "
+                       + "; ".join(f"{k}: {v}" for k, v in dropped.items())
+                       + " (pass lossy=True to drop these and record them in the graph's metadata)")
+    nodes[0][1].metadata = {"snnref": _storable({"model": key, "dt": dt, "params": dict(p), "extensions": ext})}
+    chain = [("input", nir.Input(np.array([n])))] + nodes + [("output", nir.Output(np.array([n])))]
+    edges = [(a, b) for (a, _), (b, _) in zip(chain, chain[1:])]
+    metadata = {"snnref_dropped": dict(dropped)} if dropped else {}
+    graph = nir.NIRGraph(nodes=dict(chain), edges=edges, metadata=metadata, type_check=True)
+    return (graph, [f"{k}: {v}" for k, v in dropped.items()]) if lossy else graph
+
+
+# ---------------------------------------------------------- reading files ----
+
+def _h5_tree(group, where):
+    import h5py
+
+    tree = {}
+    for name, item in group.items():
+        if isinstance(item, h5py.Group):
+            tree[name] = _h5_tree(item, f"{where}/{name}")
+        elif item.dtype.kind in "biuf":
+            tree[name] = item[()]
+        elif item.dtype.kind == "S" or h5py.check_string_dtype(item.dtype) is not None:
+            value = item[()]
+            tree[name] = value.decode("utf8") if isinstance(value, bytes) else value
+        else:  # references, compound or opaque data have no place in a NIR graph
+            raise NirError(f"{where}/{name}: unexpected HDF5 data of dtype {item.dtype}")
+    return tree
+
+
+def _node_from_tree(name, tree):
+    kind = tree.get("type")
+    kind = kind.decode("utf8") if isinstance(kind, bytes) else kind
+    if kind not in _FIELDS:
+        raise NirError(f"node {name!r}: node type {kind!r} is not supported; snnref runs chains of "
+                       f"{', '.join(_FIELDS)}")
+    for field_name in _FIELDS[kind]:
+        if field_name not in tree:
+            raise NirError(f"node {name!r} ({kind}): missing field {field_name!r}")
+    metadata = tree.get("metadata", {})
+    values = {k: np.asarray(tree[k]) for k in _FIELDS[kind] + _OPTIONAL.get(kind, ()) if k in tree}
+    if kind in ("Input", "Output"):
+        shape = values["shape"]
+        return (nir.Input if kind == "Input" else nir.Output)(np.asarray(shape), metadata=metadata)
+    if kind in _NEURONS:
+        _check_shapes(name, kind, values)
+    cls = {"Affine": nir.Affine, "Linear": nir.Linear, "Threshold": nir.Threshold, "I": nir.I, "IF": nir.IF,
+           "LI": nir.LI, "LIF": nir.LIF, "CubaLI": nir.CubaLI, "CubaLIF": nir.CubaLIF}[kind]
+    try:
+        return cls(**values, metadata=metadata)
+    except (AssertionError, ValueError, TypeError) as error:
+        raise NirError(f"node {name!r} ({kind}): {error}") from None
+
+
+def read(path):
+    """A NIR graph from an HDF5 ``.nir`` file, reading numbers and strings only."""
+    import h5py
+
+    try:
+        handle = h5py.File(path, "r")
+    except (OSError, ValueError) as error:
+        raise NirError(f"{path}: not a NIR file (cannot open it as HDF5: {error})") from None
+    with handle:
+        if "node" not in handle or not isinstance(handle["node"], h5py.Group):
+            raise NirError(f"{path}: not a NIR file (no 'node' group)")
+        tree = _h5_tree(handle["node"], "node")
+    if tree.get("type") != "NIRGraph" or not isinstance(tree.get("nodes"), dict) or "edges" not in tree:
+        raise NirError(f"{path}: not a NIR graph (the root node is {tree.get('type')!r}, expected 'NIRGraph' "
+                       f"with nodes and edges)")
+    nodes = {name: _node_from_tree(name, sub) for name, sub in tree["nodes"].items()}
+    edges = [tuple(e.decode("utf8") if isinstance(e, bytes) else str(e) for e in pair)
+             for pair in np.asarray(tree["edges"]).reshape(-1, 2)]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=tree.get("metadata", {}), type_check=False)
+
+
+def save(graph, path):
+    """``nir.write`` to a temporary file beside ``path``, renamed into place."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        nir.write(temporary, graph)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+# ------------------------------------------------------- graph structure ----
+
+def _check_shapes(name, kind, values):
+    """Every parameter array of a neuron node has one shape, and every time constant is positive."""
+    shapes = {k: np.shape(v) for k, v in values.items() if k != "w_in"}
+    first = next(iter(shapes))
+    for key, shape in shapes.items():
+        if shape != shapes[first]:
+            raise NirError(f"node {name!r} ({kind}): field {key!r} has shape {shape}, but {first!r} has "
+                           f"{shapes[first]}")
+    for key, value in values.items():
+        array = np.asarray(value, dtype=np.float64)
+        if not np.all(np.isfinite(array)):
+            raise NirError(f"node {name!r} ({kind}): field {key!r} must be finite")
+        if key in _POSITIVE and not np.all(array > 0):
+            raise NirError(f"node {name!r} ({kind}): field {key!r} must be positive, got {array.min()!r}")
+
+
+def _node_fields(node):
+    kind = type(node).__name__
+    names = _FIELDS.get(kind, ()) + _OPTIONAL.get(kind, ())
+    return {k: np.asarray(getattr(node, k), dtype=np.float64)
+            for k in names if k != "shape" and getattr(node, k, None) is not None}
+
+
+def _in_out(name, node):
+    """The input and output widths of a node (a NIR type is a shape; snnref runs flat layers)."""
+    kind = type(node).__name__
+    if kind in ("Input", "Output"):
+        shape = (node.input_type if kind == "Input" else node.output_type)[kind.lower()]
+        width = int(np.prod(shape))
+        return width, width
+    if kind in ("Affine", "Linear"):
+        weight = np.asarray(node.weight)
+        if weight.ndim != 2:
+            raise NirError(f"node {name!r} ({kind}): field 'weight' must be a matrix, got shape {weight.shape}")
+        if kind == "Affine" and np.shape(node.bias) != weight.shape[:1]:
+            raise NirError(f"node {name!r} (Affine): field 'bias' has shape {np.shape(node.bias)}, expected "
+                           f"{weight.shape[:1]} (the weight's rows)")
+        return weight.shape[1], weight.shape[0]
+    fields = _node_fields(node)
+    if kind in _NEURONS:
+        _check_shapes(name, kind, fields)
+    width = int(np.prod(np.shape(next(iter(fields.values())))))
+    return width, width
+
+
+def _refuse_cycles(graph):
+    """A recurrent graph is refused by a node on its cycle (snnref.continuous runs feed-forward chains)."""
+    successors = {name: [b for a, b in graph.edges if a == name] for name in graph.nodes}
+    state = dict.fromkeys(graph.nodes, "new")
+    for start in graph.nodes:
+        stack = [(start, iter(successors[start]))] if state[start] == "new" else []
+        state[start] = "open" if stack else state[start]
+        while stack:
+            name, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[name] = "done"
+                stack.pop()
+            elif state[child] == "open":
+                raise NirError(f"node {child!r}: the graph has a cycle through it (recurrent graphs are not "
+                               f"supported: snnref runs feed-forward chains)")
+            elif state[child] == "new":
+                state[child] = "open"
+                stack.append((child, iter(successors[child])))
+
+
+def _chain(graph):
+    """The nodes from the Input to the Output, checked: one path, no cycle, widths agree along every edge."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise NirError(f"graph: expected a nir.NIRGraph or the path of a .nir file, got {type(graph).__name__}")
+    for name, node in graph.nodes.items():
+        if type(node).__name__ not in _FIELDS:
+            raise NirError(f"node {name!r}: node type {type(node).__name__!r} is not supported; snnref runs "
+                           f"chains of {', '.join(_FIELDS)}")
+    for a, b in graph.edges:
+        for end in (a, b):
+            if end not in graph.nodes:
+                raise NirError(f"edge ({a!r}, {b!r}): no node named {end!r}")
+    _refuse_cycles(graph)
+    following = {}
+    for a, b in graph.edges:
+        if a in following:
+            raise NirError(f"node {a!r}: more than one outgoing edge ({following[a]!r}, {b!r}); snnref runs chains")
+        following[a] = b
+    inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(inputs) != 1:
+        raise NirError(f"graph: expected exactly one Input node, found {inputs}")
+    order, seen = [inputs[0]], {inputs[0]}
+    while order[-1] in following:
+        nxt = following[order[-1]]
+        order.append(nxt)
+        seen.add(nxt)
+    if not isinstance(graph.nodes[order[-1]], nir.Output):
+        raise NirError(f"node {order[-1]!r}: the chain from the Input ends here, not at an Output node")
+    stray = [k for k in graph.nodes if k not in seen]
+    if stray:
+        raise NirError(f"node {stray[0]!r}: not on the chain from the Input to the Output (snnref runs chains)")
+    for a, b in zip(order, order[1:]):
+        out_a, in_b = _in_out(a, graph.nodes[a])[1], _in_out(b, graph.nodes[b])[0]
+        if out_a != in_b:
+            raise NirError(f"edge ({a!r}, {b!r}): {a!r} gives {out_a} values but {b!r} takes {in_b}")
+    return [(k, graph.nodes[k]) for k in order]
+
+
+# ------------------------------------------------------------------- load ----
+
+@dataclass
+class _Unit:
+    """What one discrete registry model or one continuous node runs: a neuron node, an LI with the
+    Threshold that follows it, or an LI synapse merged with the neuron node it drives (12)."""
+
+    name: str
+    nodes: list
+    kind: str
+    fields: Dict[str, np.ndarray]
+    before: List[tuple] = field(default_factory=list)  # (name, weight, bias or None)
+
+    @property
+    def node(self):
+        return self.nodes[0]
+
+    @property
+    def threshold(self):
+        last = self.nodes[-1]
+        return np.asarray(last.threshold, dtype=np.float64) if isinstance(last, nir.Threshold) else None
+
+    @property
+    def width(self):
+        return int(np.prod(np.shape(self.fields["r"])))
+
+
+def _synapse(name, li, target):
+    """(12): an LI whose output is the input current of the next node is the synaptic current of a CUBA node."""
+    syn, f = _node_fields(li), _node_fields(target)
+    if not np.all(syn["v_leak"] == 0):
+        raise NirError(f"node {name!r} (LI): field 'v_leak': an LI that drives another neuron node is a synaptic "
+                       f"current, which relaxes to 0; got {syn['v_leak']!r}")
+    kind = {"LI": "CubaLI", "LIF": "CubaLIF", "IF": "CubaIF"}[type(target).__name__]
+    merged = {"tau_syn": syn["tau"], "w_in": syn["r"], "r": np.ones_like(syn["r"])}
+    if kind == "CubaIF":
+        merged["tau_mem"] = 1 / f["r"]  # dv/dt = R_IF I  <=>  tau_mem dv/dt = I
+    else:
+        merged.update(tau_mem=f["tau"], r=f["r"], v_leak=f["v_leak"])
+    merged.update({k: f[k] for k in ("v_threshold", "v_reset") if k in f})
+    return kind, merged
+
+
+def _units(chain):
+    units, pending, index = [], [], 1
+    while index < len(chain) - 1:
+        name, node = chain[index]
+        kind = type(node).__name__
+        following = chain[index + 1][1]
+        if kind in ("Affine", "Linear"):
+            bias = np.asarray(node.bias, dtype=np.float64) if kind == "Affine" else None
+            pending.append((name, np.asarray(node.weight, dtype=np.float64), bias))
+        elif kind == "Threshold":
+            raise NirError(f"node {name!r} (Threshold): snnref runs a Threshold only right after an LI node")
+        elif kind == "LI" and isinstance(following, nir.Threshold):
+            units.append(_Unit(name, [node, following], "LI", _node_fields(node), pending))
+            pending, index = [], index + 1
+        elif kind == "LI" and type(following).__name__ in ("LI", "LIF", "IF"):
+            merged_kind, fields = _synapse(name, node, following)
+            units.append(_Unit(name, [node, following], merged_kind, fields, pending))
+            pending, index = [], index + 1
+        else:
+            units.append(_Unit(name, [node], kind, _node_fields(node), pending))
+            pending = []
+        index += 1
+    if not units:
+        raise NirError("graph: no neuron node (one of " + ", ".join(_NEURONS) + ") between Input and Output")
+    return units, pending
+
+
+@dataclass
+class _Plan:
+    """A unit run as a registry model: x_model = gain x, v = v_model + shift, i = i_model / current_scale."""
+
+    model: str
+    params: Dict[str, np.ndarray]
+    state: Optional[Dict[str, np.ndarray]] = None
+    gain: Optional[np.ndarray] = None
+    shift: Optional[np.ndarray] = None
+    current_scale: Optional[np.ndarray] = None
+    membrane_out: bool = False
+    note: str = ""
+
+
+_NEEDS_EXTENSIONS = ("reset", "refractory_time", "output", "initial_state")
+# The method under which each library's models are the discrete model itself: (5) or (6).
+_HINT_METHODS = {"tether": ("exp",), "rnnbuilder": ("exp",), "qualia": ("exp", "euler"), "hxtorch": ("euler",)}
+
+
+def _same_node(a, b):
+    fa, fb = _node_fields(a), _node_fields(b)
+    return type(a) is type(b) and fa.keys() == fb.keys() and all(
+        np.shape(fa[k]) == np.shape(fb[k]) and np.array_equal(fa[k], fb[k]) for k in fa)
+
+
+def _extensions(node):
+    """The snnref extensions that ``export`` recorded on a node (empty for foreign graphs)."""
+    hint = node.metadata.get("snnref") if isinstance(node.metadata, dict) else None
+    ext = hint.get("extensions") if isinstance(hint, dict) else None
+    return ext if isinstance(ext, dict) else {}
+
+
+def _hinted_plan(unit, dt, method, extensions):
+    """The discrete preimage stored by ``export``, if exporting it again gives this node bit for bit."""
+    hint = unit.node.metadata.get("snnref") if isinstance(unit.node.metadata, dict) else None
+    if not isinstance(hint, dict) or hint.get("model") not in registry.MODELS or hint.get("dt") != dt:
+        return None
+    key = hint["model"]
+    if method not in _HINT_METHODS[key.split(".")[0]]:
+        return None
+    state = _extensions(unit.node).get("initial_state")
+    try:
+        graph, dropped = export(key, hint.get("params"), dt=dt, state=state, lossy=True, neurons=unit.width)
+    except (ValueError, TypeError):
+        return None
+    again = [node for node in graph.nodes.values() if type(node).__name__ not in ("Input", "Output")]
+    mine = unit.nodes
+    same = len(again) == len(mine) and all(_same_node(a, b) for a, b in zip(again, mine))
+    needed = [d.split(":")[0] for d in dropped if d.split(":")[0] in _NEEDS_EXTENSIONS]
+    if not same or (needed and not extensions):
+        return None
+    return _Plan(key, dict(hint["params"]), state, note=f"{key} with the parameters recorded by snnref's export "
+                                          f"(they reproduce every field of node {unit.name!r} exactly)")
+
+
+def _require(unit, condition, field_name, what):
+    if not np.all(condition):
+        raise NirError(f"node {unit.name!r} ({unit.kind}): field {field_name!r}: {what}")
+
+
+def _general_plan(unit, dt, method, extensions):
+    """The registry model that runs a NIR node by (5) or (6), parameters converted."""
+    f, kind, name = unit.fields, unit.kind, unit.name
+    ext = _extensions(unit.node) if extensions else {}
+    subtract = ext.get("reset") == "subtract"
+    if kind in ("LI", "LIF") and method == "euler":
+        raise NirError(f"node {name!r} ({kind}): method 'euler' has no registry model for it; use 'exp' "
+                       f"(exact on the grid for pulse input, (5)) or 'exact'")
+    if kind in ("CubaLI", "CubaLIF", "CubaIF") and method != "euler":
+        raise NirError(f"node {name!r} ({kind}): method {method!r} has no registry model for it; use 'euler' "
+                       f"(hxtorch's forward Euler, (6)) or 'exact'")
+    if kind == "I":
+        raise NirError(f"node {name!r} (I): no discrete registry model integrates without a threshold; "
+                       f"use method='exact'")
+    if kind in ("CubaLI", "CubaLIF", "CubaIF"):
+        gain = f["r"] * f["w_in"] / f["tau_syn"]  # (6)
+        params = {"tau_syn": f["tau_syn"], "tau_mem": f["tau_mem"], "dt": dt}
+        key = {"CubaLI": "hxtorch.cuba_li", "CubaLIF": "hxtorch.cuba_lif", "CubaIF": "hxtorch.cuba_iaf"}[kind]
+        if kind != "CubaIF":
+            params["leak"] = f["v_leak"]
+        if kind != "CubaLI":
+            params.update(reset=f["v_reset"], threshold=f["v_threshold"])
+            if "tau_ref" in ext:
+                key = key.replace("cuba_", "cuba_refractory_")
+                params["refractory_time"] = np.asarray(ext["tau_ref"])
+        scale = None if np.all(f["r"] == 1) else f["r"]
+        return _Plan(key, params, gain=gain, current_scale=scale,
+                     note=f"{key}: forward Euler (6), a = dt/tau_mem, b = dt/tau_syn, x = (R w_in/tau_syn) q")
+    leaky = kind in ("LI", "LIF")
+    rest = f["v_leak"] if leaky else f.get("v_reset", np.zeros_like(f["r"]))
+    gain = f["r"] / f["tau"] if leaky else f["r"]  # (5)
+    shift = None if np.all(rest == 0) else rest
+    if kind == "LI":
+        plan = _Plan("rnnbuilder.NoReset", {"tau": f["tau"] / dt}, gain=gain, shift=shift,
+                     membrane_out=unit.threshold is None,
+                     note="rnnbuilder.NoReset: exact exponential decay exp(-dt/tau) between pulses (5)")
+        if unit.threshold is not None:
+            _require(unit, unit.threshold - rest == 1, "threshold",
+                     "the discrete model (rnnbuilder.NoReset) fires at v - v_leak > 1; this Threshold differs "
+                     "(use method='exact')")
+        return plan
+    theta = f["v_threshold"] - rest
+    if subtract and kind == "LIF":
+        _require(unit, theta == 1, "v_threshold", "with a subtractive reset the discrete model "
+                 "(rnnbuilder.LIF) needs v_threshold - v_leak = 1 (use method='exact')")
+        return _Plan("rnnbuilder.LIF", {"tau": f["tau"] / dt}, gain=gain, shift=shift,
+                     note="rnnbuilder.LIF: exact decay (5), subtractive reset (snnref extension)")
+    if subtract:
+        _require(unit, rest == 0, "v_reset", "the discrete model with a subtractive reset (qualia) starts at 0")
+        _require(unit, theta == theta.flat[0], "v_threshold", "qualia's IF has one threshold per layer")
+        key = "qualia.ATIF" if ext.get("output") == "spikes*threshold" else "qualia.IFSRL"
+        return _Plan(key, {"threshold": _next(theta[:1])}, gain=gain,
+                     note=f"{key}: integrate and fire, subtractive reset (snnref extension), >= next(v_threshold) (11)")
+    if kind == "LIF":
+        _require(unit, f["v_reset"] == f["v_leak"], "v_reset", "the discrete LIF (tether) resets to its rest "
+                 "value; v_reset must equal v_leak (use method='exact')")
+        decay = np.exp(-dt / f["tau"])
+    else:
+        decay = np.ones_like(theta)
+    return _Plan("tether.PLIF", {"decay": decay, "threshold": _next(theta)}, gain=gain, shift=shift,
+                 note="tether.PLIF: exact decay exp(-dt/tau) between pulses (5) (IF: decay 1), fires at "
+                      "v >= next(v_threshold), the same test as NIR's v > v_threshold (11)")
+
+
+def _plan(unit, dt, method, extensions):
+    plan = _hinted_plan(unit, dt, method, extensions)
+    if plan is None:
+        ignored = sorted(k for k in _extensions(unit.node) if k in ("reset", "tau_ref", "output", "initial_state"))
+        if ignored and not extensions:
+            warnings.warn(f"node {unit.name!r} carries snnref extensions NIR cannot say ({', '.join(ignored)}); "
+                          f"they are ignored (pass extensions=True to honour them)", stacklevel=3)
+        plan = _general_plan(unit, dt, method, extensions)
+    if plan.gain is not None and np.all(plan.gain == 1):
+        plan.gain = None  # multiplying by exactly 1 changes nothing; skipping it documents that
+    return plan
+
+
+@dataclass(frozen=True)
+class NirTrace(_spec.Trace):
+    """A ``Trace`` of a loaded graph, with the method and discretization that produced it.
+
+    ``outputs["out"]`` is the last neuron node's output after any trailing
+    Affine/Linear maps; ``outputs[var]`` its recorded sequences.  With more than
+    one neuron node each appears also as ``outputs["<node>.<key>"]``.
+    ``spike_times`` (method "exact"): node name -> one array of spike times per
+    batch element and neuron (flattened), before binning to the grid.
+    """
+
+    method: str = ""
+    discretization: str = ""
+    spike_times: Optional[Dict[str, list]] = None
+
+
+def _affine(x, weight, bias):
+    y = x @ weight.T
+    return y if bias is None else y + bias
+
+
+class Network:
+    """A NIR graph made runnable (``load``); ``simulate(x)`` takes time-major x of shape (T, ..., N_in)."""
+
+    def __init__(self, graph, dt, method, extensions):
+        chain = _chain(graph)
+        self.graph, self.dt, self.method, self.extensions = graph, dt, method, extensions
+        self.input_width = _in_out(*chain[0])[1]
+        self.units, self.after = _units(chain)
+        self.plans = None
+        for unit in self.units[:-1]:
+            if unit.kind in ("LI", "I", "CubaLI") and unit.threshold is None:
+                raise NirError(f"node {unit.name!r} ({unit.kind}): spikes (pulses) pass between neuron nodes; "
+                               f"a membrane output can only be the graph's last")
+        if method == "exact":
+            for name, _, bias in [m for u in self.units for m in u.before] + self.after:
+                if bias is not None and np.any(bias != 0):
+                    raise NirError(f"node {name!r} (Affine): field 'bias': a constant added to a Dirac pulse train "
+                                   f"has no meaning in continuous time; method 'exact' needs bias 0")
+            self.discretization = ("exact: snnref.continuous, event-driven closed form; pulses q_k = x[k] at "
+                                   "t_k = k dt; states sampled at t_k after the pulse and any reset; a spike at t "
+                                   "counts in the first step k with t_k >= t")
+        else:
+            self.plans = [_plan(unit, dt, method, extensions) for unit in self.units]
+            self.discretization = "; ".join(f"{u.name}: {p.note}" for u, p in zip(self.units, self.plans))
+
+    @property
+    def model(self):
+        """The registry model of a one-node graph (discrete methods), for ``export``."""
+        return self._single().model
+
+    @property
+    def params(self):
+        return dict(self._single().params)
+
+    def _single(self):
+        if self.plans is None or len(self.plans) != 1:
+            raise NirError("model: only a one-neuron-node graph loaded with method 'euler' or 'exp' is one "
+                           "registry model")
+        return self.plans[0]
+
+    def simulate(self, x, dtype=np.float64, force_spikes=None):
+        """Run the graph; ``dtype`` float32 runs the discrete models in float32 (the SPEC.md section 7
+        reference error); ``force_spikes`` (one spiking node, discrete methods) is teacher forcing."""
+        x = _spec._real_array("x", x)
+        if force_spikes is not None and not self.can_force:
+            raise NirError("force_spikes: teacher forcing needs one spiking neuron node run by 'exp' or 'euler'")
+        if x.ndim < 2 or x.shape[-1] != self.input_width or x.shape[0] < 1:
+            raise NirError(f"x: expected time-major (T, ..., {self.input_width}) with T >= 1 (the Input node's "
+                           f"width last), got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise NirError("x: expected finite values")
+        signal = np.asarray(x, dtype=dtype)
+        steps, lead = x.shape[0], x.shape[1:-1]
+        self._grid = np.arange(steps) * self.dt
+        events, distance = None, None
+        outputs, final, times = {}, {}, {}
+        for index, unit in enumerate(self.units):
+            for _, weight, bias in unit.before:
+                if events is None:
+                    signal = _affine(signal, weight.astype(dtype), None if bias is None else bias.astype(dtype))
+                else:
+                    events = [(t, q @ weight.T) for t, q in events]
+            if self.plans is None:
+                if events is None:  # the graph's input: pulse q_k = x[k] at t_k = k dt, per batch element
+                    flat = signal.reshape(steps, -1, signal.shape[-1])
+                    events = [(self._grid, flat[:, b]) for b in range(flat.shape[1])]
+                out, seq, last, spikes, events = self._run_exact(unit, events, lead)
+                times[unit.name] = spikes
+            else:
+                out, seq, last, distance = self._run_discrete(self.plans[index], signal, dtype, force_spikes)
+            signal = out
+            for key, value in seq.items():
+                outputs[f"{unit.name}.{key}"] = value
+            for key, value in last.items():
+                final[f"{unit.name}.{key}"] = value
+        for _, weight, bias in self.after:
+            signal = _affine(signal, weight.astype(dtype), None if bias is None else bias.astype(dtype))
+        last_unit = self.units[-1].name
+        outputs.update({k[len(last_unit) + 1:]: v for k, v in list(outputs.items()) if k.startswith(last_unit + ".")})
+        final.update({k[len(last_unit) + 1:]: v for k, v in list(final.items()) if k.startswith(last_unit + ".")})
+        outputs["out"] = signal
+        if len(self.units) == 1:
+            outputs = {k: v for k, v in outputs.items() if k == "out" or "." not in k}
+            final = {k: v for k, v in final.items() if "." not in k}
+        model = self.plans[0].model if self.plans and len(self.plans) == 1 else "nir"
+        distance = distance if self.can_force else None
+        return NirTrace(model, None, outputs, final, {}, distance, method=self.method,
+                        discretization=self.discretization, spike_times=times or None)
+
+    @property
+    def can_force(self):
+        """One neuron node whose registry model outputs plain spikes, and no map after it."""
+        return (self.plans is not None and len(self.plans) == 1 and not self.after
+                and registry.MODELS[self.plans[0].model].out == "spikes")
+
+    @staticmethod
+    def _run_discrete(plan, x, dtype, force_spikes=None):
+        driven = x if plan.gain is None else x * np.asarray(plan.gain, dtype=dtype)
+        trace = _spec.simulate(plan.model, driven, plan.params, plan.state, dtype=dtype, force_spikes=force_spikes)
+        seq, last = dict(trace.outputs), dict(trace.final_state)
+        membrane = "m" if "m" in seq else "v"
+        if plan.shift is not None:
+            seq[membrane] = seq[membrane] + plan.shift
+            last[membrane] = last[membrane] + plan.shift
+        if plan.current_scale is not None:
+            seq["i"], last["i"] = seq["i"] / plan.current_scale, last["i"] / plan.current_scale
+        out = seq[membrane] if plan.membrane_out else seq["out"]
+        seq["out"] = out
+        return out, seq, last, trace.distance
+
+    def _run_exact(self, unit, events, lead):
+        """One node by ``snnref.continuous``, per batch element; also its spikes as the next node's pulses."""
+        from . import continuous
+
+        steps = len(self._grid)
+        ext = _extensions(unit.node) if self.extensions else {}
+        params = dict(unit.fields)
+        if unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF"):
+            if ext.get("reset") == "subtract":
+                params["reset"] = "subtract"
+            if "tau_ref" in ext:
+                params["tau_ref"] = ext["tau_ref"]
+        # qualia.ATIF (extension): each spike carries the threshold (11).
+        pulse = _next(unit.fields["v_threshold"]) if ext.get("output") == "spikes*threshold" else np.ones(unit.width)
+        initial = ext.get("initial_state")
+        n, batch = unit.width, len(events)
+        seq = {"out": np.zeros((steps, batch, n))}
+        spikes, passed = [], []
+        for b, (times, weights) in enumerate(events):
+            state = None if initial is None else {
+                k: np.broadcast_to(np.asarray(v, dtype=np.float64), lead + (n,)).reshape(batch, n)[b]
+                for k, v in initial.items() if k in ("v", "i")}
+            result = continuous.simulate(unit.kind, params, times, weights, t_end=self._grid[-1],
+                                         samples=self._grid, state=state)
+            for var, values in result.states.items():
+                seq.setdefault(var, np.zeros((steps, batch, n)))[:, b] = values
+            if unit.threshold is not None:
+                fired = continuous.threshold(result.states["v"], unit.threshold)
+                seq["out"][:, b] = fired
+                hit = [self._grid[fired[:, j] > 0] for j in range(n)]
+            elif unit.kind in ("LI", "I", "CubaLI"):
+                seq["out"][:, b] = result.states["v"]
+                hit = [np.zeros(0)] * n
+            else:
+                hit = list(result.spike_times)
+                for j, t in enumerate(hit):
+                    np.add.at(seq["out"][:, b, j], np.searchsorted(self._grid, t, side="left"), pulse[j])
+            spikes += hit
+            when = np.concatenate(hit)
+            source = np.concatenate([np.full(len(t), j) for j, t in enumerate(hit)]).astype(int)
+            order = np.argsort(when, kind="stable")
+            passed.append((when[order], np.eye(n)[source[order]] * pulse[source[order], None]))
+        seq = {k: v.reshape((steps,) + lead + (n,)) for k, v in seq.items()}
+        last = {k: v[-1] for k, v in seq.items() if k != "out"}
+        return seq["out"], seq, last, spikes, passed
+
+
+def load(graph, *, dt=None, method="exact", extensions=False):
+    """A runnable ``Network`` from a NIR graph (a ``nir.NIRGraph`` or the path of a ``.nir`` file).
+
+    ``method``: "exact" (``snnref.continuous``), "exp" (the registry model that
+    is exact on the grid for pulse input, (5): LI, LIF, IF) or "euler"
+    (hxtorch's forward Euler, (6): CubaLI, CubaLIF; IF is the same under both).
+    ``extensions=True`` honours what snnref's lossy export recorded (subtractive
+    reset, refractory time, ATIF's output, the initial state); otherwise the
+    graph means what its NIR fields say, and a warning names what was ignored.
+    """
+    dt = _check_dt(dt)
+    if method not in METHODS:
+        raise NirError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    if isinstance(graph, (str, os.PathLike)):
+        graph = read(graph)
+    return Network(graph, dt, method, bool(extensions))
+
+
+def exportable(model) -> bool:
+    """Whether registry ``model`` has a NIR graph (SPEC.md section 9; possibly only with ``lossy=True``)."""
+    return registry.model(model).key not in _NO_COUNTERPART
+
+
+def round_trip(model, seed=0, cases=4):
+    """``snnref verify``'s row: export -> save -> read -> load reproduces ``model`` bit for bit.
+
+    ``cases`` random problems (per-neuron parameters and a random initial state on every other one,
+    exported with ``lossy=True`` and loaded with ``extensions=True`` by the model's own method);
+    raises AssertionError naming the first output that differs.  Returns the number of cases.
+    """
+    from . import checks
+
+    key = registry.model(model).key
+    rng = np.random.default_rng([seed, *key.encode()])
+    with tempfile.TemporaryDirectory() as folder:
+        for index in range(cases):
+            case = checks.random_case(key, rng, steps=12, batch=2, neurons=3, per_neuron=bool(index % 2),
+                                      random_state=bool(index % 2))
+            dt = float(np.ravel(case.params["dt"])[0]) if "dt" in case.params else 1e-3
+            graph, _ = export(key, case.params, dt=dt, state=case.state, lossy=True, neurons=3)
+            path = Path(folder) / f"{index}.nir"
+            save(graph, path)
+            method = _HINT_METHODS[key.split(".")[0]][0]
+            trace = load(path, dt=dt, method=method, extensions=True).simulate(case.x)
+            reference = _spec.simulate(key, case.x, case.params, case.state)
+            for name, value in list(reference.outputs.items()) + [(f"final.{k}", v) for k, v in
+                                                                   reference.final_state.items()]:
+                got = trace.final_state[name[6:]] if name.startswith("final.") else trace.outputs[name]
+                assert np.array_equal(got, value), f"{key} case {index}: {name} differs after the NIR round trip"
+    return cases
+
+
+# -------------------------------------------------------------------- CLI ----
+
+def _load_input(path):
+    try:
+        x = np.load(path, allow_pickle=False)  # an .npy never runs code: no pickles
+    except (OSError, ValueError) as error:
+        raise NirError(f"--input: cannot read {path} as a .npy array ({error})") from None
+    if not isinstance(x, np.ndarray):
+        raise NirError(f"--input: {path} holds several arrays; expected one .npy array (T, ..., N)")
+    return x
+
+
+def _write_npz(path, arrays):
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise NirError(f"--out: the directory {target.parent} does not exist")
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _run(args):
+    network = load(args.graph, dt=args.dt, method=args.method, extensions=args.extensions)
+    trace = network.simulate(_load_input(args.input))
+    arrays = dict(trace.outputs)
+    arrays.update({f"final.{k}": v for k, v in trace.final_state.items()})
+    arrays.update(method=np.array(trace.method), discretization=np.array(trace.discretization), dt=np.array(args.dt))
+    _write_npz(args.out, arrays)
+    print(f"{args.graph}: {trace.discretization}")
+    print(f"wrote {', '.join(sorted(arrays))} to {args.out}")
+    return 0
+
+
+def _spike_steps(train):
+    """Per flattened neuron, the steps of its spikes (a step holding a count of 2 is listed twice)."""
+    flat = np.asarray(train, dtype=np.float64).reshape(len(train), -1)
+    integral = np.all(flat == np.rint(flat))
+    counts = np.rint(np.abs(flat)).astype(int) if integral else (flat != 0).astype(int)
+    return [np.repeat(np.arange(len(flat)), counts[:, j]) for j in range(flat.shape[1])]
+
+
+def spike_step_differences(reference, other):
+    """Compare two spike trains (T, ..., N): counts that differ, and |step differences| of matched spikes."""
+    mismatched, differences = 0, []
+    for ref, got in zip(_spike_steps(reference), _spike_steps(other)):
+        if len(ref) != len(got):
+            mismatched += 1
+        k = min(len(ref), len(got))
+        differences.append(np.abs(ref[:k] - got[:k]))
+    steps = np.concatenate(differences) if differences else np.zeros(0)
+    return mismatched, steps
+
+
+def compare(network, x, result, dtype):
+    """Failures of another run of the graph (output name -> array) against ``network``'s, and the number of
+    spike flips accepted, under SPEC.md section 7: outputs within the budget of ``dtype``; spike trains
+    identical except flips where the float64 decision lies inside its float32 error margin, judged by
+    teacher forcing (the reference re-run with the other run's spikes, then compared against)."""
+    from . import tolerance
+
+    if "out" not in result:
+        return ["out: the implementation returned no 'out'"], 0
+    low = dtype == np.float32 and network.plans is not None
+    reference = network.simulate(x)
+    reference32 = network.simulate(x, dtype=np.float32) if low else reference
+    spiking = network.can_force
+    got = np.asarray(result["out"], dtype=np.float64)
+    flips = 0
+    if spiking and got.shape == reference.outputs["out"].shape and not np.array_equal(got, reference.outputs["out"]):
+        if not np.all((got == 0) | (got == 1)):
+            return ["out: a spike train must hold exactly 0 or 1"], 0
+        forced = network.simulate(x, force_spikes=got)
+        forced32 = network.simulate(x, dtype=np.float32, force_spikes=got) if low else forced
+        margin = tolerance.budget(forced.distance, forced32.distance, dtype)
+        # The reference's own decisions, given the other run's spikes as history.
+        strict = registry.MODELS[network.plans[0].model].spike_test == ">"
+        decided = forced.distance > 0 if strict else forced.distance >= 0
+        where = got != decided
+        outside = where & (np.abs(forced.distance) > margin)
+        if np.any(outside):
+            step, *neuron = np.argwhere(outside)[0]
+            return [f"out: spike trains differ at time step {step}, neuron {tuple(neuron)}, where the reference's "
+                    f"distance to threshold {float(forced.distance[(step, *neuron)]):.3e} is outside the "
+                    f"{np.dtype(dtype).name} margin {margin:.3e} (teacher forcing)"], 0
+        reference, reference32, flips = forced, forced32, int(where.sum())
+    failures = []
+    for key, ref in reference.outputs.items():
+        if key not in result:
+            continue
+        value = np.asarray(result[key], dtype=np.float64)
+        if value.shape != ref.shape:
+            failures.append(f"{key}: shape {value.shape}, expected {ref.shape}")
+            continue
+        try:
+            tolerance.assert_within_budget(key, value, ref, reference32.outputs[key], dtype)
+        except AssertionError as error:
+            failures.append(str(error))
+    return failures, flips
+
+
+def _load_callable(spec):
+    """``package.module:callable`` (importing the user's module is the point of --impl)."""
+    import importlib
+    import sys
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise NirError(f"--impl: expected package.module:callable, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        raise NirError(f"--impl: cannot import {module_name!r} ({type(error).__name__}: {error})") from None
+    fn = getattr(module, attribute, None)
+    if not callable(fn):
+        raise NirError(f"--impl: {module_name!r} has no callable {attribute!r}")
+    return fn
+
+
+def _check(args):
+    network = load(args.graph, dt=args.dt, method=args.method, extensions=args.extensions)
+    x = _load_input(args.input)
+    reference = network.simulate(x)
+    fn = _load_callable(args.impl)
+    graph = read(args.graph)
+    try:
+        result = fn(graph, np.array(x), args.dt)
+    except Exception as error:
+        print(f"{args.impl}: raised {type(error).__name__}: {error}")
+        return 1
+    if not isinstance(result, dict) or "out" not in result:
+        raise NirError(f"--impl: {args.impl} must return a dict with at least 'out' (T, ..., N_out)")
+    impl_method = args.impl_method or args.method
+    print(f"reference: {reference.discretization}")
+    if impl_method == args.method:
+        dtype = np.float32 if np.asarray(result["out"]).dtype == np.float32 else np.float64
+        failures, flips = compare(network, x, result, dtype)
+        for failure in failures:
+            print(f"FAIL {failure}")
+        checked = [k for k in reference.outputs if k in result]
+        print(f"{'FAIL' if failures else 'PASS'}: {', '.join(checked)} against method {args.method!r} "
+              f"under the SPEC.md section 7 {np.dtype(dtype).name} budget ({flips} spike flips inside the margin)")
+        return 1 if failures else 0
+    mismatched, steps = spike_step_differences(reference.outputs["out"], np.asarray(result["out"]))
+    neurons = int(np.prod(reference.outputs["out"].shape[1:]))
+    worst = int(steps.max()) if steps.size else 0
+    print(f"methods differ ({impl_method!r} against {args.method!r}): {neurons} neurons, {mismatched} with another "
+          f"spike count; matched spikes: {steps.size}, step difference max {worst}, mean "
+          f"{float(steps.mean()) if steps.size else 0.0:.3f}")
+    limit = args.max_step_difference
+    return 1 if limit is not None and (mismatched or worst > limit) else 0
+
+
+def add_parser(commands):
+    """Register ``snnref nir run`` and ``snnref nir check`` on argparse subparsers."""
+    command = commands.add_parser("nir", help="run NIR graphs by their stated semantics, or check another run")
+    sub = command.add_subparsers(dest="nir_command", required=True)
+    for name, text in (("run", "simulate a NIR graph and write its traces"),
+                       ("check", "compare a framework's run of a NIR graph with the reference")):
+        parser = sub.add_parser(name, help=text)
+        parser.add_argument("graph", metavar="GRAPH.nir")
+        parser.add_argument("--input", required=True, metavar="X.npy", help="time-major input (T, ..., N)")
+        parser.add_argument("--dt", required=True, type=float, help="seconds per time step")
+        parser.add_argument("--method", default="exact", choices=METHODS, help="the reference method (default exact)")
+        parser.add_argument("--extensions", action="store_true",
+                            help="honour snnref's recorded extensions (subtractive reset, refractory time, ...)")
+    sub.choices["run"].add_argument("--out", required=True, metavar="TRACES.npz")
+    check = sub.choices["check"]
+    check.add_argument("--impl", required=True, metavar="MODULE:CALLABLE",
+                       help="fn(graph: nir.NIRGraph, x: ndarray, dt: float) -> {'out': ..., 'v': ...}")
+    check.add_argument("--impl-method", choices=METHODS,
+                       help="the method the implementation uses (default: --method); another one is compared by "
+                            "spike-time differences in steps")
+    check.add_argument("--max-step-difference", type=int, metavar="K",
+                       help="with differing methods, fail when a spike moves by more than K steps or a count differs")
+    command.set_defaults(run=main_nir)
+    return command
+
+
+def main_nir(args) -> int:
+    try:
+        return _run(args) if args.nir_command == "run" else _check(args)
+    except ValueError as error:
+        print(f"snnref nir: error: {error}")
+        return 2

@@ -1,0 +1,559 @@
+"""snnref.nir: export and load of NIR graphs, round trips, the reference runner and its bad input.
+
+Expected values come from the spec (``snnref.spec.simulate`` on the original
+registry model), from a small grid loop written here from SPEC.md section 9's
+exact solution, or from the parameters a user wrote into the graph: never from
+``snnref.nir`` itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+nir = pytest.importorskip("nir")
+
+import snnref.nir as snir  # noqa: E402
+from snnref import registry, tolerance  # noqa: E402
+from snnref import spec  # noqa: E402
+from snnref.testing import strategies  # noqa: E402
+
+# SPEC.md section 9's correspondence table, rows with a NIR node, and what NIR
+# cannot say about each (the properties a lossy export must drop).
+NIR_COUNTERPART = {
+    "tether.LIF": {"spike_test"},
+    "tether.PLIF": {"spike_test"},
+    "rnnbuilder.NoReset": set(),
+    "rnnbuilder.LIF": {"reset"},
+    "qualia.IFSRL": {"spike_test", "reset"},
+    "qualia.ATIF": {"spike_test", "reset", "output"},
+    "hxtorch.cuba_lif": set(),
+    "hxtorch.cuba_refractory_lif": {"refractory_time"},
+    "hxtorch.cuba_li": set(),
+    # CubaIF has no NIR node: an LI synapse driving an IF says it exactly.
+    "hxtorch.cuba_iaf": set(),
+    "hxtorch.cuba_refractory_iaf": {"refractory_time"},
+}
+EXPORTABLE = sorted(k for k in registry.MODELS if k in NIR_COUNTERPART)
+REFUSED = sorted(k for k in registry.MODELS if k not in NIR_COUNTERPART)
+
+
+def _dt(case):
+    # hxtorch models carry their own step; the others are read at a physical dt.
+    return float(np.ravel(case.params["dt"])[0]) if "dt" in case.params else 1e-3
+
+
+def _method(key):
+    return "euler" if key.startswith("hxtorch") else "exp"
+
+
+def _rest_state(key, case):
+    """Does the drawn initial state equal the registry's (section 8) initial values?"""
+    row = registry.MODELS[key]
+    for var in row.state:
+        if var.name not in case.state:
+            continue
+        start = case.params[var.initial] if isinstance(var.initial, str) else var.initial
+        if not np.array_equal(np.broadcast_to(case.state[var.name], case.x.shape[1:]),
+                              np.broadcast_to(start, case.x.shape[1:])):
+            return False
+    return True
+
+
+def _assert_same_run(expected, got):
+    for key, value in expected.outputs.items():
+        assert np.array_equal(value, got.outputs[key]), f"outputs[{key!r}] differs"
+    for key, value in expected.final_state.items():
+        assert np.array_equal(value, got.final_state[key]), f"final_state[{key!r}] differs"
+
+
+# ------------------------------------------------------------ round trips ----
+
+@pytest.mark.parametrize("key", EXPORTABLE)
+@given(data=st.data())
+def test_export_then_load_reproduces_the_model_bit_for_bit(key, data):
+    case = data.draw(strategies.cases(key, max_steps=16, inject=False))
+    dt = _dt(case)
+    graph, dropped = snir.export(key, case.params, dt=dt, state=case.state, lossy=True, neurons=case.x.shape[-1])
+    expected_drops = NIR_COUNTERPART[key] | (set() if _rest_state(key, case) else {"initial_state"})
+    assert {d.split(":")[0] for d in dropped} == expected_drops
+    assert set(graph.metadata.get("snnref_dropped", {})) == expected_drops
+    reference = spec.simulate(key, case.x, case.params, case.state)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.nir"
+        snir.save(graph, path)
+        for source in (graph, path):
+            network = snir.load(source, dt=dt, method=_method(key), extensions=True)
+            assert network.model == key
+            _assert_same_run(reference, network.simulate(case.x))
+
+
+@pytest.mark.parametrize("key", EXPORTABLE)
+@given(data=st.data())
+def test_load_by_the_nir_fields_alone_matches_the_model(key, data):
+    """Without the recorded discrete preimage, (5)-(6) run the node: spikes equal, membranes in budget."""
+    case = data.draw(strategies.cases(key, max_steps=16, inject=False, initial_state=False))
+    dt = _dt(case)
+    graph, _ = snir.export(key, case.params, dt=dt, lossy=True, neurons=case.x.shape[-1])
+    for node in graph.nodes.values():
+        node.metadata.get("snnref", {}).pop("model", None)
+    network = snir.load(graph, dt=dt, method=_method(key), extensions=True)
+    reference = spec.simulate(key, case.x, case.params)
+    trace = network.simulate(case.x)
+    assert np.array_equal(trace.outputs["out"], reference.outputs["out"]) or reference.outputs["out"] is None
+    for name, value in reference.outputs.items():
+        tolerance.assert_within_budget(name, trace.outputs[name], value, value, np.float64)
+
+
+@pytest.mark.parametrize("key", ["rnnbuilder.NoReset", "hxtorch.cuba_lif", "hxtorch.cuba_li", "hxtorch.cuba_iaf"])
+def test_lossless_models_export_without_lossy(key):
+    graph = snir.export(key, {}, dt=1e-6, neurons=4)
+    assert isinstance(graph, nir.NIRGraph) and "snnref_dropped" not in graph.metadata
+
+
+def test_hxtorch_export_follows_section_9():
+    params = {"leak": 0.1, "reset": -0.2, "threshold": 0.9, "tau_syn": 7e-6, "tau_mem": 2e-5}
+    node = snir.export("hxtorch.cuba_lif", params, dt=1e-6, neurons=2).nodes["cuba_lif"]
+    assert isinstance(node, nir.CubaLIF)
+    np.testing.assert_array_equal(node.w_in, [7e-6, 7e-6])  # w_in = tau_syn: a pulse raises I by x[k]
+    np.testing.assert_array_equal(node.r, [1.0, 1.0])
+    np.testing.assert_array_equal(node.v_leak, [0.1, 0.1])
+    np.testing.assert_array_equal(node.v_reset, [-0.2, -0.2])
+    np.testing.assert_array_equal(node.tau_mem, [2e-5, 2e-5])
+
+
+def test_tether_export_follows_section_9():
+    node = snir.export("tether.PLIF", {"decay": [0.9, 0.5], "threshold": [1.0, 0.7]}, dt=1e-3, lossy=True)[0]
+    lif = node.nodes["lif"]
+    np.testing.assert_allclose(lif.tau, [-1e-3 / np.log(0.9), -1e-3 / np.log(0.5)], rtol=1e-15)
+    np.testing.assert_array_equal(lif.r, lif.tau)  # R q / tau = x
+    # (11): the largest float64 below the threshold makes '>' the same test as '>='.
+    np.testing.assert_array_equal(lif.v_threshold, [1.0 - 2.0**-53, np.nextafter(0.7, 0)])
+    np.testing.assert_array_equal(lif.v_leak, [0, 0])
+
+
+# ---------------------------------------------- graphs built by a user ----
+
+def _lif_graph(tau, r, v_leak, v_threshold, v_reset):
+    n = len(tau)
+    return nir.NIRGraph.from_list(nir.LIF(tau=np.array(tau), r=np.array(r), v_leak=np.array(v_leak),
+                                          v_threshold=np.array(v_threshold), v_reset=np.array(v_reset)),
+                                  type_check=True) if n else None
+
+
+def _grid_lif(x, dt, tau, r, v_leak, v_threshold, v_reset):
+    """SPEC.md section 9 on the grid, written out: decay to v_leak, jump R q / tau, fire at v > v_threshold."""
+    decay = np.exp(-dt / np.asarray(tau))
+    v = np.broadcast_to(np.asarray(v_leak, dtype=float), x.shape[1:]).copy()
+    spikes, before = np.zeros_like(x), np.zeros_like(x)
+    for k in range(len(x)):
+        v = v_leak + (v - v_leak) * decay + np.asarray(r) / tau * x[k]
+        before[k] = v
+        spikes[k] = v > v_threshold
+        v = np.where(spikes[k] > 0, v_reset, v)
+    return spikes, before
+
+
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_user_lif_graph_runs_by_its_stated_semantics(seed):
+    rng = np.random.default_rng(seed)
+    n, dt = 3, 1e-3
+    tau = rng.uniform(2e-3, 5e-2, n)
+    r = rng.uniform(0.5, 2.0, n) * tau
+    v_leak = rng.uniform(-0.3, 0.3, n)
+    v_threshold = v_leak + rng.uniform(0.5, 1.5, n)
+    graph = _lif_graph(tau, r, v_leak, v_threshold, v_leak)
+    x = rng.normal(0.4, 0.6, (25, 2, n))
+    spikes, before = _grid_lif(x, dt, tau, r, v_leak, v_threshold, v_leak)
+    trace = snir.load(graph, dt=dt, method="exp").simulate(x)
+    assert trace.method == "exp" and "tether.PLIF" in trace.discretization
+    np.testing.assert_array_equal(trace.outputs["out"], spikes)
+    tolerance.assert_within_budget("v", trace.outputs["v"], before, before, np.float64)
+
+
+def test_a_strict_threshold_does_not_fire_at_equality():
+    # x = 1 lands exactly on v_threshold = 1: NIR's z = [v > v_threshold] stays 0, tether's >= would fire.
+    graph = _lif_graph([1e-3], [1e-3], [0.0], [1.0], [0.0])
+    trace = snir.load(graph, dt=1e-3, method="exp").simulate(np.array([[1.0], [2.0]]))
+    np.testing.assert_array_equal(trace.outputs["out"], [[0.0], [1.0]])
+
+
+def test_exact_method_agrees_with_exp_for_a_pulse_driven_lif():
+    """SPEC.md section 9: for Dirac input the grid solution (5) is exact, so both methods fire alike."""
+    pytest.importorskip("snnref.continuous")
+    rng = np.random.default_rng(3)
+    tau = np.array([4e-3, 9e-3, 2e-2])
+    graph = _lif_graph(tau, tau, np.zeros(3), np.array([1.0, 0.8, 1.2]), np.zeros(3))
+    x = rng.normal(0.4, 0.6, (40, 2, 3))
+    exact = snir.load(graph, dt=1e-3, method="exact").simulate(x)
+    grid = snir.load(graph, dt=1e-3, method="exp").simulate(x)
+    np.testing.assert_array_equal(exact.outputs["out"], grid.outputs["out"])
+    quiet = grid.outputs["out"] == 0  # exact samples after the reset, tether records before it
+    np.testing.assert_allclose(exact.outputs["v"][quiet], grid.outputs["v"][quiet], rtol=0, atol=1e-12)
+
+
+def test_a_two_layer_user_graph_runs_layer_by_layer():
+    rng = np.random.default_rng(4)
+    w1, w2 = rng.normal(0.5, 0.5, (4, 3)), rng.normal(0.3, 0.5, (2, 4))
+    tau1 = np.full(4, 5e-3)
+    graph = nir.NIRGraph.from_list(
+        nir.Linear(weight=w1),
+        nir.LIF(tau=tau1, r=tau1.copy(), v_leak=np.zeros(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
+        nir.Affine(weight=w2, bias=np.array([0.1, -0.1])),
+        nir.CubaLI(tau_syn=np.full(2, 5e-6), tau_mem=np.full(2, 1e-5), r=np.ones(2), v_leak=np.zeros(2),
+                   w_in=np.full(2, 5e-6)),
+    )
+    x = rng.normal(0.5, 0.5, (20, 3))
+    # euler runs the CubaLI; the LIF has only 'exp': a mixed graph is refused by node name.
+    with pytest.raises(snir.NirError, match="'lif'.*euler"):
+        snir.load(graph, dt=1e-6, method="euler")
+    graph_exp = nir.NIRGraph.from_list(graph.nodes["linear"], graph.nodes["lif"], graph.nodes["affine"],
+                                       nir.LIF(tau=np.full(2, 5e-3), r=np.full(2, 5e-3), v_leak=np.zeros(2),
+                                               v_threshold=np.ones(2), v_reset=np.zeros(2)))
+    trace = snir.load(graph_exp, dt=1e-3, method="exp").simulate(x)
+    first, _ = _grid_lif(x @ w1.T, 1e-3, tau1, tau1, 0.0, 1.0, 0.0)
+    second, _ = _grid_lif(first @ w2.T + [0.1, -0.1], 1e-3, np.full(2, 5e-3), np.full(2, 5e-3), 0.0, 1.0, 0.0)
+    np.testing.assert_array_equal(trace.outputs["lif.out"], first)
+    np.testing.assert_array_equal(trace.outputs["out"], second)
+    # Exactly, the first layer's spikes reach the second as pulses at the same instants (no bias allowed).
+    pytest.importorskip("snnref.continuous")
+    graph_exp.nodes["affine"].bias = np.zeros(2)
+    exact = snir.load(graph_exp, dt=1e-3, method="exact").simulate(x)
+    second, _ = _grid_lif(first @ w2.T, 1e-3, np.full(2, 5e-3), np.full(2, 5e-3), 0.0, 1.0, 0.0)
+    np.testing.assert_array_equal(exact.outputs["lif.out"], first)
+    np.testing.assert_array_equal(exact.outputs["out"], second)
+
+
+def test_an_li_synapse_driving_an_if_is_a_cuba_iaf():
+    """(12): tau_s I' = -I + R_s S feeding v' = R_IF I is CubaIF; hxtorch runs it with tau_mem = 1/R_IF."""
+    rng = np.random.default_rng(5)
+    tau_s, r_s, r_if = np.array([5e-6, 8e-6]), np.array([2e-6, 3e-6]), np.array([1e5, 2.5e5])
+    graph = nir.NIRGraph.from_list(nir.LI(tau=tau_s, r=r_s, v_leak=np.zeros(2)),
+                                   nir.IF(r=r_if, v_threshold=np.array([1.0, 0.8]), v_reset=np.array([0.0, -0.1])))
+    x = rng.normal(1.0, 0.6, (30, 2, 2))
+    trace = snir.load(graph, dt=1e-6, method="euler").simulate(x)
+    # hxtorch's current jumps by x[k]; the LI's by R_s q / tau_s: the input is scaled by R_s / tau_s.
+    params = {"reset": [0.0, -0.1], "threshold": [1.0, 0.8], "tau_syn": tau_s, "tau_mem": 1 / r_if, "dt": 1e-6}
+    reference = spec.simulate("hxtorch.cuba_iaf", x * (r_s / tau_s), params)
+    np.testing.assert_array_equal(trace.outputs["out"], reference.outputs["out"])
+    np.testing.assert_array_equal(trace.outputs["v"], reference.outputs["v"])
+    leaky = nir.NIRGraph.from_list(nir.LI(tau=tau_s, r=r_s, v_leak=np.ones(2)), graph.nodes["if"])
+    with pytest.raises(snir.NirError, match="node 'li' \\(LI\\): field 'v_leak'"):
+        snir.load(leaky, dt=1e-6, method="euler")
+
+
+def _relative(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300), initial=0.0))
+
+
+@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["LIF", "LI", "IF", "CubaLIF", "CubaLI", "LI->IF"]))
+def test_nir_graph_load_export_gives_the_same_parameters(seed, kind):
+    rng = np.random.default_rng(seed)
+    n, dt = 3, 1e-3
+    tau = dt * rng.uniform(1.0, 1e3, n)  # tau/dt up to 1e3: see the bound in the report
+    theta = rng.uniform(0.5, 1.5, n)
+    zeros = np.zeros(n)
+    if kind == "LIF":
+        nodes = [nir.LIF(tau=tau, r=tau.copy(), v_leak=zeros, v_threshold=theta, v_reset=zeros.copy())]
+    elif kind == "LI":
+        nodes = [nir.LI(tau=tau, r=tau.copy(), v_leak=zeros), nir.Threshold(np.ones(n))]
+    elif kind == "IF":
+        nodes = [nir.IF(r=np.ones(n), v_threshold=theta, v_reset=zeros)]
+    elif kind == "LI->IF":
+        dt = 1e-6
+        tau_syn, tau_mem = rng.uniform(2e-6, 5e-5, n), rng.uniform(2e-6, 5e-5, n)
+        nodes = [nir.LI(tau=tau_syn, r=tau_syn.copy(), v_leak=zeros),
+                 nir.IF(r=1 / tau_mem, v_threshold=theta, v_reset=rng.uniform(-0.2, 0.2, n))]
+    else:
+        dt = 1e-6
+        tau_syn, tau_mem = rng.uniform(2e-6, 5e-5, n), rng.uniform(2e-6, 5e-5, n)
+        common = dict(tau_syn=tau_syn, tau_mem=tau_mem, r=np.ones(n), v_leak=rng.uniform(-0.2, 0.2, n),
+                      w_in=tau_syn.copy())
+        nodes = [nir.CubaLIF(v_threshold=theta, v_reset=rng.uniform(-0.2, 0.2, n), **common)
+                 if kind == "CubaLIF" else nir.CubaLI(**common)]
+    graph = nir.NIRGraph.from_list(*nodes)
+    network = snir.load(graph, dt=dt, method="exp" if kind in ("LIF", "LI", "IF") else "euler")
+    again, _ = snir.export(network.model, network.params, dt=dt, lossy=True, neurons=n)
+    exported = [node for node in again.nodes.values() if type(node).__name__ not in ("Input", "Output")]
+    assert [type(node) for node in exported] == [type(node) for node in nodes]
+    for original, back in zip(nodes, exported):
+        for name, value in snir._node_fields(original).items():
+            assert _relative(snir._node_fields(back)[name], value) <= 1e-12, (kind, name)
+
+
+# -------------------------------------------------------------- refusals ----
+
+@pytest.mark.parametrize("key", REFUSED)
+def test_models_without_a_nir_node_are_refused_by_name(key):
+    with pytest.raises(snir.NirError, match=key.replace(".", r"\.") + ".*no NIR counterpart"):
+        snir.export(key, None, dt=1e-3, neurons=3, lossy=True)
+    assert key in ("tether.ALIF", "tether.SpikingSelfAttention", "rnnbuilder.Cooldown",
+                                         "rnnbuilder.Adaptive", "rnnbuilder.Discontinuous")
+
+
+@pytest.mark.parametrize("key", sorted(k for k, drops in NIR_COUNTERPART.items() if drops))
+def test_what_nir_cannot_say_is_refused_unless_lossy(key):
+    with pytest.raises(snir.NirError) as error:
+        snir.export(key, None, dt=1e-6, neurons=2)
+    for prop in NIR_COUNTERPART[key]:
+        assert f"{prop}:" in str(error.value)
+
+
+def test_an_initial_state_away_from_rest_is_refused_unless_lossy():
+    with pytest.raises(snir.NirError, match="initial_state"):
+        snir.export("hxtorch.cuba_lif", None, dt=1e-6, neurons=2, state={"v": [0.5, 0.0]})
+    snir.export("hxtorch.cuba_lif", None, dt=1e-6, neurons=2, state={"v": 0.0, "i": 0.0})  # rest: fine
+
+
+def test_extensions_are_ignored_with_a_warning_unless_asked_for():
+    graph, _ = snir.export("rnnbuilder.LIF", None, dt=1e-3, neurons=2, lossy=True)
+    with pytest.warns(UserWarning, match="reset"):
+        network = snir.load(graph, dt=1e-3, method="exp")
+    assert network.model == "tether.PLIF"  # NIR's hard reset, as the graph's fields say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert snir.load(graph, dt=1e-3, method="exp", extensions=True).model == "rnnbuilder.LIF"
+
+
+# ------------------------------------------------------------- bad input ----
+
+def _graph():
+    return nir.NIRGraph.from_list(nir.LIF(tau=np.full(2, 5e-3), r=np.full(2, 5e-3), v_leak=np.zeros(2),
+                                          v_threshold=np.ones(2), v_reset=np.zeros(2)))
+
+
+def test_bad_files(tmp_path):
+    text = tmp_path / "notes.nir"
+    text.write_text("not hdf5")
+    with pytest.raises(snir.NirError, match="not a NIR file"):
+        snir.load(text, dt=1e-3)
+    with h5py.File(tmp_path / "empty.nir", "w") as f:
+        f.create_dataset("version", data="1.0")
+    with pytest.raises(snir.NirError, match="no 'node' group"):
+        snir.read(tmp_path / "empty.nir")
+    # A node type naming Python code is only a string that is not on the list.
+    path = tmp_path / "code.nir"
+    snir.save(_graph(), path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/lif/type"]
+        f["node/nodes/lif"].create_dataset("type", data="os.system", dtype=h5py.string_dtype())
+    with pytest.raises(snir.NirError, match="node 'lif'.*'os.system'"):
+        snir.read(path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/lif/type"]
+        f["node/nodes/lif"].create_dataset("type", data="LIF", dtype=h5py.string_dtype())
+        f["node/nodes/lif"].create_dataset("blob", data=np.void(b"\x80\x04K\x01."))
+    with pytest.raises(snir.NirError, match="blob.*unexpected HDF5 data"):
+        snir.read(path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/lif/blob"]
+        del f["node/nodes/lif/tau"]
+    with pytest.raises(snir.NirError, match="node 'lif' \\(LIF\\): missing field 'tau'"):
+        snir.read(path)
+
+
+def test_unknown_node_types_and_topologies_are_refused_by_name():
+    conv = nir.NIRGraph(nodes={"input": nir.Input(np.array([1, 4, 4])),
+                               "conv": nir.Conv2d(input_shape=(4, 4), weight=np.ones((1, 1, 2, 2)), stride=1,
+                                                  padding=0, dilation=1, groups=1, bias=np.zeros(1)),
+                               "output": nir.Output(np.array([1, 3, 3]))},
+                        edges=[("input", "conv"), ("conv", "output")], type_check=False)
+    with pytest.raises(snir.NirError, match="node 'conv'.*'Conv2d'"):
+        snir.load(conv, dt=1e-3)
+    graph = _graph()
+    graph.nodes["second"] = nir.Output(np.array([2]))
+    graph.edges.append(("lif", "second"))
+    with pytest.raises(snir.NirError, match="node 'lif'.*more than one outgoing"):
+        snir.load(graph, dt=1e-3)
+    cyclic = _graph()
+    cyclic.edges = [("input", "lif"), ("lif", "lif")]
+    with pytest.raises(snir.NirError, match="node 'lif'.*cycle"):
+        snir.load(cyclic, dt=1e-3)
+    recurrent = _graph()  # lif -> recurrent weights -> lif, and lif -> output
+    recurrent.nodes["w_rec"] = nir.Linear(weight=np.eye(2))
+    recurrent.edges += [("lif", "w_rec"), ("w_rec", "lif")]
+    with pytest.raises(snir.NirError, match="cycle.*recurrent"):
+        snir.load(recurrent, dt=1e-3)
+    lonely = nir.NIRGraph.from_list(nir.Threshold(np.ones(2)))
+    with pytest.raises(snir.NirError, match="'threshold'.*only right after an LI"):
+        snir.load(lonely, dt=1e-3, method="exp")
+
+
+def test_shapes_that_disagree_are_named():
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([5])), "linear": nir.Linear(weight=np.ones((2, 4))),
+                                "lif": _graph().nodes["lif"], "output": nir.Output(np.array([2]))},
+                         edges=[("input", "linear"), ("linear", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(snir.NirError, match=r"edge \('input', 'linear'\).*5.*4"):
+        snir.load(graph, dt=1e-3)
+    inside = _graph()
+    inside.nodes["lif"].r = np.ones(3)
+    with pytest.raises(snir.NirError, match="node 'lif' \\(LIF\\): field 'r' has shape"):
+        snir.load(inside, dt=1e-3)
+
+
+@pytest.mark.parametrize("field_name", ["tau_syn", "tau_mem"])
+def test_non_positive_time_constants_are_named(field_name):
+    values = dict(tau_syn=np.full(2, 5e-6), tau_mem=np.full(2, 1e-5), r=np.ones(2), v_leak=np.zeros(2),
+                  v_threshold=np.ones(2))
+    values[field_name] = np.array([1e-5, 0.0])
+    graph = nir.NIRGraph.from_list(nir.CubaLIF(**values))
+    with pytest.raises(snir.NirError, match=f"node 'cubalif' \\(CubaLIF\\): field '{field_name}' must be positive"):
+        snir.load(graph, dt=1e-6, method="euler")
+
+
+@pytest.mark.parametrize("dt", [None, 0.0, -1e-3, float("nan"), "1e-3", True])
+def test_dt_missing_or_not_positive(dt):
+    with pytest.raises(snir.NirError, match="dt"):
+        snir.load(_graph(), dt=dt)
+    with pytest.raises(snir.NirError, match="dt"):
+        snir.export("hxtorch.cuba_li", None, dt=dt, neurons=2)
+
+
+def test_other_bad_arguments():
+    with pytest.raises(snir.NirError, match="method"):
+        snir.load(_graph(), dt=1e-3, method="rk4")
+    with pytest.raises(snir.NirError, match="params\\['dt'\\]"):
+        snir.export("hxtorch.cuba_li", {"dt": 1e-6}, dt=1e-3, neurons=2)
+    with pytest.raises(snir.NirError, match="neurons"):
+        snir.export("hxtorch.cuba_li", None, dt=1e-6)
+    with pytest.raises(snir.NirError, match="params\\['decay'\\]"):
+        snir.export("tether.LIF", {"decay": 1.5}, dt=1e-3, neurons=2, lossy=True)
+    with pytest.raises(snir.NirError, match="'cubalif'.*'exp'"):
+        snir.load(nir.NIRGraph.from_list(nir.CubaLIF(tau_syn=np.ones(1), tau_mem=np.ones(1), r=np.ones(1),
+                                                     v_leak=np.zeros(1), v_threshold=np.ones(1))), dt=1e-3,
+                  method="exp")
+    with pytest.raises(snir.NirError, match="x: expected time-major"):
+        snir.load(_graph(), dt=1e-3, method="exp").simulate(np.ones((4, 3)))
+    affine = nir.NIRGraph.from_list(nir.Affine(weight=np.eye(2), bias=np.ones(2)), _graph().nodes["lif"])
+    with pytest.raises(snir.NirError, match="'affine'.*bias"):
+        snir.load(affine, dt=1e-3, method="exact")
+
+
+# ------------------------------------------------------------------- CLI ----
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="snnref")
+    snir.add_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+IMPL = '''
+import numpy as np
+import snnref.spec as spec
+
+def same(graph, x, dt):
+    node = graph.nodes["cuba_lif"]
+    params = dict(leak=node.v_leak, reset=node.v_reset, threshold=node.v_threshold, tau_syn=node.tau_syn,
+                  tau_mem=node.tau_mem, dt=dt)
+    trace = spec.simulate("hxtorch.cuba_lif", x, params)
+    return {"out": trace.outputs["out"], "v": trace.outputs["v"]}
+
+def same32(graph, x, dt):
+    node = graph.nodes["cuba_lif"]
+    params = dict(leak=node.v_leak, reset=node.v_reset, threshold=node.v_threshold, tau_syn=node.tau_syn,
+                  tau_mem=node.tau_mem, dt=dt)
+    trace = spec.simulate("hxtorch.cuba_lif", x.astype(np.float32), params, dtype=np.float32)
+    return {"out": trace.outputs["out"], "v": trace.outputs["v"], "i": trace.outputs["i"]}
+
+def greater_equal(graph, x, dt):
+    """A LIF importer that fires at v >= v_threshold, where NIR says v > v_threshold."""
+    node = graph.nodes["lif"]
+    v, out = np.zeros(x.shape[1:]), np.zeros(x.shape)
+    for k in range(len(x)):
+        v = v * np.exp(-dt / node.tau) + node.r / node.tau * x[k]
+        out[k] = v >= node.v_threshold
+        v = np.where(out[k] > 0, node.v_reset, v)
+    return {"out": out}
+
+def late(graph, x, dt):
+    result = same(graph, x, dt)
+    return {"out": np.concatenate([np.zeros_like(result["out"][:1]), result["out"][:-1]])}
+'''
+
+
+def test_cli_run_and_check(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "nir_impl_for_test.py").write_text(IMPL)
+    graph = tmp_path / "cuba.nir"
+    snir.save(snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=3), graph)
+    x = np.random.default_rng(0).normal(1.0, 0.6, (30, 2, 3))
+    x[-12:] = -1.0  # quiet at the end, so that a run one step late keeps every spike
+    np.save(tmp_path / "x.npy", x)
+    common = [str(graph), "--input", "x.npy", "--dt", "1e-6"]
+    args = _parse(["nir", "run", *common, "--method", "euler", "--out", "traces.npz"])
+    assert args.run(args) == 0
+    with np.load(tmp_path / "traces.npz", allow_pickle=False) as saved:
+        assert set(saved.files) >= {"out", "v", "i", "final.v", "method", "discretization"}
+        assert str(saved["method"]) == "euler"
+        reference = spec.simulate("hxtorch.cuba_lif", np.load("x.npy"), {"threshold": 0.5})
+        np.testing.assert_array_equal(saved["v"], reference.outputs["v"])
+    assert not list(tmp_path.glob(".traces.npz.*"))  # no temporary left behind
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:same"])
+    assert args.run(args) == 0 and "PASS" in capsys.readouterr().out
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:same32"])
+    assert args.run(args) == 0 and "float32 budget" in capsys.readouterr().out
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late"])
+    assert args.run(args) == 1 and "spike trains differ at time step" in capsys.readouterr().out
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late",
+                   "--impl-method", "exp", "--max-step-difference", "1"])
+    assert args.run(args) == 0 and "step difference max 1" in capsys.readouterr().out
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late",
+                   "--impl-method", "exp", "--max-step-difference", "0"])
+    assert args.run(args) == 1
+    args = _parse(["nir", "run", *common, "--method", "exact", "--out", "exact.npz"])
+    assert args.run(args) == 0
+    with np.load(tmp_path / "exact.npz", allow_pickle=False) as saved:
+        assert str(saved["method"]) == "exact" and saved["out"].shape == (30, 2, 3) and saved["out"].sum() > 0
+    args = _parse(["nir", "run", "missing.nir", "--input", "x.npy", "--dt", "1e-6", "--out", "t.npz"])
+    assert args.run(args) == 2 and "not a NIR file" in capsys.readouterr().out
+
+
+def test_cli_check_accepts_flips_only_inside_the_margin(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "nir_impl_for_margin.py").write_text(IMPL)
+    snir.save(_graph(), tmp_path / "lif.nir")
+    # x = 1 lands exactly on v_threshold = 1: '>=' fires, NIR's '>' does not; the distance is 0 (one ulp).
+    np.save(tmp_path / "equal.npy", np.array([[1.0, 0.5], [0.0, 0.0], [0.0, 0.2]]))
+    np.save(tmp_path / "above.npy", np.array([[1.0, 0.5], [0.0, 0.6], [0.0, 0.2]]))
+    for name, expected in (("equal.npy", 0), ("above.npy", 0)):
+        args = _parse(["nir", "check", "lif.nir", "--input", name, "--dt", "1e-3", "--method", "exp",
+                       "--impl", "nir_impl_for_margin:greater_equal"])
+        assert args.run(args) == expected
+        assert "PASS" in capsys.readouterr().out
+    # After the accepted flip the two runs carry different membranes: the decisions that follow are
+    # judged given the implementation's own history (1.318 > 1 unforced, 0.95 < 1 after its reset).
+    np.save(tmp_path / "after.npy", np.array([[1.0, 0.0], [0.95, 0.0], [0.0, 0.0]]))
+    args = _parse(["nir", "check", "lif.nir", "--input", "after.npy", "--dt", "1e-3", "--method", "exp",
+                   "--impl", "nir_impl_for_margin:greater_equal"])
+    assert args.run(args) == 0 and "1 spike flips inside the margin" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_the_verify_row_round_trips_every_exportable_model(key):
+    assert snir.exportable(key) == (key in NIR_COUNTERPART)
+    if key in NIR_COUNTERPART:
+        assert snir.round_trip(key, seed=1, cases=2) == 2
+
+
+def test_the_verify_row_can_fail(monkeypatch):
+    original = snir.Network._run_discrete
+
+    def off_by_an_ulp(plan, x, dtype, force_spikes=None):
+        out, seq, last, distance = original(plan, x, dtype, force_spikes)
+        seq["v"] = np.nextafter(seq["v"], np.inf)
+        return out, seq, last, distance
+
+    monkeypatch.setattr(snir.Network, "_run_discrete", staticmethod(off_by_an_ulp))
+    with pytest.raises(AssertionError, match="tether.LIF case 0: v differs"):
+        snir.round_trip("tether.LIF")
