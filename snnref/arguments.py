@@ -110,6 +110,11 @@ def check_surrogate(row, surrogate):
         surrogate = row.default_surrogate
     if surrogate is None:
         return None
+    if hasattr(surrogate, "F") and hasattr(surrogate, "scale"):
+        # A declared custom surrogate (snnref.spec.surrogates.Custom): any spiking model takes one.
+        if not row.surrogates:
+            raise ValueError(f"surrogate: {row.key} does not spike, so it takes no surrogate")
+        return surrogate
     registry.surrogate(surrogate)
     if surrogate not in row.surrogates:
         accepted = ", ".join(row.surrogates) or "none (the model does not spike)"

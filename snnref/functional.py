@@ -38,6 +38,13 @@ def _float_tensor(name, value, min_dim=0):
     return value
 
 
+def _finite_tensor(name, value):
+    """A step function's tensor argument must hold finite values (NaN would pass through silently)."""
+    if value is not None and value.numel() and not bool(torch.isfinite(value.detach()).all()):
+        raise ValueError(f"{name}: expected finite values, found NaN or inf")
+    return value
+
+
 def _like(name, value, like):
     """``value`` must be a tensor of ``like``'s dtype and device."""
     _float_tensor(name, value)
@@ -216,7 +223,7 @@ def _inject(observed, model_value):
 def spiking_threshold(input, method, alpha):
     """hxtorch's threshold function: ``[input > 0]``, superspike surrogate in backward."""
     _check_method(method)
-    _float_tensor("input", input, 1)
+    _finite_tensor("input", _float_tensor("input", input, 1))
     alpha = _param("hxtorch.cuba_lif", "alpha", alpha, input, _per_neuron(input))
     return _SuperSpike.apply(input, alpha)
 
@@ -229,11 +236,13 @@ def cuba_lif_step(z, v, i, input, spikes_hw, membrane_hw, *, leak, reset, thresh
     ``membrane_hw`` are this step's hardware observations or None.
     """
     _check_method(method)
-    _float_tensor("input", input, 1)
+    _finite_tensor("input", _float_tensor("input", input, 1))
     for name, value in (("z", z), ("v", v), ("i", i)):
-        _broadcasting(name, _float_tensor(name, value), input)
+        _broadcasting(name, _finite_tensor(name, _float_tensor(name, value)), input)
     _broadcasting("spikes_hw", spikes_hw, input)
     _broadcasting("membrane_hw", membrane_hw, input)
+    _finite_tensor("spikes_hw", spikes_hw)
+    _finite_tensor("membrane_hw", membrane_hw)
     values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
               "alpha": alpha, "dt": dt}
     p = _params("hxtorch.cuba_lif", values, input, _per_neuron(input))
@@ -254,9 +263,9 @@ def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refract
     ``ref_state`` counts the steps of refractoriness left; while it is > 0 the
     membrane is held at ``reset`` and spikes are suppressed.
     """
-    _float_tensor("v", v, 1)
-    _broadcasting("z", _float_tensor("z", z), v)
-    _broadcasting("ref_state", _float_tensor("ref_state", ref_state), v)
+    _finite_tensor("v", _float_tensor("v", v, 1))
+    _broadcasting("z", _finite_tensor("z", _float_tensor("z", z)), v)
+    _broadcasting("ref_state", _finite_tensor("ref_state", _float_tensor("ref_state", ref_state)), v)
     _broadcasting("spikes_hw", spikes_hw, v)
     _broadcasting("membrane_hw", membrane_hw, v)
     values = {"reset": reset, "refractory_time": refractory_time, "dt": dt}

@@ -14,8 +14,15 @@ Each file holds the inputs (``in.x``, ``param.*``, ``state.*``, ``cot.*``,
 written deterministically (sorted members, fixed zip timestamps, no
 compression: the same bytes on every run with the same NumPy major version)
 and atomically (a temporary file renamed into place); the manifest, with each
-file's sha256, shapes, seed and parameters, is written last.  Files are read
+file's sha256, shapes, seed and parameters, is written last.  A whole store is
+generated into a staging directory beside the target and swapped in at the
+end, so an interrupted run leaves the old store as it was.  Files are read
 with ``allow_pickle=False``.
+
+The repository's ``golden/`` is the committed source of truth; the wheel
+installs the same files as the package data ``snnref.goldens`` (pyproject.toml
+maps that package onto ``golden/``: one copy), found with
+``importlib.resources`` from any working directory (``store_dir``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 import zlib
@@ -36,8 +44,11 @@ import numpy as np
 from . import __version__, checks, registry, spec
 
 MANIFEST = "MANIFEST.json"
-# The store lives in the repository's golden/ (run from the repository root, or pass a directory).
+# Where ``snnref golden generate`` writes by default: the repository's golden/
+# (run from the repository root, or pass --out).
 DEFAULT_DIR = Path("golden")
+# The installed copy of golden/ (package data).
+PACKAGE = "snnref.goldens"
 # The float64 spec must reproduce its goldens to within 4 ulp of each quantity's
 # scale (bit-for-bit on the machine that wrote them; the slack is for another
 # platform's libm, exp and atan among them).
@@ -179,10 +190,40 @@ def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, 
     directory = Path(directory)
     _check_writable(directory)
     keys = models or sorted(registry.MODELS)
-    manifest_path = directory / MANIFEST
     entries = {}
-    if models and manifest_path.exists():
+    if models and (directory / MANIFEST).exists():
         entries = {k: v for k, v in read_manifest(directory)["files"].items() if v["model"] not in keys}
+    # Everything goes to a staging directory beside the store, swapped in when complete:
+    # an interrupted run never leaves new files under the old manifest.
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would become the store's mode
+    try:
+        for name in entries:
+            write_atomically(staging / name, (directory / name).read_bytes())
+        manifest = _generate_into(staging, keys, entries, progress)
+        _swap(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap(staging: Path, directory: Path) -> None:
+    """Put the complete ``staging`` in place of ``directory`` (two renames; the old store is removed last)."""
+    old = None
+    if directory.exists():
+        old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
+        os.rmdir(old)
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _generate_into(directory: Path, keys, entries, progress) -> dict:
+    manifest_path = directory / MANIFEST
     for key in keys:
         row = registry.model(key)
         for surrogate in row.surrogates or (None,):
@@ -201,19 +242,55 @@ def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, 
     return manifest
 
 
+def store_dir(directory=None) -> Path:
+    """The golden store to read: ``directory`` when given, else the installed package
+    data (``snnref.goldens``), else the repository's golden/ beside the package (an
+    editable install made before the package data existed)."""
+    if directory is not None:
+        return Path(directory)
+    import importlib.resources
+
+    try:
+        packaged = importlib.resources.files(PACKAGE)
+        if packaged.joinpath(MANIFEST).is_file():
+            # A directory on disk (a namespace package's reader joins its paths: take the first).
+            return Path(str(getattr(packaged, "_paths", [packaged])[0]))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    repository = Path(__file__).resolve().parent.parent / "golden"
+    if (repository / MANIFEST).is_file():
+        return repository
+    raise GoldenError(f"no golden store installed (package data {PACKAGE} is missing); "
+                      "pass golden_dir= / --golden-dir, or leave the goldens out")
+
+
 def read_manifest(directory: Path) -> dict:
     path = Path(directory) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
         raise GoldenError(f"{path}: missing manifest") from None
+    except IsADirectoryError:
+        raise GoldenError(f"{path}: is a directory, not a manifest") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise GoldenError(f"{path}: not a valid manifest ({error})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise GoldenError(f"{path}: not a valid manifest (no 'files' table)")
+    if manifest.get("format") != FORMAT:
+        raise GoldenError(f"{path}: format {manifest.get('format')!r} is not one this snnref reads "
+                          f"(expected {FORMAT})")
+    if not manifest["files"]:
+        raise GoldenError(f"{path}: lists no golden files")
     for name, entry in manifest["files"].items():
+        if not isinstance(entry, dict):
+            raise GoldenError(f"{path}: the entry {name!r} is not a table (got {type(entry).__name__})")
         if entry.get("model") not in registry.MODELS:
             raise GoldenError(f"{path}: {name} names an unknown model {entry.get('model')!r}")
+        missing = [k for k in ("case", "sha256", "shapes") if k not in entry]
+        if missing:
+            raise GoldenError(f"{path}: the entry {name!r} lacks {', '.join(missing)}")
+        if (Path(directory) / name).is_dir():
+            raise GoldenError(f"{path}: the entry {name!r} names a directory, not a file")
     return manifest
 
 
@@ -224,6 +301,8 @@ def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise GoldenError(f"{name}: missing") from None
+    except IsADirectoryError:
+        raise GoldenError(f"{name}: is a directory, not a golden file") from None
     if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
         raise GoldenError(f"{name}: sha256 does not match the manifest (tampered or truncated)")
     try:
@@ -247,6 +326,18 @@ def case_from(arrays: Dict[str, np.ndarray], entry: dict) -> checks.Case:
     inject = part("inject.") or None
     return checks.Case(entry["model"], entry["surrogate"], arrays["in.x"], part("param."), part("state."),
                        part("cot."), inject, label=entry["case"])
+
+
+def check_case(case: checks.Case, name: str) -> None:
+    """The stored inputs pass the spec's argument checks (finite, shaped, an accepted
+    surrogate); otherwise a GoldenError names the file."""
+    from .spec.api import _prepare
+
+    try:
+        _prepare(case.model, case.x, case.params, case.state, case.surrogate, False, case.inject,
+                 np.float64, False)
+    except (ValueError, TypeError) as error:
+        raise GoldenError(f"{name}: {error}") from None
 
 
 def expected_from(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -282,9 +373,10 @@ def _spec_rerun(case, expected):
     return worst, identical
 
 
-def check(directory: Path = DEFAULT_DIR, backends=("spec",), progress=None) -> List[CheckResult]:
-    """Verify every file's checksum, then re-run each case on each backend."""
-    directory = Path(directory)
+def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
+    """Verify every file's checksum, then re-run each case on each backend
+    (``directory``: default the installed store, ``store_dir``)."""
+    directory = store_dir(directory)
     manifest = read_manifest(directory)
     loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
     results = []
@@ -303,7 +395,7 @@ def check(directory: Path = DEFAULT_DIR, backends=("spec",), progress=None) -> L
 
             from . import equivalence
 
-            dtypes = (torch.float64, torch.float32) if backend == "torch" else (torch.float32,)
+            dtypes = (torch.float64, torch.float32) if backend in ("torch", "cpu") else (torch.float32,)
             # The kernels run natively where there is a GPU (the interpreter is off there).
             device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
             for dtype in dtypes:

@@ -11,7 +11,7 @@ and gradcheck on the smooth twin.  One result per model and backend.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -31,10 +31,11 @@ class ModelResult:
     worst_fd: float = 0.0  # spec: worst FD relative error; torch: worst fraction of the budget
     worst_float32: float = 0.0  # spec: worst float32 error in ulps; torch: spike flips explained
     failures: List[str] = field(default_factory=list)
+    gate: Optional[object] = None  # impl: the snnref.testing.gate.GateReport
 
     @property
     def passed(self) -> bool:
-        return not self.failures
+        return not self.failures and (self.gate is None or self.gate.passed)
 
 
 def _rng(key, *salt):
@@ -116,7 +117,7 @@ def _attempt(result, name, check: Callable[[], Optional[float]]):
     return None
 
 
-def verify_model(key: str, seed: int = 0, quick: bool = False) -> ModelResult:
+def verify_model(key: str, seed: int = 0, quick: bool = False, golden_dir=None) -> ModelResult:
     row = registry.model(key)
     result = ModelResult(row.key)
     for case in _gradient_cases(row, seed, quick):
@@ -145,23 +146,21 @@ def verify_model(key: str, seed: int = 0, quick: bool = False) -> ModelResult:
         result.worst_float32 = ulps
     result.checked.append("float32")
     if not quick:
-        _golden(result, row, "spec")
+        _golden(result, row, "spec", golden_dir)
     return result
 
 
-def _golden(result, row, backend):
-    """The model's golden traces on ``backend`` (skipped, and said so, without a store)."""
+def _golden(result, row, backend, golden_dir=None):
+    """The model's golden traces on ``backend``, from ``golden_dir`` or the installed store."""
     from . import golden
 
-    if not (golden.DEFAULT_DIR / golden.MANIFEST).exists():
-        result.checked.append("(no golden store here)")
-        return
     try:
-        manifest = golden.read_manifest(golden.DEFAULT_DIR)
+        directory = golden.store_dir(golden_dir)
+        manifest = golden.read_manifest(directory)
         names = [n for n, e in manifest["files"].items() if e["model"] == row.key]
         for name in names:
             entry = manifest["files"][name]
-            arrays = golden.load(golden.DEFAULT_DIR, name, entry)
+            arrays = golden.load(directory, name, entry)
             for outcome in _golden_outcomes(golden, arrays, entry, backend):
                 if not outcome.passed:
                     result.failures.append(f"golden {name}: {outcome.detail}")
@@ -184,7 +183,7 @@ def _golden_outcomes(golden, arrays, entry, backend):
     yield golden.CheckResult(entry["case"], backend, report.passed, "; ".join(report.failures))
 
 
-def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False) -> ModelResult:
+def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False, golden_dir=None) -> ModelResult:
     """A production backend against the spec (``snnref.equivalence``); gradcheck on
     the torch path (the kernels store no float64, which gradcheck needs).
     "cuda" is the torch path on CUDA tensors; "triton" runs on CUDA when there
@@ -197,7 +196,7 @@ def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False) -
     result = ModelResult(row.key, backend)
     device = "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
     backend_name = "torch" if backend == "cuda" else backend
-    dtypes = {"torch": (torch.float64, torch.float32),
+    dtypes = {"torch": (torch.float64, torch.float32), "cpu": (torch.float64, torch.float32),
               "triton": (torch.float32, torch.float16, torch.bfloat16)}[backend_name]
     dtypes = tuple(d for d in dtypes if equivalence.storable(row, d))
     for case in _gradient_cases(row, seed, quick):
@@ -213,13 +212,13 @@ def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False) -
                 result.worst_float32 += report.flips
                 result.failures += [f"{name}: {failure}" for failure in report.failures]
     result.checked += [str(d)[6:] for d in dtypes] + ([] if quick else ["strided"])
-    if backend_name == "torch" and device == "cpu":
+    if backend_name in ("torch", "cpu") and device == "cpu":
         case = checks.random_case(row.key, _rng(row.key, seed, "gradcheck"), steps=4, neurons=3,
                                   inject=bool(row.inject))
         if _attempt(result, "gradcheck", lambda: gradcheck.smooth_twin_gradcheck(case, backend)) is not None:
             result.checked.append("gradcheck")
     if not quick and device == "cpu":
-        _golden(result, row, backend)
+        _golden(result, row, backend, golden_dir)
     return result
 
 
@@ -242,6 +241,11 @@ def load_implementation(spec: str):
     fn = getattr(module, attribute, None)
     if fn is None:
         raise ValueError(f"--impl: {module_name!r} has no attribute {attribute!r}")
+    from .testing import Implementation
+
+    declared = fn if isinstance(fn, Implementation) else None
+    if declared is not None:
+        fn = declared.fn  # a declared contract: its function must have the signature too
     if not callable(fn):
         raise ValueError(f"--impl: {spec} is not callable")
     try:
@@ -251,32 +255,42 @@ def load_implementation(spec: str):
                          f"fn(model, x, params, state, *, surrogate, inject) ({error})") from None
     except ValueError:
         pass  # builtins without a signature: judged by calling them
-    return fn
+    return declared or fn
 
 
-def verify_implementation(fn, key: str, seed: int = 0, quick: bool = False) -> ModelResult:
-    """A user's implementation against the spec: random cases and the golden traces."""
-    import torch
+def verify_implementation(fn, key: str, seed: int = 0, quick: bool = False, *, golden_dir=None,
+                          examples=None, case_file=None, save_failures=None, impl_spec=None) -> ModelResult:
+    """A user's implementation through the gate (``snnref.testing.gate``), under the
+    contract it declares (an ``Implementation``, or a plain function's attributes):
+    random, exact-threshold, wide and long cases and the golden traces
+    (``quick``: fewer random cases and no goldens, said so).  ``case_file``:
+    replay one case written by ``--save-failures`` instead."""
+    from .testing import Implementation, gate
 
-    from . import equivalence, golden
-
-    row = registry.model(key)
-    result = ModelResult(row.key, "impl")
-    cases = list(_gradient_cases(row, seed, quick))
-    if (golden.DEFAULT_DIR / golden.MANIFEST).exists():
-        manifest = golden.read_manifest(golden.DEFAULT_DIR)
-        for name, entry in manifest["files"].items():
-            if entry["model"] == row.key:
-                cases.append(golden.case_from(golden.load(golden.DEFAULT_DIR, name, entry), entry))
-        result.checked.append("golden")
-    for case in cases:
-        label = case.label or f"random {case.surrogate}"
-        report = _attempt(result, label, lambda: equivalence.compare(case, "impl", torch.float32,
-                                                                     implementation=fn))
-        if report is None:
-            continue
-        result.fd_cases += 1
-        result.worst_fd = max(result.worst_fd, report.worst)
-        result.failures += [f"{row.key} ({label}) {failure}" for failure in report.failures]
-    result.checked.insert(0, "forward+gradients")
+    impl = Implementation.of(fn, key)
+    result = ModelResult(impl.model, "impl")
+    if case_file is not None:
+        planned, dtype = gate.load_case(case_file, impl)
+        report = gate.run_planned(replace(impl, dtypes=(dtype,)), [planned])
+    else:
+        kinds = tuple(k for k in gate.KINDS if k != "golden") if quick else gate.KINDS
+        count = examples if examples is not None else (3 if quick else 8)
+        try:
+            planned, unchecked, broken = gate.plan(impl, examples=count, seed=seed, kinds=kinds,
+                                                   golden_dir=golden_dir)
+        except Exception as error:  # an unreadable store: a failure by name, the rest still runs
+            planned, unchecked, broken = gate.plan(impl, examples=count, seed=seed,
+                                                   kinds=tuple(k for k in kinds if k != "golden"))
+            broken.append(f"golden: {error}")
+        if quick:
+            unchecked.append("golden traces (--quick)")
+        report = gate.run_planned(impl, planned, unchecked, broken)
+    if save_failures is not None and not report.passed:
+        gate.save_failure(report, save_failures, impl_spec)
+    result.gate = report
+    result.fd_cases = len(report.runs)
+    result.worst_fd = report.worst
+    kinds = sorted({r.kind for r in report.runs}, key=gate.KINDS.index)
+    result.checked = kinds + sorted({r.dtype for r in report.runs})
+    result.failures = report.failure_lines()
     return result

@@ -6,6 +6,8 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -158,3 +160,105 @@ def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         golden.write_atomically(tmp_path / "x.npz", b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- The store as installed (package data), and what a broken store does to the gate.
+
+
+def test_the_wheel_ships_exactly_the_repository_store(tmp_path):
+    # One copy: pyproject.toml maps the package data snnref.goldens onto golden/.
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path), str(STORE.parent)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("snnref-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name[len("snnref/goldens/"):]: archive.read(name) for name in archive.namelist()
+                   if name.startswith("snnref/goldens/")}
+    expected = set(golden.read_manifest(STORE)["files"]) | {golden.MANIFEST}
+    assert set(shipped) == expected
+    assert all(shipped[name] == (STORE / name).read_bytes() for name in expected)
+
+
+def test_the_installed_store_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    directory = golden.store_dir()
+    assert directory.resolve() != (tmp_path / "golden").resolve()
+    assert golden.read_manifest(directory) == golden.read_manifest(STORE)
+    assert golden.store_dir(tmp_path) == tmp_path
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda m, n: m.update(format=99), "format 99 is not one this snnref reads"),
+    (lambda m, n: m.update(files={}), "lists no golden files"),
+    (lambda m, n: m["files"].update({n[0]: ["not", "a", "table"]}), "is not a table"),
+    (lambda m, n: m["files"][n[0]].pop("case"), "lacks case"),
+    (lambda m, n: m["files"].update({"lif": dict(m["files"][n[0]])}), "'lif' names a directory"),
+])
+def test_a_broken_manifest_is_refused_by_name(copy, capsys, breakage, message):
+    directory, names = copy
+    (directory / "lif").mkdir(exist_ok=True)
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    breakage(manifest, names)
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and message in out.err
+
+
+def _rewrite(directory, name, arrays):
+    data = golden.pack(arrays)
+    (directory / name).write_bytes(data)
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
+    manifest["files"][name]["shapes"] = {k: list(np.shape(v)) for k, v in sorted(arrays.items())}
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_broken_golden_files_are_named_the_others_still_run_and_the_gate_fails(tmp_path):
+    from fixtures import outside_lif
+    from snnref import testing
+    from snnref.testing import gate
+
+    manifest = golden.read_manifest(STORE)
+    names = sorted(n for n, e in manifest["files"].items() if e["model"] == "tether.LIF")[:5]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(STORE / name, tmp_path / name)
+    manifest["files"] = {n: manifest["files"][n] for n in names}
+    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
+    arrays = [golden.load(STORE, n, manifest["files"][n]) for n in names[:3]]
+    arrays[0]["in.x"] = arrays[0]["in.x"].copy()
+    arrays[0]["in.x"].flat[3] = np.nan
+    arrays[1]["param.decay"] = np.full(7, 0.9)
+    _rewrite(tmp_path, names[0], arrays[0])
+    _rewrite(tmp_path, names[1], arrays[1])
+    text = json.loads((tmp_path / golden.MANIFEST).read_text())
+    text["files"][names[2]]["surrogate"] = "superspike"
+    (tmp_path / golden.MANIFEST).write_text(json.dumps(text))
+    report = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("golden",),
+                      golden_dir=tmp_path)
+    assert not report.passed
+    broken = "\n".join(report.broken)
+    assert f"golden {names[0]}: x: " in broken and "finite" in broken
+    assert f"golden {names[1]}: params['decay']" in broken
+    assert f"golden {names[2]}: surrogate: tether.LIF does not accept 'superspike'" in broken
+    assert len(report.runs) == 2 * 2 and all(r.passed for r in report.runs)  # the other two, in two dtypes
+
+
+def test_an_interrupted_generate_leaves_the_old_store(copy, monkeypatch):
+    directory, names = copy
+    before = {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    calls = []
+    original = golden.build
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(golden, "build", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        golden.generate(directory, ["tether.LIF"])
+    after = {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in directory.parent.iterdir() if ".staging-" in p.name or ".old-" in p.name]

@@ -88,3 +88,57 @@ def test_budget_reports_nan_as_failure():
 def test_every_budget_has_a_reason():
     for name, rule in tolerance.POLICY.items():
         assert rule.reason and rule.k >= 0 and rule.c > 0, name
+
+
+# --- The third term of SPEC.md section 7: long sums, with A reported by the reverse loops.
+
+
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items() if row.trainable))
+def test_the_reverse_loops_report_the_size_of_every_parameter_sum(key):
+    case = checks.random_case(key, np.random.default_rng(5), steps=9, batch=2, neurons=4, per_neuron=False,
+                              inject=bool(registry.MODELS[key].inject))
+    sizes = {}
+    grads = spec.vjp(key, case.x, case.params, case.state, case.cotangents, surrogate=case.surrogate,
+                     inject=case.inject, magnitudes=sizes)
+    # The long sums of x and the initial state (attention's) are checked in tests/test_long_sums.py.
+    sizes = {k: v for k, v in sizes.items() if k != "x" and not k.startswith("state.")}
+    assert set(sizes) == set(registry.MODELS[key].trainable)
+    for name, (magnitude, terms) in sizes.items():
+        # |sum| <= sum of |terms| (equality only without cancellation), and A > 0 for a live gradient.
+        assert np.max(np.abs(grads[name])) <= magnitude * (1 + 1e-12), name
+        if np.any(grads[name]):
+            assert magnitude > 0
+        # n: steps x the lanes that meet in one element (a (D, D) weight: one per step and row of x).
+        lanes = int(np.prod(case.x.shape[1:]))
+        matrix = registry.MODELS[key].param(name).shape == registry.MATRIX
+        flat = 9 * (lanes // case.x.shape[-1] if matrix else lanes // np.size(case.params[name]))
+        if key == "tether.SpikingSelfAttention" and name[:2] in ("q_", "k_", "v_"):
+            # Plus the adjoint chain's roundings inside each contribution (spec/attention.py (21)-(22)).
+            assert terms == flat + 4 * (9 + 1) + 2 * case.x.shape[-1], name
+        else:
+            assert terms == flat, name
+
+
+def test_a_is_the_sum_of_the_per_lane_contributions():
+    # One step, one batch row: each lane adds exactly one term to a scalar decay's
+    # gradient, and the per-neuron run returns those terms one by one.
+    rng = np.random.default_rng(2)
+    case = checks.random_case("tether.LIF", rng, steps=1, batch=1, neurons=6)
+    scalar, per_neuron = {}, dict(case.params, decay=np.full(6, float(case.params["decay"])))
+    spec.vjp("tether.LIF", case.x, case.params, case.state, case.cotangents, magnitudes=scalar)
+    terms = spec.vjp("tether.LIF", case.x, per_neuron, case.state, case.cotangents)["decay"]
+    assert scalar["decay"][0] == pytest.approx(np.sum(np.abs(terms)), rel=1e-12)
+    assert scalar["decay"][1] == 6
+
+
+def test_the_long_sum_term_widens_only_what_it_is_given():
+    rule = tolerance.POLICY["float32"]
+    assert all(row.c_sum > 0 for row in tolerance.POLICY.values())
+    assert "c_sum" in tolerance.LONG_SUM_REASON and "random cases" in tolerance.LONG_SUM_REASON
+    base = tolerance.budget(np.ones(3), np.ones(3), np.float32)
+    wider = tolerance.budget(np.ones(3), np.ones(3), np.float32, long_sum=(50.0, 400))
+    assert wider - base == pytest.approx(rule.c_sum * rule.eps * 20 * 50.0)
+    # Half storage accumulates in float32: its long sums use eps32, not the storage eps.
+    half = tolerance.POLICY["float16"]
+    assert tolerance.budget(np.ones(3), np.ones(3), "float16", long_sum=(1.0, 1)) - \
+        tolerance.budget(np.ones(3), np.ones(3), "float16") == pytest.approx(half.c_sum * rule.eps)

@@ -14,7 +14,7 @@ from snnref.spec import surrogates
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEC_DIR = ROOT / "snnref" / "spec"
 # Modules of snnref/spec that are infrastructure, not a model family.
-SPEC_INFRASTRUCTURE = {"__init__", "api", "surrogates"}
+SPEC_INFRASTRUCTURE = {"__init__", "api", "surrogates", "sums"}
 
 MODEL_KEYS = [
     "tether.LIF", "tether.PLIF", "tether.ALIF", "tether.SpikingSelfAttention",
@@ -145,7 +145,8 @@ def test_registry_and_spec_do_not_import_torch():
 
 def test_kernels_install_as_snnref_kernels_only():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert config["package-dir"] == {"snnref.kernels": "kernels"}
+    # (snnref.goldens maps the golden store onto golden/: package data, no code.)
+    assert config["package-dir"] == {"snnref.kernels": "kernels", "snnref.goldens": "golden"}
     assert "kernels" not in config["packages"] and "snnref.kernels" in config["packages"]
     importlib.import_module("snnref.kernels")
 
@@ -153,4 +154,5 @@ def test_kernels_install_as_snnref_kernels_only():
 def test_every_package_is_in_the_explicit_list():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "snnref").rglob("__init__.py")}
-    assert found | {"snnref.kernels"} == set(config["packages"])
+    found |= {".".join(("snnref",) + p.parent.relative_to(ROOT).parts) for p in (ROOT / "kernels").rglob("__init__.py")}
+    assert found | {"snnref.goldens"} == set(config["packages"])

@@ -13,18 +13,34 @@ from snnref.testing import adapters
 
 snntorch = pytest.importorskip("snntorch", reason="snnTorch is not installed (CI installs it)")
 
+OFF_THRESHOLD = ("random", "wide", "long", "golden")
 
-def test_snntorch_leaky_with_zero_reset_conforms_to_tether_lif():
+
+def test_snntorch_leaky_with_zero_reset_conforms_to_tether_lif_off_threshold():
     # Leaky(reset_mechanism="zero") with its one-step reset delay: pre-reset
     # membrane, detached hard reset to zero; ATan(2 alpha) == arctan(alpha).
-    worst = testing.assert_conforms(adapters.snntorch_leaky(), "tether.LIF", examples=15)
+    worst = testing.assert_conforms(adapters.snntorch_leaky(), "tether.LIF", examples=15, kinds=OFF_THRESHOLD)
     assert worst <= 1
+
+
+def test_snntorch_leaky_tests_u_greater_than_zero_where_tether_says_greater_or_equal():
+    # Leaky fires on mem - threshold > 0: the exact-threshold case must say so.
+    with pytest.raises(testing.ConformanceError, match=r"spikes +inf .* threshold seed=\d+[\s\S]*>= against >"):
+        testing.assert_conforms(adapters.snntorch_leaky(), "tether.LIF", kinds=("threshold",))
+
+
+def test_snntorch_leaky_casts_float64_to_float32():
+    impl = testing.Implementation.of(adapters.snntorch_leaky(), "tether.LIF")
+    from dataclasses import replace
+
+    with pytest.raises(testing.ConformanceError, match=r"dtype torch.float32, expected torch.float64"):
+        testing.assert_conforms(replace(impl, dtypes=("float64",)), kinds=("random",), examples=1)
 
 
 def test_snntorch_leaky_default_subtract_reset_is_not_tether_lif():
     # Leaky's default reset subtracts the threshold without decaying it
     # (mem = beta mem + x - theta s[t-1]): no registry model does that.
-    with pytest.raises(testing.ConformanceError, match=r"tether.LIF .*out:v: max error .* first at step \d+"):
+    with pytest.raises(testing.ConformanceError, match=r"\n  out:v +\S+ +\d+/\d+ +\d+-\d+ "):
         testing.assert_conforms(adapters.snntorch_leaky(reset_mechanism="subtract"), "tether.LIF",
                                 examples=15, golden=False)
 

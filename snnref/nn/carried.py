@@ -68,6 +68,9 @@ class TetherNeuron(CarriedState):
 
     def __init__(self, n_neurons, store_traces):
         super().__init__()
+        if isinstance(n_neurons, bool) or not hasattr(n_neurons, "__index__") or n_neurons < 1:
+            raise ValueError(f"n_neurons: expected a positive integer, got {n_neurons!r}")
+        n_neurons = int(n_neurons)
         self.n_neurons = n_neurons
         self.store_traces = store_traces
         self.v_seq = None

@@ -22,6 +22,17 @@ def _surrogate(surrogate, alpha, model):
     return surrogate
 
 
+def _numbers(**values):
+    """Constructor arguments that must be real numbers, named when they are not."""
+    for name, value in values.items():
+        try:
+            if isinstance(value, (str, bytes, bool)):
+                raise TypeError
+            float(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}: expected a number, got {value!r}") from None
+
+
 class LIF(TetherNeuron):
     """Leaky integrate-and-fire with a detached hard reset to 0; input (T, ..., n_neurons).
 
@@ -34,6 +45,7 @@ class LIF(TetherNeuron):
     state_names = ("v",)
 
     def __init__(self, n_neurons, decay=0.9, threshold=1.0, alpha=2.0, surrogate=None, store_traces=False):
+        _numbers(decay=decay, threshold=threshold, alpha=alpha)
         super().__init__(n_neurons, store_traces)
         self.decay = nn.Parameter(self._initial(decay))
         self.threshold = nn.Parameter(self._initial(threshold))
@@ -54,6 +66,7 @@ class PLIF(LIF):
 
     def __init__(self, n_neurons, init_decay=0.9, init_threshold=1.0, alpha=2.0, surrogate=None,
                  store_traces=False):
+        _numbers(init_decay=init_decay, init_threshold=init_threshold)
         super().__init__(n_neurons, init_decay, init_threshold, alpha, surrogate, store_traces)
 
     def _initial(self, value):

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .sums import Sums
+
 
 def forward(row, x, params, state, spike, inject, detached):
     decay_v, decay_a = params["decay_v"], params["decay_a"]
@@ -68,11 +70,8 @@ def forward(row, x, params, state, spike, inject, detached):
 def backward(row, x, params, state, spike, inject, tape, cot):
     decay_v, decay_a, beta = params["decay_v"], params["decay_a"], params["beta"]
     g_x = np.zeros_like(x)
-    g_decay_v = np.zeros_like(x[0])
-    g_decay_a = np.zeros_like(x[0])
-    g_threshold = np.zeros_like(x[0])
-    g_beta = np.zeros_like(x[0])
-    g_alpha = np.zeros_like(x[0])
+    # The parameter gradients, with the size of what they sum (spec/sums.py).
+    sums = Sums({name: x.shape[1:] for name in ("decay_v", "decay_a", "threshold", "beta", "alpha")}, x.dtype)
     # Adjoints of v+[t] and a[t+1], entering at t = T-1 from the final state.
     g_plus = cot["final.v"].copy()
     g_a_next = cot["final.a"].copy()
@@ -80,26 +79,23 @@ def backward(row, x, params, state, spike, inject, tape, cot):
         u, a = tape["u"][t], tape["a"][t]
         # (8)-(9): the spike reaches the output and the next adaptation.
         g_s = cot["out"][t] + g_a_next
-        g_decay_a += g_a_next * a
+        sums.add("decay_a", g_a_next * a)
         g_u = g_s * spike.grad(u)
-        g_alpha += g_s * spike.scale_grad(u)
+        sums.add("alpha", g_s * spike.scale_grad(u))
         # (10): the detached reset passes only the (1 - s) factor.
         g_v = g_plus * (1 - tape["reset_spike"][t]) + cot["v"][t] + g_u
         # (12)-(13): u = v - threshold - beta a.
-        g_threshold -= g_u
-        g_beta -= g_u * a
+        sums.add("threshold", -g_u)
+        sums.add("beta", -(g_u * a))
         g_a_next = decay_a * g_a_next - beta * g_u + cot["a"][t]
         # (11)
         g_x[t] = g_v
-        g_decay_v += g_v * tape["v_prev"][t]
+        sums.add("decay_v", g_v * tape["v_prev"][t])
         g_plus = decay_v * g_v
     return {
         "x": g_x,
         "state.v": g_plus,
         "state.a": g_a_next,
-        "decay_v": g_decay_v,
-        "decay_a": g_decay_a,
-        "threshold": g_threshold,
-        "beta": g_beta,
-        "alpha": g_alpha,
+        **sums.total,
+        "magnitudes": sums.magnitude,
     }

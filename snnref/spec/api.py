@@ -194,6 +194,9 @@ def _check_inject(row, inject, x, dtype, allow_nonfinite):
         array = _real_array(label, value)
         arguments.check_inject_shape(name, array.shape, x.shape)
         _check_finite(label, array, allow_nonfinite)
+        if name == "spikes" and not np.all((array == 0) | (array == 1)):
+            raise ValueError(f"{label}: expected observed spikes of exactly 0 or 1, "
+                             f"got {array[(array != 0) & (array != 1)].reshape(-1)[0]!r}")
         checked[name] = array
     steps = min([x.shape[0]] + [a.shape[0] for a in checked.values()])
     return {k: np.array(a[:steps], dtype=dtype) for k, a in checked.items()}, steps
@@ -256,7 +259,8 @@ def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_no
     spike = None
     if surrogate is not None:
         # None when the model names one scale per stage (options["scale_params"]).
-        scale = params.get(registry.surrogate(surrogate).scale)
+        custom = isinstance(surrogate, _surrogates.Custom)
+        scale = params.get(surrogate.scale if custom else registry.surrogate(surrogate).scale)
         forced = _check_forced(row, force_spikes, x[:steps], smooth)
         spike = SpikeFunction(_surrogates.get(surrogate), scale, row.spike_test == ">", bool(smooth), forced)
     elif force_spikes is not None:
@@ -342,6 +346,30 @@ def _check_cotangents(cotangents, outputs, final, dtype):
     return full
 
 
+def _sum_size(magnitude, shape, x_shape, depth=0):
+    """(A, n) of one parameter's gradient: the reduced sum of |contributions| and
+    how many contributions (time steps x lanes) meet in one of its elements, plus
+    ``depth``, the roundings inside one contribution where the family reports them
+    (an adjoint that is itself a long sum)."""
+    total = reduce_to(magnitude, shape)
+    steps, lanes = x_shape[0], int(np.prod(x_shape[1:]))
+    elements = max(1, int(np.prod(shape))) if len(shape) < 2 else 1
+    # A weight matrix (D, D) sums one contribution per step and row of x; a
+    # scalar or per-neuron parameter one per step and lane it covers.
+    per_step = lanes // x_shape[-1] if len(shape) >= 2 else max(1, lanes // elements)
+    return float(np.max(total, initial=0.0)), int(steps * per_step + depth)
+
+
+def _adjoint_sum_size(magnitude, terms, shape):
+    """(A, n) of the gradient of ``x`` or of an initial state reported by a
+    family: its magnitude summed back to the shape the caller gave (``reduce_to``,
+    which adds the broadcast lanes: one more addition each) and the family's
+    count of roundings ``terms``."""
+    total = reduce_to(magnitude, shape)
+    merged = int(np.prod(np.shape(magnitude))) // max(1, int(np.prod(shape)))
+    return float(np.max(total, initial=0.0)), int(terms + merged - 1)
+
+
 def vjp(
     model,
     x,
@@ -355,6 +383,7 @@ def vjp(
     dtype=np.float64,
     force_spikes=None,
     allow_nonfinite=False,
+    magnitudes=None,
 ) -> dict:
     """Surrogate-gradient BPTT: the hand-written reverse loop of ``model``.
 
@@ -364,17 +393,37 @@ def vjp(
     and ``"state.<var>"`` for every initial state variable.  With ``smooth=True``
     this is the exact gradient of the smooth twin with its stop-gradient values
     held fixed.  ``force_spikes``: the gradient along a teacher-forced trajectory.
+    ``magnitudes``: a dict to fill with ``name -> (A, n)`` for every trainable
+    parameter's gradient, a sum over time and lanes (``snnref.spec.sums``): ``A``
+    the largest, over the gradient's elements, sum of its contributions' absolute
+    values and ``n`` the number of contributions to one element (steps times the
+    lanes summed into it, plus the roundings inside one contribution where the
+    family reports them in ``sum_terms``), SPEC.md section 7's third budget term.  Also under
+    ``"x"`` and ``"state.<var>"`` for a family whose reverse loop reports those
+    gradients as long sums (``magnitudes`` and ``sum_terms`` of its result:
+    tether.SpikingSelfAttention, whose ``x`` and initial-state gradients sum
+    over features and later time steps); ``n`` is then the family's count of
+    the roundings a contribution meets.
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     family = _family(run.row)
     outputs, final, _, tape = family.forward(run.row, run.x, run.params, run.state, run.spike, run.inject, None)
     cot = _check_cotangents(cotangents, outputs, final, run.x.dtype)
     raw = family.backward(run.row, run.x, run.params, run.state, run.spike, run.inject, tape, cot)
+    sizes = raw.pop("magnitudes", {})
+    terms = raw.pop("sum_terms", {})
     full_x = np.zeros(np.shape(x), dtype=run.x.dtype)
     full_x[: run.x.shape[0]] = raw["x"]
     grads = {"x": full_x}
+    if magnitudes is not None and "x" in terms:
+        magnitudes["x"] = _adjoint_sum_size(sizes["x"], terms["x"], run.x.shape)
     for name in run.row.trainable:
         grads[name] = reduce_to(raw[name], run.params[name].shape)
+        if magnitudes is not None and name in sizes:
+            magnitudes[name] = _sum_size(sizes[name], run.params[name].shape, run.x.shape, terms.get(name, 0))
     for var in run.row.state_names:
         grads[f"state.{var}"] = reduce_to(raw[f"state.{var}"], run.state_shapes[var])
+        if magnitudes is not None and f"state.{var}" in terms:
+            magnitudes[f"state.{var}"] = _adjoint_sum_size(
+                sizes[f"state.{var}"], terms[f"state.{var}"], run.state_shapes[var])
     return grads

@@ -39,11 +39,47 @@ from g v+_c[T-1] and g S[T-1] = the final-state cotangents:
 
 (x) is the outer product summed over the batch and token axes.  The initial
 state receives g v+_c[-1] and g S[-1] = g S[0].
+
+Long sums (SPEC.md section 7, ``spec/sums.py``).  Besides the parameter
+gradients, ``g x`` and the initial-state gradients are long sums: (15) sums D
+features of three branches, and every ``g v_c[t]`` and ``g S[t]`` sums the
+cotangents of all later steps through (10) and (12)-(13).  Their magnitudes
+``M`` (the sum of the absolute values of every contribution that reaches the
+element) follow the same recurrences with every factor replaced by its |.|:
+
+(16) M o[t]  = lin_T(|g out[t]|, |proj_weight|)
+(17) M S[t]  = M o[t] |s_q[t]| + |cot_context[t]| + M S[t+1]      (M S[T] = |g S[T]|)
+(18) M s_q[t] = M o[t] |S[t]|;  M s_k[t] = M S[t] |s_v[t]|;  M s_v[t] = M S[t] |s_k[t]|
+(19) M v_c[t] = M v+_c[t] |1 - sg(s_c[t])| + |cot_c_v[t]| + M s_c[t] |f(u_c[t])|
+(20) M v+_c[t-1] = |c_decay| M v_c[t];  M x[t] = sum_c lin_T(M v_c[t], |c_weight|)
+
+with M v+_c[T-1] = |g v+_c[T-1]|; the initial state's are M v+_c[-1] and
+M S[-1] = M S[0].  The number of roundings a contribution meets on its way
+into one element, the ``n`` of the term: at most four per step along the
+adjoint chains (two additions and two multiplications in (12)-(13); (10) has
+two), two per feature in the output projection's product (9), and for ``g x``
+one addition per term of the 3 D products of (15):
+
+(21) n_state = 4 (T + 1) + 2 D,    n_x = n_state + 3 D
+
+A branch parameter's gradient (13)-(15) sums contributions that are products
+of these adjoints, so each contribution's magnitude is the adjoint's M, not
+its |g|, which may have cancelled (the output projection's (9) multiply the
+cotangent itself):
+
+(22) M c_decay += M v_c[t] |v+_c[t-1]|;  M c_threshold += M s_c[t] |f(u_c[t])|;
+     M c_alpha += M s_c[t] |dF/dalpha(u_c[t])|;  M c_weight += M v_c[t] (x) |x[t]|
+
+and each such contribution has met the n_state roundings of its adjoint: a
+branch parameter's n is its number of contributions (``api._sum_size``) plus
+n_state.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .sums import Sums
 
 BRANCHES = ("q", "k", "v")
 
@@ -107,38 +143,63 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     spikes = {c: _branch_spike(spike, params, c) for c in BRANCHES}
     s = tape["s"]
     grads = {"x": np.zeros_like(x)}
-    grads["proj_weight"] = np.zeros_like(params["proj_weight"])
-    grads["proj_bias"] = np.zeros_like(x[0])
+    # The parameter gradients, with the size of what they sum (spec/sums.py).
+    shapes = {"proj_weight": params["proj_weight"].shape, "proj_bias": x.shape[1:]}
     for c in BRANCHES:
-        grads[f"{c}_weight"] = np.zeros_like(params[f"{c}_weight"])
-        for name in ("decay", "threshold", "alpha"):
-            grads[f"{c}_{name}"] = np.zeros_like(x[0])
-    # Adjoints of v+_c[t] and of S[t] from later steps, entering from the final state.
+        shapes[f"{c}_weight"] = params[f"{c}_weight"].shape
+        shapes.update({f"{c}_{name}": x.shape[1:] for name in ("decay", "threshold", "alpha")})
+    sums = Sums(shapes, x.dtype)
+    # Adjoints of v+_c[t] and of S[t] from later steps, entering from the final state,
+    # and their magnitudes (16)-(20).
     g_plus = {c: cot[f"final.{c}_v"].copy() for c in BRANCHES}
     g_S = cot["final.context"].copy()
+    m_plus = {c: np.abs(g_plus[c]) for c in BRANCHES}
+    m_S = np.abs(g_S)
+    m_x = np.zeros_like(x)
     for t in reversed(range(x.shape[0])):
         # (9): the output projection.
         g_out = cot["out"][t]
-        grads["proj_bias"] += g_out
-        grads["proj_weight"] += _outer(g_out, tape["attended"][t])
+        sums.add("proj_bias", g_out)
+        sums.add("proj_weight", _outer(g_out, tape["attended"][t]), _outer(np.abs(g_out), np.abs(tape["attended"][t])))
         g_o = _linear_transpose(g_out, params["proj_weight"])
-        # (10)-(11): o = s_q S and S[t] = S[t-1] + s_k s_v.
+        m_o = _linear_transpose(np.abs(g_out), np.abs(params["proj_weight"]))  # (16)
+        # (10)-(11): o = s_q S and S[t] = S[t-1] + s_k s_v; (17)-(18).
         g_S = g_S + g_o * s["q"][t] + cot["context"][t]
+        m_S = m_S + m_o * np.abs(s["q"][t]) + np.abs(cot["context"][t])
         g_s = {"q": g_o * tape["context"][t], "k": g_S * s["v"][t], "v": g_S * s["k"][t]}
+        m_s = {"q": m_o * np.abs(tape["context"][t]), "k": m_S * np.abs(s["v"][t]),
+               "v": m_S * np.abs(s["k"][t])}
         for c in BRANCHES:
             u = tape["u"][c][t]
-            g_u = g_s[c] * spikes[c].grad(u)
-            grads[f"{c}_threshold"] -= g_u
-            grads[f"{c}_alpha"] += g_s[c] * spikes[c].scale_grad(u)
+            slope, scale_slope = spikes[c].grad(u), spikes[c].scale_grad(u)
+            g_u = g_s[c] * slope
+            # A parameter's contribution is as large as the adjoint it multiplies:
+            # its magnitude is M, not |g| (g may cancel), (22).
+            sums.add(f"{c}_threshold", -g_u, m_s[c] * np.abs(slope))
+            sums.add(f"{c}_alpha", g_s[c] * scale_slope, m_s[c] * np.abs(scale_slope))
             # (12): the detached reset passes only the (1 - s) factor.
             g_v = g_plus[c] * (1 - tape["reset_spike"][c][t]) + cot[f"{c}_v"][t] + g_u
+            m_v = (m_plus[c] * np.abs(1 - tape["reset_spike"][c][t]) + np.abs(cot[f"{c}_v"][t])
+                   + m_s[c] * np.abs(slope))  # (19)
             # (13)
-            grads[f"{c}_decay"] += g_v * tape["v_prev"][c][t]
+            sums.add(f"{c}_decay", g_v * tape["v_prev"][c][t], m_v * np.abs(tape["v_prev"][c][t]))
             g_plus[c] = params[f"{c}_decay"] * g_v
+            m_plus[c] = np.abs(params[f"{c}_decay"]) * m_v  # (20)
             # (15): y_c = lin(x, c_weight) with g y_c = g v_c.
-            grads[f"{c}_weight"] += _outer(g_v, x[t])
+            sums.add(f"{c}_weight", _outer(g_v, x[t]), _outer(m_v, np.abs(x[t])))
             grads["x"][t] += _linear_transpose(g_v, params[f"{c}_weight"])
+            m_x[t] += _linear_transpose(m_v, np.abs(params[f"{c}_weight"]))  # (20)
     for c in BRANCHES:
         grads[f"state.{c}_v"] = g_plus[c]
     grads["state.context"] = g_S
+    grads.update(sums.total)
+    # x and the initial state: magnitudes (20) with their roundings n (21).
+    state_terms = 4 * (x.shape[0] + 1) + 2 * x.shape[-1]
+    magnitudes = dict(sums.magnitude, x=m_x, **{"state.context": m_S},
+                      **{f"state.{c}_v": m_plus[c] for c in BRANCHES})
+    grads["magnitudes"] = magnitudes
+    # (22): a branch parameter's contributions carry the adjoint chain's roundings.
+    grads["sum_terms"] = {"x": state_terms + 3 * x.shape[-1],
+                          **{key: state_terms for key in magnitudes
+                             if key.startswith("state.") or key.split("_")[0] in BRANCHES}}
     return grads

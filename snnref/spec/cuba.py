@@ -60,6 +60,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .sums import Sums
+
 
 def _rates(params):
     dt = params["dt"]
@@ -169,7 +171,8 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     a, b = _rates(params)
     last = x.shape[0] - 1
     g_x = np.zeros_like(x)
-    g_leak, g_reset, g_theta, g_a, g_b = (np.zeros_like(x[0]) for _ in range(5))
+    # The parameter gradients, with the size of what they sum (spec/sums.py).
+    sums = Sums({name: x.shape[1:] for name in ("leak", "reset", "threshold", "a", "b")}, x.dtype)
     g_v = cot["final.v"].copy()
     g_i = cot["final.i"].copy()
     for t in reversed(range(x.shape[0])):
@@ -188,29 +191,29 @@ def backward(row, x, params, state, spike, inject, tape, cot):
                 # (11)
                 g_z = g_z + g_r * (tape["k"] - c)
                 # (12)
-                g_reset += m * g_v
+                sums.add("reset", m * g_v)
                 g_v = (1 - m) * g_v
                 g_z = (1 - m) * g_z
             # (13)
             if "v" not in inject:
                 zb = tape["reset_spike"][t]
-                g_reset += zb * g_v
+                sums.add("reset", zb * g_v)
                 g_v = (1 - zb) * g_v
             # (14)
             g_u = g_z * spike.grad(tape["u"][t])
             g_v = g_v + g_u
-            g_theta -= g_u
+            sums.add("threshold", -g_u)
         # (15) g_v is now the adjoint of v[t-1] + dv[t].
         if leaky:
-            g_leak += a * g_v
-            g_a += g_v * (params["leak"] - v_prev + i_prev)
+            sums.add("leak", a * g_v)
+            sums.add("a", g_v * (params["leak"] - v_prev + i_prev))
             g_v_prev = (1 - a) * g_v
         else:
-            g_a += g_v * i_prev
+            sums.add("a", g_v * i_prev)
             g_v_prev = g_v
         # (16)
         g_x[t] = g_i
-        g_b -= g_i * i_prev
+        sums.add("b", -(g_i * i_prev))
         # (17)
         g_i = (1 - b) * g_i + a * g_v
         g_v = g_v_prev
@@ -219,14 +222,16 @@ def backward(row, x, params, state, spike, inject, tape, cot):
         "x": g_x,
         "state.v": g_v,
         "state.i": g_i,
-        "tau_mem": -g_a * a / params["tau_mem"],
-        "tau_syn": -g_b * b / params["tau_syn"],
+        "tau_mem": -sums.total["a"] * a / params["tau_mem"],
+        "tau_syn": -sums.total["b"] * b / params["tau_syn"],
     }
-    if leaky:
-        grads["leak"] = g_leak
-    if spiking:
-        grads["reset"] = g_reset
-        grads["threshold"] = g_theta
+    # (18) scales each time constant's sum by |a / tau_mem| or |b / tau_syn|.
+    magnitudes = {"tau_mem": sums.magnitude["a"] * np.abs(a / params["tau_mem"]),
+                  "tau_syn": sums.magnitude["b"] * np.abs(b / params["tau_syn"])}
+    names = (("leak",) if leaky else ()) + (("reset", "threshold") if spiking else ())
+    for name in names:
+        grads[name], magnitudes[name] = sums.total[name], sums.magnitude[name]
+    grads["magnitudes"] = magnitudes
     if row.refractory:
         grads["state.r"] = np.zeros_like(x[0])
     return grads

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .sums import Sums
+
 
 def _leak(row, params):
     kind = row.options["leak"]
@@ -91,9 +93,8 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     record_pre = row.options["record"] == "pre"
     out_scale = theta if row.out == "spikes*threshold" else 1
     g_x = np.zeros_like(x)
-    g_lam = np.zeros_like(x[0])
-    g_theta = np.zeros_like(x[0])
-    g_alpha = np.zeros_like(x[0])
+    # (10)-(12): the parameter gradients, with the size of what they sum (spec/sums.py).
+    sums = Sums({name: x.shape[1:] for name in ("lam", "threshold", "alpha")}, x.dtype)
     g_plus = cot[f"final.{var}"].copy()
     for t in reversed(range(x.shape[0])):
         u, s = tape["u"][t], tape["s"][t]
@@ -101,26 +102,28 @@ def backward(row, x, params, state, spike, inject, tape, cot):
             g_plus = g_plus + cot[var][t]
         g_s = cot["out"][t] * out_scale
         if row.out == "spikes*threshold":
-            g_theta += cot["out"][t] * s
+            sums.add("threshold", cot["out"][t] * s)
         if row.reset == "zero":
             g_v = g_plus * (1 - tape["reset_spike"][t])
         elif row.reset == "subtract":
             g_v = g_plus
             g_s = g_s - theta * g_plus
-            g_theta -= s * g_plus
+            sums.add("threshold", -(s * g_plus))
         else:
             g_v = g_plus
         if record_pre:
             g_v = g_v + cot[var][t]
         g_u = g_s * spike.grad(u)
         g_v = g_v + g_u
-        g_theta -= g_u
+        sums.add("threshold", -g_u)
         if spike.math.dF is not None:
-            g_alpha += g_s * spike.scale_grad(u)
+            sums.add("alpha", g_s * spike.scale_grad(u))
         g_x[t] = g_v
-        g_lam += g_v * tape["v_prev"][t]
+        sums.add("lam", g_v * tape["v_prev"][t])
         g_plus = lam * g_v
-    grads = {"x": g_x, f"state.{var}": g_plus, "threshold": g_theta, "alpha": g_alpha}
+    grads = {"x": g_x, f"state.{var}": g_plus, "threshold": sums.total["threshold"], "alpha": sums.total["alpha"]}
+    magnitudes = {"threshold": sums.magnitude["threshold"], "alpha": sums.magnitude["alpha"]}
     if row.options["leak"] == "decay":
-        grads["decay"] = g_lam
+        grads["decay"], magnitudes["decay"] = sums.total["lam"], sums.magnitude["lam"]
+    grads["magnitudes"] = magnitudes
     return grads

@@ -144,8 +144,25 @@ IMPLEMENTATIONS = {
 }
 
 
-def get(key: str) -> SurrogateMath:
-    """The math of surrogate ``key``; an unknown key lists the valid ones."""
+@dataclass(frozen=True)
+class Custom:
+    """A surrogate that is not in the registry: a library's own, declared by its
+    three functions ``f(u, a)``, ``F(u, a)`` and ``dF(u, a)`` (None: the scale is
+    fixed) on NumPy arrays.  ``scale`` names the model parameter that holds
+    ``a``.  ``snnref.testing`` proves ``f = dF/du`` (and ``dF = dF/da``) by finite
+    differences before the spec uses it."""
+
+    key: str
+    f: Callable
+    F: Callable
+    dF: Optional[Callable] = None
+    scale: str = "alpha"
+
+
+def get(key) -> SurrogateMath:
+    """The math of surrogate ``key`` (or of a ``Custom`` one); an unknown key lists the valid ones."""
+    if isinstance(key, Custom):
+        return SurrogateMath(key.f, key.F, key.dF)
     try:
         return IMPLEMENTATIONS[key]
     except (KeyError, TypeError):

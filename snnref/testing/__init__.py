@@ -5,9 +5,15 @@
   neuron) on failure.
 - ``snnref.testing.strategies``: hypothesis strategies for each model's
   inputs, parameters and states.
-- ``assert_conforms(fn, model, ...)``: runs a user's implementation against the
-  spec on hypothesis-generated cases and on the golden traces, outputs and
-  gradients.
+- ``Implementation(fn, model, pin=..., per_neuron=..., surrogates=...,
+  takes_state=..., takes_inject=..., dtypes=..., fixed=...)``: what an
+  implementation covers (``snnref.testing.contract``), read identically by
+  ``assert_conforms``, ``snnref verify --impl`` and the pytest plugin
+  (``pytest --snnref-impl pkg.mod:fn --snnref-model KEY``).
+- ``assert_conforms(fn, model, ...)``: runs a user's implementation through
+  the gate (``snnref.testing.gate``): seeded random cases, a case exactly on
+  threshold, a wide and a long case, and the installed golden traces; outputs,
+  final states and gradients, in float32 and float64.
 
 The adapter contract.  ``fn`` has ``snnref.simulate``'s signature::
 
@@ -18,18 +24,26 @@ with ``x`` time-major (T, ..., N), parameters, states and outputs named as in
 ``snnref.registry`` (SPEC.md section 8), and ``result.outputs`` (``"out"`` and
 each recorded state sequence) and ``result.final_state`` dicts of tensors,
 differentiable with respect to ``x``, the trainable parameters and the
-initial states.  Optional attributes of ``fn`` narrow what is checked to what
-it can express: ``takes_state``, ``per_neuron``, ``surrogates`` (the accepted
-surrogate keys) and ``fixed_parameters`` (not differentiated).  ``snnref.testing.adapters`` wraps the seed-style functional
-signatures (tether's ``(x_seq, v_init, decay, threshold, alpha,
-surrogate_type)``, hxtorch's ``cuba_*_integration``) into this contract.
+initial states; spiking outputs hold exactly 0 or 1.  An ``Implementation``
+(or the same-named attributes on ``fn``: ``takes_state``, ``per_neuron``,
+``surrogates``, ``fixed_parameters``, ``pin``, ``takes_inject``, ``dtypes``)
+narrows what is checked to what it can express; the report lists the rest.
+``snnref.testing.adapters`` wraps the seed-style functional signatures
+(tether's ``(x_seq, v_init, decay, threshold, alpha, surrogate_type)``,
+hxtorch's ``cuba_*_integration``) into this contract.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from .. import registry, tolerance
+from .. import tolerance
+from ..spec.surrogates import Custom as Surrogate
+from .contract import ContractError, Implementation
+
+__all__ = ["ConformanceError", "ContractError", "Implementation", "Surrogate", "assert_close", "assert_conforms"]
 
 
 class ConformanceError(AssertionError):
@@ -69,56 +83,31 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None):
         )
 
 
-def assert_conforms(fn, model, *, dtype=None, examples=20, seed=0, golden=True, golden_dir=None):
-    """Check ``fn`` (see the adapter contract above) against the spec for ``model``.
+def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=True, golden_dir=None,
+                    kinds=None, save_failures=None):
+    """Check ``fn`` against the spec for ``model`` through the gate (``snnref.testing.gate``).
 
-    Runs ``examples`` hypothesis-generated cases (derandomized from ``seed``) and,
-    with ``golden``, every golden trace of ``model``; compares every output,
-    final state and gradient under the tolerance policy.  Raises
-    ``ConformanceError`` naming the model, quantity and first failing time step.
-    Returns the worst error as a fraction of the budget.
+    ``fn``: an ``Implementation`` (the declared contract) or a plain function
+    with the adapter contract (its attributes read by ``Implementation.of``).
+    Runs ``examples`` seeded random cases, the exact-threshold, wide and long
+    cases and, with ``golden``, every golden trace the contract can express
+    (from ``golden_dir``, default the installed store), in every declared dtype
+    (``dtype``: only that one).  Raises ``ConformanceError`` with the report
+    (per quantity: worst fraction of the budget, failing runs, first and last
+    failing step; what was not checked).  ``save_failures``: a directory for
+    the first failing case (``.npz``, with the command that replays it).
+    Returns the worst error as a fraction of the budget (``snnref.testing.gate.run``
+    returns the whole report).
     """
-    import torch
-    from hypothesis import HealthCheck, given, settings
+    from . import gate
 
-    from .. import equivalence
-    from . import strategies
-
-    row = registry.model(model)
-    dtype = torch.float32 if dtype is None else dtype
-    takes_state = getattr(fn, "takes_state", True)
-    per_neuron = getattr(fn, "per_neuron", True)
-    surrogates = getattr(fn, "surrogates", row.surrogates)
-    worst = [0.0]
-
-    def judge(case, label):
-        report = equivalence.compare(case, "impl", dtype, implementation=fn, **label)
-        worst[0] = max(worst[0], report.worst)
-        if not report.passed:
-            raise ConformanceError(f"{row.key} ({case.label or 'generated'}): " + "; ".join(report.failures))
-
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck), print_blob=True)
-    @given(strategies.cases(row.key, initial_state=takes_state, per_neuron=per_neuron, surrogates=surrogates))
-    def generated(case):
-        judge(case, {})
-
-    generated()
-    if golden:
-        from .. import golden as store
-
-        directory = store.DEFAULT_DIR if golden_dir is None else golden_dir
-        manifest = store.read_manifest(directory)
-        for name, entry in manifest["files"].items():
-            if entry["model"] != row.key:
-                continue
-            arrays = store.load(directory, name, entry)
-            case = store.case_from(arrays, entry)
-            # A golden run from an explicit state, or with per-neuron parameters,
-            # says nothing about a function that cannot take them.
-            expressible = (takes_state or not case.state) and case.surrogate in (surrogates or (None,)) and (
-                per_neuron or all(np.size(v) == 1 for k, v in case.params.items()
-                                  if row.param(k).shape == registry.SCALAR))
-            if expressible:
-                judge(case, {"reference": store.expected_from(arrays)})
-    return worst[0]
+    impl = Implementation.of(fn, model)
+    if dtype is not None:
+        impl = replace(impl, dtypes=(str(dtype).replace("torch.", ""),))
+    kinds = tuple(kinds or (gate.KINDS if golden else tuple(k for k in gate.KINDS if k != "golden")))
+    report = gate.run(impl, examples=examples, seed=seed, kinds=kinds, golden_dir=golden_dir)
+    if not report.passed:
+        if save_failures is not None:
+            gate.save_failure(report, save_failures)
+        raise ConformanceError(report.text())
+    return report.worst

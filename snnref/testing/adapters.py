@@ -5,8 +5,11 @@
 onto ``tether.LIF`` (detached hard reset to zero, pre-reset membrane), where
 their semantics coincide; they import the library when called.
 
-An adapted function may keep some parameters fixed (``fixed_parameters``:
-their gradients are not compared), may be unable to take an initial state (hxtorch's
+An adapted function declares what it covers with the attributes
+``snnref.testing.Implementation.of`` reads (or is wrapped in an
+``Implementation``).  It may keep some parameters fixed (``fixed_parameters``:
+their gradients are not compared), store only some dtypes (``dtypes``),
+may be unable to take an initial state (hxtorch's
 functions start from their parameters: ``takes_state = False``), per-neuron
 values for the parameters the registry declares scalar (tether's functions
 take scalars there: ``per_neuron = False``), or to return
@@ -117,6 +120,8 @@ def snntorch_leaky(**options):
     adapted.per_neuron = False
     adapted.surrogates = ("arctan",)
     adapted.fixed_parameters = ("alpha",)
+    # Leaky's spike comes back as float32 from float64 inputs (a cast inside snnTorch).
+    adapted.dtypes = ("float32",)
     return adapted
 
 

@@ -1,0 +1,211 @@
+"""What an implementation under test covers: one declared contract for every gate.
+
+``Implementation(fn, model, ...)`` is read identically by
+``snnref.testing.assert_conforms``, ``snnref verify --impl`` and the pytest
+plugin.  ``fn`` has ``snnref.simulate``'s signature (see ``snnref.testing``).
+Each field narrows the cases to what ``fn`` can express; whatever it leaves
+out is listed by the gate as not checked, never skipped silently:
+
+- ``pin``: parameter -> value; every case and golden is drawn inside that slice
+  (``{"leak": 0.0}`` for a library without a leak), and a pinned parameter's
+  gradient is not compared.
+- ``per_neuron``: True (every parameter may be per-neuron), False (scalars
+  only) or the names of the parameters that may be.
+- ``surrogates``: the accepted registry keys, or ``snnref.spec.surrogates.Custom``
+  objects (a library's own surrogate: ``f``, ``F``, ``dF/dscale``), proven
+  consistent by finite differences at construction and then used by the spec.
+- ``takes_state``, ``takes_inject``: whether ``fn`` takes an initial state and
+  hardware injection.
+- ``dtypes``: the storage dtypes checked.  Default (None): float32, and
+  float64 whenever the implementation accepts float64 inputs (float64 exposes
+  float32 casts hidden inside an implementation: returning float32 from
+  float64 inputs fails; raising on them lists float64 as not checked).
+- ``fixed``: trainable parameters ``fn`` does not differentiate.
+
+A plain function works too: ``Implementation.of(fn, model)`` reads the older
+attributes ``takes_state``, ``per_neuron``, ``surrogates``,
+``fixed_parameters`` (and ``pin``, ``takes_inject``, ``dtypes``) from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from .. import registry
+from ..spec.surrogates import Custom
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+# Finite differences of a custom surrogate: relative error bound, over this grid of u.
+SURROGATE_FD_BOUND = 1e-6
+SURROGATE_GRID = np.concatenate([np.linspace(-4.0, 4.0, 161), [-30.0, -1e-3, 1e-3, 30.0]])
+
+
+class ContractError(ValueError):
+    """A contract that cannot be right: the message names the field and what was expected."""
+
+
+def _names(value, field_name):
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ContractError(f"{field_name}: expected a sequence of names, got {value!r}")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Implementation:
+    fn: Callable
+    model: str
+    pin: Mapping[str, float] = field(default_factory=dict)
+    per_neuron: Union[bool, Tuple[str, ...]] = True
+    surrogates: Optional[Tuple[Union[str, Custom], ...]] = None
+    takes_state: bool = True
+    takes_inject: bool = True
+    dtypes: Optional[Tuple[str, ...]] = None
+    fixed: Tuple[str, ...] = ()
+    name: str = ""
+
+    def __post_init__(self):
+        if not callable(self.fn):
+            raise ContractError(f"fn: expected a callable with snnref.simulate's signature, got {self.fn!r}")
+        try:
+            row = registry.model(self.model)
+        except ValueError as error:
+            raise ContractError(f"model: {error}") from None
+        object.__setattr__(self, "model", row.key)
+        if not isinstance(self.pin, Mapping):
+            raise ContractError(f"pin: expected a dict parameter -> value, got {self.pin!r}")
+        pin = {}
+        for key, value in self.pin.items():
+            param = self._param(row, key, "pin")
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ContractError(f"pin[{key!r}]: expected a number, got {value!r}") from None
+            if not np.isfinite(number) or (param.domain == registry.POSITIVE and number <= 0) or (
+                    param.domain == registry.NONNEGATIVE and number < 0):
+                raise ContractError(f"pin[{key!r}]: {number!r} is outside the parameter's domain ({param.domain})")
+            pin[key] = number
+        object.__setattr__(self, "pin", pin)
+        if not isinstance(self.per_neuron, bool):
+            names = _names(self.per_neuron, "per_neuron")
+            for key in names:
+                self._param(row, key, "per_neuron")
+            object.__setattr__(self, "per_neuron", names)
+        object.__setattr__(self, "surrogates", self._surrogates(row))
+        for flag in ("takes_state", "takes_inject"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ContractError(f"{flag}: expected True or False, got {getattr(self, flag)!r}")
+        if self.dtypes is not None:
+            dtypes = tuple(str(d).replace("torch.", "") for d in _names_or_dtypes(self.dtypes))
+            unknown = [d for d in dtypes if d not in DTYPES]
+            if unknown or not dtypes:
+                raise ContractError(f"dtypes: expected some of {', '.join(DTYPES)}, got {self.dtypes!r}")
+            object.__setattr__(self, "dtypes", dtypes)
+        fixed = _names(self.fixed, "fixed")
+        for key in fixed:
+            self._param(row, key, "fixed")
+        object.__setattr__(self, "fixed", fixed)
+        if not self.name:
+            object.__setattr__(self, "name", getattr(self.fn, "__qualname__", repr(self.fn)))
+
+    @staticmethod
+    def _param(row, key, field_name):
+        try:
+            return row.param(key)
+        except KeyError:
+            names = ", ".join(p.name for p in row.params)
+            raise ContractError(f"{field_name}: {row.key} has no parameter {key!r}; its parameters: {names}") from None
+
+    def _surrogates(self, row):
+        if self.surrogates is None:
+            return tuple(row.surrogates) or (None,)
+        if isinstance(self.surrogates, (str, Custom)):
+            raise ContractError(f"surrogates: expected a sequence, got {self.surrogates!r}")
+        chosen = []
+        for surrogate in self.surrogates:
+            if isinstance(surrogate, Custom):
+                if not row.surrogates:
+                    raise ContractError(f"surrogates: {row.key} does not spike, so it takes no surrogate")
+                self._param(row, surrogate.scale, f"surrogates[{surrogate.key!r}].scale")
+                prove_surrogate(surrogate, row.param(surrogate.scale).sample)
+            elif surrogate not in row.surrogates:
+                accepted = ", ".join(row.surrogates) or "none"
+                raise ContractError(f"surrogates: {row.key} does not accept {surrogate!r}; it accepts: {accepted}")
+            chosen.append(surrogate)
+        if not chosen:
+            raise ContractError("surrogates: declare at least one")
+        return tuple(chosen)
+
+    @classmethod
+    def of(cls, fn, model=None):
+        """``fn`` itself when it is an Implementation (of ``model``, if given); otherwise
+        a contract from the attributes a plain function may carry."""
+        if isinstance(fn, Implementation):
+            if model is not None and registry.model(model).key != fn.model:
+                raise ContractError(f"model: the implementation declares {fn.model}, not {model}")
+            return fn
+        if model is None:
+            raise ContractError("model: name the registry model the function implements")
+        return cls(fn, model, pin=getattr(fn, "pin", {}), per_neuron=getattr(fn, "per_neuron", True),
+                   surrogates=getattr(fn, "surrogates", None), takes_state=getattr(fn, "takes_state", True),
+                   takes_inject=getattr(fn, "takes_inject", True),
+                   dtypes=getattr(fn, "dtypes", None),
+                   fixed=tuple(getattr(fn, "fixed_parameters", ())))
+
+    def may_be_per_neuron(self, name) -> bool:
+        return self.per_neuron if isinstance(self.per_neuron, bool) else name in self.per_neuron
+
+    def not_differentiated(self):
+        """Trainable parameters whose gradients are not compared: fixed or pinned."""
+        return tuple(dict.fromkeys(self.fixed + tuple(self.pin)))
+
+    def summary(self) -> str:
+        per_neuron = {True: "all", False: "none"}.get(self.per_neuron) if isinstance(self.per_neuron, bool) \
+            else ", ".join(self.per_neuron)
+        surrogates = ", ".join(getattr(s, "key", None) or str(s) for s in self.surrogates)
+        pin = ", ".join(f"{k}={v:g}" for k, v in self.pin.items()) or "none"
+        return (f"surrogates {surrogates}; per-neuron {per_neuron}; state {'yes' if self.takes_state else 'no'}; "
+                f"inject {'yes' if self.takes_inject else 'no'}; dtypes "
+                f"{', '.join(self.dtypes) if self.dtypes else 'float32, float64 if accepted'}; pin {pin}"
+                + (f"; fixed {', '.join(self.fixed)}" if self.fixed else ""))
+
+
+def _names_or_dtypes(value):
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise ContractError(f"dtypes: expected a sequence such as ('float32', 'float64'), got {value!r}")
+    return tuple(value)
+
+
+def _derivative(function, point, step):
+    """Central difference at ``step``, ``step/2``, ``step/4``, Richardson-extrapolated twice."""
+    d = [(function(point + step / k) - function(point - step / k)) / (2 * step / k) for k in (1, 2, 4)]
+    r1, r2 = (4 * d[1] - d[0]) / 3, (4 * d[2] - d[1]) / 3
+    return (16 * r2 - r1) / 15
+
+
+def prove_surrogate(surrogate: Custom, scale_range) -> None:
+    """``f = dF/du`` and ``dF = dF/da`` by finite differences over ``SURROGATE_GRID``
+    and three scales in ``scale_range``; raises ContractError naming the function."""
+    u = SURROGATE_GRID
+    for scale in np.linspace(scale_range[0], scale_range[1], 3):
+        try:
+            f = np.asarray(surrogate.f(u, scale), dtype=np.float64)
+            fd = _derivative(lambda p: np.asarray(surrogate.F(p, scale), dtype=np.float64), u, 1e-3)
+        except Exception as error:
+            raise ContractError(f"surrogates[{surrogate.key!r}]: f or F fails on arrays ({error})") from None
+        if f.shape != u.shape or not np.all(np.isfinite(f)):
+            raise ContractError(f"surrogates[{surrogate.key!r}].f: expected finite values of u's shape")
+        error = float(np.max(np.abs(f - fd))) / max(1.0, float(np.max(np.abs(f))))
+        if not error < SURROGATE_FD_BOUND:
+            raise ContractError(f"surrogates[{surrogate.key!r}]: f is not dF/du (finite differences differ by "
+                                f"{error:.1e} relative at scale {scale:g}; bound {SURROGATE_FD_BOUND:g})")
+        if surrogate.dF is not None:
+            dF = np.asarray(surrogate.dF(u, scale), dtype=np.float64)
+            fd = np.array([_derivative(lambda a: float(np.asarray(surrogate.F(np.array([p]), a))[0]), scale,
+                                       1e-3 * scale) for p in u])
+            error = float(np.max(np.abs(dF - fd))) / max(1.0, float(np.max(np.abs(dF))))
+            if not error < SURROGATE_FD_BOUND:
+                raise ContractError(f"surrogates[{surrogate.key!r}]: dF is not dF/dscale (finite differences "
+                                    f"differ by {error:.1e} relative at scale {scale:g})")

@@ -1,0 +1,631 @@
+"""The gate: an implementation under its declared contract, against the spec.
+
+``run(impl)`` (``impl`` a ``snnref.testing.Implementation``) builds the cases,
+runs each through ``snnref.equivalence.compare`` in every declared dtype and
+returns a ``GateReport``.  Every run includes, with or without goldens:
+
+- ``random``: ``examples`` small seeded cases (T <= 12, batch <= 3, N <= 7),
+  cycling through the declared surrogates, scalar and per-neuron parameters,
+  initial states and injection as the contract allows;
+- ``threshold``: a dyadic case (inputs multiples of 1/8, parameters with 4-bit
+  mantissas, some inputs equal to the threshold) in which decisions land
+  exactly on ``u = 0`` in float64 and float32, so that ``>=`` and ``>`` give
+  different spikes;
+- ``wide``: more than 1,100 lanes, a multiple of neither 32, 128 nor 1024
+  (kernels fail at block boundaries);
+- ``long``: T = 256 (bugs that start late);
+- ``golden``: every golden trace of the model the contract can express; the
+  others are listed with the reason.
+
+Every quantity the model defines is compared, or listed as not checked with
+the reason (not returned, pinned, fixed, or outside the contract).
+
+The exact-threshold case rests on dyadic numbers:
+
+(1) d(v) = round(m 2^4) 2^(e-4)   for v = m 2^e, 1/2 <= m < 1
+
+has a 4-bit mantissa, so sums and products of a few such numbers are exact in
+float32 and float64 alike; from a zero state ``v[0] = x[0]``, and an input
+``x[0] = theta`` gives ``u[0] = 0`` exactly in both.  (hxtorch's membrane
+starts at ``leak`` (or ``reset``) and its first step adds ``a (leak - v + 0)
+= 0``: ``threshold := leak`` gives ``u[0] = 0`` in any arithmetic.)
+
+A failing gradient without a time axis (a parameter's, an initial state's) is
+located in time by its cotangents:
+
+(2) g(t) = the gradient with every output cotangent after step t set to 0
+    and the final-state cotangents off
+
+is a sum over steps <= t only; the first failing step is the smallest t whose
+g(t) fails, found by bisection (the report's ``steps`` column), or "final"
+when only the final state's cotangent makes it fail.  The report
+summarises each quantity over all runs: worst fraction of the budget, failing
+runs, first and last failing time step, the worst element and the run it was
+in; each run is labelled with model, surrogate, case kind, seed and dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import shlex
+import zlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .. import checks, registry, spec
+from .contract import Implementation
+
+KINDS = ("random", "threshold", "wide", "long", "golden")
+LONG_STEPS = 256
+# (batch, N) of the wide case: 3 x 379 = 1137 lanes (attention: 35 x 2 tokens x 17 = 1190,
+# wide in batch, so that its dot products over N stay short: SPEC.md section 7's
+# long-sum term covers sums over time and batch, not over a 191-long matrix row).
+WIDE = {"default": (3, 379), "attention": (35, 17)}
+THRESHOLD_CANDIDATES = 48
+
+
+class ImplementationError(TypeError):
+    """What the implementation returned breaks the adapter contract (named by quantity)."""
+
+
+def _surrogate_key(surrogate):
+    return getattr(surrogate, "key", surrogate)
+
+
+@dataclass
+class Planned:
+    case: checks.Case
+    kind: str
+    seed: int
+    reference: Optional[dict] = None  # stored golden results
+    name: str = ""  # the golden file
+
+    def label(self, dtype=None):
+        row = registry.model(self.case.model)
+        lanes = int(np.prod(self.case.x.shape[1:]))
+        where = f"{self.name} " if self.name else ""
+        text = (f"{row.key} {_surrogate_key(self.case.surrogate) or '-'} {self.kind} {where}seed={self.seed} "
+                f"(T={self.case.x.shape[0]}, lanes={lanes})")
+        return text + (f" {dtype}" if dtype else "")
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def _dyadic(values, bits=4):
+    """Equation (1): the nearest number with a ``bits``-bit mantissa."""
+    mantissa, exponent = np.frexp(np.asarray(values, dtype=np.float64))
+    return np.ldexp(np.round(mantissa * 2**bits) / 2**bits, exponent)
+
+
+def _within_contract(impl, case):
+    """The case moved into the contract's slice: pinned values, per-neuron only where allowed."""
+    row = registry.model(case.model)
+    params = {}
+    for name, value in case.params.items():
+        value = np.asarray(value, dtype=np.float64)
+        if row.param(name).shape == registry.SCALAR and value.ndim and not impl.may_be_per_neuron(name):
+            value = np.asarray(value.reshape(-1)[0])
+        if name in impl.pin:
+            value = np.full(value.shape, impl.pin[name])
+        params[name] = value
+    return replace(case, params=params)
+
+
+def _draw(impl, rng, *, steps, batch, neurons, surrogate, per_neuron, random_state, inject):
+    row = registry.model(impl.model)
+    case = checks.random_case(row.key, rng, steps=steps, batch=batch, neurons=neurons,
+                              surrogate=surrogate if isinstance(surrogate, str) else None,
+                              per_neuron=per_neuron, random_state=random_state and impl.takes_state,
+                              inject=inject and impl.takes_inject and bool(row.inject))
+    return _within_contract(impl, replace(case, surrogate=surrogate))
+
+
+def _random_cases(impl, examples, seed):
+    row = registry.model(impl.model)
+    for index in range(examples):
+        case_seed = _seed(row.key, seed, "random", index)
+        rng = np.random.default_rng(case_seed)
+        case = _draw(impl, rng, steps=int(rng.integers(1, 13)), batch=int(rng.integers(1, 4)),
+                     neurons=int(rng.integers(1, 8)), surrogate=impl.surrogates[index % len(impl.surrogates)],
+                     per_neuron=index % 2 == 1, random_state=index % 3 != 2, inject=index % 2 == 0)
+        yield Planned(case, "random", case_seed)
+
+
+def _start_on_threshold(impl, row, seed):
+    """For a model whose membrane starts at a parameter (hxtorch: v = leak, or reset),
+    whose first step adds nothing to it (the current starts at 0): threshold := that
+    parameter puts every lane's first decision exactly on u = 0 in any arithmetic."""
+    start = next((v.initial for v in row.state if isinstance(v.initial, str)), None)
+    if start is None or "threshold" in impl.pin or not any(p.name == "threshold" for p in row.params):
+        return None
+    case_seed = _seed(row.key, seed, "threshold", "start")
+    rng = np.random.default_rng(case_seed)
+    case = _draw(impl, rng, steps=16, batch=2, neurons=8, surrogate=impl.surrogates[0], per_neuron=False,
+                 random_state=False, inject=False)
+    params = dict(case.params)
+    params["threshold"] = np.asarray(params[start], dtype=np.float64).copy()
+    return Planned(replace(case, params=params), "threshold", case_seed)
+
+
+def _exact_threshold_case(impl, seed):
+    """A dyadic case with decisions exactly on threshold in float64 and float32, or None."""
+    row = registry.model(impl.model)
+    if not row.surrogates:
+        return None
+    for index in range(THRESHOLD_CANDIDATES):
+        case_seed = _seed(row.key, seed, "threshold", index)
+        rng = np.random.default_rng(case_seed)
+        case = _draw(impl, rng, steps=16, batch=2, neurons=8, surrogate=impl.surrogates[index % len(impl.surrogates)],
+                     per_neuron=False, random_state=False, inject=False)
+        params = {k: _dyadic(v) if k not in impl.pin else v for k, v in case.params.items()}
+        identity = [p.name for p in row.params if p.shape == registry.MATRIX and p.name not in impl.pin]
+        for name in identity:
+            # Input weights (attention) as the identity: each branch's membrane sees x itself.
+            params[name] = np.eye(case.x.shape[-1])
+        x = np.round(case.x * 8) / 8
+        first = next((k for k in params if k.endswith("threshold")), None)
+        theta = np.broadcast_to(params[first] if first else 1.0, x.shape[1:])
+        state = {}
+        if index % 2 and impl.takes_state and row.state:
+            # A model that decides from the state before this step's update
+            # (rnnbuilder.Cooldown): half the lanes start exactly on threshold.
+            state = {row.state[0].name: np.where(np.arange(x.shape[-1]) % 2 == 0, theta, 0.0)}
+        else:
+            # From a zero state the first membrane is the input itself: half the
+            # lanes get exactly the threshold as input.
+            x[0][..., ::2] = theta[..., ::2]
+        case = replace(case, x=x, params=params, state=state)
+        try:
+            runs = [spec.simulate(row.key, case.x, case.params, case.state, surrogate=case.surrogate, dtype=d)
+                    for d in (np.float64, np.float32)]
+        except ValueError:
+            continue  # a dyadic parameter left the domain: try the next draw
+        if runs[0].distance is None:
+            # Several decisions per neuron-step (attention's branches): no distances to read,
+            # but with identity weights v_q[0] = x[0] = q_threshold exactly, by construction.
+            if identity and first:
+                return Planned(case, "threshold", case_seed)
+            break
+        exact = (runs[0].distance == 0) & (runs[1].distance == 0)
+        if exact.any():
+            return Planned(case, "threshold", case_seed)
+    return _start_on_threshold(impl, row, seed)
+
+
+def _sized_case(impl, kind, seed):
+    row = registry.model(impl.model)
+    case_seed = _seed(row.key, seed, kind)
+    rng = np.random.default_rng(case_seed)
+    if kind == "wide":
+        batch, neurons = WIDE["attention" if row.input_rank else "default"]
+        steps = 4
+    else:
+        batch, neurons, steps = 2, 3, LONG_STEPS
+    case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons, surrogate=impl.surrogates[0],
+                 per_neuron=False, random_state=True, inject=False)
+    return Planned(case, kind, case_seed)
+
+
+def _golden_cases(impl, golden_dir, unchecked, broken):
+    """Every golden trace of the model the contract can express; the others go to
+    ``unchecked`` with the reason, unreadable ones to ``broken`` (each file alone)."""
+    from .. import golden as store
+
+    row = registry.model(impl.model)
+    directory = store.store_dir(golden_dir)
+    manifest = store.read_manifest(directory)
+    declared = {_surrogate_key(s): s for s in impl.surrogates}
+    for name, entry in manifest["files"].items():
+        if entry["model"] != row.key:
+            continue
+        try:
+            arrays = store.load(directory, name, entry)
+            case = store.case_from(arrays, entry)
+            store.check_case(case, name)
+        except store.GoldenError as error:  # its message starts with the file's name
+            broken.append(f"golden {error}")
+            continue
+        except (ValueError, TypeError, KeyError) as error:
+            broken.append(f"golden {name}: {type(error).__name__}: {error}")
+            continue
+        reason = _inexpressible(impl, row, case, declared)
+        if reason:
+            unchecked.append(f"golden {name}: {reason}")
+            continue
+        case = replace(case, surrogate=declared.get(case.surrogate, case.surrogate))
+        yield Planned(case, "golden", int(entry.get("seed", 0)), store.expected_from(arrays), name)
+
+
+def _inexpressible(impl, row, case, declared):
+    if (case.surrogate or None) not in declared and case.surrogate is not None:
+        return f"surrogate {case.surrogate} is not declared"
+    if case.state and not impl.takes_state:
+        return "starts from an initial state (takes_state=False)"
+    if case.inject and not impl.takes_inject:
+        return "uses hardware injection (takes_inject=False)"
+    for name, value in case.params.items():
+        if row.param(name).shape == registry.SCALAR and np.size(value) > 1 and not impl.may_be_per_neuron(name):
+            return f"per-neuron {name} (per_neuron does not allow it)"
+    for name, pinned in impl.pin.items():
+        value = np.asarray(case.params.get(name, row.param(name).default), dtype=np.float64)
+        if not np.all(value == pinned):
+            return f"{name} = {value.reshape(-1)[0]:g} outside the pin {name} = {pinned:g}"
+    return ""
+
+
+def plan(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=None):
+    """(the planned cases, what is not checked, broken golden files)."""
+    if seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed}")
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"kinds: unknown {unknown}; expected some of {', '.join(KINDS)}")
+    planned, unchecked, broken = [], [], []
+    row = registry.model(impl.model)
+    if "random" in kinds:
+        planned += list(_random_cases(impl, examples, seed))
+    if "threshold" in kinds:
+        found = _exact_threshold_case(impl, seed)
+        if found:
+            planned.append(found)
+        elif row.surrogates:
+            unchecked.append(f"exact threshold: no dyadic case of {THRESHOLD_CANDIDATES} lands on u = 0 in "
+                             f"float64 and float32 for {row.key} within the contract")
+    for kind in ("wide", "long"):
+        if kind in kinds:
+            planned.append(_sized_case(impl, kind, seed))
+    if "golden" in kinds:
+        planned += list(_golden_cases(impl, golden_dir, unchecked, broken))
+    unchecked += _contract_limits(impl, row)
+    return planned, unchecked, broken
+
+
+def _contract_limits(impl, row):
+    """The slices of the model the contract leaves out, one line each."""
+    limits = []
+    missing = [s for s in row.surrogates if s not in {_surrogate_key(x) for x in impl.surrogates}]
+    if missing:
+        limits.append(f"surrogates {', '.join(missing)} (not declared)")
+    if not impl.takes_state:
+        limits.append("initial states and their gradients (takes_state=False)")
+    if row.inject and not impl.takes_inject:
+        limits.append("hardware injection (takes_inject=False)")
+    scalars = [p.name for p in row.params if p.shape == registry.SCALAR and not impl.may_be_per_neuron(p.name)]
+    if scalars:
+        limits.append(f"per-neuron {', '.join(scalars)} (per_neuron)")
+    for name in impl.not_differentiated():
+        if name in row.trainable:
+            limits.append(f"grad:{name} ({'pinned' if name in impl.pin else 'fixed'})")
+    for name, value in impl.pin.items():
+        limits.append(f"{name} other than {value:g} (pinned)")
+    absent = [d for d in ("float32", "float64") if impl.dtypes is not None and d not in impl.dtypes]
+    if absent:
+        limits.append(f"{', '.join(absent)} (dtypes)")
+    return limits
+
+
+class _Adapted:
+    """``fn`` with the attributes ``snnref.equivalence`` reads, and its result checked
+    against the contract before any comparison."""
+
+    def __init__(self, impl):
+        self.impl = impl
+        self.fixed_parameters = impl.not_differentiated()
+        self.takes_state = impl.takes_state
+
+    def __call__(self, model, x, params, state, *, surrogate=None, inject=None):
+        import torch
+
+        result = self.impl.fn(model, x, params, state, surrogate=surrogate, inject=inject)
+        for part in ("outputs", "final_state"):
+            values = getattr(result, part, None)
+            if not isinstance(values, dict):
+                raise ImplementationError(f"result.{part}: expected a dict of tensors, got {type(values).__name__}"
+                                          " (the contract returns an object with .outputs and .final_state)")
+            for key, value in values.items():
+                label = f"result.{part}[{key!r}]"
+                if not isinstance(value, torch.Tensor):
+                    raise ImplementationError(f"{label}: expected a torch tensor on the autograd graph of the "
+                                              f"inputs, got {type(value).__name__}")
+                if value.dtype != x.dtype:
+                    raise ImplementationError(f"{label}: dtype {value.dtype}, expected {x.dtype} like x "
+                                              "(a cast inside the implementation?)")
+                if part == "outputs" and value.dim() == x.dim() and value.shape[1:] != x.shape[1:] \
+                        and value.shape[0] == x.shape[1] and value.shape[1] == x.shape[0]:
+                    raise ImplementationError(f"{label}: shape {tuple(value.shape)} looks batch-first; expected "
+                                              f"time-major {tuple(x.shape)}")
+        returned = list(result.outputs.values()) + list(result.final_state.values())
+        if x.requires_grad and returned and not any(v.requires_grad for v in returned):
+            raise ImplementationError("result: every tensor is detached from the inputs (none requires grad), "
+                                      "so no gradient can be checked")
+        return result
+
+
+@dataclass
+class Run:
+    label: str
+    kind: str
+    seed: int
+    dtype: str
+    passed: bool
+    details: Dict[str, dict] = field(default_factory=dict)
+    failures: List[str] = field(default_factory=list)
+    unchecked: List[str] = field(default_factory=list)
+    worst: float = 0.0
+    planned: Optional[Planned] = None
+
+
+@dataclass
+class GateReport:
+    model: str
+    name: str
+    contract: str
+    runs: List[Run] = field(default_factory=list)
+    unchecked: List[str] = field(default_factory=list)
+    broken: List[str] = field(default_factory=list)
+    saved: Optional[str] = None  # the .npz of the first failing case
+    replay: Optional[str] = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.broken and all(r.passed for r in self.runs) and bool(self.runs)
+
+    @property
+    def worst(self) -> float:
+        return max((r.worst for r in self.runs), default=0.0)
+
+    def quantities(self) -> Dict[str, dict]:
+        """Per quantity over every run: worst fraction, failing runs, first and last failing
+        step, and the worst element with its run."""
+        table: Dict[str, dict] = {}
+        for run in self.runs:
+            for key, detail in run.details.items():
+                row = table.setdefault(key, {"worst": 0.0, "failing": 0, "runs": 0, "first_step": None,
+                                             "last_step": None, "worst_index": None, "worst_run": None})
+                row["runs"] += 1
+                fraction = float(detail["fraction"])
+                if fraction >= row["worst"] or row["worst_run"] is None:
+                    row["worst"], row["worst_index"], row["worst_run"] = fraction, detail["worst_index"], run.label
+                if detail["failed"]:
+                    row["failing"] += 1
+                    row["through_final_state"] = row.get("through_final_state") or detail.get("through_final_state")
+                    for end, pick in (("first_step", min), ("last_step", max)):
+                        if detail[end] is not None:
+                            row[end] = detail[end] if row[end] is None else pick(row[end], detail[end])
+        if "spikes" in table:
+            # Spikes are judged in every run that compared the spiking output.
+            table["spikes"]["runs"] = sum("out:out" in run.details for run in self.runs)
+        return dict(sorted(table.items()))
+
+    def not_checked(self) -> List[str]:
+        returned = {q for r in self.runs for q in r.unchecked}
+        return [f"{q} (not returned)" for q in sorted(returned)] + self.unchecked
+
+    def text(self) -> str:
+        """About 30 lines for one planted bug: a summary per quantity, the first failure, what was not checked."""
+        verdict = "PASS" if self.passed else "FAIL"
+        failed = [r for r in self.runs if not r.passed]
+        kinds = {}
+        for run in self.runs:
+            kinds.setdefault(run.kind, set()).add(run.label.rsplit(" ", 1)[0])
+        dtypes = sorted({r.dtype for r in self.runs})
+        lines = [f"snnref gate: {self.model}, implementation {self.name}: {verdict}",
+                 f"  contract: {self.contract}",
+                 "  cases: " + ", ".join(f"{len(v)} {k}" for k, v in kinds.items())
+                 + f"; in {', '.join(dtypes)}: {len(self.runs)} runs, {len(failed)} failed"]
+        table = self.quantities()
+        bad = {k: v for k, v in table.items() if v["failing"]}
+        if bad:
+            lines.append(f"  {'quantity':<22} {'worst/budget':>12} {'failing runs':>13}  {'steps':<11} worst at")
+            for key, row in bad.items():
+                steps = ("final" if row.get("through_final_state") else "-") if row["first_step"] is None \
+                    else f"{row['first_step']}-{row['last_step']}"
+                lines.append(f"  {key:<22} {row['worst']:>12.3g} {row['failing']:>6}/{row['runs']:<6}  "
+                             f"{steps:<11} {tuple(row['worst_index'])} in {row['worst_run']}")
+        good = [f"{k} {v['worst']:.2f}" for k, v in table.items() if not v["failing"]]
+        if good:
+            lines.append("  within budget (worst fraction): " + ", ".join(good))
+        if failed:
+            first = failed[0]
+            lines.append(f"  first failing run: {first.label}")
+            lines += [f"    {failure}" for failure in first.failures[:4]]
+            if len(first.failures) > 4:
+                lines.append(f"    ... {len(first.failures) - 4} more in this run (--json has all)")
+        lines += [f"  broken: {b}" for b in self.broken]
+        if self.replay:
+            lines.append(f"  replay: {self.replay}")
+        unchecked = self.not_checked()
+        if unchecked:
+            lines.append("  not checked: " + "; ".join(unchecked))
+        return "\n".join(lines)
+
+    def failure_lines(self) -> List[str]:
+        """One line per failing quantity: model, quantity, steps, worst fraction and where."""
+        lines = []
+        for key, row in self.quantities().items():
+            if row["failing"]:
+                steps = ("first at step {} (last {})".format(row["first_step"], row["last_step"])
+                         if row["first_step"] is not None else "only through the final state's cotangent"
+                         if row.get("through_final_state") else "summed over every step (no time axis)")
+                lines.append(f"{self.model} {key}: worst {row['worst']:.3g} x budget in {row['failing']} of "
+                             f"{row['runs']} runs; {steps}; worst at {tuple(row['worst_index'])} in "
+                             f"{row['worst_run']}")
+        lines += [f"{self.model} {b}" for b in self.broken]
+        lines += [f"{self.model} {r.label}: {f}" for r in self.runs for f in r.failures if not r.details
+                  or f.startswith("crashed")]
+        return lines
+
+    def as_dict(self) -> dict:
+        return {
+            "model": self.model, "implementation": self.name, "contract": self.contract, "passed": self.passed,
+            "worst": self.worst, "quantities": self.quantities(), "not_checked": self.not_checked(),
+            "broken": self.broken, "saved": self.saved, "replay": self.replay,
+            "runs": [{"label": r.label, "kind": r.kind, "seed": r.seed, "dtype": r.dtype, "passed": r.passed,
+                      "worst": r.worst, "failures": r.failures, "unchecked": r.unchecked,
+                      "details": r.details} for r in self.runs],
+        }
+
+
+def _torch_dtype(name):
+    import torch
+
+    return getattr(torch, name)
+
+
+def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateReport:
+    """Every planned case in every declared dtype the model's parameters fit."""
+    from .. import equivalence
+
+    row = registry.model(impl.model)
+    report = GateReport(row.key, impl.name, impl.summary(), unchecked=list(unchecked), broken=list(broken))
+    adapted = _Adapted(impl)
+    declared = impl.dtypes or ("float32", "float64")
+    dtypes = [d for d in declared if equivalence.storable(row, _torch_dtype(d))]
+    report.unchecked += [f"{d} (cannot store {row.key}'s parameters)" for d in declared if d not in dtypes]
+    if impl.dtypes is None and planned:
+        refused = _refuses_float64(adapted, planned[0].case)
+        if refused:
+            dtypes.remove("float64")
+            report.unchecked.append(f"float64 (not accepted: {refused}; declare dtypes to silence this)")
+    for item in planned:
+        for dtype in dtypes:
+            label = item.label(dtype)
+            reference = item.reference if dtype in ("float32", "float64") else None
+            try:
+                outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
+                                              implementation=adapted)
+            except Exception as error:  # the implementation crashed or broke the contract: a failure, by name
+                report.runs.append(Run(label, item.kind, item.seed, dtype, False,
+                                       failures=[f"crashed: {type(error).__name__}: {error}"], planned=item))
+                continue
+            # Quantities left out on purpose are listed once, by the contract, not as "not returned".
+            declared = {f"grad:{name}" for name in impl.not_differentiated()}
+            missing = [q for q in outcome.unchecked
+                       if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
+            report.runs.append(Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details,
+                                   outcome.failures, missing, outcome.worst, item))
+    first = next((r for r in report.runs if not r.passed and r.details), None)
+    if first is not None:
+        _locate_sums(adapted, first)
+    return report
+
+
+def _locate_sums(adapted, run):
+    """Equation (2): for each failing gradient without a time axis (a parameter's,
+    an initial state's) in ``run``, the first step whose cotangents make it fail,
+    by bisection over cotangents kept on steps 0..t only (final-state cotangents
+    off).  ``None`` with ``through_final_state`` when only the final state's
+    cotangent makes it fail."""
+    from .. import equivalence
+
+    case = run.planned.case
+    keys = [k for k, d in run.details.items() if d["failed"] and d["first_step"] is None and k.startswith("grad:")]
+    if not keys:
+        return
+    steps = case.x.shape[0]
+
+    def failing(t):
+        kept = {}
+        for name, cot in case.cotangents.items():
+            if name.startswith("final."):
+                kept[name] = np.zeros_like(cot)
+            else:
+                mask = (np.arange(cot.shape[0]) <= t).reshape((-1,) + (1,) * (cot.ndim - 1))
+                kept[name] = np.where(mask, cot, 0.0)
+        outcome = equivalence.compare(replace(case, cotangents=kept), "impl", _torch_dtype(run.dtype),
+                                      implementation=adapted)
+        return {k for k in keys if outcome.details.get(k, {}).get("failed")}
+
+    failing = functools.lru_cache(maxsize=None)(failing)
+    at_end = failing(steps - 1)
+    for key in keys:
+        detail = run.details[key]
+        if key not in at_end:
+            detail["through_final_state"] = True
+            continue
+        low, high = 0, steps - 1
+        while low < high:
+            middle = (low + high) // 2
+            if key in failing(middle):
+                high = middle
+            else:
+                low = middle + 1
+        detail["first_step"] = detail["last_step"] = low
+        detail["located_by"] = "cotangents on steps 0..t only"
+
+
+def _refuses_float64(adapted, case):
+    """Why the implementation refuses float64 inputs (its own exception), or ''.
+    A float64 input answered in float32 is not a refusal: the gate fails it."""
+    import torch
+
+    from .. import equivalence
+
+    try:
+        equivalence.run_backend(case, "impl", torch.float64, implementation=adapted)
+    except ImplementationError:
+        return ""
+    except Exception as error:  # the implementation's own refusal
+        return f"{type(error).__name__}: {str(error)[:80]}"
+    return ""
+
+
+def run(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=None) -> GateReport:
+    planned, unchecked, broken = plan(impl, examples=examples, seed=seed, kinds=kinds, golden_dir=golden_dir)
+    return run_planned(impl, planned, unchecked, broken)
+
+
+def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path]:
+    """Write the first failing run's case as an .npz (atomically) with the one-line
+    command that replays it; returns the path (None when nothing failed)."""
+    from ..golden import write_atomically
+
+    first = next((r for r in report.runs if not r.passed and r.planned is not None), None)
+    if first is None:
+        return None
+    case = first.planned.case
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{case.model.replace('.', '_')}-{first.kind}-{first.seed}-{first.dtype}"
+    path = directory / f"{stem}.npz"
+    target = impl_spec or "MODULE:CALLABLE"
+    command = (f"snnref verify --impl {shlex.quote(target)} --model {case.model} "
+               f"--case {shlex.quote(str(path))}")
+    meta = {"model": case.model, "surrogate": _surrogate_key(case.surrogate), "kind": first.kind,
+            "seed": first.seed, "dtype": first.dtype, "label": first.label, "replay": command}
+    arrays = {"in.x": case.x, "meta": np.array(json.dumps(meta))}
+    for prefix, values in (("param.", case.params), ("state.", case.state), ("cot.", case.cotangents),
+                           ("inject.", case.inject or {})):
+        arrays.update({prefix + k: np.asarray(v, dtype=np.float64) for k, v in values.items()})
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomically(path, buffer.getvalue())
+    report.saved, report.replay = str(path), command
+    return path
+
+
+def load_case(path, impl: Implementation):
+    """A case written by ``save_failure``, as (Planned, dtype)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"--case: {path} is not a case written by --save-failures ({error})") from None
+    if meta["model"] != impl.model:
+        raise ValueError(f"--case: {path} is a case of {meta['model']}, not of {impl.model}")
+
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    declared = {_surrogate_key(s): s for s in impl.surrogates}
+    case = checks.Case(meta["model"], declared.get(meta["surrogate"], meta["surrogate"]), arrays["in.x"],
+                       part("param."), part("state."), part("cot."), part("inject.") or None, label=meta["kind"])
+    return Planned(case, meta["kind"], int(meta["seed"])), meta["dtype"]

@@ -1,0 +1,96 @@
+"""The gate as a pytest plugin (entry point ``pytest11``: ``snnref``), for a library's CI.
+
+    pytest --snnref-impl mypackage.neurons:my_lif --snnref-model tether.LIF
+
+adds one test item per model and check, ``snnref[tether.LIF-random]``,
+``-threshold``, ``-wide``, ``-long`` and ``-golden`` (see
+``snnref.testing.gate``), each failing with the gate's report.  The target is
+a function with ``snnref.simulate``'s signature or an
+``snnref.testing.Implementation`` (then ``--snnref-model`` may be left out).
+Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``.
+
+The fixture ``snnref_gate`` runs the gate inside a test of your own::
+
+    def test_my_lif_conforms(snnref_gate):
+        snnref_gate(Implementation(my_lif, "tether.LIF", surrogates=("arctan",)))
+
+Nothing heavy is imported until a gate runs: installing snnref costs other
+projects' test sessions nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("snnref", "snnref: check an SNN implementation against the spec")
+    group.addoption("--snnref-impl", metavar="MODULE:CALLABLE",
+                    help="the implementation to check (snnref.simulate's signature, or an Implementation)")
+    group.addoption("--snnref-model", action="append", default=[], metavar="KEY",
+                    help="registry model it implements (repeatable)")
+    group.addoption("--snnref-golden-dir", metavar="DIR", help="golden store (default: the installed one)")
+    group.addoption("--snnref-examples", type=int, default=8, metavar="N", help="random cases (default 8)")
+    group.addoption("--snnref-seed", type=int, default=0, metavar="SEED", help="seed of the cases (default 0)")
+
+
+class GateItem(pytest.Item):
+    """One model x check of the gate."""
+
+    def __init__(self, *, impl, kind, **kwargs):
+        super().__init__(**kwargs)
+        self.impl, self.kind = impl, kind
+
+    def runtest(self):
+        from . import ConformanceError, gate
+
+        options = self.config.option
+        report = gate.run(self.impl, examples=options.snnref_examples, seed=options.snnref_seed,
+                          kinds=(self.kind,), golden_dir=options.snnref_golden_dir)
+        if not report.passed:
+            raise ConformanceError(report.text())
+
+    def repr_failure(self, excinfo):
+        from . import ConformanceError
+
+        if isinstance(excinfo.value, ConformanceError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self):
+        return self.path, None, f"snnref gate: {self.impl.model} {self.kind}"
+
+
+def pytest_collection_modifyitems(session, config, items):
+    target = config.getoption("snnref_impl")
+    if not target:
+        if config.getoption("snnref_model"):
+            raise pytest.UsageError("--snnref-model: name the implementation with --snnref-impl MODULE:CALLABLE")
+        return
+    from ..verify import load_implementation
+    from . import Implementation, gate
+
+    try:
+        fn = load_implementation(target)
+        models = config.getoption("snnref_model") or [getattr(fn, "model", None)]
+        if models == [None]:
+            raise ValueError("--snnref-model: name the model it implements (e.g. --snnref-model tether.LIF)")
+        contracts = [Implementation.of(fn, model) for model in models]
+    except ValueError as error:
+        raise pytest.UsageError(str(error).replace("--impl", "--snnref-impl")) from None
+    for impl in contracts:
+        for kind in gate.KINDS:
+            items.append(GateItem.from_parent(session, name=f"snnref[{impl.model}-{kind}]", impl=impl, kind=kind))
+
+
+@pytest.fixture
+def snnref_gate(request):
+    """``snnref_gate(fn_or_implementation, model=None, **options)``: ``assert_conforms``
+    with the session's ``--snnref-golden-dir``; returns the worst fraction of the budget."""
+    from . import assert_conforms
+
+    def run_gate(fn, model=None, **options):
+        options.setdefault("golden_dir", request.config.getoption("snnref_golden_dir"))
+        return assert_conforms(fn, model, **options)
+
+    return run_gate

@@ -1,0 +1,258 @@
+"""The gate for other people's code (snnref.testing.gate): one declared contract,
+no blind spots, a report that shows why, and planted bugs in an outside LIF
+(tests/fixtures/outside_lif.py) caught with the quantity and the step."""
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures import outside_lif
+from snnref import registry, spec, testing
+from snnref.spec.surrogates import arctan_F, arctan_f, arctan_dF
+from snnref.testing import gate
+
+SPIKING = sorted(k for k, row in registry.MODELS.items() if row.surrogates)
+QUICK = dict(examples=2)
+
+
+def test_a_correct_outside_implementation_passes_in_float32_and_float64():
+    report = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), **QUICK)
+    assert report.passed, report.text()
+    assert {r.dtype for r in report.runs} == {"float32", "float64"}
+    assert {r.kind for r in report.runs} == set(gate.KINDS)
+
+
+@pytest.mark.parametrize("name", sorted(outside_lif.BUGS))
+def test_each_planted_bug_is_caught_naming_the_quantity_and_step(name):
+    model, _ = outside_lif.BUGS[name]
+    with pytest.raises(testing.ConformanceError) as caught:
+        testing.assert_conforms(getattr(outside_lif, name), model, **QUICK)
+    text = str(caught.value)
+    # The per-quantity table: quantity, worst fraction, failing runs, first-last step.
+    rows = {m[0]: m[1:] for m in re.findall(r"(?m)^  (\S+) +(\S+) +(\d+)/(\d+) +(\S+) ", text)}
+    assert rows and all(q.startswith(("out:", "grad:", "final:", "spikes")) for q in rows), text
+    assert "first failing run: " + model in text
+    # Every failure names a step: a sequence's own, or the run's first failing step.
+    assert any(rows[q][3] != "-" for q in rows) or re.search(r"first at step \d+", text), text
+    expected = {"after_step_50": ("out:v", outside_lif.LATE_STEP), "gt_for_ge": ("spikes", 0),
+                "beyond_lane_32": ("out:v", 0), "b4": ("out:v", 0)}.get(name)
+    if expected:
+        assert int(rows[expected[0]][3].split("-")[0]) == expected[1], text
+
+
+def test_the_bug_beyond_lane_32_is_caught_only_by_the_wide_case():
+    impl = testing.Implementation.of(outside_lif.beyond_lane_32, "tether.LIF")
+    report = gate.run(impl, **QUICK)
+    failing = {r.kind for r in report.runs if not r.passed}
+    assert failing == {"wide"}, report.text()
+
+
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_every_run_has_wide_long_and_exact_threshold_cases(key):
+    impl = testing.Implementation(torch_simulate, key)
+    planned, unchecked, broken = gate.plan(impl, examples=0, kinds=("threshold", "wide", "long"))
+    kinds = {p.kind: p.case for p in planned}
+    lanes = int(np.prod(kinds["wide"].x.shape[1:]))
+    assert lanes > 1100 and all(lanes % block for block in (32, 128, 1024))
+    assert kinds["long"].x.shape[0] >= 200
+    row = registry.model(key)
+    if not row.surrogates:
+        assert "threshold" not in kinds
+    elif "threshold" in kinds:
+        case = kinds["threshold"]
+        runs = [spec.simulate(key, case.x, case.params, case.state, surrogate=case.surrogate, dtype=d)
+                for d in (np.float64, np.float32)]
+        if runs[0].distance is not None:
+            # Decisions exactly on u = 0 in both precisions, so >= and > differ there.
+            assert np.any((runs[0].distance == 0) & (runs[1].distance == 0))
+        else:
+            # Attention (three decisions per step): identity weights put x[0] itself on q_threshold.
+            assert np.array_equal(case.params["q_weight"], np.eye(case.x.shape[-1]))
+            assert np.any(case.x[0] == case.params["q_threshold"])
+    else:
+        assert any(line.startswith("exact threshold:") for line in unchecked)
+
+
+def torch_simulate(model, x, params, state, *, surrogate=None, inject=None):
+    import snnref
+
+    return snnref.simulate(model, x, params, state, surrogate=surrogate, inject=inject, backend="torch")
+
+
+def test_exact_threshold_cases_exist_for_the_spiking_families():
+    found = {key for key in SPIKING
+             if gate._exact_threshold_case(testing.Implementation(torch_simulate, key), 0) is not None}
+    assert found == set(SPIKING)
+
+
+def test_non_binary_spikes_fail_whatever_teacher_forcing_says():
+    with pytest.raises(testing.ConformanceError, match=r"spike values are not exactly 0 or 1; first at step \d+"):
+        testing.assert_conforms(outside_lif.soft_spikes, "tether.LIF", kinds=("random",), examples=2)
+
+
+@pytest.mark.parametrize("name,message", [
+    ("detached", "every tensor is detached from the inputs"),
+    ("numpy_outputs", r"result.outputs\['out'\]: expected a torch tensor .* got ndarray"),
+    ("batch_first", r"result.outputs\['out'\]: shape \(\d+, \d+, \d+\) looks batch-first"),
+])
+def test_broken_results_are_named(name, message):
+    with pytest.raises(testing.ConformanceError, match=message):
+        testing.assert_conforms(getattr(outside_lif, name), "tether.LIF", kinds=("long",))
+
+
+def test_quantities_not_returned_are_listed():
+    def spikes_only(model, x, params, state, *, surrogate=None, inject=None):
+        result = outside_lif.correct(model, x, params, state, surrogate=surrogate)
+        result.outputs.pop("v")
+        result.final_state.clear()
+        return result
+
+    report = gate.run(testing.Implementation(spikes_only, "tether.LIF"), examples=1, kinds=("random",))
+    assert report.passed, report.text()
+    assert {"out:v (not returned)", "final:v (not returned)"} <= set(report.not_checked())
+
+
+def pinned_cuba(model, x, params, state, *, surrogate=None, inject=None):
+    """hxtorch.cuba_lif without a leak parameter (the library has none): leak must be 0."""
+    import snnref
+
+    assert float(params["leak"].reshape(-1)[0]) == 0.0, "a case outside the pin reached the implementation"
+    assert inject is None, "injection reached an implementation that takes none"
+    return snnref.simulate(model, x, params, state, surrogate=surrogate, backend="torch")
+
+
+def test_pin_and_no_injection_narrow_the_cases_and_goldens_and_say_so():
+    impl = testing.Implementation(pinned_cuba, "hxtorch.cuba_lif", pin={"leak": 0.0}, takes_inject=False,
+                                  dtypes=("float32",))
+    report = gate.run(impl, examples=4)
+    assert report.passed, report.text()
+    listed = " ".join(report.not_checked())
+    assert "grad:leak (pinned)" in listed and "hardware injection (takes_inject=False)" in listed
+    assert "uses hardware injection" in listed and "outside the pin leak = 0" in listed
+    assert "float64 (dtypes)" in listed
+    assert any(r.kind == "golden" for r in report.runs)
+
+
+def test_per_neuron_names_only_those_parameters():
+    impl = testing.Implementation(outside_lif.correct, "tether.LIF", per_neuron=("decay",))
+    planned, unchecked, _ = gate.plan(impl, examples=6, kinds=("random",))
+    assert any(np.size(p.case.params["decay"]) > 1 for p in planned)
+    assert all(np.size(p.case.params["threshold"]) == 1 and np.size(p.case.params["alpha"]) == 1 for p in planned)
+    assert "per-neuron threshold, alpha (per_neuron)" in unchecked
+
+
+def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
+    # arctan under another name, as a library would declare its own.
+    own = testing.Surrogate("atan_own", arctan_f, arctan_F, arctan_dF)
+
+    def with_own(model, x, params, state, *, surrogate=None, inject=None):
+        assert surrogate is own
+        return outside_lif.correct(model, x, params, state, surrogate="arctan")
+
+    report = gate.run(testing.Implementation(with_own, "tether.LIF", surrogates=(own,)), **QUICK)
+    assert report.passed, report.text()
+    assert "surrogates arctan, sigmoid, fast_sigmoid (not declared)" in report.not_checked()
+    # The same function judged against a steeper custom surrogate fails: the spec really uses it.
+    steep = testing.Surrogate("steep", lambda u, a: arctan_f(u, 2 * a), lambda u, a: arctan_F(u, 2 * a), None)
+    impl = testing.Implementation(lambda *a, surrogate=None, inject=None: outside_lif.correct(
+        *a, surrogate="arctan"), "tether.LIF", surrogates=(steep,))
+    assert not gate.run(impl, examples=1, kinds=("random",)).passed
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(pin={"leek": 0.0}), r"pin: tether.LIF has no parameter 'leek'"),
+    (dict(pin={"alpha": -1.0}), r"pin\['alpha'\]: -1.0 is outside the parameter's domain"),
+    (dict(per_neuron="decay"), r"per_neuron: expected a sequence of names"),
+    (dict(surrogates=("superspike",)), r"surrogates: tether.LIF does not accept 'superspike'"),
+    (dict(dtypes=("float128",)), r"dtypes: expected some of"),
+    (dict(takes_state="yes"), r"takes_state: expected True or False"),
+    (dict(surrogates=(testing.Surrogate("bad", arctan_f, lambda u, a: 0 * u, None),),),
+     r"surrogates\['bad'\]: f is not dF/du"),
+    (dict(surrogates=(testing.Surrogate("bad_scale", arctan_f, arctan_F, lambda u, a: u),),),
+     r"surrogates\['bad_scale'\]: dF is not dF/dscale"),
+])
+def test_a_contract_that_cannot_be_right_names_the_field(fields, message):
+    with pytest.raises(testing.ContractError, match=message):
+        testing.Implementation(outside_lif.correct, "tether.LIF", **fields)
+
+
+def test_old_adapter_attributes_still_narrow_the_checks():
+    impl = testing.Implementation.of(outside_lif.correct, "tether.LIF")
+    assert impl.surrogates == ("arctan", "sigmoid", "fast_sigmoid")
+
+    def fn(*args, **kwargs):
+        return outside_lif.correct(*args, **kwargs)
+
+    fn.takes_state, fn.per_neuron, fn.fixed_parameters, fn.surrogates = False, False, ("alpha",), ("sigmoid",)
+    impl = testing.Implementation.of(fn, "tether.LIF")
+    assert (impl.takes_state, impl.per_neuron, impl.fixed, impl.surrogates) == (False, False, ("alpha",),
+                                                                               ("sigmoid",))
+
+
+def test_one_planted_bug_prints_about_30_lines_and_json_has_everything(tmp_path):
+    impl = testing.Implementation.of(outside_lif.after_step_50, "tether.LIF")
+    report = gate.run(impl)
+    lines = report.text().splitlines()
+    assert len(lines) <= 32, report.text()
+    document = json.loads(json.dumps(report.as_dict(), default=str))
+    assert not document["passed"] and len(document["runs"]) == len(report.runs)
+    failing = [r for r in document["runs"] if not r["passed"]]
+    assert all(r["failures"] and r["details"] for r in failing)
+    # Labels carry model, surrogate, case kind, seed and dtype.
+    assert all(r["label"].startswith("tether.LIF ") and f"seed={r['seed']}" in r["label"]
+               and r["kind"] in r["label"] and r["label"].endswith(r["dtype"]) for r in document["runs"])
+    row = document["quantities"]["out:v"]
+    assert row["first_step"] == outside_lif.LATE_STEP and row["failing"] >= 1
+
+
+def test_the_first_failing_case_is_saved_and_replays(tmp_path):
+    impl = testing.Implementation.of(outside_lif.after_step_50, "tether.LIF")
+    report = gate.run(impl, examples=1, kinds=("long",))
+    path = gate.save_failure(report, tmp_path, "fixtures.outside_lif:after_step_50")
+    assert path.exists() and report.replay.startswith("snnref verify --impl fixtures.outside_lif:after_step_50 ")
+    assert f"--case {path}" in report.replay
+    planned, dtype = gate.load_case(path, impl)
+    replayed = gate.run_planned(replace(impl, dtypes=(dtype,)), [planned])
+    assert not replayed.passed and replayed.quantities()["out:v"]["first_step"] == outside_lif.LATE_STEP
+    np.testing.assert_array_equal(planned.case.x, report.runs[0].planned.case.x)
+    # The correct implementation passes the same saved case.
+    assert gate.run_planned(replace(testing.Implementation.of(outside_lif.correct, "tether.LIF"),
+                                    dtypes=(dtype,)), [planned]).passed
+
+
+def test_the_old_dtype_keyword_checks_one_dtype():
+    worst = testing.assert_conforms(outside_lif.correct, "tether.LIF", dtype=torch.float64, kinds=("random",),
+                                    examples=1)
+    assert 0 <= worst <= 1
+
+
+def test_float64_is_checked_when_accepted_and_listed_when_refused():
+    def float32_only(model, x, params, state, *, surrogate=None, inject=None):
+        if x.dtype != torch.float32:
+            raise TypeError("x: this library computes in float32 only")
+        return outside_lif.correct(model, x, params, state, surrogate=surrogate)
+
+    report = gate.run(testing.Implementation(float32_only, "tether.LIF"), examples=1, kinds=("random",))
+    assert report.passed and {r.dtype for r in report.runs} == {"float32"}
+    assert any(line.startswith("float64 (not accepted: TypeError: x: this library computes in float32 only")
+               for line in report.not_checked()), report.not_checked()
+
+    def casts_to_float32(model, x, params, state, *, surrogate=None, inject=None):
+        result = outside_lif.correct(model, x.float(), {k: v.float() for k, v in params.items()},
+                                     {k: v.float() for k, v in state.items()}, surrogate=surrogate)
+        return result
+
+    report = gate.run(testing.Implementation(casts_to_float32, "tether.LIF"), examples=1, kinds=("random",))
+    assert not report.passed and "dtype torch.float32, expected torch.float64" in report.text()
+
+
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_the_gate_passes_snnrefs_own_torch_path_for_every_model(key):
+    # Every case kind and the goldens, float32 and float64: no false failure of a correct path.
+    report = gate.run(testing.Implementation(torch_simulate, key), examples=1)
+    assert report.passed, report.text()
+    assert not [line for line in report.not_checked() if "not returned" in line]
