@@ -4,7 +4,9 @@ Same contract as ``snnref.spec.simulate`` (registry names for models,
 parameters, states and outputs) with torch tensors, differentiable by autograd
 with respect to ``x``, every trainable parameter and every initial state.  The
 model families live in ``snnref/ops/<family>.py`` as custom autograd Functions
-whose backward is a hand-written reverse scan.
+whose backward is a hand-written reverse scan (the torch path), in
+``snnref/kernels/<family>.py`` (Triton) and ``snnref/kernels/cpu/<family>.py``
+(fused numba scans), each with the same ``run`` contract.
 
 Every argument is checked here, before any computation: dtype, device, shape
 and domain errors name the argument and what was expected.
@@ -14,20 +16,23 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
+
 import torch
 
 from . import arguments, registry
 from .spec.api import Trace
 
-BACKENDS = ("auto", "torch", "triton")
-# Storage dtypes: the torch path computes in the input's precision; the
-# kernels accumulate in float32 whatever they store.
-DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, torch.float16, torch.bfloat16)}
+BACKENDS = ("auto", "torch", "triton", "cpu")
+# Storage dtypes: the torch path and the fused CPU scans compute in the input's
+# precision; the Triton kernels accumulate in float32 whatever they store.
+DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, torch.float16, torch.bfloat16),
+          "cpu": (torch.float32, torch.float64)}
 # Every dtype some backend stores (the functional and compat layers accept these
 # and leave the choice of backend to simulate).
 ANY_DTYPE = tuple(dict.fromkeys(DTYPES["torch"] + DTYPES["triton"]))
 # Where each backend's family modules live (same stems as snnref/spec).
-PACKAGES = {"torch": "ops", "triton": "kernels"}
+PACKAGES = {"torch": "ops", "triton": "kernels", "cpu": "kernels.cpu"}
 
 
 def _family(row, backend="torch"):
@@ -137,19 +142,59 @@ def _check_inject(row, inject, x, allow_nonfinite):
             continue
         value = _as_tensor(f"inject[{name!r}]", value, x, allow_nonfinite)
         arguments.check_inject_shape(name, value.shape, x.shape)
+        if name == "spikes" and value.numel() and not bool(((value == 0) | (value == 1)).all()):
+            stray = value[(value != 0) & (value != 1)].reshape(-1)[0].item()
+            raise ValueError(f"inject['spikes']: expected observed spikes of exactly 0 or 1, got {stray!r}")
         checked[name] = value.detach()
     steps = min([x.shape[0]] + [v.shape[0] for v in checked.values()])
     return {k: v[:steps] for k, v in checked.items()}, steps
 
 
+_CPU_KERNELS = []  # [error or None], once the fused CPU scans were tried
+
+
+def _cpu_kernels_error():
+    """None when the fused CPU scans import (numba is there), else why not."""
+    if not _CPU_KERNELS:
+        try:
+            importlib.import_module(f"{__package__}.kernels.cpu")
+            _CPU_KERNELS.append(None)
+        except ImportError as error:
+            _CPU_KERNELS.append(error)
+    return _CPU_KERNELS[0]
+
+
+def _auto(x):
+    if x.is_cuda:
+        return "triton" if x.dtype in DTYPES["triton"] else "torch"
+    if x.device.type != "cpu" or x.dtype not in DTYPES["cpu"]:
+        return "torch"  # whose own checks then name what is wrong
+    error = _cpu_kernels_error()
+    if error is None:
+        return "cpu"
+    if len(_CPU_KERNELS) == 1:
+        _CPU_KERNELS.append("warned")
+        warnings.warn(f"snnref: the fused CPU backend needs numba ({error}); backend='auto' runs the slower "
+                      "torch path on CPU tensors instead (pip install numba)", RuntimeWarning, stacklevel=4)
+    return "torch"
+
+
 def _check_backend(row, backend, x):
-    """The backend that runs: "auto" is the kernels for CUDA tensors they can store, torch otherwise."""
+    """The backend that runs: "auto" is the Triton kernels for CUDA tensors they can
+    store, the fused CPU scans for CPU tensors (torch where numba is missing)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__} (snnref.spec.simulate takes NumPy arrays)")
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
     if backend == "auto":
-        backend = "triton" if x.is_cuda and x.dtype in DTYPES["triton"] else "torch"
+        backend = _auto(x)
+    if backend == "cpu":
+        if x.device.type != "cpu":
+            raise ValueError(f"x: backend 'cpu' runs on CPU tensors, got x on {x.device}; "
+                             "use backend='triton' or 'torch' there, or move x to the CPU")
+        if _cpu_kernels_error() is not None:
+            raise ImportError(f"backend: 'cpu' needs numba, which does not import here "
+                              f"({_cpu_kernels_error()}); pip install numba, or use backend='torch'")
     if backend == "triton" and importlib.util.find_spec(f"{__package__}.kernels.{row.family}") is None:
         raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
                          "use backend='torch'")
@@ -186,9 +231,18 @@ def simulate(
 
     The arguments mean what they mean for ``snnref.spec.simulate``; values are
     torch tensors (or numbers), all of ``x``'s dtype and device.  ``backend`` is
-    "torch", "triton" or "auto" (the kernels for CUDA tensors, torch otherwise).
+    "torch", "triton", "cpu" or "auto" (the Triton kernels for CUDA tensors, the
+    fused CPU scans for float32/float64 CPU tensors, torch otherwise; without
+    numba "auto" warns once and runs torch on CPU).
+
+    backend="cpu" (``snnref/kernels/cpu``, numba) runs on CPU tensors only and
+    computes in x's dtype; a strided (non-contiguous) x or cotangent is copied
+    once into a contiguous buffer before the scan.  Its thread count is
+    ``snnref.kernels.cpu.set_threads(n)`` (1 to the machine's cores).
     """
     row = registry.model(model)
+    if getattr(getattr(x, "device", None), "type", None) == "meta":
+        raise ValueError("x: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
     backend = _check_backend(row, backend, x)
     _check_x(row, x, backend, allow_nonfinite)
     if backend == "triton":
@@ -206,4 +260,10 @@ def simulate(
     if check_input is not None:
         check_input(row, x, params)
     outputs, final, used = family.run(row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
+    if x.dtype in (torch.float16, torch.bfloat16) and not allow_nonfinite:
+        # Half storage saturates to inf silently: a quantity that left its range is an error.
+        for name, value in list(outputs.items()) + [(f"final {k}", v) for k, v in final.items()]:
+            if not _finite(value):
+                raise OverflowError(f"outputs[{name!r}]: leaves the {x.dtype} range (stored as inf); "
+                                    "use float32 storage for this input")
     return Trace(row.key, surrogate, outputs, final, used)

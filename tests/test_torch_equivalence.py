@@ -1,56 +1,13 @@
-"""The torch backend equals the spec (SPEC.md section 7), for every registry model.
+"""The equivalence checks themselves fail on a wrong torch backend.
 
-Hypothesis draws the model, T from 1 up, batch 1 and more, N not a multiple of
-any block size, scalar or per-neuron parameters, every accepted surrogate,
-hardware injection, contiguous or strided input, float32 or float64.  Outputs,
-state sequences, final states and the gradients for x, every trainable
-parameter and every initial state are compared with the float64 and float32
-spec under the tolerance policy; spike flips must be explained by teacher
-forcing.  gradcheck runs on every model's smooth twin."""
+The torch backend's equivalence with the spec (hypothesis, every model on a
+fixed case, gradcheck on every smooth twin) is the shared template of
+tests/test_backends.py, run there for every backend."""
 
 import numpy as np
-import pytest
 import torch
-from hypothesis import given, strategies as st
 
-from snnref import checks, equivalence, gradcheck, registry
-from snnref.testing import strategies
-
-MODELS = sorted(registry.MODELS)
-
-
-def torch_cases():
-    return st.tuples(strategies.cases(max_steps=10, neuron_counts=[1, 3, 7, 13]),
-                     st.sampled_from([torch.float32, torch.float64]), st.booleans())
-
-
-@given(torch_cases())
-def test_torch_backend_equals_the_spec(drawn):
-    case, dtype, contiguous = drawn
-    report = equivalence.compare(case, "torch", dtype, contiguous=contiguous)
-    assert report.passed, f"{case.model} {report.dtype}: " + "; ".join(report.failures)
-
-
-@pytest.mark.parametrize("key", MODELS)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_every_model_on_a_fixed_case(key, dtype):
-    row = registry.MODELS[key]
-    for surrogate in row.surrogates or (None,):
-        case = checks.random_case(key, np.random.default_rng(11), steps=12, batch=2, neurons=5,
-                                  surrogate=surrogate, per_neuron=True, inject=bool(row.inject))
-        report = equivalence.compare(case, "torch", dtype)
-        assert report.passed, "; ".join(report.failures)
-        if dtype == torch.float64:
-            # Near machine precision: far inside the float64 budget of 64 ulp.
-            assert report.worst < 0.5, report.fractions
-
-
-@pytest.mark.parametrize("key", MODELS)
-def test_gradcheck_on_the_smooth_twin(key):
-    row = registry.MODELS[key]
-    case = checks.random_case(key, np.random.default_rng(5), steps=4, batch=2, neurons=3,
-                              per_neuron=True, inject=bool(row.inject))
-    assert gradcheck.smooth_twin_gradcheck(case)
+from snnref import checks, equivalence
 
 
 def test_equivalence_catches_a_wrong_gradient(monkeypatch):

@@ -1,0 +1,21 @@
+"""Fused CPU scans compiled with numba, installed as ``snnref.kernels.cpu``
+(``backend="cpu"``; ``"auto"`` picks them for CPU tensors).
+
+One module per model family, with the stems of ``snnref/spec``; each has a
+forward and a backward scan (``@njit(nogil=True, cache=True)``) over tiles of
+neurons with the time loop inside the tile (tiles spread over threads by
+``_launch.run_tiles``), and one autograd Function whose
+``run(row, x, params, state, surrogate, inject, smooth, detached)`` has the
+contract of ``snnref/ops/<family>.py``.  ``_launch`` holds what they share:
+allocation, zero-copy views, the fixed-order gradient reduction, threads.
+
+Compiled kernels are cached next to the sources (``__pycache__``); where that
+folder is not writable numba caches under ``NUMBA_CACHE_DIR`` or, unset, a
+user cache directory of its own choosing.
+"""
+
+import numba  # noqa: F401  (the scans need it: without it this import fails, and "auto" falls back)
+
+from ._launch import get_threads, release_memory, set_threads
+
+__all__ = ["get_threads", "release_memory", "set_threads"]

@@ -1,0 +1,169 @@
+"""Fused CPU scans of tether's ALIF (adaptive threshold), SPEC.md section 2.
+
+Per lane, from the post-reset membrane p[t-1] and the adaptation a[t] before
+this step's update (p[-1], a[0] the initial state):
+
+    (1) v[t] = lam_v p[t-1] + x[t]
+    (2) u[t] = v[t] - (theta + beta a[t]);   s[t] = H(u[t])   (F(u) for the smooth twin)
+    (3) p[t] = v[t] (1 - r[t]),   r = sg(s) (or the replayed r)
+    (4) a[t+1] = lam_a a[t] + s[t]              (differentiated: s carries its surrogate gradient)
+    recorded: v[t] and a[t]; final state p[T-1], a[T].
+
+Reverse scan, G_p and G_a the gradients reaching p[t] and a[t+1] (the final
+cotangents at the end):
+
+    (5) g_s = dL/ds[t] + G_a;   g_u = g_s f(u[t])
+    (6) g_v = G_p (1 - r[t]) + dL/dv_rec[t] + g_u
+    (7) dtheta -= g_u;  dbeta -= g_u a[t];  dscale += g_s dF/dscale(u[t]);  dlam_a += G_a a[t]
+    (8) G_a = lam_a G_a - beta g_u + dL/da_rec[t]
+    (9) dx[t] = g_v;  dlam_v += g_v p[t-1];  G_p = lam_v g_v
+    initial-state gradients: G_p and G_a after step 0.  (7) gives dlam_a the term
+    G_a(T) a[T-1] of a final-adaptation cotangent and no term for a[0]'s origin.
+
+Saved: nothing but the two recorded sequences (outputs); p[t-1] and the spikes
+are rebuilt from them with the forward's operations.  No fastmath (see lif.py).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from numba import njit
+
+from . import _launch
+from .surrogates import derivatives, kind, step
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
+                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+    steps, count = x.shape
+    one = c[0]
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            v_final[j] = v0[j]
+            a_final[j] = a0[j]
+        for t in range(steps):
+            for j in range(start, stop):
+                a = a_final[j]
+                v = lam_v[j] * v_final[j] + x[t, j]  # (1)
+                s = step(v - (theta[j] + beta[j] * a), scale[j], surrogate, strict, smooth, c)  # (2)
+                r = replayed[t, j] if replay else s
+                spikes[t, j] = s
+                v_rec[t, j] = v
+                a_rec[t, j] = a
+                v_final[j] = v * (one - r)  # (3)
+                a_final[j] = lam_a[j] * a + s  # (4)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
+                  g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final,
+                  g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
+                  has_g_spikes, has_g_v_rec, has_g_a_rec, has_g_v_final, has_g_a_final,
+                  strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+    steps, count = g_x.shape
+    one = c[0]
+    zero = one - one
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            # g_v0 and g_a0 carry G_p and G_a through the scan.
+            g_v0[j] = g_v_final[j] if has_g_v_final else zero
+            g_a0[j] = g_a_final[j] if has_g_a_final else zero
+            g_lam_v[j] = 0.0
+            g_lam_a[j] = 0.0
+            g_theta[j] = 0.0
+            g_beta[j] = 0.0
+            g_scale[j] = 0.0
+        for t in range(steps - 1, -1, -1):
+            for j in range(start, stop):
+                a = a_rec[t, j]
+                u = v_rec[t, j] - (theta[j] + beta[j] * a)
+                s = step(u, scale[j], surrogate, strict, smooth, c)
+                r = replayed[t, j] if replay else s
+                if t > 0:
+                    u_before = v_rec[t - 1, j] - (theta[j] + beta[j] * a_rec[t - 1, j])
+                    s_before = step(u_before, scale[j], surrogate, strict, smooth, c)
+                    r_before = replayed[t - 1, j] if replay else s_before
+                    p_before = v_rec[t - 1, j] * (one - r_before)
+                else:
+                    p_before = v0[j]
+                g_a = g_a0[j]
+                f, dF = derivatives(u, scale[j], surrogate, c)
+                g_s = (g_spikes[t, j] if has_g_spikes else zero) + g_a  # (5)
+                g_u = g_s * f
+                g_v = g_v0[j] * (one - r) + (g_v_rec[t, j] if has_g_v_rec else zero) + g_u  # (6)
+                g_theta[j] -= g_u  # (7)
+                g_beta[j] -= g_u * a
+                g_scale[j] += g_s * dF
+                g_lam_a[j] += g_a * a
+                g_a0[j] = lam_a[j] * g_a - beta[j] * g_u + (g_a_rec[t, j] if has_g_a_rec else zero)  # (8)
+                g_x[t, j] = g_v  # (9)
+                g_lam_v[j] += g_v * p_before
+                g_v0[j] = lam_v[j] * g_v
+
+
+class Config(NamedTuple):
+    strict: bool
+    smooth: bool
+    replay: bool
+    surrogate: int
+
+
+PARAMETERS = ("lam_v", "lam_a", "theta", "beta", "scale")
+
+
+class _Scan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed, config):
+        step_shape = x.shape[1:]
+        values = (v0, a0, lam_v, lam_a, theta, beta, scale)
+        lanes = [_launch.per_lane(value, step_shape) for value in values]
+        held, _ = _launch.optional(replayed, x.dtype)
+        spikes, v_rec, a_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
+        v_final, a_final = (_launch.empty(step_shape, x.dtype) for _ in range(2))
+        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, held, _launch.sequence(spikes), _launch.sequence(v_rec),
+                     _launch.sequence(a_rec), _launch.lanes(v_final), _launch.lanes(a_final),
+                     config.strict, config.smooth, config.replay, config.surrogate, _launch.TILE,
+                     _launch.constants(x.dtype))
+        ctx.save_for_backward(v_rec, a_rec, lam_v, lam_a, theta, beta, scale)
+        ctx.lanes, ctx.held, ctx.config = lanes, held, config
+        ctx.set_materialize_grads(False)
+        return spikes, v_rec, a_rec, v_final, a_final
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final):
+        v_rec, a_rec, *parameters = ctx.saved_tensors
+        dtype, count = v_rec.dtype, v_rec[0].numel()
+        cotangents = [_launch.optional(g, dtype) for g in (g_spikes, g_v_rec, g_a_rec)]
+        cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_v_final, g_a_final)]
+        g_x = _launch.empty(v_rec.shape, dtype)
+        g_v0, g_a0 = (torch.empty(v_rec.shape[1:], dtype=dtype) for _ in range(2))
+        sums = [_launch.lane_sums(count) for _ in PARAMETERS]
+        config = ctx.config
+        _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec), _launch.sequence(a_rec),
+                      *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_v0),
+                      _launch.lanes(g_a0), *sums, *(present for _, present in cotangents),
+                      config.strict, config.smooth, config.replay, config.surrogate, _launch.TILE,
+                      _launch.constants(dtype))
+        neurons = v_rec.shape[-1]
+        grads = [_launch.reduce_lanes(total, like, neurons) if want else None
+                 for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:8])]
+        return (g_x, g_v0, g_a0, *grads, None, None)
+
+
+def run(row, x, params, state, surrogate, inject, smooth, detached):
+    replay = detached is not None
+    replayed = detached["reset_spike"] if replay else None
+    config = Config(row.spike_test == ">", bool(smooth), replay, kind(surrogate))
+    spikes, v_rec, a_rec, v_final, a_final = _Scan.apply(
+        x, state["v"], state["a"], params["decay_v"], params["decay_a"], params["threshold"],
+        params["beta"], params["alpha"], replayed, config,
+    )
+    used = {"reset_spike": replayed if replay else spikes.detach()}
+    return {"out": spikes, "v": v_rec, "a": a_rec}, {"v": v_final, "a": a_final}, used

@@ -1,0 +1,207 @@
+"""Fused CPU scans of tether's SpikingSelfAttention, SPEC.md sections 2 and 8.
+
+Input x of shape (T, B, N, D).  Three LIF branches b in (q, k, v), each driven
+by a bias-free linear map z_b = x W_b^T (a torch matmul over all steps, left
+to autograd, as is the output projection).  Per lane, from the post-reset
+membranes p_b and the context S of the previous step (the initial state at t = 0):
+
+    (1) v_b = lam_b p_b + z_b[t];   s_b = H(v_b - theta_b)   (F for the smooth twin)
+    (2) p_b = v_b (1 - r_b),   r_b = sg(s_b) (or the replayed r_b)
+    (3) S[t] = S[t-1] + s_k s_v;   o[t] = s_q S[t];   out = o W_proj^T + b_proj
+
+Reverse scan, G_S the gradient reaching S[t] and G_b the one reaching p_b:
+
+    (4) G_S += dL/dS_rec[t] + dL/do[t] s_q
+    (5) g_q = dL/do[t] S[t];   g_k = G_S s_v;   g_v = G_S s_k
+    (6) per branch, u = v_b - theta_b:  g = G_b (1 - r_b) + dL/dv_b,rec[t] + g_b f(u)
+        dtheta_b -= g_b f(u);  dscale_b += g_b dF/dscale(u);  dz_b[t] = g
+        dlam_b += g p_b[t-1];  G_b = lam_b g
+    (S[t] carries S[t-1] unchanged, so G_S passes to the previous step as is.)
+
+The branches are stacked on a leading axis of 3.  Saved: the three pre-reset
+membranes and the context sequence (outputs); the spikes and p_b[t-1] are
+rebuilt from them.  No fastmath (see lif.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from numba import njit
+
+from . import _launch
+from .surrogates import derivatives, kind, step
+
+BRANCHES = ("q", "k", "v")
+Q, K, V = 0, 1, 2
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_final, v_rec, v_final, spikes,
+                 strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+    branches, steps, count = z.shape
+    one = c[0]
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            context_final[j] = s0[j]
+            for b in range(branches):
+                v_final[b, j] = v0[b, j]
+        for t in range(steps):
+            for j in range(start, stop):
+                for b in range(branches):
+                    v = lam[b, j] * v_final[b, j] + z[b, t, j]  # (1)
+                    s = step(v - theta[b, j], scale[b, j], surrogate, strict, smooth, c)
+                    r = replayed[b, t, j] if replay else s
+                    v_final[b, j] = v * (one - r)  # (2)
+                    v_rec[b, t, j] = v
+                    spikes[b, t, j] = s
+                total = context_final[j] + spikes[K, t, j] * spikes[V, t, j]  # (3)
+                context_final[j] = total
+                context[t, j] = total
+                out[t, j] = spikes[Q, t, j] * total
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_context, g_context_final,
+                  g_v_rec, g_v_final, g_z, g_v0, g_s0, g_lam, g_theta, g_scale,
+                  has_g_out, has_g_context, has_g_context_final, has_g_v_rec, has_g_v_final,
+                  strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+    branches, steps, count = g_z.shape
+    one = c[0]
+    zero = one - one
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            # g_s0 and g_v0 carry G_S and G_b through the scan.
+            g_s0[j] = g_context_final[j] if has_g_context_final else zero
+            for b in range(branches):
+                g_v0[b, j] = g_v_final[b, j] if has_g_v_final[b] else zero
+                g_lam[b, j] = 0.0
+                g_theta[b, j] = 0.0
+                g_scale[b, j] = 0.0
+        for t in range(steps - 1, -1, -1):
+            for j in range(start, stop):
+                s_q = step(v_rec[Q, t, j] - theta[Q, j], scale[Q, j], surrogate, strict, smooth, c)
+                s_k = step(v_rec[K, t, j] - theta[K, j], scale[K, j], surrogate, strict, smooth, c)
+                s_v = step(v_rec[V, t, j] - theta[V, j], scale[V, j], surrogate, strict, smooth, c)
+                g_o = g_out[t, j] if has_g_out else zero
+                g_total = g_s0[j] + (g_context[t, j] if has_g_context else zero) + g_o * s_q  # (4)
+                g_s0[j] = g_total
+                for b in range(branches):
+                    if b == Q:  # (5)
+                        g_s = g_o * context[t, j]
+                    elif b == K:
+                        g_s = g_total * s_v
+                    else:
+                        g_s = g_total * s_k
+                    u = v_rec[b, t, j] - theta[b, j]  # (6)
+                    s = step(u, scale[b, j], surrogate, strict, smooth, c)
+                    r = replayed[b, t, j] if replay else s
+                    f, dF = derivatives(u, scale[b, j], surrogate, c)
+                    g_u = g_s * f
+                    g = g_v0[b, j] * (one - r) + (g_v_rec[b, t, j] if has_g_v_rec[b] else zero) + g_u
+                    g_theta[b, j] -= g_u
+                    g_scale[b, j] += g_s * dF
+                    g_z[b, t, j] = g
+                    if t > 0:
+                        v_before = v_rec[b, t - 1, j]
+                        s_before = step(v_before - theta[b, j], scale[b, j], surrogate, strict, smooth, c)
+                        r_before = replayed[b, t - 1, j] if replay else s_before
+                        p_before = v_before * (one - r_before)
+                    else:
+                        p_before = v0[b, j]
+                    g_lam[b, j] += g * p_before
+                    g_v0[b, j] = lam[b, j] * g
+
+
+def _stacked_lanes(values, step_shape):
+    return torch.stack([v.detach().expand(step_shape) for v in values]).reshape(len(values), -1).numpy()
+
+
+class _Scan(torch.autograd.Function):
+    """Inputs: the stacked branch inputs z (3, T, ...), S0, the per-branch v0,
+    lam, theta, scale (each a tuple of three), the replayed spikes, the config."""
+
+    @staticmethod
+    def forward(ctx, z, s0, v0_q, v0_k, v0_v, lam_q, lam_k, lam_v, theta_q, theta_k, theta_v,
+                scale_q, scale_k, scale_v, replayed, config):
+        strict, smooth, replay, surrogate = config
+        shape, step_shape, dtype = z.shape[1:], z.shape[2:], z.dtype
+        lanes = {name: _stacked_lanes(values, step_shape) for name, values in
+                 (("v0", (v0_q, v0_k, v0_v)), ("lam", (lam_q, lam_k, lam_v)),
+                  ("theta", (theta_q, theta_k, theta_v)), ("scale", (scale_q, scale_k, scale_v)))}
+        held = replayed.detach().contiguous().numpy().reshape(3, shape[0], -1) if replay \
+            else _launch.placeholder(dtype, 3)
+        out, context = (_launch.empty(shape, dtype) for _ in range(2))
+        context_final = _launch.empty(step_shape, dtype)
+        v_rec, spikes = (_launch.empty((3,) + tuple(shape), dtype) for _ in range(2))
+        v_final = _launch.empty((3,) + tuple(step_shape), dtype)
+        count = context_final.numel()
+        _launch.run_tiles(forward_scan, count, _launch.contiguous(z).numpy().reshape(3, shape[0], count), lanes["v0"],
+                     _launch.per_lane(s0, step_shape), lanes["lam"], lanes["theta"], lanes["scale"], held,
+                     _launch.sequence(out), _launch.sequence(context), _launch.lanes(context_final),
+                     v_rec.numpy().reshape(3, shape[0], count), v_final.numpy().reshape(3, count),
+                     spikes.numpy().reshape(3, shape[0], count),
+                     strict, smooth, replay, surrogate, _launch.TILE, _launch.constants(dtype))
+        ctx.save_for_backward(context, v_rec, lam_q, lam_k, lam_v, theta_q, theta_k, theta_v,
+                              scale_q, scale_k, scale_v)
+        ctx.lanes, ctx.held, ctx.config = lanes, held, config
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(spikes)
+        return out, context, context_final, v_rec, v_final, spikes
+
+    @staticmethod
+    def backward(ctx, g_out, g_context, g_context_final, g_v_rec, g_v_final, _):
+        context, v_rec, *parameters = ctx.saved_tensors
+        strict, smooth, replay, surrogate = ctx.config
+        dtype, steps, count = context.dtype, context.shape[0], context[0].numel()
+        views = [_launch.optional(g, dtype) for g in (g_out, g_context)]
+        views.append(_launch.optional(g_context_final, dtype, rank=1))
+        # The stacked branch cotangents: absent ones are zeros (cheap: only the
+        # attention model stacks, and its branches are small).
+        present_v_rec = g_v_rec is not None
+        g_v_rec = _launch.contiguous(g_v_rec).numpy().reshape(3, steps, count) if present_v_rec \
+            else _launch.placeholder(dtype, 3)
+        present_v_final = g_v_final is not None
+        g_v_final = _launch.contiguous(g_v_final).numpy().reshape(3, count) if present_v_final \
+            else _launch.placeholder(dtype, 2)
+        g_z = _launch.empty(v_rec.shape, dtype)
+        g_v0 = torch.empty((3,) + tuple(v_rec.shape[2:]), dtype=dtype)
+        g_s0 = torch.empty(context.shape[1:], dtype=dtype)
+        sums = [_launch.lane_sums(3 * count).reshape(3, count) for _ in range(3)]
+        flags = [present for _, present in views]
+        _launch.run_tiles(backward_scan, count, ctx.lanes["v0"], ctx.lanes["lam"], ctx.lanes["theta"], ctx.lanes["scale"], ctx.held,
+                      _launch.sequence(context), v_rec.numpy().reshape(3, steps, count),
+                      *(view for view, _ in views), g_v_rec, g_v_final,
+                      g_z.numpy().reshape(3, steps, count), g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
+                      *sums, flags[0], flags[1], flags[2], (present_v_rec,) * 3, (present_v_final,) * 3,
+                      strict, smooth, replay, surrogate, _launch.TILE, _launch.constants(dtype))
+        neurons = context.shape[-1]
+        wants = ctx.needs_input_grad[5:14]
+        grads = [_launch.reduce_lanes(sums[kind_index][b], like, neurons) if want else None
+                 for (kind_index, b), like, want in zip(
+                     [(i, b) for i in range(3) for b in range(3)], parameters, wants)]
+        return (g_z, g_s0, g_v0[0], g_v0[1], g_v0[2], *grads, None, None)
+
+
+def run(row, x, params, state, surrogate, inject, smooth, detached):
+    replay = detached is not None
+    # torch's Linear convention, one batched matmul over every step per branch.
+    z = torch.stack([x @ params[f"{b}_weight"].T for b in BRANCHES])
+    replayed = torch.stack([detached[f"{b}_reset_spike"] for b in BRANCHES]) if replay else None
+    config = (row.spike_test == ">", bool(smooth), replay, kind(surrogate))
+    out, context, context_final, v_rec, v_final, spikes = _Scan.apply(
+        z, state["context"], *(state[f"{b}_v"] for b in BRANCHES),
+        *(params[f"{b}_{name}"] for name in ("decay", "threshold", "alpha") for b in BRANCHES),
+        replayed, config,
+    )
+    outputs = {"out": out @ params["proj_weight"].T + params["proj_bias"], "context": context}
+    final = {"context": context_final}
+    used = {}
+    for i, b in enumerate(BRANCHES):
+        outputs[f"{b}_v"] = v_rec[i]
+        final[f"{b}_v"] = v_final[i]
+        used[f"{b}_reset_spike"] = detached[f"{b}_reset_spike"] if replay else spikes[i]
+    return outputs, final, used

@@ -1,0 +1,459 @@
+"""Fused CPU scans of the CUBA family (hxtorch cuba_lif, cuba_refractory_lif,
+cuba_li, cuba_iaf, cuba_refractory_iaf): forward Euler, SPEC.md section 5.
+
+With a = dt/tau_mem, b = dt/tau_syn, k = refractory_time/dt (torch computes
+them, so autograd carries their gradients to tau_mem, tau_syn, refractory_time
+and dt), per lane and step t from the state v, i, r of step t - 1 (the
+initial state at t = 0):
+
+    (1) base = leak - v + i  (IAF: i);   w = inj(v_obs[t], v + a base)     the old current
+    (2) i' = (1 - b) i + x[t]
+    (3) u = w - threshold;   z1 = inj(z_obs[t], H(u))   H(u) = [u > 0]; F(u) for the smooth twin
+    (4) v1 = (1 - e) w + e reset,  e = sg(z1)            (v1 = w when the membrane is observed)
+  refractory models, with the mask m = sg([r > 0]) and the carry c = sg(relu(r - m)):
+    (5) v' = inj(v_obs[t], (1 - m) v1 + m reset);   z = inj(z_obs[t], (1 - m) z1)
+    (6) r' = (1 - z) c + z k
+  otherwise v' = v1 and z = z1.  The leaky integrator (LI) stops at v' = w, no spikes.
+
+inj(o, w) is o in value with the gradient of w: the offset o - w is a
+stop-gradient.  Outputs: z (LI: v'), and the recorded v', i' (and r').  Every
+stop-gradient value is kept per step under the spec's key for replay (the
+smooth twin's ``detached``): ``reset_spike`` e, ``refractory_mask`` m,
+``refractory_carry`` c, the offsets ``inject_v``, ``inject_spikes`` of (1), (3)
+and ``inject_v_refractory``, ``inject_spikes_refractory`` of (5).  Where e is
+the spike output itself (no clamp, no observed membrane) it is not stored
+twice: the spikes are returned under ``reset_spike``.
+
+Reverse scan, G_v and G_i the gradients reaching v' and i' (the final-state
+cotangents at the end):
+
+    (7)  G_v += dL/dv_rec[t];  G_i += dL/di_rec[t];  g_z = dL/dz[t]
+    (8)  refractory: g_r = dL/dr_rec[t] (+ the final r's cotangent at t = T-1);
+         g_z += g_r (k - c);  dk += g_r z;  dreset += m G_v;  G_v = (1 - m) G_v;  g_z = (1 - m) g_z
+    (9)  unless observed: dreset += e G_v;  G_v = (1 - e) G_v
+    (10) g_u = g_z f(u);  G_v += g_u;  dthreshold -= g_u
+    (11) da += G_v base;  dx[t] = G_i;  db -= G_i i
+    (12) G_i = (1 - b) G_i + a G_v;  leak models: dleak += a G_v, G_v = (1 - a) G_v
+    initial-state gradients: G_v, G_i after step 0; the initial r acts only
+    through the mask and gets none.
+
+The common case (spikes without clamp, observation, smooth twin or replay)
+runs a tile loop on row slices whose body is branch-free, which the compiler
+vectorizes; it computes the same roundings as the general loop.
+Saved: the recorded sequences (outputs); the backward rebuilds every step's
+w, u, spikes, mask and carry from the previous step's recorded state with the
+forward's operations (bitwise), or reads the replayed stop-gradient values.
+No fastmath (see lif.py).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from numba import njit
+
+from . import _launch
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+
+# Slots of the stop-gradient values, in the spec's key names.
+KEYS = ("reset_spike", "refractory_mask", "refractory_carry", "inject_v", "inject_v_refractory",
+        "inject_spikes", "inject_spikes_refractory")
+RESET_SPIKE, MASK, CARRY, INJECT_V, INJECT_V_REFRACTORY, INJECT_SPIKES, INJECT_SPIKES_REFRACTORY = range(7)
+
+
+@njit(cache=True, error_model="numpy")
+def _held(stops, slots, key, t, j, replay, computed):
+    """A stop-gradient value: replayed, or computed (and stored when kept)."""
+    slot = slots[key]
+    if replay:
+        return stops[slot, t, j]
+    if slot >= 0:
+        stops[slot, t, j] = computed
+    return computed
+
+
+@njit(cache=True, error_model="numpy")
+def _inject(stops, slots, key, t, j, replay, observed, model):
+    """inj(observed, model): the observation in value; its offset is the stop-gradient kept."""
+    slot = slots[key]
+    if replay:
+        return model + stops[slot, t, j]
+    if slot >= 0:
+        stops[slot, t, j] = observed - model
+    return observed
+
+
+@njit(cache=True, error_model="numpy")
+def _advance(t, j, v, i, r, a, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
+             leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c):
+    """Eqs. (1) and (3)-(6) of one lane: (base, u, e, m, carry, z, v', r')."""
+    one = c[0]
+    zero = one - one
+    base = leak[j] - v + i if leaky else i  # (1)
+    w = v + a[j] * base
+    if observe_v:
+        w = _inject(stops, slots, INJECT_V, t, j, replay, v_obs[t, j], w)
+    if not spiking:
+        return base, zero, zero, zero, zero, zero, w, r
+    u = w - theta[j]  # (3)
+    z = step(u, scale[j], surrogate, strict, smooth, c)
+    if observe_z:
+        z = _inject(stops, slots, INJECT_SPIKES, t, j, replay, z_obs[t, j], z)
+    e = zero
+    v_new = w
+    if not observe_v:  # (4)
+        e = _held(stops, slots, RESET_SPIKE, t, j, replay, z)
+        v_new = (one - e) * w + e * reset[j]
+    m = zero
+    carry = zero
+    if refractory:  # (5)
+        m = _held(stops, slots, MASK, t, j, replay, one if r > 0 else zero)
+        carry = _held(stops, slots, CARRY, t, j, replay, max(zero, r - m))
+        v_new = (one - m) * v_new + m * reset[j]
+        z = (one - m) * z
+        if observe_v:
+            v_new = _inject(stops, slots, INJECT_V_REFRACTORY, t, j, replay, v_obs[t, j], v_new)
+        if observe_z:
+            z = _inject(stops, slots, INJECT_SPIKES_REFRACTORY, t, j, replay, z_obs[t, j], z)
+        r = (one - z) * carry + z * k[j]  # (6)
+    return base, u, e, m, carry, z, v_new, r
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop, leaky, strict,
+                  c):
+    """Eqs. (1)-(4) over one tile for a spiking model without clamp, observation,
+    smooth twin or replay: e = z, on row slices with a branch-free body (vectorized)."""
+    one = c[0]
+    zero = one - one
+    v_state = v_final[start:stop]
+    i_state = i_final[start:stop]
+    rate_v = a[start:stop]
+    rate_i = b[start:stop]
+    rest = leak[start:stop]
+    after = reset[start:stop]
+    threshold = theta[start:stop]
+    inclusive = not strict
+    for t in range(x.shape[0]):
+        drive = x[t, start:stop]
+        fired = spikes[t, start:stop]
+        membrane = v_rec[t, start:stop]
+        current = i_rec[t, start:stop]
+        for j in range(v_state.shape[0]):
+            v = v_state[j]
+            i = i_state[j]
+            base = rest[j] - v + i if leaky else i  # (1)
+            w = v + rate_v[j] * base
+            u = w - threshold[j]  # (3)
+            z = one if (u > 0) | (inclusive & (u == 0)) else zero
+            v_new = (one - z) * w + z * after[j]  # (4)
+            i_new = (one - rate_i[j]) * i + drive[j]  # (2)
+            fired[j] = z
+            membrane[j] = v_new
+            current[j] = i_new
+            v_state[j] = v_new
+            i_state[j] = i_new
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spikes, g_v_rec, g_i_rec,
+                   g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, has_g_spikes, has_g_v_rec, has_g_i_rec,
+                   start, stop, leaky, strict, surrogate, c):
+    """Eqs. (7) and (9)-(12) over one tile, the case of ``_forward_tile``; an
+    absent cotangent is a row of zeros."""
+    one = c[0]
+    zero = one - one
+    absent = np.zeros(stop - start, dtype=g_x.dtype)
+    rate_v = a[start:stop]
+    rate_i = b[start:stop]
+    rest = leak[start:stop]
+    after = reset[start:stop]
+    threshold = theta[start:stop]
+    scales = scale[start:stop]
+    carry_v = g_v0[start:stop]
+    carry_i = g_i0[start:stop]
+    d_a = g_a[start:stop]
+    d_b = g_b[start:stop]
+    d_leak = g_leak[start:stop]
+    d_reset = g_reset[start:stop]
+    d_theta = g_theta[start:stop]
+    inclusive = not strict
+    for t in range(g_x.shape[0] - 1, -1, -1):
+        v_before = v0[start:stop] if t == 0 else v_rec[t - 1, start:stop]
+        i_before = i0[start:stop] if t == 0 else i_rec[t - 1, start:stop]
+        g_z_row = g_spikes[t, start:stop] if has_g_spikes else absent
+        g_v_row = g_v_rec[t, start:stop] if has_g_v_rec else absent
+        g_i_row = g_i_rec[t, start:stop] if has_g_i_rec else absent
+        g_x_row = g_x[t, start:stop]
+        for j in range(carry_v.shape[0]):
+            v = v_before[j]
+            i = i_before[j]
+            base = rest[j] - v + i if leaky else i
+            u = v + rate_v[j] * base - threshold[j]
+            z = one if (u > 0) | (inclusive & (u == 0)) else zero
+            g_v = carry_v[j] + g_v_row[j]  # (7)
+            g_i = carry_i[j] + g_i_row[j]
+            d_reset[j] += z * g_v  # (9)
+            g_v = (one - z) * g_v
+            f, _ = algebraic_derivatives(u, scales[j], surrogate, c)  # (10)
+            g_u = g_z_row[j] * f
+            g_v += g_u
+            d_theta[j] -= g_u
+            d_a[j] += g_v * base  # (11)
+            g_x_row[j] = g_i
+            d_b[j] -= g_i * i
+            carry_i[j] = (one - rate_i[j]) * g_i + rate_v[j] * g_v  # (12)
+            d_leak[j] += rate_v[j] * g_v if leaky else zero
+            carry_v[j] = (one - rate_v[j]) * g_v if leaky else g_v
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
+                 spikes, v_rec, i_rec, r_rec, v_final, i_final, r_final,
+                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, tile, c, first_tile, last_tile):
+    steps, count = x.shape
+    one = c[0]
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            v_final[j] = v0[j]
+            i_final[j] = i0[j]
+            r_final[j] = r0[j]
+        if spiking and not refractory and not observe_v and not observe_z and not smooth and not replay:
+            _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop, leaky,
+                          strict, c)
+            continue
+        for t in range(steps):
+            for j in range(start, stop):
+                i = i_final[j]
+                _, _, _, _, _, z, v, r = _advance(
+                    t, j, v_final[j], i, r_final[j], a, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
+                    leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c)
+                i = (one - b[j]) * i + x[t, j]  # (2)
+                v_rec[t, j] = v
+                i_rec[t, j] = i
+                v_final[j] = v
+                i_final[j] = i
+                if spiking:
+                    spikes[t, j] = z
+                if refractory:
+                    r_rec[t, j] = r
+                    r_final[j] = r
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
+                  v_rec, i_rec, r_rec, g_spikes, g_v_rec, g_i_rec, g_r_rec, g_v_final, g_i_final, g_r_final,
+                  g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, g_k,
+                  has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec, has_g_v_final, has_g_i_final,
+                  has_g_r_final, leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth,
+                  surrogate, tile, c, first_tile, last_tile):
+    steps, count = g_x.shape
+    one = c[0]
+    zero = one - one
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            # g_v0 and g_i0 carry G_v and G_i through the scan.
+            g_v0[j] = g_v_final[j] if has_g_v_final else zero
+            g_i0[j] = g_i_final[j] if has_g_i_final else zero
+            g_a[j] = 0.0
+            g_b[j] = 0.0
+            g_leak[j] = 0.0
+            g_reset[j] = 0.0
+            g_theta[j] = 0.0
+            g_k[j] = 0.0
+        if spiking and not refractory and not observe_v and not observe_z and not smooth and not replay \
+                and surrogate != SIGMOID:
+            _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spikes, g_v_rec, g_i_rec,
+                           g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, has_g_spikes, has_g_v_rec,
+                           has_g_i_rec, start, stop, leaky, strict, surrogate, c)
+            continue
+        for t in range(steps - 1, -1, -1):
+            for j in range(start, stop):
+                v_before = v_rec[t - 1, j] if t > 0 else v0[j]
+                i_before = i_rec[t - 1, j] if t > 0 else i0[j]
+                r_before = (r_rec[t - 1, j] if t > 0 else r0[j]) if refractory else zero
+                base, u, e, m, carry, z, _, _ = _advance(
+                    t, j, v_before, i_before, r_before, a, leak, reset, theta, k, scale, v_obs, z_obs, stops,
+                    slots, leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c)
+                g_v = g_v0[j] + (g_v_rec[t, j] if has_g_v_rec else zero)  # (7)
+                g_i = g_i0[j] + (g_i_rec[t, j] if has_g_i_rec else zero)
+                g_z = g_spikes[t, j] if has_g_spikes else zero
+                if refractory:  # (8)
+                    g_r = g_r_rec[t, j] if has_g_r_rec else zero
+                    if t == steps - 1 and has_g_r_final:
+                        g_r += g_r_final[j]
+                    g_z += g_r * (k[j] - carry)
+                    g_k[j] += g_r * z
+                    g_reset[j] += m * g_v
+                    g_v = (one - m) * g_v
+                    g_z = (one - m) * g_z
+                if spiking and not observe_v:  # (9)
+                    g_reset[j] += e * g_v
+                    g_v = (one - e) * g_v
+                if spiking:  # (10)
+                    f, _ = derivatives(u, scale[j], surrogate, c)
+                    g_u = g_z * f
+                    g_v += g_u
+                    g_theta[j] -= g_u
+                g_a[j] += g_v * base  # (11)
+                g_x[t, j] = g_i
+                g_b[j] -= g_i * i_before
+                g_i0[j] = (one - b[j]) * g_i + a[j] * g_v  # (12)
+                if leaky:
+                    g_leak[j] += a[j] * g_v
+                    g_v = (one - a[j]) * g_v
+                g_v0[j] = g_v
+
+
+class Config(NamedTuple):
+    leaky: bool
+    spiking: bool
+    refractory: bool
+    observe_v: bool
+    observe_z: bool
+    replay: bool
+    strict: bool
+    smooth: bool
+    surrogate: int
+
+    @property
+    def detached_keys(self):
+        """The stop-gradient values of a run with these options (the spec's keys)."""
+        keys = []
+        if self.spiking and not self.observe_v:
+            keys.append("reset_spike")
+        if self.refractory:
+            keys += ["refractory_mask", "refractory_carry"]
+        if self.observe_v:
+            keys += ["inject_v"] + (["inject_v_refractory"] if self.refractory else [])
+        if self.observe_z:
+            keys += ["inject_spikes"] + (["inject_spikes_refractory"] if self.refractory else [])
+        return keys
+
+    @property
+    def spikes_are_reset(self):
+        """Whether e of eq. (4) is the spike output itself (no clamp follows)."""
+        return self.spiking and not self.observe_v and not self.refractory
+
+    @property
+    def stored_keys(self):
+        """The keys the forward stores: all of them when replaying, else all but
+        a reset spike that the spike output already holds."""
+        if self.replay or not self.spikes_are_reset:
+            return self.detached_keys
+        return [key for key in self.detached_keys if key != "reset_spike"]
+
+
+def _slots(keys):
+    slots = np.full(len(KEYS), -1, dtype=np.int64)
+    for position, key in enumerate(keys):
+        slots[KEYS.index(key)] = position
+    return slots
+
+
+PARAMETERS = ("a", "b", "leak", "reset", "threshold", "k")
+
+
+class _Scan(torch.autograd.Function):
+    """Inputs (x, v0, i0, r0, a, b, leak, reset, threshold, k, scale, v_obs,
+    z_obs, held, record, config); absent ones are None.  ``held`` is the
+    stacked replayed values; ``record`` a dict the forward fills with its own."""
+
+    @staticmethod
+    def forward(ctx, x, v0, i0, r0, a, b, leak, reset, threshold, k, scale, v_obs, z_obs, held, record, config):
+        step_shape, dtype = x.shape[1:], x.dtype
+        zero = torch.zeros((), dtype=dtype)
+        lanes = [_launch.per_lane(value if value is not None else zero, step_shape)
+                 for value in (v0, i0, r0, a, b, leak, reset, threshold, k, scale)]
+        observations = [_launch.optional(o, dtype)[0] for o in (v_obs, z_obs)]
+        keys = config.stored_keys
+        slots = _slots(keys)
+        if config.replay:
+            stops = held
+        else:
+            stops_tensor = _launch.empty((len(keys),) + tuple(x.shape), dtype)
+            record.update({key: stops_tensor[position] for position, key in enumerate(keys)})
+            stops = stops_tensor.numpy().reshape(len(keys), x.shape[0], x[0].numel())
+
+        def sequence(present):
+            return _launch.empty(x.shape, dtype) if present else None
+
+        spikes, v_rec, i_rec, r_rec = (sequence(p) for p in (config.spiking, True, True, config.refractory))
+        finals = [_launch.empty(step_shape, dtype) for _ in range(3)]
+        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, *observations, stops, slots,
+                     *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
+                       for s in (spikes, v_rec, i_rec, r_rec)),
+                     *(_launch.lanes(f) for f in finals), *config, _launch.TILE, _launch.constants(dtype))
+        ctx.save_for_backward(v_rec, i_rec, r_rec, a, b, leak, reset, threshold, k)
+        ctx.lanes, ctx.observations, ctx.stops, ctx.slots, ctx.config = lanes, observations, stops, slots, config
+        ctx.set_materialize_grads(False)
+        sequences = [s for s in (spikes, v_rec, i_rec, r_rec) if s is not None]
+        return tuple(sequences + finals[:3 if config.refractory else 2])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        v_rec, i_rec, r_rec, *parameters = ctx.saved_tensors
+        config = ctx.config
+        dtype, count = v_rec.dtype, v_rec[0].numel()
+        names = [n for n, on in (("z", config.spiking), ("v", True), ("i", True), ("r", config.refractory)) if on]
+        g_seq = dict(zip(names, grads))
+        g_final = dict(zip([n for n in names if n != "z"], grads[len(names):]))
+        sequences = [_launch.optional(g_seq.get(n), dtype) for n in ("z", "v", "i", "r")]
+        finals = [_launch.optional(g_final.get(n), dtype, rank=1) for n in ("v", "i", "r")]
+        g_x = _launch.empty(v_rec.shape, dtype)
+        g_v0, g_i0 = (torch.empty(v_rec.shape[1:], dtype=dtype) for _ in range(2))
+        sums = [_launch.lane_sums(count) for _ in PARAMETERS]
+        recorded = [_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
+                    for s in (v_rec, i_rec, r_rec)]
+        # Without replay the backward recomputes the stop-gradient values and stores none of them.
+        slots = ctx.slots if config.replay else _slots([])
+        _launch.run_tiles(backward_scan, count, *ctx.lanes, *ctx.observations, ctx.stops, slots, *recorded,
+                      *(view for view, _ in sequences + finals), _launch.sequence(g_x), _launch.lanes(g_v0),
+                      _launch.lanes(g_i0), *sums, *(present for _, present in sequences + finals),
+                      *config, _launch.TILE, _launch.constants(dtype))
+        neurons = v_rec.shape[-1]
+        grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
+                 for total, like, want in zip(sums, parameters, ctx.needs_input_grad[4:10])]
+        r0_grad = torch.zeros(v_rec.shape[1:], dtype=dtype) if ctx.needs_input_grad[3] else None
+        return (g_x, g_v0, g_i0, r0_grad, *grads, None, None, None, None, None, None)
+
+
+def run(row, x, params, state, surrogate, inject, smooth, detached):
+    spiking = row.options["spiking"]
+    dt = params["dt"]
+    a = dt / params["tau_mem"]
+    b = dt / params["tau_syn"]
+    k = params["refractory_time"] / dt if row.refractory else None
+    v_obs, z_obs = inject.get("v"), inject.get("spikes")
+    config = Config(row.options["leak"], spiking, row.refractory, v_obs is not None, z_obs is not None,
+                    detached is not None, row.spike_test == ">", bool(smooth), kind(surrogate if spiking else None))
+    held = None
+    if config.replay:
+        missing = [key for key in config.detached_keys if key not in detached]
+        if missing:
+            raise ValueError(f"detached: {row.key} with these observations needs {', '.join(missing)}")
+        held = torch.stack([detached[key] for key in config.detached_keys]).contiguous().numpy()
+        held = held.reshape(len(config.detached_keys), x.shape[0], x[0].numel())
+    record = {}
+    scale = params["alpha"] if spiking else None
+    results = _Scan.apply(
+        x, state["v"], state["i"], state.get("r"), a, b, params.get("leak"), params.get("reset"),
+        params.get("threshold"), k, scale, v_obs, z_obs, held, record, config,
+    )
+    names = ["v", "i"] + (["r"] if row.refractory else [])
+    if spiking:
+        out, *results = results
+    sequences, finals = results[:len(names)], results[len(names):]
+    outputs = dict(zip(names, sequences))
+    outputs["out"] = out if spiking else outputs["v"]
+    if config.replay:
+        return outputs, dict(zip(names, finals)), {key: detached[key] for key in config.detached_keys}
+    if config.spikes_are_reset:
+        record = {"reset_spike": out.detach(), **record}
+    return outputs, dict(zip(names, finals)), {key: record[key] for key in config.detached_keys}

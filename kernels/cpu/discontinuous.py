@@ -1,0 +1,73 @@
+"""Fused CPU kernels of rnnbuilder's Discontinuous neuron (SPEC.md section 3):
+stateless and elementwise,
+
+    (1) s = H(x - theta)   (F(x - theta) for the smooth twin)
+    (2) dx = dL/ds f(x - theta);   dtheta = -sum dx
+
+Lanes are tiled as in the scans; the threshold's gradient is summed per lane
+over time and reduced in a fixed order (``_launch.reduce_lanes``).
+"""
+
+from __future__ import annotations
+
+import torch
+from numba import njit
+
+from . import _launch
+from .surrogates import derivatives, kind, step
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, tile, c, first_tile, last_tile):
+    steps, count = x.shape
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for t in range(steps):
+            for j in range(start, stop):
+                spikes[t, j] = step(x[t, j] - theta[j], scale[j], surrogate, strict, smooth, c)  # (1)
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, tile, c, first_tile, last_tile):
+    steps, count = x.shape
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            g_theta[j] = 0.0
+        for t in range(steps):
+            for j in range(start, stop):
+                f, _ = derivatives(x[t, j] - theta[j], scale[j], surrogate, c)
+                g = g_spikes[t, j] * f  # (2)
+                g_x[t, j] = g
+                g_theta[j] -= g
+
+
+class _Fire(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, theta, scale, config):
+        strict, smooth, surrogate = config
+        lanes = [_launch.per_lane(value, x.shape[1:]) for value in (theta, scale)]
+        spikes = _launch.empty(x.shape, x.dtype)
+        _launch.run_tiles(forward_map, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), strict, smooth, surrogate,
+                    _launch.TILE, _launch.constants(x.dtype))
+        ctx.save_for_backward(x, theta)
+        ctx.lanes, ctx.config = lanes, config
+        return spikes
+
+    @staticmethod
+    def backward(ctx, g_spikes):
+        x, theta = ctx.saved_tensors
+        g_x = _launch.empty(x.shape, x.dtype)
+        total = _launch.lane_sums(x[0].numel())
+        _launch.run_tiles(backward_map, x[0].numel(), _launch.sequence(x), *ctx.lanes, _launch.sequence(g_spikes), _launch.sequence(g_x), total,
+                     ctx.config[2], _launch.TILE, _launch.constants(x.dtype))
+        g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        # gradient_factor is spike_linear's fixed scale: no gradient.
+        return g_x, g_theta, None, None
+
+
+def run(row, x, params, state, surrogate, inject, smooth, detached):
+    config = (row.spike_test == ">", bool(smooth), kind(surrogate))
+    return {"out": _Fire.apply(x, params["threshold"], params["gradient_factor"], config)}, {}, {}

@@ -1,0 +1,317 @@
+"""Fused CPU scans of the LIF family (tether LIF/PLIF, rnnbuilder LIF/NoReset,
+qualia IFSRL/ATIF), SPEC.md sections 2-4.
+
+Per lane, with leak lam (1 for the qualia IF models), threshold theta and p[-1]
+the initial state:
+
+    (1) v[t] = lam p[t-1] + x[t]
+    (2) u[t] = v[t] - theta;   s[t] = H(u[t])   (F(u[t]) for the smooth twin)
+    (3) p[t] = v[t] (1 - r[t])   hard reset to 0, r = sg(s) (or the replayed r)
+             | v[t] - theta s[t]   subtractive reset (not detached)
+             | v[t]                 no reset
+    recorded: v[t] (tether, pre-reset) or p[t]; final state p[T-1].
+
+Reverse scan, G the gradient reaching p[t] (the final-state cotangent at the end):
+
+    (4) G += dL/dp_rec[t];   g_s = dL/ds[t]
+    (5) hard: g_v = G (1 - r);   subtractive: g_v = G, g_s -= theta G, dtheta -= s G;   none: g_v = G
+    (6) g_v += dL/dv_rec[t] + g_s f(u);   dtheta -= g_s f(u);   dscale += g_s dF/dscale(u)
+    (7) dx[t] = g_v;   dlam += g_v p[t-1];   G = lam g_v (g_v without a leak)
+    initial-state gradient: G after step 0.
+
+Each kernel has a general loop and, for the common case (H, no replayed
+spikes; in the backward also a surrogate other than sigmoid), a tile loop on row slices whose body is branch-free (the flags become
+selects), which the compiler vectorizes; both compute the same roundings.
+Nothing is saved beyond the outputs: the backward rebuilds v[t] and p[t-1]
+from the recorded sequence (pre-reset v: p[t-1] by (3) from v[t-1]; post-reset
+p: v[t] by (1) from p[t-1] and x[t]) with the forward's own operations, so
+bitwise: every spike decision in the backward is the forward's.
+
+No fastmath: contraction (fma) could round (1) differently in the two kernels
+and flip a recomputed spike, and the lane loops vectorize without it (no
+reduction crosses lanes).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from numba import njit
+
+from . import _launch
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+
+ZERO, SUBTRACT, NONE = 0, 1, 2
+RESETS = {"zero": ZERO, "subtract": SUBTRACT, None: NONE}
+
+
+@njit(cache=True, error_model="numpy")
+def _post_reset(v, s, r, theta, reset, one):
+    """Eq. (3)."""
+    if reset == ZERO:
+        return v * (one - r)
+    if reset == SUBTRACT:
+        return v - theta * s
+    return v
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c):
+    """Eqs. (1)-(3) over one tile with H (no smooth twin, no replay): the body is
+    branch-free on row slices (invariant flags become selects), so it vectorizes."""
+    one = c[0]
+    zero = one - one
+    p = final[start:stop]
+    leak = lam[start:stop]
+    threshold = theta[start:stop]
+    hard = reset == ZERO
+    soft = reset == SUBTRACT
+    inclusive = not strict
+    for t in range(x.shape[0]):
+        drive = x[t, start:stop]
+        fired = spikes[t, start:stop]
+        kept = recorded[t, start:stop]
+        for i in range(p.shape[0]):
+            v = leak[i] * p[i] + drive[i]  # (1)
+            u = v - threshold[i]  # (2)
+            s = one if (u > 0) | (inclusive & (u == 0)) else zero
+            after = v * (one - s) if hard else (v - threshold[i] * s if soft else v)  # (3)
+            fired[i] = s
+            kept[i] = v if record_pre else after
+            p[i] = after
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
+                 leak, reset, record_pre, strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+    steps, count = x.shape
+    one = c[0]
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            final[j] = v0[j]
+        if not smooth and not replay:
+            # Without a leak lam is 1 in every lane, and 1 * p + x == p + x exactly.
+            _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c)
+            continue
+        for t in range(steps):
+            for j in range(start, stop):
+                v = lam[j] * final[j] + x[t, j] if leak else final[j] + x[t, j]  # (1)
+                s = step(v - theta[j], scale[j], surrogate, strict, smooth, c)  # (2)
+                r = replayed[t, j] if replay else s
+                p = _post_reset(v, s, r, theta[j], reset, one)  # (3)
+                spikes[t, j] = s
+                recorded[t, j] = v if record_pre else p
+                final[j] = p
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta, g_scale,
+                   has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, c):
+    """Eqs. (4)-(7) over one tile with H (no smooth twin, no replay) and an
+    algebraic surrogate (sigmoid's exp would keep the loop scalar), on row
+    slices with a branch-free body; an absent cotangent is a row of zeros."""
+    one = c[0]
+    zero = one - one
+    absent = np.zeros(stop - start, dtype=g_x.dtype)
+    leak = lam[start:stop]
+    threshold = theta[start:stop]
+    scales = scale[start:stop]
+    initial = v0[start:stop]
+    carry = g_v0[start:stop]
+    d_lam = g_lam[start:stop]
+    d_theta = g_theta[start:stop]
+    d_scale = g_scale[start:stop]
+    hard = reset == ZERO
+    soft = reset == SUBTRACT
+    inclusive = not strict
+    for t in range(g_x.shape[0] - 1, -1, -1):
+        first = t == 0
+        now = recorded[t, start:stop]
+        before = initial if first else recorded[t - 1, start:stop]
+        drive = now if record_pre else x[t, start:stop]
+        g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
+        g_rec_row = g_recorded[t, start:stop] if has_g_recorded else absent
+        g_pre = g_rec_row if record_pre else absent
+        g_post = absent if record_pre else g_rec_row
+        g_x_row = g_x[t, start:stop]
+        for i in range(carry.shape[0]):
+            # v[t] and p[t-1], rebuilt as the forward computed them.
+            if record_pre:
+                v = now[i]
+                u_before = before[i] - threshold[i]
+                s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
+                reset_before = before[i] * (one - s_before) if hard else (
+                    before[i] - threshold[i] * s_before if soft else before[i])
+                p_before = before[i] if first else reset_before
+            else:
+                p_before = before[i]
+                v = leak[i] * p_before + drive[i]
+            u = v - threshold[i]
+            s = one if (u > 0) | (inclusive & (u == 0)) else zero
+            g_p = carry[i] + g_post[i]  # (4)
+            g_v = g_p * (one - s) if hard else g_p  # (5)
+            g_s = g_s_row[i] - threshold[i] * g_p if soft else g_s_row[i]
+            d_theta[i] -= s * g_p if soft else zero
+            g_v += g_pre[i]  # (6)
+            f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
+            g_u = g_s * f
+            g_v += g_u
+            d_theta[i] -= g_u
+            d_scale[i] += g_s * dF
+            g_x_row[i] = g_v  # (7)
+            d_lam[i] += g_v * p_before
+            carry[i] = leak[i] * g_v
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_recorded, g_final,
+                  g_x, g_v0, g_lam, g_theta, g_scale,
+                  has_g_spikes, has_g_recorded, has_g_final,
+                  leak, reset, record_pre, strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+    steps, count = g_x.shape
+    one = c[0]
+    for tile_index in range(first_tile, last_tile):
+        start = tile_index * tile
+        stop = min(start + tile, count)
+        for j in range(start, stop):
+            # g_v0 carries G, the gradient reaching p[t], through the scan.
+            g_v0[j] = g_final[j] if has_g_final else one - one
+            g_lam[j] = 0.0
+            g_theta[j] = 0.0
+            g_scale[j] = 0.0
+        if not smooth and not replay and surrogate != SIGMOID:
+            _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta,
+                           g_scale, has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict,
+                           surrogate, c)
+            continue
+        for t in range(steps - 1, -1, -1):
+            for j in range(start, stop):
+                # v[t] and p[t-1], rebuilt as the forward computed them.
+                if record_pre:
+                    v = recorded[t, j]
+                    if t > 0:
+                        v_before = recorded[t - 1, j]
+                        s_before = step(v_before - theta[j], scale[j], surrogate, strict, smooth, c)
+                        r_before = replayed[t - 1, j] if replay else s_before
+                        p_before = _post_reset(v_before, s_before, r_before, theta[j], reset, one)
+                    else:
+                        p_before = v0[j]
+                else:
+                    p_before = recorded[t - 1, j] if t > 0 else v0[j]
+                    v = lam[j] * p_before + x[t, j] if leak else p_before + x[t, j]
+                u = v - theta[j]
+                s = step(u, scale[j], surrogate, strict, smooth, c)
+                r = replayed[t, j] if replay else s
+                g_p = g_v0[j]
+                if has_g_recorded and not record_pre:
+                    g_p += g_recorded[t, j]  # (4)
+                g_s = g_spikes[t, j] if has_g_spikes else one - one
+                if reset == ZERO:  # (5)
+                    g_v = g_p * (one - r)
+                elif reset == SUBTRACT:
+                    g_v = g_p
+                    g_s -= theta[j] * g_p
+                    g_theta[j] -= s * g_p
+                else:
+                    g_v = g_p
+                if has_g_recorded and record_pre:
+                    g_v += g_recorded[t, j]
+                f, dF = derivatives(u, scale[j], surrogate, c)  # (6)
+                g_u = g_s * f
+                g_v += g_u
+                g_theta[j] -= g_u
+                g_scale[j] += g_s * dF
+                g_x[t, j] = g_v  # (7)
+                g_lam[j] += g_v * p_before
+                g_v0[j] = lam[j] * g_v if leak else g_v
+
+
+class Config(NamedTuple):
+    leak: bool
+    reset: int
+    record_pre: bool
+    strict: bool
+    smooth: bool
+    replay: bool
+    surrogate: int
+
+
+class _Scan(torch.autograd.Function):
+    """Inputs (x, v0, lam, theta, scale, replayed, config); lam is None without a leak."""
+
+    @staticmethod
+    def forward(ctx, x, v0, lam, theta, scale, replayed, config):
+        step_shape = x.shape[1:]
+        xs = _launch.sequence(x)
+        lanes = {name: _launch.per_lane(value if value is not None else torch.ones((), dtype=x.dtype), step_shape)
+                 for name, value in (("v0", v0), ("lam", lam), ("theta", theta), ("scale", scale))}
+        held, _ = _launch.optional(replayed, x.dtype)
+        spikes = _launch.empty(x.shape, x.dtype)
+        recorded = _launch.empty(x.shape, x.dtype)
+        final = _launch.empty(step_shape, x.dtype)
+        _launch.run_tiles(forward_scan, x[0].numel(), xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], held,
+                     _launch.sequence(spikes), _launch.sequence(recorded), _launch.lanes(final),
+                     config.leak, config.reset, config.record_pre, config.strict, config.smooth,
+                     config.replay, config.surrogate, _launch.TILE, _launch.constants(x.dtype))
+        # Saved: x only where the backward rebuilds v from it (a reference to
+        # the input, no copy), the recorded sequence (an output) and M-sized lanes.
+        ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
+        ctx.lanes, ctx.held, ctx.config = lanes, held, config
+        ctx.set_materialize_grads(False)
+        return spikes, recorded, final
+
+    @staticmethod
+    def backward(ctx, g_spikes, g_recorded, g_final):
+        x, recorded, lam, theta, scale = ctx.saved_tensors
+        config, lanes = ctx.config, ctx.lanes
+        dtype, count = recorded.dtype, recorded[0].numel()
+        xs = _launch.sequence(x) if x is not None else _launch.placeholder(dtype, 2)
+        g_spikes, has_g_spikes = _launch.optional(g_spikes, dtype)
+        g_rec, has_g_rec = _launch.optional(g_recorded, dtype)
+        g_fin, has_g_fin = _launch.optional(g_final, dtype, rank=1)
+        g_x = _launch.empty(recorded.shape, dtype)
+        g_v0 = torch.empty(recorded.shape[1:], dtype=dtype)
+        sums = [_launch.lane_sums(count) for _ in range(3)]
+        _launch.run_tiles(backward_scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], ctx.held,
+                      _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
+                      _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin,
+                      config.leak, config.reset, config.record_pre, config.strict, config.smooth,
+                      config.replay, config.surrogate, _launch.TILE, _launch.constants(dtype))
+        neurons = recorded.shape[-1]
+        wants = ctx.needs_input_grad
+        grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
+                 for total, like, want in zip(sums, (lam, theta, scale), wants[2:5])]
+        scale_grad = grads[2] if config.surrogate in (0, 1, 2) else None
+        return g_x, g_v0, grads[0], grads[1], scale_grad, None, None
+
+
+def leak_factor(row, params):
+    """The membrane's leak lam of eq. (1): tether's decay, rnnbuilder's exp(-1/tau)
+    (dt = 1), or None for qualia's integrate-and-fire (lam = 1)."""
+    kind_of_leak = row.options["leak"]
+    if kind_of_leak == "decay":
+        return params["decay"]
+    if kind_of_leak == "tau":
+        return torch.exp(-1 / params["tau"])
+    return None
+
+
+def run(row, x, params, state, surrogate, inject, smooth, detached):
+    theta = params.get("threshold", torch.ones((), dtype=x.dtype))
+    scale = params["alpha"] if "alpha" in params else params["gradient_factor"]
+    var = row.state_names[0]
+    replay = detached is not None and row.reset == "zero"
+    replayed = detached["reset_spike"] if replay else None
+    lam = leak_factor(row, params)
+    config = Config(lam is not None, RESETS[row.reset], row.options["record"] == "pre", row.spike_test == ">",
+                    bool(smooth), replay, kind(surrogate))
+    spikes, recorded, final = _Scan.apply(x, state[var], lam, theta, scale, replayed, config)
+    out = spikes * theta if row.out == "spikes*threshold" else spikes
+    used = {}
+    if row.reset == "zero":
+        used["reset_spike"] = replayed if replay else spikes.detach()
+    return {"out": out, var: recorded}, {var: final}, used

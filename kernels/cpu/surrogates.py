@@ -1,0 +1,102 @@
+"""Surrogate gradients and forward steps for the fused CPU scans (SPEC.md section 1).
+
+For a distance to threshold u and scale a (alpha, or gamma for spike_linear):
+
+    (1) arctan        f = a / d,            F = atan(w)/pi + 1/2,     dF/da = u / d,   w = pi a u, d = 1 + w^2
+    (2) sigmoid       f = a e / (1 + e)^2,  F = sigma(a u),           dF/da = u e / (1 + e)^2,   e = exp(-|a u|)
+    (3) fast_sigmoid  f = 1 / (1 + a|u|)^2, F = 1/2 + sgn(u) q,  dF/da = -sgn(u) q^2,
+                      q = 1 / (1/|u| + a)  (= |u| / (1 + a|u|), finite for every u)
+    (4) superspike    f and F as fast_sigmoid; the scale has no gradient
+    (5) spike_linear  f = a max(0, 1 - |u|), F = a (c - c|c|/2), c = clamp(u, -1, 1); no scale gradient
+
+and the forward step H(u) = [u > 0] (strict models) or [u >= 0], or F(u) for
+the smooth twin.  Every form stays finite for finite u: e = exp(-|a u|) never
+overflows, and a denominator that overflows to inf gives 0, never inf * 0.
+``KINDS`` numbers the registry's keys; an unknown number gives NaN.
+
+Compiled with ``error_model="numpy"``: IEEE division (1/0 = inf, 0/0 = NaN)
+instead of Python's ZeroDivisionError, which the forms above rely on.
+``c`` is the kernel's constants array (``_launch.constants``): c[0] = 1 and
+c[1] = pi in the compute dtype, so float32 arithmetic stays float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+from snnref import registry
+
+KINDS = {"arctan": 0, "sigmoid": 1, "fast_sigmoid": 2, "superspike": 3, "spike_linear": 4}
+SIGMOID = KINDS["sigmoid"]
+# No kind: the CUBA leaky integrator has no spikes.
+NONE = -1
+assert set(KINDS) == set(registry.SURROGATES), "every registry surrogate needs a kind here"
+
+
+def kind(key) -> int:
+    return NONE if key is None else KINDS[key]
+
+
+@njit(cache=True, error_model="numpy")
+def algebraic_derivatives(u, a, kind, c):
+    """(f(u), dF/da(u)) of eqs. (1) and (3)-(5), the kinds without a
+    transcendental function: a loop that calls only these vectorizes."""
+    one = c[0]
+    zero = one - one
+    if kind == 0:
+        w = c[1] * a * u
+        d = one + w * w
+        return a / d, u / d
+    if kind == 2 or kind == 3:
+        d = one + a * abs(u)
+        f = one / (d * d)
+        if kind == 3:
+            return f, zero
+        q = one / (one / abs(u) + a)
+        return f, -(one if u >= 0 else -one) * q * q
+    if kind == 4:
+        return a * max(zero, one - abs(u)), zero
+    return zero / zero, zero / zero
+
+
+@njit(cache=True, error_model="numpy")
+def derivatives(u, a, kind, c):
+    """(f(u), dF/da(u)) of eqs. (1)-(5); dF/da is 0 where the scale is fixed."""
+    if kind == SIGMOID:
+        one = c[0]
+        e = math.exp(-abs(a * u))
+        d = one + e
+        bump = e / (d * d)
+        return a * bump, u * bump
+    return algebraic_derivatives(u, a, kind, c)
+
+
+@njit(cache=True, error_model="numpy")
+def primitive(u, a, kind, c):
+    """F(u) of eqs. (1)-(5): the smooth twin's forward step."""
+    one = c[0]
+    half = one / (one + one)
+    if kind == 0:
+        return math.atan(c[1] * a * u) / c[1] + half
+    if kind == 1:
+        e = math.exp(-abs(a * u))
+        return one / (one + e) if u >= 0 else e / (one + e)
+    if kind == 2 or kind == 3:
+        return half + (one if u >= 0 else -one) / (one / abs(u) + a)
+    if kind == 4:
+        clamped = min(one, max(-one, u))
+        return a * (clamped - clamped * abs(clamped) * half)
+    return (one - one) / (one - one)
+
+
+@njit(cache=True, error_model="numpy")
+def step(u, a, kind, strict, smooth, c):
+    """The forward step: H(u) ([u > 0] if strict else [u >= 0]), or F(u) when smooth."""
+    one = c[0]
+    if smooth:
+        return primitive(u, a, kind, c)
+    if strict:
+        return one if u > 0 else one - one
+    return one if u >= 0 else one - one

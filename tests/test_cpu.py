@@ -1,0 +1,197 @@
+"""What is particular to the fused CPU backend (snnref.kernels.cpu); its
+equivalence with the spec is the shared template of tests/test_backends.py and
+its mutants are in tests/test_cpu_mutants.py.
+
+Tiling: several tiles with a partial last one give the spec's results and the
+same bits as one tile, on one thread or two.  Dispatch: "auto" picks it for CPU
+tensors and the module classes use it; without numba "auto" warns once and runs
+torch.  Bad input: a tensor off the CPU, integer and complex dtypes, thread
+counts outside 1..cores.  The surrogate forms stay finite and equal the torch
+path's for any finite u."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from numba import njit
+
+import snnref
+import snnref.backend as backend
+from snnref import checks, equivalence, registry
+from snnref.kernels import cpu
+from snnref.kernels.cpu import _launch
+from snnref.kernels.cpu.surrogates import KINDS, derivatives, primitive
+from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
+
+MODELS = sorted(registry.MODELS)
+X = torch.full((4, 2, 3), 0.5)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_several_tiles_with_a_partial_last_one(key, monkeypatch):
+    row = registry.MODELS[key]
+    # 3 x 5 = 15 lanes (attention: 3 x 5 x 5 = 75) in tiles of 4: the last tile is partial.
+    case = checks.random_case(key, np.random.default_rng(8), steps=7, batch=3, neurons=5, per_neuron=True,
+                              inject=bool(row.inject))
+    one_tile = equivalence.run_backend(case, "cpu", torch.float32)
+    monkeypatch.setattr(_launch, "TILE", 4)
+    report = equivalence.compare(case, "cpu", torch.float32)
+    assert report.passed, "; ".join(report.failures)
+    threads = cpu.get_threads()
+    try:
+        for count in sorted({1, 2, _launch.machine_threads()} & set(range(1, _launch.machine_threads() + 1))):
+            cpu.set_threads(count)
+            tiled = equivalence.run_backend(case, "cpu", torch.float32)
+            for name in one_tile:
+                # Tiling and threads never change a lane's arithmetic or a sum's order.
+                assert np.array_equal(tiled[name], one_tile[name]), (count, name)
+    finally:
+        cpu.set_threads(threads)
+
+
+def test_auto_runs_the_cpu_scans_on_cpu_tensors():
+    row = registry.model("tether.LIF")
+    assert backend._check_backend(row, "auto", X) == "cpu"
+    assert backend._check_backend(row, "auto", X.double()) == "cpu"
+    # Dtypes the scans do not compute in go to torch, whose check names the problem.
+    assert backend._check_backend(row, "auto", X.half()) == "torch"
+
+
+@pytest.fixture
+def used_backends(monkeypatch):
+    names = []
+    original = backend._family
+
+    def recording(row, name="torch"):
+        names.append(name)
+        return original(row, name)
+
+    monkeypatch.setattr(backend, "_family", recording)
+    return names
+
+
+def test_module_classes_use_the_cpu_scans_by_default(used_backends):
+    from snnref import functional, nn
+    from snnref.compat import rnnbuilder
+
+    x = torch.rand(5, 2, 4)
+    nn.LIF(4)(x).sum().backward()
+    nn.ALIF(4)(x)
+    rnnbuilder.Adaptive()(x)
+    functional.lif(x.reshape(5, 8), torch.zeros(8), torch.tensor(0.9), torch.tensor(1.0), torch.tensor(2.0), 0)
+    assert used_backends and set(used_backends) == {"cpu"}, used_backends
+
+
+def test_without_numba_auto_warns_once_and_runs_torch(monkeypatch, used_backends):
+    monkeypatch.setattr(backend, "_CPU_KERNELS", [ImportError("No module named 'numba'")])
+    with pytest.warns(RuntimeWarning, match="the fused CPU backend needs numba .No module named 'numba'.; "
+                                            "backend='auto' runs the slower torch path"):
+        first = snnref.simulate("tether.LIF", X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snnref.simulate("tether.LIF", X)
+    assert used_backends == ["torch", "torch"]
+    assert torch.equal(first.outputs["out"], snnref.simulate("tether.LIF", X, backend="torch").outputs["out"])
+    with pytest.raises(ImportError, match="backend: 'cpu' needs numba, which does not import here"):
+        snnref.simulate("tether.LIF", X, backend="cpu")
+
+
+def test_bad_input_is_refused_before_any_kernel_runs(monkeypatch):
+    def no_kernel(*args):
+        raise AssertionError("a kernel allocated its outputs before the input was refused")
+
+    monkeypatch.setattr(_launch, "empty", no_kernel)
+    # A tensor off the CPU (CUDA where there is a GPU; the meta device stands in
+    # for it here, which simulate itself refuses even earlier).
+    with pytest.raises(ValueError, match=r"x: backend 'cpu' runs on CPU tensors, got x on meta; "
+                                         r"use backend='triton' or 'torch' there"):
+        backend._check_backend(registry.model("tether.LIF"), "cpu", torch.zeros(4, 3, device="meta"))
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"x: backend 'cpu' runs on CPU tensors, got x on cuda"):
+            snnref.simulate("tether.LIF", torch.zeros(4, 3, device="cuda"), backend="cpu")
+    for dtype in (torch.int64, torch.int32, torch.complex64, torch.float16):
+        with pytest.raises(TypeError, match=f"x: backend 'cpu' expects dtype torch.float32 or torch.float64, "
+                                            f"got {dtype}"):
+            snnref.simulate("tether.LIF", torch.zeros(4, 3, dtype=dtype), backend="cpu")
+    # What simulate refuses on every backend is refused with the same message.
+    for name in ("torch", "cpu"):
+        with pytest.raises(ValueError, match="x: expected finite values"):
+            snnref.simulate("tether.LIF", torch.tensor([[0.0], [float("nan")]]), backend=name)
+        with pytest.raises(ValueError, match=r"x: rnnbuilder.Cooldown integrates exp\(x\), which overflows"):
+            snnref.simulate("rnnbuilder.Cooldown", torch.full((2, 3), 100.0), backend=name)
+
+
+def test_thread_counts_outside_the_machine_are_refused():
+    limit = _launch.machine_threads()
+    with pytest.raises(ValueError, match=f"threads: expected 1 to {limit} .this machine's maximum., got {limit + 1}"):
+        cpu.set_threads(limit + 1)
+    with pytest.raises(ValueError, match="threads: expected 1 to"):
+        cpu.set_threads(0)
+    with pytest.raises(TypeError, match="threads: expected an int from 1 to"):
+        cpu.set_threads(1.5)
+    assert cpu.get_threads() <= limit
+
+
+def test_strided_and_broadcast_tensors_are_copied_once_and_give_the_same_result():
+    x = torch.rand(6, 3, 8)
+    params = {"decay": torch.tensor(0.8, requires_grad=True)}
+    results = []
+    for make in (lambda: x.clone(), lambda: x.transpose(1, 2).contiguous().transpose(1, 2)):
+        inp = make().requires_grad_(True)
+        trace = snnref.simulate("tether.PLIF", inp, params, backend="cpu")
+        # An expanded (stride 0) cotangent: sum() hands the backward a broadcast tensor.
+        (trace.outputs["out"].sum() + trace.outputs["v"].sum()).backward()
+        results.append((trace.outputs["out"], trace.outputs["v"], inp.grad, params["decay"].grad.clone()))
+        params["decay"].grad = None
+    for ours, reference in zip(*results):
+        assert torch.equal(ours, reference)
+
+
+@njit(cache=False, error_model="numpy")
+def _probe(u, scale, kind, c, f, dF, F):
+    for index in range(u.shape[0]):
+        f[index], dF[index] = derivatives(u[index], scale, kind, c)
+        F[index] = primitive(u[index], scale, kind, c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("key", sorted(registry.SURROGATES))
+def test_surrogate_forms_are_finite_and_equal_the_torch_path(key, dtype):
+    u = np.array([-1e30, -50.0, -1.5, -1.0, -0.3, -1e-20, 0.0, 1e-20, 0.2, 0.999, 1.0, 3.0, 1e4, 3e38], dtype=dtype)
+    outputs = [np.empty_like(u) for _ in range(3)]
+    _probe(u, dtype(1.7), KINDS[key], np.array([1.0, np.pi], dtype=dtype), *outputs)
+    reference = TORCH_SURROGATES[key]
+    u64, a = torch.from_numpy(u.astype(np.float64)), torch.tensor(1.7, dtype=torch.float64)
+    expected = (reference.f(u64, a), reference.dF(u64, a) if reference.dF else torch.zeros_like(u64),
+                reference.F(u64, a))
+    tolerance = dict(rtol=2e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-300)
+    for got, want in zip(outputs, expected):
+        assert np.all(np.isfinite(got)), key
+        torch.testing.assert_close(torch.from_numpy(got.astype(np.float64)), want, **tolerance)
+
+
+def test_an_unknown_surrogate_kind_gives_nan():
+    u = np.array([0.5, -0.5])
+    outputs = [np.empty_like(u) for _ in range(3)]
+    _probe(u, 1.0, len(KINDS), np.array([1.0, np.pi]), *outputs)
+    assert all(np.isnan(o).all() for o in outputs)
+
+
+def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
+    monkeypatch.setattr(_launch, "_BLOCKS", _launch._Blocks(limit=1 << 30))
+    shape = (2, 1 << 22)  # 32 MiB of float32: served from blocks (1 MiB and up)
+    first = _launch.empty(shape, torch.float32).fill_(1.0)
+    address = first.data_ptr()
+    live = _launch.empty(shape, torch.float32)
+    assert live.data_ptr() != address  # in use: never handed out twice
+    del first
+    again = _launch.empty(shape, torch.float32)
+    assert again.data_ptr() == address and again.shape == shape and again.dtype == torch.float32
+    row = again[0]
+    del again
+    assert _launch.empty(shape, torch.float32).data_ptr() != address  # a view keeps its block alive
+    assert float(row.sum()) == float(1 << 22)
+    del row, live
+    cpu.release_memory()
+    assert not _launch._BLOCKS.blocks

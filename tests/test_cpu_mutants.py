@@ -1,0 +1,83 @@
+"""Meta-tests for the fused CPU scans: every planted mutant of
+tests/fixtures/cpu_mutants.py (the SPEC.md section 6 seed bugs and the generic
+ones, in copies of kernels/cpu compiled without the on-disk cache) makes the
+equivalence checks fail for each model it concerns, and the unpatched copy of
+each module passes them.  Tiles of 4 lanes, so every case has several tiles
+and a partial last one; every output buffer is poisoned with NaN and guarded."""
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures.cpu_mutants import CPU_MUTANTS, install, poison_outputs, stores_past_the_end
+from fixtures.torch_mutants import Mutant
+from snnref import checks, equivalence, registry
+from snnref.kernels.cpu import _launch
+
+SMALL_TILE = 4
+
+
+@pytest.fixture(autouse=True)
+def small_tiles_and_poison(monkeypatch):
+    monkeypatch.setattr(_launch, "TILE", SMALL_TILE)
+    return poison_outputs(monkeypatch, _launch)
+
+
+def cases(key, exact_threshold, surrogate=None):
+    row = registry.model(key)
+    if exact_threshold:
+        # Dyadic inputs, leak 1/2 and threshold 1: membranes land exactly on threshold.
+        rng = np.random.default_rng(0)
+        case = checks.random_case(key, rng, steps=12, batch=2, neurons=5, random_state=False,
+                                  surrogate=surrogate)
+        case.x = rng.integers(0, 5, case.x.shape) / 4.0
+        for leak in ("decay", "decay_v"):
+            if leak in case.params:
+                case.params[leak] = np.asarray(0.5)
+        if "beta" in case.params:
+            case.params["beta"] = np.asarray(0.0)
+        if "threshold" in case.params:
+            case.params["threshold"] = np.full(np.shape(case.params["threshold"]), 1.0)
+        if row.family == "cuba":
+            # a = b = 1/2 and threshold 1/2: exact binary fractions all the way.
+            exact = dict(tau_mem=2e-6, tau_syn=2e-6, dt=1e-6, threshold=0.5, leak=0.0, reset=0.0)
+            case.params.update({k: v for k, v in exact.items() if k in case.params})
+        yield case
+        return
+    for seed in (1, 2):
+        yield checks.random_case(key, np.random.default_rng(seed), steps=12, batch=3, neurons=5, per_neuron=True,
+                                 surrogate=surrogate)
+
+
+def caught(key, mutant, buffers, dtypes=(torch.float64, torch.float32)):
+    for case in cases(key, mutant.exact_threshold, mutant.surrogate):
+        for dtype in dtypes:
+            # No exception counts as caught: a mutant that does not compile would hide a hole.
+            report = equivalence.compare(case, "cpu", dtype)
+            if not report.passed or stores_past_the_end(buffers):
+                return True
+    return False
+
+
+@pytest.mark.parametrize("mutant", CPU_MUTANTS, ids=[m.name for m in CPU_MUTANTS])
+def test_cpu_mutant_is_caught(mutant, monkeypatch, small_tiles_and_poison):
+    install(mutant, monkeypatch)
+    survivors = [key for key in mutant.models if not caught(key, mutant, small_tiles_and_poison)]
+    small_tiles_and_poison.clear()  # a mutant's writes past the end were the point
+    assert not survivors, f"{mutant.name} survives the checks of {survivors}"
+
+
+MODULES = sorted({m.module for m in CPU_MUTANTS})
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_the_unpatched_copy_passes(module, monkeypatch, small_tiles_and_poison):
+    # The planting mechanism itself changes nothing: an identity patch of each
+    # module passes every model and exact-threshold case its mutants use (float64).
+    mutants = [m for m in CPU_MUTANTS if m.module == module]
+    anchor = mutants[0].old
+    install(Mutant(f"identity {module}", module, anchor, anchor, ()), monkeypatch)
+    for mutant in mutants:
+        for key in mutant.models:
+            assert not caught(key, mutant, small_tiles_and_poison, (torch.float64,)), (mutant.name, key)
+    assert not stores_past_the_end(small_tiles_and_poison)

@@ -1,0 +1,323 @@
+"""Benchmark: the fused CPU backend against its peers, float32, CPU.  One command:
+
+    python tools/bench_cpu.py              # the grid below, 5 interleaved rounds, a table
+    python tools/bench_cpu.py --quick      # N = 2^16, T = 100 only, 3 rounds
+    python tools/bench_cpu.py --full       # also T = 1000 at N = 2^20 (4 GB per sequence)
+    python tools/bench_cpu.py --sizes 1048576:100 --threads 1   # one configuration
+    python tools/bench_cpu.py --sizes 65536:100,65536:1000 --no-peers   # flatness in T
+
+With peers at N = 2^20 the process peaks near 20 GB (SpikingJelly and Norse
+keep every step's tensors for their backward): run it on a machine with room.
+    python -m pytest tools/bench_cpu.py --benchmark-only -p no:cacheprovider -s   # the same, under pytest-benchmark
+
+Side by side, measured interleaved (every implementation once per round, the
+order rotated each round, the median of the rounds reported), for tether.LIF
+and hxtorch.cuba_lif, forward and forward+backward (gradients for x, the leak
+and the threshold; the loss is the spike count):
+
+- ``cpu``: ``snnref.simulate(..., backend="cpu")`` (snnref/kernels/cpu), with
+  fresh outputs (as a training step calls it: new output tensors every call,
+  which the backend serves from the blocks its earlier, released outputs left)
+  and with reused output buffers (the kernels' allocator pointed at a pool);
+- ``torch``: ``backend="torch"``;
+- LIF: snnTorch ``Leaky``, SpikingJelly ``LIFNode`` (multi-step, torch) and Norse
+  ``LIFBoxCell``; CUBA: snnTorch ``Synaptic`` and Norse ``LIFCell`` (SpikingJelly
+  has no current-based neuron); each only where the package imports;
+- ``copy``: torch copying as many bytes as the scan must read and write (the
+  memory-bandwidth reference): LIF forward reads x and writes spikes and v
+  (12 B per neuron-step), its backward reads the spike cotangent and v and
+  writes dx (12 B); CUBA writes spikes, v and i (16 B) and its backward reads
+  the cotangent, v and i and writes dx (16 B).
+
+Grid: N in {2^16, 2^20}, T in {100, 1000} (T = 1000 with N = 2^20 only with
+--full), 1 and 2 threads (numba's and torch's).  Printed: ns per neuron-step,
+the ratio to the fastest peer (snnTorch, SpikingJelly, Norse), to the torch
+backend and, for reused buffers, to the copy; the machine's load average before
+and after; the peak memory of one forward+backward at T = 1000, N = 2^16 in
+units of one (T, N) float32 sequence.  Timings are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+import snnref
+from snnref.kernels import cpu
+from snnref.kernels.cpu import _launch
+
+PEERS = ("snntorch", "spikingjelly", "norse")
+MODELS = ("tether.LIF", "hxtorch.cuba_lif")
+# Bytes per neuron-step the scan must read and write (see the docstring).
+SCAN_BYTES = {("tether.LIF", "forward"): 12, ("tether.LIF", "forward+backward"): 24,
+              ("hxtorch.cuba_lif", "forward"): 16, ("hxtorch.cuba_lif", "forward+backward"): 32}
+
+
+def _optional(name):
+    try:
+        return importlib.import_module(name)
+    except Exception:  # a peer that does not import is left out and said so
+        return None
+
+
+@contextlib.contextmanager
+def reused_outputs(pool):
+    """Point the CPU kernels' allocator at ``pool``: the k-th allocation of a
+    call gets the same (already touched) buffer every call."""
+    original = _launch.empty
+    counter = iter(range(1 << 30))
+
+    def empty(shape, dtype):
+        key = (next(counter), tuple(shape), dtype)
+        if key not in pool:
+            pool[key] = original(shape, dtype).fill_(0)
+        return pool[key]
+
+    _launch.empty = empty
+    try:
+        yield
+    finally:
+        _launch.empty = original
+
+
+def _params(model, grad):
+    if model == "tether.LIF":
+        return {"decay": torch.tensor(0.9, requires_grad=grad), "threshold": torch.tensor(1.0, requires_grad=grad)}
+    return {"threshold": torch.tensor(1.0, requires_grad=grad), "tau_mem": torch.tensor(1e-5, requires_grad=grad),
+            "tau_syn": torch.tensor(1e-5, requires_grad=grad)}
+
+
+def snnref_step(model, backend, backward, pool=None):
+    def run(x):
+        context = reused_outputs(pool) if pool is not None else contextlib.nullcontext()
+        with context:
+            if not backward:
+                with torch.no_grad():
+                    return snnref.simulate(model, x, _params(model, False), backend=backend).outputs["out"]
+            inp = x.detach().requires_grad_(True)
+            snnref.simulate(model, inp, _params(model, True), backend=backend).outputs["out"].sum().backward()
+    return run
+
+
+def _loop(cell, x, state):
+    spikes = []
+    # unbind, not x[t]: indexing inside a recorded loop makes the backward O(T^2 N).
+    for x_t in x.unbind(0):
+        spike, state = cell(x_t, state)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def peer_steps(model, backward):
+    """name -> run(x) for every peer that imports (a loop over time, as each documents)."""
+    steps = {}
+    snntorch, spikingjelly, norse = (_optional(name) for name in ("snntorch", "spikingjelly", "norse.torch"))
+
+    def wrap(forward):
+        def run(x):
+            if not backward:
+                with torch.no_grad():
+                    return forward(x)
+            forward(x.detach().requires_grad_(True)).sum().backward()
+        return run
+
+    if snntorch is not None:
+        from snntorch import surrogate as snn_surrogate
+
+        if model == "tether.LIF":
+            def leaky(x):
+                cell = snntorch.Leaky(beta=torch.tensor(0.9), threshold=1.0, spike_grad=snn_surrogate.atan(alpha=2.0),
+                                      reset_mechanism="zero", learn_beta=backward, learn_threshold=backward)
+                spikes, mem = [], cell.init_leaky()
+                for x_t in x.unbind(0):
+                    spike, mem = cell(x_t, mem)
+                    spikes.append(spike)
+                return torch.stack(spikes)
+            steps["snnTorch Leaky"] = wrap(leaky)
+        else:
+            def synaptic(x):
+                cell = snntorch.Synaptic(alpha=0.9, beta=0.9, threshold=1.0, reset_mechanism="zero",
+                                         learn_beta=backward, learn_threshold=backward)
+                syn, mem = cell.init_synaptic()
+                spikes = []
+                for x_t in x.unbind(0):
+                    spike, syn, mem = cell(x_t, syn, mem)
+                    spikes.append(spike)
+                return torch.stack(spikes)
+            steps["snnTorch Synaptic"] = wrap(synaptic)
+    if spikingjelly is not None and model == "tether.LIF":
+        from spikingjelly.activation_based import functional as sj_functional, neuron, surrogate as sj_surrogate
+
+        def lif_node(x):
+            node = neuron.LIFNode(tau=10.0, decay_input=False, v_threshold=1.0, v_reset=0.0, detach_reset=True,
+                                  surrogate_function=sj_surrogate.ATan(alpha=2.0), step_mode="m")
+            out = node(x)
+            sj_functional.reset_net(node)
+            return out
+        steps["SpikingJelly LIFNode"] = wrap(lif_node)
+    if norse is not None:
+        if model == "tether.LIF":
+            def lif_box(x):
+                cell = norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(100.0)), dt=1e-3)
+                return _loop(cell, x, None)
+            steps["Norse LIFBoxCell"] = wrap(lif_box)
+        else:
+            def lif_cell(x):
+                return _loop(norse.LIFCell(), x, None)
+            steps["Norse LIFCell"] = wrap(lif_cell)
+    return steps
+
+
+# The copy reference moves at most this many float32 elements per call (256 MiB
+# each way: far beyond every cache) and is scaled to the scan's byte count.
+COPY_CAP = 1 << 26
+
+
+def copy_step(model, phase, neurons, steps):
+    """The bandwidth reference: the time of a copy reading and writing SCAN_BYTES
+    per neuron-step in total (a capped copy, scaled linearly)."""
+    elements = SCAN_BYTES[(model, phase)] * neurons * steps // 8  # float32: half read, half written
+    used = min(elements, COPY_CAP)
+    source = torch.ones(used)
+    target = torch.empty(used).fill_(0)
+
+    def run(x):
+        target.copy_(source)
+    run.scale = elements / used
+    return run
+
+
+def _threads(count):
+    torch.set_num_threads(count)
+    cpu.set_threads(count)
+
+
+def measure(model, phase, neurons, steps, threads, rounds, peers):
+    """{implementation: median seconds} of one configuration, measured interleaved."""
+    _threads(threads)
+    generator = torch.Generator().manual_seed(0)
+    drive = (0.4, 0.6) if model == "tether.LIF" else (1.0, 0.6)
+    x = torch.randn(steps, neurons, generator=generator) * drive[1] + drive[0]
+    backward = phase == "forward+backward"
+    runs = {
+        "cpu (fresh outputs)": snnref_step(model, "cpu", backward),
+        "cpu (reused outputs)": snnref_step(model, "cpu", backward, pool={}),
+        "torch backend": snnref_step(model, "torch", backward),
+        "copy (bandwidth)": copy_step(model, phase, neurons, steps),
+    }
+    if peers:
+        runs.update(peer_steps(model, backward))
+    times = {name: [] for name in runs}
+    for name, run in runs.items():
+        run(x)  # warm up: compile, first touch of a reused pool
+    names = list(runs)
+    for index in range(rounds):
+        for name in names[index % len(names):] + names[:index % len(names)]:
+            gc.collect()
+            start = time.perf_counter()
+            runs[name](x)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) * getattr(runs[name], "scale", 1.0) for name, values in times.items()}
+
+
+def _rss_kib(field):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def peak_memory(model, neurons=2**16, steps=1000):
+    """Peak resident memory of one forward+backward on the cpu and torch backends
+    (x included), in units of one (T, N) float32 sequence, from Linux's VmHWM."""
+    if not os.path.exists("/proc/self/clear_refs"):
+        return {}
+    unit = steps * neurons * 4
+    results = {}
+    for backend in ("cpu", "torch"):
+        gc.collect()
+        cpu.release_memory()  # the cpu backend's cached output blocks would hide its allocations
+        before = _rss_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # reset the high-water mark to the current RSS
+        x = torch.randn(steps, neurons) * 0.6 + 0.4
+        snnref_step(model, backend, True)(x)
+        results[backend] = (_rss_kib("VmHWM") - before) * 1024 / unit
+        del x
+    return results
+
+
+def grid(quick, full, sizes=None, threads=None, models=None):
+    if sizes is None:
+        sizes = [(2**16, 100)] if quick else [(2**16, 100), (2**20, 100), (2**16, 1000)]
+        sizes += [(2**20, 1000)] if full else []
+    threads = threads or ((1,) if quick else (1, 2))
+    return [(model, phase, n, t, count) for model in models or MODELS for phase in ("forward", "forward+backward")
+            for n, t in sizes for count in threads]
+
+
+HEADER = (f"{'model':<17} {'pass':<17} {'N':>8} {'T':>5} {'thr':>3} {'implementation':<22} {'ns/n-step':>9} "
+          f"{'/peer':>6} {'/torch':>6} {'/copy':>6}")
+
+
+def table(results, write=print):
+    for (model, phase, neurons, steps, threads), timings in results.items():
+        peers = [v for k, v in timings.items() if k.split()[0] in ("snnTorch", "SpikingJelly", "Norse")]
+        fastest_peer = min(peers) if peers else None
+        for name, seconds in sorted(timings.items(), key=lambda kv: kv[1]):
+            per = seconds / (neurons * steps) * 1e9
+            ratio = lambda base: f"{seconds / base:6.2f}" if base else "     -"  # noqa: E731
+            write(f"{model:<17} {phase:<17} {neurons:>8} {steps:>5} {threads:>3} {name:<22} {per:>9.2f} "
+                  f"{ratio(fastest_peer)} {ratio(timings['torch backend'])} {ratio(timings['copy (bandwidth)'])}")
+
+
+def main(argv=None, write=lambda line: print(line, flush=True)):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N = 2^16, T = 100, one thread, 3 rounds")
+    parser.add_argument("--full", action="store_true", help="also T = 1000 at N = 2^20 (needs about 24 GB)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, --quick 3)")
+    parser.add_argument("--no-peers", action="store_true", help="only snnref and the copy")
+    parser.add_argument("--sizes", help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
+    parser.add_argument("--threads", help="thread counts, comma-separated (default 1,2; --quick 1)")
+    parser.add_argument("--models", help="registry models, comma-separated (default: tether.LIF,hxtorch.cuba_lif)")
+    args = parser.parse_args(argv)
+    sizes = [tuple(int(v) for v in pair.split(":")) for pair in args.sizes.split(",")] if args.sizes else None
+    threads = tuple(int(v) for v in args.threads.split(",")) if args.threads else None
+    models = args.models.split(",") if args.models else None
+    rounds = args.rounds or (3 if args.quick else 5)
+    missing = [p for p in PEERS if _optional(p) is None]
+    write(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average before: "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; peers missing: {', '.join(missing) or 'none'}")
+    results = {}
+    write(HEADER)
+    for config in grid(args.quick, args.full, sizes, threads, models):
+        results[config] = measure(*config, rounds, not args.no_peers)
+        table({config: results[config]}, write)  # each configuration as soon as it is measured
+        gc.collect()
+    for model in MODELS:
+        peaks = peak_memory(model)
+        if peaks:
+            write(f"peak memory of one forward+backward, {model}, T=1000, N=2^16 (x included), in (T, N) float32 "
+                  "sequences: " + ", ".join(f"{k} {v:.2f}" for k, v in peaks.items()))
+    write(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return results
+
+
+def test_cpu_benchmark(benchmark):
+    """Under pytest-benchmark: the whole interleaved grid once (``--quick`` sizes
+    unless BENCH_CPU_FULL=1), its table printed (run with -s)."""
+    argv = [] if os.environ.get("BENCH_CPU_FULL") == "1" else ["--quick"]
+    benchmark.pedantic(main, args=(argv,), rounds=1, iterations=1)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
