@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ def _available_backends():
         # be on before they are imported.
         os.environ.setdefault("TRITON_INTERPRET", "1")
     found = ["spec", "torch"] + (["cuda"] if torch.cuda.is_available() else [])
+    found += ["cpu"] if importlib.util.find_spec("numba") is not None else []
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -33,12 +35,22 @@ def _verify(args) -> int:
     keys = args.model or sorted(registry.MODELS)
     for key in keys:
         registry.model(key)
+    # Every output target is checked before the run starts, not after it.
+    if args.json:
+        _check_output_file("--json", args.json)
+    if args.save_failures:
+        _check_output_dir("--save-failures", args.save_failures)
+    if (args.case or args.save_failures or args.examples is not None) and not args.impl:
+        raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
     if args.impl:
-        if not args.model:
-            raise ValueError("--impl: name the model it implements with --model KEY")
         fn = load_implementation(args.impl)
+        declared = getattr(fn, "model", None)  # an Implementation names its model
+        if not args.model and not declared:
+            raise ValueError("--impl: name the model it implements with --model KEY")
+        keys = args.model or [declared]
         _available_backends()
-    available = _available_backends()
+    # "continuous": the SPEC.md section 9 claims, for the models that have a continuous counterpart.
+    available = _available_backends() + ["continuous"]
     backends = ["impl"] if args.impl else available if args.backend == "all" else [args.backend]
     for backend in backends:
         if backend not in available and backend != "impl":
@@ -47,28 +59,44 @@ def _verify(args) -> int:
           + (f", implementation {args.impl}" if args.impl else "") + (" (quick)" if args.quick else ""))
     print(f"  spec:  worst = vjp(smooth=True) vs finite differences (pass < {FD_BOUND:g} relative); "
           f"extra = worst float32 spec error in ulps")
-    print("  torch, cuda, triton, impl: worst = worst error as a fraction of the SPEC.md section 7 budget "
+    print("  continuous: the SPEC.md section 9 relation to the exact continuous-time neuron "
+          "(exact to float64 rounding, or the fitted order), solve_ivp agreement, exact gradients vs FD")
+    print("  torch, cuda, triton, cpu, impl: worst = worst error as a fraction of the SPEC.md section 7 budget "
           "(pass <= 1); extra = spike flips explained by teacher forcing")
-    header = f"{'model':<30} {'backend':<7} {'cases':>5} {'worst':>9} {'extra':>6}  {'checks':<58} result"
+    header = f"{'model':<30} {'backend':<10} {'cases':>5} {'worst':>9} {'extra':>6}  {'checks':<58} result"
     print(header)
     print("-" * len(header))
-    jobs = [(key, backend) for key in keys for backend in backends]
+    from .continuous import MAPPED
+
+    if backends == ["continuous"] and not set(keys) & set(MAPPED):
+        raise ValueError(f"--backend continuous: no continuous counterpart for {', '.join(keys)}; "
+                         f"these models have one: {', '.join(MAPPED)}")
+    jobs = [(key, backend) for key in keys for backend in backends if backend != "continuous" or key in MAPPED]
     failed, results = 0, []
     start = time.perf_counter()
     for index, (key, backend) in enumerate(jobs, 1):
         print(f"[{index:>2}/{len(jobs)}] {key} ({backend}) ...", file=sys.stderr, flush=True)
         if backend == "spec":
-            result = verify_model(key, args.seed, args.quick)
+            result = verify_model(key, args.seed, args.quick, golden_dir=args.golden_dir)
+        elif backend == "continuous":
+            result = _continuous_result(key, args.seed, args.quick)
         elif backend == "impl":
-            result = verify_implementation(fn, key, args.seed, args.quick)
+            result = verify_implementation(fn, key, args.seed, args.quick, golden_dir=args.golden_dir,
+                                           examples=args.examples, case_file=args.case,
+                                           save_failures=args.save_failures, impl_spec=args.impl)
         else:
-            result = verify_backend(key, backend, args.seed, args.quick)
+            result = verify_backend(key, backend, args.seed, args.quick, golden_dir=args.golden_dir)
         results.append(result)
         verdict = "PASS" if result.passed else "FAIL"
         failed += not result.passed
-        worst = f"{result.worst_fd:.1e}" if backend == "spec" else f"{result.worst_fd:.3f}"
-        print(f"{key:<30} {backend:<7} {result.fd_cases:>5} {worst:>9} {result.worst_float32:>6.1f}  "
+        worst = f"{result.worst_fd:.1e}" if backend in ("spec", "continuous") or result.worst_fd >= 1e4 \
+            else f"{result.worst_fd:.3f}"
+        print(f"{key:<30} {backend:<10} {result.fd_cases:>5} {worst:>9} {result.worst_float32:>6.1f}  "
               f"{' '.join(result.checked):<58} {verdict}", flush=True)
+        if result.gate is not None:
+            # The gate's own report: a summary per quantity, the first failure, what was not checked.
+            print("\n".join("    " + line for line in result.gate.text().splitlines()[1:]), flush=True)
+            continue
         for failure in result.failures:
             print(f"    {failure}", flush=True)
     elapsed = time.perf_counter() - start
@@ -76,6 +104,15 @@ def _verify(args) -> int:
     if args.json:
         _write_json(args.json, results, elapsed)
     return 1 if failed else 0
+
+
+def _continuous_result(key, seed, quick):
+    """The continuous row of ``key`` as a verify result: its summary is the checks column."""
+    from .continuous import verify as continuous_verify
+    from .verify import ModelResult
+
+    row = continuous_verify.row(key, quick, seed)
+    return ModelResult(key, "continuous", [row.summary], failures=list(row.failures))
 
 
 def _write_json(path, results, elapsed):
@@ -86,12 +123,50 @@ def _write_json(path, results, elapsed):
 
     rows = [{"model": r.model, "backend": r.backend, "passed": r.passed, "cases": r.fd_cases,
              "worst": r.worst_fd, "extra": r.worst_float32, "checks": r.checked, "failures": r.failures}
+            | ({"gate": r.gate.as_dict()} if r.gate is not None else {})
             for r in results]
     document = {"passed": all(r.passed for r in results), "seconds": round(elapsed, 1), "results": rows}
+    write_atomically(Path(path), (json.dumps(document, indent=1, default=_json_value) + "\n").encode())
+
+
+def _json_value(value):
+    # NumPy scalars and inf in the gate's details.
+    return float(value) if hasattr(value, "__float__") else str(value)
+
+
+def _check_output_file(option, path):
+    """A file ``option`` can write: not a directory, in an existing writable directory."""
+    from pathlib import Path
+
     target = Path(path)
-    if target.parent and not target.parent.is_dir():
-        raise ValueError(f"--json: the directory {target.parent} does not exist")
-    write_atomically(target, (json.dumps(document, indent=1) + "\n").encode())
+    if target.is_dir():
+        raise ValueError(f"{option}: {path} is a directory; expected a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{option}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: the directory {parent} is not writable")
+
+
+def _check_output_dir(option, path):
+    from pathlib import Path
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{option}: {path} exists and is not a directory")
+    existing = target if target.exists() else target.parent if str(target.parent) else Path(".")
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: {existing} is not a writable directory")
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def _golden_generate(args) -> int:
@@ -123,7 +198,7 @@ def _golden_check(args) -> int:
         if backend not in available:
             raise ValueError(f"backend: {backend!r} is not available here (its package is not installed)")
     try:
-        results = golden.check(Path(args.dir), backends,
+        results = golden.check(golden.store_dir(args.dir), backends,
                                progress=lambda what: print(f"checking {what}", file=sys.stderr, flush=True))
     except golden.GoldenError as error:
         print(f"snnref golden: error: {error}", file=sys.stderr)
@@ -137,21 +212,40 @@ def _golden_check(args) -> int:
     return 1 if failed else 0
 
 
+def _add_nir(commands):
+    """``snnref nir``, or a command that says how to get it when the ``nir`` extra is missing."""
+    try:
+        from .nir import add_parser
+    except ImportError as missing:
+        stub = commands.add_parser("nir", help="run or check NIR graphs (needs: pip install 'snnref[nir]')")
+        stub.add_argument("rest", nargs=argparse.REMAINDER)
+        stub.set_defaults(run=lambda args: print(f"snnref nir: error: {missing}", file=sys.stderr) or 2)
+    else:
+        add_parser(commands)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="snnref", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="prove the spec right over the whole registry")
     verify.add_argument("--model", action="append", metavar="KEY",
                         help="check only this registry model (repeatable)")
-    verify.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
-    verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "cuda", "triton"],
+    verify.add_argument("--seed", type=_seed, default=0, help="seed of the random cases (default 0)")
+    verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "cuda", "triton", "cpu", "continuous"],
                         help="check only this backend (default: every one available; cuda = the torch "
                              "path on CUDA tensors; triton runs on CUDA when present)")
     verify.add_argument("--quick", action="store_true",
                         help="fewer cases: default surrogate, per-neuron parameters, no strided input or goldens")
     verify.add_argument("--json", metavar="FILE", help="also write the results as JSON (for CI)")
     verify.add_argument("--impl", metavar="MODULE:CALLABLE",
-                        help="check your implementation (snnref.simulate's signature) of --model KEY")
+                        help="check your implementation (snnref.simulate's signature, or a "
+                             "snnref.testing.Implementation declaring its contract) of --model KEY")
+    verify.add_argument("--golden-dir", metavar="DIR",
+                        help="golden store to use (default: the one installed with snnref)")
+    verify.add_argument("--examples", type=int, metavar="N", help="--impl: random cases (default 8; --quick 3)")
+    verify.add_argument("--save-failures", metavar="DIR",
+                        help="--impl: write the first failing case to DIR as .npz, with the command that replays it")
+    verify.add_argument("--case", metavar="FILE", help="--impl: replay one case written by --save-failures")
     verify.set_defaults(run=_verify)
     golden = commands.add_parser("golden", help="generate or check the golden traces")
     golden_commands = golden.add_subparsers(dest="golden_command", required=True)
@@ -160,11 +254,16 @@ def main(argv=None) -> int:
     generate.add_argument("--out", default="golden", help="the store's directory (default: golden)")
     generate.set_defaults(run=_golden_generate)
     check = golden_commands.add_parser("check", help="verify checksums and re-run every golden case")
-    check.add_argument("--backend", default="spec", choices=["spec", "torch", "triton", "all"],
+    check.add_argument("--backend", default="spec", choices=["spec", "torch", "triton", "cpu", "all"],
                        help="backends to re-run on (default: spec)")
-    check.add_argument("--dir", default="golden", help="the store's directory (default: golden)")
+    check.add_argument("--dir", "--golden-dir", dest="dir", default=None,
+                       help="the store's directory (default: the one installed with snnref)")
     check.add_argument("--verbose", action="store_true", help="print every result, not only failures")
     check.set_defaults(run=_golden_check)
+    from .continuous import cli as continuous_cli
+
+    continuous_cli.add_parser(commands)
+    _add_nir(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -4,12 +4,13 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import snnref.spec.api as api
-from fixtures import impl_mutants
+from fixtures import impl_mutants, outside_lif
 from snnref import cli, registry
 
 
@@ -19,14 +20,19 @@ def test_verify_passes_and_prints_a_row_per_model(capsys):
     out = capsys.readouterr()
     assert code == 0, out.out
     rows = [line.split() for line in out.out.splitlines() if line.split() and line.split()[0] in keys]
-    # One row per model and backend, every one passing.
-    backends = ("spec", "torch", "triton")
-    assert sorted((r[0], r[1]) for r in rows) == sorted((k, b) for k in keys for b in backends)
+    # One row per model and backend available here (spec, torch, triton; cpu with numba), and a
+    # continuous row for the models SPEC.md section 9 maps (not rnnbuilder.Discontinuous), every one passing.
+    backends = cli._available_backends()
+    assert {"spec", "torch", "triton"} <= set(backends)
+    expected = [(k, b) for k in keys for b in backends]
+    expected += [(k, "continuous") for k in keys if k != "rnnbuilder.Discontinuous"]
+    assert sorted((r[0], r[1]) for r in rows) == sorted(expected)
     assert all(r[-1] == "PASS" for r in rows)
     assert "refractory" in out.out and "gradcheck" in out.out and "bfloat16" in out.out
-    assert "9 passed, 0 failed" in out.out
+    jobs = len(expected)
+    assert f"{jobs} passed, 0 failed" in out.out
     # Progress goes to stderr while it runs.
-    assert "[ 1/9] tether.LIF (spec)" in out.err
+    assert f"[ 1/{jobs}] tether.LIF (spec)" in out.err
 
 
 def test_verify_fails_on_a_wrong_backward(capsys, plant_backward):
@@ -81,19 +87,70 @@ def test_verify_impl_passes_a_correct_implementation(capsys):
     assert "impl" in capsys.readouterr().out
 
 
+TABLE_ROW = re.compile(r"(?m)^      ((?:out|final|grad):\S+|spikes) +\S+ +(\d+)/(\d+) +(\S+) ")
+
+
+def assert_gate_failure(out, model):
+    """The gate's report: a row per failing quantity (failing runs, steps), the first failing run."""
+    rows = TABLE_ROW.findall(out)
+    assert rows and all(int(failing) >= 1 for _, failing, _, _ in rows), out
+    assert f"first failing run: {model} " in out, out
+    # Where it fails: a row's steps, or the first failing run's first step.
+    assert any(steps not in ("-",) for _, _, _, steps in rows) or re.search(r"first at step \d+", out), out
+    return {quantity: steps for quantity, _, _, steps in rows}
+
+
 @pytest.mark.parametrize("name", sorted(impl_mutants.CASES))
 def test_verify_impl_catches_each_planted_mutant(name, capsys):
     _, model = impl_mutants.CASES[name]
     code = cli.main(["verify", "--quick", "--impl", f"fixtures.impl_mutants:{name}", "--model", model])
     out = capsys.readouterr().out
     assert code == 1, out
-    # Every failure names the model, the quantity (or a spike flip) and where it first fails.
-    failures = [line for line in out.splitlines() if line.startswith("    ")]
-    assert failures
-    for failure in failures:
-        assert model in failure
-        assert re.search(r"(out|final|grad):\S+: max error .* first at (step \d+|index)|spike flip at step \d+",
-                         failure), failure
+    assert_gate_failure(out, model)
+
+
+@pytest.mark.parametrize("name", sorted(outside_lif.BUGS))
+def test_verify_impl_catches_each_planted_bug_of_an_outside_lif(name, capsys):
+    model, _ = outside_lif.BUGS[name]
+    code = cli.main(["verify", "--quick", "--impl", f"fixtures.outside_lif:{name}", "--model", model])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    steps = assert_gate_failure(out, model)
+    if name == "after_step_50":
+        assert steps["out:v"].startswith(f"{outside_lif.LATE_STEP}-"), out
+    if name == "gt_for_ge":
+        assert steps["spikes"].startswith("0-"), out
+
+
+def test_verify_impl_passes_the_correct_outside_lif_with_goldens(capsys, tmp_path, monkeypatch):
+    # From another working directory: the installed (here: the repository's) store is found.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    assert cli.main(["verify", "--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF",
+                     "--examples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "golden" in out and "PASS" in out and "12 golden" in out
+
+
+def test_verify_impl_save_failures_and_replay(capsys, tmp_path):
+    target = tmp_path / "failures"
+    assert cli.main(["verify", "--quick", "--impl", "fixtures.outside_lif:after_step_50", "--model", "tether.LIF",
+                     "--save-failures", str(target)]) == 1
+    out = capsys.readouterr().out
+    command = re.search(r"replay: (snnref verify .*)", out).group(1)
+    saved = list(target.glob("*.npz"))
+    assert len(saved) == 1 and str(saved[0]) in command
+    arguments = command.split()[1:]
+    assert cli.main(arguments) == 1
+    replayed = capsys.readouterr().out
+    assert "1 runs, 1 failed" in replayed and assert_gate_failure(replayed, "tether.LIF")
+    assert cli.main(arguments[:1] + ["--impl", "fixtures.outside_lif:correct"] + arguments[3:]) == 0
+
+
+def test_verify_golden_dir_override(capsys, tmp_path):
+    assert cli.main(["verify", "--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF",
+                     "--examples", "1", "--golden-dir", str(tmp_path)]) == 1
+    assert f"{tmp_path}/MANIFEST.json: missing manifest" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("impl,message", [
@@ -113,6 +170,78 @@ def test_verify_json_report(tmp_path, capsys):
     assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF", "--json", str(target)]) == 0
     document = json.loads(target.read_text())
     assert document["passed"] and document["results"][0]["model"] == "tether.LIF"
-    assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF",
-                     "--json", str(tmp_path / "missing" / "r.json")]) == 2
-    assert "--json: the directory" in capsys.readouterr().err
+
+
+def test_verify_impl_json_has_the_whole_gate_report(tmp_path, capsys):
+    target = tmp_path / "report.json"
+    assert cli.main(["verify", "--quick", "--impl", "fixtures.outside_lif:b10", "--model", "tether.LIF",
+                     "--json", str(target)]) == 1
+    gate = json.loads(target.read_text())["results"][0]["gate"]
+    assert not gate["passed"] and gate["quantities"]["grad:alpha"]["failing"] >= 1
+    assert all({"label", "seed", "dtype", "details", "failures"} <= set(run) for run in gate["runs"])
+
+
+@pytest.mark.parametrize("make_target,message", [
+    (lambda tmp: tmp / "missing" / "r.json", "--json: the directory"),
+    (lambda tmp: tmp, "is a directory; expected a file name"),
+    (lambda tmp: (tmp / "file").write_text("") or tmp / "file" / "r.json", "--json: the directory"),
+])
+def test_verify_json_target_is_checked_before_the_run(make_target, message, tmp_path, capsys):
+    target = make_target(tmp_path)
+    assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF", "--json", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "snnref verify:" not in captured.out  # nothing ran
+
+
+def test_a_negative_seed_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["verify", "--model", "tether.LIF", "--seed", "-5"])
+    assert exit_.value.code == 2
+    assert "--seed: expected an integer >= 0, got -5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target,model", [("hxtorch_cuba_lif", "hxtorch.cuba_lif"), ("tether_lif", "tether.LIF")])
+def test_verify_impl_reads_the_adapter_contract_as_assert_conforms_does(target, model, capsys):
+    # hxtorch's functions take no initial state and tether's no per-neuron scalars: the
+    # CLI honours both (it used to ignore them and fail the hxtorch adapter).
+    assert cli.main(["verify", "--quick", "--impl", f"fixtures.impl_adapters:{target}", "--model", model]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "not checked: " in out
+    assert ("state no" in out) if target.startswith("hxtorch") else ("per-neuron none" in out)
+
+
+def test_verify_has_a_continuous_row_for_mapped_models_only(capsys):
+    assert cli.main(["verify", "--quick", "--backend", "continuous", "--model", "tether.LIF",
+                     "--model", "tether.ALIF"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("tether.LIF ", "tether.ALIF "))]
+    # tether.LIF is exact at every dt (SPEC.md section 9); tether.ALIF has no counterpart.
+    assert len(rows) == 1 and "continuous" in rows[0] and "exact: max dev" in rows[0] and rows[0].endswith("PASS")
+
+
+def test_verify_continuous_refuses_models_without_a_counterpart(capsys):
+    assert cli.main(["verify", "--quick", "--backend", "continuous", "--model", "tether.ALIF"]) == 2
+    assert "no continuous counterpart for tether.ALIF" in capsys.readouterr().err
+
+
+def test_verify_continuous_row_fails_on_a_wrong_correspondence(capsys, monkeypatch):
+    import dataclasses
+
+    from snnref.continuous import convergence
+
+    original = convergence.converge
+
+    def skewed(model, **kwargs):
+        # As if the discrete model had left the exact solution.
+        return dataclasses.replace(original(model, **kwargs), max_deviation=1e-3)
+
+    monkeypatch.setattr(convergence, "converge", skewed)
+    assert cli.main(["verify", "--quick", "--backend", "continuous", "--model", "tether.LIF"]) == 1
+    assert "exact relation: max deviation 1.000e-03" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["converge", "nir"])
+def test_the_continuous_and_nir_commands_are_wired(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0 and f"usage: snnref {command}" in capsys.readouterr().out
