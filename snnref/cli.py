@@ -187,8 +187,6 @@ def _golden_generate(args) -> int:
 
 
 def _golden_check(args) -> int:
-    from pathlib import Path
-
     from . import golden
 
     # Golden traces are re-run on CPU tensors (the kernels under the interpreter without a GPU).
@@ -216,10 +214,12 @@ def _add_nir(commands):
     """``snnref nir``, or a command that says how to get it when the ``nir`` extra is missing."""
     try:
         from .nir import add_parser
-    except ImportError as missing:
+    except ImportError as error:
+        # The name bound by "except ... as" is gone after the block: keep the message.
+        message = str(error)
         stub = commands.add_parser("nir", help="run or check NIR graphs (needs: pip install 'snnref[nir]')")
         stub.add_argument("rest", nargs=argparse.REMAINDER)
-        stub.set_defaults(run=lambda args: print(f"snnref nir: error: {missing}", file=sys.stderr) or 2)
+        stub.set_defaults(run=lambda args: print(f"snnref nir: error: {message}", file=sys.stderr) or 2)
     else:
         add_parser(commands)
 

@@ -245,3 +245,10 @@ def test_the_continuous_and_nir_commands_are_wired(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
     assert exit_.value.code == 0 and f"usage: snnref {command}" in capsys.readouterr().out
+
+
+def test_nir_without_its_extra_says_how_to_get_it(capsys, monkeypatch):
+    # Without the nir package, "snnref nir" is still a command, which names the extra.
+    monkeypatch.setitem(sys.modules, "snnref.nir", None)
+    assert cli.main(["nir", "run", "graph.nir"]) == 2
+    assert "snnref nir: error:" in capsys.readouterr().err

@@ -5,13 +5,13 @@ equivalence checks fail for each model it concerns, and the unpatched copy of
 each module passes them.  Tiles of 4 lanes, so every case has several tiles
 and a partial last one; every output buffer is poisoned with NaN and guarded."""
 
-import numpy as np
 import pytest
 import torch
 
+from fixtures import mutant_cases
 from fixtures.cpu_mutants import CPU_MUTANTS, install, poison_outputs, stores_past_the_end
 from fixtures.torch_mutants import Mutant
-from snnref import checks, equivalence, registry
+from snnref import equivalence
 from snnref.kernels.cpu import _launch
 
 SMALL_TILE = 4
@@ -24,29 +24,7 @@ def small_tiles_and_poison(monkeypatch):
 
 
 def cases(key, exact_threshold, surrogate=None):
-    row = registry.model(key)
-    if exact_threshold:
-        # Dyadic inputs, leak 1/2 and threshold 1: membranes land exactly on threshold.
-        rng = np.random.default_rng(0)
-        case = checks.random_case(key, rng, steps=12, batch=2, neurons=5, random_state=False,
-                                  surrogate=surrogate)
-        case.x = rng.integers(0, 5, case.x.shape) / 4.0
-        for leak in ("decay", "decay_v"):
-            if leak in case.params:
-                case.params[leak] = np.asarray(0.5)
-        if "beta" in case.params:
-            case.params["beta"] = np.asarray(0.0)
-        if "threshold" in case.params:
-            case.params["threshold"] = np.full(np.shape(case.params["threshold"]), 1.0)
-        if row.family == "cuba":
-            # a = b = 1/2 and threshold 1/2: exact binary fractions all the way.
-            exact = dict(tau_mem=2e-6, tau_syn=2e-6, dt=1e-6, threshold=0.5, leak=0.0, reset=0.0)
-            case.params.update({k: v for k, v in exact.items() if k in case.params})
-        yield case
-        return
-    for seed in (1, 2):
-        yield checks.random_case(key, np.random.default_rng(seed), steps=12, batch=3, neurons=5, per_neuron=True,
-                                 surrogate=surrogate)
+    return mutant_cases.cases(key, exact_threshold, surrogate, threshold_neurons=5)
 
 
 def caught(key, mutant, buffers, dtypes=(torch.float64, torch.float32)):

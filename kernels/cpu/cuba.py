@@ -169,7 +169,6 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
     rate_v = a[start:stop]
     rate_i = b[start:stop]
     rest = leak[start:stop]
-    after = reset[start:stop]
     threshold = theta[start:stop]
     scales = scale[start:stop]
     carry_v = g_v0[start:stop]
