@@ -30,7 +30,7 @@ def _available_backends():
 
 
 def _verify(args) -> int:
-    from .verify import FD_BOUND, load_implementation, verify_backend, verify_implementation, verify_model
+    from .testing._verify import FD_BOUND, load_implementation, verify_backend, verify_implementation, verify_model
 
     keys = args.model or sorted(registry.MODELS)
     for key in keys:
@@ -109,7 +109,7 @@ def _verify(args) -> int:
 def _continuous_result(key, seed, quick):
     """The continuous row of ``key`` as a verify result: its summary is the checks column."""
     from .continuous import verify as continuous_verify
-    from .verify import ModelResult
+    from .testing._verify import ModelResult
 
     row = continuous_verify.row(key, quick, seed)
     return ModelResult(key, "continuous", [row.summary], failures=list(row.failures))
@@ -119,7 +119,7 @@ def _write_json(path, results, elapsed):
     import json
     from pathlib import Path
 
-    from .golden import write_atomically
+    from .testing._golden import write_atomically
 
     rows = [{"model": r.model, "backend": r.backend, "passed": r.passed, "cases": r.fd_cases,
              "worst": r.worst_fd, "extra": r.worst_float32, "checks": r.checked, "failures": r.failures}
@@ -172,7 +172,7 @@ def _seed(text):
 def _golden_generate(args) -> int:
     from pathlib import Path
 
-    from . import golden
+    from .testing import _golden as golden
 
     for key in args.model or ():
         registry.model(key)
@@ -187,7 +187,7 @@ def _golden_generate(args) -> int:
 
 
 def _golden_check(args) -> int:
-    from . import golden
+    from .testing import _golden as golden
 
     # Golden traces are re-run on CPU tensors (the kernels under the interpreter without a GPU).
     available = [b for b in _available_backends() if b != "cuda"]

@@ -860,7 +860,7 @@ def round_trip(model, seed=0, cases=4):
     exported with ``lossy=True`` and loaded with ``extensions=True`` by the model's own method);
     raises AssertionError naming the first output that differs.  Returns the number of cases.
     """
-    from . import checks
+    from .testing import _checks as checks
 
     key = registry.model(model).key
     rng = np.random.default_rng([seed, *key.encode()])
@@ -945,7 +945,7 @@ def compare(network, x, result, dtype):
     spike flips accepted, under SPEC.md section 7: outputs within the budget of ``dtype``; spike trains
     identical except flips where the float64 decision lies inside its float32 error margin, judged by
     teacher forcing (the reference re-run with the other run's spikes, then compared against)."""
-    from . import tolerance
+    from .testing import tolerance
 
     if "out" not in result:
         return ["out: the implementation returned no 'out'"], 0

@@ -1,7 +1,7 @@
 """Measure c_sum, the long-sum term of the tolerance policy (SPEC.md section 7).
 
 Runs random cases of the correct torch or triton path through
-``snnref.equivalence.compare`` with ``c_sum = 0`` and records, for every
+``snnref.testing._equivalence.compare`` with ``c_sum = 0`` and records, for every
 gradient that is a long sum (every trainable parameter's; for
 tether.SpikingSelfAttention also ``x`` and the initial state's), the
 coefficient it would need:

@@ -62,7 +62,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .. import registry, spec, tolerance
+from .. import registry, spec
+from ..testing import tolerance
 from . import correspondence, exact, ivp, nodes
 
 MIN_FIT_POINTS = 3

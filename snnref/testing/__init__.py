@@ -39,7 +39,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .. import tolerance
+from . import tolerance
 from ..spec.surrogates import Custom as Surrogate
 from .contract import ContractError, Implementation
 

@@ -1,7 +1,7 @@
 """The gate: an implementation under its declared contract, against the spec.
 
 ``run(impl)`` (``impl`` a ``snnref.testing.Implementation``) builds the cases,
-runs each through ``snnref.equivalence.compare`` in every declared dtype and
+runs each through ``snnref.testing._equivalence.compare`` in every declared dtype and
 returns a ``GateReport``.  Every run includes, with or without goldens:
 
 - ``random``: ``examples`` small seeded cases (T <= 12, batch <= 3, N <= 7),
@@ -57,7 +57,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .. import checks, registry, spec
+from .. import registry, spec
+from . import _checks as checks
 from .contract import Implementation
 
 KINDS = ("random", "threshold", "wide", "long", "golden")
@@ -216,7 +217,7 @@ def _sized_case(impl, kind, seed):
 def _golden_cases(impl, golden_dir, unchecked, broken):
     """Every golden trace of the model the contract can express; the others go to
     ``unchecked`` with the reason, unreadable ones to ``broken`` (each file alone)."""
-    from .. import golden as store
+    from . import _golden as store
 
     row = registry.model(impl.model)
     directory = store.store_dir(golden_dir)
@@ -312,7 +313,7 @@ def _contract_limits(impl, row):
 
 
 class _Adapted:
-    """``fn`` with the attributes ``snnref.equivalence`` reads, and its result checked
+    """``fn`` with the attributes ``snnref.testing._equivalence`` reads, and its result checked
     against the contract before any comparison."""
 
     def __init__(self, impl):
@@ -481,7 +482,7 @@ def _torch_dtype(name):
 
 def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateReport:
     """Every planned case in every declared dtype the model's parameters fit."""
-    from .. import equivalence
+    from . import _equivalence as equivalence
 
     row = registry.model(impl.model)
     report = GateReport(row.key, impl.name, impl.summary(), unchecked=list(unchecked), broken=list(broken))
@@ -523,7 +524,7 @@ def _locate_sums(adapted, run):
     by bisection over cotangents kept on steps 0..t only (final-state cotangents
     off).  ``None`` with ``through_final_state`` when only the final state's
     cotangent makes it fail."""
-    from .. import equivalence
+    from . import _equivalence as equivalence
 
     case = run.planned.case
     keys = [k for k, d in run.details.items() if d["failed"] and d["first_step"] is None and k.startswith("grad:")]
@@ -566,7 +567,7 @@ def _refuses_float64(adapted, case):
     A float64 input answered in float32 is not a refusal: the gate fails it."""
     import torch
 
-    from .. import equivalence
+    from . import _equivalence as equivalence
 
     try:
         equivalence.run_backend(case, "impl", torch.float64, implementation=adapted)
@@ -585,7 +586,7 @@ def run(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=Non
 def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path]:
     """Write the first failing run's case as an .npz (atomically) with the one-line
     command that replays it; returns the path (None when nothing failed)."""
-    from ..golden import write_atomically
+    from ._golden import write_atomically
 
     first = next((r for r in report.runs if not r.passed and r.planned is not None), None)
     if first is None:

@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(session, config, items):
         if config.getoption("snnref_model"):
             raise pytest.UsageError("--snnref-model: name the implementation with --snnref-impl MODULE:CALLABLE")
         return
-    from ..verify import load_implementation
+    from ._verify import load_implementation
     from . import Implementation, gate
 
     try:

@@ -1,6 +1,6 @@
 """Hypothesis strategies for every registry model's inputs, parameters and states.
 
-``cases(model)`` draws a complete ``snnref.checks.Case`` (input, parameters,
+``cases(model)`` draws a complete ``snnref.testing._checks.Case`` (input, parameters,
 initial state, cotangents on every output, hardware traces where the model
 takes them) from the registry row: shapes from 1 time step and 1 neuron up,
 scalar or per-neuron parameters inside the row's sampling ranges, every
@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from .. import checks, registry
+from .. import registry
+from . import _checks as checks
 
 
 @st.composite

@@ -1,0 +1,322 @@
+"""A production backend against the spec, under the tolerance policy (SPEC.md section 7).
+
+``compare(case, backend, dtype)`` runs one ``snnref.testing._checks.Case`` through
+``snnref.simulate`` and through the float64 and float32 spec, and compares every
+output, final state and gradient (x, trainable parameters, initial states):
+
+- float64: within ``c * eps64`` of the float64 spec (near machine precision);
+- float32: ``max|impl - ref64| <= k max|ref32 - ref64| + c eps32 max(1, |ref64|)``.
+
+Gradients that are long sums (a parameter's, over time and lanes) also get
+the third term ``c_sum eps32 sqrt(n) A`` of ``snnref.testing.tolerance``, with ``A`` and
+``n`` reported by the float64 spec's reverse loop.  A spiking output must hold
+exactly 0 or 1 (0 or theta for qualia.ATIF), whatever teacher forcing says.
+
+Spike trains must be identical wherever the float64 decision keeps a margin
+from threshold.  Where the implementation's spikes differ, the spec is re-run
+with those spikes forced (teacher forcing): every flip must sit within the
+margin of the forced float64 run (the float32 error envelope of the distance
+to threshold) or be decided the same way by the forced run (a consequence of
+an earlier flip: the trajectories part there), and the comparison then
+proceeds against the forced references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from .. import arguments, registry, spec
+from . import tolerance
+from ..backend import simulate
+from ..spec.api import reduce_to
+
+SPIKING = ("spikes", "spikes*threshold")
+
+
+@dataclass
+class Report:
+    model: str
+    backend: str
+    dtype: str
+    fractions: Dict[str, float] = field(default_factory=dict)  # quantity -> worst error / budget
+    flips: int = 0
+    failures: List[str] = field(default_factory=list)
+    unchecked: List[str] = field(default_factory=list)  # quantities the implementation does not return
+    # quantity -> {"fraction", "failed", "first_step", "last_step", "worst_index"} (steps None
+    # for a quantity without a time axis); "spikes" holds the binary check and flips outside the margin.
+    details: Dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> float:
+        return max(self.fractions.values(), default=0.0)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def _tensor(value, dtype, device, requires_grad=False):
+    return torch.tensor(np.asarray(value), dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def _strided(x, dtype, device):
+    """The same values as a non-contiguous view (every other element of a wider buffer)."""
+    wide = torch.zeros(x.shape + (2,), dtype=dtype, device=device)
+    wide[..., 0] = _tensor(x, dtype, device)
+    view = wide[..., 0]
+    view.requires_grad_(True)
+    return view
+
+
+def run_backend(case, backend, dtype, device="cpu", contiguous=True, implementation=None):
+    """Outputs, final state and gradients of one case on a torch backend (or on
+    ``implementation``, a callable with ``snnref.simulate``'s contract), as NumPy float64."""
+    return _run(case, backend, dtype, device, contiguous, implementation)[0]
+
+
+def _run(case, backend, dtype, device, contiguous, implementation):
+    """run_backend's values and the cotangent keys left out because the
+    implementation does not return those quantities."""
+    row = registry.model(case.model)
+    x = _tensor(case.x, dtype, device, True) if contiguous else _strided(case.x, dtype, device)
+    # Parameters the implementation keeps fixed (a library whose surrogate scale
+    # is not trainable, say) are not differentiated, and so not compared.
+    trainable = [k for k in row.trainable if k not in getattr(implementation, "fixed_parameters", ())]
+    params = {k: _tensor(v, dtype, device, k in trainable) for k, v in case.params.items()}
+    for param in row.params:
+        if param.name not in params:
+            # A default, as a tensor of its own so that its gradient can be read.
+            shape = arguments.default_shape(param, case.x.shape[-1])
+            params[param.name] = torch.full(shape, param.default, dtype=dtype, device=device,
+                                            requires_grad=param.name in trainable)
+    state = {k: _tensor(v, dtype, device, True) for k, v in case.state.items()}
+    takes_state = getattr(implementation, "takes_state", True)
+    for var in row.state if takes_state else ():
+        if var.name not in state and not isinstance(var.initial, str):
+            state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
+                                         requires_grad=True)
+    inject = {k: _tensor(v, dtype, device) for k, v in case.inject.items()} if case.inject else None
+    if implementation is None:
+        trace = simulate(case.model, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
+    else:
+        trace = implementation(case.model, x, params, state, surrogate=case.surrogate, inject=inject)
+    total, dropped = 0, []
+    for key, cot in case.cotangents.items():
+        source, name = (trace.final_state, key[len("final."):]) if key.startswith("final.") else (trace.outputs, key)
+        if name not in source:
+            dropped.append(key)
+            continue
+        total = total + (_tensor(cot, dtype, device) * source[name]).sum()
+    wrt = {"x": x, **{k: params[k] for k in trainable}, **{f"state.{k}": v for k, v in state.items()}}
+    grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
+    def numpy(tensor):
+        return tensor.detach().to("cpu", torch.float64).numpy()
+
+    values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
+    values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
+    if not takes_state:
+        # Nothing to differentiate: the implementation starts from its own state.
+        wrt = {k: v for k, v in wrt.items() if not k.startswith("state.")}
+        grads = grads[: len(wrt)]
+    for name, grad in zip(wrt, grads):
+        values[f"grad:{name}"] = np.zeros(np.shape(wrt[name])) if grad is None else numpy(grad)
+    return values, dropped
+
+
+def run_spec(case, dtype, force_spikes=None, long_sums=None):
+    """The same quantities from the spec in ``dtype``; also the distance of every decision.
+    ``long_sums``: a dict to fill with ``"grad:<param>" -> (A, n)`` (``snnref.testing.tolerance``)."""
+    kwargs = dict(surrogate=case.surrogate, inject=case.inject, dtype=dtype, force_spikes=force_spikes)
+    trace = spec.simulate(case.model, case.x, case.params, case.state, **kwargs)
+    sizes = {}
+    grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, magnitudes=sizes, **kwargs)
+    values = {f"out:{k}": v for k, v in trace.outputs.items()}
+    values.update({f"final:{k}": v for k, v in trace.final_state.items()})
+    values.update({f"grad:{k}": v for k, v in grads.items()})
+    if long_sums is not None:
+        long_sums.update({f"grad:{k}": v for k, v in sizes.items()})
+    return _fold_parameter_starts(registry.model(case.model), case, values, long_sums), trace.distance
+
+
+def storable(row, dtype) -> bool:
+    """Whether ``dtype`` storage holds every scale parameter (the positive ones)
+    the row's cases use in its normal range (float16 cannot hold hxtorch's time
+    constants of 1e-5 s); the backend refuses the others."""
+    if dtype not in (torch.float16, torch.bfloat16):
+        return True
+    info = torch.finfo(dtype)
+    values = [abs(v) for p in row.params if p.domain != registry.REAL
+              for v in (*p.sample, p.default or 0.0) if v]
+    return all(info.tiny <= v <= info.max for v in values)
+
+
+def _fold_parameter_starts(row, case, values, long_sums=None):
+    """With no initial state given, hxtorch's membrane starts at a parameter and
+    autograd sums the initial-state path into it; the spec reports the two paths
+    apart ("leak" and "state.v"), so add them up as the seed does (and count the
+    path's lanes as contributions to the parameter's long sum)."""
+    for var in row.state:
+        if var.name not in case.state and isinstance(var.initial, str):
+            path = values.pop(f"grad:state.{var.name}")
+            key = f"grad:{var.initial}"
+            values[key] = values[key] + reduce_to(path, values[key].shape)
+            if long_sums is not None and key in long_sums:
+                magnitude, terms = long_sums[key]
+                extra = reduce_to(np.abs(path), values[key].shape)
+                long_sums[key] = (magnitude + float(np.max(extra, initial=0.0)),
+                                  terms + max(1, path.size // max(1, values[key].size)))
+    return values
+
+
+def _spikes(row, out):
+    # ATIF emits theta * s: in float32 theta is rounded, so read the spike as out != 0.
+    return (out != 0).astype(out.dtype) if row.out == "spikes*threshold" else out
+
+
+def _where(key, error, allowed):
+    """Where a quantity first exceeds its budget: time step and index for sequences."""
+    bad = np.argwhere(np.nan_to_num(error, nan=np.inf) > allowed)
+    if not len(bad):
+        return "?"
+    first = tuple(int(i) for i in bad[0])
+    if key.startswith(("out:", "grad:x")) and first:
+        return f"first at step {first[0]}, index {first[1:]}"
+    return f"first at index {first}"
+
+
+def _locate(key, error, allowed):
+    """First and last failing time step and the worst element of one quantity."""
+    error = np.nan_to_num(error, nan=np.inf)
+    sequence = key.startswith(("out:", "grad:x")) and error.ndim >= 2
+    bad = np.argwhere(error > allowed)
+    worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(error)), error.shape)) if error.size else ()
+    return {
+        "failed": bool(len(bad)),
+        "first_step": int(bad[0][0]) if sequence and len(bad) else None,
+        "last_step": int(bad[-1][0]) if sequence and len(bad) else None,
+        "failing_elements": int(len(bad)),
+        "worst_index": worst,
+    }
+
+
+def _binary(row, out, case, dtype):
+    """Where a spiking output holds anything but 0 and 1 (0 and theta, rounded to
+    ``dtype``, for qualia.ATIF): SPEC.md section 7, whatever teacher forcing says."""
+    if row.out == "spikes*threshold":
+        theta = torch.as_tensor(np.asarray(case.params.get("threshold", 1.0))).to(dtype).double().numpy()
+        allowed = (out == 0) | (out == np.broadcast_to(theta, out.shape))
+    else:
+        allowed = (out == 0) | (out == 1)
+    return np.argwhere(~allowed)
+
+
+def rounded_to(case, dtype):
+    """The case with every input rounded to ``dtype`` storage (float64 values again)."""
+    def rounded(value):
+        return torch.as_tensor(np.asarray(value, dtype=np.float64)).to(dtype).double().numpy()
+
+    def each(values):
+        return None if values is None else {k: rounded(v) for k, v in values.items()}
+
+    return replace(case, x=rounded(case.x), params=each(case.params), state=each(case.state),
+                   cotangents=each(case.cotangents), inject=each(case.inject))
+
+
+def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous=True, reference=None,
+            implementation=None) -> Report:
+    """``reference``: stored float64 results (golden traces) to use instead of
+    running the float64 spec; the spec is still run where teacher forcing needs it.
+    ``implementation``: a callable with ``snnref.simulate``'s contract to check
+    instead of a backend (``backend`` is then only its name in the report)."""
+    row = registry.model(case.model)
+    name = str(dtype).replace("torch.", "")
+    report = Report(case.model, backend, name)
+    if dtype in (torch.float16, torch.bfloat16):
+        # Half-precision storage: the reference sees the same rounded inputs.
+        case = rounded_to(case, dtype)
+    impl, dropped = _run(case, backend, dtype, device, contiguous, implementation)
+    if row.out in SPIKING and "out:out" in impl:
+        stray = _binary(row, impl["out:out"], case, dtype)
+        if len(stray):
+            first, last = tuple(int(i) for i in stray[0]), tuple(int(i) for i in stray[-1])
+            report.failures.append(
+                f"out:out: {len(stray)} spike values are not exactly 0 or 1; first at step {first[0]}, "
+                f"index {first[1:]} (impl {impl['out:out'][first]!r})")
+            report.details["spikes"] = {"fraction": np.inf, "failed": True, "first_step": first[0],
+                                        "last_step": last[0], "failing_elements": len(stray),
+                                        "worst_index": first, "check": "not exactly 0 or 1"}
+    if dropped:
+        # The implementation does not return these quantities: the reference's
+        # gradients must not see their cotangents either.
+        case = replace(case, cotangents={k: v for k, v in case.cotangents.items() if k not in dropped})
+        reference = None
+    long_sums = {}
+    ref64, distance64 = run_spec(case, np.float64, long_sums=long_sums)
+    if reference is not None and dtype not in (torch.float16, torch.bfloat16):
+        # Golden values for the unforced run (half storage re-rounds the inputs,
+        # so its reference must be recomputed).
+        ref64 = _fold_parameter_starts(row, case, dict(reference))
+    forced = None
+    if row.out in SPIKING and distance64 is not None:
+        impl_spikes = _spikes(row, impl["out:out"])
+        ref_spikes = _spikes(row, ref64["out:out"])
+        if not np.array_equal(impl_spikes, ref_spikes):
+            forced = impl_spikes
+            long_sums = {}
+            ref64, distance64 = run_spec(case, np.float64, forced, long_sums)
+    ref32, distance32 = run_spec(case, np.float32, forced)
+    if forced is not None:
+        flips = np.argwhere(forced != _spikes(row, run_spec(case, np.float64)[0]["out:out"]))
+        report.flips = len(flips)
+        margin = tolerance.budget(distance64, distance32, np.float32)
+        # A flip that the forced float64 run decides the same way is the consequence
+        # of an earlier flip (the trajectories part there), not an error of its own.
+        decided = (distance64 > 0) if row.spike_test == ">" else (distance64 >= 0)
+        contradicted = decided != (forced != 0)
+        outside = [tuple(int(i) for i in index) for index in flips
+                   if abs(distance64[tuple(index)]) > margin and contradicted[tuple(index)]
+                   or (distance64[tuple(index)] == 0 and distance32[tuple(index)] == 0)]
+        if outside and "spikes" not in report.details:
+            report.details["spikes"] = {
+                # A flip exactly on threshold is wrong at any distance: its fraction is inf.
+                "fraction": max(abs(distance64[w]) / margin if distance64[w] != 0 else np.inf for w in outside),
+                "failed": True,
+                "first_step": outside[0][0], "last_step": max(w[0] for w in outside),
+                "failing_elements": len(outside), "worst_index": outside[0], "check": "spike flips"}
+        for index in flips:
+            where = tuple(int(i) for i in index)
+            if abs(distance64[where]) > margin and contradicted[where]:
+                report.failures.append(
+                    f"spike flip at step {where[0]}, index {where[1:]}: |u| = {abs(distance64[where]):.3e} "
+                    f"in float64 is outside the margin {margin:.3e}"
+                )
+            elif distance64[where] == 0 and distance32[where] == 0:
+                # Exactly on threshold in both precisions: no rounding happened,
+                # so the flip is a different threshold test, not an error of it.
+                report.failures.append(
+                    f"spike flip at step {where[0]}, index {where[1:]}: u = 0 exactly in float64 and float32, "
+                    "so the threshold test itself differs (>= against >)"
+                )
+    rule_dtype = np.float64 if dtype == torch.float64 else dtype
+    for key, reference in ref64.items():
+        if key not in impl:
+            report.unchecked.append(key)
+            continue
+        value = impl[key]
+        if value.shape != reference.shape:
+            report.failures.append(f"{key}: shape {value.shape}, expected {reference.shape}")
+            continue
+        allowed = tolerance.budget(reference, ref32[key], rule_dtype, long_sums.get(key))
+        error = np.abs(value - reference)
+        worst = float(np.max(error, initial=0.0)) if not np.any(np.isnan(error)) else np.inf
+        report.fractions[key] = worst / allowed
+        report.details[key] = {"fraction": worst / allowed, "error": worst, "budget": allowed,
+                               "long_sum": long_sums.get(key), **_locate(key, error, allowed)}
+        if not worst <= allowed:
+            report.failures.append(f"{key}: max error {worst:.3e} over the budget {allowed:.3e}; "
+                                   f"{_where(key, error, allowed)}")
+    return report

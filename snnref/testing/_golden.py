@@ -1,0 +1,407 @@
+"""Golden traces: float64 spec runs stored as ``.npz`` files with a checksummed manifest.
+
+For every registry model and every surrogate it accepts, a few cases:
+
+- ``default``: registry defaults, zero initial state, T = 8, batch 2;
+- ``long``: T = 500, random parameters;
+- ``batch``: batch 3, per-neuron parameters, a non-default initial state;
+- ``threshold``: the seed (of 64) whose run passes closest to threshold;
+- ``inject``: hardware spikes and membrane injected (hxtorch models).
+
+Each file holds the inputs (``in.x``, ``param.*``, ``state.*``, ``cot.*``,
+``inject.*``), every output and state sequence (``out.*``), the final state
+(``final.*``) and every gradient of ``snnref.spec.vjp`` (``grad.*``).  Files are
+written deterministically (sorted members, fixed zip timestamps, no
+compression: the same bytes on every run with the same NumPy major version)
+and atomically (a temporary file renamed into place); the manifest, with each
+file's sha256, shapes, seed and parameters, is written last.  A whole store is
+generated into a staging directory beside the target and swapped in at the
+end, so an interrupted run leaves the old store as it was.  Files are read
+with ``allow_pickle=False``.
+
+The repository's ``golden/`` is the committed source of truth; the wheel
+installs the same files as the package data ``snnref.goldens`` (pyproject.toml
+maps that package onto ``golden/``: one copy), found with
+``importlib.resources`` from any working directory (``store_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .. import __version__, registry, spec
+from . import _checks as checks
+
+MANIFEST = "MANIFEST.json"
+# Where ``snnref golden generate`` writes by default: the repository's golden/
+# (run from the repository root, or pass --out).
+DEFAULT_DIR = Path("golden")
+# The installed copy of golden/ (package data).
+PACKAGE = "snnref.goldens"
+# The float64 spec must reproduce its goldens to within 4 ulp of each quantity's
+# scale (bit-for-bit on the machine that wrote them; the slack is for another
+# platform's libm, exp and atan among them).
+SPEC_ULPS = 4
+FORMAT = 1
+
+
+class GoldenError(Exception):
+    """A golden store that cannot be trusted: the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    name: str
+    steps: int
+    batch: int
+    neurons: int
+    per_neuron: bool = False
+    random_state: bool = False
+    random_params: bool = True
+    inject: bool = False
+
+
+CASES = (
+    CaseSpec("default", 8, 2, 3, random_params=False),
+    CaseSpec("long", 500, 1, 2),
+    CaseSpec("batch", 12, 3, 4, per_neuron=True, random_state=True),
+    CaseSpec("threshold", 24, 2, 3),
+)
+INJECT_CASE = CaseSpec("inject", 16, 2, 3, inject=True, random_state=True)
+
+
+def cases_for(row) -> List[CaseSpec]:
+    return list(CASES) + ([INJECT_CASE] if row.inject else [])
+
+
+def _seed(*parts) -> int:
+    return zlib.crc32(repr(parts).encode())
+
+
+def _case(row, surrogate, plan: CaseSpec, seed: int) -> checks.Case:
+    rng = np.random.default_rng(seed)
+    case = checks.random_case(row.key, rng, steps=plan.steps, batch=plan.batch, neurons=plan.neurons,
+                              surrogate=surrogate, per_neuron=plan.per_neuron,
+                              random_state=plan.random_state, inject=plan.inject)
+    if not plan.random_params:
+        # Registry defaults; required parameters (attention weights) stay drawn.
+        case.params = {k: v for k, v in case.params.items() if row.param(k).default is None}
+    return case
+
+
+def _closest_to_threshold(row, surrogate, plan):
+    """The seed among 64 whose smallest |distance to threshold| is smallest."""
+    best = None
+    for index in range(64):
+        seed = _seed(row.key, surrogate, plan.name, index)
+        case = _case(row, surrogate, plan, seed)
+        trace = spec.simulate(row.key, case.x, case.params, case.state, surrogate=surrogate, inject=case.inject)
+        if trace.distance is None:
+            return seed, None
+        margin = float(np.min(np.abs(trace.distance)))
+        if best is None or margin < best[1]:
+            best = (seed, margin)
+    return best
+
+
+def build(row, surrogate, plan: CaseSpec):
+    """The arrays of one golden case and its manifest entry (without the checksum)."""
+    margin = None
+    if plan.name == "threshold":
+        seed, margin = _closest_to_threshold(row, surrogate, plan)
+    else:
+        seed = _seed(row.key, surrogate, plan.name)
+    case = _case(row, surrogate, plan, seed)
+    kwargs = dict(surrogate=surrogate, inject=case.inject)
+    trace = spec.simulate(row.key, case.x, case.params, case.state, **kwargs)
+    grads = spec.vjp(row.key, case.x, case.params, case.state, case.cotangents, **kwargs)
+    arrays = {"in.x": case.x}
+    arrays.update({f"param.{k}": np.asarray(v) for k, v in case.params.items()})
+    arrays.update({f"state.{k}": v for k, v in case.state.items()})
+    arrays.update({f"cot.{k}": v for k, v in case.cotangents.items()})
+    arrays.update({f"inject.{k}": v for k, v in (case.inject or {}).items()})
+    arrays.update({f"out.{k}": v for k, v in trace.outputs.items()})
+    arrays.update({f"final.{k}": v for k, v in trace.final_state.items()})
+    arrays.update({f"grad.{k}": v for k, v in grads.items()})
+    entry = {
+        "model": row.key, "surrogate": surrogate, "case": plan.name, "seed": seed,
+        "params": {k: np.asarray(v).tolist() for k, v in case.params.items() if np.asarray(v).size <= 8},
+        "shapes": {k: list(np.shape(v)) for k, v in sorted(arrays.items())},
+    }
+    if margin is not None:
+        entry["min_distance_to_threshold"] = margin
+    return arrays, entry
+
+
+def file_name(row, surrogate, plan) -> str:
+    stem = row.key.replace(".", "_")
+    return f"{row.family}/{stem}-{surrogate or 'none'}-{plan.name}.npz"
+
+
+def pack(arrays: Dict[str, np.ndarray]) -> bytes:
+    """An .npz readable by numpy.load, the same bytes for the same arrays."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(arrays[name], dtype=np.float64, order="C"),
+                                      allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    return buffer.getvalue()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=directory)
+        probe.close()
+    except OSError as error:
+        raise GoldenError(f"--out {directory}: not a writable directory ({error.strerror})") from None
+
+
+def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, progress=None) -> dict:
+    """Write the store (or the given models' part of it) and its manifest."""
+    directory = Path(directory)
+    _check_writable(directory)
+    keys = models or sorted(registry.MODELS)
+    entries = {}
+    if models and (directory / MANIFEST).exists():
+        entries = {k: v for k, v in read_manifest(directory)["files"].items() if v["model"] not in keys}
+    # Everything goes to a staging directory beside the store, swapped in when complete:
+    # an interrupted run never leaves new files under the old manifest.
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would become the store's mode
+    try:
+        for name in entries:
+            write_atomically(staging / name, (directory / name).read_bytes())
+        manifest = _generate_into(staging, keys, entries, progress)
+        _swap(staging, directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _swap(staging: Path, directory: Path) -> None:
+    """Put the complete ``staging`` in place of ``directory`` (two renames; the old store is removed last)."""
+    old = None
+    if directory.exists():
+        old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
+        os.rmdir(old)
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _generate_into(directory: Path, keys, entries, progress) -> dict:
+    manifest_path = directory / MANIFEST
+    for key in keys:
+        row = registry.model(key)
+        for surrogate in row.surrogates or (None,):
+            for plan in cases_for(row):
+                if progress:
+                    progress(f"{key} {surrogate or ''} {plan.name}")
+                arrays, entry = build(row, surrogate, plan)
+                data = pack(arrays)
+                name = file_name(row, surrogate, plan)
+                write_atomically(directory / name, data)
+                entry["sha256"] = hashlib.sha256(data).hexdigest()
+                entries[name] = entry
+    manifest = {"format": FORMAT, "snnref": __version__, "numpy": np.__version__,
+                "files": dict(sorted(entries.items()))}
+    write_atomically(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return manifest
+
+
+def store_dir(directory=None) -> Path:
+    """The golden store to read: ``directory`` when given, else the installed package
+    data (``snnref.goldens``), else the repository's golden/ beside the package (an
+    editable install made before the package data existed)."""
+    if directory is not None:
+        return Path(directory)
+    import importlib.resources
+
+    try:
+        packaged = importlib.resources.files(PACKAGE)
+        if packaged.joinpath(MANIFEST).is_file():
+            # A directory on disk (a namespace package's reader joins its paths: take the first).
+            return Path(str(getattr(packaged, "_paths", [packaged])[0]))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    repository = Path(__file__).resolve().parents[2] / "golden"
+    if (repository / MANIFEST).is_file():
+        return repository
+    raise GoldenError(f"no golden store installed (package data {PACKAGE} is missing); "
+                      "pass golden_dir= / --golden-dir, or leave the goldens out")
+
+
+def read_manifest(directory: Path) -> dict:
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GoldenError(f"{path}: missing manifest") from None
+    except IsADirectoryError:
+        raise GoldenError(f"{path}: is a directory, not a manifest") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise GoldenError(f"{path}: not a valid manifest ({error})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise GoldenError(f"{path}: not a valid manifest (no 'files' table)")
+    if manifest.get("format") != FORMAT:
+        raise GoldenError(f"{path}: format {manifest.get('format')!r} is not one this snnref reads "
+                          f"(expected {FORMAT})")
+    if not manifest["files"]:
+        raise GoldenError(f"{path}: lists no golden files")
+    for name, entry in manifest["files"].items():
+        if not isinstance(entry, dict):
+            raise GoldenError(f"{path}: the entry {name!r} is not a table (got {type(entry).__name__})")
+        if entry.get("model") not in registry.MODELS:
+            raise GoldenError(f"{path}: {name} names an unknown model {entry.get('model')!r}")
+        missing = [k for k in ("case", "sha256", "shapes") if k not in entry]
+        if missing:
+            raise GoldenError(f"{path}: the entry {name!r} lacks {', '.join(missing)}")
+        if (Path(directory) / name).is_dir():
+            raise GoldenError(f"{path}: the entry {name!r} names a directory, not a file")
+    return manifest
+
+
+def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
+    """The arrays of one golden file, after its checksum (never unpickling anything)."""
+    path = Path(directory) / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GoldenError(f"{name}: missing") from None
+    except IsADirectoryError:
+        raise GoldenError(f"{name}: is a directory, not a golden file") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise GoldenError(f"{name}: sha256 does not match the manifest (tampered or truncated)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        raise GoldenError(f"{name}: holds an object array, which is refused ({error})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise GoldenError(f"{name}: not a readable .npz ({error})") from None
+    shapes = {k: list(v.shape) for k, v in arrays.items()}
+    if shapes != entry.get("shapes"):
+        raise GoldenError(f"{name}: its arrays do not match the manifest's shapes")
+    return arrays
+
+
+def case_from(arrays: Dict[str, np.ndarray], entry: dict) -> checks.Case:
+    """The inputs of a golden file as a Case, ready for any backend."""
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    inject = part("inject.") or None
+    return checks.Case(entry["model"], entry["surrogate"], arrays["in.x"], part("param."), part("state."),
+                       part("cot."), inject, label=entry["case"])
+
+
+def check_case(case: checks.Case, name: str) -> None:
+    """The stored inputs pass the spec's argument checks (finite, shaped, an accepted
+    surrogate); otherwise a GoldenError names the file."""
+    from ..spec.api import _prepare
+
+    try:
+        _prepare(case.model, case.x, case.params, case.state, case.surrogate, False, case.inject,
+                 np.float64, False)
+    except (ValueError, TypeError) as error:
+        raise GoldenError(f"{name}: {error}") from None
+
+
+def expected_from(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """The stored results keyed like ``snnref.testing._equivalence`` (out:, final:, grad:)."""
+    names = {"out.": "out:", "final.": "final:", "grad.": "grad:"}
+    return {names[prefix] + k[len(prefix):]: v for k, v in arrays.items()
+            for prefix in names if k.startswith(prefix)}
+
+
+@dataclass
+class CheckResult:
+    name: str
+    backend: str
+    passed: bool
+    detail: str
+
+
+def _spec_rerun(case, expected):
+    """Re-run the float64 spec; (worst error in ulps of each quantity's scale, bit-for-bit)."""
+    kwargs = dict(surrogate=case.surrogate, inject=case.inject)
+    trace = spec.simulate(case.model, case.x, case.params, case.state, **kwargs)
+    grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, **kwargs)
+    fresh = {f"out:{k}": v for k, v in trace.outputs.items()}
+    fresh.update({f"final:{k}": v for k, v in trace.final_state.items()})
+    fresh.update({f"grad:{k}": v for k, v in grads.items()})
+    if set(fresh) != set(expected):
+        raise GoldenError(f"quantities differ: stored {sorted(expected)}, computed {sorted(fresh)}")
+    worst, identical = 0.0, True
+    for key, value in expected.items():
+        identical &= np.array_equal(fresh[key], value)
+        ulp = np.spacing(max(1.0, float(np.max(np.abs(value), initial=0.0))))
+        worst = max(worst, float(np.max(np.abs(fresh[key] - value), initial=0.0)) / ulp)
+    return worst, identical
+
+
+def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
+    """Verify every file's checksum, then re-run each case on each backend
+    (``directory``: default the installed store, ``store_dir``)."""
+    directory = store_dir(directory)
+    manifest = read_manifest(directory)
+    loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
+    results = []
+    for name, arrays in loaded.items():
+        entry = manifest["files"][name]
+        case, expected = case_from(arrays, entry), expected_from(arrays)
+        for backend in backends:
+            if progress:
+                progress(f"{name} ({backend})")
+            if backend == "spec":
+                worst, identical = _spec_rerun(case, expected)
+                verdict = "bit-for-bit" if identical else f"within {worst:.1f} ulp"
+                results.append(CheckResult(name, backend, worst <= SPEC_ULPS, verdict))
+                continue
+            import torch
+
+            from . import _equivalence as equivalence
+
+            dtypes = (torch.float64, torch.float32) if backend in ("torch", "cpu") else (torch.float32,)
+            # The kernels run natively where there is a GPU (the interpreter is off there).
+            device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+            for dtype in dtypes:
+                report = equivalence.compare(case, backend, dtype, device, reference=expected)
+                detail = f"{report.dtype}: worst {report.worst:.2f} of budget" + (
+                    f"; {report.failures[0]}" if report.failures else "")
+                results.append(CheckResult(name, backend, report.passed, detail))
+    return results
