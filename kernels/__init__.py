@@ -1,6 +1,9 @@
 """Fused Triton scan kernels, installed as ``snnref.kernels``.
 
-The kernels themselves arrive with the Triton backend; this package exists now
-so that the installed layout (``kernels/`` mapped to ``snnref.kernels``) is fixed
-from the start and checked by the tests.
+One module per model family (``<family>.py``: its forward and backward
+kernels, its ``run`` and its ``COMPILE_VARIANTS``), beside what they share:
+``_jit`` (the jit helpers), ``surrogates`` (the surrogate branches),
+``_launch`` (the host side: launch grid, buffers, optional cotangents, the
+parameter-gradient reduction) and ``common`` (launch checks, output
+allocation).  ``cpu/`` holds the fused numba scans of the cpu backend.
 """

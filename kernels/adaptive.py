@@ -31,8 +31,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .lif import _param, _spike
+from snnref.leak import decay_of
+
+from . import _launch, common
+from ._jit import load_param, spike
 from .surrogates import kind_id
 
 
@@ -50,12 +52,13 @@ def _forward(x_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, gamma_ptr, scale_ptr
              BETA_PER_NEURON: tl.constexpr, BETA_THR_PER_NEURON: tl.constexpr,
              GAMMA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
              SAVE_APART: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (1)-(6) of ``snnref/spec/adaptive.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
-    beta_thr = _param(beta_thr_ptr, offs, mask, N, BETA_THR_PER_NEURON)
-    gamma = _param(gamma_ptr, offs, mask, N, GAMMA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    beta_thr = load_param(beta_thr_ptr, offs, mask, N, BETA_THR_PER_NEURON)
+    gamma = load_param(gamma_ptr, offs, mask, N, GAMMA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     # Masked lanes start from a defined 0 and are never stored.
     m = tl.load(m0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     r = tl.load(r0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -65,7 +68,7 @@ def _forward(x_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, gamma_ptr, scale_ptr
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         # The spike reads the previous state, in units of the current threshold.
         big_a, u = _distance(m, r)
-        s, f, dF = _spike(u, a, KIND, True, SMOOTH)
+        s, f, dF = spike(u, a, KIND, True, SMOOTH)
         m = beta * m + x - s * big_a
         r = beta_thr * r + gamma * s
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
@@ -90,12 +93,13 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
               HAS_G_SPIKES: tl.constexpr, HAS_G_M_RECORD: tl.constexpr, HAS_G_R_RECORD: tl.constexpr,
               HAS_G_M_FINAL: tl.constexpr, HAS_G_R_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
+    """Eqs. (7)-(14) of ``snnref/spec/adaptive.py`` from the saved m[t] and r[t], last step first."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
-    beta_thr = _param(beta_thr_ptr, offs, mask, N, BETA_THR_PER_NEURON)
-    gamma = _param(gamma_ptr, offs, mask, N, GAMMA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    beta_thr = load_param(beta_thr_ptr, offs, mask, N, BETA_THR_PER_NEURON)
+    gamma = load_param(gamma_ptr, offs, mask, N, GAMMA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     m0 = tl.load(m0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     r0 = tl.load(r0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g_m = tl.zeros([BLOCK], dtype=tl.float32)
@@ -122,7 +126,7 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
         m_prev = tl.where(later, tl.load(m_saved_ptr + at - M, mask=earlier, other=0.0), m0)
         r_prev = tl.where(later, tl.load(r_saved_ptr + at - M, mask=earlier, other=0.0), r0)
         big_a, u = _distance(m_prev, r_prev)
-        s, f, dF = _spike(u, a, KIND, True, SMOOTH)
+        s, f, dF = spike(u, a, KIND, True, SMOOTH)
         tl.store(g_x_ptr + at, g_m.to(g_x_ptr.dtype.element_ty), mask=mask)
         g_beta += g_m * m_prev
         g_beta_thr += g_r * r_prev
@@ -144,35 +148,25 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
     tl.store(g_gamma_ptr + offs, g_gamma, mask=mask)
 
 
-def _per_neuron(beta, beta_thr, gamma, scale):
-    return dict(BETA_PER_NEURON=common.per_neuron(beta), BETA_THR_PER_NEURON=common.per_neuron(beta_thr),
-                GAMMA_PER_NEURON=common.per_neuron(gamma), SCALE_PER_NEURON=common.per_neuron(scale))
+def _options(config, params):
+    """(parameter pointers, the compile-time options both kernels share)."""
+    pointers, flags = _launch.parameters(params, ("BETA", "BETA_THR", "GAMMA", "SCALE"))
+    return pointers, dict(flags, SMOOTH=config["smooth"], KIND=config["kind"])
 
 
 class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, m0, r0, beta, beta_thr, gamma, scale, config):
-        steps, shape = x.shape[0], x.shape[1:]
+        shape = x.shape[1:]
         neurons = x[0].numel()
-        x = x.contiguous()
-        m0, r0 = m0.contiguous(), r0.contiguous()
-        spikes = common.empty(x.shape, x.dtype, x.device)
-        m_record = common.empty(x.shape, x.dtype, x.device)
-        r_record = common.empty(x.shape, x.dtype, x.device)
-        # The backward needs m and r in float32: the records themselves when they are float32.
-        save_apart = x.dtype != torch.float32
-        m_saved = common.empty(x.shape, torch.float32, x.device) if save_apart else m_record
-        r_saved = common.empty(x.shape, torch.float32, x.device) if save_apart else r_record
-        m_final = common.empty(shape, x.dtype, x.device)
-        r_final = common.empty(shape, x.dtype, x.device)
-        params = [common.contiguous_float(p) for p in (beta, beta_thr, gamma, scale)]
-        lanes = common.block(neurons, x.device)
-        _forward[common.grid(neurons, lanes)](
-            x, m0, r0, *params, spikes, m_record, r_record, m_saved, r_saved, m_final, r_final,
-            steps, neurons, shape[-1],
-            **_per_neuron(beta, beta_thr, gamma, scale), SAVE_APART=save_apart,
-            SMOOTH=config["smooth"], KIND=config["kind"], BLOCK=lanes,
-        )
+        x, m0, r0 = x.contiguous(), m0.contiguous(), r0.contiguous()
+        spikes, m_record, r_record = _launch.buffers(3, x.shape, x.dtype, x.device)
+        m_saved, r_saved = _launch.float32_values(m_record), _launch.float32_values(r_record)
+        m_final, r_final = _launch.buffers(2, shape, x.dtype, x.device)
+        pointers, options = _options(config, (beta, beta_thr, gamma, scale))
+        _launch.launch(_forward, neurons, x.device,
+                       x, m0, r0, *pointers, spikes, m_record, r_record, m_saved, r_saved, m_final, r_final,
+                       x.shape[0], neurons, shape[-1], **options, SAVE_APART=m_saved is not m_record)
         ctx.save_for_backward(m_saved, r_saved, m0, r0, beta, beta_thr, gamma, scale)
         ctx.config = config
         ctx.set_materialize_grads(False)
@@ -180,31 +174,21 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_spikes, g_m_record, g_r_record, g_m_final, g_r_final):
-        m_saved, r_saved, m0, r0, beta, beta_thr, gamma, scale = ctx.saved_tensors
-        config = ctx.config
+        m_saved, r_saved, m0, r0, *params = ctx.saved_tensors
         steps, shape = m_saved.shape[0], m_saved.shape[1:]
         neurons = m0.numel()
-        dtype, device = m0.dtype, m0.device
-        g_x = common.empty(m_saved.shape, dtype, device)
-        g_m0 = common.empty(shape, dtype, device)
-        g_r0 = common.empty(shape, dtype, device)
-        partials = [common.empty(shape, torch.float32, device) for _ in range(3)]
-        params = [common.contiguous_float(p) for p in (beta, beta_thr, gamma, scale)]
-        cotangents = (g_spikes, g_m_record, g_r_record, g_m_final, g_r_final)
-        present = [g.contiguous() if g is not None else m_saved for g in cotangents]
-        lanes = common.block(neurons, device)
-        _backward[common.grid(neurons, lanes)](
-            m_saved, r_saved, m0, r0, *params, *present, g_x, g_m0, g_r0, *partials,
-            steps, neurons, shape[-1], (steps - 1) * neurons,
-            **_per_neuron(beta, beta_thr, gamma, scale), SMOOTH=config["smooth"], KIND=config["kind"],
-            HAS_G_SPIKES=g_spikes is not None, HAS_G_M_RECORD=g_m_record is not None,
-            HAS_G_R_RECORD=g_r_record is not None, HAS_G_M_FINAL=g_m_final is not None,
-            HAS_G_R_FINAL=g_r_final is not None, BLOCK=lanes,
-        )
-        wants = ctx.needs_input_grad
-        reduced = [g.sum_to_size(p.shape).to(p.dtype) if want else None
-                   for g, p, want in zip(partials, (beta, beta_thr, gamma), wants[3:6])]
-        # gradient_factor is spike_linear's fixed scale: it receives no gradient.
+        g_x = common.empty(m_saved.shape, m0.dtype, m0.device)
+        g_m0, g_r0 = _launch.buffers(2, shape, m0.dtype, m0.device)
+        partials = _launch.partial_sums(3, shape, m0.device)
+        pointers, options = _options(ctx.config, params)
+        present, flags = _launch.cotangents((g_spikes, g_m_record, g_r_record, g_m_final, g_r_final),
+                                            ("SPIKES", "M_RECORD", "R_RECORD", "M_FINAL", "R_FINAL"), m_saved)
+        _launch.launch(_backward, neurons, m0.device,
+                       m_saved, r_saved, m0, r0, *pointers, *present, g_x, g_m0, g_r0, *partials,
+                       steps, neurons, shape[-1], (steps - 1) * neurons, **options, **flags)
+        # beta, beta_thr, gamma; gradient_factor is spike_linear's fixed scale: no gradient.
+        reduced = [_launch.reduce(partial, param, want)
+                   for partial, param, want in zip(partials, params, ctx.needs_input_grad[3:6])]
         return (g_x, g_m0, g_r0, *reduced, None, None)
 
 
@@ -214,10 +198,25 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     # The decays in float32 whatever the storage: a half-precision decay would
     # be off by up to half an ulp of float16 at every step.  Autograd carries
     # them to tau and tau_thr.
-    beta = torch.exp(-1 / params["tau"].float())
-    beta_thr = torch.exp(-1 / params["tau_thr"].float())
+    beta = decay_of(params["tau"].float())
+    beta_thr = decay_of(params["tau_thr"].float())
     scale = params[registry.surrogate(surrogate_key).scale]
     config = dict(smooth=smooth, kind=kind_id(surrogate_key))
     spikes, membrane, excess, final_m, final_r = _Scan.apply(
         x, state["m"], state["r"], beta, beta_thr, params["gamma"], scale, config)
     return {"out": spikes, "m": membrane, "r": excess}, {"m": final_m, "r": final_r}, {}
+
+
+COMPILE_VARIANTS = _launch.CompileVariants(
+    # The decays are computed on the host in float32 whatever the storage.
+    float32_pointers=frozenset({"beta", "beta_thr", "m_saved", "r_saved", "g_beta", "g_beta_thr", "g_gamma"}),
+    variants=(
+        _launch.variant(torch.float32, "SPIKES M_RECORD R_RECORD M_FINAL R_FINAL", BETA_PER_NEURON=True,
+                        BETA_THR_PER_NEURON=False, GAMMA_PER_NEURON=True, SCALE_PER_NEURON=False, SMOOTH=False,
+                        KIND=4, SAVE_APART=False),
+        _launch.variant(torch.float16, "SPIKES R_RECORD", BETA_PER_NEURON=False, BETA_THR_PER_NEURON=True,
+                        GAMMA_PER_NEURON=False, SCALE_PER_NEURON=True, SMOOTH=True, KIND=1, SAVE_APART=True),
+        _launch.variant(torch.bfloat16, "M_RECORD M_FINAL R_FINAL", BETA_PER_NEURON=True, BETA_THR_PER_NEURON=True,
+                        GAMMA_PER_NEURON=True, SCALE_PER_NEURON=True, SMOOTH=False, KIND=3, SAVE_APART=True),
+    ),
+)

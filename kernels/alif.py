@@ -32,8 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .lif import _param, _spike
+from . import _launch, common
+from ._jit import load_param, spike
 from .surrogates import kind_id, surrogate
 
 
@@ -46,7 +46,7 @@ def _distance(v, a, theta, beta):
 @triton.jit
 def _fired(v, a, theta, beta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """The forward's spike (the reset spike unless replayed), recomputed in the backward."""
-    s, f, dF = _spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
+    s, f, dF = spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
     return s
 
 
@@ -58,13 +58,14 @@ def _forward(x_ptr, v0_ptr, a0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, beta_ptr, s
              BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
              SAVE_SEPARATE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
              REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (1)-(7) of ``snnref/spec/alif.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    lam_v = _param(lam_v_ptr, offs, mask, N, LAM_V_PER_NEURON)
-    lam_a = _param(lam_a_ptr, offs, mask, N, LAM_A_PER_NEURON)
-    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
-    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
-    scale = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    lam_v = load_param(lam_v_ptr, offs, mask, N, LAM_V_PER_NEURON)
+    lam_a = load_param(lam_a_ptr, offs, mask, N, LAM_A_PER_NEURON)
+    theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    scale = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     # Masked lanes start from a defined 0 and are never stored.
     p = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     a = tl.load(a0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -73,7 +74,7 @@ def _forward(x_ptr, v0_ptr, a0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, beta_ptr, s
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         v = lam_v * p + x
-        s, f, dF = _spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
+        s, f, dF = spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -103,13 +104,14 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
               HAS_G_SPIKES: tl.constexpr, HAS_G_V_REC: tl.constexpr, HAS_G_A_REC: tl.constexpr,
               HAS_G_V_FINAL: tl.constexpr, HAS_G_A_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
+    """Eqs. (8)-(14) of ``snnref/spec/alif.py`` from the saved v[t] and a[t], last step first."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    lam_v = _param(lam_v_ptr, offs, mask, N, LAM_V_PER_NEURON)
-    lam_a = _param(lam_a_ptr, offs, mask, N, LAM_A_PER_NEURON)
-    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
-    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
-    scale = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    lam_v = load_param(lam_v_ptr, offs, mask, N, LAM_V_PER_NEURON)
+    lam_a = load_param(lam_a_ptr, offs, mask, N, LAM_A_PER_NEURON)
+    theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    scale = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     # dL/dp (post-reset membrane) and dL/da[t+1], entering from the final state.
     g_p = tl.zeros([BLOCK], dtype=tl.float32)
@@ -177,13 +179,10 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
 
 
 def _options(config, params, replay):
-    lam_v, lam_a, theta, beta, scale = params
-    return dict(
-        LAM_V_PER_NEURON=common.per_neuron(lam_v), LAM_A_PER_NEURON=common.per_neuron(lam_a),
-        THETA_PER_NEURON=common.per_neuron(theta), BETA_PER_NEURON=common.per_neuron(beta),
-        SCALE_PER_NEURON=common.per_neuron(scale),
-        STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None, KIND=config["kind"],
-    )
+    """(parameter pointers, the compile-time options both kernels share)."""
+    pointers, flags = _launch.parameters(params, ("LAM_V", "LAM_A", "THETA", "BETA", "SCALE"))
+    return pointers, dict(flags, STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None,
+                          KIND=config["kind"])
 
 
 class _Scan(torch.autograd.Function):
@@ -191,27 +190,19 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, a0, lam_v, lam_a, theta, beta, scale, replay, config):
-        steps, shape = x.shape[0], x.shape[1:]
+        shape = x.shape[1:]
         neurons = x[0].numel()
-        flat_x, flat_v0, flat_a0 = x.contiguous(), v0.contiguous(), a0.contiguous()
-        spikes = common.empty(x.shape, x.dtype, x.device)
-        v_rec = common.empty(x.shape, x.dtype, x.device)
-        a_rec = common.empty(x.shape, x.dtype, x.device)
-        # float32 storage: the records are the float32 values the backward needs.
-        separate = x.dtype != torch.float32
-        v_save = common.empty(x.shape, torch.float32, x.device) if separate else v_rec
-        a_save = common.empty(x.shape, torch.float32, x.device) if separate else a_rec
-        v_final = common.empty(shape, x.dtype, x.device)
-        a_final = common.empty(shape, x.dtype, x.device)
+        x, v0, a0 = x.contiguous(), v0.contiguous(), a0.contiguous()
+        spikes, v_rec, a_rec = _launch.buffers(3, x.shape, x.dtype, x.device)
+        v_save, a_save = _launch.float32_values(v_rec), _launch.float32_values(a_rec)
+        v_final, a_final = _launch.buffers(2, shape, x.dtype, x.device)
         params = (lam_v, lam_a, theta, beta, scale)
-        lanes = common.block(neurons, x.device)
-        _forward[common.grid(neurons, lanes)](
-            flat_x, flat_v0, flat_a0, *(common.contiguous_float(p) for p in params),
-            replay if replay is not None else flat_x,
-            spikes, v_rec, a_rec, v_save, a_save, v_final, a_final, steps, neurons, shape[-1],
-            **_options(config, params, replay), SAVE_SEPARATE=separate, BLOCK=lanes,
-        )
-        ctx.save_for_backward(v_save, a_save, flat_v0, *params, replay)
+        pointers, options = _options(config, params, replay)
+        _launch.launch(_forward, neurons, x.device,
+                       x, v0, a0, *pointers, replay if replay is not None else x,
+                       spikes, v_rec, a_rec, v_save, a_save, v_final, a_final, x.shape[0], neurons, shape[-1],
+                       **options, SAVE_SEPARATE=v_save is not v_rec)
+        ctx.save_for_backward(v_save, a_save, v0, *params, replay)
         ctx.config = config
         ctx.set_materialize_grads(False)
         return spikes, v_rec, a_rec, v_final, a_final
@@ -221,30 +212,20 @@ class _Scan(torch.autograd.Function):
         v_save, a_save, v0, *params, replay = ctx.saved_tensors
         steps, shape = v_save.shape[0], v_save.shape[1:]
         neurons = v0.numel()
-        dtype, device = v0.dtype, v0.device
-        g_x = common.empty(v_save.shape, dtype, device)
-        g_v0 = common.empty(shape, dtype, device)
-        g_a0 = common.empty(shape, dtype, device)
-        partials = [common.empty(shape, torch.float32, device) for _ in params]
-        lanes = common.block(neurons, device)
-        cotangents = (g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final)
-        # An absent cotangent is never read: any tensor stands in for its pointer.
-        present = [g.contiguous() if g is not None else v_save for g in cotangents]
-        _backward[common.grid(neurons, lanes)](
-            v_save, a_save, v0, *(common.contiguous_float(p) for p in params),
-            replay if replay is not None else v_save,
-            *present, g_x, g_v0, g_a0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
-            **_options(ctx.config, params, replay),
-            HAS_G_SPIKES=g_spikes is not None, HAS_G_V_REC=g_v_rec is not None, HAS_G_A_REC=g_a_rec is not None,
-            HAS_G_V_FINAL=g_v_final is not None, HAS_G_A_FINAL=g_a_final is not None,
-            BLOCK=lanes,
-        )
+        g_x = common.empty(v_save.shape, v0.dtype, v0.device)
+        g_v0, g_a0 = _launch.buffers(2, shape, v0.dtype, v0.device)
+        partials = _launch.partial_sums(len(params), shape, v0.device)
+        pointers, options = _options(ctx.config, params, replay)
+        present, flags = _launch.cotangents((g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final),
+                                            ("SPIKES", "V_REC", "A_REC", "V_FINAL", "A_FINAL"), v_save)
+        _launch.launch(_backward, neurons, v0.device,
+                       v_save, a_save, v0, *pointers, replay if replay is not None else v_save,
+                       *present, g_x, g_v0, g_a0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
+                       **options, **flags)
         wants = ctx.needs_input_grad[3:8]
         trainable = (True, True, True, True, ctx.config["scale_trainable"])
-        param_grads = [
-            g.sum_to_size(p.shape).to(p.dtype) if want and train else None
-            for g, p, want, train in zip(partials, params, wants, trainable)
-        ]
+        param_grads = [_launch.reduce(partial, param, want and train)
+                       for partial, param, want, train in zip(partials, params, wants, trainable)]
         return (g_x, g_v0, g_a0, *param_grads, None, None)
 
 
@@ -261,3 +242,22 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     )
     used = {"reset_spike": replay if replay is not None else spikes.detach()}
     return {"out": spikes, "v": v_rec, "a": a_rec}, {"v": v_final, "a": a_final}, used
+
+
+COMPILE_VARIANTS = _launch.CompileVariants(
+    float32_pointers=frozenset({"v_save", "a_save", "g_lam_v", "g_lam_a", "g_theta", "g_beta", "g_scale"}),
+    variants=(
+        _launch.variant(torch.float32, "SPIKES V_REC A_REC V_FINAL A_FINAL", LAM_V_PER_NEURON=True,
+                        LAM_A_PER_NEURON=False, THETA_PER_NEURON=True, BETA_PER_NEURON=False, SCALE_PER_NEURON=True,
+                        STRICT=True, SMOOTH=False, REPLAY=False, KIND=0, SAVE_SEPARATE=False),
+        _launch.variant(torch.float16, "SPIKES A_REC", LAM_V_PER_NEURON=False, LAM_A_PER_NEURON=True,
+                        THETA_PER_NEURON=False, BETA_PER_NEURON=True, SCALE_PER_NEURON=False,
+                        STRICT=False, SMOOTH=False, REPLAY=True, KIND=1, SAVE_SEPARATE=True),
+        _launch.variant(torch.bfloat16, "V_REC V_FINAL", LAM_V_PER_NEURON=True, LAM_A_PER_NEURON=True,
+                        THETA_PER_NEURON=True, BETA_PER_NEURON=True, SCALE_PER_NEURON=True,
+                        STRICT=True, SMOOTH=True, REPLAY=False, KIND=2, SAVE_SEPARATE=True),
+        _launch.variant(torch.float32, "A_FINAL", LAM_V_PER_NEURON=False, LAM_A_PER_NEURON=False,
+                        THETA_PER_NEURON=False, BETA_PER_NEURON=False, SCALE_PER_NEURON=False,
+                        STRICT=False, SMOOTH=True, REPLAY=True, KIND=4, SAVE_SEPARATE=False),
+    ),
+)

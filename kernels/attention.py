@@ -41,8 +41,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .lif import _spike
+from . import _launch, common
+from ._jit import spike
 from .surrogates import kind_id
 
 BRANCHES = ("q", "k", "v")
@@ -68,7 +68,7 @@ def _branch_param(ptr, C: tl.constexpr, offs, mask, D, PER_NEURON: tl.constexpr)
 @triton.jit
 def _fired(v, theta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """The forward's spike from the pre-reset membrane (recomputed in the backward)."""
-    s, f, dF = _spike(v - theta, scale, KIND, STRICT, SMOOTH)
+    s, f, dF = spike(v - theta, scale, KIND, STRICT, SMOOTH)
     return s
 
 
@@ -117,6 +117,7 @@ def _forward(z_q_ptr, z_k_ptr, z_v_ptr, s0_ptr, v0_ptr, lam_ptr, theta_ptr, scal
              LAM_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
              SAVE_SEPARATE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
              REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (2)-(7) of ``snnref/spec/attention.py`` (the linear maps (1), (8) are host matmuls)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     lam_q, lam_k, lam_v, theta_q, theta_k, theta_v, scale_q, scale_k, scale_v = _branch_params(
@@ -191,6 +192,7 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
               HAS_G_O: tl.constexpr, HAS_G_CONTEXT: tl.constexpr, HAS_G_S_FINAL: tl.constexpr,
               HAS_G_V_REC: tl.constexpr, HAS_G_V_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
+    """Eqs. (10)-(14) of ``snnref/spec/attention.py``, last step first (the host does (9), (15))."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     lam_q, lam_k, lam_v, theta_q, theta_k, theta_v, scale_q, scale_k, scale_v = _branch_params(
@@ -234,9 +236,9 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
         r_k = _fired(v_k, theta_k, scale_k, KIND, STRICT, SMOOTH)
         r_v = _fired(v_v, theta_v, scale_v, KIND, STRICT, SMOOTH)
     for t in range(T):
-        s_q, f_q, dF_q = _spike(v_q - theta_q, scale_q, KIND, STRICT, SMOOTH)
-        s_k, f_k, dF_k = _spike(v_k - theta_k, scale_k, KIND, STRICT, SMOOTH)
-        s_v, f_v, dF_v = _spike(v_v - theta_v, scale_v, KIND, STRICT, SMOOTH)
+        s_q, f_q, dF_q = spike(v_q - theta_q, scale_q, KIND, STRICT, SMOOTH)
+        s_k, f_k, dF_k = spike(v_k - theta_k, scale_k, KIND, STRICT, SMOOTH)
+        s_v, f_v, dF_v = spike(v_v - theta_v, scale_v, KIND, STRICT, SMOOTH)
         # o = s_q S and S[t] = S[t-1] + s_k s_v.
         S = tl.load(s_save_ptr + at, mask=mask, other=0.0).to(tl.float32)
         g_o = tl.zeros([BLOCK], dtype=tl.float32)
@@ -276,14 +278,20 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
 
 
 def _options(config, lam, theta, scale, replay):
-    return dict(
+    """(table pointers, the compile-time options both kernels share); a table
+    of shape (3, D) is per feature, one of shape (3,) a value per branch."""
+    pointers = [table.detach().contiguous() for table in (lam, theta, scale)]
+    return pointers, dict(
         LAM_PER_NEURON=lam.dim() == 2, THETA_PER_NEURON=theta.dim() == 2, SCALE_PER_NEURON=scale.dim() == 2,
         STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None, KIND=config["kind"],
     )
 
 
-def _reduce(partial, table):
-    """Per-lane partial sums (3, ..., D) to the stacked parameter's shape, (3, D) or (3,)."""
+def _reduce(partial, table, wanted):
+    """Per-lane partial sums (3, ..., D) to the stacked parameter's shape, (3, D)
+    or (3,), in a fixed order (``_launch`` eq. 2, per branch)."""
+    if not wanted:
+        return None
     if table.dim() == 2:
         return partial.flatten(1, -2).sum(1).to(table.dtype)
     return partial.flatten(1).sum(1).to(table.dtype)
@@ -296,30 +304,24 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z_q, z_k, z_v, s0, v0, lam, theta, scale, replay, config):
         steps, shape = z_q.shape[0], s0.shape
-        neurons, d = s0.numel(), shape[-1]
+        neurons = s0.numel()
         dtype, device = s0.dtype, s0.device
-        flat_s0, flat_v0 = s0.contiguous(), v0.contiguous()
+        s0, v0 = s0.contiguous(), v0.contiguous()
         o = common.empty((steps,) + shape, torch.float32, device)
         context = common.empty((steps,) + shape, dtype, device)
         v_rec = common.empty((3, steps) + shape, dtype, device)
-        # float32 storage: the records are the float32 values the backward needs.
-        separate = dtype != torch.float32
-        s_save = common.empty((steps,) + shape, torch.float32, device) if separate else context
-        v_save = common.empty((3, steps) + shape, torch.float32, device) if separate else v_rec
+        s_save, v_save = _launch.float32_values(context), _launch.float32_values(v_rec)
         spikes = common.empty((3, steps) + shape, dtype, device) if replay is None else None
         s_final = common.empty(shape, dtype, device)
         v_final = common.empty((3,) + shape, dtype, device)
-        tables = [common.contiguous_float(p) for p in (lam, theta, scale)]
-        lanes = common.block(neurons, device)
-        _forward[common.grid(neurons, lanes)](
-            z_q.contiguous(), z_k.contiguous(), z_v.contiguous(), flat_s0, flat_v0, *tables,
-            replay if replay is not None else z_q,
-            o, context, s_save, v_rec, v_save, spikes if spikes is not None else o, s_final, v_final,
-            steps, neurons, d, steps * neurons,
-            **_options(config, lam, theta, scale, replay), SAVE_SEPARATE=separate, BLOCK=lanes,
-            num_warps=NUM_WARPS,
-        )
-        ctx.save_for_backward(v_save, s_save, flat_v0, lam, theta, scale, replay)
+        pointers, options = _options(config, lam, theta, scale, replay)
+        _launch.launch(_forward, neurons, device,
+                       z_q.contiguous(), z_k.contiguous(), z_v.contiguous(), s0, v0, *pointers,
+                       replay if replay is not None else z_q,
+                       o, context, s_save, v_rec, v_save, spikes if spikes is not None else o, s_final, v_final,
+                       steps, neurons, shape[-1], steps * neurons,
+                       **options, SAVE_SEPARATE=v_save is not v_rec, num_warps=NUM_WARPS)
+        ctx.save_for_backward(v_save, s_save, v0, lam, theta, scale, replay)
         ctx.config = config
         ctx.set_materialize_grads(False)
         if spikes is not None:
@@ -331,32 +333,24 @@ class _Scan(torch.autograd.Function):
         v_save, s_save, v0, lam, theta, scale, replay = ctx.saved_tensors
         config = ctx.config
         steps, shape = s_save.shape[0], s_save.shape[1:]
-        neurons, d = s_save[0].numel(), shape[-1]
-        dtype, device = v0.dtype, v0.device
-        g_z = [common.empty((steps,) + shape, torch.float32, device) for _ in BRANCHES]
-        g_s0 = common.empty(shape, dtype, device)
-        g_v0 = common.empty((3,) + shape, dtype, device)
-        partials = [common.empty((3,) + shape, torch.float32, device) for _ in range(3)]
-        tables = [common.contiguous_float(p) for p in (lam, theta, scale)]
-        lanes = common.block(neurons, device)
-        cotangents = (g_o, g_context, g_s_final, g_v_rec, g_v_final)
-        # An absent cotangent is never read: any tensor stands in for its pointer.
-        present = [g.contiguous() if g is not None else s_save for g in cotangents]
-        _backward[common.grid(neurons, lanes)](
-            v_save, s_save, v0, *tables, replay if replay is not None else v_save,
-            *present, *g_z, g_s0, g_v0, *partials,
-            steps, neurons, d, steps * neurons, (steps - 1) * neurons,
-            **_options(config, lam, theta, scale, replay),
-            HAS_G_O=g_o is not None, HAS_G_CONTEXT=g_context is not None, HAS_G_S_FINAL=g_s_final is not None,
-            HAS_G_V_REC=g_v_rec is not None, HAS_G_V_FINAL=g_v_final is not None,
-            BLOCK=lanes, num_warps=NUM_WARPS,
-        )
+        neurons = s_save[0].numel()
+        device = v0.device
+        g_z = _launch.buffers(len(BRANCHES), (steps,) + shape, torch.float32, device)
+        g_s0 = common.empty(shape, v0.dtype, device)
+        g_v0 = common.empty((3,) + shape, v0.dtype, device)
+        partials = _launch.partial_sums(3, (3,) + shape, device)
+        pointers, options = _options(config, lam, theta, scale, replay)
+        present, flags = _launch.cotangents((g_o, g_context, g_s_final, g_v_rec, g_v_final),
+                                            ("O", "CONTEXT", "S_FINAL", "V_REC", "V_FINAL"), s_save)
+        _launch.launch(_backward, neurons, device,
+                       v_save, s_save, v0, *pointers, replay if replay is not None else v_save,
+                       *present, *g_z, g_s0, g_v0, *partials,
+                       steps, neurons, shape[-1], steps * neurons, (steps - 1) * neurons,
+                       **options, **flags, num_warps=NUM_WARPS)
         wants = ctx.needs_input_grad[5:8]
         trainable = (True, True, config["scale_trainable"])
-        table_grads = [
-            _reduce(g, table) if want and train else None
-            for g, table, want, train in zip(partials, (lam, theta, scale), wants, trainable)
-        ]
+        table_grads = [_reduce(partial, table, want and train)
+                       for partial, table, want, train in zip(partials, (lam, theta, scale), wants, trainable)]
         return (*g_z, g_s0, g_v0, *table_grads, None, None)
 
 
@@ -392,3 +386,19 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
         final[f"{b}_v"] = v_final[i]
         used[f"{b}_reset_spike"] = detached[f"{b}_reset_spike"] if detached is not None else spikes[i]
     return outputs, final, used
+
+
+COMPILE_VARIANTS = _launch.CompileVariants(
+    # z and o are float32 host matmuls; g_o is the cotangent of the float32 o.
+    float32_pointers=frozenset({"z_q", "z_k", "z_v", "o", "s_save", "v_save", "g_o", "g_z_q", "g_z_k", "g_z_v",
+                                "g_lam", "g_theta", "g_scale"}),
+    variants=(
+        _launch.variant(torch.float32, "O CONTEXT S_FINAL V_REC V_FINAL", LAM_PER_NEURON=True, THETA_PER_NEURON=False,
+                        SCALE_PER_NEURON=True, STRICT=True, SMOOTH=False, REPLAY=False, KIND=0, SAVE_SEPARATE=False),
+        _launch.variant(torch.float16, "O V_REC", LAM_PER_NEURON=False, THETA_PER_NEURON=True,
+                        SCALE_PER_NEURON=False, STRICT=False, SMOOTH=True, REPLAY=True, KIND=3, SAVE_SEPARATE=True),
+        _launch.variant(torch.bfloat16, "CONTEXT S_FINAL V_FINAL", LAM_PER_NEURON=True, THETA_PER_NEURON=True,
+                        SCALE_PER_NEURON=True, STRICT=False, SMOOTH=False, REPLAY=True, KIND=1, SAVE_SEPARATE=True),
+    ),
+    num_warps=NUM_WARPS,
+)

@@ -1,4 +1,5 @@
-"""What every kernel family shares: launch checks, block sizes, output allocation.
+"""What every kernel family shares: launch checks and output allocation (the
+launch itself, block sizes and gradient buffers are in ``_launch``).
 
 Kernels run natively on CUDA tensors, and on CPU tensors under Triton's
 interpreter, which must be switched on (``TRITON_INTERPRET=1``) before the
@@ -10,13 +11,8 @@ from __future__ import annotations
 import os
 
 import torch
-import triton
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# Lanes per program: large blocks amortise the interpreter's per-operation
-# cost; on a GPU a block of 1024 lanes keeps every SM busy from N = 2^17 up.
-INTERPRETER_BLOCK = 16384
-GPU_BLOCK = 1024
 MAX_NEURONS = 2**31 - 1  # lane offsets are int32; time offsets are int64
 
 
@@ -33,15 +29,6 @@ def check_launch(x: torch.Tensor) -> None:
         raise ValueError(f"x: at most {MAX_NEURONS} neurons per step in one launch, got {neurons}")
 
 
-def block(neurons: int, device: torch.device) -> int:
-    limit = GPU_BLOCK if device.type == "cuda" else INTERPRETER_BLOCK
-    return min(limit, triton.next_power_of_2(max(neurons, 1)))
-
-
-def grid(neurons: int, lanes: int):
-    return (triton.cdiv(neurons, lanes),)
-
-
 def empty(shape, dtype, device) -> torch.Tensor:
     """Every kernel output comes from here, so tests can poison it with NaN."""
     return torch.empty(shape, dtype=dtype, device=device)
@@ -50,7 +37,3 @@ def empty(shape, dtype, device) -> torch.Tensor:
 def per_neuron(param: torch.Tensor) -> bool:
     """A parameter read per neuron (shape (N,)) rather than as one value."""
     return param.numel() > 1
-
-
-def contiguous_float(param: torch.Tensor) -> torch.Tensor:
-    return param.detach().contiguous()

@@ -30,8 +30,10 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .lif import _param, _spike
+from snnref.leak import decay_of
+
+from . import _launch, common
+from ._jit import load_param, spike
 from .surrogates import kind_id, surrogate
 
 # exp(x) = 2^n exp(r), r = x - n ln 2, with ln 2 split Cody-Waite style: LN2_HI
@@ -74,10 +76,11 @@ def _forward(x_ptr, m0_ptr, beta_ptr, scale_ptr,
              T, M, N, HALF,
              BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr, SAVE_APART: tl.constexpr,
              SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (1)-(4) of ``snnref/spec/cooldown.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     sgn = _sign(offs, N, HALF)
     # Masked lanes start from a defined 0 and are never stored.
     m = tl.load(m0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -86,7 +89,7 @@ def _forward(x_ptr, m0_ptr, beta_ptr, scale_ptr,
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         # The spike reads the membrane left by the previous step.
-        s, f, dF = _spike(sgn * (m - 1.0), a, KIND, True, SMOOTH)
+        s, f, dF = spike(sgn * (m - 1.0), a, KIND, True, SMOOTH)
         m = beta * m + (1.0 - beta) * _exp(x)
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(record_ptr + at, m.to(record_ptr.dtype.element_ty), mask=mask)
@@ -104,10 +107,11 @@ def _backward(x_ptr, m_saved_ptr, m0_ptr, beta_ptr, scale_ptr,
               BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr, KIND: tl.constexpr,
               HAS_G_SPIKES: tl.constexpr, HAS_G_RECORD: tl.constexpr, HAS_G_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
+    """Eqs. (5)-(8) of ``snnref/spec/cooldown.py`` from the saved membrane, last step first."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    beta = _param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     sgn = _sign(offs, N, HALF)
     m0 = tl.load(m0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g_m = tl.zeros([BLOCK], dtype=tl.float32)
@@ -137,31 +141,20 @@ def _backward(x_ptr, m_saved_ptr, m0_ptr, beta_ptr, scale_ptr,
     tl.store(g_beta_ptr + offs, g_beta, mask=mask)
 
 
-def _per_neuron(beta, scale):
-    return dict(BETA_PER_NEURON=common.per_neuron(beta), SCALE_PER_NEURON=common.per_neuron(scale))
-
-
 class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, m0, beta, scale, config):
-        steps, shape = x.shape[0], x.shape[1:]
+        shape = x.shape[1:]
         neurons = x[0].numel()
-        x = x.contiguous()
-        m0 = m0.contiguous()
-        spikes = common.empty(x.shape, x.dtype, x.device)
-        record = common.empty(x.shape, x.dtype, x.device)
-        # The backward needs the membrane in float32: the record itself when it is float32.
-        save_apart = x.dtype != torch.float32
-        m_saved = common.empty(x.shape, torch.float32, x.device) if save_apart else record
+        x, m0 = x.contiguous(), m0.contiguous()
+        spikes, record = _launch.buffers(2, x.shape, x.dtype, x.device)
+        m_saved = _launch.float32_values(record)
         final = common.empty(shape, x.dtype, x.device)
-        beta_k, scale_k = common.contiguous_float(beta), common.contiguous_float(scale)
-        lanes = common.block(neurons, x.device)
-        _forward[common.grid(neurons, lanes)](
-            x, m0, beta_k, scale_k, spikes, record, m_saved, final,
-            steps, neurons, shape[-1], shape[-1] // 2,
-            **_per_neuron(beta, scale), SAVE_APART=save_apart, SMOOTH=config["smooth"], KIND=config["kind"],
-            BLOCK=lanes,
-        )
+        pointers, flags = _launch.parameters((beta, scale), ("BETA", "SCALE"))
+        _launch.launch(_forward, neurons, x.device,
+                       x, m0, *pointers, spikes, record, m_saved, final, x.shape[0], neurons, shape[-1],
+                       shape[-1] // 2, **flags, SAVE_APART=m_saved is not record, SMOOTH=config["smooth"],
+                       KIND=config["kind"])
         ctx.save_for_backward(x, m_saved, m0, beta, scale)
         ctx.config = config
         ctx.set_materialize_grads(False)
@@ -174,20 +167,15 @@ class _Scan(torch.autograd.Function):
         neurons = m0.numel()
         g_x = common.empty(x.shape, x.dtype, x.device)
         g_m0 = common.empty(shape, m0.dtype, x.device)
-        g_beta = common.empty(shape, torch.float32, x.device)
-        lanes = common.block(neurons, x.device)
-        present = [g.contiguous() if g is not None else x for g in (g_spikes, g_record, g_final)]
-        _backward[common.grid(neurons, lanes)](
-            x, m_saved, m0, common.contiguous_float(beta), common.contiguous_float(scale),
-            *present, g_x, g_m0, g_beta,
-            steps, neurons, shape[-1], shape[-1] // 2, (steps - 1) * neurons,
-            **_per_neuron(beta, scale), KIND=ctx.config["kind"],
-            HAS_G_SPIKES=g_spikes is not None, HAS_G_RECORD=g_record is not None, HAS_G_FINAL=g_final is not None,
-            BLOCK=lanes,
-        )
-        wants = ctx.needs_input_grad
+        g_beta, = _launch.partial_sums(1, shape, x.device)
+        pointers, flags = _launch.parameters((beta, scale), ("BETA", "SCALE"))
+        present, has = _launch.cotangents((g_spikes, g_record, g_final), ("SPIKES", "RECORD", "FINAL"), x)
+        _launch.launch(_backward, neurons, x.device,
+                       x, m_saved, m0, *pointers, *present, g_x, g_m0, g_beta,
+                       steps, neurons, shape[-1], shape[-1] // 2, (steps - 1) * neurons,
+                       **flags, **has, KIND=ctx.config["kind"])
         # gradient_factor is spike_linear's fixed scale: it receives no gradient.
-        return g_x, g_m0, g_beta.sum_to_size(beta.shape).to(beta.dtype) if wants[2] else None, None, None
+        return g_x, g_m0, _launch.reduce(g_beta, beta, ctx.needs_input_grad[2]), None, None
 
 
 def check_input(row, x, params):
@@ -215,8 +203,22 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
 
     # beta in float32 whatever the storage: a half-precision beta would be off by
     # up to half an ulp of float16 at every step.  Autograd carries it to tau.
-    beta = torch.exp(-1 / params["tau"].float())
+    beta = decay_of(params["tau"].float())
     scale = params[registry.surrogate(surrogate_key).scale]
     config = dict(smooth=smooth, kind=kind_id(surrogate_key))
     spikes, membrane, final = _Scan.apply(x, state["m"], beta, scale, config)
     return {"out": spikes, "m": membrane}, {"m": final}, {}
+
+
+COMPILE_VARIANTS = _launch.CompileVariants(
+    # beta is computed on the host in float32 whatever the storage.
+    float32_pointers=frozenset({"beta", "m_saved", "g_beta"}),
+    variants=(
+        _launch.variant(torch.float32, "SPIKES RECORD FINAL", BETA_PER_NEURON=True, SCALE_PER_NEURON=False,
+                        SMOOTH=False, KIND=4, SAVE_APART=False),
+        _launch.variant(torch.float16, "SPIKES", BETA_PER_NEURON=False, SCALE_PER_NEURON=True, SMOOTH=True, KIND=0,
+                        SAVE_APART=True),
+        _launch.variant(torch.bfloat16, "RECORD FINAL", BETA_PER_NEURON=True, SCALE_PER_NEURON=True, SMOOTH=False,
+                        KIND=2, SAVE_APART=True),
+    ),
+)

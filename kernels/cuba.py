@@ -65,12 +65,14 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .lif import _param
+from snnref import registry
+
+from . import _launch, common
+from ._jit import load_param
 from .surrogates import kind_id, surrogate
 
 # The stop-gradient values in the spec family's order; which of them a run has
-# depends on the model and on the observations (Config.detached_keys).
+# depends on the model and on the observations (snnref.registry.detached_keys).
 DETACHED = ("reset_spike", "refractory_mask", "refractory_carry", "inject_v", "inject_v_refractory",
             "inject_spikes", "inject_spikes_refractory")
 # Where the initial membrane comes from: the state tensor, or a parameter.
@@ -182,21 +184,21 @@ def _coefficients(a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr
                   LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr):
     """Every coefficient of the forward and the backward scan; those a model
     does not have are placeholders (a), never read."""
-    a = _param(a_ptr, offs, mask, N, A_PN)
-    b = _param(b_ptr, offs, mask, N, B_PN)
+    a = load_param(a_ptr, offs, mask, N, A_PN)
+    b = load_param(b_ptr, offs, mask, N, B_PN)
     leak = a
     reset = a
     theta = a
     alpha = a
     k = a
     if LEAK:
-        leak = _param(leak_ptr, offs, mask, N, LEAK_PN)
+        leak = load_param(leak_ptr, offs, mask, N, LEAK_PN)
     if SPIKING:
-        reset = _param(reset_ptr, offs, mask, N, RESET_PN)
-        theta = _param(theta_ptr, offs, mask, N, THETA_PN)
-        alpha = _param(alpha_ptr, offs, mask, N, ALPHA_PN)
+        reset = load_param(reset_ptr, offs, mask, N, RESET_PN)
+        theta = load_param(theta_ptr, offs, mask, N, THETA_PN)
+        alpha = load_param(alpha_ptr, offs, mask, N, ALPHA_PN)
     if REFRACTORY:
-        k = _param(k_ptr, offs, mask, N, K_PN)
+        k = load_param(k_ptr, offs, mask, N, K_PN)
     return a, b, leak, reset, theta, alpha, k
 
 
@@ -213,6 +215,7 @@ def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
              OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr, RECORD_RESET: tl.constexpr,
              STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
              KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (1)-(8) of ``snnref/spec/cuba.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     a, b, leak, reset, theta, alpha, k = _coefficients(
@@ -279,6 +282,7 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
               HAS_G_OUT: tl.constexpr, HAS_G_V: tl.constexpr, HAS_G_I: tl.constexpr, HAS_G_R: tl.constexpr,
               HAS_G_V_FINAL: tl.constexpr, HAS_G_I_FINAL: tl.constexpr, HAS_G_R_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
+    """Eqs. (9)-(17) and (19) of ``snnref/spec/cuba.py``, last step first (autograd carries (18), (20))."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     a, b, leak, reset, theta, alpha, k = _coefficients(
@@ -394,19 +398,6 @@ class Config(NamedTuple):
     v0_from: Optional[str]  # the parameter the membrane starts at ("leak", "reset"), if it does
 
     @property
-    def detached_keys(self):
-        present = {
-            "reset_spike": self.spiking and not self.observe_v,
-            "refractory_mask": self.refractory,
-            "refractory_carry": self.refractory,
-            "inject_v": self.observe_v,
-            "inject_v_refractory": self.observe_v and self.refractory,
-            "inject_spikes": self.observe_spikes,
-            "inject_spikes_refractory": self.observe_spikes and self.refractory,
-        }
-        return [key for key in DETACHED if present[key]]
-
-    @property
     def reset_is_spikes(self):
         """Without the clamp the reset spike is the output spike train: no copy."""
         return self.spiking and not self.observe_v and not self.refractory
@@ -436,10 +427,10 @@ class _Scan(torch.autograd.Function):
         v0 = None if v0 is None else v0.contiguous()
         i0 = i0.contiguous()
         r0 = r0.contiguous() if config.refractory else None
-        params = [None if p is None else common.contiguous_float(p) for p in (leak, reset, threshold, alpha, a, b, k)]
+        params = [None if p is None else p.detach().contiguous() for p in (leak, reset, threshold, alpha, a, b, k)]
 
-        def sequence(dtype=x.dtype):
-            return common.empty(x.shape, dtype, x.device)
+        def sequence():
+            return common.empty(x.shape, x.dtype, x.device)
 
         def final():
             return common.empty(shape, x.dtype, x.device)
@@ -447,20 +438,15 @@ class _Scan(torch.autograd.Function):
         out = sequence()
         v_seq, i_seq = sequence(), sequence()
         r_seq = sequence() if config.refractory else None
-        if x.dtype == torch.float32:
-            keep = [v_seq, i_seq, r_seq]
-        else:
-            keep = [sequence(torch.float32), sequence(torch.float32),
-                    sequence(torch.float32) if config.refractory else None]
+        keep = [None if seq is None else _launch.float32_values(seq) for seq in (v_seq, i_seq, r_seq)]
         finals = [final(), final(), final() if config.refractory else None]
-        lanes = common.block(neurons, x.device)
-        _forward[common.grid(neurons, lanes)](
+        _launch.launch(
+            _forward, neurons, x.device,
             x, *_pointers([v0, i0, r0], x), *_pointers(params, x),
             *_pointers([v_obs, z_obs], x), *_pointers([frozen.get(key) for key in DETACHED], x),
             out, *_pointers([v_seq, i_seq, r_seq], x), *_pointers(keep, x), *_pointers(finals, x),
             steps, neurons, shape[-1],
-            **config.options(params), RECORD_RESET=not config.reset_is_spikes, KEEP=x.dtype != torch.float32,
-            BLOCK=lanes,
+            **config.options(params), RECORD_RESET=not config.reset_is_spikes, KEEP=keep[0] is not v_seq,
         )
         ctx.save_for_backward(v0, i0, r0, *keep, *params, v_obs, z_obs)
         # The stop-gradient values are read back only when they were replayed
@@ -484,44 +470,38 @@ class _Scan(torch.autograd.Function):
         cot = dict(zip(names, grads[:len(names)]))
         cot.update(zip(["final." + n for n in finals], grads[len(names):]))
         order = ("out", "v", "i", "r", "final.v", "final.i", "final.r")
-        flags = ("HAS_G_OUT", "HAS_G_V", "HAS_G_I", "HAS_G_R", "HAS_G_V_FINAL", "HAS_G_I_FINAL", "HAS_G_R_FINAL")
-        present = {name: cot.get(name) is not None for name in order}
+        present, flags = _launch.cotangents([cot.get(name) for name in order],
+                                            ("OUT", "V", "I", "R", "V_FINAL", "I_FINAL", "R_FINAL"), i0)
         g_x = common.empty(v_keep.shape, dtype, device)
         g_v0 = None if config.v0_from else common.empty(shape, dtype, device)
         g_i0 = common.empty(shape, dtype, device)
         # Per-lane partial sums of a, b, leak, reset, threshold, k, as far as the model has them.
         owned = (True, True, config.leak, config.spiking, config.spiking, config.refractory)
         partials = [common.empty(shape, torch.float32, device) if on else None for on in owned]
-        lanes = common.block(neurons, device)
-        _backward[common.grid(neurons, lanes)](
+        _launch.launch(
+            _backward, neurons, device,
             *_pointers([v0, i0, r0, v_keep, i_keep, r_keep], i0), *_pointers(params, i0),
             *_pointers([v_obs, z_obs], i0), *_pointers([frozen.get(key) for key in DETACHED], i0),
-            *_pointers([cot[n].contiguous() if present[n] else None for n in order], i0),
+            *present,
             g_x, *_pointers([g_v0, g_i0], i0), *_pointers(partials, i0),
             steps, neurons, shape[-1], (steps - 1) * neurons,
-            **config.options(params),
-            **{flag: present[n] for flag, n in zip(flags, order)},
-            BLOCK=lanes,
+            **config.options(params), **flags,
         )
         wants = ctx.needs_input_grad
         g_a, g_b, g_leak, g_reset, g_threshold, g_k = partials
         leak, reset, threshold, alpha, a, b, k = params
-
-        def reduced(partial, param, wanted):
-            return partial.sum_to_size(param.shape).to(param.dtype) if wanted else None
-
         return (
             g_x,
             g_v0,
             g_i0,
             torch.zeros_like(r0) if config.refractory and wants[3] else None,  # r0 acts only through the mask
-            reduced(g_leak, leak, wants[4]),
-            reduced(g_reset, reset, wants[5]),
-            reduced(g_threshold, threshold, wants[6]),
+            _launch.reduce(g_leak, leak, wants[4]),
+            _launch.reduce(g_reset, reset, wants[5]),
+            _launch.reduce(g_threshold, threshold, wants[6]),
             None,  # superspike's scale has no gradient
-            reduced(g_a, a, wants[8]),
-            reduced(g_b, b, wants[9]),
-            reduced(g_k, k, wants[10]),
+            _launch.reduce(g_a, a, wants[8]),
+            _launch.reduce(g_b, b, wants[9]),
+            _launch.reduce(g_k, k, wants[10]),
             None,
             None,
             None,
@@ -540,7 +520,7 @@ def _starts_at(v0, param):
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
-    spiking = row.options["spiking"]
+    spiking = row.options.spiking
     # a, b, k by torch ops, in float32 whatever the storage: autograd carries their
     # gradients to dt, tau_mem, tau_syn and refractory_time.
     dt = params["dt"].float()
@@ -549,11 +529,11 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     k = params["refractory_time"].float() / dt if row.refractory else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
     start = next(var.initial for var in row.state if var.name == "v")
-    config = Config(row.options["leak"], spiking, row.refractory, v_obs is not None, z_obs is not None,
+    config = Config(row.options.leak, spiking, row.refractory, v_obs is not None, z_obs is not None,
                     detached is not None, row.spike_test == ">", bool(smooth),
                     kind_id(surrogate_key) if spiking else -1,
                     start if _starts_at(state["v"], params[start]) else None)
-    keys = config.detached_keys
+    keys = registry.detached_keys(row, inject)
     if config.replay:
         missing = [key for key in keys if key not in detached]
         if missing:
@@ -576,3 +556,44 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     if not config.replay and config.reset_is_spikes:
         used["reset_spike"] = out.detach()
     return outputs, dict(zip(names, finals)), {key: used[key] for key in keys}
+
+
+# Per-neuron flags in the order leak, reset, threshold, alpha, a, b, k.  Joint
+# branches: the refractory clamp with an observed membrane and observed spikes
+# (variants 1, 5) and without (variant 3); computed or replayed injections,
+# also under the clamp (variants 1 against 2, 4, 5); the reset recorded apart
+# or being the output spike train (RECORD_RESET, variants 1, 3 against 0, 4);
+# LI's readout, whose g_out joins g_v (variant 2); the membrane starting at the
+# state, the leak or the reset (V0_FROM 0, 1, 2).  KEEP: half storage.
+COMPILE_VARIANTS = _launch.CompileVariants(
+    # a, b, k are computed on the host in float32 whatever the storage.
+    float32_pointers=frozenset({"a", "b", "k", "v_keep", "i_keep", "r_keep", "g_a", "g_b", "g_leak", "g_reset",
+                                "g_theta", "g_k"}),
+    variants=(
+        _launch.variant(torch.float32, "OUT V I V_FINAL I_FINAL", LEAK_PN=True, RESET_PN=False, THETA_PN=True,
+                        ALPHA_PN=False, A_PN=False, B_PN=True, K_PN=False, LEAK=True, SPIKING=True, REFRACTORY=False,
+                        OBS_V=False, OBS_Z=False, REPLAY=False, STRICT=True, SMOOTH=False, KIND=0, V0_FROM=1,
+                        RECORD_RESET=False, KEEP=False),
+        _launch.variant(torch.float16, "OUT I R I_FINAL R_FINAL", LEAK_PN=False, RESET_PN=True, THETA_PN=False,
+                        ALPHA_PN=True, A_PN=True, B_PN=False, K_PN=True, LEAK=True, SPIKING=True, REFRACTORY=True,
+                        OBS_V=True, OBS_Z=True, REPLAY=False, STRICT=False, SMOOTH=False, KIND=1, V0_FROM=0,
+                        RECORD_RESET=True, KEEP=True),
+        # LI: no spikes, so no surrogate (KIND -1).
+        _launch.variant(torch.bfloat16, "OUT V V_FINAL", LEAK_PN=True, RESET_PN=False, THETA_PN=False,
+                        ALPHA_PN=False, A_PN=True, B_PN=False, K_PN=False, LEAK=True, SPIKING=False, REFRACTORY=False,
+                        OBS_V=True, OBS_Z=False, REPLAY=True, STRICT=True, SMOOTH=False, KIND=-1, V0_FROM=1,
+                        RECORD_RESET=True, KEEP=True),
+        _launch.variant(torch.bfloat16, "V I V_FINAL R_FINAL", LEAK_PN=False, RESET_PN=False, THETA_PN=False,
+                        ALPHA_PN=False, A_PN=False, B_PN=False, K_PN=False, LEAK=False, SPIKING=True,
+                        REFRACTORY=True, OBS_V=False, OBS_Z=False, REPLAY=True, STRICT=True, SMOOTH=True, KIND=2,
+                        V0_FROM=2, RECORD_RESET=True, KEEP=True),
+        _launch.variant(torch.float16, "OUT I I_FINAL", LEAK_PN=False, RESET_PN=True, THETA_PN=True, ALPHA_PN=True,
+                        A_PN=False, B_PN=True, K_PN=False, LEAK=False, SPIKING=True, REFRACTORY=False, OBS_V=False,
+                        OBS_Z=True, REPLAY=True, STRICT=True, SMOOTH=False, KIND=3, V0_FROM=2, RECORD_RESET=False,
+                        KEEP=True),
+        _launch.variant(torch.float32, "OUT V I R V_FINAL I_FINAL R_FINAL", LEAK_PN=True, RESET_PN=True,
+                        THETA_PN=True, ALPHA_PN=True, A_PN=True, B_PN=True, K_PN=True, LEAK=True, SPIKING=True,
+                        REFRACTORY=True, OBS_V=True, OBS_Z=True, REPLAY=True, STRICT=False, SMOOTH=True, KIND=4,
+                        V0_FROM=1, RECORD_RESET=True, KEEP=False),
+    ),
+)

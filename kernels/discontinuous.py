@@ -21,8 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .lif import _param, _spike
+from . import _launch, common
+from ._jit import load_param, spike
 from .surrogates import kind_id, surrogate
 
 
@@ -30,15 +30,16 @@ from .surrogates import kind_id, surrogate
 def _forward(x_ptr, theta_ptr, scale_ptr, spikes_ptr, T, M, N,
              THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
              SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (1)-(3) of ``snnref/spec/discontinuous.py``, elementwise."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     # Element offsets in int64: T * M may pass 2^31.
     at = offs.to(tl.int64)
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        s, f, dF = _spike(x - theta, a, KIND, True, SMOOTH)
+        s, f, dF = spike(x - theta, a, KIND, True, SMOOTH)
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         at += M
 
@@ -47,10 +48,11 @@ def _forward(x_ptr, theta_ptr, scale_ptr, spikes_ptr, T, M, N,
 def _backward(x_ptr, theta_ptr, scale_ptr, g_spikes_ptr, g_x_ptr, g_theta_ptr, T, M, N,
               THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
               KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (4)-(5) of ``snnref/spec/discontinuous.py`` (theta per lane; ``_launch`` reduces)."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     g_theta = tl.zeros([BLOCK], dtype=tl.float32)
     # No state couples the steps, so they are visited in storage order.
     at = offs.to(tl.int64)
@@ -65,23 +67,15 @@ def _backward(x_ptr, theta_ptr, scale_ptr, g_spikes_ptr, g_x_ptr, g_theta_ptr, T
     tl.store(g_theta_ptr + offs, g_theta, mask=mask)
 
 
-def _per_neuron(theta, scale):
-    return dict(THETA_PER_NEURON=common.per_neuron(theta), SCALE_PER_NEURON=common.per_neuron(scale))
-
-
 class _Fire(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, theta, scale, config):
-        steps, shape = x.shape[0], x.shape[1:]
         neurons = x[0].numel()
         x = x.contiguous()
         spikes = common.empty(x.shape, x.dtype, x.device)
-        lanes = common.block(neurons, x.device)
-        _forward[common.grid(neurons, lanes)](
-            x, common.contiguous_float(theta), common.contiguous_float(scale), spikes,
-            steps, neurons, shape[-1],
-            **_per_neuron(theta, scale), SMOOTH=config["smooth"], KIND=config["kind"], BLOCK=lanes,
-        )
+        pointers, flags = _launch.parameters((theta, scale), ("THETA", "SCALE"))
+        _launch.launch(_forward, neurons, x.device, x, *pointers, spikes, x.shape[0], neurons, x.shape[-1],
+                       **flags, SMOOTH=config["smooth"], KIND=config["kind"])
         ctx.save_for_backward(x, theta, scale)
         ctx.config = config
         return spikes
@@ -89,19 +83,14 @@ class _Fire(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_spikes):
         x, theta, scale = ctx.saved_tensors
-        steps, shape = x.shape[0], x.shape[1:]
         neurons = x[0].numel()
         g_x = common.empty(x.shape, x.dtype, x.device)
-        g_theta = common.empty(shape, torch.float32, x.device)
-        lanes = common.block(neurons, x.device)
-        _backward[common.grid(neurons, lanes)](
-            x, common.contiguous_float(theta), common.contiguous_float(scale), g_spikes.contiguous(),
-            g_x, g_theta, steps, neurons, shape[-1],
-            **_per_neuron(theta, scale), KIND=ctx.config["kind"], BLOCK=lanes,
-        )
-        wants = ctx.needs_input_grad
+        g_theta, = _launch.partial_sums(1, x.shape[1:], x.device)
+        pointers, flags = _launch.parameters((theta, scale), ("THETA", "SCALE"))
+        _launch.launch(_backward, neurons, x.device, x, *pointers, g_spikes.contiguous(), g_x, g_theta,
+                       x.shape[0], neurons, x.shape[-1], **flags, KIND=ctx.config["kind"])
         # gradient_factor is spike_linear's fixed scale: it receives no gradient.
-        return g_x, g_theta.sum_to_size(theta.shape).to(theta.dtype) if wants[1] else None, None, None
+        return g_x, _launch.reduce(g_theta, theta, ctx.needs_input_grad[1]), None, None
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
@@ -110,3 +99,13 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     scale = params[registry.surrogate(surrogate_key).scale]
     config = dict(smooth=smooth, kind=kind_id(surrogate_key))
     return {"out": _Fire.apply(x, params["threshold"], scale, config)}, {}, {}
+
+
+COMPILE_VARIANTS = _launch.CompileVariants(
+    float32_pointers=frozenset({"g_theta"}),
+    variants=(
+        _launch.variant(torch.float32, THETA_PER_NEURON=True, SCALE_PER_NEURON=False, SMOOTH=False, KIND=4),
+        _launch.variant(torch.float16, THETA_PER_NEURON=False, SCALE_PER_NEURON=True, SMOOTH=True, KIND=0),
+        _launch.variant(torch.bfloat16, THETA_PER_NEURON=True, SCALE_PER_NEURON=True, SMOOTH=False, KIND=2),
+    ),
+)

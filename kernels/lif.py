@@ -15,7 +15,7 @@ The forward saves only the pre-reset membrane in float32 (4 bytes per
 neuron-step); the backward scan recomputes spikes, reset spikes and the
 post-reset membrane from it.  Parameter gradients leave the kernel as
 per-neuron float32 partial sums and are reduced by torch in a fixed order:
-no atomics, the same bits on every run.
+no atomics, the same bits on every run (``_launch``, eq. 2).
 """
 
 from __future__ import annotations
@@ -24,36 +24,34 @@ import torch
 import triton
 import triton.language as tl
 
-from . import common
-from .surrogates import kind_id, surrogate
+from snnref.leak import leak_factor
 
-RESETS = {None: 0, "zero": 1, "subtract": 2}
+from . import _launch, common
+from ._jit import load_param, spike
+from .surrogates import kind_id
 
-
-@triton.jit
-def _param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
-    # One return: the GPU compiler types every return of a jit function alike.
-    if PER_NEURON:
-        value = tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
-    else:
-        value = tl.load(ptr).to(tl.float32) + tl.zeros_like(offs).to(tl.float32)
-    return value
+# The compile-time RESET of the registry row's Reset: none, hard to 0 with the
+# spike detached, soft (differentiated).  Other resets are refused by name.
+NO_RESET, HARD_DETACHED, SOFT = 0, 1, 2
 
 
-@triton.jit
-def _spike(u, a, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
-    f, F, dF = surrogate(u, a, KIND)
-    if SMOOTH:
-        s = F
-    elif STRICT:
-        s = (u > 0).to(tl.float32)
-    else:
-        s = (u >= 0).to(tl.float32)
-    return s, f, dF
+def _reset_id(row):
+    from snnref.registry import ResetKind
+
+    kind, detached = row.reset.kind, row.reset.detached
+    if kind is ResetKind.NONE:
+        return NO_RESET
+    if kind is ResetKind.TO_VALUE and detached and row.reset.to == 0:
+        return HARD_DETACHED
+    if kind is ResetKind.SUBTRACT and not detached:
+        return SOFT
+    raise ValueError(f"backend: 'triton' has no lif kernel for {row.key}'s reset {row.reset}; "
+                     "use backend='torch' or 'cpu'")
 
 
 @triton.jit
 def _post_reset(v, s, r, theta, RESET: tl.constexpr):
+    """Eq. (4): the post-reset membrane v+ (r: the detached reset spike)."""
     if RESET == 1:
         return v * (1.0 - r)
     elif RESET == 2:
@@ -70,12 +68,13 @@ def _forward(x_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
              SCALE_PER_NEURON: tl.constexpr,
              RESET: tl.constexpr, RECORD_PRE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
              REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    """Eqs. (1)-(5) of ``snnref/spec/lif.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     if LEAK:
-        lam = _param(lam_ptr, offs, mask, N, LAM_PER_NEURON)
+        lam = load_param(lam_ptr, offs, mask, N, LAM_PER_NEURON)
     # Masked lanes start from a defined 0 and are never stored.
     p = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     # Element offsets in int64: T * M may pass 2^31.
@@ -86,7 +85,7 @@ def _forward(x_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             v = lam * p + x
         else:
             v = p + x
-        s, f, dF = _spike(v - theta, a, KIND, STRICT, SMOOTH)
+        s, f, dF = spike(v - theta, a, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -113,12 +112,13 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
               REPLAY: tl.constexpr, KIND: tl.constexpr,
               HAS_G_SPIKES: tl.constexpr, HAS_G_RECORD: tl.constexpr, HAS_G_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
+    """Eqs. (6)-(12) of ``snnref/spec/lif.py`` from the saved pre-reset membrane, last step first."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    theta = _param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
-    a = _param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
+    theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+    a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     if LEAK:
-        lam = _param(lam_ptr, offs, mask, N, LAM_PER_NEURON)
+        lam = load_param(lam_ptr, offs, mask, N, LAM_PER_NEURON)
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     g_p = tl.zeros([BLOCK], dtype=tl.float32)
     if HAS_G_FINAL:
@@ -130,7 +130,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
     at = offs.to(tl.int64) + LAST
     for _ in range(T):
         v = tl.load(v_pre_ptr + at, mask=mask, other=0.0)
-        s, f, dF = _spike(v - theta, a, KIND, STRICT, SMOOTH)
+        s, f, dF = spike(v - theta, a, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -162,7 +162,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             earlier = mask & later
             before = at - M
             v_prev = tl.load(v_pre_ptr + before, mask=earlier, other=0.0)
-            s_prev, f_prev, dF_prev = _spike(v_prev - theta, a, KIND, STRICT, SMOOTH)
+            s_prev, f_prev, dF_prev = spike(v_prev - theta, a, KIND, STRICT, SMOOTH)
             if REPLAY:
                 r_prev = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
             else:
@@ -180,33 +180,33 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
 
 
 def _options(config, lam, theta, scale, replay):
-    return dict(
-        LEAK=lam is not None, LAM_PER_NEURON=lam is not None and common.per_neuron(lam),
-        THETA_PER_NEURON=common.per_neuron(theta), SCALE_PER_NEURON=common.per_neuron(scale), RESET=RESETS[config["reset"]],
-        RECORD_PRE=config["record_pre"], STRICT=config["strict"], SMOOTH=config["smooth"],
-        REPLAY=replay is not None, KIND=config["kind"],
+    """(parameter pointers, the compile-time options of both kernels).  Without a
+    leak, theta stands in for lam's pointer (LEAK off: never read)."""
+    pointers, flags = _launch.parameters((theta if lam is None else lam, theta, scale), ("LAM", "THETA", "SCALE"))
+    flags["LAM_PER_NEURON"] &= lam is not None
+    return pointers, dict(
+        flags, LEAK=lam is not None, RESET=config["reset"], RECORD_PRE=config["record_pre"],
+        STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None, KIND=config["kind"],
     )
 
 
 class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, lam, theta, scale, replay, config):
-        steps, shape = x.shape[0], x.shape[1:]
+        shape = x.shape[1:]
         neurons = x[0].numel()
-        flat_x = x.contiguous()
-        flat_v0 = v0.contiguous()
+        x, v0 = x.contiguous(), v0.contiguous()
         spikes = common.empty(x.shape, x.dtype, x.device)
         v_pre = common.empty(x.shape, torch.float32, x.device)
-        record = v_pre if config["record_pre"] and x.dtype == torch.float32 else common.empty(x.shape, x.dtype, x.device)
+        # A float32 pre-reset record is the saved membrane itself.
+        shared = config["record_pre"] and x.dtype == torch.float32
+        record = v_pre if shared else common.empty(x.shape, x.dtype, x.device)
         final = common.empty(shape, x.dtype, x.device)
-        params = [common.contiguous_float(p) for p in (lam if lam is not None else theta, theta, scale)]
-        lanes = common.block(neurons, x.device)
-        _forward[common.grid(neurons, lanes)](
-            flat_x, flat_v0, params[0], params[1], params[2], replay if replay is not None else flat_x,
-            spikes, record, v_pre, final, steps, neurons, shape[-1],
-            **_options(config, lam, theta, scale, replay), BLOCK=lanes,
-        )
-        ctx.save_for_backward(v_pre, flat_v0, lam, theta, scale, replay)
+        pointers, options = _options(config, lam, theta, scale, replay)
+        _launch.launch(_forward, neurons, x.device,
+                       x, v0, *pointers, replay if replay is not None else x,
+                       spikes, record, v_pre, final, x.shape[0], neurons, shape[-1], **options)
+        ctx.save_for_backward(v_pre, v0, lam, theta, scale, replay)
         ctx.config = config
         ctx.set_materialize_grads(False)
         return spikes, record, final
@@ -217,49 +217,62 @@ class _Scan(torch.autograd.Function):
         config = ctx.config
         steps, shape = v_pre.shape[0], v_pre.shape[1:]
         neurons = v0.numel()
-        dtype, device = v0.dtype, v0.device
-        g_x = common.empty(v_pre.shape, dtype, device)
-        g_v0 = common.empty(shape, dtype, device)
-        partials = [common.empty(shape, torch.float32, device) for _ in range(3)]
-        params = [common.contiguous_float(p) for p in (lam if lam is not None else theta, theta, scale)]
-        lanes = common.block(neurons, device)
-        present = [g.contiguous() if g is not None else v_pre for g in (g_spikes, g_record, g_final)]
-        _backward[common.grid(neurons, lanes)](
-            v_pre, v0, params[0], params[1], params[2], replay if replay is not None else v_pre,
-            *present, g_x, g_v0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
-            **_options(config, lam, theta, scale, replay),
-            HAS_G_SPIKES=g_spikes is not None, HAS_G_RECORD=g_record is not None, HAS_G_FINAL=g_final is not None,
-            BLOCK=lanes,
-        )
-        g_lam, g_theta, g_scale = partials
+        g_x = common.empty(v_pre.shape, v0.dtype, v0.device)
+        g_v0 = common.empty(shape, v0.dtype, v0.device)
+        partials = _launch.partial_sums(3, shape, v0.device)
+        pointers, options = _options(config, lam, theta, scale, replay)
+        present, flags = _launch.cotangents((g_spikes, g_record, g_final), ("SPIKES", "RECORD", "FINAL"), v_pre)
+        _launch.launch(_backward, neurons, v0.device,
+                       v_pre, v0, *pointers, replay if replay is not None else v_pre,
+                       *present, g_x, g_v0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
+                       **options, **flags)
         wants = ctx.needs_input_grad
-        return (
-            g_x,
-            g_v0,
-            g_lam.sum_to_size(lam.shape).to(lam.dtype) if wants[2] else None,
-            g_theta.sum_to_size(theta.shape).to(theta.dtype) if wants[3] else None,
-            g_scale.sum_to_size(scale.shape).to(scale.dtype) if wants[4] and config["scale_trainable"] else None,
-            None,
-            None,
-        )
+        trainable = (True, True, config["scale_trainable"])
+        param_grads = [_launch.reduce(partial, param, want and train)
+                       for partial, param, want, train in zip(partials, (lam, theta, scale), wants[2:5], trainable)]
+        return (g_x, g_v0, *param_grads, None, None)
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     from snnref import registry
-    # The leak is a function of the parameters, computed by torch (autograd) as
-    # on the torch path.
-    from snnref.ops.lif import _leak
 
     theta = params.get("threshold", torch.ones((), dtype=x.dtype, device=x.device))
     scale = params[registry.surrogate(surrogate_key).scale]
     var = row.state_names[0]
-    replay = detached["reset_spike"].contiguous() if detached is not None and row.reset == "zero" else None
-    config = dict(reset=row.reset, record_pre=row.options["record"] == "pre", strict=row.spike_test == ">",
+    replay = detached["reset_spike"].contiguous() if detached is not None and row.reset.detached else None
+    config = dict(reset=_reset_id(row), record_pre=row.options.record is registry.Record.PRE,
+                  strict=row.spike_test == ">",
                   smooth=smooth, kind=kind_id(surrogate_key),
                   scale_trainable=registry.surrogate(surrogate_key).trainable_scale)
-    spikes, recorded, final = _Scan.apply(x, state[var], _leak(row, params), theta, scale, replay, config)
-    out = spikes * theta if row.out == "spikes*threshold" else spikes
+    # The leak is computed by torch (autograd), the same function as on the other paths.
+    spikes, recorded, final = _Scan.apply(x, state[var], leak_factor(row, params), theta, scale, replay, config)
+    out = spikes * theta if row.out is registry.Output.SCALED_SPIKES else spikes
     used = {}
-    if row.reset == "zero":
+    if row.reset.detached:
         used["reset_spike"] = replay if replay is not None else spikes.detach()
     return {"out": out, var: recorded}, {var: final}, used
+
+
+# Joint branches: the leak's backward term recomputes the reset of each RESET
+# (variants 0, 1, 4); g_record enters before or after the reset by RECORD_PRE
+# (variants 0, 1).
+COMPILE_VARIANTS = _launch.CompileVariants(
+    float32_pointers=frozenset({"v_pre", "g_lam", "g_theta", "g_scale"}),
+    variants=(
+        _launch.variant(torch.float32, "SPIKES RECORD FINAL", LEAK=True, LAM_PER_NEURON=True, THETA_PER_NEURON=False,
+                        SCALE_PER_NEURON=True, RESET=1, RECORD_PRE=False, STRICT=True, SMOOTH=False, REPLAY=False,
+                        KIND=0),
+        _launch.variant(torch.float16, "SPIKES RECORD", LEAK=True, LAM_PER_NEURON=False, THETA_PER_NEURON=True,
+                        SCALE_PER_NEURON=False, RESET=2, RECORD_PRE=True, STRICT=False, SMOOTH=False, REPLAY=False,
+                        KIND=1),
+        _launch.variant(torch.bfloat16, "FINAL", LEAK=False, LAM_PER_NEURON=False, THETA_PER_NEURON=False,
+                        SCALE_PER_NEURON=False, RESET=0, RECORD_PRE=False, STRICT=True, SMOOTH=True, REPLAY=False,
+                        KIND=2),
+        _launch.variant(torch.bfloat16, "SPIKES", LEAK=True, LAM_PER_NEURON=True, THETA_PER_NEURON=True,
+                        SCALE_PER_NEURON=True, RESET=1, RECORD_PRE=True, STRICT=False, SMOOTH=True, REPLAY=True,
+                        KIND=3),
+        _launch.variant(torch.float16, "RECORD FINAL", LEAK=True, LAM_PER_NEURON=False, THETA_PER_NEURON=True,
+                        SCALE_PER_NEURON=False, RESET=0, RECORD_PRE=False, STRICT=True, SMOOTH=False, REPLAY=False,
+                        KIND=4),
+    ),
+)

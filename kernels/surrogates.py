@@ -2,8 +2,8 @@
 
 ``surrogate(u, a, KIND)`` returns ``(f, F, dF)`` in float32: the bump used in the
 backward, its primitive (the smooth twin's forward step) and the gradient of a
-trainable scale (0 where the scale is fixed).  ``KIND`` is the surrogate's
-position in ``registry.SURROGATES`` (``kind_id``); an id without a branch
+trainable scale (0 where the scale is fixed).  ``KIND`` is the registry row's
+fixed ``kernel_id`` (``kind_id``); an id without a branch
 returns NaN, so a surrogate added to the registry without a branch here fails
 the kernel tests instead of computing something else.
 """
@@ -21,7 +21,7 @@ PI = tl.constexpr(3.141592653589793)
 
 def kind_id(key: str) -> int:
     """The compile-time id of registry surrogate ``key``."""
-    return list(registry.SURROGATES).index(registry.surrogate(key).key)
+    return registry.surrogate(key).kernel_id
 
 
 @triton.jit

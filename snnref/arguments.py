@@ -1,15 +1,38 @@
-"""Argument rules shared by ``snnref.spec.simulate`` and ``snnref.simulate``.
+"""The argument rules of every entry point, written once: what is valid, and the message when it is not.
 
-Names, shapes and domains come from the registry row; every message names the
-argument and what was expected.  Nothing here depends on NumPy or torch: the
-value checks take any array with ``.all()`` and ``.tolist()``.
+``snnref.spec.simulate`` (NumPy), ``snnref.simulate`` (torch) and the seed
+layers (``snnref.compat``) check their arguments here.  Names, shapes and
+domains come from the registry row; every message names the argument and what
+was expected.  This module imports NumPy and the registry only, so the
+reference can use it; torch enters through an ``Arrays`` object that the
+caller passes in.
+
+An ``Arrays`` object describes one array library to the rules:
+
+    convert(label, value)  the value as an array of the run's kind, or a
+                           TypeError naming ``label`` (wrong type, dtype, device)
+    full(shape, value)     a constant array
+    finite(array)          whether every element is finite (a cheap reduction)
+    broadcast(array, shape)  the array broadcast to ``shape``, None if it does not fit
+    plain(array)           the values without an autograd graph
+    cast(array)            the array in the run's dtype
+    check_scale(label, array)  extra limits of a positive or non-negative
+                           parameter in the run's storage (half precision)
+
+``NumpyArrays`` is the reference's; ``snnref.backend.TorchArrays`` the torch
+one.  The value rules below use only comparisons, ``.all()``, ``.reshape`` and
+``.tolist()``, which both libraries share.
 """
 
 from __future__ import annotations
 
 from typing import Mapping
 
+import numpy as np
+
 from . import registry
+
+# --------------------------------------------------------------------------- names and containers
 
 
 def mapping(name, value, what):
@@ -19,21 +42,6 @@ def mapping(name, value, what):
     if not isinstance(value, Mapping):
         raise TypeError(f"{name}: expected a dict of {what}, got {type(value).__name__}")
     return value
-
-
-def check_x_shape(row, shape):
-    shape = tuple(shape)
-    if row.input_rank is not None and len(shape) != row.input_rank:
-        raise ValueError(f"x: {row.key} expects rank {row.input_rank} (T, B, N, D), got shape {shape}")
-    if len(shape) < 2:
-        raise ValueError(f"x: expected a time-major array of shape (T, ..., N), got shape {shape}")
-    if 0 in shape:
-        raise ValueError(f"x: expected at least one time step and one neuron, got shape {shape}")
-
-
-def nonfinite_error(name):
-    return ValueError(f"{name}: expected finite values, found NaN or inf "
-                      "(pass allow_nonfinite=True to compute with them anyway)")
 
 
 def check_param_names(row, params):
@@ -58,6 +66,113 @@ def check_inject_names(row, inject):
     for name in inject:
         if name not in row.inject:
             raise ValueError(f"inject: {row.key} accepts {', '.join(map(repr, row.inject))}, got {name!r}")
+
+
+def check_choice(name, value, valid):
+    """``value`` must be one of the strings ``valid``."""
+    if not isinstance(value, str) or value not in valid:
+        listed = " or ".join(map(repr, valid))
+        only = "the only valid value is" if len(valid) == 1 else "expected one of"
+        raise ValueError(f"{name}: unknown value {value!r}; {only} {listed}")
+    return value
+
+
+def check_surrogate(row, surrogate):
+    """The surrogate key a run uses: the model's default when None."""
+    if surrogate is None:
+        surrogate = row.default_surrogate
+    if surrogate is None:
+        return None
+    if hasattr(surrogate, "F") and hasattr(surrogate, "scale"):
+        # A declared custom surrogate (snnref.spec.surrogates.Custom): any spiking model takes one.
+        if not row.surrogates:
+            raise ValueError(f"surrogate: {row.key} does not spike, so it takes no surrogate")
+        return surrogate
+    registry.surrogate(surrogate)
+    if surrogate not in row.surrogates:
+        accepted = ", ".join(row.surrogates) or "none (the model does not spike)"
+        raise ValueError(f"surrogate: {row.key} does not accept {surrogate!r}; it accepts: {accepted}")
+    return surrogate
+
+
+# --------------------------------------------------------------------------- types and dtypes
+
+
+def real_array(name, value):
+    """``value`` as a NumPy array of a real (floating, integer or boolean) dtype."""
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # ragged nested lists and the like
+        raise TypeError(f"{name}: expected a real numeric array ({error})") from None
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or array.dtype == np.bool_
+    ):
+        raise TypeError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
+    return array
+
+
+def numpy_dtype(dtype):
+    """The reference's computing dtype: numpy.float32 or numpy.float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.type not in (np.float32, np.float64):
+        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}")
+    return resolved.type
+
+
+def check_type(name, value, expected_type, described, note=""):
+    """``value`` must be an instance of ``expected_type`` (``described`` in the message, then ``note``)."""
+    if not isinstance(value, expected_type):
+        raise TypeError(f"{name}: expected {described}, got {type(value).__name__}{note}")
+
+
+def check_dtype(name, dtype, accepted, whose=None):
+    """``dtype`` must be among ``accepted``; ``whose`` names the rule's owner ("backend 'torch'")."""
+    if dtype not in accepted:
+        names = " or ".join(str(d) for d in accepted)
+        rule = f"{whose} expects" if whose else "expected"
+        raise TypeError(f"{name}: {rule} dtype {names}, got {dtype}")
+
+
+def check_like(label, given, expected, reference):
+    """An array's dtype and device (``given``, ``expected``: "dtype on device") must be ``reference``'s."""
+    if given != expected:
+        raise TypeError(f"{label}: expected {expected} like {reference}, got {given}")
+
+
+def not_a_number_error(label, value, reason=None):
+    because = f" ({reason})" if reason else ""
+    return TypeError(f"{label}: expected a number or tensor, got {type(value).__name__}{because}")
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def check_x_shape(row, shape):
+    shape = tuple(shape)
+    if row.input_rank is not None and len(shape) != row.input_rank:
+        raise ValueError(f"x: {row.key} expects rank {row.input_rank} (T, B, N, D), got shape {shape}")
+    if len(shape) < 2:
+        raise ValueError(f"x: expected a time-major array of shape (T, ..., N), got shape {shape}")
+    if 0 in shape:
+        raise ValueError(f"x: expected at least one time step and one neuron, got shape {shape}")
+
+
+def check_nonempty(name, shape, min_dim=0):
+    """A tensor argument of the seed layers: at least one element, rank >= ``min_dim``."""
+    shape = tuple(shape)
+    if len(shape) < min_dim or 0 in shape:
+        rank = f" of rank >= {min_dim}" if min_dim else ""
+        raise ValueError(f"{name}: expected a non-empty tensor{rank}, got shape {shape}")
+
+
+def check_shape_among(name, shape, shapes):
+    if tuple(shape) not in shapes:
+        raise ValueError(f"{name}: expected shape {' or '.join(map(str, shapes))}, got {tuple(shape)}")
 
 
 def expected_shape(param, n):
@@ -89,37 +204,11 @@ def check_param_shape(param, shape, n):
         raise ValueError(f"params[{param.name!r}]: expected {expected_shape(param, n)} for N={n}, got shape {shape}")
 
 
-def check_domain(param, values):
-    label = f"params[{param.name!r}]"
-    if param.domain == registry.POSITIVE and not bool((values > 0).all()):
-        raise ValueError(f"{label}: expected values > 0, got {values.tolist()}")
-    if param.domain == registry.NONNEGATIVE and not bool((values >= 0).all()):
-        raise ValueError(f"{label}: expected values >= 0, got {values.tolist()}")
-
-
 def check_inject_shape(name, shape, x_shape):
     shape, x_shape = tuple(shape), tuple(x_shape)
     if len(shape) != len(x_shape) or shape[1:] != x_shape[1:] or shape[0] < 1:
         raise ValueError(f"inject[{name!r}]: expected shape (T_hw, {', '.join(map(str, x_shape[1:]))}) "
                          f"with T_hw >= 1, got {shape}")
-
-
-def check_surrogate(row, surrogate):
-    """The surrogate key a run uses: the model's default when None."""
-    if surrogate is None:
-        surrogate = row.default_surrogate
-    if surrogate is None:
-        return None
-    if hasattr(surrogate, "F") and hasattr(surrogate, "scale"):
-        # A declared custom surrogate (snnref.spec.surrogates.Custom): any spiking model takes one.
-        if not row.surrogates:
-            raise ValueError(f"surrogate: {row.key} does not spike, so it takes no surrogate")
-        return surrogate
-    registry.surrogate(surrogate)
-    if surrogate not in row.surrogates:
-        accepted = ", ".join(row.surrogates) or "none (the model does not spike)"
-        raise ValueError(f"surrogate: {row.key} does not accept {surrogate!r}; it accepts: {accepted}")
-    return surrogate
 
 
 def broadcast_error(name, shape, given):
@@ -129,3 +218,178 @@ def broadcast_error(name, shape, given):
 def detached_shape_error(key, shape, given):
     return ValueError(f"detached[{key!r}]: expected shape {tuple(shape)} (one value per step and neuron), "
                       f"got {tuple(given)}")
+
+
+# --------------------------------------------------------------------------- values
+
+
+def nonfinite_error(name, opt_in=True):
+    """``opt_in``: the entry point takes ``allow_nonfinite`` (the seed layers do not)."""
+    hint = " (pass allow_nonfinite=True to compute with them anyway)" if opt_in else ""
+    return ValueError(f"{name}: expected finite values, found NaN or inf{hint}")
+
+
+def check_finite_values(name, values, finite):
+    """A seed layer's parameter (which has no ``allow_nonfinite``): ``finite`` is the caller's reduction."""
+    if not finite:
+        raise ValueError(f"{name}: expected finite values, got {values.tolist()}")
+
+
+def check_domain(param, values, label=None):
+    """``values`` (gradient-free) inside ``param``'s registry domain."""
+    label = f"params[{param.name!r}]" if label is None else label
+    if param.domain == registry.POSITIVE and not bool((values > 0).all()):
+        raise ValueError(f"{label}: expected values > 0, got {values.tolist()}")
+    if param.domain == registry.NONNEGATIVE and not bool((values >= 0).all()):
+        raise ValueError(f"{label}: expected values >= 0, got {values.tolist()}")
+
+
+def check_spikes(label, values):
+    """Observed spikes are exactly 0 or 1."""
+    strays = values[(values != 0) & (values != 1)].reshape(-1)
+    if len(strays):
+        raise ValueError(f"{label}: expected observed spikes of exactly 0 or 1, got {strays[0].item()!r}")
+
+
+def below_normal_error(label, values, dtype, tiny):
+    return ValueError(f"{label}: {values.tolist()} is below {dtype}'s normal range ({tiny:.3g}); "
+                      "store the model in torch.float32 or torch.bfloat16")
+
+
+# --------------------------------------------------------------------------- the entry points' arguments
+
+
+def _converted(arrays, label, value, allow_nonfinite):
+    array = arrays.convert(label, value)
+    if not allow_nonfinite and not arrays.finite(array):
+        raise nonfinite_error(label)
+    return array
+
+
+def check_x(row, x, arrays, allow_nonfinite):
+    """``x``: time-major (T, ..., N), finite unless ``allow_nonfinite``; in the run's dtype."""
+    x = arrays.convert("x", x)
+    check_x_shape(row, x.shape)
+    if not allow_nonfinite and not arrays.finite(x):
+        raise nonfinite_error("x")
+    return arrays.cast(x)
+
+
+def check_params(row, params, n, arrays, allow_nonfinite):
+    """Every parameter of ``row`` by name (registry defaults filled in), for N = ``n`` neurons."""
+    params = mapping("params", params, "parameter name -> value")
+    check_param_names(row, params)
+    checked = {}
+    for param in row.params:
+        label = f"params[{param.name!r}]"
+        if param.name in params:
+            value = arrays.convert(label, params[param.name])
+        else:
+            require_default(row, param, n)
+            value = arrays.full(default_shape(param, n), param.default)
+        check_param_shape(param, value.shape, n)
+        # A tensor asking for a gradient that does not exist is refused, not left at None.
+        if not param.differentiable and getattr(value, "requires_grad", False):
+            raise ValueError(f"{label}: requires_grad=True, but {row.key} has no gradient with respect to "
+                             f"{param.name}: {param.fixed_because}; pass it without requires_grad")
+        if not allow_nonfinite and not arrays.finite(value):
+            raise nonfinite_error(label)
+        check_domain(param, arrays.plain(value))
+        if param.domain != registry.REAL:
+            arrays.check_scale(label, value)
+        checked[param.name] = arrays.cast(value)
+    return checked
+
+
+def check_state(row, state, params, shape, arrays, allow_nonfinite):
+    """Every initial state variable broadcast to ``shape`` (x.shape[1:]), and the shape each was given in."""
+    state = mapping("state", state, "state variable -> array")
+    check_state_names(row, state)
+    full, given_shapes = {}, {}
+    for var in row.state:
+        label = f"state[{var.name!r}]"
+        if var.name in state:
+            value = _converted(arrays, label, state[var.name], allow_nonfinite)
+            given_shapes[var.name] = tuple(value.shape)
+        elif isinstance(var.initial, str):
+            # hxtorch starts the membrane at a parameter: its gradient then
+            # collects the initial-state path, as the seed's does.
+            value = params[var.initial]
+            given_shapes[var.name] = tuple(shape)
+        else:
+            value = arrays.full((), float(var.initial))
+            given_shapes[var.name] = tuple(shape)
+        broadcast = arrays.broadcast(value, tuple(shape))
+        if broadcast is None:
+            raise broadcast_error(label, shape, value.shape)
+        full[var.name] = broadcast
+    return full, given_shapes
+
+
+def check_inject(row, inject, x_shape, arrays, allow_nonfinite):
+    """The hardware observations (gradient-free) cut to the common length, and that length of time."""
+    if inject is None:
+        return {}, x_shape[0]
+    inject = mapping("inject", inject, "observation name -> array")
+    check_inject_names(row, inject)
+    checked = {}
+    for name, value in inject.items():
+        if value is None:
+            continue
+        label = f"inject[{name!r}]"
+        array = arrays.convert(label, value)
+        check_inject_shape(name, array.shape, x_shape)
+        if not allow_nonfinite and not arrays.finite(array):
+            raise nonfinite_error(label)
+        array = arrays.plain(array)
+        if name == "spikes":
+            check_spikes(label, array)
+        checked[name] = array
+    steps = min([x_shape[0]] + [a.shape[0] for a in checked.values()])
+    return {k: arrays.cast(a[:steps]) for k, a in checked.items()}, steps
+
+
+def check_detached(detached, x_shape, arrays, allow_nonfinite):
+    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape."""
+    if detached is None:
+        return None
+    detached = mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
+    checked = {}
+    for key, value in detached.items():
+        array = _converted(arrays, f"detached[{key!r}]", value, allow_nonfinite)
+        # Every stop-gradient value is recorded per step and per neuron.
+        if tuple(array.shape) != tuple(x_shape):
+            raise detached_shape_error(key, x_shape, array.shape)
+        checked[key] = arrays.cast(arrays.plain(array))
+    return checked
+
+
+class NumpyArrays:
+    """The reference's arrays: any real array-like in, ``dtype`` (float32 or float64) out."""
+
+    def __init__(self, dtype):
+        self.dtype = numpy_dtype(dtype)
+
+    def convert(self, label, value):
+        return real_array(label, value)
+
+    def full(self, shape, value):
+        return np.full(shape, value)
+
+    def finite(self, array):
+        return bool(np.all(np.isfinite(array)))
+
+    def broadcast(self, array, shape):
+        try:
+            return np.array(np.broadcast_to(array, shape), dtype=self.dtype)
+        except ValueError:
+            return None
+
+    def plain(self, array):
+        return array
+
+    def cast(self, array):
+        return np.array(array, dtype=self.dtype)
+
+    def check_scale(self, label, array):
+        """float32 and float64 hold every scale a model uses."""

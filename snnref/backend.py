@@ -8,8 +8,9 @@ whose backward is a hand-written reverse scan (the torch path), in
 ``snnref/kernels/<family>.py`` (Triton) and ``snnref/kernels/cpu/<family>.py``
 (fused numba scans), each with the same ``run`` contract.
 
-Every argument is checked here, before any computation: dtype, device, shape
-and domain errors name the argument and what was expected.
+Every argument is checked here, before any computation, by the rules of
+``snnref.arguments`` (the reference's too): dtype, device, shape and domain
+errors name the argument and what was expected.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import warnings
 import torch
 
 from . import arguments, registry
-from .spec.api import Trace
+from .trace import Trace
 
 BACKENDS = ("auto", "torch", "triton", "cpu")
 # Storage dtypes: the torch path and the fused CPU scans compute in the input's
@@ -39,115 +40,74 @@ def _family(row, backend="torch"):
     return importlib.import_module(f"{__package__}.{PACKAGES[backend]}.{row.family}")
 
 
-def _finite(tensor) -> bool:
-    """All values finite, by two reductions: NaN and +-inf reach the max or the
-    min, and no tensor of the input's size is allocated (an elementwise
-    isfinite over a long input costs more than the simulation's arithmetic)."""
+def finite(tensor) -> bool:
+    """All values finite, by one reduction in the common case.
+
+    (1) A finite sum implies finite terms: any NaN or inf term makes the sum NaN
+        or inf.  Only a sum that overflows from finite terms needs the exact
+        elementwise test.  No tensor of the input's size is allocated unless
+        then (an elementwise isfinite over a long input costs more than the
+        simulation's arithmetic).  Half-precision values are summed in float32,
+        where a sum of float16 values (at most 65504 each) cannot overflow.
+    """
     if tensor.numel() == 0:
         return True
     tensor = tensor.detach()
-    return bool(torch.isfinite(tensor.amax())) and bool(torch.isfinite(tensor.amin()))
+    wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
+    # (1)
+    return bool(torch.isfinite(tensor.sum(dtype=wide))) or bool(torch.isfinite(tensor).all())
 
 
 def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
 
-def _check_x(row, x, backend, allow_nonfinite):
-    if x.dtype not in DTYPES[backend]:
-        names = " or ".join(str(d) for d in DTYPES[backend])
-        raise TypeError(f"x: backend {backend!r} expects dtype {names}, got {x.dtype}")
-    arguments.check_x_shape(row, x.shape)
-    if not allow_nonfinite and not _finite(x):
-        raise arguments.nonfinite_error("x")
+class TorchArrays:
+    """``snnref.arguments``'s description of torch tensors: every value becomes a
+    tensor of ``like``'s dtype and device (``reference`` names ``like`` in messages)."""
 
+    def __init__(self, like, reference="x"):
+        self.like = like
+        self.reference = reference
 
-def _as_tensor(label, value, x, allow_nonfinite):
-    if isinstance(value, torch.Tensor):
-        if value.dtype != x.dtype or value.device != x.device:
-            raise TypeError(f"{label}: expected {_describe(x)} like x, got {_describe(value)}")
-    else:
+    def convert(self, label, value):
+        if isinstance(value, torch.Tensor):
+            arguments.check_like(label, _describe(value), _describe(self.like), self.reference)
+            return value
         try:
-            value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+            return torch.as_tensor(value, dtype=self.like.dtype, device=self.like.device)
         except (TypeError, ValueError, RuntimeError) as error:
-            raise TypeError(f"{label}: expected a number or tensor ({error})") from None
-    if not allow_nonfinite and not _finite(value):
-        raise arguments.nonfinite_error(label)
-    return value
+            raise arguments.not_a_number_error(label, value, error) from None
 
+    def full(self, shape, value):
+        return torch.full(shape, value, dtype=self.like.dtype, device=self.like.device)
 
-def _check_half_range(label, value):
-    """Half-precision storage must hold a scale (a time constant, dt, a surrogate
-    scale: the positive parameters) as a normal number: below that its precision
-    is gone (float16 keeps hxtorch's 1e-5 s in a few bits, and the gradients of
-    such constants overflow it).  A weight or threshold near 0 is just small."""
-    if value.dtype not in (torch.float16, torch.bfloat16):
-        return
-    magnitude = value.detach().abs()
-    tiny = torch.finfo(value.dtype).tiny
-    if bool(((magnitude > 0) & (magnitude < tiny)).any()):
-        raise ValueError(f"{label}: {value.detach().tolist()} is below {value.dtype}'s normal range "
-                         f"({tiny:.3g}); store the model in torch.float32 or torch.bfloat16")
+    def finite(self, tensor):
+        return finite(tensor)
 
-
-def _check_params(row, params, x, allow_nonfinite):
-    params = arguments.mapping("params", params, "parameter name -> value")
-    arguments.check_param_names(row, params)
-    n = x.shape[-1]
-    checked = {}
-    for param in row.params:
-        if param.name in params:
-            value = _as_tensor(f"params[{param.name!r}]", params[param.name], x, allow_nonfinite)
-        else:
-            arguments.require_default(row, param, n)
-            value = torch.full(arguments.default_shape(param, n), param.default, dtype=x.dtype, device=x.device)
-        arguments.check_param_shape(param, value.shape, n)
-        arguments.check_domain(param, value.detach())
-        if param.domain != registry.REAL:
-            _check_half_range(f"params[{param.name!r}]", value)
-        checked[param.name] = value
-    return checked
-
-
-def _check_state(row, state, params, x, allow_nonfinite):
-    state = arguments.mapping("state", state, "state variable -> tensor")
-    arguments.check_state_names(row, state)
-    shape = tuple(x.shape[1:])
-    full = {}
-    for var in row.state:
-        label = f"state[{var.name!r}]"
-        if var.name in state:
-            value = _as_tensor(label, state[var.name], x, allow_nonfinite)
-        elif isinstance(var.initial, str):
-            # hxtorch starts the membrane at a parameter: autograd then sums the
-            # initial-state path into that parameter's gradient, as the seed does.
-            value = params[var.initial]
-        else:
-            value = torch.full((), float(var.initial), dtype=x.dtype, device=x.device)
+    def broadcast(self, tensor, shape):
         try:
-            full[var.name] = value.expand(shape)
+            return tensor.expand(shape)
         except RuntimeError:
-            raise arguments.broadcast_error(label, shape, value.shape) from None
-    return full
+            return None
 
+    def plain(self, tensor):
+        return tensor.detach()
 
-def _check_inject(row, inject, x, allow_nonfinite):
-    if inject is None:
-        return {}, x.shape[0]
-    inject = arguments.mapping("inject", inject, "observation name -> tensor")
-    arguments.check_inject_names(row, inject)
-    checked = {}
-    for name, value in inject.items():
-        if value is None:
-            continue
-        value = _as_tensor(f"inject[{name!r}]", value, x, allow_nonfinite)
-        arguments.check_inject_shape(name, value.shape, x.shape)
-        if name == "spikes" and value.numel() and not bool(((value == 0) | (value == 1)).all()):
-            stray = value[(value != 0) & (value != 1)].reshape(-1)[0].item()
-            raise ValueError(f"inject['spikes']: expected observed spikes of exactly 0 or 1, got {stray!r}")
-        checked[name] = value.detach()
-    steps = min([x.shape[0]] + [v.shape[0] for v in checked.values()])
-    return {k: v[:steps] for k, v in checked.items()}, steps
+    def cast(self, tensor):
+        return tensor
+
+    def check_scale(self, label, tensor):
+        """Half-precision storage must hold a scale (a time constant, dt, a surrogate
+        scale: the positive parameters) as a normal number: below that its precision
+        is gone (float16 keeps hxtorch's 1e-5 s in a few bits, and the gradients of
+        such constants overflow it).  A weight or threshold near 0 is just small."""
+        if tensor.dtype not in (torch.float16, torch.bfloat16):
+            return
+        magnitude = tensor.detach().abs()
+        tiny = torch.finfo(tensor.dtype).tiny
+        if bool(((magnitude > 0) & (magnitude < tiny)).any()):
+            raise arguments.below_normal_error(label, tensor.detach(), tensor.dtype, tiny)
 
 
 _CPU_KERNELS = []  # [error or None], once the fused CPU scans were tried
@@ -182,8 +142,7 @@ def _auto(x):
 def _check_backend(row, backend, x):
     """The backend that runs: "auto" is the Triton kernels for CUDA tensors they can
     store, the fused CPU scans for CPU tensors (torch where numba is missing)."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__} (snnref.spec.simulate takes NumPy arrays)")
+    arguments.check_type("x", x, torch.Tensor, "a torch.Tensor", " (snnref.spec.simulate takes NumPy arrays)")
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -199,19 +158,6 @@ def _check_backend(row, backend, x):
         raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
                          "use backend='torch'")
     return backend
-
-
-def _check_detached(detached, x):
-    if detached is None:
-        return None
-    detached = arguments.mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
-    checked = {}
-    for key, value in detached.items():
-        value = _as_tensor(f"detached[{key!r}]", value, x, False)
-        if value.shape != x.shape:
-            raise arguments.detached_shape_error(key, x.shape, value.shape)
-        checked[key] = value.detach()
-    return checked
 
 
 def simulate(
@@ -244,17 +190,19 @@ def simulate(
     if getattr(getattr(x, "device", None), "type", None) == "meta":
         raise ValueError("x: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
     backend = _check_backend(row, backend, x)
-    _check_x(row, x, backend, allow_nonfinite)
+    arguments.check_dtype("x", x.dtype, DTYPES[backend], f"backend {backend!r}")
+    arrays = TorchArrays(x)
+    arguments.check_x(row, x, arrays, allow_nonfinite)
     if backend == "triton":
         from .kernels import common
 
         common.check_launch(x)
     surrogate = arguments.check_surrogate(row, surrogate)
-    params = _check_params(row, params, x, allow_nonfinite)
-    full_state = _check_state(row, state, params, x, allow_nonfinite)
-    inject, steps = _check_inject(row, inject, x, allow_nonfinite)
+    params = arguments.check_params(row, params, x.shape[-1], arrays, allow_nonfinite)
+    full_state, _ = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite)
+    inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite)
     x = x[:steps]
-    frozen = _check_detached(detached, x)
+    frozen = arguments.check_detached(detached, x.shape, arrays, allow_nonfinite)
     family = _family(row, backend)
     check_input = getattr(family, "check_input", None)
     if check_input is not None:
@@ -263,7 +211,7 @@ def simulate(
     if x.dtype in (torch.float16, torch.bfloat16) and not allow_nonfinite:
         # Half storage saturates to inf silently: a quantity that left its range is an error.
         for name, value in list(outputs.items()) + [(f"final {k}", v) for k, v in final.items()]:
-            if not _finite(value):
+            if not finite(value):
                 raise OverflowError(f"outputs[{name!r}]: leaves the {x.dtype} range (stored as inf); "
                                     "use float32 storage for this input")
     return Trace(row.key, surrogate, outputs, final, used)

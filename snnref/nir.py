@@ -84,6 +84,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import arguments, registry
+from ._files import replacing
 from .spec import api as _spec
 
 try:
@@ -197,7 +198,7 @@ def _nodes_for(key, p, dt, n):
     if row.spike_test == ">=":
         dropped["spike_test"] = ("fires at v >= threshold; NIR fires at v > v_threshold, written as the float64 "
                                  "below threshold (the same test on float64 membranes, not on float32 ones)")
-    if row.reset == "subtract":
+    if row.reset.kind is registry.ResetKind.SUBTRACT:
         dropped["reset"] = "subtracts the threshold at a spike; NIR resets to v_reset"
         ext["reset"] = "subtract"
     return nodes, dropped, ext
@@ -239,7 +240,7 @@ def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None
             raise NirError(f"params['dt']: the model's step is {given['dt']!r} s but dt={dt!r}")
         given["dt"] = dt
     n = _neuron_count(row, given, state, neurons)
-    p = _spec._check_params(row, given, n, np.float64, False)
+    p = arguments.check_params(row, given, n, arguments.NumpyArrays(np.float64), allow_nonfinite=False)
     nodes, dropped, ext = _nodes_for(key, p, dt, n)
     if state is not None:
         state = arguments.mapping("state", state, "state variable -> array")
@@ -328,15 +329,8 @@ def read(path):
 
 def save(graph, path):
     """``nir.write`` to a temporary file beside ``path``, renamed into place."""
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with replacing(path) as temporary:
         nir.write(temporary, graph)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 # ------------------------------------------------------- graph structure ----
@@ -716,7 +710,7 @@ class Network:
     def simulate(self, x, dtype=np.float64, force_spikes=None):
         """Run the graph; ``dtype`` float32 runs the discrete models in float32 (the SPEC.md section 7
         reference error); ``force_spikes`` (one spiking node, discrete methods) is teacher forcing."""
-        x = _spec._real_array("x", x)
+        x = arguments.real_array("x", x)
         if force_spikes is not None and not self.can_force:
             raise NirError("force_spikes: teacher forcing needs one spiking neuron node run by 'exp' or 'euler'")
         if x.ndim < 2 or x.shape[-1] != self.input_width or x.shape[0] < 1:
@@ -766,7 +760,7 @@ class Network:
     def can_force(self):
         """One neuron node whose registry model outputs plain spikes, and no map after it."""
         return (self.plans is not None and len(self.plans) == 1 and not self.after
-                and registry.MODELS[self.plans[0].model].out == "spikes")
+                and registry.MODELS[self.plans[0].model].out is registry.Output.SPIKES)
 
     @staticmethod
     def _run_discrete(plan, x, dtype, force_spikes=None):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import snnref
+from snnref import spec
 
 X = torch.full((4, 2, 3), 0.5)
 
@@ -77,3 +78,62 @@ def test_nothing_is_computed_on_bad_input(monkeypatch):
 
     monkeypatch.setattr(backend, "_family", forbidden)
     raises(TypeError, r"params\['threshold'\]", "tether.LIF", X, {"threshold": torch.tensor(1.0).double()})
+
+
+# ----------------------------------------------------------------------------- one rule, two array libraries
+
+XN = np.full((4, 2, 3), 0.5)
+HALF_SPIKES = np.where(np.arange(24).reshape(4, 2, 3) % 2, 1.0, 0.5)
+
+
+def _numpy_and_torch(value):
+    return value, (torch.as_tensor(value, dtype=torch.float32) if isinstance(value, np.ndarray) else value)
+
+
+# (model, params, state, inject, detached): the same bad argument given to both entry points.
+SAME_RULE = {
+    "unknown parameter": ("tether.LIF", {"tau": 1.0}, None, None, None),
+    "non-finite parameter": ("tether.LIF", {"decay": np.array(np.nan)}, None, None, None),
+    "parameter shape": ("tether.PLIF", {"decay": np.ones(2)}, None, None, None),
+    "parameter domain": ("hxtorch.cuba_lif", {"tau_mem": np.array(-0.25)}, None, None, None),
+    "missing parameter": ("tether.SpikingSelfAttention", None, None, None, None),
+    "state name": ("tether.LIF", None, {"m": np.zeros(3)}, None, None),
+    "state shape": ("tether.LIF", None, {"v": np.zeros(4)}, None, None),
+    "non-finite state": ("tether.LIF", None, {"v": np.full(3, np.inf)}, None, None),
+    "inject name": ("hxtorch.cuba_li", None, None, {"spikes": XN}, None),
+    "inject shape": ("hxtorch.cuba_lif", None, None, {"v": np.zeros((4, 3, 2))}, None),
+    "spikes not 0 or 1": ("hxtorch.cuba_lif", None, None, {"spikes": HALF_SPIKES}, None),
+    "detached shape": ("tether.LIF", None, None, None, {"reset_spike": np.zeros((3, 2, 3))}),
+    "non-finite detached": ("tether.LIF", None, None, None, {"reset_spike": np.full((4, 2, 3), np.nan)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAME_RULE))
+def test_the_reference_and_the_torch_path_refuse_alike(case):
+    model, params, state, inject, detached = SAME_RULE[case]
+    x = XN if model != "tether.SpikingSelfAttention" else np.zeros((2, 1, 1, 2))
+    messages = []
+    for side in (0, 1):
+        pick = (lambda d: None if d is None else {k: _numpy_and_torch(v)[side] for k, v in d.items()})
+        run = spec.simulate if side == 0 else snnref.simulate
+        arguments = (model, _numpy_and_torch(x)[side], pick(params), pick(state))
+        with pytest.raises((TypeError, ValueError)) as error:
+            run(*arguments, inject=pick(inject), detached=pick(detached))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_the_one_reduction_finiteness_check(dtype):
+    from snnref.backend import finite
+
+    biggest = torch.finfo(dtype).max
+    # A sum that overflows from finite terms must not read as non-finite.
+    assert finite(torch.full((64,), biggest, dtype=dtype))
+    assert finite(torch.tensor([biggest, -biggest, 1.0], dtype=dtype))
+    assert finite(torch.zeros(0, dtype=dtype))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        values = torch.ones(1000, dtype=dtype)
+        values[617] = bad
+        assert not finite(values)
+        assert not finite(values.reshape(10, 100).t())

@@ -1,18 +1,24 @@
 """Every production backend equals the spec (SPEC.md section 7): one template,
-parametrized over the backends (torch, triton, cpu) and the registry's models.
+parametrized over the backends (torch, triton, cpu: the family contract's
+production layers) and the registry's models.
 
-Hypothesis draws the model, T from 1 up, batch 1 and more, N not a multiple
-of any block size, scalar or per-neuron parameters, every accepted surrogate,
-hardware injection, contiguous or strided input and each dtype the backend
-stores.  Outputs, state sequences, final states and the gradients for x,
-every trainable parameter and every initial state are compared with the
-float64 and float32 spec under the tolerance policy; spike flips must be
-explained by teacher forcing.  For the kernel backends every output buffer
-starts as NaN and is followed by a NaN guard zone, so an element a kernel
-forgets to write cannot pass and a store past the end is caught.  Reruns must
-be bitwise identical; gradcheck runs on every smooth twin where the backend
-computes in float64; the cpu backend reproduces the golden traces (the torch
-path's are in test_golden.py; the Triton interpreter is too slow for all 85 in CI).
+Every test is parametrized by model and backend (the random template also by
+every storage dtype the backend holds the model in), so every model is covered
+by construction; hypothesis draws, within the model, T from 1 up, batch 1 and
+more, N not a multiple of any block size, scalar or per-neuron parameters,
+every accepted surrogate, hardware injection and contiguous or strided input,
+a few examples per model and dtype.  Outputs, state sequences, final states
+and the gradients for x, every trainable parameter and every initial state are
+compared with the float64 and float32 spec under the tolerance policy; spike
+flips must be explained by teacher forcing.  Fixed cases give every model
+T = 1 and per-neuron parameters with batch != N, and the smooth twin replayed
+from its own stop-gradient values.  For the kernel backends every output
+buffer starts as NaN and is followed by a NaN guard zone, so an element a
+kernel forgets to write cannot pass and a store past the end is caught.
+Reruns must be bitwise identical; gradcheck runs on every smooth twin where
+the backend computes in float64; the cpu backend reproduces the golden traces
+(the torch path's are in test_golden.py; the Triton interpreter is too slow
+for all 85 in CI).
 """
 
 import importlib
@@ -23,11 +29,14 @@ from typing import Optional, Tuple
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, strategies as st
 
 from fixtures.cpu_mutants import poison_outputs, stores_past_the_end
-from snnref import checks, equivalence, golden, gradcheck, registry
-from snnref.testing import strategies
+import snnref
+from fixtures.examples import per_model
+from snnref import families, registry, spec
+from snnref.testing import _checks as checks, _equivalence as equivalence, _fd as gradcheck, _golden as golden
+from snnref.testing import strategies, tolerance
 
 MODELS = sorted(registry.MODELS)
 
@@ -77,16 +86,71 @@ def storable_dtypes(backend, row):
     return [d for d in backend.dtypes if equivalence.storable(row, d)]
 
 
+def test_the_backends_are_the_family_contract_s_production_layers():
+    assert tuple(b.name for b in BACKENDS) == families.BACKENDS
+
+
+def model_dtype_pairs():
+    """Every (backend, model, storage dtype) the backend can run: the backend
+    fixture's parameter (its skip mark where its package is missing), the
+    model and the dtype, for the template below."""
+    for spec_param in EVERY_BACKEND:
+        spec = spec_param.values[0]
+        for key in MODELS:
+            for dtype in storable_dtypes(spec, registry.MODELS[key]):
+                yield pytest.param(spec, key, dtype, marks=spec_param.marks,
+                                   id=f"{spec.name}-{key}-{str(dtype).replace('torch.', '')}")
+
+
 # The backend fixture (its poisoned allocator) is shared by every example on purpose.
-@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@pytest.mark.parametrize("backend,key,dtype", list(model_dtype_pairs()), indirect=["backend"])
+@per_model(share=10, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_backend_equals_the_spec(backend, data):
-    case = data.draw(strategies.cases(max_steps=backend.max_steps, neuron_counts=list(backend.neuron_counts)),
+def test_backend_equals_the_spec(backend, key, dtype, data):
+    case = data.draw(strategies.cases(key, max_steps=backend.max_steps, neuron_counts=list(backend.neuron_counts)),
                      label="case")
-    dtype = data.draw(st.sampled_from(storable_dtypes(backend, registry.MODELS[case.model])), label="dtype")
     contiguous = data.draw(st.booleans(), label="contiguous")
     report = equivalence.compare(case, backend.name, dtype, contiguous=contiguous)
-    assert report.passed, f"{case.model} {backend.name} {report.dtype}: " + "; ".join(report.failures)
+    assert report.passed, f"{key} {backend.name} {report.dtype}: " + "; ".join(report.failures)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_a_single_time_step_with_per_neuron_parameters_and_batch_not_n(backend, key):
+    # Fixed boundaries every model gets by construction: T = 1 (a reverse scan
+    # with no earlier step), and per-neuron parameters with batch 3 != N 2 (a
+    # kernel reading them by the batch axis is wrong there), with injection.
+    row = registry.MODELS[key]
+    for steps in (1, 4):
+        case = checks.random_case(key, np.random.default_rng(steps), steps=steps, batch=3, neurons=2,
+                                  per_neuron=True, inject=bool(row.inject))
+        report = equivalence.compare(case, backend.name, torch.float32)
+        assert report.passed, f"T={steps}: " + "; ".join(report.failures)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_replaying_its_stop_gradient_values_reproduces_the_smooth_twin(backend, key):
+    # The smooth twin replayed from its own Trace.detached (what finite
+    # differences and gradcheck run) must still be the spec's smooth twin:
+    # gradcheck alone cannot see a replay that drops a constant (an injection
+    # offset), since a constant changes no gradient.
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(6), steps=6, batch=2, neurons=3, per_neuron=True,
+                              inject=bool(row.inject))
+    dtype = torch.float64 if backend.float64 else torch.float32
+    tensors = {k: torch.tensor(np.asarray(v), dtype=dtype) for k, v in case.params.items()}
+    state = {k: torch.tensor(v, dtype=dtype) for k, v in case.state.items()}
+    inject = {k: torch.tensor(v, dtype=dtype) for k, v in case.inject.items()} if case.inject else None
+
+    def smooth(detached=None):
+        return snnref.simulate(key, torch.tensor(case.x, dtype=dtype), tensors, state, backend=backend.name,
+                               surrogate=case.surrogate, inject=inject, smooth=True, detached=detached)
+
+    replayed = smooth(detached=smooth().detached)
+    references = [spec.simulate(key, case.x, case.params, case.state, surrogate=case.surrogate,
+                                inject=case.inject, smooth=True, dtype=d) for d in (np.float64, np.float32)]
+    for name, value in replayed.outputs.items():
+        tolerance.assert_within_budget(f"{key} replayed {name}", value.double().numpy(),
+                                       references[0].outputs[name], references[1].outputs[name], dtype)
 
 
 @pytest.mark.parametrize("key", MODELS)

@@ -150,3 +150,20 @@ def test_force_spikes_errors():
             force_spikes=np.zeros((2, 1, 1, 2)))
     with pytest.raises(ValueError, match="force_spikes: teacher forcing replaces H"):
         spec.simulate("tether.LIF", X, smooth=True, force_spikes=np.zeros_like(X))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_detached_values_unless_opted_in():
+    trace = spec.simulate("tether.LIF", X, smooth=True)
+    poisoned = {key: np.full_like(value, np.nan) for key, value in trace.detached.items()}
+    with pytest.raises(ValueError, match=r"detached\['reset_spike'\]: expected finite values"):
+        spec.simulate("tether.LIF", X, smooth=True, detached=poisoned)
+    replay = spec.simulate("tether.LIF", X, smooth=True, detached=poisoned, allow_nonfinite=True)
+    assert np.isnan(replay.outputs["v"][1:]).any()
+
+
+def test_observed_spikes_must_be_zero_or_one():
+    spikes = np.zeros((4, 2, 3))
+    spikes[1, 0, 2] = 0.5
+    raises(ValueError, r"inject\['spikes'\]: expected observed spikes of exactly 0 or 1, got 0.5",
+           "hxtorch.cuba_lif", X, inject={"spikes": spikes})

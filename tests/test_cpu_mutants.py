@@ -11,8 +11,8 @@ import torch
 from fixtures import mutant_cases
 from fixtures.cpu_mutants import CPU_MUTANTS, install, poison_outputs, stores_past_the_end
 from fixtures.torch_mutants import Mutant
-from snnref import equivalence
 from snnref.kernels.cpu import _launch
+from snnref.testing import _equivalence as equivalence
 
 SMALL_TILE = 4
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import snnref.compat.hxtorch as compat_hxtorch
+import snnref.compat.tether as compat_tether
 import snnref.functional as F
 from snnref import checks, registry, spec
 
@@ -288,7 +289,8 @@ def refuse_to_compute(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("simulate ran on bad input")
 
-    monkeypatch.setattr(F, "simulate", fail)
+    monkeypatch.setattr(compat_hxtorch, "simulate", fail)
+    monkeypatch.setattr(compat_tether, "simulate", fail)
 
 
 X_FLAT = torch.zeros(4, 6, dtype=torch.float64)

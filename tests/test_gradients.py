@@ -1,14 +1,16 @@
 """vjp(smooth=True) equals finite differences of the smooth twin, for every model,
 every accepted surrogate, scalar and per-neuron parameters, with and without
-hardware injection: in random directions of x, of every trainable parameter and
-of every initial state, to a relative error below 1e-6 in float64."""
+hardware injection: in random directions of x, of every differentiable parameter
+(trainable or not: registry.Model.differentiable) and of every initial state, to a relative error below 1e-6 in float64."""
 
 import zlib
 
 import numpy as np
 import pytest
+import torch
 
-from snnref import checks, registry
+from snnref import checks, registry, simulate
+from snnref.testing import _equivalence as equivalence
 
 # The issue's bound: relative error below 1e-6 in float64.  The finite
 # differences themselves are good to about 1e-10 here.
@@ -31,7 +33,7 @@ def test_vjp_equals_finite_differences(key, surrogate, per_neuron, inject):
     rng = np.random.default_rng(seed)
     case = checks.random_case(key, rng, surrogate=surrogate, per_neuron=per_neuron, inject=inject)
     report = checks.gradient_check(case, seed=seed)
-    assert set(report.errors) == {"x", *registry.model(key).trainable,
+    assert set(report.errors) == {"x", *registry.model(key).differentiable,
                                   *(f"state.{v}" for v in registry.model(key).state_names)}
     bad = {k: v for k, v in report.errors.items() if not v < FD_BOUND}
     assert not bad, f"{key} ({surrogate}): relative error over {FD_BOUND}: {bad}"
@@ -47,3 +49,51 @@ def test_gradient_check_catches_a_wrong_gradient(key, plant_backward):
     plant_backward(key, skewed)
     case = checks.random_case(key, np.random.default_rng(7))
     assert checks.gradient_check(case).errors["x"] > FD_BOUND
+
+
+# ---- Every gradient a caller can get is verified (issue 8, item 6) ----
+
+def _not_trained(row):
+    return [p.name for p in row.params if p.differentiable and not p.trainable]
+
+
+NOT_TRAINED = [(key, name) for key, row in sorted(registry.MODELS.items()) for name in _not_trained(row)]
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items() if _not_trained(row)))
+def test_production_gradients_of_untrained_parameters_equal_the_spec(key, backend):
+    """A caller who sets requires_grad on a parameter the seed does not train
+    gets the spec's gradient (float64, near machine precision)."""
+    row = registry.model(key)
+    case = checks.random_case(key, np.random.default_rng(zlib.crc32(key.encode())), inject=bool(row.inject))
+    report = equivalence.compare(case, backend, torch.float64)
+    assert report.passed, report.failures
+    assert {f"grad:{name}" for name in row.differentiable} <= set(report.fractions)
+
+
+class _ScaledGradient(torch.autograd.Function):
+    """Identity forward; the backward scales the gradient: a planted wrong factor."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return value.view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * 1.001
+
+
+@pytest.mark.parametrize("key,name", NOT_TRAINED)
+def test_a_wrong_gradient_of_an_untrained_parameter_is_caught(key, name):
+    """The comparison can fail: a path whose gradient of ``name`` is off by a
+    factor 1.001 (a dropped factor in gamma's gradient, say) fails on grad:name."""
+
+    def skewed(model, x, params, state, **kwargs):
+        params = dict(params, **{name: _ScaledGradient.apply(params[name])})
+        return simulate(model, x, params, state, backend="torch", **kwargs)
+
+    row = registry.model(key)
+    case = checks.random_case(key, np.random.default_rng(zlib.crc32(key.encode())), inject=bool(row.inject))
+    report = equivalence.compare(case, "skewed", torch.float64, implementation=skewed)
+    assert any(failure.startswith(f"grad:{name}:") for failure in report.failures), report.failures

@@ -1,16 +1,27 @@
 """The finite-difference gate has teeth: each seed bug of SPEC.md section 6 that
 lives in a gradient, planted into the spec's backward, makes gradient_check fail.
+Every family has at least one planted mutant in every layer (spec, torch,
+triton, cpu): the hand-written ones of tests/fixtures and the generic ones of
+tests/fixtures/family_mutants.py, stamped over every family and production layer.
 
 A mutant wraps the family's hand-written backward (or a surrogate) and changes
 exactly what the seed bug changes; the check must then report a relative error
 far above the pass bound on the case built here."""
 
+import importlib.util
+
 import numpy as np
 import pytest
+import torch
 
 import snnref.spec.api as api
-from snnref import checks, registry
+from fixtures import family_mutants
+from fixtures.cpu_mutants import CPU_MUTANTS
+from fixtures.kernel_mutants import KERNEL_MUTANTS
+from fixtures.torch_mutants import MUTANTS as TORCH_MUTANTS
+from snnref import families, registry
 from snnref.spec import surrogates
+from snnref.testing import _checks as checks, _equivalence as equivalence
 
 FD_BOUND = 1e-6
 
@@ -96,7 +107,11 @@ def test_missing_one_minus_s_in_the_reset_gradient(monkeypatch, key):
     assert worst(key) > 100 * FD_BOUND
 
 
-@pytest.mark.parametrize("key", sorted(registry.MODELS))
+# The spec layer's generic mutant: every model, so every family, by construction.
+SPEC_MUTANT_MODELS = sorted(registry.MODELS)
+
+
+@pytest.mark.parametrize("key", SPEC_MUTANT_MODELS)
 def test_off_by_one_time_index_in_the_backward(plant_backward, key):
     def shifted(grads, params, state, tape, cot):
         grads["x"] = np.roll(grads["x"], 1, axis=0)
@@ -115,3 +130,44 @@ def test_wrong_surrogate_in_the_backward(monkeypatch, key):
     wrong = surrogates.SurrogateMath(other, right.F, right.dF)
     monkeypatch.setitem(surrogates.IMPLEMENTATIONS, surrogate, wrong)
     assert worst(key, surrogate) > 100 * FD_BOUND
+
+
+GENERIC_CASES = [
+    pytest.param(mutant, family, layer, id=f"{layer}-{family}-{mutant.name}",
+                 marks=pytest.mark.skip(f"{layer} needs {package}") if importlib.util.find_spec(package) is None
+                 else ())
+    for layer, package in (("torch", "torch"), ("triton", "triton"), ("cpu", "numba"))
+    for family in families.names()
+    for mutant in family_mutants.GENERIC
+]
+
+
+@pytest.mark.parametrize("mutant,family,layer", GENERIC_CASES)
+def test_generic_mutant_is_caught(mutant, family, layer, monkeypatch):
+    key = families.models(family)[0]
+    row = registry.model(key)
+    case = checks.random_case(key, np.random.default_rng(8), steps=5, batch=2, neurons=3, per_neuron=True,
+                              inject=bool(row.inject))
+    # The same case passes unmutated, so the failure below is the mutant's.
+    assert equivalence.compare(case, layer, torch.float32).passed
+    family_mutants.install(mutant, family, layer, monkeypatch)
+    assert not equivalence.compare(case, layer, torch.float32).passed, f"{mutant.name} survives {key} on {layer}"
+
+
+def _families_of(mutants, package):
+    return {m.module[len(package) + 1:] for m in mutants if m.module.rpartition(".")[0] == package}
+
+
+def test_every_family_has_a_planted_mutant_in_every_layer():
+    covered = {
+        "spec": {registry.model(key).family for key in SPEC_MUTANT_MODELS},
+        "torch": _families_of(TORCH_MUTANTS, "snnref.ops"),
+        "triton": _families_of(KERNEL_MUTANTS, "snnref.kernels"),
+        "cpu": _families_of(CPU_MUTANTS, "snnref.kernels.cpu"),
+    }
+    for case in GENERIC_CASES:
+        _, family, layer = case.values
+        covered[layer].add(family)
+    missing = [(family, layer) for family in families.names() for layer in families.LAYERS
+               if family not in covered[layer]]
+    assert not missing, f"families without a planted mutant in a layer: {missing}"

@@ -40,7 +40,7 @@ def test_float32_runs_in_float32(key):
 def test_float32_reference_error_is_small_where_spikes_agree(key):
     case = case_for(key)
     ref64, ref32 = both_precisions(case)
-    if registry.MODELS[key].out in ("spikes", "spikes*threshold"):
+    if registry.MODELS[key].out.spiking:
         # Near-threshold flips are judged by teacher forcing in the backends'
         # checks; this case's seed is one without flips, which is asserted.
         np.testing.assert_array_equal(ref32.outputs["out"] != 0, ref64.outputs["out"] != 0)
@@ -93,7 +93,7 @@ def test_every_budget_has_a_reason():
 # --- The third term of SPEC.md section 7: long sums, with A reported by the reverse loops.
 
 
-@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items() if row.trainable))
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items() if row.differentiable))
 def test_the_reverse_loops_report_the_size_of_every_parameter_sum(key):
     case = checks.random_case(key, np.random.default_rng(5), steps=9, batch=2, neurons=4, per_neuron=False,
                               inject=bool(registry.MODELS[key].inject))
@@ -102,7 +102,7 @@ def test_the_reverse_loops_report_the_size_of_every_parameter_sum(key):
                      inject=case.inject, magnitudes=sizes)
     # The long sums of x and the initial state (attention's) are checked in tests/test_long_sums.py.
     sizes = {k: v for k, v in sizes.items() if k != "x" and not k.startswith("state.")}
-    assert set(sizes) == set(registry.MODELS[key].trainable)
+    assert set(sizes) == set(registry.MODELS[key].differentiable)
     for name, (magnitude, terms) in sizes.items():
         # |sum| <= sum of |terms| (equality only without cancellation), and A > 0 for a live gradient.
         assert np.max(np.abs(grads[name])) <= magnitude * (1 + 1e-12), name

@@ -1,62 +1,77 @@
-"""Hypothesis properties of every registry model (snnref.properties).
+"""Hypothesis properties of every registry model (snnref.testing._properties).
 
-Cases are drawn from the registry rows by ``snnref.checks.random_case`` from a
-hypothesis-chosen model, shape and seed, so a failure prints a small example
+Each test is parametrized over the registry rows it applies to, so every model
+is exercised by construction; hypothesis draws only shapes, parameters and
+seeds within the model (``snnref.testing.strategies.cases(model)``), a few
+examples per model (fixtures/examples.py), and a failure prints a small example
 that reproduces it."""
 
 import numpy as np
+import pytest
 from hypothesis import given, strategies as st
 
-from snnref import properties, registry
-from snnref.testing import strategies
+from fixtures.examples import per_model
+from snnref import registry
+from snnref.testing import _checks as checks, _properties as properties, strategies
 
 MODELS = sorted(registry.MODELS)
 SPIKING = [k for k in MODELS if registry.MODELS[k].out in properties.SPIKING_OUTPUTS]
-HARD_RESET = [k for k in SPIKING if registry.MODELS[k].reset in ("zero", "to_reset")]
-LINEAR = [k for k in MODELS if registry.MODELS[k].family in properties.LINEAR]
+HARD_RESET = [k for k in SPIKING if registry.MODELS[k].reset.kind is registry.ResetKind.TO_VALUE]
+LINEAR = [k for k in MODELS if properties.has_linear_response(registry.MODELS[k])]
 INJECTING = [k for k in MODELS if registry.MODELS[k].inject]
 REFRACTORY = [k for k in MODELS if registry.MODELS[k].refractory]
 
 
-def cases(keys=MODELS, min_steps=1, inject=True):
-    return strategies.cases(models=keys, min_steps=min_steps, max_neurons=5, inject=inject)
+def cases(key, min_steps=1, inject=True):
+    return strategies.cases(key, min_steps=min_steps, max_neurons=5, inject=inject)
 
 
-@given(cases(min_steps=2), st.data())
-def test_split_run_equals_one_run(case, data):
+@pytest.mark.parametrize("key", MODELS)
+@per_model()
+@given(data=st.data())
+def test_split_run_equals_one_run(key, data):
+    case = data.draw(cases(key, min_steps=2), label="case")
     properties.split_run(case, data.draw(st.integers(1, case.x.shape[0] - 1), label="cut"))
 
 
-@given(cases())
-def test_each_batch_row_equals_running_it_alone(case):
-    properties.batch_rows(case)
+@pytest.mark.parametrize("key", MODELS)
+@per_model()
+@given(data=st.data())
+def test_each_batch_row_equals_running_it_alone(key, data):
+    properties.batch_rows(data.draw(cases(key), label="case"))
 
 
-@given(cases(keys=SPIKING))
-def test_spikes_are_exactly_zero_or_one(case):
-    properties.binary_spikes(case)
+@pytest.mark.parametrize("key", SPIKING)
+@per_model()
+@given(data=st.data())
+def test_spikes_are_exactly_zero_or_one(key, data):
+    properties.binary_spikes(data.draw(cases(key), label="case"))
 
 
-@given(cases(keys=HARD_RESET, inject=False))
-def test_hard_reset_after_every_spike(case):
-    properties.hard_reset(case)
+@pytest.mark.parametrize("key", HARD_RESET)
+@per_model()
+@given(data=st.data())
+def test_hard_reset_after_every_spike(key, data):
+    properties.hard_reset(data.draw(cases(key, inject=False), label="case"))
 
 
-def test_every_linear_family_is_a_registry_family():
-    assert set(properties.LINEAR) <= {row.family for row in registry.MODELS.values()}
-
-
-@given(cases(keys=LINEAR, inject=False), st.booleans())
-def test_linear_dynamics_equal_lfilter(case, below_threshold):
-    row = registry.MODELS[case.model]
-    if below_threshold or properties.needs_spike_free(row):
+@pytest.mark.parametrize("key", LINEAR)
+@per_model()
+@given(data=st.data())
+def test_linear_dynamics_equal_lfilter(key, data):
+    case = data.draw(cases(key, inject=False), label="case")
+    below_threshold = data.draw(st.booleans(), label="below threshold")
+    if below_threshold or properties.needs_spike_free(registry.MODELS[key]):
         case = properties.spike_free(case)
     properties.linear_response(case)
 
 
-@given(cases(keys=INJECTING, inject=False), st.data())
-def test_injected_traces_come_back_exactly_and_truncate_time(case, data):
-    row = registry.MODELS[case.model]
+@pytest.mark.parametrize("key", INJECTING)
+@per_model()
+@given(data=st.data())
+def test_injected_traces_come_back_exactly_and_truncate_time(key, data):
+    row = registry.MODELS[key]
+    case = data.draw(cases(key, inject=False), label="case")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="trace seed"))
     names = data.draw(st.sets(st.sampled_from(row.inject), min_size=1), label="injected")
     shape = case.x.shape[1:]
@@ -70,11 +85,29 @@ def test_injected_traces_come_back_exactly_and_truncate_time(case, data):
     properties.injection(case, inject)
 
 
-@given(cases(keys=[k for k in SPIKING if registry.MODELS[k].out != "projection"]))
-def test_teacher_forcing_with_its_own_spikes_reproduces_the_run(case):
-    properties.teacher_forcing(case)
+@pytest.mark.parametrize("key", [k for k in SPIKING if registry.MODELS[k].out != "projection"])
+@per_model()
+@given(data=st.data())
+def test_teacher_forcing_with_its_own_spikes_reproduces_the_run(key, data):
+    properties.teacher_forcing(data.draw(cases(key), label="case"))
 
 
-@given(st.sampled_from(REFRACTORY), st.floats(0.2, 6.0), st.integers(1, 3))
+@pytest.mark.parametrize("key", REFRACTORY)
+@per_model()
+@given(ratio=st.floats(0.2, 6.0), neurons=st.integers(1, 3))
 def test_refractory_clamp_lasts_ceil_refractory_time_over_dt(key, ratio, neurons):
     properties.refractory_clamp(key, ratio, neurons)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_a_single_time_step_keeps_every_property(key):
+    # T = 1 is a boundary of every scan (no step before, no step after): each
+    # model gets it on a fixed case, not by chance.
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(1), steps=1, batch=3, neurons=2, per_neuron=True,
+                              inject=bool(row.inject))
+    properties.batch_rows(case)
+    if key in SPIKING:
+        properties.binary_spikes(case)
+    if key in LINEAR:
+        properties.linear_response(properties.spike_free(case))

@@ -1,14 +1,20 @@
 """Each surrogate's f is the derivative of its primitive F, and dF/dscale is the
 scale-derivative of F, by scipy.differentiate.derivative over [-1e3, 1e3]; every
-function stays finite and raises no floating-point warning for any finite input."""
+function stays finite and raises no floating-point warning for any finite input.
+F is continuous (it rises between close neighbours by the integral of f, across
+every branch switch) and tends to its centre -+ half the mass of f, in the spec
+and in the torch path."""
 
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy.differentiate import derivative
+from scipy.integrate import quad
 
 from snnref import registry
+from snnref.ops import surrogates as ops_surrogates
 from snnref.spec import surrogates
 
 KEYS = sorted(registry.SURROGATES)
@@ -139,3 +145,67 @@ def test_values_at_the_threshold():
 def test_unknown_surrogate_lists_the_valid_ones():
     with pytest.raises(ValueError, match="arctan.*spike_linear"):
         surrogates.get("super_spike")
+
+
+def continuity_grid():
+    """0, then |u| from 1e-6 to 1e3 in geometric steps of 0.1 %, both signs: every
+    branch switch of an overflow-free form lies between two close neighbours,
+    and the kinks 0 and +-1 are grid points (no interval straddles one)."""
+    ratio = np.log(1.001)
+    inner = np.geomspace(1e-6, 1.0, int(np.log(1e6) / ratio))
+    outer = np.geomspace(1.0, 1e3, int(np.log(1e3) / ratio))[1:]
+    magnitudes = np.concatenate([inner, outer])
+    return np.concatenate([-magnitudes[::-1], [0.0], magnitudes])
+
+
+def primitives(key):
+    """F and f of each layer that evaluates them on arrays (float64): the spec's
+    and the torch path's."""
+    spec_math = surrogates.get(key)
+    torch_math = ops_surrogates.SURROGATES[key]
+
+    def on_torch(function):
+        return lambda u, a: function(torch.from_numpy(u), torch.tensor(a, dtype=torch.float64)).numpy()
+
+    return {"spec": (spec_math.F, spec_math.f), "torch": (on_torch(torch_math.F), on_torch(torch_math.f))}
+
+
+@pytest.mark.parametrize("layer", ["spec", "torch"])
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_primitive_is_continuous(layer, key, scale):
+    # Between neighbours F must rise by the integral of f (Simpson's rule, exact
+    # to about 1e-15 here): a jump anywhere (a branch whose constant is off)
+    # breaks it, and f's own correctness is the derivative test above.
+    F, f = primitives(key)[layer]
+    u = continuity_grid()
+    left, right = u[:-1], u[1:]
+    rise = F(right, scale) - F(left, scale)
+    simpson = (right - left) / 6 * (f(left, scale) + 4 * f((left + right) / 2, scale) + f(right, scale))
+    np.testing.assert_allclose(rise, simpson, rtol=1e-6, atol=1e-14,
+                               err_msg=f"{layer} {key}: F jumps between neighbouring points")
+
+
+def mass_of(f, scale):
+    """The integral of f over the real line, by adaptive quadrature split at its kinks."""
+    pieces = [(-np.inf, -1.0), (-1.0, 0.0), (0.0, 1.0), (1.0, np.inf)]
+    return sum(quad(lambda z: float(f(np.array(z), scale)), low, high, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+               for low, high in pieces)
+
+
+@pytest.mark.parametrize("layer", ["spec", "torch"])
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("scale", SCALES)
+def test_primitive_limits_are_its_centre_plus_minus_half_the_mass_of_f(layer, key, scale):
+    # F(-u) + F(u) = C (the symmetry above) and F(+inf) - F(-inf) = the
+    # integral of f, computed here by quadrature: the limits are (C -+ mass)/2,
+    # 0 and 1 for arctan and sigmoid (F a distribution function), 1/2 -+ 1/a for
+    # fast_sigmoid and superspike, -+g/2 for spike_linear.
+    F, f = primitives(key)[layer]
+    mass = mass_of(f, scale)
+    centre = SYMMETRY.get(key, 1.0)
+    expected = np.array([(centre - mass) / 2, (centre + mass) / 2])
+    if key in ("arctan", "sigmoid"):
+        np.testing.assert_allclose(expected, [0.0, 1.0], atol=1e-9)
+    far = np.array([-1e300, 1e300])
+    np.testing.assert_allclose(F(far, scale), expected, rtol=0, atol=1e-9, err_msg=f"{layer} {key} limits")

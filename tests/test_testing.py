@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, strategies as st
 
 from fixtures import impl_mutants
+from fixtures.examples import per_model
 from snnref import functional, registry, testing
 from snnref.testing import adapters, strategies
 
@@ -26,10 +27,13 @@ def test_assert_close_reports_model_quantity_step_and_neuron():
         testing.assert_close("decay", np.float64(1.0), np.float64(0.0), np.float64(0.0), np.float32)
 
 
-@settings(max_examples=10, derandomize=True, deadline=None)
-@given(strategies.cases())
-def test_strategies_draw_valid_cases_for_every_model(case):
-    row = registry.model(case.model)
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+@per_model()
+@given(data=st.data())
+def test_strategies_draw_valid_cases_for_every_model(key, data):
+    case = data.draw(strategies.cases(key), label="case")
+    row = registry.model(key)
+    assert case.model == key
     assert case.x.shape[0] >= 1 and case.surrogate in (row.surrogates or (None,))
     assert set(case.params) == {p.name for p in row.params}
 

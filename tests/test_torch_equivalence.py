@@ -7,7 +7,7 @@ tests/test_backends.py, run there for every backend."""
 import numpy as np
 import torch
 
-from snnref import checks, equivalence
+from snnref.testing import _checks as checks, _equivalence as equivalence
 
 
 def test_equivalence_catches_a_wrong_gradient(monkeypatch):

@@ -7,7 +7,7 @@ import torch
 
 from fixtures.mutant_cases import cases
 from fixtures.torch_mutants import MUTANTS, Mutant, install
-from snnref import equivalence
+from snnref.testing import _equivalence as equivalence
 
 
 def caught(key, mutant):

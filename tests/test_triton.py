@@ -6,7 +6,8 @@ and followed by a NaN guard zone, so an element the kernel forgets to write
 cannot pass, and a store past the end of a buffer is caught; the planted
 kernel mutants of tests/fixtures/kernel_mutants.py are caught for every family
 that has kernels; a registry test requires that every family does; the
-surrogate branches, half-precision storage and launch limits."""
+surrogate branches, half-precision storage and launch limits.  Every kernel
+run as several programs with a partial last block: tests/test_kernel_blocks.py."""
 
 import importlib
 import importlib.util
@@ -118,14 +119,31 @@ def kernel_cases_for(key, mutant):
 
 
 def install(mutant, monkeypatch):
+    """Make the triton backend run the mutant for the families of its models.
+    A patched family module runs as the planted copy; a patched helper module
+    (the shared jit helpers) reaches each family through a fresh copy of the
+    family's module whose imported helpers are the planted copy's."""
     import snnref.backend as backend
 
     copy = planted(mutant)
-    family = mutant.module.rpartition(".")[2]
+    target = mutant.module.rpartition(".")[2]
+    families = {registry.model(key).family for key in mutant.models}
+    if families == {target}:
+        replaced = {target: copy}
+    else:
+        replaced = {}
+        for family in families:
+            fresh = planted(Mutant(f"{mutant.name} via {family}", f"snnref.kernels.{family}", "def run(",
+                                   "def run(", mutant.models))
+            helpers = importlib.import_module(mutant.module)
+            for name, value in vars(fresh).items():
+                if getattr(helpers, name, None) is value and name in vars(copy):
+                    setattr(fresh, name, getattr(copy, name))
+            replaced[family] = fresh
     original = backend._family
     monkeypatch.setattr(backend, "_family",
-                        lambda row, name="torch": copy if row.family == family and name == "triton"
-                        else original(row, name))
+                        lambda row, name="torch": replaced[row.family] if row.family in replaced
+                        and name == "triton" else original(row, name))
 
 
 def caught(key, mutant, poisoned):

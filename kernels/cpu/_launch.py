@@ -37,6 +37,7 @@ pages (``madvise(MADV_HUGEPAGE)``) before its first touch.  Nothing to set up;
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import ctypes.util
 import math
@@ -50,6 +51,21 @@ import torch
 # Lanes per tile.  1024 to 16384 float32 lanes ran equally fast here (a tile's
 # state and one step of its rows stay in L1/L2); 256 was 1.6x slower.
 TILE = 2048
+
+
+@contextlib.contextmanager
+def tile_size(lanes: int):
+    """For tests: every scan inside the ``with`` cuts the lanes into tiles of
+    ``lanes`` (read per launch), so a small case runs as several tiles with a
+    partial last one, as large ones do."""
+    global TILE
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes: expected a positive int, got {lanes!r}")
+    previous, TILE = TILE, lanes
+    try:
+        yield
+    finally:
+        TILE = previous
 
 _HUGE_PAGE = 2 << 20
 # Outputs from 1 MiB up come from the block cache (below, first touch is cheap

@@ -54,6 +54,8 @@ import numpy as np
 import torch
 from numba import njit
 
+from snnref import registry
+
 from . import _launch
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
 
@@ -322,31 +324,17 @@ class Config(NamedTuple):
     surrogate: int
 
     @property
-    def detached_keys(self):
-        """The stop-gradient values of a run with these options (the spec's keys)."""
-        keys = []
-        if self.spiking and not self.observe_v:
-            keys.append("reset_spike")
-        if self.refractory:
-            keys += ["refractory_mask", "refractory_carry"]
-        if self.observe_v:
-            keys += ["inject_v"] + (["inject_v_refractory"] if self.refractory else [])
-        if self.observe_z:
-            keys += ["inject_spikes"] + (["inject_spikes_refractory"] if self.refractory else [])
-        return keys
-
-    @property
     def spikes_are_reset(self):
         """Whether e of eq. (4) is the spike output itself (no clamp follows)."""
         return self.spiking and not self.observe_v and not self.refractory
 
-    @property
-    def stored_keys(self):
-        """The keys the forward stores: all of them when replaying, else all but
-        a reset spike that the spike output already holds."""
+    def stored_keys(self, keys):
+        """Of the run's stop-gradient ``keys``, those the forward stores: all of
+        them when replaying, else all but a reset spike that the spike output
+        already holds."""
         if self.replay or not self.spikes_are_reset:
-            return self.detached_keys
-        return [key for key in self.detached_keys if key != "reset_spike"]
+            return list(keys)
+        return [key for key in keys if key != "reset_spike"]
 
 
 def _slots(keys):
@@ -361,17 +349,19 @@ PARAMETERS = ("a", "b", "leak", "reset", "threshold", "k")
 
 class _Scan(torch.autograd.Function):
     """Inputs (x, v0, i0, r0, a, b, leak, reset, threshold, k, scale, v_obs,
-    z_obs, held, record, config); absent ones are None.  ``held`` is the
-    stacked replayed values; ``record`` a dict the forward fills with its own."""
+    z_obs, held, record, keys, config); absent ones are None.  ``held`` is the
+    stacked replayed values; ``record`` a dict the forward fills with its own;
+    ``keys`` the run's stop-gradient keys (``registry.detached_keys``)."""
 
     @staticmethod
-    def forward(ctx, x, v0, i0, r0, a, b, leak, reset, threshold, k, scale, v_obs, z_obs, held, record, config):
+    def forward(ctx, x, v0, i0, r0, a, b, leak, reset, threshold, k, scale, v_obs, z_obs, held, record, keys,
+                config):
         step_shape, dtype = x.shape[1:], x.dtype
         zero = torch.zeros((), dtype=dtype)
         lanes = [_launch.per_lane(value if value is not None else zero, step_shape)
                  for value in (v0, i0, r0, a, b, leak, reset, threshold, k, scale)]
         observations = [_launch.optional(o, dtype)[0] for o in (v_obs, z_obs)]
-        keys = config.stored_keys
+        keys = config.stored_keys(keys)
         slots = _slots(keys)
         if config.replay:
             stops = held
@@ -420,30 +410,31 @@ class _Scan(torch.autograd.Function):
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[4:10])]
         r0_grad = torch.zeros(v_rec.shape[1:], dtype=dtype) if ctx.needs_input_grad[3] else None
-        return (g_x, g_v0, g_i0, r0_grad, *grads, None, None, None, None, None, None)
+        return (g_x, g_v0, g_i0, r0_grad, *grads, None, None, None, None, None, None, None)
 
 
 def run(row, x, params, state, surrogate, inject, smooth, detached):
-    spiking = row.options["spiking"]
+    spiking = row.options.spiking
     dt = params["dt"]
     a = dt / params["tau_mem"]
     b = dt / params["tau_syn"]
     k = params["refractory_time"] / dt if row.refractory else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
-    config = Config(row.options["leak"], spiking, row.refractory, v_obs is not None, z_obs is not None,
+    config = Config(row.options.leak, spiking, row.refractory, v_obs is not None, z_obs is not None,
                     detached is not None, row.spike_test == ">", bool(smooth), kind(surrogate if spiking else None))
+    keys = registry.detached_keys(row, inject)
     held = None
     if config.replay:
-        missing = [key for key in config.detached_keys if key not in detached]
+        missing = [key for key in keys if key not in detached]
         if missing:
             raise ValueError(f"detached: {row.key} with these observations needs {', '.join(missing)}")
-        held = torch.stack([detached[key] for key in config.detached_keys]).contiguous().numpy()
-        held = held.reshape(len(config.detached_keys), x.shape[0], x[0].numel())
+        held = torch.stack([detached[key] for key in keys]).contiguous().numpy()
+        held = held.reshape(len(keys), x.shape[0], x[0].numel())
     record = {}
     scale = params["alpha"] if spiking else None
     results = _Scan.apply(
         x, state["v"], state["i"], state.get("r"), a, b, params.get("leak"), params.get("reset"),
-        params.get("threshold"), k, scale, v_obs, z_obs, held, record, config,
+        params.get("threshold"), k, scale, v_obs, z_obs, held, record, keys, config,
     )
     names = ["v", "i"] + (["r"] if row.refractory else [])
     if spiking:
@@ -452,7 +443,7 @@ def run(row, x, params, state, surrogate, inject, smooth, detached):
     outputs = dict(zip(names, sequences))
     outputs["out"] = out if spiking else outputs["v"]
     if config.replay:
-        return outputs, dict(zip(names, finals)), {key: detached[key] for key in config.detached_keys}
+        return outputs, dict(zip(names, finals)), {key: detached[key] for key in keys}
     if config.spikes_are_reset:
         record = {"reset_spike": out.detach(), **record}
-    return outputs, dict(zip(names, finals)), {key: record[key] for key in config.detached_keys}
+    return outputs, dict(zip(names, finals)), {key: record[key] for key in keys}

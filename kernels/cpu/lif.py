@@ -8,13 +8,15 @@ the initial state:
     (2) u[t] = v[t] - theta;   s[t] = H(u[t])   (F(u[t]) for the smooth twin)
     (3) p[t] = v[t] (1 - r[t])   hard reset to 0, r = sg(s) (or the replayed r)
              | v[t] - theta s[t]   subtractive reset (not detached)
+             | v[t] - theta r[t]   subtractive reset, the spike detached
              | v[t]                 no reset
     recorded: v[t] (tether, pre-reset) or p[t]; final state p[T-1].
 
 Reverse scan, G the gradient reaching p[t] (the final-state cotangent at the end):
 
     (4) G += dL/dp_rec[t];   g_s = dL/ds[t]
-    (5) hard: g_v = G (1 - r);   subtractive: g_v = G, g_s -= theta G, dtheta -= s G;   none: g_v = G
+    (5) hard: g_v = G (1 - r);   subtractive: g_v = G, g_s -= theta G, dtheta -= s G;
+        subtractive, detached: g_v = G, dtheta -= r G;   none: g_v = G
     (6) g_v += dL/dv_rec[t] + g_s f(u);   dtheta -= g_s f(u);   dscale += g_s dF/dscale(u)
     (7) dx[t] = g_v;   dlam += g_v p[t-1];   G = lam g_v (g_v without a leak)
     initial-state gradient: G after step 0.
@@ -40,11 +42,25 @@ import numpy as np
 import torch
 from numba import njit
 
-from . import _launch
-from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+from snnref.leak import leak_factor
+from snnref.registry import Output, Record, ResetKind
 
-ZERO, SUBTRACT, NONE = 0, 1, 2
-RESETS = {"zero": ZERO, "subtract": SUBTRACT, None: NONE}
+from . import _launch
+from .surrogates import SIGMOID, TRAINABLE_SCALE, algebraic_derivatives, derivatives, kind, step
+
+ZERO, SUBTRACT, NONE, SUBTRACT_DETACHED = 0, 1, 2, 3
+
+
+def _reset_code(row):
+    """The registry row's ``Reset`` as the scans' code."""
+    kind = row.reset.kind
+    if kind is ResetKind.TO_VALUE and row.reset.detached and row.reset.to == 0:
+        return ZERO
+    if kind is ResetKind.SUBTRACT:
+        return SUBTRACT_DETACHED if row.reset.detached else SUBTRACT
+    if kind is ResetKind.NONE:
+        return NONE
+    raise ValueError(f"reset: the lif family resets to 0 with the spike detached; {row.key} asks for {row.reset}")
 
 
 @njit(cache=True, error_model="numpy")
@@ -54,6 +70,8 @@ def _post_reset(v, s, r, theta, reset, one):
         return v * (one - r)
     if reset == SUBTRACT:
         return v - theta * s
+    if reset == SUBTRACT_DETACHED:
+        return v - theta * r
     return v
 
 
@@ -67,7 +85,8 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
     leak = lam[start:stop]
     threshold = theta[start:stop]
     hard = reset == ZERO
-    soft = reset == SUBTRACT
+    # Without replay r = s: the detached subtraction has the same value.
+    soft = (reset == SUBTRACT) | (reset == SUBTRACT_DETACHED)
     inclusive = not strict
     for t in range(x.shape[0]):
         drive = x[t, start:stop]
@@ -126,7 +145,9 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
     d_theta = g_theta[start:stop]
     d_scale = g_scale[start:stop]
     hard = reset == ZERO
-    soft = reset == SUBTRACT
+    # Without replay r = s; only a differentiated subtraction passes G to s.
+    soft = (reset == SUBTRACT) | (reset == SUBTRACT_DETACHED)
+    through_spike = reset == SUBTRACT
     inclusive = not strict
     for t in range(g_x.shape[0] - 1, -1, -1):
         first = t == 0
@@ -154,7 +175,7 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             g_p = carry[i] + g_post[i]  # (4)
             g_v = g_p * (one - s) if hard else g_p  # (5)
-            g_s = g_s_row[i] - threshold[i] * g_p if soft else g_s_row[i]
+            g_s = g_s_row[i] - threshold[i] * g_p if through_spike else g_s_row[i]
             d_theta[i] -= s * g_p if soft else zero
             g_v += g_pre[i]  # (6)
             f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
@@ -216,6 +237,9 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
                     g_v = g_p
                     g_s -= theta[j] * g_p
                     g_theta[j] -= s * g_p
+                elif reset == SUBTRACT_DETACHED:
+                    g_v = g_p
+                    g_theta[j] -= r * g_p
                 else:
                     g_v = g_p
                 if has_g_recorded and record_pre:
@@ -285,33 +309,22 @@ class _Scan(torch.autograd.Function):
         wants = ctx.needs_input_grad
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
                  for total, like, want in zip(sums, (lam, theta, scale), wants[2:5])]
-        scale_grad = grads[2] if config.surrogate in (0, 1, 2) else None
+        scale_grad = grads[2] if config.surrogate in TRAINABLE_SCALE else None
         return g_x, g_v0, grads[0], grads[1], scale_grad, None, None
-
-
-def leak_factor(row, params):
-    """The membrane's leak lam of eq. (1): tether's decay, rnnbuilder's exp(-1/tau)
-    (dt = 1), or None for qualia's integrate-and-fire (lam = 1)."""
-    kind_of_leak = row.options["leak"]
-    if kind_of_leak == "decay":
-        return params["decay"]
-    if kind_of_leak == "tau":
-        return torch.exp(-1 / params["tau"])
-    return None
 
 
 def run(row, x, params, state, surrogate, inject, smooth, detached):
     theta = params.get("threshold", torch.ones((), dtype=x.dtype))
     scale = params["alpha"] if "alpha" in params else params["gradient_factor"]
     var = row.state_names[0]
-    replay = detached is not None and row.reset == "zero"
+    replay = detached is not None and row.reset.detached
     replayed = detached["reset_spike"] if replay else None
     lam = leak_factor(row, params)
-    config = Config(lam is not None, RESETS[row.reset], row.options["record"] == "pre", row.spike_test == ">",
+    config = Config(lam is not None, _reset_code(row), row.options.record is Record.PRE, row.spike_test == ">",
                     bool(smooth), replay, kind(surrogate))
     spikes, recorded, final = _Scan.apply(x, state[var], lam, theta, scale, replayed, config)
-    out = spikes * theta if row.out == "spikes*threshold" else spikes
+    out = spikes * theta if row.out is Output.SCALED_SPIKES else spikes
     used = {}
-    if row.reset == "zero":
+    if row.reset.detached:
         used["reset_spike"] = replayed if replay else spikes.detach()
     return {"out": out, var: recorded}, {var: final}, used

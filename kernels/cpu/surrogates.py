@@ -12,7 +12,8 @@ For a distance to threshold u and scale a (alpha, or gamma for spike_linear):
 and the forward step H(u) = [u > 0] (strict models) or [u >= 0], or F(u) for
 the smooth twin.  Every form stays finite for finite u: e = exp(-|a u|) never
 overflows, and a denominator that overflows to inf gives 0, never inf * 0.
-``KINDS`` numbers the registry's keys; an unknown number gives NaN.
+``KINDS`` maps the registry's keys to each row's fixed ``kernel_id``, the
+numbers the branches below test; an unknown number gives NaN.
 
 Compiled with ``error_model="numpy"``: IEEE division (1/0 = inf, 0/0 = NaN)
 instead of Python's ZeroDivisionError, which the forms above rely on.
@@ -28,11 +29,12 @@ from numba import njit
 
 from snnref import registry
 
-KINDS = {"arctan": 0, "sigmoid": 1, "fast_sigmoid": 2, "superspike": 3, "spike_linear": 4}
+KINDS = {key: row.kernel_id for key, row in registry.SURROGATES.items()}
 SIGMOID = KINDS["sigmoid"]
+# The kinds with dF/dscale: the scans return a scale gradient for these only.
+TRAINABLE_SCALE = frozenset(row.kernel_id for row in registry.SURROGATES.values() if row.trainable_scale)
 # No kind: the CUBA leaky integrator has no spikes.
 NONE = -1
-assert set(KINDS) == set(registry.SURROGATES), "every registry surrogate needs a kind here"
 
 
 def kind(key) -> int:

@@ -1,15 +1,23 @@
-"""``hxtorch.spiking.functional``'s names (SPEC section 5), from ``snnref.functional``."""
+"""``hxtorch.spiking.functional``'s API (SPEC section 5) on ``snnref.backend.simulate``.
 
-from ..functional import (
-    cuba_iaf_integration,
-    cuba_li_integration,
-    cuba_lif_integration,
-    cuba_lif_step,
-    cuba_refractory_iaf_integration,
-    cuba_refractory_lif_integration,
-    refractory_update,
-    spiking_threshold,
-)
+``spiking_threshold``, ``cuba_lif_step``, ``refractory_update`` and the
+integrations ``cuba_lif_integration``, ``cuba_refractory_lif_integration``,
+``cuba_iaf_integration``, ``cuba_refractory_iaf_integration`` and
+``cuba_li_integration``.  Time-major (T, B, N) as SPEC section 5 says
+(hxtorch's docstrings say batch-first; its code is time-major).  Keyword
+parameters are numbers or tensors of the input's dtype and device; a tensor
+that requires grad receives its gradient.  Every argument is checked before
+any computation; an error names the argument.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import arguments, registry
+from ..backend import simulate
+from ._tensors import broadcasting, finite_tensor, float_tensor, like, param
+from ._tensors import params as params_like
 
 __all__ = [
     "cuba_iaf_integration",
@@ -21,3 +29,188 @@ __all__ = [
     "refractory_update",
     "spiking_threshold",
 ]
+
+# hxtorch's only surrogate method, as the registry names it.
+_METHOD = registry.model("hxtorch.cuba_lif").default_surrogate
+
+
+def _check_method(method):
+    arguments.check_choice("method", method, (_METHOD,))
+
+
+def _per_neuron(reference):
+    """A parameter's shapes: a scalar, (1,) or one value per neuron of ``reference``."""
+    return ((), (1,), (reference.shape[-1],))
+
+
+class _SuperSpike(torch.autograd.Function):
+    """Forward ``[u > 0]``; backward ``1 / (alpha |u| + 1)^2`` (alpha gets no gradient)."""
+
+    @staticmethod
+    def forward(ctx, u, alpha):
+        ctx.save_for_backward(u, alpha)
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, alpha = ctx.saved_tensors
+        return grad / (alpha * u.abs() + 1) ** 2, None
+
+
+def _inject(observed, model_value):
+    """The observation forward (exactly), the model value's gradient backward."""
+    if observed is None:
+        return model_value
+    return observed.detach() + (model_value - model_value.detach())
+
+
+def spiking_threshold(input, method, alpha):
+    """hxtorch's threshold function: ``[input > 0]``, superspike surrogate in backward."""
+    _check_method(method)
+    finite_tensor("input", float_tensor("input", input, 1))
+    alpha = param("hxtorch.cuba_lif", "alpha", alpha, input, _per_neuron(input))
+    return _SuperSpike.apply(input, alpha)
+
+
+def cuba_lif_step(z, v, i, input, spikes_hw, membrane_hw, *, leak, reset, threshold, tau_syn, tau_mem,
+                  method, alpha, dt=1e-6):
+    """One forward-Euler step of hxtorch's CUBA LIF (SPEC section 5): returns ``(z, v, i)``.
+
+    ``z`` (the previous spikes) does not enter the update; ``spikes_hw`` and
+    ``membrane_hw`` are this step's hardware observations or None.
+    """
+    _check_method(method)
+    finite_tensor("input", float_tensor("input", input, 1))
+    for name, value in (("z", z), ("v", v), ("i", i)):
+        broadcasting(name, finite_tensor(name, float_tensor(name, value)), input)
+    broadcasting("spikes_hw", spikes_hw, input)
+    broadcasting("membrane_hw", membrane_hw, input)
+    finite_tensor("spikes_hw", spikes_hw)
+    finite_tensor("membrane_hw", membrane_hw)
+    values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
+              "alpha": alpha, "dt": dt}
+    p = params_like("hxtorch.cuba_lif", values, input, _per_neuron(input))
+    dv = p["dt"] / p["tau_mem"] * (p["leak"] - v + i)
+    i = i * (1 - p["dt"] / p["tau_syn"]) + input
+    v = _inject(membrane_hw, v + dv)
+    z = _inject(spikes_hw, _SuperSpike.apply(v - p["threshold"], p["alpha"]))
+    if membrane_hw is None:
+        # An observed membrane already contains the hardware's reset.
+        reset_spike = z.detach()
+        v = (1 - reset_spike) * v + reset_spike * p["reset"]
+    return z, v, i
+
+
+def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refractory_time, dt):
+    """hxtorch's refractory clamp after a ``cuba_lif_step``: returns ``(z, v, ref_state)``.
+
+    ``ref_state`` counts the steps of refractoriness left; while it is > 0 the
+    membrane is held at ``reset`` and spikes are suppressed.
+    """
+    finite_tensor("v", float_tensor("v", v, 1))
+    broadcasting("z", finite_tensor("z", float_tensor("z", z)), v)
+    broadcasting("ref_state", finite_tensor("ref_state", float_tensor("ref_state", ref_state)), v)
+    broadcasting("spikes_hw", spikes_hw, v)
+    broadcasting("membrane_hw", membrane_hw, v)
+    values = {"reset": reset, "refractory_time": refractory_time, "dt": dt}
+    p = params_like("hxtorch.cuba_refractory_lif", values, v, _per_neuron(v))
+    mask = (ref_state > 0).to(v.dtype)
+    v = _inject(membrane_hw, (1 - mask) * v + mask * p["reset"])
+    z = _inject(spikes_hw, (1 - mask) * z)
+    carry = torch.relu(ref_state - mask).detach()
+    ref_state = (1 - z) * carry + z * (p["refractory_time"] / p["dt"])
+    return z, v, ref_state
+
+
+def _hw_data(row, hw_data, input):
+    """Split ``hw_data`` into the model's ``inject`` dict and the pass-through MADC trace."""
+    if hw_data is None:
+        return {}, None
+    names = {"spikes": "spikes", "v": "membrane_cadc"}
+    order = [names[name] for name in row.inject] + ["membrane_madc"]
+    if not isinstance(hw_data, (tuple, list)) or len(hw_data) != len(order):
+        raise ValueError(f"hw_data: expected a tuple ({', '.join(order)}), any entry None, got {hw_data!r:.80}")
+    inject = {}
+    for k, name in enumerate(row.inject):
+        trace = hw_data[k]
+        if trace is None:
+            continue
+        label = f"hw_data[{k}] ({names[name]})"
+        like(label, trace, input)
+        if trace.dim() != input.dim() or trace.shape[1:] != input.shape[1:]:
+            raise ValueError(f"{label}: expected shape (T_hw, {', '.join(map(str, input.shape[1:]))}), "
+                             f"got {tuple(trace.shape)}")
+        inject[name] = trace
+    return inject, hw_data[-1]
+
+
+def _integrate(model, method, input, values, hw_data):
+    """Run ``model`` through ``snnref.backend.simulate``: its trace and the MADC trace."""
+    row = registry.model(model)
+    if row.surrogates:
+        _check_method(method)
+    float_tensor("input", input, 2)
+    params = params_like(model, values, input, _per_neuron(input))
+    inject, madc = _hw_data(row, hw_data, input)
+    return simulate(model, input, params, inject=inject), madc
+
+
+def _spiking(trace, madc):
+    return trace.outputs["out"], trace.outputs["v"], trace.outputs["i"], madc
+
+
+def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None,
+                         dt=1e-6):
+    """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``.
+
+    ``input`` is (T, B, N); v starts at ``leak``, i at 0.  ``hw_data`` is
+    ``(spikes, membrane_cadc, membrane_madc)``, any entry None; the MADC trace
+    comes back untouched.
+    """
+    values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
+              "alpha": alpha, "dt": dt}
+    return _spiking(*_integrate("hxtorch.cuba_lif", method, input, values, hw_data))
+
+
+def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, refractory_time, method,
+                                    alpha, hw_data=None, dt=1e-6):
+    """``cuba_lif_integration`` with a refractory clamp of ``refractory_time``."""
+    values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
+              "alpha": alpha, "refractory_time": refractory_time, "dt": dt}
+    return _spiking(*_integrate("hxtorch.cuba_refractory_lif", method, input, values, hw_data))
+
+
+def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None, dt=1e-6):
+    """hxtorch's CUBA integrate-and-fire (no leak; v starts at ``reset``):
+    returns ``(spikes, membrane, current, membrane_madc)``."""
+    values = {"reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem, "alpha": alpha,
+              "dt": dt}
+    return _spiking(*_integrate("hxtorch.cuba_iaf", method, input, values, hw_data))
+
+
+def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, refractory_time, method, alpha,
+                                    hw_data=None, dt=1e-6):
+    """``cuba_iaf_integration`` with a refractory clamp of ``refractory_time``."""
+    values = {"reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem, "alpha": alpha,
+              "refractory_time": refractory_time, "dt": dt}
+    return _spiking(*_integrate("hxtorch.cuba_refractory_iaf", method, input, values, hw_data))
+
+
+def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6):
+    """hxtorch's leaky-integrator readout: returns ``(membrane, current, membrane_madc)``.
+
+    ``input`` is a tensor or a tuple of tensors of one shape (summed);
+    ``hw_data`` is ``(membrane_cadc, membrane_madc)``, either None.
+    """
+    if isinstance(input, (tuple, list)):
+        if not input:
+            raise ValueError("input: expected a tensor or a non-empty tuple of tensors")
+        for k, term in enumerate(input):
+            like(f"input[{k}]", term, input[0])
+            if term.shape != input[0].shape:
+                raise ValueError(f"input[{k}]: expected shape {tuple(input[0].shape)} like input[0], "
+                                 f"got {tuple(term.shape)}")
+        input = sum(input[1:], input[0])
+    values = {"leak": leak, "tau_syn": tau_syn, "tau_mem": tau_mem, "dt": dt}
+    trace, madc = _integrate("hxtorch.cuba_li", None, input, values, hw_data)
+    return trace.outputs["v"], trace.outputs["i"], madc

@@ -14,6 +14,8 @@ import torch
 
 from ..backend import ANY_DTYPE, simulate
 
+__all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
+
 
 def heaviside(x):
     """``[x >= 0]`` in ``x``'s dtype."""

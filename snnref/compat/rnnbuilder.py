@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
-from .. import backend, registry
+from .. import arguments, backend, registry
 from ..nn.surrogates import SpikeLinear
 
 __all__ = ["Adaptive", "Cooldown", "Discontinuous", "LIF", "NoReset", "SpikeLinear"]
@@ -38,8 +38,7 @@ def _spike_function(spike_function):
 
 
 def _check_x(x):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
     if x.dim() < 3:
         raise ValueError(f"x: expected a time-major tensor (T, B, F, ...) of rank >= 3, got shape {tuple(x.shape)}")
 
@@ -90,8 +89,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
             raise ValueError(f"h: expected the state variables {', '.join(names)}, got {', '.join(map(str, h))}")
         for name in names:
             value = h[name]
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"h[{name!r}]: expected a torch.Tensor, got {type(value).__name__}")
+            arguments.check_type(f"h[{name!r}]", value, torch.Tensor, "a torch.Tensor")
             if value.shape != x.shape[1:]:
                 raise ValueError(f"h[{name!r}]: expected shape {tuple(x.shape[1:])} (B, F), got {tuple(value.shape)}")
         return h

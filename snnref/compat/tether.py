@@ -1,5 +1,115 @@
-"""tether's public ``tether.nn`` names (tetherpy 0.2.0), with the semantics of SPEC section 2."""
+"""tether's public API (tetherpy 0.2.0) with the semantics of SPEC section 2.
 
+``tether.nn``'s modules and surrogates (``LIF``, ``PLIF``, ``ALIF``,
+``SpikingSelfAttention``, ``Arctan``, ``Sigmoid``, ``FastSigmoid``,
+``Surrogate``; defined in ``snnref.nn``) and ``tether.functional``'s autograd
+functions as plain functions (``lif``, ``plif``, ``alif``), on
+``snnref.backend.simulate``.
+
+The functions take sequences flattened to (n_steps, M) with
+M = batch * n_neurons, as tether's autograd Functions take them.  Keyword
+parameters are numbers or tensors of the input's dtype and device; a tensor
+that requires grad receives its gradient.  Every argument is checked before
+any computation; an error names the argument.
+"""
+
+from __future__ import annotations
+
+import operator
+
+from .. import registry
+from ..backend import simulate
 from ..nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
+from ._tensors import float_tensor, like, param, params
 
-__all__ = ["ALIF", "Arctan", "FastSigmoid", "LIF", "PLIF", "Sigmoid", "SpikingSelfAttention", "Surrogate"]
+__all__ = ["ALIF", "Arctan", "FastSigmoid", "LIF", "PLIF", "Sigmoid", "SpikingSelfAttention", "Surrogate",
+           "alif", "lif", "plif"]
+
+_SCALAR = ((), (1,))
+
+
+def _surrogate_key(surrogate_type):
+    """The registry surrogate whose tether kernel id is ``surrogate_type``."""
+    ids = {s.tether_id: key for key, s in registry.SURROGATES.items() if s.tether_id is not None}
+    valid = ", ".join(f"{i} ({key})" for i, key in sorted(ids.items()))
+    try:
+        index = operator.index(surrogate_type)
+    except TypeError:
+        index = None
+    if index is None or isinstance(surrogate_type, bool):
+        raise TypeError(f"surrogate_type: expected an int id among {valid}, got {type(surrogate_type).__name__}")
+    if index not in ids:
+        raise ValueError(f"surrogate_type: unknown id {index}; expected one of: {valid}")
+    return ids[index]
+
+
+def _sequence(x_seq):
+    float_tensor("x_seq", x_seq)
+    if x_seq.dim() != 2:
+        raise ValueError(f"x_seq: expected a non-empty (n_steps, batch_size * n_neurons) tensor, "
+                         f"got shape {tuple(x_seq.shape)}")
+    return x_seq
+
+
+def _initial(name, value, x_seq):
+    like(name, value, x_seq)
+    if tuple(value.shape) != (x_seq.shape[1],):
+        raise ValueError(f"{name}: expected shape ({x_seq.shape[1]},) (batch_size * n_neurons, like x_seq's "
+                         f"second axis), got {tuple(value.shape)}")
+
+
+def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
+    """tether's LIFSubFunction: hard reset to 0, returns ``(spikes, v_final, v_seq)``.
+
+    ``v_seq`` is the pre-reset membrane, ``v_final`` the membrane after the last
+    reset.  ``surrogate_type`` is tether's kernel id (0 arctan, 1 sigmoid,
+    2 fast_sigmoid); ``decay``, ``threshold`` and ``alpha`` are scalars.
+    ``backend`` as for ``snnref.simulate``: "auto" runs the Triton kernels on
+    CUDA tensors and the torch path otherwise.
+    """
+    surrogate = _surrogate_key(surrogate_type)
+    _sequence(x_seq)
+    _initial("v_init", v_init, x_seq)
+    values = params("tether.LIF", {"decay": decay, "threshold": threshold, "alpha": alpha}, x_seq, _SCALAR)
+    trace = simulate("tether.LIF", x_seq, values, {"v": v_init}, surrogate=surrogate, backend=backend)
+    return trace.outputs["out"], trace.final_state["v"], trace.outputs["v"]
+
+
+def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
+    """tether's PLIFSubFunction: ``lif`` with per-neuron ``decay`` and ``threshold`` of shape (n,).
+
+    n must divide M; column j of every batch row uses ``decay[j]`` and
+    ``threshold[j]`` (SPEC section 2, not the seed's flat indexing, bug B4).
+    """
+    surrogate = _surrogate_key(surrogate_type)
+    _sequence(x_seq)
+    _initial("v_init", v_init, x_seq)
+    steps, total = x_seq.shape
+    float_tensor("decay", decay)
+    if decay.dim() != 1 or total % decay.shape[0]:
+        raise ValueError(f"decay: expected shape (n_neurons,) with n_neurons dividing x_seq's {total} "
+                         f"columns, got {tuple(decay.shape)}")
+    n = decay.shape[0]
+    values = params("tether.PLIF", {"decay": decay, "threshold": threshold}, x_seq, ((n,),))
+    values["alpha"] = param("tether.PLIF", "alpha", alpha, x_seq, _SCALAR)
+    batch = total // n
+    trace = simulate("tether.PLIF", x_seq.reshape(steps, batch, n), values, {"v": v_init.reshape(batch, n)},
+                     surrogate=surrogate, backend=backend)
+    return (trace.outputs["out"].reshape(steps, total), trace.final_state["v"].reshape(total),
+            trace.outputs["v"].reshape(steps, total))
+
+
+def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, backend="auto"):
+    """tether's ALIF (arctan surrogate): returns ``(spikes, v_final, a_final, v_seq, a_seq)``.
+
+    ``v_seq`` is the pre-reset membrane, ``a_seq`` the adaptation before each
+    step's update, ``a_final`` the adaptation after the last update.
+    """
+    _sequence(x_seq)
+    _initial("v_init", v_init, x_seq)
+    _initial("a_init", a_init, x_seq)
+    values = {"decay_v": decay_v, "decay_a": decay_a, "threshold": threshold, "beta": beta, "alpha": alpha}
+    values = params("tether.ALIF", values, x_seq, _SCALAR)
+    trace = simulate("tether.ALIF", x_seq, values, {"v": v_init, "a": a_init}, backend=backend)
+    return (trace.outputs["out"], trace.final_state["v"], trace.final_state["a"],
+            trace.outputs["v"], trace.outputs["a"])

@@ -117,7 +117,7 @@ def _write_plot(path, studies, gaps):
 
     import matplotlib.pyplot as plt
 
-    from ..testing._golden import write_atomically
+    from .._files import write_atomically
 
     figure, (errors_axis, gradient_axis) = plt.subplots(1, 2, figsize=(13, 5))
     # Enough distinct colours for every mapped model and quantity.

@@ -159,7 +159,7 @@ def _physical(row, rng, n, dt0):
         for name in ("leak", "reset"):
             if any(p.name == name for p in row.params):
                 physical[name] = rng.uniform(-0.2, 0.2)
-        if row.options["spiking"]:
+        if row.options.spiking:
             physical["threshold"] = rng.uniform(0.8, 1.2)
         if row.refractory:
             physical["refractory_time"] = int(rng.integers(2, 8)) * dt0
@@ -254,7 +254,7 @@ def discrete_input(case: Case, dt):
 
 
 def _spiking(row):
-    return row.out in ("spikes", "spikes*threshold") and row.key != "rnnbuilder.NoReset"
+    return row.out.spiking and row.key != "rnnbuilder.NoReset"
 
 
 def discrete_spike_times(trace, dt, cp):
@@ -520,7 +520,7 @@ def _compared(case, cp, total, at, per_spike_phi, discrete, dt):
             pairs.append(("log tau", grad_decay * per_log_tau[0], np.array([exact_log_tau.sum()])))
         shared("threshold", total[:, at["v_threshold"]])
     elif row.key.startswith("qualia."):
-        extra = per_spike_phi if row.out == "spikes*threshold" else 0.0
+        extra = per_spike_phi if row.out is registry.Output.SCALED_SPIKES else 0.0
         shared("threshold", total[:, at["v_threshold"]] + extra)
     elif row.family == "cuba":
         physical = case.physical
@@ -545,7 +545,7 @@ def surrogate_gap(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neuro
         raise ValueError(f"drive: expected a finite scale > 0, got {drive!r}")
     case = draw_case(row, seed, dt, pulse_spacing, neurons, drive)
     cp = counterpart_of(case)
-    spiking = row.out in ("spikes", "spikes*threshold") and spike_term
+    spiking = row.out.spiking and spike_term
     n = case.jumps.shape[1]
     weights_c = _loss(case, seed)
     grid_trace = continuous(case, case.pulse_times)
@@ -554,7 +554,7 @@ def surrogate_gap(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neuro
         weights_c[np.isin(case.pulse_times, grid_trace.spike_times[neuron]), neuron] = 0.0
     counted_spikes = spiking and row.key != "rnnbuilder.NoReset"
     spike_weight = np.broadcast_to(np.asarray(case.physical.get("threshold", 1.0), dtype=np.float64), (n,)) \
-        if row.out == "spikes*threshold" else np.ones(n)
+        if row.out is registry.Output.SCALED_SPIKES else np.ones(n)
     dts = case.dt0 / 2.0 ** np.arange(levels + 1)
     cosine, relative, names, norm = [], [], (), 0.0
     var = row.state_names[0]

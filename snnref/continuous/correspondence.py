@@ -106,14 +106,14 @@ def counterpart(model, params=None, dt=None) -> Counterpart:
             raise ValueError(f"dt: {row.key} takes its step from params['dt'] ({own!r}); got dt={dt!r}")
         step = _step(own, own)
         nir = {"tau_syn": full["tau_syn"], "tau_mem": full["tau_mem"], "r": 1.0, "w_in": full["tau_syn"]}
-        if row.options["leak"]:
+        if row.options.leak:
             nir["v_leak"] = full["leak"]
-        if row.options["spiking"]:
+        if row.options.spiking:
             nir.update(v_threshold=full["threshold"], v_reset=full["reset"])
         if row.refractory:
             nir["tau_ref"] = full["refractory_time"]
-        node = {True: "CubaLIF", False: "CubaIF"}[row.options["leak"]] if row.options["spiking"] else "CubaLI"
-        start = full["leak"] if row.options["leak"] else full["reset"]
+        node = {True: "CubaLIF", False: "CubaIF"}[row.options.leak] if row.options.spiking else "CubaLI"
+        start = full["leak"] if row.options.leak else full["reset"]
         return Counterpart(row.key, node, nir, {"v": start, "i": 0.0}, 1.0, "euler", step, "post")
     step = _step(dt, 1.0)
     if row.key in ("tether.LIF", "tether.PLIF"):

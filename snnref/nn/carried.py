@@ -12,14 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import backend
+from .. import arguments, backend
 
 
 def check_input(x, features, what, rank=None):
     """``x`` must be a time-major tensor (rank ``rank``, or at least 2 when None)
     whose last axis has ``features`` entries; ``what`` names that number."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
     if (x.dim() < 2) if rank is None else (x.dim() != rank):
         expected = "rank >= 2 (T, ..., N)" if rank is None else f"rank {rank}"
         raise ValueError(f"x: expected a time-major tensor of {expected}, got shape {tuple(x.shape)}")

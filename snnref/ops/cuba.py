@@ -37,6 +37,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .. import registry
 from .surrogates import Step
 
 
@@ -48,19 +49,7 @@ class Config(NamedTuple):
     observe_spikes: bool
     replay: bool  # stop-gradient values supplied by the caller
     step: Optional[Step]
-
-    @property
-    def detached_keys(self):
-        keys = []
-        if self.spiking and not self.observe_v:
-            keys.append("reset_spike")
-        if self.refractory:
-            keys += ["refractory_mask", "refractory_carry"]
-        if self.observe_v:
-            keys += ["inject_v"] + (["inject_v_refractory"] if self.refractory else [])
-        if self.observe_spikes:
-            keys += ["inject_spikes"] + (["inject_spikes_refractory"] if self.refractory else [])
-        return keys
+    detached_keys: tuple  # registry.detached_keys of the run
 
 
 class Coefficients(NamedTuple):
@@ -250,15 +239,15 @@ class _Scan(torch.autograd.Function):
 
 
 def run(row, x, params, state, surrogate, inject, smooth, detached):
-    spiking = row.options["spiking"]
+    spiking = row.options.spiking
     dt = params["dt"]
     a = dt / params["tau_mem"]
     b = dt / params["tau_syn"]
     k = params["refractory_time"] / dt if row.refractory else None
     step = Step(surrogate, params["alpha"], row.spike_test == ">", smooth) if spiking else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
-    config = Config(row.options["leak"], spiking, row.refractory, v_obs is not None, z_obs is not None,
-                    detached is not None, step)
+    config = Config(row.options.leak, spiking, row.refractory, v_obs is not None, z_obs is not None,
+                    detached is not None, step, registry.detached_keys(row, inject))
     held = None
     if config.replay:
         missing = [key for key in config.detached_keys if key not in detached]

@@ -3,9 +3,11 @@
 A membrane v with leak factor lam and threshold theta; per step t, from the
 membrane after the previous reset p (the initial state at t = 0):
 
-    v = lam p + x[t];  s = H(v - theta);  p = v (1 - sg(s)) | v - theta s | v
+    v = lam p + x[t];  s = H(v - theta);  p = v (1 - sg(s)) | v - theta s | v - theta sg(s) | v
 
-(hard reset to 0 with the spike detached | soft subtractive reset | none).
+(hard reset to 0 with the spike detached | soft subtractive reset | soft reset
+with the spike detached, the threshold still differentiated | none; the
+registry row's ``Reset``).
 ``_Scan`` is one autograd Function for the whole sequence.  Its forward keeps
 the pre-reset membrane (one value per neuron-step, which is also the recorded
 output for tether) and the spikes as bytes; everything else the backward
@@ -20,21 +22,23 @@ from typing import NamedTuple
 
 import torch
 
+from ..leak import leak_factor
+from ..registry import Output, Record, Reset, ResetKind
 from .surrogates import Step
 
 
 class Config(NamedTuple):
-    reset: object  # "zero", "subtract" or None
+    reset: Reset
     record_pre: bool
     step: Step
     replay: bool  # detached reset spikes supplied by the caller
 
 
 def _post_reset(config, v, spike, reset_spike, theta):
-    if config.reset == "zero":
+    if config.reset.kind is ResetKind.TO_VALUE:
         return v * (1 - reset_spike)
-    if config.reset == "subtract":
-        return v - theta * spike
+    if config.reset.kind is ResetKind.SUBTRACT:
+        return v - theta * (reset_spike if config.reset.detached else spike)
     return v
 
 
@@ -93,13 +97,15 @@ class _Scan(torch.autograd.Function):
             if g_recorded is not None and not config.record_pre:
                 g_p = g_p + g_recorded[t]
             g_s = zero if g_spikes is None else g_spikes[t]
-            if config.reset == "zero":
+            if config.reset.kind is ResetKind.TO_VALUE:
                 g_v = g_p * (1 - r)
-            elif config.reset == "subtract":
+            elif config.reset.kind is ResetKind.SUBTRACT:
                 g_v = g_p
-                g_s = g_s - theta * g_p
+                # A detached reset spike passes no gradient to s; theta keeps its own.
+                if not config.reset.detached:
+                    g_s = g_s - theta * g_p
                 if want_theta:
-                    g_theta.addcmul_(s, g_p, value=-1)
+                    g_theta.addcmul_(r, g_p, value=-1)
             else:
                 g_v = g_p
             if g_recorded is not None and config.record_pre:
@@ -134,28 +140,21 @@ class _Scan(torch.autograd.Function):
         )
 
 
-def _leak(row, params):
-    kind = row.options["leak"]
-    if kind == "decay":
-        return params["decay"]
-    if kind == "tau":
-        return torch.exp(-1 / params["tau"])
-    return None
-
-
 def run(row, x, params, state, surrogate, inject, smooth, detached):
+    if row.reset.kind is ResetKind.TO_VALUE and (not row.reset.detached or row.reset.to != 0):
+        raise ValueError(f"reset: the lif family resets to 0 with the spike detached; {row.key} asks for {row.reset}")
     scale_name = "alpha" if "alpha" in params else "gradient_factor"
     step = Step(surrogate, None, row.spike_test == ">", smooth)
     theta = params.get("threshold", torch.ones((), dtype=x.dtype, device=x.device))
     var = row.state_names[0]
-    replay = detached is not None and row.reset == "zero"
+    replay = detached is not None and row.reset.detached
     replayed = detached["reset_spike"] if replay else None
-    config = Config(row.reset, row.options["record"] == "pre", step, replay)
+    config = Config(row.reset, row.options.record is Record.PRE, step, replay)
     spikes, recorded, final = _Scan.apply(
-        x, state[var], _leak(row, params), theta, params[scale_name], replayed, config
+        x, state[var], leak_factor(row, params), theta, params[scale_name], replayed, config
     )
-    out = spikes * theta if row.out == "spikes*threshold" else spikes
+    out = spikes * theta if row.out is Output.SCALED_SPIKES else spikes
     used = {}
-    if row.reset == "zero":
+    if row.reset.detached:
         used["reset_spike"] = replayed if replay else spikes.detach()
     return {"out": out, var: recorded}, {var: final}, used

@@ -99,3 +99,12 @@ def backward(row, x, params, state, spike, inject, tape, cot):
         **sums.total,
         "magnitudes": sums.magnitude,
     }
+
+
+def linear_response(row, params, x, state, spikes, first_order):
+    """The lfilter property's form (``snnref.families``): between spikes (1) is
+    v[t] = decay_v v[t-1] + x[t]; given the spikes, (6) is a[t+1] = decay_a a[t]
+    + s[t], recorded before the update (a[0], then a[1..T-1])."""
+    a_after = first_order(params["decay_a"], spikes, state["a"])
+    return {"v": first_order(params["decay_v"], x, state["v"]),
+            "a": np.concatenate([state["a"][None], a_after[:-1]])}

@@ -1,8 +1,9 @@
 """``simulate`` and ``vjp``: the public entry points of the executable spec.
 
 This module owns everything that is the same for every model: looking up the
-registry row, checking and casting the arguments (so that a bad input is
-reported by name before any computation), filling defaults, reducing gradients
+registry row, checking and casting the arguments by the rules of
+``snnref.arguments`` (so that a bad input is reported by name before any
+computation), filling defaults, reducing gradients
 back to the shape the caller gave, and the spike function ``H`` / ``F``.  The
 model families (``spec/<family>.py``) receive clean arrays and implement the
 update equations and their hand-written reverse loops.
@@ -24,30 +25,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from .. import arguments, registry
+from ..trace import Trace
 from . import surrogates as _surrogates
-
-_DTYPES = (np.float32, np.float64)
-
-
-@dataclass(frozen=True)
-class Trace:
-    """What one run produced.
-
-    ``outputs["out"]`` is the model's main output and ``outputs[var]`` the per-step
-    sequence of each state variable, time-major.  ``final_state[var]`` is the state
-    after the last step.  ``detached`` holds the values of the stop-gradient
-    quantities, for replay through ``simulate(..., detached=...)``.  ``distance``
-    is the distance to threshold ``u`` of every spike decision, laid out like the
-    spikes (None for a model without one decision per neuron-step): it tells
-    how close to threshold each decision was.
-    """
-
-    model: str
-    surrogate: Optional[str]
-    outputs: Dict[str, np.ndarray]
-    final_state: Dict[str, np.ndarray]
-    detached: Dict[str, np.ndarray]
-    distance: Optional[np.ndarray] = None
 
 
 class SpikeFunction:
@@ -104,116 +83,9 @@ def _family(row):
     return importlib.import_module(f"{__package__}.{row.family}")
 
 
-def _check_dtype(dtype):
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved is None or resolved.type not in _DTYPES:
-        raise TypeError(f"dtype: expected numpy.float32 or numpy.float64, got {dtype!r}")
-    return resolved.type
-
-
-def _real_array(name, value):
-    try:
-        array = np.asarray(value)
-    except Exception as error:  # ragged nested lists and the like
-        raise TypeError(f"{name}: expected a real numeric array ({error})") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.floating)
-        or np.issubdtype(array.dtype, np.integer)
-        or array.dtype == np.bool_
-    ):
-        raise TypeError(f"{name}: expected a real numeric array, got dtype {array.dtype}")
-    return array
-
-
-def _check_finite(name, array, allow_nonfinite):
-    if not allow_nonfinite and not np.all(np.isfinite(array)):
+def _check_finite(name, array):
+    if not np.all(np.isfinite(array)):
         raise arguments.nonfinite_error(name)
-
-
-def _check_x(row, x, dtype, allow_nonfinite):
-    x = _real_array("x", x)
-    arguments.check_x_shape(row, x.shape)
-    _check_finite("x", x, allow_nonfinite)
-    return np.array(x, dtype=dtype)
-
-
-def _check_params(row, params, n, dtype, allow_nonfinite):
-    params = arguments.mapping("params", params, "parameter name -> value")
-    arguments.check_param_names(row, params)
-    checked = {}
-    for param in row.params:
-        label = f"params[{param.name!r}]"
-        if param.name in params:
-            array = _real_array(label, params[param.name])
-        else:
-            arguments.require_default(row, param, n)
-            array = np.full(arguments.default_shape(param, n), param.default)
-        arguments.check_param_shape(param, array.shape, n)
-        _check_finite(label, array, allow_nonfinite)
-        arguments.check_domain(param, array)
-        checked[param.name] = np.array(array, dtype=dtype)
-    return checked
-
-
-def _check_state(row, state, params, shape, dtype, allow_nonfinite):
-    state = arguments.mapping("state", state, "state variable -> array")
-    arguments.check_state_names(row, state)
-    full, given_shapes = {}, {}
-    for var in row.state:
-        label = f"state[{var.name!r}]"
-        if var.name in state:
-            value = _real_array(label, state[var.name])
-            _check_finite(label, value, allow_nonfinite)
-            given_shapes[var.name] = value.shape
-        elif isinstance(var.initial, str):
-            value = params[var.initial]
-            given_shapes[var.name] = shape
-        else:
-            value = np.asarray(var.initial)
-            given_shapes[var.name] = shape
-        try:
-            full[var.name] = np.array(np.broadcast_to(value, shape), dtype=dtype)
-        except ValueError:
-            raise arguments.broadcast_error(label, shape, value.shape) from None
-    return full, given_shapes
-
-
-def _check_inject(row, inject, x, dtype, allow_nonfinite):
-    if inject is None:
-        return {}, x.shape[0]
-    inject = arguments.mapping("inject", inject, "observation name -> array")
-    arguments.check_inject_names(row, inject)
-    checked = {}
-    for name, value in inject.items():
-        if value is None:
-            continue
-        label = f"inject[{name!r}]"
-        array = _real_array(label, value)
-        arguments.check_inject_shape(name, array.shape, x.shape)
-        _check_finite(label, array, allow_nonfinite)
-        if name == "spikes" and not np.all((array == 0) | (array == 1)):
-            raise ValueError(f"{label}: expected observed spikes of exactly 0 or 1, "
-                             f"got {array[(array != 0) & (array != 1)].reshape(-1)[0]!r}")
-        checked[name] = array
-    steps = min([x.shape[0]] + [a.shape[0] for a in checked.values()])
-    return {k: np.array(a[:steps], dtype=dtype) for k, a in checked.items()}, steps
-
-
-def _check_detached(detached, x):
-    if detached is None:
-        return None
-    detached = arguments.mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
-    checked = {}
-    for key, value in detached.items():
-        array = _real_array(f"detached[{key!r}]", value)
-        # Every stop-gradient value is recorded per step and per neuron.
-        if array.shape != x.shape:
-            raise arguments.detached_shape_error(key, x.shape, array.shape)
-        checked[key] = np.array(array, dtype=x.dtype)
-    return checked
 
 
 @dataclass
@@ -232,33 +104,33 @@ class _Run:
 def _check_forced(row, forced, x, smooth):
     if forced is None:
         return None
-    if row.out not in ("spikes", "spikes*threshold"):
+    if not row.out.spiking:
         raise ValueError(f"force_spikes: {row.key} has no spike output to force")
     if smooth:
         raise ValueError("force_spikes: teacher forcing replaces H, which the smooth twin does not use")
-    array = _real_array("force_spikes", forced)
+    array = arguments.real_array("force_spikes", forced)
     if array.shape != x.shape:
         raise ValueError(f"force_spikes: expected the spike train's shape {x.shape}, got {array.shape}")
-    _check_finite("force_spikes", array, False)
+    _check_finite("force_spikes", array)
     return np.array(array, dtype=x.dtype).reshape(-1)
 
 
 def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes=None):
     row = registry.model(model)
-    dtype = _check_dtype(dtype)
+    arrays = arguments.NumpyArrays(dtype)
     surrogate = arguments.check_surrogate(row, surrogate)
-    x = _check_x(row, x, dtype, allow_nonfinite)
+    x = arguments.check_x(row, x, arrays, allow_nonfinite)
     n = x.shape[-1]
-    params = _check_params(row, params, n, dtype, allow_nonfinite)
-    full_state, state_shapes = _check_state(row, state, params, x.shape[1:], dtype, allow_nonfinite)
-    inject, steps = _check_inject(row, inject, x, dtype, allow_nonfinite)
+    params = arguments.check_params(row, params, n, arrays, allow_nonfinite)
+    full_state, state_shapes = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite)
+    inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite)
     # Model-specific input limits (e.g. exp(x) must not overflow).
     check_input = getattr(_family(row), "check_input", None)
     if check_input is not None:
         check_input(row, x, params)
     spike = None
     if surrogate is not None:
-        # None when the model names one scale per stage (options["scale_params"]).
+        # None when the model names one scale per stage (AttentionOptions.scale_params).
         custom = isinstance(surrogate, _surrogates.Custom)
         scale = params.get(surrogate.scale if custom else registry.surrogate(surrogate).scale)
         forced = _check_forced(row, force_spikes, x[:steps], smooth)
@@ -297,7 +169,7 @@ def simulate(
     the model's own decisions (``Trace.distance`` still records each ``u``).
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
-    frozen = _check_detached(detached, run.x)
+    frozen = arguments.check_detached(detached, run.x.shape, arguments.NumpyArrays(run.x.dtype), allow_nonfinite)
     try:
         outputs, final, used, _ = _family(run.row).forward(
             run.row, run.x, run.params, run.state, run.spike, run.inject, frozen
@@ -335,8 +207,8 @@ def _check_cotangents(cotangents, outputs, final, dtype):
     for key, target in targets.items():
         if key in cotangents and cotangents[key] is not None:
             label = f"cotangents[{key!r}]"
-            value = _real_array(label, cotangents[key])
-            _check_finite(label, value, False)
+            value = arguments.real_array(label, cotangents[key])
+            _check_finite(label, value)
             try:
                 full[key] = np.array(np.broadcast_to(value, target.shape), dtype=dtype)
             except ValueError:
@@ -389,11 +261,12 @@ def vjp(
 
     ``cotangents`` maps any subset of ``Trace.outputs`` keys and ``"final.<var>"``
     to arrays of the matching shape.  Returns ``"x"`` (shape of ``x``; zero beyond
-    a truncated T), every trainable parameter by name (in the shape it was given)
+    a truncated T), every differentiable parameter by name, trainable or not
+    (``registry.Model.differentiable``; in the shape it was given)
     and ``"state.<var>"`` for every initial state variable.  With ``smooth=True``
     this is the exact gradient of the smooth twin with its stop-gradient values
     held fixed.  ``force_spikes``: the gradient along a teacher-forced trajectory.
-    ``magnitudes``: a dict to fill with ``name -> (A, n)`` for every trainable
+    ``magnitudes``: a dict to fill with ``name -> (A, n)`` for every differentiable
     parameter's gradient, a sum over time and lanes (``snnref.spec.sums``): ``A``
     the largest, over the gradient's elements, sum of its contributions' absolute
     values and ``n`` the number of contributions to one element (steps times the
@@ -417,7 +290,7 @@ def vjp(
     grads = {"x": full_x}
     if magnitudes is not None and "x" in terms:
         magnitudes["x"] = _adjoint_sum_size(sizes["x"], terms["x"], run.x.shape)
-    for name in run.row.trainable:
+    for name in run.row.differentiable:
         grads[name] = reduce_to(raw[name], run.params[name].shape)
         if magnitudes is not None and name in sizes:
             magnitudes[name] = _sum_size(sizes[name], run.params[name].shape, run.x.shape, terms.get(name, 0))

@@ -21,13 +21,18 @@ Reverse loop (adjoints written ``g``), from g m[T-1] = cotangent of the final st
 (6) g x[t]    = g m[t] (1 - beta) exp(x[t])
 (7) g m[t-1]  = beta g m[t] + cot_out[t] f(u[t]) sgn
 (8) "state.m" = g m[-1]
+(9) g beta += g m[t] (m[t-1] - exp(x[t]));  g tau = g beta beta / tau^2
+    (with g m[t] of (5), before (7))
 
-No parameter is trainable (tau and gradient_factor are fixed).
+No parameter is trainable (rnnbuilder fixes tau and gradient_factor), but tau
+has the gradient (9), which the reverse loop reports.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .sums import Sums
 
 
 def _largest_input(dtype):
@@ -62,17 +67,19 @@ def forward(row, x, params, state, spike, inject, detached):
     beta = np.exp(-1 / params["tau"])
     sgn = _sign(x.shape[-1], x.dtype)
     m_seq = np.empty_like(x)
+    m_prev = np.empty_like(x)
     u = np.empty_like(x)
     s = np.empty_like(x)
     m = state["m"]
     for t in range(x.shape[0]):
+        m_prev[t] = m
         # The spike reads the membrane left by the previous step.
         u[t] = sgn * (m - 1)
         s[t] = spike(u[t])
         m = beta * m + (1 - beta) * np.exp(x[t])
         m_seq[t] = m
     outputs = {"out": s.copy(), "m": m_seq}
-    tape = {"u": u}
+    tape = {"u": u, "m_prev": m_prev}
     return outputs, {"m": m.copy()}, {}, tape
 
 
@@ -80,10 +87,27 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     beta = np.exp(-1 / params["tau"])
     sgn = _sign(x.shape[-1], x.dtype)
     g_x = np.zeros_like(x)
+    sums = Sums({"beta": x.shape[1:]}, x.dtype)
     g_m = cot["final.m"].copy()
     for t in reversed(range(x.shape[0])):
         g_m = g_m + cot["m"][t]
         g_x[t] = g_m * (1 - beta) * np.exp(x[t])
+        # (9)
+        sums.add("beta", g_m * (tape["m_prev"][t] - np.exp(x[t])))
         # m[t-1] reaches the loss through the decay and through this step's spike.
         g_m = beta * g_m + cot["out"][t] * spike.grad(tape["u"][t]) * sgn
-    return {"x": g_x, "state.m": g_m}
+    factor = beta / params["tau"] ** 2
+    return {"x": g_x, "state.m": g_m, "tau": sums.total["beta"] * factor,
+            "magnitudes": {"tau": sums.magnitude["beta"] * np.abs(factor)}}
+
+
+def linear_response(row, params, x, state, spikes, first_order):
+    """The lfilter property's form (``snnref.families``): (3) is a first-order
+    filter of (1 - beta) exp(x), whatever the spikes."""
+    beta = np.exp(-1 / params["tau"])
+    return {"m": first_order(beta, (1 - beta) * np.exp(x), state["m"])}
+
+
+def linear_given_spikes(row):
+    """Nothing is reset: (3) never sees the spikes."""
+    return True

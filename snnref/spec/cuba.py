@@ -53,13 +53,19 @@ value unchanged:
 (16) g x[t] = g i;  g b -= g i i[t-1]
 (17) g i[t-1] = (1 - b) g i + a g v;  g v[t-1] = (1 - a) g v   (IAF: g v)
 (18) g tau_mem = -g a a / tau_mem;  g tau_syn = -g b b / tau_syn
-The initial r receives no gradient: it acts only through the mask.
+(19) g k += g r z[t]                                            (8)
+(20) g refractory_time = g k / dt;  g dt = (g a a + g b b - g k k) / dt
+The initial r receives no gradient: it acts only through the mask.  hxtorch
+fixes dt and refractory_time, but both have gradients (20): dt through a, b
+and k, refractory_time through the recorded counter r (8); the clamp's
+length acts only through the stop-gradient mask.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..registry import detached_keys
 from .sums import Sums
 
 
@@ -95,25 +101,12 @@ class _Detached:
         return model_value + self.used[key][t]
 
 
-def _detached_keys(row, inject):
-    keys = []
-    if row.options["spiking"] and "v" not in inject:
-        keys.append("reset_spike")
-    if row.refractory:
-        keys += ["refractory_mask", "refractory_carry"]
-    for name in inject:
-        keys.append(f"inject_{name}")
-        if row.refractory:
-            keys.append(f"inject_{name}_refractory")
-    return keys
-
-
 def forward(row, x, params, state, spike, inject, detached):
-    leaky = row.options["leak"]
-    spiking = row.options["spiking"]
+    leaky = row.options.leak
+    spiking = row.options.spiking
     a, b = _rates(params)
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
-    frozen = _Detached(_detached_keys(row, inject), x, detached)
+    frozen = _Detached(detached_keys(row, inject), x, detached)
     if row.refractory:
         # The counter's reload value, computed once for the whole run.
         k = params["refractory_time"] / params["dt"]
@@ -161,18 +154,19 @@ def forward(row, x, params, state, spike, inject, detached):
         outputs["r"] = r_seq
         final["r"] = np.array(r, dtype=x.dtype)
         tape["k"] = k
+        tape["z"] = z_seq
     tape.update(frozen.used)
     return outputs, final, frozen.used, tape
 
 
 def backward(row, x, params, state, spike, inject, tape, cot):
-    leaky = row.options["leak"]
-    spiking = row.options["spiking"]
+    leaky = row.options.leak
+    spiking = row.options.spiking
     a, b = _rates(params)
     last = x.shape[0] - 1
     g_x = np.zeros_like(x)
     # The parameter gradients, with the size of what they sum (spec/sums.py).
-    sums = Sums({name: x.shape[1:] for name in ("leak", "reset", "threshold", "a", "b")}, x.dtype)
+    sums = Sums({name: x.shape[1:] for name in ("leak", "reset", "threshold", "a", "b", "k")}, x.dtype)
     g_v = cot["final.v"].copy()
     g_i = cot["final.i"].copy()
     for t in reversed(range(x.shape[0])):
@@ -188,8 +182,9 @@ def backward(row, x, params, state, spike, inject, tape, cot):
             if row.refractory:
                 g_r = cot["r"][t] + (cot["final.r"] if t == last else 0)
                 m, c = tape["refractory_mask"][t], tape["refractory_carry"][t]
-                # (11)
+                # (11), (19)
                 g_z = g_z + g_r * (tape["k"] - c)
+                sums.add("k", g_r * tape["z"][t])
                 # (12)
                 sums.add("reset", m * g_v)
                 g_v = (1 - m) * g_v
@@ -231,7 +226,30 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     names = (("leak",) if leaky else ()) + (("reset", "threshold") if spiking else ())
     for name in names:
         grads[name], magnitudes[name] = sums.total[name], sums.magnitude[name]
+    # (20); k = 0 without a refractory clamp, whose g k is then 0 as well.
+    dt = params["dt"]
+    k = tape.get("k", 0.0)
+    grads["dt"] = (sums.total["a"] * a + sums.total["b"] * b - sums.total["k"] * k) / dt
+    magnitudes["dt"] = (sums.magnitude["a"] * np.abs(a) + sums.magnitude["b"] * np.abs(b)
+                        + sums.magnitude["k"] * np.abs(k)) / np.abs(dt)
+    if row.refractory:
+        grads["refractory_time"] = sums.total["k"] / dt
+        magnitudes["refractory_time"] = sums.magnitude["k"] / np.abs(dt)
     grads["magnitudes"] = magnitudes
     if row.refractory:
         grads["state.r"] = np.zeros_like(x[0])
     return grads
+
+
+def linear_response(row, params, x, state, spikes, first_order):
+    """The lfilter property's form (``snnref.families``): between spikes and
+    without injection, (2) is i[t] = (1 - b) i[t-1] + x[t] and (1) is
+    v[t] = (1 - a) v[t-1] + a leak + a i[t-1] (IAF: v[t] = v[t-1] + a i[t-1])."""
+    a, b = params["dt"] / params["tau_mem"], params["dt"] / params["tau_syn"]
+    i = first_order(1 - b, x, state["i"])
+    i_before = np.concatenate([state["i"][None], i[:-1]])
+    if row.options.leak:
+        v = first_order(1 - a, a * params["leak"] + a * i_before, state["v"])
+    else:
+        v = first_order(1.0, a * i_before, state["v"])
+    return {"v": v, "i": i}

@@ -1,7 +1,8 @@
 """The Discontinuous family: rnnbuilder.Discontinuous, a spike function without memory.
 
 Stateless and elementwise; the output has the shape of the input.  The
-threshold ``theta`` (parameter ``threshold``) and ``gradient_factor`` are fixed.
+threshold ``theta`` (parameter ``threshold``) and ``gradient_factor`` are fixed
+by rnnbuilder; theta has the gradient (5), which the reverse pass reports.
 Per element of x:
 
 (1) u = x - theta
@@ -13,6 +14,7 @@ There are no state variables: no recorded sequence and an empty final state.
 Reverse (adjoints written ``g``):
 
 (4) g x = cot_out f(u)
+(5) g theta = -sum over the elements theta covers of g x
 """
 
 from __future__ import annotations
@@ -25,4 +27,6 @@ def forward(row, x, params, state, spike, inject, detached):
 
 
 def backward(row, x, params, state, spike, inject, tape, cot):
-    return {"x": cot["out"] * spike.grad(tape["u"])}
+    g_x = cot["out"] * spike.grad(tape["u"])
+    # (5), summed to theta's shape by vjp; the size of the sum is its |terms|.
+    return {"x": g_x, "threshold": -g_x, "magnitudes": {"threshold": abs(g_x)}}

@@ -4,7 +4,8 @@ NumPy only.  ``random_case`` draws a valid problem for any registry model from
 its row (parameter ranges, state ranges, input drive); ``gradient_check``
 compares ``vjp(..., smooth=True)`` with Richardson-extrapolated central
 differences of the smooth twin's scalar loss ``<cotangents, outputs>`` in random
-directions of ``x``, of every trainable parameter and of every initial state.
+directions of ``x``, of every differentiable parameter (trainable or not) and of
+every initial state.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class GradientReport:
 def _groups(row):
     """Each differentiable argument: (gradient key, argument kind, name, typical scale)."""
     groups = [("x", "x", None, 1.0)]
-    for name in row.trainable:
+    for name in row.differentiable:
         low, high = row.param(name).sample
         groups.append((name, "params", name, max(abs(low), abs(high))))
     for var in row.state:

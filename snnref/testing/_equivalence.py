@@ -2,7 +2,8 @@
 
 ``compare(case, backend, dtype)`` runs one ``snnref.testing._checks.Case`` through
 ``snnref.simulate`` and through the float64 and float32 spec, and compares every
-output, final state and gradient (x, trainable parameters, initial states):
+output, final state and gradient (x, every differentiable parameter, trainable
+or not, and initial states):
 
 - float64: within ``c * eps64`` of the float64 spec (near machine precision);
 - float32: ``max|impl - ref64| <= k max|ref32 - ref64| + c eps32 max(1, |ref64|)``.
@@ -34,8 +35,6 @@ from . import tolerance
 from ..backend import simulate
 from ..spec.api import reduce_to
 
-SPIKING = ("spikes", "spikes*threshold")
-
 
 @dataclass
 class Report:
@@ -49,6 +48,10 @@ class Report:
     # quantity -> {"fraction", "failed", "first_step", "last_step", "worst_index"} (steps None
     # for a quantity without a time axis); "spikes" holds the binary check and flips outside the margin.
     details: Dict[str, dict] = field(default_factory=dict)
+    # failing quantity -> {"impl", "reference", "budget"} as float64 arrays, for the HTML
+    # report's figures; with any failure of a spiking model also "spikes": both spike
+    # trains (the unforced spec's), and the forced run's distance and margin after a flip.
+    traces: Dict[str, dict] = field(default_factory=dict)
 
     @property
     def worst(self) -> float:
@@ -85,14 +88,14 @@ def _run(case, backend, dtype, device, contiguous, implementation):
     x = _tensor(case.x, dtype, device, True) if contiguous else _strided(case.x, dtype, device)
     # Parameters the implementation keeps fixed (a library whose surrogate scale
     # is not trainable, say) are not differentiated, and so not compared.
-    trainable = [k for k in row.trainable if k not in getattr(implementation, "fixed_parameters", ())]
-    params = {k: _tensor(v, dtype, device, k in trainable) for k, v in case.params.items()}
+    differentiated = [k for k in row.differentiable if k not in getattr(implementation, "fixed_parameters", ())]
+    params = {k: _tensor(v, dtype, device, k in differentiated) for k, v in case.params.items()}
     for param in row.params:
         if param.name not in params:
             # A default, as a tensor of its own so that its gradient can be read.
             shape = arguments.default_shape(param, case.x.shape[-1])
             params[param.name] = torch.full(shape, param.default, dtype=dtype, device=device,
-                                            requires_grad=param.name in trainable)
+                                            requires_grad=param.name in differentiated)
     state = {k: _tensor(v, dtype, device, True) for k, v in case.state.items()}
     takes_state = getattr(implementation, "takes_state", True)
     for var in row.state if takes_state else ():
@@ -111,7 +114,7 @@ def _run(case, backend, dtype, device, contiguous, implementation):
             dropped.append(key)
             continue
         total = total + (_tensor(cot, dtype, device) * source[name]).sum()
-    wrt = {"x": x, **{k: params[k] for k in trainable}, **{f"state.{k}": v for k, v in state.items()}}
+    wrt = {"x": x, **{k: params[k] for k in differentiated}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     def numpy(tensor):
         return tensor.detach().to("cpu", torch.float64).numpy()
@@ -174,7 +177,7 @@ def _fold_parameter_starts(row, case, values, long_sums=None):
 
 def _spikes(row, out):
     # ATIF emits theta * s: in float32 theta is rounded, so read the spike as out != 0.
-    return (out != 0).astype(out.dtype) if row.out == "spikes*threshold" else out
+    return (out != 0).astype(out.dtype) if row.out is registry.Output.SCALED_SPIKES else out
 
 
 def _where(key, error, allowed):
@@ -206,7 +209,7 @@ def _locate(key, error, allowed):
 def _binary(row, out, case, dtype):
     """Where a spiking output holds anything but 0 and 1 (0 and theta, rounded to
     ``dtype``, for qualia.ATIF): SPEC.md section 7, whatever teacher forcing says."""
-    if row.out == "spikes*threshold":
+    if row.out is registry.Output.SCALED_SPIKES:
         theta = torch.as_tensor(np.asarray(case.params.get("threshold", 1.0))).to(dtype).double().numpy()
         allowed = (out == 0) | (out == np.broadcast_to(theta, out.shape))
     else:
@@ -239,7 +242,7 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         # Half-precision storage: the reference sees the same rounded inputs.
         case = rounded_to(case, dtype)
     impl, dropped = _run(case, backend, dtype, device, contiguous, implementation)
-    if row.out in SPIKING and "out:out" in impl:
+    if row.out.spiking and "out:out" in impl:
         stray = _binary(row, impl["out:out"], case, dtype)
         if len(stray):
             first, last = tuple(int(i) for i in stray[0]), tuple(int(i) for i in stray[-1])
@@ -261,7 +264,7 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         # so its reference must be recomputed).
         ref64 = _fold_parameter_starts(row, case, dict(reference))
     forced = None
-    if row.out in SPIKING and distance64 is not None:
+    if row.out.spiking and distance64 is not None:
         impl_spikes = _spikes(row, impl["out:out"])
         ref_spikes = _spikes(row, ref64["out:out"])
         if not np.array_equal(impl_spikes, ref_spikes):
@@ -270,9 +273,11 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
             ref64, distance64 = run_spec(case, np.float64, forced, long_sums)
     ref32, distance32 = run_spec(case, np.float32, forced)
     if forced is not None:
-        flips = np.argwhere(forced != _spikes(row, run_spec(case, np.float64)[0]["out:out"]))
+        unforced = _spikes(row, run_spec(case, np.float64)[0]["out:out"])
+        flips = np.argwhere(forced != unforced)
         report.flips = len(flips)
         margin = tolerance.budget(distance64, distance32, np.float32)
+        spike_traces = {"impl": forced, "reference": unforced, "distance": distance64, "margin": margin}
         # A flip that the forced float64 run decides the same way is the consequence
         # of an earlier flip (the trajectories part there), not an error of its own.
         decided = (distance64 > 0) if row.spike_test == ">" else (distance64 >= 0)
@@ -317,6 +322,10 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         report.details[key] = {"fraction": worst / allowed, "error": worst, "budget": allowed,
                                "long_sum": long_sums.get(key), **_locate(key, error, allowed)}
         if not worst <= allowed:
+            report.traces[key] = {"impl": value, "reference": reference, "budget": allowed}
             report.failures.append(f"{key}: max error {worst:.3e} over the budget {allowed:.3e}; "
                                    f"{_where(key, error, allowed)}")
+    if report.failures and row.out.spiking and "out:out" in impl:
+        report.traces["spikes"] = spike_traces if forced is not None else {
+            "impl": _spikes(row, impl["out:out"]), "reference": _spikes(row, ref64["out:out"])}
     return report

@@ -2,7 +2,8 @@
 
 The smooth twin (forward step replaced by the surrogate's primitive, every
 stop-gradient value replayed from a base run) is an ordinary differentiable
-function of x, the trainable parameters and the initial states, so its
+function of x, the differentiable parameters (trainable or not) and the
+initial states, so its
 autograd gradient must agree with torch's own finite differences.  Parameters
 are rescaled to order one first (hxtorch's time constants are about 1e-5,
 far below gradcheck's fixed perturbation).
@@ -23,17 +24,18 @@ def smooth_twin_gradcheck(case, backend="torch") -> bool:
     def tensor(value, grad=False):
         return torch.tensor(np.asarray(value), dtype=torch.float64, requires_grad=grad)
 
-    scales = {name: max(abs(v) for v in row.param(name).sample) for name in row.trainable}
-    fixed = {k: tensor(v) for k, v in case.params.items() if k not in row.trainable}
+    differentiable = row.differentiable
+    scales = {name: max(abs(v) for v in row.param(name).sample) for name in differentiable}
+    fixed = {k: tensor(v) for k, v in case.params.items() if k not in differentiable}
     inject = {k: tensor(v) for k, v in case.inject.items()} if case.inject else None
-    names = ["x", *row.trainable, *(f"state.{k}" for k in case.state)]
+    names = ["x", *differentiable, *(f"state.{k}" for k in case.state)]
     inputs = [tensor(case.x, True)]
-    inputs += [tensor(np.asarray(case.params[k]) / scales[k], True) for k in row.trainable]
+    inputs += [tensor(np.asarray(case.params[k]) / scales[k], True) for k in differentiable]
     inputs += [tensor(v, True) for v in case.state.values()]
 
     def twin(*values, detached=None):
         args = dict(zip(names, values))
-        params = dict(fixed, **{k: args[k] * scales[k] for k in row.trainable})
+        params = dict(fixed, **{k: args[k] * scales[k] for k in differentiable})
         state = {k: args[f"state.{k}"] for k in case.state}
         trace = simulate(case.model, args["x"], params, state, backend=backend, surrogate=case.surrogate,
                          inject=inject, smooth=True, detached=detached)

@@ -8,6 +8,9 @@ tests and ``snnref verify``.  Each check raises AssertionError with what broke.
 - ``linear_response``: where a model is linear (between spikes, or given its
   spikes), its trajectory equals ``scipy.signal.lfilter`` of its drive; a
   subtractive reset is part of the drive, so this also proves that reset rule.
+  Each family states its linear form in its spec module (``linear_response``,
+  ``linear_given_spikes``: ``snnref.families``), so a new linear family is
+  checked without an edit here.
 - ``injection``: injected hardware traces come back exactly and truncate T.
 - ``refractory_clamp``: clamped for exactly ceil(refractory_time / dt) steps.
 - ``teacher_forcing``: forcing a run with its own spikes reproduces it, and
@@ -22,9 +25,9 @@ from dataclasses import replace
 import numpy as np
 from scipy.signal import lfilter
 
-from .. import registry, spec
+from .. import families, registry, spec
 
-SPIKING_OUTPUTS = ("spikes", "spikes*threshold")
+SPIKING_OUTPUTS = tuple(kind for kind in registry.Output if kind.spiking)
 
 
 def run(case, x=None, state=None, inject=None):
@@ -62,7 +65,7 @@ def batch_rows(case):
 
 def _spikes(row, case, trace):
     out = trace.outputs["out"]
-    return out / case.params["threshold"] if row.out == "spikes*threshold" else out
+    return out / case.params["threshold"] if row.out is registry.Output.SCALED_SPIKES else out
 
 
 def binary_spikes(case):
@@ -82,7 +85,8 @@ def hard_reset(case):
         trace = run(case, x=case.x[t:t + 1], state=state, inject=_slice_inject(case, slice(t, t + 1)))
         fired = _spikes(row, case, trace)[0] == 1
         after = trace.final_state[membrane]
-        target = 0.0 if row.reset == "zero" else np.broadcast_to(case.params["reset"], after.shape)[fired]
+        to = row.reset.to
+        target = np.broadcast_to(case.params[to], after.shape)[fired] if isinstance(to, str) else to
         np.testing.assert_array_equal(after[fired], target, err_msg=f"{case.model} reset at step {t}")
         state = trace.final_state
 
@@ -115,62 +119,17 @@ def first_order(pole, drive, initial):
     return out.reshape(drive.shape)
 
 
-def _before(initial, sequence):
-    """The value entering each step: the initial value, then the sequence shifted."""
-    return np.concatenate([initial[None], sequence[:-1]])
-
-
-def _lif(row, case, spikes):
-    kind = row.options["leak"]
-    if kind == "decay":
-        pole = case.params["decay"]
-    elif kind == "tau":
-        pole = np.exp(-1 / case.params["tau"])
-    else:
-        pole = 1.0
-    theta = case.params.get("threshold", 1.0)
-    drive = case.x - theta * spikes if row.reset == "subtract" else case.x
-    var = row.state_names[0]
-    return {var: first_order(pole, drive, case.state[var])}
-
-
-def _alif(row, case, spikes):
-    p = case.params
-    a_after = first_order(p["decay_a"], spikes, case.state["a"])
-    return {"v": first_order(p["decay_v"], case.x, case.state["v"]), "a": _before(case.state["a"], a_after)}
-
-
-def _cooldown(row, case, spikes):
-    beta = np.exp(-1 / case.params["tau"])
-    return {"m": first_order(beta, (1 - beta) * np.exp(case.x), case.state["m"])}
-
-
-def _adaptive(row, case, spikes):
-    p = case.params
-    r = first_order(np.exp(-1 / p["tau_thr"]), p["gamma"] * spikes, case.state["r"])
-    threshold = 1 + _before(case.state["r"], r)
-    return {"m": first_order(np.exp(-1 / p["tau"]), case.x - spikes * threshold, case.state["m"]), "r": r}
-
-
-def _cuba(row, case, spikes):
-    p = case.params
-    a, b = p["dt"] / p["tau_mem"], p["dt"] / p["tau_syn"]
-    i = first_order(1 - b, case.x, case.state["i"])
-    i_before = _before(case.state["i"], i)
-    if row.options["leak"]:
-        v = first_order(1 - a, a * p["leak"] + a * i_before, case.state["v"])
-    else:
-        v = first_order(1.0, a * i_before, case.state["v"])
-    return {"v": v, "i": i}
-
-
-# Transfer functions by family; "always" marks those linear given their spikes.
-LINEAR = {"lif": _lif, "alif": _alif, "cooldown": _cooldown, "adaptive": _adaptive, "cuba": _cuba}
-LINEAR_GIVEN_SPIKES = {"cooldown", "adaptive"}
+def has_linear_response(row):
+    """Whether the family of ``row`` states its linear form (``linear_response``
+    of its spec module, ``snnref.families``)."""
+    return families.provides(row, "spec", "linear_response")
 
 
 def needs_spike_free(row):
-    return row.family not in LINEAR_GIVEN_SPIKES and row.reset != "subtract"
+    """Whether the linear form holds only below threshold (the family's
+    ``linear_given_spikes``, False where it does not say)."""
+    given_spikes = families.attribute(row, "spec", "linear_given_spikes")
+    return not (given_spikes is not None and given_spikes(row))
 
 
 def spike_free(case):
@@ -187,10 +146,11 @@ def linear_response(case):
     row = registry.model(case.model)
     case = _with_initial_state(case)
     trace = run(case)
-    spikes = _spikes(row, case, trace) if row.out in SPIKING_OUTPUTS else None
+    spikes = _spikes(row, case, trace) if row.out.spiking else None
     if needs_spike_free(row) and spikes is not None:
         assert not np.any(spikes), f"{case.model}: the spike-free drive spiked"
-    for var, expected in LINEAR[row.family](row, case, spikes).items():
+    linear_response = families.attribute(row, "spec", "linear_response")
+    for var, expected in linear_response(row, case.params, case.x, case.state, spikes, first_order).items():
         np.testing.assert_allclose(trace.outputs[var], expected, rtol=1e-12, atol=1e-12,
                                    err_msg=f"{case.model} {var} against lfilter")
 

@@ -20,7 +20,8 @@ out is listed by the gate as not checked, never skipped silently:
   float64 whenever the implementation accepts float64 inputs (float64 exposes
   float32 casts hidden inside an implementation: returning float32 from
   float64 inputs fails; raising on them lists float64 as not checked).
-- ``fixed``: trainable parameters ``fn`` does not differentiate.
+- ``fixed``: differentiable parameters (``registry.Model.differentiable``,
+  trainable or not) whose gradients ``fn`` does not compute.
 
 A plain function works too: ``Implementation.of(fn, model)`` reads the older
 attributes ``takes_state``, ``per_neuron``, ``surrogates``,
@@ -158,7 +159,7 @@ class Implementation:
         return self.per_neuron if isinstance(self.per_neuron, bool) else name in self.per_neuron
 
     def not_differentiated(self):
-        """Trainable parameters whose gradients are not compared: fixed or pinned."""
+        """Differentiable parameters whose gradients are not compared: fixed or pinned."""
         return tuple(dict.fromkeys(self.fixed + tuple(self.pin)))
 
     def summary(self) -> str:

@@ -27,6 +27,12 @@ def column(values):
     return np.asarray(values, dtype=float).reshape(-1, 1, 1)
 
 
+# rnnbuilder trains none of its parameters, but these have gradients, which
+# the spec's vjp reports (gradient_factor, the surrogate's scale, has none).
+DIFFERENTIABLE = {"rnnbuilder.LIF": {"tau"}, "rnnbuilder.NoReset": {"tau"}, "rnnbuilder.Cooldown": {"tau"},
+                  "rnnbuilder.Adaptive": {"tau", "tau_thr", "gamma"}, "rnnbuilder.Discontinuous": {"threshold"}}
+
+
 @pytest.mark.parametrize(
     "key",
     ["rnnbuilder.LIF", "rnnbuilder.NoReset", "rnnbuilder.Cooldown", "rnnbuilder.Adaptive",
@@ -37,7 +43,7 @@ def test_rnnbuilder_nothing_is_trainable_but_the_initial_state(key):
     assert row.trainable == ()
     x = np.full((2, 1, 2), 0.5)
     grads = spec.vjp(key, x, None, None, {"out": np.ones_like(x)})
-    assert set(grads) == {"x"} | {f"state.{var}" for var in row.state_names}
+    assert set(grads) == {"x"} | {f"state.{var}" for var in row.state_names} | DIFFERENTIABLE[key]
 
 
 # --- rnnbuilder.LIF: m = b m + x, s = H(m - 1), m <- m - s (not detached) ---
@@ -341,5 +347,7 @@ def test_rnnbuilder_discontinuous_gradient():
     x = np.array([[[0.5, 1.0, 1.5]], [[2.0, -1.0, 1.25]]])
     cot = np.array([[[1.0, 1.0, 1.0]], [[2.0, 2.0, 2.0]]])
     grads = spec.vjp("rnnbuilder.Discontinuous", x, None, None, {"out": cot})
-    assert set(grads) == {"x"}
+    assert set(grads) == {"x", "threshold"}
     close(grads["x"], [[[0.15, 0.3, 0.15]], [[0.0, 0.0, 2 * 0.3 * 0.75]]])
+    # u = x - threshold: the threshold's gradient is minus the sum of x's.
+    close(grads["threshold"], -(0.15 + 0.3 + 0.15 + 0.45))

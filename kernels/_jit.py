@@ -1,0 +1,43 @@
+"""The ``@triton.jit`` helpers that several kernel families share.
+
+Every helper computes in float32 whatever the storage dtype, and each has a
+single return statement: the GPU compiler types every return of a jit function
+alike, which the interpreter does not check (tests/test_kernels_compile.py does).
+
+(1) load_param:  the parameter value of each lane, theta[m mod N] for a
+    per-neuron parameter of shape (N,) (lane m is neuron m mod N of batch row
+    m div N), or the single value broadcast to the block;
+(2) spike:       s = H(u) with H(0) = 1 (non-strict, SPEC.md section 2) or
+    H(0) = 0 (strict), or s = F(u) for the smooth twin; with the surrogate's
+    bump f(u) and the scale gradient dF(u) of ``surrogates.surrogate``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .surrogates import surrogate
+
+
+@triton.jit
+def load_param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
+    """Eq. (1)."""
+    if PER_NEURON:
+        value = tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
+    else:
+        value = tl.load(ptr).to(tl.float32) + tl.zeros_like(offs).to(tl.float32)
+    return value
+
+
+@triton.jit
+def spike(u, a, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
+    """Eq. (2): (s, f, dF)."""
+    f, F, dF = surrogate(u, a, KIND)
+    if SMOOTH:
+        s = F
+    elif STRICT:
+        s = (u > 0).to(tl.float32)
+    else:
+        s = (u >= 0).to(tl.float32)
+    return s, f, dF

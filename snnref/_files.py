@@ -1,0 +1,40 @@
+"""Writing files so that a reader never sees half of one.
+
+Production code (the CLIs, ``snnref.nir``) and the verification package write
+results, goldens, graphs and reports through these two functions.  A rename
+within one file system is atomic: the target holds either its old contents or
+all of the new ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def replacing(path) -> Iterator[str]:
+    """A temporary path beside ``path`` for the block to write; renamed onto
+    ``path`` when the block succeeds, deleted when it raises."""
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (creating its folder), flushed to disk before the rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as temporary, open(temporary, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())

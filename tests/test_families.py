@@ -1,0 +1,165 @@
+"""The family contract (snnref/families.py): every registry family provides
+every layer's required attributes; a missing module or attribute is an error
+naming the family, the layer and the attribute; a toy family added at test
+time (tests/toyfamily: a registry row and minimal modules) is picked up by
+every registry-driven suite with no edit to any test; and the scaffold
+(tools/new_family.py) writes a working family."""
+
+import collections
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from snnref import families, registry
+from snnref.testing import _checks as checks, _equivalence as equivalence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import new_family  # noqa: E402  (tools/ is no package)
+
+TESTS = Path(__file__).resolve().parent
+TOY_KEY, TOY_FAMILY = "toy.Leaky", "toy"
+# Suites that are registry-driven today: the toy must reach each (and any other
+# module that covers every registry model or family).
+KNOWN_REGISTRY_DRIVEN = ("test_properties.py", "test_backends.py", "test_mutants.py", "test_gradients.py")
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_every_family_provides_every_layer(family):
+    modules = families.validate(family)
+    assert set(modules) == set(families.LAYERS)
+    assert families.models(family), family
+
+
+def test_every_row_names_a_family_of_the_contract():
+    assert {row.family for row in registry.MODELS.values()} == set(families.names())
+
+
+def test_a_missing_module_names_the_family_and_layer():
+    with pytest.raises(families.FamilyError, match=r"family 'no_such_family', layer 'spec': no module "
+                                                   r"snnref\.spec\.no_such_family"):
+        families.validate("no_such_family")
+
+
+def test_a_missing_attribute_names_the_family_layer_and_attribute(monkeypatch):
+    reference = types.ModuleType("snnref.spec.half_done")
+    reference.forward = reference.backward = lambda *args: None
+    torch_op = types.ModuleType("snnref.ops.half_done")  # no run
+    monkeypatch.setitem(sys.modules, reference.__name__, reference)
+    monkeypatch.setitem(sys.modules, torch_op.__name__, torch_op)
+    with pytest.raises(families.FamilyError, match=r"family 'half_done', layer 'torch': snnref\.ops\.half_done "
+                                                   r"lacks the required function 'run'"):
+        families.validate("half_done")
+
+
+def test_an_attribute_outside_the_contract_is_refused():
+    with pytest.raises(ValueError, match="attribute: 'linear_respons' is not in the spec layer's contract"):
+        families.provides("tether.LIF", "spec", "linear_respons")
+
+
+def test_optional_attributes_are_found_by_name():
+    assert families.provides("tether.LIF", "spec", "linear_response")
+    assert not families.provides("tether.SpikingSelfAttention", "spec", "linear_response")
+    assert families.attribute("rnnbuilder.Cooldown", "torch", "check_input") is not None
+    assert families.attribute("tether.LIF", "torch", "check_input") is None
+
+
+def test_an_unknown_layer_lists_the_layers():
+    with pytest.raises(ValueError, match="layer: unknown name 'gpu'; expected one of: spec, torch, triton, cpu"):
+        families.module("lif", "gpu")
+
+
+# The suites whose toy cases run: the reference and torch templates (the toy's
+# kernel layers are its torch op, and it has no Triton kernels to compile).
+RUN = "toy and (test_properties or test_gradients or test_backends) and not triton and not cpu"
+
+
+def _collected_ids_and_run(tmp_path):
+    """pytest on the whole suite in a subprocess with the toy family installed
+    (tests/conftest.py): every collected id, and the run of the toy's RUN cases."""
+    record = tmp_path / "collected.txt"
+    # A fresh pytest: none of this run's (an xdist worker's) pytest variables.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env.update(SNNREF_TOY_FAMILY="1", SNNREF_TOY_COLLECTED=str(record))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", RUN, "tests"],
+                            cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=600)
+    return record.read_text().splitlines() if record.exists() else [], result
+
+
+def test_every_registry_driven_suite_picks_up_a_toy_family(tmp_path):
+    collected, result = _collected_ids_and_run(tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ids = collections.defaultdict(list)
+    for line in collected:
+        ids[Path(line.split("::")[0]).name].append(line)
+    real_keys = sorted(registry.MODELS)
+    real_families = families.names()
+    driven = {}
+    for module, lines in ids.items():
+        text = "\n".join(lines)
+        # A suite that covers every model (or every family) covers the registry:
+        # it must cover the toy row too.
+        if all(key in text for key in real_keys):
+            driven[module] = TOY_KEY in text
+        elif all(re.search(rf"[\[-]{family}[\]-]", text) for family in real_families):
+            driven[module] = re.search(rf"[\[-]{TOY_FAMILY}[\]-]", text) is not None
+    assert set(KNOWN_REGISTRY_DRIVEN) <= set(driven), sorted(driven)
+    missed = sorted(module for module, found in driven.items() if not found)
+    assert not missed, f"registry-driven suites that do not pick up the toy family: {missed}"
+    # Its linear form (the spec module's linear_response) reaches the lfilter
+    # property with no table to edit.
+    assert any(line.endswith("test_linear_dynamics_equal_lfilter[toy.Leaky]") for line in collected)
+    # Not only collected: the toy row ran through the property, gradient and
+    # torch equivalence templates and passed them.
+    summary = result.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and int(summary.split()[0]) >= 5, summary
+
+
+def test_the_toy_row_is_absent_without_the_hook():
+    assert TOY_KEY not in registry.MODELS
+    assert TOY_FAMILY not in families.names()
+
+
+def _load(name, path):
+    found = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module
+
+
+def test_the_scaffold_writes_a_working_family_and_refuses_an_existing_stem(tmp_path, monkeypatch):
+    stem = "scaffolded"
+    written = new_family.write(stem, tmp_path, families.names())
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "kernels/cpu/scaffolded.py", "snnref/ops/scaffolded.py", "snnref/spec/scaffolded.py",
+        "tests/handworked/test_scaffolded.py"]
+    # The files import at the stems the loader uses, and the printed row is a valid registry row.
+    for layer, path in (("spec", "snnref/spec"), ("torch", "snnref/ops"), ("cpu", "kernels/cpu")):
+        name = families.module_name(stem, layer)
+        monkeypatch.setitem(sys.modules, name, _load(name, tmp_path / path / f"{stem}.py"))
+    row = eval(new_family.registry_row(stem).rstrip(","), vars(registry))
+    monkeypatch.setitem(registry.MODELS, row.key, row)
+    for layer in ("spec", "torch", "cpu"):
+        families.checked(stem, layer)
+    # The skeleton is a working family: its hand-worked test, finite differences,
+    # and the torch and cpu paths against its reference.
+    _load("handworked_scaffolded", tmp_path / "tests/handworked/test_scaffolded.py").test_forward_by_hand()
+    case = checks.random_case(row.key, np.random.default_rng(0), steps=5, batch=2, neurons=3, per_neuron=True)
+    assert checks.gradient_check(case).worst < 1e-6
+    for backend in ("torch", "cpu"):
+        for dtype in (torch.float32, torch.float64):
+            report = equivalence.compare(case, backend, dtype)
+            assert report.passed, f"{backend} {dtype}: {report.failures}"
+    with pytest.raises(FileExistsError, match="'scaffolded' already exists"):
+        new_family.write(stem, tmp_path)
+    with pytest.raises(FileExistsError, match="'lif' already exists .*a registry family"):
+        new_family.write("lif", tmp_path / "elsewhere", families.names())
+    with pytest.raises(ValueError, match="stem: expected a lower-case Python identifier"):
+        new_family.write("New-Family", tmp_path)
