@@ -40,6 +40,10 @@ def _verify(args) -> int:
         _check_output_file("--json", args.json)
     if args.save_failures:
         _check_output_dir("--save-failures", args.save_failures)
+    if args.report:
+        from .testing import report as html_report
+
+        html_report.check_target("--report", args.report)
     if (args.case or args.save_failures or args.examples is not None) and not args.impl:
         raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
     if args.impl:
@@ -103,6 +107,9 @@ def _verify(args) -> int:
     print(f"{len(jobs) - failed} passed, {failed} failed ({elapsed:.1f} s)")
     if args.json:
         _write_json(args.json, results, elapsed)
+    if args.report:
+        page = html_report.write(args.report, results, title="snnref verify", option="--report")
+        print(f"report: {page.index} ({len(page.drawn)} failing quantities drawn)")
     return 1 if failed else 0
 
 
@@ -119,7 +126,7 @@ def _write_json(path, results, elapsed):
     import json
     from pathlib import Path
 
-    from .testing._golden import write_atomically
+    from ._files import write_atomically
 
     rows = [{"model": r.model, "backend": r.backend, "passed": r.passed, "cases": r.fd_cases,
              "worst": r.worst_fd, "extra": r.worst_float32, "checks": r.checked, "failures": r.failures}
@@ -172,23 +179,37 @@ def _seed(text):
 def _golden_generate(args) -> int:
     from pathlib import Path
 
-    from .testing import _golden as golden
+    from .testing import _golden as golden, golden_cases
 
     for key in args.model or ():
         registry.model(key)
+    if args.cases and (args.model or args.out is None):
+        raise ValueError("--cases: give --out DIR (the store to write) and no --model (the case file names them)")
+    out = Path(args.out or golden.DEFAULT_DIR)
+
+    def progress(what):
+        print(f"writing {what}", file=sys.stderr, flush=True)
+
     try:
-        manifest = golden.generate(Path(args.out), args.model,
-                                   progress=lambda what: print(f"writing {what}", file=sys.stderr, flush=True))
+        if args.cases:
+            # A bad case file is a ValueError naming the file, the case and the field: exit 2.
+            manifest = golden_cases.generate(args.cases, out, progress=progress)
+        else:
+            manifest = golden.generate(out, args.model, progress=progress)
     except golden.GoldenError as error:
         print(f"snnref golden: error: {error}", file=sys.stderr)
         return 1
-    print(f"{len(manifest['files'])} golden files and {golden.MANIFEST} in {args.out}")
+    print(f"{len(manifest['files'])} golden files and {golden.MANIFEST} in {out}")
     return 0
 
 
 def _golden_check(args) -> int:
     from .testing import _golden as golden
 
+    if args.impl:
+        return _golden_check_implementation(args)
+    if args.model:
+        raise ValueError("--model: applies to --impl only (the spec and the backends run every model)")
     # Golden traces are re-run on CPU tensors (the kernels under the interpreter without a GPU).
     available = [b for b in _available_backends() if b != "cuda"]
     backends = available if args.backend == "all" else [args.backend]
@@ -208,6 +229,65 @@ def _golden_check(args) -> int:
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({len({r.name for r in results})} golden files x {', '.join(backends)})")
     return 1 if failed else 0
+
+
+def _golden_check_implementation(args) -> int:
+    """--impl: the store's checksums, then the gate (golden cases only) on the
+    implementation's model, under the contract it declares."""
+    from .testing import Implementation, _golden as golden, gate
+    from .testing._verify import load_implementation
+
+    if args.backend != "spec":
+        raise ValueError("--backend: applies without --impl only (--impl runs your implementation)")
+    fn = load_implementation(args.impl)
+    _available_backends()
+    try:
+        directory = golden.store_dir(args.dir)
+        # Every file's checksum, whichever model it holds (no backend re-runs them).
+        golden.check(directory, ())
+        models = sorted({e["model"] for e in golden.read_manifest(directory)["files"].values()})
+    except golden.GoldenError as error:
+        print(f"snnref golden: error: {error}", file=sys.stderr)
+        return 1
+    declared = getattr(fn, "model", None)  # an Implementation names its model
+    model = args.model or declared or (models[0] if len(models) == 1 else None)
+    if model is None:
+        raise ValueError(f"--impl: name the model it implements with --model KEY (the store holds "
+                         f"{', '.join(models)})")
+    model = registry.model(model).key
+    if model not in models:
+        raise ValueError(f"--model: the store {directory} holds no golden file of {model} "
+                         f"(it holds {', '.join(models)})")
+    report = gate.run(Implementation.of(fn, model), kinds=("golden",), golden_dir=directory)
+    print(report.text())
+    others = [m for m in models if m != model]
+    if others:
+        print(f"  other models in the store, not run: {', '.join(others)}")
+    return 0 if report.passed else 1
+
+
+def _golden_diff(args) -> int:
+    from .testing import _golden as golden
+
+    try:
+        result = golden.diff(args.first, args.second)
+    except golden.GoldenError as error:
+        print(f"snnref golden: error: {error}", file=sys.stderr)
+        return 2
+    counts = {kind: sum(f.change == kind for f in result.files) for kind in ("changed", "added", "removed")}
+    verdict = "identical" if result.identical else "differ"
+    print(f"snnref golden diff {args.first} {args.second}: {verdict} ("
+          + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+          + f"; {result.compared} files in both)")
+    for note in result.notes:
+        print(f"  {note}")
+    for change in result.files:
+        print(f"{change.change} {change.name}")
+        for note in change.notes:
+            print(f"    manifest {note}")
+        for quantity in change.quantities:
+            print(f"    {quantity.key:<22} {quantity.change}" + (f": {quantity.detail}" if quantity.detail else ""))
+    return 0 if result.identical else 1
 
 
 def _add_nir(commands):
@@ -246,23 +326,43 @@ def main(argv=None) -> int:
     verify.add_argument("--save-failures", metavar="DIR",
                         help="--impl: write the first failing case to DIR as .npz, with the command that replays it")
     verify.add_argument("--case", metavar="FILE", help="--impl: replay one case written by --save-failures")
+    verify.add_argument("--report", metavar="DIR",
+                        help="also write an HTML page to DIR: the summary table and, for every failing quantity, "
+                             "figures of its traces, spike rasters and error (needs pip install 'snnref[report]')")
     verify.set_defaults(run=_verify)
-    golden = commands.add_parser("golden", help="generate or check the golden traces")
+    golden = commands.add_parser("golden", help="generate, check or compare golden traces")
     golden_commands = golden.add_subparsers(dest="golden_command", required=True)
     generate = golden_commands.add_parser("generate", help="write the golden store from the float64 spec")
     generate.add_argument("--model", action="append", metavar="KEY", help="only this model (repeatable)")
-    generate.add_argument("--out", default="golden", help="the store's directory (default: golden)")
+    generate.add_argument("--cases", metavar="CASES.toml",
+                          help="write a store of your own cases (models, surrogates, parameters, shapes, seeds, "
+                               "initial states, injected traces) to --out")
+    generate.add_argument("--out", default=None, help="the store's directory (default: golden; required with --cases)")
     generate.set_defaults(run=_golden_generate)
     check = golden_commands.add_parser("check", help="verify checksums and re-run every golden case")
     check.add_argument("--backend", default="spec", choices=["spec", "torch", "triton", "cpu", "all"],
                        help="backends to re-run on (default: spec)")
     check.add_argument("--dir", "--golden-dir", dest="dir", default=None,
                        help="the store's directory (default: the one installed with snnref)")
+    check.add_argument("--impl", metavar="MODULE:CALLABLE",
+                       help="run your implementation (snnref.simulate's signature, or a "
+                            "snnref.testing.Implementation) through the gate on the store's cases")
+    check.add_argument("--model", metavar="KEY",
+                       help="--impl: the model it implements (default: its declared one, or the store's only one)")
     check.add_argument("--verbose", action="store_true", help="print every result, not only failures")
     check.set_defaults(run=_golden_check)
+    compare = golden_commands.add_parser(
+        "diff",
+        help="which golden traces changed between two stores (exit 0: identical, 1: they differ, 2: unreadable)")
+    compare.add_argument("first", metavar="A", help="a store's directory")
+    compare.add_argument("second", metavar="B", help="another store's directory")
+    compare.set_defaults(run=_golden_diff)
     from .continuous import cli as continuous_cli
 
     continuous_cli.add_parser(commands)
+    from .testing import conformance
+
+    conformance.add_parser(commands)
     _add_nir(commands)
     args = parser.parse_args(argv)
     try:

@@ -1,5 +1,6 @@
 """The golden store: generated deterministically from the float64 spec, checked
-against its manifest, re-run on the backends; a bad store fails by name."""
+against its manifest, re-run on the backends, compared with another store by
+``golden diff``; a bad store fails by name."""
 
 import hashlib
 import io
@@ -262,3 +263,53 @@ def test_an_interrupted_generate_leaves_the_old_store(copy, monkeypatch):
     after = {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
     assert after == before
     assert not [p for p in directory.parent.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+
+
+def test_an_output_directory_holding_other_files_is_left_alone(tmp_path, capsys):
+    # A store replaces its directory whole: one that is not a store is refused, untouched.
+    (tmp_path / "notes.txt").write_text("mine")
+    code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(tmp_path)])
+    assert code == 1 and f"holds files but no {golden.MANIFEST}" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_failed_generate_removes_the_directories_it_made(tmp_path, monkeypatch):
+    def failing(*args):
+        raise RuntimeError("planted")
+
+    monkeypatch.setattr(golden, "build", failing)
+    with pytest.raises(RuntimeError, match="planted"):
+        golden.generate(tmp_path / "new" / "deeper" / "store", ["tether.LIF"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_diff_names_the_first_changed_step_and_the_largest_difference(copy, tmp_path, capsys):
+    directory, names = copy
+    assert cli.main(["golden", "diff", str(directory), str(directory)]) == 0
+    assert "identical (0 changed, 0 added, 0 removed; 2 files in both)" in capsys.readouterr().out
+    changed = tmp_path / "changed"
+    shutil.copytree(directory, changed)
+    manifest = golden.read_manifest(changed)
+    arrays = golden.load(changed, names[0], manifest["files"][names[0]])
+    key = next(k for k in sorted(arrays) if k.startswith("out.") and arrays[k].shape[0] > 4)
+    arrays[key] = arrays[key].copy()
+    arrays[key][4].flat[0] += 0.25
+    arrays[key][6].flat[0] += 0.5
+    del arrays[next(k for k in sorted(arrays) if k.startswith("cot.final."))]
+    _rewrite(changed, names[0], arrays)
+    (changed / names[1]).unlink()
+    text = json.loads((changed / golden.MANIFEST).read_text())
+    del text["files"][names[1]]
+    (changed / golden.MANIFEST).write_text(json.dumps(text))
+    assert cli.main(["golden", "diff", str(directory), str(changed)]) == 1
+    out = capsys.readouterr().out
+    assert "differ (1 changed, 0 added, 1 removed; 1 files in both)" in out
+    assert f"removed {names[1]}" in out and f"changed {names[0]}" in out
+    index = (6,) + tuple(int(i) for i in np.unravel_index(0, arrays[key].shape[1:]))
+    assert f"{key:<22} values: first differing step 4, largest difference 0.5 at {index}" in out
+    assert "cot.final." in out and "removed" in out.split("cot.final.")[1].splitlines()[0]
+
+
+def test_diff_of_an_unreadable_store_is_an_error(copy, tmp_path, capsys):
+    assert cli.main(["golden", "diff", str(copy[0]), str(tmp_path / "nothing")]) == 2
+    assert "missing manifest" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None):
 
 
 def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=True, golden_dir=None,
-                    kinds=None, save_failures=None):
+                    kinds=None, save_failures=None, report=None):
     """Check ``fn`` against the spec for ``model`` through the gate (``snnref.testing.gate``).
 
     ``fn``: an ``Implementation`` (the declared contract) or a plain function
@@ -96,6 +96,8 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
     (per quantity: worst fraction of the budget, failing runs, first and last
     failing step; what was not checked).  ``save_failures``: a directory for
     the first failing case (``.npz``, with the command that replays it).
+    ``report``: a directory for an HTML page of the results, with figures of
+    every failing quantity (``snnref.testing.report``; needs ``snnref[report]``).
     Returns the worst error as a fraction of the budget (``snnref.testing.gate.run``
     returns the whole report).
     """
@@ -105,9 +107,15 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
     if dtype is not None:
         impl = replace(impl, dtypes=(str(dtype).replace("torch.", ""),))
     kinds = tuple(kinds or (gate.KINDS if golden else tuple(k for k in gate.KINDS if k != "golden")))
-    report = gate.run(impl, examples=examples, seed=seed, kinds=kinds, golden_dir=golden_dir)
-    if not report.passed:
+    if report is not None:
+        from .report import check_target, write
+
+        check_target("report", report)
+    outcome = gate.run(impl, examples=examples, seed=seed, kinds=kinds, golden_dir=golden_dir)
+    if report is not None:
+        write(report, [outcome], title=f"snnref gate: {impl.model}", option="report")
+    if not outcome.passed:
         if save_failures is not None:
-            gate.save_failure(report, save_failures)
-        raise ConformanceError(report.text())
-    return report.worst
+            gate.save_failure(outcome, save_failures)
+        raise ConformanceError(outcome.text())
+    return outcome.worst

@@ -19,6 +19,13 @@ generated into a staging directory beside the target and swapped in at the
 end, so an interrupted run leaves the old store as it was.  Files are read
 with ``allow_pickle=False``.
 
+``write_store`` is the one writer of every store: the built-in one above and
+the stores generated from a user's case file (``snnref.testing.golden_cases``,
+whose manifests also hold the case file's sha256).  ``diff`` compares two
+stores file by file and quantity by quantity (exactly, not within a budget):
+for each changed quantity, its first differing step (the first axis of the
+quantities recorded per step) and its largest absolute difference.
+
 The repository's ``golden/`` is the committed source of truth; the wheel
 installs the same files as the package data ``snnref.goldens`` (pyproject.toml
 maps that package onto ``golden/``: one copy), found with
@@ -27,6 +34,7 @@ maps that package onto ``golden/``: one copy), found with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -42,6 +50,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import __version__, registry, spec
+from .._files import write_atomically
 from . import _checks as checks
 
 MANIFEST = "MANIFEST.json"
@@ -124,9 +133,18 @@ def build(row, surrogate, plan: CaseSpec):
     else:
         seed = _seed(row.key, surrogate, plan.name)
     case = _case(row, surrogate, plan, seed)
-    kwargs = dict(surrogate=surrogate, inject=case.inject)
-    trace = spec.simulate(row.key, case.x, case.params, case.state, **kwargs)
-    grads = spec.vjp(row.key, case.x, case.params, case.state, case.cotangents, **kwargs)
+    arrays = record(case)
+    entry = entry_for(case, arrays, plan.name, seed)
+    if margin is not None:
+        entry["min_distance_to_threshold"] = margin
+    return arrays, entry
+
+
+def record(case: checks.Case) -> Dict[str, np.ndarray]:
+    """One case's inputs and its float64 spec results, keyed as the store keeps them."""
+    kwargs = dict(surrogate=case.surrogate, inject=case.inject)
+    trace = spec.simulate(case.model, case.x, case.params, case.state, **kwargs)
+    grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, **kwargs)
     arrays = {"in.x": case.x}
     arrays.update({f"param.{k}": np.asarray(v) for k, v in case.params.items()})
     arrays.update({f"state.{k}": v for k, v in case.state.items()})
@@ -135,14 +153,16 @@ def build(row, surrogate, plan: CaseSpec):
     arrays.update({f"out.{k}": v for k, v in trace.outputs.items()})
     arrays.update({f"final.{k}": v for k, v in trace.final_state.items()})
     arrays.update({f"grad.{k}": v for k, v in grads.items()})
-    entry = {
-        "model": row.key, "surrogate": surrogate, "case": plan.name, "seed": seed,
+    return arrays
+
+
+def entry_for(case: checks.Case, arrays: Dict[str, np.ndarray], label: str, seed: int) -> dict:
+    """The manifest entry of one file, without its checksum (small parameters are listed)."""
+    return {
+        "model": case.model, "surrogate": case.surrogate, "case": label, "seed": seed,
         "params": {k: np.asarray(v).tolist() for k, v in case.params.items() if np.asarray(v).size <= 8},
         "shapes": {k: list(np.shape(v)) for k, v in sorted(arrays.items())},
     }
-    if margin is not None:
-        entry["min_distance_to_threshold"] = margin
-    return arrays, entry
 
 
 def file_name(row, surrogate, plan) -> str:
@@ -162,38 +182,47 @@ def pack(arrays: Dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _check_writable(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.TemporaryFile(dir=directory)
-        probe.close()
-    except OSError as error:
-        raise GoldenError(f"--out {directory}: not a writable directory ({error.strerror})") from None
+    """``directory`` can become a store: a store already, empty, or new below a writable
+    directory.  Checked without writing anything (a store is replaced whole, so a
+    directory holding other files is refused rather than swept away)."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise GoldenError(f"--out {directory}: not a writable directory ({existing} is not one)")
+    if existing == directory and any(directory.iterdir()) and not (directory / MANIFEST).is_file():
+        raise GoldenError(f"--out {directory}: holds files but no {MANIFEST}; generating replaces the "
+                          "whole directory, so name a new or empty one")
 
 
 def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, progress=None) -> dict:
     """Write the store (or the given models' part of it) and its manifest."""
     directory = Path(directory)
-    _check_writable(directory)
     keys = models or sorted(registry.MODELS)
-    entries = {}
+    kept = {}
     if models and (directory / MANIFEST).exists():
-        entries = {k: v for k, v in read_manifest(directory)["files"].items() if v["model"] not in keys}
+        kept = {k: v for k, v in read_manifest(directory)["files"].items() if v["model"] not in keys}
+    jobs = [(file_name(row, surrogate, plan), functools.partial(build, row, surrogate, plan),
+             f"{row.key} {surrogate or ''} {plan.name}")
+            for row in map(registry.model, keys) for surrogate in row.surrogates or (None,)
+            for plan in cases_for(row)]
+    return write_store(directory, jobs, kept=kept, progress=progress)
+
+
+def write_store(directory: Path, jobs, *, kept=None, extra=None, progress=None) -> dict:
+    """Write a store: each job ``(file name, make, description)``, ``make()`` returning
+    (arrays, manifest entry without checksum); ``kept``: entries of ``directory``'s
+    current manifest whose files are carried over unchanged; ``extra``: more
+    top-level manifest fields.  The one writer of every store (built-in or from a
+    case file): packed deterministically, checksummed, written into a staging
+    directory beside ``directory`` and swapped in when complete, so that an error
+    or an interruption leaves ``directory`` as it was and nothing else behind."""
+    directory = Path(directory)
+    _check_writable(directory)
+    entries = dict(kept or {})
+    created = [p for p in directory.parents if not p.exists()]
+    directory.parent.mkdir(parents=True, exist_ok=True)
     # Everything goes to a staging directory beside the store, swapped in when complete:
     # an interrupted run never leaves new files under the old manifest.
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
@@ -203,10 +232,25 @@ def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, 
     try:
         for name in entries:
             write_atomically(staging / name, (directory / name).read_bytes())
-        manifest = _generate_into(staging, keys, entries, progress)
+        for name, make, description in jobs:
+            if progress:
+                progress(description)
+            arrays, entry = make()
+            data = pack(arrays)
+            write_atomically(staging / name, data)
+            entry["sha256"] = hashlib.sha256(data).hexdigest()
+            entries[name] = entry
+        manifest = {"format": FORMAT, "snnref": __version__, "numpy": np.__version__, **(extra or {}),
+                    "files": dict(sorted(entries.items()))}
+        write_atomically(staging / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
         _swap(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for parent in created:  # innermost first: the directories this run made
+            try:
+                parent.rmdir()
+            except OSError:
+                break
         raise
     return manifest
 
@@ -221,26 +265,6 @@ def _swap(staging: Path, directory: Path) -> None:
     os.replace(staging, directory)
     if old is not None:
         shutil.rmtree(old)
-
-
-def _generate_into(directory: Path, keys, entries, progress) -> dict:
-    manifest_path = directory / MANIFEST
-    for key in keys:
-        row = registry.model(key)
-        for surrogate in row.surrogates or (None,):
-            for plan in cases_for(row):
-                if progress:
-                    progress(f"{key} {surrogate or ''} {plan.name}")
-                arrays, entry = build(row, surrogate, plan)
-                data = pack(arrays)
-                name = file_name(row, surrogate, plan)
-                write_atomically(directory / name, data)
-                entry["sha256"] = hashlib.sha256(data).hexdigest()
-                entries[name] = entry
-    manifest = {"format": FORMAT, "snnref": __version__, "numpy": np.__version__,
-                "files": dict(sorted(entries.items()))}
-    write_atomically(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
-    return manifest
 
 
 def store_dir(directory=None) -> Path:
@@ -329,16 +353,24 @@ def case_from(arrays: Dict[str, np.ndarray], entry: dict) -> checks.Case:
                        part("cot."), inject, label=entry["case"])
 
 
-def check_case(case: checks.Case, name: str) -> None:
-    """The stored inputs pass the spec's argument checks (finite, shaped, an accepted
-    surrogate); otherwise a GoldenError names the file."""
+def argument_error(case: checks.Case) -> Optional[str]:
+    """What the spec's argument checks (finite, shaped, in the domain, an accepted
+    surrogate) refuse in ``case``, or None; nothing is computed."""
     from ..spec.api import _prepare
 
     try:
         _prepare(case.model, case.x, case.params, case.state, case.surrogate, False, case.inject,
                  np.float64, False)
     except (ValueError, TypeError) as error:
-        raise GoldenError(f"{name}: {error}") from None
+        return str(error)
+    return None
+
+
+def check_case(case: checks.Case, name: str) -> None:
+    """The stored inputs pass the spec's argument checks; otherwise a GoldenError names the file."""
+    error = argument_error(case)
+    if error is not None:
+        raise GoldenError(f"{name}: {error}")
 
 
 def expected_from(arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -405,3 +437,123 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
                     f"; {report.failures[0]}" if report.failures else "")
                 results.append(CheckResult(name, backend, report.passed, detail))
     return results
+
+
+def has_time_axis(key: str) -> bool:
+    """Whether a stored quantity's first axis is the time step: the input and its
+    gradient, injected traces, recorded outputs and their cotangents (not the
+    parameters, initial and final states, their gradients and cotangents)."""
+    if key.startswith("cot."):
+        return not key.startswith("cot.final.")
+    return key in ("in.x", "grad.x") or key.startswith(("inject.", "out."))
+
+
+@dataclass
+class QuantityChange:
+    key: str
+    change: str  # "added", "removed", "shape", "values"
+    detail: str
+
+
+@dataclass
+class FileChange:
+    name: str
+    change: str  # "added", "removed", "changed"
+    notes: List[str]
+    quantities: List[QuantityChange]
+
+
+@dataclass
+class StoreDiff:
+    notes: List[str]  # differences of the stores themselves (format, models, case file, versions)
+    files: List[FileChange]
+    compared: int  # files present in both
+    comparable: bool = True  # False: different formats, no trace compared
+
+    @property
+    def identical(self) -> bool:
+        return self.comparable and not self.files
+
+
+def _format_of(directory: Path):
+    """The manifest's declared format, read without judging the rest."""
+    try:
+        return json.loads((Path(directory) / MANIFEST).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None  # read_manifest names the problem
+
+
+def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional[QuantityChange]:
+    """How one stored array changed: None when identical; else its first differing
+    step (quantities with a time axis) and the largest absolute difference, with where."""
+    if before.shape != after.shape:
+        return QuantityChange(key, "shape", f"shape {list(before.shape)} -> {list(after.shape)}")
+    differs = before != after
+    if not differs.any():
+        return None
+    difference = np.abs(after - before)
+    where = np.unravel_index(int(np.argmax(difference)), difference.shape)
+    largest = f"largest difference {float(difference[where]):.6g} at {tuple(int(i) for i in where)}"
+    if has_time_axis(key):
+        first = int(np.argmax(differs.reshape(differs.shape[0], -1).any(axis=1)))
+        return QuantityChange(key, "values", f"first differing step {first}, {largest}")
+    return QuantityChange(key, "values", f"no time axis, {largest}")
+
+
+def diff(first, second) -> StoreDiff:
+    """Which golden files differ between two stores, and how each quantity changed.
+    Both stores' checksums are verified; stores of different formats are not compared."""
+    first, second = Path(first), Path(second)
+    formats = _format_of(first), _format_of(second)
+    if formats[0] != formats[1] and None not in formats:
+        return StoreDiff([f"different formats: {first} is format {formats[0]!r}, {second} is format "
+                          f"{formats[1]!r}; their traces are not compared"], [], 0, comparable=False)
+    manifests = read_manifest(first), read_manifest(second)
+    notes = []
+    models = [{e["model"] for e in m["files"].values()} for m in manifests]
+    if models[0] != models[1]:
+        notes.append(f"different models: only in {first}: {', '.join(sorted(models[0] - models[1])) or 'none'}; "
+                     f"only in {second}: {', '.join(sorted(models[1] - models[0])) or 'none'}")
+    notes += _case_file_notes(*(m.get("cases") or {} for m in manifests))
+    for field_name in ("snnref", "numpy"):
+        values = [m.get(field_name) for m in manifests]
+        if values[0] != values[1]:
+            notes.append(f"written by {field_name} {values[0]} -> {values[1]}")
+    files_a, files_b = manifests[0]["files"], manifests[1]["files"]
+    changes = [FileChange(n, "removed", [], []) for n in sorted(set(files_a) - set(files_b))]
+    changes += [FileChange(n, "added", [], []) for n in sorted(set(files_b) - set(files_a))]
+    common = sorted(set(files_a) & set(files_b))
+    for name in common:
+        entry_a, entry_b = files_a[name], files_b[name]
+        arrays_a, arrays_b = load(first, name, entry_a), load(second, name, entry_b)
+        notes_here = [f"{k}: {json.dumps(entry_a.get(k))} -> {json.dumps(entry_b.get(k))}"
+                      for k in sorted(set(entry_a) | set(entry_b))
+                      if k not in ("sha256", "shapes", "params") and entry_a.get(k) != entry_b.get(k)]
+        quantities = [QuantityChange(k, "removed", "") for k in sorted(set(arrays_a) - set(arrays_b))]
+        quantities += [QuantityChange(k, "added", "") for k in sorted(set(arrays_b) - set(arrays_a))]
+        for key in sorted(set(arrays_a) & set(arrays_b)):
+            change = quantity_change(key, arrays_a[key], arrays_b[key])
+            if change is not None:
+                quantities.append(change)
+        if notes_here or quantities:
+            changes.append(FileChange(name, "changed", notes_here, quantities))
+    return StoreDiff(notes, sorted(changes, key=lambda c: c.name), len(common))
+
+
+def _case_file_notes(before: dict, after: dict) -> List[str]:
+    """How the case files (and the .npy inputs they read) of two stores differ."""
+    if before == after:
+        return []
+    if not before or not after:
+        return [f"case file: {before.get('file', 'none (the built-in cases)')} -> "
+                f"{after.get('file', 'none (the built-in cases)')}"]
+    notes = []
+    if before.get("sha256") != after.get("sha256") or before.get("file") != after.get("file"):
+        notes.append(f"case file: {before.get('file')} (sha256 {str(before.get('sha256'))[:12]}) -> "
+                     f"{after.get('file')} (sha256 {str(after.get('sha256'))[:12]})")
+    inputs = before.get("inputs", {}), after.get("inputs", {})
+    for name in sorted(set(inputs[0]) | set(inputs[1])):
+        if inputs[0].get(name) != inputs[1].get(name):
+            change = "added" if name not in inputs[0] else "removed" if name not in inputs[1] else "changed"
+            notes.append(f"case input {name}: {change}")
+    return notes

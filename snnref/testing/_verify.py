@@ -33,6 +33,9 @@ class ModelResult:
     worst_float32: float = 0.0  # spec: worst float32 error in ulps; torch: spike flips explained
     failures: List[str] = field(default_factory=list)
     gate: Optional[object] = None  # impl: the snnref.testing.gate.GateReport
+    # torch, cuda, triton, cpu: (label, snnref.testing._equivalence.Report) of every failing
+    # comparison, whose traces the HTML report draws.
+    failed_comparisons: List[tuple] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -59,11 +62,11 @@ def _property_checks(row) -> List[tuple]:
         ("split", lambda case, rng: properties.split_run(case, int(rng.integers(1, case.x.shape[0])))),
         ("batch", lambda case, rng: properties.batch_rows(case)),
     ]
-    if row.out in properties.SPIKING_OUTPUTS:
+    if row.out.spiking:
         found.append(("binary", lambda case, rng: properties.binary_spikes(case)))
-    if row.reset in ("zero", "to_reset") and row.out in properties.SPIKING_OUTPUTS:
+    if row.reset.kind is registry.ResetKind.TO_VALUE and row.out.spiking:
         found.append(("reset", lambda case, rng: properties.hard_reset(_without_inject(case))))
-    if row.family in properties.LINEAR:
+    if properties.has_linear_response(row):
         found.append(("lfilter", lambda case, rng: properties.linear_response(_linear_case(row, case))))
     if row.inject:
         found.append(("inject", lambda case, rng: properties.injection(case, _truncating_traces(row, case, rng))))
@@ -212,6 +215,8 @@ def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False, g
                 result.worst_fd = max(result.worst_fd, report.worst)
                 result.worst_float32 += report.flips
                 result.failures += [f"{name}: {failure}" for failure in report.failures]
+                if not report.passed:
+                    result.failed_comparisons.append((f"{row.key} {name}", report))
     result.checked += [str(d)[6:] for d in dtypes] + ([] if quick else ["strided"])
     if backend_name in ("torch", "cpu") and device == "cpu":
         case = checks.random_case(row.key, _rng(row.key, seed, "gradcheck"), steps=4, neurons=3,

@@ -42,6 +42,9 @@ when only the final state's cotangent makes it fail.  The report
 summarises each quantity over all runs: worst fraction of the budget, failing
 runs, first and last failing time step, the worst element and the run it was
 in; each run is labelled with model, surrogate, case kind, seed and dtype.
+A failing run keeps, for its failing quantities only, the implementation's and
+the reference's arrays and the budget (``Run.traces``), which
+``snnref.testing.report`` draws.
 """
 
 from __future__ import annotations
@@ -302,7 +305,7 @@ def _contract_limits(impl, row):
     if scalars:
         limits.append(f"per-neuron {', '.join(scalars)} (per_neuron)")
     for name in impl.not_differentiated():
-        if name in row.trainable:
+        if name in row.differentiable:
             limits.append(f"grad:{name} ({'pinned' if name in impl.pin else 'fixed'})")
     for name, value in impl.pin.items():
         limits.append(f"{name} other than {value:g} (pinned)")
@@ -361,6 +364,9 @@ class Run:
     unchecked: List[str] = field(default_factory=list)
     worst: float = 0.0
     planned: Optional[Planned] = None
+    # Failing quantities only: the implementation's and the reference's arrays and the
+    # budget (``snnref.testing._equivalence.Report.traces``), drawn by ``snnref.testing.report``.
+    traces: Dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -511,7 +517,7 @@ def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateR
             missing = [q for q in outcome.unchecked
                        if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
             report.runs.append(Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details,
-                                   outcome.failures, missing, outcome.worst, item))
+                                   outcome.failures, missing, outcome.worst, item, outcome.traces))
     first = next((r for r in report.runs if not r.passed and r.details), None)
     if first is not None:
         _locate_sums(adapted, first)
@@ -586,7 +592,7 @@ def run(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=Non
 def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path]:
     """Write the first failing run's case as an .npz (atomically) with the one-line
     command that replays it; returns the path (None when nothing failed)."""
-    from ._golden import write_atomically
+    from .._files import write_atomically
 
     first = next((r for r in report.runs if not r.passed and r.planned is not None), None)
     if first is None:

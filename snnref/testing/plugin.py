@@ -7,7 +7,11 @@ adds one test item per model and check, ``snnref[tether.LIF-random]``,
 ``snnref.testing.gate``), each failing with the gate's report.  The target is
 a function with ``snnref.simulate``'s signature or an
 ``snnref.testing.Implementation`` (then ``--snnref-model`` may be left out).
-Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``.
+Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``, and
+``--snnref-report DIR``: at the end of the session, an HTML page of every gate
+item's results with figures of each failing quantity (``snnref.testing.report``;
+needs the extra ``snnref[report]``; not with pytest-xdist, whose workers keep
+their items' reports).
 
 The fixture ``snnref_gate`` runs the gate inside a test of your own::
 
@@ -22,6 +26,10 @@ from __future__ import annotations
 
 import pytest
 
+# The gate reports of this session's items, for --snnref-report.
+GATE_REPORTS = pytest.StashKey[list]()
+REPORT_PAGE = pytest.StashKey[object]()
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("snnref", "snnref: check an SNN implementation against the spec")
@@ -32,6 +40,8 @@ def pytest_addoption(parser):
     group.addoption("--snnref-golden-dir", metavar="DIR", help="golden store (default: the installed one)")
     group.addoption("--snnref-examples", type=int, default=8, metavar="N", help="random cases (default 8)")
     group.addoption("--snnref-seed", type=int, default=0, metavar="SEED", help="seed of the cases (default 0)")
+    group.addoption("--snnref-report", metavar="DIR",
+                    help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
 
 
 class GateItem(pytest.Item):
@@ -47,6 +57,7 @@ class GateItem(pytest.Item):
         options = self.config.option
         report = gate.run(self.impl, examples=options.snnref_examples, seed=options.snnref_seed,
                           kinds=(self.kind,), golden_dir=options.snnref_golden_dir)
+        self.config.stash.setdefault(GATE_REPORTS, []).append(report)
         if not report.passed:
             raise ConformanceError(report.text())
 
@@ -66,6 +77,9 @@ def pytest_collection_modifyitems(session, config, items):
     if not target:
         if config.getoption("snnref_model"):
             raise pytest.UsageError("--snnref-model: name the implementation with --snnref-impl MODULE:CALLABLE")
+        if config.getoption("snnref_report"):
+            raise pytest.UsageError("--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE; "
+                                    "name the implementation")
         return
     from ._verify import load_implementation
     from . import Implementation, gate
@@ -76,11 +90,31 @@ def pytest_collection_modifyitems(session, config, items):
         if models == [None]:
             raise ValueError("--snnref-model: name the model it implements (e.g. --snnref-model tether.LIF)")
         contracts = [Implementation.of(fn, model) for model in models]
+        if config.getoption("snnref_report"):
+            from .report import check_target
+
+            check_target("--snnref-report", config.getoption("snnref_report"))
     except ValueError as error:
         raise pytest.UsageError(str(error).replace("--impl", "--snnref-impl")) from None
     for impl in contracts:
         for kind in gate.KINDS:
             items.append(GateItem.from_parent(session, name=f"snnref[{impl.model}-{kind}]", impl=impl, kind=kind))
+
+
+def pytest_sessionfinish(session):
+    directory = session.config.getoption("snnref_report", None)
+    reports = session.config.stash.get(GATE_REPORTS, [])
+    if directory and reports:
+        from .report import write
+
+        page = write(directory, reports, title="snnref gate (pytest)", option="--snnref-report")
+        session.config.stash[REPORT_PAGE] = page
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    page = config.stash.get(REPORT_PAGE, None)
+    if page is not None:
+        terminalreporter.write_line(f"snnref report: {page.index} ({len(page.drawn)} failing quantities drawn)")
 
 
 @pytest.fixture

@@ -1,0 +1,186 @@
+"""Failures you can see (snnref.testing.report): planted bugs in an outside LIF
+(tests/fixtures/outside_lif.py) drawn at the quantity and the step where they
+fail, a passing run as a summary only, one self-contained page written
+atomically, and the three ways to ask for it (snnref verify --report, the
+pytest plugin's --snnref-report, assert_conforms(report=...))."""
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fixtures import outside_lif
+from snnref import cli, testing
+from snnref.testing import _checks, _equivalence, gate, report
+from snnref.testing._verify import ModelResult
+
+FLIP_STEP = 100
+FLIP_LANE = (0, 0)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def flipped_spike(model, x, params, state, *, surrogate=None, inject=None):
+    """The correct outside LIF with one output spike flipped at FLIP_STEP, lane FLIP_LANE
+    (its membrane and reset untouched): a bug at a known step and neuron."""
+    result = outside_lif.correct(model, x, params, state, surrogate=surrogate, inject=inject)
+    spikes = result.outputs["out"]
+    mask = torch.zeros_like(spikes)
+    mask[(FLIP_STEP, *FLIP_LANE)] = 1.0
+    # out -> 1 - out at the mask, on the autograd graph like the rest.
+    result.outputs["out"] = spikes + mask * (1.0 - 2.0 * spikes.detach())
+    return result
+
+
+flipped_spike.surrogates = outside_lif.correct.surrogates
+
+
+def long_run(fn):
+    return gate.run(testing.Implementation.of(fn, "tether.LIF"), kinds=("long",))
+
+
+@pytest.fixture(scope="module")
+def late_bug():
+    """The gate's report of a bug from step LATE_STEP on (the long case only)."""
+    return long_run(outside_lif.after_step_50)
+
+
+def assert_self_contained(directory: Path, page):
+    text = page.index.read_text()
+    assert not re.search(r"(?i)(https?:|//|src=\"/|href=\"/)", text), "a network or absolute reference"
+    sources = re.findall(r'src="([^"]+)"', text)
+    assert sorted(sources) == sorted(d.image for d in page.drawn)
+    for name in sources:
+        assert (directory / name).read_bytes().startswith(PNG), name
+    return text
+
+
+def drawn(page, quantity):
+    found = [d for d in page.drawn if d.quantity == quantity]
+    assert len(found) == 1, [d.quantity for d in page.drawn]
+    return found[0]
+
+
+def test_a_late_bug_is_drawn_around_its_first_failing_step(tmp_path, late_bug):
+    page = report.write(tmp_path / "report", [late_bug])
+    text = assert_self_contained(tmp_path / "report", page)
+    membrane = drawn(page, "out:v")
+    # The traces panel's x values are the window around the first failing step.
+    assert membrane.first_step == outside_lif.LATE_STEP
+    assert outside_lif.LATE_STEP in membrane.steps
+    assert membrane.window[0] <= outside_lif.LATE_STEP < membrane.window[1]
+    assert membrane.steps == list(range(*membrane.window))
+    assert re.search(rf"out:v</code>: first failing step {outside_lif.LATE_STEP}\b", text), text
+    rows = {row.check: row for row in page.rows}
+    assert rows["out:v"].status == "fail" and rows["out:v"].anchor == membrane.image[:-4]
+    assert rows["out:out"].status == "pass"
+
+
+def test_a_flipped_spike_is_marked_in_the_rasters_at_its_step(tmp_path):
+    page = report.write(tmp_path / "report", [long_run(flipped_spike)])
+    text = assert_self_contained(tmp_path / "report", page)
+    spikes = drawn(page, "spikes")
+    assert spikes.first_step == FLIP_STEP and spikes.lane == FLIP_LANE
+    assert FLIP_STEP in spikes.steps
+    # The raster marks exactly the one planted difference (flat lane 0 is (batch 0, neuron 0)).
+    assert spikes.marked == [(FLIP_STEP, 0)]
+    assert f"spikes</code>: first failing step {FLIP_STEP}" in text
+    assert "FAIL" in text
+
+
+def test_a_failing_backend_comparison_of_snnref_verify_is_drawn(tmp_path):
+    case = _checks.random_case("tether.LIF", np.random.default_rng(7), steps=outside_lif.LATE_STEP + 10,
+                               batch=1, neurons=3)
+    comparison = _equivalence.compare(case, "torch", torch.float64, implementation=outside_lif.after_step_50)
+    assert not comparison.passed
+    result = ModelResult("tether.LIF", "torch", ["float64"], 1, comparison.worst, failures=comparison.failures,
+                         failed_comparisons=[("tether.LIF float64 (planted)", comparison)])
+    page = report.write(tmp_path / "report", [result])
+    assert_self_contained(tmp_path / "report", page)
+    assert [(row.backend, row.status) for row in page.rows] == [("torch", "fail")]
+    membrane = drawn(page, "out:v")
+    assert membrane.first_step == outside_lif.LATE_STEP and outside_lif.LATE_STEP in membrane.steps
+
+
+def test_a_passing_run_renders_a_summary_only_page(tmp_path):
+    outcome = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("threshold",))
+    assert outcome.passed, outcome.text()
+    page = report.write(tmp_path / "report", [outcome])
+    text = assert_self_contained(tmp_path / "report", page)
+    assert page.drawn == [] and "<img" not in text
+    assert {row.status for row in page.rows} <= {"pass", "near"}
+    assert {row.check for row in page.rows} >= {"out:out", "out:v", "grad:x"}
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["index.html"]
+
+
+def test_the_colour_rule():
+    assert [report.status(False, f) for f in (0.0, report.NEAR - 1e-9, report.NEAR, 1.0)] == \
+        ["pass", "pass", "near", "near"]
+    assert report.status(True, 0.1) == "fail" and report.status(False, None) == "pass"
+
+
+def test_a_new_page_replaces_a_previous_report_and_leaves_nothing_beside_it(tmp_path, late_bug):
+    report.write(tmp_path / "report", [late_bug])
+    passing = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("threshold",))
+    page = report.write(tmp_path / "report", [passing])
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["index.html"]
+    assert page.drawn == []
+
+
+def test_bad_targets_are_refused_by_name_and_nothing_is_written(tmp_path):
+    others = tmp_path / "results"
+    others.mkdir()
+    (others / "data.csv").write_text("1,2\n")
+    with pytest.raises(report.ReportError, match=r"--report: .*results is a directory of other files"):
+        report.check_target("--report", others)
+    assert [p.name for p in others.iterdir()] == ["data.csv"]
+    with pytest.raises(report.ReportError, match=r"--report: .*data.csv exists and is not a directory"):
+        report.check_target("--report", others / "data.csv")
+    with pytest.raises(report.ReportError, match=r"--report: the directory .*absent does not exist"):
+        report.check_target("--report", tmp_path / "absent" / "report")
+    with pytest.raises(TypeError, match="results: expected"):
+        report.write(tmp_path / "report", ["not a result"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(report.ReportError, match=r"snnref\[report\]"):
+        report.check_target("--report", tmp_path / "report")
+    status = cli.main(["verify", "--model", "tether.LIF", "--backend", "spec", "--quick",
+                       "--report", str(tmp_path / "report")])
+    assert status == 2 and not (tmp_path / "report").exists()
+
+
+def test_snnref_verify_report_draws_the_failing_quantity(tmp_path, capsys):
+    directory = tmp_path / "report"
+    status = cli.main(["verify", "--impl", "fixtures.outside_lif:after_step_50", "--model", "tether.LIF",
+                       "--quick", "--examples", "1", "--report", str(directory)])
+    assert status == 1
+    assert f"report: {directory / 'index.html'}" in capsys.readouterr().out
+    text = (directory / "index.html").read_text()
+    assert f"out:v</code>: first failing step {outside_lif.LATE_STEP}" in text
+    assert re.search(r'<tr class="fail"><td>tether.LIF</td>', text)
+
+
+def test_assert_conforms_writes_the_page_before_it_raises(tmp_path):
+    with pytest.raises(testing.ConformanceError, match="spikes"):
+        testing.assert_conforms(outside_lif.gt_for_ge, "tether.LIF", kinds=("threshold",),
+                                report=tmp_path / "report")
+    assert "spikes</code>: first failing step 0" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_the_plugin_writes_the_page_of_its_items(tmp_path):
+    from test_plugin import run_pytest
+
+    directory = tmp_path / "page"
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:gt_for_ge", "--snnref-model",
+                        "tether.LIF", "-k", "threshold", "--snnref-report", str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"snnref report: {directory / 'index.html'}" in result.stdout
+    text = (directory / "index.html").read_text()
+    assert "spikes</code>: first failing step 0" in text and "(threshold)" in text
