@@ -983,21 +983,11 @@ def compare(network, x, result, dtype):
 
 def _load_callable(spec):
     """``package.module:callable`` (importing the user's module is the point of --impl)."""
-    import importlib
-    import sys
+    from ._imports import load_attribute
 
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise NirError(f"--impl: expected package.module:callable, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        raise NirError(f"--impl: cannot import {module_name!r} ({type(error).__name__}: {error})") from None
-    fn = getattr(module, attribute, None)
+    fn = load_attribute(spec, error=NirError)
     if not callable(fn):
-        raise NirError(f"--impl: {module_name!r} has no callable {attribute!r}")
+        raise NirError(f"--impl: {spec} is not callable")
     return fn
 
 

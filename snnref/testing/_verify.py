@@ -230,23 +230,11 @@ def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False, g
 
 def load_implementation(spec: str):
     """``package.module:callable`` -> the callable, checked against the adapter contract."""
-    import importlib
     import inspect
-    import os
-    import sys
 
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"--impl: expected package.module:callable, got {spec!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:
-        raise ValueError(f"--impl: cannot import {module_name!r} ({type(error).__name__}: {error})") from None
-    fn = getattr(module, attribute, None)
-    if fn is None:
-        raise ValueError(f"--impl: {module_name!r} has no attribute {attribute!r}")
+    from .._imports import load_attribute
+
+    fn = load_attribute(spec)
     from . import Implementation
 
     declared = fn if isinstance(fn, Implementation) else None
