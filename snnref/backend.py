@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from . import arguments, registry
+from . import arguments, families, registry
 from .trace import Trace
 
 BACKENDS = ("auto", "torch", "triton", "cpu")
@@ -187,6 +187,7 @@ def simulate(
     ``snnref.kernels.cpu.set_threads(n)`` (1 to the machine's cores).
     """
     row = registry.model(model)
+    families.check_reset(row)
     if getattr(getattr(x, "device", None), "type", None) == "meta":
         raise ValueError("x: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
     backend = _check_backend(row, backend, x)
@@ -201,7 +202,10 @@ def simulate(
     params = arguments.check_params(row, params, x.shape[-1], arrays, allow_nonfinite)
     full_state, _ = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite)
     inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite)
-    x = x[:steps]
+    if steps < x.shape[0]:
+        # Only when inject is shorter: an autograd-recorded full slice would cost
+        # a zero-filled copy of x's gradient in the backward.
+        x = x[:steps]
     frozen = arguments.check_detached(detached, x.shape, arrays, allow_nonfinite)
     family = _family(row, backend)
     check_input = getattr(family, "check_input", None)

@@ -1,18 +1,21 @@
 """Meta-tests for the fused CPU scans: every planted mutant of
 tests/fixtures/cpu_mutants.py (the SPEC.md section 6 seed bugs and the generic
 ones, in copies of kernels/cpu compiled without the on-disk cache) makes the
-equivalence checks fail for each model it concerns, and the unpatched copy of
-each module passes them.  Tiles of 4 lanes, so every case has several tiles
+equivalence checks (for a mutant of the general loop: gradcheck of the smooth
+twin) fail for each model it concerns, and the unpatched copy of each module
+passes them.  Tiles of 4 lanes, so every case has several tiles
 and a partial last one; every output buffer is poisoned with NaN and guarded."""
 
 import pytest
 import torch
+from torch.autograd.gradcheck import GradcheckError
 
 from fixtures import mutant_cases
 from fixtures.cpu_mutants import CPU_MUTANTS, install, poison_outputs, stores_past_the_end
 from fixtures.torch_mutants import Mutant
 from snnref.kernels.cpu import _launch
 from snnref.testing import _equivalence as equivalence
+from snnref.testing import _fd
 
 SMALL_TILE = 4
 
@@ -29,6 +32,12 @@ def cases(key, exact_threshold, surrogate=None):
 
 def caught(key, mutant, buffers, dtypes=(torch.float64, torch.float32)):
     for case in cases(key, mutant.exact_threshold, mutant.surrogate):
+        if mutant.smooth:
+            try:
+                _fd.smooth_twin_gradcheck(case, "cpu")
+            except GradcheckError:
+                return True
+            continue
         for dtype in dtypes:
             # No exception counts as caught: a mutant that does not compile would hide a hole.
             report = equivalence.compare(case, "cpu", dtype)

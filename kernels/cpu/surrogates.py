@@ -76,6 +76,21 @@ def derivatives(u, a, kind, c):
 
 
 @njit(cache=True, error_model="numpy")
+def derivative_row(u, a, f, dF_da, kind, c):
+    """f and dF/da of eqs. (1)-(5) for a row of distances u with scales a, into
+    the rows f and dF_da.  A scan computes a row of distances first and calls
+    this, so that its own loops stay branch-free.  Sigmoid gets its own loop:
+    its exp is a scalar call, and in a shared loop it kept the algebraic kinds
+    scalar too."""
+    if kind == SIGMOID:
+        for i in range(u.shape[0]):
+            f[i], dF_da[i] = derivatives(u[i], a[i], kind, c)
+        return
+    for i in range(u.shape[0]):
+        f[i], dF_da[i] = algebraic_derivatives(u[i], a[i], kind, c)
+
+
+@njit(cache=True, error_model="numpy")
 def primitive(u, a, kind, c):
     """F(u) of eqs. (1)-(5): the smooth twin's forward step."""
     one = c[0]
