@@ -7,7 +7,8 @@ step starts from (m[-1], r[-1] the initial state):
     (2) m[t] = beta m[t-1] + x[t] - s[t] A
     (3) r[t] = beta_thr r[t-1] + gamma s[t]
 
-with beta = exp(-1/tau) and beta_thr = exp(-1/tau_thr) computed by torch.
+with beta = exp(-1/tau) and beta_thr = exp(-1/tau_thr) computed by torch
+(``snnref.leak.decay_of``).
 Nothing is detached.  Reverse scan, G_m and G_r the gradients reaching m[t], r[t]:
 
     (4) G_m += dL/dm_rec[t];   G_r += dL/dr_rec[t];   dx[t] = G_m
@@ -17,15 +18,56 @@ Nothing is detached.  Reverse scan, G_m and G_r the gradients reaching m[t], r[t
     (8) G_m = beta G_m + g_u / A;   G_r = beta_thr G_r + dA
 
 Saved: the two recorded sequences (outputs).  No fastmath (see lif.py).
+
+Each kernel has a general loop and, for the common case (H; in the backward
+also a surrogate other than sigmoid), a tile loop on row slices whose body is
+branch-free (an absent cotangent is a row of zeros, invariant flags become
+selects), which the compiler vectorizes; both compute the same roundings, so
+every spike the backward rebuilds is the forward's.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from numba import njit
 
+from snnref.leak import decay_of
+
 from . import _launch
-from .surrogates import derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict, c):
+    """Eqs. (1)-(3) over one tile with H (no smooth twin): the body is
+    branch-free on row slices, so it vectorizes."""
+    one = c[0]
+    zero = one - one
+    membrane = m_final[start:stop]
+    excess = r_final[start:stop]
+    leak = beta[start:stop]
+    leak_thr = beta_thr[start:stop]
+    jump = gamma[start:stop]
+    inclusive = not strict
+    for t in range(x.shape[0]):
+        drive = x[t, start:stop]
+        fired = spikes[t, start:stop]
+        kept_m = m_rec[t, start:stop]
+        kept_r = r_rec[t, start:stop]
+        for i in range(membrane.shape[0]):
+            m = membrane[i]
+            r = excess[i]
+            threshold = one + r  # (1)
+            u = (m - threshold) / threshold
+            s = one if (u > 0) | (inclusive & (u == 0)) else zero
+            m = leak[i] * m + drive[i] - s * threshold  # (2)
+            r = leak_thr[i] * r + jump[i] * s  # (3)
+            fired[i] = s
+            kept_m[i] = m
+            kept_r[i] = r
+            membrane[i] = m
+            excess[i] = r
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -39,6 +81,9 @@ def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, 
         for j in range(start, stop):
             m_final[j] = m0[j]
             r_final[j] = r0[j]
+        if not smooth:
+            _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict, c)
+            continue
         for t in range(steps):
             for j in range(start, stop):
                 m = m_final[j]
@@ -52,6 +97,54 @@ def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, 
                 r_rec[t, j] = r
                 m_final[j] = m
                 r_final[j] = r
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
+                   g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
+                   has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c):
+    """Eqs. (4)-(8) over one tile with H (no smooth twin) and an algebraic
+    surrogate (sigmoid's exp would keep the loop scalar), on row slices with a
+    branch-free body; an absent cotangent is a row of zeros."""
+    one = c[0]
+    zero = one - one
+    absent = np.zeros(stop - start, dtype=g_x.dtype)
+    leak = beta[start:stop]
+    leak_thr = beta_thr[start:stop]
+    jump = gamma[start:stop]
+    scales = scale[start:stop]
+    carry_m = g_m0[start:stop]
+    carry_r = g_r0[start:stop]
+    d_beta = g_beta[start:stop]
+    d_beta_thr = g_beta_thr[start:stop]
+    d_gamma = g_gamma[start:stop]
+    inclusive = not strict
+    for t in range(g_x.shape[0] - 1, -1, -1):
+        first = t == 0
+        m_before_row = m0[start:stop] if first else m_rec[t - 1, start:stop]
+        r_before_row = r0[start:stop] if first else r_rec[t - 1, start:stop]
+        g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
+        g_m_rec_row = g_m_rec[t, start:stop] if has_g_m_rec else absent
+        g_r_rec_row = g_r_rec[t, start:stop] if has_g_r_rec else absent
+        g_x_row = g_x[t, start:stop]
+        for i in range(carry_m.shape[0]):
+            g_m = carry_m[i] + g_m_rec_row[i]  # (4)
+            g_r = carry_r[i] + g_r_rec_row[i]
+            # s[t], rebuilt as the forward computed it (1).
+            m_before = m_before_row[i]
+            r_before = r_before_row[i]
+            threshold = one + r_before
+            u = (m_before - threshold) / threshold
+            s = one if (u > 0) | (inclusive & (u == 0)) else zero
+            g_x_row[i] = g_m
+            d_beta[i] += g_m * m_before  # (5)
+            d_beta_thr[i] += g_r * r_before
+            d_gamma[i] += g_r * s
+            f, _ = algebraic_derivatives(u, scales[i], surrogate, c)
+            g_u = (g_s_row[i] - threshold * g_m + jump[i] * g_r) * f  # (6)
+            g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
+            carry_m[i] = leak[i] * g_m + g_u / threshold  # (8)
+            carry_r[i] = leak_thr[i] * g_r + g_threshold
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -72,6 +165,11 @@ def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, 
             g_beta[j] = 0.0
             g_beta_thr[j] = 0.0
             g_gamma[j] = 0.0
+        if not smooth and surrogate != SIGMOID:
+            _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
+                           g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
+                           has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c)
+            continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
                 g_m = g_m0[j] + (g_m_rec[t, j] if has_g_m_rec else zero)  # (4)
@@ -133,7 +231,7 @@ class _Scan(torch.autograd.Function):
 def run(row, x, params, state, surrogate, inject, smooth, detached):
     config = (row.spike_test == ">", bool(smooth), kind(surrogate))
     spikes, m_rec, r_rec, m_final, r_final = _Scan.apply(
-        x, state["m"], state["r"], torch.exp(-1 / params["tau"]), torch.exp(-1 / params["tau_thr"]),
+        x, state["m"], state["r"], decay_of(params["tau"]), decay_of(params["tau_thr"]),
         params["gamma"], params["gradient_factor"], config,
     )
     return {"out": spikes, "m": m_rec, "r": r_rec}, {"m": m_final, "r": r_final}, {}

@@ -22,17 +22,54 @@ cotangents at the end):
 
 Saved: nothing but the two recorded sequences (outputs); p[t-1] and the spikes
 are rebuilt from them with the forward's operations.  No fastmath (see lif.py).
+
+Each kernel has a general loop and, for the common case (H, no replayed
+spikes; in the backward also a surrogate other than sigmoid), a tile loop on
+row slices whose body is branch-free (an absent cotangent is a row of zeros,
+invariant flags become selects), which the compiler vectorizes; both compute
+the same roundings, so every spike the backward rebuilds is the forward's.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from numba import njit
 
 from . import _launch
-from .surrogates import derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop, strict, c):
+    """Eqs. (1)-(4) over one tile with H (no smooth twin, no replay): r = s,
+    and the body is branch-free on row slices, so it vectorizes."""
+    one = c[0]
+    zero = one - one
+    p = v_final[start:stop]
+    adaptation = a_final[start:stop]
+    leak_v = lam_v[start:stop]
+    leak_a = lam_a[start:stop]
+    threshold = theta[start:stop]
+    weight = beta[start:stop]
+    inclusive = not strict
+    for t in range(x.shape[0]):
+        drive = x[t, start:stop]
+        fired = spikes[t, start:stop]
+        kept_v = v_rec[t, start:stop]
+        kept_a = a_rec[t, start:stop]
+        for i in range(p.shape[0]):
+            a = adaptation[i]
+            v = leak_v[i] * p[i] + drive[i]  # (1)
+            u = v - (threshold[i] + weight[i] * a)  # (2)
+            s = one if (u > 0) | (inclusive & (u == 0)) else zero
+            fired[i] = s
+            kept_v[i] = v
+            kept_a[i] = a
+            p[i] = v * (one - s)  # (3)
+            adaptation[i] = leak_a[i] * a + s  # (4)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -46,6 +83,10 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
         for j in range(start, stop):
             v_final[j] = v0[j]
             a_final[j] = a0[j]
+        if not smooth and not replay:
+            _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
+                          strict, c)
+            continue
         for t in range(steps):
             for j in range(start, stop):
                 a = a_final[j]
@@ -57,6 +98,68 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
                 a_rec[t, j] = a
                 v_final[j] = v * (one - r)  # (3)
                 a_final[j] = lam_a[j] * a + s  # (4)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
+                   g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
+                   has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c):
+    """Eqs. (5)-(9) over one tile with H (no smooth twin, no replay) and an
+    algebraic surrogate (sigmoid's exp would keep the loop scalar), on row
+    slices with a branch-free body; an absent cotangent is a row of zeros."""
+    one = c[0]
+    zero = one - one
+    absent = np.zeros(stop - start, dtype=g_x.dtype)
+    initial = v0[start:stop]
+    leak_v = lam_v[start:stop]
+    leak_a = lam_a[start:stop]
+    threshold = theta[start:stop]
+    weight = beta[start:stop]
+    scales = scale[start:stop]
+    carry_v = g_v0[start:stop]
+    carry_a = g_a0[start:stop]
+    d_lam_v = g_lam_v[start:stop]
+    d_lam_a = g_lam_a[start:stop]
+    d_theta = g_theta[start:stop]
+    d_beta = g_beta[start:stop]
+    d_scale = g_scale[start:stop]
+    inclusive = not strict
+    for t in range(g_x.shape[0] - 1, -1, -1):
+        first = t == 0
+        v_now = v_rec[t, start:stop]
+        a_now = a_rec[t, start:stop]
+        # At t = 0, p[t-1] is the initial state; the rebuilt reset below is unused.
+        v_before = initial if first else v_rec[t - 1, start:stop]
+        a_before = a_now if first else a_rec[t - 1, start:stop]
+        g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
+        g_v_rec_row = g_v_rec[t, start:stop] if has_g_v_rec else absent
+        g_a_rec_row = g_a_rec[t, start:stop] if has_g_a_rec else absent
+        g_x_row = g_x[t, start:stop]
+        # Two lane loops: one loop over all these rows needed more runtime
+        # alias checks than LLVM allows, and it stayed scalar.
+        for i in range(carry_v.shape[0]):
+            # s[t], rebuilt as the forward computed it (2).
+            a = a_now[i]
+            u = v_now[i] - (threshold[i] + weight[i] * a)
+            s = one if (u > 0) | (inclusive & (u == 0)) else zero
+            g_a = carry_a[i]
+            f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
+            g_s = g_s_row[i] + g_a  # (5)
+            g_u = g_s * f
+            g_v = carry_v[i] * (one - s) + g_v_rec_row[i] + g_u  # (6)
+            d_theta[i] -= g_u  # (7)
+            d_beta[i] -= g_u * a
+            d_scale[i] += g_s * dF
+            d_lam_a[i] += g_a * a
+            carry_a[i] = leak_a[i] * g_a - weight[i] * g_u + g_a_rec_row[i]  # (8)
+            g_x_row[i] = g_v  # (9)
+            carry_v[i] = leak_v[i] * g_v
+        for i in range(carry_v.shape[0]):
+            # p[t-1], rebuilt as the forward computed it (2), (3).
+            u_before = v_before[i] - (threshold[i] + weight[i] * a_before[i])
+            s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
+            p_before = v_before[i] if first else v_before[i] * (one - s_before)
+            d_lam_v[i] += g_x_row[i] * p_before  # (9)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -80,6 +183,11 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
             g_theta[j] = 0.0
             g_beta[j] = 0.0
             g_scale[j] = 0.0
+        if not smooth and not replay and surrogate != SIGMOID:
+            _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
+                           g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
+                           has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c)
+            continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
                 a = a_rec[t, j]

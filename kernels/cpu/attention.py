@@ -20,19 +20,60 @@ Reverse scan, G_S the gradient reaching S[t] and G_b the one reaching p_b:
 
 The branches are stacked on a leading axis of 3.  Saved: the three pre-reset
 membranes and the context sequence (outputs); the spikes and p_b[t-1] are
-rebuilt from them.  No fastmath (see lif.py).
+rebuilt from them with the forward's own operations, so bitwise.
+
+Each kernel has a general loop and, for the common case (H, no replayed
+spikes; in the backward also a surrogate other than sigmoid), a tile loop on
+row slices whose body is branch-free (the flags become selects, an absent
+cotangent a row of zeros), which the compiler vectorizes; both compute the
+same roundings.  No fastmath (see lif.py).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from numba import njit
 
 from . import _launch
-from .surrogates import derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
 
 BRANCHES = ("q", "k", "v")
 Q, K, V = 0, 1, 2
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict, c):
+    """Eqs. (1)-(3) over one tile with H and no replay, on row slices."""
+    one = c[0]
+    zero = one - one
+    inclusive = not strict
+    total = context_final[start:stop]
+    for t in range(z.shape[1]):
+        for b in range(z.shape[0]):
+            drive = z[b, t, start:stop]
+            p = v_final[b, start:stop]
+            leak = lam[b, start:stop]
+            threshold = theta[b, start:stop]
+            kept = v_rec[b, t, start:stop]
+            fired = spikes[b, t, start:stop]
+            for i in range(p.shape[0]):
+                v = leak[i] * p[i] + drive[i]  # (1)
+                u = v - threshold[i]
+                s = one if (u > 0) | (inclusive & (u == 0)) else zero
+                p[i] = v * (one - s)  # (2)
+                kept[i] = v
+                fired[i] = s
+        s_q = spikes[Q, t, start:stop]
+        s_k = spikes[K, t, start:stop]
+        s_v = spikes[V, t, start:stop]
+        kept_context = context[t, start:stop]
+        o = out[t, start:stop]
+        for i in range(total.shape[0]):
+            summed = total[i] + s_k[i] * s_v[i]  # (3)
+            total[i] = summed
+            kept_context[i] = summed
+            o[i] = s_q[i] * summed
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -47,6 +88,9 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
             context_final[j] = s0[j]
             for b in range(branches):
                 v_final[b, j] = v0[b, j]
+        if not smooth and not replay:
+            _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict, c)
+            continue
         for t in range(steps):
             for j in range(start, stop):
                 for b in range(branches):
@@ -60,6 +104,76 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
                 context_final[j] = total
                 context[t, j] = total
                 out[t, j] = spikes[Q, t, j] * total
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0, g_lam, g_theta,
+                   g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict, surrogate, c):
+    """Eqs. (4)-(6) over one tile with H, no replay and an algebraic surrogate
+    (sigmoid's exp would keep the loop scalar), on row slices: first the
+    context's gradient and each branch's spike gradient (5) into a scratch row per
+    branch, then each branch's membrane scan (6)."""
+    one = c[0]
+    zero = one - one
+    inclusive = not strict
+    width = stop - start
+    absent = np.zeros(width, dtype=g_z.dtype)
+    g_spike = np.empty((3, width), dtype=g_z.dtype)
+    carry_context = g_s0[start:stop]
+    for t in range(g_z.shape[1] - 1, -1, -1):
+        first = t == 0
+        g_o_row = g_out[t, start:stop] if has_g_out else absent
+        g_context_row = g_context[t, start:stop] if has_g_context else absent
+        context_row = context[t, start:stop]
+        v_q = v_rec[Q, t, start:stop]
+        v_k = v_rec[K, t, start:stop]
+        v_v = v_rec[V, t, start:stop]
+        theta_q = theta[Q, start:stop]
+        theta_k = theta[K, start:stop]
+        theta_v = theta[V, start:stop]
+        for i in range(width):
+            u_q = v_q[i] - theta_q[i]
+            u_k = v_k[i] - theta_k[i]
+            u_v = v_v[i] - theta_v[i]
+            s_q = one if (u_q > 0) | (inclusive & (u_q == 0)) else zero
+            s_k = one if (u_k > 0) | (inclusive & (u_k == 0)) else zero
+            s_v = one if (u_v > 0) | (inclusive & (u_v == 0)) else zero
+            g_o = g_o_row[i]
+            g_total = carry_context[i] + g_context_row[i] + g_o * s_q  # (4)
+            carry_context[i] = g_total
+            g_spike[Q, i] = g_o * context_row[i]  # (5)
+            g_spike[K, i] = g_total * s_v
+            g_spike[V, i] = g_total * s_k
+        for b in range(g_z.shape[0]):
+            now = v_rec[b, t, start:stop]
+            before = v0[b, start:stop] if first else v_rec[b, t - 1, start:stop]
+            threshold = theta[b, start:stop]
+            scales = scale[b, start:stop]
+            leak = lam[b, start:stop]
+            carry = g_v0[b, start:stop]
+            g_rec_row = g_v_rec[b, t, start:stop] if has_g_v_rec[b] else absent
+            g_s_row = g_spike[b]
+            g_z_row = g_z[b, t, start:stop]
+            d_lam = g_lam[b, start:stop]
+            d_theta = g_theta[b, start:stop]
+            d_scale = g_scale[b, start:stop]
+            for i in range(width):
+                g_s = g_s_row[i]
+                u = now[i] - threshold[i]  # (6)
+                s = one if (u > 0) | (inclusive & (u == 0)) else zero
+                f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
+                g_u = g_s * f
+                g_b = carry[i] * (one - s) + g_rec_row[i] + g_u
+                d_theta[i] -= g_u
+                d_scale[i] += g_s * dF
+                g_z_row[i] = g_b
+                # p_b[t-1], rebuilt as the forward computed it (the initial state at t = 0).
+                u_before = before[i] - threshold[i]
+                s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
+                reset_before = before[i] * (one - s_before)
+                p_before = before[i] if first else reset_before
+                d_lam[i] += g_b * p_before
+                carry[i] = leak[i] * g_b
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -81,6 +195,10 @@ def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_cont
                 g_lam[b, j] = 0.0
                 g_theta[b, j] = 0.0
                 g_scale[b, j] = 0.0
+        if not smooth and not replay and surrogate != SIGMOID:
+            _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0, g_lam,
+                           g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict, surrogate, c)
+            continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
                 s_q = step(v_rec[Q, t, j] - theta[Q, j], scale[Q, j], surrogate, strict, smooth, c)

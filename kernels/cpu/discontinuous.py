@@ -4,8 +4,10 @@ stateless and elementwise,
     (1) s = H(x - theta)   (F(x - theta) for the smooth twin)
     (2) dx = dL/ds f(x - theta);   dtheta = -sum dx
 
-Lanes are tiled as in the scans; the threshold's gradient is summed per lane
-over time and reduced in a fixed order (``_launch.reduce_lanes``).
+Lanes are tiled as in the scans, one row slice x[t, tile] at a time; the
+loop bodies are branch-free (the step's flags become selects), so the compiler
+vectorizes them.  The threshold's gradient is summed per lane over time and
+reduced in a fixed order (``_launch.reduce_lanes``).
 """
 
 from __future__ import annotations
@@ -20,12 +22,24 @@ from .surrogates import derivatives, kind, step
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, tile, c, first_tile, last_tile):
     steps, count = x.shape
+    one = c[0]
+    zero = one - one
+    inclusive = not strict
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
         stop = min(start + tile, count)
+        threshold = theta[start:stop]
+        scales = scale[start:stop]
         for t in range(steps):
-            for j in range(start, stop):
-                spikes[t, j] = step(x[t, j] - theta[j], scale[j], surrogate, strict, smooth, c)  # (1)
+            drive = x[t, start:stop]
+            fired = spikes[t, start:stop]
+            if smooth:
+                for i in range(fired.shape[0]):
+                    fired[i] = step(drive[i] - threshold[i], scales[i], surrogate, strict, smooth, c)  # (1)
+            else:
+                for i in range(fired.shape[0]):
+                    u = drive[i] - threshold[i]  # (1)
+                    fired[i] = one if (u > 0) | (inclusive & (u == 0)) else zero
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -34,14 +48,19 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, tile, c, fi
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
         stop = min(start + tile, count)
-        for j in range(start, stop):
-            g_theta[j] = 0.0
+        threshold = theta[start:stop]
+        scales = scale[start:stop]
+        d_theta = g_theta[start:stop]
+        d_theta[:] = 0.0
         for t in range(steps):
-            for j in range(start, stop):
-                f, _ = derivatives(x[t, j] - theta[j], scale[j], surrogate, c)
-                g = g_spikes[t, j] * f  # (2)
-                g_x[t, j] = g
-                g_theta[j] -= g
+            drive = x[t, start:stop]
+            g_s_row = g_spikes[t, start:stop]
+            g_x_row = g_x[t, start:stop]
+            for i in range(g_x_row.shape[0]):
+                f, _ = derivatives(drive[i] - threshold[i], scales[i], surrogate, c)
+                g = g_s_row[i] * f  # (2)
+                g_x_row[i] = g
+                d_theta[i] -= g
 
 
 class _Fire(torch.autograd.Function):
