@@ -1,9 +1,10 @@
 """Fused Triton scan kernels, installed as ``snnref.kernels``.
 
 One module per model family (``<family>.py``: its forward and backward
-kernels, its ``run`` and its ``COMPILE_VARIANTS``), beside what they share:
-``_jit`` (the jit helpers), ``surrogates`` (the surrogate branches),
-``_launch`` (the host side: launch grid, buffers, optional cotangents, the
-parameter-gradient reduction) and ``common`` (launch checks, output
-allocation).  ``cpu/`` holds the fused numba scans of the cpu backend.
+kernels, their ``SCAN`` declaration, its ``run`` and its
+``COMPILE_VARIANTS``), beside what they share: ``_jit`` (the jit helpers),
+``surrogates`` (the surrogate branches), ``_launch`` (the host side, one
+autograd Function for every family: launch grid, buffers, optional
+cotangents, the parameter-gradient reduction) and ``common`` (launch checks,
+output allocation).  ``cpu/`` holds the fused numba scans of the cpu backend.
 """

@@ -25,6 +25,19 @@ program), and torch reduces them to the parameter's shape:
 
 over a fixed shape in a fixed order (no atomics): reruns are bitwise identical.
 
+The generic launch (``Scan``).  A family declares its kernel pair and what
+flows through it; the host side is then the same for every family.  Kernel
+arguments are matched by name:
+
+    (3) buffer b     -> argument b_ptr (an absent one: a stand-in never read)
+        output o     -> forward o_ptr; backward g_o_ptr and HAS_G_O (cotangent present)
+        input i      -> backward g_i_ptr (its gradient)
+        parameter p  -> P_PER_NEURON (shape (N,)); backward g_p_ptr (per-lane sums, eq. 2)
+        option name  -> constexpr NAME
+
+and each kernel is given only the arguments it takes, so the declaration
+holds no per-kernel argument lists.
+
 Compile variants.  Each family module states, as ``COMPILE_VARIANTS``, the
 launches the offline sm_90 compile test builds (``CompileVariants``), so a new
 family needs no test edit.
@@ -33,8 +46,10 @@ family needs no test edit.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from dataclasses import dataclass
-from typing import FrozenSet, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Callable, FrozenSet, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 import triton
@@ -74,11 +89,6 @@ def launch(kernel, neurons: int, device: torch.device, *args, **constexprs) -> N
     kernel[(triton.cdiv(neurons, lanes),)](*args, **constexprs, BLOCK=lanes)
 
 
-def buffers(count: int, shape, dtype: torch.dtype, device: torch.device) -> list:
-    """``count`` fresh output buffers (from ``common.empty``, which tests poison)."""
-    return [common.empty(shape, dtype, device) for _ in range(count)]
-
-
 def float32_values(record: torch.Tensor) -> torch.Tensor:
     """Where a forward keeps the float32 values the backward reads: the record
     itself when it is stored in float32, else a float32 buffer of its shape."""
@@ -87,32 +97,230 @@ def float32_values(record: torch.Tensor) -> torch.Tensor:
     return common.empty(record.shape, torch.float32, record.device)
 
 
-def parameters(params: Sequence[torch.Tensor], names: Sequence[str]):
-    """(pointers, flags): each parameter detached and contiguous for the
-    kernel, and its <NAME>_PER_NEURON flag (shape (N,) rather than one value)."""
-    pointers = [p.detach().contiguous() for p in params]
-    flags = {f"{name}_PER_NEURON": common.per_neuron(p) for name, p in zip(names, params)}
-    return pointers, flags
+@dataclass(frozen=True)
+class Output:
+    """A buffer the forward kernel writes (``<name>_ptr``) and the scan returns.
+    Its cotangent reaches the backward kernel as ``g_<name>_ptr`` with the flag
+    ``HAS_G_<NAME>`` (a kernel without the flag gets zeros for an absent one).
+    Shape: (T, ...) per step, else the state's (...), behind a leading axis of
+    ``branches`` when that is set; dtype: the storage dtype, or float32."""
+
+    name: str
+    per_step: bool = True
+    branches: int = 0
+    float32: bool = False
+    # Written only where this holds of the constexprs (else returned as None).
+    when: Optional[Callable[[Mapping[str, object]], bool]] = None
+    differentiable: bool = True
 
 
-def cotangents(grads: Sequence[Optional[torch.Tensor]], names: Sequence[str], stand_in: torch.Tensor):
-    """(pointers, flags) of a backward's optional cotangents: each present one
-    contiguous, each absent one the never-read ``stand_in``; HAS_G_<NAME> per name."""
-    pointers = [g.contiguous() if g is not None else stand_in for g in grads]
-    flags = {f"HAS_G_{name}": g is not None for name, g in zip(names, grads)}
-    return pointers, flags
+@dataclass(frozen=True)
+class Saved:
+    """Float32 values the forward writes for the backward (``<name>_ptr``): the
+    output ``of`` itself when that is stored in float32 (and the option
+    ``shared_if`` is on, where one is named), else a float32 buffer of its
+    shape.  The option SAVE_SEPARATE says which, to kernels that take it."""
+
+    name: str
+    of: str
+    shared_if: Optional[str] = None
 
 
-def partial_sums(count: int, shape, device: torch.device) -> list:
-    """Per-lane float32 accumulators for ``count`` parameter gradients (eq. 2)."""
-    return buffers(count, shape, torch.float32, device)
+def _no_scalars(steps: int, neurons: int, features: int) -> Mapping[str, int]:
+    return {}
 
 
-def reduce(partial: torch.Tensor, param: Optional[torch.Tensor], wanted: bool) -> Optional[torch.Tensor]:
-    """Eq. (2) in the parameter's dtype, or None where no gradient is wanted."""
-    if not wanted or param is None:
-        return None
-    return partial.sum_to_size(param.shape).to(param.dtype)
+def sum_to(partial: torch.Tensor, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+    """Eq. (2): the per-lane sums reduced to the parameter's shape and dtype."""
+    return partial.sum_to_size(shape).to(dtype)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A family's kernel pair and what flows through it, by argument name (eq. 3).
+
+    ``tensors`` (x, the initial states): contiguous; each gets its gradient of
+    its own shape and dtype from the backward kernel, or zeros where that
+    takes none (the input acts only through stop-gradients).  ``params``: each
+    with its per-neuron flag (``per_neuron``), its gradient by eq. (2) with
+    ``reduce`` where the backward kernel sums one.  ``constants`` (replayed or
+    observed values): no gradient.  ``outputs``: returned in this order.
+    ``saved``: the float32 values the backward reads.  Runtime scalars: T, M,
+    N (the last axis), LAST = (T - 1) M and the family's ``scalars``."""
+
+    forward: object
+    backward: object
+    tensors: Tuple[str, ...]
+    params: Tuple[str, ...]
+    outputs: Tuple[Output, ...]
+    constants: Tuple[str, ...] = ()
+    saved: Tuple[Saved, ...] = ()
+    # The input whose dtype is the storage dtype (default: the first tensor).
+    storage: Optional[str] = None
+    # The leading axis of each parameter's per-lane sums (0: none).
+    param_branches: int = 0
+    per_neuron: Callable[[torch.Tensor], bool] = common.per_neuron
+    # Eq. (2) for this family: (per-lane sums, parameter shape, dtype) -> gradient.
+    reduce: Callable[[torch.Tensor, torch.Size, torch.dtype], torch.Tensor] = sum_to
+    scalars: Callable[[int, int, int], Mapping[str, int]] = _no_scalars
+    num_warps: int = 4
+
+    def __post_init__(self):
+        # A misspelt name fails here, at import, rather than as a silent stand-in.
+        forward, backward = _arguments(self.forward), _arguments(self.backward)
+        written = [output.name for output in self.outputs] + [keep.name for keep in self.saved]
+        unknown = [name for name in self.inputs if f"{name}_ptr" not in forward | backward]
+        unknown += [name for name in written if f"{name}_ptr" not in forward]
+        if unknown:
+            raise TypeError(f"{sorted(unknown)}: not pointer arguments of {self.forward.fn.__name__} "
+                            f"or {self.backward.fn.__name__}")
+
+    @property
+    def inputs(self) -> Tuple[str, ...]:
+        return self.tensors + self.params + self.constants
+
+    def __call__(self, options: Mapping[str, object], untrained: Sequence[str] = (),
+                 **inputs: Optional[torch.Tensor]) -> dict:
+        """The outputs by name.  ``options``: the kernels' other compile-time
+        options, each ``name`` the constexpr NAME; ``untrained``: parameters
+        that get no gradient although the kernel sums one; ``inputs``: every
+        tensor, parameter and constant by name (an absent one None)."""
+        if set(inputs) != set(self.inputs):
+            raise TypeError(f"inputs: expected every one of {self.inputs} (None where absent), got {sorted(inputs)}")
+        call = _Call(self, {name.upper(): value for name, value in options.items()}, frozenset(untrained))
+        results = _Scan.apply(call, *(inputs[name] for name in self.inputs))
+        return {output.name: value for output, value in zip(self.outputs, results)}
+
+
+@dataclass(frozen=True)
+class _Call:
+    scan: Scan
+    constexprs: Mapping[str, object]
+    untrained: FrozenSet[str]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    steps: int
+    state: torch.Size  # the shape of one step
+    features: int
+    device: torch.device
+
+    @property
+    def neurons(self) -> int:
+        return self.state.numel()
+
+
+@functools.lru_cache(maxsize=None)
+def _arguments(kernel) -> FrozenSet[str]:
+    return frozenset(inspect.signature(kernel.fn).parameters)
+
+
+def _launch_by_name(kernel, scan: Scan, layout: _Layout, buffers: Mapping[str, Optional[torch.Tensor]],
+                    constexprs: Mapping[str, object]) -> None:
+    """Eq. (3): ``kernel`` given the buffers it takes as ``<name>_ptr`` (an
+    absent one a stand-in it never reads), the scalars and constexprs it takes."""
+    taken = _arguments(kernel)
+    stand_in = next(buffer for buffer in buffers.values() if buffer is not None)
+    steps, neurons, features = layout.steps, layout.neurons, layout.features
+    values = {f"{name}_ptr": stand_in if buffer is None else buffer for name, buffer in buffers.items()}
+    values.update(T=steps, M=neurons, N=features, LAST=(steps - 1) * neurons, **scan.scalars(steps, neurons, features))
+    values.update(constexprs)
+    launch(kernel, neurons, layout.device, **{k: v for k, v in values.items() if k in taken},
+           num_warps=scan.num_warps)
+
+
+class _Scan(torch.autograd.Function):
+    """Inputs: a _Call, then its scan's inputs in order."""
+
+    @staticmethod
+    def forward(ctx, call, *inputs):
+        scan = call.scan
+        given = dict(zip(scan.inputs, inputs))
+        first = given[scan.tensors[0]]
+        layout = _Layout(first.shape[0], first.shape[1:], first.shape[-1], first.device)
+        storage = given[scan.storage or scan.tensors[0]].dtype
+        buffers = {name: None if given[name] is None else given[name].contiguous()
+                   for name in scan.tensors + scan.constants}
+        buffers.update({name: None if given[name] is None else given[name].detach().contiguous()
+                        for name in scan.params})
+        flags = {f"{name.upper()}_PER_NEURON": given[name] is not None and scan.per_neuron(given[name])
+                 for name in scan.params}
+        outputs = {}
+        for output in scan.outputs:
+            lead = (output.branches,) if output.branches else ()
+            shape = lead + ((layout.steps,) if output.per_step else ()) + tuple(layout.state)
+            dtype = torch.float32 if output.float32 else storage
+            present = output.when is None or output.when(call.constexprs)
+            outputs[output.name] = common.empty(shape, dtype, layout.device) if present else None
+        saved = {}
+        for keep in scan.saved:
+            record = outputs[keep.of]
+            if record is None:
+                saved[keep.name] = None
+            elif keep.shared_if is None or call.constexprs[keep.shared_if.upper()]:
+                saved[keep.name] = float32_values(record)
+            else:
+                saved[keep.name] = common.empty(record.shape, torch.float32, layout.device)
+        separate = any(saved[keep.name] is not outputs[keep.of] for keep in scan.saved)
+        buffers.update(outputs)
+        buffers.update(saved)
+        _launch_by_name(scan.forward, scan, layout, buffers, dict(call.constexprs, **flags, SAVE_SEPARATE=separate))
+        # Only what the backward kernel reads is kept.
+        read = _arguments(scan.backward)
+        ctx.kept = [name for name in buffers if f"{name}_ptr" in read]
+        ctx.save_for_backward(*(buffers[name] for name in ctx.kept))
+        ctx.call, ctx.layout, ctx.flags = call, layout, flags
+        ctx.inputs = {name: None if given[name] is None else (given[name].shape, given[name].dtype)
+                      for name in scan.inputs}
+        ctx.returned = {name: None if out is None else (out.shape, out.dtype) for name, out in outputs.items()}
+        ctx.set_materialize_grads(False)
+        ctx.mark_non_differentiable(*(outputs[output.name] for output in scan.outputs
+                                      if not output.differentiable and outputs[output.name] is not None))
+        return tuple(outputs[output.name] for output in scan.outputs)
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        call, layout = ctx.call, ctx.layout
+        scan = call.scan
+        taken = _arguments(scan.backward)
+        buffers = dict(zip(ctx.kept, ctx.saved_tensors))
+        constexprs = dict(call.constexprs, **ctx.flags)
+        for output, cotangent in zip(scan.outputs, cotangents):
+            if f"g_{output.name}_ptr" not in taken:
+                continue
+            flag = f"HAS_G_{output.name.upper()}"
+            if flag in taken:
+                constexprs[flag] = cotangent is not None
+            elif cotangent is None:
+                # Without a flag the kernel reads the cotangent: an absent one is zeros.
+                shape, dtype = ctx.returned[output.name]
+                cotangent = torch.zeros(shape, dtype=dtype, device=layout.device)
+            buffers[f"g_{output.name}"] = None if cotangent is None else cotangent.contiguous()
+        gradients = {name: None if ctx.inputs[name] is None else common.empty(*ctx.inputs[name], layout.device)
+                     for name in scan.tensors if f"g_{name}_ptr" in taken}
+        # Every parameter's sums the kernel takes, present or not: a kernel may store unused sums.
+        lead = (scan.param_branches,) if scan.param_branches else ()
+        sums = {name: common.empty(lead + tuple(layout.state), torch.float32, layout.device)
+                for name in scan.params if f"g_{name}_ptr" in taken}
+        buffers.update({f"g_{name}": buffer for name, buffer in {**gradients, **sums}.items()})
+        _launch_by_name(scan.backward, scan, layout, buffers, constexprs)
+        wants = dict(zip(scan.inputs, ctx.needs_input_grad[1:]))
+        results = []
+        for name in scan.tensors:
+            if name in gradients:
+                results.append(gradients[name])
+            elif ctx.inputs[name] is not None and wants[name]:
+                # The input acts only through stop-gradients.
+                shape, dtype = ctx.inputs[name]
+                results.append(torch.zeros(shape, dtype=dtype, device=layout.device))
+            else:
+                results.append(None)
+        for name in scan.params:
+            wanted = (name in sums and ctx.inputs[name] is not None and wants[name]
+                      and name not in call.untrained)
+            results.append(scan.reduce(sums[name], *ctx.inputs[name]) if wanted else None)
+        return (None, *results, *(None for _ in scan.constants))
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import triton.language as tl
 
 from snnref.leak import decay_of
 
-from . import _launch, common
+from . import _launch
 from ._jit import load_param, spike
 from .surrogates import kind_id
 
@@ -51,7 +51,7 @@ def _forward(x_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, gamma_ptr, scale_ptr
              T, M, N,
              BETA_PER_NEURON: tl.constexpr, BETA_THR_PER_NEURON: tl.constexpr,
              GAMMA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr,
-             SAVE_APART: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+             SAVE_SEPARATE: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
     """Eqs. (1)-(6) of ``snnref/spec/adaptive.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
@@ -74,7 +74,7 @@ def _forward(x_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, gamma_ptr, scale_ptr
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(m_record_ptr + at, m.to(m_record_ptr.dtype.element_ty), mask=mask)
         tl.store(r_record_ptr + at, r.to(r_record_ptr.dtype.element_ty), mask=mask)
-        if SAVE_APART:
+        if SAVE_SEPARATE:
             tl.store(m_saved_ptr + at, m, mask=mask)
             tl.store(r_saved_ptr + at, r, mask=mask)
         at += M
@@ -93,7 +93,7 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
               HAS_G_SPIKES: tl.constexpr, HAS_G_M_RECORD: tl.constexpr, HAS_G_R_RECORD: tl.constexpr,
               HAS_G_M_FINAL: tl.constexpr, HAS_G_R_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
-    """Eqs. (7)-(14) of ``snnref/spec/adaptive.py`` from the saved m[t] and r[t], last step first."""
+    """Eqs. (7)-(15) of ``snnref/spec/adaptive.py`` from the saved m[t] and r[t], last step first."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
@@ -148,48 +148,14 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
     tl.store(g_gamma_ptr + offs, g_gamma, mask=mask)
 
 
-def _options(config, params):
-    """(parameter pointers, the compile-time options both kernels share)."""
-    pointers, flags = _launch.parameters(params, ("BETA", "BETA_THR", "GAMMA", "SCALE"))
-    return pointers, dict(flags, SMOOTH=config["smooth"], KIND=config["kind"])
-
-
-class _Scan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, m0, r0, beta, beta_thr, gamma, scale, config):
-        shape = x.shape[1:]
-        neurons = x[0].numel()
-        x, m0, r0 = x.contiguous(), m0.contiguous(), r0.contiguous()
-        spikes, m_record, r_record = _launch.buffers(3, x.shape, x.dtype, x.device)
-        m_saved, r_saved = _launch.float32_values(m_record), _launch.float32_values(r_record)
-        m_final, r_final = _launch.buffers(2, shape, x.dtype, x.device)
-        pointers, options = _options(config, (beta, beta_thr, gamma, scale))
-        _launch.launch(_forward, neurons, x.device,
-                       x, m0, r0, *pointers, spikes, m_record, r_record, m_saved, r_saved, m_final, r_final,
-                       x.shape[0], neurons, shape[-1], **options, SAVE_APART=m_saved is not m_record)
-        ctx.save_for_backward(m_saved, r_saved, m0, r0, beta, beta_thr, gamma, scale)
-        ctx.config = config
-        ctx.set_materialize_grads(False)
-        return spikes, m_record, r_record, m_final, r_final
-
-    @staticmethod
-    def backward(ctx, g_spikes, g_m_record, g_r_record, g_m_final, g_r_final):
-        m_saved, r_saved, m0, r0, *params = ctx.saved_tensors
-        steps, shape = m_saved.shape[0], m_saved.shape[1:]
-        neurons = m0.numel()
-        g_x = common.empty(m_saved.shape, m0.dtype, m0.device)
-        g_m0, g_r0 = _launch.buffers(2, shape, m0.dtype, m0.device)
-        partials = _launch.partial_sums(3, shape, m0.device)
-        pointers, options = _options(ctx.config, params)
-        present, flags = _launch.cotangents((g_spikes, g_m_record, g_r_record, g_m_final, g_r_final),
-                                            ("SPIKES", "M_RECORD", "R_RECORD", "M_FINAL", "R_FINAL"), m_saved)
-        _launch.launch(_backward, neurons, m0.device,
-                       m_saved, r_saved, m0, r0, *pointers, *present, g_x, g_m0, g_r0, *partials,
-                       steps, neurons, shape[-1], (steps - 1) * neurons, **options, **flags)
-        # beta, beta_thr, gamma; gradient_factor is spike_linear's fixed scale: no gradient.
-        reduced = [_launch.reduce(partial, param, want)
-                   for partial, param, want in zip(partials, params, ctx.needs_input_grad[3:6])]
-        return (g_x, g_m0, g_r0, *reduced, None, None)
+# gradient_factor (scale) is spike_linear's fixed scale: the backward sums no gradient for it.
+SCAN = _launch.Scan(
+    forward=_forward, backward=_backward,
+    tensors=("x", "m0", "r0"), params=("beta", "beta_thr", "gamma", "scale"),
+    outputs=(_launch.Output("spikes"), _launch.Output("m_record"), _launch.Output("r_record"),
+             _launch.Output("m_final", per_step=False), _launch.Output("r_final", per_step=False)),
+    saved=(_launch.Saved("m_saved", of="m_record"), _launch.Saved("r_saved", of="r_record")),
+)
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
@@ -201,10 +167,10 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     beta = decay_of(params["tau"].float())
     beta_thr = decay_of(params["tau_thr"].float())
     scale = params[registry.surrogate(surrogate_key).scale]
-    config = dict(smooth=smooth, kind=kind_id(surrogate_key))
-    spikes, membrane, excess, final_m, final_r = _Scan.apply(
-        x, state["m"], state["r"], beta, beta_thr, params["gamma"], scale, config)
-    return {"out": spikes, "m": membrane, "r": excess}, {"m": final_m, "r": final_r}, {}
+    scan = SCAN(dict(smooth=smooth, kind=kind_id(surrogate_key)), x=x, m0=state["m"], r0=state["r"], beta=beta,
+                beta_thr=beta_thr, gamma=params["gamma"], scale=scale)
+    return ({"out": scan["spikes"], "m": scan["m_record"], "r": scan["r_record"]},
+            {"m": scan["m_final"], "r": scan["r_final"]}, {})
 
 
 COMPILE_VARIANTS = _launch.CompileVariants(
@@ -213,10 +179,10 @@ COMPILE_VARIANTS = _launch.CompileVariants(
     variants=(
         _launch.variant(torch.float32, "SPIKES M_RECORD R_RECORD M_FINAL R_FINAL", BETA_PER_NEURON=True,
                         BETA_THR_PER_NEURON=False, GAMMA_PER_NEURON=True, SCALE_PER_NEURON=False, SMOOTH=False,
-                        KIND=4, SAVE_APART=False),
+                        KIND=4, SAVE_SEPARATE=False),
         _launch.variant(torch.float16, "SPIKES R_RECORD", BETA_PER_NEURON=False, BETA_THR_PER_NEURON=True,
-                        GAMMA_PER_NEURON=False, SCALE_PER_NEURON=True, SMOOTH=True, KIND=1, SAVE_APART=True),
+                        GAMMA_PER_NEURON=False, SCALE_PER_NEURON=True, SMOOTH=True, KIND=1, SAVE_SEPARATE=True),
         _launch.variant(torch.bfloat16, "M_RECORD M_FINAL R_FINAL", BETA_PER_NEURON=True, BETA_THR_PER_NEURON=True,
-                        GAMMA_PER_NEURON=True, SCALE_PER_NEURON=True, SMOOTH=False, KIND=3, SAVE_APART=True),
+                        GAMMA_PER_NEURON=True, SCALE_PER_NEURON=True, SMOOTH=False, KIND=3, SAVE_SEPARATE=True),
     ),
 )

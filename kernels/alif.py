@@ -32,7 +32,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _launch, common
+from . import _launch
 from ._jit import load_param, spike
 from .surrogates import kind_id, surrogate
 
@@ -178,70 +178,27 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
     tl.store(g_scale_ptr + offs, g_scale, mask=mask)
 
 
-def _options(config, params, replay):
-    """(parameter pointers, the compile-time options both kernels share)."""
-    pointers, flags = _launch.parameters(params, ("LAM_V", "LAM_A", "THETA", "BETA", "SCALE"))
-    return pointers, dict(flags, STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None,
-                          KIND=config["kind"])
-
-
-class _Scan(torch.autograd.Function):
-    """Inputs (x, v0, a0, lam_v, lam_a, theta, beta, scale, replay, config)."""
-
-    @staticmethod
-    def forward(ctx, x, v0, a0, lam_v, lam_a, theta, beta, scale, replay, config):
-        shape = x.shape[1:]
-        neurons = x[0].numel()
-        x, v0, a0 = x.contiguous(), v0.contiguous(), a0.contiguous()
-        spikes, v_rec, a_rec = _launch.buffers(3, x.shape, x.dtype, x.device)
-        v_save, a_save = _launch.float32_values(v_rec), _launch.float32_values(a_rec)
-        v_final, a_final = _launch.buffers(2, shape, x.dtype, x.device)
-        params = (lam_v, lam_a, theta, beta, scale)
-        pointers, options = _options(config, params, replay)
-        _launch.launch(_forward, neurons, x.device,
-                       x, v0, a0, *pointers, replay if replay is not None else x,
-                       spikes, v_rec, a_rec, v_save, a_save, v_final, a_final, x.shape[0], neurons, shape[-1],
-                       **options, SAVE_SEPARATE=v_save is not v_rec)
-        ctx.save_for_backward(v_save, a_save, v0, *params, replay)
-        ctx.config = config
-        ctx.set_materialize_grads(False)
-        return spikes, v_rec, a_rec, v_final, a_final
-
-    @staticmethod
-    def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final):
-        v_save, a_save, v0, *params, replay = ctx.saved_tensors
-        steps, shape = v_save.shape[0], v_save.shape[1:]
-        neurons = v0.numel()
-        g_x = common.empty(v_save.shape, v0.dtype, v0.device)
-        g_v0, g_a0 = _launch.buffers(2, shape, v0.dtype, v0.device)
-        partials = _launch.partial_sums(len(params), shape, v0.device)
-        pointers, options = _options(ctx.config, params, replay)
-        present, flags = _launch.cotangents((g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final),
-                                            ("SPIKES", "V_REC", "A_REC", "V_FINAL", "A_FINAL"), v_save)
-        _launch.launch(_backward, neurons, v0.device,
-                       v_save, a_save, v0, *pointers, replay if replay is not None else v_save,
-                       *present, g_x, g_v0, g_a0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
-                       **options, **flags)
-        wants = ctx.needs_input_grad[3:8]
-        trainable = (True, True, True, True, ctx.config["scale_trainable"])
-        param_grads = [_launch.reduce(partial, param, want and train)
-                       for partial, param, want, train in zip(partials, params, wants, trainable)]
-        return (g_x, g_v0, g_a0, *param_grads, None, None)
+SCAN = _launch.Scan(
+    forward=_forward, backward=_backward,
+    tensors=("x", "v0", "a0"), params=("lam_v", "lam_a", "theta", "beta", "scale"), constants=("replay",),
+    outputs=(_launch.Output("spikes"), _launch.Output("v_rec"), _launch.Output("a_rec"),
+             _launch.Output("v_final", per_step=False), _launch.Output("a_final", per_step=False)),
+    saved=(_launch.Saved("v_save", of="v_rec"), _launch.Saved("a_save", of="a_rec")),
+)
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     from snnref import registry
 
     replay = detached["reset_spike"].contiguous() if detached is not None else None
-    config = dict(strict=row.spike_test == ">", smooth=smooth, kind=kind_id(surrogate_key),
-                  scale_trainable=registry.surrogate(surrogate_key).trainable_scale)
-    scale = params[registry.surrogate(surrogate_key).scale]
-    spikes, v_rec, a_rec, v_final, a_final = _Scan.apply(
-        x, state["v"], state["a"], params["decay_v"], params["decay_a"], params["threshold"], params["beta"],
-        scale, replay, config,
-    )
-    used = {"reset_spike": replay if replay is not None else spikes.detach()}
-    return {"out": spikes, "v": v_rec, "a": a_rec}, {"v": v_final, "a": a_final}, used
+    options = dict(strict=row.spike_test == ">", smooth=smooth, kind=kind_id(surrogate_key), replay=replay is not None)
+    untrained = () if registry.surrogate(surrogate_key).trainable_scale else ("scale",)
+    scan = SCAN(options, untrained, x=x, v0=state["v"], a0=state["a"], lam_v=params["decay_v"],
+                lam_a=params["decay_a"], theta=params["threshold"], beta=params["beta"],
+                scale=params[registry.surrogate(surrogate_key).scale], replay=replay)
+    used = {"reset_spike": replay if replay is not None else scan["spikes"].detach()}
+    return ({"out": scan["spikes"], "v": scan["v_rec"], "a": scan["a_rec"]},
+            {"v": scan["v_final"], "a": scan["a_final"]}, used)
 
 
 COMPILE_VARIANTS = _launch.CompileVariants(

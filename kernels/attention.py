@@ -277,81 +277,27 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
     tl.store(g_scale_ptr + (lane + M + M), g_scale_v, mask=mask)
 
 
-def _options(config, lam, theta, scale, replay):
-    """(table pointers, the compile-time options both kernels share); a table
-    of shape (3, D) is per feature, one of shape (3,) a value per branch."""
-    pointers = [table.detach().contiguous() for table in (lam, theta, scale)]
-    return pointers, dict(
-        LAM_PER_NEURON=lam.dim() == 2, THETA_PER_NEURON=theta.dim() == 2, SCALE_PER_NEURON=scale.dim() == 2,
-        STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None, KIND=config["kind"],
-    )
-
-
-def _reduce(partial, table, wanted):
+def _reduce(partial, shape, dtype):
     """Per-lane partial sums (3, ..., D) to the stacked parameter's shape, (3, D)
     or (3,), in a fixed order (``_launch`` eq. 2, per branch)."""
-    if not wanted:
-        return None
-    if table.dim() == 2:
-        return partial.flatten(1, -2).sum(1).to(table.dtype)
-    return partial.flatten(1).sum(1).to(table.dtype)
+    if len(shape) == 2:
+        return partial.flatten(1, -2).sum(1).to(dtype)
+    return partial.flatten(1).sum(1).to(dtype)
 
 
-class _Scan(torch.autograd.Function):
-    """Inputs: z_q, z_k, z_v (T, ...) float32, S0 (...), v0 (3, ...), the stacked lam, theta
-    and scale, the stacked replayed reset spikes (3, T, ...) or None, the config."""
-
-    @staticmethod
-    def forward(ctx, z_q, z_k, z_v, s0, v0, lam, theta, scale, replay, config):
-        steps, shape = z_q.shape[0], s0.shape
-        neurons = s0.numel()
-        dtype, device = s0.dtype, s0.device
-        s0, v0 = s0.contiguous(), v0.contiguous()
-        o = common.empty((steps,) + shape, torch.float32, device)
-        context = common.empty((steps,) + shape, dtype, device)
-        v_rec = common.empty((3, steps) + shape, dtype, device)
-        s_save, v_save = _launch.float32_values(context), _launch.float32_values(v_rec)
-        spikes = common.empty((3, steps) + shape, dtype, device) if replay is None else None
-        s_final = common.empty(shape, dtype, device)
-        v_final = common.empty((3,) + shape, dtype, device)
-        pointers, options = _options(config, lam, theta, scale, replay)
-        _launch.launch(_forward, neurons, device,
-                       z_q.contiguous(), z_k.contiguous(), z_v.contiguous(), s0, v0, *pointers,
-                       replay if replay is not None else z_q,
-                       o, context, s_save, v_rec, v_save, spikes if spikes is not None else o, s_final, v_final,
-                       steps, neurons, shape[-1], steps * neurons,
-                       **options, SAVE_SEPARATE=v_save is not v_rec, num_warps=NUM_WARPS)
-        ctx.save_for_backward(v_save, s_save, v0, lam, theta, scale, replay)
-        ctx.config = config
-        ctx.set_materialize_grads(False)
-        if spikes is not None:
-            ctx.mark_non_differentiable(spikes)
-        return o, context, s_final, v_rec, v_final, spikes
-
-    @staticmethod
-    def backward(ctx, g_o, g_context, g_s_final, g_v_rec, g_v_final, g_spikes):
-        v_save, s_save, v0, lam, theta, scale, replay = ctx.saved_tensors
-        config = ctx.config
-        steps, shape = s_save.shape[0], s_save.shape[1:]
-        neurons = s_save[0].numel()
-        device = v0.device
-        g_z = _launch.buffers(len(BRANCHES), (steps,) + shape, torch.float32, device)
-        g_s0 = common.empty(shape, v0.dtype, device)
-        g_v0 = common.empty((3,) + shape, v0.dtype, device)
-        partials = _launch.partial_sums(3, (3,) + shape, device)
-        pointers, options = _options(config, lam, theta, scale, replay)
-        present, flags = _launch.cotangents((g_o, g_context, g_s_final, g_v_rec, g_v_final),
-                                            ("O", "CONTEXT", "S_FINAL", "V_REC", "V_FINAL"), s_save)
-        _launch.launch(_backward, neurons, device,
-                       v_save, s_save, v0, *pointers, replay if replay is not None else v_save,
-                       *present, *g_z, g_s0, g_v0, *partials,
-                       steps, neurons, shape[-1], steps * neurons, (steps - 1) * neurons,
-                       **options, **flags, num_warps=NUM_WARPS)
-        wants = ctx.needs_input_grad[5:8]
-        trainable = (True, True, config["scale_trainable"])
-        table_grads = [_reduce(partial, table, want and train)
-                       for partial, table, want, train in zip(partials, (lam, theta, scale), wants, trainable)]
-        return (*g_z, g_s0, g_v0, *table_grads, None, None)
+# Branch parameters are tables: shape (3, D) is per feature, (3,) one value per branch.
+SCAN = _launch.Scan(
+    forward=_forward, backward=_backward,
+    tensors=("z_q", "z_k", "z_v", "s0", "v0"), params=("lam", "theta", "scale"), constants=("replay",),
+    outputs=(_launch.Output("o", float32=True), _launch.Output("context"), _launch.Output("s_final", per_step=False),
+             _launch.Output("v_rec", branches=3), _launch.Output("v_final", per_step=False, branches=3),
+             # The reset spikes, unless the caller replays its own.
+             _launch.Output("spikes", branches=3, when=lambda constexprs: not constexprs["REPLAY"],
+                            differentiable=False)),
+    saved=(_launch.Saved("s_save", of="context"), _launch.Saved("v_save", of="v_rec")),
+    storage="s0", param_branches=3, per_neuron=lambda table: table.dim() == 2, reduce=_reduce,
+    scalars=lambda steps, neurons, features: dict(D=features, TM=steps * neurons), num_warps=NUM_WARPS,
+)
 
 
 def _stacked(values, d):
@@ -373,18 +319,18 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     names = ("decay", "threshold", registry.surrogate(surrogate_key).scale)
     lam, theta, scale = (_stacked([params[f"{b}_{name}"] for b in BRANCHES], d) for name in names)
     replay = torch.stack([detached[f"{b}_reset_spike"] for b in BRANCHES]) if detached is not None else None
-    config = dict(strict=row.spike_test == ">", smooth=smooth, kind=kind_id(surrogate_key),
-                  scale_trainable=registry.surrogate(surrogate_key).trainable_scale)
-    o, context, s_final, v_rec, v_final, spikes = _Scan.apply(*z, state["context"], v0, lam, theta, scale,
-                                                               replay, config)
-    projected = o @ params["proj_weight"].float().T + params["proj_bias"].float()
-    outputs = {"out": projected.to(x.dtype), "context": context}
-    final = {"context": s_final}
+    options = dict(strict=row.spike_test == ">", smooth=smooth, kind=kind_id(surrogate_key), replay=replay is not None)
+    untrained = () if registry.surrogate(surrogate_key).trainable_scale else ("scale",)
+    scan = SCAN(options, untrained, z_q=z[0], z_k=z[1], z_v=z[2], s0=state["context"], v0=v0, lam=lam, theta=theta,
+                scale=scale, replay=replay)
+    projected = scan["o"] @ params["proj_weight"].float().T + params["proj_bias"].float()
+    outputs = {"out": projected.to(x.dtype), "context": scan["context"]}
+    final = {"context": scan["s_final"]}
     used = {}
     for i, b in enumerate(BRANCHES):
-        outputs[f"{b}_v"] = v_rec[i]
-        final[f"{b}_v"] = v_final[i]
-        used[f"{b}_reset_spike"] = detached[f"{b}_reset_spike"] if detached is not None else spikes[i]
+        outputs[f"{b}_v"] = scan["v_rec"][i]
+        final[f"{b}_v"] = scan["v_final"][i]
+        used[f"{b}_reset_spike"] = detached[f"{b}_reset_spike"] if detached is not None else scan["spikes"][i]
     return outputs, final, used
 
 

@@ -32,7 +32,7 @@ import triton.language as tl
 
 from snnref.leak import decay_of
 
-from . import _launch, common
+from . import _launch
 from ._jit import load_param, spike
 from .surrogates import kind_id, surrogate
 
@@ -74,7 +74,7 @@ def _sign(offs, N, HALF):
 def _forward(x_ptr, m0_ptr, beta_ptr, scale_ptr,
              spikes_ptr, record_ptr, m_saved_ptr, final_ptr,
              T, M, N, HALF,
-             BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr, SAVE_APART: tl.constexpr,
+             BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr, SAVE_SEPARATE: tl.constexpr,
              SMOOTH: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
     """Eqs. (1)-(4) of ``snnref/spec/cooldown.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -93,7 +93,7 @@ def _forward(x_ptr, m0_ptr, beta_ptr, scale_ptr,
         m = beta * m + (1.0 - beta) * _exp(x)
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(record_ptr + at, m.to(record_ptr.dtype.element_ty), mask=mask)
-        if SAVE_APART:
+        if SAVE_SEPARATE:
             tl.store(m_saved_ptr + at, m, mask=mask)
         at += M
     tl.store(final_ptr + offs, m.to(final_ptr.dtype.element_ty), mask=mask)
@@ -107,7 +107,7 @@ def _backward(x_ptr, m_saved_ptr, m0_ptr, beta_ptr, scale_ptr,
               BETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr, KIND: tl.constexpr,
               HAS_G_SPIKES: tl.constexpr, HAS_G_RECORD: tl.constexpr, HAS_G_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
-    """Eqs. (5)-(8) of ``snnref/spec/cooldown.py`` from the saved membrane, last step first."""
+    """Eqs. (5)-(8) and g beta of (9) of ``snnref/spec/cooldown.py`` from the saved membrane, last step first."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     beta = load_param(beta_ptr, offs, mask, N, BETA_PER_NEURON)
@@ -141,41 +141,14 @@ def _backward(x_ptr, m_saved_ptr, m0_ptr, beta_ptr, scale_ptr,
     tl.store(g_beta_ptr + offs, g_beta, mask=mask)
 
 
-class _Scan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, m0, beta, scale, config):
-        shape = x.shape[1:]
-        neurons = x[0].numel()
-        x, m0 = x.contiguous(), m0.contiguous()
-        spikes, record = _launch.buffers(2, x.shape, x.dtype, x.device)
-        m_saved = _launch.float32_values(record)
-        final = common.empty(shape, x.dtype, x.device)
-        pointers, flags = _launch.parameters((beta, scale), ("BETA", "SCALE"))
-        _launch.launch(_forward, neurons, x.device,
-                       x, m0, *pointers, spikes, record, m_saved, final, x.shape[0], neurons, shape[-1],
-                       shape[-1] // 2, **flags, SAVE_APART=m_saved is not record, SMOOTH=config["smooth"],
-                       KIND=config["kind"])
-        ctx.save_for_backward(x, m_saved, m0, beta, scale)
-        ctx.config = config
-        ctx.set_materialize_grads(False)
-        return spikes, record, final
-
-    @staticmethod
-    def backward(ctx, g_spikes, g_record, g_final):
-        x, m_saved, m0, beta, scale = ctx.saved_tensors
-        steps, shape = x.shape[0], x.shape[1:]
-        neurons = m0.numel()
-        g_x = common.empty(x.shape, x.dtype, x.device)
-        g_m0 = common.empty(shape, m0.dtype, x.device)
-        g_beta, = _launch.partial_sums(1, shape, x.device)
-        pointers, flags = _launch.parameters((beta, scale), ("BETA", "SCALE"))
-        present, has = _launch.cotangents((g_spikes, g_record, g_final), ("SPIKES", "RECORD", "FINAL"), x)
-        _launch.launch(_backward, neurons, x.device,
-                       x, m_saved, m0, *pointers, *present, g_x, g_m0, g_beta,
-                       steps, neurons, shape[-1], shape[-1] // 2, (steps - 1) * neurons,
-                       **flags, **has, KIND=ctx.config["kind"])
-        # gradient_factor is spike_linear's fixed scale: it receives no gradient.
-        return g_x, g_m0, _launch.reduce(g_beta, beta, ctx.needs_input_grad[2]), None, None
+# gradient_factor (scale) is spike_linear's fixed scale: the backward sums no gradient for it.
+SCAN = _launch.Scan(
+    forward=_forward, backward=_backward,
+    tensors=("x", "m0"), params=("beta", "scale"),
+    outputs=(_launch.Output("spikes"), _launch.Output("record"), _launch.Output("final", per_step=False)),
+    saved=(_launch.Saved("m_saved", of="record"),),
+    scalars=lambda steps, neurons, features: dict(HALF=features // 2),
+)
 
 
 def check_input(row, x, params):
@@ -205,9 +178,8 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     # up to half an ulp of float16 at every step.  Autograd carries it to tau.
     beta = decay_of(params["tau"].float())
     scale = params[registry.surrogate(surrogate_key).scale]
-    config = dict(smooth=smooth, kind=kind_id(surrogate_key))
-    spikes, membrane, final = _Scan.apply(x, state["m"], beta, scale, config)
-    return {"out": spikes, "m": membrane}, {"m": final}, {}
+    scan = SCAN(dict(smooth=smooth, kind=kind_id(surrogate_key)), x=x, m0=state["m"], beta=beta, scale=scale)
+    return {"out": scan["spikes"], "m": scan["record"]}, {"m": scan["final"]}, {}
 
 
 COMPILE_VARIANTS = _launch.CompileVariants(
@@ -215,10 +187,10 @@ COMPILE_VARIANTS = _launch.CompileVariants(
     float32_pointers=frozenset({"beta", "m_saved", "g_beta"}),
     variants=(
         _launch.variant(torch.float32, "SPIKES RECORD FINAL", BETA_PER_NEURON=True, SCALE_PER_NEURON=False,
-                        SMOOTH=False, KIND=4, SAVE_APART=False),
+                        SMOOTH=False, KIND=4, SAVE_SEPARATE=False),
         _launch.variant(torch.float16, "SPIKES", BETA_PER_NEURON=False, SCALE_PER_NEURON=True, SMOOTH=True, KIND=0,
-                        SAVE_APART=True),
+                        SAVE_SEPARATE=True),
         _launch.variant(torch.bfloat16, "RECORD FINAL", BETA_PER_NEURON=True, SCALE_PER_NEURON=True, SMOOTH=False,
-                        KIND=2, SAVE_APART=True),
+                        KIND=2, SAVE_SEPARATE=True),
     ),
 )

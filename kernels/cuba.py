@@ -59,8 +59,6 @@ in a fixed order: no atomics, the same bits on every run.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
-
 import torch
 import triton
 import triton.language as tl
@@ -71,10 +69,11 @@ from . import _launch, common
 from ._jit import load_param
 from .surrogates import kind_id, surrogate
 
-# The stop-gradient values in the spec family's order; which of them a run has
-# depends on the model and on the observations (snnref.registry.detached_keys).
-DETACHED = ("reset_spike", "refractory_mask", "refractory_carry", "inject_v", "inject_v_refractory",
-            "inject_spikes", "inject_spikes_refractory")
+# The kernels' pointer for each stop-gradient value, in the spec family's order;
+# which of them a run has depends on the model and on the observations
+# (snnref.registry.detached_keys).
+DETACHED = dict(reset_spike="zb", refractory_mask="m", refractory_carry="c", inject_v="dv",
+                inject_v_refractory="dv_ref", inject_spikes="dz", inject_spikes_refractory="dz_ref")
 # Where the initial membrane comes from: the state tensor, or a parameter.
 STARTS = {None: 0, "leak": 1, "reset": 2}
 
@@ -179,26 +178,27 @@ def _advance(v, i, r, at, mask, leak, a, theta, reset, alpha,
 
 @triton.jit
 def _coefficients(a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
-                  A_PN: tl.constexpr, B_PN: tl.constexpr, LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr,
-                  THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr, K_PN: tl.constexpr,
+                  A_PER_NEURON: tl.constexpr, B_PER_NEURON: tl.constexpr, LEAK_PER_NEURON: tl.constexpr,
+                  RESET_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr, ALPHA_PER_NEURON: tl.constexpr,
+                  K_PER_NEURON: tl.constexpr,
                   LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr):
     """Every coefficient of the forward and the backward scan; those a model
     does not have are placeholders (a), never read."""
-    a = load_param(a_ptr, offs, mask, N, A_PN)
-    b = load_param(b_ptr, offs, mask, N, B_PN)
+    a = load_param(a_ptr, offs, mask, N, A_PER_NEURON)
+    b = load_param(b_ptr, offs, mask, N, B_PER_NEURON)
     leak = a
     reset = a
     theta = a
     alpha = a
     k = a
     if LEAK:
-        leak = load_param(leak_ptr, offs, mask, N, LEAK_PN)
+        leak = load_param(leak_ptr, offs, mask, N, LEAK_PER_NEURON)
     if SPIKING:
-        reset = load_param(reset_ptr, offs, mask, N, RESET_PN)
-        theta = load_param(theta_ptr, offs, mask, N, THETA_PN)
-        alpha = load_param(alpha_ptr, offs, mask, N, ALPHA_PN)
+        reset = load_param(reset_ptr, offs, mask, N, RESET_PER_NEURON)
+        theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
+        alpha = load_param(alpha_ptr, offs, mask, N, ALPHA_PER_NEURON)
     if REFRACTORY:
-        k = load_param(k_ptr, offs, mask, N, K_PN)
+        k = load_param(k_ptr, offs, mask, N, K_PER_NEURON)
     return a, b, leak, reset, theta, alpha, k
 
 
@@ -206,21 +206,23 @@ def _coefficients(a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr
 def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
              leak_ptr, reset_ptr, theta_ptr, alpha_ptr, a_ptr, b_ptr, k_ptr,
              v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
-             out_ptr, v_seq_ptr, i_seq_ptr, r_seq_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
+             out_ptr, v_ptr, i_ptr, r_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
              v_final_ptr, i_final_ptr, r_final_ptr,
              T, M, N,
-             LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr, THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr,
-             A_PN: tl.constexpr, B_PN: tl.constexpr, K_PN: tl.constexpr,
+             LEAK_PER_NEURON: tl.constexpr, RESET_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
+             ALPHA_PER_NEURON: tl.constexpr, A_PER_NEURON: tl.constexpr, B_PER_NEURON: tl.constexpr,
+             K_PER_NEURON: tl.constexpr,
              LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
              OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr, RECORD_RESET: tl.constexpr,
              STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
-             KEEP: tl.constexpr, BLOCK: tl.constexpr):
+             SAVE_SEPARATE: tl.constexpr, BLOCK: tl.constexpr):
     """Eqs. (1)-(8) of ``snnref/spec/cuba.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
     a, b, leak, reset, theta, alpha, k = _coefficients(
         a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
-        A_PN, B_PN, LEAK_PN, RESET_PN, THETA_PN, ALPHA_PN, K_PN, LEAK, SPIKING, REFRACTORY)
+        A_PER_NEURON, B_PER_NEURON, LEAK_PER_NEURON, RESET_PER_NEURON, THETA_PER_NEURON, ALPHA_PER_NEURON,
+        K_PER_NEURON, LEAK, SPIKING, REFRACTORY)
     # Masked lanes start from a defined 0 and are never stored.
     v = _start(v0_ptr, offs, mask, leak, reset, V0_FROM)
     i = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -237,16 +239,16 @@ def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
             LEAK, SPIKING, REFRACTORY, OBS_V, OBS_Z, REPLAY, True, RECORD_RESET, STRICT, SMOOTH, KIND)
         # (2) the current integrates this step's input after the membrane moved.
         i = (1.0 - b) * i + x
-        tl.store(v_seq_ptr + at, v.to(v_seq_ptr.dtype.element_ty), mask=mask)
-        tl.store(i_seq_ptr + at, i.to(i_seq_ptr.dtype.element_ty), mask=mask)
+        tl.store(v_ptr + at, v.to(v_ptr.dtype.element_ty), mask=mask)
+        tl.store(i_ptr + at, i.to(i_ptr.dtype.element_ty), mask=mask)
         if SPIKING:
             tl.store(out_ptr + at, z.to(out_ptr.dtype.element_ty), mask=mask)
         else:
             tl.store(out_ptr + at, v.to(out_ptr.dtype.element_ty), mask=mask)
         if REFRACTORY:
             r = (1.0 - z) * c + z * k
-            tl.store(r_seq_ptr + at, r.to(r_seq_ptr.dtype.element_ty), mask=mask)
-        if KEEP:
+            tl.store(r_ptr + at, r.to(r_ptr.dtype.element_ty), mask=mask)
+        if SAVE_SEPARATE:
             # Half-precision outputs are rounded: the backward needs the registers.
             tl.store(v_keep_ptr + at, v, mask=mask)
             tl.store(i_keep_ptr + at, i, mask=mask)
@@ -274,8 +276,9 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
               g_x_ptr, g_v0_ptr, g_i0_ptr,
               g_a_ptr, g_b_ptr, g_leak_ptr, g_reset_ptr, g_theta_ptr, g_k_ptr,
               T, M, N, LAST,
-              LEAK_PN: tl.constexpr, RESET_PN: tl.constexpr, THETA_PN: tl.constexpr, ALPHA_PN: tl.constexpr,
-              A_PN: tl.constexpr, B_PN: tl.constexpr, K_PN: tl.constexpr,
+              LEAK_PER_NEURON: tl.constexpr, RESET_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
+              ALPHA_PER_NEURON: tl.constexpr, A_PER_NEURON: tl.constexpr, B_PER_NEURON: tl.constexpr,
+              K_PER_NEURON: tl.constexpr,
               LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
               OBS_V: tl.constexpr, OBS_Z: tl.constexpr, REPLAY: tl.constexpr,
               STRICT: tl.constexpr, SMOOTH: tl.constexpr, KIND: tl.constexpr, V0_FROM: tl.constexpr,
@@ -287,7 +290,8 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
     mask = offs < M
     a, b, leak, reset, theta, alpha, k = _coefficients(
         a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
-        A_PN, B_PN, LEAK_PN, RESET_PN, THETA_PN, ALPHA_PN, K_PN, LEAK, SPIKING, REFRACTORY)
+        A_PER_NEURON, B_PER_NEURON, LEAK_PER_NEURON, RESET_PER_NEURON, THETA_PER_NEURON, ALPHA_PER_NEURON,
+        K_PER_NEURON, LEAK, SPIKING, REFRACTORY)
     v0 = _start(v0_ptr, offs, mask, leak, reset, V0_FROM)
     i0 = tl.load(i0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     r0 = 0.0 * v0
@@ -385,128 +389,20 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
         tl.store(g_k_ptr + offs, g_k, mask=mask)
 
 
-class Config(NamedTuple):
-    leak: bool  # the membrane leaks towards `leak` (LIF, LI) or only integrates (IAF)
-    spiking: bool
-    refractory: bool
-    observe_v: bool
-    observe_spikes: bool
-    replay: bool  # stop-gradient values supplied by the caller
-    strict: bool
-    smooth: bool
-    kind: int
-    v0_from: Optional[str]  # the parameter the membrane starts at ("leak", "reset"), if it does
-
-    @property
-    def reset_is_spikes(self):
-        """Without the clamp the reset spike is the output spike train: no copy."""
-        return self.spiking and not self.observe_v and not self.refractory
-
-    def options(self, params):
-        """The kernels' compile-time arguments (params: leak, reset, threshold, alpha, a, b, k)."""
-        flags = [p is not None and common.per_neuron(p) for p in params]
-        return dict(
-            zip(("LEAK_PN", "RESET_PN", "THETA_PN", "ALPHA_PN", "A_PN", "B_PN", "K_PN"), flags),
-            LEAK=self.leak, SPIKING=self.spiking, REFRACTORY=self.refractory,
-            OBS_V=self.observe_v, OBS_Z=self.observe_spikes, REPLAY=self.replay,
-            STRICT=self.strict, SMOOTH=self.smooth, KIND=self.kind, V0_FROM=STARTS[self.v0_from],
-        )
+def _refractory(constexprs):
+    return constexprs["REFRACTORY"]
 
 
-def _pointers(tensors, stand_in):
-    """Absent tensors become a stand-in pointer the kernel never touches."""
-    return [t if t is not None else stand_in for t in tensors]
-
-
-class _Scan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, v0, i0, r0, leak, reset, threshold, alpha, a, b, k, v_obs, z_obs, frozen, config):
-        steps, shape = x.shape[0], x.shape[1:]
-        neurons = x[0].numel()
-        x = x.contiguous()
-        v0 = None if v0 is None else v0.contiguous()
-        i0 = i0.contiguous()
-        r0 = r0.contiguous() if config.refractory else None
-        params = [None if p is None else p.detach().contiguous() for p in (leak, reset, threshold, alpha, a, b, k)]
-
-        def sequence():
-            return common.empty(x.shape, x.dtype, x.device)
-
-        def final():
-            return common.empty(shape, x.dtype, x.device)
-
-        out = sequence()
-        v_seq, i_seq = sequence(), sequence()
-        r_seq = sequence() if config.refractory else None
-        keep = [None if seq is None else _launch.float32_values(seq) for seq in (v_seq, i_seq, r_seq)]
-        finals = [final(), final(), final() if config.refractory else None]
-        _launch.launch(
-            _forward, neurons, x.device,
-            x, *_pointers([v0, i0, r0], x), *_pointers(params, x),
-            *_pointers([v_obs, z_obs], x), *_pointers([frozen.get(key) for key in DETACHED], x),
-            out, *_pointers([v_seq, i_seq, r_seq], x), *_pointers(keep, x), *_pointers(finals, x),
-            steps, neurons, shape[-1],
-            **config.options(params), RECORD_RESET=not config.reset_is_spikes, KEEP=keep[0] is not v_seq,
-        )
-        ctx.save_for_backward(v0, i0, r0, *keep, *params, v_obs, z_obs)
-        # The stop-gradient values are read back only when they were replayed
-        # (the caller's tensors); otherwise the backward recomputes them.
-        ctx.frozen = frozen if config.replay else {}
-        ctx.config = config
-        ctx.set_materialize_grads(False)
-        sequences = [s for s in (out, v_seq, i_seq, r_seq) if s is not None]
-        return tuple(sequences + [f for f in finals if f is not None])
-
-    @staticmethod
-    def backward(ctx, *grads):
-        v0, i0, r0, v_keep, i_keep, r_keep, *rest = ctx.saved_tensors
-        params, (v_obs, z_obs) = rest[:7], rest[7:]
-        config, frozen = ctx.config, ctx.frozen
-        steps, shape = v_keep.shape[0], v_keep.shape[1:]
-        neurons = i0.numel()
-        dtype, device = i0.dtype, i0.device
-        names = ["out", "v", "i"] + (["r"] if config.refractory else [])
-        finals = names[1:]
-        cot = dict(zip(names, grads[:len(names)]))
-        cot.update(zip(["final." + n for n in finals], grads[len(names):]))
-        order = ("out", "v", "i", "r", "final.v", "final.i", "final.r")
-        present, flags = _launch.cotangents([cot.get(name) for name in order],
-                                            ("OUT", "V", "I", "R", "V_FINAL", "I_FINAL", "R_FINAL"), i0)
-        g_x = common.empty(v_keep.shape, dtype, device)
-        g_v0 = None if config.v0_from else common.empty(shape, dtype, device)
-        g_i0 = common.empty(shape, dtype, device)
-        # Per-lane partial sums of a, b, leak, reset, threshold, k, as far as the model has them.
-        owned = (True, True, config.leak, config.spiking, config.spiking, config.refractory)
-        partials = [common.empty(shape, torch.float32, device) if on else None for on in owned]
-        _launch.launch(
-            _backward, neurons, device,
-            *_pointers([v0, i0, r0, v_keep, i_keep, r_keep], i0), *_pointers(params, i0),
-            *_pointers([v_obs, z_obs], i0), *_pointers([frozen.get(key) for key in DETACHED], i0),
-            *present,
-            g_x, *_pointers([g_v0, g_i0], i0), *_pointers(partials, i0),
-            steps, neurons, shape[-1], (steps - 1) * neurons,
-            **config.options(params), **flags,
-        )
-        wants = ctx.needs_input_grad
-        g_a, g_b, g_leak, g_reset, g_threshold, g_k = partials
-        leak, reset, threshold, alpha, a, b, k = params
-        return (
-            g_x,
-            g_v0,
-            g_i0,
-            torch.zeros_like(r0) if config.refractory and wants[3] else None,  # r0 acts only through the mask
-            _launch.reduce(g_leak, leak, wants[4]),
-            _launch.reduce(g_reset, reset, wants[5]),
-            _launch.reduce(g_threshold, threshold, wants[6]),
-            None,  # superspike's scale has no gradient
-            _launch.reduce(g_a, a, wants[8]),
-            _launch.reduce(g_b, b, wants[9]),
-            _launch.reduce(g_k, k, wants[10]),
-            None,
-            None,
-            None,
-            None,
-        )
+SCAN = _launch.Scan(
+    forward=_forward, backward=_backward,
+    tensors=("x", "v0", "i0", "r0"), params=("leak", "reset", "theta", "alpha", "a", "b", "k"),
+    constants=("v_obs", "z_obs", *DETACHED.values()),
+    outputs=(_launch.Output("out"), _launch.Output("v"), _launch.Output("i"), _launch.Output("r", when=_refractory),
+             _launch.Output("v_final", per_step=False), _launch.Output("i_final", per_step=False),
+             _launch.Output("r_final", per_step=False, when=_refractory)),
+    saved=(_launch.Saved("v_keep", of="v"), _launch.Saved("i_keep", of="i"), _launch.Saved("r_keep", of="r")),
+)
+# r0 acts only through the refractory mask: the backward takes no g_r0, so r0's gradient is zeros.
 
 
 def _starts_at(v0, param):
@@ -529,33 +425,36 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     k = params["refractory_time"].float() / dt if row.refractory else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
     start = next(var.initial for var in row.state if var.name == "v")
-    config = Config(row.options.leak, spiking, row.refractory, v_obs is not None, z_obs is not None,
-                    detached is not None, row.spike_test == ">", bool(smooth),
-                    kind_id(surrogate_key) if spiking else -1,
-                    start if _starts_at(state["v"], params[start]) else None)
+    v0_from = start if _starts_at(state["v"], params[start]) else None
+    replay = detached is not None
+    # Without the clamp the reset spike is the output spike train: no copy.
+    reset_is_spikes = spiking and v_obs is None and not row.refractory
+    options = dict(leak=row.options.leak, spiking=spiking, refractory=row.refractory, obs_v=v_obs is not None,
+                   obs_z=z_obs is not None, replay=replay, record_reset=not reset_is_spikes,
+                   strict=row.spike_test == ">", smooth=bool(smooth),
+                   kind=kind_id(surrogate_key) if spiking else -1, v0_from=STARTS[v0_from])
     keys = registry.detached_keys(row, inject)
-    if config.replay:
+    if replay:
         missing = [key for key in keys if key not in detached]
         if missing:
             raise ValueError(f"detached: {row.key} with these observations needs {', '.join(missing)}")
         frozen = {key: detached[key].contiguous() for key in keys}
     else:
+        # Written by the forward kernel.
         frozen = {key: common.empty(x.shape, x.dtype, x.device) for key in keys
-                  if not (key == "reset_spike" and config.reset_is_spikes)}
-    results = _Scan.apply(
-        x, None if config.v0_from else state["v"], state["i"], state.get("r"), params.get("leak"), params.get("reset"),
-        params.get("threshold"), params.get("alpha"), a, b, k,
-        None if v_obs is None else v_obs.contiguous(), None if z_obs is None else z_obs.contiguous(),
-        frozen, config,
-    )
+                  if not (key == "reset_spike" and reset_is_spikes)}
+    # superspike's scale (alpha) gets no gradient: the backward sums none for it.
+    scan = SCAN(options, x=x, v0=None if v0_from else state["v"], i0=state["i"],
+                r0=state["r"] if row.refractory else None, leak=params.get("leak"), reset=params.get("reset"),
+                theta=params.get("threshold"), alpha=params.get("alpha"), a=a, b=b, k=k,
+                v_obs=v_obs, z_obs=z_obs,
+                **{name: frozen.get(key) for key, name in DETACHED.items()})
     names = ["v", "i"] + (["r"] if row.refractory else [])
-    out, *results = results
-    sequences, finals = results[:len(names)], results[len(names):]
-    outputs = {"out": out, **dict(zip(names, sequences))}
-    used = {key: detached[key] for key in keys} if config.replay else dict(frozen)
-    if not config.replay and config.reset_is_spikes:
-        used["reset_spike"] = out.detach()
-    return outputs, dict(zip(names, finals)), {key: used[key] for key in keys}
+    outputs = {"out": scan["out"], **{name: scan[name] for name in names}}
+    used = {key: detached[key] for key in keys} if replay else dict(frozen)
+    if not replay and reset_is_spikes:
+        used["reset_spike"] = scan["out"].detach()
+    return outputs, {name: scan[f"{name}_final"] for name in names}, {key: used[key] for key in keys}
 
 
 # Per-neuron flags in the order leak, reset, threshold, alpha, a, b, k.  Joint
@@ -564,36 +463,42 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
 # also under the clamp (variants 1 against 2, 4, 5); the reset recorded apart
 # or being the output spike train (RECORD_RESET, variants 1, 3 against 0, 4);
 # LI's readout, whose g_out joins g_v (variant 2); the membrane starting at the
-# state, the leak or the reset (V0_FROM 0, 1, 2).  KEEP: half storage.
+# state, the leak or the reset (V0_FROM 0, 1, 2).  SAVE_SEPARATE: half storage.
 COMPILE_VARIANTS = _launch.CompileVariants(
     # a, b, k are computed on the host in float32 whatever the storage.
     float32_pointers=frozenset({"a", "b", "k", "v_keep", "i_keep", "r_keep", "g_a", "g_b", "g_leak", "g_reset",
                                 "g_theta", "g_k"}),
     variants=(
-        _launch.variant(torch.float32, "OUT V I V_FINAL I_FINAL", LEAK_PN=True, RESET_PN=False, THETA_PN=True,
-                        ALPHA_PN=False, A_PN=False, B_PN=True, K_PN=False, LEAK=True, SPIKING=True, REFRACTORY=False,
-                        OBS_V=False, OBS_Z=False, REPLAY=False, STRICT=True, SMOOTH=False, KIND=0, V0_FROM=1,
-                        RECORD_RESET=False, KEEP=False),
-        _launch.variant(torch.float16, "OUT I R I_FINAL R_FINAL", LEAK_PN=False, RESET_PN=True, THETA_PN=False,
-                        ALPHA_PN=True, A_PN=True, B_PN=False, K_PN=True, LEAK=True, SPIKING=True, REFRACTORY=True,
-                        OBS_V=True, OBS_Z=True, REPLAY=False, STRICT=False, SMOOTH=False, KIND=1, V0_FROM=0,
-                        RECORD_RESET=True, KEEP=True),
+        _launch.variant(torch.float32, "OUT V I V_FINAL I_FINAL", LEAK_PER_NEURON=True, RESET_PER_NEURON=False,
+                        THETA_PER_NEURON=True, ALPHA_PER_NEURON=False, A_PER_NEURON=False, B_PER_NEURON=True,
+                        K_PER_NEURON=False, LEAK=True, SPIKING=True, REFRACTORY=False, OBS_V=False, OBS_Z=False,
+                        REPLAY=False, STRICT=True, SMOOTH=False, KIND=0, V0_FROM=1, RECORD_RESET=False,
+                        SAVE_SEPARATE=False),
+        _launch.variant(torch.float16, "OUT I R I_FINAL R_FINAL", LEAK_PER_NEURON=False, RESET_PER_NEURON=True,
+                        THETA_PER_NEURON=False, ALPHA_PER_NEURON=True, A_PER_NEURON=True, B_PER_NEURON=False,
+                        K_PER_NEURON=True, LEAK=True, SPIKING=True, REFRACTORY=True, OBS_V=True, OBS_Z=True,
+                        REPLAY=False, STRICT=False, SMOOTH=False, KIND=1, V0_FROM=0, RECORD_RESET=True,
+                        SAVE_SEPARATE=True),
         # LI: no spikes, so no surrogate (KIND -1).
-        _launch.variant(torch.bfloat16, "OUT V V_FINAL", LEAK_PN=True, RESET_PN=False, THETA_PN=False,
-                        ALPHA_PN=False, A_PN=True, B_PN=False, K_PN=False, LEAK=True, SPIKING=False, REFRACTORY=False,
-                        OBS_V=True, OBS_Z=False, REPLAY=True, STRICT=True, SMOOTH=False, KIND=-1, V0_FROM=1,
-                        RECORD_RESET=True, KEEP=True),
-        _launch.variant(torch.bfloat16, "V I V_FINAL R_FINAL", LEAK_PN=False, RESET_PN=False, THETA_PN=False,
-                        ALPHA_PN=False, A_PN=False, B_PN=False, K_PN=False, LEAK=False, SPIKING=True,
-                        REFRACTORY=True, OBS_V=False, OBS_Z=False, REPLAY=True, STRICT=True, SMOOTH=True, KIND=2,
-                        V0_FROM=2, RECORD_RESET=True, KEEP=True),
-        _launch.variant(torch.float16, "OUT I I_FINAL", LEAK_PN=False, RESET_PN=True, THETA_PN=True, ALPHA_PN=True,
-                        A_PN=False, B_PN=True, K_PN=False, LEAK=False, SPIKING=True, REFRACTORY=False, OBS_V=False,
-                        OBS_Z=True, REPLAY=True, STRICT=True, SMOOTH=False, KIND=3, V0_FROM=2, RECORD_RESET=False,
-                        KEEP=True),
-        _launch.variant(torch.float32, "OUT V I R V_FINAL I_FINAL R_FINAL", LEAK_PN=True, RESET_PN=True,
-                        THETA_PN=True, ALPHA_PN=True, A_PN=True, B_PN=True, K_PN=True, LEAK=True, SPIKING=True,
-                        REFRACTORY=True, OBS_V=True, OBS_Z=True, REPLAY=True, STRICT=False, SMOOTH=True, KIND=4,
-                        V0_FROM=1, RECORD_RESET=True, KEEP=False),
+        _launch.variant(torch.bfloat16, "OUT V V_FINAL", LEAK_PER_NEURON=True, RESET_PER_NEURON=False,
+                        THETA_PER_NEURON=False, ALPHA_PER_NEURON=False, A_PER_NEURON=True, B_PER_NEURON=False,
+                        K_PER_NEURON=False, LEAK=True, SPIKING=False, REFRACTORY=False, OBS_V=True, OBS_Z=False,
+                        REPLAY=True, STRICT=True, SMOOTH=False, KIND=-1, V0_FROM=1, RECORD_RESET=True,
+                        SAVE_SEPARATE=True),
+        _launch.variant(torch.bfloat16, "V I V_FINAL R_FINAL", LEAK_PER_NEURON=False, RESET_PER_NEURON=False,
+                        THETA_PER_NEURON=False, ALPHA_PER_NEURON=False, A_PER_NEURON=False, B_PER_NEURON=False,
+                        K_PER_NEURON=False, LEAK=False, SPIKING=True, REFRACTORY=True, OBS_V=False, OBS_Z=False,
+                        REPLAY=True, STRICT=True, SMOOTH=True, KIND=2, V0_FROM=2, RECORD_RESET=True,
+                        SAVE_SEPARATE=True),
+        _launch.variant(torch.float16, "OUT I I_FINAL", LEAK_PER_NEURON=False, RESET_PER_NEURON=True,
+                        THETA_PER_NEURON=True, ALPHA_PER_NEURON=True, A_PER_NEURON=False, B_PER_NEURON=True,
+                        K_PER_NEURON=False, LEAK=False, SPIKING=True, REFRACTORY=False, OBS_V=False, OBS_Z=True,
+                        REPLAY=True, STRICT=True, SMOOTH=False, KIND=3, V0_FROM=2, RECORD_RESET=False,
+                        SAVE_SEPARATE=True),
+        _launch.variant(torch.float32, "OUT V I R V_FINAL I_FINAL R_FINAL", LEAK_PER_NEURON=True,
+                        RESET_PER_NEURON=True, THETA_PER_NEURON=True, ALPHA_PER_NEURON=True, A_PER_NEURON=True,
+                        B_PER_NEURON=True, K_PER_NEURON=True, LEAK=True, SPIKING=True, REFRACTORY=True, OBS_V=True,
+                        OBS_Z=True, REPLAY=True, STRICT=False, SMOOTH=True, KIND=4, V0_FROM=1, RECORD_RESET=True,
+                        SAVE_SEPARATE=False),
     ),
 )

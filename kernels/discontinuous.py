@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from . import _launch, common
+from . import _launch
 from ._jit import load_param, spike
 from .surrogates import kind_id, surrogate
 
@@ -67,38 +67,17 @@ def _backward(x_ptr, theta_ptr, scale_ptr, g_spikes_ptr, g_x_ptr, g_theta_ptr, T
     tl.store(g_theta_ptr + offs, g_theta, mask=mask)
 
 
-class _Fire(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, theta, scale, config):
-        neurons = x[0].numel()
-        x = x.contiguous()
-        spikes = common.empty(x.shape, x.dtype, x.device)
-        pointers, flags = _launch.parameters((theta, scale), ("THETA", "SCALE"))
-        _launch.launch(_forward, neurons, x.device, x, *pointers, spikes, x.shape[0], neurons, x.shape[-1],
-                       **flags, SMOOTH=config["smooth"], KIND=config["kind"])
-        ctx.save_for_backward(x, theta, scale)
-        ctx.config = config
-        return spikes
-
-    @staticmethod
-    def backward(ctx, g_spikes):
-        x, theta, scale = ctx.saved_tensors
-        neurons = x[0].numel()
-        g_x = common.empty(x.shape, x.dtype, x.device)
-        g_theta, = _launch.partial_sums(1, x.shape[1:], x.device)
-        pointers, flags = _launch.parameters((theta, scale), ("THETA", "SCALE"))
-        _launch.launch(_backward, neurons, x.device, x, *pointers, g_spikes.contiguous(), g_x, g_theta,
-                       x.shape[0], neurons, x.shape[-1], **flags, KIND=ctx.config["kind"])
-        # gradient_factor is spike_linear's fixed scale: it receives no gradient.
-        return g_x, _launch.reduce(g_theta, theta, ctx.needs_input_grad[1]), None, None
+# gradient_factor (scale) is spike_linear's fixed scale: the backward sums no gradient for it.
+SCAN = _launch.Scan(forward=_forward, backward=_backward, tensors=("x",), params=("theta", "scale"),
+                    outputs=(_launch.Output("spikes"),))
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     from snnref import registry
 
     scale = params[registry.surrogate(surrogate_key).scale]
-    config = dict(smooth=smooth, kind=kind_id(surrogate_key))
-    return {"out": _Fire.apply(x, params["threshold"], scale, config)}, {}, {}
+    scan = SCAN(dict(smooth=smooth, kind=kind_id(surrogate_key)), x=x, theta=params["threshold"], scale=scale)
+    return {"out": scan["spikes"]}, {}, {}
 
 
 COMPILE_VARIANTS = _launch.CompileVariants(

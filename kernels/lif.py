@@ -26,7 +26,7 @@ import triton.language as tl
 
 from snnref.leak import leak_factor
 
-from . import _launch, common
+from . import _launch
 from ._jit import load_param, spike
 from .surrogates import kind_id
 
@@ -179,58 +179,13 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
     tl.store(g_scale_ptr + offs, g_scale, mask=mask)
 
 
-def _options(config, lam, theta, scale, replay):
-    """(parameter pointers, the compile-time options of both kernels).  Without a
-    leak, theta stands in for lam's pointer (LEAK off: never read)."""
-    pointers, flags = _launch.parameters((theta if lam is None else lam, theta, scale), ("LAM", "THETA", "SCALE"))
-    flags["LAM_PER_NEURON"] &= lam is not None
-    return pointers, dict(
-        flags, LEAK=lam is not None, RESET=config["reset"], RECORD_PRE=config["record_pre"],
-        STRICT=config["strict"], SMOOTH=config["smooth"], REPLAY=replay is not None, KIND=config["kind"],
-    )
-
-
-class _Scan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, v0, lam, theta, scale, replay, config):
-        shape = x.shape[1:]
-        neurons = x[0].numel()
-        x, v0 = x.contiguous(), v0.contiguous()
-        spikes = common.empty(x.shape, x.dtype, x.device)
-        v_pre = common.empty(x.shape, torch.float32, x.device)
-        # A float32 pre-reset record is the saved membrane itself.
-        shared = config["record_pre"] and x.dtype == torch.float32
-        record = v_pre if shared else common.empty(x.shape, x.dtype, x.device)
-        final = common.empty(shape, x.dtype, x.device)
-        pointers, options = _options(config, lam, theta, scale, replay)
-        _launch.launch(_forward, neurons, x.device,
-                       x, v0, *pointers, replay if replay is not None else x,
-                       spikes, record, v_pre, final, x.shape[0], neurons, shape[-1], **options)
-        ctx.save_for_backward(v_pre, v0, lam, theta, scale, replay)
-        ctx.config = config
-        ctx.set_materialize_grads(False)
-        return spikes, record, final
-
-    @staticmethod
-    def backward(ctx, g_spikes, g_record, g_final):
-        v_pre, v0, lam, theta, scale, replay = ctx.saved_tensors
-        config = ctx.config
-        steps, shape = v_pre.shape[0], v_pre.shape[1:]
-        neurons = v0.numel()
-        g_x = common.empty(v_pre.shape, v0.dtype, v0.device)
-        g_v0 = common.empty(shape, v0.dtype, v0.device)
-        partials = _launch.partial_sums(3, shape, v0.device)
-        pointers, options = _options(config, lam, theta, scale, replay)
-        present, flags = _launch.cotangents((g_spikes, g_record, g_final), ("SPIKES", "RECORD", "FINAL"), v_pre)
-        _launch.launch(_backward, neurons, v0.device,
-                       v_pre, v0, *pointers, replay if replay is not None else v_pre,
-                       *present, g_x, g_v0, *partials, steps, neurons, shape[-1], (steps - 1) * neurons,
-                       **options, **flags)
-        wants = ctx.needs_input_grad
-        trainable = (True, True, config["scale_trainable"])
-        param_grads = [_launch.reduce(partial, param, want and train)
-                       for partial, param, want, train in zip(partials, (lam, theta, scale), wants[2:5], trainable)]
-        return (g_x, g_v0, *param_grads, None, None)
+SCAN = _launch.Scan(
+    forward=_forward, backward=_backward,
+    tensors=("x", "v0"), params=("lam", "theta", "scale"), constants=("replay",),
+    outputs=(_launch.Output("spikes"), _launch.Output("record"), _launch.Output("final", per_step=False)),
+    # A float32 pre-reset record is the saved membrane itself.
+    saved=(_launch.Saved("v_pre", of="record", shared_if="record_pre"),),
+)
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
@@ -240,17 +195,19 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     scale = params[registry.surrogate(surrogate_key).scale]
     var = row.state_names[0]
     replay = detached["reset_spike"].contiguous() if detached is not None and row.reset.detached else None
-    config = dict(reset=_reset_id(row), record_pre=row.options.record is registry.Record.PRE,
-                  strict=row.spike_test == ">",
-                  smooth=smooth, kind=kind_id(surrogate_key),
-                  scale_trainable=registry.surrogate(surrogate_key).trainable_scale)
     # The leak is computed by torch (autograd), the same function as on the other paths.
-    spikes, recorded, final = _Scan.apply(x, state[var], leak_factor(row, params), theta, scale, replay, config)
+    lam = leak_factor(row, params)
+    options = dict(leak=lam is not None, reset=_reset_id(row), record_pre=row.options.record is registry.Record.PRE,
+                   smooth=smooth, kind=kind_id(surrogate_key), strict=row.spike_test == ">",
+                   replay=replay is not None)
+    untrained = () if registry.surrogate(surrogate_key).trainable_scale else ("scale",)
+    scan = SCAN(options, untrained, x=x, v0=state[var], lam=lam, theta=theta, scale=scale, replay=replay)
+    spikes = scan["spikes"]
     out = spikes * theta if row.out is registry.Output.SCALED_SPIKES else spikes
     used = {}
     if row.reset.detached:
         used["reset_spike"] = replay if replay is not None else spikes.detach()
-    return {"out": out, var: recorded}, {var: final}, used
+    return {"out": out, var: scan["record"]}, {var: scan["final"]}, used
 
 
 # Joint branches: the leak's backward term recomputes the reset of each RESET
