@@ -293,7 +293,7 @@ def _golden_diff(args) -> int:
 def _add_nir(commands):
     """``snnref nir``, or a command that says how to get it when the ``nir`` extra is missing."""
     try:
-        from .nir import add_parser
+        from .testing.nir import add_parser
     except ImportError as error:
         # The name bound by "except ... as" is gone after the block: keep the message.
         message = str(error)

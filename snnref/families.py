@@ -6,8 +6,8 @@ modules, which read the row for what differs between its models.  A family
 provides one module per layer:
 
     layer    module                            required                  optional
-    spec     snnref/spec/<family>.py           forward, backward         check_input, linear_response,
-                                                                         linear_given_spikes
+    spec     snnref/spec/<family>.py           forward, backward,        check_input, linear_response,
+                                               RESETS                    linear_given_spikes
     torch    snnref/ops/<family>.py            run                       check_input
     triton   snnref/kernels/<family>.py        run, COMPILE_VARIANTS     check_input
     cpu      snnref/kernels/cpu/<family>.py    run                       check_input
@@ -21,6 +21,13 @@ The attributes, by name (``row`` is the registry row, arrays are time-major
   hand-written reverse loop; returns ``"x"``, every trainable parameter and
   ``"state.<var>"`` (optionally ``"magnitudes"`` and ``"sum_terms"`` for the
   long-sum tolerance term).
+- ``RESETS``: the ``registry.Reset`` values the family implements (a tuple;
+  ``(registry.NO_RESET,)`` for a family without one).  A row's reset must be
+  one of them, compared whole (kind, detached, to): ``check_reset(row)``
+  refuses any other, naming the row, the family and the reset.
+  ``validate(family)`` applies it to every registry row of the family, and
+  ``snnref.spec.simulate``, ``vjp`` and ``snnref.simulate`` to the row they
+  run, before any computation, so a family never silently ignores a reset.
 - ``run(row, x, params, state, surrogate, inject, smooth, detached)``: a
   production path on torch tensors, differentiable by autograd; returns
   ``(outputs, final_state, detached_used)``.
@@ -41,10 +48,11 @@ The attributes, by name (``row`` is the registry row, arrays are time-major
   test launches.
 
 ``module(family, layer)`` imports a layer, ``checked(family, layer)`` also
-checks its required attributes, and ``validate(family)`` checks every layer:
-a missing module or attribute raises ``FamilyError`` naming the family, the
-layer and the attribute.  Registry-driven tests take their families and layers from here,
-never from a per-family table.
+checks its required attributes, and ``validate(family)`` checks every layer
+and the reset of every row: a missing module or attribute raises
+``FamilyError`` naming the family, the layer and the attribute; an
+unsupported reset raises ``UnsupportedReset``.  Registry-driven tests take
+their families and layers from here, never from a per-family table.
 """
 
 from __future__ import annotations
@@ -60,7 +68,7 @@ LAYERS: Tuple[str, ...] = tuple(PACKAGES)
 # The production layers, each a ``backend=`` of ``snnref.simulate``.
 BACKENDS: Tuple[str, ...] = ("torch", "triton", "cpu")
 REQUIRED: Dict[str, Tuple[str, ...]] = {
-    "spec": ("forward", "backward"),
+    "spec": ("forward", "backward", "RESETS"),
     "torch": ("run",),
     "triton": ("run", "COMPILE_VARIANTS"),
     "cpu": ("run",),
@@ -75,6 +83,11 @@ OPTIONAL: Dict[str, Tuple[str, ...]] = {
 
 class FamilyError(ImportError):
     """A family module is missing or lacks an attribute the contract requires."""
+
+
+class UnsupportedReset(FamilyError, ValueError):
+    """A registry row asks for a reset its family does not implement (an argument
+    error too: the row is what the caller passed)."""
 
 
 def module_name(family: str, layer: str) -> str:
@@ -108,9 +121,27 @@ def checked(family: str, layer: str):
     return found
 
 
+def _describe(reset) -> str:
+    return f"Reset(kind={reset.kind.name}, detached={reset.detached}, to={reset.to!r})"
+
+
+def check_reset(row) -> None:
+    """Refuse ``row`` (a registry row or key) when its family's ``RESETS`` lacks its reset."""
+    row = registry.model(row)
+    implemented = checked(row.family, "spec").RESETS
+    if row.reset not in implemented:
+        raise UnsupportedReset(
+            f"reset: registry row {row.key!r} asks for {_describe(row.reset)}, which family {row.family!r} does "
+            f"not implement; it implements: {', '.join(_describe(r) for r in implemented)}")
+
+
 def validate(family: str):
-    """Every layer of ``family`` imported and checked; returns ``{layer: module}``."""
-    return {layer: checked(family, layer) for layer in LAYERS}
+    """Every layer of ``family`` imported and checked, and every registry row of it
+    checked for its reset; returns ``{layer: module}``."""
+    found = {layer: checked(family, layer) for layer in LAYERS}
+    for key in models(family):
+        check_reset(key)
+    return found
 
 
 def names() -> Tuple[str, ...]:

@@ -69,16 +69,21 @@ property in ``graph.metadata["snnref_dropped"]`` and returns it in a list; the
 node's snnref metadata keeps the values, which ``load(..., extensions=True)``
 honours.  Loading reads HDF5 numbers and strings only: it never unpickles or
 imports anything named in the file.
+
+``native_method(model)`` is the method under which a model's exported graph
+runs as the model itself, (5) or (6).  What checks a run against these
+semantics (the round trip of ``snnref verify``, ``compare`` and the ``snnref
+nir`` command) is verification and lives in ``snnref.testing.nir``; the old
+names ``snnref.nir.round_trip``, ``compare``, ``add_parser`` and ``main_nir``
+still resolve to it, with a DeprecationWarning.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -847,71 +852,13 @@ def exportable(model) -> bool:
     return registry.model(model).key not in _NO_COUNTERPART
 
 
-def round_trip(model, seed=0, cases=4):
-    """``snnref verify``'s row: export -> save -> read -> load reproduces ``model`` bit for bit.
-
-    ``cases`` random problems (per-neuron parameters and a random initial state on every other one,
-    exported with ``lossy=True`` and loaded with ``extensions=True`` by the model's own method);
-    raises AssertionError naming the first output that differs.  Returns the number of cases.
-    """
-    from .testing import _checks as checks
-
-    key = registry.model(model).key
-    rng = np.random.default_rng([seed, *key.encode()])
-    with tempfile.TemporaryDirectory() as folder:
-        for index in range(cases):
-            case = checks.random_case(key, rng, steps=12, batch=2, neurons=3, per_neuron=bool(index % 2),
-                                      random_state=bool(index % 2))
-            dt = float(np.ravel(case.params["dt"])[0]) if "dt" in case.params else 1e-3
-            graph, _ = export(key, case.params, dt=dt, state=case.state, lossy=True, neurons=3)
-            path = Path(folder) / f"{index}.nir"
-            save(graph, path)
-            method = _HINT_METHODS[key.split(".")[0]][0]
-            trace = load(path, dt=dt, method=method, extensions=True).simulate(case.x)
-            reference = _spec.simulate(key, case.x, case.params, case.state)
-            for name, value in list(reference.outputs.items()) + [(f"final.{k}", v) for k, v in
-                                                                   reference.final_state.items()]:
-                got = trace.final_state[name[6:]] if name.startswith("final.") else trace.outputs[name]
-                assert np.array_equal(got, value), f"{key} case {index}: {name} differs after the NIR round trip"
-    return cases
-
-
-# -------------------------------------------------------------------- CLI ----
-
-def _load_input(path):
-    try:
-        x = np.load(path, allow_pickle=False)  # an .npy never runs code: no pickles
-    except (OSError, ValueError) as error:
-        raise NirError(f"--input: cannot read {path} as a .npy array ({error})") from None
-    if not isinstance(x, np.ndarray):
-        raise NirError(f"--input: {path} holds several arrays; expected one .npy array (T, ..., N)")
-    return x
-
-
-def _write_npz(path, arrays):
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise NirError(f"--out: the directory {target.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
-def _run(args):
-    network = load(args.graph, dt=args.dt, method=args.method, extensions=args.extensions)
-    trace = network.simulate(_load_input(args.input))
-    arrays = dict(trace.outputs)
-    arrays.update({f"final.{k}": v for k, v in trace.final_state.items()})
-    arrays.update(method=np.array(trace.method), discretization=np.array(trace.discretization), dt=np.array(args.dt))
-    _write_npz(args.out, arrays)
-    print(f"{args.graph}: {trace.discretization}")
-    print(f"wrote {', '.join(sorted(arrays))} to {args.out}")
-    return 0
+def native_method(model) -> str:
+    """The ``load`` method under which the graph ``export`` writes for registry ``model`` runs
+    as that model, bit for bit: "exp" by (5) or "euler" by (6)."""
+    row = registry.model(model)
+    if not exportable(row):
+        raise NirError(f"model: {row.key} has no NIR graph: {_NO_COUNTERPART[row.key]}")
+    return _HINT_METHODS[row.key.split(".")[0]][0]
 
 
 def _spike_steps(train):
@@ -934,126 +881,19 @@ def spike_step_differences(reference, other):
     return mismatched, steps
 
 
-def compare(network, x, result, dtype):
-    """Failures of another run of the graph (output name -> array) against ``network``'s, and the number of
-    spike flips accepted, under SPEC.md section 7: outputs within the budget of ``dtype``; spike trains
-    identical except flips where the float64 decision lies inside its float32 error margin, judged by
-    teacher forcing (the reference re-run with the other run's spikes, then compared against)."""
-    from .testing import tolerance
+# ------------------------------------------------------------- old paths ----
 
-    if "out" not in result:
-        return ["out: the implementation returned no 'out'"], 0
-    low = dtype == np.float32 and network.plans is not None
-    reference = network.simulate(x)
-    reference32 = network.simulate(x, dtype=np.float32) if low else reference
-    spiking = network.can_force
-    got = np.asarray(result["out"], dtype=np.float64)
-    flips = 0
-    if spiking and got.shape == reference.outputs["out"].shape and not np.array_equal(got, reference.outputs["out"]):
-        if not np.all((got == 0) | (got == 1)):
-            return ["out: a spike train must hold exactly 0 or 1"], 0
-        forced = network.simulate(x, force_spikes=got)
-        forced32 = network.simulate(x, dtype=np.float32, force_spikes=got) if low else forced
-        margin = tolerance.budget(forced.distance, forced32.distance, dtype)
-        # The reference's own decisions, given the other run's spikes as history.
-        strict = registry.MODELS[network.plans[0].model].spike_test == ">"
-        decided = forced.distance > 0 if strict else forced.distance >= 0
-        where = got != decided
-        outside = where & (np.abs(forced.distance) > margin)
-        if np.any(outside):
-            step, *neuron = np.argwhere(outside)[0]
-            return [f"out: spike trains differ at time step {step}, neuron {tuple(neuron)}, where the reference's "
-                    f"distance to threshold {float(forced.distance[(step, *neuron)]):.3e} is outside the "
-                    f"{np.dtype(dtype).name} margin {margin:.3e} (teacher forcing)"], 0
-        reference, reference32, flips = forced, forced32, int(where.sum())
-    failures = []
-    for key, ref in reference.outputs.items():
-        if key not in result:
-            continue
-        value = np.asarray(result[key], dtype=np.float64)
-        if value.shape != ref.shape:
-            failures.append(f"{key}: shape {value.shape}, expected {ref.shape}")
-            continue
-        try:
-            tolerance.assert_within_budget(key, value, ref, reference32.outputs[key], dtype)
-        except AssertionError as error:
-            failures.append(str(error))
-    return failures, flips
+# Verification code moved to snnref.testing.nir; production must not import it
+# at load time, so the old names are served on first use (PEP 562).
+_MOVED_TO_TESTING = ("round_trip", "compare", "add_parser", "main_nir")
 
 
-def _load_callable(spec):
-    """``package.module:callable`` (importing the user's module is the point of --impl)."""
-    from ._imports import load_attribute
+def __getattr__(name):
+    if name not in _MOVED_TO_TESTING:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"snnref.nir.{name} moved to snnref.testing.nir.{name}; import it from there",
+                  DeprecationWarning, stacklevel=2)
+    # The one import from production into verification, allowed by name in tests/test_layers.py.
+    from .testing import nir as moved
 
-    fn = load_attribute(spec, error=NirError)
-    if not callable(fn):
-        raise NirError(f"--impl: {spec} is not callable")
-    return fn
-
-
-def _check(args):
-    network = load(args.graph, dt=args.dt, method=args.method, extensions=args.extensions)
-    x = _load_input(args.input)
-    reference = network.simulate(x)
-    fn = _load_callable(args.impl)
-    graph = read(args.graph)
-    try:
-        result = fn(graph, np.array(x), args.dt)
-    except Exception as error:
-        print(f"{args.impl}: raised {type(error).__name__}: {error}")
-        return 1
-    if not isinstance(result, dict) or "out" not in result:
-        raise NirError(f"--impl: {args.impl} must return a dict with at least 'out' (T, ..., N_out)")
-    impl_method = args.impl_method or args.method
-    print(f"reference: {reference.discretization}")
-    if impl_method == args.method:
-        dtype = np.float32 if np.asarray(result["out"]).dtype == np.float32 else np.float64
-        failures, flips = compare(network, x, result, dtype)
-        for failure in failures:
-            print(f"FAIL {failure}")
-        checked = [k for k in reference.outputs if k in result]
-        print(f"{'FAIL' if failures else 'PASS'}: {', '.join(checked)} against method {args.method!r} "
-              f"under the SPEC.md section 7 {np.dtype(dtype).name} budget ({flips} spike flips inside the margin)")
-        return 1 if failures else 0
-    mismatched, steps = spike_step_differences(reference.outputs["out"], np.asarray(result["out"]))
-    neurons = int(np.prod(reference.outputs["out"].shape[1:]))
-    worst = int(steps.max()) if steps.size else 0
-    print(f"methods differ ({impl_method!r} against {args.method!r}): {neurons} neurons, {mismatched} with another "
-          f"spike count; matched spikes: {steps.size}, step difference max {worst}, mean "
-          f"{float(steps.mean()) if steps.size else 0.0:.3f}")
-    limit = args.max_step_difference
-    return 1 if limit is not None and (mismatched or worst > limit) else 0
-
-
-def add_parser(commands):
-    """Register ``snnref nir run`` and ``snnref nir check`` on argparse subparsers."""
-    command = commands.add_parser("nir", help="run NIR graphs by their stated semantics, or check another run")
-    sub = command.add_subparsers(dest="nir_command", required=True)
-    for name, text in (("run", "simulate a NIR graph and write its traces"),
-                       ("check", "compare a framework's run of a NIR graph with the reference")):
-        parser = sub.add_parser(name, help=text)
-        parser.add_argument("graph", metavar="GRAPH.nir")
-        parser.add_argument("--input", required=True, metavar="X.npy", help="time-major input (T, ..., N)")
-        parser.add_argument("--dt", required=True, type=float, help="seconds per time step")
-        parser.add_argument("--method", default="exact", choices=METHODS, help="the reference method (default exact)")
-        parser.add_argument("--extensions", action="store_true",
-                            help="honour snnref's recorded extensions (subtractive reset, refractory time, ...)")
-    sub.choices["run"].add_argument("--out", required=True, metavar="TRACES.npz")
-    check = sub.choices["check"]
-    check.add_argument("--impl", required=True, metavar="MODULE:CALLABLE",
-                       help="fn(graph: nir.NIRGraph, x: ndarray, dt: float) -> {'out': ..., 'v': ...}")
-    check.add_argument("--impl-method", choices=METHODS,
-                       help="the method the implementation uses (default: --method); another one is compared by "
-                            "spike-time differences in steps")
-    check.add_argument("--max-step-difference", type=int, metavar="K",
-                       help="with differing methods, fail when a spike moves by more than K steps or a count differs")
-    command.set_defaults(run=main_nir)
-    return command
-
-
-def main_nir(args) -> int:
-    try:
-        return _run(args) if args.nir_command == "run" else _check(args)
-    except ValueError as error:
-        print(f"snnref nir: error: {error}")
-        return 2
+    return getattr(moved, name)

@@ -250,5 +250,6 @@ def test_the_continuous_and_nir_commands_are_wired(command, capsys):
 def test_nir_without_its_extra_says_how_to_get_it(capsys, monkeypatch):
     # Without the nir package, "snnref nir" is still a command, which names the extra.
     monkeypatch.setitem(sys.modules, "snnref.nir", None)
+    monkeypatch.setitem(sys.modules, "snnref.testing.nir", None)
     assert cli.main(["nir", "run", "graph.nir"]) == 2
     assert "snnref nir: error:" in capsys.readouterr().err

@@ -6,6 +6,7 @@ every registry-driven suite with no edit to any test; and the scaffold
 (tools/new_family.py) writes a working family."""
 
 import collections
+import dataclasses
 import importlib.util
 import os
 import re
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import torch
 
-from snnref import families, registry
+import snnref
+from snnref import families, registry, spec
 from snnref.testing import _checks as checks, _equivalence as equivalence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -51,12 +53,63 @@ def test_a_missing_module_names_the_family_and_layer():
 def test_a_missing_attribute_names_the_family_layer_and_attribute(monkeypatch):
     reference = types.ModuleType("snnref.spec.half_done")
     reference.forward = reference.backward = lambda *args: None
+    reference.RESETS = (registry.NO_RESET,)
     torch_op = types.ModuleType("snnref.ops.half_done")  # no run
     monkeypatch.setitem(sys.modules, reference.__name__, reference)
     monkeypatch.setitem(sys.modules, torch_op.__name__, torch_op)
     with pytest.raises(families.FamilyError, match=r"family 'half_done', layer 'torch': snnref\.ops\.half_done "
                                                    r"lacks the required function 'run'"):
         families.validate("half_done")
+
+
+def test_a_spec_module_without_its_resets_is_refused(monkeypatch):
+    reference = types.ModuleType("snnref.spec.undeclared")
+    reference.forward = reference.backward = lambda *args: None
+    monkeypatch.setitem(sys.modules, reference.__name__, reference)
+    with pytest.raises(families.FamilyError, match=r"family 'undeclared', layer 'spec': snnref\.spec\.undeclared "
+                                                   r"lacks the required attribute 'RESETS'"):
+        families.checked("undeclared", "spec")
+
+
+# Every reset a row can state (a TO_VALUE reset to a parameter needs the row's
+# parameter names, so a number stands for it).
+EVERY_RESET = (registry.NO_RESET, registry.HARD_RESET, registry.SOFT_RESET,
+               registry.Reset(kind=registry.ResetKind.SUBTRACT, detached=True),
+               registry.Reset(kind=registry.ResetKind.TO_VALUE, detached=False),
+               registry.Reset(kind=registry.ResetKind.TO_VALUE, detached=True, to=0.5))
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_every_row_states_a_reset_its_family_declares(family):
+    declared = families.checked(family, "spec").RESETS
+    assert declared and all(isinstance(reset, registry.Reset) for reset in declared)
+    for key in families.models(family):
+        assert registry.MODELS[key].reset in declared, key
+
+
+@pytest.mark.parametrize("family", families.names())
+def test_a_row_with_a_reset_its_family_lacks_is_refused_naming_row_family_and_reset(family, monkeypatch):
+    declared = families.checked(family, "spec").RESETS
+    unsupported = next(reset for reset in EVERY_RESET if reset not in declared)
+    original = registry.MODELS[families.models(family)[0]]
+    planted = dataclasses.replace(original, key=f"planted.{family}", reset=unsupported)
+    monkeypatch.setitem(registry.MODELS, planted.key, planted)
+    named = (rf"reset: registry row 'planted\.{family}' asks for Reset\(kind={unsupported.kind.name}, "
+             rf"detached={unsupported.detached}, to={unsupported.to!r}\), which family '{family}' does not implement")
+    with pytest.raises(families.UnsupportedReset, match=named):
+        families.validate(family)
+    # Refused before any computation, by the reference and by every backend.
+    x = np.zeros((2, 1, 3) if original.input_rank is None else (2,) * (original.input_rank - 1) + (3,))
+    with pytest.raises(ValueError, match=named):
+        spec.simulate(planted.key, x, None)
+    with pytest.raises(ValueError, match=named):
+        spec.vjp(planted.key, x, None, None, {"out": np.ones_like(x)})
+    for backend in ("torch", "cpu", "auto"):
+        with pytest.raises(ValueError, match=named):
+            snnref.simulate(planted.key, torch.zeros(x.shape), backend=backend)
+    # The original row, unchanged, still validates.
+    monkeypatch.delitem(registry.MODELS, planted.key)
+    families.validate(family)
 
 
 def test_an_attribute_outside_the_contract_is_refused():

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 nir = pytest.importorskip("nir")
 
 import snnref.nir as snir  # noqa: E402
+import snnref.testing.nir as nir_checks  # noqa: E402
 from snnref import registry, tolerance  # noqa: E402
 from snnref import spec  # noqa: E402
 from snnref.testing import strategies  # noqa: E402
@@ -442,7 +443,7 @@ def test_other_bad_arguments():
 
 def _parse(argv):
     parser = argparse.ArgumentParser(prog="snnref")
-    snir.add_parser(parser.add_subparsers(dest="command", required=True))
+    nir_checks.add_parser(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 
@@ -543,7 +544,7 @@ def test_cli_check_accepts_flips_only_inside_the_margin(tmp_path, monkeypatch, c
 def test_the_verify_row_round_trips_every_exportable_model(key):
     assert snir.exportable(key) == (key in NIR_COUNTERPART)
     if key in NIR_COUNTERPART:
-        assert snir.round_trip(key, seed=1, cases=2) == 2
+        assert nir_checks.round_trip(key, seed=1, cases=2) == 2
 
 
 def test_the_verify_row_can_fail(monkeypatch):
@@ -556,4 +557,29 @@ def test_the_verify_row_can_fail(monkeypatch):
 
     monkeypatch.setattr(snir.Network, "_run_discrete", staticmethod(off_by_an_ulp))
     with pytest.raises(AssertionError, match="tether.LIF case 0: v differs"):
-        snir.round_trip("tether.LIF")
+        nir_checks.round_trip("tether.LIF")
+
+
+@pytest.mark.parametrize("name", ["round_trip", "compare", "add_parser", "main_nir"])
+def test_the_old_paths_of_the_moved_checks_still_work_and_warn(name):
+    with pytest.warns(DeprecationWarning, match=f"snnref.nir.{name} moved to snnref.testing.nir.{name}"):
+        old = getattr(snir, name)
+    assert old is getattr(nir_checks, name)
+    namespace = {}
+    with pytest.warns(DeprecationWarning):
+        exec(f"from snnref.nir import {name} as imported", namespace)
+    assert namespace["imported"] is old
+
+
+def test_an_unknown_name_of_snnref_nir_is_still_an_attribute_error():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+            snir.no_such_name  # noqa: B018
+
+
+def test_native_method_is_the_method_a_round_trip_loads_with():
+    assert {key: snir.native_method(key) for key in NIR_COUNTERPART} == {
+        key: "euler" if key.startswith("hxtorch.") else "exp" for key in NIR_COUNTERPART}
+    with pytest.raises(snir.NirError, match="rnnbuilder.Cooldown has no NIR graph"):
+        snir.native_method("rnnbuilder.Cooldown")

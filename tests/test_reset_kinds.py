@@ -98,7 +98,8 @@ def test_triton_refuses_it_by_name():
 
 def test_a_differentiated_hard_reset_is_refused_by_name():
     row = dataclasses.replace(ROW, reset=registry.Reset(kind=registry.ResetKind.TO_VALUE, detached=False))
-    with pytest.raises(ValueError, match="resets to 0 with the spike detached"):
+    with pytest.raises(ValueError, match="asks for Reset.kind=TO_VALUE, detached=False, to=0.0., which family 'lif' "
+                                         "does not implement"):
         spec.simulate(row, X, PARAMS)
 
 

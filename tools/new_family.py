@@ -47,6 +47,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import NO_RESET
+
+# The registry resets this family implements (snnref/families.py): none yet.
+RESETS = (NO_RESET,)
+
 
 def forward(row, x, params, state, spike, inject, detached):
     decay = params["decay"]

@@ -14,7 +14,11 @@ folder is not writable numba caches under ``NUMBA_CACHE_DIR`` or, unset, a
 user cache directory of its own choosing.
 """
 
-import numba  # noqa: F401  (the scans need it: without it this import fails, and "auto" falls back)
+import importlib
+
+# The scans need numba: probing it here makes this package fail to import
+# without it, and backend "auto" then falls back to the torch path.
+importlib.import_module("numba")
 
 from ._launch import get_threads, release_memory, set_threads
 

@@ -6,7 +6,8 @@ starts from (m[-1], r[-1] the initial state), normalised by the threshold:
     A = 1 + r[t-1];  u = (m[t-1] - A) / A;  s[t] = H(u)
     m[t] = beta m[t-1] + x[t] - s[t] A;  r[t] = beta_thr r[t-1] + gamma s[t]
 
-with beta = exp(-1/tau), beta_thr = exp(-1/tau_thr) computed outside the scan.
+with beta = exp(-1/tau), beta_thr = exp(-1/tau_thr) computed outside the scan
+(``snnref.leak.decay_of``).
 Nothing is detached.  The reverse scan, with G_m, G_r the gradients reaching
 m[t], r[t]:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from ..leak import decay_of
 from .surrogates import Step
 
 
@@ -92,8 +94,8 @@ def run(row, x, params, state, surrogate, inject, smooth, detached):
         x,
         state["m"],
         state["r"],
-        torch.exp(-1 / params["tau"]),
-        torch.exp(-1 / params["tau_thr"]),
+        decay_of(params["tau"]),
+        decay_of(params["tau_thr"]),
         params["gamma"],
         params["gradient_factor"],
         step,

@@ -6,7 +6,7 @@ exponentiated input:
 
     u[t] = sgn (m[t-1] - 1);  s[t] = H(u[t]);  m[t] = beta m[t-1] + c exp(x[t])
 
-with beta = exp(-1/tau), c = 1 - beta (both ordinary autograd outside the
+with beta = exp(-1/tau) (``snnref.leak.decay_of``), c = 1 - beta (both ordinary autograd outside the
 scan), sgn = +1 on the first F//2 units of the last axis and -1 on the rest
 (those fire while m < 1).  The reverse scan, with G the gradient reaching m[t]:
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+from ..leak import decay_of
 from .surrogates import Step
 
 
@@ -80,7 +81,7 @@ def _signs(x):
 
 
 def run(row, x, params, state, surrogate, inject, smooth, detached):
-    beta = torch.exp(-1 / params["tau"])
+    beta = decay_of(params["tau"])
     step = Step(surrogate, None, row.spike_test == ">", smooth)
     spikes, membrane, final = _Scan.apply(
         x, state["m"], beta, 1 - beta, _signs(x), params["gradient_factor"], step

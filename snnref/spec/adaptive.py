@@ -38,7 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import SOFT_RESET
 from .sums import Sums
+
+# (4) subtracts the threshold A, differentiated: the family contract's resets (snnref/families.py).
+RESETS = (SOFT_RESET,)
 
 
 def forward(row, x, params, state, spike, inject, detached):

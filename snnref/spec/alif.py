@@ -38,7 +38,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import HARD_RESET
 from .sums import Sums
+
+# (5): the family contract's resets (snnref/families.py).
+RESETS = (HARD_RESET,)
 
 
 def forward(row, x, params, state, spike, inject, detached):

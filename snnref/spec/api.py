@@ -24,7 +24,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .. import arguments, registry
+from .. import arguments, families, registry
 from ..trace import Trace
 from . import surrogates as _surrogates
 
@@ -117,6 +117,7 @@ def _check_forced(row, forced, x, smooth):
 
 def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes=None):
     row = registry.model(model)
+    families.check_reset(row)
     arrays = arguments.NumpyArrays(dtype)
     surrogate = arguments.check_surrogate(row, surrogate)
     x = arguments.check_x(row, x, arrays, allow_nonfinite)

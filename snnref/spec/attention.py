@@ -79,7 +79,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import HARD_RESET
 from .sums import Sums
+
+# (5), per branch: the family contract's resets (snnref/families.py).
+RESETS = (HARD_RESET,)
 
 BRANCHES = ("q", "k", "v")
 

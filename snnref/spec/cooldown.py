@@ -32,7 +32,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..registry import NO_RESET
 from .sums import Sums
+
+# Nothing is reset: the family contract's resets (snnref/families.py).
+RESETS = (NO_RESET,)
 
 
 def _largest_input(dtype):

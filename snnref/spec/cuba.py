@@ -65,8 +65,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import detached_keys
+from ..registry import NO_RESET, Reset, ResetKind, detached_keys
 from .sums import Sums
+
+# (5) to the parameter `reset`, the spike detached (spiking rows); none (the LI readout).
+RESETS = (Reset(kind=ResetKind.TO_VALUE, detached=True, to="reset"), NO_RESET)
 
 
 def _rates(params):

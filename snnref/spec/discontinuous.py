@@ -19,6 +19,11 @@ Reverse (adjoints written ``g``):
 
 from __future__ import annotations
 
+from ..registry import NO_RESET
+
+# No state, nothing to reset: the family contract's resets (snnref/families.py).
+RESETS = (NO_RESET,)
+
 
 def forward(row, x, params, state, spike, inject, detached):
     # No state couples the steps, so every step is computed at once.

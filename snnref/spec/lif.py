@@ -40,8 +40,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import Leak, Output, Record, ResetKind
+from ..registry import HARD_RESET, NO_RESET, SOFT_RESET, Leak, Output, Record, Reset, ResetKind
 from .sums import Sums
+
+# The resets of (4) (the family contract, snnref/families.py).
+RESETS = (HARD_RESET, SOFT_RESET, Reset(kind=ResetKind.SUBTRACT, detached=True), NO_RESET)
 
 
 def _leak(row, params):
@@ -52,18 +55,12 @@ def _leak(row, params):
     return np.ones((), dtype=params["threshold"].dtype)
 
 
-def _check_reset(row):
-    if row.reset.kind is ResetKind.TO_VALUE and (not row.reset.detached or row.reset.to != 0):
-        raise ValueError(f"reset: the lif family resets to 0 with the spike detached; {row.key} asks for {row.reset}")
-
-
 def _threshold(params, dtype):
     # rnnbuilder's threshold is the constant 1 (no parameter).
     return params["threshold"] if "threshold" in params else np.ones((), dtype=dtype)
 
 
 def forward(row, x, params, state, spike, inject, detached):
-    _check_reset(row)
     lam = _leak(row, params)
     theta = _threshold(params, x.dtype)
     steps = x.shape[0]

@@ -8,6 +8,11 @@ Reverse loop (adjoints written ``g``), from g v[T-1] = cotangent of the final v:
 
 import numpy as np
 
+from snnref.registry import NO_RESET
+
+# No spikes, nothing to reset (the family contract, snnref/families.py).
+RESETS = (NO_RESET,)
+
 
 def forward(row, x, params, state, spike, inject, detached):
     decay = params["decay"]
