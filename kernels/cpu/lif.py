@@ -24,9 +24,7 @@ Reverse scan, G the gradient reaching p[t] (the final-state cotangent at the end
 Each kernel has a general loop and, for the common case (H, no replayed
 spikes), a tile loop on row slices whose body is branch-free (the flags become
 selects or 0/1 factors), which the compiler vectorizes; both compute the same
-roundings.  The backward tile takes each row in three passes (rebuild,
-surrogate row, reverse step): one fused loop ran at 1.6 ns per neuron-step
-against 2.1, but only without sigmoid, whose exp made it scalar (4.5).
+roundings.
 Nothing is saved beyond the outputs: the backward rebuilds v[t] and p[t-1]
 from the recorded sequence (pre-reset v: p[t-1] by (3) from v[t-1]; post-reset
 p: v[t] by (1) from p[t-1] and x[t]) with the forward's own operations, so
@@ -49,7 +47,7 @@ from snnref.leak import leak_factor
 from snnref.registry import Output, Record, ResetKind
 
 from . import _launch
-from .surrogates import TRAINABLE_SCALE, derivative_row, derivatives, kind, step
+from .surrogates import SIGMOID, TRAINABLE_SCALE, algebraic_derivatives, derivative_row, derivatives, kind, step
 
 ZERO, SUBTRACT, NONE, SUBTRACT_DETACHED = 0, 1, 2, 3
 
@@ -131,21 +129,42 @@ def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
 
 
 @njit(cache=True, error_model="numpy")
+def _rebuilt(now, before, drive, leak, theta, first, record_pre, hard, soft, inclusive, one):
+    """(u[t], p[t-1]) of one lane, rebuilt as the forward computed them from
+    the recorded value now (v[t] or p[t]) and the one before (v[t-1], p[t-1] or
+    the initial state): pre-reset v gives p[t-1] by eq. (3) from v[t-1];
+    post-reset p gives v[t] by eq. (1) from p[t-1] and x[t] (drive).  Scalars
+    only: a helper that takes arrays pays reference counting on every call."""
+    zero = one - one
+    if record_pre:
+        v = now
+        u_before = before - theta
+        s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
+        reset_before = before * (one - s_before) if hard else (before - theta * s_before if soft else before)
+        p_before = before if first else reset_before
+    else:
+        p_before = before
+        v = leak * p_before + drive
+    return v - theta, p_before
+
+
+@njit(cache=True, error_model="numpy")
 def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta, g_scale,
                    has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, c):
     """Eqs. (4)-(7) over one tile with H (no smooth twin, no replay), one row
-    at a time in three branch-free passes that vectorize: rebuild u[t] and
-    p[t-1]; the surrogate's f and dF/dscale (``derivative_row``: sigmoid's exp
-    is the one scalar loop); the reverse step.  An absent cotangent is a row
-    of zeros."""
+    at a time in a branch-free loop that vectorizes.  The algebraic
+    surrogates are computed in the loop; sigmoid's exp would make it scalar,
+    so for sigmoid a pass before it fills the rows ``slope`` and
+    ``slope_by_scale`` (``derivative_row``), which are zero otherwise, and
+    ``algebraic_derivatives`` gives 0 for it: f + 0 is f exactly.  An absent
+    cotangent is a row of zeros."""
     one = c[0]
     zero = one - one
     width = stop - start
     absent = np.zeros(width, dtype=g_x.dtype)
     distance = np.empty(width, dtype=g_x.dtype)
-    previous = np.empty(width, dtype=g_x.dtype)
-    slope = np.empty(width, dtype=g_x.dtype)
-    slope_by_scale = np.empty(width, dtype=g_x.dtype)
+    slope = np.zeros(width, dtype=g_x.dtype)
+    slope_by_scale = np.zeros(width, dtype=g_x.dtype)
     leak = lam[start:stop]
     threshold = theta[start:stop]
     scales = scale[start:stop]
@@ -168,39 +187,32 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
         now = recorded[t, start:stop]
         before = initial if first else recorded[t - 1, start:stop]
         drive = now if record_pre else x[t, start:stop]
-        for i in range(width):
-            # v[t] and p[t-1], rebuilt as the forward computed them.
-            if record_pre:
-                v = now[i]
-                u_before = before[i] - threshold[i]
-                s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
-                reset_before = before[i] * (one - s_before) if hard else (
-                    before[i] - threshold[i] * s_before if soft else before[i])
-                previous[i] = before[i] if first else reset_before
-            else:
-                previous[i] = before[i]
-                v = leak[i] * before[i] + drive[i]
-            distance[i] = v - threshold[i]
-        derivative_row(distance, scales, slope, slope_by_scale, surrogate, c)
+        if surrogate == SIGMOID:
+            for i in range(width):
+                distance[i], _ = _rebuilt(now[i], before[i], drive[i], leak[i], threshold[i], first, record_pre,
+                                          hard, soft, inclusive, one)
+            derivative_row(distance, scales, slope, slope_by_scale, surrogate, c)
         g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
         g_rec_row = g_recorded[t, start:stop] if has_g_recorded else absent
         g_pre = g_rec_row if record_pre else absent
         g_post = absent if record_pre else g_rec_row
         g_x_row = g_x[t, start:stop]
         for i in range(width):
-            u = distance[i]
+            u, p_before = _rebuilt(now[i], before[i], drive[i], leak[i], threshold[i], first, record_pre, hard,
+                                   soft, inclusive, one)
+            f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             g_p = carry[i] + g_post[i]  # (4)
             g_v = g_p * (one - s) if hard else g_p  # (5)
             g_s = g_s_row[i] - through_spike * threshold[i] * g_p
             d_theta[i] -= soft_factor * s * g_p
             g_v += g_pre[i]  # (6)
-            g_u = g_s * slope[i]
+            g_u = g_s * (f + slope[i])
             g_v += g_u
             d_theta[i] -= g_u
-            d_scale[i] += g_s * slope_by_scale[i]
+            d_scale[i] += g_s * (dF + slope_by_scale[i])
             g_x_row[i] = g_v  # (7)
-            d_lam[i] += g_v * previous[i]
+            d_lam[i] += g_v * p_before
             carry[i] = leak[i] * g_v
 
 

@@ -44,7 +44,9 @@ def kind(key) -> int:
 @njit(cache=True, error_model="numpy")
 def algebraic_derivatives(u, a, kind, c):
     """(f(u), dF/da(u)) of eqs. (1) and (3)-(5), the kinds without a
-    transcendental function: a loop that calls only these vectorizes."""
+    transcendental function: a loop that calls only these vectorizes.  For
+    sigmoid, (0, 0): a scan adds the terms ``derivative_row`` computed for it
+    in a separate pass."""
     one = c[0]
     zero = one - one
     if kind == 0:
@@ -60,6 +62,8 @@ def algebraic_derivatives(u, a, kind, c):
         return f, -(one if u >= 0 else -one) * q * q
     if kind == 4:
         return a * max(zero, one - abs(u)), zero
+    if kind == SIGMOID:
+        return zero, zero
     return zero / zero, zero / zero
 
 
