@@ -40,9 +40,11 @@ units of one (T, N) float32 sequence.  Timings are reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import gc
 import importlib
+import multiprocessing
 import os
 import statistics
 import sys
@@ -236,23 +238,30 @@ def _rss_kib(field):
     return 0
 
 
+def _peak_in_this_process(model, backend, neurons, steps):
+    """Growth of the resident high-water mark over one forward+backward, in bytes."""
+    torch.set_num_threads(1)
+    before = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset the high-water mark to the current RSS
+    x = torch.randn(steps, neurons) * 0.6 + 0.4
+    snnref_step(model, backend, True)(x)
+    return (_rss_kib("VmHWM") - before) * 1024
+
+
 def peak_memory(model, neurons=2**16, steps=1000):
     """Peak resident memory of one forward+backward on the cpu and torch backends
-    (x included), in units of one (T, N) float32 sequence, from Linux's VmHWM."""
+    (x included), in units of one (T, N) float32 sequence, from Linux's VmHWM.
+    Each in a fresh process: in this one, memory that earlier rounds freed but
+    the allocator kept would serve the new tensors without raising the mark."""
     if not os.path.exists("/proc/self/clear_refs"):
         return {}
     unit = steps * neurons * 4
     results = {}
+    spawn = multiprocessing.get_context("spawn")
     for backend in ("cpu", "torch"):
-        gc.collect()
-        cpu.release_memory()  # the cpu backend's cached output blocks would hide its allocations
-        before = _rss_kib("VmRSS")
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # reset the high-water mark to the current RSS
-        x = torch.randn(steps, neurons) * 0.6 + 0.4
-        snnref_step(model, backend, True)(x)
-        results[backend] = (_rss_kib("VmHWM") - before) * 1024 / unit
-        del x
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as fresh:
+            results[backend] = fresh.submit(_peak_in_this_process, model, backend, neurons, steps).result() / unit
     return results
 
 
