@@ -183,7 +183,9 @@ def simulate(
 
     backend="cpu" (``snnref/kernels/cpu``, numba) runs on CPU tensors only and
     computes in x's dtype; a strided (non-contiguous) x or cotangent is copied
-    once into a contiguous buffer before the scan.  Its thread count is
+    once into a contiguous buffer before the scan, except a cotangent that is
+    the same at every step (stride 0 in time, as ``y.sum()`` gives), which is
+    read as its one row.  Its thread count is
     ``snnref.kernels.cpu.set_threads(n)`` (1 to the machine's cores).
     """
     row = registry.model(model)

@@ -148,6 +148,55 @@ def test_strided_and_broadcast_tensors_are_copied_once_and_give_the_same_result(
         assert torch.equal(ours, reference)
 
 
+def _gradients_of_a_loss_constant_in_time(key, case, smooth):
+    """Gradients of sum_t <w, y[t]> over every differentiable output sequence y,
+    as ``y.sum(0)``: the backward gets a cotangent with stride 0 in time."""
+    row = registry.MODELS[key]
+    x = torch.tensor(case.x, requires_grad=True)
+    params = {k: torch.tensor(np.asarray(v), requires_grad=k in row.differentiable) for k, v in case.params.items()}
+    state = {k: torch.tensor(v, requires_grad=True) for k, v in case.state.items()}
+    inject = {k: torch.tensor(v) for k, v in case.inject.items()} if case.inject else None
+    trace = snnref.simulate(key, x, params, state, backend="cpu", surrogate=case.surrogate, inject=inject,
+                            smooth=smooth)
+    weights = np.random.default_rng(6)
+    loss = 0
+    for name, sequence in sorted(trace.outputs.items()):
+        if sequence.requires_grad:
+            loss = loss + (sequence.sum(0) * torch.tensor(weights.normal(size=tuple(sequence.shape[1:])))).sum()
+    wrt = [x] + [v for v in (*params.values(), *state.values()) if v.requires_grad]
+    return torch.autograd.grad(loss, wrt, allow_unused=True)
+
+
+@pytest.mark.parametrize("smooth", [False, True], ids=["H", "smooth"])
+@pytest.mark.parametrize("key", MODELS)
+def test_a_cotangent_constant_in_time_is_read_as_one_row(key, smooth, monkeypatch):
+    """A loss such as ``y.sum()`` hands the backward a cotangent that is the
+    same at every step (stride 0 in time).  The scans read it as one row
+    (``_launch.cotangent``), with the same bits as from it written out at every
+    step (which the torch ops around a scan would not all give: attention's
+    differ in their own rounding, so both runs here take the same torch path)."""
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(5), steps=6, batch=2, neurons=3, per_neuron=True,
+                              inject=bool(row.inject))
+    rows_read = []
+    read = _launch.cotangent
+
+    def spy(tensor, dtype):
+        view, present = read(tensor, dtype)
+        rows_read.append(view.shape[0] if present else None)
+        return view, present
+
+    monkeypatch.setattr(_launch, "cotangent", spy)
+    one_row = _gradients_of_a_loss_constant_in_time(key, case, smooth)
+    assert 1 in rows_read, rows_read
+    monkeypatch.setattr(_launch, "cotangent", _launch.optional)
+    written_out = _gradients_of_a_loss_constant_in_time(key, case, smooth)
+    for ours, reference in zip(one_row, written_out):
+        assert (ours is None) == (reference is None)
+        if ours is not None:
+            assert torch.equal(ours, reference)
+
+
 @njit(cache=False, error_model="numpy")
 def _probe(u, scale, kind, c, f, dF, F):
     for index in range(u.shape[0]):

@@ -105,7 +105,12 @@ def snnref_step(model, backend, backward, pool=None):
                 with torch.no_grad():
                     return snnref.simulate(model, x, _params(model, False), backend=backend).outputs["out"]
             inp = x.detach().requires_grad_(True)
-            snnref.simulate(model, inp, _params(model, True), backend=backend).outputs["out"].sum().backward()
+            params = _params(model, True)
+            loss = snnref.simulate(model, inp, params, backend=backend).outputs["out"].sum()
+            # autograd.grad, not backward(): backward() stores dx in inp.grad,
+            # and that accumulation copies a gradient that something else still
+            # references (the reused pool does), which timed a copy of dx.
+            torch.autograd.grad(loss, [inp, *params.values()])
     return run
 
 

@@ -6,7 +6,9 @@ Layout.  A time-major tensor of shape (T, ..., N) is viewed as a (T, M) array
 with M = x[0].numel() lanes (lane m is neuron m mod N of batch row m div N).
 Parameters (a scalar, shape (1,) or (N,)) and initial states are expanded to
 one value per lane, (M,), so a kernel never divides lane indices: these are M
-values against the T * M of the sequences.
+values against the T * M of the sequences.  A cotangent has T rows, or one
+when it is the same at every step (``cotangent``): a kernel reads its row
+``t % rows``.
 
 Tiles.  A kernel cuts the lanes into tiles of ``TILE`` (the last one partial)
 and runs the whole time loop inside a tile (its state stays in cache);
@@ -203,6 +205,19 @@ def optional(tensor, dtype, rank: int = 2):
     if tensor is None:
         return placeholder(dtype, rank), False
     return (sequence(tensor) if rank == 2 else contiguous(tensor).numpy().reshape(-1)), True
+
+
+def cotangent(tensor, dtype):
+    """(view, present) of a sequence's cotangent that may be None.  One that is
+    the same at every step, stride 0 in time (the broadcast gradient of
+    ``out.sum()`` or ``out.mean()``), is passed as its one row, (1, M): the
+    kernels read row ``t % rows`` of a cotangent.  Materialized, it would be
+    one more sequence written (0.46 of LIF's 3 ns per neuron-step here) and
+    held at the backward's peak."""
+    if tensor is not None and tensor.dim() > 0 and tensor.shape[0] > 1 and tensor.stride(0) == 0:
+        row = contiguous(tensor[0])
+        return row.numpy().reshape(1, row.numel()), True
+    return optional(tensor, dtype)
 
 
 def lane_sums(lane_count: int) -> np.ndarray:

@@ -123,9 +123,9 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
         first = t == 0
         m_before_row = m0[start:stop] if first else m_rec[t - 1, start:stop]
         r_before_row = r0[start:stop] if first else r_rec[t - 1, start:stop]
-        g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
-        g_m_rec_row = g_m_rec[t, start:stop] if has_g_m_rec else absent
-        g_r_rec_row = g_r_rec[t, start:stop] if has_g_r_rec else absent
+        g_s_row = g_spikes[t % g_spikes.shape[0], start:stop] if has_g_spikes else absent
+        g_m_rec_row = g_m_rec[t % g_m_rec.shape[0], start:stop] if has_g_m_rec else absent
+        g_r_rec_row = g_r_rec[t % g_r_rec.shape[0], start:stop] if has_g_r_rec else absent
         g_x_row = g_x[t, start:stop]
         for i in range(carry_m.shape[0]):
             g_m = carry_m[i] + g_m_rec_row[i]  # (4)
@@ -172,8 +172,8 @@ def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, 
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
-                g_m = g_m0[j] + (g_m_rec[t, j] if has_g_m_rec else zero)  # (4)
-                g_r = g_r0[j] + (g_r_rec[t, j] if has_g_r_rec else zero)
+                g_m = g_m0[j] + (g_m_rec[t % g_m_rec.shape[0], j] if has_g_m_rec else zero)  # (4)
+                g_r = g_r0[j] + (g_r_rec[t % g_r_rec.shape[0], j] if has_g_r_rec else zero)
                 m_before = m_rec[t - 1, j] if t > 0 else m0[j]
                 r_before = r_rec[t - 1, j] if t > 0 else r0[j]
                 threshold = one + r_before
@@ -184,7 +184,7 @@ def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, 
                 g_beta_thr[j] += g_r * r_before
                 g_gamma[j] += g_r * s
                 f, _ = derivatives(u, scale[j], surrogate, c)
-                g_s = g_spikes[t, j] if has_g_spikes else zero
+                g_s = g_spikes[t % g_spikes.shape[0], j] if has_g_spikes else zero
                 g_u = (g_s - threshold * g_m + gamma[j] * g_r) * f  # (6)
                 g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
                 g_m0[j] = beta[j] * g_m + g_u / threshold  # (8)
@@ -211,7 +211,7 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, g_spikes, g_m_rec, g_r_rec, g_m_final, g_r_final):
         m_rec, r_rec, *parameters = ctx.saved_tensors
         dtype, count = m_rec.dtype, m_rec[0].numel()
-        cotangents = [_launch.optional(g, dtype) for g in (g_spikes, g_m_rec, g_r_rec)]
+        cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_m_rec, g_r_rec)]
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_m_final, g_r_final)]
         g_x = _launch.empty(m_rec.shape, dtype)
         g_m0, g_r0 = (torch.empty(m_rec.shape[1:], dtype=dtype) for _ in range(2))

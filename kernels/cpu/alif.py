@@ -131,9 +131,9 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
         # At t = 0, p[t-1] is the initial state; the rebuilt reset below is unused.
         v_before = initial if first else v_rec[t - 1, start:stop]
         a_before = a_now if first else a_rec[t - 1, start:stop]
-        g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
-        g_v_rec_row = g_v_rec[t, start:stop] if has_g_v_rec else absent
-        g_a_rec_row = g_a_rec[t, start:stop] if has_g_a_rec else absent
+        g_s_row = g_spikes[t % g_spikes.shape[0], start:stop] if has_g_spikes else absent
+        g_v_rec_row = g_v_rec[t % g_v_rec.shape[0], start:stop] if has_g_v_rec else absent
+        g_a_rec_row = g_a_rec[t % g_a_rec.shape[0], start:stop] if has_g_a_rec else absent
         g_x_row = g_x[t, start:stop]
         # Two lane loops: one loop over all these rows needed more runtime
         # alias checks than LLVM allows, and it stayed scalar.
@@ -203,14 +203,14 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
                     p_before = v0[j]
                 g_a = g_a0[j]
                 f, dF = derivatives(u, scale[j], surrogate, c)
-                g_s = (g_spikes[t, j] if has_g_spikes else zero) + g_a  # (5)
+                g_s = (g_spikes[t % g_spikes.shape[0], j] if has_g_spikes else zero) + g_a  # (5)
                 g_u = g_s * f
-                g_v = g_v0[j] * (one - r) + (g_v_rec[t, j] if has_g_v_rec else zero) + g_u  # (6)
+                g_v = g_v0[j] * (one - r) + (g_v_rec[t % g_v_rec.shape[0], j] if has_g_v_rec else zero) + g_u  # (6)
                 g_theta[j] -= g_u  # (7)
                 g_beta[j] -= g_u * a
                 g_scale[j] += g_s * dF
                 g_lam_a[j] += g_a * a
-                g_a0[j] = lam_a[j] * g_a - beta[j] * g_u + (g_a_rec[t, j] if has_g_a_rec else zero)  # (8)
+                g_a0[j] = lam_a[j] * g_a - beta[j] * g_u + (g_a_rec[t % g_a_rec.shape[0], j] if has_g_a_rec else zero)  # (8)
                 g_x[t, j] = g_v  # (9)
                 g_lam_v[j] += g_v * p_before
                 g_v0[j] = lam_v[j] * g_v
@@ -248,7 +248,7 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final):
         v_rec, a_rec, *parameters = ctx.saved_tensors
         dtype, count = v_rec.dtype, v_rec[0].numel()
-        cotangents = [_launch.optional(g, dtype) for g in (g_spikes, g_v_rec, g_a_rec)]
+        cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_v_rec, g_a_rec)]
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_v_final, g_a_final)]
         g_x = _launch.empty(v_rec.shape, dtype)
         g_v0, g_a0 = (torch.empty(v_rec.shape[1:], dtype=dtype) for _ in range(2))

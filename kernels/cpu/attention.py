@@ -122,8 +122,8 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
     carry_context = g_s0[start:stop]
     for t in range(g_z.shape[1] - 1, -1, -1):
         first = t == 0
-        g_o_row = g_out[t, start:stop] if has_g_out else absent
-        g_context_row = g_context[t, start:stop] if has_g_context else absent
+        g_o_row = g_out[t % g_out.shape[0], start:stop] if has_g_out else absent
+        g_context_row = g_context[t % g_context.shape[0], start:stop] if has_g_context else absent
         context_row = context[t, start:stop]
         v_q = v_rec[Q, t, start:stop]
         v_k = v_rec[K, t, start:stop]
@@ -204,8 +204,8 @@ def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_cont
                 s_q = step(v_rec[Q, t, j] - theta[Q, j], scale[Q, j], surrogate, strict, smooth, c)
                 s_k = step(v_rec[K, t, j] - theta[K, j], scale[K, j], surrogate, strict, smooth, c)
                 s_v = step(v_rec[V, t, j] - theta[V, j], scale[V, j], surrogate, strict, smooth, c)
-                g_o = g_out[t, j] if has_g_out else zero
-                g_total = g_s0[j] + (g_context[t, j] if has_g_context else zero) + g_o * s_q  # (4)
+                g_o = g_out[t % g_out.shape[0], j] if has_g_out else zero
+                g_total = g_s0[j] + (g_context[t % g_context.shape[0], j] if has_g_context else zero) + g_o * s_q  # (4)
                 g_s0[j] = g_total
                 for b in range(branches):
                     if b == Q:  # (5)
@@ -275,7 +275,7 @@ class _Scan(torch.autograd.Function):
         context, v_rec, *parameters = ctx.saved_tensors
         strict, smooth, replay, surrogate = ctx.config
         dtype, steps, count = context.dtype, context.shape[0], context[0].numel()
-        views = [_launch.optional(g, dtype) for g in (g_out, g_context)]
+        views = [_launch.cotangent(g, dtype) for g in (g_out, g_context)]
         views.append(_launch.optional(g_context_final, dtype, rank=1))
         # The stacked branch cotangents: absent ones are zeros (cheap: only the
         # attention model stacks, and its branches are small).

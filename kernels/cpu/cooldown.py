@@ -173,8 +173,8 @@ def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_
         for t in range(steps - 1, -1, -1):
             exp_row(x[t, start:stop], grown, rounded, powers)
             before = m_rec[t - 1, start:stop] if t > 0 else m0[start:stop]
-            g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent[:width]
-            g_rec_row = g_m_rec[t, start:stop] if has_g_m_rec else absent[:width]
+            g_s_row = g_spikes[t % g_spikes.shape[0], start:stop] if has_g_spikes else absent[:width]
+            g_rec_row = g_m_rec[t % g_m_rec.shape[0], start:stop] if has_g_m_rec else absent[:width]
             g_x_row = g_x[t, start:stop]
             for i in range(width):
                 g_m = carry[i] + g_rec_row[i]  # (3)
@@ -205,7 +205,7 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, g_spikes, g_m_rec, g_m_final):
         x, m_rec, beta, gain = ctx.saved_tensors
         dtype, count = x.dtype, m_rec[0].numel()
-        cotangents = [_launch.optional(g, dtype) for g in (g_spikes, g_m_rec)]
+        cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_m_rec)]
         cotangents.append(_launch.optional(g_m_final, dtype, rank=1))
         g_x = _launch.empty(x.shape, dtype)
         g_m0 = torch.empty(x.shape[1:], dtype=dtype)

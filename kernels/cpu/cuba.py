@@ -273,9 +273,9 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
     for t in range(g_x.shape[0] - 1, -1, -1):
         v_before = v0[start:stop] if t == 0 else v_rec[t - 1, start:stop]
         i_before = i0[start:stop] if t == 0 else i_rec[t - 1, start:stop]
-        g_z_row = g_spikes[t, start:stop] if has_g_spikes else absent
-        g_v_row = g_v_rec[t, start:stop] if has_g_v_rec else absent
-        g_i_row = g_i_rec[t, start:stop] if has_g_i_rec else absent
+        g_z_row = g_spikes[t % g_spikes.shape[0], start:stop] if has_g_spikes else absent
+        g_v_row = g_v_rec[t % g_v_rec.shape[0], start:stop] if has_g_v_rec else absent
+        g_i_row = g_i_rec[t % g_i_rec.shape[0], start:stop] if has_g_i_rec else absent
         g_x_row = g_x[t, start:stop]
         for j in range(carry_v.shape[0]):
             v = v_before[j]
@@ -358,10 +358,10 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
         v_before = v0[start:stop] if t == 0 else v_rec[t - 1, start:stop]
         i_before = i0[start:stop] if t == 0 else i_rec[t - 1, start:stop]
         r_before = r0[start:stop] if t == 0 else r_rec[t - 1, start:stop]
-        g_z_row = g_spikes[t, start:stop] if has_g_spikes else absent
-        g_v_row = g_v_rec[t, start:stop] if has_g_v_rec else absent
-        g_i_row = g_i_rec[t, start:stop] if has_g_i_rec else absent
-        g_r_row = g_r_rec[t, start:stop] if has_g_r_rec else absent
+        g_z_row = g_spikes[t % g_spikes.shape[0], start:stop] if has_g_spikes else absent
+        g_v_row = g_v_rec[t % g_v_rec.shape[0], start:stop] if has_g_v_rec else absent
+        g_i_row = g_i_rec[t % g_i_rec.shape[0], start:stop] if has_g_i_rec else absent
+        g_r_row = g_r_rec[t % g_r_rec.shape[0], start:stop] if has_g_r_rec else absent
         # The final r's cotangent reaches the last step's r' only.
         g_r_end = g_r_final[start:stop] if t == last and has_g_r_final else absent
         g_x_row = g_x[t, start:stop]
@@ -407,8 +407,8 @@ def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec
     for t in range(g_x.shape[0] - 1, -1, -1):
         v_before = v0[start:stop] if t == 0 else v_rec[t - 1, start:stop]
         i_before = i0[start:stop] if t == 0 else i_rec[t - 1, start:stop]
-        g_v_row = g_v_rec[t, start:stop] if has_g_v_rec else absent
-        g_i_row = g_i_rec[t, start:stop] if has_g_i_rec else absent
+        g_v_row = g_v_rec[t % g_v_rec.shape[0], start:stop] if has_g_v_rec else absent
+        g_i_row = g_i_rec[t % g_i_rec.shape[0], start:stop] if has_g_i_rec else absent
         g_x_row = g_x[t, start:stop]
         for j in range(carry_v.shape[0]):
             i = i_before[j]
@@ -514,11 +514,11 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                 base, u, e, m, carry, z, _, _ = _advance(
                     t, j, v_before, i_before, r_before, a, leak, reset, theta, k, scale, v_obs, z_obs, stops,
                     slots, leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c)
-                g_v = g_v0[j] + (g_v_rec[t, j] if has_g_v_rec else zero)  # (7)
-                g_i = g_i0[j] + (g_i_rec[t, j] if has_g_i_rec else zero)
-                g_z = g_spikes[t, j] if has_g_spikes else zero
+                g_v = g_v0[j] + (g_v_rec[t % g_v_rec.shape[0], j] if has_g_v_rec else zero)  # (7)
+                g_i = g_i0[j] + (g_i_rec[t % g_i_rec.shape[0], j] if has_g_i_rec else zero)
+                g_z = g_spikes[t % g_spikes.shape[0], j] if has_g_spikes else zero
                 if refractory:  # (8)
-                    g_r = g_r_rec[t, j] if has_g_r_rec else zero
+                    g_r = g_r_rec[t % g_r_rec.shape[0], j] if has_g_r_rec else zero
                     if t == steps - 1 and has_g_r_final:
                         g_r += g_r_final[j]
                     g_z += g_r * (k[j] - carry)
@@ -625,7 +625,7 @@ class _Scan(torch.autograd.Function):
         names = [n for n, on in (("z", config.spiking), ("v", True), ("i", True), ("r", config.refractory)) if on]
         g_seq = dict(zip(names, grads))
         g_final = dict(zip([n for n in names if n != "z"], grads[len(names):]))
-        sequences = [_launch.optional(g_seq.get(n), dtype) for n in ("z", "v", "i", "r")]
+        sequences = [_launch.cotangent(g_seq.get(n), dtype) for n in ("z", "v", "i", "r")]
         finals = [_launch.optional(g_final.get(n), dtype, rank=1) for n in ("v", "i", "r")]
         g_x = _launch.empty(v_rec.shape, dtype)
         g_v0, g_i0 = (torch.empty(v_rec.shape[1:], dtype=dtype) for _ in range(2))

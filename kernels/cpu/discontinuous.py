@@ -54,7 +54,7 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, tile, c, fi
         d_theta[:] = 0.0
         for t in range(steps):
             drive = x[t, start:stop]
-            g_s_row = g_spikes[t, start:stop]
+            g_s_row = g_spikes[t % g_spikes.shape[0], start:stop]
             g_x_row = g_x[t, start:stop]
             for i in range(g_x_row.shape[0]):
                 f, _ = derivatives(drive[i] - threshold[i], scales[i], surrogate, c)
@@ -80,7 +80,7 @@ class _Fire(torch.autograd.Function):
         x, theta = ctx.saved_tensors
         g_x = _launch.empty(x.shape, x.dtype)
         total = _launch.lane_sums(x[0].numel())
-        _launch.run_tiles(backward_map, x[0].numel(), _launch.sequence(x), *ctx.lanes, _launch.sequence(g_spikes), _launch.sequence(g_x), total,
+        _launch.run_tiles(backward_map, x[0].numel(), _launch.sequence(x), *ctx.lanes, _launch.cotangent(g_spikes, x.dtype)[0], _launch.sequence(g_x), total,
                      ctx.config[2], _launch.TILE, _launch.constants(x.dtype))
         g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None
         # gradient_factor is spike_linear's fixed scale: no gradient.

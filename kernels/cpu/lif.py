@@ -192,8 +192,8 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
                 distance[i], _ = _rebuilt(now[i], before[i], drive[i], leak[i], threshold[i], first, record_pre,
                                           hard, soft, inclusive, one)
             derivative_row(distance, scales, slope, slope_by_scale, surrogate, c)
-        g_s_row = g_spikes[t, start:stop] if has_g_spikes else absent
-        g_rec_row = g_recorded[t, start:stop] if has_g_recorded else absent
+        g_s_row = g_spikes[t % g_spikes.shape[0], start:stop] if has_g_spikes else absent
+        g_rec_row = g_recorded[t % g_recorded.shape[0], start:stop] if has_g_recorded else absent
         g_pre = g_rec_row if record_pre else absent
         g_post = absent if record_pre else g_rec_row
         g_x_row = g_x[t, start:stop]
@@ -257,8 +257,8 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
                 r = replayed[t, j] if replay else s
                 g_p = g_v0[j]
                 if has_g_recorded and not record_pre:
-                    g_p += g_recorded[t, j]  # (4)
-                g_s = g_spikes[t, j] if has_g_spikes else one - one
+                    g_p += g_recorded[t % g_recorded.shape[0], j]  # (4)
+                g_s = g_spikes[t % g_spikes.shape[0], j] if has_g_spikes else one - one
                 if reset == ZERO:  # (5)
                     g_v = g_p * (one - r)
                 elif reset == SUBTRACT:
@@ -271,7 +271,7 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
                 else:
                     g_v = g_p
                 if has_g_recorded and record_pre:
-                    g_v += g_recorded[t, j]
+                    g_v += g_recorded[t % g_recorded.shape[0], j]
                 f, dF = derivatives(u, scale[j], surrogate, c)  # (6)
                 g_u = g_s * f
                 g_v += g_u
@@ -322,8 +322,8 @@ class _Scan(torch.autograd.Function):
         config, lanes = ctx.config, ctx.lanes
         dtype, count = recorded.dtype, recorded[0].numel()
         xs = _launch.sequence(x) if x is not None else _launch.placeholder(dtype, 2)
-        g_spikes, has_g_spikes = _launch.optional(g_spikes, dtype)
-        g_rec, has_g_rec = _launch.optional(g_recorded, dtype)
+        g_spikes, has_g_spikes = _launch.cotangent(g_spikes, dtype)
+        g_rec, has_g_rec = _launch.cotangent(g_recorded, dtype)
         g_fin, has_g_fin = _launch.optional(g_final, dtype, rank=1)
         g_x = _launch.empty(recorded.shape, dtype)
         g_v0 = torch.empty(recorded.shape[1:], dtype=dtype)
