@@ -20,9 +20,12 @@ and the threshold; the loss is the spike count):
   which the backend serves from the blocks its earlier, released outputs left)
   and with reused output buffers (the kernels' allocator pointed at a pool);
 - ``torch``: ``backend="torch"``;
-- LIF: snnTorch ``Leaky``, SpikingJelly ``LIFNode`` (multi-step, torch) and Norse
-  ``LIFBoxCell``; CUBA: snnTorch ``Synaptic`` and Norse ``LIFCell`` (SpikingJelly
-  has no current-based neuron); each only where the package imports;
+- LIF: snnTorch ``Leaky``, SpikingJelly ``LIFNode`` (multi-step, torch) and
+  Norse ``LIFBoxCell``; CUBA: snnTorch ``Synaptic`` and Norse ``LIFCell``
+  (SpikingJelly has no current-based neuron); each only where the package
+  imports, and each with the same gradients where it can learn them: its
+  decays (time constants) and threshold, besides x (``LIFNode`` learns
+  neither: it computes dx only, less work than the others);
 - ``copy``: torch copying as many bytes as the scan must read and write (the
   memory-bandwidth reference): LIF forward reads x and writes spikes and v
   (12 B per neuron-step), its backward reads the spike cotangent and v and
@@ -152,7 +155,7 @@ def peer_steps(model, backward):
         else:
             def synaptic(x):
                 cell = snntorch.Synaptic(alpha=0.9, beta=0.9, threshold=1.0, reset_mechanism="zero",
-                                         learn_beta=backward, learn_threshold=backward)
+                                         learn_alpha=backward, learn_beta=backward, learn_threshold=backward)
                 syn, mem = cell.init_synaptic()
                 spikes = []
                 for x_t in x.unbind(0):
@@ -173,12 +176,16 @@ def peer_steps(model, backward):
     if norse is not None:
         if model == "tether.LIF":
             def lif_box(x):
-                cell = norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(100.0)), dt=1e-3)
+                cell = norse.LIFBoxCell(norse.LIFBoxParameters(tau_mem_inv=torch.tensor(100.0, requires_grad=backward),
+                                                               v_th=torch.tensor(1.0, requires_grad=backward)), dt=1e-3)
                 return _loop(cell, x, None)
             steps["Norse LIFBoxCell"] = wrap(lif_box)
         else:
             def lif_cell(x):
-                return _loop(norse.LIFCell(), x, None)
+                parameters = norse.LIFParameters(tau_syn_inv=torch.tensor(200.0, requires_grad=backward),
+                                                 tau_mem_inv=torch.tensor(100.0, requires_grad=backward),
+                                                 v_th=torch.tensor(1.0, requires_grad=backward))
+                return _loop(norse.LIFCell(parameters), x, None)
             steps["Norse LIFCell"] = wrap(lif_cell)
     return steps
 
