@@ -244,3 +244,16 @@ def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
     del row, live
     cpu.release_memory()
     assert not _launch._BLOCKS.blocks
+
+
+def test_per_lane_arrays_start_at_staggered_page_offsets():
+    """Per-lane arrays start at distinct offsets within a page (``lane_array``:
+    equal offsets make a tile loop's loads and stores alias), and hold the
+    broadcast values."""
+    arrays = [_launch.lane_array((3, 5000), np.float64) for _ in range(12)]
+    assert len({array.ctypes.data % 4096 for array in arrays}) == 12
+    assert all(array.flags.c_contiguous and array.shape == (3, 5000) for array in arrays)
+    lanes = _launch.per_lane(torch.tensor([1.0, 2.0, 3.0]), (2, 3))
+    assert lanes.dtype == np.float32 and lanes.tolist() == [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]
+    final = _launch.empty_lanes((2, 3), torch.float64)
+    assert final.dtype == torch.float64 and final.shape == (2, 3) and final.is_contiguous()

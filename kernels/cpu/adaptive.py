@@ -198,7 +198,7 @@ class _Scan(torch.autograd.Function):
         step_shape = x.shape[1:]
         lanes = [_launch.per_lane(value, step_shape) for value in (m0, r0, beta, beta_thr, gamma, scale)]
         spikes, m_rec, r_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
-        m_final, r_final = (_launch.empty(step_shape, x.dtype) for _ in range(2))
+        m_final, r_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), _launch.sequence(m_rec),
                      _launch.sequence(r_rec), _launch.lanes(m_final), _launch.lanes(r_final),
                      strict, smooth, surrogate, _launch.TILE, _launch.constants(x.dtype))
@@ -214,7 +214,7 @@ class _Scan(torch.autograd.Function):
         cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_m_rec, g_r_rec)]
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_m_final, g_r_final)]
         g_x = _launch.empty(m_rec.shape, dtype)
-        g_m0, g_r0 = (torch.empty(m_rec.shape[1:], dtype=dtype) for _ in range(2))
+        g_m0, g_r0 = (_launch.empty_lanes(m_rec.shape[1:], dtype) for _ in range(2))
         sums = [_launch.lane_sums(count) for _ in parameters]
         strict, smooth, surrogate = ctx.config
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(m_rec), _launch.sequence(r_rec),

@@ -234,7 +234,7 @@ class _Scan(torch.autograd.Function):
         lanes = [_launch.per_lane(value, step_shape) for value in values]
         held, _ = _launch.optional(replayed, x.dtype)
         spikes, v_rec, a_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
-        v_final, a_final = (_launch.empty(step_shape, x.dtype) for _ in range(2))
+        v_final, a_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, held, _launch.sequence(spikes), _launch.sequence(v_rec),
                      _launch.sequence(a_rec), _launch.lanes(v_final), _launch.lanes(a_final),
                      config.strict, config.smooth, config.replay, config.surrogate, _launch.TILE,
@@ -251,7 +251,7 @@ class _Scan(torch.autograd.Function):
         cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_v_rec, g_a_rec)]
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_v_final, g_a_final)]
         g_x = _launch.empty(v_rec.shape, dtype)
-        g_v0, g_a0 = (torch.empty(v_rec.shape[1:], dtype=dtype) for _ in range(2))
+        g_v0, g_a0 = (_launch.empty_lanes(v_rec.shape[1:], dtype) for _ in range(2))
         sums = [_launch.lane_sums(count) for _ in PARAMETERS]
         config = ctx.config
         _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec), _launch.sequence(a_rec),

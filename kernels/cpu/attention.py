@@ -253,9 +253,9 @@ class _Scan(torch.autograd.Function):
         held = replayed.detach().contiguous().numpy().reshape(3, shape[0], -1) if replay \
             else _launch.placeholder(dtype, 3)
         out, context = (_launch.empty(shape, dtype) for _ in range(2))
-        context_final = _launch.empty(step_shape, dtype)
+        context_final = _launch.empty_lanes(step_shape, dtype)
         v_rec, spikes = (_launch.empty((3,) + tuple(shape), dtype) for _ in range(2))
-        v_final = _launch.empty((3,) + tuple(step_shape), dtype)
+        v_final = _launch.empty_lanes((3,) + tuple(step_shape), dtype)
         count = context_final.numel()
         _launch.run_tiles(forward_scan, count, _launch.contiguous(z).numpy().reshape(3, shape[0], count), lanes["v0"],
                      _launch.per_lane(s0, step_shape), lanes["lam"], lanes["theta"], lanes["scale"], held,
@@ -286,8 +286,8 @@ class _Scan(torch.autograd.Function):
         g_v_final = _launch.contiguous(g_v_final).numpy().reshape(3, count) if present_v_final \
             else _launch.placeholder(dtype, 2)
         g_z = _launch.empty(v_rec.shape, dtype)
-        g_v0 = torch.empty((3,) + tuple(v_rec.shape[2:]), dtype=dtype)
-        g_s0 = torch.empty(context.shape[1:], dtype=dtype)
+        g_v0 = _launch.empty_lanes((3,) + tuple(v_rec.shape[2:]), dtype)
+        g_s0 = _launch.empty_lanes(context.shape[1:], dtype)
         sums = [_launch.lane_sums(3 * count).reshape(3, count) for _ in range(3)]
         flags = [present for _, present in views]
         _launch.run_tiles(backward_scan, count, ctx.lanes["v0"], ctx.lanes["lam"], ctx.lanes["theta"], ctx.lanes["scale"], ctx.held,

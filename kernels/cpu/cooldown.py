@@ -193,7 +193,7 @@ class _Scan(torch.autograd.Function):
         step_shape = x.shape[1:]
         lanes = [_launch.per_lane(value, step_shape) for value in (m0, beta, gain, sign, scale)]
         spikes, m_rec = (_launch.empty(x.shape, x.dtype) for _ in range(2))
-        m_final = _launch.empty(step_shape, x.dtype)
+        m_final = _launch.empty_lanes(step_shape, x.dtype)
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), _launch.sequence(m_rec),
                      _launch.lanes(m_final), strict, smooth, surrogate, _launch.TILE, _launch.constants(x.dtype))
         ctx.save_for_backward(x, m_rec, beta, gain)
@@ -208,7 +208,7 @@ class _Scan(torch.autograd.Function):
         cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_m_rec)]
         cotangents.append(_launch.optional(g_m_final, dtype, rank=1))
         g_x = _launch.empty(x.shape, dtype)
-        g_m0 = torch.empty(x.shape[1:], dtype=dtype)
+        g_m0 = _launch.empty_lanes(x.shape[1:], dtype)
         sums = [_launch.lane_sums(count) for _ in range(2)]
         _launch.run_tiles(backward_scan, count, _launch.sequence(x), *ctx.lanes, _launch.sequence(m_rec), *(view for view, _ in cotangents),
                       _launch.sequence(g_x), _launch.lanes(g_m0), *sums, *(present for _, present in cotangents),

@@ -606,7 +606,7 @@ class _Scan(torch.autograd.Function):
             return _launch.empty(x.shape, dtype) if present else None
 
         spikes, v_rec, i_rec, r_rec = (sequence(p) for p in (config.spiking, True, True, config.refractory))
-        finals = [_launch.empty(step_shape, dtype) for _ in range(3)]
+        finals = [_launch.empty_lanes(step_shape, dtype) for _ in range(3)]
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, *observations, stops, slots,
                      *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
                        for s in (spikes, v_rec, i_rec, r_rec)),
@@ -628,7 +628,7 @@ class _Scan(torch.autograd.Function):
         sequences = [_launch.cotangent(g_seq.get(n), dtype) for n in ("z", "v", "i", "r")]
         finals = [_launch.optional(g_final.get(n), dtype, rank=1) for n in ("v", "i", "r")]
         g_x = _launch.empty(v_rec.shape, dtype)
-        g_v0, g_i0 = (torch.empty(v_rec.shape[1:], dtype=dtype) for _ in range(2))
+        g_v0, g_i0 = (_launch.empty_lanes(v_rec.shape[1:], dtype) for _ in range(2))
         sums = [_launch.lane_sums(count) for _ in PARAMETERS]
         recorded = [_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
                     for s in (v_rec, i_rec, r_rec)]

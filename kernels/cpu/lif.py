@@ -304,7 +304,7 @@ class _Scan(torch.autograd.Function):
         held, _ = _launch.optional(replayed, x.dtype)
         spikes = _launch.empty(x.shape, x.dtype)
         recorded = _launch.empty(x.shape, x.dtype)
-        final = _launch.empty(step_shape, x.dtype)
+        final = _launch.empty_lanes(step_shape, x.dtype)
         _launch.run_tiles(forward_scan, x[0].numel(), xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], held,
                      _launch.sequence(spikes), _launch.sequence(recorded), _launch.lanes(final),
                      config.leak, config.reset, config.record_pre, config.strict, config.smooth,
@@ -326,7 +326,7 @@ class _Scan(torch.autograd.Function):
         g_rec, has_g_rec = _launch.cotangent(g_recorded, dtype)
         g_fin, has_g_fin = _launch.optional(g_final, dtype, rank=1)
         g_x = _launch.empty(recorded.shape, dtype)
-        g_v0 = torch.empty(recorded.shape[1:], dtype=dtype)
+        g_v0 = _launch.empty_lanes(recorded.shape[1:], dtype)
         sums = [_launch.lane_sums(count) for _ in range(3)]
         _launch.run_tiles(backward_scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], ctx.held,
                       _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
