@@ -21,10 +21,13 @@ The attributes, by name (``row`` is the registry row, arrays are time-major
   hand-written reverse loop; returns ``"x"``, every trainable parameter and
   ``"state.<var>"`` (optionally ``"magnitudes"`` and ``"sum_terms"`` for the
   long-sum tolerance term).
-- ``RESETS``: the ``registry.Reset`` values the family implements (a tuple;
-  ``(registry.NO_RESET,)`` for a family without one).  A row's reset must be
-  one of them, compared whole (kind, detached, to): ``check_reset(row)``
-  refuses any other, naming the row, the family and the reset.
+- ``RESETS``: the ``registry.Reset`` values the family implements for its
+  spiking rows (a tuple; ``(registry.NO_RESET,)`` for a family without one).
+  A spiking row's reset must be one of them, compared whole (kind, detached,
+  to); a row without spikes (``spike_test`` None, such as a leaky-integrator
+  readout) has nothing to reset on and must state ``registry.NO_RESET``.
+  ``check_reset(row)`` refuses any other, naming the row, the family and the
+  reset.
   ``validate(family)`` applies it to every registry row of the family, and
   ``snnref.spec.simulate``, ``vjp`` and ``snnref.simulate`` to the row they
   run, before any computation, so a family never silently ignores a reset.
@@ -126,8 +129,15 @@ def _describe(reset) -> str:
 
 
 def check_reset(row) -> None:
-    """Refuse ``row`` (a registry row or key) when its family's ``RESETS`` lacks its reset."""
+    """Refuse ``row`` (a registry row or key) when it spikes and its family's
+    ``RESETS`` lacks its reset, or when it has no spikes and states a reset."""
     row = registry.model(row)
+    if row.spike_test is None:
+        if row.reset != registry.NO_RESET:
+            raise UnsupportedReset(
+                f"reset: registry row {row.key!r} has no spikes (spike_test None) but asks for "
+                f"{_describe(row.reset)}; a row without spikes states {_describe(registry.NO_RESET)}")
+        return
     implemented = checked(row.family, "spec").RESETS
     if row.reset not in implemented:
         raise UnsupportedReset(

@@ -84,7 +84,29 @@ def test_every_row_states_a_reset_its_family_declares(family):
     declared = families.checked(family, "spec").RESETS
     assert declared and all(isinstance(reset, registry.Reset) for reset in declared)
     for key in families.models(family):
-        assert registry.MODELS[key].reset in declared, key
+        row = registry.MODELS[key]
+        assert row.reset in declared if row.spike_test is not None else row.reset == registry.NO_RESET, key
+
+
+@pytest.mark.parametrize("family", [f for f in families.names()
+                                    if registry.NO_RESET not in families.checked(f, "spec").RESETS])
+def test_a_spiking_row_without_a_reset_in_a_family_that_always_resets_is_refused(family, monkeypatch):
+    spiking = next(key for key in families.models(family) if registry.MODELS[key].spike_test is not None)
+    planted = dataclasses.replace(registry.MODELS[spiking], key=f"planted.{family}", reset=registry.NO_RESET)
+    monkeypatch.setitem(registry.MODELS, planted.key, planted)
+    with pytest.raises(families.UnsupportedReset, match=rf"registry row 'planted\.{family}' asks for "
+                                                        rf"Reset\(kind=NONE.*which family '{family}' does not"):
+        families.validate(family)
+
+
+def test_a_row_without_spikes_that_states_a_reset_is_refused(monkeypatch):
+    readout = next(row for row in registry.MODELS.values() if row.spike_test is None)
+    planted = dataclasses.replace(readout, key="planted.readout", reset=registry.HARD_RESET)
+    monkeypatch.setitem(registry.MODELS, planted.key, planted)
+    with pytest.raises(families.UnsupportedReset, match=r"registry row 'planted\.readout' has no spikes"):
+        families.check_reset(planted.key)
+    with pytest.raises(ValueError, match="has no spikes"):
+        snnref.simulate(planted.key, torch.zeros(2, 1, 3), backend="cpu")
 
 
 @pytest.mark.parametrize("family", families.names())

@@ -68,8 +68,9 @@ import numpy as np
 from ..registry import NO_RESET, Reset, ResetKind, detached_keys
 from .sums import Sums
 
-# (5) to the parameter `reset`, the spike detached (spiking rows); none (the LI readout).
-RESETS = (Reset(kind=ResetKind.TO_VALUE, detached=True, to="reset"), NO_RESET)
+# (5) to the parameter `reset`, the spike detached.  The LI readout has no
+# spikes and so no reset (families.check_reset).
+RESETS = (Reset(kind=ResetKind.TO_VALUE, detached=True, to="reset"),)
 
 
 def _rates(params):
