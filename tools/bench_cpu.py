@@ -217,6 +217,10 @@ def _threads(count):
 def measure(model, phase, neurons, steps, threads, rounds, peers):
     """{implementation: median seconds} of one configuration, measured interleaved."""
     _threads(threads)
+    # The earlier configurations' idle output blocks: with the peers at N = 2^20
+    # the machine needs that memory back.
+    gc.collect()
+    _launch.release_memory()
     generator = torch.Generator().manual_seed(0)
     drive = (0.4, 0.6) if model == "tether.LIF" else (1.0, 0.6)
     x = torch.randn(steps, neurons, generator=generator) * drive[1] + drive[0]
