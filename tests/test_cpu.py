@@ -246,6 +246,26 @@ def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
     assert not _launch._BLOCKS.blocks
 
 
+def test_large_per_lane_arrays_reuse_the_blocks_of_released_ones(monkeypatch):
+    """A per-lane array of 1 MiB and more is cut from a block of the output
+    cache, and a released one's block serves the next request (no new pages
+    to fault in on every call)."""
+    monkeypatch.setattr(_launch, "_BLOCKS", _launch._Blocks(limit=1 << 30))
+    shape = (1 << 19,)  # 4 MiB of float64
+    first = _launch.lane_array(shape, np.float64)
+    assert any(np.shares_memory(block, first) for block in _launch._BLOCKS.blocks)
+    live = _launch.lane_array(shape, np.float64)
+    assert not np.shares_memory(first, live)  # in use: never handed out twice
+    # The block's address only: a reference to the block would keep it in use.
+    address = next(block.ctypes.data for block in _launch._BLOCKS.blocks if np.shares_memory(block, first))
+    del first
+    again = _launch.lane_array(shape, np.float64)
+    assert 0 <= again.ctypes.data - address < 4096 and again.shape == shape and again.dtype == np.float64
+    assert len(_launch._BLOCKS.blocks) == 2
+    small = _launch.lane_array((1000,), np.float32)
+    assert not any(np.shares_memory(block, small) for block in _launch._BLOCKS.blocks)
+
+
 def test_per_lane_arrays_start_at_staggered_page_offsets():
     """Per-lane arrays start at distinct offsets within a page (``lane_array``:
     equal offsets make a tile loop's loads and stores alias), and hold the
