@@ -19,6 +19,11 @@ and the threshold; the loss is the spike count):
   fresh outputs (as a training step calls it: new output tensors every call,
   which the backend serves from the blocks its earlier, released outputs left)
   and with reused output buffers (the kernels' allocator pointed at a pool);
+- ``cpu kernels``: the part of the reused-outputs calls spent in the fused
+  scans themselves (``_launch.run_tiles``), the rest being the input checks
+  (a finiteness sum over x), autograd, the loss's sum and the parameter
+  reductions: read against ``copy``, the kernels' own distance from the
+  bandwidth floor;
 - ``torch``: ``backend="torch"``;
 - LIF: snnTorch ``Leaky``, SpikingJelly ``LIFNode`` (multi-step, torch) and
   Norse ``LIFBoxCell``; CUBA: snnTorch ``Synaptic`` and Norse ``LIFCell``
@@ -28,9 +33,10 @@ and the threshold; the loss is the spike count):
   neither: it computes dx only, less work than the others);
 - ``copy``: torch copying as many bytes as the scan must read and write (the
   memory-bandwidth reference): LIF forward reads x and writes spikes and v
-  (12 B per neuron-step), its backward reads the spike cotangent and v and
-  writes dx (12 B); CUBA writes spikes, v and i (16 B) and its backward reads
-  the cotangent, v and i and writes dx (16 B).
+  (12 B per neuron-step), its backward reads v and writes dx (8 B); CUBA
+  reads x and writes spikes, v and i (16 B), its backward reads v and i and
+  writes dx (12 B).  The spike count's cotangent is the same at every step,
+  and the scans read it as one row (``_launch.cotangent``), not as a sequence.
 
 Grid: N in {2^16, 2^20}, T in {100, 1000} (T = 1000 with N = 2^20 only with
 --full), 1 and 2 threads (numba's and torch's).  Printed: ns per neuron-step,
@@ -62,8 +68,8 @@ from snnref.kernels.cpu import _launch
 PEERS = ("snntorch", "spikingjelly", "norse")
 MODELS = ("tether.LIF", "hxtorch.cuba_lif")
 # Bytes per neuron-step the scan must read and write (see the docstring).
-SCAN_BYTES = {("tether.LIF", "forward"): 12, ("tether.LIF", "forward+backward"): 24,
-              ("hxtorch.cuba_lif", "forward"): 16, ("hxtorch.cuba_lif", "forward+backward"): 32}
+SCAN_BYTES = {("tether.LIF", "forward"): 12, ("tether.LIF", "forward+backward"): 20,
+              ("hxtorch.cuba_lif", "forward"): 16, ("hxtorch.cuba_lif", "forward+backward"): 28}
 
 
 def _optional(name):
@@ -100,10 +106,31 @@ def _params(model, grad):
             "tau_syn": torch.tensor(1e-5, requires_grad=grad)}
 
 
-def snnref_step(model, backend, backward, pool=None):
+@contextlib.contextmanager
+def kernel_clock(laps):
+    """Append to ``laps`` the seconds spent in the fused scans (every
+    ``_launch.run_tiles``) of the calls inside the ``with``."""
+    original = _launch.run_tiles
+    spent = [0.0]
+
+    def timed(kernel, lane_count, *args):
+        start = time.perf_counter()
+        original(kernel, lane_count, *args)
+        spent[0] += time.perf_counter() - start
+
+    _launch.run_tiles = timed
+    try:
+        yield
+    finally:
+        _launch.run_tiles = original
+        laps.append(spent[0])
+
+
+def snnref_step(model, backend, backward, pool=None, laps=None):
     def run(x):
         context = reused_outputs(pool) if pool is not None else contextlib.nullcontext()
-        with context:
+        clock = kernel_clock(laps) if laps is not None else contextlib.nullcontext()
+        with context, clock:
             if not backward:
                 with torch.no_grad():
                     return snnref.simulate(model, x, _params(model, False), backend=backend).outputs["out"]
@@ -225,9 +252,10 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     drive = (0.4, 0.6) if model == "tether.LIF" else (1.0, 0.6)
     x = torch.randn(steps, neurons, generator=generator) * drive[1] + drive[0]
     backward = phase == "forward+backward"
+    kernel_laps = []
     runs = {
         "cpu (fresh outputs)": snnref_step(model, "cpu", backward),
-        "cpu (reused outputs)": snnref_step(model, "cpu", backward, pool={}),
+        "cpu (reused outputs)": snnref_step(model, "cpu", backward, pool={}, laps=kernel_laps),
         "torch backend": snnref_step(model, "torch", backward),
         "copy (bandwidth)": copy_step(model, phase, neurons, steps),
     }
@@ -243,7 +271,10 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
             start = time.perf_counter()
             runs[name](x)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) * getattr(runs[name], "scale", 1.0) for name, values in times.items()}
+    medians = {name: statistics.median(values) * getattr(runs[name], "scale", 1.0) for name, values in times.items()}
+    # The warm-up's lap is not a timed call.
+    medians["cpu kernels (reused)"] = statistics.median(kernel_laps[1:])
+    return medians
 
 
 def _rss_kib(field):
