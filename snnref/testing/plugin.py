@@ -10,8 +10,9 @@ a function with ``snnref.simulate``'s signature or an
 Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``, and
 ``--snnref-report DIR``: at the end of the session, an HTML page of every gate
 item's results with figures of each failing quantity (``snnref.testing.report``;
-needs the extra ``snnref[report]``; not with pytest-xdist, whose workers keep
-their items' reports).
+needs the extra ``snnref[report]``).  Not with pytest-xdist's ``-n``: each
+worker keeps its own items' reports, so no page would be written; the two
+together are a usage error.
 
 The fixture ``snnref_gate`` runs the gate inside a test of your own::
 
@@ -42,6 +43,12 @@ def pytest_addoption(parser):
     group.addoption("--snnref-seed", type=int, default=0, metavar="SEED", help="seed of the cases (default 0)")
     group.addoption("--snnref-report", metavar="DIR",
                     help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
+
+
+def pytest_configure(config):
+    if config.getoption("snnref_report", None) and config.getoption("numprocesses", None):
+        raise pytest.UsageError("--snnref-report: not with pytest-xdist (-n): each worker keeps its own items' "
+                                "gate reports, and no page would be written; run the gate items without -n")
 
 
 class GateItem(pytest.Item):
