@@ -104,6 +104,33 @@ def test_a_failing_backend_comparison_of_snnref_verify_is_drawn(tmp_path):
     assert membrane.first_step == outside_lif.LATE_STEP and outside_lif.LATE_STEP in membrane.steps
 
 
+def test_a_backend_failing_its_golden_traces_is_drawn(tmp_path, monkeypatch):
+    """A backend row of ``snnref verify`` whose golden traces fail keeps that
+    comparison, and the page draws it (a membrane off by 1e-3 from step 1 on,
+    planted into the torch path)."""
+    from snnref import registry
+    from snnref.ops import lif
+    from snnref.testing import _verify
+
+    honest = lif.run
+
+    def late_offset(*arguments):
+        outputs, finals, used = honest(*arguments)
+        v = outputs["v"]
+        outputs["v"] = torch.cat([v[:1], v[1:] + 1e-3])
+        return outputs, finals, used
+
+    monkeypatch.setattr(lif, "run", late_offset)
+    result = ModelResult("tether.LIF", "torch")
+    _verify._golden(result, registry.model("tether.LIF"), "torch")
+    assert result.failures and all(f.startswith("golden ") for f in result.failures), result.failures
+    assert [label.split()[1] for label, _ in result.failed_comparisons] == ["golden"] * len(result.failures)
+    page = report.write(tmp_path / "report", [result])
+    assert_self_contained(tmp_path / "report", page)
+    membrane = drawn(page, "out:v")
+    assert membrane.backend == "torch" and membrane.first_step == 1 and 1 in membrane.steps
+
+
 def test_a_passing_run_renders_a_summary_only_page(tmp_path):
     outcome = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("threshold",))
     assert outcome.passed, outcome.text()

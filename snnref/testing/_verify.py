@@ -34,7 +34,7 @@ class ModelResult:
     failures: List[str] = field(default_factory=list)
     gate: Optional[object] = None  # impl: the snnref.testing.gate.GateReport
     # torch, cuda, triton, cpu: (label, snnref.testing._equivalence.Report) of every failing
-    # comparison, whose traces the HTML report draws.
+    # comparison, against the spec or a golden trace, whose traces the HTML report draws.
     failed_comparisons: List[tuple] = field(default_factory=list)
 
     @property
@@ -165,26 +165,29 @@ def _golden(result, row, backend, golden_dir=None):
         for name in names:
             entry = manifest["files"][name]
             arrays = golden.load(directory, name, entry)
-            for outcome in _golden_outcomes(golden, arrays, entry, backend):
+            for outcome, comparison in _golden_outcomes(golden, arrays, entry, backend):
                 if not outcome.passed:
                     result.failures.append(f"golden {name}: {outcome.detail}")
+                    if comparison is not None:
+                        result.failed_comparisons.append((f"{row.key} golden {name}", comparison))
     except golden.GoldenError as error:
         result.failures.append(f"golden: {error}")
     result.checked.append("golden")
 
 
 def _golden_outcomes(golden, arrays, entry, backend):
+    """(outcome, the backend's comparison with its traces, None for the spec) per check."""
     case, expected = golden.case_from(arrays, entry), golden.expected_from(arrays)
     if backend == "spec":
         worst, _ = golden._spec_rerun(case, expected)
-        yield golden.CheckResult(entry["case"], backend, worst <= golden.SPEC_ULPS, f"{worst:.1f} ulp")
+        yield golden.CheckResult(entry["case"], backend, worst <= golden.SPEC_ULPS, f"{worst:.1f} ulp"), None
         return
     import torch
 
     from . import _equivalence as equivalence
 
     report = equivalence.compare(case, backend, torch.float32, reference=expected)
-    yield golden.CheckResult(entry["case"], backend, report.passed, "; ".join(report.failures))
+    yield golden.CheckResult(entry["case"], backend, report.passed, "; ".join(report.failures)), report
 
 
 def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False, golden_dir=None) -> ModelResult:
