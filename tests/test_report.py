@@ -211,3 +211,21 @@ def test_the_plugin_writes_the_page_of_its_items(tmp_path):
     assert f"snnref report: {directory / 'index.html'}" in result.stdout
     text = (directory / "index.html").read_text()
     assert "spikes</code>: first failing step 0" in text and "(threshold)" in text
+
+
+def test_under_xdist_the_plugin_writes_one_page_of_every_workers_items(tmp_path):
+    """With -n 2 the items run on two workers; the controller's page has every
+    item's rows (a failing threshold item and a passing random one) and the
+    failing quantity's figure."""
+    from test_plugin import run_pytest
+
+    directory = tmp_path / "page"
+    result = run_pytest(tmp_path, "-n", "2", "--dist", "load", "--snnref-impl", "fixtures.outside_lif:gt_for_ge",
+                        "--snnref-model", "tether.LIF", "-k", "threshold or random", "--snnref-report",
+                        str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 failed, 1 passed" in result.stdout, result.stdout
+    assert f"snnref report: {directory / 'index.html'}" in result.stdout, result.stdout
+    text = (directory / "index.html").read_text()
+    assert "spikes</code>: first failing step 0" in text
+    assert "(threshold)" in text and "(random)" in text

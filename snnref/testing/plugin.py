@@ -10,9 +10,9 @@ a function with ``snnref.simulate``'s signature or an
 Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``, and
 ``--snnref-report DIR``: at the end of the session, an HTML page of every gate
 item's results with figures of each failing quantity (``snnref.testing.report``;
-needs the extra ``snnref[report]``).  Not with pytest-xdist's ``-n``: each
-worker keeps its own items' reports, so no page would be written; the two
-together are a usage error.
+needs the extra ``snnref[report]``).  Under pytest-xdist (``-n``) each worker
+hands its items' gate reports to the controller when it finishes, and the
+controller writes the one page.
 
 The fixture ``snnref_gate`` runs the gate inside a test of your own::
 
@@ -25,11 +25,15 @@ projects' test sessions nothing.
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
 REPORT_PAGE = pytest.StashKey[object]()
+# Where an xdist worker puts its gate reports for the controller.
+WORKER_REPORTS = "snnref_gate_reports"
 
 
 def pytest_addoption(parser):
@@ -43,12 +47,6 @@ def pytest_addoption(parser):
     group.addoption("--snnref-seed", type=int, default=0, metavar="SEED", help="seed of the cases (default 0)")
     group.addoption("--snnref-report", metavar="DIR",
                     help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
-
-
-def pytest_configure(config):
-    if config.getoption("snnref_report", None) and config.getoption("numprocesses", None):
-        raise pytest.UsageError("--snnref-report: not with pytest-xdist (-n): each worker keeps its own items' "
-                                "gate reports, and no page would be written; run the gate items without -n")
 
 
 class GateItem(pytest.Item):
@@ -108,14 +106,35 @@ def pytest_collection_modifyitems(session, config, items):
             items.append(GateItem.from_parent(session, name=f"snnref[{impl.model}-{kind}]", impl=impl, kind=kind))
 
 
-def pytest_sessionfinish(session):
-    directory = session.config.getoption("snnref_report", None)
-    reports = session.config.stash.get(GATE_REPORTS, [])
-    if directory and reports:
-        from .report import write
+def _is_xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
 
-        page = write(directory, reports, title="snnref gate (pytest)", option="--snnref-report")
-        session.config.stash[REPORT_PAGE] = page
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist, on the controller: a worker finished; keep its gate reports.
+    Pickled by snnref's own worker for this session's controller, never read
+    from a file."""
+    handed = getattr(node, "workeroutput", {}).get(WORKER_REPORTS)
+    if handed:
+        node.config.stash.setdefault(GATE_REPORTS, []).extend(pickle.loads(handed))
+
+
+def pytest_sessionfinish(session):
+    config = session.config
+    directory = config.getoption("snnref_report", None)
+    reports = config.stash.get(GATE_REPORTS, [])
+    if not directory or not reports:
+        return
+    if _is_xdist_worker(config):
+        config.workeroutput[WORKER_REPORTS] = pickle.dumps(reports)
+        return
+    from .report import write
+
+    # The order the items ran in (which worker ran what, under xdist) is not the page's order.
+    reports = sorted(reports, key=lambda gate: (gate.model, [run.kind for run in gate.runs], gate.name))
+    page = write(directory, reports, title="snnref gate (pytest)", option="--snnref-report")
+    config.stash[REPORT_PAGE] = page
 
 
 def pytest_terminal_summary(terminalreporter, config):
