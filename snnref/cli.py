@@ -30,7 +30,7 @@ def _available_backends():
 
 
 def _verify(args) -> int:
-    from .testing._verify import FD_BOUND, load_implementation, verify_backend, verify_implementation, verify_model
+    from .testing._verify import FD_BOUND, load_implementation, verify_implementation
 
     keys = args.model or sorted(registry.MODELS)
     for key in keys:
@@ -78,18 +78,15 @@ def _verify(args) -> int:
     jobs = [(key, backend) for key in keys for backend in backends if backend != "continuous" or key in MAPPED]
     failed, results = 0, []
     start = time.perf_counter()
-    for index, (key, backend) in enumerate(jobs, 1):
+    if args.impl:
+        rows = ((key, backend, lambda key=key: verify_implementation(
+            fn, key, args.seed, args.quick, golden_dir=args.golden_dir, examples=args.examples,
+            case_file=args.case, save_failures=args.save_failures, impl_spec=args.impl)) for key, backend in jobs)
+    else:
+        rows = _rows(jobs, args.seed, args.quick, args.golden_dir, args.jobs or _cores())
+    for index, (key, backend, result) in enumerate(rows, 1):
         print(f"[{index:>2}/{len(jobs)}] {key} ({backend}) ...", file=sys.stderr, flush=True)
-        if backend == "spec":
-            result = verify_model(key, args.seed, args.quick, golden_dir=args.golden_dir)
-        elif backend == "continuous":
-            result = _continuous_result(key, args.seed, args.quick)
-        elif backend == "impl":
-            result = verify_implementation(fn, key, args.seed, args.quick, golden_dir=args.golden_dir,
-                                           examples=args.examples, case_file=args.case,
-                                           save_failures=args.save_failures, impl_spec=args.impl)
-        else:
-            result = verify_backend(key, backend, args.seed, args.quick, golden_dir=args.golden_dir)
+        result = result()
         results.append(result)
         verdict = "PASS" if result.passed else "FAIL"
         failed += not result.passed
@@ -111,6 +108,59 @@ def _verify(args) -> int:
         page = html_report.write(args.report, results, title="snnref verify", option="--report")
         print(f"report: {page.index} ({len(page.drawn)} failing quantities drawn)")
     return 1 if failed else 0
+
+
+def _row(key, backend, seed, quick, golden_dir):
+    """One row of the table: ``backend`` (spec, continuous or a production backend) on ``key``."""
+    from .testing._verify import verify_backend, verify_model
+
+    if backend == "spec":
+        return verify_model(key, seed, quick, golden_dir=golden_dir)
+    if backend == "continuous":
+        return _continuous_result(key, seed, quick)
+    return verify_backend(key, backend, seed, quick, golden_dir=golden_dir)
+
+
+def _one_thread_each():
+    # The worker processes share the machine's cores already.
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _rows(jobs, seed, quick, golden_dir, processes):
+    """(key, backend, a call that returns its result) per job, in the jobs' order.  With
+    more than one process the rows run in a pool of fresh interpreters (spawned: they
+    import snnref afresh, with the environment set here, TRITON_INTERPRET included);
+    the calls then wait for their row's result."""
+    if processes <= 1 or len(jobs) <= 1:
+        for key, backend in jobs:
+            yield key, backend, lambda key=key, backend=backend: _row(key, backend, seed, quick, golden_dir)
+        return
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(min(processes, len(jobs)), multiprocessing.get_context("spawn"),
+                                                initializer=_one_thread_each) as pool:
+        futures = [pool.submit(_row, key, backend, seed, quick, golden_dir) for key, backend in jobs]
+        for (key, backend), future in zip(jobs, futures):
+            yield key, backend, future.result
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _processes(text):
+    limit = _cores()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {limit}, got {text!r}") from None
+    if not 1 <= value <= limit:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {limit} (this machine's cores), got {value}")
+    return value
 
 
 def _continuous_result(key, seed, quick):
@@ -329,6 +379,9 @@ def main(argv=None) -> int:
     verify.add_argument("--report", metavar="DIR",
                         help="also write an HTML page to DIR: the summary table and, for every failing quantity, "
                              "figures of its traces, spike rasters and error (needs pip install 'snnref[report]')")
+    verify.add_argument("--jobs", type=_processes, default=None, metavar="N",
+                        help="rows run at once, each in its own process (default: this machine's cores; "
+                             "1: all in this process; --impl rows always run in this process)")
     verify.set_defaults(run=_verify)
     golden = commands.add_parser("golden", help="generate, check or compare golden traces")
     golden_commands = golden.add_subparsers(dest="golden_command", required=True)

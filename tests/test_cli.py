@@ -35,6 +35,40 @@ def test_verify_passes_and_prints_a_row_per_model(capsys):
     assert f"[ 1/{jobs}] tether.LIF (spec)" in out.err
 
 
+def test_verify_rows_in_several_processes_print_the_same_table(capsys, monkeypatch):
+    """--jobs 2 runs the rows in two spawned processes; the table (rows, order,
+    every number) is the one a single process prints."""
+    import concurrent.futures
+
+    pools = []
+
+    class CountedPool(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, workers, *rest, **options):
+            pools.append(workers)
+            super().__init__(workers, *rest, **options)
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", CountedPool)
+    arguments = ["verify", "--quick", "--model", "tether.LIF", "--model", "qualia.IFSRL", "--backend", "torch"]
+    tables = []
+    for jobs in ("1", "2"):
+        assert cli.main([*arguments, "--jobs", jobs]) == 0
+        out = capsys.readouterr()
+        tables.append([line for line in out.out.splitlines() if "passed, 0 failed" not in line])
+        assert "[ 2/2] qualia.IFSRL (torch)" in out.err
+    assert pools == [2]
+    assert tables[0] == tables[1]
+    assert [line.split()[:2] for line in tables[1] if line.endswith("PASS")] == \
+        [["tether.LIF", "torch"], ["qualia.IFSRL", "torch"]]
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two", "100000"])
+def test_a_bad_job_count_is_refused_by_name(capsys, jobs):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["verify", "--model", "tether.LIF", "--jobs", jobs])
+    assert exit_info.value.code == 2
+    assert "argument --jobs: expected an integer from 1 to" in capsys.readouterr().err
+
+
 def test_verify_fails_on_a_wrong_backward(capsys, plant_backward):
     def wrong(grads, params, state, tape, cot):
         grads["decay_a"] = grads["decay_a"] * 1.01
