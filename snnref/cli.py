@@ -140,11 +140,15 @@ def _rows(jobs, seed, quick, golden_dir, processes):
     import concurrent.futures
     import multiprocessing
 
-    with concurrent.futures.ProcessPoolExecutor(min(processes, len(jobs)), multiprocessing.get_context("spawn"),
-                                                initializer=_one_thread_each) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(min(processes, len(jobs)), multiprocessing.get_context("spawn"),
+                                                  initializer=_one_thread_each)
+    try:
         futures = [pool.submit(_row, key, backend, seed, quick, golden_dir) for key, backend in jobs]
         for (key, backend), future in zip(jobs, futures):
             yield key, backend, future.result
+    finally:
+        # A row that raised (or an interrupt) leaves the rows not yet started unstarted.
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _cores() -> int:
