@@ -84,9 +84,9 @@ def _verify(args) -> int:
             case_file=args.case, save_failures=args.save_failures, impl_spec=args.impl)) for key, backend in jobs)
     else:
         rows = _rows(jobs, args.seed, args.quick, args.golden_dir, args.jobs or _cores())
-    for index, (key, backend, result) in enumerate(rows, 1):
+    for index, (key, backend, outcome) in enumerate(rows, 1):
         print(f"[{index:>2}/{len(jobs)}] {key} ({backend}) ...", file=sys.stderr, flush=True)
-        result = result()
+        result = outcome()
         results.append(result)
         verdict = "PASS" if result.passed else "FAIL"
         failed += not result.passed
