@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from . import registry
+from . import _machine, registry
 
 
 def _available_backends():
@@ -83,7 +83,7 @@ def _verify(args) -> int:
             fn, key, args.seed, args.quick, golden_dir=args.golden_dir, examples=args.examples,
             case_file=args.case, save_failures=args.save_failures, impl_spec=args.impl)) for key, backend in jobs)
     else:
-        rows = _rows(jobs, args.seed, args.quick, args.golden_dir, args.jobs or _cores())
+        rows = _rows(jobs, args.seed, args.quick, args.golden_dir, args.jobs or _machine.cores())
     for index, (key, backend, outcome) in enumerate(rows, 1):
         print(f"[{index:>2}/{len(jobs)}] {key} ({backend}) ...", file=sys.stderr, flush=True)
         result = outcome()
@@ -151,13 +151,8 @@ def _rows(jobs, seed, quick, golden_dir, processes):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _processes(text):
-    limit = _cores()
+    limit = _machine.cores()
     try:
         value = int(text)
     except ValueError:

@@ -47,12 +47,13 @@ import ctypes
 import ctypes.util
 import itertools
 import math
-import os
 import sys
 import threading
 
 import numpy as np
 import torch
+
+from snnref import _machine
 
 # Lanes per tile.  1024 to 16384 float32 lanes ran equally fast here (a tile's
 # state and one step of its rows stay in L1/L2); 256 was 1.6x slower.
@@ -274,10 +275,7 @@ def reduce_lanes(per_lane_sums: np.ndarray, like: torch.Tensor, neurons: int) ->
 
 def machine_threads() -> int:
     """The cores this process may run on (the most threads the scans will use)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return _machine.cores()
 
 
 _THREADS = [machine_threads()]
