@@ -35,7 +35,7 @@ from numba import njit
 from snnref.leak import decay_of
 
 from . import _launch
-from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 
 @njit(cache=True, error_model="numpy")
@@ -108,6 +108,7 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
     branch-free body; an absent cotangent is a row of zeros."""
     one = c[0]
     zero = one - one
+    kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
     leak = beta[start:stop]
     leak_thr = beta_thr[start:stop]
@@ -140,7 +141,7 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
             d_beta[i] += g_m * m_before  # (5)
             d_beta_thr[i] += g_r * r_before
             d_gamma[i] += g_r * s
-            f, _ = algebraic_derivatives(u, scales[i], surrogate, c)
+            f, _ = algebraic_derivatives(u, scales[i], kinds, c)
             g_u = (g_s_row[i] - threshold * g_m + jump[i] * g_r) * f  # (6)
             g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
             carry_m[i] = leak[i] * g_m + g_u / threshold  # (8)

@@ -39,7 +39,7 @@ import torch
 from numba import njit
 
 from . import _launch
-from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 
 @njit(cache=True, error_model="numpy")
@@ -109,6 +109,7 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
     slices with a branch-free body; an absent cotangent is a row of zeros."""
     one = c[0]
     zero = one - one
+    kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
     initial = v0[start:stop]
     leak_v = lam_v[start:stop]
@@ -143,7 +144,7 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
             u = v_now[i] - (threshold[i] + weight[i] * a)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             g_a = carry_a[i]
-            f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
+            f, dF = algebraic_derivatives(u, scales[i], kinds, c)
             g_s = g_s_row[i] + g_a  # (5)
             g_u = g_s * f
             g_v = carry_v[i] * (one - s) + g_v_rec_row[i] + g_u  # (6)

@@ -36,7 +36,7 @@ import torch
 from numba import njit
 
 from . import _launch
-from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 BRANCHES = ("q", "k", "v")
 Q, K, V = 0, 1, 2
@@ -115,6 +115,7 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
     branch, then each branch's membrane scan (6)."""
     one = c[0]
     zero = one - one
+    kinds = kind_flags(surrogate)
     inclusive = not strict
     width = stop - start
     absent = np.zeros(width, dtype=g_z.dtype)
@@ -161,7 +162,7 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
                 g_s = g_s_row[i]
                 u = now[i] - threshold[i]  # (6)
                 s = one if (u > 0) | (inclusive & (u == 0)) else zero
-                f, dF = algebraic_derivatives(u, scales[i], surrogate, c)
+                f, dF = algebraic_derivatives(u, scales[i], kinds, c)
                 g_u = g_s * f
                 g_b = carry[i] * (one - s) + g_rec_row[i] + g_u
                 d_theta[i] -= g_u

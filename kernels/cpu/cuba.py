@@ -63,7 +63,7 @@ from numba import njit
 from snnref import registry
 
 from . import _launch
-from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, step
+from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 # Slots of the stop-gradient values, in the spec's key names.
 KEYS = ("reset_spike", "refractory_mask", "refractory_carry", "inject_v", "inject_v_refractory",
@@ -256,6 +256,7 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
     absent cotangent is a row of zeros."""
     one = c[0]
     zero = one - one
+    kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
     rate_v = a[start:stop]
     rate_i = b[start:stop]
@@ -287,7 +288,7 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
             g_i = carry_i[j] + g_i_row[j]
             d_reset[j] += z * g_v  # (9)
             g_v = (one - z) * g_v
-            f, _ = algebraic_derivatives(u, scales[j], surrogate, c)  # (10)
+            f, _ = algebraic_derivatives(u, scales[j], kinds, c)  # (10)
             g_u = g_z_row[j] * f
             g_v += g_u
             d_theta[j] -= g_u
@@ -300,7 +301,7 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
 
 
 @njit(cache=True, error_model="numpy")
-def _refractory_chain(v, i, r, g_v, g_z, g_r, rate_v, rest, threshold, dead_steps, scale, leaky, inclusive, surrogate,
+def _refractory_chain(v, i, r, g_v, g_z, g_r, rate_v, rest, threshold, dead_steps, scale, leaky, inclusive, kinds,
                       c):
     """Eqs. (8)-(10) of one lane and step of ``_refractory_tile``'s case, from
     the previous step's state and G_v, g_z (eq. 7) and g_r: (base, e, m, z,
@@ -316,7 +317,7 @@ def _refractory_chain(v, i, r, g_v, g_z, g_r, rate_v, rest, threshold, dead_step
     open_gate = one - m  # (8)
     g_clamped = open_gate * g_v
     g_z = open_gate * (g_z + g_r * (dead_steps - carry))
-    g_u = g_z * algebraic_derivatives(u, scale, surrogate, c)[0]  # (10)
+    g_u = g_z * algebraic_derivatives(u, scale, kinds, c)[0]  # (10)
     return base, e, m, z, g_clamped, (one - e) * g_clamped + g_u, g_u
 
 
@@ -337,6 +338,7 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
     the second pass reads rows the first left in cache."""
     one = c[0]
     zero = one - one
+    kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
     rate_v = a[start:stop]
     rate_i = b[start:stop]
@@ -370,7 +372,7 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
             g_r = g_r_row[j] + g_r_end[j]
             _, e, m, z, g_clamped, _, g_u = _refractory_chain(
                 v_before[j], i_before[j], r_before[j], g_v, g_z_row[j], g_r, rate_v[j], rest[j], threshold[j],
-                dead_steps[j], scales[j], leaky, inclusive, surrogate, c)
+                dead_steps[j], scales[j], leaky, inclusive, kinds, c)
             d_k[j] += g_r * z  # (8)
             d_reset[j] += m * g_v
             d_reset[j] += e * g_clamped  # (9)
@@ -380,7 +382,7 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
             g_i = carry_i[j] + g_i_row[j]  # (7)
             base, _, _, _, _, g_v, _ = _refractory_chain(
                 v_before[j], i, r_before[j], carry_v[j] + g_v_row[j], g_z_row[j], g_r_row[j] + g_r_end[j],
-                rate_v[j], rest[j], threshold[j], dead_steps[j], scales[j], leaky, inclusive, surrogate, c)
+                rate_v[j], rest[j], threshold[j], dead_steps[j], scales[j], leaky, inclusive, kinds, c)
             d_a[j] += g_v * base  # (11)
             g_x_row[j] = g_i
             d_b[j] -= g_i * i

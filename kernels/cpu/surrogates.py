@@ -42,29 +42,43 @@ def kind(key) -> int:
 
 
 @njit(cache=True, error_model="numpy")
-def algebraic_derivatives(u, a, kind, c):
+def kind_flags(kind):
+    """The flags ``algebraic_derivatives`` branches on, for one kind: a scan
+    computes them once, before its lane loops.  Branches on a loop-invariant
+    integer become one switch, which LLVM's vectorizer refuses; branches on
+    separate flags it if-converts, so a loop that holds two copies of a step
+    (``lif``'s pair of steps) still vectorizes."""
+    return (kind == 0, kind == 2 or kind == 3, kind == 2, kind == 4, kind == SIGMOID)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def algebraic_derivatives(u, a, kinds, c):
     """(f(u), dF/da(u)) of eqs. (1) and (3)-(5), the kinds without a
-    transcendental function: a loop that calls only these vectorizes.  For
-    sigmoid, (0, 0): a scan adds the terms ``derivative_row`` computed for it
-    in a separate pass."""
+    transcendental function, for ``kinds = kind_flags(kind)``: a loop that
+    calls only these vectorizes.  For sigmoid, (0, 0): a scan adds the terms
+    ``derivative_row`` computed for it in a separate pass.  Inlined into the
+    caller's IR (``inline="always"``), so that every copy in a loop body is
+    if-converted there rather than left a call."""
+    arctan, fast, fast_trainable, linear, sigmoid = kinds
     one = c[0]
     zero = one - one
-    if kind == 0:
+    if arctan:
         w = c[1] * a * u
         d = one + w * w
-        return a / d, u / d
-    if kind == 2 or kind == 3:
+        f, dF = a / d, u / d
+    elif fast:
         d = one + a * abs(u)
-        f = one / (d * d)
-        if kind == 3:
-            return f, zero
-        q = one / (one / abs(u) + a)
-        return f, -(one if u >= 0 else -one) * q * q
-    if kind == 4:
-        return a * max(zero, one - abs(u)), zero
-    if kind == SIGMOID:
-        return zero, zero
-    return zero / zero, zero / zero
+        f, dF = one / (d * d), zero
+        if fast_trainable:
+            q = one / (one / abs(u) + a)
+            dF = -(one if u >= 0 else -one) * q * q
+    elif linear:
+        f, dF = a * max(zero, one - abs(u)), zero
+    elif sigmoid:
+        f, dF = zero, zero
+    else:
+        f, dF = zero / zero, zero / zero
+    return f, dF
 
 
 @njit(cache=True, error_model="numpy")
@@ -76,7 +90,7 @@ def derivatives(u, a, kind, c):
         d = one + e
         bump = e / (d * d)
         return a * bump, u * bump
-    return algebraic_derivatives(u, a, kind, c)
+    return algebraic_derivatives(u, a, kind_flags(kind), c)
 
 
 @njit(cache=True, error_model="numpy")
@@ -90,8 +104,9 @@ def derivative_row(u, a, f, dF_da, kind, c):
         for i in range(u.shape[0]):
             f[i], dF_da[i] = derivatives(u[i], a[i], kind, c)
         return
+    kinds = kind_flags(kind)
     for i in range(u.shape[0]):
-        f[i], dF_da[i] = algebraic_derivatives(u[i], a[i], kind, c)
+        f[i], dF_da[i] = algebraic_derivatives(u[i], a[i], kinds, c)
 
 
 @njit(cache=True, error_model="numpy")
