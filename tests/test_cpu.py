@@ -231,16 +231,20 @@ def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
     monkeypatch.setattr(_launch, "_BLOCKS", _launch._Blocks(limit=1 << 30))
     shape = (2, 1 << 22)  # 32 MiB of float32: served from blocks (1 MiB and up)
     first = _launch.empty(shape, torch.float32).fill_(1.0)
-    address = first.data_ptr()
+    # The block's address only: a reference to the block would keep it in use.
+    address = next(block.ctypes.data for block in _launch._BLOCKS.blocks if np.shares_memory(block, first.numpy()))
     live = _launch.empty(shape, torch.float32)
-    assert live.data_ptr() != address  # in use: never handed out twice
+    assert not np.shares_memory(live.numpy(), first.numpy())  # in use: never handed out twice
     del first
     again = _launch.empty(shape, torch.float32)
-    assert again.data_ptr() == address and again.shape == shape and again.dtype == torch.float32
-    row = again[0]
+    # The same block, its start staggered within the first page.
+    assert 0 <= again.data_ptr() - address < 4096 and again.shape == shape and again.dtype == torch.float32
+    row = again[0].fill_(2.0)
     del again
-    assert _launch.empty(shape, torch.float32).data_ptr() != address  # a view keeps its block alive
-    assert float(row.sum()) == float(1 << 22)
+    other = _launch.empty(shape, torch.float32).fill_(3.0)
+    assert not 0 <= other.data_ptr() - address < 4096  # a view keeps its block alive
+    assert float(row.sum()) == 2.0 * (1 << 22)
+    del other
     del row, live
     cpu.release_memory()
     assert not _launch._BLOCKS.blocks
@@ -266,12 +270,15 @@ def test_large_per_lane_arrays_reuse_the_blocks_of_released_ones(monkeypatch):
     assert not any(np.shares_memory(block, small) for block in _launch._BLOCKS.blocks)
 
 
-def test_per_lane_arrays_start_at_staggered_page_offsets():
-    """Per-lane arrays start at distinct offsets within a page (``lane_array``:
-    equal offsets make a tile loop's loads and stores alias), and hold the
-    broadcast values."""
+def test_per_lane_arrays_and_large_outputs_start_at_staggered_page_offsets():
+    """Per-lane arrays and large outputs start at distinct offsets within a
+    page (``_staggered``: equal offsets make a tile loop's loads and stores
+    alias), and per-lane arrays hold the broadcast values."""
     arrays = [_launch.lane_array((3, 5000), np.float64) for _ in range(12)]
     assert len({array.ctypes.data % 4096 for array in arrays}) == 12
+    outputs = [_launch.empty((2, 1 << 18), torch.float32) for _ in range(12)]  # 2 MiB each: from the cache
+    assert len({output.data_ptr() % 4096 for output in outputs}) == 12
+    assert all(output.is_contiguous() and output.shape == (2, 1 << 18) for output in outputs)
     assert all(array.flags.c_contiguous and array.shape == (3, 5000) for array in arrays)
     lanes = _launch.per_lane(torch.tensor([1.0, 2.0, 3.0]), (2, 3))
     assert lanes.dtype == np.float32 and lanes.tolist() == [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]

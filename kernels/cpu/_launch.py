@@ -35,8 +35,9 @@ a GPU framework's caching allocator; a new block is asked for transparent huge
 pages (``madvise(MADV_HUGEPAGE)``) before its first touch.  Per-lane arrays of
 1 MiB and more (``lane_array``: parameters, accumulators, final states) come
 from the same cache: at N = 2^20 they were 21 MB (LIF) and 40 MB (CUBA) of
-new pages per forward+backward, faulted in on every call.  Nothing to set up;
-``release_memory()`` gives the idle blocks back.
+new pages per forward+backward, faulted in on every call.  Every array cut from
+a block starts at a staggered offset within a page (``_staggered``).  Nothing
+to set up; ``release_memory()`` gives the idle blocks back.
 """
 
 from __future__ import annotations
@@ -151,16 +152,17 @@ _BLOCKS = _Blocks(limit=4 << 30)
 
 def empty(shape, dtype) -> torch.Tensor:
     """A new CPU tensor for a kernel's output.  Small ones come from torch; one of
-    1 MiB and more is a block of ``_BLOCKS``: the memory of an output that is no
-    longer referenced, or a new buffer asked for huge pages before its first touch."""
+    1 MiB and more is cut from a block of ``_BLOCKS`` (the memory of an output
+    that is no longer referenced, or a new buffer asked for huge pages before
+    its first touch) at a staggered start within a page (``_staggered``)."""
     count = 1
     for extent in shape:
         count *= int(extent)
     itemsize = torch.empty((), dtype=dtype).element_size()
     if count * itemsize < _CACHED_FROM:
         return torch.empty(shape, dtype=dtype)
-    block = _BLOCKS.take(count * itemsize)
-    return torch.from_numpy(block).view(dtype).view(tuple(shape))
+    block = _BLOCKS.take(count * itemsize + _PAGE)
+    return torch.from_numpy(_staggered(block, count * itemsize, itemsize)).view(dtype).view(tuple(shape))
 
 
 def release_memory() -> None:
@@ -190,28 +192,38 @@ def lanes(tensor: torch.Tensor) -> np.ndarray:
 
 
 _PAGE = 4096
-# Start offsets (bytes, mod the page) of successive per-lane arrays: 12
-# distinct multiples of the cache line.
+# Start offsets (bytes, mod the page) of successive large arrays: 12 distinct
+# multiples of the cache line.
 _STAGGER = 320
 _SLOTS = itertools.count()
 
 
+def _staggered(buffer: np.ndarray, nbytes: int, itemsize: int) -> np.ndarray:
+    """``nbytes`` of a byte ``buffer`` that has a page to spare, from a start
+    staggered against the previous calls' within a page.  A tile loop loads
+    and stores element i of many per-lane arrays and rows; large allocations
+    all start at the same offset in a page (and a row of N = 2^k lanes is a
+    whole number of pages), so those accesses collide in the core's
+    page-offset store-to-load check (4K aliasing).  Staggering the per-lane
+    arrays took LIF's backward kernel from about 1.7 to 1.5 ns per
+    neuron-step here (N = 2^20), ALIF's float64 backward about 10% faster;
+    staggering the outputs' rows as well (a backward reads the recorded rows
+    and writes dx's) took whole forward+backward calls at N = 2^20 on two
+    threads from 1.77 to 1.60 ns (tether.LIF) and 2.61 to 2.18 (cuba_lif)."""
+    wanted = _STAGGER * (next(_SLOTS) % 12)
+    skip = (wanted - buffer.ctypes.data) % _PAGE // itemsize * itemsize
+    return buffer[skip:skip + nbytes]
+
+
 def lane_array(shape, dtype) -> np.ndarray:
-    """A new per-lane array (per-step ``shape``, NumPy ``dtype``), its start
-    staggered against the previous ones' within a page.  A tile loop loads and
-    stores element i of many per-lane arrays; large allocations all start at
-    the same offset in a page, so those accesses collide in the core's
-    page-offset store-to-load check (4K aliasing): staggering took LIF's
-    backward kernel from about 1.7 to 1.5 ns per neuron-step here (N = 2^20),
-    ALIF's float64 backward about 10% faster.  One of 1 MiB and more is cut
-    from a block of the output cache (see Allocation above)."""
+    """A new per-lane array (per-step ``shape``, NumPy ``dtype``) at a
+    staggered start (``_staggered``).  One of 1 MiB and more is cut from a
+    block of the output cache (see Allocation above)."""
     dtype = np.dtype(dtype)
     count = math.prod(int(extent) for extent in shape)
     size = count * dtype.itemsize + _PAGE
     buffer = _BLOCKS.take(size) if size >= _CACHED_FROM else np.empty(size, dtype=np.uint8)
-    wanted = _STAGGER * (next(_SLOTS) % 12)
-    skip = (wanted - buffer.ctypes.data) % _PAGE // dtype.itemsize * dtype.itemsize
-    return buffer[skip:skip + count * dtype.itemsize].view(dtype).reshape(tuple(shape))
+    return _staggered(buffer, count * dtype.itemsize, dtype.itemsize).view(dtype).reshape(tuple(shape))
 
 
 def empty_lanes(shape, dtype) -> torch.Tensor:
