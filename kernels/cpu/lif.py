@@ -152,12 +152,16 @@ def _rebuilt(now, before, drive, leak, theta, first, record_pre, hard, soft, inc
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _lane_back(now, before, drive, first, g_s, g_rec, slope, slope_by_scale, G, d_lam, d_theta, d_scale, leak,
-               threshold, scale, record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, c):
+               threshold, scale, record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, c,
+               want_scale):
     """Eqs. (4)-(7) for one lane and step with H (no smooth twin, no replay),
     branch-free (the flags become selects or 0/1 factors): from G and the
     lane's three float64 sums after step t + 1 to (dx[t], G, sums) after step
     t.  g_rec is the recorded value's cotangent, which enters (4) or (6) by
-    ``record_pre``; slope and slope_by_scale are sigmoid's terms, 0 otherwise."""
+    ``record_pre``; slope and slope_by_scale are sigmoid's terms, 0 otherwise.
+    The scale's sum only where its gradient is asked for (``want_scale``):
+    its division and float64 sum were 13% of the loop (tether.LIF, arctan),
+    and most calls do not train the surrogate's scale."""
     one = c[0]
     zero = one - one
     u, p_before = _rebuilt(now, before, drive, leak, threshold, first, record_pre, hard, soft, inclusive, one)
@@ -171,7 +175,8 @@ def _lane_back(now, before, drive, first, g_s, g_rec, slope, slope_by_scale, G, 
     g_u = g_s * (f + slope)
     g_v += g_u
     d_theta -= g_u
-    d_scale += g_s * (dF + slope_by_scale)
+    if want_scale:
+        d_scale += g_s * (dF + slope_by_scale)
     d_lam += g_v * p_before  # (7)
     return g_v, leak * g_v, d_lam, d_theta, d_scale
 
@@ -193,7 +198,7 @@ def _step_rows(t, x, v0, recorded, g_spikes, g_recorded, absent, has_g_spikes, h
 
 @njit(cache=True, error_model="numpy")
 def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta, g_scale,
-                   has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, c):
+                   has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, want_scale, c):
     """Eqs. (4)-(7) over one tile with H (no smooth twin, no replay), two steps
     per pass over the lanes (t and t - 1; step 0 alone when T is odd), in a
     branch-free loop that vectorizes.  G and the sums stay in registers across
@@ -261,24 +266,25 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
                 g_x_a[i], G, sum_lam, sum_theta, sum_scale = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
                     carry[i], d_lam[i], d_theta[i], d_scale[i], leak[i], threshold[i], scales[i],
-                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants)
+                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants, want_scale)
                 g_x_b[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_b[i], before_b[i], drive_b[i], first_b, g_s_b[i], g_rec_b[i], slope_b[i], by_scale_b[i],
                     G, sum_lam, sum_theta, sum_scale, leak[i], threshold[i], scales[i],
-                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants)
+                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants, want_scale)
         else:
             for i in range(width):
                 g_x_a[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
                     carry[i], d_lam[i], d_theta[i], d_scale[i], leak[i], threshold[i], scales[i],
-                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants)
+                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants, want_scale)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_recorded, g_final,
                   g_x, g_v0, g_lam, g_theta, g_scale,
                   has_g_spikes, has_g_recorded, has_g_final,
-                  leak, reset, record_pre, strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+                  leak, reset, record_pre, strict, smooth, replay, surrogate, want_scale, tile, c, first_tile,
+                  last_tile):
     steps, count = g_x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -293,7 +299,7 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
         if not smooth and not replay:
             _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta,
                            g_scale, has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict,
-                           surrogate, c)
+                           surrogate, want_scale, c)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
@@ -386,17 +392,18 @@ class _Scan(torch.autograd.Function):
         g_x = _launch.empty(recorded.shape, dtype)
         g_v0 = _launch.empty_lanes(recorded.shape[1:], dtype)
         sums = [_launch.lane_sums(count) for _ in range(3)]
+        # The scale's gradient exists for the trainable surrogate kinds only.
+        want_scale = ctx.needs_input_grad[4] and config.surrogate in TRAINABLE_SCALE
         _launch.run_tiles(backward_scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], ctx.held,
                       _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
                       _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin,
                       config.leak, config.reset, config.record_pre, config.strict, config.smooth,
-                      config.replay, config.surrogate, _launch.TILE, _launch.constants(dtype))
+                      config.replay, config.surrogate, want_scale, _launch.TILE, _launch.constants(dtype))
         neurons = recorded.shape[-1]
-        wants = ctx.needs_input_grad
+        wants = (*ctx.needs_input_grad[2:4], want_scale)
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
-                 for total, like, want in zip(sums, (lam, theta, scale), wants[2:5])]
-        scale_grad = grads[2] if config.surrogate in TRAINABLE_SCALE else None
-        return g_x, g_v0, grads[0], grads[1], scale_grad, None, None
+                 for total, like, want in zip(sums, (lam, theta, scale), wants)]
+        return g_x, g_v0, *grads, None, None
 
 
 def run(row, x, params, state, surrogate, inject, smooth, detached):
