@@ -197,6 +197,18 @@ def _step_rows(t, x, v0, recorded, g_spikes, g_recorded, absent, has_g_spikes, h
 
 
 @njit(cache=True, error_model="numpy")
+def _sigmoid_terms(now, before, drive, first, leak, threshold, scales, distance, slope, slope_by_scale, record_pre,
+                   hard, soft, inclusive, surrogate, c):
+    """Sigmoid's f and dF/dscale for one step's row of lanes, into ``slope``
+    and ``slope_by_scale``: the distances rebuilt first (into ``distance``),
+    then ``derivative_row``, so that exp stays out of the tile loop."""
+    for i in range(distance.shape[0]):
+        distance[i], _ = _rebuilt(now[i], before[i], drive[i], leak[i], threshold[i], first, record_pre, hard, soft,
+                                  inclusive, c[0])
+    derivative_row(distance, scales, slope, slope_by_scale, surrogate, c)
+
+
+@njit(cache=True, error_model="numpy")
 def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta, g_scale,
                    has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, want_scale, c):
     """Eqs. (4)-(7) over one tile with H (no smooth twin, no replay), two steps
@@ -251,14 +263,10 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
         first_a, first_b = later == 0, earlier == 0
         g_x_a, g_x_b = g_x[later, start:stop], g_x[earlier, start:stop]
         if surrogate == SIGMOID:
-            for i in range(width):
-                distance[i], _ = _rebuilt(now_a[i], before_a[i], drive_a[i], leak[i], threshold[i], first_a,
-                                          record_pre, hard, soft, inclusive, one)
-            derivative_row(distance, scales, slope[0], slope_by_scale[0], surrogate, c)
-            for i in range(width):
-                distance[i], _ = _rebuilt(now_b[i], before_b[i], drive_b[i], leak[i], threshold[i], first_b,
-                                          record_pre, hard, soft, inclusive, one)
-            derivative_row(distance, scales, slope[1], slope_by_scale[1], surrogate, c)
+            _sigmoid_terms(now_a, before_a, drive_a, first_a, leak, threshold, scales, distance, slope[0],
+                           slope_by_scale[0], record_pre, hard, soft, inclusive, surrogate, c)
+            _sigmoid_terms(now_b, before_b, drive_b, first_b, leak, threshold, scales, distance, slope[1],
+                           slope_by_scale[1], record_pre, hard, soft, inclusive, surrogate, c)
         slope_a, slope_b = slope[0], slope[1]
         by_scale_a, by_scale_b = slope_by_scale[0], slope_by_scale[1]
         if paired:
