@@ -9,6 +9,7 @@ torch.  Bad input: a tensor off the CPU, integer and complex dtypes, thread
 counts outside 1..cores.  The surrogate forms stay finite and equal the torch
 path's for any finite u."""
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -48,6 +49,29 @@ def test_several_tiles_with_a_partial_last_one(key, monkeypatch):
                 assert np.array_equal(tiled[name], one_tile[name]), (count, name)
     finally:
         cpu.set_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("key", MODELS)
+def test_single_valued_parameters_give_the_bits_of_the_same_values_per_neuron(key, dtype):
+    """Single-valued parameters reach the kernels as scalars (``_launch.parameters``),
+    per-neuron ones as lane arrays: two compiled paths that must compute the
+    same bits.  Outputs, final states and the gradients of x and the initial
+    state are compared; the parameters' gradients have different shapes (the
+    equivalence template checks each against the spec)."""
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(12), steps=7, batch=3, neurons=5, inject=bool(row.inject))
+    neurons = case.x.shape[-1]
+    single_valued = [name for name, value in case.params.items() if np.size(value) == 1]
+    assert single_valued, f"{key}: the case has no single-valued parameter"
+    per_neuron = dataclasses.replace(case, params={
+        name: np.full(neurons, np.asarray(value).reshape(-1)[0]) if name in single_valued else value
+        for name, value in case.params.items()})
+    single = equivalence.run_backend(case, "cpu", dtype)
+    lanes = equivalence.run_backend(per_neuron, "cpu", dtype)
+    compared = [name for name in single if not name.startswith("grad:") or name[5:] not in case.params]
+    for name in compared:
+        assert np.array_equal(single[name], lanes[name]), name
 
 
 def test_auto_runs_the_cpu_scans_on_cpu_tensors():

@@ -2,7 +2,7 @@
 
 A Triton kernel runs one program per block of lanes (``snnref.kernels._launch``,
 eq. 1) and a fused CPU scan one loop per tile (``snnref.kernels.cpu._launch``).
-The interpreter's block is 16,384 lanes and the CPU tile 2,048, wider than any
+The interpreter's block is 16,384 lanes and the CPU tile up to 32,768, wider than any
 other test case, so elsewhere every kernel runs as a single program: a kernel
 whose offsets ignore ``tl.program_id`` (or a scan that ignores its tile index)
 passes there and is wrong on a GPU for every block after the first.

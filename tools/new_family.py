@@ -171,7 +171,7 @@ class _Scan(torch.autograd.Function):
         count = x[0].numel()
         lanes = [_launch.per_lane(value, step_shape) for value in (v0, decay)]
         v = _launch.empty(x.shape, x.dtype)
-        _launch.run_tiles(forward_scan, count, _launch.sequence(x), *lanes, _launch.sequence(v), _launch.TILE)
+        _launch.run_tiles(forward_scan, count, _launch.sequence(x), *lanes, _launch.sequence(v))
         ctx.save_for_backward(v0, decay, v)
         ctx.lanes = lanes
         return v, v[-1].clone()
@@ -185,7 +185,7 @@ class _Scan(torch.autograd.Function):
         total = _launch.lane_sums(count)
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(v), _launch.sequence(g_v_seq),
                           _launch.per_lane(g_final, v.shape[1:]), _launch.sequence(g_x), _launch.lanes(g_v0),
-                          total, _launch.TILE)
+                          total)
         g_decay = _launch.reduce_lanes(total, decay, v.shape[-1]) if ctx.needs_input_grad[2] else None
         return g_x, g_v0, g_decay
 

@@ -4,9 +4,9 @@ reduction and thread control.
 
 Layout.  A time-major tensor of shape (T, ..., N) is viewed as a (T, M) array
 with M = x[0].numel() lanes (lane m is neuron m mod N of batch row m div N).
-Parameters (a scalar, shape (1,) or (N,)) and initial states are expanded to
-one value per lane, (M,), so a kernel never divides lane indices: these are M
-values against the T * M of the sequences.  A cotangent has T rows, or one
+Initial states, and parameters unless each holds a single value (``parameters``),
+are expanded to one value per lane, (M,), so a kernel never divides lane
+indices: these are M values against the T * M of the sequences.  A cotangent has T rows, or one
 when it is the same at every step (``cotangent``): a kernel reads its row
 ``t % rows``.
 
@@ -56,9 +56,16 @@ import torch
 
 from snnref import _machine
 
-# Lanes per tile.  1024 to 16384 float32 lanes ran equally fast here (a tile's
-# state and one step of its rows stay in L1/L2); 256 was 1.6x slower.
-TILE = 2048
+# Lanes per tile (at most).  A tile reads and writes each step's rows as runs of
+# TILE contiguous lanes, 4 MB apart at N = 2^20: short runs are slow (a
+# stand-alone forward loop moving tether.LIF's bytes: 0.87 ns per neuron-step
+# at 2048 lanes, 0.71 at 16384, 0.54 as one sweep of the whole array), while the
+# tile's own lane arrays must stay in L2 (1 MB here).  With single-valued
+# parameters (``parameters``) those are the states and the float64 gradient
+# sums: tether.LIF and hxtorch.cuba_lif forward+backward at N = 2^20, one
+# thread, ran 22% faster at 32768 lanes than at 2048 (16384 and 65536 in between
+# or equal).  With per-lane parameters 2048 and 32768 ran within 10%.
+TILE = 32768
 
 
 @contextlib.contextmanager
@@ -239,6 +246,16 @@ def per_lane(value: torch.Tensor, step_shape) -> np.ndarray:
     return lanes.reshape(-1)
 
 
+def parameters(values, step_shape) -> list:
+    """A scan's parameter tensors as NumPy scalars when every one is a single
+    value, else as per-lane arrays (``per_lane``), all of them.  All or none,
+    so that a kernel is compiled for two kinds of arguments, not for every mix
+    (see ``_parameters``)."""
+    if all(value.numel() == 1 for value in values):
+        return [value.detach().reshape(-1).numpy()[0] for value in values]
+    return [per_lane(value, step_shape) for value in values]
+
+
 def constants(dtype) -> np.ndarray:
     """1 and pi in the compute dtype: a kernel reads its constants from here, so
     that no Python float literal promotes float32 arithmetic to float64."""
@@ -313,19 +330,28 @@ def get_threads() -> int:
     return _THREADS[0]
 
 
+def tile_lanes(lane_count: int) -> int:
+    """Lanes per tile for a scan of ``lane_count`` lanes: ``TILE``, or fewer
+    (a multiple of 64) where that leaves a thread without a tile."""
+    per_thread = -(-lane_count // _THREADS[0])
+    return min(TILE, max(64, -(-per_thread // 64) * 64))
+
+
 def run_tiles(kernel, lane_count: int, *args) -> None:
-    """``kernel(*args, first_tile, last_tile)`` over every tile of ``lane_count``
-    lanes: in this thread, or split into contiguous runs of tiles over the
-    threads (the kernels release the GIL).  Each lane belongs to one tile, so the
-    split changes no result."""
-    tiles = -(-lane_count // TILE)
+    """``kernel(*args, tile, first_tile, last_tile)`` over every tile of
+    ``lane_count`` lanes, ``tile`` lanes each (``tile_lanes``): in this thread,
+    or split into contiguous runs of tiles over the threads (the kernels
+    release the GIL).  Each lane belongs to one tile and is computed alone, so
+    neither the tile size nor the split changes a result."""
+    tile = tile_lanes(lane_count)
+    tiles = -(-lane_count // tile)
     workers = min(_THREADS[0], tiles)
     if workers <= 1:
-        kernel(*args, 0, tiles)
+        kernel(*args, tile, 0, tiles)
         return
     if not _POOL or _POOL[0][0] < workers:
         _POOL[:] = [(workers, concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="snnref-cpu"))]
     bounds = [tiles * k // workers for k in range(workers + 1)]
-    futures = [_POOL[0][1].submit(kernel, *args, first, last) for first, last in zip(bounds, bounds[1:])]
+    futures = [_POOL[0][1].submit(kernel, *args, tile, first, last) for first, last in zip(bounds, bounds[1:])]
     for future in futures:
         future.result()

@@ -35,6 +35,7 @@ from numba import njit
 from snnref.leak import decay_of
 
 from . import _launch
+from ._parameters import lane_value, tile_values
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 
@@ -46,9 +47,9 @@ def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_fin
     zero = one - one
     membrane = m_final[start:stop]
     excess = r_final[start:stop]
-    leak = beta[start:stop]
-    leak_thr = beta_thr[start:stop]
-    jump = gamma[start:stop]
+    leak = tile_values(beta, start, stop)
+    leak_thr = tile_values(beta_thr, start, stop)
+    jump = tile_values(gamma, start, stop)
     inclusive = not strict
     for t in range(x.shape[0]):
         drive = x[t, start:stop]
@@ -61,8 +62,8 @@ def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_fin
             threshold = one + r  # (1)
             u = (m - threshold) / threshold
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            m = leak[i] * m + drive[i] - s * threshold  # (2)
-            r = leak_thr[i] * r + jump[i] * s  # (3)
+            m = lane_value(leak, i) * m + drive[i] - s * threshold  # (2)
+            r = lane_value(leak_thr, i) * r + lane_value(jump, i) * s  # (3)
             fired[i] = s
             kept_m[i] = m
             kept_r[i] = r
@@ -72,7 +73,7 @@ def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_fin
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, m_final, r_final,
-                 strict, smooth, surrogate, tile, c, first_tile, last_tile):
+                 strict, smooth, surrogate, c, tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -89,9 +90,9 @@ def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, 
                 m = m_final[j]
                 r = r_final[j]
                 threshold = one + r  # (1)
-                s = step((m - threshold) / threshold, scale[j], surrogate, strict, smooth, c)
-                m = beta[j] * m + x[t, j] - s * threshold  # (2)
-                r = beta_thr[j] * r + gamma[j] * s  # (3)
+                s = step((m - threshold) / threshold, lane_value(scale, j), surrogate, strict, smooth, c)
+                m = lane_value(beta, j) * m + x[t, j] - s * threshold  # (2)
+                r = lane_value(beta_thr, j) * r + lane_value(gamma, j) * s  # (3)
                 spikes[t, j] = s
                 m_rec[t, j] = m
                 r_rec[t, j] = r
@@ -110,10 +111,10 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
     zero = one - one
     kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
-    leak = beta[start:stop]
-    leak_thr = beta_thr[start:stop]
-    jump = gamma[start:stop]
-    scales = scale[start:stop]
+    leak = tile_values(beta, start, stop)
+    leak_thr = tile_values(beta_thr, start, stop)
+    jump = tile_values(gamma, start, stop)
+    scales = tile_values(scale, start, stop)
     carry_m = g_m0[start:stop]
     carry_r = g_r0[start:stop]
     d_beta = g_beta[start:stop]
@@ -141,18 +142,18 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
             d_beta[i] += g_m * m_before  # (5)
             d_beta_thr[i] += g_r * r_before
             d_gamma[i] += g_r * s
-            f, _ = algebraic_derivatives(u, scales[i], kinds, c)
-            g_u = (g_s_row[i] - threshold * g_m + jump[i] * g_r) * f  # (6)
+            f, _ = algebraic_derivatives(u, lane_value(scales, i), kinds, c)
+            g_u = (g_s_row[i] - threshold * g_m + lane_value(jump, i) * g_r) * f  # (6)
             g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
-            carry_m[i] = leak[i] * g_m + g_u / threshold  # (8)
-            carry_r[i] = leak_thr[i] * g_r + g_threshold
+            carry_m[i] = lane_value(leak, i) * g_m + g_u / threshold  # (8)
+            carry_r[i] = lane_value(leak_thr, i) * g_r + g_threshold
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
                   g_m_final, g_r_final, g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
                   has_g_spikes, has_g_m_rec, has_g_r_rec, has_g_m_final, has_g_r_final,
-                  strict, smooth, surrogate, tile, c, first_tile, last_tile):
+                  strict, smooth, surrogate, c, tile, first_tile, last_tile):
     steps, count = g_x.shape
     one = c[0]
     zero = one - one
@@ -179,17 +180,17 @@ def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, 
                 r_before = r_rec[t - 1, j] if t > 0 else r0[j]
                 threshold = one + r_before
                 u = (m_before - threshold) / threshold
-                s = step(u, scale[j], surrogate, strict, smooth, c)
+                s = step(u, lane_value(scale, j), surrogate, strict, smooth, c)
                 g_x[t, j] = g_m
                 g_beta[j] += g_m * m_before  # (5)
                 g_beta_thr[j] += g_r * r_before
                 g_gamma[j] += g_r * s
-                f, _ = derivatives(u, scale[j], surrogate, c)
+                f, _ = derivatives(u, lane_value(scale, j), surrogate, c)
                 g_s = g_spikes[t % g_spikes.shape[0], j] if has_g_spikes else zero
-                g_u = (g_s - threshold * g_m + gamma[j] * g_r) * f  # (6)
+                g_u = (g_s - threshold * g_m + lane_value(gamma, j) * g_r) * f  # (6)
                 g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
-                g_m0[j] = beta[j] * g_m + g_u / threshold  # (8)
-                g_r0[j] = beta_thr[j] * g_r + g_threshold
+                g_m0[j] = lane_value(beta, j) * g_m + g_u / threshold  # (8)
+                g_r0[j] = lane_value(beta_thr, j) * g_r + g_threshold
 
 
 class _Scan(torch.autograd.Function):
@@ -197,12 +198,13 @@ class _Scan(torch.autograd.Function):
     def forward(ctx, x, m0, r0, beta, beta_thr, gamma, scale, config):
         strict, smooth, surrogate = config
         step_shape = x.shape[1:]
-        lanes = [_launch.per_lane(value, step_shape) for value in (m0, r0, beta, beta_thr, gamma, scale)]
+        lanes = [_launch.per_lane(value, step_shape) for value in (m0, r0)]
+        lanes += _launch.parameters((beta, beta_thr, gamma, scale), step_shape)
         spikes, m_rec, r_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         m_final, r_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), _launch.sequence(m_rec),
                      _launch.sequence(r_rec), _launch.lanes(m_final), _launch.lanes(r_final),
-                     strict, smooth, surrogate, _launch.TILE, _launch.constants(x.dtype))
+                     strict, smooth, surrogate, _launch.constants(x.dtype))
         ctx.save_for_backward(m_rec, r_rec, beta, beta_thr, gamma)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -221,7 +223,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(m_rec), _launch.sequence(r_rec),
                       *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0),
                       _launch.lanes(g_r0), *sums, *(present for _, present in cotangents),
-                      strict, smooth, surrogate, _launch.TILE, _launch.constants(dtype))
+                      strict, smooth, surrogate, _launch.constants(dtype))
         neurons = m_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:6])]

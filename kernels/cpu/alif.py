@@ -39,6 +39,7 @@ import torch
 from numba import njit
 
 from . import _launch
+from ._parameters import lane_value, tile_values
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 
@@ -50,10 +51,10 @@ def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a
     zero = one - one
     p = v_final[start:stop]
     adaptation = a_final[start:stop]
-    leak_v = lam_v[start:stop]
-    leak_a = lam_a[start:stop]
-    threshold = theta[start:stop]
-    weight = beta[start:stop]
+    leak_v = tile_values(lam_v, start, stop)
+    leak_a = tile_values(lam_a, start, stop)
+    threshold = tile_values(theta, start, stop)
+    weight = tile_values(beta, start, stop)
     inclusive = not strict
     for t in range(x.shape[0]):
         drive = x[t, start:stop]
@@ -62,19 +63,19 @@ def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a
         kept_a = a_rec[t, start:stop]
         for i in range(p.shape[0]):
             a = adaptation[i]
-            v = leak_v[i] * p[i] + drive[i]  # (1)
-            u = v - (threshold[i] + weight[i] * a)  # (2)
+            v = lane_value(leak_v, i) * p[i] + drive[i]  # (1)
+            u = v - (lane_value(threshold, i) + lane_value(weight, i) * a)  # (2)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             fired[i] = s
             kept_v[i] = v
             kept_a[i] = a
             p[i] = v * (one - s)  # (3)
-            adaptation[i] = leak_a[i] * a + s  # (4)
+            adaptation[i] = lane_value(leak_a, i) * a + s  # (4)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
-                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -90,14 +91,15 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
         for t in range(steps):
             for j in range(start, stop):
                 a = a_final[j]
-                v = lam_v[j] * v_final[j] + x[t, j]  # (1)
-                s = step(v - (theta[j] + beta[j] * a), scale[j], surrogate, strict, smooth, c)  # (2)
+                v = lane_value(lam_v, j) * v_final[j] + x[t, j]  # (1)
+                u = v - (lane_value(theta, j) + lane_value(beta, j) * a)
+                s = step(u, lane_value(scale, j), surrogate, strict, smooth, c)  # (2)
                 r = replayed[t, j] if replay else s
                 spikes[t, j] = s
                 v_rec[t, j] = v
                 a_rec[t, j] = a
                 v_final[j] = v * (one - r)  # (3)
-                a_final[j] = lam_a[j] * a + s  # (4)
+                a_final[j] = lane_value(lam_a, j) * a + s  # (4)
 
 
 @njit(cache=True, error_model="numpy")
@@ -112,11 +114,11 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
     kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
     initial = v0[start:stop]
-    leak_v = lam_v[start:stop]
-    leak_a = lam_a[start:stop]
-    threshold = theta[start:stop]
-    weight = beta[start:stop]
-    scales = scale[start:stop]
+    leak_v = tile_values(lam_v, start, stop)
+    leak_a = tile_values(lam_a, start, stop)
+    threshold = tile_values(theta, start, stop)
+    weight = tile_values(beta, start, stop)
+    scales = tile_values(scale, start, stop)
     carry_v = g_v0[start:stop]
     carry_a = g_a0[start:stop]
     d_lam_v = g_lam_v[start:stop]
@@ -141,10 +143,10 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
         for i in range(carry_v.shape[0]):
             # s[t], rebuilt as the forward computed it (2).
             a = a_now[i]
-            u = v_now[i] - (threshold[i] + weight[i] * a)
+            u = v_now[i] - (lane_value(threshold, i) + lane_value(weight, i) * a)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             g_a = carry_a[i]
-            f, dF = algebraic_derivatives(u, scales[i], kinds, c)
+            f, dF = algebraic_derivatives(u, lane_value(scales, i), kinds, c)
             g_s = g_s_row[i] + g_a  # (5)
             g_u = g_s * f
             g_v = carry_v[i] * (one - s) + g_v_rec_row[i] + g_u  # (6)
@@ -152,12 +154,12 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
             d_beta[i] -= g_u * a
             d_scale[i] += g_s * dF
             d_lam_a[i] += g_a * a
-            carry_a[i] = leak_a[i] * g_a - weight[i] * g_u + g_a_rec_row[i]  # (8)
+            carry_a[i] = lane_value(leak_a, i) * g_a - lane_value(weight, i) * g_u + g_a_rec_row[i]  # (8)
             g_x_row[i] = g_v  # (9)
-            carry_v[i] = leak_v[i] * g_v
+            carry_v[i] = lane_value(leak_v, i) * g_v
         for i in range(carry_v.shape[0]):
             # p[t-1], rebuilt as the forward computed it (2), (3).
-            u_before = v_before[i] - (threshold[i] + weight[i] * a_before[i])
+            u_before = v_before[i] - (lane_value(threshold, i) + lane_value(weight, i) * a_before[i])
             s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
             p_before = v_before[i] if first else v_before[i] * (one - s_before)
             d_lam_v[i] += g_x_row[i] * p_before  # (9)
@@ -168,7 +170,7 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
                   g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final,
                   g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
                   has_g_spikes, has_g_v_rec, has_g_a_rec, has_g_v_final, has_g_a_final,
-                  strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+                  strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
     steps, count = g_x.shape
     one = c[0]
     zero = one - one
@@ -192,18 +194,18 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
                 a = a_rec[t, j]
-                u = v_rec[t, j] - (theta[j] + beta[j] * a)
-                s = step(u, scale[j], surrogate, strict, smooth, c)
+                u = v_rec[t, j] - (lane_value(theta, j) + lane_value(beta, j) * a)
+                s = step(u, lane_value(scale, j), surrogate, strict, smooth, c)
                 r = replayed[t, j] if replay else s
                 if t > 0:
-                    u_before = v_rec[t - 1, j] - (theta[j] + beta[j] * a_rec[t - 1, j])
-                    s_before = step(u_before, scale[j], surrogate, strict, smooth, c)
+                    u_before = v_rec[t - 1, j] - (lane_value(theta, j) + lane_value(beta, j) * a_rec[t - 1, j])
+                    s_before = step(u_before, lane_value(scale, j), surrogate, strict, smooth, c)
                     r_before = replayed[t - 1, j] if replay else s_before
                     p_before = v_rec[t - 1, j] * (one - r_before)
                 else:
                     p_before = v0[j]
                 g_a = g_a0[j]
-                f, dF = derivatives(u, scale[j], surrogate, c)
+                f, dF = derivatives(u, lane_value(scale, j), surrogate, c)
                 g_s = (g_spikes[t % g_spikes.shape[0], j] if has_g_spikes else zero) + g_a  # (5)
                 g_u = g_s * f
                 g_v = g_v0[j] * (one - r) + (g_v_rec[t % g_v_rec.shape[0], j] if has_g_v_rec else zero) + g_u  # (6)
@@ -211,10 +213,11 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
                 g_beta[j] -= g_u * a
                 g_scale[j] += g_s * dF
                 g_lam_a[j] += g_a * a
-                g_a0[j] = lam_a[j] * g_a - beta[j] * g_u + (g_a_rec[t % g_a_rec.shape[0], j] if has_g_a_rec else zero)  # (8)
+                g_a_recorded = g_a_rec[t % g_a_rec.shape[0], j] if has_g_a_rec else zero
+                g_a0[j] = lane_value(lam_a, j) * g_a - lane_value(beta, j) * g_u + g_a_recorded  # (8)
                 g_x[t, j] = g_v  # (9)
                 g_lam_v[j] += g_v * p_before
-                g_v0[j] = lam_v[j] * g_v
+                g_v0[j] = lane_value(lam_v, j) * g_v
 
 
 class Config(NamedTuple):
@@ -231,15 +234,14 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed, config):
         step_shape = x.shape[1:]
-        values = (v0, a0, lam_v, lam_a, theta, beta, scale)
-        lanes = [_launch.per_lane(value, step_shape) for value in values]
+        lanes = [_launch.per_lane(value, step_shape) for value in (v0, a0)]
+        lanes += _launch.parameters((lam_v, lam_a, theta, beta, scale), step_shape)
         held, _ = _launch.optional(replayed, x.dtype)
         spikes, v_rec, a_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         v_final, a_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, held, _launch.sequence(spikes), _launch.sequence(v_rec),
                      _launch.sequence(a_rec), _launch.lanes(v_final), _launch.lanes(a_final),
-                     config.strict, config.smooth, config.replay, config.surrogate, _launch.TILE,
-                     _launch.constants(x.dtype))
+                     config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(x.dtype))
         ctx.save_for_backward(v_rec, a_rec, lam_v, lam_a, theta, beta, scale)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
         ctx.set_materialize_grads(False)
@@ -258,8 +260,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec), _launch.sequence(a_rec),
                       *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_v0),
                       _launch.lanes(g_a0), *sums, *(present for _, present in cotangents),
-                      config.strict, config.smooth, config.replay, config.surrogate, _launch.TILE,
-                      _launch.constants(dtype))
+                      config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(dtype))
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:8])]

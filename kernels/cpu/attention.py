@@ -78,7 +78,7 @@ def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, sp
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_final, v_rec, v_final, spikes,
-                 strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+                 strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
     branches, steps, count = z.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -181,7 +181,7 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
 def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_context, g_context_final,
                   g_v_rec, g_v_final, g_z, g_v0, g_s0, g_lam, g_theta, g_scale,
                   has_g_out, has_g_context, has_g_context_final, has_g_v_rec, has_g_v_final,
-                  strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+                  strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
     branches, steps, count = g_z.shape
     one = c[0]
     zero = one - one
@@ -263,7 +263,7 @@ class _Scan(torch.autograd.Function):
                      _launch.sequence(out), _launch.sequence(context), _launch.lanes(context_final),
                      v_rec.numpy().reshape(3, shape[0], count), v_final.numpy().reshape(3, count),
                      spikes.numpy().reshape(3, shape[0], count),
-                     strict, smooth, replay, surrogate, _launch.TILE, _launch.constants(dtype))
+                     strict, smooth, replay, surrogate, _launch.constants(dtype))
         ctx.save_for_backward(context, v_rec, lam_q, lam_k, lam_v, theta_q, theta_k, theta_v,
                               scale_q, scale_k, scale_v)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
@@ -296,7 +296,7 @@ class _Scan(torch.autograd.Function):
                       *(view for view, _ in views), g_v_rec, g_v_final,
                       g_z.numpy().reshape(3, steps, count), g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
                       *sums, flags[0], flags[1], flags[2], (present_v_rec,) * 3, (present_v_final,) * 3,
-                      strict, smooth, replay, surrogate, _launch.TILE, _launch.constants(dtype))
+                      strict, smooth, replay, surrogate, _launch.constants(dtype))
         neurons = context.shape[-1]
         wants = ctx.needs_input_grad[5:14]
         grads = [_launch.reduce_lanes(sums[kind_index][b], like, neurons) if want else None

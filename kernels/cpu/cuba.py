@@ -63,6 +63,7 @@ from numba import njit
 from snnref import registry
 
 from . import _launch
+from ._parameters import lane_value, tile_values
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 # Slots of the stop-gradient values, in the spec's key names.
@@ -103,33 +104,33 @@ def _advance(t, j, v, i, r, a, leak, reset, theta, k, scale, v_obs, z_obs, stops
     """Eqs. (1) and (3)-(6) of one lane: (base, u, e, m, carry, z, v', r')."""
     one = c[0]
     zero = one - one
-    base = leak[j] - v + i if leaky else i  # (1)
-    w = v + a[j] * base
+    base = lane_value(leak, j) - v + i if leaky else i  # (1)
+    w = v + lane_value(a, j) * base
     if observe_v:
         w = _inject(stops, slots, INJECT_V, t, j, replay, v_obs[t, j], w)
     if not spiking:
         return base, zero, zero, zero, zero, zero, w, r
-    u = w - theta[j]  # (3)
-    z = step(u, scale[j], surrogate, strict, smooth, c)
+    u = w - lane_value(theta, j)  # (3)
+    z = step(u, lane_value(scale, j), surrogate, strict, smooth, c)
     if observe_z:
         z = _inject(stops, slots, INJECT_SPIKES, t, j, replay, z_obs[t, j], z)
     e = zero
     v_new = w
     if not observe_v:  # (4)
         e = _held(stops, slots, RESET_SPIKE, t, j, replay, z)
-        v_new = (one - e) * w + e * reset[j]
+        v_new = (one - e) * w + e * lane_value(reset, j)
     m = zero
     carry = zero
     if refractory:  # (5)
         m = _held(stops, slots, MASK, t, j, replay, one if r > 0 else zero)
         carry = _held(stops, slots, CARRY, t, j, replay, max(zero, r - m))
-        v_new = (one - m) * v_new + m * reset[j]
+        v_new = (one - m) * v_new + m * lane_value(reset, j)
         z = (one - m) * z
         if observe_v:
             v_new = _inject(stops, slots, INJECT_V_REFRACTORY, t, j, replay, v_obs[t, j], v_new)
         if observe_z:
             z = _inject(stops, slots, INJECT_SPIKES_REFRACTORY, t, j, replay, z_obs[t, j], z)
-        r = (one - z) * carry + z * k[j]  # (6)
+        r = (one - z) * carry + z * lane_value(k, j)  # (6)
     return base, u, e, m, carry, z, v_new, r
 
 
@@ -142,11 +143,11 @@ def _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_
     zero = one - one
     v_state = v_final[start:stop]
     i_state = i_final[start:stop]
-    rate_v = a[start:stop]
-    rate_i = b[start:stop]
-    rest = leak[start:stop]
-    after = reset[start:stop]
-    threshold = theta[start:stop]
+    rate_v = tile_values(a, start, stop)
+    rate_i = tile_values(b, start, stop)
+    rest = tile_values(leak, start, stop)
+    after = tile_values(reset, start, stop)
+    threshold = tile_values(theta, start, stop)
     inclusive = not strict
     for t in range(x.shape[0]):
         drive = x[t, start:stop]
@@ -156,12 +157,12 @@ def _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_
         for j in range(v_state.shape[0]):
             v = v_state[j]
             i = i_state[j]
-            base = rest[j] - v + i if leaky else i  # (1)
-            w = v + rate_v[j] * base
-            u = w - threshold[j]  # (3)
+            base = lane_value(rest, j) - v + i if leaky else i  # (1)
+            w = v + lane_value(rate_v, j) * base
+            u = w - lane_value(threshold, j)  # (3)
             z = one if (u > 0) | (inclusive & (u == 0)) else zero
-            v_new = (one - z) * w + z * after[j]  # (4)
-            i_new = (one - rate_i[j]) * i + drive[j]  # (2)
+            v_new = (one - z) * w + z * lane_value(after, j)  # (4)
+            i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
             fired[j] = z
             membrane[j] = v_new
             current[j] = i_new
@@ -180,12 +181,12 @@ def _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec
     v_state = v_final[start:stop]
     i_state = i_final[start:stop]
     r_state = r_final[start:stop]
-    rate_v = a[start:stop]
-    rate_i = b[start:stop]
-    rest = leak[start:stop]
-    after = reset[start:stop]
-    threshold = theta[start:stop]
-    dead_steps = k[start:stop]
+    rate_v = tile_values(a, start, stop)
+    rate_i = tile_values(b, start, stop)
+    rest = tile_values(leak, start, stop)
+    after = tile_values(reset, start, stop)
+    threshold = tile_values(theta, start, stop)
+    dead_steps = tile_values(k, start, stop)
     inclusive = not strict
     for t in range(x.shape[0]):
         drive = x[t, start:stop]
@@ -200,17 +201,17 @@ def _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec
             v = v_state[j]
             i = i_state[j]
             r = r_state[j]
-            base = rest[j] - v + i if leaky else i  # (1)
-            w = v + rate_v[j] * base
-            u = w - threshold[j]  # (3)
+            base = lane_value(rest, j) - v + i if leaky else i  # (1)
+            w = v + lane_value(rate_v, j) * base
+            u = w - lane_value(threshold, j)  # (3)
             e = one if (u > 0) | (inclusive & (u == 0)) else zero
-            v_reset = (one - e) * w + e * after[j]  # (4)
+            v_reset = (one - e) * w + e * lane_value(after, j)  # (4)
             m = one if r > 0 else zero  # (5)
             carry = max(zero, r - m)
-            v_new = (one - m) * v_reset + m * after[j]
+            v_new = (one - m) * v_reset + m * lane_value(after, j)
             z = (one - m) * e
-            r_new = (one - z) * carry + z * dead_steps[j]  # (6)
-            i_new = (one - rate_i[j]) * i + drive[j]  # (2)
+            r_new = (one - z) * carry + z * lane_value(dead_steps, j)  # (6)
+            i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
             reset_row[j] = e
             mask_row[j] = m
             carry_row[j] = carry
@@ -230,9 +231,9 @@ def _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop,
     one = c[0]
     v_state = v_final[start:stop]
     i_state = i_final[start:stop]
-    rate_v = a[start:stop]
-    rate_i = b[start:stop]
-    rest = leak[start:stop]
+    rate_v = tile_values(a, start, stop)
+    rate_i = tile_values(b, start, stop)
+    rest = tile_values(leak, start, stop)
     for t in range(x.shape[0]):
         drive = x[t, start:stop]
         membrane = v_rec[t, start:stop]
@@ -240,8 +241,8 @@ def _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop,
         for j in range(v_state.shape[0]):
             v = v_state[j]
             i = i_state[j]
-            v_new = v + rate_v[j] * (rest[j] - v + i)  # (1)
-            i_new = (one - rate_i[j]) * i + drive[j]  # (2)
+            v_new = v + lane_value(rate_v, j) * (lane_value(rest, j) - v + i)  # (1)
+            i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
             membrane[j] = v_new
             current[j] = i_new
             v_state[j] = v_new
@@ -258,11 +259,11 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
     zero = one - one
     kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
-    rate_v = a[start:stop]
-    rate_i = b[start:stop]
-    rest = leak[start:stop]
-    threshold = theta[start:stop]
-    scales = scale[start:stop]
+    rate_v = tile_values(a, start, stop)
+    rate_i = tile_values(b, start, stop)
+    rest = tile_values(leak, start, stop)
+    threshold = tile_values(theta, start, stop)
+    scales = tile_values(scale, start, stop)
     carry_v = g_v0[start:stop]
     carry_i = g_i0[start:stop]
     d_a = g_a[start:stop]
@@ -281,23 +282,23 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
         for j in range(carry_v.shape[0]):
             v = v_before[j]
             i = i_before[j]
-            base = rest[j] - v + i if leaky else i
-            u = v + rate_v[j] * base - threshold[j]
+            base = lane_value(rest, j) - v + i if leaky else i
+            u = v + lane_value(rate_v, j) * base - lane_value(threshold, j)
             z = one if (u > 0) | (inclusive & (u == 0)) else zero
             g_v = carry_v[j] + g_v_row[j]  # (7)
             g_i = carry_i[j] + g_i_row[j]
             d_reset[j] += z * g_v  # (9)
             g_v = (one - z) * g_v
-            f, _ = algebraic_derivatives(u, scales[j], kinds, c)  # (10)
+            f, _ = algebraic_derivatives(u, lane_value(scales, j), kinds, c)  # (10)
             g_u = g_z_row[j] * f
             g_v += g_u
             d_theta[j] -= g_u
             d_a[j] += g_v * base  # (11)
             g_x_row[j] = g_i
             d_b[j] -= g_i * i
-            carry_i[j] = (one - rate_i[j]) * g_i + rate_v[j] * g_v  # (12)
-            d_leak[j] += rate_v[j] * g_v if leaky else zero
-            carry_v[j] = (one - rate_v[j]) * g_v if leaky else g_v
+            carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
+            d_leak[j] += lane_value(rate_v, j) * g_v if leaky else zero
+            carry_v[j] = (one - lane_value(rate_v, j)) * g_v if leaky else g_v
 
 
 @njit(cache=True, error_model="numpy")
@@ -340,12 +341,12 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
     zero = one - one
     kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
-    rate_v = a[start:stop]
-    rate_i = b[start:stop]
-    rest = leak[start:stop]
-    threshold = theta[start:stop]
-    dead_steps = k[start:stop]
-    scales = scale[start:stop]
+    rate_v = tile_values(a, start, stop)
+    rate_i = tile_values(b, start, stop)
+    rest = tile_values(leak, start, stop)
+    threshold = tile_values(theta, start, stop)
+    dead_steps = tile_values(k, start, stop)
+    scales = tile_values(scale, start, stop)
     carry_v = g_v0[start:stop]
     carry_i = g_i0[start:stop]
     d_a = g_a[start:stop]
@@ -371,8 +372,9 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
             g_v = carry_v[j] + g_v_row[j]  # (7)
             g_r = g_r_row[j] + g_r_end[j]
             _, e, m, z, g_clamped, _, g_u = _refractory_chain(
-                v_before[j], i_before[j], r_before[j], g_v, g_z_row[j], g_r, rate_v[j], rest[j], threshold[j],
-                dead_steps[j], scales[j], leaky, inclusive, kinds, c)
+                v_before[j], i_before[j], r_before[j], g_v, g_z_row[j], g_r, lane_value(rate_v, j),
+                lane_value(rest, j), lane_value(threshold, j), lane_value(dead_steps, j), lane_value(scales, j),
+                leaky, inclusive, kinds, c)
             d_k[j] += g_r * z  # (8)
             d_reset[j] += m * g_v
             d_reset[j] += e * g_clamped  # (9)
@@ -382,13 +384,14 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
             g_i = carry_i[j] + g_i_row[j]  # (7)
             base, _, _, _, _, g_v, _ = _refractory_chain(
                 v_before[j], i, r_before[j], carry_v[j] + g_v_row[j], g_z_row[j], g_r_row[j] + g_r_end[j],
-                rate_v[j], rest[j], threshold[j], dead_steps[j], scales[j], leaky, inclusive, kinds, c)
+                lane_value(rate_v, j), lane_value(rest, j), lane_value(threshold, j), lane_value(dead_steps, j),
+                lane_value(scales, j), leaky, inclusive, kinds, c)
             d_a[j] += g_v * base  # (11)
             g_x_row[j] = g_i
             d_b[j] -= g_i * i
-            carry_i[j] = (one - rate_i[j]) * g_i + rate_v[j] * g_v  # (12)
-            d_leak[j] += rate_v[j] * g_v if leaky else zero
-            carry_v[j] = (one - rate_v[j]) * g_v if leaky else g_v
+            carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
+            d_leak[j] += lane_value(rate_v, j) * g_v if leaky else zero
+            carry_v[j] = (one - lane_value(rate_v, j)) * g_v if leaky else g_v
 
 
 @njit(cache=True, error_model="numpy")
@@ -398,9 +401,9 @@ def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec
     slices (vectorized); an absent cotangent is a row of zeros."""
     one = c[0]
     absent = np.zeros(stop - start, dtype=g_x.dtype)
-    rate_v = a[start:stop]
-    rate_i = b[start:stop]
-    rest = leak[start:stop]
+    rate_v = tile_values(a, start, stop)
+    rate_i = tile_values(b, start, stop)
+    rest = tile_values(leak, start, stop)
     carry_v = g_v0[start:stop]
     carry_i = g_i0[start:stop]
     d_a = g_a[start:stop]
@@ -416,18 +419,18 @@ def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec
             i = i_before[j]
             g_v = carry_v[j] + g_v_row[j]  # (7)
             g_i = carry_i[j] + g_i_row[j]
-            d_a[j] += g_v * (rest[j] - v_before[j] + i)  # (11)
+            d_a[j] += g_v * (lane_value(rest, j) - v_before[j] + i)  # (11)
             g_x_row[j] = g_i
             d_b[j] -= g_i * i
-            carry_i[j] = (one - rate_i[j]) * g_i + rate_v[j] * g_v  # (12)
-            d_leak[j] += rate_v[j] * g_v
-            carry_v[j] = (one - rate_v[j]) * g_v
+            carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
+            d_leak[j] += lane_value(rate_v, j) * g_v
+            carry_v[j] = (one - lane_value(rate_v, j)) * g_v
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
                  spikes, v_rec, i_rec, r_rec, v_final, i_final, r_final,
-                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, tile, c, first_tile, last_tile):
+                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c, tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -456,7 +459,7 @@ def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs
                 _, _, _, _, _, z, v, r = _advance(
                     t, j, v_final[j], i, r_final[j], a, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
                     leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c)
-                i = (one - b[j]) * i + x[t, j]  # (2)
+                i = (one - lane_value(b, j)) * i + x[t, j]  # (2)
                 v_rec[t, j] = v
                 i_rec[t, j] = i
                 v_final[j] = v
@@ -474,7 +477,7 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                   g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, g_k,
                   has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec, has_g_v_final, has_g_i_final,
                   has_g_r_final, leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth,
-                  surrogate, tile, c, first_tile, last_tile):
+                  surrogate, c, tile, first_tile, last_tile):
     steps, count = g_x.shape
     one = c[0]
     zero = one - one
@@ -523,7 +526,7 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                     g_r = g_r_rec[t % g_r_rec.shape[0], j] if has_g_r_rec else zero
                     if t == steps - 1 and has_g_r_final:
                         g_r += g_r_final[j]
-                    g_z += g_r * (k[j] - carry)
+                    g_z += g_r * (lane_value(k, j) - carry)
                     g_k[j] += g_r * z
                     g_reset[j] += m * g_v
                     g_v = (one - m) * g_v
@@ -532,17 +535,17 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                     g_reset[j] += e * g_v
                     g_v = (one - e) * g_v
                 if spiking:  # (10)
-                    f, _ = derivatives(u, scale[j], surrogate, c)
+                    f, _ = derivatives(u, lane_value(scale, j), surrogate, c)
                     g_u = g_z * f
                     g_v += g_u
                     g_theta[j] -= g_u
                 g_a[j] += g_v * base  # (11)
                 g_x[t, j] = g_i
                 g_b[j] -= g_i * i_before
-                g_i0[j] = (one - b[j]) * g_i + a[j] * g_v  # (12)
+                g_i0[j] = (one - lane_value(b, j)) * g_i + lane_value(a, j) * g_v  # (12)
                 if leaky:
-                    g_leak[j] += a[j] * g_v
-                    g_v = (one - a[j]) * g_v
+                    g_leak[j] += lane_value(a, j) * g_v
+                    g_v = (one - lane_value(a, j)) * g_v
                 g_v0[j] = g_v
 
 
@@ -592,8 +595,9 @@ class _Scan(torch.autograd.Function):
                 config):
         step_shape, dtype = x.shape[1:], x.dtype
         zero = torch.zeros((), dtype=dtype)
-        lanes = [_launch.per_lane(value if value is not None else zero, step_shape)
-                 for value in (v0, i0, r0, a, b, leak, reset, threshold, k, scale)]
+        states = [_launch.per_lane(value if value is not None else zero, step_shape) for value in (v0, i0, r0)]
+        lanes = states + _launch.parameters([value if value is not None else zero
+                                             for value in (a, b, leak, reset, threshold, k, scale)], step_shape)
         observations = [_launch.optional(o, dtype)[0] for o in (v_obs, z_obs)]
         keys = config.stored_keys(keys)
         slots = _slots(keys)
@@ -612,7 +616,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, *observations, stops, slots,
                      *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
                        for s in (spikes, v_rec, i_rec, r_rec)),
-                     *(_launch.lanes(f) for f in finals), *config, _launch.TILE, _launch.constants(dtype))
+                     *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype))
         ctx.save_for_backward(v_rec, i_rec, r_rec, a, b, leak, reset, threshold, k)
         ctx.lanes, ctx.observations, ctx.stops, ctx.slots, ctx.config = lanes, observations, stops, slots, config
         ctx.set_materialize_grads(False)
@@ -639,7 +643,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(backward_scan, count, *ctx.lanes, *ctx.observations, ctx.stops, slots, *recorded,
                       *(view for view, _ in sequences + finals), _launch.sequence(g_x), _launch.lanes(g_v0),
                       _launch.lanes(g_i0), *sums, *(present for _, present in sequences + finals),
-                      *config, _launch.TILE, _launch.constants(dtype))
+                      *config, _launch.constants(dtype))
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[4:10])]

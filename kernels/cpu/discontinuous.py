@@ -16,11 +16,12 @@ import torch
 from numba import njit
 
 from . import _launch
+from ._parameters import lane_value, tile_values
 from .surrogates import derivatives, kind, step
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, tile, c, first_tile, last_tile):
+def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     zero = one - one
@@ -28,28 +29,29 @@ def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, tile, c, fir
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
         stop = min(start + tile, count)
-        threshold = theta[start:stop]
-        scales = scale[start:stop]
+        threshold = tile_values(theta, start, stop)
+        scales = tile_values(scale, start, stop)
         for t in range(steps):
             drive = x[t, start:stop]
             fired = spikes[t, start:stop]
             if smooth:
                 for i in range(fired.shape[0]):
-                    fired[i] = step(drive[i] - threshold[i], scales[i], surrogate, strict, smooth, c)  # (1)
+                    u = drive[i] - lane_value(threshold, i)  # (1)
+                    fired[i] = step(u, lane_value(scales, i), surrogate, strict, smooth, c)
             else:
                 for i in range(fired.shape[0]):
-                    u = drive[i] - threshold[i]  # (1)
+                    u = drive[i] - lane_value(threshold, i)  # (1)
                     fired[i] = one if (u > 0) | (inclusive & (u == 0)) else zero
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, tile, c, first_tile, last_tile):
+def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, tile, first_tile, last_tile):
     steps, count = x.shape
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
         stop = min(start + tile, count)
-        threshold = theta[start:stop]
-        scales = scale[start:stop]
+        threshold = tile_values(theta, start, stop)
+        scales = tile_values(scale, start, stop)
         d_theta = g_theta[start:stop]
         d_theta[:] = 0.0
         for t in range(steps):
@@ -57,7 +59,7 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, tile, c, fi
             g_s_row = g_spikes[t % g_spikes.shape[0], start:stop]
             g_x_row = g_x[t, start:stop]
             for i in range(g_x_row.shape[0]):
-                f, _ = derivatives(drive[i] - threshold[i], scales[i], surrogate, c)
+                f, _ = derivatives(drive[i] - lane_value(threshold, i), lane_value(scales, i), surrogate, c)
                 g = g_s_row[i] * f  # (2)
                 g_x_row[i] = g
                 d_theta[i] -= g
@@ -67,10 +69,10 @@ class _Fire(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, theta, scale, config):
         strict, smooth, surrogate = config
-        lanes = [_launch.per_lane(value, x.shape[1:]) for value in (theta, scale)]
+        lanes = _launch.parameters((theta, scale), x.shape[1:])
         spikes = _launch.empty(x.shape, x.dtype)
         _launch.run_tiles(forward_map, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), strict, smooth, surrogate,
-                    _launch.TILE, _launch.constants(x.dtype))
+                    _launch.constants(x.dtype))
         ctx.save_for_backward(x, theta)
         ctx.lanes, ctx.config = lanes, config
         return spikes
@@ -81,7 +83,7 @@ class _Fire(torch.autograd.Function):
         g_x = _launch.empty(x.shape, x.dtype)
         total = _launch.lane_sums(x[0].numel())
         _launch.run_tiles(backward_map, x[0].numel(), _launch.sequence(x), *ctx.lanes, _launch.cotangent(g_spikes, x.dtype)[0], _launch.sequence(g_x), total,
-                     ctx.config[2], _launch.TILE, _launch.constants(x.dtype))
+                     ctx.config[2], _launch.constants(x.dtype))
         g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None
         # gradient_factor is spike_linear's fixed scale: no gradient.
         return g_x, g_theta, None, None

@@ -47,6 +47,7 @@ from snnref.leak import leak_factor
 from snnref.registry import Output, Record, ResetKind
 
 from . import _launch
+from ._parameters import lane_value, tile_values
 from .surrogates import (SIGMOID, TRAINABLE_SCALE, algebraic_derivatives, derivative_row, derivatives, kind,
                          kind_flags, step)
 
@@ -84,8 +85,8 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
     one = c[0]
     zero = one - one
     p = final[start:stop]
-    leak = lam[start:stop]
-    threshold = theta[start:stop]
+    leak = tile_values(lam, start, stop)
+    threshold = tile_values(theta, start, stop)
     hard = reset == ZERO
     # Without replay r = s: the detached subtraction has the same value.
     soft = (reset == SUBTRACT) | (reset == SUBTRACT_DETACHED)
@@ -95,10 +96,10 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
         fired = spikes[t, start:stop]
         kept = recorded[t, start:stop]
         for i in range(p.shape[0]):
-            v = leak[i] * p[i] + drive[i]  # (1)
-            u = v - threshold[i]  # (2)
+            v = lane_value(leak, i) * p[i] + drive[i]  # (1)
+            u = v - lane_value(threshold, i)  # (2)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            after = v * (one - s) if hard else (v - threshold[i] * s if soft else v)  # (3)
+            after = v * (one - s) if hard else (v - lane_value(threshold, i) * s if soft else v)  # (3)
             fired[i] = s
             kept[i] = v if record_pre else after
             p[i] = after
@@ -106,7 +107,7 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
-                 leak, reset, record_pre, strict, smooth, replay, surrogate, tile, c, first_tile, last_tile):
+                 leak, reset, record_pre, strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -120,10 +121,11 @@ def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
             continue
         for t in range(steps):
             for j in range(start, stop):
-                v = lam[j] * final[j] + x[t, j] if leak else final[j] + x[t, j]  # (1)
-                s = step(v - theta[j], scale[j], surrogate, strict, smooth, c)  # (2)
+                theta_j = lane_value(theta, j)
+                v = lane_value(lam, j) * final[j] + x[t, j] if leak else final[j] + x[t, j]  # (1)
+                s = step(v - theta_j, lane_value(scale, j), surrogate, strict, smooth, c)  # (2)
                 r = replayed[t, j] if replay else s
-                p = _post_reset(v, s, r, theta[j], reset, one)  # (3)
+                p = _post_reset(v, s, r, theta_j, reset, one)  # (3)
                 spikes[t, j] = s
                 recorded[t, j] = v if record_pre else p
                 final[j] = p
@@ -203,8 +205,8 @@ def _sigmoid_terms(now, before, drive, first, leak, threshold, scales, distance,
     and ``slope_by_scale``: the distances rebuilt first (into ``distance``),
     then ``derivative_row``, so that exp stays out of the tile loop."""
     for i in range(distance.shape[0]):
-        distance[i], _ = _rebuilt(now[i], before[i], drive[i], leak[i], threshold[i], first, record_pre, hard, soft,
-                                  inclusive, c[0])
+        distance[i], _ = _rebuilt(now[i], before[i], drive[i], lane_value(leak, i), lane_value(threshold, i), first,
+                                  record_pre, hard, soft, inclusive, c[0])
     derivative_row(distance, scales, slope, slope_by_scale, surrogate, c)
 
 
@@ -232,9 +234,9 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
     # Row 0 for step t, row 1 for step t - 1.
     slope = np.zeros((2, width), dtype=g_x.dtype)
     slope_by_scale = np.zeros((2, width), dtype=g_x.dtype)
-    leak = lam[start:stop]
-    threshold = theta[start:stop]
-    scales = scale[start:stop]
+    leak = tile_values(lam, start, stop)
+    threshold = tile_values(theta, start, stop)
+    scales = tile_values(scale, start, stop)
     carry = g_v0[start:stop]
     d_lam = g_lam[start:stop]
     d_theta = g_theta[start:stop]
@@ -271,27 +273,29 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
         by_scale_a, by_scale_b = slope_by_scale[0], slope_by_scale[1]
         if paired:
             for i in range(width):
+                lam_i, theta_i, scale_i = lane_value(leak, i), lane_value(threshold, i), lane_value(scales, i)
                 g_x_a[i], G, sum_lam, sum_theta, sum_scale = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
-                    carry[i], d_lam[i], d_theta[i], d_scale[i], leak[i], threshold[i], scales[i],
+                    carry[i], d_lam[i], d_theta[i], d_scale[i], lam_i, theta_i, scale_i,
                     record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants, want_scale)
                 g_x_b[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_b[i], before_b[i], drive_b[i], first_b, g_s_b[i], g_rec_b[i], slope_b[i], by_scale_b[i],
-                    G, sum_lam, sum_theta, sum_scale, leak[i], threshold[i], scales[i],
+                    G, sum_lam, sum_theta, sum_scale, lam_i, theta_i, scale_i,
                     record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants, want_scale)
         else:
             for i in range(width):
                 g_x_a[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
-                    carry[i], d_lam[i], d_theta[i], d_scale[i], leak[i], threshold[i], scales[i],
-                    record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds, constants, want_scale)
+                    carry[i], d_lam[i], d_theta[i], d_scale[i], lane_value(leak, i), lane_value(threshold, i),
+                    lane_value(scales, i), record_pre, hard, soft, soft_factor, through_spike, inclusive, kinds,
+                    constants, want_scale)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_recorded, g_final,
                   g_x, g_v0, g_lam, g_theta, g_scale,
                   has_g_spikes, has_g_recorded, has_g_final,
-                  leak, reset, record_pre, strict, smooth, replay, surrogate, want_scale, tile, c, first_tile,
+                  leak, reset, record_pre, strict, smooth, replay, surrogate, want_scale, c, tile, first_tile,
                   last_tile):
     steps, count = g_x.shape
     one = c[0]
@@ -311,21 +315,22 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
+                lam_j, theta_j, scale_j = lane_value(lam, j), lane_value(theta, j), lane_value(scale, j)
                 # v[t] and p[t-1], rebuilt as the forward computed them.
                 if record_pre:
                     v = recorded[t, j]
                     if t > 0:
                         v_before = recorded[t - 1, j]
-                        s_before = step(v_before - theta[j], scale[j], surrogate, strict, smooth, c)
+                        s_before = step(v_before - theta_j, scale_j, surrogate, strict, smooth, c)
                         r_before = replayed[t - 1, j] if replay else s_before
-                        p_before = _post_reset(v_before, s_before, r_before, theta[j], reset, one)
+                        p_before = _post_reset(v_before, s_before, r_before, theta_j, reset, one)
                     else:
                         p_before = v0[j]
                 else:
                     p_before = recorded[t - 1, j] if t > 0 else v0[j]
-                    v = lam[j] * p_before + x[t, j] if leak else p_before + x[t, j]
-                u = v - theta[j]
-                s = step(u, scale[j], surrogate, strict, smooth, c)
+                    v = lam_j * p_before + x[t, j] if leak else p_before + x[t, j]
+                u = v - theta_j
+                s = step(u, scale_j, surrogate, strict, smooth, c)
                 r = replayed[t, j] if replay else s
                 g_p = g_v0[j]
                 if has_g_recorded and not record_pre:
@@ -335,7 +340,7 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
                     g_v = g_p * (one - r)
                 elif reset == SUBTRACT:
                     g_v = g_p
-                    g_s -= theta[j] * g_p
+                    g_s -= theta_j * g_p
                     g_theta[j] -= s * g_p
                 elif reset == SUBTRACT_DETACHED:
                     g_v = g_p
@@ -344,14 +349,14 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
                     g_v = g_p
                 if has_g_recorded and record_pre:
                     g_v += g_recorded[t % g_recorded.shape[0], j]
-                f, dF = derivatives(u, scale[j], surrogate, c)  # (6)
+                f, dF = derivatives(u, scale_j, surrogate, c)  # (6)
                 g_u = g_s * f
                 g_v += g_u
                 g_theta[j] -= g_u
                 g_scale[j] += g_s * dF
                 g_x[t, j] = g_v  # (7)
                 g_lam[j] += g_v * p_before
-                g_v0[j] = lam[j] * g_v if leak else g_v
+                g_v0[j] = lam_j * g_v if leak else g_v
 
 
 class Config(NamedTuple):
@@ -371,8 +376,9 @@ class _Scan(torch.autograd.Function):
     def forward(ctx, x, v0, lam, theta, scale, replayed, config):
         step_shape = x.shape[1:]
         xs = _launch.sequence(x)
-        lanes = {name: _launch.per_lane(value if value is not None else torch.ones((), dtype=x.dtype), step_shape)
-                 for name, value in (("v0", v0), ("lam", lam), ("theta", theta), ("scale", scale))}
+        lanes = {"v0": _launch.per_lane(v0, step_shape)}
+        lanes["lam"], lanes["theta"], lanes["scale"] = _launch.parameters(
+            (lam if lam is not None else torch.ones((), dtype=x.dtype), theta, scale), step_shape)
         held, _ = _launch.optional(replayed, x.dtype)
         spikes = _launch.empty(x.shape, x.dtype)
         recorded = _launch.empty(x.shape, x.dtype)
@@ -380,7 +386,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(forward_scan, x[0].numel(), xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], held,
                      _launch.sequence(spikes), _launch.sequence(recorded), _launch.lanes(final),
                      config.leak, config.reset, config.record_pre, config.strict, config.smooth,
-                     config.replay, config.surrogate, _launch.TILE, _launch.constants(x.dtype))
+                     config.replay, config.surrogate, _launch.constants(x.dtype))
         # Saved: x only where the backward rebuilds v from it (a reference to
         # the input, no copy), the recorded sequence (an output) and M-sized lanes.
         ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
@@ -406,7 +412,7 @@ class _Scan(torch.autograd.Function):
                       _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
                       _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin,
                       config.leak, config.reset, config.record_pre, config.strict, config.smooth,
-                      config.replay, config.surrogate, want_scale, _launch.TILE, _launch.constants(dtype))
+                      config.replay, config.surrogate, want_scale, _launch.constants(dtype))
         neurons = recorded.shape[-1]
         wants = (*ctx.needs_input_grad[2:4], want_scale)
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None

@@ -27,6 +27,8 @@ import math
 
 from numba import njit
 
+from ._parameters import lane_value
+
 from snnref import registry
 
 KINDS = {key: row.kernel_id for key, row in registry.SURROGATES.items()}
@@ -102,11 +104,11 @@ def derivative_row(u, a, f, dF_da, kind, c):
     scalar too."""
     if kind == SIGMOID:
         for i in range(u.shape[0]):
-            f[i], dF_da[i] = derivatives(u[i], a[i], kind, c)
+            f[i], dF_da[i] = derivatives(u[i], lane_value(a, i), kind, c)
         return
     kinds = kind_flags(kind)
     for i in range(u.shape[0]):
-        f[i], dF_da[i] = algebraic_derivatives(u[i], a[i], kinds, c)
+        f[i], dF_da[i] = algebraic_derivatives(u[i], lane_value(a, i), kinds, c)
 
 
 @njit(cache=True, error_model="numpy")
