@@ -74,6 +74,16 @@ def test_single_valued_parameters_give_the_bits_of_the_same_values_per_neuron(ke
         assert np.array_equal(single[name], lanes[name]), name
 
 
+def test_tiles_hold_at_most_TILE_lanes_and_leave_no_thread_without_one(monkeypatch):
+    monkeypatch.setattr(_launch, "_THREADS", [2])
+    assert _launch.tile_lanes(1 << 20) == _launch.TILE
+    # Two threads, 2^15 lanes: two tiles of 2^14, not one of 2^15.
+    assert _launch.tile_lanes(1 << 15) == 1 << 14
+    assert _launch.tile_lanes(100) == 64
+    monkeypatch.setattr(_launch, "TILE", 4)
+    assert _launch.tile_lanes(15) == 4
+
+
 def test_auto_runs_the_cpu_scans_on_cpu_tensors():
     row = registry.model("tether.LIF")
     assert backend._check_backend(row, "auto", X) == "cpu"

@@ -4,11 +4,11 @@ reduction and thread control.
 
 Layout.  A time-major tensor of shape (T, ..., N) is viewed as a (T, M) array
 with M = x[0].numel() lanes (lane m is neuron m mod N of batch row m div N).
-Initial states, and parameters unless each holds a single value (``parameters``),
-are expanded to one value per lane, (M,), so a kernel never divides lane
-indices: these are M values against the T * M of the sequences.  A cotangent has T rows, or one
-when it is the same at every step (``cotangent``): a kernel reads its row
-``t % rows``.
+Initial states, and parameters unless each holds a single value
+(``parameters``), are expanded to one value per lane, (M,), so a kernel never
+divides lane indices: these are M values against the T * M of the sequences.
+A cotangent has T rows, or one when it is the same at every step
+(``cotangent``): a kernel reads its row ``t % rows``.
 
 Tiles.  A kernel cuts the lanes into tiles of ``TILE`` (the last one partial)
 and runs the whole time loop inside a tile (its state stays in cache);
