@@ -4,7 +4,8 @@
     python tools/bench_cpu.py --quick      # N = 2^16, T = 100 only, 3 rounds
     python tools/bench_cpu.py --full       # also T = 1000 at N = 2^20 (4 GB per sequence)
     python tools/bench_cpu.py --sizes 1048576:100 --threads 1   # one configuration
-    python tools/bench_cpu.py --sizes 65536:100,65536:1000 --no-peers   # flatness in T
+    python tools/bench_cpu.py --flatness   # the cpu backend at three sizes, interleaved: max/min
+    python tools/bench_cpu.py --flatness --sizes 65536:100,1048576:100 --threads 1   # chosen sizes
 
 With peers at N = 2^20 the process peaks near 20 GB (SpikingJelly and Norse
 keep every step's tensors for their backward): run it on a machine with room.
@@ -44,6 +45,13 @@ the ratio to the fastest peer (snnTorch, SpikingJelly, Norse), to the torch
 backend and, for reused buffers, to the copy; the machine's load average before
 and after; the peak memory of one forward+backward at T = 1000, N = 2^16 in
 units of one (T, N) float32 sequence.  Timings are reported, never asserted.
+
+Flatness (``--flatness``): the grid measures one size after another, so the
+machine's drift over minutes enters a ratio between sizes.  This mode runs the
+cpu backend's forward+backward (fresh outputs) at N = 2^16, T = 100; N = 2^16,
+T = 1000 and N = 2^20, T = 100 interleaved, every size once per round in a
+rotated order, and prints the median ns per neuron-step of each, whole calls
+and the kernels alone, and max/min over the sizes.
 """
 
 from __future__ import annotations
@@ -241,6 +249,13 @@ def _threads(count):
     cpu.set_threads(count)
 
 
+def _drive(model, neurons, steps):
+    """The benchmark's input: (T, N) Gaussian drive, the same on every run."""
+    generator = torch.Generator().manual_seed(0)
+    mean, spread = (0.4, 0.6) if model == "tether.LIF" else (1.0, 0.6)
+    return torch.randn(steps, neurons, generator=generator) * spread + mean
+
+
 def measure(model, phase, neurons, steps, threads, rounds, peers):
     """{implementation: median seconds} of one configuration, measured interleaved."""
     _threads(threads)
@@ -248,10 +263,8 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     # the machine needs that memory back.
     gc.collect()
     _launch.release_memory()
-    generator = torch.Generator().manual_seed(0)
-    drive = (0.4, 0.6) if model == "tether.LIF" else (1.0, 0.6)
-    x = torch.randn(steps, neurons, generator=generator) * drive[1] + drive[0]
     backward = phase == "forward+backward"
+    x = _drive(model, neurons, steps)
     kernel_laps = []
     runs = {
         "cpu (fresh outputs)": snnref_step(model, "cpu", backward),
@@ -275,6 +288,43 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     # The warm-up's lap is not a timed call.
     medians["cpu kernels (reused)"] = statistics.median(kernel_laps[1:])
     return medians
+
+
+FLATNESS_SIZES = ((2**16, 100), (2**16, 1000), (2**20, 100))
+
+
+def flatness(model, threads, rounds, sizes=FLATNESS_SIZES):
+    """{(N, T): (whole, kernels)}: median seconds per neuron-step of the cpu
+    backend's forward+backward with fresh outputs, and of its kernels alone,
+    the sizes measured interleaved (each once per round, the order rotated)."""
+    _threads(threads)
+    gc.collect()
+    _launch.release_memory()
+    inputs = {size: _drive(model, *size) for size in sizes}
+    laps = {size: [] for size in sizes}
+    runs = {size: snnref_step(model, "cpu", True, laps=laps[size]) for size in sizes}
+    whole = {size: [] for size in sizes}
+    for size in sizes:
+        runs[size](inputs[size])  # warm up: compile, the output blocks of this size
+    order = list(sizes)
+    for index in range(rounds):
+        for size in order[index % len(order):] + order[:index % len(order)]:
+            gc.collect()
+            start = time.perf_counter()
+            runs[size](inputs[size])
+            whole[size].append(time.perf_counter() - start)
+    # The warm-up's lap is not a timed call.
+    return {(n, t): (statistics.median(whole[(n, t)]) / (n * t), statistics.median(laps[(n, t)][1:]) / (n * t))
+            for n, t in sizes}
+
+
+def flatness_line(model, threads, per_step):
+    """One printed line of ``flatness``'s result, with max/min over the sizes."""
+    cells = " | ".join(f"N={n} T={t}: {whole * 1e9:.2f} (kernels {kernels * 1e9:.2f})"
+                       for (n, t), (whole, kernels) in per_step.items())
+    spread = [max(v) / min(v) for v in zip(*per_step.values())]
+    return (f"flatness {model}, {threads} thread(s), ns per neuron-step, forward+backward, fresh outputs: {cells}; "
+            f"max/min {spread[0]:.2f} (kernels {spread[1]:.2f})")
 
 
 def _rss_kib(field):
@@ -345,25 +395,33 @@ def main(argv=None, write=lambda line: print(line, flush=True)):
     parser.add_argument("--sizes", help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
     parser.add_argument("--threads", help="thread counts, comma-separated (default 1,2; --quick 1)")
     parser.add_argument("--models", help="registry models, comma-separated (default: tether.LIF,hxtorch.cuba_lif)")
+    parser.add_argument("--flatness", action="store_true",
+                        help="only the cpu backend at three sizes, interleaved (default 7 rounds): max/min per step")
     args = parser.parse_args(argv)
     sizes = [tuple(int(v) for v in pair.split(":")) for pair in args.sizes.split(",")] if args.sizes else None
     threads = tuple(int(v) for v in args.threads.split(",")) if args.threads else None
     models = args.models.split(",") if args.models else None
-    rounds = args.rounds or (3 if args.quick else 5)
+    rounds = args.rounds or (3 if args.quick else 7 if args.flatness else 5)
     missing = [p for p in PEERS if _optional(p) is None]
     write(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average before: "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; peers missing: {', '.join(missing) or 'none'}")
     results = {}
-    write(HEADER)
-    for config in grid(args.quick, args.full, sizes, threads, models):
-        results[config] = measure(*config, rounds, not args.no_peers)
-        table({config: results[config]}, write)  # each configuration as soon as it is measured
-        gc.collect()
-    for model in MODELS:
-        peaks = peak_memory(model)
-        if peaks:
-            write(f"peak memory of one forward+backward, {model}, T=1000, N=2^16 (x included), in (T, N) float32 "
-                  "sequences: " + ", ".join(f"{k} {v:.2f}" for k, v in peaks.items()))
+    if args.flatness:
+        for model in models or MODELS:
+            for count in threads or (1, 2):
+                results[(model, count)] = flatness(model, count, rounds, sizes or FLATNESS_SIZES)
+                write(flatness_line(model, count, results[(model, count)]))
+    else:
+        write(HEADER)
+        for config in grid(args.quick, args.full, sizes, threads, models):
+            results[config] = measure(*config, rounds, not args.no_peers)
+            table({config: results[config]}, write)  # each configuration as soon as it is measured
+            gc.collect()
+        for model in MODELS:
+            peaks = peak_memory(model)
+            if peaks:
+                write(f"peak memory of one forward+backward, {model}, T=1000, N=2^16 (x included), in (T, N) "
+                      "float32 sequences: " + ", ".join(f"{k} {v:.2f}" for k, v in peaks.items()))
     write(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return results
 
