@@ -1,4 +1,5 @@
-"""The ``@triton.jit`` helpers that several kernel families share.
+"""The device functions (``common.device_function``, a ``@triton.jit``) that
+several kernel families share.
 
 Every helper computes in float32 whatever the storage dtype, and each has a
 single return statement: the GPU compiler types every return of a jit function
@@ -14,13 +15,13 @@ alike, which the interpreter does not check (tests/test_kernels_compile.py does)
 
 from __future__ import annotations
 
-import triton
 import triton.language as tl
 
+from .common import device_function
 from .surrogates import surrogate
 
 
-@triton.jit
+@device_function
 def load_param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
     """Eq. (1)."""
     if PER_NEURON:
@@ -30,7 +31,7 @@ def load_param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
     return value
 
 
-@triton.jit
+@device_function
 def spike(u, a, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """Eq. (2): (s, f, dF)."""
     f, F, dF = surrogate(u, a, KIND)

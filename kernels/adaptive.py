@@ -35,10 +35,11 @@ from snnref.leak import decay_of
 
 from . import _launch
 from ._jit import load_param, spike
+from .common import device_function
 from .surrogates import kind_id
 
 
-@triton.jit
+@device_function
 def _distance(m, r):
     """The threshold A = 1 + r and the distance u = (m - A) / A, as the spike sees them."""
     big_a = 1.0 + r

@@ -34,16 +34,17 @@ import triton.language as tl
 
 from . import _launch
 from ._jit import load_param, spike
+from .common import device_function
 from .surrogates import kind_id, surrogate
 
 
-@triton.jit
+@device_function
 def _distance(v, a, theta, beta):
     # One expression for both scans, so the backward's u is bit-identical.
     return v - (theta + beta * a)
 
 
-@triton.jit
+@device_function
 def _fired(v, a, theta, beta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """The forward's spike (the reset spike unless replayed), recomputed in the backward."""
     s, f, dF = spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)

@@ -43,6 +43,7 @@ import triton.language as tl
 
 from . import _launch, common
 from ._jit import spike
+from .common import device_function
 from .surrogates import kind_id
 
 BRANCHES = ("q", "k", "v")
@@ -54,7 +55,7 @@ BRANCHES = ("q", "k", "v")
 NUM_WARPS = 8
 
 
-@triton.jit
+@device_function
 def _branch_param(ptr, C: tl.constexpr, offs, mask, D, PER_NEURON: tl.constexpr):
     """Branch C's value of a stacked parameter: row C of (3, D), or entry C of (3,)."""
     # One return: the GPU compiler types every return of a jit function alike.
@@ -65,14 +66,14 @@ def _branch_param(ptr, C: tl.constexpr, offs, mask, D, PER_NEURON: tl.constexpr)
     return value
 
 
-@triton.jit
+@device_function
 def _fired(v, theta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """The forward's spike from the pre-reset membrane (recomputed in the backward)."""
     s, f, dF = spike(v - theta, scale, KIND, STRICT, SMOOTH)
     return s
 
 
-@triton.jit
+@device_function
 def _branch_forward(z_ptr, p, lam, theta, scale, replay_ptr, spikes_ptr, v_rec_ptr, v_save_ptr, at, bat, mask,
                     SAVE_SEPARATE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
                     REPLAY: tl.constexpr, KIND: tl.constexpr):
@@ -94,7 +95,7 @@ def _branch_forward(z_ptr, p, lam, theta, scale, replay_ptr, spikes_ptr, v_rec_p
     return s, v * (1.0 - r)
 
 
-@triton.jit
+@device_function
 def _branch_params(lam_ptr, theta_ptr, scale_ptr, offs, mask, D, LAM_PER_NEURON: tl.constexpr,
                    THETA_PER_NEURON: tl.constexpr, SCALE_PER_NEURON: tl.constexpr):
     """Leak, threshold and arctan scale of the q, k and v branches."""
@@ -153,7 +154,7 @@ def _forward(z_q_ptr, z_k_ptr, z_v_ptr, s0_ptr, v0_ptr, lam_ptr, theta_ptr, scal
     tl.store(v_final_ptr + (lane + M + M), p_v.to(v_final_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@device_function
 def _branch_backward(g_s, f, dF, later, r, g_p, g_lam, g_theta, g_scale, lam, theta, scale, v0,
                      v_save_ptr, replay_ptr, g_v_rec_ptr, g_z_ptr, at, bat, M, mask,
                      STRICT: tl.constexpr, SMOOTH: tl.constexpr, REPLAY: tl.constexpr, KIND: tl.constexpr,

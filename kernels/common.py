@@ -1,5 +1,6 @@
-"""What every kernel family shares: launch checks and output allocation (the
-launch itself, block sizes and gradient buffers are in ``_launch``).
+"""What every kernel family shares: launch checks, output allocation and the
+decorator of device functions (the launch itself, block sizes and gradient
+buffers are in ``_launch``).
 
 Kernels run natively on CUDA tensors, and on CPU tensors under Triton's
 interpreter, which must be switched on (``TRITON_INTERPRET=1``) before the
@@ -11,8 +12,46 @@ from __future__ import annotations
 import os
 
 import torch
+import triton
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _direct_device_function_class():
+    """A subclass of the interpreter's jit function whose call runs the
+    rewritten body directly, or None where this Triton's interpreter does not
+    have the ``InterpretedFunction.rewrite`` it relies on."""
+    interpreted = getattr(getattr(triton.runtime, "interpreter", None), "InterpretedFunction", None)
+    if interpreted is None or not callable(getattr(interpreted, "rewrite", None)):
+        return None
+
+    class DirectDeviceFunction(interpreted):
+        def __call__(self, *args, **kwargs):
+            return self.rewrite()(*args, **kwargs)
+
+    return DirectDeviceFunction
+
+
+_DIRECT = _direct_device_function_class()
+
+
+def device_function(fn):
+    """``triton.jit`` for a function that kernels call and nothing launches.
+
+    On a GPU it is ``triton.jit`` itself.  Under the interpreter, Triton's own
+    call of a device function first re-applies its patches of
+    ``triton.language``, inspecting every member of the language modules:
+    about 1 ms a call here, and the kernels call device functions at every
+    step, so that was a third of the Triton rows of ``snnref verify`` (tether.LIF:
+    23,844 calls).  The launch that runs the calling kernel has applied those
+    patches already, for its whole grid, and a device function shares the
+    kernel's ``triton.language``; so a device function of this package runs
+    its rewritten body directly (the same code, the same results: a test
+    compares both calls).  With another Triton, Triton's own call."""
+    jitted = triton.jit(fn)
+    if _DIRECT is not None and isinstance(jitted, _DIRECT.__mro__[1]):
+        jitted.__class__ = _DIRECT
+    return jitted
 MAX_NEURONS = 2**31 - 1  # lane offsets are int32; time offsets are int64
 
 

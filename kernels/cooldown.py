@@ -34,6 +34,7 @@ from snnref.leak import decay_of
 
 from . import _launch
 from ._jit import load_param, spike
+from .common import device_function
 from .surrogates import kind_id, surrogate
 
 # exp(x) = 2^n exp(r), r = x - n ln 2, with ln 2 split Cody-Waite style: LN2_HI
@@ -44,13 +45,13 @@ LN2_HI = tl.constexpr(0.693359375)
 LN2_LO = tl.constexpr(-2.12194440e-4)
 
 
-@triton.jit
+@device_function
 def _pow2(k):
     """2^k for an integer-valued float k in [-126, 127], from its exponent bits."""
     return ((k.to(tl.int32) + 127) << 23).to(tl.float32, bitcast=True)
 
 
-@triton.jit
+@device_function
 def _exp(x):
     # On NVIDIA GPUs tl.exp(x) is ex2.approx(x log2 e): rounding the product
     # costs up to |x| / 2 ulp, some 44 ulp next to the float32 overflow at 88.7.
@@ -64,7 +65,7 @@ def _exp(x):
     return tl.exp(r) * _pow2(half) * _pow2(n - half)
 
 
-@triton.jit
+@device_function
 def _sign(offs, N, HALF):
     """+1 on the first N // 2 units of the last axis, -1 on the rest."""
     return tl.where(offs % N < HALF, 1.0, -1.0)

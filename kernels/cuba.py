@@ -67,6 +67,7 @@ from snnref import registry
 
 from . import _launch, common
 from ._jit import load_param
+from .common import device_function
 from .surrogates import kind_id, surrogate
 
 # The kernels' pointer for each stop-gradient value, in the spec family's order;
@@ -78,12 +79,12 @@ DETACHED = dict(reset_spike="zb", refractory_mask="m", refractory_carry="c", inj
 STARTS = {None: 0, "leak": 1, "reset": 2}
 
 
-@triton.jit
+@device_function
 def _held(ptr, at, mask):
     return tl.load(ptr + at, mask=mask, other=0.0).to(tl.float32)
 
 
-@triton.jit
+@device_function
 def _stop(computed, ptr, at, mask, REPLAY: tl.constexpr, RECORD: tl.constexpr):
     """A stop-gradient value: the caller's when replaying, else computed (and recorded)."""
     if REPLAY:
@@ -95,7 +96,7 @@ def _stop(computed, ptr, at, mask, REPLAY: tl.constexpr, RECORD: tl.constexpr):
     return value
 
 
-@triton.jit
+@device_function
 def _inject(model, obs_ptr, offset_ptr, at, mask, REPLAY: tl.constexpr, RECORD: tl.constexpr):
     """The observation in value; the offset (observation - model) is the stop-gradient."""
     if REPLAY:
@@ -108,7 +109,7 @@ def _inject(model, obs_ptr, offset_ptr, at, mask, REPLAY: tl.constexpr, RECORD: 
     return value
 
 
-@triton.jit
+@device_function
 def _start(v0_ptr, offs, mask, leak, reset, V0_FROM: tl.constexpr):
     """The initial membrane: the state tensor, or the leak (1) or reset (2)
     parameter, broadcast to the block (a scalar parameter is one value, and
@@ -122,7 +123,7 @@ def _start(v0_ptr, offs, mask, leak, reset, V0_FROM: tl.constexpr):
     return v0
 
 
-@triton.jit
+@device_function
 def _advance(v, i, r, at, mask, leak, a, theta, reset, alpha,
              v_obs_ptr, z_obs_ptr, zb_ptr, m_ptr, c_ptr, dv_ptr, dv_ref_ptr, dz_ptr, dz_ref_ptr,
              LEAK: tl.constexpr, SPIKING: tl.constexpr, REFRACTORY: tl.constexpr,
@@ -176,7 +177,7 @@ def _advance(v, i, r, at, mask, leak, a, theta, reset, alpha,
     return base, u, zb, m, c, z, v_new
 
 
-@triton.jit
+@device_function
 def _coefficients(a_ptr, b_ptr, leak_ptr, reset_ptr, theta_ptr, alpha_ptr, k_ptr, offs, mask, N,
                   A_PER_NEURON: tl.constexpr, B_PER_NEURON: tl.constexpr, LEAK_PER_NEURON: tl.constexpr,
                   RESET_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr, ALPHA_PER_NEURON: tl.constexpr,
@@ -261,7 +262,7 @@ def _forward(x_ptr, v0_ptr, i0_ptr, r0_ptr,
         tl.store(r_final_ptr + offs, r.to(r_final_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
+@device_function
 def _previous(keep_ptr, initial, at, later, earlier, M):
     """The state a step started from: the kept sequence one step back, or the
     initial state at step 0 (``later`` is at >= M, false only there)."""

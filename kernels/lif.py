@@ -28,6 +28,7 @@ from snnref.leak import leak_factor
 
 from . import _launch
 from ._jit import load_param, spike
+from .common import device_function
 from .surrogates import kind_id
 
 # The compile-time RESET of the registry row's Reset: none, hard to 0 with the
@@ -49,7 +50,7 @@ def _reset_id(row):
                      "use backend='torch' or 'cpu'")
 
 
-@triton.jit
+@device_function
 def _post_reset(v, s, r, theta, RESET: tl.constexpr):
     """Eq. (4): the post-reset membrane v+ (r: the detached reset spike)."""
     if RESET == 1:

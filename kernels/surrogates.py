@@ -1,4 +1,5 @@
-"""One ``@triton.jit`` surrogate for every registry surrogate, chosen by a compile-time id.
+"""One surrogate device function (``common.device_function``, a ``@triton.jit``)
+for every registry surrogate, chosen by a compile-time id.
 
 ``surrogate(u, a, KIND)`` returns ``(f, F, dF)`` in float32: the bump used in the
 backward, its primitive (the smooth twin's forward step) and the gradient of a
@@ -10,10 +11,11 @@ the kernel tests instead of computing something else.
 
 from __future__ import annotations
 
-import triton
 import triton.language as tl
 
 from snnref import registry
+
+from .common import device_function
 
 # A tl.constexpr: the GPU compiler refuses plain module globals in kernels.
 PI = tl.constexpr(3.141592653589793)
@@ -24,7 +26,7 @@ def kind_id(key: str) -> int:
     return registry.surrogate(key).kernel_id
 
 
-@triton.jit
+@device_function
 def _atan(x):
     # atan(x) = sign(x) pi/2 - atan(1/|x|) beyond 1, then one half-angle step
     # atan(y) = 2 atan(y / (1 + sqrt(1 + y^2))) brings |y| below tan(pi/8) = 0.414,
@@ -41,7 +43,7 @@ def _atan(x):
     return tl.where(x < 0, -result, result)
 
 
-@triton.jit
+@device_function
 def _fast(u, a):
     d = 1.0 + a * tl.abs(u)
     # u / (1 + a|u|) as sign(u) / (1/|u| + a): finite for every u (|u| is
@@ -51,7 +53,7 @@ def _fast(u, a):
     return 1.0 / (d * d), 0.5 + sign * q, -sign * q * q
 
 
-@triton.jit
+@device_function
 def surrogate(u, a, KIND: tl.constexpr):
     if KIND == 0:  # arctan
         w = PI * a * u
