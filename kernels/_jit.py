@@ -27,7 +27,7 @@ def load_param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
     if PER_NEURON:
         value = tl.load(ptr + offs % N, mask=mask, other=0.0).to(tl.float32)
     else:
-        value = tl.load(ptr).to(tl.float32) + tl.zeros_like(offs).to(tl.float32)
+        value = tl.load(ptr).to(tl.float32) + (offs * 0).to(tl.float32)
     return value
 
 

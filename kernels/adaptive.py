@@ -103,15 +103,15 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
     a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     m0 = tl.load(m0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     r0 = tl.load(r0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_m = tl.zeros([BLOCK], dtype=tl.float32)
-    g_r = tl.zeros([BLOCK], dtype=tl.float32)
+    g_m = tl.full([BLOCK], 0.0, tl.float32)
+    g_r = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_M_FINAL:
         g_m = tl.load(g_m_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     if HAS_G_R_FINAL:
         g_r = tl.load(g_r_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_beta = tl.zeros([BLOCK], dtype=tl.float32)
-    g_beta_thr = tl.zeros([BLOCK], dtype=tl.float32)
-    g_gamma = tl.zeros([BLOCK], dtype=tl.float32)
+    g_beta = tl.full([BLOCK], 0.0, tl.float32)
+    g_beta_thr = tl.full([BLOCK], 0.0, tl.float32)
+    g_gamma = tl.full([BLOCK], 0.0, tl.float32)
     # Element offsets in int64 from the last step (LAST = (T - 1) M) down.
     at = offs.to(tl.int64) + LAST
     for _ in range(T):

@@ -115,17 +115,17 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
     scale = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     # dL/dp (post-reset membrane) and dL/da[t+1], entering from the final state.
-    g_p = tl.zeros([BLOCK], dtype=tl.float32)
+    g_p = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_V_FINAL:
         g_p = tl.load(g_v_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_a = tl.zeros([BLOCK], dtype=tl.float32)
+    g_a = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_A_FINAL:
         g_a = tl.load(g_a_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_lam_v = tl.zeros([BLOCK], dtype=tl.float32)
-    g_lam_a = tl.zeros([BLOCK], dtype=tl.float32)
-    g_theta = tl.zeros([BLOCK], dtype=tl.float32)
-    g_beta = tl.zeros([BLOCK], dtype=tl.float32)
-    g_scale = tl.zeros([BLOCK], dtype=tl.float32)
+    g_lam_v = tl.full([BLOCK], 0.0, tl.float32)
+    g_lam_a = tl.full([BLOCK], 0.0, tl.float32)
+    g_theta = tl.full([BLOCK], 0.0, tl.float32)
+    g_beta = tl.full([BLOCK], 0.0, tl.float32)
+    g_scale = tl.full([BLOCK], 0.0, tl.float32)
     # Element offsets in int64 from the last step (LAST = (T - 1) M) down.
     at = offs.to(tl.int64) + LAST
     # Step t's saved v, a and reset spike; each iteration reads step t-1's and

@@ -62,7 +62,7 @@ def _branch_param(ptr, C: tl.constexpr, offs, mask, D, PER_NEURON: tl.constexpr)
     if PER_NEURON:
         value = tl.load(ptr + C * D + offs % D, mask=mask, other=0.0).to(tl.float32)
     else:
-        value = tl.load(ptr + C).to(tl.float32) + tl.zeros_like(offs).to(tl.float32)
+        value = tl.load(ptr + C).to(tl.float32) + (offs * 0).to(tl.float32)
     return value
 
 
@@ -203,25 +203,25 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
     v0_k = tl.load(v0_ptr + (lane + M), mask=mask, other=0.0).to(tl.float32)
     v0_v = tl.load(v0_ptr + (lane + M + M), mask=mask, other=0.0).to(tl.float32)
     # Adjoints of the post-reset membranes and of S, entering from the final state.
-    g_p_q = tl.zeros([BLOCK], dtype=tl.float32)
-    g_p_k = tl.zeros([BLOCK], dtype=tl.float32)
-    g_p_v = tl.zeros([BLOCK], dtype=tl.float32)
+    g_p_q = tl.full([BLOCK], 0.0, tl.float32)
+    g_p_k = tl.full([BLOCK], 0.0, tl.float32)
+    g_p_v = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_V_FINAL:
         g_p_q = tl.load(g_v_final_ptr + lane, mask=mask, other=0.0).to(tl.float32)
         g_p_k = tl.load(g_v_final_ptr + (lane + M), mask=mask, other=0.0).to(tl.float32)
         g_p_v = tl.load(g_v_final_ptr + (lane + M + M), mask=mask, other=0.0).to(tl.float32)
-    g_S = tl.zeros([BLOCK], dtype=tl.float32)
+    g_S = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_S_FINAL:
         g_S = tl.load(g_s_final_ptr + lane, mask=mask, other=0.0).to(tl.float32)
-    g_lam_q = tl.zeros([BLOCK], dtype=tl.float32)
-    g_lam_k = tl.zeros([BLOCK], dtype=tl.float32)
-    g_lam_v = tl.zeros([BLOCK], dtype=tl.float32)
-    g_theta_q = tl.zeros([BLOCK], dtype=tl.float32)
-    g_theta_k = tl.zeros([BLOCK], dtype=tl.float32)
-    g_theta_v = tl.zeros([BLOCK], dtype=tl.float32)
-    g_scale_q = tl.zeros([BLOCK], dtype=tl.float32)
-    g_scale_k = tl.zeros([BLOCK], dtype=tl.float32)
-    g_scale_v = tl.zeros([BLOCK], dtype=tl.float32)
+    g_lam_q = tl.full([BLOCK], 0.0, tl.float32)
+    g_lam_k = tl.full([BLOCK], 0.0, tl.float32)
+    g_lam_v = tl.full([BLOCK], 0.0, tl.float32)
+    g_theta_q = tl.full([BLOCK], 0.0, tl.float32)
+    g_theta_k = tl.full([BLOCK], 0.0, tl.float32)
+    g_theta_v = tl.full([BLOCK], 0.0, tl.float32)
+    g_scale_q = tl.full([BLOCK], 0.0, tl.float32)
+    g_scale_k = tl.full([BLOCK], 0.0, tl.float32)
+    g_scale_v = tl.full([BLOCK], 0.0, tl.float32)
     # From the last step down (LAST = (T - 1) M).
     at = lane + LAST
     # Step t's membranes and reset spikes; each iteration reads step t-1's and hands them on.
@@ -242,7 +242,7 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
         s_v, f_v, dF_v = spike(v_v - theta_v, scale_v, KIND, STRICT, SMOOTH)
         # o = s_q S and S[t] = S[t-1] + s_k s_v.
         S = tl.load(s_save_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        g_o = tl.zeros([BLOCK], dtype=tl.float32)
+        g_o = tl.full([BLOCK], 0.0, tl.float32)
         if HAS_G_O:
             g_o = tl.load(g_o_ptr + at, mask=mask, other=0.0).to(tl.float32)
         g_S += g_o * s_q

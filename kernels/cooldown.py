@@ -115,10 +115,10 @@ def _backward(x_ptr, m_saved_ptr, m0_ptr, beta_ptr, scale_ptr,
     a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
     sgn = _sign(offs, N, HALF)
     m0 = tl.load(m0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_m = tl.zeros([BLOCK], dtype=tl.float32)
+    g_m = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_FINAL:
         g_m = tl.load(g_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_beta = tl.zeros([BLOCK], dtype=tl.float32)
+    g_beta = tl.full([BLOCK], 0.0, tl.float32)
     # Element offsets in int64 from the last step (LAST = (T - 1) M) down.
     at = offs.to(tl.int64) + LAST
     for _ in range(T):

@@ -298,7 +298,7 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
     r0 = 0.0 * v0
     if REFRACTORY:
         r0 = tl.load(r0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    zeros = tl.zeros([BLOCK], dtype=tl.float32)
+    zeros = tl.full([BLOCK], 0.0, tl.float32)
     g_v = zeros
     g_i = zeros
     g_r_final = zeros

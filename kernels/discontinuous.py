@@ -53,7 +53,7 @@ def _backward(x_ptr, theta_ptr, scale_ptr, g_spikes_ptr, g_x_ptr, g_theta_ptr, T
     mask = offs < M
     theta = load_param(theta_ptr, offs, mask, N, THETA_PER_NEURON)
     a = load_param(scale_ptr, offs, mask, N, SCALE_PER_NEURON)
-    g_theta = tl.zeros([BLOCK], dtype=tl.float32)
+    g_theta = tl.full([BLOCK], 0.0, tl.float32)
     # No state couples the steps, so they are visited in storage order.
     at = offs.to(tl.int64)
     for t in range(T):

@@ -121,12 +121,12 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
     if LEAK:
         lam = load_param(lam_ptr, offs, mask, N, LAM_PER_NEURON)
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_p = tl.zeros([BLOCK], dtype=tl.float32)
+    g_p = tl.full([BLOCK], 0.0, tl.float32)
     if HAS_G_FINAL:
         g_p = tl.load(g_final_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    g_lam = tl.zeros([BLOCK], dtype=tl.float32)
-    g_theta = tl.zeros([BLOCK], dtype=tl.float32)
-    g_scale = tl.zeros([BLOCK], dtype=tl.float32)
+    g_lam = tl.full([BLOCK], 0.0, tl.float32)
+    g_theta = tl.full([BLOCK], 0.0, tl.float32)
+    g_scale = tl.full([BLOCK], 0.0, tl.float32)
     # Element offsets in int64 from the last step (LAST = (T - 1) M) down.
     at = offs.to(tl.int64) + LAST
     for _ in range(T):
@@ -138,7 +138,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             r = s
         if HAS_G_RECORD and not RECORD_PRE:
             g_p += tl.load(g_record_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        g_s = tl.zeros([BLOCK], dtype=tl.float32)
+        g_s = tl.full([BLOCK], 0.0, tl.float32)
         if HAS_G_SPIKES:
             g_s = tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32)
         if RESET == 1:

@@ -62,7 +62,8 @@ def surrogate(u, a, KIND: tl.constexpr):
         F = _atan(w) / PI + 0.5
         dF = u / d
     elif KIND == 1:  # sigmoid
-        s = tl.sigmoid(a * u)
+        # tl.sigmoid's expression, not its call (see common.device_function).
+        s = 1.0 / (1.0 + tl.exp(-(a * u)))
         bump = s * (1.0 - s)
         f = a * bump
         F = s
