@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import warnings
 
 import torch
@@ -52,6 +53,10 @@ def finite(tensor) -> bool:
     """
     if tensor.numel() == 0:
         return True
+    if tensor.numel() == 1:
+        # A single value (a parameter, most often): one conversion instead of
+        # three small ops, which each call of simulate paid per parameter.
+        return math.isfinite(tensor.detach().item())
     tensor = tensor.detach()
     wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
     # (1)

@@ -46,6 +46,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import itertools
 import math
 import sys
@@ -157,6 +158,13 @@ class _Blocks:
 _BLOCKS = _Blocks(limit=4 << 30)
 
 
+@functools.lru_cache(maxsize=None)
+def numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    """The NumPy dtype of a torch dtype (asked of torch once per dtype: a few
+    microseconds that each call of a scan paid about ten times)."""
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
 def empty(shape, dtype) -> torch.Tensor:
     """A new CPU tensor for a kernel's output.  Small ones come from torch; one of
     1 MiB and more is cut from a block of ``_BLOCKS`` (the memory of an output
@@ -165,7 +173,7 @@ def empty(shape, dtype) -> torch.Tensor:
     count = 1
     for extent in shape:
         count *= int(extent)
-    itemsize = torch.empty((), dtype=dtype).element_size()
+    itemsize = numpy_dtype(dtype).itemsize
     if count * itemsize < _CACHED_FROM:
         return torch.empty(shape, dtype=dtype)
     block = _BLOCKS.take(count * itemsize + _PAGE)
@@ -236,7 +244,7 @@ def lane_array(shape, dtype) -> np.ndarray:
 def empty_lanes(shape, dtype) -> torch.Tensor:
     """A new CPU tensor of one step's shape (a final state or an initial
     state's gradient): a ``lane_array`` the kernels write into."""
-    return torch.from_numpy(lane_array(shape, torch.empty((), dtype=dtype).numpy().dtype))
+    return torch.from_numpy(lane_array(shape, numpy_dtype(dtype)))
 
 
 def per_lane(value: torch.Tensor, step_shape) -> np.ndarray:
@@ -259,12 +267,12 @@ def parameters(values, step_shape) -> list:
 def constants(dtype) -> np.ndarray:
     """1 and pi in the compute dtype: a kernel reads its constants from here, so
     that no Python float literal promotes float32 arithmetic to float64."""
-    return np.array([1.0, math.pi], dtype=torch.empty((), dtype=dtype).numpy().dtype)
+    return np.array([1.0, math.pi], dtype=numpy_dtype(dtype))
 
 
 def placeholder(dtype, rank: int) -> np.ndarray:
     """A stand-in for an absent optional array (its flag says not to read it)."""
-    return np.zeros((1,) * rank, dtype=torch.empty((), dtype=dtype).numpy().dtype)
+    return np.zeros((1,) * rank, dtype=numpy_dtype(dtype))
 
 
 def optional(tensor, dtype, rank: int = 2):
