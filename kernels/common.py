@@ -9,55 +9,12 @@ kernels are imported: ``triton.jit`` reads it when a kernel is defined.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
-import triton
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _direct_device_function_class():
-    """A subclass of the interpreter's jit function whose call runs the
-    rewritten body directly, or None where this Triton's interpreter does not
-    have the ``InterpretedFunction.rewrite`` it relies on."""
-    interpreted = getattr(getattr(triton.runtime, "interpreter", None), "InterpretedFunction", None)
-    if interpreted is None or not callable(getattr(interpreted, "rewrite", None)):
-        return None
-
-    class DirectDeviceFunction(interpreted):
-        def __call__(self, *args, **kwargs):
-            return self.rewrite()(*args, **kwargs)
-
-    return DirectDeviceFunction
-
-
-_DIRECT = _direct_device_function_class()
-
-
-def device_function(fn):
-    """``triton.jit`` for a function that kernels call and nothing launches.
-
-    On a GPU it is ``triton.jit`` itself.  Under the interpreter, Triton's own
-    call of a device function first re-applies its patches of
-    ``triton.language``, inspecting every member of the language modules:
-    about 1 ms a call here, and the kernels call device functions at every
-    step, so that was a third of the Triton rows of ``snnref verify`` (tether.LIF:
-    23,844 calls).  The launch that runs the calling kernel has applied those
-    patches already, for its whole grid, and a device function shares the
-    kernel's ``triton.language``; so a device function of this package runs
-    its rewritten body directly (the same code, the same results: a test
-    compares both calls).  Where the interpreter lacks what this relies on
-    (``InterpretedFunction.rewrite``), Triton's own call.  For the same reason
-    the kernels write zeros as ``tl.full(shape, 0.0, dtype)`` (or ``offs * 0``)
-    and the sigmoid's expression instead of calling ``tl.zeros``,
-    ``tl.zeros_like`` and ``tl.sigmoid``,
-    jit functions of Triton's standard library (the same expressions there):
-    4,356 such calls in tether.LIF's row."""
-    jitted = triton.jit(fn)
-    if _DIRECT is not None and isinstance(jitted, _DIRECT.__mro__[1]):
-        jitted.__class__ = _DIRECT
-    return jitted
 MAX_NEURONS = 2**31 - 1  # lane offsets are int32; time offsets are int64
 
 
@@ -82,3 +39,51 @@ def empty(shape, dtype, device) -> torch.Tensor:
 def per_neuron(param: torch.Tensor) -> bool:
     """A parameter read per neuron (shape (N,)) rather than as one value."""
     return param.numel() > 1
+
+
+@functools.lru_cache(maxsize=None)
+def _direct_class():
+    """A subclass of the interpreter's jit function whose call runs the
+    rewritten body directly, or None where this Triton's interpreter does not
+    have the ``InterpretedFunction.rewrite`` it relies on."""
+    # Imported here, not above: the launch checks need no Triton.
+    import triton.runtime.interpreter as interpreter
+
+    interpreted = getattr(interpreter, "InterpretedFunction", None)
+    if interpreted is None or not callable(getattr(interpreted, "rewrite", None)):
+        return None
+
+    class DirectDeviceFunction(interpreted):
+        def __call__(self, *args, **kwargs):
+            return self.rewrite()(*args, **kwargs)
+
+    return DirectDeviceFunction
+
+
+def device_function(fn):
+    """``triton.jit`` for a function that kernels call and nothing launches.
+
+    On a GPU it is ``triton.jit`` itself.  Under the interpreter, Triton's own
+    call of a device function first re-applies its patches of
+    ``triton.language``, inspecting every member of the language modules:
+    about 1 ms a call here, and the kernels call device functions at every
+    step (23,844 calls in tether.LIF's row of ``snnref verify``), a third of
+    the Triton rows' time.  The launch that runs the calling kernel has
+    applied those patches already, for its whole grid, and a device function
+    shares the kernel's ``triton.language``; so a device function of this
+    package runs its rewritten body directly (the same code, the same
+    results: a test compares both calls).  Where the interpreter lacks what
+    this relies on (``InterpretedFunction.rewrite``), Triton's own call.
+
+    For the same reason the kernels write zeros as ``tl.full(shape, 0.0,
+    dtype)`` (or ``offs * 0``) and the sigmoid's expression rather than call
+    ``tl.zeros``, ``tl.zeros_like`` and ``tl.sigmoid``, jit functions of
+    Triton's standard library with those same expressions (4,356 calls in
+    that row)."""
+    import triton
+
+    jitted = triton.jit(fn)
+    direct = _direct_class() if INTERPRETED else None
+    if direct is not None and isinstance(jitted, direct.__mro__[1]):
+        jitted.__class__ = direct
+    return jitted

@@ -37,7 +37,7 @@ def _device_functions():
             continue
         module = importlib.import_module(f"snnref.kernels.{module_info.name}")
         found.extend(value for name, value in vars(module).items()
-                     if common._DIRECT is not None and type(value) is common._DIRECT
+                     if common._direct_class() is not None and type(value) is common._direct_class()
                      and value.fn.__module__ == module.__name__)
     return found
 
@@ -50,20 +50,20 @@ def tritons_own_call():
     @contextlib.contextmanager
     def switched():
         functions = _device_functions()
-        interpreted = common._DIRECT.__mro__[1]
+        interpreted = common._direct_class().__mro__[1]
         for function in functions:
             function.__class__ = interpreted
         try:
             yield functions
         finally:
             for function in functions:
-                function.__class__ = common._DIRECT
+                function.__class__ = common._direct_class()
 
     return switched
 
 
 def test_the_device_functions_are_called_directly_under_the_interpreter():
-    if not common.INTERPRETED or common._DIRECT is None:
+    if not common.INTERPRETED or common._direct_class() is None:
         pytest.skip("Triton's interpreter is off, or this Triton has no InterpretedFunction.rewrite")
     names = {function.fn.__name__ for function in _device_functions()}
     # The shared ones (kernels/_jit.py, kernels/surrogates.py) and each family's own.
@@ -72,14 +72,14 @@ def test_the_device_functions_are_called_directly_under_the_interpreter():
 
 @pytest.mark.parametrize("key", sorted(registry.MODELS))
 def test_direct_calls_give_the_bits_of_tritons_call(key, tritons_own_call):
-    if not common.INTERPRETED or common._DIRECT is None:
+    if not common.INTERPRETED or common._direct_class() is None:
         pytest.skip("Triton's interpreter is off, or this Triton has no InterpretedFunction.rewrite")
     row = registry.MODELS[key]
     case = _checks.random_case(key, np.random.default_rng(3), steps=5, batch=2, neurons=7, per_neuron=True,
                                inject=bool(row.inject))
     direct = _equivalence.run_backend(case, "triton", torch.float32)
     with tritons_own_call() as functions:
-        assert functions and all(type(f) is not common._DIRECT for f in functions)
+        assert functions and all(type(f) is not common._direct_class() for f in functions)
         patched = _equivalence.run_backend(case, "triton", torch.float32)
     assert direct.keys() == patched.keys()
     for name in direct:
