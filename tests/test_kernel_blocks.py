@@ -183,5 +183,8 @@ def test_a_program_blind_backward_is_caught_only_with_small_blocks(backend, monk
     case = small_block_case(mutant.models[0])
     # One program: the planted change is invisible, as it was to every other test.
     assert not _caught(case, backend, buffers), f"{mutant.name}: already caught by a single program"
-    with kernels.forced():
+    # The mutant computes the first block's lanes only: the per-lane gradient
+    # sums of the others stay unwritten memory, whose reduction may overflow
+    # (a warning, not the failure this test looks for).
+    with kernels.forced(), np.errstate(over="ignore", invalid="ignore"):
         assert _caught(case, backend, buffers), f"{mutant.name} survives {FORCED_LANES}-lane blocks"
