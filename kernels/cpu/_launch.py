@@ -19,7 +19,10 @@ per-lane sum runs in time order: results do not depend on the thread count.
 Threads.  The kernels are compiled serially (``@njit(nogil=True)``) and
 threaded here rather than with numba's ``prange``: each ``parallel=True``
 function costs seconds of extra compilation, and with 28 kernels (7 families,
-forward and backward, two dtypes) that was most of a cold start.
+forward and backward, two dtypes) that was most of a cold start.  The
+threads are torch's own OpenMP team where it can be entered (``_openmp``):
+torch's threads keep polling for work for milliseconds after each torch
+operation, and threads of the scans' own would share the cores with them.
 
 Parameter gradients.  A kernel accumulates each parameter's gradient per lane
 (in float64), and ``reduce_lanes`` sums the lanes into the parameter's shape
@@ -56,6 +59,8 @@ import numpy as np
 import torch
 
 from snnref import _machine
+
+from . import _openmp
 
 # Lanes per tile (at most).  A tile reads and writes each step's rows as runs of
 # TILE contiguous lanes, 4 MB apart at N = 2^20: short runs are slow (a
@@ -349,13 +354,17 @@ def run_tiles(kernel, lane_count: int, *args) -> None:
     """``kernel(*args, tile, first_tile, last_tile)`` over every tile of
     ``lane_count`` lanes, ``tile`` lanes each (``tile_lanes``): in this thread,
     or split into contiguous runs of tiles over the threads (the kernels
-    release the GIL).  Each lane belongs to one tile and is computed alone, so
-    neither the tile size nor the split changes a result."""
+    release the GIL): torch's OpenMP team (``_openmp``) where it can, else a
+    pool of this module's own.  Each lane belongs to one tile and is computed
+    alone, so neither the tile size nor the split changes a result."""
     tile = tile_lanes(lane_count)
     tiles = -(-lane_count // tile)
     workers = min(_THREADS[0], tiles)
     if workers <= 1:
         kernel(*args, tile, 0, tiles)
+        return
+    if _openmp.AVAILABLE:
+        _openmp.launch(kernel, args, tile, tiles, workers)
         return
     if not _POOL or _POOL[0][0] < workers:
         _POOL[:] = [(workers, concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="snnref-cpu"))]

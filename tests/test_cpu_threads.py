@@ -1,0 +1,118 @@
+"""The CPU scans' threads (kernels/cpu/_launch.run_tiles and _openmp): a
+parallel region of torch's own OpenMP team where torch runs on one, with the
+calling thread among its members; every tile run exactly once, also from
+inside a region; an error in any member raised in the caller; and a forked
+child, where the parent's team is gone, running on threads of its own.  That
+results are the same bits on one thread or two is tests/test_cpu.py's."""
+
+import os
+import threading
+import time
+
+import pytest
+import torch
+
+from snnref.kernels import cpu
+from snnref.kernels.cpu import _launch, _openmp
+
+pytestmark = pytest.mark.skipif(_launch.machine_threads() < 2, reason="a team needs two cores")
+
+# 256 lanes in tiles of 64 on two threads: four tiles, two per member.
+LANES, TILE, TILES = 256, 64, 4
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    monkeypatch.setattr(_launch, "TILE", TILE)
+    before = cpu.get_threads()
+    cpu.set_threads(2)
+    yield
+    cpu.set_threads(before)
+
+
+class Recorder:
+    """A stand-in kernel: records (label, thread, first tile, last tile) per call."""
+
+    def __init__(self):
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __call__(self, label, tile, first, last):
+        assert tile == TILE
+        with self.lock:
+            self.calls.append((label, threading.get_native_id(), first, last))
+
+    def tiles(self, label):
+        return sorted(index for name, _, first, last in self.calls if name == label for index in range(first, last))
+
+    def threads(self, label):
+        return {thread for name, thread, _, _ in self.calls if name == label}
+
+
+@pytest.mark.skipif(not torch.backends.openmp.is_available(), reason="this torch does not run on OpenMP")
+def test_the_scans_run_on_torchs_openmp_team_with_the_calling_thread_among_them(two_threads):
+    assert _openmp.AVAILABLE, "torch runs on OpenMP, but its runtime's GOMP_parallel is not among the global symbols"
+    kernel = Recorder()
+    _launch.run_tiles(kernel, LANES, "scan")
+    assert kernel.tiles("scan") == list(range(TILES))
+    # A team's member 0 is the thread that entered the region; a pool of
+    # threads of the scans' own leaves the caller waiting.
+    assert threading.get_native_id() in kernel.threads("scan")
+    assert len(kernel.threads("scan")) == 2
+
+
+def test_every_tile_runs_once_also_when_launched_from_inside_a_region(two_threads):
+    kernel = Recorder()
+
+    def outer(label, tile, first, last):
+        kernel(label, tile, first, last)
+        # Inside a region OpenMP runs a nested one as a team of one: its
+        # member must still take every tile.
+        _launch.run_tiles(kernel, LANES, f"inner {first}")
+
+    _launch.run_tiles(outer, LANES, "outer")
+    assert kernel.tiles("outer") == list(range(TILES))
+    starts = [first for name, _, first, _ in kernel.calls if name == "outer"]
+    for first in starts:
+        assert kernel.tiles(f"inner {first}") == list(range(TILES))
+
+
+def test_an_error_in_any_member_is_raised_in_the_caller(two_threads):
+    def failing(label, tile, first, last):
+        if first > 0:
+            raise ZeroDivisionError(f"planted in tiles {first}..{last}")
+
+    with pytest.raises(ZeroDivisionError, match="planted in tiles 2..4"):
+        _launch.run_tiles(failing, LANES, "scan")
+    # The team is usable afterwards.
+    kernel = Recorder()
+    _launch.run_tiles(kernel, LANES, "after")
+    assert kernel.tiles("after") == list(range(TILES))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_runs_its_tiles_on_threads_of_its_own(two_threads):
+    kernel = Recorder()
+    # A torch parallel operation and a scan in the parent: an OpenMP team that
+    # the child inherits without its threads.
+    torch.ones(1 << 22).sum()
+    _launch.run_tiles(kernel, LANES, "parent")
+    child = os.fork()
+    if child == 0:
+        code = 3
+        try:
+            _launch.run_tiles(kernel, LANES, "child")
+            code = 0 if kernel.tiles("child") == list(range(TILES)) and not _openmp.AVAILABLE else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, 9)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child's scan hung (it waited for the parent's OpenMP threads)")
+    assert os.waitstatus_to_exitcode(status) == 0
