@@ -308,11 +308,13 @@ def lane_sums(lane_count: int) -> np.ndarray:
 def reduce_lanes(per_lane_sums: np.ndarray, like: torch.Tensor, neurons: int) -> torch.Tensor:
     """Per-lane gradient sums reduced to the parameter ``like``'s shape and dtype,
     in a fixed order: over batch rows per neuron, then over neurons for a scalar."""
-    per_neuron = per_lane_sums.reshape(-1, max(neurons, 1)).sum(axis=0)
+    rows = per_lane_sums.reshape(-1, max(neurons, 1))
     if like.numel() == 1:
-        total = per_neuron.sum()
-        return torch.tensor(total, dtype=like.dtype).reshape(like.shape)
-    return torch.from_numpy(per_neuron).to(like.dtype).reshape(like.shape)
+        # With one batch row the row is its own sum over rows (the same bits),
+        # without the copy that sum(axis=0) makes.
+        per_neuron = rows[0] if rows.shape[0] == 1 else rows.sum(axis=0)
+        return torch.tensor(per_neuron.sum(), dtype=like.dtype).reshape(like.shape)
+    return torch.from_numpy(rows.sum(axis=0)).to(like.dtype).reshape(like.shape)
 
 
 def machine_threads() -> int:
