@@ -1,9 +1,11 @@
 """The CPU scans' threads (kernels/cpu/_launch.run_tiles and _openmp): a
 parallel region of torch's own OpenMP team where torch runs on one, with the
-calling thread among its members; every tile run exactly once, also from
-inside a region; an error in any member raised in the caller; and a forked
-child, where the parent's team is gone, running on threads of its own.  That
-results are the same bits on one thread or two is tests/test_cpu.py's."""
+calling thread among its members, else a pool of the scans' own.  On either:
+every tile run exactly once, also when a scan is launched from inside a
+launch; an error in any member raised in the caller; and a forked child,
+which has none of the parent's threads, running its tiles on threads of its
+own.  That results are the same bits on one thread or two is
+tests/test_cpu.py's."""
 
 import os
 import threading
@@ -28,6 +30,16 @@ def two_threads(monkeypatch):
     cpu.set_threads(2)
     yield
     cpu.set_threads(before)
+
+
+@pytest.fixture(params=["openmp", "pool"])
+def launcher(request, two_threads, monkeypatch):
+    """Each launcher in turn: torch's OpenMP team, and the pool used where
+    there is none."""
+    if request.param == "openmp" and not _openmp.AVAILABLE:
+        pytest.skip("torch's OpenMP runtime is not available here")
+    monkeypatch.setattr(_openmp, "AVAILABLE", request.param == "openmp")
+    return request.param
 
 
 class Recorder:
@@ -61,40 +73,49 @@ def test_the_scans_run_on_torchs_openmp_team_with_the_calling_thread_among_them(
     assert len(kernel.threads("scan")) == 2
 
 
-def test_every_tile_runs_once_also_when_launched_from_inside_a_region(two_threads):
+def test_every_tile_runs_once_also_when_launched_from_inside_a_launch(launcher):
     kernel = Recorder()
 
     def outer(label, tile, first, last):
         kernel(label, tile, first, last)
-        # Inside a region OpenMP runs a nested one as a team of one: its
-        # member must still take every tile.
+        # Inside a region OpenMP runs a nested one as a team of one, and a
+        # pool thread runs it itself (the pool's other threads may all be
+        # waiting): every tile must still be taken.
         _launch.run_tiles(kernel, LANES, f"inner {first}")
 
-    _launch.run_tiles(outer, LANES, "outer")
+    # From a thread of its own, so that a deadlock fails the test instead of
+    # hanging the run.
+    launching = threading.Thread(target=_launch.run_tiles, args=(outer, LANES, "outer"), daemon=True)
+    launching.start()
+    launching.join(timeout=60)
+    if launching.is_alive():
+        # Later tests get a new pool rather than the deadlocked one.
+        _launch._POOL.clear()
+        pytest.fail(f"a launch from inside a launch deadlocked ({launcher})")
     assert kernel.tiles("outer") == list(range(TILES))
     starts = [first for name, _, first, _ in kernel.calls if name == "outer"]
     for first in starts:
         assert kernel.tiles(f"inner {first}") == list(range(TILES))
 
 
-def test_an_error_in_any_member_is_raised_in_the_caller(two_threads):
+def test_an_error_in_any_member_is_raised_in_the_caller(launcher):
     def failing(label, tile, first, last):
         if first > 0:
             raise ZeroDivisionError(f"planted in tiles {first}..{last}")
 
     with pytest.raises(ZeroDivisionError, match="planted in tiles 2..4"):
         _launch.run_tiles(failing, LANES, "scan")
-    # The team is usable afterwards.
+    # The threads are usable afterwards.
     kernel = Recorder()
     _launch.run_tiles(kernel, LANES, "after")
     assert kernel.tiles("after") == list(range(TILES))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
-def test_a_forked_child_runs_its_tiles_on_threads_of_its_own(two_threads):
+def test_a_forked_child_runs_its_tiles_on_threads_of_its_own(launcher):
     kernel = Recorder()
-    # A torch parallel operation and a scan in the parent: an OpenMP team that
-    # the child inherits without its threads.
+    # A torch parallel operation and a scan in the parent: an OpenMP team, or
+    # a pool, that the child inherits without its threads.
     torch.ones(1 << 22).sum()
     _launch.run_tiles(kernel, LANES, "parent")
     child = os.fork()
@@ -114,5 +135,5 @@ def test_a_forked_child_runs_its_tiles_on_threads_of_its_own(two_threads):
     else:
         os.kill(child, 9)
         os.waitpid(child, 0)
-        pytest.fail("the forked child's scan hung (it waited for the parent's OpenMP threads)")
+        pytest.fail(f"the forked child's scan hung (it waited for the parent's {launcher} threads)")
     assert os.waitstatus_to_exitcode(status) == 0

@@ -52,6 +52,7 @@ import ctypes.util
 import functools
 import itertools
 import math
+import os
 import sys
 import threading
 
@@ -323,7 +324,25 @@ def machine_threads() -> int:
 
 
 _THREADS = [machine_threads()]
+# (workers, executor): the threads of the scans' own, where torch's OpenMP team
+# cannot be entered (``run_tiles``).
 _POOL = []
+# Marks the pool's threads: a scan launched from one runs there, serially (the
+# pool's other threads may all be waiting on the launch that holds this one).
+_POOL_THREAD = threading.local()
+
+
+def _mark_pool_thread():
+    _POOL_THREAD.marked = True
+
+
+def _forget_pool():
+    # A forked child has none of the parent's threads: it starts a pool of its own.
+    _POOL.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def check_threads(count) -> int:
@@ -362,14 +381,15 @@ def run_tiles(kernel, lane_count: int, *args) -> None:
     tile = tile_lanes(lane_count)
     tiles = -(-lane_count // tile)
     workers = min(_THREADS[0], tiles)
-    if workers <= 1:
+    if workers <= 1 or getattr(_POOL_THREAD, "marked", False):
         kernel(*args, tile, 0, tiles)
         return
     if _openmp.AVAILABLE:
         _openmp.launch(kernel, args, tile, tiles, workers)
         return
     if not _POOL or _POOL[0][0] < workers:
-        _POOL[:] = [(workers, concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="snnref-cpu"))]
+        _POOL[:] = [(workers, concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="snnref-cpu",
+                                                                    initializer=_mark_pool_thread))]
     bounds = [tiles * k // workers for k in range(workers + 1)]
     futures = [_POOL[0][1].submit(kernel, *args, tile, first, last) for first, last in zip(bounds, bounds[1:])]
     for future in futures:
