@@ -11,6 +11,7 @@ import os
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,6 +27,8 @@ LANES, TILE, TILES = 256, 64, 4
 @pytest.fixture
 def two_threads(monkeypatch):
     monkeypatch.setattr(_launch, "TILE", TILE)
+    # The stand-in kernels take no arrays: launch them on threads all the same.
+    monkeypatch.setattr(_launch, "PARALLEL_FROM", 0)
     before = cpu.get_threads()
     cpu.set_threads(2)
     yield
@@ -49,7 +52,8 @@ class Recorder:
         self.calls = []
         self.lock = threading.Lock()
 
-    def __call__(self, label, tile, first, last):
+    def __call__(self, label, *arrays_and_tiles):
+        *_, tile, first, last = arrays_and_tiles
         assert tile == TILE
         with self.lock:
             self.calls.append((label, threading.get_native_id(), first, last))
@@ -71,6 +75,17 @@ def test_the_scans_run_on_torchs_openmp_team_with_the_calling_thread_among_them(
     # threads of the scans' own leaves the caller waiting.
     assert threading.get_native_id() in kernel.threads("scan")
     assert len(kernel.threads("scan")) == 2
+
+
+def test_a_scan_smaller_than_PARALLEL_FROM_runs_in_the_calling_thread(launcher, monkeypatch):
+    monkeypatch.setattr(_launch, "PARALLEL_FROM", 1000)
+    kernel = Recorder()
+    # The largest array decides: (T, M) sequences of 999 and 1000 elements.
+    _launch.run_tiles(kernel, LANES, "small", np.zeros(4), np.zeros((27, 37)))
+    _launch.run_tiles(kernel, LANES, "large", np.zeros(4), np.zeros((25, 40)))
+    assert kernel.threads("small") == {threading.get_native_id()}
+    assert kernel.tiles("small") == kernel.tiles("large") == list(range(TILES))
+    assert kernel.threads("large") - {threading.get_native_id()}, "the large scan ran in the calling thread only"
 
 
 def test_every_tile_runs_once_also_when_launched_from_inside_a_launch(launcher):

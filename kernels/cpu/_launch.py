@@ -371,16 +371,28 @@ def tile_lanes(lane_count: int) -> int:
     return min(TILE, max(64, -(-per_thread // 64) * 64))
 
 
+# A scan whose largest array (a (T, M) sequence) holds fewer elements runs in
+# the calling thread: a launch on two threads costs about 80 us more than one
+# in this thread (the members take the GIL in turn to call the kernel).
+# tether.LIF forward+backward on one thread against two, here: 29% faster at
+# 102,400 neuron-steps, the same at 204,800, 25% slower at 819,200.
+PARALLEL_FROM = 1 << 18
+
+
 def run_tiles(kernel, lane_count: int, *args) -> None:
     """``kernel(*args, tile, first_tile, last_tile)`` over every tile of
-    ``lane_count`` lanes, ``tile`` lanes each (``tile_lanes``): in this thread,
-    or split into contiguous runs of tiles over the threads (the kernels
-    release the GIL): torch's OpenMP team (``_openmp``) where it can, else a
-    pool of this module's own.  Each lane belongs to one tile and is computed
-    alone, so neither the tile size nor the split changes a result."""
+    ``lane_count`` lanes, ``tile`` lanes each (``tile_lanes``): in this thread
+    (one tile, a scan smaller than ``PARALLEL_FROM``, a launch from a thread
+    of the pool), or split into contiguous runs of tiles over the threads
+    (the kernels release the GIL): torch's OpenMP team (``_openmp``) where it
+    can, else a pool of this module's own.  Each lane belongs to one tile and
+    is computed alone, so neither the tile size nor the split changes a
+    result."""
     tile = tile_lanes(lane_count)
     tiles = -(-lane_count // tile)
     workers = min(_THREADS[0], tiles)
+    if workers > 1 and max((a.size for a in args if isinstance(a, np.ndarray)), default=0) < PARALLEL_FROM:
+        workers = 1
     if workers <= 1 or getattr(_POOL_THREAD, "marked", False):
         kernel(*args, tile, 0, tiles)
         return
