@@ -6,9 +6,10 @@ whose threads keep polling for the next region for a while after each one
 scan on threads of its own then shares the cores with polling threads whenever
 a torch operation ran just before it, which in a training step is always (the
 layer before, the input's finiteness check, the loss).  Measured here,
-tether.LIF's kernels alone on two threads with a small torch sum before each,
-ns per neuron-step: N = 2^16, T = 100 took 1.53 against 1.25 at N = 2^20 with
-threads of their own; as a region of torch's team, 0.92 against 0.99.
+tether.LIF forward+backward on two threads, the scans alone, both launchers
+interleaved in one process (two runs), ns per neuron-step: at N = 2^16,
+T = 100 (a call of about 10 ms) 1.78-2.15 on threads of their own against
+1.13-1.40 on torch's team; at N = 2^20 1.10-1.17 against 1.03-1.11.
 
 How.  ``launch`` enters a parallel region through GCC's OpenMP entry point
 ``GOMP_parallel(body, data, threads, flags)``, which libgomp exports and the
