@@ -7,8 +7,9 @@
     python tools/bench_cpu.py --flatness   # the cpu backend at three sizes, interleaved: max/min
     python tools/bench_cpu.py --flatness --sizes 65536:100,1048576:100 --threads 1   # chosen sizes
 
-With peers at N = 2^20 the process peaks near 20 GB (SpikingJelly and Norse
-keep every step's tensors for their backward): run it on a machine with room.
+Each configuration of the grid runs in a fresh process; with peers at N = 2^20
+one peaks near 20 GB (SpikingJelly and Norse keep every step's tensors for
+their backward): run it on a machine with room.
     python -m pytest tools/bench_cpu.py --benchmark-only -p no:cacheprovider -s   # the same, under pytest-benchmark
 
 Side by side, measured interleaved (every implementation once per round, the
@@ -259,10 +260,6 @@ def _drive(model, neurons, steps):
 def measure(model, phase, neurons, steps, threads, rounds, peers):
     """{implementation: median seconds} of one configuration, measured interleaved."""
     _threads(threads)
-    # The earlier configurations' idle output blocks: with the peers at N = 2^20
-    # the machine needs that memory back.
-    gc.collect()
-    _launch.release_memory()
     backward = phase == "forward+backward"
     x = _drive(model, neurons, steps)
     kernel_laps = []
@@ -288,6 +285,15 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     # The warm-up's lap is not a timed call.
     medians["cpu kernels (reused)"] = statistics.median(kernel_laps[1:])
     return medians
+
+
+def measure_fresh(*config):
+    """``measure`` in a fresh interpreter.  In one process the peers' memory
+    at N = 2^20 stayed with the allocator after their tensors were freed, and
+    the grid was killed for memory (24 GB) during its second model."""
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as fresh:
+        return fresh.submit(measure, *config).result()
 
 
 FLATNESS_SIZES = ((2**16, 100), (2**16, 1000), (2**20, 100))
@@ -414,9 +420,8 @@ def main(argv=None, write=lambda line: print(line, flush=True)):
     else:
         write(HEADER)
         for config in grid(args.quick, args.full, sizes, threads, models):
-            results[config] = measure(*config, rounds, not args.no_peers)
+            results[config] = measure_fresh(*config, rounds, not args.no_peers)
             table({config: results[config]}, write)  # each configuration as soon as it is measured
-            gc.collect()
         for model in MODELS:
             peaks = peak_memory(model)
             if peaks:
