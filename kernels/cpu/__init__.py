@@ -7,7 +7,8 @@ neurons with the time loop inside the tile (tiles spread over threads by
 ``_launch.run_tiles``), and one autograd Function whose
 ``run(row, x, params, state, surrogate, inject, smooth, detached)`` has the
 contract of ``snnref/ops/<family>.py``.  ``_launch`` holds what they share:
-allocation, zero-copy views, the fixed-order gradient reduction, threads.
+allocation, zero-copy views, the fixed-order gradient reduction, threads
+(torch's own OpenMP team, entered by ``_openmp``, where there is one).
 
 Compiled kernels are cached next to the sources (``__pycache__``); where that
 folder is not writable numba caches under ``NUMBA_CACHE_DIR`` or, unset, a
