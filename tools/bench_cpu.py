@@ -287,13 +287,18 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     return medians
 
 
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a freshly spawned interpreter, its result returned."""
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as fresh:
+        return fresh.submit(function, *args).result()
+
+
 def measure_fresh(*config):
     """``measure`` in a fresh interpreter.  In one process the peers' memory
     at N = 2^20 stayed with the allocator after their tensors were freed, and
     the grid was killed for memory (24 GB) during its second model."""
-    spawn = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as fresh:
-        return fresh.submit(measure, *config).result()
+    return in_fresh_process(measure, *config)
 
 
 FLATNESS_SIZES = ((2**16, 100), (2**16, 1000), (2**20, 100))
@@ -360,12 +365,8 @@ def peak_memory(model, neurons=2**16, steps=1000):
     if not os.path.exists("/proc/self/clear_refs"):
         return {}
     unit = steps * neurons * 4
-    results = {}
-    spawn = multiprocessing.get_context("spawn")
-    for backend in ("cpu", "torch"):
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as fresh:
-            results[backend] = fresh.submit(_peak_in_this_process, model, backend, neurons, steps).result() / unit
-    return results
+    return {backend: in_fresh_process(_peak_in_this_process, model, backend, neurons, steps) / unit
+            for backend in ("cpu", "torch")}
 
 
 def grid(quick, full, sizes=None, threads=None, models=None):
