@@ -7,5 +7,6 @@ kernels, their ``SCAN`` declaration, its ``run`` and its
 autograd Function for every family: launch grid, buffers, optional
 cotangents, the parameter-gradient reduction) and ``common`` (launch checks,
 output allocation, ``device_function``: the decorator of every jit function a
-kernel calls).  ``cpu/`` holds the fused numba scans of the cpu backend.
+kernel calls) and ``_interpreter`` (whether Triton's interpreter can run them
+here).  ``cpu/`` holds the fused numba scans of the cpu backend.
 """

@@ -24,6 +24,15 @@ def check_launch(x: torch.Tensor) -> None:
     if x.device.type == "cpu" and not INTERPRETED:
         raise ValueError("backend: 'triton' on CPU tensors needs Triton's interpreter: set TRITON_INTERPRET=1 "
                          "before importing snnref, move the tensors to CUDA, or use backend='torch'")
+    if x.device.type == "cpu":
+        # Imported here: the launch checks need no Triton on CUDA tensors.
+        from . import _interpreter
+
+        fault = _interpreter.fault()
+        if fault is not None:
+            raise RuntimeError(f"backend: 'triton' on CPU tensors runs under Triton's interpreter, and here {fault}; "
+                               "upgrade triton, install numpy<2.4, move the tensors to CUDA, or use "
+                               "backend='cpu' or 'torch'")
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"x: the triton backend runs on CUDA (or CPU under the interpreter), got {x.device}")
     neurons = x[0].numel()

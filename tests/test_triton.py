@@ -23,7 +23,7 @@ from fixtures.kernel_mutants import KERNEL_MUTANTS
 from fixtures.torch_mutants import Mutant, planted
 import snnref
 from snnref import checks, equivalence, registry
-from snnref.kernels import common
+from snnref.kernels import _interpreter, common
 from snnref.kernels.surrogates import kind_id, surrogate
 from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
 
@@ -100,6 +100,34 @@ def test_every_registry_surrogate_has_its_branch(key):
 def test_an_id_without_a_branch_gives_nan():
     _, outputs = probe(len(registry.SURROGATES), 1.0)
     assert all(torch.isnan(o).all() for o in outputs)
+
+
+def test_the_interpreter_runs_a_loop_over_a_runtime_count():
+    assert _interpreter.fault() is None
+
+
+def test_an_interpreter_that_cannot_loop_is_named_before_any_launch(monkeypatch):
+    """Triton's interpreter before the fix of triton-lang/triton#9171 turned the
+    loop count into an int with int() of a one-element array, which NumPy 2.4
+    and later refuse (seen with Triton 3.6.0 and NumPy 2.5.2): that conversion
+    is planted into this Triton's interpreter."""
+    import triton.runtime.interpreter as interpreter
+
+    patch_tensor = interpreter._patch_lang_tensor
+
+    def unfixed(tensor, scope):
+        patch_tensor(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data))
+
+    monkeypatch.setattr(interpreter, "_patch_lang_tensor", unfixed)
+    _interpreter.fault.cache_clear()
+    try:
+        message = (r"backend: 'triton' on CPU tensors runs under Triton's interpreter, and here Triton \S+'s "
+                   r"interpreter cannot run a loop over a runtime count with NumPy \S+ .*triton-lang/triton#9171")
+        with pytest.raises(RuntimeError, match=message):
+            snnref.simulate("tether.LIF", torch.zeros(3, 2), backend="triton")
+    finally:
+        _interpreter.fault.cache_clear()
 
 
 def exact_threshold_case(key):
