@@ -50,9 +50,11 @@ units of one (T, N) float32 sequence.  Timings are reported, never asserted.
 Flatness (``--flatness``): the grid measures one size after another, so the
 machine's drift over minutes enters a ratio between sizes.  This mode runs the
 cpu backend's forward+backward (fresh outputs) at N = 2^16, T = 100; N = 2^16,
-T = 1000 and N = 2^20, T = 100 interleaved, every size once per round in a
-rotated order, and prints the median ns per neuron-step of each, whole calls
-and the kernels alone, and max/min over the sizes.
+T = 1000 and N = 2^20, T = 100 interleaved, every size three times in a row
+per round in a rotated order, and prints the median ns per neuron-step of
+each, whole calls and the kernels alone, and max/min over the sizes: once for
+the first call of each block (it follows another size's call, whose data fills
+the caches) and once for the calls that repeat a size.
 """
 
 from __future__ import annotations
@@ -257,6 +259,28 @@ def _drive(model, neurons, steps):
     return torch.randn(steps, neurons, generator=generator) * spread + mean
 
 
+def timed_rounds(runs, inputs, rounds, repeats=1):
+    """{name: [[seconds of each call] of each round]}: ``runs[name](inputs[name])``
+    ``repeats`` times in a row per round, the names' order rotated each round.
+    One garbage collection before the rounds, none between calls: a full
+    collection walks every Python object, and the call after it ran cold
+    (tether.LIF forward+backward on two threads at N = 64, T = 10: 1.39 ms
+    after a collection against 0.43 ms), a cost a training loop does not pay
+    every step."""
+    gc.collect()
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for index in range(rounds):
+        for name in names[index % len(names):] + names[:index % len(names)]:
+            block = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                runs[name](inputs[name])
+                block.append(time.perf_counter() - start)
+            times[name].append(block)
+    return times
+
+
 def measure(model, phase, neurons, steps, threads, rounds, peers):
     """{implementation: median seconds} of one configuration, measured interleaved."""
     _threads(threads)
@@ -271,16 +295,10 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     }
     if peers:
         runs.update(peer_steps(model, backward))
-    times = {name: [] for name in runs}
-    for name, run in runs.items():
+    for run in runs.values():
         run(x)  # warm up: compile, first touch of a reused pool
-    names = list(runs)
-    for index in range(rounds):
-        for name in names[index % len(names):] + names[:index % len(names)]:
-            gc.collect()
-            start = time.perf_counter()
-            runs[name](x)
-            times[name].append(time.perf_counter() - start)
+    times = {name: [block[0] for block in blocks]
+             for name, blocks in timed_rounds(runs, dict.fromkeys(runs, x), rounds).items()}
     medians = {name: statistics.median(values) * getattr(runs[name], "scale", 1.0) for name, values in times.items()}
     # The warm-up's lap is not a timed call.
     medians["cpu kernels (reused)"] = statistics.median(kernel_laps[1:])
@@ -305,37 +323,44 @@ FLATNESS_SIZES = ((2**16, 100), (2**16, 1000), (2**20, 100))
 
 
 def flatness(model, threads, rounds, sizes=FLATNESS_SIZES):
-    """{(N, T): (whole, kernels)}: median seconds per neuron-step of the cpu
-    backend's forward+backward with fresh outputs, and of its kernels alone,
-    the sizes measured interleaved (each once per round, the order rotated)."""
+    """{(N, T): ((whole, kernels) after another size, (whole, kernels) repeated)}:
+    median seconds per neuron-step of the cpu backend's forward+backward with
+    fresh outputs, and of its kernels alone.  Each round runs every size three
+    times in a row, the sizes' order rotated each round: the first call of a
+    size follows a call of another size (after one at N = 2^20 the caches hold
+    a gigabyte of another call's data, much of it written and not yet written
+    back), the later ones repeat it, as a training loop at one size does."""
     _threads(threads)
     gc.collect()
     _launch.release_memory()
     inputs = {size: _drive(model, *size) for size in sizes}
     laps = {size: [] for size in sizes}
     runs = {size: snnref_step(model, "cpu", True, laps=laps[size]) for size in sizes}
-    whole = {size: [] for size in sizes}
     for size in sizes:
         runs[size](inputs[size])  # warm up: compile, the output blocks of this size
-    order = list(sizes)
-    for index in range(rounds):
-        for size in order[index % len(order):] + order[:index % len(order)]:
-            gc.collect()
-            start = time.perf_counter()
-            runs[size](inputs[size])
-            whole[size].append(time.perf_counter() - start)
-    # The warm-up's lap is not a timed call.
-    return {(n, t): (statistics.median(whole[(n, t)]) / (n * t), statistics.median(laps[(n, t)][1:]) / (n * t))
-            for n, t in sizes}
+    repeats = 3
+    whole = timed_rounds(runs, inputs, rounds, repeats)
+    result = {}
+    for n, t in sizes:
+        # The warm-up's lap is not a timed call; the others line up with the rounds' blocks.
+        kernel_blocks = [laps[(n, t)][1 + i * repeats:1 + (i + 1) * repeats] for i in range(rounds)]
+        first = [(block[0], kernels[0]) for block, kernels in zip(whole[(n, t)], kernel_blocks)]
+        later = [pair for block, kernels in zip(whole[(n, t)], kernel_blocks) for pair in zip(block[1:], kernels[1:])]
+        result[(n, t)] = tuple(tuple(statistics.median(column) / (n * t) for column in zip(*pairs))
+                               for pairs in (first, later))
+    return result
 
 
 def flatness_line(model, threads, per_step):
-    """One printed line of ``flatness``'s result, with max/min over the sizes."""
-    cells = " | ".join(f"N={n} T={t}: {whole * 1e9:.2f} (kernels {kernels * 1e9:.2f})"
-                       for (n, t), (whole, kernels) in per_step.items())
-    spread = [max(v) / min(v) for v in zip(*per_step.values())]
-    return (f"flatness {model}, {threads} thread(s), ns per neuron-step, forward+backward, fresh outputs: {cells}; "
-            f"max/min {spread[0]:.2f} (kernels {spread[1]:.2f})")
+    """The printed lines of ``flatness``'s result, with max/min over the sizes."""
+    lines = []
+    for index, label in enumerate(("after another size", "repeated")):
+        cells = " | ".join(f"N={n} T={t}: {pair[index][0] * 1e9:.2f} (kernels {pair[index][1] * 1e9:.2f})"
+                           for (n, t), pair in per_step.items())
+        spread = [max(v) / min(v) for v in zip(*(pair[index] for pair in per_step.values()))]
+        lines.append(f"flatness {model}, {threads} thread(s), ns per neuron-step, forward+backward, fresh outputs, "
+                     f"{label}: {cells}; max/min {spread[0]:.2f} (kernels {spread[1]:.2f})")
+    return "\n".join(lines)
 
 
 def _rss_kib(field):
