@@ -106,6 +106,15 @@ def test_the_interpreter_runs_a_loop_over_a_runtime_count():
     assert _interpreter.fault() is None
 
 
+def test_verify_and_golden_checks_run_the_kernels_where_they_were_defined_to_run(monkeypatch):
+    """On a GPU machine with the interpreter on (the tests set it everywhere),
+    the checks hand the kernels CPU tensors; compiled, CUDA tensors."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert equivalence.kernel_device() == "cpu"
+    monkeypatch.setattr(common, "INTERPRETED", False)
+    assert equivalence.kernel_device() == "cuda"
+
+
 def test_an_interpreter_that_cannot_loop_is_named_before_any_launch(monkeypatch):
     """Triton's interpreter before the fix of triton-lang/triton#9171 turned the
     loop count into an int with int() of a one-element array, which NumPy 2.4

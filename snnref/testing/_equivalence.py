@@ -75,6 +75,15 @@ def _strided(x, dtype, device):
     return view
 
 
+def kernel_device() -> str:
+    """Where the triton backend is checked: CUDA where there is a GPU and the
+    kernels were defined compiled, else the CPU under Triton's interpreter
+    (``TRITON_INTERPRET=1`` at import, which the tests set on every machine)."""
+    from ..kernels import common
+
+    return "cuda" if torch.cuda.is_available() and not common.INTERPRETED else "cpu"
+
+
 def run_backend(case, backend, dtype, device="cpu", contiguous=True, implementation=None):
     """Outputs, final state and gradients of one case on a torch backend (or on
     ``implementation``, a callable with ``snnref.simulate``'s contract), as NumPy float64."""

@@ -429,8 +429,7 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
             from . import _equivalence as equivalence
 
             dtypes = (torch.float64, torch.float32) if backend in ("torch", "cpu") else (torch.float32,)
-            # The kernels run natively where there is a GPU (the interpreter is off there).
-            device = "cuda" if backend == "triton" and torch.cuda.is_available() else "cpu"
+            device = equivalence.kernel_device() if backend == "triton" else "cpu"
             for dtype in dtypes:
                 report = equivalence.compare(case, backend, dtype, device, reference=expected)
                 detail = f"{report.dtype}: worst {report.worst:.2f} of budget" + (

@@ -194,14 +194,14 @@ def verify_backend(key: str, backend: str, seed: int = 0, quick: bool = False, g
     """A production backend against the spec (``snnref.testing._equivalence``); gradcheck on
     the torch path (the kernels store no float64, which gradcheck needs).
     "cuda" is the torch path on CUDA tensors; "triton" runs on CUDA when there
-    is a GPU and under the interpreter on CPU otherwise."""
+    is a GPU and the interpreter is off, on CPU under the interpreter otherwise."""
     import torch
 
     from . import _equivalence as equivalence, _fd as gradcheck
 
     row = registry.model(key)
     result = ModelResult(row.key, backend)
-    device = "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
+    device = "cuda" if backend == "cuda" else equivalence.kernel_device() if backend == "triton" else "cpu"
     backend_name = "torch" if backend == "cuda" else backend
     dtypes = {"torch": (torch.float64, torch.float32), "cpu": (torch.float64, torch.float32),
               "triton": (torch.float32, torch.float16, torch.bfloat16)}[backend_name]
