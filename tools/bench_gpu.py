@@ -2,11 +2,12 @@
 
     python -m pytest tools/bench_gpu.py --benchmark-only -p no:cacheprovider
 
-For T in {100, 1000} and N up to 2^24 (as memory allows), float32: the Triton
-kernels, the torch path and a plain per-step torch loop, side by side on the
-same GPU (a size that does not fit the card's memory is reported as skipped).  Reported as achieved bytes per second (the bytes each pass must
-move at least, below) against the device's copy bandwidth measured in the same
-run (read + write of a 1 GiB tensor).  Skipped without CUDA.
+For T in {100, 1000} and N up to 2^24 (as memory allows: a size that does not
+fit the card is reported as skipped), float32: the Triton kernels, the torch
+path and a plain per-step torch loop, side by side on the same GPU.  Reported
+as achieved bytes per second (the bytes each pass must move at least, below)
+against the device's copy bandwidth measured in the same run (read + write of
+a 1 GiB tensor).  Skipped without CUDA.
 
 Bytes per neuron-step counted: forward reads x and writes the spikes and the
 recorded membrane (12 B; CUBA also writes the current: 16 B); forward+backward
