@@ -328,8 +328,8 @@ def flatness(model, threads, rounds, sizes=FLATNESS_SIZES):
     fresh outputs, and of its kernels alone.  Each round runs every size three
     times in a row, the sizes' order rotated each round: the first call of a
     size follows a call of another size (after one at N = 2^20 the caches hold
-    a gigabyte of another call's data, much of it written and not yet written
-    back), the later ones repeat it, as a training loop at one size does."""
+    that call's data), the later ones repeat it, as a training loop at one size
+    does."""
     _threads(threads)
     gc.collect()
     _launch.release_memory()
