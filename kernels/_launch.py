@@ -8,10 +8,11 @@ t M + m.  A launch runs
     (1) P = ceil(M / B) programs of B lanes, B = min(limit, next_pow2(M)),
 
 program k owning lanes k B to k B + B - 1 (the last block partial, its tail
-masked) for every time step.  The limit is 1024 lanes on a GPU and 16384 under
-the interpreter (large blocks amortise its per-operation cost), or what a test
-forces with ``block_size``: no realistic test shape reaches 16384 lanes, so
-without the override every interpreted test would run one program.
+masked) for every time step.  The limit is ``GPU_BLOCK`` (256) lanes on a GPU
+and 16384 under the interpreter (large blocks amortise its per-operation
+cost), or what a test forces with ``block_size``: no realistic test shape
+reaches 16384 lanes, so without the override every interpreted test would run
+one program.
 
 Optional cotangents.  A backward kernel takes one HAS_G_<NAME> flag per
 differentiable output; an absent cotangent's pointer is a stand-in tensor the
@@ -56,7 +57,18 @@ import triton
 
 from . import common
 
-GPU_BLOCK = 1024
+# Lanes per program on a GPU.  Measured on an H200 (132 multiprocessors):
+# tether.LIF and hxtorch.cuba_lif through backend="triton", float32, forward
+# and forward+backward, blocks of 64 to 2048 interleaved.  Where the kernels'
+# time shows (T = 1000 from N = 2^16, T = 100 from N = 2^18 to 2^24), 256 was
+# within 4% of the best block; 1024 left too few programs to fill the card at
+# N = 2^16 (forward+backward at T = 1000: tether.LIF 3.16 against 2.40 ms,
+# hxtorch.cuba_lif 3.04 against 2.71 ms).  256 against 1024 alone, 15 rounds:
+# from N = 2^20 up, 256 at most 3% slower (hxtorch.cuba_lif) and up to 12%
+# faster (tether.LIF forward+backward at T = 1000).
+# At smaller sizes a call's fixed cost (about 0.6 ms forward, 1.4-2 ms
+# forward+backward) hides the block.
+GPU_BLOCK = 256
 INTERPRETER_BLOCK = 16384
 # The lanes per program a test forces (None: the device's limit).
 _forced_block = [None]

@@ -42,10 +42,10 @@ import pytest
 import torch
 
 from snnref import registry
+from snnref.kernels._launch import GPU_BLOCK as BLOCK
 
 ARCH = 90  # H100
 WARP_SIZE = 32
-BLOCK = 1024  # snnref.kernels._launch.GPU_BLOCK, the lanes per program on a GPU
 WIDE = ("LAST", "TM")  # integer arguments that may pass 2^31 (then i64)
 TIMEOUT = 600  # seconds for the whole batch (it takes some 10-20 s on 2 cores)
 
