@@ -1,0 +1,102 @@
+"""The LIF family's CPU scans on 512-bit vectors (kernels/cpu/_vector_width.py):
+the function that calls ``wide_vectors()`` carries the two LLVM attributes
+(and not on the Skylake-SP-era cores left out), its tile loop compiles to zmm
+code on an AVX-512 target, and results are the bits of LLVM's own width."""
+
+import os
+import subprocess
+import sys
+
+import llvmlite.binding
+import numpy as np
+import pytest
+from numba import njit
+
+from snnref.kernels.cpu import _vector_width, lif
+
+AVX512 = llvmlite.binding.get_host_cpu_features().get("avx512f", False)
+WIDE_HOST = AVX512 and _vector_width.target_cpu() not in _vector_width.CLOCKED_DOWN
+
+
+def _tile_arguments(steps=7, lanes=301):
+    """Arguments of tether.LIF's float32 tile loops (``lif._forward_tile`` and
+    ``lif._backward_tile``) over one tile of ``lanes``: hard reset, v recorded
+    before it, arctan, single-valued parameters as the launcher passes them."""
+    rng = np.random.default_rng(4)
+    f32 = np.float32
+    x = (rng.normal(0.4, 0.6, (steps, lanes))).astype(f32)
+    lam, theta, scale = f32(0.9), f32(1.0), f32(2.0)
+    c = np.array([1.0, np.pi], f32)
+    spikes, recorded = np.empty_like(x), np.empty_like(x)
+    final = np.zeros(lanes, f32)
+    forward = (x, lam, theta, spikes, recorded, final, 0, lanes, lif.ZERO, True, False, c)
+    sums = [np.zeros(lanes) for _ in range(3)]
+    backward = (x, np.zeros(lanes, f32), lam, theta, scale, recorded, np.ones((1, lanes), f32),
+                np.zeros((1, lanes), f32), np.empty_like(x), np.zeros(lanes, f32), *sums, True, False,
+                0, lanes, lif.ZERO, True, False, 0, False, c)
+    return forward, backward
+
+
+def _fresh_copy(dispatcher, arguments):
+    """A copy of a compiled scan, compiled afresh (no cache) by a call with
+    ``arguments``, and the signature it was compiled for."""
+    copy = njit(error_model="numpy")(dispatcher.py_func)
+    copy(*arguments)
+    return copy, copy.signatures[0]
+
+
+def test_the_calling_function_gets_both_attributes(monkeypatch):
+    arguments = _tile_arguments()[0]
+    copy, signature = _fresh_copy(lif._forward_tile, arguments)
+    ir = copy.inspect_llvm(signature)
+    for attribute in _vector_width.WIDE:
+        assert attribute in ir
+    monkeypatch.setattr(_vector_width, "target_cpu", lambda: "cascadelake")
+    copy, signature = _fresh_copy(lif._forward_tile, arguments)
+    ir = copy.inspect_llvm(signature)
+    assert not any(attribute in ir for attribute in _vector_width.WIDE)
+
+
+@pytest.mark.skipif(not WIDE_HOST, reason="zmm code needs an AVX-512 target outside CLOCKED_DOWN")
+def test_the_lif_backward_tile_loop_runs_on_zmm_registers():
+    copy, signature = _fresh_copy(lif._backward_tile, _tile_arguments()[1])
+    assembly = copy.inspect_asm(signature)
+    assert "zmm" in assembly
+
+
+DIGEST = """
+import hashlib
+import torch
+import snnref
+from snnref.kernels.cpu._vector_width import target_cpu
+digest = hashlib.sha256()
+for model, surrogate in (("tether.LIF", "arctan"), ("tether.LIF", "sigmoid"), ("tether.PLIF", "fast_sigmoid"),
+                         ("rnnbuilder.LIF", "spike_linear"), ("qualia.ATIF", "sigmoid")):
+    for dtype in (torch.float32, torch.float64):
+        generator = torch.Generator().manual_seed(5)
+        x = (torch.randn(23, 3, 301, generator=generator, dtype=dtype) * 0.6 + 0.4).requires_grad_(True)
+        result = snnref.simulate(model, x, surrogate=surrogate, backend="cpu")
+        values = [result.outputs[name] for name in sorted(result.outputs)]
+        values += [result.final_state[name] for name in sorted(result.final_state)]
+        sum(v.sum() * (k + 1) for k, v in enumerate(values)).backward()
+        for value in values + [x.grad]:
+            digest.update(value.detach().numpy().tobytes())
+print(target_cpu(), digest.hexdigest())
+"""
+
+
+@pytest.mark.skipif(not WIDE_HOST, reason="one width only: no AVX-512 target outside CLOCKED_DOWN")
+def test_results_are_the_bits_of_llvms_own_width(tmp_path):
+    """The same calls compiled for this CPU (512-bit) and, in a fresh cache,
+    for cascadelake with this CPU's features (LLVM's 256-bit preference)."""
+    digests = []
+    for name, cache in ((None, None), ("cascadelake", tmp_path)):
+        env = dict(os.environ)
+        if name:
+            env.update(NUMBA_CPU_NAME=name, NUMBA_CACHE_DIR=str(cache))
+        done = subprocess.run([sys.executable, "-c", DIGEST], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        digests.append(done.stdout.split())
+    (wide_cpu, wide), (narrow_cpu, narrow) = digests
+    assert wide_cpu not in _vector_width.CLOCKED_DOWN and narrow_cpu == "cascadelake"
+    assert wide == narrow
