@@ -228,9 +228,14 @@ def peer_steps(model, backward):
     return steps
 
 
-# The copy reference moves at most this many float32 elements per call (256 MiB
-# each way: far beyond every cache) and is scaled to the scan's byte count.
-COPY_CAP = 1 << 26
+# The copy reference moves the scan's bytes, at most this many float32 elements
+# each way (1 GiB), scaled to the scan's byte count beyond that (CUBA's
+# forward+backward at N = 2^20, T = 100; T = 1000).  Not less: this machine's L3
+# holds 480 MiB, and after 2 GiB of other traffic a copy of 256 MiB each way
+# took 1.60-1.75 ns per 20 bytes on one thread against 1.98-2.48 for 1 GiB and
+# 2.44 for 2 GiB (0.82-0.85 against 0.92-0.95 on two): the scans' ratios to
+# the smaller copy came out 24-42% too high on one thread, 8-15% on two.
+COPY_CAP = 1 << 28
 
 
 def copy_step(model, phase, neurons, steps):
@@ -297,6 +302,11 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
         runs.update(peer_steps(model, backward))
     for run in runs.values():
         run(x)  # warm up: compile, first touch of a reused pool
+    # The pool's warm-up took the blocks that the fresh call's outputs had left,
+    # so the first timed fresh call touched new memory (712 page faults, 43 ns
+    # per neuron-step against 5.5 here after the peers): a second warm-up call
+    # touches the blocks that every later fresh call finds, as in a training loop.
+    runs["cpu (fresh outputs)"](x)
     times = {name: [block[0] for block in blocks]
              for name, blocks in timed_rounds(runs, dict.fromkeys(runs, x), rounds).items()}
     medians = {name: statistics.median(values) * getattr(runs[name], "scale", 1.0) for name, values in times.items()}
