@@ -55,6 +55,8 @@ from typing import Callable, FrozenSet, Iterator, Mapping, Optional, Sequence, T
 import torch
 import triton
 
+from snnref.second_order import first_order
+
 from . import common
 
 # Lanes per program on a GPU.  Measured on an H200 (132 multiprocessors):
@@ -191,6 +193,11 @@ class Scan:
     def inputs(self) -> Tuple[str, ...]:
         return self.tensors + self.params + self.constants
 
+    @property
+    def family(self) -> str:
+        """The family's name: the file stem its kernels live in (every layer's)."""
+        return self.forward.fn.__module__.rsplit(".", 1)[-1]
+
     def __call__(self, options: Mapping[str, object], untrained: Sequence[str] = (),
                  **inputs: Optional[torch.Tensor]) -> dict:
         """The outputs by name.  ``options``: the kernels' other compile-time
@@ -292,6 +299,7 @@ class _Scan(torch.autograd.Function):
         return tuple(outputs[output.name] for output in scan.outputs)
 
     @staticmethod
+    @first_order(lambda ctx: ctx.call.scan.family, "triton")
     def backward(ctx, *cotangents):
         call, layout = ctx.call, ctx.layout
         scan = call.scan

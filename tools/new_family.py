@@ -92,6 +92,8 @@ from __future__ import annotations
 
 import torch
 
+from ..second_order import first_order
+
 
 class _Scan(torch.autograd.Function):
     @staticmethod
@@ -104,7 +106,10 @@ class _Scan(torch.autograd.Function):
         ctx.save_for_backward(v0, decay, v)
         return v, v[-1].clone()
 
+    # Refused until tests/test_second_order.py shows autograd differentiates
+    # this backward right; then the family goes into TORCH_SECOND_ORDER instead.
     @staticmethod
+    @first_order("STEM", "torch")
     def backward(ctx, g_v_seq, g_final):
         v0, decay, v = ctx.saved_tensors
         g_x = torch.empty_like(v)
@@ -131,6 +136,8 @@ from __future__ import annotations
 
 import torch
 from numba import njit
+
+from snnref.second_order import first_order
 
 from . import _launch
 
@@ -177,6 +184,7 @@ class _Scan(torch.autograd.Function):
         return v, v[-1].clone()
 
     @staticmethod
+    @first_order("STEM", "cpu")
     def backward(ctx, g_v_seq, g_final):
         v0, decay, v = ctx.saved_tensors
         count = v[0].numel()

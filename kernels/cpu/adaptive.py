@@ -33,6 +33,7 @@ import torch
 from numba import njit
 
 from snnref.leak import decay_of
+from snnref.second_order import first_order
 
 from . import _launch
 from ._parameters import lane_value, tile_values
@@ -211,6 +212,7 @@ class _Scan(torch.autograd.Function):
         return spikes, m_rec, r_rec, m_final, r_final
 
     @staticmethod
+    @first_order("adaptive", "cpu")
     def backward(ctx, g_spikes, g_m_rec, g_r_rec, g_m_final, g_r_final):
         m_rec, r_rec, *parameters = ctx.saved_tensors
         dtype, count = m_rec.dtype, m_rec[0].numel()

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from numba import njit
 
+from snnref.second_order import first_order
+
 from . import _launch
 from ._parameters import lane_value, tile_values
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
@@ -248,6 +250,7 @@ class _Scan(torch.autograd.Function):
         return spikes, v_rec, a_rec, v_final, a_final
 
     @staticmethod
+    @first_order("alif", "cpu")
     def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final):
         v_rec, a_rec, *parameters = ctx.saved_tensors
         dtype, count = v_rec.dtype, v_rec[0].numel()

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from numba import njit
 
+from snnref.second_order import first_order
+
 from . import _launch
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
@@ -272,6 +274,7 @@ class _Scan(torch.autograd.Function):
         return out, context, context_final, v_rec, v_final, spikes
 
     @staticmethod
+    @first_order("attention", "cpu")
     def backward(ctx, g_out, g_context, g_context_final, g_v_rec, g_v_final, _):
         context, v_rec, *parameters = ctx.saved_tensors
         strict, smooth, replay, surrogate = ctx.config

@@ -44,6 +44,7 @@ import torch
 from numba import njit
 
 from snnref.leak import decay_of
+from snnref.second_order import first_order
 
 from . import _launch
 from .surrogates import derivatives, kind, step
@@ -202,6 +203,7 @@ class _Scan(torch.autograd.Function):
         return spikes, m_rec, m_final
 
     @staticmethod
+    @first_order("cooldown", "cpu")
     def backward(ctx, g_spikes, g_m_rec, g_m_final):
         x, m_rec, beta, gain = ctx.saved_tensors
         dtype, count = x.dtype, m_rec[0].numel()

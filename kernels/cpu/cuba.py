@@ -61,6 +61,7 @@ import torch
 from numba import njit
 
 from snnref import registry
+from snnref.second_order import first_order
 
 from . import _launch
 from ._parameters import lane_value, single_valued, tile_values
@@ -687,6 +688,7 @@ class _Scan(torch.autograd.Function):
         return tuple(sequences + finals[:3 if config.refractory else 2])
 
     @staticmethod
+    @first_order("cuba", "cpu")
     def backward(ctx, *grads):
         v_rec, i_rec, r_rec, *parameters = ctx.saved_tensors
         config = ctx.config

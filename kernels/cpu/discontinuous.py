@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from numba import njit
 
+from snnref.second_order import first_order
+
 from . import _launch
 from ._parameters import lane_value, tile_values
 from .surrogates import derivatives, kind, step
@@ -78,6 +80,7 @@ class _Fire(torch.autograd.Function):
         return spikes
 
     @staticmethod
+    @first_order("discontinuous", "cpu")
     def backward(ctx, g_spikes):
         x, theta = ctx.saved_tensors
         g_x = _launch.empty(x.shape, x.dtype)

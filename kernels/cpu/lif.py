@@ -54,6 +54,7 @@ from numba import njit
 
 from snnref.leak import leak_factor
 from snnref.registry import Output, Record, ResetKind
+from snnref.second_order import first_order
 
 from . import _launch
 from ._parameters import lane_value, tile_values
@@ -409,6 +410,7 @@ class _Scan(torch.autograd.Function):
         return spikes, recorded, final
 
     @staticmethod
+    @first_order("lif", "cpu")
     def backward(ctx, g_spikes, g_recorded, g_final):
         x, recorded, lam, theta, scale = ctx.saved_tensors
         config, lanes = ctx.config, ctx.lanes

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..second_order import first_order
 from .surrogates import Step
 
 BRANCHES = ("q", "k", "v")
@@ -91,6 +92,7 @@ class _Scan(torch.autograd.Function):
         return (out, context, S, *v_pre, *p, *spikes)
 
     @staticmethod
+    @first_order("attention", "torch")
     def backward(ctx, g_out, g_context, g_S_final, *grads):
         config = ctx.config
         n = len(BRANCHES)

@@ -24,6 +24,7 @@ import torch
 
 from ..leak import leak_factor
 from ..registry import Output, Record, Reset, ResetKind
+from ..second_order import first_order
 from .surrogates import Step
 
 
@@ -77,6 +78,7 @@ class _Scan(torch.autograd.Function):
         return spikes, recorded, p.clone()
 
     @staticmethod
+    @first_order("lif", "torch")
     def backward(ctx, g_spikes, g_recorded, g_final):
         v0, lam, theta, scale, v_pre, saved_spikes, replayed = ctx.saved_tensors
         config = ctx.config

@@ -1,12 +1,14 @@
-"""``torch.autograd.gradcheck`` on a model's smooth twin.
+"""``torch.autograd.gradcheck`` and ``gradgradcheck`` on a model's smooth twin.
 
 The smooth twin (forward step replaced by the surrogate's primitive, every
 stop-gradient value replayed from a base run) is an ordinary differentiable
 function of x, the differentiable parameters (trainable or not) and the
 initial states, so its
-autograd gradient must agree with torch's own finite differences.  Parameters
-are rescaled to order one first (hxtorch's time constants are about 1e-5,
-far below gradcheck's fixed perturbation).
+autograd gradient must agree with torch's own finite differences, and so must
+its second derivative where a backend differentiates its gradients
+(snnref/second_order.py).  Parameters are rescaled to order one first
+(hxtorch's time constants are about 1e-5, far below gradcheck's fixed
+perturbation).
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from .. import registry
 from ..backend import simulate
 
 
-def smooth_twin_gradcheck(case, backend="torch") -> bool:
+# gradcheck's perturbation and tolerances: float64 central differences of
+# order-one inputs are good to about eps^2 + ulp/eps, near 1e-10 here.
+EPS, ATOL, RTOL = 1e-6, 1e-7, 1e-5
+
+
+def _smooth_twin(case, backend):
+    """(the twin's outputs as a function of its inputs, those inputs)."""
     row = registry.model(case.model)
 
     def tensor(value, grad=False):
@@ -42,4 +50,14 @@ def smooth_twin_gradcheck(case, backend="torch") -> bool:
         return tuple(trace.outputs.values()) + tuple(trace.final_state.values()), trace.detached
 
     _, held = twin(*inputs)
-    return torch.autograd.gradcheck(lambda *v: twin(*v, detached=held)[0], inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+    return (lambda *values: twin(*values, detached=held)[0]), inputs
+
+
+def smooth_twin_gradcheck(case, backend="torch") -> bool:
+    return torch.autograd.gradcheck(*_smooth_twin(case, backend), eps=EPS, atol=ATOL, rtol=RTOL)
+
+
+def smooth_twin_gradgradcheck(case, backend="torch") -> bool:
+    """The derivative of the gradient (every input, random cotangents on every
+    output) against finite differences of the gradient."""
+    return torch.autograd.gradgradcheck(*_smooth_twin(case, backend), eps=EPS, atol=ATOL, rtol=RTOL)

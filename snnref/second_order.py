@@ -1,0 +1,102 @@
+"""Second-order gradients: computed where verified, refused elsewhere.
+
+A gradient taken with ``create_graph=True`` can be differentiated again (a
+gradient penalty, a meta-learning outer step).  That needs each scan's
+backward to be a function autograd can differentiate, and snnref's are not
+all that:
+
+- the cpu and Triton backends' backward scans are compiled kernels: a gradient
+  they return carries no graph, so a second derivative taken through it lacks
+  the scan's own terms, silently (tether.PLIF, float64, the sum of one
+  Hessian-vector product: 277.7, where finite differences of the gradient
+  give 603.7);
+- the torch path's reverse scans are torch code, and autograd differentiates
+  them correctly for the families in ``TORCH_SECOND_ORDER``, not for LIF and
+  attention (the LIF scan of rnnbuilder.LIF, which records the post-reset
+  membrane, reads the pre-reset one from a buffer outside the graph).
+
+Both claims are checked against finite differences of the first-order
+gradient (``torch.autograd.gradgradcheck`` on every model's smooth twin,
+tests/test_second_order.py).  Where a backward is first order, ``first_order``
+routes its gradients through ``_Refused`` when they are built with a graph:
+a second differentiation through them raises ``SecondOrderError``, naming the
+family, the backend and what does differentiate that family twice, instead of
+returning a wrong number.  Gradients taken without ``create_graph`` are
+untouched and cost nothing more.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+# The families whose torch-path backward autograd differentiates correctly.
+TORCH_SECOND_ORDER = frozenset({"adaptive", "alif", "cooldown", "cuba", "discontinuous"})
+
+
+class SecondOrderError(RuntimeError):
+    """A gradient from a first-order backward was differentiated again."""
+
+
+def _message(family: str, backend: str) -> str:
+    if backend != "torch" and family in TORCH_SECOND_ORDER:
+        alternative = "backend='torch' differentiates this family's gradients again"
+    else:
+        alternative = "no snnref backend differentiates this family's gradients again"
+    return (f"create_graph: a gradient from the {family} family's backward on backend {backend!r} was "
+            f"differentiated again; that backward is first order (its second derivative would lack the scan's "
+            f"own terms); {alternative}")
+
+
+class _Refused(torch.autograd.Function):
+    """Copies of the gradients whose own backward raises ``SecondOrderError``."""
+
+    @staticmethod
+    def forward(ctx, message, lead_count, *leads_and_gradients):
+        ctx.message = message
+        return tuple(gradient.clone() for gradient in leads_and_gradients[lead_count:])
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise SecondOrderError(ctx.message)
+
+
+def first_order(family, backend: str):
+    """Decorate a custom Function's ``backward`` whose gradients autograd
+    cannot differentiate again.  ``family``: the family's name, or a function
+    of ``ctx`` giving it (a Function that serves several families).
+
+    Autograd runs a backward with grad mode on exactly when the caller asked
+    for ``create_graph``.  Then the backward runs without recording, and each
+    gradient it returns goes through ``_Refused``, whose inputs also include
+    the Function's saved tensors that carry a graph (its inputs, or its
+    outputs, which lead back to them): autograd runs only the nodes on a path
+    to the tensors differentiated, and this puts ``_Refused`` on every path
+    from a gradient to the Function's inputs, even where the incoming
+    cotangent is a constant (a loss ``out.sum()``).  A Function that saved no
+    such tensor is refused at once, when the gradient is built."""
+
+    def decorate(backward):
+        @functools.wraps(backward)
+        def wrapped(ctx, *cotangents):
+            if not torch.is_grad_enabled():
+                return backward(ctx, *cotangents)
+            with torch.no_grad():
+                gradients = backward(ctx, *cotangents)
+            single = isinstance(gradients, torch.Tensor)
+            gradients = [gradients] if single else list(gradients)
+            present = [index for index, gradient in enumerate(gradients) if isinstance(gradient, torch.Tensor)]
+            if present:
+                message = _message(family(ctx) if callable(family) else family, backend)
+                leads = [saved for saved in ctx.saved_tensors if saved is not None and saved.requires_grad]
+                if not leads:
+                    raise SecondOrderError(message)
+                marked = _Refused.apply(message, len(leads), *leads, *(gradients[i] for i in present))
+                for index, gradient in zip(present, marked):
+                    gradients[index] = gradient
+            return gradients[0] if single else tuple(gradients)
+
+        return wrapped
+
+    return decorate

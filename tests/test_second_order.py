@@ -1,0 +1,94 @@
+"""A gradient differentiated again is either right or refused (snnref/second_order.py).
+
+For every model and backend: on the smooth twin, where the backend computes
+in float64, ``gradgradcheck`` compares the derivative of the gradient with
+finite differences of the gradient, and it must pass exactly where
+``TORCH_SECOND_ORDER`` says the torch path differentiates the family's
+gradients, and raise ``SecondOrderError`` everywhere else (the cpu backend's
+compiled scans always).  On the default step (H, the surrogate's gradient)
+and every backend, a second derivative of a gradient whose cotangent is a
+constant, the case that once gave a number without the scan's terms, must
+be refused likewise where the family is not differentiated twice.
+"""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+import snnref
+from snnref import registry
+from snnref.second_order import TORCH_SECOND_ORDER, SecondOrderError
+from snnref.testing import _checks as checks, _fd
+
+MODELS = sorted(registry.MODELS)
+# (backend, compute dtype of the checks, the package it needs)
+BACKENDS = (("torch", torch.float64, None), ("cpu", torch.float64, "numba"), ("triton", torch.float32, "triton"))
+
+
+def _backends(float64_only=False):
+    return [pytest.param(name, dtype, id=name,
+                         marks=pytest.mark.skip(f"{package} is not installed")
+                         if package and importlib.util.find_spec(package) is None else ())
+            for name, dtype, package in BACKENDS if dtype == torch.float64 or not float64_only]
+
+
+def _differentiated_twice(backend, key):
+    return backend == "torch" and registry.MODELS[key].family in TORCH_SECOND_ORDER
+
+
+def _case(key, surrogate=None):
+    row = registry.MODELS[key]
+    return checks.random_case(key, np.random.default_rng(5), steps=4, batch=2, neurons=3, surrogate=surrogate,
+                              per_neuron=True, inject=bool(row.inject))
+
+
+@pytest.mark.parametrize("backend, dtype", _backends(float64_only=True))
+@pytest.mark.parametrize("key", MODELS)
+def test_the_smooth_twins_second_derivative_is_right_or_refused(backend, dtype, key):
+    for surrogate in registry.MODELS[key].surrogates or (None,):
+        case = _case(key, surrogate)
+        if _differentiated_twice(backend, key):
+            assert _fd.smooth_twin_gradgradcheck(case, backend), surrogate
+        else:
+            with pytest.raises(SecondOrderError, match=f"{registry.MODELS[key].family} family's backward on "
+                                                       f"backend '{backend}'"):
+                _fd.smooth_twin_gradgradcheck(case, backend)
+
+
+def _first_and_second(key, backend, dtype):
+    """The gradient of the outputs' sum with respect to x, taken with
+    create_graph, and the gradient of that gradient's sum."""
+    case = _case(key)
+    x = torch.tensor(case.x, dtype=dtype, requires_grad=True)
+    params = {name: torch.tensor(np.asarray(value), dtype=dtype) for name, value in case.params.items()}
+    state = {name: torch.tensor(np.asarray(value), dtype=dtype) for name, value in case.state.items()}
+    inject = {name: torch.tensor(np.asarray(value), dtype=dtype) for name, value in case.inject.items()} \
+        if case.inject else None
+    trace = snnref.simulate(key, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
+    loss = sum(output.sum() for output in trace.outputs.values() if output.requires_grad)
+    # x ** 3 keeps the gradient in the graph whether or not the scan's part is.
+    gradient, = torch.autograd.grad(loss + (x ** 3).sum(), x, create_graph=True)
+    second, = torch.autograd.grad(gradient.sum(), x)
+    return gradient, second
+
+
+@pytest.mark.parametrize("backend, dtype", _backends())
+@pytest.mark.parametrize("key", MODELS)
+def test_a_gradient_of_a_constant_cotangent_is_not_differentiated_silently(backend, dtype, key):
+    if _differentiated_twice(backend, key):
+        gradient, second = _first_and_second(key, backend, dtype)
+        assert torch.isfinite(second).all()
+        return
+    with pytest.raises(SecondOrderError, match="create_graph: "):
+        _first_and_second(key, backend, dtype)
+
+
+def test_a_gradient_without_create_graph_is_the_scans_own():
+    """The refusal costs nothing without create_graph: the gradient is the
+    backward's tensor itself, with no graph."""
+    x = torch.rand(5, 2, 3, requires_grad=True)
+    loss = snnref.simulate("tether.PLIF", x, backend="cpu").outputs["out"].sum()
+    gradient, = torch.autograd.grad(loss, x)
+    assert gradient.grad_fn is None and not gradient.requires_grad
