@@ -41,6 +41,16 @@ def _family(row, backend="torch"):
     return importlib.import_module(f"{__package__}.{PACKAGES[backend]}.{row.family}")
 
 
+@torch.compiler.disable
+def _untraced_run(family, *args):
+    """``family.run(*args)`` for a fused backend, which torch.compile runs as
+    it is (a graph break around the call) instead of tracing into it.
+    Traced, the numba dispatcher crashed Dynamo ("exception table entry start
+    instruction has no offset", torch 2.13, tether.PLIF with backend="cpu"),
+    and so did the Triton interpreter's launch; the torch path traces."""
+    return family.run(*args)
+
+
 def finite(tensor) -> bool:
     """All values finite, by one reduction in the common case.
 
@@ -218,7 +228,9 @@ def simulate(
     check_input = getattr(family, "check_input", None)
     if check_input is not None:
         check_input(row, x, params)
-    outputs, final, used = family.run(row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
+    arguments_of_run = (row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
+    outputs, final, used = (family.run(*arguments_of_run) if backend == "torch"
+                            else _untraced_run(family, *arguments_of_run))
     if x.dtype in (torch.float16, torch.bfloat16) and not allow_nonfinite:
         # Half storage saturates to inf silently: a quantity that left its range is an error.
         for name, value in list(outputs.items()) + [(f"final {k}", v) for k, v in final.items()]:
