@@ -77,6 +77,19 @@ def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
 
+def _check_dense(label, tensor):
+    """A sparse, mkldnn or nested tensor holds no plain array of values: the
+    scans read one, and the torch path's indexing failed on them deep inside
+    torch ("copy_() between dense and sparse Tensors is not implemented",
+    "NestedTensorImpl doesn't support sizes", and for a sparse state "expected
+    a shape that broadcasts to (3,), got (3,)")."""
+    if tensor.is_nested:
+        raise ValueError(f"{label}: expected a dense (strided) tensor, got a nested tensor")
+    if tensor.layout != torch.strided:
+        raise ValueError(f"{label}: expected a dense (strided) tensor, got layout {tensor.layout}; "
+                         f"pass {label}.to_dense()")
+
+
 class TorchArrays:
     """``snnref.arguments``'s description of torch tensors: every value becomes a
     tensor of ``like``'s dtype and device (``reference`` names ``like`` in messages)."""
@@ -87,6 +100,7 @@ class TorchArrays:
 
     def convert(self, label, value):
         if isinstance(value, torch.Tensor):
+            _check_dense(label, value)
             arguments.check_like(label, _describe(value), _describe(self.like), self.reference)
             return value
         try:
@@ -158,6 +172,7 @@ def _check_backend(row, backend, x):
     """The backend that runs: "auto" is the Triton kernels for CUDA tensors they can
     store, the fused CPU scans for CPU tensors (torch where numba is missing)."""
     arguments.check_type("x", x, torch.Tensor, "a torch.Tensor", " (snnref.spec.simulate takes NumPy arrays)")
+    _check_dense("x", x)
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -191,7 +206,8 @@ def simulate(
     """Run ``model`` on the time-major tensor ``x`` of shape (T, ..., N).
 
     The arguments mean what they mean for ``snnref.spec.simulate``; values are
-    torch tensors (or numbers), all of ``x``'s dtype and device.  ``backend`` is
+    dense torch tensors (or numbers), all of ``x``'s dtype and device (a
+    sparse, mkldnn or nested tensor is refused by name).  ``backend`` is
     "torch", "triton", "cpu" or "auto" (the Triton kernels for CUDA tensors, the
     fused CPU scans for float32/float64 CPU tensors, torch otherwise; without
     numba "auto" warns once and runs torch on CPU).

@@ -34,6 +34,27 @@ def test_dtype_and_device_mismatches():
            "hxtorch.cuba_lif", X, inject={"v": X.double()})
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+def test_sparse_mkldnn_and_nested_tensors_are_refused_by_name(backend):
+    """Before this check they failed deep inside torch, a sparse state with
+    "expected a shape that broadcasts to (3,), got (3,)"."""
+    dense = r"expected a dense \(strided\) tensor, got"
+    x = torch.full((4, 3), 0.5)
+    raises(ValueError, rf"x: {dense} layout torch.sparse_coo; pass x.to_dense\(\)", "tether.LIF", x.to_sparse(),
+           backend=backend)
+    raises(ValueError, rf"x: {dense} layout torch.sparse_csr", "tether.LIF", x.to_sparse_csr(), backend=backend)
+    raises(ValueError, rf"x: {dense} layout torch._mkldnn", "tether.LIF", x.to_mkldnn(), backend=backend)
+    raises(ValueError, rf"x: {dense} a nested tensor", "tether.LIF", torch.nested.nested_tensor([x, x]),
+           backend=backend)
+    sparse = torch.full((3,), 0.9).to_sparse()
+    raises(ValueError, rf"params\['decay'\]: {dense} layout torch.sparse_coo", "tether.PLIF", x, {"decay": sparse},
+           backend=backend)
+    raises(ValueError, rf"state\['v'\]: {dense} layout torch.sparse_coo", "tether.PLIF", x, None, {"v": sparse},
+           backend=backend)
+    raises(ValueError, rf"inject\['v'\]: {dense} layout torch.sparse_coo", "hxtorch.cuba_lif", x,
+           inject={"v": x.to_sparse()}, backend=backend)
+
+
 def test_state_of_the_wrong_batch_size():
     raises(ValueError, r"state\['v'\]: expected a shape that broadcasts to \(2, 3\), got \(5, 3\)",
            "tether.LIF", X, None, {"v": torch.zeros(5, 3)})
