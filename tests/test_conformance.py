@@ -14,9 +14,11 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+import torch
 
+import snnref
 from snnref import cli, testing
-from snnref.testing import adapters, conformance
+from snnref.testing import Implementation, adapters, conformance, gate
 
 OFF_THRESHOLD = ("random", "wide", "long", "golden")
 
@@ -125,6 +127,19 @@ def test_a_run_that_returns_float32_for_float64_fails_on_dtype_and_a_crash_is_a_
     crash = SimpleNamespace(details={}, failures=["crashed: RuntimeError: dtype mismatch in the library"])
     assert conformance.quantity_at(crash, "tether.LIF")[0] == "crash"
 
+
+
+def test_a_library_that_writes_into_its_input_fails_on_inputs():
+    def halves_x_after_use(model, x, params, state, *, surrogate=None, inject=None):
+        result = snnref.simulate(model, x, params, state, surrogate=surrogate, inject=inject, backend="torch")
+        with torch.no_grad():
+            x.mul_(0.5)
+        return result
+
+    report = gate.run(Implementation(halves_x_after_use, "tether.LIF"), examples=1, kinds=("random",))
+    quantity, step, message = conformance.quantity_at(report.runs[0], "tether.LIF")
+    assert (quantity, step) == ("inputs", None)
+    assert message.startswith("x: modified in place by the implementation during its call"), message
 
 # snnref conformance
 

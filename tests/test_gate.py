@@ -104,6 +104,47 @@ def test_broken_results_are_named(name, message):
         testing.assert_conforms(getattr(outside_lif, name), "tether.LIF", kinds=("long",))
 
 
+def scribbles_on_x_after_use(model, x, params, state, *, surrogate=None, inject=None):
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    with torch.no_grad():
+        x.mul_(0.5)
+    return result
+
+
+def zeroes_the_state(model, x, params, state, *, surrogate=None, inject=None):
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    with torch.no_grad():
+        state["v"].zero_()
+    return result
+
+
+def scribbles_on_x_in_its_backward(model, x, params, state, *, surrogate=None, inject=None):
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    def scribble(gradient):
+        with torch.no_grad():
+            x[0].fill_(3.0)
+        return gradient
+
+    result.outputs["v"].register_hook(scribble)
+    return result
+
+
+@pytest.mark.parametrize("fn,message", [
+    (scribbles_on_x_after_use, r"x: modified in place by the implementation during its call \(\d+ of \d+ elements "
+                               r"changed, first at index \(0, 0, 0\)\)"),
+    (zeroes_the_state, r"state\['v'\]: modified in place by the implementation during its call"),
+    (scribbles_on_x_in_its_backward, r"x: modified in place by the implementation during its backward"),
+])
+def test_an_implementation_that_writes_into_its_inputs_fails_naming_the_input(fn, message):
+    """Their outputs and gradients are right (tether.LIF's torch path saves
+    neither x nor the state), so only the inputs' check catches them."""
+    report = gate.run(testing.Implementation(fn, "tether.LIF"), examples=1, kinds=("random",))
+    assert not report.passed
+    assert all(re.match(message, failure) for run in report.runs for failure in run.failures), report.text()
+    assert re.search(message, report.text()), report.text()
+
+
 def test_quantities_not_returned_are_listed():
     def spikes_only(model, x, params, state, *, surrogate=None, inject=None):
         result = outside_lif.correct(model, x, params, state, surrogate=surrogate)

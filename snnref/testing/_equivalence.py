@@ -75,6 +75,34 @@ def _strided(x, dtype, device):
     return view
 
 
+class InputModified(Exception):
+    """The implementation (or backend) wrote into one of its inputs."""
+
+
+# In every InputModified message, after the input's name.
+MODIFIED = "modified in place by the implementation during"
+
+
+def _snapshot(inputs):
+    return {label: tensor.detach().clone() for label, tensor in inputs.items()}
+
+
+def _check_unmodified(inputs, before, during):
+    """Every input as it was before the call (NaN where it was NaN): a kernel
+    that scribbles on x after reading it gives right outputs and gradients,
+    and the comparison alone would pass it."""
+    for label, tensor in inputs.items():
+        now, then = tensor.detach(), before[label]
+        if now.shape != then.shape:
+            raise InputModified(f"{label}: {MODIFIED} {during} (resized from {tuple(then.shape)} to "
+                                f"{tuple(now.shape)})")
+        changed = (now != then) & ~(now.isnan() & then.isnan())
+        if bool(changed.any()):
+            first = tuple(int(i) for i in torch.nonzero(changed)[0])
+            raise InputModified(f"{label}: {MODIFIED} {during} ({int(changed.sum())} of {changed.numel()} "
+                                f"elements changed, first at index {first})")
+
+
 def kernel_device() -> str:
     """Where the triton backend is checked: CUDA where there is a GPU and the
     kernels were defined compiled, else the CPU under Triton's interpreter
@@ -112,10 +140,14 @@ def _run(case, backend, dtype, device, contiguous, implementation):
             state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
                                          requires_grad=True)
     inject = {k: _tensor(v, dtype, device) for k, v in case.inject.items()} if case.inject else None
+    inputs = {"x": x, **{f"params[{k!r}]": v for k, v in params.items()},
+              **{f"state[{k!r}]": v for k, v in state.items()}, **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
+    before = _snapshot(inputs)
     if implementation is None:
         trace = simulate(case.model, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
     else:
         trace = implementation(case.model, x, params, state, surrogate=case.surrogate, inject=inject)
+    _check_unmodified(inputs, before, "its call")
     total, dropped = 0, []
     for key, cot in case.cotangents.items():
         source, name = (trace.final_state, key[len("final."):]) if key.startswith("final.") else (trace.outputs, key)
@@ -125,6 +157,8 @@ def _run(case, backend, dtype, device, contiguous, implementation):
         total = total + (_tensor(cot, dtype, device) * source[name]).sum()
     wrt = {"x": x, **{k: params[k] for k in differentiated}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
+    _check_unmodified(inputs, before, "its backward")
+
     def numpy(tensor):
         return tensor.detach().to("cpu", torch.float64).numpy()
 

@@ -197,10 +197,14 @@ def _rank(model, key, detail):
 def quantity_at(run, model) -> Tuple[str, Optional[int], str]:
     """The first failing quantity of a failing gate run of ``model`` (equation (1)),
     its first failing step and message."""
+    from . import _equivalence as equivalence
+
     failing = {k: d for k, d in run.details.items() if d["failed"]}
     if not failing:
         # The run raised: a contract break (a cast) or the library's own exception.
         message = run.failures[0] if run.failures else "failed"
+        if equivalence.MODIFIED in message:
+            return "inputs", None, message
         cast = "ImplementationError" in message and ": dtype torch." in message
         return ("dtype" if cast else "crash"), None, message
     key = min(failing, key=lambda k: _rank(model, k, failing[k]))
