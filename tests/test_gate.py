@@ -51,6 +51,23 @@ def test_the_bug_beyond_lane_32_is_caught_only_by_the_wide_case():
     assert failing == {"wide"}, report.text()
 
 
+def reads_its_inputs_as_if_contiguous(model, x, params, state, *, surrogate=None, inject=None):
+    """A kernel that takes x's and the parameters' storage by pointer,
+    ignoring their strides."""
+    def as_if_contiguous(tensor):
+        strides = [int(np.prod(tensor.shape[axis + 1:])) for axis in range(tensor.dim())]
+        return torch.as_strided(tensor, tensor.shape, strides, tensor.storage_offset())
+
+    params = {name: as_if_contiguous(value) for name, value in params.items()}
+    return torch_simulate(model, as_if_contiguous(x), params, state, surrogate=surrogate, inject=inject)
+
+
+def test_a_kernel_that_ignores_strides_is_caught_only_by_the_strided_case():
+    report = gate.run(testing.Implementation(reads_its_inputs_as_if_contiguous, "tether.PLIF"), **QUICK)
+    assert {r.kind for r in report.runs if not r.passed} == {"strided"}, report.text()
+    assert any(r.kind == "strided" for r in report.runs)
+
+
 @pytest.mark.parametrize("key", sorted(registry.MODELS))
 def test_every_run_has_wide_long_and_exact_threshold_cases(key):
     impl = testing.Implementation(torch_simulate, key)

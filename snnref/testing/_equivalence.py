@@ -66,12 +66,13 @@ def _tensor(value, dtype, device, requires_grad=False):
     return torch.tensor(np.asarray(value), dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def _strided(x, dtype, device):
+def _strided(value, dtype, device, requires_grad=False):
     """The same values as a non-contiguous view (every other element of a wider buffer)."""
-    wide = torch.zeros(x.shape + (2,), dtype=dtype, device=device)
-    wide[..., 0] = _tensor(x, dtype, device)
+    value = np.asarray(value)
+    wide = torch.zeros(value.shape + (2,), dtype=dtype, device=device)
+    wide[..., 0] = _tensor(value, dtype, device)
     view = wide[..., 0]
-    view.requires_grad_(True)
+    view.requires_grad_(requires_grad)
     return view
 
 
@@ -122,18 +123,22 @@ def _run(case, backend, dtype, device, contiguous, implementation):
     """run_backend's values and the cotangent keys left out because the
     implementation does not return those quantities."""
     row = registry.model(case.model)
-    x = _tensor(case.x, dtype, device, True) if contiguous else _strided(case.x, dtype, device)
+    # Not contiguous: x, every initial state and every per-neuron parameter as
+    # views that skip every other element (a kernel that reads its inputs by
+    # pointer as if contiguous reads the wrong values).
+    array = _tensor if contiguous else _strided
+    x = array(case.x, dtype, device, True)
     # Parameters the implementation keeps fixed (a library whose surrogate scale
     # is not trainable, say) are not differentiated, and so not compared.
     differentiated = [k for k in row.differentiable if k not in getattr(implementation, "fixed_parameters", ())]
-    params = {k: _tensor(v, dtype, device, k in differentiated) for k, v in case.params.items()}
+    params = {k: array(v, dtype, device, k in differentiated) for k, v in case.params.items()}
     for param in row.params:
         if param.name not in params:
             # A default, as a tensor of its own so that its gradient can be read.
             shape = arguments.default_shape(param, case.x.shape[-1])
             params[param.name] = torch.full(shape, param.default, dtype=dtype, device=device,
                                             requires_grad=param.name in differentiated)
-    state = {k: _tensor(v, dtype, device, True) for k, v in case.state.items()}
+    state = {k: array(v, dtype, device, True) for k, v in case.state.items()}
     takes_state = getattr(implementation, "takes_state", True)
     for var in row.state if takes_state else ():
         if var.name not in state and not isinstance(var.initial, str):

@@ -64,7 +64,7 @@ from .. import registry, spec
 from . import _checks as checks
 from .contract import Implementation
 
-KINDS = ("random", "threshold", "wide", "long", "golden")
+KINDS = ("random", "threshold", "wide", "long", "strided", "golden")
 LONG_STEPS = 256
 # (batch, N) of the wide case: 3 x 379 = 1137 lanes (attention: 35 x 2 tokens x 17 = 1190,
 # wide in batch, so that its dot products over N stay short: SPEC.md section 7's
@@ -204,16 +204,20 @@ def _exact_threshold_case(impl, seed):
 
 
 def _sized_case(impl, kind, seed):
+    """A "wide", "long" or "strided" case (the last run on non-contiguous
+    views of x, the initial states and the per-neuron parameters)."""
     row = registry.model(impl.model)
     case_seed = _seed(row.key, seed, kind)
     rng = np.random.default_rng(case_seed)
     if kind == "wide":
         batch, neurons = WIDE["attention" if row.input_rank else "default"]
         steps = 4
-    else:
+    elif kind == "long":
         batch, neurons, steps = 2, 3, LONG_STEPS
+    else:
+        batch, neurons, steps = 2, 5, 12
     case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons, surrogate=impl.surrogates[0],
-                 per_neuron=False, random_state=True, inject=False)
+                 per_neuron=kind == "strided", random_state=True, inject=False)
     return Planned(case, kind, case_seed)
 
 
@@ -282,7 +286,7 @@ def plan(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=No
         elif row.surrogates:
             unchecked.append(f"exact threshold: no dyadic case of {THRESHOLD_CANDIDATES} lands on u = 0 in "
                              f"float64 and float32 for {row.key} within the contract")
-    for kind in ("wide", "long"):
+    for kind in ("wide", "long", "strided"):
         if kind in kinds:
             planned.append(_sized_case(impl, kind, seed))
     if "golden" in kinds:
@@ -507,7 +511,7 @@ def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateR
             reference = item.reference if dtype in ("float32", "float64") else None
             try:
                 outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
-                                              implementation=adapted)
+                                              implementation=adapted, contiguous=item.kind != "strided")
             except equivalence.InputModified as error:
                 report.runs.append(Run(label, item.kind, item.seed, dtype, False, failures=[str(error)],
                                        planned=item))
