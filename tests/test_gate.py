@@ -68,6 +68,57 @@ def test_a_kernel_that_ignores_strides_is_caught_only_by_the_strided_case():
     assert any(r.kind == "strided" for r in report.runs)
 
 
+class _NeedsEveryCotangent(torch.autograd.Function):
+    """Identity on (out, v) whose backward assumes a cotangent for each."""
+
+    @staticmethod
+    def forward(ctx, out, v):
+        ctx.set_materialize_grads(False)
+        return out.clone(), v.clone()
+
+    @staticmethod
+    def backward(ctx, g_out, g_v):
+        return g_out * 1, g_v * 1
+
+
+class _ReadsTheCotangentAsIfContiguous(torch.autograd.Function):
+    """Identity on out whose backward takes the cotangent's storage by pointer."""
+
+    @staticmethod
+    def forward(ctx, out):
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, g_out):
+        # What a kernel reading numel() values from the cotangent's pointer
+        # sees: a stride-0 cotangent holds one value, the rest is whatever lies
+        # beyond it (zeros here).
+        held = torch.empty(0, dtype=g_out.dtype).set_(g_out.untyped_storage())[g_out.storage_offset():]
+        seen = torch.zeros(g_out.numel(), dtype=g_out.dtype)
+        count = min(len(held), g_out.numel())
+        seen[:count] = held[:count]
+        return seen.view(g_out.shape)
+
+
+def needs_every_cotangent(model, x, params, state, *, surrogate=None, inject=None):
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    result.outputs["out"], result.outputs["v"] = _NeedsEveryCotangent.apply(result.outputs["out"], result.outputs["v"])
+    return result
+
+
+def reads_the_cotangent_as_if_contiguous(model, x, params, state, *, surrogate=None, inject=None):
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    result.outputs["out"] = _ReadsTheCotangentAsIfContiguous.apply(result.outputs["out"])
+    return result
+
+
+@pytest.mark.parametrize("fn", [needs_every_cotangent, reads_the_cotangent_as_if_contiguous])
+def test_a_backward_that_fails_on_a_training_steps_loss_is_caught_only_by_the_out_sum_case(fn):
+    """Both pass every case with a dense random cotangent on every output."""
+    report = gate.run(testing.Implementation(fn, "tether.LIF"), **QUICK)
+    assert {r.kind for r in report.runs if not r.passed} == {"out_sum"}, report.text()
+
+
 @pytest.mark.parametrize("key", sorted(registry.MODELS))
 def test_every_run_has_wide_long_and_exact_threshold_cases(key):
     impl = testing.Implementation(torch_simulate, key)

@@ -34,9 +34,9 @@ def test_one_item_per_model_and_check_and_a_correct_implementation_passes(tmp_pa
     result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
                         "-k", "not golden", "-rA")
     assert result.returncode == 0, result.stdout + result.stderr
-    for kind in ("random", "threshold", "wide", "long", "strided"):
+    for kind in ("random", "threshold", "wide", "long", "strided", "out_sum"):
         assert f"PASSED ::snnref[tether.LIF-{kind}]" in result.stdout, result.stdout
-    assert "5 passed, 1 deselected" in result.stdout
+    assert "6 passed, 1 deselected" in result.stdout
 
 
 def test_a_planted_bug_fails_its_item_with_the_report(tmp_path):

@@ -12,8 +12,8 @@
   (``pytest --snnref-impl pkg.mod:fn --snnref-model KEY``).
 - ``assert_conforms(fn, model, ...)``: runs a user's implementation through
   the gate (``snnref.testing.gate``): seeded random cases, a case exactly on
-  threshold, a wide, a long and a strided case (non-contiguous inputs), and the
-  installed golden traces; outputs, final states and gradients, in float32 and
+  threshold, a wide, a long and a strided case (non-contiguous inputs), one
+  whose loss is out.sum() alone, and the installed golden traces; outputs, final states and gradients, in float32 and
   float64.
 
 The adapter contract.  ``fn`` has ``snnref.simulate``'s signature::
@@ -90,8 +90,8 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
 
     ``fn``: an ``Implementation`` (the declared contract) or a plain function
     with the adapter contract (its attributes read by ``Implementation.of``).
-    Runs ``examples`` seeded random cases, the exact-threshold, wide, long and
-    strided cases and, with ``golden``, every golden trace the contract can express
+    Runs ``examples`` seeded random cases, the exact-threshold, wide, long,
+    strided and out_sum cases and, with ``golden``, every golden trace the contract can express
     (from ``golden_dir``, default the installed store), in every declared dtype
     (``dtype``: only that one).  Raises ``ConformanceError`` with the report
     (per quantity: worst fraction of the budget, failing runs, first and last

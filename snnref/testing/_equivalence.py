@@ -159,7 +159,10 @@ def _run(case, backend, dtype, device, contiguous, implementation):
         if name not in source:
             dropped.append(key)
             continue
-        total = total + (_tensor(cot, dtype, device) * source[name]).sum()
+        # A cotangent of ones is a loss's plain sum: autograd then hands the
+        # backward an expanded (stride 0) cotangent, as a training step does.
+        ones = np.all(np.asarray(cot) == 1)
+        total = total + (source[name].sum() if ones else (_tensor(cot, dtype, device) * source[name]).sum())
     wrt = {"x": x, **{k: params[k] for k in differentiated}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     _check_unmodified(inputs, before, "its backward")

@@ -259,7 +259,7 @@ def verify_implementation(fn, key: str, seed: int = 0, quick: bool = False, *, g
                           examples=None, case_file=None, save_failures=None, impl_spec=None) -> ModelResult:
     """A user's implementation through the gate (``snnref.testing.gate``), under the
     contract it declares (an ``Implementation``, or a plain function's attributes):
-    random, exact-threshold, wide, long and strided cases and the golden traces
+    random, exact-threshold, wide, long, strided and out_sum cases and the golden traces
     (``quick``: fewer random cases and no goldens, said so).  ``case_file``:
     replay one case written by ``--save-failures`` instead."""
     from . import Implementation, gate

@@ -64,7 +64,7 @@ from .. import registry, spec
 from . import _checks as checks
 from .contract import Implementation
 
-KINDS = ("random", "threshold", "wide", "long", "strided", "golden")
+KINDS = ("random", "threshold", "wide", "long", "strided", "out_sum", "golden")
 LONG_STEPS = 256
 # (batch, N) of the wide case: 3 x 379 = 1137 lanes (attention: 35 x 2 tokens x 17 = 1190,
 # wide in batch, so that its dot products over N stay short: SPEC.md section 7's
@@ -204,8 +204,13 @@ def _exact_threshold_case(impl, seed):
 
 
 def _sized_case(impl, kind, seed):
-    """A "wide", "long" or "strided" case (the last run on non-contiguous
-    views of x, the initial states and the per-neuron parameters)."""
+    """A "wide", "long", "strided" or "out_sum" case.  "strided" runs on
+    non-contiguous views of x, the initial states and the per-neuron
+    parameters.  "out_sum" differentiates out.sum() alone, as a training
+    step's loss does: the backward gets a cotangent of stride 0 for out (an
+    expanded 1) and None for every other output and final state (under
+    ``ctx.set_materialize_grads(False)``), where the other cases give a dense
+    random cotangent for each."""
     row = registry.model(impl.model)
     case_seed = _seed(row.key, seed, kind)
     rng = np.random.default_rng(case_seed)
@@ -218,6 +223,8 @@ def _sized_case(impl, kind, seed):
         batch, neurons, steps = 2, 5, 12
     case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons, surrogate=impl.surrogates[0],
                  per_neuron=kind == "strided", random_state=True, inject=False)
+    if kind == "out_sum":
+        case = replace(case, cotangents={"out": np.ones_like(case.cotangents["out"])})
     return Planned(case, kind, case_seed)
 
 
@@ -286,7 +293,7 @@ def plan(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=No
         elif row.surrogates:
             unchecked.append(f"exact threshold: no dyadic case of {THRESHOLD_CANDIDATES} lands on u = 0 in "
                              f"float64 and float32 for {row.key} within the contract")
-    for kind in ("wide", "long", "strided"):
+    for kind in ("wide", "long", "strided", "out_sum"):
         if kind in kinds:
             planned.append(_sized_case(impl, kind, seed))
     if "golden" in kinds:

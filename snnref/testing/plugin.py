@@ -3,7 +3,7 @@
     pytest --snnref-impl mypackage.neurons:my_lif --snnref-model tether.LIF
 
 adds one test item per model and check, ``snnref[tether.LIF-random]``,
-``-threshold``, ``-wide``, ``-long``, ``-strided`` and ``-golden`` (see
+``-threshold``, ``-wide``, ``-long``, ``-strided``, ``-out_sum`` and ``-golden`` (see
 ``snnref.testing.gate``), each failing with the gate's report.  The target is
 a function with ``snnref.simulate``'s signature or an
 ``snnref.testing.Implementation`` (then ``--snnref-model`` may be left out).
