@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import snnref
-from snnref import families, registry
+from snnref import families
 from snnref.testing import _checks as checks
 
 BACKENDS = [pytest.param(name, id=name, marks=pytest.mark.skip(f"{package} is not installed")

@@ -141,6 +141,7 @@ def test_a_library_that_writes_into_its_input_fails_on_inputs():
     assert (quantity, step) == ("inputs", None)
     assert message.startswith("x: modified in place by the implementation during its call"), message
 
+
 # snnref conformance
 
 def test_cli_prints_the_matrix_of_one_library_and_writes_it_as_json(tmp_path, capsys):

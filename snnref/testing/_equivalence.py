@@ -146,7 +146,8 @@ def _run(case, backend, dtype, device, contiguous, implementation):
                                          requires_grad=True)
     inject = {k: _tensor(v, dtype, device) for k, v in case.inject.items()} if case.inject else None
     inputs = {"x": x, **{f"params[{k!r}]": v for k, v in params.items()},
-              **{f"state[{k!r}]": v for k, v in state.items()}, **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
+              **{f"state[{k!r}]": v for k, v in state.items()},
+              **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
     before = _snapshot(inputs)
     if implementation is None:
         trace = simulate(case.model, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
