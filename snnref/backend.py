@@ -77,7 +77,7 @@ def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
 
-def _check_dense(label, tensor):
+def check_dense(label, tensor):
     """A sparse, mkldnn or nested tensor holds no plain array of values: the
     scans read one, and the torch path's indexing failed on them deep inside
     torch ("copy_() between dense and sparse Tensors is not implemented",
@@ -100,7 +100,7 @@ class TorchArrays:
 
     def convert(self, label, value):
         if isinstance(value, torch.Tensor):
-            _check_dense(label, value)
+            check_dense(label, value)
             arguments.check_like(label, _describe(value), _describe(self.like), self.reference)
             return value
         try:
@@ -172,7 +172,7 @@ def _check_backend(row, backend, x):
     """The backend that runs: "auto" is the Triton kernels for CUDA tensors they can
     store, the fused CPU scans for CPU tensors (torch where numba is missing)."""
     arguments.check_type("x", x, torch.Tensor, "a torch.Tensor", " (snnref.spec.simulate takes NumPy arrays)")
-    _check_dense("x", x)
+    check_dense("x", x)
     if backend not in BACKENDS:
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
     if backend == "auto":

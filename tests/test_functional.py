@@ -335,6 +335,11 @@ VEC3 = torch.ones(3, dtype=torch.float64)
     (lambda: F.refractory_update(X64[0], X64[0], X64[0], None, None, reset=0.0, refractory_time=1e-6, dt=0.0),
      ValueError, "dt"),
     (lambda: F.spiking_threshold(X64, "superspike", -1.0), ValueError, "alpha"),
+    (lambda: F.lif(X_FLAT.to_sparse(), V_FLAT, 0.9, 1.0, 2.0, 0), ValueError,
+     r"x_seq: expected a dense \(strided\) tensor, got layout torch.sparse_coo"),
+    (lambda: F.lif(X_FLAT, V_FLAT.to_sparse(), 0.9, 1.0, 2.0, 0), ValueError, "v_init: expected a dense"),
+    (lambda: F.cuba_lif_integration(X64.to_sparse(), method="superspike", **LIF_KW), ValueError,
+     "input: expected a dense"),
 ])
 def test_bad_input_is_refused_by_name_before_computing(monkeypatch, call, error, name):
     refuse_to_compute(monkeypatch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import arguments, registry
-from ..backend import ANY_DTYPE, TorchArrays, finite
+from ..backend import ANY_DTYPE, TorchArrays, check_dense, finite
 
 # How the messages name the tensor every other value must match.
 _REFERENCE = "the other tensors"
@@ -18,6 +18,7 @@ _REFERENCE = "the other tensors"
 def float_tensor(name, value, min_dim=0):
     """A non-empty floating tensor of rank >= ``min_dim`` in a dtype some backend stores."""
     arguments.check_type(name, value, torch.Tensor, "a torch.Tensor")
+    check_dense(name, value)
     arguments.check_dtype(name, value.dtype, ANY_DTYPE)
     arguments.check_nonempty(name, value.shape, min_dim)
     return value
