@@ -18,6 +18,7 @@ import torch
 import snnref
 from snnref import families
 from snnref.testing import _checks as checks
+from snnref.testing._equivalence import _tensor
 
 BACKENDS = [pytest.param(name, id=name, marks=pytest.mark.skip(f"{package} is not installed")
                          if importlib.util.find_spec(package) is None else ())
@@ -29,8 +30,8 @@ BACKENDS = [pytest.param(name, id=name, marks=pytest.mark.skip(f"{package} is no
 def test_a_compiled_caller_gets_the_uncompiled_results(backend, family):
     key = families.models(family)[0]
     case = checks.random_case(key, np.random.default_rng(2), steps=5, batch=2, neurons=3)
-    params = {name: torch.tensor(np.asarray(value), dtype=torch.float32) for name, value in case.params.items()}
-    state = {name: torch.tensor(np.asarray(value), dtype=torch.float32) for name, value in case.state.items()}
+    params = {name: _tensor(value, torch.float32, "cpu") for name, value in case.params.items()}
+    state = {name: _tensor(value, torch.float32, "cpu") for name, value in case.state.items()}
 
     def call(x):
         trace = snnref.simulate(key, x, params, state, backend=backend, surrogate=case.surrogate)
@@ -40,7 +41,7 @@ def test_a_compiled_caller_gets_the_uncompiled_results(backend, family):
     results = []
     torch._dynamo.reset()
     for run in (call, torch.compile(call, backend="eager")):
-        x = torch.tensor(case.x, dtype=torch.float32, requires_grad=True)
+        x = _tensor(case.x, torch.float32, "cpu", True)
         outputs = run(x)
         weights = [torch.linspace(-1.0, 1.0, output.numel()).reshape(output.shape) for output in outputs]
         gradient, = torch.autograd.grad(sum((w * o).sum() for w, o in zip(weights, outputs)), x)
