@@ -26,6 +26,7 @@ one.  The value rules below use only comparisons, ``.all()``, ``.reshape`` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
@@ -33,6 +34,40 @@ import numpy as np
 from . import registry
 
 # --------------------------------------------------------------------------- names and containers
+
+
+@dataclass(frozen=True)
+class Names:
+    """How an entry point's messages name ``simulate``'s arguments.
+
+    ``snnref.simulate`` names them as its own signature does (``x``,
+    ``params['decay']``, ``state['v']``, ``inject['spikes']``).  A layer built on
+    it passes its own (the seed layers: ``x_seq``, ``v_init``, ``input``, a
+    module's attribute), so that an error names what its caller passed.
+    ``params``, ``state`` and ``inject`` map a registry name to its label;
+    a parameter not in ``params`` is labelled by ``param_format``, the others
+    keep simulate's labels.  ``allow_nonfinite`` says whether the entry point
+    takes that option, which a non-finite value's message then suggests.
+    """
+
+    x: str = "x"
+    params: Mapping = field(default_factory=dict)
+    param_format: str = "params[{!r}]"
+    state: Mapping = field(default_factory=dict)
+    inject: Mapping = field(default_factory=dict)
+    allow_nonfinite: bool = True
+
+    def of_param(self, name):
+        return self.params.get(name, self.param_format.format(name))
+
+    def of_state(self, name):
+        return self.state.get(name, f"state[{name!r}]")
+
+    def of_inject(self, name):
+        return self.inject.get(name, f"inject[{name!r}]")
+
+
+SIMULATE = Names()
 
 
 def mapping(name, value, what):
@@ -152,14 +187,14 @@ def not_a_number_error(label, value, reason=None):
 # --------------------------------------------------------------------------- shapes
 
 
-def check_x_shape(row, shape):
+def check_x_shape(row, shape, label="x"):
     shape = tuple(shape)
     if row.input_rank is not None and len(shape) != row.input_rank:
-        raise ValueError(f"x: {row.key} expects rank {row.input_rank} (T, B, N, D), got shape {shape}")
+        raise ValueError(f"{label}: {row.key} expects rank {row.input_rank} (T, B, N, D), got shape {shape}")
     if len(shape) < 2:
-        raise ValueError(f"x: expected a time-major array of shape (T, ..., N), got shape {shape}")
+        raise ValueError(f"{label}: expected a time-major array of shape (T, ..., N), got shape {shape}")
     if 0 in shape:
-        raise ValueError(f"x: expected at least one time step and one neuron, got shape {shape}")
+        raise ValueError(f"{label}: expected at least one time step and one neuron, got shape {shape}")
 
 
 def check_nonempty(name, shape, min_dim=0):
@@ -187,12 +222,12 @@ def default_shape(param, n):
     return {registry.PER_NEURON: (n,), registry.SHAPE_ONE: (1,)}.get(param.shape, ())
 
 
-def require_default(row, param, n):
+def require_default(row, param, n, label):
     if param.default is None:
-        raise ValueError(f"params[{param.name!r}]: required by {row.key}, expected {expected_shape(param, n)}")
+        raise ValueError(f"{label}: required by {row.key}, expected {expected_shape(param, n)}")
 
 
-def check_param_shape(param, shape, n):
+def check_param_shape(param, shape, n, label):
     shape = tuple(shape)
     if param.shape == registry.MATRIX:
         fits = shape == (n, n)
@@ -201,13 +236,13 @@ def check_param_shape(param, shape, n):
     else:
         fits = shape in ((), (1,), (n,))
     if not fits:
-        raise ValueError(f"params[{param.name!r}]: expected {expected_shape(param, n)} for N={n}, got shape {shape}")
+        raise ValueError(f"{label}: expected {expected_shape(param, n)} for N={n}, got shape {shape}")
 
 
-def check_inject_shape(name, shape, x_shape):
+def check_inject_shape(label, shape, x_shape):
     shape, x_shape = tuple(shape), tuple(x_shape)
     if len(shape) != len(x_shape) or shape[1:] != x_shape[1:] or shape[0] < 1:
-        raise ValueError(f"inject[{name!r}]: expected shape (T_hw, {', '.join(map(str, x_shape[1:]))}) "
+        raise ValueError(f"{label}: expected shape (T_hw, {', '.join(map(str, x_shape[1:]))}) "
                          f"with T_hw >= 1, got {shape}")
 
 
@@ -229,15 +264,19 @@ def nonfinite_error(name, opt_in=True):
     return ValueError(f"{name}: expected finite values, found NaN or inf{hint}")
 
 
+def no_gradient_error(label, row, param):
+    return ValueError(f"{label}: requires_grad=True, but {row.key} has no gradient with respect to "
+                      f"{param.name}: {param.fixed_because}; pass it without requires_grad")
+
+
 def check_finite_values(name, values, finite):
     """A seed layer's parameter (which has no ``allow_nonfinite``): ``finite`` is the caller's reduction."""
     if not finite:
         raise ValueError(f"{name}: expected finite values, got {values.tolist()}")
 
 
-def check_domain(param, values, label=None):
+def check_domain(param, values, label):
     """``values`` (gradient-free) inside ``param``'s registry domain."""
-    label = f"params[{param.name!r}]" if label is None else label
     if param.domain == registry.POSITIVE and not bool((values > 0).all()):
         raise ValueError(f"{label}: expected values > 0, got {values.tolist()}")
     if param.domain == registry.NONNEGATIVE and not bool((values >= 0).all()):
@@ -259,57 +298,56 @@ def below_normal_error(label, values, dtype, tiny):
 # --------------------------------------------------------------------------- the entry points' arguments
 
 
-def _converted(arrays, label, value, allow_nonfinite):
+def _converted(arrays, label, value, allow_nonfinite, names=SIMULATE):
     array = arrays.convert(label, value)
     if not allow_nonfinite and not arrays.finite(array):
-        raise nonfinite_error(label)
+        raise nonfinite_error(label, names.allow_nonfinite)
     return array
 
 
-def check_x(row, x, arrays, allow_nonfinite):
+def check_x(row, x, arrays, allow_nonfinite, names=SIMULATE):
     """``x``: time-major (T, ..., N), finite unless ``allow_nonfinite``; in the run's dtype."""
-    x = arrays.convert("x", x)
-    check_x_shape(row, x.shape)
+    x = arrays.convert(names.x, x)
+    check_x_shape(row, x.shape, names.x)
     if not allow_nonfinite and not arrays.finite(x):
-        raise nonfinite_error("x")
+        raise nonfinite_error(names.x, names.allow_nonfinite)
     return arrays.cast(x)
 
 
-def check_params(row, params, n, arrays, allow_nonfinite):
+def check_params(row, params, n, arrays, allow_nonfinite, names=SIMULATE):
     """Every parameter of ``row`` by name (registry defaults filled in), for N = ``n`` neurons."""
     params = mapping("params", params, "parameter name -> value")
     check_param_names(row, params)
     checked = {}
     for param in row.params:
-        label = f"params[{param.name!r}]"
+        label = names.of_param(param.name)
         if param.name in params:
             value = arrays.convert(label, params[param.name])
         else:
-            require_default(row, param, n)
+            require_default(row, param, n, label)
             value = arrays.full(default_shape(param, n), param.default)
-        check_param_shape(param, value.shape, n)
+        check_param_shape(param, value.shape, n, label)
         # A tensor asking for a gradient that does not exist is refused, not left at None.
         if not param.differentiable and getattr(value, "requires_grad", False):
-            raise ValueError(f"{label}: requires_grad=True, but {row.key} has no gradient with respect to "
-                             f"{param.name}: {param.fixed_because}; pass it without requires_grad")
+            raise no_gradient_error(label, row, param)
         if not allow_nonfinite and not arrays.finite(value):
-            raise nonfinite_error(label)
-        check_domain(param, arrays.plain(value))
+            raise nonfinite_error(label, names.allow_nonfinite)
+        check_domain(param, arrays.plain(value), label)
         if param.domain != registry.REAL:
             arrays.check_scale(label, value)
         checked[param.name] = arrays.cast(value)
     return checked
 
 
-def check_state(row, state, params, shape, arrays, allow_nonfinite):
+def check_state(row, state, params, shape, arrays, allow_nonfinite, names=SIMULATE):
     """Every initial state variable broadcast to ``shape`` (x.shape[1:]), and the shape each was given in."""
     state = mapping("state", state, "state variable -> array")
     check_state_names(row, state)
     full, given_shapes = {}, {}
     for var in row.state:
-        label = f"state[{var.name!r}]"
+        label = names.of_state(var.name)
         if var.name in state:
-            value = _converted(arrays, label, state[var.name], allow_nonfinite)
+            value = _converted(arrays, label, state[var.name], allow_nonfinite, names)
             given_shapes[var.name] = tuple(value.shape)
         elif isinstance(var.initial, str):
             # hxtorch starts the membrane at a parameter: its gradient then
@@ -326,7 +364,7 @@ def check_state(row, state, params, shape, arrays, allow_nonfinite):
     return full, given_shapes
 
 
-def check_inject(row, inject, x_shape, arrays, allow_nonfinite):
+def check_inject(row, inject, x_shape, arrays, allow_nonfinite, names=SIMULATE):
     """The hardware observations (gradient-free) cut to the common length, and that length of time."""
     if inject is None:
         return {}, x_shape[0]
@@ -336,11 +374,11 @@ def check_inject(row, inject, x_shape, arrays, allow_nonfinite):
     for name, value in inject.items():
         if value is None:
             continue
-        label = f"inject[{name!r}]"
+        label = names.of_inject(name)
         array = arrays.convert(label, value)
-        check_inject_shape(name, array.shape, x_shape)
+        check_inject_shape(label, array.shape, x_shape)
         if not allow_nonfinite and not arrays.finite(array):
-            raise nonfinite_error(label)
+            raise nonfinite_error(label, names.allow_nonfinite)
         array = arrays.plain(array)
         if name == "spikes":
             check_spikes(label, array)

@@ -168,25 +168,36 @@ def _auto(x):
     return "torch"
 
 
-def _check_backend(row, backend, x):
-    """The backend that runs: "auto" is the Triton kernels for CUDA tensors they can
-    store, the fused CPU scans for CPU tensors (torch where numba is missing)."""
-    arguments.check_type("x", x, torch.Tensor, "a torch.Tensor", " (snnref.spec.simulate takes NumPy arrays)")
-    check_dense("x", x)
-    if backend not in BACKENDS:
+def check_backend_name(backend):
+    """``backend`` must be one of ``BACKENDS`` (a module checks its own when built)."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend: unknown name {backend!r}; expected one of: {', '.join(BACKENDS)}")
+    return backend
+
+
+def _check_backend(row, backend, x, label="x"):
+    """The backend that runs: "auto" is the Triton kernels for CUDA tensors they can
+    store, the fused CPU scans for CPU tensors (torch where numba is missing).
+    ``label`` is x's name in the messages."""
+    arguments.check_type(label, x, torch.Tensor, "a torch.Tensor", " (snnref.spec.simulate takes NumPy arrays)")
+    check_dense(label, x)
+    check_backend_name(backend)
     if backend == "auto":
         backend = _auto(x)
+        # The caller chose no backend: the message says what "auto" takes on this device.
+        arguments.check_dtype(label, x.dtype, DTYPES[backend],
+                              f"backend 'auto' on {x.device.type} (half precision on CUDA only)")
     if backend == "cpu":
         if x.device.type != "cpu":
-            raise ValueError(f"x: backend 'cpu' runs on CPU tensors, got x on {x.device}; "
-                             "use backend='triton' or 'torch' there, or move x to the CPU")
+            raise ValueError(f"{label}: backend 'cpu' runs on CPU tensors, got {label} on {x.device}; "
+                             f"use backend='triton' or 'torch' there, or move {label} to the CPU")
         if _cpu_kernels_error() is not None:
             raise ImportError(f"backend: 'cpu' needs numba, which does not import here "
                               f"({_cpu_kernels_error()}); pip install numba, or use backend='torch'")
     if backend == "triton" and importlib.util.find_spec(f"{__package__}.kernels.{row.family}") is None:
         raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
                          "use backend='torch'")
+    arguments.check_dtype(label, x.dtype, DTYPES[backend], f"backend {backend!r}")
     return backend
 
 
@@ -202,6 +213,7 @@ def simulate(
     smooth=False,
     detached=None,
     allow_nonfinite=False,
+    names=None,
 ) -> Trace:
     """Run ``model`` on the time-major tensor ``x`` of shape (T, ..., N).
 
@@ -218,23 +230,27 @@ def simulate(
     the same at every step (stride 0 in time, as ``y.sum()`` gives), which is
     read as its one row.  Its thread count is
     ``snnref.kernels.cpu.set_threads(n)`` (1 to the machine's cores).
+
+    ``names`` (``snnref.arguments.Names``) is for layers built on this
+    function: how their error messages name the arguments (the seed layers
+    pass theirs, ``x_seq``, ``v_init``, ...).
     """
     row = registry.model(model)
     families.check_reset(row)
+    names = arguments.SIMULATE if names is None else names
     if getattr(getattr(x, "device", None), "type", None) == "meta":
-        raise ValueError("x: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
-    backend = _check_backend(row, backend, x)
-    arguments.check_dtype("x", x.dtype, DTYPES[backend], f"backend {backend!r}")
-    arrays = TorchArrays(x)
-    arguments.check_x(row, x, arrays, allow_nonfinite)
+        raise ValueError(f"{names.x}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
+    backend = _check_backend(row, backend, x, names.x)
+    arrays = TorchArrays(x, names.x)
+    arguments.check_x(row, x, arrays, allow_nonfinite, names)
     if backend == "triton":
         from .kernels import common
 
         common.check_launch(x)
     surrogate = arguments.check_surrogate(row, surrogate)
-    params = arguments.check_params(row, params, x.shape[-1], arrays, allow_nonfinite)
-    full_state, _ = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite)
-    inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite)
+    params = arguments.check_params(row, params, x.shape[-1], arrays, allow_nonfinite, names)
+    full_state, _ = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite, names)
+    inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite, names)
     if steps < x.shape[0]:
         # Only when inject is shorter: an autograd-recorded full slice would cost
         # a zero-filled copy of x's gradient in the backward.

@@ -41,7 +41,8 @@ class SecondOrderError(RuntimeError):
 
 def _message(family: str, backend: str) -> str:
     if backend != "torch" and family in TORCH_SECOND_ORDER:
-        alternative = "backend='torch' differentiates this family's gradients again"
+        alternative = ("backend='torch' (an argument of snnref.simulate, the compat functions and the module "
+                       "classes) differentiates this family's gradients again")
     else:
         alternative = "no snnref backend differentiates this family's gradients again"
     return (f"create_graph: a gradient from the {family} family's backward on backend {backend!r} was "

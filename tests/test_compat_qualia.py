@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from snnref import checks, spec
+from snnref.compat import qualia
 from snnref.compat.qualia import ATIF, IFSRL, SpikeFunctionSigmoid, heaviside
 from snnref.spec import surrogates
 
@@ -124,3 +125,23 @@ def test_bad_arguments_are_refused_by_name():
         ATIF(vth_init_l=1.2, vth_init_h=1.0)
     with pytest.raises(TypeError, match="input"):
         IFSRL()(np.zeros(3))
+
+
+def test_atif_reports_its_supported_backends():
+    neuron = qualia.ATIF()
+    assert neuron.step_mode == "s" and neuron.supported_backends == ("torch",)
+    neuron.step_mode = "m"
+    with pytest.raises(ValueError, match=r"step_mode: ATIF supports only single-step mode 's', got 'm'"):
+        neuron.supported_backends
+
+
+@pytest.mark.parametrize("cls", [qualia.IFSRL, qualia.ATIF])
+def test_errors_name_the_input_and_the_carried_membrane(cls):
+    neuron = cls()
+    with pytest.raises(ValueError, match=r"^input: expected finite values, found NaN or inf$"):
+        neuron(torch.full((3,), float("nan")))
+    neuron(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"^v \(the membrane carried since the last reset\(\)\): expected a shape"):
+        neuron(torch.zeros(4))
+    with pytest.raises(ValueError, match=r"backend: unknown name 'cuda'"):
+        cls(backend="cuda")

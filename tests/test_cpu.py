@@ -90,8 +90,10 @@ def test_auto_runs_the_cpu_scans_on_cpu_tensors():
     row = registry.model("tether.LIF")
     assert backend._check_backend(row, "auto", X) == "cpu"
     assert backend._check_backend(row, "auto", X.double()) == "cpu"
-    # Dtypes the scans do not compute in go to torch, whose check names the problem.
-    assert backend._check_backend(row, "auto", X.half()) == "torch"
+    # Half precision runs on CUDA only: the message says what "auto" takes on the CPU.
+    with pytest.raises(TypeError, match=r"x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype "
+                                        r"torch.float32 or torch.float64, got torch.float16"):
+        backend._check_backend(row, "auto", X.half())
 
 
 @pytest.fixture

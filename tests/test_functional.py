@@ -345,3 +345,57 @@ def test_bad_input_is_refused_by_name_before_computing(monkeypatch, call, error,
     refuse_to_compute(monkeypatch)
     with pytest.raises(error, match=name):
         call()
+
+
+NAN_FLAT = torch.full((4, 6), float("nan"), dtype=torch.float64)
+NAN64 = torch.full((4, 2, 3), float("nan"), dtype=torch.float64)
+WRONG_SPIKES = torch.full((4, 2, 3), 2.0, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: F.lif(NAN_FLAT, V_FLAT, 0.9, 1.0, 2.0, 0), ValueError, "x_seq: expected finite values, found NaN or inf"),
+    (lambda: F.lif(X_FLAT, NAN_FLAT[0], 0.9, 1.0, 2.0, 0), ValueError, "v_init: expected finite values"),
+    (lambda: F.plif(X_FLAT, NAN_FLAT[0], VEC3, VEC3, 2.0, 0), ValueError, "v_init: expected finite values"),
+    (lambda: F.alif(X_FLAT, V_FLAT, NAN_FLAT[0], 0.9, 0.9, 1.0, 0.5, 2.0), ValueError,
+     "a_init: expected finite values"),
+    (lambda: F.cuba_lif_integration(NAN64, method="superspike", **LIF_KW), ValueError,
+     "input: expected finite values"),
+    (lambda: F.cuba_lif_integration(X64, method="superspike", hw_data=(WRONG_SPIKES, None, None), **LIF_KW),
+     ValueError, r"hw_data\[0\] \(spikes\): expected observed spikes of exactly 0 or 1"),
+    (lambda: F.cuba_lif_integration(X64, method="superspike", hw_data=(None, NAN64, None), **LIF_KW),
+     ValueError, r"hw_data\[1\] \(membrane_cadc\): expected finite values"),
+    (lambda: F.cuba_li_integration(X64, leak=0.0, tau_syn=1e-5, tau_mem=1e-5, hw_data=(NAN64, None)),
+     ValueError, r"hw_data\[0\] \(membrane_cadc\): expected finite values"),
+    (lambda: F.cuba_lif_integration(X64.half(), method="superspike", **LIF_KW), TypeError,
+     r"input: backend 'auto' on cpu \(half precision on CUDA only\) expects"),
+    (lambda: F.cuba_lif_step(*STEP_ZEROS, method="superspike", **{**LIF_KW, "alpha": tensor(50.0)}), ValueError,
+     "alpha: requires_grad=True, but hxtorch.cuba_lif has no gradient with respect to alpha"),
+    (lambda: F.spiking_threshold(X64, "superspike", tensor(50.0)), ValueError,
+     "alpha: requires_grad=True, but hxtorch.cuba_lif has no gradient"),
+    (lambda: F.cuba_lif_integration(X64, method="superspike", backend="fused", **LIF_KW), ValueError,
+     "backend: unknown name 'fused'"),
+])
+def test_errors_name_the_arguments_the_caller_passed(call, error, message):
+    # Raised inside snnref.simulate, but in the seed function's names, without
+    # suggesting allow_nonfinite, which these functions do not take.
+    with pytest.raises(error, match="^" + message) as raised:
+        call()
+    assert "allow_nonfinite" not in str(raised.value)
+
+
+@pytest.mark.parametrize("integrate,kwargs", [
+    (F.cuba_lif_integration, dict(LIF_KW, method="superspike")),
+    (F.cuba_li_integration, {"leak": 0.0, "tau_syn": 1e-5, "tau_mem": 1e-5}),
+])
+def test_integrations_take_a_backend(integrate, kwargs):
+    """backend="torch" reaches the torch path, which differentiates the CUBA
+    family twice; the default on CPU tensors is the first-order cpu backend."""
+    x = tensor(np.random.default_rng(3).normal(0.4, 0.6, (6, 2, 3)) * 50)
+    for backend, second_order in (("torch", True), ("auto", False)):
+        first = integrate(x, **kwargs, backend=backend)[0]
+        (g,) = torch.autograd.grad((first * first).sum(), x, create_graph=True)
+        if second_order:
+            torch.autograd.grad(g.pow(2).sum(), x)
+        else:
+            with pytest.raises(RuntimeError, match="module classes"):
+                torch.autograd.grad(g.pow(2).sum(), x)

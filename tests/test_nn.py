@@ -260,8 +260,16 @@ def test_store_traces_off_keeps_no_sequence():
     (lambda: ALIF(3), torch.zeros(4, 2, 2), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 4), ValueError, r"x: .*rank 4"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 3, 5), ValueError, r"x: expected a last axis of 4 \(dim\)"),
-    (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError, r"x: backend .torch. expects dtype"),
-    (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"params\['alpha'\]: expected values > 0"),
+    (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
+     r"x: torch.float16 on cpu, but this module's decay is torch.float32 on cpu; move one to the other"),
+    (lambda: LIF(3).half(), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
+     r"x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype torch.float32 or torch.float64"),
+    (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"^alpha: expected values > 0"),
+    (lambda: LIF(3, decay=float("nan")), torch.zeros(4, 2, 3), ValueError,
+     r"^decay: expected finite values, found NaN or inf$"),
+    (lambda: LIF(3), torch.full((4, 2, 3), float("inf")), ValueError, r"^x: expected finite values, found NaN or inf$"),
+    (lambda: LIF(3, backend="torch"), torch.zeros(4, 2, 3, dtype=torch.float64), TypeError,
+     r"x: torch.float64 on cpu, but this module's decay is torch.float32"),
 ])
 def test_bad_input_names_the_argument(make, x, error, match):
     with pytest.raises(error, match=match):
@@ -275,7 +283,49 @@ def test_bad_input_names_the_argument(make, x, error, match):
     (lambda: LIF(3, surrogate=SuperSpike()), ValueError, r"surrogate: tether.LIF does not accept 'superspike'"),
     (lambda: SuperSpike(trainable=True), ValueError, r"trainable: the superspike surrogate's alpha has no gradient"),
     (lambda: Surrogate(), TypeError, r"Surrogate is a base class"),
+    (lambda: Arctan("x"), TypeError, r"alpha: expected a number, got 'x'"),
+    (lambda: ALIF(3, decay_v="x"), TypeError, r"decay_v: expected a number, got 'x'"),
+    (lambda: ALIF(3, beta=None), TypeError, r"beta: expected a number, got None"),
+    (lambda: ALIF(0), ValueError, r"n_neurons: expected a positive integer, got 0"),
+    (lambda: SpikingSelfAttention(4.0, 2), ValueError, r"dim: expected a positive integer, got 4.0"),
+    (lambda: SpikingSelfAttention(0, 1), ValueError, r"dim: expected a positive integer, got 0"),
+    (lambda: SpikingSelfAttention(4, "2"), ValueError, r"num_heads: expected a positive integer, got '2'"),
+    (lambda: SpikingSelfAttention(4, 2, decay="x"), TypeError, r"decay: expected a number, got 'x'"),
+    (lambda: LIF(3, backend="gpu"), ValueError, r"backend: unknown name 'gpu'; expected one of: auto, torch"),
+    (lambda: SpikingSelfAttention(4, 2, backend=None), ValueError, r"backend: unknown name None"),
 ])
 def test_bad_construction_names_the_argument(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("make", [lambda: ALIF(NEURONS), lambda: PLIF(NEURONS)])
+def test_a_module_second_derivative_on_cpu_takes_backend_torch(make):
+    """The default on CPU tensors is the first-order cpu backend, whose refusal
+    points at ``backend``; a module's ``backend="torch"`` runs the torch path,
+    where ALIF's second derivative is verified and LIF's is refused too."""
+    x = torch.randn(6, 2, NEURONS, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
+    for backend in ("auto", "torch"):
+        module = make().double()
+        module.backend = backend
+        (g,) = torch.autograd.grad(module(x * 3).sum(), x, create_graph=True)
+        differentiable = backend == "torch" and isinstance(module, ALIF)
+        if differentiable:
+            torch.autograd.grad(g.pow(2).sum(), x)
+        else:
+            with pytest.raises(RuntimeError, match="second|differentiated again"):
+                torch.autograd.grad(g.pow(2).sum(), x)
+
+
+def test_spike_linear_is_callable_as_rnnbuilder_s():
+    """rnnbuilder's ``spike_function(u)``: [u > 0] forward, gradient_factor *
+    max(0, 1 - |u|) backward (written out here), any shape, in u's dtype.  The
+    factor 0.25 is exact in the module's float32 buffer."""
+    u = torch.tensor([[-1.5, -0.5, 0.0], [0.25, 1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    spikes = SpikeLinear(0.25)(u)
+    spikes.backward(torch.ones_like(u))
+    assert spikes.dtype == torch.float64 and spikes.shape == u.shape
+    assert spikes.tolist() == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    assert np.allclose(u.grad.numpy(), [[0.0, 0.125, 0.25], [0.1875, 0.0, 0.0]], rtol=0, atol=0)
+    assert SpikeLinear()(torch.tensor(0.5)).item() == 1.0

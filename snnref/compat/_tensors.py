@@ -53,12 +53,17 @@ def broadcasting(name, value, reference):
 
 def param(model, name, value, reference, shapes):
     """Parameter ``name`` of ``model`` as a tensor like ``reference``: shape among
-    ``shapes``, finite, and inside the registry's domain."""
+    ``shapes``, finite, inside the registry's domain, and asking for a gradient
+    only where the model has one (the step functions compute with torch
+    operations, which would leave such a gradient at None without a word)."""
+    row = registry.model(model)
     value = TorchArrays(reference, _REFERENCE).convert(name, value)
     arguments.check_shape_among(name, value.shape, shapes)
+    if not row.param(name).differentiable and value.requires_grad:
+        raise arguments.no_gradient_error(name, row, row.param(name))
     values = value.detach()
     arguments.check_finite_values(name, values, finite(values))
-    arguments.check_domain(registry.model(model).param(name), values, label=name)
+    arguments.check_domain(row.param(name), values, name)
     return value
 
 

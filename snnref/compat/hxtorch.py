@@ -7,7 +7,9 @@ integrations ``cuba_lif_integration``, ``cuba_refractory_lif_integration``,
 (hxtorch's docstrings say batch-first; its code is time-major).  Keyword
 parameters are numbers or tensors of the input's dtype and device; a tensor
 that requires grad receives its gradient.  Every argument is checked before
-any computation; an error names the argument.
+any computation; an error names the argument.  The integrations take
+``backend`` (keyword only) as ``snnref.simulate`` does; the step functions
+are torch operations.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from .. import arguments, registry
+from ..arguments import Names
 from ..backend import simulate
 from ._tensors import broadcasting, finite_tensor, float_tensor, like, param
 from ._tensors import params as params_like
@@ -122,29 +125,37 @@ def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refract
     return z, v, ref_state
 
 
+# hw_data's entries, by the registry's names for the observations.
+_HW_NAMES = {"spikes": "spikes", "v": "membrane_cadc"}
+
+
+def _hw_labels(row):
+    """How the messages name each observation of ``row``: its place in ``hw_data``."""
+    return {name: f"hw_data[{k}] ({_HW_NAMES[name]})" for k, name in enumerate(row.inject)}
+
+
 def _hw_data(row, hw_data, input):
     """Split ``hw_data`` into the model's ``inject`` dict and the pass-through MADC trace."""
     if hw_data is None:
         return {}, None
-    names = {"spikes": "spikes", "v": "membrane_cadc"}
-    order = [names[name] for name in row.inject] + ["membrane_madc"]
+    order = [_HW_NAMES[name] for name in row.inject] + ["membrane_madc"]
     if not isinstance(hw_data, (tuple, list)) or len(hw_data) != len(order):
         raise ValueError(f"hw_data: expected a tuple ({', '.join(order)}), any entry None, got {hw_data!r:.80}")
     inject = {}
+    labels = _hw_labels(row)
     for k, name in enumerate(row.inject):
         trace = hw_data[k]
         if trace is None:
             continue
-        label = f"hw_data[{k}] ({names[name]})"
-        like(label, trace, input)
+        like(labels[name], trace, input)
         if trace.dim() != input.dim() or trace.shape[1:] != input.shape[1:]:
-            raise ValueError(f"{label}: expected shape (T_hw, {', '.join(map(str, input.shape[1:]))}), "
+            raise ValueError(f"{labels[name]}: expected shape (T_hw, {', '.join(map(str, input.shape[1:]))}), "
                              f"got {tuple(trace.shape)}")
         inject[name] = trace
     return inject, hw_data[-1]
 
 
-def _integrate(model, method, input, values, hw_data):
+def _integrate(model, method, input, values, hw_data, backend):
     """Run ``model`` through ``snnref.backend.simulate``: its trace and the MADC trace."""
     row = registry.model(model)
     if row.surrogates:
@@ -152,7 +163,8 @@ def _integrate(model, method, input, values, hw_data):
     float_tensor("input", input, 2)
     params = params_like(model, values, input, _per_neuron(input))
     inject, madc = _hw_data(row, hw_data, input)
-    return simulate(model, input, params, inject=inject), madc
+    names = Names(x="input", param_format="{}", inject=_hw_labels(row), allow_nonfinite=False)
+    return simulate(model, input, params, inject=inject, backend=backend, names=names), madc
 
 
 def _spiking(trace, madc):
@@ -160,7 +172,7 @@ def _spiking(trace, madc):
 
 
 def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None,
-                         dt=1e-6):
+                         dt=1e-6, backend="auto"):
     """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``.
 
     ``input`` is (T, B, N); v starts at ``leak``, i at 0.  ``hw_data`` is
@@ -169,34 +181,35 @@ def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, met
     """
     values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
               "alpha": alpha, "dt": dt}
-    return _spiking(*_integrate("hxtorch.cuba_lif", method, input, values, hw_data))
+    return _spiking(*_integrate("hxtorch.cuba_lif", method, input, values, hw_data, backend))
 
 
 def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, refractory_time, method,
-                                    alpha, hw_data=None, dt=1e-6):
+                                    alpha, hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_lif_integration`` with a refractory clamp of ``refractory_time``."""
     values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
               "alpha": alpha, "refractory_time": refractory_time, "dt": dt}
-    return _spiking(*_integrate("hxtorch.cuba_refractory_lif", method, input, values, hw_data))
+    return _spiking(*_integrate("hxtorch.cuba_refractory_lif", method, input, values, hw_data, backend))
 
 
-def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None, dt=1e-6):
+def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None, dt=1e-6,
+                         backend="auto"):
     """hxtorch's CUBA integrate-and-fire (no leak; v starts at ``reset``):
     returns ``(spikes, membrane, current, membrane_madc)``."""
     values = {"reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem, "alpha": alpha,
               "dt": dt}
-    return _spiking(*_integrate("hxtorch.cuba_iaf", method, input, values, hw_data))
+    return _spiking(*_integrate("hxtorch.cuba_iaf", method, input, values, hw_data, backend))
 
 
 def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, refractory_time, method, alpha,
-                                    hw_data=None, dt=1e-6):
+                                    hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_iaf_integration`` with a refractory clamp of ``refractory_time``."""
     values = {"reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem, "alpha": alpha,
               "refractory_time": refractory_time, "dt": dt}
-    return _spiking(*_integrate("hxtorch.cuba_refractory_iaf", method, input, values, hw_data))
+    return _spiking(*_integrate("hxtorch.cuba_refractory_iaf", method, input, values, hw_data, backend))
 
 
-def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6):
+def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6, backend="auto"):
     """hxtorch's leaky-integrator readout: returns ``(membrane, current, membrane_madc)``.
 
     ``input`` is a tensor or a tuple of tensors of one shape (summed);
@@ -212,5 +225,5 @@ def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6)
                                  f"got {tuple(term.shape)}")
         input = sum(input[1:], input[0])
     values = {"leak": leak, "tau_syn": tau_syn, "tau_mem": tau_mem, "dt": dt}
-    trace, madc = _integrate("hxtorch.cuba_li", None, input, values, hw_data)
+    trace, madc = _integrate("hxtorch.cuba_li", None, input, values, hw_data, backend)
     return trace.outputs["v"], trace.outputs["i"], madc

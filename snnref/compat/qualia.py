@@ -4,6 +4,7 @@
 The neurons run in single-step mode: ``forward(input)`` advances one time step
 through ``snnref.backend.simulate``, carrying the membrane ``v`` with its
 autograd graph from call to call (BPTT across steps) until ``reset()``.
+``backend`` (keyword only, an attribute after) is ``snnref.simulate``'s.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import math
 
 import torch
 
-from ..backend import ANY_DTYPE, simulate
+from ..arguments import Names
+from ..backend import ANY_DTYPE, check_backend_name, simulate
 
 __all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
 
@@ -54,8 +56,10 @@ class _SoftResetIF(torch.nn.Module):
     _model: str
     _coeff: str
 
-    def __init__(self, v_threshold=1.0, vth_init_l=0.8, vth_init_h=1.0, alpha=1.0, device="cpu"):
+    def __init__(self, v_threshold=1.0, vth_init_l=0.8, vth_init_h=1.0, alpha=1.0, device="cpu", *,
+                 backend="auto"):
         super().__init__()
+        self.backend = check_backend_name(backend)
         v_threshold = _number("v_threshold", v_threshold)
         low, high = _number("vth_init_l", vth_init_l), _number("vth_init_h", vth_init_h)
         if low > high:
@@ -88,7 +92,10 @@ class _SoftResetIF(torch.nn.Module):
             raise TypeError(f"input: expected a floating torch.Tensor (float32 or float64; float16 or bfloat16 on the triton backend), got {input!r:.80}")
         shape = tuple(input.shape) or (1,)
         params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}
-        trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": self.v})
+        names = Names(x="input", params={"threshold": self._coeff}, param_format="{}",
+                      state={"v": "v (the membrane carried since the last reset())"}, allow_nonfinite=False)
+        trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": self.v}, backend=self.backend,
+                         names=names)
         self.v = trace.final_state["v"].reshape(input.shape)
         return trace.outputs["out"].reshape(input.shape)
 
@@ -105,3 +112,12 @@ class ATIF(_SoftResetIF):
 
     _model = "qualia.ATIF"
     _coeff = "v_threshold"
+    # The seed's ATIF is a SpikingJelly node run step by step ("s"); multi-step ("m") it refuses.
+    step_mode = "s"
+
+    @property
+    def supported_backends(self):
+        """SpikingJelly's backends for ``step_mode``: ("torch",) in single-step mode."""
+        if self.step_mode != "s":
+            raise ValueError(f"step_mode: ATIF supports only single-step mode 's', got {self.step_mode!r}")
+        return ("torch",)

@@ -11,6 +11,7 @@ Gradients flow through ``h`` from one call into the previous one (BPTT).
 
 ``spike_function`` is a ``SpikeLinear`` (None means ``SpikeLinear()``: a module
 default shared by every instance would share its dtype and device too).
+``backend`` (keyword only, an attribute after) is ``snnref.simulate``'s.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 from .. import arguments, backend, registry
+from ..backend import check_backend_name
+from ..nn.carried import check_like_module, check_numbers
 from ..nn.surrogates import SpikeLinear
 
 __all__ = ["Adaptive", "Cooldown", "Discontinuous", "LIF", "NoReset", "SpikeLinear"]
@@ -37,6 +40,17 @@ def _spike_function(spike_function):
     return spike_function
 
 
+def _names(model, h):
+    """How the messages name simulate's arguments: the numbers as the
+    constructor's, the surrogate's scale as an attribute of ``spike_function``,
+    the state as ``h`` or, without one, ``initial_mem``."""
+    state = {name: f"h[{name!r}]" for name in registry.model(model).state_names}
+    if h is None:
+        state["m"] = "initial_mem"
+    return arguments.Names(params={"gradient_factor": "spike_function.gradient_factor"}, param_format="{}",
+                           state=state, allow_nonfinite=False)
+
+
 def _check_x(x):
     arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
     if x.dim() < 3:
@@ -48,9 +62,11 @@ class _Recurrent(LazyModuleMixin, nn.Module):
 
     model = None
 
-    def __init__(self, tau=5, spike_function=None):
+    def __init__(self, tau=5, spike_function=None, *, backend="auto"):
+        check_numbers(tau=tau)
         super().__init__()
         self.tau = float(tau)
+        self.backend = check_backend_name(backend)
         self.spike_function = _spike_function(spike_function)
         self.initial_mem = UninitializedParameter()
 
@@ -68,13 +84,15 @@ class _Recurrent(LazyModuleMixin, nn.Module):
 
     def forward(self, x, h=None):
         _check_x(x)
+        check_like_module(self, x)
         x = x.flatten(2)
         features = self.initial_mem.shape[0]
         if x.shape[-1] != features:
             raise ValueError(f"x: this module was built for F={features} features per step, "
                              f"got {x.shape[-1]} (shape {tuple(x.shape)} flattened)")
         state = {"m": self.initial_mem} if h is None else self._check_h(h, x)
-        trace = backend.simulate(self.model, x, self.params(), state, surrogate=self.spike_function.key)
+        trace = backend.simulate(self.model, x, self.params(), state, surrogate=self.spike_function.key,
+                                 backend=self.backend, names=_names(self.model, h))
         return trace.outputs["out"], dict(trace.final_state)
 
     def _check_h(self, h, x):
@@ -95,7 +113,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
         return h
 
     def extra_repr(self):
-        return f"tau={self.tau:g}"
+        return f"tau={self.tau:g}, backend={self.backend!r}"
 
 
 class LIF(_Recurrent):
@@ -123,8 +141,9 @@ class Adaptive(_Recurrent):
 
     model = "rnnbuilder.Adaptive"
 
-    def __init__(self, tau=5, spike_function=None, tau_thr=5, gamma=0.25):
-        super().__init__(tau, spike_function)
+    def __init__(self, tau=5, spike_function=None, tau_thr=5, gamma=0.25, *, backend="auto"):
+        check_numbers(tau_thr=tau_thr, gamma=gamma)
+        super().__init__(tau, spike_function, backend=backend)
         self.tau_thr = float(tau_thr)
         self.gamma = float(gamma)
 
@@ -132,7 +151,7 @@ class Adaptive(_Recurrent):
         return dict(super().params(), tau_thr=self.tau_thr, gamma=self.gamma)
 
     def extra_repr(self):
-        return f"tau={self.tau:g}, tau_thr={self.tau_thr:g}, gamma={self.gamma:g}"
+        return f"tau={self.tau:g}, tau_thr={self.tau_thr:g}, gamma={self.gamma:g}, backend={self.backend!r}"
 
 
 class Discontinuous(nn.Module):
@@ -140,18 +159,22 @@ class Discontinuous(nn.Module):
 
     model = "rnnbuilder.Discontinuous"
 
-    def __init__(self, spike_function=None, threshold=1):
+    def __init__(self, spike_function=None, threshold=1, *, backend="auto"):
+        check_numbers(threshold=threshold)
         super().__init__()
         self.spike_function = _spike_function(spike_function)
         self.threshold = float(threshold)
+        self.backend = check_backend_name(backend)
 
     def forward(self, x, h=None):
         _check_x(x)
         if h is not None and not (isinstance(h, Mapping) and not h):
             raise ValueError(f"h: Discontinuous is stateless; expected None or an empty dict, got {h!r}")
+        check_like_module(self, x)
         params = {"threshold": self.threshold, "gradient_factor": self.spike_function.gradient_factor}
-        trace = backend.simulate(self.model, x, params, surrogate=self.spike_function.key)
+        trace = backend.simulate(self.model, x, params, surrogate=self.spike_function.key, backend=self.backend,
+                                 names=_names(self.model, {}))
         return trace.outputs["out"], {}
 
     def extra_repr(self):
-        return f"threshold={self.threshold:g}"
+        return f"threshold={self.threshold:g}, backend={self.backend!r}"

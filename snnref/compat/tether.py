@@ -18,6 +18,7 @@ from __future__ import annotations
 import operator
 
 from .. import registry
+from ..arguments import Names
 from ..backend import simulate
 from ..nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
 from ._tensors import float_tensor, like, param, params
@@ -26,6 +27,16 @@ __all__ = ["ALIF", "Arctan", "FastSigmoid", "LIF", "PLIF", "Sigmoid", "SpikingSe
            "alif", "lif", "plif"]
 
 _SCALAR = ((), (1,))
+
+
+def _names(**state):
+    """The functions' names for simulate's arguments: x_seq, the keyword
+    parameters as given, the initial states (``v`` -> ``v_init``)."""
+    return Names(x="x_seq", param_format="{}", state=state, allow_nonfinite=False)
+
+
+_LIF_NAMES = _names(v="v_init")
+_ALIF_NAMES = _names(v="v_init", a="a_init")
 
 
 def _surrogate_key(surrogate_type):
@@ -65,13 +76,14 @@ def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto
     reset.  ``surrogate_type`` is tether's kernel id (0 arctan, 1 sigmoid,
     2 fast_sigmoid); ``decay``, ``threshold`` and ``alpha`` are scalars.
     ``backend`` as for ``snnref.simulate``: "auto" runs the Triton kernels on
-    CUDA tensors and the torch path otherwise.
+    CUDA tensors and the fused CPU scans on CPU tensors.
     """
     surrogate = _surrogate_key(surrogate_type)
     _sequence(x_seq)
     _initial("v_init", v_init, x_seq)
     values = params("tether.LIF", {"decay": decay, "threshold": threshold, "alpha": alpha}, x_seq, _SCALAR)
-    trace = simulate("tether.LIF", x_seq, values, {"v": v_init}, surrogate=surrogate, backend=backend)
+    trace = simulate("tether.LIF", x_seq, values, {"v": v_init}, surrogate=surrogate, backend=backend,
+                     names=_LIF_NAMES)
     return trace.outputs["out"], trace.final_state["v"], trace.outputs["v"]
 
 
@@ -94,7 +106,7 @@ def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="aut
     values["alpha"] = param("tether.PLIF", "alpha", alpha, x_seq, _SCALAR)
     batch = total // n
     trace = simulate("tether.PLIF", x_seq.reshape(steps, batch, n), values, {"v": v_init.reshape(batch, n)},
-                     surrogate=surrogate, backend=backend)
+                     surrogate=surrogate, backend=backend, names=_LIF_NAMES)
     return (trace.outputs["out"].reshape(steps, total), trace.final_state["v"].reshape(total),
             trace.outputs["v"].reshape(steps, total))
 
@@ -110,6 +122,7 @@ def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, bac
     _initial("a_init", a_init, x_seq)
     values = {"decay_v": decay_v, "decay_a": decay_a, "threshold": threshold, "beta": beta, "alpha": alpha}
     values = params("tether.ALIF", values, x_seq, _SCALAR)
-    trace = simulate("tether.ALIF", x_seq, values, {"v": v_init, "a": a_init}, backend=backend)
+    trace = simulate("tether.ALIF", x_seq, values, {"v": v_init, "a": a_init}, backend=backend,
+                     names=_ALIF_NAMES)
     return (trace.outputs["out"], trace.final_state["v"], trace.final_state["a"],
             trace.outputs["v"], trace.outputs["a"])

@@ -6,9 +6,13 @@ import torch
 from torch import nn
 
 from .. import backend
-from .carried import CarriedState, check_input
+from .carried import CarriedState, check_input, check_like_module, check_numbers, check_positive_int, names
 
 BRANCHES = ("q", "k", "v")
+STATE_NAMES = ("q_v", "k_v", "v_v", "context")
+# The registry's weights are the linear maps' parameters.
+_NAMES = names(STATE_NAMES, {f"{layer}_{part}": f"{layer}.{part}" for layer in (*BRANCHES, "proj")
+                             for part in ("weight", "bias")})
 
 
 class SpikingSelfAttention(CarriedState):
@@ -16,14 +20,18 @@ class SpikingSelfAttention(CarriedState):
     LIF populations, each with its own trainable ``<c>_decay``, ``<c>_threshold`` and
     arctan ``<c>_alpha`` (2.0); the context accumulates ``S += k * v`` and the output
     is ``proj(q * S)``.  No softmax: ``num_heads`` only has to divide ``dim``.
+    ``backend`` (keyword only, an attribute after) is ``snnref.simulate``'s.
     """
 
     model = "tether.SpikingSelfAttention"
-    state_names = ("q_v", "k_v", "v_v", "context")
+    state_names = STATE_NAMES
 
-    def __init__(self, dim, num_heads=8, decay=0.9, threshold=1.0):
-        super().__init__()
-        if num_heads < 1 or dim % num_heads:
+    def __init__(self, dim, num_heads=8, decay=0.9, threshold=1.0, *, backend="auto"):
+        super().__init__(backend)
+        dim = check_positive_int("dim", dim)
+        num_heads = check_positive_int("num_heads", num_heads)
+        check_numbers(decay=decay, threshold=threshold)
+        if dim % num_heads:
             raise ValueError(f"num_heads: expected a positive divisor of dim={dim}, got {num_heads}")
         self.dim = dim
         self.num_heads = num_heads
@@ -36,12 +44,13 @@ class SpikingSelfAttention(CarriedState):
 
     def forward(self, x):
         check_input(x, self.dim, "dim", rank=4)
+        check_like_module(self, x)
         params = {"proj_weight": self.proj.weight, "proj_bias": self.proj.bias}
         for c in BRANCHES:
             params[f"{c}_weight"] = getattr(self, c).weight
             for name in ("decay", "threshold", "alpha"):
                 params[f"{c}_{name}"] = getattr(self, f"{c}_{name}")
-        trace = backend.simulate(self.model, x, params, self.carried(x))
+        trace = backend.simulate(self.model, x, params, self.carried(x), backend=self.backend, names=_NAMES)
         self.carry(trace.final_state)
         return trace.outputs["out"]
 
@@ -50,4 +59,4 @@ class SpikingSelfAttention(CarriedState):
         self.reset_state()
 
     def extra_repr(self):
-        return f"dim={self.dim}, num_heads={self.num_heads}"
+        return f"dim={self.dim}, num_heads={self.num_heads}, backend={self.backend!r}"

@@ -15,6 +15,44 @@ from torch import nn
 from .. import arguments, backend
 
 
+def check_numbers(**values):
+    """Constructor arguments that must be real numbers, named when they are not."""
+    for name, value in values.items():
+        try:
+            if isinstance(value, (str, bytes, bool)):
+                raise TypeError
+            float(value)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}: expected a number, got {value!r}") from None
+
+
+def check_positive_int(name, value):
+    """A count (neurons, features, heads): a positive integer, as an int."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_like_module(module, x):
+    """``x`` must have the dtype and device of ``module``'s floating parameters
+    and buffers: otherwise the message names the module's, not one of the
+    parameters simulate would meet first under a name the caller never used."""
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if isinstance(tensor, nn.parameter.UninitializedParameter) or not tensor.is_floating_point():
+            continue
+        if (tensor.dtype, tensor.device) != (x.dtype, x.device):
+            raise TypeError(f"x: {x.dtype} on {x.device}, but this module's {name} is {tensor.dtype} on "
+                            f"{tensor.device}; move one to the other (module.to(x.dtype) or x.to(...))")
+
+
+def names(state_names, params=None):
+    """How the modules' messages name simulate's arguments: their parameters by
+    attribute (``params`` maps the others, a submodule's), the carried state as
+    such; they take no ``allow_nonfinite``."""
+    return arguments.Names(params=params or {}, param_format="{}",
+                           state={name: f"the carried state {name}" for name in state_names}, allow_nonfinite=False)
+
+
 def check_input(x, features, what, rank=None):
     """``x`` must be a time-major tensor (rank ``rank``, or at least 2 when None)
     whose last axis has ``features`` entries; ``what`` names that number."""
@@ -31,8 +69,11 @@ class CarriedState(nn.Module):
 
     state_names: tuple = ()
 
-    def __init__(self):
+    def __init__(self, backend_name="auto"):
         super().__init__()
+        # simulate's ``backend``: "torch" differentiates some families twice,
+        # the fused backends' backward is first order (``snnref.second_order``).
+        self.backend = backend.check_backend_name(backend_name)
         for name in self.state_names:
             self.register_buffer(name, None, persistent=False)
 
@@ -65,12 +106,9 @@ class TetherNeuron(CarriedState):
     With ``store_traces`` the last call's pre-reset membrane is kept in ``v_seq``.
     """
 
-    def __init__(self, n_neurons, store_traces):
-        super().__init__()
-        if isinstance(n_neurons, bool) or not hasattr(n_neurons, "__index__") or n_neurons < 1:
-            raise ValueError(f"n_neurons: expected a positive integer, got {n_neurons!r}")
-        n_neurons = int(n_neurons)
-        self.n_neurons = n_neurons
+    def __init__(self, n_neurons, store_traces, backend_name):
+        super().__init__(backend_name)
+        self.n_neurons = check_positive_int("n_neurons", n_neurons)
         self.store_traces = store_traces
         self.v_seq = None
 
@@ -80,8 +118,10 @@ class TetherNeuron(CarriedState):
 
     def forward(self, x):
         check_input(x, self.n_neurons, "n_neurons")
+        check_like_module(self, x)
         params = dict(self.params(), alpha=self.alpha)
-        trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key)
+        trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key,
+                                 backend=self.backend, names=names(self.state_names))
         self.carry(trace.final_state)
         if self.store_traces:
             self.v_seq = trace.outputs["v"]
@@ -92,4 +132,4 @@ class TetherNeuron(CarriedState):
         self.v_seq = None
 
     def extra_repr(self):
-        return f"n_neurons={self.n_neurons}, store_traces={self.store_traces}"
+        return f"n_neurons={self.n_neurons}, store_traces={self.store_traces}, backend={self.backend!r}"

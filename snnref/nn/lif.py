@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .. import registry
-from .carried import TetherNeuron
+from .carried import TetherNeuron, check_numbers
 from .surrogates import Arctan, Surrogate
 
 
@@ -22,31 +22,22 @@ def _surrogate(surrogate, alpha, model):
     return surrogate
 
 
-def _numbers(**values):
-    """Constructor arguments that must be real numbers, named when they are not."""
-    for name, value in values.items():
-        try:
-            if isinstance(value, (str, bytes, bool)):
-                raise TypeError
-            float(value)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"{name}: expected a number, got {value!r}") from None
-
-
 class LIF(TetherNeuron):
     """Leaky integrate-and-fire with a detached hard reset to 0; input (T, ..., n_neurons).
 
     ``decay`` and ``threshold`` are trainable scalars; the surrogate's ``alpha``
     is trainable by default.  Returns the spikes; with ``store_traces`` the
     pre-reset membrane sequence of the last call is kept in ``v_seq``.
+    ``backend`` (keyword only, an attribute after) is ``snnref.simulate``'s.
     """
 
     model = "tether.LIF"
     state_names = ("v",)
 
-    def __init__(self, n_neurons, decay=0.9, threshold=1.0, alpha=2.0, surrogate=None, store_traces=False):
-        _numbers(decay=decay, threshold=threshold, alpha=alpha)
-        super().__init__(n_neurons, store_traces)
+    def __init__(self, n_neurons, decay=0.9, threshold=1.0, alpha=2.0, surrogate=None, store_traces=False, *,
+                 backend="auto"):
+        check_numbers(decay=decay, threshold=threshold, alpha=alpha)
+        super().__init__(n_neurons, store_traces, backend)
         self.decay = nn.Parameter(self._initial(decay))
         self.threshold = nn.Parameter(self._initial(threshold))
         self.surrogate = _surrogate(surrogate, alpha, self.model)
@@ -65,9 +56,9 @@ class PLIF(LIF):
     model = "tether.PLIF"
 
     def __init__(self, n_neurons, init_decay=0.9, init_threshold=1.0, alpha=2.0, surrogate=None,
-                 store_traces=False):
-        _numbers(init_decay=init_decay, init_threshold=init_threshold)
-        super().__init__(n_neurons, init_decay, init_threshold, alpha, surrogate, store_traces)
+                 store_traces=False, *, backend="auto"):
+        check_numbers(init_decay=init_decay, init_threshold=init_threshold)
+        super().__init__(n_neurons, init_decay, init_threshold, alpha, surrogate, store_traces, backend=backend)
 
     def _initial(self, value):
         return torch.full((self.n_neurons,), float(value))

@@ -1,7 +1,8 @@
 """Surrogate-gradient modules: which registry surrogate a neuron uses, and its scale.
 
 A surrogate module computes nothing itself: a neuron module hands its ``key``
-and ``scale`` to ``snnref.backend.simulate``.  The scale is an ``nn.Parameter``
+and ``scale`` to ``snnref.backend.simulate``.  ``SpikeLinear`` is also
+callable, as rnnbuilder's is.  The scale is an ``nn.Parameter``
 when trainable (it then receives dL/dscale = sum g * dF/dscale, SPEC section 1),
 otherwise a buffer, so that it follows the module's dtype and device either way.
 """
@@ -11,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import registry
+from .. import backend, registry
+from .carried import check_numbers
 
 
 class Surrogate(nn.Module):
@@ -24,6 +26,7 @@ class Surrogate(nn.Module):
         if self.key is None:
             raise TypeError("Surrogate is a base class: use Arctan, Sigmoid, FastSigmoid, SuperSpike or SpikeLinear")
         row = registry.surrogate(self.key)
+        check_numbers(**{row.scale: alpha})
         if trainable and not row.trainable_scale:
             raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
         value = torch.tensor(float(alpha))
@@ -79,3 +82,13 @@ class SpikeLinear(Surrogate):
 
     def __init__(self, gradient_factor=0.3):
         super().__init__(gradient_factor, trainable=False)
+
+    def forward(self, x):
+        """rnnbuilder's ``spike_function(x)``: [x > 0] elementwise, with this
+        surrogate's derivative in the backward; any shape.  It is the registry's
+        stateless rnnbuilder.Discontinuous at threshold 0 (SPEC section 3)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        params = {"threshold": 0.0, "gradient_factor": self.gradient_factor.to(dtype=x.dtype, device=x.device)}
+        trace = backend.simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key)
+        return trace.outputs["out"].reshape(x.shape)
