@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import Iterator
 
 
+def usual_mode(directory: bool = False) -> int:
+    """The mode a plain ``open`` or ``mkdir`` would give under this process's
+    umask.  ``mkstemp`` and ``mkdtemp`` create private (0600, 0700) files and
+    folders, which would keep that mode after the rename: a store or report
+    shared with a team would be unreadable to it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def replacing(path) -> Iterator[str]:
     """A temporary path beside ``path`` for the block to write; renamed onto
@@ -22,6 +32,7 @@ def replacing(path) -> Iterator[str]:
     target = Path(path)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
+    os.chmod(temporary, usual_mode())
     try:
         yield temporary
         os.replace(temporary, target)

@@ -283,11 +283,11 @@ def check_domain(param, values, label):
         raise ValueError(f"{label}: expected values >= 0, got {values.tolist()}")
 
 
-def check_spikes(label, values):
-    """Observed spikes are exactly 0 or 1."""
+def check_spikes(label, values, noun="observed spikes"):
+    """Spikes (observed, or forced) are exactly 0 or 1."""
     strays = values[(values != 0) & (values != 1)].reshape(-1)
     if len(strays):
-        raise ValueError(f"{label}: expected observed spikes of exactly 0 or 1, got {strays[0].item()!r}")
+        raise ValueError(f"{label}: expected {noun} of exactly 0 or 1, got {strays[0].item()!r}")
 
 
 def below_normal_error(label, values, dtype, tiny):
@@ -387,11 +387,15 @@ def check_inject(row, inject, x_shape, arrays, allow_nonfinite, names=SIMULATE):
     return {k: arrays.cast(a[:steps]) for k, a in checked.items()}, steps
 
 
-def check_detached(detached, x_shape, arrays, allow_nonfinite):
-    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape."""
+def check_detached(detached, x_shape, arrays, allow_nonfinite, smooth):
+    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape,
+    for the smooth twin: in the model itself a replayed fractional reset spike
+    would give a trace that is neither the model nor its twin."""
     if detached is None:
         return None
     detached = mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
+    if not smooth:
+        raise ValueError("detached: holds the smooth twin's stop-gradient values; pass smooth=True with it")
     checked = {}
     for key, value in detached.items():
         array = _converted(arrays, f"detached[{key!r}]", value, allow_nonfinite)

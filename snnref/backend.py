@@ -255,7 +255,7 @@ def simulate(
         # Only when inject is shorter: an autograd-recorded full slice would cost
         # a zero-filled copy of x's gradient in the backward.
         x = x[:steps]
-    frozen = arguments.check_detached(detached, x.shape, arrays, allow_nonfinite)
+    frozen = arguments.check_detached(detached, x.shape, arrays, allow_nonfinite, smooth)
     family = _family(row, backend)
     check_input = getattr(family, "check_input", None)
     if check_input is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import sys
+import threading
 import time
 
 from . import _machine, registry
@@ -324,6 +326,9 @@ def _golden_diff(args) -> int:
         print(f"snnref golden: error: {error}", file=sys.stderr)
         return 2
     counts = {kind: sum(f.change == kind for f in result.files) for kind in ("changed", "added", "removed")}
+    unlisted = sum(f.change == "unlisted" for f in result.files)
+    if unlisted:
+        counts["unlisted"] = unlisted
     verdict = "identical" if result.identical else "differ"
     print(f"snnref golden diff {args.first} {args.second}: {verdict} ("
           + ", ".join(f"{n} {kind}" for kind, n in counts.items())
@@ -333,7 +338,7 @@ def _golden_diff(args) -> int:
     for change in result.files:
         print(f"{change.change} {change.name}")
         for note in change.notes:
-            print(f"    manifest {note}")
+            print(f"    {note}" if change.change == "unlisted" else f"    manifest {note}")
         for quantity in change.quantities:
             print(f"    {quantity.key:<22} {quantity.change}" + (f": {quantity.detail}" if quantity.detail else ""))
     return 0 if result.identical else 1
@@ -417,11 +422,29 @@ def main(argv=None) -> int:
     conformance.add_parser(commands)
     _add_nir(commands)
     args = parser.parse_args(argv)
+    previous = _end_on_sigterm()
     try:
         return args.run(args)
     except ValueError as error:
         print(f"snnref: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _end_on_sigterm():
+    """Make SIGTERM (kill, timeout, a cancelled CI job) end the command as Ctrl-C
+    does, through every cleanup: a store or report being written is removed,
+    not left half-written beside its target.  The previous handler, to restore
+    (None where handlers cannot be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
 
 
 if __name__ == "__main__":

@@ -158,3 +158,25 @@ def test_the_one_reduction_finiteness_check(dtype):
         values[617] = bad
         assert not finite(values)
         assert not finite(values.reshape(10, 100).t())
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_detached_values_belong_to_the_smooth_twin(backend):
+    held = snnref.simulate("tether.LIF", X, smooth=True, backend="torch").detached
+    raises(ValueError, r"detached: holds the smooth twin's stop-gradient values; pass smooth=True",
+           "tether.LIF", X, detached=held, backend=backend)
+
+
+def test_simulate_names_its_arguments_as_a_layer_on_it_asks():
+    """``names``: how a layer built on simulate (the seed layers) names the
+    arguments, and whether its caller can pass allow_nonfinite."""
+    names = snnref.arguments.Names(x="x_seq", param_format="{}", state={"v": "v_init"}, allow_nonfinite=False)
+    nan = torch.full((4, 2, 3), float("nan"))
+    for args, message in [(("tether.LIF", nan), r"^x_seq: expected finite values, found NaN or inf$"),
+                          (("tether.LIF", X, None, {"v": nan[0]}), r"^v_init: expected finite values"),
+                          (("tether.LIF", X, {"decay": float("inf")}), r"^decay: expected finite values"),
+                          (("tether.LIF", X, {"decay": torch.tensor(0.9).double()}),
+                           r"^decay: expected torch.float32 on cpu like x_seq, got torch.float64"),
+                          (("tether.LIF", X.half()), r"^x_seq: backend 'auto' on cpu")]:
+        raises((ValueError, TypeError), message, *args, names=names)
+    raises(ValueError, r"^x: expected finite values, found NaN or inf \(pass allow_nonfinite=True", "tether.LIF", nan)

@@ -67,15 +67,17 @@ def test_the_torch_backend_matches_the_goldens():
 
 @pytest.fixture
 def copy(tmp_path):
-    """A small copy of the store (two files) to break."""
+    """A small copy of the store (two files) to break, in a folder of tmp_path
+    (a test's other files beside it are no part of it)."""
     manifest = golden.read_manifest(STORE)
     names = sorted(manifest["files"])[:2]
+    store = tmp_path / "store"
     for name in names:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(STORE / name, tmp_path / name)
+        (store / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(STORE / name, store / name)
     manifest["files"] = {n: manifest["files"][n] for n in names}
-    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
-    return tmp_path, names
+    (store / golden.MANIFEST).write_text(json.dumps(manifest))
+    return store, names
 
 
 def run_check(directory, capsys):
@@ -193,6 +195,7 @@ def test_the_installed_store_is_found_from_any_working_directory(tmp_path, monke
     (lambda m, n: m.update(files={}), "lists no golden files"),
     (lambda m, n: m["files"].update({n[0]: ["not", "a", "table"]}), "is not a table"),
     (lambda m, n: m["files"][n[0]].pop("case"), "lacks case"),
+    (lambda m, n: m["files"][n[0]].pop("surrogate"), "lacks surrogate"),
     (lambda m, n: m["files"].update({"lif": dict(m["files"][n[0]])}), "'lif' names a directory"),
 ])
 def test_a_broken_manifest_is_refused_by_name(copy, capsys, breakage, message):
@@ -269,7 +272,7 @@ def test_an_output_directory_holding_other_files_is_left_alone(tmp_path, capsys)
     # A store replaces its directory whole: one that is not a store is refused, untouched.
     (tmp_path / "notes.txt").write_text("mine")
     code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(tmp_path)])
-    assert code == 1 and f"holds files but no {golden.MANIFEST}" in capsys.readouterr().err
+    assert code == 1 and "holds files but is not a golden store" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -313,3 +316,127 @@ def test_diff_names_the_first_changed_step_and_the_largest_difference(copy, tmp_
 def test_diff_of_an_unreadable_store_is_an_error(copy, tmp_path, capsys):
     assert cli.main(["golden", "diff", str(copy[0]), str(tmp_path / "nothing")]) == 2
     assert "missing manifest" in capsys.readouterr().err
+
+
+def _edited(directory, name, edit):
+    """Rewrite golden file ``name`` with ``edit`` applied to its arrays, checksum and shapes updated
+    (as a store rewritten by other tooling, or a spec drift that was trusted)."""
+    arrays = dict(golden.load(directory, name, golden.read_manifest(directory)["files"][name]))
+    edit(arrays)
+    _rewrite(directory, name, arrays)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda a: a.update({next(k for k in sorted(a) if k.startswith("out.")): np.nan * a[next(
+        k for k in sorted(a) if k.startswith("out."))]}), "within inf ulp (worst: out:"),
+    (lambda a: a.update({"grad.x": np.where(np.arange(a["grad.x"].size).reshape(a["grad.x"].shape) == 0, np.inf,
+                                            a["grad.x"])}), "within inf ulp (worst: grad:x)"),
+])
+def test_a_stored_nan_or_inf_fails_the_spec_rerun(copy, capsys, edit, message):
+    # max() drops a NaN: before, such a quantity was never compared and passed "within 0.0 ulp".
+    directory, names = copy
+    _edited(directory, names[0], edit)
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"FAIL {names[0]} (spec): {message}" in out.out, out.out
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda a: a.update({"notes": np.zeros(2)}), "holds 'notes', which is no golden quantity"),
+    (lambda a: a.pop("in.x"), "lacks the input in.x"),
+    (lambda a: a.pop("grad.x"), "quantities differ: stored"),
+    (lambda a: a["in.x"].__setitem__((0, 0, 0), np.nan), "x: expected finite values, found NaN or inf"),
+])
+def test_a_malformed_golden_file_is_named(copy, capsys, edit, message):
+    directory, names = copy
+    _edited(directory, names[0], edit)
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: {message}" in out.err, out.err
+    assert "allow_nonfinite" not in out.err
+
+
+def test_files_the_manifest_does_not_list_fail_check_and_show_in_diff(copy, tmp_path, capsys):
+    directory, names = copy
+    same = tmp_path / "same"
+    shutil.copytree(directory, same)
+    shutil.copy(directory / names[0], directory / (names[0] + ".bak"))
+    (directory / "junk.npz").write_bytes(b"not a golden")
+    code, out = run_check(directory, capsys)
+    assert code == 1 and "2 passed, 2 failed" in out.out
+    assert f"FAIL junk.npz (store): not listed in {golden.MANIFEST}" in out.out
+    assert cli.main(["golden", "diff", str(same), str(directory)]) == 1
+    out = capsys.readouterr().out
+    assert "differ (0 changed, 0 added, 0 removed, 2 unlisted; 2 files in both)" in out
+    assert f"unlisted junk.npz\n    in {directory}, not in its {golden.MANIFEST}" in out
+
+
+@pytest.mark.parametrize("manifest", ["{}", None])
+def test_a_directory_that_is_not_a_whole_store_is_never_replaced(copy, tmp_path, capsys, manifest):
+    """A MANIFEST.json of any content made generate replace the folder, and a
+    real store's unlisted files went with it."""
+    if manifest is None:
+        directory, _ = copy
+        (directory / "thesis.tex").write_text("mine")
+    else:
+        directory = tmp_path / "project"
+        directory.mkdir()
+        (directory / "thesis.tex").write_text("mine")
+        (directory / golden.MANIFEST).write_text(manifest)
+    before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(directory)])
+    err = capsys.readouterr().err
+    assert code == 1 and ("holds thesis.tex" if manifest is None else "not a valid manifest") in err, err
+    assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
+
+
+def test_the_current_directory_is_refused_as_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for out in (".", str(tmp_path.parent)):
+        assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", out]) == 1
+        assert "is the current directory or holds it" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_through_a_symbolic_link_replaces_the_store_behind_it(tmp_path):
+    real = tmp_path / "real"
+    golden.generate(real, ["rnnbuilder.Discontinuous"])
+    (tmp_path / "link").symlink_to(real)
+    golden.generate(tmp_path / "link", ["rnnbuilder.Discontinuous"])
+    assert (tmp_path / "link").is_symlink() and golden.check(tmp_path / "link")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_store_files_get_the_umask_s_mode_not_a_private_one(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        golden.generate(tmp_path / "store", ["rnnbuilder.Discontinuous"])
+    finally:
+        os.umask(previous)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in tmp_path.rglob("*")}
+    assert modes and all(mode == (0o755 if (tmp_path / name).is_dir() else 0o644) for name, mode in modes.items()), \
+        modes
+
+
+def test_built_in_cases_are_not_mixed_into_a_case_file_store(copy, capsys):
+    directory, names = copy
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["cases"] = {"file": "mine.toml", "sha256": "0" * 64, "inputs": {}}
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(directory)])
+    assert code == 1 and "holds goldens generated from the case file 'mine.toml'" in capsys.readouterr().err
+
+
+def test_sigterm_during_generate_leaves_nothing_behind(tmp_path):
+    """kill, timeout and a cancelled CI job send SIGTERM: the staging folder
+    is removed as after Ctrl-C, and no store appears."""
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "snnref.cli", "golden", "generate", "--out", str(tmp_path / "store")]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # The first "writing" line: the staging folder exists and is being filled.
+    assert process.stderr.readline().startswith("writing ")
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []

@@ -268,7 +268,12 @@ def pickled(directory):
     (VALID.replace('inject = { v', 'inject = { i'), None, "inject['i']",
      "has no hardware observation 'i'; expected among: spikes, v"),
     (VALID.replace("params", "param"), None, "param", "unknown field; expected among"),
-    (VALID.replace("shape = [40, 2, 4]", "shape = [40, 2, 0]"), None, "shape", "expected a list of integers >= 1"),
+    (VALID.replace("shape = [40, 2, 4]", "shape = [40, 2, 0]"), None, "shape",
+     "expected a list of two or more integers >= 1"),
+    (VALID.replace("shape = [40, 2, 4]", "shape = [40]"), None, "shape", "expected a list of two or more integers"),
+    (VALID.replace("shape = [40, 2, 4]", "shape = [100000000000, 1, 2]"), None, "shape",
+     "is 200000000000 elements; a golden case holds at most"),
+    (VALID + "drive = [1e308, 1e308]\n", None, "drive", "draws values of x beyond float64's range"),
     (VALID + "seeds = [1, -1]\n", None, "seeds", "expected a non-empty list of integers >= 0"),
     (VALID + VALID, None, "name", "used by an earlier case"),
 ])
@@ -284,6 +289,28 @@ def test_a_bad_case_file_names_file_case_and_field_and_writes_nothing(tmp_path, 
     assert code == 2, out.err
     assert f"{case_file}: case 'hw': {field}: " in out.err and message in out.err, out.err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "-a"])
+def test_a_case_name_cannot_leave_the_store_or_hide_in_it(tmp_path, capsys, name):
+    # ".." would put the case's files beside the store, over whatever is there.
+    (tmp_path / "keep.npz").write_bytes(b"mine")
+    case_file = tmp_path / "cases.toml"
+    case_file.write_text(f'[[case]]\nname = "{name}"\nmodel = "tether.LIF"\nshape = [5, 1, 2]\n')
+    code, out = generate(case_file, tmp_path / "store", capsys)
+    assert code == 2 and f"case #1: name: expected a name of letters" in out.err, out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.toml", "keep.npz"]
+
+
+def test_a_case_whose_spec_run_overflows_is_refused_and_writes_nothing(tmp_path, capsys):
+    """A golden must be finite: under SPEC section 7 no budget holds an inf (and
+    a NaN would drop out of any comparison).  x is finite, its sum is not."""
+    np.save(tmp_path / "x.npy", np.array([[[1.0]], [[1e308]], [[1e308]]]))
+    case_file = tmp_path / "cases.toml"
+    case_file.write_text('[[case]]\nname = "big"\nmodel = "rnnbuilder.NoReset"\nx = "x.npy"\n')
+    code, out = generate(case_file, tmp_path / "store", capsys)
+    assert code == 2 and "case 'big': m: the float64 spec's m leaves float64's range" in out.err, out.err
+    assert not (tmp_path / "store").exists()
 
 
 @pytest.mark.parametrize("text,message", [

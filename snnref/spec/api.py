@@ -112,19 +112,23 @@ def _check_forced(row, forced, x, smooth):
     if array.shape != x.shape:
         raise ValueError(f"force_spikes: expected the spike train's shape {x.shape}, got {array.shape}")
     _check_finite("force_spikes", array)
+    # A spike is exactly 0 or 1 (SPEC section 7), a forced one too.
+    arguments.check_spikes("force_spikes", array, "forced spikes")
     return np.array(array, dtype=x.dtype).reshape(-1)
 
 
-def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes=None):
+def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes=None,
+             names=arguments.SIMULATE):
     row = registry.model(model)
     families.check_reset(row)
     arrays = arguments.NumpyArrays(dtype)
     surrogate = arguments.check_surrogate(row, surrogate)
-    x = arguments.check_x(row, x, arrays, allow_nonfinite)
+    x = arguments.check_x(row, x, arrays, allow_nonfinite, names)
     n = x.shape[-1]
-    params = arguments.check_params(row, params, n, arrays, allow_nonfinite)
-    full_state, state_shapes = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite)
-    inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite)
+    params = arguments.check_params(row, params, n, arrays, allow_nonfinite, names)
+    full_state, state_shapes = arguments.check_state(row, state, params, x.shape[1:], arrays, allow_nonfinite,
+                                                     names)
+    inject, steps = arguments.check_inject(row, inject, x.shape, arrays, allow_nonfinite, names)
     # Model-specific input limits (e.g. exp(x) must not overflow).
     check_input = getattr(_family(row), "check_input", None)
     if check_input is not None:
@@ -170,7 +174,8 @@ def simulate(
     the model's own decisions (``Trace.distance`` still records each ``u``).
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
-    frozen = arguments.check_detached(detached, run.x.shape, arguments.NumpyArrays(run.x.dtype), allow_nonfinite)
+    frozen = arguments.check_detached(detached, run.x.shape, arguments.NumpyArrays(run.x.dtype), allow_nonfinite,
+                                      smooth)
     try:
         outputs, final, used, _ = _family(run.row).forward(
             run.row, run.x, run.params, run.state, run.spike, run.inject, frozen

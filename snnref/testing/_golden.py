@@ -38,6 +38,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -50,7 +51,8 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import __version__, registry, spec
-from .._files import write_atomically
+from .._files import usual_mode, write_atomically
+from ..arguments import Names
 from . import _checks as checks
 
 MANIFEST = "MANIFEST.json"
@@ -64,6 +66,8 @@ PACKAGE = "snnref.goldens"
 # platform's libm, exp and atan among them).
 SPEC_ULPS = 4
 FORMAT = 1
+# What a golden file holds (``record``): inputs, outputs, final states, gradients.
+QUANTITY_PREFIXES = ("in.", "param.", "state.", "cot.", "inject.", "out.", "final.", "grad.")
 
 
 class GoldenError(Exception):
@@ -182,18 +186,41 @@ def pack(arrays: Dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _check_writable(directory: Path) -> None:
-    """``directory`` can become a store: a store already, empty, or new below a writable
-    directory.  Checked without writing anything (a store is replaced whole, so a
-    directory holding other files is refused rather than swept away)."""
+def unlisted_files(directory: Path, manifest: dict) -> List[str]:
+    """The files under ``directory`` that neither are its manifest nor listed in it."""
+    listed = set(manifest["files"]) | {MANIFEST}
+    return sorted(name for name in (path.relative_to(directory).as_posix()
+                                    for path in Path(directory).rglob("*") if not path.is_dir())
+                  if name not in listed)
+
+
+def _check_writable(directory: Path, label) -> None:
+    """``directory`` can become a store: a store already (a valid manifest that
+    lists every file in it), empty, or new below a writable directory.
+    Checked without writing anything: a store is replaced whole, so a
+    directory holding anything else is refused rather than swept away.
+    ``label`` is how the user named it."""
+    here = Path.cwd().resolve()
+    if directory == here or directory in here.parents:
+        raise GoldenError(f"--out {label}: is the current directory or holds it; generating replaces the whole "
+                          "directory, so run it from outside")
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise GoldenError(f"--out {directory}: not a writable directory ({existing} is not one)")
-    if existing == directory and any(directory.iterdir()) and not (directory / MANIFEST).is_file():
-        raise GoldenError(f"--out {directory}: holds files but no {MANIFEST}; generating replaces the "
-                          "whole directory, so name a new or empty one")
+        raise GoldenError(f"--out {label}: not a writable directory ({existing} is not one)")
+    if existing != directory or not any(directory.iterdir()):
+        return
+    replaces = "generating replaces the whole directory, so name a new or empty one"
+    try:
+        manifest = read_manifest(directory)
+    except GoldenError as error:
+        raise GoldenError(f"--out {label}: holds files but is not a golden store ({error}); {replaces}") from None
+    unlisted = unlisted_files(directory, manifest)
+    if unlisted:
+        more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
+        raise GoldenError(f"--out {label}: holds {unlisted[0]}{more}, which its {MANIFEST} does not list; "
+                          f"{replaces}")
 
 
 def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, progress=None) -> dict:
@@ -202,7 +229,13 @@ def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, 
     keys = models or sorted(registry.MODELS)
     kept = {}
     if models and (directory / MANIFEST).exists():
-        kept = {k: v for k, v in read_manifest(directory)["files"].items() if v["model"] not in keys}
+        manifest = read_manifest(directory)
+        if manifest.get("cases"):
+            # Its manifest records the case file its goldens came from; built-in cases would break that record.
+            raise GoldenError(f"--out {directory}: holds goldens generated from the case file "
+                              f"{manifest['cases'].get('file')!r}; regenerate it with --cases, or write the "
+                              "built-in cases to another directory")
+        kept = {k: v for k, v in manifest["files"].items() if v["model"] not in keys}
     jobs = [(file_name(row, surrogate, plan), functools.partial(build, row, surrogate, plan),
              f"{row.key} {surrogate or ''} {plan.name}")
             for row in map(registry.model, keys) for surrogate in row.surrogates or (None,)
@@ -218,17 +251,17 @@ def write_store(directory: Path, jobs, *, kept=None, extra=None, progress=None) 
     case file): packed deterministically, checksummed, written into a staging
     directory beside ``directory`` and swapped in when complete, so that an error
     or an interruption leaves ``directory`` as it was and nothing else behind."""
-    directory = Path(directory)
-    _check_writable(directory)
+    label = directory
+    # Through a symbolic link to the store it names: the link stays, the store behind it is replaced.
+    directory = Path(directory).resolve()
+    _check_writable(directory, label)
     entries = dict(kept or {})
     created = [p for p in directory.parents if not p.exists()]
     directory.parent.mkdir(parents=True, exist_ok=True)
     # Everything goes to a staging directory beside the store, swapped in when complete:
     # an interrupted run never leaves new files under the old manifest.
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would become the store's mode
+    os.chmod(staging, usual_mode(directory=True))
     try:
         for name in entries:
             write_atomically(staging / name, (directory / name).read_bytes())
@@ -311,7 +344,7 @@ def read_manifest(directory: Path) -> dict:
             raise GoldenError(f"{path}: the entry {name!r} is not a table (got {type(entry).__name__})")
         if entry.get("model") not in registry.MODELS:
             raise GoldenError(f"{path}: {name} names an unknown model {entry.get('model')!r}")
-        missing = [k for k in ("case", "sha256", "shapes") if k not in entry]
+        missing = [k for k in ("surrogate", "case", "sha256", "shapes") if k not in entry]
         if missing:
             raise GoldenError(f"{path}: the entry {name!r} lacks {', '.join(missing)}")
         if (Path(directory) / name).is_dir():
@@ -340,6 +373,12 @@ def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
     shapes = {k: list(v.shape) for k, v in arrays.items()}
     if shapes != entry.get("shapes"):
         raise GoldenError(f"{name}: its arrays do not match the manifest's shapes")
+    strays = [k for k in arrays if not k.startswith(QUANTITY_PREFIXES)]
+    if strays:
+        raise GoldenError(f"{name}: holds {strays[0]!r}, which is no golden quantity (expected names starting "
+                          f"with {', '.join(QUANTITY_PREFIXES)})")
+    if "in.x" not in arrays:
+        raise GoldenError(f"{name}: lacks the input in.x")
     return arrays
 
 
@@ -355,12 +394,13 @@ def case_from(arrays: Dict[str, np.ndarray], entry: dict) -> checks.Case:
 
 def argument_error(case: checks.Case) -> Optional[str]:
     """What the spec's argument checks (finite, shaped, in the domain, an accepted
-    surrogate) refuse in ``case``, or None; nothing is computed."""
+    surrogate) refuse in ``case``, or None; nothing is computed.  A stored or
+    listed case has no ``allow_nonfinite``, so no message suggests it."""
     from ..spec.api import _prepare
 
     try:
         _prepare(case.model, case.x, case.params, case.state, case.surrogate, False, case.inject,
-                 np.float64, False)
+                 np.float64, False, names=Names(allow_nonfinite=False))
     except (ValueError, TypeError) as error:
         return str(error)
     return None
@@ -388,8 +428,11 @@ class CheckResult:
     detail: str
 
 
-def _spec_rerun(case, expected):
-    """Re-run the float64 spec; (worst error in ulps of each quantity's scale, bit-for-bit)."""
+def spec_rerun(case, expected, name):
+    """Re-run the float64 spec: (worst error in ulps of each quantity's scale,
+    bit-for-bit, the quantity of the worst).  A quantity whose stored or
+    computed values are not all finite is off by an infinite number of ulps (a
+    NaN would drop out of any maximum, and so pass)."""
     kwargs = dict(surrogate=case.surrogate, inject=case.inject)
     trace = spec.simulate(case.model, case.x, case.params, case.state, **kwargs)
     grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, **kwargs)
@@ -397,31 +440,43 @@ def _spec_rerun(case, expected):
     fresh.update({f"final:{k}": v for k, v in trace.final_state.items()})
     fresh.update({f"grad:{k}": v for k, v in grads.items()})
     if set(fresh) != set(expected):
-        raise GoldenError(f"quantities differ: stored {sorted(expected)}, computed {sorted(fresh)}")
-    worst, identical = 0.0, True
-    for key, value in expected.items():
-        identical &= np.array_equal(fresh[key], value)
-        ulp = np.spacing(max(1.0, float(np.max(np.abs(value), initial=0.0))))
-        worst = max(worst, float(np.max(np.abs(fresh[key] - value), initial=0.0)) / ulp)
-    return worst, identical
+        raise GoldenError(f"{name}: quantities differ: stored {sorted(expected)}, computed {sorted(fresh)}")
+    worst, identical, where = 0.0, True, None
+    for key, value in sorted(expected.items()):
+        computed = np.asarray(fresh[key], dtype=np.float64)
+        if computed.shape != value.shape:
+            raise GoldenError(f"{name}: {key} has shape {list(value.shape)}, the spec computes "
+                              f"{list(computed.shape)}")
+        identical &= np.array_equal(computed, value)
+        if not (np.all(np.isfinite(value)) and np.all(np.isfinite(computed))):
+            error = math.inf
+        else:
+            ulp = np.spacing(max(1.0, float(np.max(np.abs(value), initial=0.0))))
+            error = float(np.max(np.abs(computed - value), initial=0.0)) / ulp
+        if error > worst or where is None:
+            worst, where = max(worst, error), key
+    return worst, identical, where
 
 
 def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
-    """Verify every file's checksum, then re-run each case on each backend
+    """Verify every file's checksum and that the store holds no file its
+    manifest does not list, then re-run each case on each backend
     (``directory``: default the installed store, ``store_dir``)."""
     directory = store_dir(directory)
     manifest = read_manifest(directory)
     loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
-    results = []
+    results = [CheckResult(name, "store", False, f"not listed in {MANIFEST} (a stray or an unrecorded golden)")
+               for name in unlisted_files(directory, manifest)]
     for name, arrays in loaded.items():
         entry = manifest["files"][name]
         case, expected = case_from(arrays, entry), expected_from(arrays)
+        check_case(case, name)
         for backend in backends:
             if progress:
                 progress(f"{name} ({backend})")
             if backend == "spec":
-                worst, identical = _spec_rerun(case, expected)
-                verdict = "bit-for-bit" if identical else f"within {worst:.1f} ulp"
+                worst, identical, where = spec_rerun(case, expected, name)
+                verdict = "bit-for-bit" if identical else f"within {worst:.1f} ulp (worst: {where})"
                 results.append(CheckResult(name, backend, worst <= SPEC_ULPS, verdict))
                 continue
             import torch
@@ -457,7 +512,7 @@ class QuantityChange:
 @dataclass
 class FileChange:
     name: str
-    change: str  # "added", "removed", "changed"
+    change: str  # "added", "removed", "changed", "unlisted" (a file its store's manifest does not list)
     notes: List[str]
     quantities: List[QuantityChange]
 
@@ -519,7 +574,10 @@ def diff(first, second) -> StoreDiff:
         if values[0] != values[1]:
             notes.append(f"written by {field_name} {values[0]} -> {values[1]}")
     files_a, files_b = manifests[0]["files"], manifests[1]["files"]
-    changes = [FileChange(n, "removed", [], []) for n in sorted(set(files_a) - set(files_b))]
+    # A file a manifest does not list is no part of that store's record: said, never compared.
+    changes = [FileChange(n, "unlisted", [f"in {store}, not in its {MANIFEST}"], [])
+               for store, manifest in zip((first, second), manifests) for n in unlisted_files(store, manifest)]
+    changes += [FileChange(n, "removed", [], []) for n in sorted(set(files_a) - set(files_b))]
     changes += [FileChange(n, "added", [], []) for n in sorted(set(files_b) - set(files_a))]
     common = sorted(set(files_a) & set(files_b))
     for name in common:

@@ -165,7 +165,7 @@ def _golden(result, row, backend, golden_dir=None):
         for name in names:
             entry = manifest["files"][name]
             arrays = golden.load(directory, name, entry)
-            for outcome, comparison in _golden_outcomes(golden, arrays, entry, backend):
+            for outcome, comparison in _golden_outcomes(golden, name, arrays, entry, backend):
                 if not outcome.passed:
                     result.failures.append(f"golden {name}: {outcome.detail}")
                     if comparison is not None:
@@ -175,12 +175,13 @@ def _golden(result, row, backend, golden_dir=None):
     result.checked.append("golden")
 
 
-def _golden_outcomes(golden, arrays, entry, backend):
+def _golden_outcomes(golden, name, arrays, entry, backend):
     """(outcome, the backend's comparison with its traces, None for the spec) per check."""
     case, expected = golden.case_from(arrays, entry), golden.expected_from(arrays)
     if backend == "spec":
-        worst, _ = golden._spec_rerun(case, expected)
-        yield golden.CheckResult(entry["case"], backend, worst <= golden.SPEC_ULPS, f"{worst:.1f} ulp"), None
+        worst, _, where = golden.spec_rerun(case, expected, name)
+        yield golden.CheckResult(entry["case"], backend, worst <= golden.SPEC_ULPS,
+                                 f"{worst:.1f} ulp (worst: {where})"), None
         return
     import torch
 

@@ -53,6 +53,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .._files import usual_mode
+
 NEAR = 0.5
 HALF_WINDOW = 12
 RASTER_LANES = 40
@@ -514,7 +516,7 @@ def write(directory, results, *, title="snnref verify", option="report") -> Page
                 row.anchor = anchors.get(row.check, "")
             rows += source.rows
         (building / INDEX).write_text(_page(title, rows, drawn, sources, left_out), encoding="utf-8")
-        building.chmod(0o755)
+        building.chmod(usual_mode(directory=True))
         _replace(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
