@@ -284,7 +284,7 @@ def check_domain(param, values, label):
 
 
 def check_spikes(label, values, noun="observed spikes"):
-    """Spikes (observed, or forced) are exactly 0 or 1."""
+    """Spikes (observed, or replayed) are exactly 0 or 1."""
     strays = values[(values != 0) & (values != 1)].reshape(-1)
     if len(strays):
         raise ValueError(f"{label}: expected {noun} of exactly 0 or 1, got {strays[0].item()!r}")
@@ -388,20 +388,22 @@ def check_inject(row, inject, x_shape, arrays, allow_nonfinite, names=SIMULATE):
 
 
 def check_detached(detached, x_shape, arrays, allow_nonfinite, smooth):
-    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape,
-    for the smooth twin: in the model itself a replayed fractional reset spike
-    would give a trace that is neither the model nor its twin."""
+    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape.
+    Outside the smooth twin a replayed reset spike is the model's own, 0 or 1: a
+    smooth twin's fractional one would give a trace that is neither the model
+    nor its twin."""
     if detached is None:
         return None
     detached = mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
-    if not smooth:
-        raise ValueError("detached: holds the smooth twin's stop-gradient values; pass smooth=True with it")
     checked = {}
     for key, value in detached.items():
-        array = _converted(arrays, f"detached[{key!r}]", value, allow_nonfinite)
+        label = f"detached[{key!r}]"
+        array = _converted(arrays, label, value, allow_nonfinite)
         # Every stop-gradient value is recorded per step and per neuron.
         if tuple(array.shape) != tuple(x_shape):
             raise detached_shape_error(key, x_shape, array.shape)
+        if not smooth and key.endswith("spike"):
+            check_spikes(label, arrays.plain(array), "the model's own spikes (the smooth twin's take smooth=True)")
         checked[key] = arrays.cast(arrays.plain(array))
     return checked
 

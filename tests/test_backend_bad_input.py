@@ -161,10 +161,10 @@ def test_the_one_reduction_finiteness_check(dtype):
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
-def test_detached_values_belong_to_the_smooth_twin(backend):
-    held = snnref.simulate("tether.LIF", X, smooth=True, backend="torch").detached
-    raises(ValueError, r"detached: holds the smooth twin's stop-gradient values; pass smooth=True",
-           "tether.LIF", X, detached=held, backend=backend)
+def test_a_smooth_twin_s_detached_values_are_refused_by_the_model(backend):
+    held = snnref.simulate("tether.LIF", X * 4, smooth=True, backend="torch").detached
+    raises(ValueError, r"detached\['reset_spike'\]: expected the model's own spikes",
+           "tether.LIF", X * 4, detached=held, backend=backend)
 
 
 def test_simulate_names_its_arguments_as_a_layer_on_it_asks():

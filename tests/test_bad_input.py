@@ -150,16 +150,19 @@ def test_force_spikes_errors():
             force_spikes=np.zeros((2, 1, 1, 2)))
     with pytest.raises(ValueError, match="force_spikes: teacher forcing replaces H"):
         spec.simulate("tether.LIF", X, smooth=True, force_spikes=np.zeros_like(X))
-    # A spike is exactly 0 or 1 (SPEC section 7): a forced 0.5 gave out = 0.5.
-    with pytest.raises(ValueError, match=r"force_spikes: expected forced spikes of exactly 0 or 1, got 0.5"):
-        spec.simulate("tether.LIF", X, force_spikes=np.full_like(X, 0.5))
 
 
-def test_detached_values_belong_to_the_smooth_twin():
-    # In the model itself a replayed fractional reset spike gave a trace that was neither the model nor its twin.
-    held = spec.simulate("tether.LIF", X, smooth=True).detached
-    with pytest.raises(ValueError, match=r"detached: holds the smooth twin's stop-gradient values; pass smooth=True"):
-        spec.simulate("tether.LIF", X, detached=held)
+def test_a_smooth_twin_s_detached_values_are_refused_by_the_model():
+    # In the model a replayed fractional reset spike gave a trace that was neither the model nor its twin;
+    # the model's own (0 or 1) replay it exactly.
+    x = X * 4
+    held = spec.simulate("tether.LIF", x, smooth=True).detached
+    with pytest.raises(ValueError, match=r"detached\['reset_spike'\]: expected the model's own spikes \(the smooth "
+                                         r"twin's take smooth=True\) of exactly 0 or 1"):
+        spec.simulate("tether.LIF", x, detached=held)
+    own = spec.simulate("tether.LIF", x)
+    replayed = spec.simulate("tether.LIF", x, detached=own.detached)
+    np.testing.assert_array_equal(replayed.outputs["v"], own.outputs["v"])
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -112,8 +112,6 @@ def _check_forced(row, forced, x, smooth):
     if array.shape != x.shape:
         raise ValueError(f"force_spikes: expected the spike train's shape {x.shape}, got {array.shape}")
     _check_finite("force_spikes", array)
-    # A spike is exactly 0 or 1 (SPEC section 7), a forced one too.
-    arguments.check_spikes("force_spikes", array, "forced spikes")
     return np.array(array, dtype=x.dtype).reshape(-1)
 
 
@@ -171,7 +169,10 @@ def simulate(
     ``detached``: a previous run's ``Trace.detached``, to hold the stop-gradient
     values fixed (finite differences of the smooth twin).
     ``force_spikes``: teacher forcing: a spike train of x's shape used in place of
-    the model's own decisions (``Trace.distance`` still records each ``u``).
+    the model's own decisions (``Trace.distance`` still records each ``u``).  Its
+    values are used as given, 0 and 1 or not: the gate forces an
+    implementation's spike counts (a multi-spike neuron's 2) to show whether
+    only its spikes differ.
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     frozen = arguments.check_detached(detached, run.x.shape, arguments.NumpyArrays(run.x.dtype), allow_nonfinite,
