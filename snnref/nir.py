@@ -8,7 +8,14 @@ pulses ``S(t) = sum_k q_k delta(t - t_k)``; snnref's discrete models read
 (2) I, IF:          dv/dt = R I;                     a pulse q raises v by R q
 (3) CubaLI, CubaLIF: tau_syn dI/dt = -I + w_in S, tau_mem dv/dt = (v_leak - v) + R I;
                     a pulse q raises I by w_in q / tau_syn
-(4) LIF, IF, CubaLIF: z = [v > v_threshold], then v <- v_reset;  Threshold: z = [v > threshold]
+(4) LIF, IF, CubaLIF: a spike z, then v <- v_reset;  Threshold: z = [v > threshold].
+    The discrete methods ('exp', 'euler') fire at a step where z = [v > v_threshold]
+    (NIR's test); 'exact' (snnref.continuous, SPEC.md section 9) fires at the instant
+    v *reaches* v_threshold.  They differ only where v lands exactly on v_threshold
+    (a pulse that jumps v onto it): 'exact' fires there and resets, 'exp' and
+    'euler' do not.  It is the difference between tether's >= and NIR's > of SPEC.md
+    section 9's table; a membrane that only approaches v_threshold (v_leak =
+    v_threshold) fires under no method.
 
 Between two pulses (1) relaxes to v_leak, so on the grid, with w = v - v_leak,
 
@@ -59,7 +66,25 @@ taus apart).
 Methods of ``load``: "exp" runs LI, LIF, IF by (5) (exact on the grid for pulse
 input), "euler" runs the CUBA nodes by (6) (and IF, where both agree), "exact"
 runs ``snnref.continuous`` on the same pulses; every result states its
-discretization.
+discretization.  All three fire as (4) says (strictly above v_threshold on the
+grid, at v_threshold in continuous time).  Their outputs mean the same under every
+method: ``v`` is a node's membrane at t_k after the step's pulse and any reset
+(NIR's state; a registry model that records the membrane before its reset, tether,
+has it replaced by v_reset at its spike steps, exactly), ``i`` a CUBA node's
+synaptic current I, ``out`` its output (spikes, or an LI's membrane).
+
+Checked at ``load``, before anything runs, each by node and field: every field
+holds finite numbers (a neuron node's fields are vectors of one shape (N,), w_in
+may be a scalar; a Linear or Affine weight is a matrix, its bias one value per
+row); time constants are positive; an IF driven by an LI synapse has r > 0
+(tau_mem = 1/r, (12)); the snnref extensions are well formed, and a refractory
+time comes only with the hard reset (SPEC.md section 9 holds v at v_reset).
+Method "exact" also needs what snnref.continuous needs: a node that starts below
+v_threshold (its rest value v_leak, or v_reset for IF, or the recorded initial
+state: a spike is the threshold reached from below, so a tonic LIF at rest above
+threshold is refused, by the node and field), v_reset < v_threshold for the
+hard reset (else it fires again at once, without end) and v_threshold > 0 for
+the subtractive one.
 
 What NIR cannot say (no node field) is refused unless ``lossy=True``: subtractive
 reset, refractory time, the ``>=`` test, an output scaled by the threshold
@@ -219,6 +244,10 @@ def _storable(value):
     return float(array) if array.ndim == 0 else array
 
 
+# export takes no allow_nonfinite: a non-finite parameter's message must not suggest it.
+_EXPORT_NAMES = arguments.Names(allow_nonfinite=False)
+
+
 def _default_state(row, p, shape):
     return {var.name: np.broadcast_to(np.asarray(p[var.initial] if isinstance(var.initial, str) else var.initial,
                                                  dtype=np.float64), shape) for var in row.state}
@@ -245,13 +274,23 @@ def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None
             raise NirError(f"params['dt']: the model's step is {given['dt']!r} s but dt={dt!r}")
         given["dt"] = dt
     n = _neuron_count(row, given, state, neurons)
-    p = arguments.check_params(row, given, n, arguments.NumpyArrays(np.float64), allow_nonfinite=False)
+    p = arguments.check_params(row, given, n, arguments.NumpyArrays(np.float64), allow_nonfinite=False,
+                               names=_EXPORT_NAMES)
     nodes, dropped, ext = _nodes_for(key, p, dt, n)
     if state is not None:
         state = arguments.mapping("state", state, "state variable -> array")
         arguments.check_state_names(row, state)
-        shape = np.broadcast_shapes((n,), *(np.shape(v) for v in state.values()))
-        given_state = {k: np.array(np.broadcast_to(np.asarray(v, dtype=np.float64), shape)) for k, v in state.items()}
+        values = {k: arguments.real_array(f"state[{k!r}]", v).astype(np.float64) for k, v in state.items()}
+        for k, value in values.items():
+            if not np.all(np.isfinite(value)):
+                raise NirError(f"state[{k!r}]: expected finite values, found NaN or inf (the graph would carry "
+                               f"them as the recorded initial state)")
+        try:
+            shape = np.broadcast_shapes((n,), *(v.shape for v in values.values()))
+        except ValueError:
+            raise NirError(f"state: expected shapes that broadcast to (..., {n}) (the layer width last), got "
+                           + ", ".join(f"{k} {v.shape}" for k, v in values.items())) from None
+        given_state = {k: np.array(np.broadcast_to(v, shape)) for k, v in values.items()}
         rest = _default_state(row, p, shape)
         if any(not np.array_equal(given_state[k], rest[k]) for k in given_state):
             dropped["initial_state"] = "NIR has no initial state; nodes start at rest (v_leak, or v_reset for IF)"
@@ -301,8 +340,7 @@ def _node_from_tree(name, tree):
     if kind in ("Input", "Output"):
         shape = values["shape"]
         return (nir.Input if kind == "Input" else nir.Output)(np.asarray(shape), metadata=metadata)
-    if kind in _NEURONS:
-        _check_shapes(name, kind, values)
+    _check_fields(name, kind, values)
     cls = {"Affine": nir.Affine, "Linear": nir.Linear, "Threshold": nir.Threshold, "I": nir.I, "IF": nir.IF,
            "LI": nir.LI, "LIF": nir.LIF, "CubaLI": nir.CubaLI, "CubaLIF": nir.CubaLIF}[kind]
     try:
@@ -327,8 +365,10 @@ def read(path):
         raise NirError(f"{path}: not a NIR graph (the root node is {tree.get('type')!r}, expected 'NIRGraph' "
                        f"with nodes and edges)")
     nodes = {name: _node_from_tree(name, sub) for name, sub in tree["nodes"].items()}
-    edges = [tuple(e.decode("utf8") if isinstance(e, bytes) else str(e) for e in pair)
-             for pair in np.asarray(tree["edges"]).reshape(-1, 2)]
+    pairs = np.asarray(tree["edges"])
+    if pairs.size % 2 or pairs.ndim > 2 or (pairs.ndim == 2 and pairs.shape[1] != 2):
+        raise NirError(f"{path}: field 'edges' must hold pairs of node names (shape (E, 2)), got shape {pairs.shape}")
+    edges = [tuple(e.decode("utf8") if isinstance(e, bytes) else str(e) for e in pair) for pair in pairs.reshape(-1, 2)]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=tree.get("metadata", {}), type_check=False)
 
 
@@ -340,48 +380,78 @@ def save(graph, path):
 
 # ------------------------------------------------------- graph structure ----
 
-def _check_shapes(name, kind, values):
-    """Every parameter array of a neuron node has one shape, and every time constant is positive."""
-    shapes = {k: np.shape(v) for k, v in values.items() if k != "w_in"}
-    first = next(iter(shapes))
-    for key, shape in shapes.items():
-        if shape != shapes[first]:
-            raise NirError(f"node {name!r} ({kind}): field {key!r} has shape {shape}, but {first!r} has "
-                           f"{shapes[first]}")
+def _check_fields(name, kind, values):
+    """The fields of one node (not Input or Output), before anything runs: numbers, finite, shapes, and
+    positive time constants.  A neuron node's fields are vectors of one shape (N,) (w_in may be a
+    scalar; a scalar field is one neuron), a Threshold's a vector or a scalar, a Linear or Affine
+    weight a matrix with one bias value per row."""
+    arrays = {}
     for key, value in values.items():
-        array = np.asarray(value, dtype=np.float64)
+        try:
+            array = np.asarray(value)
+        except ValueError:  # a ragged sequence
+            array = np.asarray(None)
+        if array.dtype.kind not in "iuf":
+            raise NirError(f"node {name!r} ({kind}): field {key!r} must hold numbers, got {type(value).__name__} "
+                           f"of dtype {array.dtype}")
+        arrays[key] = array.astype(np.float64)
+    if kind in ("Affine", "Linear"):
+        weight = arrays["weight"]
+        if weight.ndim != 2:
+            raise NirError(f"node {name!r} ({kind}): field 'weight' must be a matrix, got shape {weight.shape}")
+        if kind == "Affine" and arrays["bias"].shape != weight.shape[:1]:
+            raise NirError(f"node {name!r} (Affine): field 'bias' has shape {arrays['bias'].shape}, expected "
+                           f"{weight.shape[:1]} (the weight's rows)")
+    else:
+        shapes = {k: a.shape for k, a in arrays.items() if not (k == "w_in" and a.ndim == 0)}
+        first = next(iter(shapes))
+        for key, shape in shapes.items():
+            if shape != shapes[first]:
+                raise NirError(f"node {name!r} ({kind}): field {key!r} has shape {shape}, but {first!r} has "
+                               f"{shapes[first]}")
+        if len(shapes[first]) > 1:
+            raise NirError(f"node {name!r} ({kind}): field {first!r} has shape {shapes[first]}; snnref runs flat "
+                           f"layers, one vector of shape (N,) per field (flatten the layer to "
+                           f"({int(np.prod(shapes[first]))},))")
+    for key, array in arrays.items():
         if not np.all(np.isfinite(array)):
-            raise NirError(f"node {name!r} ({kind}): field {key!r} must be finite")
+            raise NirError(f"node {name!r} ({kind}): field {key!r} must be finite, found NaN or inf")
         if key in _POSITIVE and not np.all(array > 0):
             raise NirError(f"node {name!r} ({kind}): field {key!r} must be positive, got {array.min()!r}")
 
 
+def _raw_fields(name, node):
+    """A node's numeric fields as the graph holds them (not Input or Output); a required one must be set."""
+    kind = type(node).__name__
+    values = {}
+    for key in _FIELDS[kind] + _OPTIONAL.get(kind, ()):
+        value = getattr(node, key, None)
+        if value is None and key in _FIELDS[kind]:
+            raise NirError(f"node {name!r} ({kind}): missing field {key!r}")
+        if value is not None:
+            values[key] = value
+    return values
+
+
 def _node_fields(node):
+    """The numeric fields of a checked node (``_check_fields``) as float64 arrays."""
     kind = type(node).__name__
     names = _FIELDS.get(kind, ()) + _OPTIONAL.get(kind, ())
     return {k: np.asarray(getattr(node, k), dtype=np.float64)
             for k in names if k != "shape" and getattr(node, k, None) is not None}
 
 
-def _in_out(name, node):
-    """The input and output widths of a node (a NIR type is a shape; snnref runs flat layers)."""
+def _in_out(node):
+    """The input and output widths of a checked node (a NIR type is a shape; snnref runs flat layers)."""
     kind = type(node).__name__
     if kind in ("Input", "Output"):
         shape = (node.input_type if kind == "Input" else node.output_type)[kind.lower()]
         width = int(np.prod(shape))
         return width, width
     if kind in ("Affine", "Linear"):
-        weight = np.asarray(node.weight)
-        if weight.ndim != 2:
-            raise NirError(f"node {name!r} ({kind}): field 'weight' must be a matrix, got shape {weight.shape}")
-        if kind == "Affine" and np.shape(node.bias) != weight.shape[:1]:
-            raise NirError(f"node {name!r} (Affine): field 'bias' has shape {np.shape(node.bias)}, expected "
-                           f"{weight.shape[:1]} (the weight's rows)")
-        return weight.shape[1], weight.shape[0]
-    fields = _node_fields(node)
-    if kind in _NEURONS:
-        _check_shapes(name, kind, fields)
-    width = int(np.prod(np.shape(next(iter(fields.values())))))
+        rows, columns = np.shape(node.weight)
+        return columns, rows
+    width = int(np.prod(np.shape(next(iter(_node_fields(node).values())))))
     return width, width
 
 
@@ -414,6 +484,8 @@ def _chain(graph):
         if type(node).__name__ not in _FIELDS:
             raise NirError(f"node {name!r}: node type {type(node).__name__!r} is not supported; snnref runs "
                            f"chains of {', '.join(_FIELDS)}")
+        if type(node).__name__ not in ("Input", "Output"):
+            _check_fields(name, type(node).__name__, _raw_fields(name, node))
     for a, b in graph.edges:
         for end in (a, b):
             if end not in graph.nodes:
@@ -438,7 +510,7 @@ def _chain(graph):
     if stray:
         raise NirError(f"node {stray[0]!r}: not on the chain from the Input to the Output (snnref runs chains)")
     for a, b in zip(order, order[1:]):
-        out_a, in_b = _in_out(a, graph.nodes[a])[1], _in_out(b, graph.nodes[b])[0]
+        out_a, in_b = _in_out(graph.nodes[a])[1], _in_out(graph.nodes[b])[0]
         if out_a != in_b:
             raise NirError(f"edge ({a!r}, {b!r}): {a!r} gives {out_a} values but {b!r} takes {in_b}")
     return [(k, graph.nodes[k]) for k in order]
@@ -449,9 +521,11 @@ def _chain(graph):
 @dataclass
 class _Unit:
     """What one discrete registry model or one continuous node runs: a neuron node, an LI with the
-    Threshold that follows it, or an LI synapse merged with the neuron node it drives (12)."""
+    Threshold that follows it, or an LI synapse merged with the neuron node it drives (12).
 
-    name: str
+    ``nodes``: its (name, node) pairs in graph order; ``kind``: the section-9 node that runs it
+    (a merged synapse makes CubaLI, CubaLIF or CubaIF)."""
+
     nodes: list
     kind: str
     fields: Dict[str, np.ndarray]
@@ -459,11 +533,29 @@ class _Unit:
 
     @property
     def node(self):
-        return self.nodes[0]
+        """The first node, which carries snnref's export metadata."""
+        return self.nodes[0][1]
+
+    @property
+    def name(self):
+        """The node whose state is the membrane: the LI before a Threshold, else the last node."""
+        return self.nodes[0][0] if self.threshold is not None else self.nodes[-1][0]
+
+    @property
+    def node_kind(self):
+        """The NIR type of the node ``name``."""
+        return type(dict(self.nodes)[self.name]).__name__
+
+    def owner(self, key):
+        """The node an output belongs to: 'out' (and the spikes) to the last node, 'i' to the first (an LI
+        synapse is the current of the node it drives), the membrane's other records to ``name``."""
+        if key == "out":
+            return self.nodes[-1][0]
+        return self.nodes[0][0] if key == "i" else self.name
 
     @property
     def threshold(self):
-        last = self.nodes[-1]
+        last = self.nodes[-1][1]
         return np.asarray(last.threshold, dtype=np.float64) if isinstance(last, nir.Threshold) else None
 
     @property
@@ -471,7 +563,7 @@ class _Unit:
         return int(np.prod(np.shape(self.fields["r"])))
 
 
-def _synapse(name, li, target):
+def _synapse(name, li, target_name, target):
     """(12): an LI whose output is the input current of the next node is the synaptic current of a CUBA node."""
     syn, f = _node_fields(li), _node_fields(target)
     if not np.all(syn["v_leak"] == 0):
@@ -480,7 +572,11 @@ def _synapse(name, li, target):
     kind = {"LI": "CubaLI", "LIF": "CubaLIF", "IF": "CubaIF"}[type(target).__name__]
     merged = {"tau_syn": syn["tau"], "w_in": syn["r"], "r": np.ones_like(syn["r"])}
     if kind == "CubaIF":
-        merged["tau_mem"] = 1 / f["r"]  # dv/dt = R_IF I  <=>  tau_mem dv/dt = I
+        with np.errstate(divide="ignore"):
+            merged["tau_mem"] = 1 / f["r"]  # dv/dt = R_IF I  <=>  tau_mem dv/dt = I
+        if not np.all((f["r"] > 0) & np.isfinite(merged["tau_mem"])):
+            raise NirError(f"node {target_name!r} (IF): field 'r': an IF driven by an LI synapse runs as CubaIF "
+                           f"with tau_mem = 1/r (12), which needs r > 0 with 1/r finite; got {f['r']!r}")
     else:
         merged.update(tau_mem=f["tau"], r=f["r"], v_leak=f["v_leak"])
     merged.update({k: f[k] for k in ("v_threshold", "v_reset") if k in f})
@@ -492,21 +588,22 @@ def _units(chain):
     while index < len(chain) - 1:
         name, node = chain[index]
         kind = type(node).__name__
-        following = chain[index + 1][1]
+        following_name, following = chain[index + 1]
+        pair = [(name, node), (following_name, following)]
         if kind in ("Affine", "Linear"):
             bias = np.asarray(node.bias, dtype=np.float64) if kind == "Affine" else None
             pending.append((name, np.asarray(node.weight, dtype=np.float64), bias))
         elif kind == "Threshold":
             raise NirError(f"node {name!r} (Threshold): snnref runs a Threshold only right after an LI node")
         elif kind == "LI" and isinstance(following, nir.Threshold):
-            units.append(_Unit(name, [node, following], "LI", _node_fields(node), pending))
+            units.append(_Unit(pair, "LI", _node_fields(node), pending))
             pending, index = [], index + 1
         elif kind == "LI" and type(following).__name__ in ("LI", "LIF", "IF"):
-            merged_kind, fields = _synapse(name, node, following)
-            units.append(_Unit(name, [node, following], merged_kind, fields, pending))
+            merged_kind, fields = _synapse(name, node, following_name, following)
+            units.append(_Unit(pair, merged_kind, fields, pending))
             pending, index = [], index + 1
         else:
-            units.append(_Unit(name, [node], kind, _node_fields(node), pending))
+            units.append(_Unit([(name, node)], kind, _node_fields(node), pending))
             pending = []
         index += 1
     if not units:
@@ -526,9 +623,11 @@ class _Plan:
     current_scale: Optional[np.ndarray] = None
     membrane_out: bool = False
     note: str = ""
+    pre_reset: Optional[np.ndarray] = None  # the node's v_reset where the model records v before its reset
 
 
 _NEEDS_EXTENSIONS = ("reset", "refractory_time", "output", "initial_state")
+_EXTENSION_NAMES = ("reset", "tau_ref", "output", "initial_state")  # the keys of metadata["snnref"]["extensions"]
 # The method under which each library's models are the discrete model itself: (5) or (6).
 _HINT_METHODS = {"tether": ("exp",), "rnnbuilder": ("exp",), "qualia": ("exp", "euler"), "hxtorch": ("euler",)}
 
@@ -560,7 +659,7 @@ def _hinted_plan(unit, dt, method, extensions):
     except (ValueError, TypeError):
         return None
     again = [node for node in graph.nodes.values() if type(node).__name__ not in ("Input", "Output")]
-    mine = unit.nodes
+    mine = [node for _, node in unit.nodes]
     same = len(again) == len(mine) and all(_same_node(a, b) for a, b in zip(again, mine))
     needed = [d.split(":")[0] for d in dropped if d.split(":")[0] in _NEEDS_EXTENSIONS]
     if not same or (needed and not extensions):
@@ -569,16 +668,82 @@ def _hinted_plan(unit, dt, method, extensions):
                                           f"(they reproduce every field of node {unit.name!r} exactly)")
 
 
-def _require(unit, condition, field_name, what):
+def _require(name, kind, condition, field_name, what):
     if not np.all(condition):
-        raise NirError(f"node {unit.name!r} ({unit.kind}): field {field_name!r}: {what}")
+        raise NirError(f"node {name!r} ({kind}): field {field_name!r}: {what}")
+
+
+def _check_extensions(unit, ext):
+    """The snnref extensions of a unit: well formed, on a node they apply to, and no refractory time with
+    the subtractive reset (SPEC.md section 9 holds v at v_reset, which that reset does not reach)."""
+    where = f"node {unit.nodes[0][0]!r}: snnref extension"
+    spiking = unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF")
+    for key, expected in (("reset", "subtract"), ("output", "spikes*threshold")):
+        if key in ext and not (spiking and ext[key] == expected):
+            raise NirError(f"{where} {key!r}: expected {expected!r} on a spiking node, got {ext[key]!r} on a "
+                           f"{unit.kind}")
+    if "tau_ref" in ext:
+        tau_ref = np.asarray(ext["tau_ref"])
+        if not spiking or tau_ref.dtype.kind not in "iuf" or tau_ref.shape not in ((), (1,), (unit.width,)) \
+                or not np.all(np.isfinite(tau_ref) & (tau_ref >= 0)):
+            raise NirError(f"{where} 'tau_ref': expected a refractory time >= 0 (finite; a scalar or one per "
+                           f"neuron, ({unit.width},)) on a spiking node, got {ext['tau_ref']!r} on a {unit.kind}")
+        if ext.get("reset") == "subtract" and np.any(tau_ref > 0):
+            raise NirError(f"{where} 'tau_ref': a refractory time needs the hard reset (SPEC.md section 9 holds v "
+                           f"at v_reset for tau_ref after each spike); this node has the subtractive reset")
+    state = ext.get("initial_state", {})
+    if not isinstance(state, dict):
+        raise NirError(f"{where} 'initial_state': expected a dict of state variable -> array, got "
+                       f"{type(state).__name__}")
+    names = ("v", "m", "i", "r") if unit.kind.startswith("Cuba") else ("v", "m")  # registry names
+    for key, value in state.items():
+        array = np.asarray(value)
+        if key not in names or array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) \
+                or array.shape[-1:] not in ((), (1,), (unit.width,)):
+            raise NirError(f"{where} 'initial_state': expected finite numbers of shape (..., {unit.width}) for the "
+                           f"state variables of a {unit.kind} ({', '.join(names)}), got {key!r}: {value!r}")
+
+
+def _check_exact(unit, ext):
+    """What snnref.continuous needs of a spiking unit (see the module docstring), by node and field."""
+    if unit.kind not in ("LIF", "IF", "CubaLIF", "CubaIF"):
+        return
+    f, name, kind = unit.fields, unit.name, unit.node_kind
+    why = "method 'exact' (snnref.continuous) fires where v reaches v_threshold from below"
+    if ext.get("reset") == "subtract":
+        _require(name, kind, f["v_threshold"] > 0, "v_threshold", "the subtractive reset (snnref extension) needs "
+                 "v_threshold > 0 under method 'exact' (otherwise one crossing fires without end)")
+    else:
+        _require(name, kind, f["v_reset"] < f["v_threshold"], "v_reset", f"expected v_reset < v_threshold: {why}, "
+                 f"and a reset at or above it would fire again at once, without end")
+    state = ext.get("initial_state", {})
+    if np.any(np.asarray(state.get("r", 0.0)) != 0):
+        raise NirError(f"node {unit.nodes[0][0]!r}: snnref extension 'initial_state': a refractory count in "
+                       f"progress (r != 0) has no continuous initial state; method 'exact' needs r = 0")
+    start = state.get("v", state.get("m"))
+    if start is not None:
+        if np.any(np.asarray(start) >= f["v_threshold"]):
+            raise NirError(f"node {unit.nodes[0][0]!r}: snnref extension 'initial_state': a membrane at or above "
+                           f"v_threshold; {why} and cannot start there")
+    else:
+        rest = "v_leak" if kind in ("LIF", "CubaLIF") else "v_reset"
+        _require(name, kind, f[rest] < f["v_threshold"], rest, f"the node starts at rest, v = {rest}, which is "
+                 f"not below v_threshold; {why} and cannot start there")
 
 
 def _general_plan(unit, dt, method, extensions):
     """The registry model that runs a NIR node by (5) or (6), parameters converted."""
-    f, kind, name = unit.fields, unit.kind, unit.name
+    f, kind, name, node_kind = unit.fields, unit.kind, unit.name, unit.node_kind
     ext = _extensions(unit.node) if extensions else {}
     subtract = ext.get("reset") == "subtract"
+    # What the registry models below can honour; any other extension would be dropped without a word.
+    honoured = {"CubaLIF": {"tau_ref"}, "CubaIF": {"tau_ref"}, "LIF": {"reset"},
+                "IF": {"reset", "output"} if subtract else {"reset"}}.get(kind, set())
+    unsupported = sorted(set(ext) & set(_EXTENSION_NAMES) - honoured)
+    if unsupported:
+        raise NirError(f"node {unit.nodes[0][0]!r}: snnref extension {unsupported[0]!r}: method {method!r} runs "
+                       f"this node by its NIR fields (the recorded discrete model does not reproduce them) and has "
+                       f"no registry model with that extension; use method='exact'")
     if kind in ("LI", "LIF") and method == "euler":
         raise NirError(f"node {name!r} ({kind}): method 'euler' has no registry model for it; use 'exp' "
                        f"(exact on the grid for pulse input, (5)) or 'exact'")
@@ -611,25 +776,28 @@ def _general_plan(unit, dt, method, extensions):
                      membrane_out=unit.threshold is None,
                      note="rnnbuilder.NoReset: exact exponential decay exp(-dt/tau) between pulses (5)")
         if unit.threshold is not None:
-            _require(unit, unit.threshold - rest == 1, "threshold",
+            _require(unit.nodes[-1][0], "Threshold", unit.threshold - rest == 1, "threshold",
                      "the discrete model (rnnbuilder.NoReset) fires at v - v_leak > 1; this Threshold differs "
                      "(use method='exact')")
         return plan
     theta = f["v_threshold"] - rest
     if subtract and kind == "LIF":
-        _require(unit, theta == 1, "v_threshold", "with a subtractive reset the discrete model "
+        _require(name, node_kind, theta == 1, "v_threshold", "with a subtractive reset the discrete model "
                  "(rnnbuilder.LIF) needs v_threshold - v_leak = 1 (use method='exact')")
         return _Plan("rnnbuilder.LIF", {"tau": f["tau"] / dt}, gain=gain, shift=shift,
                      note="rnnbuilder.LIF: exact decay (5), subtractive reset (snnref extension)")
     if subtract:
-        _require(unit, rest == 0, "v_reset", "the discrete model with a subtractive reset (qualia) starts at 0")
-        _require(unit, theta == theta.flat[0], "v_threshold", "qualia's IF has one threshold per layer")
+        _require(name, node_kind, rest == 0, "v_reset", "the discrete model with a subtractive reset (qualia) "
+                 "starts at 0")
+        _require(name, node_kind, theta == theta.flat[0], "v_threshold", "qualia's IF has one threshold per layer")
         key = "qualia.ATIF" if ext.get("output") == "spikes*threshold" else "qualia.IFSRL"
         return _Plan(key, {"threshold": _next(theta[:1])}, gain=gain,
                      note=f"{key}: integrate and fire, subtractive reset (snnref extension), >= next(v_threshold) (11)")
     if kind == "LIF":
-        _require(unit, f["v_reset"] == f["v_leak"], "v_reset", "the discrete LIF (tether) resets to its rest "
-                 "value; v_reset must equal v_leak (use method='exact')")
+        other = "use method='exact'" if np.all(f["v_leak"] < f["v_threshold"]) else \
+            "method 'exact' cannot run it either: it would start at rest, v_leak, at or above v_threshold"
+        _require(name, node_kind, f["v_reset"] == f["v_leak"], "v_reset", "the discrete LIF (tether) resets to "
+                 f"its rest value; v_reset must equal v_leak ({other})")
         decay = np.exp(-dt / f["tau"])
     else:
         decay = np.ones_like(theta)
@@ -641,13 +809,16 @@ def _general_plan(unit, dt, method, extensions):
 def _plan(unit, dt, method, extensions):
     plan = _hinted_plan(unit, dt, method, extensions)
     if plan is None:
-        ignored = sorted(k for k in _extensions(unit.node) if k in ("reset", "tau_ref", "output", "initial_state"))
+        ignored = sorted(k for k in _extensions(unit.node) if k in _EXTENSION_NAMES)
         if ignored and not extensions:
-            warnings.warn(f"node {unit.name!r} carries snnref extensions NIR cannot say ({', '.join(ignored)}); "
-                          f"they are ignored (pass extensions=True to honour them)", stacklevel=3)
+            warnings.warn(f"node {unit.nodes[0][0]!r} carries snnref extensions NIR cannot say "
+                          f"({', '.join(ignored)}); they are ignored (pass extensions=True to honour them)",
+                          stacklevel=3)
         plan = _general_plan(unit, dt, method, extensions)
     if plan.gain is not None and np.all(plan.gain == 1):
         plan.gain = None  # multiplying by exactly 1 changes nothing; skipping it documents that
+    if registry.MODELS[plan.model].state[0].recorded == "pre-reset":
+        plan.pre_reset = unit.fields["v_reset"]
     return plan
 
 
@@ -655,11 +826,21 @@ def _plan(unit, dt, method, extensions):
 class NirTrace(_spec.Trace):
     """A ``Trace`` of a loaded graph, with the method and discretization that produced it.
 
-    ``outputs["out"]`` is the last neuron node's output after any trailing
-    Affine/Linear maps; ``outputs[var]`` its recorded sequences.  With more than
-    one neuron node each appears also as ``outputs["<node>.<key>"]``.
-    ``spike_times`` (method "exact"): node name -> one array of spike times per
-    batch element and neuron (flattened), before binning to the grid.
+    Every key means the same under every method, (T, ..., N) per step t_k:
+    ``outputs["v"]`` the membrane after the step's pulse and any reset (NIR's
+    state: under 'exp' a model that records v before its reset has v_reset
+    written at its spike steps; an LI's membrane is "v" too), ``outputs["i"]``
+    a CUBA node's synaptic current I, and for the discrete hxtorch refractory
+    models ``outputs["r"]``, the steps left in a hold.  ``outputs["out"]`` is the
+    last neuron node's output (spikes, or an LI's membrane) after any trailing
+    Affine/Linear maps; ``final_state`` the last step's states, by the same keys.
+    With more than one neuron node each output appears also as
+    ``outputs["<node>.<key>"]``, keyed by the node it belongs to: "out" by the
+    node that spikes (the Threshold after an LI), "v" by the node whose membrane
+    it is, and "i" of an LI synapse merged into the node it drives (12) by the
+    synapse.  ``spike_times`` (method "exact"): spiking node name -> one array
+    of spike times per batch element and neuron (flattened), before binning to
+    the grid.
     """
 
     method: str = ""
@@ -672,19 +853,31 @@ def _affine(x, weight, bias):
     return y if bias is None else y + bias
 
 
+def _finite(name, values):
+    """A map's output: finite weights on finite input can still overflow float64 (or float32)."""
+    if not np.all(np.isfinite(values)):
+        raise NirError(f"node {name!r}: field 'weight': its output on this input overflows to inf or NaN")
+    return values
+
+
 class Network:
     """A NIR graph made runnable (``load``); ``simulate(x)`` takes time-major x of shape (T, ..., N_in)."""
 
     def __init__(self, graph, dt, method, extensions):
         chain = _chain(graph)
         self.graph, self.dt, self.method, self.extensions = graph, dt, method, extensions
-        self.input_width = _in_out(*chain[0])[1]
+        self.input_width = _in_out(chain[0][1])[1]
         self.units, self.after = _units(chain)
         self.plans = None
         for unit in self.units[:-1]:
             if unit.kind in ("LI", "I", "CubaLI") and unit.threshold is None:
-                raise NirError(f"node {unit.name!r} ({unit.kind}): spikes (pulses) pass between neuron nodes; "
+                raise NirError(f"node {unit.name!r} ({unit.node_kind}): spikes (pulses) pass between neuron nodes; "
                                f"a membrane output can only be the graph's last")
+        for unit in self.units:
+            ext = _extensions(unit.node) if extensions else {}
+            _check_extensions(unit, ext)
+            if method == "exact":
+                _check_exact(unit, ext)
         if method == "exact":
             for name, _, bias in [m for u in self.units for m in u.before] + self.after:
                 if bias is not None and np.any(bias != 0):
@@ -726,36 +919,35 @@ class Network:
         signal = np.asarray(x, dtype=dtype)
         steps, lead = x.shape[0], x.shape[1:-1]
         self._grid = np.arange(steps) * self.dt
+        self._check_initial_states(lead)
         events, distance = None, None
         outputs, final, times = {}, {}, {}
         for index, unit in enumerate(self.units):
-            for _, weight, bias in unit.before:
+            for name, weight, bias in unit.before:
                 if events is None:
-                    signal = _affine(signal, weight.astype(dtype), None if bias is None else bias.astype(dtype))
+                    signal = _finite(name, _affine(signal, weight.astype(dtype),
+                                                   None if bias is None else bias.astype(dtype)))
                 else:
-                    events = [(t, q @ weight.T) for t, q in events]
+                    events = [(t, _finite(name, q @ weight.T)) for t, q in events]
             if self.plans is None:
                 if events is None:  # the graph's input: pulse q_k = x[k] at t_k = k dt, per batch element
                     flat = signal.reshape(steps, -1, signal.shape[-1])
                     events = [(self._grid, flat[:, b]) for b in range(flat.shape[1])]
                 out, seq, last, spikes, events = self._run_exact(unit, events, lead)
-                times[unit.name] = spikes
+                if unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF") or unit.threshold is not None:
+                    times[unit.owner("out")] = spikes
             else:
                 out, seq, last, distance = self._run_discrete(self.plans[index], signal, dtype, force_spikes)
             signal = out
-            for key, value in seq.items():
-                outputs[f"{unit.name}.{key}"] = value
-            for key, value in last.items():
-                final[f"{unit.name}.{key}"] = value
-        for _, weight, bias in self.after:
-            signal = _affine(signal, weight.astype(dtype), None if bias is None else bias.astype(dtype))
-        last_unit = self.units[-1].name
-        outputs.update({k[len(last_unit) + 1:]: v for k, v in list(outputs.items()) if k.startswith(last_unit + ".")})
-        final.update({k[len(last_unit) + 1:]: v for k, v in list(final.items()) if k.startswith(last_unit + ".")})
-        outputs["out"] = signal
+            outputs.update({f"{unit.owner(key)}.{key}": value for key, value in seq.items()})
+            final.update({f"{unit.owner(key)}.{key}": value for key, value in last.items()})
+        for name, weight, bias in self.after:
+            signal = _finite(name, _affine(signal, weight.astype(dtype), None if bias is None else bias.astype(dtype)))
         if len(self.units) == 1:
-            outputs = {k: v for k, v in outputs.items() if k == "out" or "." not in k}
-            final = {k: v for k, v in final.items() if "." not in k}
+            outputs, final = {}, {}
+        outputs.update(seq)
+        final.update(last)
+        outputs["out"] = signal
         model = self.plans[0].model if self.plans and len(self.plans) == 1 else "nir"
         distance = distance if self.can_force else None
         return NirTrace(model, None, outputs, final, {}, distance, method=self.method,
@@ -767,18 +959,32 @@ class Network:
         return (self.plans is not None and len(self.plans) == 1 and not self.after
                 and registry.MODELS[self.plans[0].model].out is registry.Output.SPIKES)
 
+    def _check_initial_states(self, lead):
+        """A recorded initial state (extension) must fit the batch of this x: (..., N) against lead + (N,)."""
+        for unit in self.units if self.extensions else ():
+            for key, value in _extensions(unit.node).get("initial_state", {}).items():
+                try:
+                    np.broadcast_to(value, lead + (unit.width,))
+                except ValueError:
+                    raise NirError(f"node {unit.nodes[0][0]!r}: snnref extension 'initial_state': {key!r} has shape "
+                                   f"{np.shape(value)}, which does not broadcast to the batch of x, "
+                                   f"{lead + (unit.width,)}") from None
+
     @staticmethod
     def _run_discrete(plan, x, dtype, force_spikes=None):
         driven = x if plan.gain is None else x * np.asarray(plan.gain, dtype=dtype)
         trace = _spec.simulate(plan.model, driven, plan.params, plan.state, dtype=dtype, force_spikes=force_spikes)
         seq, last = dict(trace.outputs), dict(trace.final_state)
-        membrane = "m" if "m" in seq else "v"
+        membrane = registry.MODELS[plan.model].state_names[0]  # "m" for rnnbuilder's models: NIR's v
+        seq["v"], last["v"] = seq.pop(membrane), last.pop(membrane)
         if plan.shift is not None:
-            seq[membrane] = seq[membrane] + plan.shift
-            last[membrane] = last[membrane] + plan.shift
+            seq["v"] = seq["v"] + plan.shift
+            last["v"] = last["v"] + plan.shift
+        if plan.pre_reset is not None:  # NIR's state is after the reset: v_reset at the spike steps, exactly
+            seq["v"] = np.where(seq["out"] != 0, np.asarray(plan.pre_reset, dtype=seq["v"].dtype), seq["v"])
         if plan.current_scale is not None:
             seq["i"], last["i"] = seq["i"] / plan.current_scale, last["i"] / plan.current_scale
-        out = seq[membrane] if plan.membrane_out else seq["out"]
+        out = seq["v"] if plan.membrane_out else seq["out"]
         seq["out"] = out
         return out, seq, last, trace.distance
 
@@ -796,14 +1002,14 @@ class Network:
                 params["tau_ref"] = ext["tau_ref"]
         # qualia.ATIF (extension): each spike carries the threshold (11).
         pulse = _next(unit.fields["v_threshold"]) if ext.get("output") == "spikes*threshold" else np.ones(unit.width)
-        initial = ext.get("initial_state")
+        # The recorded initial state by registry names: rnnbuilder's membrane m is v (its v_leak is 0).
+        initial = {("v" if k == "m" else k): v for k, v in ext.get("initial_state", {}).items() if k != "r"}
         n, batch = unit.width, len(events)
         seq = {"out": np.zeros((steps, batch, n))}
         spikes, passed = [], []
         for b, (times, weights) in enumerate(events):
-            state = None if initial is None else {
-                k: np.broadcast_to(np.asarray(v, dtype=np.float64), lead + (n,)).reshape(batch, n)[b]
-                for k, v in initial.items() if k in ("v", "i")}
+            state = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), lead + (n,)).reshape(batch, n)[b]
+                     for k, v in initial.items()} or None
             result = continuous.simulate(unit.kind, params, times, weights, t_end=self._grid[-1],
                                          samples=self._grid, state=state)
             for var, values in result.states.items():
@@ -835,9 +1041,16 @@ def load(graph, *, dt=None, method="exact", extensions=False):
     ``method``: "exact" (``snnref.continuous``), "exp" (the registry model that
     is exact on the grid for pulse input, (5): LI, LIF, IF) or "euler"
     (hxtorch's forward Euler, (6): CubaLI, CubaLIF; IF is the same under both).
+    "exp" and "euler" fire where v > v_threshold at a step (NIR's test), "exact"
+    where v reaches v_threshold (SPEC.md section 9): a pulse that lands v exactly
+    on v_threshold fires under "exact" only (4).  Every method reports the same
+    keys with the same meaning (``NirTrace``): "v" is the membrane after the
+    step's pulse and reset.
     ``extensions=True`` honours what snnref's lossy export recorded (subtractive
     reset, refractory time, ATIF's output, the initial state); otherwise the
     graph means what its NIR fields say, and a warning names what was ignored.
+    Every field is checked here, before anything runs (see the module docstring):
+    a ``NirError`` names the node and field.
     """
     dt = _check_dt(dt)
     if method not in METHODS:

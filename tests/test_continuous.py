@@ -130,6 +130,19 @@ def test_leak_above_threshold_fires_periodically_at_the_log_time():
 
 def test_threshold_node_is_strict():
     np.testing.assert_array_equal(threshold([0.5, 1.0, 1.5], 1.0), [0.0, 0.0, 1.0])
+    # One level per neuron (the last axis) broadcasts over time.
+    np.testing.assert_array_equal(threshold([[0.5, 0.5], [2.0, 2.0]], [0.4, 1.0]), [[1.0, 0.0], [1.0, 1.0]])
+
+
+@pytest.mark.parametrize("v, level, match", [
+    (float("nan"), 1.0, r"v: expected finite values"),
+    (0.5, float("nan"), r"v_threshold: expected finite values"),
+    (np.zeros(3), np.zeros(2), r"v_threshold: expected a shape that broadcasts to the shape of v, \(3,\), got \(2,\)"),
+    ("0.5", 1.0, r"v: expected a real number"),
+])
+def test_threshold_refuses_what_decides_nothing(v, level, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        threshold(v, level)
 
 
 # --- solve_ivp agreement, hypothesis cases including the hard ones ------------------------
@@ -154,8 +167,10 @@ def cuba_cases(draw):
     if node != "CubaIF":
         params["v_leak"] = draw(st.floats(-0.2, 0.2))
     if node != "CubaLI":
-        params.update(v_threshold=draw(st.floats(0.6, 1.4)), v_reset=draw(st.floats(-0.3, 0.0)),
-                      tau_ref=draw(st.sampled_from([0.0, 2e-6])), reset=draw(st.sampled_from(["hard", "subtract"])))
+        # A refractory time holds v at v_reset: only with the hard reset (SPEC.md section 9).
+        reset = draw(st.sampled_from(["hard", "subtract"]))
+        params.update(v_threshold=draw(st.floats(0.6, 1.4)), v_reset=draw(st.floats(-0.3, 0.0)), reset=reset,
+                      tau_ref=draw(st.sampled_from([0.0, 2e-6])) if reset == "hard" else 0.0)
     count = draw(st.integers(1, 8))
     times = np.sort(np.array(draw(st.lists(st.floats(0, 4e-5), min_size=count, max_size=count))))
     weights = np.array(draw(st.lists(st.lists(st.floats(-0.5, 2.5), min_size=2, max_size=2),
@@ -243,7 +258,9 @@ GRADIENT_CASES = [
     ("CubaLIF", {"tau_syn": 1e-5, "tau_mem": 1.2e-5, "w_in": 1e-5, "v_leak": 0.1, "v_reset": -0.1, "r": 1.1,
                  "v_threshold": 1.0}, 1e-5),
     ("CubaLIF", {"tau_syn": 1e-5, "tau_mem": 1.0000001e-5, "w_in": 1e-5, "v_leak": 0.1, "v_threshold": 1.0,
-                 "tau_ref": 2e-6, "reset": "subtract"}, 1e-5),
+                 "reset": "subtract"}, 1e-5),
+    ("CubaLIF", {"tau_syn": 1e-5, "tau_mem": 1.0000001e-5, "w_in": 1e-5, "v_leak": 0.1, "v_threshold": 1.0,
+                 "v_reset": -0.2, "tau_ref": 2e-6}, 1e-5),
     ("CubaIF", {"tau_syn": 1e-5, "tau_mem": 1.2e-5, "w_in": 1e-5, "v_reset": -0.1, "v_threshold": 1.0,
                 "tau_ref": 2e-6}, 1e-5),
     ("CubaLI", {"tau_syn": 7e-6, "tau_mem": 1.2e-5, "w_in": 1e-5, "v_leak": 0.1}, 1e-5),
@@ -374,6 +391,14 @@ GOOD = {"tau": 1.0, "v_threshold": 1.0}
     (dict(state={"i": 0.0}), r"state: node LIF has no state variable 'i'"),
     (dict(node="Izhikevich"), r"node: unknown name 'Izhikevich'; expected one of: LI, I, LIF"),
     (dict(node="Threshold"), r"node: 'Threshold' is stateless"),
+    (dict(pulse_times=["a", "b"]), r"pulse_times: expected a real number or an array of real numbers, got \['a'"),
+    # np.asarray would read '1' and True as 1.0: a string or a boolean is refused by name.
+    (dict(t_end="1"), r"t_end: expected a real number or an array of real numbers, got '1'"),
+    (dict(params={"tau": True, "v_threshold": 1.0}), r"params\['tau'\]: expected a real number .*got True"),
+    (dict(samples=[0.5, None]), r"samples: expected a real number"),
+    # SPEC.md section 9 holds v at v_reset during the refractory time: not with a subtractive reset.
+    (dict(params={"tau": 1.0, "v_threshold": 1.0, "reset": "subtract", "tau_ref": 0.5}),
+     r"params\['tau_ref'\]: a refractory time needs reset 'hard'"),
 ])
 def test_bad_input_names_the_argument(kwargs, match):
     arguments = dict(node="LIF", params=GOOD, pulse_times=[0.0, 0.5], pulse_weights=[[1.0], [0.2]], t_end=2.0,
@@ -385,6 +410,27 @@ def test_bad_input_names_the_argument(kwargs, match):
                  **arguments)
 
 
+@pytest.mark.parametrize("model, params, dt, match", [
+    # The registry's rules (SPEC.md section 8 domains, finite values) with the argument named.
+    ("hxtorch.cuba_lif", {"tau_syn": -1.0}, None, r"params\['tau_syn'\]: expected values > 0"),
+    ("rnnbuilder.LIF", {"tau": -5.0}, None, r"params\['tau'\]: expected values > 0"),
+    ("tether.LIF", {"threshold": float("nan")}, None, r"params\['threshold'\]: expected finite values, found NaN"),
+    ("hxtorch.cuba_lif", {"threshold": float("inf")}, None, r"params\['threshold'\]: expected finite values"),
+    ("hxtorch.cuba_refractory_lif", {"refractory_time": -1e-6}, None,
+     r"params\['refractory_time'\]: expected values >= 0"),
+    ("tether.PLIF", {"decay": [0.9, 0.8], "threshold": [1.0, 1.0, 1.0]}, None,
+     r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\)"),
+    ("tether.LIF", [1, 2], None, r"params: expected a dict of parameter name -> value, got list"),
+    ("tether.LIF", None, "x", r"dt: expected a finite step > 0, got 'x'"),
+    ("tether.LIF", None, True, r"dt: expected a finite step > 0, got True"),
+    ("hxtorch.cuba_lif", None, "x", r"dt: expected a finite step > 0, got 'x'"),
+])
+def test_counterpart_applies_the_registry_parameter_rules(model, params, dt, match):
+    with pytest.raises((ValueError, TypeError), match=match) as error:
+        counterpart(model, params, dt=dt)
+    assert "allow_nonfinite" not in str(error.value)  # counterpart takes no such option
+
+
 def test_counterpart_refuses_a_decay_without_a_time_constant():
     with pytest.raises(ValueError, match=r"params\['decay'\]: the LIF counterpart needs 0 < decay < 1"):
         counterpart("tether.LIF", {"decay": 1.0})
@@ -392,3 +438,93 @@ def test_counterpart_refuses_a_decay_without_a_time_constant():
         counterpart("tether.LIF", dt=0.0)
     with pytest.raises(ValueError, match=r"params: tether.LIF has no parameter 'tau'"):
         counterpart("tether.LIF", {"tau": 3.0})
+
+
+# --- extreme time scales ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-160, 1e200])
+def test_cuba_solution_is_invariant_under_a_change_of_time_unit(scale):
+    """Multiplying every time (taus, pulse times, samples, t_end) by s leaves v and i as they are and
+    multiplies spike times by s (w_in = tau_syn keeps each jump of i at q).  At s = 1e+-200 the product
+    tau_syn tau_mem, or a squared tau, leaves the float64 range: the closed form must not form it.
+
+    Tolerance: each scaled input carries one rounding (eps/2); the exponents s/tau then differ by about
+    eps, which moves exp(-s/tau) by (s/tau) eps <= 5 eps here (s/tau <= 3/0.7), and each run locates a
+    root to ROOT_RTOL = 4 eps.  32 eps bounds that with room (measured: 6 eps); the products were off by
+    1e-5 (s = 1e-160), a spike too many (1e200) or a ZeroDivisionError (1e-200)."""
+    times = np.array([0.0, 0.5, 1.0, 1.7])
+    weights = np.array([[1.0, 0.3], [1.0, 0.9], [1.0, 2.0], [-0.4, 1.5]])
+    samples = np.array([0.25, 1.2, 2.5, 3.0])
+
+    def run(s):
+        params = {"tau_syn": 0.7 * s, "tau_mem": 1.3 * s, "w_in": 0.7 * s, "v_threshold": 0.8, "v_leak": 0.1,
+                  "v_reset": -0.2}
+        return gradients("CubaLIF", params, times * s, weights, t_end=3.0 * s, samples=samples * s)
+
+    base, scaled = run(1.0), run(scale)
+    assert [len(t) for t in base.trace.spike_times] == [1, 1]  # the case has spikes to compare
+    bound = 32 * EPS
+    for a, b in zip(base.trace.spike_times, scaled.trace.spike_times):
+        np.testing.assert_allclose(b / scale, a, rtol=bound, atol=0)
+    for var in ("v", "i"):
+        np.testing.assert_allclose(scaled.trace.states[var], base.trace.states[var], rtol=bound, atol=bound)
+    # d t*/d tau is a ratio of times: invariant too (the tangents divide by tau twice, never by tau^2).
+    at = {name: k for k, name in enumerate(base.names)}
+    for name in ("tau_syn", "tau_mem"):
+        for a, b in zip(base.spike_times, scaled.spike_times):
+            np.testing.assert_allclose(b[:, at[name]], a[:, at[name]], rtol=2 * bound, atol=0)
+
+
+# --- a membrane that only approaches threshold --------------------------------------------------
+
+
+ASYMPTOTIC = [
+    # v = 1 - 0.5 e^-t: v_leak = v_threshold, approached from below, never reached.
+    ("LIF", {"tau": 1.0, "v_leak": 1.0, "v_threshold": 1.0}, {"v": 0.5}),
+    ("CubaLIF", {"tau_syn": 0.5, "tau_mem": 1.0, "v_leak": 1.0, "v_threshold": 1.0}, {"v": 0.5}),
+    ("CubaLIF", {"tau_syn": 2.0, "tau_mem": 1.0, "v_leak": 1.0, "v_threshold": 1.0}, {"v": 0.5}),
+    # CubaIF from v = 0.5, I = 0.5 (R = 1, tau_syn = tau_mem): v = 1 - 0.5 e^-t, the limit is threshold.
+    ("CubaIF", {"tau_syn": 1.0, "tau_mem": 1.0, "v_threshold": 1.0, "v_reset": 0.0}, {"v": 0.5, "i": 0.5}),
+]
+
+
+@pytest.mark.parametrize("node, params, state", ASYMPTOTIC, ids=[f"{c[0]}-{i}" for i, c in enumerate(ASYMPTOTIC)])
+def test_a_membrane_that_only_approaches_threshold_never_fires(node, params, state):
+    # v(t) rounds to v_threshold after about 37 time constants and the exponentials underflow after 745:
+    # neither the end of the interval nor a pulse of weight 0 may turn that into a spike.
+    for t_end, pulses in ((50.0, []), (60.0, []), (60.0, [45.0]), (1000.0, [45.0, 800.0])):
+        trace = simulate(node, params, pulses, np.zeros((len(pulses), 1)), t_end=t_end, state=state,
+                         samples=[t_end])
+        assert trace.spike_times[0].size == 0, (t_end, pulses, trace.spike_times)
+        assert trace.states["v"][0, 0] <= 1.0
+    if node != "CubaIF":  # solve_ivp does not decide a CubaIF limit at threshold (ivp's docstring)
+        other = ivp.simulate(node, params, [45.0], np.zeros((1, 1)), t_end=60.0, state=state)
+        assert other.spike_times[0].size == 0, other.spike_times
+
+
+def test_a_leak_just_above_threshold_fires_at_the_log_time_whatever_the_interval():
+    # v_leak = 1 + 2^-40, v0 = 0.5, theta = 1, tau = 1: t* = ln((v_leak - v0) / (v_leak - theta)) = ln(2^39 + 1),
+    # then from v_reset = 0: ln(v_leak / (v_leak - theta)) = ln(2^40 + 1) more.
+    params = {"tau": 1.0, "v_leak": 1.0 + 2.0 ** -40, "v_threshold": 1.0}
+    first = math.log(2 ** 39 + 1)
+    expected = [first, first + math.log(2 ** 40 + 1)]
+    for t_end, pulses in ((60.0, []), (80.0, []), (60.0, [13.0, 40.0])):
+        trace = simulate("LIF", params, pulses, np.zeros((len(pulses), 1)), t_end=t_end, state={"v": 0.5})
+        # Deciding on v - theta as the rounded v minus theta moved these by 4e-6 (relative).
+        np.testing.assert_allclose(trace.spike_times[0], expected, rtol=16 * EPS, atol=0)
+
+
+@pytest.mark.parametrize("t_end", [10.0, 100.0, 1000.0])
+def test_a_crossing_before_a_long_quiet_interval_is_found_whatever_its_length(t_end):
+    # CubaLIF, tau_syn = tau_mem = 1, v_leak = v0 = 0.5, I0 = 1.2: v = 0.5 + 1.2 t e^-t peaks at 0.94 at t = 1,
+    # above 0.9, and relaxes to 0.5.  Over a long interval v' rounded to the wrong sign at its end.
+    trace = simulate("CubaLIF", {"tau_syn": 1.0, "tau_mem": 1.0, "v_leak": 0.5, "v_threshold": 0.9, "w_in": 1.0},
+                     [0.0], [[1.2]], t_end=t_end)
+    (spike,) = trace.spike_times[0]
+
+    def textbook(t):
+        return 0.5 + 1.2 * t * math.exp(-t)
+
+    ulp = np.spacing(spike)
+    assert textbook(spike - 8 * ulp) < 0.9 < textbook(spike + 8 * ulp)

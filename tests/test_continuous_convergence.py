@@ -93,6 +93,20 @@ def test_dt_must_divide_the_pulse_grid():
         converge("tether.LIF", pulse_spacing=-1.0)
 
 
+@pytest.mark.parametrize("run, kwargs, match", [
+    (converge, dict(seed="a"), r"seed: expected a whole number, got 'a'"),
+    (converge, dict(seed=1.5), r"seed: expected a whole number, got 1.5"),
+    (converge, dict(dt="x"), r"dt: expected a finite step > 0, got 'x'"),
+    (converge, dict(neurons=True), r"neurons: expected a whole number >= 1, got True"),
+    (convergence.surrogate_gap, dict(drive="a"), r"drive: expected a finite scale > 0, got 'a'"),
+    (convergence.surrogate_gap, dict(drive=-1.0), r"drive: expected a finite scale > 0, got -1.0"),
+    (convergence.surrogate_gap, dict(pulse_spacing="1"), r"pulse_spacing: expected a finite time > 0, got '1'"),
+])
+def test_bad_study_arguments_are_named(run, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run("tether.LIF", levels=2, **kwargs)
+
+
 def test_a_finer_first_step_is_accepted():
     study = converge("qualia.IFSRL", levels=2, dt=0.25)
     assert study.dts[0] == 0.25 and study.max_deviation == 0.0

@@ -69,11 +69,25 @@ def _rest_state(key, case):
     return True
 
 
-def _assert_same_run(expected, got):
-    for key, value in expected.outputs.items():
-        assert np.array_equal(value, got.outputs[key]), f"outputs[{key!r}] differs"
-    for key, value in expected.final_state.items():
-        assert np.array_equal(value, got.final_state[key]), f"final_state[{key!r}] differs"
+def _as_nir(key, trace):
+    """A registry trace read with NIR's keys (SPEC.md sections 2, 3, 9; not snnref.nir's code): the membrane
+    is 'v' (rnnbuilder names it m), the state after the step's reset; tether records it before its hard
+    reset to 0 (SPEC.md section 2), so its spike steps hold 0."""
+    membrane = registry.MODELS[key].state_names[0]
+    outputs, final = dict(trace.outputs), dict(trace.final_state)
+    outputs["v"], final["v"] = outputs.pop(membrane), final.pop(membrane)
+    if key.startswith("tether."):
+        outputs["v"] = np.where(outputs["out"] != 0, 0.0, outputs["v"])
+    return outputs, final
+
+
+def _assert_same_run(key, expected, got):
+    outputs, final = _as_nir(key, expected)
+    assert set(got.outputs) == set(outputs) and set(got.final_state) == set(final)
+    for name, value in outputs.items():
+        assert np.array_equal(value, got.outputs[name]), f"outputs[{name!r}] differs"
+    for name, value in final.items():
+        assert np.array_equal(value, got.final_state[name]), f"final_state[{name!r}] differs"
 
 
 # ------------------------------------------------------------ round trips ----
@@ -94,7 +108,7 @@ def test_export_then_load_reproduces_the_model_bit_for_bit(key, data):
         for source in (graph, path):
             network = snir.load(source, dt=dt, method=_method(key), extensions=True)
             assert network.model == key
-            _assert_same_run(reference, network.simulate(case.x))
+            _assert_same_run(key, reference, network.simulate(case.x))
 
 
 @pytest.mark.parametrize("key", EXPORTABLE)
@@ -107,10 +121,10 @@ def test_load_by_the_nir_fields_alone_matches_the_model(key, data):
     for node in graph.nodes.values():
         node.metadata.get("snnref", {}).pop("model", None)
     network = snir.load(graph, dt=dt, method=_method(key), extensions=True)
-    reference = spec.simulate(key, case.x, case.params)
+    reference, _ = _as_nir(key, spec.simulate(key, case.x, case.params))
     trace = network.simulate(case.x)
-    assert np.array_equal(trace.outputs["out"], reference.outputs["out"]) or reference.outputs["out"] is None
-    for name, value in reference.outputs.items():
+    assert np.array_equal(trace.outputs["out"], reference["out"])
+    for name, value in reference.items():
         tolerance.assert_within_budget(name, trace.outputs[name], value, value, np.float64)
 
 
@@ -151,16 +165,17 @@ def _lif_graph(tau, r, v_leak, v_threshold, v_reset):
 
 
 def _grid_lif(x, dt, tau, r, v_leak, v_threshold, v_reset):
-    """SPEC.md section 9 on the grid, written out: decay to v_leak, jump R q / tau, fire at v > v_threshold."""
+    """SPEC.md section 9 on the grid, written out: decay to v_leak, jump R q / tau, fire at v > v_threshold;
+    returns the spikes and the state after each step's reset (NIR's state)."""
     decay = np.exp(-dt / np.asarray(tau))
     v = np.broadcast_to(np.asarray(v_leak, dtype=float), x.shape[1:]).copy()
-    spikes, before = np.zeros_like(x), np.zeros_like(x)
+    spikes, after = np.zeros_like(x), np.zeros_like(x)
     for k in range(len(x)):
         v = v_leak + (v - v_leak) * decay + np.asarray(r) / tau * x[k]
-        before[k] = v
         spikes[k] = v > v_threshold
         v = np.where(spikes[k] > 0, v_reset, v)
-    return spikes, before
+        after[k] = v
+    return spikes, after
 
 
 @given(seed=st.integers(0, 2**32 - 1))
@@ -173,11 +188,11 @@ def test_a_user_lif_graph_runs_by_its_stated_semantics(seed):
     v_threshold = v_leak + rng.uniform(0.5, 1.5, n)
     graph = _lif_graph(tau, r, v_leak, v_threshold, v_leak)
     x = rng.normal(0.4, 0.6, (25, 2, n))
-    spikes, before = _grid_lif(x, dt, tau, r, v_leak, v_threshold, v_leak)
+    spikes, after = _grid_lif(x, dt, tau, r, v_leak, v_threshold, v_leak)
     trace = snir.load(graph, dt=dt, method="exp").simulate(x)
     assert trace.method == "exp" and "tether.PLIF" in trace.discretization
     np.testing.assert_array_equal(trace.outputs["out"], spikes)
-    tolerance.assert_within_budget("v", trace.outputs["v"], before, before, np.float64)
+    tolerance.assert_within_budget("v", trace.outputs["v"], after, after, np.float64)
 
 
 def test_a_strict_threshold_does_not_fire_at_equality():
@@ -197,8 +212,8 @@ def test_exact_method_agrees_with_exp_for_a_pulse_driven_lif():
     exact = snir.load(graph, dt=1e-3, method="exact").simulate(x)
     grid = snir.load(graph, dt=1e-3, method="exp").simulate(x)
     np.testing.assert_array_equal(exact.outputs["out"], grid.outputs["out"])
-    quiet = grid.outputs["out"] == 0  # exact samples after the reset, tether records before it
-    np.testing.assert_allclose(exact.outputs["v"][quiet], grid.outputs["v"][quiet], rtol=0, atol=1e-12)
+    # Both report NIR's state, after the reset (exp writes v_reset over tether's pre-reset record).
+    np.testing.assert_allclose(exact.outputs["v"], grid.outputs["v"], rtol=0, atol=1e-12)
 
 
 def test_a_two_layer_user_graph_runs_layer_by_layer():
@@ -583,3 +598,187 @@ def test_native_method_is_the_method_a_round_trip_loads_with():
         key: "euler" if key.startswith("hxtorch.") else "exp" for key in NIR_COUNTERPART}
     with pytest.raises(snir.NirError, match="rnnbuilder.Cooldown has no NIR graph"):
         snir.native_method("rnnbuilder.Cooldown")
+
+
+# ------------------------------------------- one meaning per method ----
+
+def _one_node(node, width=1):
+    return nir.NIRGraph(nodes={"input": nir.Input(np.array([width])), "n": node,
+                               "output": nir.Output(np.array([width]))},
+                        edges=[("input", "n"), ("n", "output")])
+
+
+def _if_node():
+    return nir.IF(r=np.array([1.0]), v_threshold=np.array([1.0]), v_reset=np.array([0.0]))
+
+
+def _lif_node(tau=1.0, v_leak=0.0, v_threshold=1.0, v_reset=0.0):
+    return nir.LIF(tau=np.array([tau]), r=np.array([tau]), v_leak=np.array([v_leak]),
+                   v_threshold=np.array([v_threshold]), v_reset=np.array([v_reset]))
+
+
+@pytest.mark.parametrize("node, v_exp", [
+    (_if_node(), [1.0, 1.0]),
+    # LIF, tau = r = dt = 1: the pulse adds r q / tau = 1, then v decays by e^-1.
+    (_lif_node(), [1.0, np.exp(-1.0)]),
+])
+def test_a_pulse_onto_the_threshold_fires_under_exact_only(node, v_exp):
+    """x = 1 makes v exactly v_threshold = 1.  'exact' (SPEC.md section 9) fires where v reaches v_threshold,
+    and resets to 0; 'exp' and 'euler' test NIR's v > v_threshold and do not (snnref.nir (4))."""
+    x = np.array([[1.0], [0.0]])
+    exact = snir.load(_one_node(node), dt=1.0, method="exact").simulate(x)
+    np.testing.assert_array_equal(exact.outputs["out"][:, 0], [1.0, 0.0])
+    np.testing.assert_array_equal(exact.outputs["v"][:, 0], [0.0, 0.0])
+    for method in ("exp", "euler") if isinstance(node, nir.IF) else ("exp",):
+        grid = snir.load(_one_node(node), dt=1.0, method=method).simulate(x)
+        np.testing.assert_array_equal(grid.outputs["out"][:, 0], [0.0, 0.0])
+        np.testing.assert_allclose(grid.outputs["v"][:, 0], v_exp, rtol=1e-15)
+
+
+def test_every_method_reports_the_membrane_after_the_reset_under_v():
+    # IF (r = 1, threshold 1, reset 0), pulses 0.6, 0.6, 0.3: 0.6; 1.2 fires and resets to 0; 0.3.
+    x = np.array([[0.6], [0.6], [0.3]])
+    for method in ("exact", "exp", "euler"):
+        trace = snir.load(_one_node(_if_node()), dt=1.0, method=method).simulate(x)
+        np.testing.assert_array_equal(trace.outputs["out"][:, 0], [0.0, 1.0, 0.0])
+        np.testing.assert_allclose(trace.outputs["v"][:, 0], [0.6, 0.0, 0.3], rtol=1e-15, atol=0)
+        np.testing.assert_allclose(trace.final_state["v"], [0.3], rtol=1e-15)
+    # LI (tau = r = 2, dt = 1): v jumps by r q / tau = q and decays by e^-1/2 per step; keyed v everywhere.
+    li = nir.LI(tau=np.array([2.0]), r=np.array([2.0]), v_leak=np.array([0.0]))
+    decay = np.exp(-0.5)
+    expected = [0.6, 0.6 * decay + 0.6, (0.6 * decay + 0.6) * decay + 0.3]
+    for method in ("exact", "exp"):
+        trace = snir.load(_one_node(li), dt=1.0, method=method).simulate(x)
+        assert set(trace.outputs) == {"out", "v"} and set(trace.final_state) == {"v"}
+        np.testing.assert_allclose(trace.outputs["v"][:, 0], expected, rtol=1e-14)
+        np.testing.assert_allclose(trace.outputs["out"][:, 0], expected, rtol=1e-14)
+
+
+def test_outputs_and_spike_times_are_filed_under_the_node_they_belong_to():
+    """An LI synapse merged into the LIF it drives (12): the spikes and membrane are the LIF's, the current
+    the synapse's; an LI + Threshold: the membrane is the LI's, the spikes the Threshold's."""
+    li = nir.LI(tau=np.array([4e-3]), r=np.array([3e-3]), v_leak=np.array([0.0]))
+    lif = nir.LIF(tau=np.array([6e-3]), r=np.array([1.2]), v_leak=np.array([0.0]), v_threshold=np.array([1.0]),
+                  v_reset=np.array([0.0]))
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([1])), "syn": li, "n": lif, "w": nir.Linear(np.eye(1)),
+               "li": nir.LI(tau=np.array([2e-3]), r=np.array([2e-3]), v_leak=np.array([0.0])),
+               "fire": nir.Threshold(np.array([0.5])), "output": nir.Output(np.array([1]))},
+        edges=[("input", "syn"), ("syn", "n"), ("n", "w"), ("w", "li"), ("li", "fire"), ("fire", "output")])
+    x = np.zeros((20, 1))
+    x[0] = 5.0
+    trace = snir.load(graph, dt=1e-3, method="exact").simulate(x)
+    assert set(trace.spike_times) == {"n", "fire"} and len(trace.spike_times["n"][0]) > 0
+    assert set(trace.outputs) == {"syn.i", "n.v", "n.out", "li.v", "fire.out", "v", "out"}
+    # The synapse's current: I jumps by w_in q / tau_syn = R_s q / tau_s = 3.75 at t = 0, then decays.
+    np.testing.assert_allclose(trace.outputs["syn.i"][:, 0], 3.75 * np.exp(-np.arange(20) * 1e-3 / 4e-3), rtol=1e-13)
+    # Each spike of n is counted in the first step at or after it.
+    steps = np.ceil(trace.spike_times["n"][0] / 1e-3 - 1e-9).astype(int)
+    np.testing.assert_array_equal(np.flatnonzero(trace.outputs["n.out"][:, 0]), steps)
+
+
+# ------------------------------------------- load-time checks by node ----
+
+def _graph_with(node, width=1, before=None):
+    nodes, edges, last = {"input": nir.Input(np.array([width]))}, [], "input"
+    if before is not None:
+        nodes["a"], last = before, "a"
+        edges.append(("input", "a"))
+    nodes.update(n=node, output=nir.Output(np.array([width])))
+    return nir.NIRGraph(nodes=nodes, edges=edges + [(last, "n"), ("n", "output")])
+
+
+def _cuba_lif_wide_w_in():
+    node = nir.CubaLIF(tau_syn=np.ones(2), tau_mem=np.ones(2), r=np.ones(2), v_leak=np.zeros(2),
+                       v_threshold=np.ones(2), v_reset=np.zeros(2))
+    node.w_in = np.ones(3)
+    return _graph_with(node, 2)
+
+
+def _layer_of_shape_2_3():
+    node = nir.IF(r=np.ones((2, 3)), v_threshold=np.ones((2, 3)), v_reset=np.zeros((2, 3)))
+    return nir.NIRGraph(nodes={"input": nir.Input(np.array([2, 3])), "n": node,
+                               "output": nir.Output(np.array([2, 3]))}, edges=[("input", "n"), ("n", "output")])
+
+
+def _extended(node, **extensions):
+    node.metadata = {"snnref": {"extensions": extensions}}
+    return _graph_with(node)
+
+
+def _synapse_into_if(r):
+    return nir.NIRGraph.from_list(nir.LI(tau=np.array([5e-6]), r=np.array([5e-6]), v_leak=np.zeros(1)),
+                                  nir.IF(r=np.array([r]), v_threshold=np.ones(1), v_reset=np.zeros(1)))
+
+
+LOAD_ERRORS = [
+    # (graph, methods, extensions, message)
+    (_graph_with(_lif_node(v_leak=2.0)), ("exact",), False,
+     r"node 'n' \(LIF\): field 'v_leak': the node starts at rest, v = v_leak, which is not below v_threshold"),
+    (_graph_with(_lif_node(v_leak=2.0)), ("exp",), False,
+     r"node 'n' \(LIF\): field 'v_reset': .*v_reset must equal v_leak \(method 'exact' cannot run it either"),
+    (_graph_with(_lif_node(v_reset=2.0)), ("exact",), False,
+     r"node 'n' \(LIF\): field 'v_reset': expected v_reset < v_threshold"),
+    (_cuba_lif_wide_w_in(), ("exact", "euler"), False,
+     r"node 'n' \(CubaLIF\): field 'w_in' has shape \(3,\), but 'tau_syn' has \(2,\)"),
+    (_layer_of_shape_2_3(), ("exact", "exp"), False,
+     r"node 'n' \(IF\): field 'r' has shape \(2, 3\); snnref runs flat layers.*\(6,\)"),
+    (_graph_with(_if_node(), before=nir.Linear(np.array([[np.nan]]))), ("exact", "exp"), False,
+     r"node 'a' \(Linear\): field 'weight' must be finite"),
+    (_graph_with(nir.IF(r=np.array(["1"]), v_threshold=np.ones(1), v_reset=np.zeros(1))), ("exact",), False,
+     r"node 'n' \(IF\): field 'r' must hold numbers"),
+    (_synapse_into_if(0.0), ("exact", "euler"), False, r"node 'if' \(IF\): field 'r': .*needs r > 0"),
+    (_synapse_into_if(-2.0), ("exact", "euler"), False, r"node 'if' \(IF\): field 'r': .*needs r > 0"),
+    (_extended(_if_node(), reset="subtract", tau_ref=0.5), ("exact", "exp"), True,
+     r"node 'n': snnref extension 'tau_ref': a refractory time needs the hard reset"),
+    (_extended(_if_node(), tau_ref=-1.0), ("exact", "exp"), True,
+     r"node 'n': snnref extension 'tau_ref': expected a refractory time >= 0"),
+    (_extended(_if_node(), initial_state={"v": np.array([np.nan])}), ("exact", "exp"), True,
+     r"node 'n': snnref extension 'initial_state': expected finite numbers"),
+    (_extended(_if_node(), initial_state={"v": np.array([1.5])}), ("exact",), True,
+     r"node 'n': snnref extension 'initial_state': a membrane at or above v_threshold"),
+    # Without the recorded discrete model, 'exp' has no registry model for a refractory IF: not dropped silently.
+    (_extended(_if_node(), tau_ref=0.5), ("exp",), True,
+     r"node 'n': snnref extension 'tau_ref': method 'exp' runs this node by its NIR fields"),
+    (_graph_with(nir.Threshold(np.array([np.nan])), before=nir.LI(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1))),
+     ("exact", "exp"), False, r"node 'n' \(Threshold\): field 'threshold' must be finite"),
+]
+
+
+@pytest.mark.parametrize("graph, methods, extensions, match", LOAD_ERRORS, ids=range(len(LOAD_ERRORS)))
+def test_load_refuses_bad_fields_by_node_and_field(graph, methods, extensions, match):
+    for method in methods:
+        with pytest.raises(snir.NirError, match=match):
+            snir.load(graph, dt=1.0, method=method, extensions=extensions)
+
+
+def test_a_tonic_lif_runs_where_its_method_can():
+    # v_leak = v_reset = 2 > v_threshold = 1: on the grid v = 2 > 1 at every step, so it fires at every step,
+    # and its state after each reset is v_reset = 2 ('exp'); 'exact' cannot start above threshold and says
+    # so by node and field (LOAD_ERRORS).
+    graph = _graph_with(_lif_node(v_leak=2.0, v_reset=2.0))
+    trace = snir.load(graph, dt=1.0, method="exp").simulate(np.zeros((3, 1)))
+    np.testing.assert_array_equal(trace.outputs["out"][:, 0], [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(trace.outputs["v"][:, 0], [2.0, 2.0, 2.0])
+
+
+def test_export_refuses_a_non_finite_state_by_its_name():
+    with pytest.raises(snir.NirError, match=r"state\['v'\]: expected finite values, found NaN or inf"):
+        snir.export("tether.LIF", {"decay": 0.9}, dt=1e-3, neurons=2, state={"v": [np.nan, np.inf]}, lossy=True)
+    with pytest.raises(ValueError, match=r"params\['decay'\]: expected finite values") as error:
+        snir.export("tether.LIF", {"decay": np.nan}, dt=1e-3, neurons=2, lossy=True)
+    assert "allow_nonfinite" not in str(error.value)  # export takes no such option
+
+
+def test_a_file_whose_edges_are_not_pairs_is_refused(tmp_path, capsys):
+    path = tmp_path / "odd.nir"
+    snir.save(_one_node(_if_node()), path)
+    with h5py.File(path, "r+") as f:
+        del f["node/edges"]
+        f["node"].create_dataset("edges", data=np.array([b"input", b"n", b"output"]))
+    with pytest.raises(snir.NirError, match=r"odd.nir: field 'edges' must hold pairs of node names .* \(3,\)"):
+        snir.read(path)
+    np.save(tmp_path / "x.npy", np.zeros((2, 1)))
+    args = _parse(["nir", "run", str(path), "--input", str(tmp_path / "x.npy"), "--dt", "1", "--out",
+                   str(tmp_path / "t.npz")])
+    assert args.run(args) == 2 and "field 'edges' must hold pairs" in capsys.readouterr().out

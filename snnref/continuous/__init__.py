@@ -6,8 +6,9 @@ NumPy and SciPy only (the reference layer): importing this package never imports
     The exact solution of a section-9 node ("LI", "I", "LIF", "IF", "CubaLI",
     "CubaLIF", "CubaIF") for N neurons driven by Dirac pulses.
     ``params``: NIR parameter names (``tau``, ``tau_syn``, ``tau_mem``, ``r``,
-    ``v_leak``, ``v_threshold``, ``v_reset``, ``w_in``), plus ``tau_ref`` (>= 0)
-    and ``reset`` ("hard", default, or "subtract") for the spiking nodes; each a
+    ``v_leak``, ``v_threshold``, ``v_reset``, ``w_in``), plus ``tau_ref`` (>= 0;
+    > 0 only with the hard reset, which it holds v at) and ``reset`` ("hard",
+    default, or "subtract") for the spiking nodes; each a
     scalar or an array of shape (1,) or (N,).  Required: the node's time
     constants and ``v_threshold``; defaults r = 1, v_leak = 0, v_reset = 0,
     w_in = 1, tau_ref = 0.  ``pulse_times``: shape (P,), finite, >= 0,
@@ -33,7 +34,8 @@ NumPy and SciPy only (the reference layer): importing this package never imports
     the fitted order (None where the relation is exact), ``.max_deviation`` the
     largest deviation of an exact relation.
 
-``threshold(v, v_threshold)``: the stateless NIR Threshold node, ``[v > v_threshold]``.
+``threshold(v, v_threshold)``: the stateless NIR Threshold node, ``[v > v_threshold]``
+    (finite values; ``v_threshold`` broadcasts to the shape of ``v``).
 
 Modules: ``nodes`` (the ODEs, argument rules, ``ContinuousTrace``), ``exact``
 (closed forms, spike-time roots, forward sensitivities), ``ivp`` (the independent

@@ -220,12 +220,14 @@ def draw_case(model, seed=0, dt=None, pulse_spacing=None, neurons=None, drive=1.
     """The study's case for ``model`` (see the module docstring); ``drive`` scales
     every input (a small drive gives a case without spikes)."""
     row = registry.model(model)
-    rng = _rng(row.key, seed)
+    rng = _rng(row.key, _seed(seed))
+    _positive("dt", dt, "a finite step > 0")
+    _positive("pulse_spacing", pulse_spacing, "a finite time > 0")
+    _positive("drive", drive, "a finite scale > 0")
+    _neurons(neurons)
     cuba = row.family == "cuba"
     n = neurons if neurons is not None else (CUBA_NEURONS if cuba else NEURONS)
     spacing = (CUBA_SPACING if cuba else 1.0) if pulse_spacing is None else float(pulse_spacing)
-    if not (np.isfinite(spacing) and spacing > 0):
-        raise ValueError(f"pulse_spacing: expected a finite time > 0, got {pulse_spacing!r}")
     dt0 = (spacing / CUBA_FIRST_DIVISION if cuba else spacing) if dt is None else float(dt)
     _check_grid(spacing, dt0)
     pulses = CUBA_PULSES if cuba else 48
@@ -333,6 +335,25 @@ def _levels(levels):
     return int(levels)
 
 
+def _seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed: expected a whole number, got {seed!r}")
+    return int(seed)
+
+
+def _positive(name, value, what):
+    """An optional positive number (None keeps the default)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+                              or not (np.isfinite(value) and value > 0)):
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+
+
+def _neurons(neurons):
+    if neurons is not None and (isinstance(neurons, bool) or not isinstance(neurons, (int, np.integer))
+                                or neurons < 1):
+        raise ValueError(f"neurons: expected a whole number >= 1, got {neurons!r}")
+
+
 def _mapped(model):
     row = registry.model(model)
     if row.key not in correspondence.MAPPED:
@@ -350,8 +371,6 @@ def converge(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neurons=No
     """
     row = _mapped(model)
     levels = _levels(levels)
-    if neurons is not None and (not isinstance(neurons, (int, np.integer)) or neurons < 1):
-        raise ValueError(f"neurons: expected a whole number >= 1, got {neurons!r}")
     case = draw_case(row, seed, dt, pulse_spacing, neurons)
     cp = counterpart_of(case)
     dts = case.dt0 / 2.0 ** np.arange(levels + 1)
@@ -541,8 +560,6 @@ def surrogate_gap(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neuro
     ``spike_term=False`` leaves the spike term out of the loss (membranes only)."""
     row = _mapped(model)
     levels = _levels(levels)
-    if not (np.isfinite(drive) and drive > 0):
-        raise ValueError(f"drive: expected a finite scale > 0, got {drive!r}")
     case = draw_case(row, seed, dt, pulse_spacing, neurons, drive)
     cp = counterpart_of(case)
     spiking = row.out.spiking and spike_term

@@ -28,7 +28,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from .. import registry
+from .. import arguments, registry
 
 MAPPED = (
     "tether.LIF",
@@ -70,25 +70,35 @@ class Counterpart:
     threshold: Optional[float] = None
 
 
+# counterpart takes no allow_nonfinite: a non-finite parameter's message must not suggest it.
+_NAMES = arguments.Names(allow_nonfinite=False)
+
+
+def _width(given):
+    """N: the length of the per-neuron arrays among ``given`` (1 when every value is a scalar or (1,))."""
+    lengths = []
+    for value in given.values():
+        try:
+            shape = np.shape(value)
+        except ValueError:  # a ragged sequence: arguments.check_params names it
+            continue
+        if len(shape) == 1 and shape[0] != 1:
+            lengths.append(shape[0])
+    return max(lengths, default=1)
+
+
 def _filled(row, params):
-    params = dict(params or {})
-    for name in params:
-        if name not in [p.name for p in row.params]:
-            raise ValueError(f"params: {row.key} has no parameter {name!r}; expected among: "
-                             f"{', '.join(p.name for p in row.params)}")
-    full = {}
-    for param in row.params:
-        value = params.get(param.name, param.default)
-        full[param.name] = np.asarray(value, dtype=np.float64)
-    return full
+    """The registry's parameters by its rules (names, shapes, finite values, domains), defaults filled in."""
+    given = arguments.mapping("params", params, "parameter name -> value")
+    return arguments.check_params(row, given, _width(given), arguments.NumpyArrays(np.float64),
+                                  allow_nonfinite=False, names=_NAMES)
 
 
-def _step(dt, default):
-    step = default if dt is None else dt
-    step = float(np.asarray(step, dtype=np.float64))
-    if not (np.isfinite(step) and step > 0):
+def _step(dt):
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt: expected a finite step > 0, got {dt!r}")
-    return step
+    return float(dt)
 
 
 def counterpart(model, params=None, dt=None) -> Counterpart:
@@ -101,10 +111,9 @@ def counterpart(model, params=None, dt=None) -> Counterpart:
                          f"the models that have one: {', '.join(MAPPED)}")
     full = _filled(row, params)
     if row.family == "cuba":
-        own = float(full["dt"])
-        if dt is not None and float(dt) != own:
-            raise ValueError(f"dt: {row.key} takes its step from params['dt'] ({own!r}); got dt={dt!r}")
-        step = _step(own, own)
+        step = float(full["dt"])
+        if dt is not None and _step(dt) != step:
+            raise ValueError(f"dt: {row.key} takes its step from params['dt'] ({step!r}); got dt={dt!r}")
         nir = {"tau_syn": full["tau_syn"], "tau_mem": full["tau_mem"], "r": 1.0, "w_in": full["tau_syn"]}
         if row.options.leak:
             nir["v_leak"] = full["leak"]
@@ -115,7 +124,7 @@ def counterpart(model, params=None, dt=None) -> Counterpart:
         node = {True: "CubaLIF", False: "CubaIF"}[row.options.leak] if row.options.spiking else "CubaLI"
         start = full["leak"] if row.options.leak else full["reset"]
         return Counterpart(row.key, node, nir, {"v": start, "i": 0.0}, 1.0, "euler", step, "post")
-    step = _step(dt, 1.0)
+    step = 1.0 if dt is None else _step(dt)
     if row.key in ("tether.LIF", "tether.PLIF"):
         decay = full["decay"]
         if np.any((decay <= 0) | (decay >= 1)):

@@ -14,23 +14,58 @@ delta = 1/tau_mem - 1/tau_syn = (tau_syn - tau_mem)/(tau_syn tau_mem), and
 (6) K0 = E_m X(x),   X(x) = (e^x - 1)/x  (X(0) = 1)
 (7) K1 = E_m X'(x),  X'(x) = (x e^x - e^x + 1)/x^2 = sum_{n>=1} n x^(n-1)/(n+1)!
 (4) is the textbook tau_syn (E_s - E_m)/(tau_syn - tau_mem), rewritten so that it
-has no singularity at tau_syn = tau_mem (the limit is (s/tau_mem) E_m).  For
-|x| <= 1 X and X' are evaluated as X = exprel (SciPy) and the series (7); for
-|x| > 1, where E_s - E_m has no cancellation, as K0 = (E_s - E_m)/x and
-K1 = (x E_s - E_s + E_m)/x^2.
+has no singularity at tau_syn = tau_mem (the limit is (s/tau_mem) E_m).  delta is
+computed as ((tau_syn - tau_mem)/tau_syn)/tau_mem: the product tau_syn tau_mem
+under- or overflows at extreme time scales, and the subtraction stays exact for
+near-equal constants.  For |x| <= 1 X and X' are evaluated as X = exprel (SciPy)
+and the series (7); for |x| > 1, where E_s - E_m has no cancellation, as
+K0 = (E_s - E_m)/x and K1 = ((x E_s - E_s + E_m)/x)/x.  No formula here squares a
+time constant (tau^2 would leave the float64 range at scales near 1e+-160).
 
 (8) velocity: v' = (v_leak - v + R i)/tau_mem (CUBA leaky), R i/tau_mem (CubaIF),
     (v_leak - v)/tau (LI, LIF), 0 (I, IF); 0 while held (refractory).
 
-Spike times.  On each interval between events, f(s) = v(s) - v_threshold starts
-negative.  v' has at most one sign change on an interval (tau_mem v' is
-E_m (A + B e^{s delta}) for the CUBA leaky nodes, of constant sign otherwise), so:
-(9)  if f(end) >= 0 the first root is the only root in [0, end];
-(10) otherwise a root exists iff v' goes from + to - at some s_max (a root of v',
-     found by brentq) and f(s_max) >= 0 (a graze counts as reaching); the root
-     is then in [0, s_max].
-Roots are found by scipy.optimize.brentq to rtol = 4 eps (a few ulp of s).
-A pulse whose jump takes v to >= v_threshold fires at the pulse time.
+Spike times.  Every decision is made on the distance to threshold d = v - v_threshold,
+carried through the events beside v and never formed as v - v_threshold once v is
+near threshold (where that difference is the rounding of v: a membrane that only
+approaches threshold would round onto it).  With A = v_leak - v_threshold (the
+distance the membrane relaxes to), d0 and i0 at the start of an interval and
+c = R i0 tau_syn/tau_mem, after a time s:
+
+(9a) LI, LIF:    d(s) = d0 E + A (1 - E),  E = exp(-s/tau)
+(9b) CubaIF:     d(s) = a - c E_s,  a = d0 + c
+(9c) CUBA leaky: d(s) = d0 E_m + A (1 - E_m) + R i0 (s/tau_mem) K0
+(1 - E by expm1).  d0 < 0 on every interval.  (9a) and (9b) are monotone, and reach 0
+only if they tend to a positive limit: a root exists iff A > 0, at s* = tau log1p(-d0/A)
+(9a), or iff a > 0 and c > 0, at s* = -tau_syn log1p(d0/c), or tau_syn ln(c/a) where
+d0/c < -1/2 (the form that keeps the digits of a small a) (9b); a limit of exactly 0
+(v_leak = v_threshold, or a CubaIF limit at threshold) is approached, never reached.
+CubaIF's limit a is constant between events and carried through them (a pulse adds
+R dI tau_syn/tau_mem, a reset sets it to d + c): recomputed as d + c after each event,
+its rounding would move a limit at threshold to one ulp above it, and fire.  (A refractory
+hold changes it: v stays while the current decays, so it is set to d + c at the release.)
+(9c) with R i0 = 0 is (9a) with tau = tau_mem.  Otherwise v' has at most one sign
+change on an interval (tau_mem v' is E_m (a + b e^{s delta})), so:
+(10a) if d(end) >= 0 the first root is the only root in [0, end];
+(10b) otherwise a root exists iff v' goes from + to - at some s_max (a root of v',
+      found by brentq) and d(s_max) >= 0 (a graze counts as reaching); the root is
+      then in [0, s_max].
+The sign of v' in (10) is read from v' divided by the slower of E_m and E_s (E_slow:
+E_m if tau_syn <= tau_mem, else E_s), and where A = 0 so is the sign of d: both
+decay to 0 and, computed as they are, would underflow or round to the wrong sign at
+the end of a long interval (v - v_leak rounds to 0 after about 37 tau_mem while R i
+does not).  With the transient T = d - A = (d0 - A) E_m + R i0 (s/tau_mem) K0,
+tau_mem v'/E_slow = -T/E_slow + R i0 E_s/E_slow and
+  T/E_slow = (d0 - A) + R i0 (s/tau_mem) X(x)          (tau_syn <= tau_mem, x <= 0)
+  T/E_slow = (d0 - A) e^-x + R i0 (s/tau_mem) X(-x)    (tau_syn > tau_mem, x > 0)
+(K0 = E_m X(x) = E_s X(-x)); where A = 0, d = T is read as T/E_slow.
+Roots of (10) are found by scipy.optimize.brentq to rtol = 4 eps (a few ulp of s).
+(10c) Events: a pulse adds its jump to d as to v, and fires when d >= 0, at the
+      pulse time; a reset sets d = v_reset - v_threshold (hard) or d - v_threshold
+      (subtract).  An interval that ends without a root ends with d < 0: a d that
+      rounded to 0 or above (an asymptotic approach, or an exponential that
+      underflowed) is kept at the largest negative float, so neither the end of
+      the simulated interval nor a pulse of weight 0 can fire it.
 
 Sensitivities (forward mode, a tangent vector d over all inputs p per state
 variable, the derivative at fixed time t).  Flow (1)-(5) over a fixed s:
@@ -68,6 +103,7 @@ from . import nodes
 ROOT_RTOL = 4 * np.finfo(np.float64).eps  # brentq's smallest allowed rtol: a few ulp
 ROOT_XTOL = 1e-300  # no absolute floor: the relative tolerance decides
 SERIES_TERMS = 20  # (7): x^n/(n+1)! < 1e-19 for |x| <= 1 beyond 20 terms
+LARGEST_NEGATIVE = -math.ulp(0.0)  # (10c): a distance that stays below threshold
 
 
 def _dexprel(x):
@@ -80,15 +116,19 @@ def _dexprel(x):
     return total
 
 
+def _delta(tau_mem, tau_syn):
+    """delta = 1/tau_mem - 1/tau_syn without the product tau_syn tau_mem (see (4))."""
+    return ((tau_syn - tau_mem) / tau_syn) / tau_mem
+
+
 def kernels(s, tau_mem, tau_syn):
     """(6), (7): K0 and K1 for a duration s >= 0."""
-    delta = (tau_syn - tau_mem) / (tau_syn * tau_mem)
-    x = s * delta
+    x = s * _delta(tau_mem, tau_syn)
     e_m = math.exp(-s / tau_mem)
     if abs(x) <= 1:
         return e_m * float(special.exprel(x)), e_m * _dexprel(x)
     e_s = math.exp(-s / tau_syn)
-    return (e_s - e_m) / x, (x * e_s - e_s + e_m) / (x * x)
+    return (e_s - e_m) / x, ((x * e_s - e_s + e_m) / x) / x
 
 
 class _Neuron:
@@ -99,6 +139,8 @@ class _Neuron:
         self.p = p
         self.index = index  # input name -> tangent position (None: no tangents)
         self.theta = p.get("v_threshold")
+        if row.spiking and row.leaky:
+            self.limit = p["v_leak"] - self.theta  # A of (9)
 
     def flow(self, v, i, s):
         """(1)-(5): the state after a time s from (v, i)."""
@@ -140,7 +182,7 @@ class _Neuron:
             tau_syn = p["tau_syn"]
             e_s = math.exp(-s / tau_syn)
             di1 = e_s * di
-            di1[at["tau_syn"]] += i * e_s * s / tau_syn ** 2
+            di1[at["tau_syn"]] += i * e_s * (s / tau_syn) / tau_syn
             if held:
                 return dv, di1
             r, tau_mem = p["r"], p["tau_mem"]
@@ -150,15 +192,15 @@ class _Neuron:
                 dv1 = e_m * dv + (s / tau_mem) * k0 * r * di
                 dv1[at["r"]] += (s / tau_mem) * k0 * i
                 dv1[at["v_leak"]] += 1 - e_m
-                dv1[at["tau_mem"]] += (v - p["v_leak"]) * e_m * s / tau_mem ** 2 \
-                    + r * i * (s / tau_mem ** 2) * (-k0 + (s / tau_mem) * (k0 - k1))
-                dv1[at["tau_syn"]] += r * i * (s / tau_mem) * k1 * s / tau_syn ** 2
+                dv1[at["tau_mem"]] += (v - p["v_leak"]) * e_m * (s / tau_mem) / tau_mem \
+                    + r * i * ((s / tau_mem) / tau_mem) * (-k0 + (s / tau_mem) * (k0 - k1))
+                dv1[at["tau_syn"]] += r * i * (s / tau_mem) * k1 * (s / tau_syn) / tau_syn
             else:
                 g = -math.expm1(-s / tau_syn)
                 dv1 = dv + (tau_syn / tau_mem) * g * r * di
                 dv1[at["r"]] += (tau_syn / tau_mem) * g * i
                 dv1[at["tau_syn"]] += r * i * (g - (s / tau_syn) * e_s) / tau_mem
-                dv1[at["tau_mem"]] -= r * i * tau_syn * g / tau_mem ** 2
+                dv1[at["tau_mem"]] -= r * i * (tau_syn / tau_mem) * g / tau_mem
             return dv1, di1
         if held or not row.leaky:
             return dv, di
@@ -166,17 +208,17 @@ class _Neuron:
         e = math.exp(-s / tau)
         dv1 = e * dv
         dv1[at["v_leak"]] += 1 - e
-        dv1[at["tau"]] += (v - p["v_leak"]) * e * s / tau ** 2
+        dv1[at["tau"]] += (v - p["v_leak"]) * e * (s / tau) / tau
         return dv1, di
 
-    def pulse(self, v, i, q):
-        """nodes (10): the jump of one pulse of weight q."""
+    def jumps(self, q):
+        """nodes (10): the jumps of v and i made by one pulse of weight q."""
         row, p = self.row, self.p
         if row.current:
-            return v, i + p["w_in"] * q / p["tau_syn"]
+            return 0.0, p["w_in"] * q / p["tau_syn"]
         if row.leaky:
-            return v + p["r"] * q / p["tau"], i
-        return v + p["r"] * q, i
+            return p["r"] * q / p["tau"], 0.0
+        return p["r"] * q, 0.0
 
     def pulse_tangent(self, dv, di, q, j):
         """(15) for pulse number j."""
@@ -185,41 +227,81 @@ class _Neuron:
         if row.current:
             di = di.copy()
             di[at["w_in"]] += q / p["tau_syn"]
-            di[at["tau_syn"]] -= p["w_in"] * q / p["tau_syn"] ** 2
+            di[at["tau_syn"]] -= (p["w_in"] * q / p["tau_syn"]) / p["tau_syn"]
             di[at[weight]] += p["w_in"] / p["tau_syn"]
             return dv, di
         dv = dv.copy()
         if row.leaky:
             dv[at["r"]] += q / p["tau"]
-            dv[at["tau"]] -= p["r"] * q / p["tau"] ** 2
+            dv[at["tau"]] -= (p["r"] * q / p["tau"]) / p["tau"]
             dv[at[weight]] += p["r"] / p["tau"]
         else:
             dv[at["r"]] += q
             dv[at[weight]] += p["r"]
         return dv, di
 
-    def crossing(self, v0, i0, span):
-        """(9), (10): the local time of the first threshold crossing in [0, span], or None."""
-        if span <= 0:
+    def reach(self, i):
+        """CubaIF: c = R i tau_syn/tau_mem, how much the current still raises the membrane (9b)."""
+        return self.p["r"] * i * (self.p["tau_syn"] / self.p["tau_mem"])
+
+    def distance(self, d0, i0, s, a=None):
+        """(9a)-(9c): the distance to threshold d(s) from (d0, i0), free flow (CubaIF: from its limit a)."""
+        row, p = self.row, self.p
+        if row.current and not row.leaky:
+            return a - self.reach(i0) * math.exp(-s / p["tau_syn"])
+        if not row.leaky:
+            return d0
+        tau = p["tau_mem"] if row.current else p["tau"]
+        d = d0 * math.exp(-s / tau) - self.limit * math.expm1(-s / tau)
+        if row.current:
+            d += p["r"] * i0 * (s / p["tau_mem"]) * kernels(s, p["tau_mem"], p["tau_syn"])[0]
+        return d
+
+    def crossing(self, d0, i0, span, a=None):
+        """(9), (10): the local time of the first threshold crossing in [0, span], or None (d0 < 0)."""
+        row, p = self.row, self.p
+        if span <= 0 or not row.spiking:
             return None
-        theta = self.theta
+        if row.current and not row.leaky:  # (9b)
+            c = self.reach(i0)
+            if not (a > 0 and c > 0):
+                return None
+            ratio = d0 / c
+            root = -p["tau_syn"] * math.log1p(ratio) if ratio > -0.5 else p["tau_syn"] * math.log(c / a)
+        elif not row.leaky:
+            return None  # IF: v only moves at pulses
+        elif not row.current or p["r"] * i0 == 0:  # (9a)
+            tau = p["tau_mem"] if row.current else p["tau"]
+            root = tau * math.log1p(-d0 / self.limit) if self.limit > 0 else math.inf
+        else:
+            return self._cuba_crossing(d0, i0, span)
+        return root if root <= span else None
+
+    def _cuba_crossing(self, d0, i0, span):
+        """(10) for a CUBA leaky node with a current, on the signs of d and v' over E_slow."""
+        p = self.p
+        r_i0, tau_mem = p["r"] * i0, p["tau_mem"]
+        delta = _delta(tau_mem, p["tau_syn"])
+        offset = d0 - self.limit
+
+        def scaled_transient(s):  # T / E_slow
+            x = s * delta
+            if x <= 0:
+                return offset + r_i0 * (s / tau_mem) * float(special.exprel(x))
+            return offset * math.exp(-x) + r_i0 * (s / tau_mem) * float(special.exprel(-x))
+
+        def scaled_slope(s):  # tau_mem v' / E_slow
+            x = s * delta
+            return -scaled_transient(s) + r_i0 * (math.exp(x) if x <= 0 else 1.0)
 
         def distance(s):
-            return self.flow(v0, i0, s)[0] - theta
+            return scaled_transient(s) if self.limit == 0 else self.distance(d0, i0, s)
 
-        if distance(0.0) >= 0:
-            return 0.0  # v0 within rounding of threshold: the flow's v(0) already reaches it
         if distance(span) >= 0:
             return optimize.brentq(distance, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
-        if not (self.row.current and self.row.leaky):
-            return None  # monotone between events: (9) is the only case
-
-        def slope(s):
-            return self.velocity(*self.flow(v0, i0, s))
-
-        if not (slope(0.0) > 0 and slope(span) < 0):
+        if not (scaled_slope(0.0) > 0 and scaled_slope(span) < 0):
             return None
-        top = optimize.brentq(slope, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
+        top = optimize.brentq(scaled_slope, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
         if distance(top) < 0:
             return None
         return optimize.brentq(distance, 0.0, top, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
@@ -256,6 +338,9 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
     """The event loop of one neuron (samples sorted by ``order``)."""
     row, p = neuron.row, neuron.p
     v, i = start["v"], start.get("i", 0.0)
+    d = v - p["v_threshold"] if row.spiking else None  # (10c), < 0: _solve refuses a start at threshold
+    limit_of_cuba_if = row.spiking and row.current and not row.leaky
+    a = d + neuron.reach(i) if limit_of_cuba_if else None  # (9b)
     if tangents:
         dv, di = neuron.unit("state.v"), (neuron.unit("state.i") if row.current else np.zeros(len(neuron.index)))
     tau_ref = p.get("tau_ref", 0.0)
@@ -283,21 +368,28 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             next_sample += 1
 
     def advance(to):
-        nonlocal v, i, dv, di, t
+        nonlocal v, i, d, dv, di, t
         s = to - t
         held = held_until is not None
         if tangents:
             dv, di = neuron.flow_tangent(v, i, dv, di, s, held)
+        if row.spiking and not held:
+            d = neuron.distance(d, i, s, a)
         v, i = (neuron.held_flow if held else neuron.flow)(v, i, s)
         t = to
 
     def fire(crossed):
         # (16), (17); the spike happens at time t with v = v(t-).
-        nonlocal v, dv, held_until, release_grad
+        nonlocal v, d, a, dv, held_until, release_grad
         spikes.append(t)
         before.append((v, i))
         v_minus = v
-        v = p["v_reset"] if p["reset"] == "hard" else v_minus - p["v_threshold"]
+        if p["reset"] == "hard":
+            v, d = p["v_reset"], p["v_reset"] - p["v_threshold"]
+        else:
+            v, d = v_minus - p["v_threshold"], d - p["v_threshold"]
+        if limit_of_cuba_if:
+            a = d + neuron.reach(i)
         held = tau_ref > 0
         if held:
             held_until = t + tau_ref
@@ -323,19 +415,23 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
         pulse_at = times[next_pulse] if next_pulse < len(times) else math.inf
         event = min(pulse_at, held_until if held_until is not None else math.inf, t_end)
         if row.spiking and held_until is None:
-            found = neuron.crossing(v, i, event - t)
+            found = neuron.crossing(d, i, event - t, a)
             if found is not None:
                 crossing_at = t + found
                 emit_until(crossing_at, False)
                 advance(crossing_at)
-                v = p["v_threshold"]  # the root's definition, free of the flow's rounding
+                v, d = p["v_threshold"], 0.0  # the root's definition, free of the flow's rounding
                 fire(True)
                 continue
         emit_until(event, False)
         advance(event)
+        if row.spiking:
+            d = min(d, LARGEST_NEGATIVE)  # (10c): no root on the interval, so it ends below threshold
         if held_until is not None and held_until <= t:
             # (18): the hold ends; a pulse at this instant acts on the free membrane.
             held_until = None
+            if limit_of_cuba_if:  # the current decayed under the held membrane: a new limit
+                a = d + neuron.reach(i)
             if tangents:
                 dv = dv - neuron.velocity(v, i) * release_grad
         while next_pulse < len(times) and times[next_pulse] == t:
@@ -343,9 +439,14 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             if not (held_until is not None and not row.current):
                 if tangents:
                     dv, di = neuron.pulse_tangent(dv, di, q, next_pulse)
-                v, i = neuron.pulse(v, i, q)
+                jump_v, jump_i = neuron.jumps(q)
+                v, i = v + jump_v, i + jump_i
+                if row.spiking:
+                    d += jump_v
+                if limit_of_cuba_if:
+                    a += neuron.reach(jump_i)
             next_pulse += 1
-        while row.spiking and held_until is None and v >= p["v_threshold"]:
+        while row.spiking and held_until is None and d >= 0:
             fire(False)
         if t >= t_end:
             emit_until(t_end, True)

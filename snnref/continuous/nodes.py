@@ -15,10 +15,12 @@ Nodes (NIR 1.0 names and parameters; ``R`` is ``r``, ``S(t)`` the input pulse tr
 (9) Threshold  z = [v > v_threshold]: stateless, applied to a simulated membrane
              by ``threshold`` (a Dirac input has no value to threshold).
 
-Refractory time (extension, every spiking node): for ``tau_ref`` after each spike
-``v`` is held at its value just after the reset and pulses do not move it (the
-synaptic current of a CUBA node keeps integrating).  The hold is the half-open
-interval [t*, t* + tau_ref): a pulse at exactly t* + tau_ref acts.
+Refractory time (extension, every spiking node with the hard reset): for ``tau_ref``
+after each spike ``v`` is held at ``v_reset`` and pulses do not move it (the synaptic
+current of a CUBA node keeps integrating).  The hold is the half-open interval
+[t*, t* + tau_ref): a pulse at exactly t* + tau_ref acts.  SPEC.md section 9 holds v at
+v_reset, which a subtractive reset does not reach, so ``tau_ref > 0`` with reset
+"subtract" is refused (no registry model combines them).
 
 Input (10): ``S(t) = sum_k q_k delta(t - t_k)``.  A pulse raises ``I`` by
 ``w_in q_k / tau_syn`` (CUBA nodes), ``v`` by ``R q_k / tau`` (LI, LIF) or by
@@ -121,15 +123,31 @@ def node(name) -> Node:
 
 
 def threshold(v, v_threshold):
-    """(9): the NIR Threshold node, ``[v > v_threshold]`` as float64."""
-    return (np.asarray(v, dtype=np.float64) > np.asarray(v_threshold, dtype=np.float64)).astype(np.float64)
+    """(9): the NIR Threshold node, ``[v > v_threshold]`` as float64, of the shape of ``v``.
 
-
-def _real(name, value, shape=None):
+    ``v_threshold`` broadcasts to that shape (a scalar, or one level per neuron on
+    the last axis); both must be finite (a NaN membrane or level decides nothing).
+    """
+    membrane = _real("v", v)
+    level = _real("v_threshold", v_threshold)
     try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a real number or array, got {type(value).__name__}") from None
+        level = np.broadcast_to(level, membrane.shape)
+    except ValueError:
+        raise ValueError(f"v_threshold: expected a shape that broadcasts to the shape of v, {membrane.shape}, "
+                         f"got {level.shape}") from None
+    return (membrane > level).astype(np.float64)
+
+
+def _real(name, value):
+    """``value`` as float64: numbers only (``np.asarray`` would read the string '1' or True as 1.0), finite."""
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged nested sequence
+        array = np.asarray(None)
+    if array.dtype.kind not in "iuf":
+        shown = repr(value) if len(repr(value)) <= 60 else type(value).__name__
+        raise TypeError(f"{name}: expected a real number or an array of real numbers, got {shown}")
+    array = array.astype(np.float64)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name}: expected finite values, found NaN or inf")
     return array
@@ -137,11 +155,9 @@ def _real(name, value, shape=None):
 
 def check_pulses(pulse_times, pulse_weights):
     """(P,) times and (P, N) weights as float64; non-finite, negative or unsorted times are refused."""
-    times = np.asarray(pulse_times, dtype=np.float64) if np.size(pulse_times) else np.zeros(0)
+    times = _real("pulse_times", pulse_times)
     if times.ndim != 1:
         raise ValueError(f"pulse_times: expected shape (P,), got {times.shape}")
-    if not np.all(np.isfinite(times)):
-        raise ValueError("pulse_times: expected finite times, found NaN or inf")
     if np.any(times < 0):
         raise ValueError(f"pulse_times: expected times >= 0, got {times[times < 0][0]!r}")
     if np.any(np.diff(times) < 0):
@@ -194,6 +210,10 @@ def check_params(row: Node, params, n: int) -> Dict[str, object]:
         if reset == "subtract" and np.any(checked["v_threshold"] <= 0):
             raise ValueError("params['v_threshold']: a subtractive reset needs v_threshold > 0 "
                              "(otherwise one crossing fires without end)")
+        if reset == "subtract" and np.any(checked["tau_ref"] > 0):
+            raise ValueError("params['tau_ref']: a refractory time needs reset 'hard' (SPEC.md section 9 holds v "
+                             "at v_reset for tau_ref after each spike, which a subtractive reset does not reach); "
+                             "with reset 'subtract' expected tau_ref 0")
     return checked
 
 

@@ -5,10 +5,13 @@ graphs by their stated semantics; this module checks runs against it:
 
 - ``round_trip(model)``: export -> save -> read -> load reproduces the
   registry model bit for bit, on random cases (the NIR rows of
-  ``snnref verify``).
+  ``snnref verify``), read with NIR's keys: the membrane is ``v`` (rnnbuilder
+  names it m) after the step's reset, where tether records it before its
+  reset to 0 (SPEC.md section 2).
 - ``compare(network, x, result, dtype)``: another run of a loaded graph
-  against the reference under SPEC.md section 7.  Outputs must lie within the
-  budget of ``dtype``.  A spike train may differ from the reference's only by
+  against the reference under SPEC.md section 7, output by output with
+  ``load``'s keys (``v``: the membrane after the step's reset).  Outputs must
+  lie within the budget of ``dtype``.  A spike train may differ from the reference's only by
   flips that teacher forcing accepts: the reference is re-run with the other
   run's spikes as its history, giving at every step the distance to threshold
 
@@ -63,12 +66,21 @@ def round_trip(model, seed=0, cases=4):
             path = Path(folder) / f"{index}.nir"
             snir.save(graph, path)
             trace = snir.load(path, dt=dt, method=method, extensions=True).simulate(case.x)
-            reference = spec.simulate(key, case.x, case.params, case.state)
-            for name, value in list(reference.outputs.items()) + [(f"final.{k}", v) for k, v in
-                                                                   reference.final_state.items()]:
+            outputs, final = _nir_keys(key, spec.simulate(key, case.x, case.params, case.state))
+            for name, value in list(outputs.items()) + [(f"final.{k}", v) for k, v in final.items()]:
                 got = trace.final_state[name[6:]] if name.startswith("final.") else trace.outputs[name]
                 assert np.array_equal(got, value), f"{key} case {index}: {name} differs after the NIR round trip"
     return cases
+
+
+def _nir_keys(key, trace):
+    """A registry trace's outputs and final state with NIR's meaning of each key (see the module docstring)."""
+    membrane = registry.MODELS[key].state_names[0]
+    outputs, final = dict(trace.outputs), dict(trace.final_state)
+    outputs["v"], final["v"] = outputs.pop(membrane), final.pop(membrane)
+    if key.startswith("tether."):  # recorded before the hard reset to 0
+        outputs["v"] = np.where(outputs["out"] != 0, 0.0, outputs["v"])
+    return outputs, final
 
 
 def compare(network, x, result, dtype):
