@@ -92,7 +92,9 @@ reset, refractory time, the ``>=`` test, an output scaled by the threshold
 IF, I = 0).  ``lossy=True`` writes the closest NIR graph, records each dropped
 property in ``graph.metadata["snnref_dropped"]`` and returns it in a list; the
 node's snnref metadata keeps the values, which ``load(..., extensions=True)``
-honours.  Loading reads HDF5 numbers and strings only: it never unpickles or
+honours.  A recorded initial state is the discrete model's state before step 0,
+at t = -dt: method "exact" lets it flow for dt without input to t = 0, as the
+discrete step 0 decays it once before adding x[0].  Loading reads HDF5 numbers and strings only: it never unpickles or
 imports anything named in the file.
 
 ``native_method(model)`` is the method under which a model's exported graph
@@ -988,6 +990,20 @@ class Network:
         seq["out"] = out
         return out, seq, last, trace.distance
 
+    def _at_zero(self, unit, params, state):
+        """A recorded initial state at t = 0: it is the discrete model's state before
+        step 0, at t = -dt, so it flows for dt without input (the discrete step 0
+        decays it once before adding x[0])."""
+        from . import continuous
+
+        free = continuous.simulate(unit.kind, params, np.zeros(0), np.zeros((0, unit.width)), t_end=self.dt,
+                                   samples=[self.dt], state=state)
+        if any(len(t) for t in free.spike_times):
+            raise NirError(f"node {unit.nodes[0][0]!r}: snnref extension 'initial_state': the membrane reaches "
+                           f"v_threshold within dt of the first step, without input; method 'exact' has no "
+                           f"step before t = 0 to place that spike on")
+        return {var: values[0] for var, values in free.states.items()}
+
     def _run_exact(self, unit, events, lead):
         """One node by ``snnref.continuous``, per batch element; also its spikes as the next node's pulses."""
         from . import continuous
@@ -1010,6 +1026,8 @@ class Network:
         for b, (times, weights) in enumerate(events):
             state = {k: np.broadcast_to(np.asarray(v, dtype=np.float64), lead + (n,)).reshape(batch, n)[b]
                      for k, v in initial.items()} or None
+            if state is not None:
+                state = self._at_zero(unit, params, state)
             result = continuous.simulate(unit.kind, params, times, weights, t_end=self._grid[-1],
                                          samples=self._grid, state=state)
             for var, values in result.states.items():

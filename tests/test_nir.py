@@ -9,6 +9,7 @@ exact solution, or from the parameters a user wrote into the graph: never from
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import warnings
 from pathlib import Path
@@ -782,3 +783,19 @@ def test_a_file_whose_edges_are_not_pairs_is_refused(tmp_path, capsys):
     args = _parse(["nir", "run", str(path), "--input", str(tmp_path / "x.npy"), "--dt", "1", "--out",
                    str(tmp_path / "t.npz")])
     assert args.run(args) == 2 and "field 'edges' must hold pairs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["exact", "exp"])
+def test_a_recorded_initial_state_is_the_state_before_step_0(method):
+    """rnnbuilder.LIF's m[0] = beta m0 + x[0] (SPEC section 3): the recorded state
+    sits one step before the first sample, at t = -dt, under every method (the
+    exact run used to start it at t = 0, one decay late)."""
+    beta = math.exp(-1 / 5)
+    graph, _ = snir.export("rnnbuilder.LIF", {"tau": 5.0}, dt=1.0, state={"m": [0.5, 0.2]}, lossy=True, neurons=2)
+    x = np.zeros((4, 1, 2))
+    x[2] = 0.3
+    m = [np.array([0.5, 0.2]) * beta]
+    for step in range(1, 4):
+        m.append(m[-1] * beta + x[step, 0])
+    v = snir.load(graph, dt=1.0, method=method, extensions=True).simulate(x).outputs["v"][:, 0]
+    np.testing.assert_allclose(v, np.array(m), rtol=1e-13, atol=0)
