@@ -9,6 +9,8 @@ all of the new ones.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -49,3 +51,24 @@ def write_atomically(path: Path, data: bytes) -> None:
         stream.write(data)
         stream.flush()
         os.fsync(stream.fileno())
+
+
+def _strict(value):
+    """``value`` with every float finite or a string: standard JSON has no inf or
+    NaN (Python writes the non-standard ``Infinity``, which other readers reject)."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if hasattr(value, "__float__"):
+        number = float(value)
+        return number if math.isfinite(number) else str(number)
+    return str(value)
+
+
+def write_json(path, document, indent=1) -> None:
+    """``document`` as standard JSON at ``path``, atomically; a non-finite number
+    becomes the string "inf", "-inf" or "nan", a NumPy scalar a number."""
+    write_atomically(Path(path), (json.dumps(_strict(document), indent=indent, allow_nan=False) + "\n").encode())

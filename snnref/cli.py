@@ -153,6 +153,16 @@ def _rows(jobs, seed, quick, golden_dir, processes):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _examples(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _processes(text):
     limit = _machine.cores()
     try:
@@ -174,22 +184,14 @@ def _continuous_result(key, seed, quick):
 
 
 def _write_json(path, results, elapsed):
-    import json
-    from pathlib import Path
-
-    from ._files import write_atomically
+    from ._files import write_json
 
     rows = [{"model": r.model, "backend": r.backend, "passed": r.passed, "cases": r.fd_cases,
              "worst": r.worst_fd, "extra": r.worst_float32, "checks": r.checked, "failures": r.failures}
             | ({"gate": r.gate.as_dict()} if r.gate is not None else {})
             for r in results]
     document = {"passed": all(r.passed for r in results), "seconds": round(elapsed, 1), "results": rows}
-    write_atomically(Path(path), (json.dumps(document, indent=1, default=_json_value) + "\n").encode())
-
-
-def _json_value(value):
-    # NumPy scalars and inf in the gate's details.
-    return float(value) if hasattr(value, "__float__") else str(value)
+    write_json(path, document)
 
 
 def _check_output_file(option, path):
@@ -370,13 +372,14 @@ def main(argv=None) -> int:
                              "path on CUDA tensors; triton runs on CUDA when present)")
     verify.add_argument("--quick", action="store_true",
                         help="fewer cases: default surrogate, per-neuron parameters, no strided input or goldens")
-    verify.add_argument("--json", metavar="FILE", help="also write the results as JSON (for CI)")
+    verify.add_argument("--json", metavar="FILE", help="also write the results as JSON (for CI; an infinite worst "
+                        "fraction, a failure that is no error over a budget, as the string \"inf\")")
     verify.add_argument("--impl", metavar="MODULE:CALLABLE",
                         help="check your implementation (snnref.simulate's signature, or a "
                              "snnref.testing.Implementation declaring its contract) of --model KEY")
     verify.add_argument("--golden-dir", metavar="DIR",
                         help="golden store to use (default: the one installed with snnref)")
-    verify.add_argument("--examples", type=int, metavar="N", help="--impl: random cases (default 8; --quick 3)")
+    verify.add_argument("--examples", type=_examples, metavar="N", help="--impl: random cases (default 8; --quick 3)")
     verify.add_argument("--save-failures", metavar="DIR",
                         help="--impl: write the first failing case to DIR as .npz, with the command that replays it")
     verify.add_argument("--case", metavar="FILE", help="--impl: replay one case written by --save-failures")

@@ -215,6 +215,30 @@ def test_verify_impl_json_has_the_whole_gate_report(tmp_path, capsys):
     assert all({"label", "seed", "dtype", "details", "failures"} <= set(run) for run in gate["runs"])
 
 
+def _no_constant(token):
+    raise ValueError(f"non-standard JSON token {token}")
+
+
+def test_verify_json_is_standard_json_with_an_infinite_worst_as_a_string(tmp_path, capsys):
+    # A flip outside the margin is infinitely far from passing; Python wrote it as Infinity, which
+    # JSON readers other than Python's reject.
+    target = tmp_path / "report.json"
+    assert cli.main(["verify", "--quick", "--impl", "fixtures.outside_lif:gt_for_ge", "--model", "tether.LIF",
+                     "--json", str(target)]) == 1
+    document = json.loads(target.read_text(), parse_constant=_no_constant)
+    row = document["results"][0]
+    assert row["gate"]["worst"] == "inf" and row["worst"] == "inf"
+
+
+@pytest.mark.parametrize("count", ["0", "-1", "two"])
+def test_verify_examples_below_one_is_a_usage_error(count, capsys):
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["verify", "--quick", "--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF",
+                  "--examples", count])
+    assert ended.value.code == 2
+    assert f"argument --examples: expected an integer >= 1, got '{count}'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("make_target,message", [
     (lambda tmp: tmp / "missing" / "r.json", "--json: the directory"),
     (lambda tmp: tmp, "is a directory; expected a file name"),

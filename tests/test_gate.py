@@ -365,3 +365,170 @@ def test_the_gate_passes_snnrefs_own_torch_path_for_every_model(key):
     report = gate.run(testing.Implementation(torch_simulate, key), examples=1)
     assert report.passed, report.text()
     assert not [line for line in report.not_checked() if "not returned" in line]
+
+
+def reads_x_as_if_contiguous(model, x, params, state, *, surrogate=None, inject=None):
+    strides = [int(np.prod(x.shape[axis + 1:])) for axis in range(x.dim())]
+    seen = torch.as_strided(x, x.shape, strides, x.storage_offset())
+    return torch_simulate(model, seen, params, state, surrogate=surrogate, inject=inject)
+
+
+def test_a_strided_only_failure_is_located_in_the_strided_case():
+    """The bisection of a parameter gradient re-runs the failing case as it ran:
+    re-run contiguous, where this kernel is right, it said "only through the
+    final state" though out:v already fails at step 0."""
+    report = gate.run(testing.Implementation(reads_x_as_if_contiguous, "tether.LIF"), **QUICK)
+    assert {r.kind for r in report.runs if not r.passed} == {"strided"}, report.text()
+    table = report.quantities()
+    gradients = [k for k, row in table.items() if k.startswith("grad:") and row["failing"]
+                 and k not in ("grad:x",)]
+    assert gradients and all(table[k]["first_step"] is not None for k in gradients), report.text()
+    assert not any(table[k].get("through_final_state") for k in gradients), report.text()
+
+
+@pytest.mark.parametrize("fn", [outside_lif.soft_spikes, outside_lif.gt_for_ge])
+def test_a_failing_run_s_worst_is_never_below_one(fn):
+    """A spike not 0 or 1, or a flip outside the margin, is no error over a
+    budget: its run's worst is inf, so no FAIL row or JSON reads as a pass."""
+    report = gate.run(testing.Implementation.of(fn, "tether.LIF"), **QUICK)
+    assert not report.passed and report.worst == np.inf
+    assert all(r.worst > 1 for r in report.runs if not r.passed)
+
+
+class _FirstCallWrong:
+    """An implementation whose very first call returns a wrong membrane (an
+    uninitialised workspace): the float64 probe used to make that call and throw it away."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model, x, params, state, *, surrogate=None, inject=None):
+        self.calls += 1
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        if self.calls == 1:
+            result.outputs["v"] = result.outputs["v"] + 1.0
+        return result
+
+
+def test_the_implementation_s_first_call_is_checked_too():
+    report = gate.run(testing.Implementation(_FirstCallWrong(), "tether.LIF"), **QUICK)
+    failed = [r for r in report.runs if not r.passed]
+    assert len(failed) == 1 and failed[0].dtype == "float64" and "out:v" in failed[0].details, report.text()
+
+
+class _IntoItsBuffer(torch.autograd.Function):
+    """Identity whose result is a view of one buffer that every call overwrites."""
+
+    buffer = None
+
+    @staticmethod
+    def forward(ctx, out):
+        if _IntoItsBuffer.buffer is None or _IntoItsBuffer.buffer.numel() < out.numel() \
+                or _IntoItsBuffer.buffer.dtype != out.dtype:
+            _IntoItsBuffer.buffer = torch.empty(2 * out.numel(), dtype=out.dtype)
+        view = _IntoItsBuffer.buffer[:out.numel()].view(out.shape)
+        view.copy_(out)
+        return view
+
+    @staticmethod
+    def backward(ctx, g_out):
+        return g_out
+
+
+def _reuses_its_buffer(model, x, params, state, *, surrogate=None, inject=None):
+    """Each result is right when read at once, wrong for a caller that keeps two."""
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    result.outputs["out"] = _IntoItsBuffer.apply(result.outputs["out"])
+    return result
+
+
+def test_a_result_that_a_later_call_overwrites_fails():
+    report = gate.run(testing.Implementation(_reuses_its_buffer, "tether.LIF", dtypes=("float32",)), **QUICK)
+    assert not report.passed
+    assert "of the previous call changed when the implementation was called again" in report.text()
+
+
+def test_a_contract_checks_the_signature_before_any_case():
+    def two_arguments(model, x):
+        return torch_simulate(model, x)
+
+    with pytest.raises(testing.ContractError, match=r"fn: .*two_arguments.* does not have the contract's signature"):
+        testing.Implementation(two_arguments, "tether.LIF")
+    with pytest.raises(testing.ContractError, match=r"^model: unknown name 'tether.LIFF'"):
+        testing.Implementation(torch_simulate, "tether.LIFF")
+
+
+def test_a_tuple_result_is_named_as_such():
+    def returns_a_tuple(model, x, params, state, *, surrogate=None, inject=None):
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        return result.outputs, result.final_state
+
+    report = gate.run(testing.Implementation(returns_a_tuple, "tether.LIF", dtypes=("float32",)), examples=1,
+                      kinds=("random",))
+    assert "result.outputs: expected a dict of tensors, got a tuple without .outputs" in report.text()
+
+
+def test_save_failures_writes_a_replay_command_that_names_the_implementation(tmp_path):
+    with pytest.raises(testing.ConformanceError) as caught:
+        testing.assert_conforms(outside_lif.gt_for_ge, "tether.LIF", golden=False, save_failures=tmp_path, **QUICK)
+    assert "snnref verify --impl fixtures.outside_lif:gt_for_ge --model tether.LIF --case" in str(caught.value)
+
+
+def following(spikes):
+    """An implementation whose only choice is its spike train: the spec's float32
+    run with ``spikes`` forced, forward and backward (self-consistent otherwise)."""
+    def numpy(tensor):
+        return tensor.detach().double().numpy()
+
+    def impl(model, x, params, state, *, surrogate=None, inject=None):
+        names, states = list(params), list(state)
+        given = dict(surrogate=surrogate, dtype=np.float32, force_spikes=spikes)
+        args = (numpy(x), {k: numpy(params[k]) for k in names}, {k: numpy(state[k]) for k in states})
+        trace = spec.simulate(model, *args, **given)
+        keys = list(trace.outputs), list(trace.final_state)
+
+        class Forced(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, *inputs):
+                values = [trace.outputs[k] for k in keys[0]] + [trace.final_state[k] for k in keys[1]]
+                return tuple(torch.tensor(np.asarray(v), dtype=x.dtype) for v in values)
+
+            @staticmethod
+            def backward(ctx, *cotangents):
+                cot = {k: numpy(g) for k, g in zip(keys[0], cotangents)}
+                cot.update({f"final.{k}": numpy(g) for k, g in zip(keys[1], cotangents[len(keys[0]):])})
+                grads = spec.vjp(model, *args, cot, **given)
+                wanted = ["x"] + names + [f"state.{k}" for k in states]
+                return tuple(torch.tensor(np.asarray(grads[k]), dtype=x.dtype) if k in grads else None
+                             for k in wanted)
+
+        results = Forced.apply(x, *(params[k] for k in names), *(state[k] for k in states))
+        return type("Result", (), {"outputs": dict(zip(keys[0], results[:len(keys[0])])),
+                                   "final_state": dict(zip(keys[1], results[len(keys[0]):]))})()
+    return impl
+
+
+def test_a_spike_that_contradicts_the_implementation_s_own_history_fails():
+    """Step 0 lies within float32's margin (u = -1e-8), so firing there is
+    allowed; given that spike the membrane at step 1 is 0.5 below threshold, so
+    firing there is wrong, though the unforced reference fires at step 1 too.
+    Only elements that differed from the unforced run were judged, and it passed."""
+    from snnref.testing import _checks, _equivalence
+
+    x = np.array([1 - 1e-8, 0.5, 0.2, 0.9, 0.3, 0.95]).reshape(6, 1, 1)
+    params = {"decay": np.asarray(0.9), "threshold": np.asarray(1.0), "alpha": np.asarray(2.0)}
+    state = {"v": np.zeros((1, 1))}
+    cotangents = {"out": np.ones_like(x), "v": np.full_like(x, 0.1), "final.v": np.ones((1, 1))}
+    case = _checks.Case("tether.LIF", "arctan", x, params, state, cotangents)
+    unforced = spec.simulate("tether.LIF", x, params, state).outputs["out"]
+    assert unforced.ravel().tolist() == [0, 1, 0, 1, 0, 1]
+    early = unforced.copy()
+    early[0] = 1
+    report = _equivalence.compare(case, "follower", torch.float32, implementation=following(early))
+    assert not report.passed and report.failures[0].startswith("spike flip at step 1, index (0, 0): |u| = 5.000e-01")
+    # The same early spike followed by the spikes its own history implies passes.
+    consistent = early.copy()
+    for step in range(1, 6):
+        distance = spec.simulate("tether.LIF", x, params, state, force_spikes=consistent).distance
+        consistent[step] = float(distance[step].item() >= 0)
+    assert _equivalence.compare(case, "follower", torch.float32, implementation=following(consistent)).passed

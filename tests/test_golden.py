@@ -440,3 +440,17 @@ def test_sigterm_during_generate_leaves_nothing_behind(tmp_path):
     process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stored_spike_that_is_not_0_or_1_fails(copy, capsys):
+    """1 - 2^-52 is within the spec re-run's 4 ulp, and a backend forced to it
+    passed too: a stored spike is exactly 0 or 1 (SPEC.md section 7)."""
+    directory, names = copy
+    spiking = next(n for n in names if registry.model(golden.read_manifest(directory)["files"][n]["model"]).out.spiking)
+
+    def nearly(arrays):
+        arrays["out.out"] = np.where(arrays["out.out"] == 1, 1 - 2.0 ** -52, arrays["out.out"])
+
+    _edited(directory, spiking, nearly)
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"FAIL {spiking} (store): out:out holds the spike value 0.9999999999999998" in out.out, out.out

@@ -799,3 +799,25 @@ def test_a_recorded_initial_state_is_the_state_before_step_0(method):
         m.append(m[-1] * beta + x[step, 0])
     v = snir.load(graph, dt=1.0, method=method, extensions=True).simulate(x).outputs["v"][:, 0]
     np.testing.assert_allclose(v, np.array(m), rtol=1e-13, atol=0)
+
+
+def test_compare_requires_0_or_1_spikes_of_a_graph_that_cannot_be_forced():
+    """Two LIF nodes with a map between them cannot be teacher-forced; a spike
+    train of 1 - 4e-7 then met only the value budget, and passed."""
+    graph, _ = snir.export("tether.LIF", {"decay": 0.9}, dt=1e-3, neurons=3, lossy=True)
+    lif = graph.nodes["lif"]
+    chain = nir.NIRGraph(
+        nodes={"input": graph.nodes["input"], "first": lif, "map": nir.Affine(weight=np.eye(3) * 2, bias=np.zeros(3)),
+               "second": nir.LIF(tau=lif.tau, r=lif.r, v_leak=lif.v_leak, v_threshold=lif.v_threshold,
+                                 v_reset=lif.v_reset),
+               "output": graph.nodes["output"]},
+        edges=[("input", "first"), ("first", "map"), ("map", "second"), ("second", "output")])
+    network = snir.load(chain, dt=1e-3, method="exp")
+    x = np.random.default_rng(1).normal(0.3, 0.6, (40, 2, 3))
+    reference = network.simulate(x).outputs
+    assert not network.can_force and reference["out"].sum() > 0
+    nearly = {key: np.asarray(value, dtype=np.float32) for key, value in reference.items()}
+    nearly["out"] = np.where(reference["out"] == 1, np.float32(1 - 4e-7), np.float32(0))
+    assert nir_checks.compare(network, x, nearly, np.float32) == (["out: a spike train must hold exactly 0 or 1"], 0)
+    exact = {key: np.asarray(value, dtype=np.float32) for key, value in reference.items()}
+    assert nir_checks.compare(network, x, exact, np.float32) == ([], 0)

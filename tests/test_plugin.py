@@ -71,3 +71,23 @@ def test_the_fixture_runs_the_gate_in_a_test_of_ones_own(tmp_path):
 def test_bad_options_are_usage_errors(tmp_path, arguments, message):
     result = run_pytest(tmp_path, *arguments)
     assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+
+
+def test_an_item_whose_cases_the_contract_rules_out_is_skipped_with_the_reason(tmp_path):
+    """A pin that no golden trace fits left the golden item with no run, which
+    failed: a CI job with a pinned contract could never pass."""
+    (tmp_path / "pinned.py").write_text(
+        "from fixtures import outside_lif\n"
+        "from snnref.testing import Implementation\n"
+        "pinned = Implementation(outside_lif.correct, 'tether.LIF', pin={'alpha': 1.0})\n")
+    result = run_pytest(tmp_path, "--snnref-impl", "pinned:pinned", "-k", "golden or random", "-rs")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed, 1 skipped" in result.stdout, result.stdout
+    assert "golden: no case of this check fits the declared contract; not checked: golden" in result.stdout
+
+
+def test_a_number_of_examples_below_one_is_a_usage_error(tmp_path):
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
+                        "--snnref-examples", "0")
+    assert result.returncode == 4 and "--snnref-examples: expected an integer >= 1, got '0'" in result.stderr, \
+        result.stdout + result.stderr

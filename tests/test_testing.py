@@ -16,6 +16,21 @@ def test_assert_close_passes_within_the_budget():
     testing.assert_close("v", ref32, ref64, ref32, np.float32, model="tether.LIF")
 
 
+def test_assert_close_takes_the_long_sum_term_of_a_parameter_gradient():
+    """SPEC.md section 7's third term, c_sum eps32 sqrt(n) A (c_sum = 2): a
+    threshold gradient of 20 summed from n = 1000 contributions of total size
+    A = 1000 may be off by 2 * 2^-23 * sqrt(1000) * 1000 = 7.5e-3; without the
+    term its budget is 8 eps32 * 20 = 1.9e-5, and a correct float32 run of a
+    long case failed there."""
+    ref = np.asarray(20.0)
+    impl = ref + 6e-5
+    with pytest.raises(testing.ConformanceError, match="grad:threshold: max error 6.000e-05 over the budget"):
+        testing.assert_close("grad:threshold", impl, ref, ref, np.float32, model="tether.LIF")
+    testing.assert_close("grad:threshold", impl, ref, ref, np.float32, model="tether.LIF", long_sum=(1000.0, 1000))
+    with pytest.raises(testing.ConformanceError):
+        testing.assert_close("grad:threshold", ref + 8e-3, ref, ref, np.float32, long_sum=(1000.0, 1000))
+
+
 def test_assert_close_reports_model_quantity_step_and_neuron():
     ref64 = np.zeros((5, 2, 3))
     impl = ref64.copy()

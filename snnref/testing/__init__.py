@@ -25,7 +25,10 @@ with ``x`` time-major (T, ..., N), parameters, states and outputs named as in
 ``snnref.registry`` (SPEC.md section 8), and ``result.outputs`` (``"out"`` and
 each recorded state sequence) and ``result.final_state`` dicts of tensors,
 differentiable with respect to ``x``, the trainable parameters and the
-initial states; spiking outputs hold exactly 0 or 1.  An ``Implementation``
+initial states; spiking outputs hold exactly 0 or 1.  ``surrogate`` is a
+registry key, or for a declared custom surrogate the ``Surrogate`` object
+itself (its ``key`` names it).  A result must keep its values when ``fn`` is
+called again (no view of a buffer it reuses).  An ``Implementation``
 (or the same-named attributes on ``fn``: ``takes_state``, ``per_neuron``,
 ``surrogates``, ``fixed_parameters``, ``pin``, ``takes_inject``, ``dtypes``)
 narrows what is checked to what it can express; the report lists the rest.
@@ -58,20 +61,37 @@ def _where(shape, index, sequence):
     return f"index {index}" if index else "its only element"
 
 
-def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None):
+def _import_path(fn):
+    """``MODULE:CALLABLE`` that imports ``fn`` again, for a replay command: the
+    module-level name bound to it (a function made by a factory has no other);
+    None where there is none (``__main__``, a local function)."""
+    import sys
+
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    if module is None or module.__name__ == "__main__":
+        return None
+    name = next((key for key, value in vars(module).items() if value is fn), None)
+    return f"{module.__name__}:{name}" if name else None
+
+
+def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, long_sum=None):
     """``impl`` within the budget of ``dtype`` around the float64 reference.
 
     ``ref32`` is the same reference run in float32 (the error any honest float32
     implementation makes).  ``sequence`` (default: ``impl`` has a leading time
     axis if it is an output sequence) decides whether the worst element is
-    reported as (time step, neuron) or as an index.
+    reported as (time step, neuron) or as an index.  ``long_sum``: ``(A, n)`` of
+    a parameter's gradient, a sum over time and lanes, which SPEC.md section 7's
+    third term widens (``snnref.spec.vjp(..., magnitudes=sizes)`` fills
+    ``sizes[param]``); without it a long run's parameter gradients are held to
+    the budget of a single value and fail for correct implementations.
     """
     impl64 = np.asarray(impl, dtype=np.float64)
     ref = np.asarray(ref64, dtype=np.float64)
     label = f"{model} {name}".strip()
     if impl64.shape != ref.shape:
         raise ConformanceError(f"{label}: shape {impl64.shape}, expected {ref.shape}")
-    allowed = tolerance.budget(ref, ref32, dtype)
+    allowed = tolerance.budget(ref, ref32, dtype, long_sum)
     error = np.nan_to_num(np.abs(impl64 - ref), nan=np.inf)
     if error.size and float(np.max(error)) > allowed:
         first = tuple(int(i) for i in np.argwhere(error > allowed)[0])
@@ -117,6 +137,6 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
         write(report, [outcome], title=f"snnref gate: {impl.model}", option="report")
     if not outcome.passed:
         if save_failures is not None:
-            gate.save_failure(outcome, save_failures)
+            gate.save_failure(outcome, save_failures, _import_path(impl.fn))
         raise ConformanceError(outcome.text())
     return outcome.worst

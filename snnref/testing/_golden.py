@@ -458,6 +458,22 @@ def spec_rerun(case, expected, name):
     return worst, identical, where
 
 
+def stray_spike(case, expected):
+    """The first stored spike that is neither 0 nor 1 (0 nor theta, qualia.ATIF's
+    scaled spike), or None: the spec's 4-ulp allowance must not pass a spike of
+    1 - 2^-52, nor then a backend forced to it."""
+    row = registry.model(case.model)
+    if not row.out.spiking or "out:out" not in expected:
+        return None
+    out = expected["out:out"]
+    allowed = (out == 0) | (out == 1)
+    if row.out is registry.Output.SCALED_SPIKES:
+        theta = case.params.get("threshold", row.param("threshold").default)
+        allowed = (out == 0) | (out == np.broadcast_to(np.asarray(theta, dtype=np.float64), out.shape))
+    strays = out[~allowed]
+    return float(strays.flat[0]) if strays.size else None
+
+
 def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
     """Verify every file's checksum and that the store holds no file its
     manifest does not list, then re-run each case on each backend
@@ -471,6 +487,10 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
         entry = manifest["files"][name]
         case, expected = case_from(arrays, entry), expected_from(arrays)
         check_case(case, name)
+        stray = stray_spike(case, expected)
+        if stray is not None:
+            results.append(CheckResult(name, "store", False, f"out:out holds the spike value {stray!r}: a stored "
+                                                             "spike is exactly 0 or 1 (SPEC.md section 7)"))
         for backend in backends:
             if progress:
                 progress(f"{name} ({backend})")

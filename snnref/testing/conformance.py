@@ -34,10 +34,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
 import re
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable, Optional, Tuple
 
 from .. import registry
@@ -267,7 +265,7 @@ def add_parser(commands):
 
 def main(args) -> int:
     """Print the matrix; 1 when an installed configuration's verdict is not the recorded one."""
-    from ._golden import write_atomically
+    from .._files import write_json
 
     verdicts = [evaluate(c) for c in select(args.library)]
     print(table(verdicts))
@@ -278,5 +276,5 @@ def main(args) -> int:
           + (f"; not installed: {', '.join(missing)}" if missing else ""))
     if args.json:
         payload = {"libraries": LIBRARIES, "configurations": [v.as_dict() for v in verdicts]}
-        write_atomically(Path(args.json), (json.dumps(payload, indent=2) + "\n").encode())
+        write_json(args.json, payload, indent=2)
     return 1 if unexpected else 0

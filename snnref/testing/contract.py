@@ -30,6 +30,8 @@ attributes ``takes_state``, ``per_neuron``, ``surrogates``,
 
 from __future__ import annotations
 
+import inspect
+
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Tuple, Union
 
@@ -71,9 +73,18 @@ class Implementation:
         if not callable(self.fn):
             raise ContractError(f"fn: expected a callable with snnref.simulate's signature, got {self.fn!r}")
         try:
+            inspect.signature(self.fn).bind("model", "x", {}, {}, surrogate=None, inject=None)
+        except TypeError as error:
+            # Else every case would crash on the call, and the first crash read as float64 not accepted.
+            raise ContractError(f"fn: {getattr(self.fn, '__qualname__', self.fn)!r} does not have the contract's "
+                                f"signature fn(model, x, params, state, *, surrogate, inject) ({error})") from None
+        except ValueError:
+            pass  # a builtin without a signature: judged by calling it
+        try:
             row = registry.model(self.model)
         except ValueError as error:
-            raise ContractError(f"model: {error}") from None
+            # registry.model's message already names the field
+            raise ContractError(str(error)) from None
         object.__setattr__(self, "model", row.key)
         if not isinstance(self.pin, Mapping):
             raise ContractError(f"pin: expected a dict parameter -> value, got {self.pin!r}")

@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import math
 import shlex
 import zlib
 from dataclasses import dataclass, field, replace
@@ -334,15 +335,27 @@ class _Adapted:
         self.impl = impl
         self.fixed_parameters = impl.not_differentiated()
         self.takes_state = impl.takes_state
+        # (label, tensor, its values when returned) of the previous call's results
+        self.previous = []
 
     def __call__(self, model, x, params, state, *, surrogate=None, inject=None):
         import torch
 
         result = self.impl.fn(model, x, params, state, surrogate=surrogate, inject=inject)
+        # A result the caller still holds must keep its values when the implementation runs
+        # again: one that returns a view of a buffer it reuses is wrong for any caller that
+        # keeps two results, though every comparison (made before the next call) is right.
+        for label, tensor, values in self.previous:
+            if not torch.equal(tensor.detach(), values):
+                self.previous = []
+                raise ImplementationError(f"{label} of the previous call changed when the implementation was "
+                                          "called again: it returns memory it reuses (a view of an internal "
+                                          "buffer), which a caller holding both results would read wrong")
         for part in ("outputs", "final_state"):
             values = getattr(result, part, None)
             if not isinstance(values, dict):
-                raise ImplementationError(f"result.{part}: expected a dict of tensors, got {type(values).__name__}"
+                got = type(values).__name__ if hasattr(result, part) else f"a {type(result).__name__} without .{part}"
+                raise ImplementationError(f"result.{part}: expected a dict of tensors, got {got}"
                                           " (the contract returns an object with .outputs and .final_state)")
             for key, value in values.items():
                 label = f"result.{part}[{key!r}]"
@@ -360,6 +373,8 @@ class _Adapted:
         if x.requires_grad and returned and not any(v.requires_grad for v in returned):
             raise ImplementationError("result: every tensor is detached from the inputs (none requires grad), "
                                       "so no gradient can be checked")
+        self.previous = [(f"result.{part}[{key!r}]", value, value.detach().clone())
+                         for part in ("outputs", "final_state") for key, value in getattr(result, part).items()]
         return result
 
 
@@ -455,7 +470,7 @@ class GateReport:
             lines.append(f"  first failing run: {first.label}")
             lines += [f"    {failure}" for failure in first.failures[:4]]
             if len(first.failures) > 4:
-                lines.append(f"    ... {len(first.failures) - 4} more in this run (--json has all)")
+                lines.append(f"    ... {len(first.failures) - 4} more in this run (snnref verify --json has all)")
         lines += [f"  broken: {b}" for b in self.broken]
         if self.replay:
             lines.append(f"  replay: {self.replay}")
@@ -507,36 +522,68 @@ def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateR
     declared = impl.dtypes or ("float32", "float64")
     dtypes = [d for d in declared if equivalence.storable(row, _torch_dtype(d))]
     report.unchecked += [f"{d} (cannot store {row.key}'s parameters)" for d in declared if d not in dtypes]
-    if impl.dtypes is None and planned:
-        refused = _refuses_float64(adapted, planned[0].case)
-        if refused:
+    # Without declared dtypes the first case's float64 run finds out whether float64 is accepted;
+    # it is also that run, compared like every other (an implementation's first call is checked too).
+    probed = {}
+    if impl.dtypes is None and planned and "float64" in dtypes:
+        try:
+            probed[0] = _run_one(impl, adapted, planned[0], "float64")
+        except _Refused as refused:
             dtypes.remove("float64")
             report.unchecked.append(f"float64 (not accepted: {refused}; declare dtypes to silence this)")
-    for item in planned:
+    for index, item in enumerate(planned):
         for dtype in dtypes:
-            label = item.label(dtype)
-            reference = item.reference if dtype in ("float32", "float64") else None
+            if dtype == "float64" and index in probed:
+                report.runs.append(probed.pop(index))
+                continue
             try:
-                outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
-                                              implementation=adapted, contiguous=item.kind != "strided")
-            except equivalence.InputModified as error:
-                report.runs.append(Run(label, item.kind, item.seed, dtype, False, failures=[str(error)],
-                                       planned=item))
-                continue
-            except Exception as error:  # the implementation crashed or broke the contract: a failure, by name
-                report.runs.append(Run(label, item.kind, item.seed, dtype, False,
-                                       failures=[f"crashed: {type(error).__name__}: {error}"], planned=item))
-                continue
-            # Quantities left out on purpose are listed once, by the contract, not as "not returned".
-            declared = {f"grad:{name}" for name in impl.not_differentiated()}
-            missing = [q for q in outcome.unchecked
-                       if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
-            report.runs.append(Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details,
-                                   outcome.failures, missing, outcome.worst, item, outcome.traces))
+                report.runs.append(_run_one(impl, adapted, item, dtype))
+            except _Refused as error:
+                report.runs.append(Run(item.label(dtype), item.kind, item.seed, dtype, False,
+                                       failures=[f"crashed: {error}"], worst=math.inf, planned=item))
     first = next((r for r in report.runs if not r.passed and r.details), None)
     if first is not None:
         _locate_sums(adapted, first)
     return report
+
+
+class _Refused(Exception):
+    """The implementation raised its own exception on a case: "Type: message"."""
+
+
+def _run_one(impl, adapted, item, dtype):
+    """One planned case in one dtype, as a Run; the implementation's own exception
+    raises ``_Refused`` (the caller decides: float64 not accepted, or a crash)."""
+    from . import _equivalence as equivalence
+
+    label = item.label(dtype)
+    reference = item.reference if dtype in ("float32", "float64") else None
+    try:
+        outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
+                                      implementation=adapted, contiguous=item.kind != "strided")
+    except (equivalence.InputModified, ImplementationError) as error:
+        # Broken contracts fail by name, whatever the dtype.
+        failure = str(error) if isinstance(error, equivalence.InputModified) else \
+            f"crashed: {type(error).__name__}: {error}"
+        return Run(label, item.kind, item.seed, dtype, False, failures=[failure], worst=math.inf, planned=item)
+    except Exception as error:  # the implementation's own exception
+        raise _Refused(f"{type(error).__name__}: {error}") from error
+    # Quantities left out on purpose are listed once, by the contract, not as "not returned".
+    declared = {f"grad:{name}" for name in impl.not_differentiated()}
+    missing = [q for q in outcome.unchecked
+               if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
+    return Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details, outcome.failures, missing,
+               _worst(outcome), item, outcome.traces)
+
+
+def _worst(outcome):
+    """A run's worst fraction of the budget, where a pass is <= 1: a failure that is
+    no error over a budget (a spike flip, a spike not 0 or 1) is infinitely far
+    from passing, so that a FAIL never shows a worst below 1."""
+    if outcome.passed:
+        return outcome.worst
+    return max(outcome.worst, max((float(d["fraction"]) for d in outcome.details.values() if d.get("failed")),
+                                  default=math.inf))
 
 
 def _locate_sums(adapted, run):
@@ -562,7 +609,7 @@ def _locate_sums(adapted, run):
                 mask = (np.arange(cot.shape[0]) <= t).reshape((-1,) + (1,) * (cot.ndim - 1))
                 kept[name] = np.where(mask, cot, 0.0)
         outcome = equivalence.compare(replace(case, cotangents=kept), "impl", _torch_dtype(run.dtype),
-                                      implementation=adapted)
+                                      implementation=adapted, contiguous=run.kind != "strided")
         return {k for k in keys if outcome.details.get(k, {}).get("failed")}
 
     failing = functools.lru_cache(maxsize=None)(failing)
@@ -581,22 +628,6 @@ def _locate_sums(adapted, run):
                 low = middle + 1
         detail["first_step"] = detail["last_step"] = low
         detail["located_by"] = "cotangents on steps 0..t only"
-
-
-def _refuses_float64(adapted, case):
-    """Why the implementation refuses float64 inputs (its own exception), or ''.
-    A float64 input answered in float32 is not a refusal: the gate fails it."""
-    import torch
-
-    from . import _equivalence as equivalence
-
-    try:
-        equivalence.run_backend(case, "impl", torch.float64, implementation=adapted)
-    except (ImplementationError, equivalence.InputModified):
-        return ""
-    except Exception as error:  # the implementation's own refusal
-        return f"{type(error).__name__}: {str(error)[:80]}"
-    return ""
 
 
 def run(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=None) -> GateReport:
