@@ -70,3 +70,35 @@ def test_assert_conforms_rejects_a_planted_mutant(name):
     mutant, model = impl_mutants.CASES[name]
     with pytest.raises(testing.ConformanceError, match=model):
         testing.assert_conforms(getattr(impl_mutants, name), model, examples=5, golden=False)
+
+
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_a_drawn_case_prints_as_the_call_that_draws_it_again(key):
+    """A failing example must print what reproduces it: the printed call,
+    evaluated, gives the same arrays bit for bit."""
+    import snnref.testing.strategies  # noqa: F401  (the name the printed call uses)
+    from hypothesis import find
+
+    drawn = find(strategies.cases(key), lambda case: case.x.shape[0] > 2)
+    again = eval(repr(drawn), {"snnref": __import__("snnref")})
+    assert repr(drawn).startswith(f"snnref.testing.strategies.case({key!r}, seed=")
+    for part in ("x", "params", "state", "cotangents", "inject"):
+        first, second = getattr(drawn, part), getattr(again, part)
+        if isinstance(first, dict):
+            assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+        else:
+            assert np.array_equal(first, second) if first is not None else second is None
+
+
+def test_a_hypothesis_failure_names_the_call_that_reproduces_it():
+    from hypothesis import given, settings
+
+    @settings(max_examples=3, database=None, derandomize=True)
+    @given(strategies.cases("tether.LIF"))
+    def fails(case):
+        assert case.x.size < 0
+
+    with pytest.raises(AssertionError) as failed:
+        fails()
+    notes = "\n".join(getattr(failed.value, "__notes__", []))
+    assert "case=snnref.testing.strategies.case('tether.LIF', seed=" in notes, notes

@@ -28,6 +28,21 @@ class Case:
     cotangents: Dict[str, np.ndarray]
     inject: Optional[Dict[str, np.ndarray]] = None
     label: str = field(default="")
+    # The call that draws this case again (``snnref.testing.strategies.case``), shown as its
+    # repr: a failing example prints as a line to paste, not as arrays rounded to 8 digits.
+    # Not an init field, so a case made from it by ``dataclasses.replace`` does not claim it.
+    recipe: str = field(default="", init=False, compare=False)
+
+    def __repr__(self):
+        if self.recipe:
+            return self.recipe
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in
+                          ("model", "surrogate", "x", "params", "state", "cotangents", "inject", "label"))
+        return f"Case({shown})"
+
+    def _repr_pretty_(self, printer, cycle):
+        # Hypothesis (and IPython) print a dataclass field by field unless it says how.
+        printer.text(repr(self))
 
 
 def _draw_param(param, rng, n, per_neuron):

@@ -6,7 +6,9 @@ takes them) from the registry row of ``model`` through ``_checks.random_case``,
 the one case generator that ``snnref verify`` uses too: shapes from 1 time step and 1 neuron up,
 scalar or per-neuron parameters inside the row's sampling ranges, every
 accepted surrogate.  The values come from a NumPy generator seeded by a drawn
-integer, so a failing example prints as a handful of small numbers.
+integer, so a failing example prints as the call that draws it again,
+``snnref.testing.strategies.case(model, seed=..., steps=..., ...)``: a line
+to paste into a test or a shell.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ def cases(draw, model, max_steps=12, max_batch=3, max_neurons=7, initial_state=T
     hardware traces out and ``neuron_counts`` draws N from a list (e.g. sizes
     that are no multiple of a block)."""
     row = registry.model(model)
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1), label="seed"))
-    return checks.random_case(
-        row.key, rng,
+    return case(
+        row.key,
+        seed=draw(st.integers(0, 2**32 - 1), label="seed"),
         steps=draw(st.integers(min_steps, max_steps), label="T"),
         batch=draw(st.integers(1, max_batch), label="batch"),
         neurons=draw(st.sampled_from(neuron_counts) if neuron_counts else st.integers(1, max_neurons), label="N"),
@@ -41,6 +43,17 @@ def cases(draw, model, max_steps=12, max_batch=3, max_neurons=7, initial_state=T
         random_state=initial_state and draw(st.booleans(), label="random initial state"),
         inject=inject and bool(row.inject) and draw(st.booleans(), label="inject"),
     )
+
+
+def case(model, *, seed, steps, batch, neurons, surrogate, per_neuron, random_state, inject):
+    """The case ``cases`` draws for these numbers, again (its repr is this call)."""
+    drawn = checks.random_case(registry.model(model).key, np.random.default_rng(seed), steps=steps, batch=batch,
+                               neurons=neurons, surrogate=surrogate, per_neuron=per_neuron,
+                               random_state=random_state, inject=inject)
+    drawn.recipe = (f"snnref.testing.strategies.case({drawn.model!r}, seed={seed}, steps={steps}, batch={batch}, "
+                    f"neurons={neurons}, surrogate={surrogate!r}, per_neuron={bool(per_neuron)}, "
+                    f"random_state={bool(random_state)}, inject={bool(inject)})")
+    return drawn
 
 
 def inputs(model, **sizes):
