@@ -185,8 +185,8 @@ def _check_backend(row, backend, x, label="x"):
     if backend == "auto":
         backend = _auto(x)
         # The caller chose no backend: the message says what "auto" takes on this device.
-        arguments.check_dtype(label, x.dtype, DTYPES[backend],
-                              f"backend 'auto' on {x.device.type} (half precision on CUDA only)")
+        half = " (half precision on CUDA only)" if x.dtype in (torch.float16, torch.bfloat16) else ""
+        arguments.check_dtype(label, x.dtype, DTYPES[backend], f"backend 'auto' on {x.device.type}{half}")
     if backend == "cpu":
         if x.device.type != "cpu":
             raise ValueError(f"{label}: backend 'cpu' runs on CPU tensors, got {label} on {x.device}; "

@@ -180,3 +180,10 @@ def test_simulate_names_its_arguments_as_a_layer_on_it_asks():
                           (("tether.LIF", X.half()), r"^x_seq: backend 'auto' on cpu")]:
         raises((ValueError, TypeError), message, *args, names=names)
     raises(ValueError, r"^x: expected finite values, found NaN or inf \(pass allow_nonfinite=True", "tether.LIF", nan)
+
+
+def test_auto_names_what_it_takes_on_the_cpu():
+    raises(TypeError, r"^x: backend 'auto' on cpu expects dtype torch.float32 or torch.float64, got torch.int32$",
+           "tether.LIF", torch.ones(5, 3, dtype=torch.int32))
+    raises(TypeError, r"^x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype", "tether.LIF",
+           X.bfloat16())
