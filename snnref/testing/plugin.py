@@ -29,6 +29,8 @@ import pickle
 
 import pytest
 
+from ..cli import examples_count
+
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
 REPORT_PAGE = pytest.StashKey[object]()
@@ -43,23 +45,10 @@ def pytest_addoption(parser):
     group.addoption("--snnref-model", action="append", default=[], metavar="KEY",
                     help="registry model it implements (repeatable)")
     group.addoption("--snnref-golden-dir", metavar="DIR", help="golden store (default: the installed one)")
-    group.addoption("--snnref-examples", type=_count, default=8, metavar="N", help="random cases (default 8)")
+    group.addoption("--snnref-examples", type=examples_count, default=8, metavar="N", help="random cases (default 8)")
     group.addoption("--snnref-seed", type=int, default=0, metavar="SEED", help="seed of the cases (default 0)")
     group.addoption("--snnref-report", metavar="DIR",
                     help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
-
-
-def _count(text):
-    """A number of random cases: an integer >= 1 (0 would leave the item nothing to check)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 class GateItem(pytest.Item):
