@@ -63,6 +63,19 @@ class _Refused(torch.autograd.Function):
         raise SecondOrderError(ctx.message)
 
 
+def _reach_every_input(node, leads) -> bool:
+    """Whether a path from ``leads`` reaches each input of the Function whose
+    backward ``node`` is that takes a gradient (the inputs' edges are
+    ``node.next_functions``; an input without a gradient has no node): an
+    output of the Function reaches all of them through ``node`` itself, an
+    input reaches itself."""
+    if any(lead.grad_fn is node for lead in leads):
+        return True
+    return all(any(lead.grad_fn is edge_node and lead.output_nr == number or getattr(edge_node, "variable", None) is lead
+                   for lead in leads)
+               for edge_node, number in node.next_functions if edge_node is not None)
+
+
 def first_order(family, backend: str):
     """Decorate a custom Function's ``backward`` whose gradients autograd
     cannot differentiate again.  ``family``: the family's name, or a function
@@ -72,11 +85,14 @@ def first_order(family, backend: str):
     for ``create_graph``.  Then the backward runs without recording, and each
     gradient it returns goes through ``_Refused``, whose inputs also include
     the Function's saved tensors that carry a graph (its inputs, or its
-    outputs, which lead back to them): autograd runs only the nodes on a path
-    to the tensors differentiated, and this puts ``_Refused`` on every path
-    from a gradient to the Function's inputs, even where the incoming
-    cotangent is a constant (a loss ``out.sum()``).  A Function that saved no
-    such tensor is refused at once, when the gradient is built."""
+    outputs, which lead back to all of them): autograd runs only the nodes on
+    a path to the tensors differentiated, and this puts ``_Refused`` on every
+    path from a gradient to the Function's inputs, even where the incoming
+    cotangent is a constant (a loss ``out.sum()``).  Where the saved tensors
+    do not reach every input that takes a gradient (none is an output and
+    some such input is not saved: a second derivative with respect to that
+    input would pass beside ``_Refused``), the gradient is refused at once,
+    when it is built."""
 
     def decorate(backward):
         @functools.wraps(backward)
@@ -91,7 +107,7 @@ def first_order(family, backend: str):
             if present:
                 message = _message(family(ctx) if callable(family) else family, backend)
                 leads = [saved for saved in ctx.saved_tensors if saved is not None and saved.requires_grad]
-                if not leads:
+                if not _reach_every_input(ctx, leads):
                     raise SecondOrderError(message)
                 marked = _Refused.apply(message, len(leads), *leads, *(gradients[i] for i in present))
                 for index, gradient in zip(present, marked):

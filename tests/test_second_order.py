@@ -87,6 +87,42 @@ def test_a_gradient_of_a_constant_cotangent_is_not_differentiated_silently(backe
         _second_derivative(key, backend, dtype)
 
 
+def _penalized_weight_gradient(key, backend, dtype):
+    """A gradient penalty's gradient with respect to the weight W of a layer
+    before the neuron, x = inputs @ W (x no leaf), with every differentiable
+    parameter and state taking a gradient too: the second derivative reaches
+    W only through x, and x is no tensor a scan saves where it records the
+    post-reset membrane (rnnbuilder.LIF, qualia.IFSRL)."""
+    case = _case(key)
+    row = registry.MODELS[key]
+
+    def tensors(values, names):
+        return {name: _tensor(value, dtype, "cpu", name in names) for name, value in values.items()}
+
+    x_values = torch.as_tensor(np.asarray(case.x), dtype=dtype)
+    inputs = torch.linspace(-1.0, 1.0, x_values.numel(), dtype=dtype).reshape(x_values.shape)
+    weight = torch.eye(x_values.shape[-1], dtype=dtype).requires_grad_()
+    # x = inputs @ W + (x - inputs): the drawn values, reached through W.
+    x = inputs @ weight + (x_values - inputs)
+    inject = tensors(case.inject, ()) if case.inject else None
+    trace = snnref.simulate(key, x, tensors(case.params, row.differentiable), tensors(case.state, case.state),
+                            backend=backend, surrogate=case.surrogate, inject=inject)
+    loss = sum((output * output).sum() for output in trace.outputs.values() if output.requires_grad)
+    gradient, = torch.autograd.grad(loss, x, create_graph=True)
+    second, = torch.autograd.grad(loss + (gradient ** 2).sum(), weight)
+    return second
+
+
+@pytest.mark.parametrize("backend, dtype", _backends())
+@pytest.mark.parametrize("key", MODELS)
+def test_a_penalty_on_the_gradient_of_a_layer_before_is_not_differentiated_silently(backend, dtype, key):
+    if _differentiated_twice(backend, key):
+        assert torch.isfinite(_penalized_weight_gradient(key, backend, dtype)).all()
+        return
+    with pytest.raises(SecondOrderError, match="create_graph: "):
+        _penalized_weight_gradient(key, backend, dtype)
+
+
 def test_a_gradient_without_create_graph_is_the_scans_own():
     """The refusal costs nothing without create_graph: the gradient is the
     backward's tensor itself, with no graph."""

@@ -70,17 +70,20 @@ class _Scan(torch.autograd.Function):
             p = _post_reset(config, v, spikes[t], replayed[t] if config.replay else spikes[t], theta)
             if not config.record_pre:
                 recorded[t] = p
+        final = p.clone()
         # Saved: the pre-reset membrane and the spikes as bytes (floats only for
-        # the smooth twin, whose spikes are not 0/1).
-        ctx.save_for_backward(v0, lam, theta, scale, v_pre, spikes if step.smooth else fired, replayed)
+        # the smooth twin, whose spikes are not 0/1); the final membrane, an
+        # output of one step, for second_order.first_order: it leads back to x
+        # even where v_pre is no output (the post-reset membrane recorded).
+        ctx.save_for_backward(v0, lam, theta, scale, v_pre, spikes if step.smooth else fired, replayed, final)
         ctx.config = config
         ctx.set_materialize_grads(False)
-        return spikes, recorded, p.clone()
+        return spikes, recorded, final
 
     @staticmethod
     @first_order("lif", "torch")
     def backward(ctx, g_spikes, g_recorded, g_final):
-        v0, lam, theta, scale, v_pre, saved_spikes, replayed = ctx.saved_tensors
+        v0, lam, theta, scale, v_pre, saved_spikes, replayed, _ = ctx.saved_tensors
         config = ctx.config
         step = config.step.with_scale(scale)
         _, _, want_lam, want_theta, want_scale, _, _ = ctx.needs_input_grad
