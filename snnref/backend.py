@@ -102,6 +102,12 @@ class TorchArrays:
         if isinstance(value, torch.Tensor):
             check_dense(label, value)
             arguments.check_like(label, _describe(value), _describe(self.like), self.reference)
+            if value.is_inference() and not torch.is_inference_mode_enabled():
+                # Made under torch.inference_mode (an evaluation pass's carried
+                # state, say): autograd cannot save it for a backward outside
+                # that mode ("Inference tensors cannot be saved for backward"),
+                # and the torch path saves x, parameters and initial states.
+                return value.clone()
             return value
         try:
             return torch.as_tensor(value, dtype=self.like.dtype, device=self.like.device)
@@ -242,7 +248,7 @@ def simulate(
         raise ValueError(f"{names.x}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
     backend = _check_backend(row, backend, x, names.x)
     arrays = TorchArrays(x, names.x)
-    arguments.check_x(row, x, arrays, allow_nonfinite, names)
+    x = arguments.check_x(row, x, arrays, allow_nonfinite, names)
     if backend == "triton":
         from .kernels import common
 

@@ -170,6 +170,39 @@ def test_every_model_and_surrogate_on_a_fixed_case(backend, key):
 
 
 @pytest.mark.parametrize("key", MODELS)
+def test_values_made_under_inference_mode_train_like_any_other(backend, key):
+    # An evaluation pass under torch.inference_mode leaves inference tensors
+    # (a module's carried state); a training call then gets them as x,
+    # parameters, initial states and injections.
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(9), steps=4, batch=2, neurons=3, per_neuron=True,
+                              inject=bool(row.inject))
+
+    def tensors(values):
+        return {name: torch.tensor(np.asarray(value), dtype=torch.float32) for name, value in values.items()}
+
+    def gradients(inference):
+        with torch.inference_mode(inference):
+            x, params, state = torch.tensor(case.x, dtype=torch.float32), tensors(case.params), tensors(case.state)
+            inject = tensors(case.inject) if case.inject else None
+        # The gradient flows through one parameter, made an ordinary tensor by
+        # an addition (which saves no operand for its backward).
+        weight = torch.zeros((), requires_grad=True)
+        name = row.differentiable[0]
+        params[name] = params[name] + weight
+        trace = snnref.simulate(key, x, params, state, backend=backend.name, surrogate=case.surrogate,
+                                inject=inject)
+        outputs = [output for output in trace.outputs.values() if output.requires_grad]
+        gradient, = torch.autograd.grad(sum(output.sum() for output in outputs), weight)
+        return [output.detach() for output in outputs], gradient
+
+    outputs, gradient = gradients(inference=True)
+    expected_outputs, expected_gradient = gradients(inference=False)
+    assert all(torch.equal(a, b) for a, b in zip(outputs, expected_outputs))
+    assert torch.equal(gradient, expected_gradient)
+
+
+@pytest.mark.parametrize("key", MODELS)
 def test_reruns_are_bitwise_identical(backend, key):
     case = checks.random_case(key, np.random.default_rng(4), steps=5, batch=3, neurons=5, per_neuron=True)
     first = equivalence.run_backend(case, backend.name, torch.float32)
