@@ -197,6 +197,11 @@ def test_the_installed_store_is_found_from_any_working_directory(tmp_path, monke
     (lambda m, n: m["files"][n[0]].pop("case"), "lacks case"),
     (lambda m, n: m["files"][n[0]].pop("surrogate"), "lacks surrogate"),
     (lambda m, n: m["files"].update({"lif": dict(m["files"][n[0]])}), "'lif' names a directory"),
+    # The listed parameters are a copy of the file's for readers; the checksum covers only the file.
+    (lambda m, n: m["files"][n[0]]["params"]["tau"].__setitem__(0, 9.5), "the manifest lists params.tau = [9.5, "),
+    (lambda m, n: m["files"][n[0]]["params"].update(beta=[0.5]), "the manifest lists params.beta = [0.5], the "
+                                                                  "file holds no such parameter"),
+    (lambda m, n: m["files"][n[0]].update(params=[1.0]), "the manifest's params is not a table (got list)"),
 ])
 def test_a_broken_manifest_is_refused_by_name(copy, capsys, breakage, message):
     directory, names = copy
@@ -328,9 +333,9 @@ def _edited(directory, name, edit):
 
 @pytest.mark.parametrize("edit,message", [
     (lambda a: a.update({next(k for k in sorted(a) if k.startswith("out.")): np.nan * a[next(
-        k for k in sorted(a) if k.startswith("out."))]}), "within inf ulp (worst: out:"),
+        k for k in sorted(a) if k.startswith("out."))]}), "off by inf ulp (allowed 4; worst: out:"),
     (lambda a: a.update({"grad.x": np.where(np.arange(a["grad.x"].size).reshape(a["grad.x"].shape) == 0, np.inf,
-                                            a["grad.x"])}), "within inf ulp (worst: grad:x)"),
+                                            a["grad.x"])}), "off by inf ulp (allowed 4; worst: grad:x)"),
 ])
 def test_a_stored_nan_or_inf_fails_the_spec_rerun(copy, capsys, edit, message):
     # max() drops a NaN: before, such a quantity was never compared and passed "within 0.0 ulp".

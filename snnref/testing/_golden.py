@@ -379,7 +379,25 @@ def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
                           f"with {', '.join(QUANTITY_PREFIXES)})")
     if "in.x" not in arrays:
         raise GoldenError(f"{name}: lacks the input in.x")
+    _check_listed_params(name, entry, arrays)
     return arrays
+
+
+def _check_listed_params(name, entry, arrays):
+    """The parameters the manifest lists (``entry_for``: the small ones, for
+    readers) are the file's: the checksum covers the file, not the manifest."""
+    listed = entry.get("params", {})
+    if not isinstance(listed, dict):
+        raise GoldenError(f"{name}: the manifest's params is not a table (got {type(listed).__name__})")
+    for key, value in listed.items():
+        stored = arrays.get(f"param.{key}")
+        try:
+            same = stored is not None and np.array_equal(np.asarray(value, dtype=np.float64), stored)
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            held = "no such parameter" if stored is None else stored.tolist()
+            raise GoldenError(f"{name}: the manifest lists params.{key} = {value!r}, the file holds {held}")
 
 
 def case_from(arrays: Dict[str, np.ndarray], entry: dict) -> checks.Case:
@@ -496,8 +514,10 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
                 progress(f"{name} ({backend})")
             if backend == "spec":
                 worst, identical, where = spec_rerun(case, expected, name)
-                verdict = "bit-for-bit" if identical else f"within {worst:.1f} ulp (worst: {where})"
-                results.append(CheckResult(name, backend, worst <= SPEC_ULPS, verdict))
+                passed = worst <= SPEC_ULPS
+                verdict = ("bit-for-bit" if identical else f"{'within' if passed else 'off by'} {worst:.1f} ulp "
+                           f"(allowed {SPEC_ULPS}; worst: {where})")
+                results.append(CheckResult(name, backend, passed, verdict))
                 continue
             import torch
 
