@@ -27,11 +27,24 @@ def usual_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def check_output_file(option, path) -> None:
+    """Before a run: ``option``'s file can be written (not a directory, in an
+    existing writable directory; through a symbolic link, where it points)."""
+    target = Path(os.path.realpath(path))
+    if target.is_dir():
+        raise ValueError(f"{option}: {path} is a directory; expected a file name")
+    if not target.parent.is_dir():
+        raise ValueError(f"{option}: the directory {target.parent} does not exist")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{option}: the directory {target.parent} is not writable")
+
+
 @contextlib.contextmanager
 def replacing(path) -> Iterator[str]:
     """A temporary path beside ``path`` for the block to write; renamed onto
-    ``path`` when the block succeeds, deleted when it raises."""
-    target = Path(path)
+    ``path`` when the block succeeds, deleted when it raises.  A symbolic link
+    is followed: the file it names is replaced, the link stays."""
+    target = Path(os.path.realpath(path))
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(handle)
     os.chmod(temporary, usual_mode())

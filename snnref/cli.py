@@ -11,6 +11,7 @@ import threading
 import time
 
 from . import _machine, registry
+from ._files import check_output_file
 
 
 def _available_backends():
@@ -39,7 +40,7 @@ def _verify(args) -> int:
         registry.model(key)
     # Every output target is checked before the run starts, not after it.
     if args.json:
-        _check_output_file("--json", args.json)
+        check_output_file("--json", args.json)
     if args.save_failures:
         _check_output_dir("--save-failures", args.save_failures)
     if args.report:
@@ -194,20 +195,6 @@ def _write_json(path, results, elapsed):
             for r in results]
     document = {"passed": all(r.passed for r in results), "seconds": round(elapsed, 1), "results": rows}
     write_json(path, document)
-
-
-def _check_output_file(option, path):
-    """A file ``option`` can write: not a directory, in an existing writable directory."""
-    from pathlib import Path
-
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"{option}: {path} is a directory; expected a file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"{option}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{option}: the directory {parent} is not writable")
 
 
 def _check_output_dir(option, path):

@@ -181,6 +181,29 @@ def test_verify_impl_save_failures_and_replay(capsys, tmp_path):
     assert cli.main(arguments[:1] + ["--impl", "fixtures.outside_lif:correct"] + arguments[3:]) == 0
 
 
+def _saved_case(path, meta, with_x=True):
+    arrays = {"meta": np.array(json.dumps(meta))} | ({"in.x": np.zeros((2, 1, 1))} if with_x else {})
+    np.savez(path, **arrays)
+
+
+META = {"model": "tether.LIF", "surrogate": "sigmoid", "kind": "random", "seed": 0, "dtype": "float32"}
+
+
+@pytest.mark.parametrize("write,why", [
+    (lambda path: path.write_bytes(b""), "EOFError"),
+    (lambda path: _saved_case(path, META) or path.write_bytes(path.read_bytes()[:60]), "BadZipFile"),
+    (lambda path: _saved_case(path, {k: v for k, v in META.items() if k != "seed"}), "it lacks seed"),
+    (lambda path: _saved_case(path, META, with_x=False), "it lacks in.x"),
+    (lambda path: _saved_case(path, ["not", "a", "table"]), "its meta is not a table"),
+])
+def test_a_damaged_case_file_is_a_usage_error(write, why, capsys, tmp_path):
+    path = tmp_path / "case.npz"
+    write(path)
+    assert cli.main(["verify", "--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF",
+                     "--case", str(path)]) == 2
+    assert f"--case: {path} is not a case written by --save-failures ({why}" in capsys.readouterr().err
+
+
 def test_verify_golden_dir_override(capsys, tmp_path):
     assert cli.main(["verify", "--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF",
                      "--examples", "1", "--golden-dir", str(tmp_path)]) == 1
@@ -249,6 +272,18 @@ def test_verify_json_target_is_checked_before_the_run(make_target, message, tmp_
     assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF", "--json", str(target)]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and "snnref verify:" not in captured.out  # nothing ran
+
+
+def test_verify_json_and_report_write_through_a_symbolic_link(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "latest.json").symlink_to(tmp_path / "runs" / "run.json")
+    (tmp_path / "page").symlink_to(tmp_path / "pages", target_is_directory=True)
+    assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF",
+                     "--json", str(tmp_path / "latest.json"), "--report", str(tmp_path / "page")]) == 0
+    assert (tmp_path / "latest.json").is_symlink() and (tmp_path / "page").is_symlink()
+    assert json.loads((tmp_path / "runs" / "run.json").read_text())["passed"]
+    assert (tmp_path / "pages" / "index.html").is_file()
 
 
 def test_a_negative_seed_is_a_usage_error(capsys):

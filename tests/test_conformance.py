@@ -183,6 +183,17 @@ def test_a_library_installed_without_a_module_its_neurons_import_is_not_installe
     assert verdict.status == conformance.NOT_INSTALLED and verdict.text() == "not installed (No module named 'pbr')"
 
 
+@pytest.mark.parametrize("make_target,message", [
+    (lambda tmp: tmp, "is a directory; expected a file name"),
+    (lambda tmp: tmp / "missing" / "matrix.json", "--json: the directory"),
+])
+def test_cli_checks_its_json_target_before_the_run(make_target, message, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(conformance, "evaluate", lambda configuration: pytest.fail("ran before --json was checked"))
+    assert cli.main(["conformance", "--json", str(make_target(tmp_path))]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+
+
 def test_cli_exits_1_when_a_verdict_is_not_the_recorded_one(monkeypatch, capsys):
     recorded = conformance.CONFIGURATIONS[0]
     changed = conformance.Verdict(recorded, conformance.FAILS, quantity="out:v", step=7, detail="planted")

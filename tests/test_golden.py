@@ -140,6 +140,14 @@ def test_a_manifest_naming_an_unknown_model_is_refused(copy, capsys):
     assert code == 1 and "names an unknown model 'tether.LIFF'" in out.err
 
 
+@pytest.mark.parametrize("command,code", [(["check", "--dir"], 1), (["diff", str(STORE)], 2)])
+def test_a_file_given_as_a_store_is_named(tmp_path, capsys, command, code):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a store")
+    assert cli.main(["golden", *command, str(path)]) == code
+    assert f"{path}: is a file, not a golden store (a directory)" in capsys.readouterr().err
+
+
 def test_a_missing_manifest_is_named(tmp_path, capsys):
     code, out = run_check(tmp_path, capsys)
     assert code == 1 and "missing manifest" in out.err

@@ -535,6 +535,24 @@ def test_cli_run_and_check(tmp_path, monkeypatch, capsys):
     assert args.run(args) == 2 and "not a NIR file" in capsys.readouterr().out
 
 
+def test_cli_run_refuses_a_bad_out_or_input_before_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    snir.save(snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=3), tmp_path / "cuba.nir")
+    np.save(tmp_path / "x.npy", np.ones((4, 1, 3)))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    monkeypatch.setattr(snir, "load", lambda *a, **k: pytest.fail("ran before its --out was checked"))
+    for out, message in (("folder", "--out: folder is a directory; expected a file name"),
+                         ("missing/t.npz", f"--out: the directory {tmp_path / 'missing'} does not exist")):
+        (tmp_path / "folder").mkdir(exist_ok=True)
+        args = _parse(["nir", "run", "cuba.nir", "--input", "x.npy", "--dt", "1e-6", "--out", out])
+        assert args.run(args) == 2 and message in capsys.readouterr().out
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    args = _parse(["nir", "run", "cuba.nir", "--input", "empty.npy", "--dt", "1e-6", "--out", "t.npz"])
+    assert args.run(args) == 2
+    assert "--input: cannot read empty.npy as a .npy array (EOFError" in capsys.readouterr().out
+
+
 def test_cli_check_accepts_flips_only_inside_the_margin(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))

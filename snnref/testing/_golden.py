@@ -330,6 +330,8 @@ def read_manifest(directory: Path) -> dict:
         raise GoldenError(f"{path}: missing manifest") from None
     except IsADirectoryError:
         raise GoldenError(f"{path}: is a directory, not a manifest") from None
+    except NotADirectoryError:
+        raise GoldenError(f"{directory}: is a file, not a golden store (a directory)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise GoldenError(f"{path}: not a valid manifest ({error})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):

@@ -265,8 +265,10 @@ def add_parser(commands):
 
 def main(args) -> int:
     """Print the matrix; 1 when an installed configuration's verdict is not the recorded one."""
-    from .._files import write_json
+    from .._files import check_output_file, write_json
 
+    if args.json:
+        check_output_file("--json", args.json)
     verdicts = [evaluate(c) for c in select(args.library)]
     print(table(verdicts))
     unexpected = [v for v in verdicts if v.status != NOT_INSTALLED and not v.as_expected]

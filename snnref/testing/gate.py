@@ -54,6 +54,7 @@ import io
 import json
 import math
 import shlex
+import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -666,12 +667,21 @@ def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path
 
 def load_case(path, impl: Implementation):
     """A case written by ``save_failure``, as (Planned, dtype)."""
+    def refuse(why):
+        return ValueError(f"--case: {path} is not a case written by --save-failures ({why})")
+
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError) as error:
-        raise ValueError(f"--case: {path} is not a case written by --save-failures ({error})") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise refuse(f"{type(error).__name__}: {error}") from None
+    if not isinstance(meta, dict):
+        raise refuse("its meta is not a table")
+    missing = [key for key in ("model", "surrogate", "kind", "seed", "dtype") if key not in meta] + (
+        [] if "in.x" in arrays else ["in.x"])
+    if missing:
+        raise refuse(f"it lacks {', '.join(missing)}")
     if meta["model"] != impl.model:
         raise ValueError(f"--case: {path} is a case of {meta['model']}, not of {impl.model}")
 

@@ -33,14 +33,15 @@ The old paths ``snnref.nir.round_trip``, ``compare``, ``add_parser`` and
 
 from __future__ import annotations
 
-import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import nir as snir
 from .. import registry, spec
+from .._files import check_output_file, replacing
 from . import _checks as checks
 from . import tolerance
 
@@ -138,28 +139,21 @@ def compare(network, x, result, dtype):
 def _load_input(path):
     try:
         x = np.load(path, allow_pickle=False)  # an .npy never runs code: no pickles
-    except (OSError, ValueError) as error:
-        raise snir.NirError(f"--input: cannot read {path} as a .npy array ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise snir.NirError(f"--input: cannot read {path} as a .npy array ({type(error).__name__}: {error})") from None
     if not isinstance(x, np.ndarray):
         raise snir.NirError(f"--input: {path} holds several arrays; expected one .npy array (T, ..., N)")
     return x
 
 
 def _write_npz(path, arrays):
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise snir.NirError(f"--out: the directory {target.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, target)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with replacing(path) as temporary, open(temporary, "wb") as stream:
+        np.savez(stream, **arrays)
 
 
 def _run(args):
+    # Checked before the run, which can be long, not after it.
+    check_output_file("--out", args.out)
     network = snir.load(args.graph, dt=args.dt, method=args.method, extensions=args.extensions)
     trace = network.simulate(_load_input(args.input))
     arrays = dict(trace.outputs)

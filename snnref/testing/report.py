@@ -133,7 +133,8 @@ def check_target(option: str, directory) -> Path:
     """Before any run: matplotlib is there, and ``directory`` can be written or replaced
     (absent, empty, or a previous report: never a directory of other files)."""
     _matplotlib()
-    target = Path(directory)
+    # Through a symbolic link: the report replaces the directory it names, the link stays.
+    target = Path(os.path.realpath(directory))
     if target.exists() and not target.is_dir():
         raise ReportError(f"{option}: {directory} exists and is not a directory; expected a directory for "
                           f"{INDEX} and its figures")
