@@ -32,6 +32,13 @@ def _available_backends():
     return found + ["triton"]
 
 
+def _unavailable(backend):
+    """Why ``backend`` (not in ``_available_backends()``) cannot run here."""
+    needs = {"cuda": "a CUDA device (torch.cuda.is_available() is False here)", "cpu": "numba, which is not installed",
+             "triton": "triton, which is not installed"}.get(backend, "torch, which is not installed")
+    return ValueError(f"backend: {backend!r} is not available here: it needs {needs}")
+
+
 def _verify(args) -> int:
     from .testing._verify import FD_BOUND, load_implementation, verify_implementation
 
@@ -61,7 +68,7 @@ def _verify(args) -> int:
     backends = ["impl"] if args.impl else available if args.backend == "all" else [args.backend]
     for backend in backends:
         if backend not in available and backend != "impl":
-            raise ValueError(f"backend: {backend!r} is not available here (its package is not installed)")
+            raise _unavailable(backend)
     print(f"snnref verify: {len(keys)} models x {', '.join(backends)}, seed {args.seed}"
           + (f", implementation {args.impl}" if args.impl else "") + (" (quick)" if args.quick else ""))
     print(f"  spec:  worst = vjp(smooth=True) vs finite differences (pass < {FD_BOUND:g} relative); "
@@ -93,9 +100,14 @@ def _verify(args) -> int:
         results.append(result)
         verdict = "PASS" if result.passed else "FAIL"
         failed += not result.passed
-        worst = f"{result.worst_fd:.1e}" if backend in ("spec", "continuous") or result.worst_fd >= 1e4 \
-            else f"{result.worst_fd:.3f}"
-        print(f"{key:<30} {backend:<10} {result.fd_cases:>5} {worst:>9} {result.worst_float32:>6.1f}  "
+        if backend == "continuous":
+            # Its measurements are in the checks column (the header's continuous line): no count or worst.
+            cases, worst, extra = "-", "-", "-"
+        else:
+            cases, extra = str(result.fd_cases), f"{result.worst_float32:.1f}"
+            worst = f"{result.worst_fd:.1e}" if backend == "spec" or result.worst_fd >= 1e4 \
+                else f"{result.worst_fd:.3f}"
+        print(f"{key:<30} {backend:<10} {cases:>5} {worst:>9} {extra:>6}  "
               f"{' '.join(result.checked):<58} {verdict}", flush=True)
         if result.gate is not None:
             # The gate's own report: a summary per quantity, the first failure, what was not checked.
@@ -189,8 +201,9 @@ def _continuous_result(key, seed, quick):
 def _write_json(path, results, elapsed):
     from ._files import write_json
 
-    rows = [{"model": r.model, "backend": r.backend, "passed": r.passed, "cases": r.fd_cases,
-             "worst": r.worst_fd, "extra": r.worst_float32, "checks": r.checked, "failures": r.failures}
+    rows = [{"model": r.model, "backend": r.backend, "passed": r.passed, "checks": r.checked, "failures": r.failures}
+            | ({} if r.backend == "continuous" else {"cases": r.fd_cases, "worst": r.worst_fd,
+                                                        "extra": r.worst_float32})
             | ({"gate": r.gate.as_dict()} if r.gate is not None else {})
             for r in results]
     document = {"passed": all(r.passed for r in results), "seconds": round(elapsed, 1), "results": rows}
@@ -208,7 +221,8 @@ def _check_output_dir(option, path):
         raise ValueError(f"{option}: {existing} is not a writable directory")
 
 
-def _seed(text):
+def seed_number(text):
+    """A seed (``--seed`` of verify and converge): an integer >= 0."""
     try:
         value = int(text)
     except ValueError:
@@ -257,7 +271,7 @@ def _golden_check(args) -> int:
     backends = available if args.backend == "all" else [args.backend]
     for backend in backends:
         if backend not in available:
-            raise ValueError(f"backend: {backend!r} is not available here (its package is not installed)")
+            raise _unavailable(backend)
     try:
         results = golden.check(golden.store_dir(args.dir), backends,
                                progress=lambda what: print(f"checking {what}", file=sys.stderr, flush=True))
@@ -355,7 +369,7 @@ def main(argv=None) -> int:
     verify = commands.add_parser("verify", help="prove the spec right over the whole registry")
     verify.add_argument("--model", action="append", metavar="KEY",
                         help="check only this registry model (repeatable)")
-    verify.add_argument("--seed", type=_seed, default=0, help="seed of the random cases (default 0)")
+    verify.add_argument("--seed", type=seed_number, default=0, help="seed of the random cases (default 0)")
     verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "cuda", "triton", "cpu", "continuous"],
                         help="check only this backend (default: every one available; cuda = the torch "
                              "path on CUDA tensors; triton runs on CUDA when present)")

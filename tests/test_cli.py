@@ -286,6 +286,14 @@ def test_verify_json_and_report_write_through_a_symbolic_link(tmp_path, capsys):
     assert (tmp_path / "pages" / "index.html").is_file()
 
 
+@pytest.mark.parametrize("backend,needs", [("cuda", "a CUDA device (torch.cuda.is_available() is False here)"),
+                                           ("cpu", "numba, which is not installed")])
+def test_an_unavailable_backend_says_what_it_needs(backend, needs, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "_available_backends", lambda: ["spec", "torch"])
+    assert cli.main(["verify", "--model", "tether.LIF", "--backend", backend]) == 2
+    assert f"backend: {backend!r} is not available here: it needs {needs}" in capsys.readouterr().err
+
+
 def test_a_negative_seed_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["verify", "--model", "tether.LIF", "--seed", "-5"])
@@ -310,6 +318,17 @@ def test_verify_has_a_continuous_row_for_mapped_models_only(capsys):
     rows = [line for line in out.splitlines() if line.startswith(("tether.LIF ", "tether.ALIF "))]
     # tether.LIF is exact at every dt (SPEC.md section 9); tether.ALIF has no counterpart.
     assert len(rows) == 1 and "continuous" in rows[0] and "exact: max dev" in rows[0] and rows[0].endswith("PASS")
+    # Its measurements are in the checks column: no count, worst or extra, rather than a 0 never measured.
+    assert rows[0].split()[2:5] == ["-", "-", "-"]
+
+
+def test_verify_json_gives_a_continuous_row_no_unmeasured_numbers(tmp_path, capsys):
+    target = tmp_path / "report.json"
+    assert cli.main(["verify", "--quick", "--backend", "continuous", "--model", "tether.LIF",
+                     "--json", str(target)]) == 0
+    row, = json.loads(target.read_text())["results"]
+    assert row["backend"] == "continuous" and not {"cases", "worst", "extra"} & set(row)
+    assert "exact: max dev" in row["checks"][0]
 
 
 def test_verify_continuous_refuses_models_without_a_counterpart(capsys):

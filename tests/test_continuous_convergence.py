@@ -166,10 +166,19 @@ def test_cli_refuses_bad_arguments():
         continuous_cli.run(_parse("--model", "tether.ALIF"))
     with pytest.raises(ValueError, match="model: unknown name"):
         continuous_cli.run(_parse("--model", "nope"))
-    with pytest.raises(ValueError, match="--levels: expected at least 2"):
+    with pytest.raises(ValueError, match="--levels: expected 2 to 12 halvings, got 1"):
         continuous_cli.run(_parse("--levels", "1"))
+    # 100 halvings would never end (each doubles the steps).
+    with pytest.raises(ValueError, match="--levels: expected 2 to 12 halvings, got 100"):
+        continuous_cli.run(_parse("--levels", "100"))
     with pytest.raises(ValueError, match="--plot: expected a .png"):
         continuous_cli.run(_parse("--plot", "out.pdf"))
+
+
+def test_cli_refuses_a_negative_seed_as_verify_does(capsys):
+    with pytest.raises(SystemExit) as ended:
+        _parse("--seed", "-1")
+    assert ended.value.code == 2 and "argument --seed: expected an integer >= 0, got -1" in capsys.readouterr().err
 
 
 def test_verify_rows_quick():

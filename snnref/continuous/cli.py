@@ -18,6 +18,10 @@ import sys
 
 from .. import registry
 
+# Each halving of dt doubles the steps and the time: tether.LIF alone took 2.7 s
+# at 6 halvings and 17 s at 9 here, so 12 is minutes per model, and 100 never ends.
+MAX_LEVELS = 12
+
 
 def add_parser(commands):
     """Register ``converge`` on an argparse subparsers object."""
@@ -25,8 +29,11 @@ def add_parser(commands):
                                                   "counterpart (SPEC.md section 9)")
     parser.add_argument("--model", action="append", metavar="KEY",
                         help="only this registry model (repeatable; default: every mapped model)")
-    parser.add_argument("--levels", type=int, default=6, help="halvings of dt (default 6)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random cases (default 0)")
+    from ..cli import seed_number
+
+    parser.add_argument("--levels", type=int, default=6, help="halvings of dt (default 6, at most "
+                                                             f"{MAX_LEVELS})")
+    parser.add_argument("--seed", type=seed_number, default=0, help="seed of the random cases (default 0)")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the errors against dt (needs matplotlib)")
     parser.add_argument("--no-fd", action="store_true", help="skip the finite-difference check (faster)")
     parser.set_defaults(run=run)
@@ -62,8 +69,9 @@ def run(args) -> int:
     from . import convergence, verify
 
     keys = _models(args)
-    if args.levels < convergence.MIN_FIT_POINTS - 1:
-        raise ValueError(f"--levels: expected at least {convergence.MIN_FIT_POINTS - 1} halvings, got {args.levels}")
+    if not convergence.MIN_FIT_POINTS - 1 <= args.levels <= MAX_LEVELS:
+        raise ValueError(f"--levels: expected {convergence.MIN_FIT_POINTS - 1} to {MAX_LEVELS} halvings, "
+                         f"got {args.levels}")
     plotting = _plot_available(args.plot)
     print(f"snnref converge: {len(keys)} models, {args.levels} halvings of dt, seed {args.seed}")
     print("  measured: fitted order of the median spike-time / first-spike / membrane error, or the largest "
