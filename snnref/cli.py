@@ -435,6 +435,10 @@ def main(argv=None) -> int:
     except ValueError as error:
         print(f"snnref: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: the cleanups ran on the way here (nothing half-written is left); no traceback.
+        print("snnref: interrupted", file=sys.stderr)
+        return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

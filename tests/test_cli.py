@@ -294,6 +294,15 @@ def test_an_unavailable_backend_says_what_it_needs(backend, needs, capsys, monke
     assert f"backend: {backend!r} is not available here: it needs {needs}" in capsys.readouterr().err
 
 
+def test_ctrl_c_ends_with_130_and_no_traceback(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_verify", interrupted)
+    assert cli.main(["verify", "--model", "tether.LIF"]) == 130
+    assert capsys.readouterr().err == "snnref: interrupted\n"
+
+
 def test_a_negative_seed_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["verify", "--model", "tether.LIF", "--seed", "-5"])
