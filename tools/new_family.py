@@ -135,11 +135,11 @@ and reduced in a fixed order (``_launch.reduce_lanes``)."""
 from __future__ import annotations
 
 import torch
-from numba import njit
 
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
 
 from snnref.leak import decay_of
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 

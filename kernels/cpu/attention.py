@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit
 
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 BRANCHES = ("q", "k", "v")

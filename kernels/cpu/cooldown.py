@@ -41,12 +41,12 @@ import math
 
 import numpy as np
 import torch
-from numba import njit
 
 from snnref.leak import decay_of
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 from .surrogates import derivatives, kind, step
 
 LN2_HI = 6.93147180369123816490e-01

@@ -58,12 +58,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from numba import njit
 
 from snnref import registry
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 from ._parameters import lane_value, single_valued, tile_values
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 

@@ -13,11 +13,11 @@ reduced in a fixed order (``_launch.reduce_lanes``).
 from __future__ import annotations
 
 import torch
-from numba import njit
 
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
 from .surrogates import derivatives, kind, step
 

@@ -50,13 +50,13 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from numba import njit
 
 from snnref.leak import leak_factor
 from snnref.registry import Output, Record, ResetKind
 from snnref.second_order import first_order
 
 from . import _launch
+from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
 from ._vector_width import wide_vectors
 from .surrogates import (SIGMOID, TRAINABLE_SCALE, algebraic_derivatives, derivative_row, derivatives, kind,

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import math
 
-from numba import njit
-
+from ._cache_lock import njit
 from ._parameters import lane_value
 
 from snnref import registry

@@ -1,0 +1,84 @@
+"""The CPU kernels' numba cache is read and written under the lock of
+kernels/cpu/_cache_lock.py: every compiled function of the package uses it,
+every index and data file access of a load holds the lock at least shared and
+every one of a save holds it exclusive."""
+
+import importlib
+import importlib.util
+import os
+import pkgutil
+
+import pytest
+from numba.core import caching
+from numba.core.registry import CPUDispatcher
+
+from snnref.kernels import cpu
+from snnref.kernels.cpu import _cache_lock
+
+fcntl = pytest.importorskip("fcntl", reason="the lock is probed with fcntl.flock (POSIX)")
+
+
+def _compiled_functions():
+    for info in pkgutil.iter_modules(cpu.__path__):
+        module = importlib.import_module(f"{cpu.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            if isinstance(value, CPUDispatcher) and value.py_func.__module__ == module.__name__:
+                yield f"{module.__name__}.{name}", value
+
+
+def test_every_compiled_function_caches_under_the_lock():
+    functions = dict(_compiled_functions())
+    assert "snnref.kernels.cpu.discontinuous.backward_map" in functions
+    # A kernel without the cache would compile in every new process (seconds
+    # each); one with numba's own cache class would take no lock.
+    unlocked = sorted(name for name, function in functions.items()
+                      if type(function._cache) is not _cache_lock.LockedFunctionCache)
+    assert unlocked == []
+
+
+def _lock_state(directory):
+    """'exclusive', 'shared' or 'free': what another open file may take."""
+    with open(os.path.join(directory, _cache_lock.LOCK_FILE), "a+b") as probe:
+        try:
+            fcntl.flock(probe.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "exclusive"
+        fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
+        try:
+            fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return "shared"
+        return "free"
+
+
+def _fresh_module(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cache_files_are_read_and_written_under_the_lock(tmp_path, monkeypatch):
+    seen = []
+    for method in ("_load_index", "_load_data", "_save_index", "_save_data"):
+        original = getattr(caching.IndexDataCacheFile, method)
+
+        def recording(self, *args, _method=method, _original=original):
+            seen.append((_method, _lock_state(os.path.dirname(self._index_path))))
+            return _original(self, *args)
+
+        monkeypatch.setattr(caching.IndexDataCacheFile, method, recording)
+    source = tmp_path / "doubling.py"
+    source.write_text("from snnref.kernels.cpu._cache_lock import njit\n\n\n"
+                      "@njit(cache=True)\ndef double(x):\n    return 2 * x\n")
+    # The first module compiles and saves; a second copy of it (a new dispatcher,
+    # as in a new process) loads the saved machine code.
+    assert _fresh_module(source, "snnref_doubling_first").double(3) == 6
+    second = _fresh_module(source, "snnref_doubling_second").double
+    assert second(4) == 8
+    assert sum(second.stats.cache_hits.values()) == 1
+    methods = {method for method, _ in seen}
+    assert methods == {"_load_index", "_load_data", "_save_index", "_save_data"}
+    assert [entry for entry in seen if entry[1] == "free"] == []
+    assert [entry for entry in seen if entry[0].startswith("_save") and entry[1] != "exclusive"] == []
+    assert ("_load_data", "shared") in seen
