@@ -42,7 +42,8 @@ def _unavailable(backend):
 def _verify(args) -> int:
     from .testing._verify import FD_BOUND, load_implementation, verify_implementation
 
-    keys = args.model or sorted(registry.MODELS)
+    # A model named twice is one row, not two.
+    keys = list(dict.fromkeys(args.model)) if args.model else sorted(registry.MODELS)
     for key in keys:
         registry.model(key)
     # Every output target is checked before the run starts, not after it.
@@ -61,7 +62,7 @@ def _verify(args) -> int:
         declared = getattr(fn, "model", None)  # an Implementation names its model
         if not args.model and not declared:
             raise ValueError("--impl: name the model it implements with --model KEY")
-        keys = args.model or [declared]
+        keys = list(dict.fromkeys(args.model)) if args.model else [declared]
         _available_backends()
     # "continuous": the SPEC.md section 9 claims, for the models that have a continuous counterpart.
     available = _available_backends() + ["continuous"]

@@ -294,6 +294,12 @@ def test_an_unavailable_backend_says_what_it_needs(backend, needs, capsys, monke
     assert f"backend: {backend!r} is not available here: it needs {needs}" in capsys.readouterr().err
 
 
+def test_a_model_named_twice_is_one_row(capsys):
+    assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF", "--model", "tether.LIF"]) == 0
+    out = capsys.readouterr().out
+    assert "1 models x spec" in out and "1 passed, 0 failed" in out
+
+
 def test_ctrl_c_ends_with_130_and_no_traceback(capsys, monkeypatch):
     def interrupted(args):
         raise KeyboardInterrupt
@@ -318,6 +324,8 @@ def test_verify_impl_reads_the_adapter_contract_as_assert_conforms_does(target, 
     out = capsys.readouterr().out
     assert "PASS" in out and "not checked: " in out
     assert ("state no" in out) if target.startswith("hxtorch") else ("per-neuron none" in out)
+    # The contract line mentions injection only for a model that has hardware observations.
+    assert ("inject yes" in out) == bool(registry.model(model).inject) and "inject no" not in out
 
 
 def test_verify_has_a_continuous_row_for_mapped_models_only(capsys):

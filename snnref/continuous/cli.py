@@ -43,7 +43,7 @@ def add_parser(commands):
 def _models(args):
     from . import correspondence
 
-    keys = args.model or list(correspondence.MAPPED)
+    keys = list(dict.fromkeys(args.model)) if args.model else list(correspondence.MAPPED)
     for key in keys:
         registry.model(key)
         if key not in correspondence.MAPPED:

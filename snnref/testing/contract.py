@@ -178,8 +178,10 @@ class Implementation:
             else ", ".join(self.per_neuron)
         surrogates = ", ".join(getattr(s, "key", None) or str(s) for s in self.surrogates)
         pin = ", ".join(f"{k}={v:g}" for k, v in self.pin.items()) or "none"
+        # A model without hardware observations has nothing to inject, whatever takes_inject says.
+        inject = "" if not registry.model(self.model).inject else f"inject {'yes' if self.takes_inject else 'no'}; "
         return (f"surrogates {surrogates}; per-neuron {per_neuron}; state {'yes' if self.takes_state else 'no'}; "
-                f"inject {'yes' if self.takes_inject else 'no'}; dtypes "
+                f"{inject}dtypes "
                 f"{', '.join(self.dtypes) if self.dtypes else 'float32, float64 if accepted'}; pin {pin}"
                 + (f"; fixed {', '.join(self.fixed)}" if self.fixed else ""))
 
