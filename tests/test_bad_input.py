@@ -51,6 +51,15 @@ def test_non_finite_input_unless_opted_in(bad):
     assert not np.all(np.isfinite(trace.outputs["v"]))
 
 
+def test_a_float32_run_checks_its_inputs_as_float32_holds_them():
+    # 1e300 is inf and 1e-300 is 0 in float32: the run gave NaN without a word.
+    raises(ValueError, "x: expected finite values", "tether.LIF", X * 1e300, dtype=np.float32)
+    raises(ValueError, r"params\['tau_mem'\]: expected values > 0, got 0.0", "hxtorch.cuba_lif", X,
+           {"tau_mem": 1e-300}, dtype=np.float32)
+    # float64 holds the input: the same call runs there.
+    assert np.all(np.isfinite(spec.simulate("tether.LIF", X * 1e300).outputs["v"]))
+
+
 def test_non_numeric_input():
     raises(TypeError, "x: expected a real numeric array", "tether.LIF", np.array([["a"]]))
     raises(TypeError, "x: expected a real numeric array", "tether.LIF", X.astype(complex))
