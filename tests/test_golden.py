@@ -353,6 +353,16 @@ def test_a_stored_nan_or_inf_fails_the_spec_rerun(copy, capsys, edit, message):
     assert code == 1 and f"FAIL {names[0]} (spec): {message}" in out.out, out.out
 
 
+def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, capsys):
+    # Finite in float64, inf in float32 (a store from other tooling: generate refuses such a case).
+    directory, names = copy
+    _edited(directory, names[0], lambda a: a.update({"in.x": a["in.x"] * 1e300}))
+    code = cli.main(["golden", "check", "--dir", str(directory), "--backend", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"FAIL {names[0]} (cpu): float32: not run: x: expected finite values" in out, out
+    assert "2 golden files x cpu" in out
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda a: a.update({"notes": np.zeros(2)}), "holds 'notes', which is no golden quantity"),
     (lambda a: a.pop("in.x"), "lacks the input in.x"),

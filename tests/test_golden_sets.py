@@ -245,6 +245,11 @@ def half_spikes(directory):
     np.save(directory / "half.npy", np.full((STEPS, BATCH, NEURONS), 0.5))
 
 
+def huge_trace(directory):
+    # Bytes, not float64: 16 MB on disk, refused before it is converted.
+    np.save(directory / "huge.npy", np.zeros((1 << 24) + 1, dtype=np.bool_))
+
+
 def pickled(directory):
     np.save(directory / "pickled.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
 
@@ -274,7 +279,19 @@ def pickled(directory):
     (VALID.replace("shape = [40, 2, 4]", "shape = [100000000000, 1, 2]"), None, "shape",
      "is 200000000000 elements; a golden case holds at most"),
     (VALID + "drive = [1e308, 1e308]\n", None, "drive", "draws values of x beyond float64's range"),
-    (VALID + "seeds = [1, -1]\n", None, "seeds", "expected a non-empty list of integers >= 0"),
+    # Finite in float64, not in float32, whose run the budgets of every check need.
+    (VALID.replace("leak = 80", "tau_mem = 1e-300"), None, "in float32, which the budgets of every check need",
+     "params['tau_mem']: expected values > 0, got 0.0"),
+    (VALID + "seeds = [1, -1]\n", None, "seeds", "expected a non-empty list of integers from 0 to 2^63 - 1"),
+    # TOML integers have no bound; a seed is part of a file name.
+    (VALID + f"seeds = [{10 ** 400}]\n", None, "seeds", "from 0 to 2^63 - 1"),
+    (VALID.replace("threshold = 125", f"threshold = {10 ** 400}"), None, "params['threshold']",
+     "holds an integer beyond float64's range"),
+    (VALID + f"drive = [{10 ** 400}, 1]\n", None, "drive", "expected [mean, spread] with a finite mean"),
+    (VALID.replace('model = "hxtorch.cuba_lif"', 'model = ["hxtorch.cuba_lif"]'), None, "model",
+     "unknown model ['hxtorch.cuba_lif']"),
+    (VALID.replace('v = "traces/hw_v.npy"', 'spikes = "huge.npy"'), huge_trace, "inject['spikes']",
+     f"huge.npy holds {(1 << 24) + 1} elements; a golden case holds at most {1 << 24}"),
     (VALID + VALID, None, "name", "used by an earlier case"),
 ])
 def test_a_bad_case_file_names_file_case_and_field_and_writes_nothing(tmp_path, capsys, text, prepare, field,
@@ -291,15 +308,24 @@ def test_a_bad_case_file_names_file_case_and_field_and_writes_nothing(tmp_path, 
     assert sorted(tmp_path.rglob("*")) == before
 
 
-@pytest.mark.parametrize("name", ["..", ".", ".hidden", "-a"])
+# "a" * 101: a name is part of every file name of the case, which file systems cap at 255 bytes.
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "-a", "a" * 101])
 def test_a_case_name_cannot_leave_the_store_or_hide_in_it(tmp_path, capsys, name):
     # ".." would put the case's files beside the store, over whatever is there.
     (tmp_path / "keep.npz").write_bytes(b"mine")
     case_file = tmp_path / "cases.toml"
     case_file.write_text(f'[[case]]\nname = "{name}"\nmodel = "tether.LIF"\nshape = [5, 1, 2]\n')
     code, out = generate(case_file, tmp_path / "store", capsys)
-    assert code == 2 and f"case #1: name: expected a name of letters" in out.err, out.err
+    assert code == 2 and f"case #1: name: expected a name of at most 100 letters" in out.err, out.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.toml", "keep.npz"]
+
+
+def test_a_case_named_like_the_manifest_is_refused(tmp_path, capsys):
+    case_file = tmp_path / "cases.toml"
+    case_file.write_text('[[case]]\nname = "MANIFEST.json"\nmodel = "tether.LIF"\nshape = [5, 1, 2]\n')
+    code, out = generate(case_file, tmp_path / "store", capsys)
+    assert code == 2 and "case #1: name: 'MANIFEST.json' is the store's manifest" in out.err, out.err
+    assert not (tmp_path / "store").exists()
 
 
 def test_a_case_whose_spec_run_overflows_is_refused_and_writes_nothing(tmp_path, capsys):
@@ -317,6 +343,7 @@ def test_a_case_whose_spec_run_overflows_is_refused_and_writes_nothing(tmp_path,
     ("[[case]]\nname = \n", "not valid TOML"),
     ("[case]\nname = 'x'\n", "lists no cases; expected one or more [[case]] tables"),
     ("title = 'x'\n", "unknown top-level key 'title'"),
+    ("case = [1, 2]\n", "case #1: case: expected a [[case]] table, got 1"),
 ])
 def test_a_case_file_that_is_not_a_list_of_cases_is_refused(tmp_path, capsys, text, message):
     case_file = tmp_path / "cases.toml"

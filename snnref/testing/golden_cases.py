@@ -62,6 +62,11 @@ CASE_KEYS = ("name", "model", "surrogates", "shape", "x", "drive", "seeds", "par
 # A name is a folder of the store: not "." or "..", which would put files beside
 # the store or above it, and no hidden name.
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# A name is also part of each file's name (with the model, surrogate and seed):
+# file systems refuse names of more than 255 bytes.
+MAX_NAME = 100
+# A seed is part of each file's name too; 2^63 - 1 has 19 digits.
+MAX_SEED = (1 << 63) - 1
 # Elements of x at most: a golden file stores x, every output and gradient
 # uncompressed in float64, so 2^24 elements make files of about 1 GB; beyond
 # that a case fails to allocate rather than being refused.
@@ -126,6 +131,9 @@ class _Reader:
                                                      or array.dtype == np.bool_):
             raise self.fail(field_name, f"{path_text}: expected a real numeric array, got dtype "
                                         f"{getattr(array, 'dtype', type(array).__name__)}")
+        if array.size > MAX_ELEMENTS:
+            raise self.fail(field_name, f"{path_text} holds {array.size} elements; a golden case holds at most "
+                                        f"{MAX_ELEMENTS}")
         self.case_set.inputs[path_text] = hashlib.sha256(data).hexdigest()
         return np.asarray(array, dtype=np.float64)
 
@@ -139,6 +147,9 @@ class _Reader:
             except ValueError:
                 raise self.fail(field_name, f"expected a rectangular list of numbers, got a ragged one {value!r}") \
                     from None
+            except OverflowError:
+                # TOML integers have no bound.
+                raise self.fail(field_name, "holds an integer beyond float64's range") from None
         raise self.fail(field_name, f"expected a number, a list of numbers or the path of a .npy file, "
                                     f"got {value!r}")
 
@@ -184,10 +195,14 @@ def read(path) -> CaseSet:
     names = set()
     for index, case in enumerate(cases, 1):
         reader = _Reader(case_set, f"case #{index}")
+        if not isinstance(case, dict):
+            raise reader.fail("case", f"expected a [[case]] table, got {case!r}")
         name = case.get("name")
-        if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise reader.fail("name", f"expected a name of letters, digits, '_', '.' or '-' that starts with a "
-                                      f"letter, digit or '_', got {name!r}")
+        if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > MAX_NAME:
+            raise reader.fail("name", f"expected a name of at most {MAX_NAME} letters, digits, '_', '.' or '-' that "
+                                      f"starts with a letter, digit or '_', got {name!r}")
+        if name == store.MANIFEST:
+            raise reader.fail("name", f"{name!r} is the store's manifest; the case's folder cannot take its place")
         reader.where = f"case {name!r}"
         if name in names:
             raise reader.fail("name", "used by an earlier case; each case needs its own name")
@@ -200,7 +215,7 @@ def _jobs(reader: _Reader, name: str, case: dict) -> List[Job]:
     unknown = [k for k in case if k not in CASE_KEYS]
     if unknown:
         raise reader.fail(unknown[0], f"unknown field; expected among: {', '.join(CASE_KEYS)}")
-    if case.get("model") not in registry.MODELS:
+    if not isinstance(case.get("model"), str) or case["model"] not in registry.MODELS:
         raise reader.fail("model", f"unknown model {case.get('model')!r}; expected one of: "
                                    f"{', '.join(registry.MODELS)}")
     row = registry.model(case["model"])
@@ -237,6 +252,11 @@ def _jobs(reader: _Reader, name: str, case: dict) -> List[Job]:
                 trace = spec.simulate(row.key, x_run, params, state, surrogate=surrogate, inject=inject or None)
             _require_finite(reader, {**trace.outputs, **{f"final.{k}": v for k, v in trace.final_state.items()}},
                             surrogate, seed)
+            error = store.argument_error(run, np.float32)
+            if error is not None:
+                # Every check of a golden measures against budgets of its float32 spec run (SPEC.md section 7).
+                raise CaseFileError(f"{reader.case_set.path}: {reader.where}: in float32, which the budgets of "
+                                    f"every check need: {error}")
             # Equation (2).
             cotangents = {k: rng.normal(size=v.shape) for k, v in trace.outputs.items()}
             cotangents.update({f"final.{k}": rng.normal(size=v.shape) for k, v in trace.final_state.items()})
@@ -273,8 +293,8 @@ def _surrogates(reader, row, value) -> Tuple[Optional[str], ...]:
 
 
 def _seeds(reader, value) -> Tuple[int, ...]:
-    if not isinstance(value, list) or not value or not all(_is_count(v, 0) for v in value):
-        raise reader.fail("seeds", f"expected a non-empty list of integers >= 0, got {value!r}")
+    if not isinstance(value, list) or not value or not all(_is_count(v, 0) and v <= MAX_SEED for v in value):
+        raise reader.fail("seeds", f"expected a non-empty list of integers from 0 to 2^63 - 1, got {value!r}")
     if len(set(value)) != len(value):
         raise reader.fail("seeds", f"lists a seed twice: {value!r}")
     return tuple(value)
@@ -302,10 +322,14 @@ def _input(reader, row, case):
     if given_shape is None:
         raise reader.fail("shape", "missing; give x's shape (T, batch, N), or x = the path of a .npy input")
     drive = case.get("drive", list(row.input_sample))
-    if not (isinstance(drive, list) and len(drive) == 2 and all(_is_number(v) for v in drive)
-            and np.all(np.isfinite(drive)) and drive[1] >= 0):
+    try:
+        # TOML integers have no bound: one beyond float64's range is no finite drive.
+        values = [float(v) for v in drive] if isinstance(drive, list) and all(_is_number(v) for v in drive) else []
+    except OverflowError:
+        values = []
+    if not (len(values) == 2 and all(math.isfinite(v) for v in values) and values[1] >= 0):
         raise reader.fail("drive", f"expected [mean, spread] with a finite mean and spread >= 0, got {drive!r}")
-    return None, tuple(given_shape), (float(drive[0]), float(drive[1]))
+    return None, tuple(given_shape), (values[0], values[1])
 
 
 def generate(case_file, directory, progress=None) -> dict:
