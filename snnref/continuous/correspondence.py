@@ -11,6 +11,12 @@ step k records the state at t_k just after that pulse.  Per model:
 (3) rnnbuilder.LIF: LIF as (2) with v_threshold = 1 and a subtractive reset.  Exact.
 (4) qualia.IFSRL, qualia.ATIF: IF, r = 1, v_threshold = threshold, subtractive
     reset; q = x[k].  Exact.
+    (3) and (4) are exact while every reset leaves v below v_threshold.  A pulse
+    that lifts v to 2 v_threshold or more fires once in the discrete step, which
+    carries the rest to the next step (where, with a leak, it may have decayed
+    below threshold), and in the exact neuron once per v_threshold at that
+    instant.  SPEC.md section 9 states "exact" without this condition; the
+    section-9 measurements draw pulses that stay below it.
 (5) hxtorch.cuba_lif, cuba_li: CubaLIF / CubaLI with r = 1, v_leak = leak,
     v_threshold = threshold, v_reset = reset, w_in = tau_syn, so that a pulse
     raises I by w_in q / tau_syn = q = x[k]; v starts at leak.  Explicit Euler:
