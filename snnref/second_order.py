@@ -71,8 +71,12 @@ def _reach_every_input(node, leads) -> bool:
     input reaches itself."""
     if any(lead.grad_fn is node for lead in leads):
         return True
-    return all(any(lead.grad_fn is edge_node and lead.output_nr == number or getattr(edge_node, "variable", None) is lead
-                   for lead in leads)
+    def reaches(lead, edge_node, number):
+        # A non-leaf input is an output of edge_node; a leaf is the variable its AccumulateGrad node holds.
+        return (lead.grad_fn is edge_node and lead.output_nr == number
+                or getattr(edge_node, "variable", None) is lead)
+
+    return all(any(reaches(lead, edge_node, number) for lead in leads)
                for edge_node, number in node.next_functions if edge_node is not None)
 
 
