@@ -4,7 +4,6 @@ every index and data file access of a load holds the lock at least shared and
 every one of a save holds it exclusive."""
 
 import importlib
-import importlib.util
 import os
 import pkgutil
 
@@ -12,6 +11,7 @@ import pytest
 from numba.core import caching
 from numba.core.registry import CPUDispatcher
 
+from fixtures.modules import load_module
 from snnref.kernels import cpu
 from snnref.kernels.cpu import _cache_lock
 
@@ -51,13 +51,6 @@ def _lock_state(directory):
         return "free"
 
 
-def _fresh_module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cache_files_are_read_and_written_under_the_lock(tmp_path, monkeypatch):
     seen = []
     for method in ("_load_index", "_load_data", "_save_index", "_save_data"):
@@ -73,8 +66,8 @@ def test_cache_files_are_read_and_written_under_the_lock(tmp_path, monkeypatch):
                       "@njit(cache=True)\ndef double(x):\n    return 2 * x\n")
     # The first module compiles and saves; a second copy of it (a new dispatcher,
     # as in a new process) loads the saved machine code.
-    assert _fresh_module(source, "snnref_doubling_first").double(3) == 6
-    second = _fresh_module(source, "snnref_doubling_second").double
+    assert load_module("snnref_doubling_first", source).double(3) == 6
+    second = load_module("snnref_doubling_second", source).double
     assert second(4) == 8
     assert sum(second.stats.cache_hits.values()) == 1
     methods = {method for method, _ in seen}

@@ -7,7 +7,6 @@ every registry-driven suite with no edit to any test; and the scaffold
 
 import collections
 import dataclasses
-import importlib.util
 import os
 import re
 import subprocess
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.modules import load_module
 import snnref
 from snnref import families, registry, spec
 from snnref.testing import _checks as checks, _equivalence as equivalence
@@ -202,13 +202,6 @@ def test_the_toy_row_is_absent_without_the_hook():
     assert TOY_FAMILY not in families.names()
 
 
-def _load(name, path):
-    found = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(found)
-    found.loader.exec_module(module)
-    return module
-
-
 def test_the_scaffold_writes_a_working_family_and_refuses_an_existing_stem(tmp_path, monkeypatch):
     stem = "scaffolded"
     written = new_family.write(stem, tmp_path, families.names())
@@ -218,14 +211,14 @@ def test_the_scaffold_writes_a_working_family_and_refuses_an_existing_stem(tmp_p
     # The files import at the stems the loader uses, and the printed row is a valid registry row.
     for layer, path in (("spec", "snnref/spec"), ("torch", "snnref/ops"), ("cpu", "kernels/cpu")):
         name = families.module_name(stem, layer)
-        monkeypatch.setitem(sys.modules, name, _load(name, tmp_path / path / f"{stem}.py"))
+        monkeypatch.setitem(sys.modules, name, load_module(name, tmp_path / path / f"{stem}.py"))
     row = eval(new_family.registry_row(stem).rstrip(","), vars(registry))
     monkeypatch.setitem(registry.MODELS, row.key, row)
     for layer in ("spec", "torch", "cpu"):
         families.checked(stem, layer)
     # The skeleton is a working family: its hand-worked test, finite differences,
     # and the torch and cpu paths against its reference.
-    _load("handworked_scaffolded", tmp_path / "tests/handworked/test_scaffolded.py").test_forward_by_hand()
+    load_module("handworked_scaffolded", tmp_path / "tests/handworked/test_scaffolded.py").test_forward_by_hand()
     case = checks.random_case(row.key, np.random.default_rng(0), steps=5, batch=2, neurons=3, per_neuron=True)
     assert checks.gradient_check(case).worst < 1e-6
     for backend in ("torch", "cpu"):
