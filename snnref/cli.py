@@ -255,7 +255,8 @@ def _golden_generate(args) -> int:
             manifest = golden.generate(out, args.model, progress=progress)
     except golden.GoldenError as error:
         print(f"snnref golden: error: {error}", file=sys.stderr)
-        return 1
+        # A refused --out is a usage error, as a bad argument is.
+        return 2 if isinstance(error, golden.OutputRefused) else 1
     print(f"{len(manifest['files'])} golden files and {golden.MANIFEST} in {out}")
     return 0
 
@@ -432,10 +433,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     previous = _end_on_sigterm()
     try:
-        return args.run(args)
+        code = args.run(args)
+        # Flushed here rather than at exit, so that a reader who left early is handled below.
+        sys.stdout.flush()
+        return code
     except ValueError as error:
         print(f"snnref: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (``| head``): what is left has nowhere to go, and
+        # Python's flush at exit would raise again unless stdout points somewhere that takes it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         # Ctrl-C: the cleanups ran on the way here (nothing half-written is left); no traceback.
         print("snnref: interrupted", file=sys.stderr)

@@ -1,6 +1,7 @@
 """``snnref verify``: a table row per model, exit 0 only when every check passes."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -307,6 +308,23 @@ def test_ctrl_c_ends_with_130_and_no_traceback(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_verify", interrupted)
     assert cli.main(["verify", "--model", "tether.LIF"]) == 130
     assert capsys.readouterr().err == "snnref: interrupted\n"
+
+
+def test_a_reader_that_leaves_early_ends_the_command_without_a_traceback():
+    """``snnref golden diff A B | head -1``: stdout's reader is gone before the
+    output is written.  Exit 141 (128 + SIGPIPE, as a shell reports a command
+    that a closed pipe ended) and nothing on stderr."""
+    from snnref.testing import _golden as golden
+
+    store = str(golden.store_dir(None))
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "snnref.cli", "golden", "diff", store, store],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_a_negative_seed_is_a_usage_error(capsys):

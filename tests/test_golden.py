@@ -159,7 +159,7 @@ def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, capsys)
     target = tmp_path / "file"
     target.write_text("")
     code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(target)])
-    assert code == 1 and "not a writable directory" in capsys.readouterr().err
+    assert code == 2 and "not a writable directory" in capsys.readouterr().err
     assert target.read_text() == ""
 
 
@@ -285,7 +285,7 @@ def test_an_output_directory_holding_other_files_is_left_alone(tmp_path, capsys)
     # A store replaces its directory whole: one that is not a store is refused, untouched.
     (tmp_path / "notes.txt").write_text("mine")
     code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(tmp_path)])
-    assert code == 1 and "holds files but is not a golden store" in capsys.readouterr().err
+    assert code == 2 and "holds files but is not a golden store" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
@@ -407,14 +407,14 @@ def test_a_directory_that_is_not_a_whole_store_is_never_replaced(copy, tmp_path,
     before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
     code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(directory)])
     err = capsys.readouterr().err
-    assert code == 1 and ("holds thesis.tex" if manifest is None else "not a valid manifest") in err, err
+    assert code == 2 and ("holds thesis.tex" if manifest is None else "not a valid manifest") in err, err
     assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
 
 
 def test_the_current_directory_is_refused_as_out(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for out in (".", str(tmp_path.parent)):
-        assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", out]) == 1
+        assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", out]) == 2
         assert "is the current directory or holds it" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -445,7 +445,7 @@ def test_built_in_cases_are_not_mixed_into_a_case_file_store(copy, capsys):
     manifest["cases"] = {"file": "mine.toml", "sha256": "0" * 64, "inputs": {}}
     (directory / golden.MANIFEST).write_text(json.dumps(manifest))
     code = cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(directory)])
-    assert code == 1 and "holds goldens generated from the case file 'mine.toml'" in capsys.readouterr().err
+    assert code == 2 and "holds goldens generated from the case file 'mine.toml'" in capsys.readouterr().err
 
 
 def test_sigterm_during_generate_leaves_nothing_behind(tmp_path):

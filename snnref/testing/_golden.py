@@ -74,6 +74,10 @@ class GoldenError(Exception):
     """A golden store that cannot be trusted: the message names the file and the problem."""
 
 
+class OutputRefused(GoldenError):
+    """``--out`` names a directory that generating must not replace: a usage error (exit 2)."""
+
+
 @dataclass(frozen=True)
 class CaseSpec:
     name: str
@@ -202,24 +206,24 @@ def _check_writable(directory: Path, label) -> None:
     ``label`` is how the user named it."""
     here = Path.cwd().resolve()
     if directory == here or directory in here.parents:
-        raise GoldenError(f"--out {label}: is the current directory or holds it; generating replaces the whole "
+        raise OutputRefused(f"--out {label}: is the current directory or holds it; generating replaces the whole "
                           "directory, so run it from outside")
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise GoldenError(f"--out {label}: not a writable directory ({existing} is not one)")
+        raise OutputRefused(f"--out {label}: not a writable directory ({existing} is not one)")
     if existing != directory or not any(directory.iterdir()):
         return
     replaces = "generating replaces the whole directory, so name a new or empty one"
     try:
         manifest = read_manifest(directory)
     except GoldenError as error:
-        raise GoldenError(f"--out {label}: holds files but is not a golden store ({error}); {replaces}") from None
+        raise OutputRefused(f"--out {label}: holds files but is not a golden store ({error}); {replaces}") from None
     unlisted = unlisted_files(directory, manifest)
     if unlisted:
         more = f" and {len(unlisted) - 1} more" if len(unlisted) > 1 else ""
-        raise GoldenError(f"--out {label}: holds {unlisted[0]}{more}, which its {MANIFEST} does not list; "
+        raise OutputRefused(f"--out {label}: holds {unlisted[0]}{more}, which its {MANIFEST} does not list; "
                           f"{replaces}")
 
 
@@ -229,10 +233,12 @@ def generate(directory: Path = DEFAULT_DIR, models: Optional[List[str]] = None, 
     keys = models or sorted(registry.MODELS)
     kept = {}
     if models and (directory / MANIFEST).exists():
+        # A manifest that does not read is refused as an --out, not as a damaged store.
+        _check_writable(directory.resolve(), directory)
         manifest = read_manifest(directory)
         if manifest.get("cases"):
             # Its manifest records the case file its goldens came from; built-in cases would break that record.
-            raise GoldenError(f"--out {directory}: holds goldens generated from the case file "
+            raise OutputRefused(f"--out {directory}: holds goldens generated from the case file "
                               f"{manifest['cases'].get('file')!r}; regenerate it with --cases, or write the "
                               "built-in cases to another directory")
         kept = {k: v for k, v in manifest["files"].items() if v["model"] not in keys}
