@@ -62,11 +62,12 @@ def surrogate(u, a, KIND: tl.constexpr):
         F = _atan(w) / PI + 0.5
         dF = u / d
     elif KIND == 1:  # sigmoid
-        # tl.sigmoid's expression, not its call (see common.device_function).
-        s = 1.0 / (1.0 + tl.exp(-(a * u)))
-        bump = s * (1.0 - s)
+        # e = exp(-|au|) <= 1 never overflows; sigma(au) (1 - sigma(au)) as
+        # e / (1 + e)^2 does not cancel to 0 where sigma(au) rounds to 1.
+        e = tl.exp(-tl.abs(a * u))
+        bump = e / ((1.0 + e) * (1.0 + e))
         f = a * bump
-        F = s
+        F = tl.where(a * u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         dF = u * bump
     elif KIND == 2:  # fast_sigmoid
         f, F, dF = _fast(u, a)

@@ -3,7 +3,8 @@ scale-derivative of F, by scipy.differentiate.derivative over [-1e3, 1e3]; every
 function stays finite and raises no floating-point warning for any finite input.
 F is continuous (it rises between close neighbours by the integral of f, across
 every branch switch) and tends to its centre -+ half the mass of f, in the spec
-and in the torch path."""
+and in the torch path.  Every production layer's forms in float32 are accurate
+relative to the float64 spec, in the tails too (tolerance.SURROGATE_RTOL32)."""
 
 import warnings
 
@@ -13,9 +14,11 @@ import torch
 from scipy.differentiate import derivative
 from scipy.integrate import quad
 
+from fixtures import surrogate_layers
 from snnref import registry
 from snnref.ops import surrogates as ops_surrogates
 from snnref.spec import surrogates
+from snnref.testing.tolerance import SURROGATE_RTOL32
 
 KEYS = sorted(registry.SURROGATES)
 SCALES = [0.5, 2.0, 50.0]
@@ -209,3 +212,44 @@ def test_primitive_limits_are_its_centre_plus_minus_half_the_mass_of_f(layer, ke
         np.testing.assert_allclose(expected, [0.0, 1.0], atol=1e-9)
     far = np.array([-1e300, 1e300])
     np.testing.assert_allclose(F(far, scale), expected, rtol=0, atol=1e-9, err_msg=f"{layer} {key} limits")
+
+
+def float32_grid(scale):
+    """Distances in float32: |u| from 1e-30 to 3e38 in geometric steps, and au
+    from -100 to 100 densely (sigmoid's exp underflows from |au| = 88 on, and
+    the bump of 1 - sigma(au) cancels from au = 17 on where it is computed so)."""
+    magnitudes = np.geomspace(1e-30, 3e38, 700)
+    near = np.linspace(-100, 100, 4001) / scale
+    return np.unique(np.concatenate([-magnitudes, magnitudes, [0.0], near]).astype(np.float32))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("layer,key", [(layer, key) for layer in sorted(surrogate_layers.LAYERS)
+                                       for key in surrogate_layers.KEYS.get(layer, KEYS)])
+def test_float32_forms_are_accurate_relative_to_the_float64_spec(layer, key):
+    # Each layer's f, F and dF/da in float32 against the spec in float64 at the
+    # same float32 points: relatively (tolerance.SURROGATE_RTOL32 and its reason).
+    # (The interpreter evaluates Triton with NumPy, which reports an IEEE
+    # overflow to inf that a GPU takes silently; values are checked below.)
+    tiny = float(np.finfo(np.float32).tiny)
+    spec_math = surrogates.get(key)
+    for scale in [*SCALES, 1000.0]:
+        u = float32_grid(scale)
+        a = np.float32(scale)
+        got = surrogate_layers.LAYERS[layer](key, u, a)
+        u64, a64 = u.astype(np.float64), float(a)
+        expected = {"f": spec_math.f(u64, a64), "F": spec_math.F(u64, a64),
+                    "dF": spec_math.dF(u64, a64) if spec_math.dF else np.zeros_like(u64)}
+        bump_floor = tiny * np.maximum(max(1.0, a64), np.abs(u64))
+        allowed = {"f": SURROGATE_RTOL32 * np.abs(expected["f"]) + bump_floor,
+                   "F": SURROGATE_RTOL32 * np.maximum(1.0, np.abs(expected["F"])),
+                   "dF": SURROGATE_RTOL32 * np.abs(expected["dF"]) + bump_floor}
+        for name, value in got.items():
+            reference, bound = expected[name], allowed[name]
+            error = np.abs(value.astype(np.float64) - reference)
+            bad = ~(error <= bound)
+            if bad.any():
+                i = np.flatnonzero(bad)[np.argmax((error / bound)[bad])]
+                pytest.fail(f"{layer} {key} {name}: at u={u[i]!r}, a={a!r} (float32) got {value[i]!r}, the "
+                            f"float64 spec {reference[i]!r}; {bad.sum()} of {u.size} points beyond "
+                            f"{SURROGATE_RTOL32:.3g} relative")

@@ -16,15 +16,14 @@ import inspect
 import numpy as np
 import pytest
 import torch
-import triton
-import triton.language as tl
 
 from fixtures.kernel_mutants import KERNEL_MUTANTS
+from fixtures.surrogate_layers import triton_forms
 from fixtures.torch_mutants import Mutant, planted
 import snnref
 from snnref import checks, equivalence, registry
 from snnref.kernels import _interpreter, common
-from snnref.kernels.surrogates import kind_id, surrogate
+from snnref.kernels.surrogates import kind_id
 from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
 
 FAMILIES = sorted({row.family for row in registry.MODELS.values()})
@@ -64,22 +63,11 @@ def test_time_is_not_a_compile_time_constant():
             assert "constexpr" not in str(annotation), f"{family}.{name}: T is a tl.constexpr"
 
 
-@triton.jit
-def _surrogate_probe(u_ptr, a_ptr, f_ptr, F_ptr, dF_ptr, M, KIND: tl.constexpr, BLOCK: tl.constexpr):
-    offs = tl.arange(0, BLOCK)
-    mask = offs < M
-    u = tl.load(u_ptr + offs, mask=mask, other=0.0)
-    f, F, dF = surrogate(u, tl.load(a_ptr), KIND)
-    tl.store(f_ptr + offs, f, mask=mask)
-    tl.store(F_ptr + offs, F, mask=mask)
-    tl.store(dF_ptr + offs, dF, mask=mask)
-
-
 def probe(kind, scale):
-    u = torch.tensor([-1e30, -50.0, -1.5, -1.0, -0.3, -1e-20, 0.0, 1e-20, 0.2, 0.999, 1.0, 3.0, 1e4, 3e38])
-    outputs = [torch.empty_like(u) for _ in range(3)]
-    _surrogate_probe[(1,)](u, torch.tensor([scale]), *outputs, len(u), KIND=kind, BLOCK=16)
-    return u, outputs
+    u = np.array([-1e30, -50.0, -1.5, -1.0, -0.3, -1e-20, 0.0, 1e-20, 0.2, 0.999, 1.0, 3.0, 1e4, 3e38],
+                 dtype=np.float32)
+    forms = triton_forms(kind, u, scale)
+    return torch.from_numpy(u), [torch.from_numpy(forms[name]) for name in ("f", "F", "dF")]
 
 
 # The probe feeds |u| up to 3e38 on purpose; the interpreter evaluates with

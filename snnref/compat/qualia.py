@@ -15,6 +15,7 @@ import torch
 
 from ..arguments import Names
 from ..backend import ANY_DTYPE, check_backend_name, simulate
+from ..ops.surrogates import SURROGATES
 
 __all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
 
@@ -37,8 +38,7 @@ class SpikeFunctionSigmoid(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        sig = torch.sigmoid(ctx.alpha * x)
-        return grad * ctx.alpha * sig * (1 - sig), None
+        return grad * SURROGATES["sigmoid"].f(x, ctx.alpha), None
 
 
 def _number(name, value):

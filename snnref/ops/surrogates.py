@@ -30,9 +30,16 @@ def _arctan_dF(u, a):
     return u / (1 + w * w)
 
 
+def _sigmoid_bump(u, a):
+    """sigma(au) (1 - sigma(au)) as e / (1 + e)^2 with e = exp(-|au|) <= 1: no
+    overflow, and no 1 - sigma that rounds to 0 where sigma rounds to 1 (in
+    float32 from au = 17 on, where the bump is still 4e-8)."""
+    e = torch.exp(-(a * u).abs())
+    return e / ((1 + e) * (1 + e))
+
+
 def _sigmoid_f(u, a):
-    s = torch.sigmoid(a * u)
-    return a * s * (1 - s)
+    return a * _sigmoid_bump(u, a)
 
 
 def _sigmoid_F(u, a):
@@ -40,8 +47,7 @@ def _sigmoid_F(u, a):
 
 
 def _sigmoid_dF(u, a):
-    s = torch.sigmoid(a * u)
-    return u * s * (1 - s)
+    return u * _sigmoid_bump(u, a)
 
 
 def _fast_f(u, a):
@@ -75,8 +81,7 @@ def _arctan_both(u, a):
 
 
 def _sigmoid_both(u, a):
-    s = torch.sigmoid(a * u)
-    bump = s * (1 - s)
+    bump = _sigmoid_bump(u, a)
     return a * bump, u * bump
 
 

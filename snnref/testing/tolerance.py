@@ -128,6 +128,23 @@ POLICY = {
 }
 
 
+# A surrogate form evaluated in float32 at one point (SPEC.md section 1: f, F
+# and dF/da of a float32 u and scale a), against the float64 spec at the same
+# point: |got - ref| <= SURROGATE_RTOL32 * |ref| for f and dF/da, and
+# <= SURROGATE_RTOL32 * max(1, |ref|) for F.
+SURROGATE_RTOL32 = 2.0**-16
+SURROGATE_RTOL32_REASON = (
+    "2^-16 (1.5e-5): each form is a handful of float32 operations (a few ulp, 2^-22), except "
+    "sigmoid's e = exp(-|au|): the rounding of the product au (2^-24 relative) is multiplied by "
+    "|au| in e, and |au| <= 88 while e is a normal float32 number, so up to 88 * 2^-24 = 2^-17.5 "
+    "(measured: 3.9e-6 at au = -66; the other forms 2.8e-7 at most).  Relative, not against the "
+    "function's peak: an optimizer that normalizes gradients (Adam) acts on a far neuron's small "
+    "gradient as on a large one, so a bump that cancels to 0 is a wrong answer.  Below float32's "
+    "smallest normal number, times the factor a or u that multiplies the bump, a value is "
+    "compared absolutely (it has no more precision there)."
+)
+
+
 def _name(dtype) -> str:
     """The policy row of a NumPy or torch dtype (bfloat16 exists only in torch)."""
     text = str(dtype)
