@@ -172,6 +172,51 @@ def test_broken_results_are_named(name, message):
         testing.assert_conforms(getattr(outside_lif, name), "tether.LIF", kinds=("long",))
 
 
+def test_a_float64_result_of_the_wrong_shape_fails_rather_than_counting_as_not_accepted():
+    # Only an exception of the implementation's own says "not accepted"; one of
+    # snnref's, raised on reading a broken result, is a failure.
+    report = gate.run(testing.Implementation(outside_lif.reshaped_in_float64, "tether.LIF"), examples=1,
+                      kinds=("random",))
+    assert not report.passed and {r.dtype for r in report.runs} == {"float32", "float64"}
+    assert "out:out: shape (1, 12, 2, 5), expected (12, 2, 5)" in report.text(), report.text()
+    assert not [line for line in report.not_checked() if "not accepted" in line], report.not_checked()
+
+
+def test_a_result_of_the_wrong_shape_is_named_by_its_quantity():
+    with pytest.raises(testing.ConformanceError, match=r"out:out: shape \(12, 10\), expected \(12, 2, 5\)"):
+        testing.assert_conforms(outside_lif.flattened, "tether.LIF", kinds=("random",), examples=1)
+
+
+def test_a_nan_spike_is_a_spike_not_0_or_1_in_both_dtypes():
+    report = gate.run(testing.Implementation(outside_lif.nan_spike, "tether.LIF"), examples=1, kinds=("random",))
+    assert {r.dtype for r in report.runs if not r.passed} == {"float32", "float64"}, report.text()
+    assert "spike values are not exactly 0 or 1; first at step 0, index (0, 0) (impl np.float64(nan))" \
+        in report.text(), report.text()
+
+
+def test_a_nan_output_is_compared_not_read_as_a_reused_buffer():
+    report = gate.run(testing.Implementation(outside_lif.nan_membrane, "tether.LIF"), examples=2,
+                      kinds=("random",))
+    assert not report.passed and "out:v: max error inf" in report.text(), report.text()
+    assert "of the previous call changed" not in report.text()
+
+
+def test_an_implementation_that_raises_while_the_failing_step_is_located_leaves_the_report_standing():
+    calls = []
+
+    def fails_then_raises(model, x, params, state, *, surrogate=None, inject=None):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("out of device memory")
+        return outside_lif.threshold_grad_sign(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    report = gate.run(testing.Implementation(fails_then_raises, "tether.LIF", dtypes=("float32",)), examples=1,
+                      kinds=("random",))
+    assert not report.passed and len(calls) == 2
+    assert ("the failing step was not located: a further call raised RuntimeError: out of device memory"
+            in report.runs[0].failures), report.runs[0].failures
+
+
 def scribbles_on_x_after_use(model, x, params, state, *, surrogate=None, inject=None):
     result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
     with torch.no_grad():

@@ -81,12 +81,21 @@ class InputModified(Exception):
     """The implementation (or backend) wrote into one of its inputs."""
 
 
+class BrokenResult(Exception):
+    """A returned quantity that cannot be compared (the wrong shape): the message names it."""
+
+
 # In every InputModified message, after the input's name.
 MODIFIED = "modified in place by the implementation during"
 
 
 def _snapshot(inputs):
     return {label: tensor.detach().clone() for label, tensor in inputs.items()}
+
+
+def changed(now, then):
+    """Where two tensors of one shape differ, NaN equal to NaN."""
+    return (now != then) & ~(now.isnan() & then.isnan())
 
 
 def _check_unmodified(inputs, before, during):
@@ -98,10 +107,10 @@ def _check_unmodified(inputs, before, during):
         if now.shape != then.shape:
             raise InputModified(f"{label}: {MODIFIED} {during} (resized from {tuple(then.shape)} to "
                                 f"{tuple(now.shape)})")
-        changed = (now != then) & ~(now.isnan() & then.isnan())
-        if bool(changed.any()):
-            first = tuple(int(i) for i in torch.nonzero(changed)[0])
-            raise InputModified(f"{label}: {MODIFIED} {during} ({int(changed.sum())} of {changed.numel()} "
+        differ = changed(now, then)
+        if bool(differ.any()):
+            first = tuple(int(i) for i in torch.nonzero(differ)[0])
+            raise InputModified(f"{label}: {MODIFIED} {during} ({int(differ.sum())} of {differ.numel()} "
                                 f"elements changed, first at index {first})")
 
 
@@ -161,6 +170,11 @@ def _run(case, backend, dtype, device, contiguous, implementation):
         if name not in source:
             dropped.append(key)
             continue
+        # Checked before the loss uses it: a product with the cotangent would
+        # fail inside torch, naming neither the quantity nor the implementation.
+        if tuple(source[name].shape) != np.shape(cot):
+            label = f"final:{name}" if key.startswith("final.") else f"out:{name}"
+            raise BrokenResult(f"{label}: shape {tuple(source[name].shape)}, expected {np.shape(cot)}")
         # A cotangent of ones is a loss's plain sum: autograd then hands the
         # backward an expanded (stride 0) cotangent, as a training step does.
         ones = np.all(np.asarray(cot) == 1)
@@ -317,7 +331,12 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         # so its reference must be recomputed).
         ref64 = _fold_parameter_starts(row, case, dict(reference))
     forced = None
-    if row.out.spiking and distance64 is not None:
+    # Teacher forcing replays the implementation's spikes where they are finite and
+    # of the reference's shape.  Spikes other than 0 and 1 have failed above, and
+    # are still replayed: given a library's multi-spikes, its membrane can agree.
+    replayable = ("out:out" in impl and impl["out:out"].shape == ref64["out:out"].shape
+                  and bool(np.isfinite(impl["out:out"]).all()))
+    if row.out.spiking and distance64 is not None and replayable:
         impl_spikes = _spikes(row, impl["out:out"])
         ref_spikes = _spikes(row, ref64["out:out"])
         if not np.array_equal(impl_spikes, ref_spikes):
@@ -380,7 +399,7 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
             report.traces[key] = {"impl": value, "reference": reference, "budget": allowed}
             report.failures.append(f"{key}: max error {worst:.3e} over the budget {allowed:.3e}; "
                                    f"{_where(key, error, allowed)}")
-    if report.failures and row.out.spiking and "out:out" in impl:
+    if report.failures and row.out.spiking and "out:out" in impl and impl["out:out"].shape == ref64["out:out"].shape:
         report.traces["spikes"] = spike_traces if forced is not None else {
             "impl": _spikes(row, impl["out:out"]), "reference": _spikes(row, ref64["out:out"])}
     return report

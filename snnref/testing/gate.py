@@ -342,12 +342,14 @@ class _Adapted:
     def __call__(self, model, x, params, state, *, surrogate=None, inject=None):
         import torch
 
+        from . import _equivalence as equivalence
+
         result = self.impl.fn(model, x, params, state, surrogate=surrogate, inject=inject)
         # A result the caller still holds must keep its values when the implementation runs
         # again: one that returns a view of a buffer it reuses is wrong for any caller that
         # keeps two results, though every comparison (made before the next call) is right.
         for label, tensor, values in self.previous:
-            if not torch.equal(tensor.detach(), values):
+            if tensor.shape != values.shape or bool(equivalence.changed(tensor.detach(), values).any()):
                 self.previous = []
                 raise ImplementationError(f"{label} of the previous call changed when the implementation was "
                                           "called again: it returns memory it reuses (a view of an internal "
@@ -562,10 +564,10 @@ def _run_one(impl, adapted, item, dtype):
     try:
         outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
                                       implementation=adapted, contiguous=item.kind != "strided")
-    except (equivalence.InputModified, ImplementationError) as error:
+    except (equivalence.InputModified, equivalence.BrokenResult, ImplementationError) as error:
         # Broken contracts fail by name, whatever the dtype.
-        failure = str(error) if isinstance(error, equivalence.InputModified) else \
-            f"crashed: {type(error).__name__}: {error}"
+        failure = f"crashed: {type(error).__name__}: {error}" if isinstance(error, ImplementationError) else \
+            str(error)
         return Run(label, item.kind, item.seed, dtype, False, failures=[failure], worst=math.inf, planned=item)
     except Exception as error:  # the implementation's own exception
         raise _Refused(f"{type(error).__name__}: {error}") from error
@@ -614,21 +616,27 @@ def _locate_sums(adapted, run):
         return {k for k in keys if outcome.details.get(k, {}).get("failed")}
 
     failing = functools.lru_cache(maxsize=None)(failing)
-    at_end = failing(steps - 1)
-    for key in keys:
-        detail = run.details[key]
-        if key not in at_end:
-            detail["through_final_state"] = True
-            continue
-        low, high = 0, steps - 1
-        while low < high:
-            middle = (low + high) // 2
-            if key in failing(middle):
-                high = middle
-            else:
-                low = middle + 1
-        detail["first_step"] = detail["last_step"] = low
-        detail["located_by"] = "cotangents on steps 0..t only"
+    try:
+        at_end = failing(steps - 1)
+        for key in keys:
+            detail = run.details[key]
+            if key not in at_end:
+                detail["through_final_state"] = True
+                continue
+            low, high = 0, steps - 1
+            while low < high:
+                middle = (low + high) // 2
+                if key in failing(middle):
+                    high = middle
+                else:
+                    low = middle + 1
+            detail["first_step"] = detail["last_step"] = low
+            detail["located_by"] = "cotangents on steps 0..t only"
+    except Exception as error:
+        # Locating only explains a run that has already failed: an implementation that
+        # breaks on one of these further calls is said here, and the report stands.
+        run.failures.append(f"the failing step was not located: a further call raised "
+                            f"{type(error).__name__}: {error}")
 
 
 def run(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=None) -> GateReport:
