@@ -22,8 +22,8 @@ INSTALLED = subprocess.run(
 LOAD = [] if INSTALLED else ["-p", "snnref.testing.plugin"]
 
 
-def run_pytest(directory, *arguments):
-    command = [sys.executable, "-m", "pytest", *LOAD, "-p", "no:cacheprovider",
+def run_pytest(directory, *arguments, cache=False):
+    command = [sys.executable, "-m", "pytest", *LOAD, *([] if cache else ["-p", "no:cacheprovider"]),
                "-q", "--snnref-examples", "1", *arguments]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(PYTHONPATH=FIXTURES, TRITON_INTERPRET="1")
@@ -46,6 +46,17 @@ def test_a_planted_bug_fails_its_item_with_the_report(tmp_path):
     assert "FAILED ::snnref[tether.LIF-threshold]" in result.stdout
     assert "1 failed, 1 passed" in result.stdout
     assert "spikes" in result.stdout and ">= against >" in result.stdout
+
+
+def test_last_failed_reruns_only_the_failing_item_and_a_model_named_twice_is_one_set(tmp_path):
+    options = ["--snnref-impl", "fixtures.outside_lif:gt_for_ge", "--snnref-model", "tether.LIF",
+               "--snnref-model", "tether.LIF", "-k", "threshold or random"]
+    first = run_pytest(tmp_path, *options, cache=True)
+    assert "1 failed, 1 passed" in first.stdout, first.stdout + first.stderr
+    again = run_pytest(tmp_path, *options, "--lf", cache=True)
+    assert "FAILED ::snnref[tether.LIF-threshold]" in again.stdout, again.stdout + again.stderr
+    # -k deselects five items, --lf the one that passed.
+    assert "1 failed, 6 deselected" in again.stdout, again.stdout
 
 
 def test_the_fixture_runs_the_gate_in_a_test_of_ones_own(tmp_path):

@@ -98,7 +98,8 @@ def pytest_collection_modifyitems(session, config, items):
 
     try:
         fn = load_implementation(target)
-        models = config.getoption("snnref_model") or [getattr(fn, "model", None)]
+        # A model named twice is one set of items (one node id each).
+        models = list(dict.fromkeys(config.getoption("snnref_model"))) or [getattr(fn, "model", None)]
         if models == [None]:
             raise ValueError("--snnref-model: name the model it implements (e.g. --snnref-model tether.LIF)")
         contracts = [Implementation.of(fn, model) for model in models]
@@ -110,7 +111,11 @@ def pytest_collection_modifyitems(session, config, items):
         raise pytest.UsageError(str(error).replace("--impl", "--snnref-impl")) from None
     for impl in contracts:
         for kind in gate.KINDS:
-            items.append(GateItem.from_parent(session, name=f"snnref[{impl.model}-{kind}]", impl=impl, kind=kind))
+            name = f"snnref[{impl.model}-{kind}]"
+            # The node id given as the string pytest writes to its cache and parses back: built
+            # from the name, its bracket would not read as parameters, and --lf would find no
+            # earlier failure among these items.
+            items.append(GateItem.from_parent(session, name=name, nodeid=f"::{name}", impl=impl, kind=kind))
 
 
 def _is_xdist_worker(config) -> bool:
