@@ -160,15 +160,16 @@ def test_cli_prints_the_matrix_of_one_library_and_writes_it_as_json(tmp_path, ca
     assert {r["verdict"] for r in written} == {"conforms", "fails"}
 
 
-def test_cli_says_not_installed_and_still_exits_0(monkeypatch, tmp_path, capsys):
+def test_cli_says_not_installed_and_exits_2_when_nothing_was_checked(monkeypatch, tmp_path, capsys):
     missing = replace(conformance.CONFIGURATIONS[0], name="Leaky (a library that is not installed)")
     monkeypatch.setattr(conformance, "CONFIGURATIONS", (missing,))
     monkeypatch.setattr(conformance, "installed", lambda library: False)
     path = tmp_path / "matrix.json"
-    assert cli.main(["conformance", "--json", str(path)]) == 0
-    text = capsys.readouterr().out
-    assert f"-> {missing.model}: not installed (No module named 'snntorch')" in text
-    assert "not installed: snntorch" in text
+    assert cli.main(["conformance", "--json", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert f"-> {missing.model}: not installed (No module named 'snntorch')" in out
+    assert "not installed: snntorch" in out
+    assert "snntorch not installed here, so nothing was checked (pip install snntorch)" in err
     assert json.loads(path.read_text())["configurations"][0]["verdict"] == "not installed"
 
 

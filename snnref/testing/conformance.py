@@ -27,7 +27,8 @@ cast inside the library), ``crash`` when the library raised.
 
 ``snnref conformance [--library NAME] [--json FILE]`` prints the matrix; its
 exit code is 1 when an installed configuration's verdict differs from the
-expected one (the library or snnref changed).
+expected one (the library or snnref changed), and 2 when no library it covers
+is installed (nothing was checked, which must not read as a pass in a CI job).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
+import sys
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Tuple
 
@@ -279,4 +281,8 @@ def main(args) -> int:
     if args.json:
         payload = {"libraries": LIBRARIES, "configurations": [v.as_dict() for v in verdicts]}
         write_json(args.json, payload, indent=2)
+    if len(missing) == len({v.configuration.library for v in verdicts}):
+        print(f"snnref conformance: error: {', '.join(missing)} not installed here, so nothing was checked "
+              f"(pip install {' '.join(missing)})", file=sys.stderr)
+        return 2
     return 1 if unexpected else 0
