@@ -7,6 +7,8 @@ kept out of ``state_dict``, per-neuron parameters over any batch size, and
 which parameters are trainable.
 """
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -264,7 +266,7 @@ def test_store_traces_off_keeps_no_sequence():
      r"x: torch.float16 on cpu, but this module's decay is torch.float32 on cpu; move one to the other"),
     (lambda: LIF(3).half(), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
      r"x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype torch.float32 or torch.float64"),
-    (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"^alpha: expected values > 0"),
+    (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"^alpha: expected a value > 0, got -1.0"),
     (lambda: LIF(3, decay=float("nan")), torch.zeros(4, 2, 3), ValueError,
      r"^decay: expected finite values, found NaN or inf$"),
     (lambda: LIF(3), torch.full((4, 2, 3), float("inf")), ValueError, r"^x: expected finite values, found NaN or inf$"),
@@ -329,3 +331,22 @@ def test_spike_linear_is_callable_as_rnnbuilder_s():
     assert spikes.tolist() == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
     assert np.allclose(u.grad.numpy(), [[0.0, 0.125, 0.25], [0.1875, 0.0, 0.0]], rtol=0, atol=0)
     assert SpikeLinear()(torch.tensor(0.5)).item() == 1.0
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: Arctan(0.0), "alpha: expected a value > 0, got 0.0"),
+    (lambda: SpikeLinear(-0.3), "gradient_factor: expected a value > 0, got -0.3"),
+])
+def test_a_surrogate_scale_outside_its_domain_is_refused_by_the_constructor(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+def test_spike_linear_names_its_own_attribute_and_the_shape_it_was_given():
+    module = SpikeLinear()
+    with torch.no_grad():
+        module.gradient_factor.fill_(-0.5)
+    with pytest.raises(ValueError, match=r"^gradient_factor: expected values > 0"):
+        module(torch.rand(3))
+    with pytest.raises(ValueError, match=re.escape("x: expected at least one element, got shape (0, 3)")):
+        SpikeLinear()(torch.zeros(0, 3))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import backend, registry
+from ..arguments import Names
 from .carried import check_numbers
 
 
@@ -27,6 +28,9 @@ class Surrogate(nn.Module):
             raise TypeError("Surrogate is a base class: use Arctan, Sigmoid, FastSigmoid, SuperSpike or SpikeLinear")
         row = registry.surrogate(self.key)
         check_numbers(**{row.scale: alpha})
+        # Every registry surrogate's scale is a positive parameter: refused here, not at the first forward.
+        if not float(alpha) > 0:
+            raise ValueError(f"{row.scale}: expected a value > 0, got {alpha!r}")
         if trainable and not row.trainable_scale:
             raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
         value = torch.tensor(float(alpha))
@@ -89,6 +93,11 @@ class SpikeLinear(Surrogate):
         stateless rnnbuilder.Discontinuous at threshold 0 (SPEC section 3)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        if x.numel() == 0:
+            raise ValueError(f"x: expected at least one element, got shape {tuple(x.shape)}")
         params = {"threshold": 0.0, "gradient_factor": self.gradient_factor.to(dtype=x.dtype, device=x.device)}
-        trace = backend.simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key)
+        # Messages name this module's attribute, not simulate's params[...].
+        names = Names(params={"gradient_factor": "gradient_factor"})
+        trace = backend.simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key,
+                                 names=names)
         return trace.outputs["out"].reshape(x.shape)
