@@ -1,7 +1,9 @@
 """Writing files so that a reader never sees half of one.
 
 Production code (the CLIs, ``snnref.nir``) and the verification package write
-results, goldens, graphs and reports through these two functions.  A rename
+results, goldens, graphs and reports through these two functions.  Beside
+them: the checks of an output path before a run, and the format of a NumPy
+file a reader is handed.  A rename
 within one file system is atomic: the target holds either its old contents or
 all of the new ones.
 """
@@ -14,7 +16,18 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
+
+
+# The first bytes of NumPy's two formats (an .npz is a zip archive, empty or not).
+_NUMPY_MAGIC = {b"\x93NUMPY": ".npy", b"PK\x03\x04": ".npz", b"PK\x05\x06": ".npz"}
+
+
+def numpy_format(data: bytes) -> Optional[str]:
+    """".npy", ".npz" or None, from a file's first bytes.  ``numpy.load`` reads
+    anything else as a pickle, and with pickles refused it reports "object
+    arrays" rather than a file of the wrong kind: readers ask this first."""
+    return next((kind for magic, kind in _NUMPY_MAGIC.items() if data.startswith(magic)), None)
 
 
 def usual_mode(directory: bool = False) -> int:
@@ -33,6 +46,10 @@ def check_output_file(option, path) -> None:
     target = Path(os.path.realpath(path))
     if target.is_dir():
         raise ValueError(f"{option}: {path} is a directory; expected a file name")
+    if target.exists() and not target.is_file():
+        # /dev/stdout, a pipe, a device: a file is written beside its target and renamed onto it.
+        raise ValueError(f"{option}: {path} is not a regular file (the file is replaced whole, atomically); "
+                         "name a file")
     if not target.parent.is_dir():
         raise ValueError(f"{option}: the directory {target.parent} does not exist")
     if not os.access(target.parent, os.W_OK | os.X_OK):

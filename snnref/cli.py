@@ -222,8 +222,9 @@ def _check_output_dir(option, path):
         raise ValueError(f"{option}: {existing} is not a writable directory")
 
 
-def seed_number(text):
-    """A seed (``--seed`` of verify and converge): an integer >= 0."""
+def nonnegative_integer(text):
+    """An integer >= 0: a seed (``--seed`` of verify and converge), a number of steps
+    (``nir check --max-step-difference``)."""
     try:
         value = int(text)
     except ValueError:
@@ -240,6 +241,8 @@ def _golden_generate(args) -> int:
 
     for key in args.model or ():
         registry.model(key)
+    if args.out == "":
+        raise ValueError("--out: expected a directory name, got an empty string")
     if args.cases and (args.model or args.out is None):
         raise ValueError("--cases: give --out DIR (the store to write) and no --model (the case file names them)")
     out = Path(args.out or golden.DEFAULT_DIR)
@@ -301,11 +304,17 @@ def _golden_check_implementation(args) -> int:
     _available_backends()
     try:
         directory = golden.store_dir(args.dir)
-        # Every file's checksum, whichever model it holds (no backend re-runs them).
-        golden.check(directory, ())
+        # Every file's checksum, whichever model it holds (no backend re-runs them), and no
+        # file the manifest does not list: a store that fails these is not run at all.
+        damaged = [r for r in golden.check(directory, ()) if not r.passed]
         models = sorted({e["model"] for e in golden.read_manifest(directory)["files"].values()})
     except golden.GoldenError as error:
         print(f"snnref golden: error: {error}", file=sys.stderr)
+        return 1
+    if damaged:
+        for result in damaged:
+            print(f"FAIL {result.name} ({result.backend}): {result.detail}")
+        print(f"{len(damaged)} failed: the store {directory} is damaged; the implementation was not run")
         return 1
     declared = getattr(fn, "model", None)  # an Implementation names its model
     model = args.model or declared or (models[0] if len(models) == 1 else None)
@@ -371,7 +380,7 @@ def main(argv=None) -> int:
     verify = commands.add_parser("verify", help="prove the spec right over the whole registry")
     verify.add_argument("--model", action="append", metavar="KEY",
                         help="check only this registry model (repeatable)")
-    verify.add_argument("--seed", type=seed_number, default=0, help="seed of the random cases (default 0)")
+    verify.add_argument("--seed", type=nonnegative_integer, default=0, help="seed of the random cases (default 0)")
     verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "cuda", "triton", "cpu", "continuous"],
                         help="check only this backend (default: every one available; cuda = the torch "
                              "path on CUDA tensors; triton runs on CUDA when present)")
@@ -432,26 +441,71 @@ def main(argv=None) -> int:
     _add_nir(commands)
     args = parser.parse_args(argv)
     previous = _end_on_sigterm()
+    # None where stdout was closed (print then writes nothing).
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = _GuardedStdout(stdout)
     try:
         code = args.run(args)
-        # Flushed here rather than at exit, so that a reader who left early is handled below.
-        sys.stdout.flush()
+        # Flushed here rather than at exit, so that a stdout that takes nothing is handled below.
+        if stdout is not None:
+            sys.stdout.flush()
         return code
     except ValueError as error:
         print(f"snnref: error: {error}", file=sys.stderr)
         return 2
+    except StdoutLost as lost:
+        # /dev/full, a failing device: the output is lost, which the exit code must say.
+        print(f"snnref: error: the output could not be written to stdout ({lost.__cause__})", file=sys.stderr)
+        _discard(stdout)
+        return 2
     except BrokenPipeError:
-        # The reader of stdout went away (``| head``): what is left has nowhere to go, and
-        # Python's flush at exit would raise again unless stdout points somewhere that takes it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # The reader of stdout went away (``| head``): what is left has nowhere to go.
+        _discard(stdout)
         return 128 + signal.SIGPIPE
     except KeyboardInterrupt:
         # Ctrl-C: the cleanups ran on the way here (nothing half-written is left); no traceback.
         print("snnref: interrupted", file=sys.stderr)
         return 130
     finally:
+        sys.stdout = stdout
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+class StdoutLost(Exception):
+    """stdout refused a write (a full device, an I/O error); the OSError is its cause."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` during a command: a write error of stdout's (other than a closed
+    pipe) becomes StdoutLost, told apart from the same OSError of a file being written."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guarded(self, call, *arguments):
+        try:
+            return call(*arguments)
+        except BrokenPipeError:
+            raise
+        except OSError as error:
+            raise StdoutLost() from error
+
+    def write(self, text):
+        return self._guarded(self._stream.write, text)
+
+    def flush(self):
+        return self._guarded(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _discard(stdout):
+    """Point stdout's descriptor at /dev/null: Python's flush at exit would otherwise
+    raise again with what is still buffered."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
 
 
 def _terminated(signum, frame):

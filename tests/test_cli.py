@@ -191,7 +191,8 @@ META = {"model": "tether.LIF", "surrogate": "sigmoid", "kind": "random", "seed":
 
 
 @pytest.mark.parametrize("write,why", [
-    (lambda path: path.write_bytes(b""), "EOFError"),
+    (lambda path: path.write_bytes(b""), "not a .npz archive: its first bytes are no zip archive's"),
+    (lambda path: path.write_bytes(b"model,tether.LIF\n"), "not a .npz archive"),
     (lambda path: _saved_case(path, META) or path.write_bytes(path.read_bytes()[:60]), "BadZipFile"),
     (lambda path: _saved_case(path, {k: v for k, v in META.items() if k != "seed"}), "it lacks seed"),
     (lambda path: _saved_case(path, META, with_x=False), "it lacks in.x"),
@@ -325,6 +326,36 @@ def test_a_reader_that_leaves_early_ends_the_command_without_a_traceback():
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def _diff_of_the_store_with_itself(stdout_redirect):
+    """``snnref golden diff STORE STORE`` (identical: exit 0) with stdout redirected by the shell."""
+    from snnref.testing import _golden as golden
+
+    store = str(golden.store_dir(None))
+    command = f"{sys.executable} -m snnref.cli golden diff {store} {store} {stdout_redirect}"
+    return subprocess.run(["sh", "-c", command], stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+def test_a_stdout_that_takes_nothing_is_an_error_not_a_traceback():
+    done = _diff_of_the_store_with_itself("> /dev/full")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("snnref: error: the output could not be written to stdout ([Errno 28]"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_closed_stdout_is_no_traceback():
+    done = _diff_of_the_store_with_itself(">&-")
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_json_to_a_pipe_or_device_is_refused_before_the_run(capsys, tmp_path):
+    # A named pipe stands for /dev/stdout and the like: a failure of this test must not
+    # replace a device of the machine running it by a file.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert cli.main(["verify", "--model", "tether.LIF", "--json", str(pipe)]) == 2
+    assert f"--json: {pipe} is not a regular file" in capsys.readouterr().err
 
 
 def test_a_negative_seed_is_a_usage_error(capsys):

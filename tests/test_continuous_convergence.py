@@ -173,6 +173,9 @@ def test_cli_refuses_bad_arguments():
         continuous_cli.run(_parse("--levels", "100"))
     with pytest.raises(ValueError, match="--plot: expected a .png"):
         continuous_cli.run(_parse("--plot", "out.pdf"))
+    # Before the study, as verify's --json is.
+    with pytest.raises(ValueError, match="--plot: the directory .*no-such-folder does not exist"):
+        continuous_cli.run(_parse("--plot", "no-such-folder/converge.png"))
 
 
 def test_cli_refuses_a_negative_seed_as_verify_does(capsys):

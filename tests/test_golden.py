@@ -477,3 +477,72 @@ def test_a_stored_spike_that_is_not_0_or_1_fails(copy, capsys):
     _edited(directory, spiking, nearly)
     code, out = run_check(directory, capsys)
     assert code == 1 and f"FAIL {spiking} (store): out:out holds the spike value 0.9999999999999998" in out.out, out.out
+
+
+def _renamed_entry(directory, old, new):
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][new] = manifest["files"].pop(old)
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("escape", ["absolute", "parent"])
+def test_a_manifest_entry_outside_the_store_is_refused(copy, tmp_path, capsys, escape):
+    # Such an entry would have check pass a file the store does not hold.
+    directory, names = copy
+    outside = tmp_path / "outside.npz"
+    shutil.move(directory / names[0], outside)
+    name = str(outside) if escape == "absolute" else "../outside.npz"
+    _renamed_entry(directory, names[0], name)
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"the entry {name!r} is not a path inside the store" in out.err, out
+
+
+def test_check_impl_fails_a_store_with_a_file_its_manifest_does_not_list(copy, capsys):
+    directory, names = copy
+    (directory / "notes.txt").write_text("mine")
+    model = golden.read_manifest(directory)["files"][names[0]]["model"]
+    code = cli.main(["golden", "check", "--dir", str(directory), "--impl", "snnref:simulate", "--model", model])
+    out = capsys.readouterr().out
+    assert code == 1 and "FAIL notes.txt (store): not listed in" in out and "implementation was not run" in out
+
+
+@pytest.mark.parametrize("damage", ["missing", "tampered"])
+def test_generate_of_one_model_refuses_to_carry_over_a_damaged_file(copy, capsys, damage):
+    directory, names = copy
+    manifest = golden.read_manifest(directory)
+    other = next(n for n in names if manifest["files"][n]["model"] != "rnnbuilder.Discontinuous")
+    if damage == "missing":
+        (directory / other).unlink()
+    else:
+        data = (directory / other).read_bytes()
+        (directory / other).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    before = {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+    code = cli.main(["golden", "generate", "--model", "rnnbuilder.Discontinuous", "--out", str(directory)])
+    message = "missing" if damage == "missing" else "sha256 does not match the manifest"
+    assert code == 1 and f"{other}: {message}" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in directory.rglob("*") if p.is_file()} == before
+
+
+def test_a_file_that_is_no_zip_archive_is_named_as_such(copy, capsys):
+    directory, names = copy
+    garbage = b"this is not an archive"
+    (directory / names[0]).write_bytes(garbage)
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][names[0]]["sha256"] = hashlib.sha256(garbage).hexdigest()
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: not a .npz archive" in out.err, out.err
+
+
+def test_diff_names_the_store_that_holds_a_damaged_file(copy, tmp_path, capsys):
+    directory, names = copy
+    damaged = tmp_path / "damaged"
+    shutil.copytree(directory, damaged)
+    (damaged / names[0]).write_bytes(b"PK\x03\x04")
+    assert cli.main(["golden", "diff", str(directory), str(damaged)]) == 2
+    assert f"snnref golden: error: {damaged}: {names[0]}: sha256 does not match" in capsys.readouterr().err
+
+
+def test_an_empty_out_is_a_usage_error(capsys):
+    assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", ""]) == 2
+    assert "--out: expected a directory name, got an empty string" in capsys.readouterr().err

@@ -250,6 +250,10 @@ def huge_trace(directory):
     np.save(directory / "huge.npy", np.zeros((1 << 24) + 1, dtype=np.bool_))
 
 
+def garbage(directory):
+    (directory / "garbage.npy").write_bytes(b"threshold,125\n")
+
+
 def pickled(directory):
     np.save(directory / "pickled.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
 
@@ -270,6 +274,8 @@ def pickled(directory):
      "expected observed spikes of exactly 0 or 1"),
     (VALID.replace("threshold = 125", 'threshold = "pickled.npy"'), pickled, "params['threshold']",
      "pickled.npy: not a numeric .npy"),
+    (VALID.replace("threshold = 125", 'threshold = "garbage.npy"'), garbage, "params['threshold']",
+     "garbage.npy: not a .npy file (its first bytes are no .npy header)"),
     (VALID.replace('inject = { v', 'inject = { i'), None, "inject['i']",
      "has no hardware observation 'i'; expected among: spikes, v"),
     (VALID.replace("params", "param"), None, "param", "unknown field; expected among"),

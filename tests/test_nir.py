@@ -527,6 +527,9 @@ def test_cli_run_and_check(tmp_path, monkeypatch, capsys):
     args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late",
                    "--impl-method", "exp", "--max-step-difference", "0"])
     assert args.run(args) == 1
+    with pytest.raises(SystemExit) as ended:
+        _parse(["nir", "check", *common, "--impl", "nir_impl_for_test:late", "--max-step-difference", "-1"])
+    assert ended.value.code == 2 and "expected an integer >= 0, got -1" in capsys.readouterr().err
     args = _parse(["nir", "run", *common, "--method", "exact", "--out", "exact.npz"])
     assert args.run(args) == 0
     with np.load(tmp_path / "exact.npz", allow_pickle=False) as saved:

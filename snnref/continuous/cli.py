@@ -17,6 +17,7 @@ import io
 import sys
 
 from .. import registry
+from .._files import check_output_file
 
 # Each halving of dt doubles the steps and the time: tether.LIF alone took 2.7 s
 # at 6 halvings and 17 s at 9 here, so 12 is minutes per model, and 100 never ends.
@@ -29,11 +30,11 @@ def add_parser(commands):
                                                   "counterpart (SPEC.md section 9)")
     parser.add_argument("--model", action="append", metavar="KEY",
                         help="only this registry model (repeatable; default: every mapped model)")
-    from ..cli import seed_number
+    from ..cli import nonnegative_integer
 
     parser.add_argument("--levels", type=int, default=6, help="halvings of dt (default 6, at most "
                                                              f"{MAX_LEVELS})")
-    parser.add_argument("--seed", type=seed_number, default=0, help="seed of the random cases (default 0)")
+    parser.add_argument("--seed", type=nonnegative_integer, default=0, help="seed of the random cases (default 0)")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the errors against dt (needs matplotlib)")
     parser.add_argument("--no-fd", action="store_true", help="skip the finite-difference check (faster)")
     parser.set_defaults(run=run)
@@ -57,6 +58,8 @@ def _plot_available(path):
         return None
     if not path.lower().endswith(".png"):
         raise ValueError(f"--plot: expected a .png file name, got {path!r}")
+    # Before the study, not after it: a plot that cannot be written is a usage error.
+    check_output_file("--plot", path)
     try:
         import matplotlib
     except ImportError:
@@ -139,13 +142,15 @@ def _write_plot(path, studies, gaps):
     errors_axis.set_xlabel("dt (s)")
     errors_axis.set_ylabel("median error")
     errors_axis.set_title("Euler models against the exact solution")
-    errors_axis.legend(fontsize=6)
     for gap in gaps:
         gradient_axis.loglog(gap.dts / gap.dts[0], gap.relative_error, marker="o", label=gap.model)
     gradient_axis.set_xlabel("dt / first dt")
     gradient_axis.set_ylabel("|g_surrogate - g_exact| / |g_exact|")
     gradient_axis.set_title("surrogate against exact gradient")
-    gradient_axis.legend(fontsize=6)
+    # A legend only where something was drawn (--no-fd leaves the gradient panel empty).
+    for axis in (errors_axis, gradient_axis):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=6)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)

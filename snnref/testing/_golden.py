@@ -45,13 +45,13 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from .. import __version__, registry, spec
-from .._files import usual_mode, write_atomically
+from .._files import numpy_format, usual_mode, write_atomically
 from ..arguments import Names
 from . import _checks as checks
 
@@ -269,7 +269,10 @@ def write_store(directory: Path, jobs, *, kept=None, extra=None, progress=None) 
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.staging-"))
     os.chmod(staging, usual_mode(directory=True))
     try:
-        for name in entries:
+        for name, entry in entries.items():
+            # Carried over only as the manifest lists it: a missing or altered file is an error
+            # now, not a store that the next check fails.
+            load(directory, name, entry)
             write_atomically(staging / name, (directory / name).read_bytes())
         for name, make, description in jobs:
             if progress:
@@ -348,6 +351,12 @@ def read_manifest(directory: Path) -> dict:
     if not manifest["files"]:
         raise GoldenError(f"{path}: lists no golden files")
     for name, entry in manifest["files"].items():
+        # A name is a relative path below the store: one that leaves it (absolute, "..")
+        # would have check pass a file the store does not hold, and generate write beside it.
+        parts = PurePosixPath(name).parts
+        if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
+            raise GoldenError(f"{path}: the entry {name!r} is not a path inside the store (expected a relative "
+                              "path with '/' and no '..')")
         if not isinstance(entry, dict):
             raise GoldenError(f"{path}: the entry {name!r} is not a table (got {type(entry).__name__})")
         if entry.get("model") not in registry.MODELS:
@@ -371,6 +380,8 @@ def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
         raise GoldenError(f"{name}: is a directory, not a golden file") from None
     if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
         raise GoldenError(f"{name}: sha256 does not match the manifest (tampered or truncated)")
+    if numpy_format(data) != ".npz":
+        raise GoldenError(f"{name}: not a .npz archive (its first bytes are no zip archive's)")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -609,6 +620,14 @@ def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional
     return QuantityChange(key, "values", f"no time axis, {largest}")
 
 
+def _load_from(store, name, entry):
+    """``load``, its error naming the store as well: two stores hold the same names."""
+    try:
+        return load(store, name, entry)
+    except GoldenError as error:
+        raise GoldenError(f"{store}: {error}") from None
+
+
 def diff(first, second) -> StoreDiff:
     """Which golden files differ between two stores, and how each quantity changed.
     Both stores' checksums are verified; stores of different formats are not compared."""
@@ -637,7 +656,7 @@ def diff(first, second) -> StoreDiff:
     common = sorted(set(files_a) & set(files_b))
     for name in common:
         entry_a, entry_b = files_a[name], files_b[name]
-        arrays_a, arrays_b = load(first, name, entry_a), load(second, name, entry_b)
+        arrays_a, arrays_b = _load_from(first, name, entry_a), _load_from(second, name, entry_b)
         notes_here = [f"{k}: {json.dumps(entry_a.get(k))} -> {json.dumps(entry_b.get(k))}"
                       for k in sorted(set(entry_a) | set(entry_b))
                       if k not in ("sha256", "shapes", "params") and entry_a.get(k) != entry_b.get(k)]

@@ -63,6 +63,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import registry, spec
+from .._files import numpy_format
 from . import _checks as checks
 from .contract import Implementation
 
@@ -679,7 +680,13 @@ def load_case(path, impl: Implementation):
         return ValueError(f"--case: {path} is not a case written by --save-failures ({why})")
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise refuse(f"{type(error).__name__}: {error}") from None
+    if numpy_format(data) != ".npz":
+        raise refuse("not a .npz archive: its first bytes are no zip archive's")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
         meta = json.loads(str(arrays.pop("meta")))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:

@@ -51,6 +51,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import registry, spec
+from .._files import numpy_format
 from . import _checks as checks, _golden as store
 
 if sys.version_info >= (3, 11):
@@ -120,6 +121,8 @@ class _Reader:
             raise self.fail(field_name, f"{path_text}: no such file (looked for {path})") from None
         except OSError as error:
             raise self.fail(field_name, f"{path_text}: cannot be read ({error.strerror})") from None
+        if numpy_format(data) != ".npy":
+            raise self.fail(field_name, f"{path_text}: not a .npy file (its first bytes are no .npy header)")
         try:
             array = np.load(io.BytesIO(data), allow_pickle=False)
         except ValueError as error:

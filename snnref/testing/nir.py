@@ -42,6 +42,7 @@ import numpy as np
 from .. import nir as snir
 from .. import registry, spec
 from .._files import check_output_file, replacing
+from ..cli import nonnegative_integer
 from . import _checks as checks
 from . import tolerance
 
@@ -230,7 +231,7 @@ def add_parser(commands):
     check.add_argument("--impl-method", choices=snir.METHODS,
                        help="the method the implementation uses (default: --method); another one is compared by "
                             "spike-time differences in steps")
-    check.add_argument("--max-step-difference", type=int, metavar="K",
+    check.add_argument("--max-step-difference", type=nonnegative_integer, metavar="K",
                        help="with differing methods, fail when a spike moves by more than K steps or a count differs")
     command.set_defaults(run=main_nir)
     return command
