@@ -182,6 +182,14 @@ def test_a_float64_result_of_the_wrong_shape_fails_rather_than_counting_as_not_a
     assert not [line for line in report.not_checked() if "not accepted" in line], report.not_checked()
 
 
+def test_a_crash_s_failure_line_names_the_run_once():
+    report = gate.run(testing.Implementation(outside_lif.numpy_outputs, "tether.LIF", dtypes=("float32",)),
+                      examples=1, kinds=("random",))
+    lines = report.failure_lines()
+    assert lines and lines[0].startswith(report.runs[0].label + ": crashed: ImplementationError"), lines
+    assert not lines[0].startswith("tether.LIF tether.LIF"), lines
+
+
 def test_a_result_of_the_wrong_shape_is_named_by_its_quantity():
     with pytest.raises(testing.ConformanceError, match=r"out:out: shape \(12, 10\), expected \(12, 2, 5\)"):
         testing.assert_conforms(outside_lif.flattened, "tether.LIF", kinds=("random",), examples=1)

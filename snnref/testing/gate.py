@@ -495,7 +495,7 @@ class GateReport:
                              f"{row['runs']} runs; {steps}; worst at {tuple(row['worst_index'])} in "
                              f"{row['worst_run']}")
         lines += [f"{self.model} {b}" for b in self.broken]
-        lines += [f"{self.model} {r.label}: {f}" for r in self.runs for f in r.failures if not r.details
+        lines += [f"{r.label}: {f}" for r in self.runs for f in r.failures if not r.details
                   or f.startswith("crashed")]
         return lines
 
