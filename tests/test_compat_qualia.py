@@ -145,3 +145,12 @@ def test_errors_name_the_input_and_the_carried_membrane(cls):
         neuron(torch.zeros(4))
     with pytest.raises(ValueError, match=r"backend: unknown name 'cuda'"):
         cls(backend="cuda")
+
+
+def test_set_coeffs_takes_the_seed_s_keyword():
+    node = IFSRL()
+    node.set_coeffs(vp_th=torch.tensor([1.3]))
+    assert node.vp_th.item() == pytest.approx(1.3)
+    node = ATIF()
+    node.set_coeffs(v_threshold=torch.tensor([0.7]))
+    assert node.v_threshold.item() == pytest.approx(0.7)

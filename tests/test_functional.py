@@ -42,14 +42,18 @@ def flat(array):
     return np.reshape(array, (array.shape[0], -1)) if array.ndim == 3 else np.reshape(array, -1)
 
 
+@pytest.mark.parametrize("spelling", ["function", "SubFunction.apply"])
 @pytest.mark.parametrize("surrogate_type", sorted(TETHER_IDS))
 @pytest.mark.parametrize("model", ["tether.LIF", "tether.PLIF"])
-def test_lif_and_plif_equal_the_spec(model, surrogate_type):
+def test_lif_and_plif_equal_the_spec(model, surrogate_type, spelling):
     surrogate = TETHER_IDS[surrogate_type]
     case = checks.random_case(model, np.random.default_rng(surrogate_type), batch=3, neurons=4, surrogate=surrogate)
     x, v_init = tensor(flat(case.x)), tensor(flat(case.state["v"]))
     p = {name: tensor(value) for name, value in case.params.items()}
-    function = F.lif if model == "tether.LIF" else F.plif
+    # tether's own spelling: LIFSubFunction.apply(x_seq, v_init, decay, threshold, alpha, surrogate_type).
+    functions = {"function": (compat_tether.lif, compat_tether.plif),
+                 "SubFunction.apply": (compat_tether.LIFSubFunction.apply, compat_tether.PLIFSubFunction.apply)}
+    function = functions[spelling][model == "tether.PLIF"]
     spikes, v_final, v_seq = function(x, v_init, p["decay"], p["threshold"], p["alpha"], surrogate_type)
 
     trace = spec.simulate(model, case.x, case.params, case.state, surrogate=surrogate)

@@ -78,6 +78,8 @@ def test_the_fixture_runs_the_gate_in_a_test_of_ones_own(tmp_path):
      "--snnref-impl: 'snnref.spec' has no attribute 'nothing'"),
     (["--snnref-impl", "snnref.spec:simulate"], "--snnref-model: name the model"),
     (["--snnref-model", "tether.LIF"], "--snnref-model: name the implementation with --snnref-impl"),
+    (["--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LFI"],
+     "--snnref-model: unknown name 'tether.LFI'"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, arguments, message):
     result = run_pytest(tmp_path, *arguments)

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, strategies as st
 
-from fixtures import impl_mutants
+from fixtures import impl_mutants, outside_lif
 from fixtures.examples import per_model
 from snnref import functional, registry, testing
 from snnref.testing import adapters, strategies
@@ -40,6 +41,52 @@ def test_assert_close_reports_model_quantity_step_and_neuron():
         testing.assert_close("v", impl, ref64, ref64, np.float32, model="tether.LIF")
     with pytest.raises(testing.ConformanceError, match=r"decay: .* first failure at its only element"):
         testing.assert_close("decay", np.float64(1.0), np.float64(0.0), np.float64(0.0), np.float32)
+
+
+@pytest.mark.parametrize("ref32,long_sum,message", [
+    (None, None, "ref32: expected finite values"),
+    (np.array([0.0, np.nan, 0.0]), None, "ref32: expected finite values"),
+    (np.zeros(1), None, r"ref32: shape \(1,\), expected ref64's \(3,\)"),
+    (np.zeros(3), (np.nan, 100), r"long_sum: expected \(A, n\)"),
+])
+def test_assert_close_refuses_a_reference_that_gives_no_budget(ref32, long_sum, message):
+    # Each of these made the budget NaN or infinite, which passed an error of 0.5.
+    with pytest.raises(ValueError, match=message):
+        testing.assert_close("grad:decay", np.full(3, 0.5), np.zeros(3), ref32, np.float32, long_sum=long_sum)
+    with pytest.raises(ValueError, match="ref64: expected finite values"):
+        testing.assert_close("v", np.full(3, 0.5), np.array([0.0, np.inf, 0.0]), np.zeros(3), np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["int32", None, "float8"])
+def test_assert_close_names_a_dtype_it_has_no_budget_for(dtype):
+    with pytest.raises(ValueError, match=r"dtype: expected one of float32, float64, float16, bfloat16"):
+        testing.assert_close("v", np.zeros(3), np.zeros(3), np.zeros(3), dtype)
+
+
+def test_assert_close_takes_tensors_and_every_spelling_of_a_dtype():
+    impl = torch.zeros(4, 3, requires_grad=True)
+    for dtype in (np.float32, "float32", torch.float32, "bfloat16", torch.bfloat16):
+        testing.assert_close("v", impl, np.zeros((4, 3)), np.zeros((4, 3)), dtype)
+
+
+def test_assert_close_reports_a_final_state_by_index_not_by_time_step():
+    impl = np.zeros((2, 5))
+    impl[1, 3] = 1e-3
+    with pytest.raises(testing.ConformanceError, match=r"first failure at index \(1, 3\)"):
+        testing.assert_close("final.v", impl, np.zeros((2, 5)), np.zeros((2, 5)), np.float32)
+
+
+def test_assert_conforms_takes_a_numpy_dtype_a_kind_by_name_and_refuses_no_examples():
+    worst = testing.assert_conforms(outside_lif.correct, "tether.LIF", dtype=np.float32, kinds="random", examples=1)
+    assert 0 <= worst <= 1
+    with pytest.raises(ValueError, match="examples: expected an integer >= 1, got -1"):
+        testing.assert_conforms(outside_lif.correct, "tether.LIF", examples=-1)
+
+
+def test_strategies_is_an_attribute_of_the_package():
+    import snnref.testing as package
+
+    assert package.strategies is strategies
 
 
 @pytest.mark.parametrize("key", sorted(registry.MODELS))

@@ -75,7 +75,7 @@ class _SoftResetIF(torch.nn.Module):
         """The threshold parameter, shape (1,)."""
         return getattr(self, self._coeff)
 
-    def set_coeffs(self, value):
+    def _set_threshold(self, value):
         """Copy ``value`` (one element) into the threshold parameter, which stays the same object."""
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             raise ValueError(f"{self._coeff}: expected a tensor with one element, got {value!r:.80}")
@@ -106,12 +106,20 @@ class IFSRL(_SoftResetIF):
     _model = "qualia.IFSRL"
     _coeff = "vp_th"
 
+    def set_coeffs(self, vp_th):
+        """Copy ``vp_th`` (one element) into the threshold parameter, which stays the same object."""
+        self._set_threshold(vp_th)
+
 
 class ATIF(_SoftResetIF):
     """ATIF: the dynamics of ``IFSRL`` with threshold ``v_threshold``; returns ``z * v_threshold``."""
 
     _model = "qualia.ATIF"
     _coeff = "v_threshold"
+
+    def set_coeffs(self, v_threshold):
+        """Copy ``v_threshold`` (one element) into the threshold parameter, which stays the same object."""
+        self._set_threshold(v_threshold)
     # The seed's ATIF is a SpikingJelly node run step by step ("s"); multi-step ("m") it refuses.
     step_mode = "s"
 

@@ -3,7 +3,8 @@
 ``tether.nn``'s modules and surrogates (``LIF``, ``PLIF``, ``ALIF``,
 ``SpikingSelfAttention``, ``Arctan``, ``Sigmoid``, ``FastSigmoid``,
 ``Surrogate``; defined in ``snnref.nn``) and ``tether.functional``'s autograd
-functions as plain functions (``lif``, ``plif``, ``alif``), on
+functions as plain functions (``lif``, ``plif``, ``alif``; ``LIFSubFunction.apply``
+and ``PLIFSubFunction.apply`` under tether's names), on
 ``snnref.backend.simulate``.
 
 The functions take sequences flattened to (n_steps, M) with
@@ -23,8 +24,8 @@ from ..backend import simulate
 from ..nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
 from ._tensors import float_tensor, like, param, params
 
-__all__ = ["ALIF", "Arctan", "FastSigmoid", "LIF", "PLIF", "Sigmoid", "SpikingSelfAttention", "Surrogate",
-           "alif", "lif", "plif"]
+__all__ = ["ALIF", "Arctan", "FastSigmoid", "LIF", "LIFSubFunction", "PLIF", "PLIFSubFunction", "Sigmoid",
+           "SpikingSelfAttention", "Surrogate", "alif", "lif", "plif"]
 
 _SCALAR = ((), (1,))
 
@@ -109,6 +110,20 @@ def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="aut
                      surrogate=surrogate, backend=backend, names=_LIF_NAMES)
     return (trace.outputs["out"].reshape(steps, total), trace.final_state["v"].reshape(total),
             trace.outputs["v"].reshape(steps, total))
+
+
+class LIFSubFunction:
+    """tether's autograd Function by its name: ``LIFSubFunction.apply(x_seq, v_init, decay,
+    threshold, alpha, surrogate_type)`` is ``lif(...)``, whose gradients come from
+    ``snnref.simulate``'s own Functions (apply is the only use tether's API makes of it)."""
+
+    apply = staticmethod(lif)
+
+
+class PLIFSubFunction:
+    """tether's autograd Function by its name: ``PLIFSubFunction.apply(...)`` is ``plif(...)``."""
+
+    apply = staticmethod(plif)
 
 
 def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, backend="auto"):

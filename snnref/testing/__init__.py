@@ -50,6 +50,15 @@ from .contract import ContractError, Implementation
 __all__ = ["ConformanceError", "ContractError", "Implementation", "Surrogate", "assert_close", "assert_conforms"]
 
 
+def __getattr__(name):
+    # ``snnref.testing.strategies`` imports hypothesis (the test extra): loaded on first use.
+    if name == "strategies":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.strategies")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class ConformanceError(AssertionError):
     """An implementation that does not conform: the message names the model,
     the quantity and the first failing time step."""
@@ -74,6 +83,20 @@ def _import_path(fn):
     return f"{module.__name__}:{name}" if name else None
 
 
+def _plain(values):
+    """A torch tensor (on the autograd graph, on any device) as NumPy; anything else as it is."""
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else values
+
+
+def _is_sequence(name, values):
+    """Whether ``values`` has a leading time axis: an output sequence or x's gradient, not a
+    final state, an initial state's or a parameter's gradient (named as snnref names them:
+    "out", "v", "grad.x", "final.v", "grad.state.v", "grad.decay")."""
+    key = name.replace(":", ".")
+    per_step = not key.startswith(("final.", "state.", "param")) and (not key.startswith("grad.") or key == "grad.x")
+    return values.ndim >= 2 and per_step
+
+
 def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, long_sum=None):
     """``impl`` within the budget of ``dtype`` around the float64 reference.
 
@@ -86,17 +109,17 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, lo
     ``sizes[param]``); without it a long run's parameter gradients are held to
     the budget of a single value and fail for correct implementations.
     """
-    impl64 = np.asarray(impl, dtype=np.float64)
-    ref = np.asarray(ref64, dtype=np.float64)
+    impl64 = np.asarray(_plain(impl), dtype=np.float64)
+    ref = np.asarray(_plain(ref64), dtype=np.float64)
     label = f"{model} {name}".strip()
     if impl64.shape != ref.shape:
         raise ConformanceError(f"{label}: shape {impl64.shape}, expected {ref.shape}")
-    allowed = tolerance.budget(ref, ref32, dtype, long_sum)
+    allowed = tolerance.budget(ref, _plain(ref32), dtype, long_sum)
     error = np.nan_to_num(np.abs(impl64 - ref), nan=np.inf)
     if error.size and float(np.max(error)) > allowed:
         first = tuple(int(i) for i in np.argwhere(error > allowed)[0])
         worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(error)), error.shape))
-        sequence = impl64.ndim >= 2 if sequence is None else sequence
+        sequence = _is_sequence(name, impl64) if sequence is None else sequence
         raise ConformanceError(
             f"{label}: max error {float(np.max(error)):.3e} over the budget {allowed:.3e}; "
             f"first failure at {_where(error.shape, first, sequence)} (impl {impl64[first]!r}, "
@@ -126,7 +149,11 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
 
     impl = Implementation.of(fn, model)
     if dtype is not None:
-        impl = replace(impl, dtypes=(str(dtype).replace("torch.", ""),))
+        impl = replace(impl, dtypes=(tolerance.dtype_name(dtype),))
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"examples: expected an integer >= 1, got {examples!r}")
+    # One kind may be given by its name alone.
+    kinds = (kinds,) if isinstance(kinds, str) else kinds
     kinds = tuple(kinds or (gate.KINDS if golden else tuple(k for k in gate.KINDS if k != "golden")))
     if report is not None:
         from .report import check_target, write

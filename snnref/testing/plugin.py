@@ -108,7 +108,11 @@ def pytest_collection_modifyitems(session, config, items):
 
             check_target("--snnref-report", config.getoption("snnref_report"))
     except ValueError as error:
-        raise pytest.UsageError(str(error).replace("--impl", "--snnref-impl")) from None
+        message = str(error).replace("--impl", "--snnref-impl")
+        # A model name comes from --snnref-model (or the Implementation the target declares).
+        if message.startswith("model: "):
+            message = "--snnref-model: " + message[len("model: "):]
+        raise pytest.UsageError(message) from None
     for impl in contracts:
         for kind in gate.KINDS:
             name = f"snnref[{impl.model}-{kind}]"

@@ -40,6 +40,7 @@ Each entry of ``POLICY`` is one storage dtype with the reason for its numbers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,10 +146,20 @@ SURROGATE_RTOL32_REASON = (
 )
 
 
-def _name(dtype) -> str:
-    """The policy row of a NumPy or torch dtype (bfloat16 exists only in torch)."""
-    text = str(dtype)
-    return text[len("torch."):] if text.startswith("torch.") else np.dtype(dtype).name
+def dtype_name(dtype) -> str:
+    """The policy row of a NumPy or torch dtype, or of its name ("float32"); bfloat16
+    exists only in torch.  Anything else is a ValueError naming ``dtype``."""
+    text = dtype if isinstance(dtype, str) else str(dtype)
+    name = text[len("torch."):] if text.startswith("torch.") else text
+    if name not in POLICY:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if dtype is None or name not in POLICY:
+        raise ValueError(f"dtype: expected one of {', '.join(POLICY)} (a NumPy or torch dtype or its name), "
+                         f"got {dtype!r}")
+    return name
 
 
 def budget(ref64, ref32, dtype, long_sum=None) -> float:
@@ -157,15 +168,31 @@ def budget(ref64, ref32, dtype, long_sum=None) -> float:
     ``long_sum``: ``(A, n)`` when the quantity is a gradient summed over ``n``
     contributions (``snnref.spec.vjp(..., magnitudes=...)``); None otherwise.
     """
-    rule = POLICY[_name(dtype)]
-    ref64 = np.asarray(ref64, dtype=np.float64)
+    rule = POLICY[dtype_name(dtype)]
+    ref64 = _finite("ref64", ref64)
+    ref32 = _finite("ref32", ref32)
+    # No broadcasting: a reference of another shape is another quantity's.
+    if ref32.shape != ref64.shape:
+        raise ValueError(f"ref32: shape {ref32.shape}, expected ref64's {ref64.shape}")
     scale = max(1.0, float(np.max(np.abs(ref64), initial=0.0)))
-    reference_error = float(np.max(np.abs(np.asarray(ref32, np.float64) - ref64), initial=0.0))
+    reference_error = float(np.max(np.abs(ref32 - ref64), initial=0.0))
     allowed = rule.k * reference_error + rule.c * rule.eps * scale
     if long_sum is not None:
         magnitude, terms = long_sum
+        if not (math.isfinite(magnitude) and magnitude >= 0 and math.isfinite(terms) and terms >= 1):
+            raise ValueError(f"long_sum: expected (A, n) with A >= 0 and n >= 1, both finite, got {long_sum!r}")
         allowed += rule.c_sum * (rule.sum_eps or rule.eps) * float(np.sqrt(terms)) * magnitude
     return allowed
+
+
+def _finite(name, reference):
+    """A reference as float64; one with NaN or inf has no budget (any error would pass an
+    infinite one, and none a NaN one), so it is refused by name."""
+    values = np.asarray(reference, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name}: expected finite values, found NaN or inf (a reference that is not "
+                         "finite gives no budget)")
+    return values
 
 
 def worst_fraction(impl, ref64, ref32, dtype) -> float:
@@ -186,6 +213,6 @@ def assert_within_budget(name, impl, ref64, ref32, dtype) -> None:
         where = np.unravel_index(int(np.nanargmax(np.where(np.isnan(error), np.inf, error))), error.shape)
         raise AssertionError(
             f"{name}: max |impl - ref64| = {float(np.max(error)):.3e} exceeds the budget "
-            f"{allowed:.3e} ({_name(dtype)}) at index {tuple(int(i) for i in where)}: "
+            f"{allowed:.3e} ({dtype_name(dtype)}) at index {tuple(int(i) for i in where)}: "
             f"impl {impl64[where]!r}, ref64 {ref64[where]!r}"
         )
