@@ -276,7 +276,7 @@ def test_functional_reexports_each_seed_function_as_the_same_object(seed):
 # Each seed's public names (/work/shared/seeds), all importable from snnref.compat.<seed>.
 SEED_API = {
     "tether": ("LIF", "PLIF", "ALIF", "SpikingSelfAttention", "Arctan", "Sigmoid", "FastSigmoid", "Surrogate",
-               "lif", "plif", "alif"),
+               "lif", "plif", "alif", "LIFSubFunction", "PLIFSubFunction"),
     "rnnbuilder": ("LIF", "NoReset", "Cooldown", "Adaptive", "Discontinuous", "SpikeLinear"),
     "qualia": ("heaviside", "SpikeFunctionSigmoid", "IFSRL", "ATIF"),
     "hxtorch": SEED_FUNCTIONS["hxtorch"],
