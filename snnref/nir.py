@@ -76,7 +76,8 @@ synaptic current I, ``out`` its output (spikes, or an LI's membrane).
 Checked at ``load``, before anything runs, each by node and field: every field
 holds finite numbers (a neuron node's fields are vectors of one shape (N,), w_in
 may be a scalar; a Linear or Affine weight is a matrix, its bias one value per
-row); time constants are positive; an IF driven by an LI synapse has r > 0
+row, and 0: NIR's bias is a constant current, which a pulse per step cannot
+stand for at every dt); time constants are positive; an IF driven by an LI synapse has r > 0
 (tau_mem = 1/r, (12)); the snnref extensions are well formed, and a refractory
 time comes only with the hard reset (SPEC.md section 9 holds v at v_reset).
 Method "exact" also needs what snnref.continuous needs: a node that starts below
@@ -880,11 +881,16 @@ class Network:
             _check_extensions(unit, ext)
             if method == "exact":
                 _check_exact(unit, ext)
+        # NIR's y = W x + b is the next node's input current, b a constant one.  The nodes here
+        # take their input as pulses, one per step: b added to each would be a current b / dt
+        # (a result that depends on dt, without a limit), under every method.
+        for name, _, bias in [m for u in self.units for m in u.before] + self.after:
+            if bias is not None and np.any(bias != 0):
+                raise NirError(f"node {name!r} (Affine): field 'bias': NIR's bias is a constant current, and the "
+                               f"nodes here take pulses, one per step (b on each would be a current b / dt); "
+                               f"only bias 0 is read (for an LIF or LI target, a constant current b is "
+                               f"v_leak + r b)")
         if method == "exact":
-            for name, _, bias in [m for u in self.units for m in u.before] + self.after:
-                if bias is not None and np.any(bias != 0):
-                    raise NirError(f"node {name!r} (Affine): field 'bias': a constant added to a Dirac pulse train "
-                                   f"has no meaning in continuous time; method 'exact' needs bias 0")
             self.discretization = ("exact: snnref.continuous, event-driven closed form; pulses q_k = x[k] at "
                                    "t_k = k dt; states sampled at t_k after the pulse and any reset; a spike at t "
                                    "counts in the first step k with t_k >= t")

@@ -224,7 +224,7 @@ def test_a_two_layer_user_graph_runs_layer_by_layer():
     graph = nir.NIRGraph.from_list(
         nir.Linear(weight=w1),
         nir.LIF(tau=tau1, r=tau1.copy(), v_leak=np.zeros(4), v_threshold=np.ones(4), v_reset=np.zeros(4)),
-        nir.Affine(weight=w2, bias=np.array([0.1, -0.1])),
+        nir.Affine(weight=w2, bias=np.zeros(2)),
         nir.CubaLI(tau_syn=np.full(2, 5e-6), tau_mem=np.full(2, 1e-5), r=np.ones(2), v_leak=np.zeros(2),
                    w_in=np.full(2, 5e-6)),
     )
@@ -232,19 +232,22 @@ def test_a_two_layer_user_graph_runs_layer_by_layer():
     # euler runs the CubaLI; the LIF has only 'exp': a mixed graph is refused by node name.
     with pytest.raises(snir.NirError, match="'lif'.*euler"):
         snir.load(graph, dt=1e-6, method="euler")
-    graph_exp = nir.NIRGraph.from_list(graph.nodes["linear"], graph.nodes["lif"], graph.nodes["affine"],
-                                       nir.LIF(tau=np.full(2, 5e-3), r=np.full(2, 5e-3), v_leak=np.zeros(2),
-                                               v_threshold=np.ones(2), v_reset=np.zeros(2)))
+    second_lif = nir.LIF(tau=np.full(2, 5e-3), r=np.full(2, 5e-3), v_leak=np.zeros(2), v_threshold=np.ones(2),
+                         v_reset=np.zeros(2))
+    graph_exp = nir.NIRGraph.from_list(graph.nodes["linear"], graph.nodes["lif"], graph.nodes["affine"], second_lif)
+    # NIR's bias is a constant current; a pulse per step stands for none at every dt.
+    biased = nir.NIRGraph.from_list(graph.nodes["linear"], graph.nodes["lif"],
+                                    nir.Affine(weight=w2, bias=np.array([0.1, -0.1])), second_lif)
+    with pytest.raises(snir.NirError, match="'affine' \\(Affine\\): field 'bias': NIR's bias is a constant current"):
+        snir.load(biased, dt=1e-3, method="exp")
     trace = snir.load(graph_exp, dt=1e-3, method="exp").simulate(x)
     first, _ = _grid_lif(x @ w1.T, 1e-3, tau1, tau1, 0.0, 1.0, 0.0)
-    second, _ = _grid_lif(first @ w2.T + [0.1, -0.1], 1e-3, np.full(2, 5e-3), np.full(2, 5e-3), 0.0, 1.0, 0.0)
+    second, _ = _grid_lif(first @ w2.T, 1e-3, np.full(2, 5e-3), np.full(2, 5e-3), 0.0, 1.0, 0.0)
     np.testing.assert_array_equal(trace.outputs["lif.out"], first)
     np.testing.assert_array_equal(trace.outputs["out"], second)
-    # Exactly, the first layer's spikes reach the second as pulses at the same instants (no bias allowed).
+    # Exactly, the first layer's spikes reach the second as pulses at the same instants.
     pytest.importorskip("snnref.continuous")
-    graph_exp.nodes["affine"].bias = np.zeros(2)
     exact = snir.load(graph_exp, dt=1e-3, method="exact").simulate(x)
-    second, _ = _grid_lif(first @ w2.T, 1e-3, np.full(2, 5e-3), np.full(2, 5e-3), 0.0, 1.0, 0.0)
     np.testing.assert_array_equal(exact.outputs["lif.out"], first)
     np.testing.assert_array_equal(exact.outputs["out"], second)
 
