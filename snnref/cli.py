@@ -70,6 +70,12 @@ def _verify(args) -> int:
     for backend in backends:
         if backend not in available and backend != "impl":
             raise _unavailable(backend)
+    from .continuous import MAPPED
+
+    # Refused before the table starts (a mixed list runs the models that have a counterpart).
+    if backends == ["continuous"] and not set(keys) & set(MAPPED):
+        raise ValueError(f"--backend continuous: no continuous counterpart for {', '.join(keys)}; "
+                         f"these models have one: {', '.join(MAPPED)}")
     print(f"snnref verify: {len(keys)} models x {', '.join(backends)}, seed {args.seed}"
           + (f", implementation {args.impl}" if args.impl else "") + (" (quick)" if args.quick else ""))
     print(f"  spec:  worst = vjp(smooth=True) vs finite differences (pass < {FD_BOUND:g} relative); "
@@ -81,11 +87,6 @@ def _verify(args) -> int:
     header = f"{'model':<30} {'backend':<10} {'cases':>5} {'worst':>9} {'extra':>6}  {'checks':<58} result"
     print(header)
     print("-" * len(header))
-    from .continuous import MAPPED
-
-    if backends == ["continuous"] and not set(keys) & set(MAPPED):
-        raise ValueError(f"--backend continuous: no continuous counterpart for {', '.join(keys)}; "
-                         f"these models have one: {', '.join(MAPPED)}")
     jobs = [(key, backend) for key in keys for backend in backends if backend != "continuous" or key in MAPPED]
     failed, results = 0, []
     start = time.perf_counter()

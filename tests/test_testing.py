@@ -44,7 +44,7 @@ def test_assert_close_reports_model_quantity_step_and_neuron():
 
 
 @pytest.mark.parametrize("ref32,long_sum,message", [
-    (None, None, "ref32: expected finite values"),
+    (None, None, "ref32: expected an array of the reference's values, got None"),
     (np.array([0.0, np.nan, 0.0]), None, "ref32: expected finite values"),
     (np.zeros(1), None, r"ref32: shape \(1,\), expected ref64's \(3,\)"),
     (np.zeros(3), (np.nan, 100), r"long_sum: expected \(A, n\)"),

@@ -188,6 +188,8 @@ def budget(ref64, ref32, dtype, long_sum=None) -> float:
 def _finite(name, reference):
     """A reference as float64; one with NaN or inf has no budget (any error would pass an
     infinite one, and none a NaN one), so it is refused by name."""
+    if reference is None:
+        raise ValueError(f"{name}: expected an array of the reference's values, got None")
     values = np.asarray(reference, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: expected finite values, found NaN or inf (a reference that is not "
