@@ -6,6 +6,7 @@ every one of a save holds it exclusive."""
 import importlib
 import os
 import pkgutil
+import warnings
 
 import pytest
 from numba.core import caching
@@ -75,3 +76,23 @@ def test_cache_files_are_read_and_written_under_the_lock(tmp_path, monkeypatch):
     assert [entry for entry in seen if entry[1] == "free"] == []
     assert [entry for entry in seen if entry[0].startswith("_save") and entry[1] != "exclusive"] == []
     assert ("_load_data", "shared") in seen
+
+
+def test_without_a_writable_cache_directory_a_kernel_compiles_in_memory_with_one_warning(monkeypatch):
+    # numba raises this where no locator can write (a read-only install, an unwritable home and
+    # NUMBA_CACHE_DIR): the backend must still run, not fail on importing its kernels.
+    def no_locator(function):
+        raise RuntimeError(f"cannot cache function {function.__name__!r}: no locator available for file 'x.py'")
+
+    monkeypatch.setattr(_cache_lock, "LockedFunctionCache", no_locator)
+    monkeypatch.setattr(_cache_lock, "_warned", [])
+
+    def add(a, b):
+        return a + b
+
+    with pytest.warns(RuntimeWarning, match="compile without an on-disk cache.*set NUMBA_CACHE_DIR"):
+        first = _cache_lock.njit(cache=True)(add)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = _cache_lock.njit(cache=True)(add)
+    assert first(2, 3) == 5 and second(1.5, 2.0) == 3.5

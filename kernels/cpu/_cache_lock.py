@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 
 import numba
 from numba.core.caching import FunctionCache
@@ -81,13 +82,31 @@ class LockedFunctionCache(FunctionCache):
 
 def njit(*, cache: bool = False, **options):
     """``numba.njit(**options)``; with ``cache=True`` its on-disk cache is a
-    ``LockedFunctionCache`` (numba's own, under the lock)."""
+    ``LockedFunctionCache`` (numba's own, under the lock).  Where numba finds
+    no directory it can write a cache to (a read-only install with an
+    unwritable home and NUMBA_CACHE_DIR), the function compiles in memory in
+    every process, and one warning says so."""
 
     def compile_lazily(function):
         dispatcher = numba.njit(**options)(function)
         if cache:
             # What numba's cache=True does (Dispatcher.enable_caching), with the locked class.
-            dispatcher._cache = LockedFunctionCache(function)
+            try:
+                dispatcher._cache = LockedFunctionCache(function)
+            except RuntimeError as error:
+                _warn_uncached(error)
         return dispatcher
 
     return compile_lazily
+
+
+_warned = []
+
+
+def _warn_uncached(error):
+    if _warned:
+        return
+    _warned.append(error)
+    warnings.warn(f"snnref: the CPU kernels compile without an on-disk cache, so every process compiles them "
+                  f"again (seconds per kernel): numba found no writable cache directory ({error}); set "
+                  f"NUMBA_CACHE_DIR to a writable one", RuntimeWarning, stacklevel=3)
