@@ -350,3 +350,32 @@ def test_spike_linear_names_its_own_attribute_and_the_shape_it_was_given():
         module(torch.rand(3))
     with pytest.raises(ValueError, match=re.escape("x: expected at least one element, got shape (0, 3)")):
         SpikeLinear()(torch.zeros(0, 3))
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_checkpointed_simulate_gives_the_gradients_of_the_plain_call(backend, reentrant):
+    # The README's advice for torch.utils.checkpoint: the functional call, its state explicit.
+    from torch.utils.checkpoint import checkpoint
+
+    import snnref
+
+    x = torch.randn(12, 2, NEURONS, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    decay = torch.tensor(0.9, requires_grad=True)
+    v0 = torch.full((2, NEURONS), 0.2, requires_grad=True)
+
+    def run(x, decay, v0):
+        trace = snnref.simulate("tether.LIF", x, {"decay": decay}, {"v": v0}, backend=backend)
+        return trace.outputs["out"], trace.final_state["v"]
+
+    def gradients(call):
+        # backward(), not autograd.grad: the reentrant checkpoint supports only the former.
+        for leaf in (x, decay, v0):
+            leaf.grad = None
+        out, final = call(x, decay, v0)
+        ((out * torch.arange(out.numel()).reshape(out.shape)).sum() + final.sum()).backward()
+        return [leaf.grad.clone() for leaf in (x, decay, v0)]
+
+    plain = gradients(run)
+    checkpointed = gradients(lambda *inputs: checkpoint(run, *inputs, use_reentrant=reentrant))
+    assert all(torch.equal(a, b) for a, b in zip(plain, checkpointed))
