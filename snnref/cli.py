@@ -64,6 +64,12 @@ def _verify(args) -> int:
             raise ValueError("--impl: name the model it implements with --model KEY")
         keys = list(dict.fromkeys(args.model)) if args.model else [declared]
         _available_backends()
+        if args.case:
+            from .testing import Implementation, gate
+
+            # A damaged or foreign case file is refused before the table starts (replayed below).
+            for key in keys:
+                gate.load_case(args.case, Implementation.of(fn, key))
     # "continuous": the SPEC.md section 9 claims, for the models that have a continuous counterpart.
     available = _available_backends() + ["continuous"]
     backends = ["impl"] if args.impl else available if args.backend == "all" else [args.backend]
