@@ -313,30 +313,27 @@ def test_ctrl_c_ends_with_130_and_no_traceback(capsys, monkeypatch):
     assert capsys.readouterr().err == "snnref: interrupted\n"
 
 
-def test_a_reader_that_leaves_early_ends_the_command_without_a_traceback():
-    """``snnref golden diff A B | head -1``: stdout's reader is gone before the
-    output is written.  Exit 141 (128 + SIGPIPE, as a shell reports a command
-    that a closed pipe ended) and nothing on stderr."""
-    from snnref.testing import _golden as golden
-
-    store = str(golden.store_dir(None))
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        done = subprocess.run([sys.executable, "-m", "snnref.cli", "golden", "diff", store, store],
-                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
-    finally:
-        os.close(write_end)
-    assert (done.returncode, done.stderr) == (141, "")
-
-
-def _diff_of_the_store_with_itself(stdout_redirect):
-    """``snnref golden diff STORE STORE`` (identical: exit 0) with stdout redirected by the shell."""
+def _diff_of_the_store_with_itself(stdout_redirect="", stdout=None):
+    """``snnref golden diff STORE STORE`` (identical: exit 0) in a shell, its stdout
+    redirected by the shell or handed over as ``stdout``."""
     from snnref.testing import _golden as golden
 
     store = str(golden.store_dir(None))
     command = f"{sys.executable} -m snnref.cli golden diff {store} {store} {stdout_redirect}"
-    return subprocess.run(["sh", "-c", command], stderr=subprocess.PIPE, text=True, timeout=120)
+    return subprocess.run(["sh", "-c", command], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120)
+
+
+def test_a_reader_that_leaves_early_ends_the_command_without_a_traceback():
+    """``snnref golden diff A B | head -1``: stdout's reader is gone before the
+    output is written.  Exit 141 (128 + SIGPIPE, as a shell reports a command
+    that a closed pipe ended) and nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = _diff_of_the_store_with_itself(stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_a_stdout_that_takes_nothing_is_an_error_not_a_traceback():
