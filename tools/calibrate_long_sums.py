@@ -1,6 +1,6 @@
 """Measure c_sum, the long-sum term of the tolerance policy (SPEC.md section 7).
 
-Runs random cases of the correct torch or triton path through
+Runs random cases of the correct torch, cpu or triton path through
 ``snnref.testing._equivalence.compare`` with ``c_sum = 0`` and records, for every
 gradient that is a long sum (every trainable parameter's; for
 tether.SpikingSelfAttention also ``x`` and the initial state's), the
@@ -44,7 +44,7 @@ def draw_case(key, seed, backend, dtypes, max_steps=200):
                               surrogate=surrogate, per_neuron=bool(case_rng.integers(2)),
                               random_state=bool(case_rng.integers(2)),
                               inject=bool(row.inject) and bool(case_rng.integers(2)))
-    dtypes = dtypes or ([torch.float32, torch.float64] if backend == "torch"
+    dtypes = dtypes or ([torch.float32, torch.float64] if backend in ("torch", "cpu")
                         else [torch.float32, torch.float16, torch.bfloat16])
     dtypes = [d for d in dtypes if equivalence.storable(row, d)]
     dtype = dtypes[int(case_rng.integers(len(dtypes)))]
@@ -53,7 +53,7 @@ def draw_case(key, seed, backend, dtypes, max_steps=200):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=["torch", "triton"], required=True)
+    parser.add_argument("--backend", choices=["torch", "cpu", "triton"], required=True)
     parser.add_argument("--cases", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-steps", type=int, default=200)

@@ -190,7 +190,7 @@ class _Scan(torch.autograd.Function):
         count = v[0].numel()
         g_x = _launch.empty(v.shape, v.dtype)
         g_v0 = _launch.empty(v.shape[1:], v.dtype)
-        total = _launch.lane_sums(count)
+        total = _launch.lane_sums(count, v.dtype)
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(v), _launch.sequence(g_v_seq),
                           _launch.per_lane(g_final, v.shape[1:]), _launch.sequence(g_x), _launch.lanes(g_v0),
                           total)

@@ -25,9 +25,14 @@ torch's threads keep polling for work for milliseconds after each torch
 operation, and threads of the scans' own would share the cores with them.
 
 Parameter gradients.  A kernel accumulates each parameter's gradient per lane
-(in float64), and ``reduce_lanes`` sums the lanes into the parameter's shape
-with NumPy's pairwise summation over a fixed shape, so reruns are bitwise
-identical.
+in the compute dtype, in time order, as the spec's reverse loops do
+(``snnref.spec.sums``): a float32 lane's sum makes the rounding that the
+float32 run of the spec makes, which SPEC.md section 7's budget holds.  In
+float64 those sums cost tether.LIF's backward kernel 0.85 against 0.61 ns per
+neuron-step (N = 2^20, T = 100, one thread): each float32 value widened to two
+half-width vectors.  ``reduce_lanes`` sums the lanes into the parameter's shape
+in float64 with NumPy's pairwise summation over a fixed shape, so reruns are
+bitwise identical.
 
 Allocation.  Fresh outputs are most of a call's cost at large N: a new buffer's
 first touch faults in one page at a time (here about 4 GB/s, against 25 GB/s
@@ -68,8 +73,8 @@ from . import _openmp
 # stand-alone forward loop moving tether.LIF's bytes: 0.87 ns per neuron-step
 # at 2048 lanes, 0.71 at 16384, 0.54 as one sweep of the whole array), while the
 # tile's own lane arrays must stay in L2 (1 MB here).  With single-valued
-# parameters (``parameters``) those are the states and the float64 gradient
-# sums: tether.LIF and hxtorch.cuba_lif forward+backward at N = 2^20, one
+# parameters (``parameters``) those are the states and the gradient sums (then
+# float64): tether.LIF and hxtorch.cuba_lif forward+backward at N = 2^20, one
 # thread, ran 22% faster at 32768 lanes than at 2048 (16384 and 65536 in between
 # or equal).  With per-lane parameters 2048 and 32768 ran within 10%.
 TILE = 32768
@@ -301,21 +306,23 @@ def cotangent(tensor, dtype):
     return optional(tensor, dtype)
 
 
-def lane_sums(lane_count: int) -> np.ndarray:
-    """A per-lane float64 accumulator (the kernel zeroes it)."""
-    return lane_array((lane_count,), np.float64)
+def lane_sums(lane_count: int, dtype: torch.dtype) -> np.ndarray:
+    """A per-lane accumulator in the compute ``dtype`` (the kernel zeroes it)."""
+    return lane_array((lane_count,), numpy_dtype(dtype))
 
 
 def reduce_lanes(per_lane_sums: np.ndarray, like: torch.Tensor, neurons: int) -> torch.Tensor:
     """Per-lane gradient sums reduced to the parameter ``like``'s shape and dtype,
     in a fixed order: over batch rows per neuron, then over neurons for a scalar."""
     rows = per_lane_sums.reshape(-1, max(neurons, 1))
+    # In float64: the lanes' sums (in the compute dtype) carry their own
+    # rounding, and adding them in float32 would put more on top.
     if like.numel() == 1:
         # With one batch row the row is its own sum over rows (the same bits),
         # without the copy that sum(axis=0) makes.
-        per_neuron = rows[0] if rows.shape[0] == 1 else rows.sum(axis=0)
-        return torch.tensor(per_neuron.sum(), dtype=like.dtype).reshape(like.shape)
-    return torch.from_numpy(rows.sum(axis=0)).to(like.dtype).reshape(like.shape)
+        per_neuron = rows[0] if rows.shape[0] == 1 else rows.sum(axis=0, dtype=np.float64)
+        return torch.tensor(per_neuron.sum(dtype=np.float64), dtype=like.dtype).reshape(like.shape)
+    return torch.from_numpy(rows.sum(axis=0, dtype=np.float64)).to(like.dtype).reshape(like.shape)
 
 
 def machine_threads() -> int:

@@ -220,7 +220,7 @@ class _Scan(torch.autograd.Function):
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_m_final, g_r_final)]
         g_x = _launch.empty(m_rec.shape, dtype)
         g_m0, g_r0 = (_launch.empty_lanes(m_rec.shape[1:], dtype) for _ in range(2))
-        sums = [_launch.lane_sums(count) for _ in parameters]
+        sums = [_launch.lane_sums(count, dtype) for _ in parameters]
         strict, smooth, surrogate = ctx.config
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(m_rec), _launch.sequence(r_rec),
                       *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0),

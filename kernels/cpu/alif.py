@@ -258,7 +258,7 @@ class _Scan(torch.autograd.Function):
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_v_final, g_a_final)]
         g_x = _launch.empty(v_rec.shape, dtype)
         g_v0, g_a0 = (_launch.empty_lanes(v_rec.shape[1:], dtype) for _ in range(2))
-        sums = [_launch.lane_sums(count) for _ in PARAMETERS]
+        sums = [_launch.lane_sums(count, dtype) for _ in PARAMETERS]
         config = ctx.config
         _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec), _launch.sequence(a_rec),
                       *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_v0),

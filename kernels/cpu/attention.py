@@ -292,7 +292,7 @@ class _Scan(torch.autograd.Function):
         g_z = _launch.empty(v_rec.shape, dtype)
         g_v0 = _launch.empty_lanes((3,) + tuple(v_rec.shape[2:]), dtype)
         g_s0 = _launch.empty_lanes(context.shape[1:], dtype)
-        sums = [_launch.lane_sums(3 * count).reshape(3, count) for _ in range(3)]
+        sums = [_launch.lane_sums(3 * count, dtype).reshape(3, count) for _ in range(3)]
         flags = [present for _, present in views]
         _launch.run_tiles(backward_scan, count, ctx.lanes["v0"], ctx.lanes["lam"], ctx.lanes["theta"], ctx.lanes["scale"], ctx.held,
                       _launch.sequence(context), v_rec.numpy().reshape(3, steps, count),

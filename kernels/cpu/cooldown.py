@@ -211,7 +211,7 @@ class _Scan(torch.autograd.Function):
         cotangents.append(_launch.optional(g_m_final, dtype, rank=1))
         g_x = _launch.empty(x.shape, dtype)
         g_m0 = _launch.empty_lanes(x.shape[1:], dtype)
-        sums = [_launch.lane_sums(count) for _ in range(2)]
+        sums = [_launch.lane_sums(count, dtype) for _ in range(2)]
         _launch.run_tiles(backward_scan, count, _launch.sequence(x), *ctx.lanes, _launch.sequence(m_rec), *(view for view, _ in cotangents),
                       _launch.sequence(g_x), _launch.lanes(g_m0), *sums, *(present for _, present in cotangents),
                       ctx.config[2], _launch.constants(dtype))

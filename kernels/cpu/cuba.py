@@ -255,7 +255,7 @@ def _lane_back(v, i, g_z, g_v_rec, g_i_rec, G_v, G_i, d_a, d_b, d_leak, d_reset,
                threshold, scale, leaky, inclusive, kinds, c):
     """Eqs. (7) and (9)-(12) for one lane and step of ``_forward_tile``'s case,
     from the state before the step (v, i) and the lane's G_v, G_i and five
-    float64 sums after step t + 1 to (dx[t], G_v, G_i, sums) after step t.
+    sums after step t + 1 to (dx[t], G_v, G_i, sums) after step t.
     Scalars only and branch-free, inlined into the caller's IR (a copy left a
     call keeps a loop scalar)."""
     one = c[0]
@@ -700,7 +700,7 @@ class _Scan(torch.autograd.Function):
         finals = [_launch.optional(g_final.get(n), dtype, rank=1) for n in ("v", "i", "r")]
         g_x = _launch.empty(v_rec.shape, dtype)
         g_v0, g_i0 = (_launch.empty_lanes(v_rec.shape[1:], dtype) for _ in range(2))
-        sums = [_launch.lane_sums(count) for _ in PARAMETERS]
+        sums = [_launch.lane_sums(count, dtype) for _ in PARAMETERS]
         recorded = [_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
                     for s in (v_rec, i_rec, r_rec)]
         # Without replay the backward recomputes the stop-gradient values and stores none of them.

@@ -84,7 +84,7 @@ class _Fire(torch.autograd.Function):
     def backward(ctx, g_spikes):
         x, theta = ctx.saved_tensors
         g_x = _launch.empty(x.shape, x.dtype)
-        total = _launch.lane_sums(x[0].numel())
+        total = _launch.lane_sums(x[0].numel(), x.dtype)
         _launch.run_tiles(backward_map, x[0].numel(), _launch.sequence(x), *ctx.lanes, _launch.cotangent(g_spikes, x.dtype)[0], _launch.sequence(g_x), total,
                      ctx.config[2], _launch.constants(x.dtype))
         g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None

@@ -171,11 +171,11 @@ def _lane_back(now, before, drive, first, g_s, g_rec, slope, slope_by_scale, G, 
                want_scale):
     """Eqs. (4)-(7) for one lane and step with H (no smooth twin, no replay),
     branch-free (the flags become selects or 0/1 factors): from G and the
-    lane's three float64 sums after step t + 1 to (dx[t], G, sums) after step
+    lane's three sums after step t + 1 to (dx[t], G, sums) after step
     t.  g_rec is the recorded value's cotangent, which enters (4) or (6) by
     ``record_pre``; slope and slope_by_scale are sigmoid's terms, 0 otherwise.
     The scale's sum only where its gradient is asked for (``want_scale``):
-    its division and float64 sum were 13% of the loop (tether.LIF, arctan),
+    its division and (then float64) sum were 13% of the loop (tether.LIF, arctan),
     and most calls do not train the surrogate's scale."""
     one = c[0]
     zero = one - one
@@ -421,7 +421,7 @@ class _Scan(torch.autograd.Function):
         g_fin, has_g_fin = _launch.optional(g_final, dtype, rank=1)
         g_x = _launch.empty(recorded.shape, dtype)
         g_v0 = _launch.empty_lanes(recorded.shape[1:], dtype)
-        sums = [_launch.lane_sums(count) for _ in range(3)]
+        sums = [_launch.lane_sums(count, dtype) for _ in range(3)]
         # The scale's gradient exists for the trainable surrogate kinds only.
         want_scale = ctx.needs_input_grad[4] and config.surrogate in TRAINABLE_SCALE
         _launch.run_tiles(backward_scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], ctx.held,
