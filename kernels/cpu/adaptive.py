@@ -203,9 +203,9 @@ class _Scan(torch.autograd.Function):
         lanes += _launch.parameters((beta, beta_thr, gamma, scale), step_shape)
         spikes, m_rec, r_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         m_final, r_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), _launch.sequence(m_rec),
-                     _launch.sequence(r_rec), _launch.lanes(m_final), _launch.lanes(r_final),
-                     strict, smooth, surrogate, _launch.constants(x.dtype))
+        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes),
+                          _launch.sequence(m_rec), _launch.sequence(r_rec), _launch.lanes(m_final),
+                          _launch.lanes(r_final), strict, smooth, surrogate, _launch.constants(x.dtype))
         ctx.save_for_backward(m_rec, r_rec, beta, beta_thr, gamma)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -223,9 +223,9 @@ class _Scan(torch.autograd.Function):
         sums = [_launch.lane_sums(count, dtype) for _ in parameters]
         strict, smooth, surrogate = ctx.config
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(m_rec), _launch.sequence(r_rec),
-                      *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0),
-                      _launch.lanes(g_r0), *sums, *(present for _, present in cotangents),
-                      strict, smooth, surrogate, _launch.constants(dtype))
+                          *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0),
+                          _launch.lanes(g_r0), *sums, *(present for _, present in cotangents), strict, smooth,
+                          surrogate, _launch.constants(dtype))
         neurons = m_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:6])]

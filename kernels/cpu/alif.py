@@ -77,7 +77,8 @@ def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
-                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
+                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, c, tile, first_tile,
+                 last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -241,9 +242,10 @@ class _Scan(torch.autograd.Function):
         held, _ = _launch.optional(replayed, x.dtype)
         spikes, v_rec, a_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         v_final, a_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, held, _launch.sequence(spikes), _launch.sequence(v_rec),
-                     _launch.sequence(a_rec), _launch.lanes(v_final), _launch.lanes(a_final),
-                     config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(x.dtype))
+        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, held, _launch.sequence(spikes),
+                          _launch.sequence(v_rec), _launch.sequence(a_rec), _launch.lanes(v_final),
+                          _launch.lanes(a_final), config.strict, config.smooth, config.replay, config.surrogate,
+                          _launch.constants(x.dtype))
         ctx.save_for_backward(v_rec, a_rec, lam_v, lam_a, theta, beta, scale)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
         ctx.set_materialize_grads(False)
@@ -260,10 +262,10 @@ class _Scan(torch.autograd.Function):
         g_v0, g_a0 = (_launch.empty_lanes(v_rec.shape[1:], dtype) for _ in range(2))
         sums = [_launch.lane_sums(count, dtype) for _ in PARAMETERS]
         config = ctx.config
-        _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec), _launch.sequence(a_rec),
-                      *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_v0),
-                      _launch.lanes(g_a0), *sums, *(present for _, present in cotangents),
-                      config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(dtype))
+        _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec),
+                          _launch.sequence(a_rec), *(view for view, _ in cotangents), _launch.sequence(g_x),
+                          _launch.lanes(g_v0), _launch.lanes(g_a0), *sums, *(present for _, present in cotangents),
+                          config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(dtype))
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:8])]

@@ -261,11 +261,11 @@ class _Scan(torch.autograd.Function):
         v_final = _launch.empty_lanes((3,) + tuple(step_shape), dtype)
         count = context_final.numel()
         _launch.run_tiles(forward_scan, count, _launch.contiguous(z).numpy().reshape(3, shape[0], count), lanes["v0"],
-                     _launch.per_lane(s0, step_shape), lanes["lam"], lanes["theta"], lanes["scale"], held,
-                     _launch.sequence(out), _launch.sequence(context), _launch.lanes(context_final),
-                     v_rec.numpy().reshape(3, shape[0], count), v_final.numpy().reshape(3, count),
-                     spikes.numpy().reshape(3, shape[0], count),
-                     strict, smooth, replay, surrogate, _launch.constants(dtype))
+                          _launch.per_lane(s0, step_shape), lanes["lam"], lanes["theta"], lanes["scale"], held,
+                          _launch.sequence(out), _launch.sequence(context), _launch.lanes(context_final),
+                          v_rec.numpy().reshape(3, shape[0], count), v_final.numpy().reshape(3, count),
+                          spikes.numpy().reshape(3, shape[0], count), strict, smooth, replay, surrogate,
+                          _launch.constants(dtype))
         ctx.save_for_backward(context, v_rec, lam_q, lam_k, lam_v, theta_q, theta_k, theta_v,
                               scale_q, scale_k, scale_v)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
@@ -294,12 +294,12 @@ class _Scan(torch.autograd.Function):
         g_s0 = _launch.empty_lanes(context.shape[1:], dtype)
         sums = [_launch.lane_sums(3 * count, dtype).reshape(3, count) for _ in range(3)]
         flags = [present for _, present in views]
-        _launch.run_tiles(backward_scan, count, ctx.lanes["v0"], ctx.lanes["lam"], ctx.lanes["theta"], ctx.lanes["scale"], ctx.held,
-                      _launch.sequence(context), v_rec.numpy().reshape(3, steps, count),
-                      *(view for view, _ in views), g_v_rec, g_v_final,
-                      g_z.numpy().reshape(3, steps, count), g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
-                      *sums, flags[0], flags[1], flags[2], (present_v_rec,) * 3, (present_v_final,) * 3,
-                      strict, smooth, replay, surrogate, _launch.constants(dtype))
+        _launch.run_tiles(backward_scan, count, ctx.lanes["v0"], ctx.lanes["lam"], ctx.lanes["theta"],
+                          ctx.lanes["scale"], ctx.held, _launch.sequence(context),
+                          v_rec.numpy().reshape(3, steps, count), *(view for view, _ in views), g_v_rec, g_v_final,
+                          g_z.numpy().reshape(3, steps, count), g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
+                          *sums, flags[0], flags[1], flags[2], (present_v_rec,) * 3, (present_v_final,) * 3, strict,
+                          smooth, replay, surrogate, _launch.constants(dtype))
         neurons = context.shape[-1]
         wants = ctx.needs_input_grad[5:14]
         grads = [_launch.reduce_lanes(sums[kind_index][b], like, neurons) if want else None

@@ -105,7 +105,8 @@ def exp_row(x, e, rounded, powers):
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, tile, first_tile, last_tile):
+def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, tile, first_tile,
+                 last_tile):
     steps, count = x.shape
     one = c[0]
     zero = one - one
@@ -144,7 +145,8 @@ def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict,
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
-                  g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, tile, first_tile, last_tile):
+                  g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, tile, first_tile,
+                  last_tile):
     steps, count = x.shape
     one = c[0]
     zero = one - one
@@ -195,8 +197,9 @@ class _Scan(torch.autograd.Function):
         lanes = [_launch.per_lane(value, step_shape) for value in (m0, beta, gain, sign, scale)]
         spikes, m_rec = (_launch.empty(x.shape, x.dtype) for _ in range(2))
         m_final = _launch.empty_lanes(step_shape, x.dtype)
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), _launch.sequence(m_rec),
-                     _launch.lanes(m_final), strict, smooth, surrogate, _launch.constants(x.dtype))
+        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes),
+                          _launch.sequence(m_rec), _launch.lanes(m_final), strict, smooth, surrogate,
+                          _launch.constants(x.dtype))
         ctx.save_for_backward(x, m_rec, beta, gain)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -212,9 +215,9 @@ class _Scan(torch.autograd.Function):
         g_x = _launch.empty(x.shape, dtype)
         g_m0 = _launch.empty_lanes(x.shape[1:], dtype)
         sums = [_launch.lane_sums(count, dtype) for _ in range(2)]
-        _launch.run_tiles(backward_scan, count, _launch.sequence(x), *ctx.lanes, _launch.sequence(m_rec), *(view for view, _ in cotangents),
-                      _launch.sequence(g_x), _launch.lanes(g_m0), *sums, *(present for _, present in cotangents),
-                      ctx.config[2], _launch.constants(dtype))
+        _launch.run_tiles(backward_scan, count, _launch.sequence(x), *ctx.lanes, _launch.sequence(m_rec),
+                          *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0), *sums,
+                          *(present for _, present in cotangents), ctx.config[2], _launch.constants(dtype))
         neurons = x.shape[-1]
         wants = ctx.needs_input_grad
         g_beta = _launch.reduce_lanes(sums[0], beta, neurons) if wants[2] else None

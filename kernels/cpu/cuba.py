@@ -494,7 +494,8 @@ def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
                  spikes, v_rec, i_rec, r_rec, v_final, i_final, r_final,
-                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c, tile, first_tile, last_tile):
+                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c, tile,
+                 first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -678,9 +679,9 @@ class _Scan(torch.autograd.Function):
         spikes, v_rec, i_rec, r_rec = (sequence(p) for p in (config.spiking, True, True, config.refractory))
         finals = [_launch.empty_lanes(step_shape, dtype) for _ in range(3)]
         _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, *observations, stops, slots,
-                     *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
-                       for s in (spikes, v_rec, i_rec, r_rec)),
-                     *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype))
+                          *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
+                            for s in (spikes, v_rec, i_rec, r_rec)),
+                          *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype))
         ctx.save_for_backward(v_rec, i_rec, r_rec, a, b, leak, reset, threshold, k)
         ctx.lanes, ctx.observations, ctx.stops, ctx.slots, ctx.config = lanes, observations, stops, slots, config
         ctx.set_materialize_grads(False)
@@ -706,9 +707,9 @@ class _Scan(torch.autograd.Function):
         # Without replay the backward recomputes the stop-gradient values and stores none of them.
         slots = ctx.slots if config.replay else _slots([])
         _launch.run_tiles(backward_scan, count, *ctx.lanes, *ctx.observations, ctx.stops, slots, *recorded,
-                      *(view for view, _ in sequences + finals), _launch.sequence(g_x), _launch.lanes(g_v0),
-                      _launch.lanes(g_i0), *sums, *(present for _, present in sequences + finals),
-                      *config, _launch.constants(dtype))
+                          *(view for view, _ in sequences + finals), _launch.sequence(g_x), _launch.lanes(g_v0),
+                          _launch.lanes(g_i0), *sums, *(present for _, present in sequences + finals), *config,
+                          _launch.constants(dtype))
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[4:10])]

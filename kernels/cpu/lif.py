@@ -398,10 +398,10 @@ class _Scan(torch.autograd.Function):
         spikes = _launch.empty(x.shape, x.dtype)
         recorded = _launch.empty(x.shape, x.dtype)
         final = _launch.empty_lanes(step_shape, x.dtype)
-        _launch.run_tiles(forward_scan, x[0].numel(), xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], held,
-                     _launch.sequence(spikes), _launch.sequence(recorded), _launch.lanes(final),
-                     config.leak, config.reset, config.record_pre, config.strict, config.smooth,
-                     config.replay, config.surrogate, _launch.constants(x.dtype))
+        _launch.run_tiles(forward_scan, x[0].numel(), xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"],
+                          held, _launch.sequence(spikes), _launch.sequence(recorded), _launch.lanes(final), config.leak,
+                          config.reset, config.record_pre, config.strict, config.smooth, config.replay,
+                          config.surrogate, _launch.constants(x.dtype))
         # Saved: x only where the backward rebuilds v from it (a reference to
         # the input, no copy), the recorded sequence (an output) and M-sized lanes.
         ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
@@ -425,10 +425,10 @@ class _Scan(torch.autograd.Function):
         # The scale's gradient exists for the trainable surrogate kinds only.
         want_scale = ctx.needs_input_grad[4] and config.surrogate in TRAINABLE_SCALE
         _launch.run_tiles(backward_scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], ctx.held,
-                      _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
-                      _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin,
-                      config.leak, config.reset, config.record_pre, config.strict, config.smooth,
-                      config.replay, config.surrogate, want_scale, _launch.constants(dtype))
+                          _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
+                          _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin, config.leak, config.reset,
+                          config.record_pre, config.strict, config.smooth, config.replay, config.surrogate, want_scale,
+                          _launch.constants(dtype))
         neurons = recorded.shape[-1]
         wants = (*ctx.needs_input_grad[2:4], want_scale)
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
