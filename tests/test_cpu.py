@@ -322,3 +322,21 @@ def test_per_lane_arrays_and_large_outputs_start_at_staggered_page_offsets():
     assert lanes.dtype == np.float32 and lanes.tolist() == [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]
     final = _launch.empty_lanes((2, 3), torch.float64)
     assert final.dtype == torch.float64 and final.shape == (2, 3) and final.is_contiguous()
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_float32_lane_sums_are_reduced_in_float64(rows):
+    """The kernels sum each lane in the compute dtype (as the spec's float32 run
+    does); ``reduce_lanes`` adds the lanes in float64, so it adds no float32
+    rounding of its own: 2^24 + 1 - 2^24 is 1 here, 0 in float32."""
+    lanes = np.zeros((rows, 3), dtype=np.float32)
+    lanes[0] = [2.0**24, 1.0, -(2.0**24)]
+    per_lane = lanes.ravel()
+    scalar = _launch.reduce_lanes(per_lane, torch.ones((), dtype=torch.float32), neurons=3)
+    assert scalar.dtype == torch.float32 and scalar.shape == () and scalar.item() == 1.0
+    # Per neuron: each neuron's lanes over the batch rows; a float32 sum over
+    # rows of 2^24, 1 and -2^24 in one neuron's column would lose the 1.
+    column = np.zeros((3, 2), dtype=np.float32)
+    column[:, 0] = [2.0**24, 1.0, -(2.0**24)]
+    per_neuron = _launch.reduce_lanes(column.ravel(), torch.ones(2, dtype=torch.float32), neurons=2)
+    assert per_neuron.tolist() == [1.0, 0.0]
