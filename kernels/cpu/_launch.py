@@ -28,11 +28,11 @@ Parameter gradients.  A kernel accumulates each parameter's gradient per lane
 in the compute dtype, in time order, as the spec's reverse loops do
 (``snnref.spec.sums``): a float32 lane's sum makes the rounding that the
 float32 run of the spec makes, which SPEC.md section 7's budget holds.  In
-float64 those sums cost tether.LIF's backward kernel 0.85 against 0.61 ns per
-neuron-step (N = 2^20, T = 100, one thread): each float32 value widened to two
-half-width vectors.  ``reduce_lanes`` sums the lanes into the parameter's shape
-in float64 with NumPy's pairwise summation over a fixed shape, so reruns are
-bitwise identical.
+float64 those sums cost tether.LIF's backward kernel 0.85-0.88 against
+0.63-0.69 ns per neuron-step (N = 2^20, T = 100, one thread): each float32
+value widened to two half-width vectors.  ``reduce_lanes`` sums the lanes into
+the parameter's shape in float64 with NumPy's pairwise summation over a fixed
+shape, so reruns are bitwise identical.
 
 Allocation.  Fresh outputs are most of a call's cost at large N: a new buffer's
 first touch faults in one page at a time (here about 4 GB/s, against 25 GB/s
