@@ -230,11 +230,14 @@ def peer_steps(model, backward):
 
 # The copy reference moves the scan's bytes, at most this many float32 elements
 # each way (1 GiB), scaled to the scan's byte count beyond that (CUBA's
-# forward+backward at N = 2^20, T = 100; T = 1000).  Not less: this machine's L3
-# holds 480 MiB, and after 2 GiB of other traffic a copy of 256 MiB each way
-# took 1.60-1.75 ns per 20 bytes on one thread against 1.98-2.48 for 1 GiB and
-# 2.44 for 2 GiB (0.82-0.85 against 0.92-0.95 on two): the scans' ratios to
-# the smaller copy came out 24-42% too high on one thread, 8-15% on two.
+# forward+backward at N = 2^20, T = 100; T = 1000).  Not less: on the machine
+# of an earlier session some 480 MiB stayed in cache, and after 2 GiB of other traffic
+# a copy of 256 MiB each way took 1.60-1.75 ns per 20 bytes on one thread
+# against 1.98-2.48 for 1 GiB and 2.44 for 2 GiB (0.82-0.85 against 0.92-0.95
+# on two): the scans' ratios to the smaller copy came out 24-42% too high on
+# one thread, 8-15% on two.  That of 2026-12-05 (lscpu: 32 MiB of L3) copied
+# 32 MiB to 1 GiB each way at the same 25-28 GB/s, after 1 GiB of other
+# traffic or not.
 COPY_CAP = 1 << 28
 
 
