@@ -54,7 +54,11 @@ T = 1000 and N = 2^20, T = 100 interleaved, every size three times in a row
 per round in a rotated order, and prints the median ns per neuron-step of
 each, whole calls and the kernels alone, and max/min over the sizes: once for
 the first call of each block (it follows another size's call, whose data fills
-the caches) and once for the calls that repeat a size.
+the caches) and once for the calls that repeat a size.  Then the fixed cost
+of a call (``fixed_cost``): Python, argument checks and autograd, measured on
+a call of 640 neuron-steps with warm caches and right after a large copy.  A
+call at N = 2^16, T = 100 pays the cold one: its own scans stream more than
+the caches hold, so the next call's code and data come from memory.
 """
 
 from __future__ import annotations
@@ -376,6 +380,40 @@ def flatness_line(model, threads, per_step):
     return "\n".join(lines)
 
 
+def fixed_cost(model, threads, calls=40):
+    """(warm, cold): median seconds of a forward+backward call with almost no
+    neuron-steps (N = 64, T = 10), once with its code and data still in the
+    caches from the call before, once right after a copy of 128 MB each way
+    evicted them, as the scans of every size in ``flatness`` do between one
+    call's Python and the next.  The cold one is the part of each call that
+    does not scale with its neuron-steps."""
+    _threads(threads)
+    x = _drive(model, 64, 10)
+    run = snnref_step(model, "cpu", True)
+    source = torch.ones(32 << 20)
+    target = torch.empty_like(source).fill_(0)
+    for _ in range(10):
+        run(x)
+    warm, cold = [], []
+    for _ in range(calls):
+        start = time.perf_counter()
+        run(x)
+        warm.append(time.perf_counter() - start)
+        target.copy_(source)
+        start = time.perf_counter()
+        run(x)
+        cold.append(time.perf_counter() - start)
+    return statistics.median(warm), statistics.median(cold)
+
+
+def fixed_cost_line(model, threads, costs, neuron_steps):
+    warm, cold = costs
+    return (f"fixed cost of a call, {model}, {threads} thread(s), forward+backward at N=64 T=10: "
+            f"{warm * 1e3:.2f} ms with warm caches, {cold * 1e3:.2f} ms after a 128 MB copy; the cold one is "
+            f"{cold / neuron_steps * 1e9:.2f} ns per neuron-step at the smallest size above "
+            f"({neuron_steps} neuron-steps)")
+
+
 def _rss_kib(field):
     with open("/proc/self/status") as status:
         for line in status:
@@ -456,6 +494,8 @@ def main(argv=None, write=lambda line: print(line, flush=True)):
             for count in threads or (1, 2):
                 results[(model, count)] = flatness(model, count, rounds, sizes or FLATNESS_SIZES)
                 write(flatness_line(model, count, results[(model, count)]))
+                smallest = min(n * t for n, t in sizes or FLATNESS_SIZES)
+                write(fixed_cost_line(model, count, fixed_cost(model, count), smallest))
     else:
         write(HEADER)
         for config in grid(args.quick, args.full, sizes, threads, models):
