@@ -234,7 +234,8 @@ def simulate(
     computes in x's dtype; a strided (non-contiguous) x or cotangent is copied
     once into a contiguous buffer before the scan, except a cotangent that is
     the same at every step (stride 0 in time, as ``y.sum()`` gives), which is
-    read as its one row.  Its thread count is
+    read as its one row.  It runs on as many threads as torch's own
+    operations (``torch.set_num_threads``), or on
     ``snnref.kernels.cpu.set_threads(n)`` (1 to the machine's cores).
 
     ``names`` (``snnref.arguments.Names``) is for layers built on this

@@ -29,10 +29,9 @@ def two_threads(monkeypatch):
     monkeypatch.setattr(_launch, "TILE", TILE)
     # The stand-in kernels take no arrays: launch them on threads all the same.
     monkeypatch.setattr(_launch, "PARALLEL_FROM", 0)
-    before = cpu.get_threads()
+    # A list of this test's own: the count set here goes with it.
+    monkeypatch.setattr(_launch, "_THREADS", [None])
     cpu.set_threads(2)
-    yield
-    cpu.set_threads(before)
 
 
 @pytest.fixture(params=["openmp", "pool"])
@@ -86,6 +85,27 @@ def test_a_scan_smaller_than_PARALLEL_FROM_runs_in_the_calling_thread(launcher, 
     assert kernel.threads("small") == {threading.get_native_id()}
     assert kernel.tiles("small") == kernel.tiles("large") == list(range(TILES))
     assert kernel.threads("large") - {threading.get_native_id()}, "the large scan ran in the calling thread only"
+
+
+@pytest.mark.parametrize("torch_threads", [1, 2])
+def test_by_default_the_scans_use_as_many_threads_as_torch(two_threads, torch_threads):
+    """A process that limits torch's threads (a DataLoader worker, runs sharing
+    a machine) limits the scans' too; ``set_threads`` overrides, and None
+    goes back to torch's count."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(torch_threads)
+        cpu.set_threads(None)
+        assert cpu.get_threads() == torch_threads
+        kernel = Recorder()
+        _launch.run_tiles(kernel, LANES, "default")
+        assert len(kernel.threads("default")) == torch_threads
+        cpu.set_threads(3 - torch_threads)
+        _launch.run_tiles(kernel, LANES, "set")
+        assert len(kernel.threads("set")) == 3 - torch_threads
+        assert kernel.tiles("default") == kernel.tiles("set") == list(range(TILES))
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_every_tile_runs_once_also_when_launched_from_inside_a_launch(launcher):

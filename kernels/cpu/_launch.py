@@ -23,6 +23,7 @@ forward and backward, two dtypes) that was most of a cold start.  The
 threads are torch's own OpenMP team where it can be entered (``_openmp``):
 torch's threads keep polling for work for milliseconds after each torch
 operation, and threads of the scans' own would share the cores with them.
+By default the scans use as many threads as torch does (``get_threads``).
 
 Parameter gradients.  A kernel accumulates each parameter's gradient per lane
 in the compute dtype, in time order, as the spec's reverse loops do
@@ -330,7 +331,8 @@ def machine_threads() -> int:
     return _machine.cores()
 
 
-_THREADS = [machine_threads()]
+# The count ``set_threads`` gave, or None: torch's own (``get_threads``).
+_THREADS = [None]
 # (workers, executor): the threads of the scans' own, where torch's OpenMP team
 # cannot be entered (``run_tiles``).
 _POOL = []
@@ -356,25 +358,33 @@ def check_threads(count) -> int:
     """A thread count for the scans: an int from 1 to the machine's cores."""
     limit = machine_threads()
     if isinstance(count, bool) or not isinstance(count, int):
-        raise TypeError(f"threads: expected an int from 1 to {limit}, got {count!r}")
+        raise TypeError(f"threads: expected an int from 1 to {limit} (or None: torch's count), got {count!r}")
     if not 1 <= count <= limit:
         raise ValueError(f"threads: expected 1 to {limit} (this machine's maximum), got {count}")
     return count
 
 
-def set_threads(count: int) -> None:
-    """Run the CPU scans on ``count`` threads (default: every core this process may use)."""
-    _THREADS[0] = check_threads(count)
+def set_threads(count) -> None:
+    """Run the CPU scans on ``count`` threads; None, the default, on as many
+    as torch's own parallel operations (``torch.get_num_threads()``)."""
+    _THREADS[0] = None if count is None else check_threads(count)
 
 
 def get_threads() -> int:
-    return _THREADS[0]
+    """The scans' thread count: the one ``set_threads`` gave, else torch's.
+    Following torch by default, a process that limits torch's threads (a
+    DataLoader worker, one of several runs sharing a machine, our own
+    ``snnref verify --jobs`` rows) limits the scans' too, rather than each
+    process starting a team on every core."""
+    if _THREADS[0] is not None:
+        return _THREADS[0]
+    return max(1, min(torch.get_num_threads(), machine_threads()))
 
 
 def tile_lanes(lane_count: int) -> int:
     """Lanes per tile for a scan of ``lane_count`` lanes: ``TILE``, or fewer
     (a multiple of 64) where that leaves a thread without a tile."""
-    per_thread = -(-lane_count // _THREADS[0])
+    per_thread = -(-lane_count // get_threads())
     return min(TILE, max(64, -(-per_thread // 64) * 64))
 
 
@@ -397,7 +407,7 @@ def run_tiles(kernel, lane_count: int, *args) -> None:
     result."""
     tile = tile_lanes(lane_count)
     tiles = -(-lane_count // tile)
-    workers = min(_THREADS[0], tiles)
+    workers = min(get_threads(), tiles)
     if workers > 1 and max((a.size for a in args if isinstance(a, np.ndarray)), default=0) < PARALLEL_FROM:
         workers = 1
     if workers <= 1 or getattr(_POOL_THREAD, "marked", False):
