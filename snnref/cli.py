@@ -388,7 +388,8 @@ def main(argv=None) -> int:
     verify.add_argument("--model", action="append", metavar="KEY",
                         help="check only this registry model (repeatable)")
     verify.add_argument("--seed", type=nonnegative_integer, default=0, help="seed of the random cases (default 0)")
-    verify.add_argument("--backend", default="all", choices=["all", "spec", "torch", "cuda", "triton", "cpu", "continuous"],
+    verify.add_argument("--backend", default="all",
+                        choices=["all", "spec", "torch", "cuda", "triton", "cpu", "continuous"],
                         help="check only this backend (default: every one available; cuda = the torch "
                              "path on CUDA tensors; triton runs on CUDA when present)")
     verify.add_argument("--quick", action="store_true",

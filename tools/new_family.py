@@ -175,7 +175,7 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, decay):
         step_shape = x.shape[1:]
-        count = x[0].numel()
+        count = _launch.lane_count(x)
         lanes = [_launch.per_lane(value, step_shape) for value in (v0, decay)]
         v = _launch.empty(x.shape, x.dtype)
         _launch.run_tiles(forward_scan, count, _launch.sequence(x), *lanes, _launch.sequence(v))
@@ -187,7 +187,7 @@ class _Scan(torch.autograd.Function):
     @first_order("STEM", "cpu")
     def backward(ctx, g_v_seq, g_final):
         v0, decay, v = ctx.saved_tensors
-        count = v[0].numel()
+        count = _launch.lane_count(v)
         g_x = _launch.empty(v.shape, v.dtype)
         g_v0 = _launch.empty(v.shape[1:], v.dtype)
         total = _launch.lane_sums(count, v.dtype)

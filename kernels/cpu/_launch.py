@@ -3,7 +3,8 @@ per-lane parameters, optional cotangents, the fixed-order parameter-gradient
 reduction and thread control.
 
 Layout.  A time-major tensor of shape (T, ..., N) is viewed as a (T, M) array
-with M = x[0].numel() lanes (lane m is neuron m mod N of batch row m div N).
+with M = ``lane_count(x)`` lanes (lane m is neuron m mod N of batch row m div
+N).
 Initial states, and parameters unless each holds a single value
 (``parameters``), are expanded to one value per lane, (M,), so a kernel never
 divides lane indices: these are M values against the T * M of the sequences.
@@ -197,25 +198,40 @@ def release_memory() -> None:
     _BLOCKS.release()
 
 
+def untracked(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` without autograd history, which ``.numpy()`` refuses.  Most
+    tensors here have none (outputs, cotangents, a backward's results), and
+    detaching each anyway was 40 of a cuba_lif call's 162 torch operations:
+    each costs microseconds, more when a scan has just flushed the caches
+    (``tools/bench_cpu.py --flatness`` measures a call's fixed cost)."""
+    return tensor.detach() if tensor.requires_grad else tensor
+
+
 def contiguous(tensor: torch.Tensor) -> torch.Tensor:
     """The tensor itself when contiguous, else one contiguous copy (into a
     buffer from ``empty``: a strided input or a broadcast cotangent such as
     that of ``out.sum()`` is as large as an output)."""
-    tensor = tensor.detach()
+    tensor = untracked(tensor)
     if tensor.is_contiguous():
         return tensor
     return empty(tensor.shape, tensor.dtype).copy_(tensor)
 
 
+def lane_count(tensor: torch.Tensor) -> int:
+    """M, the lanes of a time-major tensor: the elements of one step (from
+    the shape: indexing a step would be one more torch operation)."""
+    return math.prod(tensor.shape[1:])
+
+
 def sequence(tensor: torch.Tensor) -> np.ndarray:
     """A (T, M) view of a time-major tensor (copied once if it is strided)."""
     tensor = contiguous(tensor)
-    return tensor.numpy().reshape(tensor.shape[0], tensor[0].numel() if len(tensor) else 0)
+    return tensor.numpy().reshape(tensor.shape[0], lane_count(tensor))
 
 
 def lanes(tensor: torch.Tensor) -> np.ndarray:
     """The (M,) view of a contiguous per-step tensor (a kernel's output)."""
-    return tensor.detach().numpy().reshape(-1)
+    return untracked(tensor).numpy().reshape(-1)
 
 
 _PAGE = 4096
@@ -261,8 +277,9 @@ def empty_lanes(shape, dtype) -> torch.Tensor:
 
 def per_lane(value: torch.Tensor, step_shape) -> np.ndarray:
     """One value per lane: a parameter or state broadcast to a step's shape, (M,)."""
-    lanes = lane_array(step_shape, value.detach().numpy().dtype)
-    lanes[...] = value.detach().expand(step_shape).numpy()
+    value = untracked(value)
+    lanes = lane_array(step_shape, numpy_dtype(value.dtype))
+    lanes[...] = value.expand(step_shape).numpy()
     return lanes.reshape(-1)
 
 
@@ -272,7 +289,8 @@ def parameters(values, step_shape) -> list:
     so that a kernel is compiled for two kinds of arguments, not for every mix
     (see ``_parameters``)."""
     if all(value.numel() == 1 for value in values):
-        return [value.detach().reshape(-1).numpy()[0] for value in values]
+        # item() is exact: a float32 value is a float64 one, and back.
+        return [numpy_dtype(value.dtype).type(value.item()) for value in values]
     return [per_lane(value, step_shape) for value in values]
 
 

@@ -203,7 +203,7 @@ class _Scan(torch.autograd.Function):
         lanes += _launch.parameters((beta, beta_thr, gamma, scale), step_shape)
         spikes, m_rec, r_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         m_final, r_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes),
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, _launch.sequence(spikes),
                           _launch.sequence(m_rec), _launch.sequence(r_rec), _launch.lanes(m_final),
                           _launch.lanes(r_final), strict, smooth, surrogate, _launch.constants(x.dtype))
         ctx.save_for_backward(m_rec, r_rec, beta, beta_thr, gamma)
@@ -215,7 +215,7 @@ class _Scan(torch.autograd.Function):
     @first_order("adaptive", "cpu")
     def backward(ctx, g_spikes, g_m_rec, g_r_rec, g_m_final, g_r_final):
         m_rec, r_rec, *parameters = ctx.saved_tensors
-        dtype, count = m_rec.dtype, m_rec[0].numel()
+        dtype, count = m_rec.dtype, _launch.lane_count(m_rec)
         cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_m_rec, g_r_rec)]
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_m_final, g_r_final)]
         g_x = _launch.empty(m_rec.shape, dtype)

@@ -242,10 +242,10 @@ class _Scan(torch.autograd.Function):
         held, _ = _launch.optional(replayed, x.dtype)
         spikes, v_rec, a_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         v_final, a_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, held, _launch.sequence(spikes),
-                          _launch.sequence(v_rec), _launch.sequence(a_rec), _launch.lanes(v_final),
-                          _launch.lanes(a_final), config.strict, config.smooth, config.replay, config.surrogate,
-                          _launch.constants(x.dtype))
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, held,
+                          _launch.sequence(spikes), _launch.sequence(v_rec), _launch.sequence(a_rec),
+                          _launch.lanes(v_final), _launch.lanes(a_final), config.strict, config.smooth, config.replay,
+                          config.surrogate, _launch.constants(x.dtype))
         ctx.save_for_backward(v_rec, a_rec, lam_v, lam_a, theta, beta, scale)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
         ctx.set_materialize_grads(False)
@@ -255,7 +255,7 @@ class _Scan(torch.autograd.Function):
     @first_order("alif", "cpu")
     def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final):
         v_rec, a_rec, *parameters = ctx.saved_tensors
-        dtype, count = v_rec.dtype, v_rec[0].numel()
+        dtype, count = v_rec.dtype, _launch.lane_count(v_rec)
         cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_v_rec, g_a_rec)]
         cotangents += [_launch.optional(g, dtype, rank=1) for g in (g_v_final, g_a_final)]
         g_x = _launch.empty(v_rec.shape, dtype)

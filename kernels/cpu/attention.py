@@ -278,7 +278,7 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, g_out, g_context, g_context_final, g_v_rec, g_v_final, _):
         context, v_rec, *parameters = ctx.saved_tensors
         strict, smooth, replay, surrogate = ctx.config
-        dtype, steps, count = context.dtype, context.shape[0], context[0].numel()
+        dtype, steps, count = context.dtype, context.shape[0], _launch.lane_count(context)
         views = [_launch.cotangent(g, dtype) for g in (g_out, g_context)]
         views.append(_launch.optional(g_context_final, dtype, rank=1))
         # The stacked branch cotangents: absent ones are zeros (cheap: only the

@@ -197,7 +197,7 @@ class _Scan(torch.autograd.Function):
         lanes = [_launch.per_lane(value, step_shape) for value in (m0, beta, gain, sign, scale)]
         spikes, m_rec = (_launch.empty(x.shape, x.dtype) for _ in range(2))
         m_final = _launch.empty_lanes(step_shape, x.dtype)
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes),
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, _launch.sequence(spikes),
                           _launch.sequence(m_rec), _launch.lanes(m_final), strict, smooth, surrogate,
                           _launch.constants(x.dtype))
         ctx.save_for_backward(x, m_rec, beta, gain)
@@ -209,7 +209,7 @@ class _Scan(torch.autograd.Function):
     @first_order("cooldown", "cpu")
     def backward(ctx, g_spikes, g_m_rec, g_m_final):
         x, m_rec, beta, gain = ctx.saved_tensors
-        dtype, count = x.dtype, m_rec[0].numel()
+        dtype, count = x.dtype, _launch.lane_count(m_rec)
         cotangents = [_launch.cotangent(g, dtype) for g in (g_spikes, g_m_rec)]
         cotangents.append(_launch.optional(g_m_final, dtype, rank=1))
         g_x = _launch.empty(x.shape, dtype)

@@ -671,14 +671,14 @@ class _Scan(torch.autograd.Function):
         else:
             stops_tensor = _launch.empty((len(keys),) + tuple(x.shape), dtype)
             record.update({key: stops_tensor[position] for position, key in enumerate(keys)})
-            stops = stops_tensor.numpy().reshape(len(keys), x.shape[0], x[0].numel())
+            stops = stops_tensor.numpy().reshape(len(keys), x.shape[0], _launch.lane_count(x))
 
         def sequence(present):
             return _launch.empty(x.shape, dtype) if present else None
 
         spikes, v_rec, i_rec, r_rec = (sequence(p) for p in (config.spiking, True, True, config.refractory))
         finals = [_launch.empty_lanes(step_shape, dtype) for _ in range(3)]
-        _launch.run_tiles(forward_scan, x[0].numel(), _launch.sequence(x), *lanes, *observations, stops, slots,
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *observations, stops, slots,
                           *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
                             for s in (spikes, v_rec, i_rec, r_rec)),
                           *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype))
@@ -693,7 +693,7 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, *grads):
         v_rec, i_rec, r_rec, *parameters = ctx.saved_tensors
         config = ctx.config
-        dtype, count = v_rec.dtype, v_rec[0].numel()
+        dtype, count = v_rec.dtype, _launch.lane_count(v_rec)
         names = [n for n, on in (("z", config.spiking), ("v", True), ("i", True), ("r", config.refractory)) if on]
         g_seq = dict(zip(names, grads))
         g_final = dict(zip([n for n in names if n != "z"], grads[len(names):]))
@@ -735,7 +735,7 @@ def run(row, x, params, state, surrogate, inject, smooth, detached):
         if missing:
             raise ValueError(f"detached: {row.key} with these observations needs {', '.join(missing)}")
         held = torch.stack([detached[key] for key in keys]).contiguous().numpy()
-        held = held.reshape(len(keys), x.shape[0], x[0].numel())
+        held = held.reshape(len(keys), x.shape[0], _launch.lane_count(x))
     record = {}
     scale = params["alpha"] if spiking else None
     results = _Scan.apply(

@@ -73,8 +73,8 @@ class _Fire(torch.autograd.Function):
         strict, smooth, surrogate = config
         lanes = _launch.parameters((theta, scale), x.shape[1:])
         spikes = _launch.empty(x.shape, x.dtype)
-        _launch.run_tiles(forward_map, x[0].numel(), _launch.sequence(x), *lanes, _launch.sequence(spikes), strict,
-                          smooth, surrogate, _launch.constants(x.dtype))
+        _launch.run_tiles(forward_map, _launch.lane_count(x), _launch.sequence(x), *lanes, _launch.sequence(spikes),
+                          strict, smooth, surrogate, _launch.constants(x.dtype))
         ctx.save_for_backward(x, theta)
         ctx.lanes, ctx.config = lanes, config
         return spikes
@@ -84,8 +84,8 @@ class _Fire(torch.autograd.Function):
     def backward(ctx, g_spikes):
         x, theta = ctx.saved_tensors
         g_x = _launch.empty(x.shape, x.dtype)
-        total = _launch.lane_sums(x[0].numel(), x.dtype)
-        _launch.run_tiles(backward_map, x[0].numel(), _launch.sequence(x), *ctx.lanes,
+        total = _launch.lane_sums(_launch.lane_count(x), x.dtype)
+        _launch.run_tiles(backward_map, _launch.lane_count(x), _launch.sequence(x), *ctx.lanes,
                           _launch.cotangent(g_spikes, x.dtype)[0], _launch.sequence(g_x), total, ctx.config[2],
                           _launch.constants(x.dtype))
         g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None

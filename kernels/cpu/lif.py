@@ -398,10 +398,10 @@ class _Scan(torch.autograd.Function):
         spikes = _launch.empty(x.shape, x.dtype)
         recorded = _launch.empty(x.shape, x.dtype)
         final = _launch.empty_lanes(step_shape, x.dtype)
-        _launch.run_tiles(forward_scan, x[0].numel(), xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"],
-                          held, _launch.sequence(spikes), _launch.sequence(recorded), _launch.lanes(final), config.leak,
-                          config.reset, config.record_pre, config.strict, config.smooth, config.replay,
-                          config.surrogate, _launch.constants(x.dtype))
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), xs, lanes["v0"], lanes["lam"], lanes["theta"],
+                          lanes["scale"], held, _launch.sequence(spikes), _launch.sequence(recorded),
+                          _launch.lanes(final), config.leak, config.reset, config.record_pre, config.strict,
+                          config.smooth, config.replay, config.surrogate, _launch.constants(x.dtype))
         # Saved: x only where the backward rebuilds v from it (a reference to
         # the input, no copy), the recorded sequence (an output) and M-sized lanes.
         ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
@@ -414,7 +414,7 @@ class _Scan(torch.autograd.Function):
     def backward(ctx, g_spikes, g_recorded, g_final):
         x, recorded, lam, theta, scale = ctx.saved_tensors
         config, lanes = ctx.config, ctx.lanes
-        dtype, count = recorded.dtype, recorded[0].numel()
+        dtype, count = recorded.dtype, _launch.lane_count(recorded)
         xs = _launch.sequence(x) if x is not None else _launch.placeholder(dtype, 2)
         g_spikes, has_g_spikes = _launch.cotangent(g_spikes, dtype)
         g_rec, has_g_rec = _launch.cotangent(g_recorded, dtype)
