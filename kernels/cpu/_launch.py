@@ -3,8 +3,8 @@ per-lane parameters, optional cotangents, the fixed-order parameter-gradient
 reduction and thread control.
 
 Layout.  A time-major tensor of shape (T, ..., N) is viewed as a (T, M) array
-with M = ``lane_count(x)`` lanes (lane m is neuron m mod N of batch row m div
-N).
+with M = ``lane_count(x)`` lanes, lane m being neuron m mod N of batch row
+m div N.
 Initial states, and parameters unless each holds a single value
 (``parameters``), are expanded to one value per lane, (M,), so a kernel never
 divides lane indices: these are M values against the T * M of the sequences.
