@@ -19,9 +19,10 @@ WIDE_HOST = AVX512 and _vector_width.target_cpu() not in _vector_width.CLOCKED_D
 
 
 def _tile_arguments(steps=7, lanes=301):
-    """Arguments of tether.LIF's float32 tile loops (``lif._forward_tile`` and
-    ``lif._backward_tile``) over one tile of ``lanes``: hard reset, v recorded
-    before it, arctan, single-valued parameters as the launcher passes them."""
+    """Arguments of tether.LIF's float32 tile loop ``lif._forward_tile`` and
+    backward scan ``lif.tile_backward_scan(lif.ZERO, True)`` over one tile of
+    ``lanes``: hard reset, v recorded before it, arctan, single-valued
+    parameters as the launcher passes them."""
     rng = np.random.default_rng(4)
     f32 = np.float32
     x = (rng.normal(0.4, 0.6, (steps, lanes))).astype(f32)
@@ -32,8 +33,8 @@ def _tile_arguments(steps=7, lanes=301):
     forward = (x, lam, theta, spikes, recorded, final, 0, lanes, lif.ZERO, True, False, c)
     sums = [np.zeros(lanes) for _ in range(3)]
     backward = (x, np.zeros(lanes, f32), lam, theta, scale, recorded, np.ones((1, lanes), f32),
-                np.zeros((1, lanes), f32), np.empty_like(x), np.zeros(lanes, f32), *sums, True, False,
-                0, lanes, lif.ZERO, True, False, 0, False, c)
+                np.zeros((1, lanes), f32), np.zeros(lanes, f32), np.empty_like(x), np.zeros(lanes, f32), *sums,
+                True, False, False, False, 0, False, c, lanes, 0, 1)
     return forward, backward
 
 
@@ -59,7 +60,7 @@ def test_the_calling_function_gets_both_attributes(monkeypatch):
 
 @pytest.mark.skipif(not WIDE_HOST, reason="zmm code needs an AVX-512 target outside CLOCKED_DOWN")
 def test_the_lif_backward_tile_loop_runs_on_zmm_registers():
-    copy, signature = _fresh_copy(lif._backward_tile, _tile_arguments()[1])
+    copy, signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True), _tile_arguments()[1])
     assembly = copy.inspect_asm(signature)
     assert "zmm" in assembly
 

@@ -141,10 +141,8 @@ PROGRAM_BLIND = {
         ("tether.PLIF",)),
     "cpu": Mutant(
         "backward scan ignores its tile index (cpu)", "snnref.kernels.cpu.lif",
-        "    steps, count = g_x.shape\n    one = c[0]\n    for tile_index in range(first_tile, last_tile):\n"
-        "        start = tile_index * tile",
-        "    steps, count = g_x.shape\n    one = c[0]\n    for tile_index in range(first_tile, last_tile):\n"
-        "        start = 0 * tile_index",
+        "        for tile_index in range(first_tile, last_tile):\n            start = tile_index * tile",
+        "        for tile_index in range(first_tile, last_tile):\n            start = 0 * tile_index",
         ("tether.PLIF",)),
 }
 
