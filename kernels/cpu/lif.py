@@ -23,7 +23,8 @@ Reverse scan, G the gradient reaching p[t] (the final-state cotangent at the end
 
 Each kernel has a general loop and, for the common case (H, no replayed
 spikes), a tile loop on row slices whose body is branch-free (the flags become
-selects or 0/1 factors), which the compiler vectorizes; both compute the same
+selects, or constants where the backward is compiled per reset and record:
+``tile_backward_scan``), which the compiler vectorizes; both compute the same
 roundings.
 Nothing is saved beyond the outputs: the backward rebuilds v[t] and p[t-1]
 from the recorded sequence (pre-reset v: p[t-1] by (3) from v[t-1]; post-reset
@@ -383,8 +384,8 @@ def tile_backward_scan(reset, record_pre):
     their values), so LLVM drops the branches of the other resets and records
     from the tile loop.  As loop-invariant arguments they cost: tether.LIF's
     backward alone, N = 2^20, T = 100, float32, one thread, alternating
-    processes, 0.61-0.64 ns per neuron-step against 0.54-0.57 (N = 8192,
-    T = 20, in cache: 0.63-0.69 against 0.44-0.53); results bitwise equal.
+    processes, 0.61-0.68 ns per neuron-step against 0.56-0.61 (N = 8192,
+    T = 20, in cache: 0.61-0.69 against 0.52-0.53); results bitwise equal.
     Each pair of values is one more compilation per signature (about 4 s);
     the spike test, the surrogate and the scale gradient as constants too
     gained at most 0.03 ns more, so they stay arguments."""
