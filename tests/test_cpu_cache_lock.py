@@ -31,7 +31,8 @@ def test_every_compiled_function_caches_under_the_lock():
     functions = dict(_compiled_functions())
     assert "snnref.kernels.cpu.discontinuous.backward_map" in functions
     # Compiled per setting: a closure, which no module holds.
-    functions["snnref.kernels.cpu.lif.tile_backward_scan(ZERO, True)"] = lif.tile_backward_scan(lif.ZERO, True)
+    functions["snnref.kernels.cpu.lif.tile_backward_scan(ZERO, True, False)"] = lif.tile_backward_scan(
+        lif.ZERO, True, False)
     # A kernel without the cache would compile in every new process (seconds
     # each); one with numba's own cache class would take no lock.
     unlocked = sorted(name for name, function in functions.items()

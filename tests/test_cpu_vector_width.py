@@ -20,7 +20,7 @@ WIDE_HOST = AVX512 and _vector_width.target_cpu() not in _vector_width.CLOCKED_D
 
 def _tile_arguments(steps=7, lanes=301):
     """Arguments of tether.LIF's float32 tile loop ``lif._forward_tile`` and
-    backward scan ``lif.tile_backward_scan(lif.ZERO, True)`` over one tile of
+    backward scan ``lif.tile_backward_scan(lif.ZERO, True, False)`` over one tile of
     ``lanes``: hard reset, v recorded before it, arctan, single-valued
     parameters as the launcher passes them."""
     rng = np.random.default_rng(4)
@@ -60,7 +60,7 @@ def test_the_calling_function_gets_both_attributes(monkeypatch):
 
 @pytest.mark.skipif(not WIDE_HOST, reason="zmm code needs an AVX-512 target outside CLOCKED_DOWN")
 def test_the_lif_backward_tile_loop_runs_on_zmm_registers():
-    copy, signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True), _tile_arguments()[1])
+    copy, signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True, False), _tile_arguments()[1])
     assembly = copy.inspect_asm(signature)
     assert "zmm" in assembly
 

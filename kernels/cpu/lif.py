@@ -23,9 +23,9 @@ Reverse scan, G the gradient reaching p[t] (the final-state cotangent at the end
 
 Each kernel has a general loop and, for the common case (H, no replayed
 spikes), a tile loop on row slices whose body is branch-free (the flags become
-selects, or constants where the backward is compiled per reset and record:
-``tile_backward_scan``), which the compiler vectorizes; both compute the same
-roundings.
+selects, or constants where the backward is compiled per reset, record and
+whether the surrogate is sigmoid: ``tile_backward_scan``), which the compiler
+vectorizes; both compute the same roundings.
 Nothing is saved beyond the outputs: the backward rebuilds v[t] and p[t-1]
 from the recorded sequence (pre-reset v: p[t-1] by (3) from v[t-1]; post-reset
 p: v[t] by (1) from p[t-1] and x[t]) with the forward's own operations, so
@@ -169,13 +169,14 @@ def _rebuilt(now, before, drive, leak, theta, first, record_pre, hard, soft, inc
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _lane_back(now, before, drive, first, g_s, g_rec, slope, slope_by_scale, G, d_lam, d_theta, d_scale, leak,
-               threshold, scale, record_pre, hard, soft, through_spike, inclusive, kinds, c, want_scale):
+               threshold, scale, record_pre, hard, soft, through_spike, inclusive, kinds, c, want_scale, sigmoid):
     """Eqs. (4)-(7) for one lane and step with H (no smooth twin, no replay),
     branch-free once compiled (the reset and record flags are constants of
     ``tile_backward_scan``, the others become selects): from G and the
     lane's three sums after step t + 1 to (dx[t], G, sums) after step
     t.  g_rec is the recorded value's cotangent, which enters (4) or (6) by
-    ``record_pre``; slope and slope_by_scale are sigmoid's terms, 0 otherwise.
+    ``record_pre``; slope and slope_by_scale are sigmoid's terms, read only
+    where the surrogate is sigmoid (``sigmoid``, a constant).
     The scale's sum only where its gradient is asked for (``want_scale``):
     its division and (then float64) sum were 13% of the loop (tether.LIF, arctan),
     and most calls do not train the surrogate's scale."""
@@ -191,11 +192,11 @@ def _lane_back(now, before, drive, first, g_s, g_rec, slope, slope_by_scale, G, 
     if soft:
         d_theta -= s * g_p
     g_v += g_rec if record_pre else zero  # (6)
-    g_u = g_s * (f + slope)
+    g_u = g_s * (f + slope) if sigmoid else g_s * f
     g_v += g_u
     d_theta -= g_u
     if want_scale:
-        d_scale += g_s * (dF + slope_by_scale)
+        d_scale += g_s * (dF + slope_by_scale) if sigmoid else g_s * dF
     d_lam += g_v * p_before  # (7)
     return g_v, leak * g_v, d_lam, d_theta, d_scale
 
@@ -229,7 +230,8 @@ def _sigmoid_terms(now, before, drive, first, leak, threshold, scales, distance,
 
 @njit(cache=True, error_model="numpy")
 def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta, g_scale,
-                   has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, want_scale, c):
+                   has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, want_scale, c,
+                   sigmoid):
     """Eqs. (4)-(7) over one tile with H (no smooth twin, no replay), two steps
     per pass over the lanes (t and t - 1; step 0 alone when T is odd), in a
     branch-free loop that vectorizes.  G and the sums stay in registers across
@@ -239,10 +241,10 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
     N = 2^20.  Each step computes what one step per pass computed, in the
     same order, so the results are the same bits.
     The algebraic surrogates are computed in the loop; sigmoid's exp would
-    make it scalar, so for sigmoid a pass before it fills the rows ``slope``
-    and ``slope_by_scale`` of each step (``derivative_row``), which are zero
-    otherwise, and ``algebraic_derivatives`` gives 0 for it: f + 0 is f
-    exactly.  An absent cotangent is a row of zeros."""
+    make it scalar, so for sigmoid (``sigmoid``) a pass before it fills the
+    rows ``slope`` and ``slope_by_scale`` of each step (``derivative_row``)
+    and ``algebraic_derivatives`` gives 0 for it: f + 0 is f exactly.  An
+    absent cotangent is a row of zeros."""
     wide_vectors()
     one = c[0]
     zero = one - one
@@ -278,7 +280,7 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
                                                               has_g_spikes, has_g_recorded, record_pre, start, stop)
         first_a, first_b = later == 0, earlier == 0
         g_x_a, g_x_b = g_x[later, start:stop], g_x[earlier, start:stop]
-        if surrogate == SIGMOID:
+        if sigmoid:
             _sigmoid_terms(now_a, before_a, drive_a, first_a, leak, threshold, scales, distance, slope[0],
                            slope_by_scale[0], record_pre, hard, soft, inclusive, surrogate, c)
             _sigmoid_terms(now_b, before_b, drive_b, first_b, leak, threshold, scales, distance, slope[1],
@@ -291,18 +293,18 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
                 g_x_a[i], G, sum_lam, sum_theta, sum_scale = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
                     carry[i], d_lam[i], d_theta[i], d_scale[i], lam_i, theta_i, scale_i,
-                    record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale)
+                    record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale, sigmoid)
                 g_x_b[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_b[i], before_b[i], drive_b[i], first_b, g_s_b[i], g_rec_b[i], slope_b[i], by_scale_b[i],
                     G, sum_lam, sum_theta, sum_scale, lam_i, theta_i, scale_i,
-                    record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale)
+                    record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale, sigmoid)
         else:
             for i in range(width):
                 g_x_a[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
                     carry[i], d_lam[i], d_theta[i], d_scale[i], lane_value(leak, i), lane_value(threshold, i),
                     lane_value(scales, i), record_pre, hard, soft, through_spike, inclusive, kinds,
-                    constants, want_scale)
+                    constants, want_scale, sigmoid)
 
 
 @njit(cache=True, error_model="numpy")
@@ -377,20 +379,23 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
 
 
 @functools.lru_cache(maxsize=None)
-def tile_backward_scan(reset, record_pre):
+def tile_backward_scan(reset, record_pre, sigmoid):
     """Eqs. (4)-(7) with H and no replay (``_backward_tile``), compiled for
-    one reset and record.  numba types a closure's variables as literals (and
-    its cache keys a closure by their values); passed on, they make numba
-    compile ``_backward_tile`` once per pair of values, with the two as
-    constants, so LLVM drops the branches of the other resets and records
-    from the tile loop.  As loop-invariant arguments they cost: tether.LIF's
+    one reset, one record and whether the surrogate is sigmoid.  numba types
+    a closure's variables as literals (and its cache keys a closure by their
+    values); passed on, they make numba compile ``_backward_tile`` once per
+    triple of values, with the three as constants, so LLVM drops the
+    branches of the other resets and records from the tile loop, and for
+    the algebraic surrogates the loads and additions of sigmoid's rows.
+    As loop-invariant arguments, reset and record cost: tether.LIF's
     backward alone, N = 2^20, T = 100, float32, one thread, alternating
     processes, 0.61-0.68 ns per neuron-step against 0.56-0.61 (N = 8192,
-    T = 20, in cache: 0.61-0.69 against 0.52-0.53); results bitwise equal.
-    Each pair of values is one more compilation per signature (about 3 s:
-    the tile loop 2.4, this closure 0.7; inlined into it, 3.8 together);
-    the spike test, the surrogate and the scale gradient as constants too
-    gained at most 0.03 ns more, so they stay arguments."""
+    T = 20, in cache: 0.61-0.69 against 0.52-0.53); the sigmoid flag then
+    took it from 0.536-0.552 to 0.521-0.525 (arctan).  Results bitwise equal.
+    Each triple is one more compilation per signature (about 3 s: the tile
+    loop 2.4, this closure 0.7; inlined into it, 3.8 together).  The spike
+    test, which surrogate and the scale gradient as constants too gained at
+    most 0.03 ns more, so they stay arguments."""
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def scan(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_final, g_x, g_v0, g_lam, g_theta, g_scale,
@@ -402,7 +407,7 @@ def tile_backward_scan(reset, record_pre):
             _start_tile(g_final, g_v0, g_lam, g_theta, g_scale, has_g_final, start, stop, c[0])
             _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta,
                            g_scale, has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate,
-                           want_scale, c)
+                           want_scale, c, sigmoid)
 
     return scan
 
@@ -464,7 +469,8 @@ class _Scan(torch.autograd.Function):
                               config.record_pre, config.strict, config.smooth, config.replay, config.surrogate,
                               _launch.constants(dtype))
         else:
-            _launch.run_tiles(tile_backward_scan(config.reset, config.record_pre), count, xs, lanes["v0"], lanes["lam"],
+            scan = tile_backward_scan(config.reset, config.record_pre, config.surrogate == SIGMOID)
+            _launch.run_tiles(scan, count, xs, lanes["v0"], lanes["lam"],
                               lanes["theta"], lanes["scale"], _launch.sequence(recorded), g_spikes, g_rec, g_fin,
                               _launch.sequence(g_x), _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin,
                               config.strict, config.surrogate, want_scale, _launch.constants(dtype))
