@@ -78,10 +78,11 @@ def test_the_scans_run_on_torchs_openmp_team_with_the_calling_thread_among_them(
 
 @pytest.mark.skipif(not torch.backends.openmp.is_available(), reason="this torch does not run on OpenMP")
 def test_the_teams_threads_keep_their_python_thread_state_between_launches(two_threads):
-    """A threading.local lives in the thread state: a value that a member set in
-    one launch is there in the next only if that thread's state was kept (a
-    callback on a thread unknown to Python otherwise makes a new one per call,
-    which cost about 40 of an empty launch's 64 us)."""
+    """A threading.local lives in the thread state: a value that a member of
+    the main thread's team set in one launch is there in the next only if that
+    thread's state was kept (a callback on a thread unknown to Python otherwise
+    makes a new one per call, most of an empty launch's cost)."""
+    assert threading.current_thread() is threading.main_thread(), "only the main thread's team keeps its states"
     assert _openmp.AVAILABLE
     seen = threading.local()
     found = []

@@ -408,11 +408,11 @@ def tile_lanes(lane_count: int) -> int:
 
 # A scan whose largest array (a (T, M) sequence) holds fewer elements runs in
 # the calling thread: a launch on two threads costs about 80 us more than one
-# in this thread (the members take the GIL in turn to call the kernel; an
-# empty launch is 23 us of it since the team's threads keep their thread
-# states, see _openmp).  tether.LIF forward+backward on one thread against
-# two, here: 29% faster at 102,400 neuron-steps, the same at 204,800, 25%
-# slower at 819,200 (measured before the threads kept their states).
+# in this thread (the members take the GIL in turn to call the kernel; less
+# since the main thread's team keeps its thread states, see _openmp).
+# tether.LIF forward+backward on one thread against two, here: 29% faster at
+# 102,400 neuron-steps, the same at 204,800, 25% slower at 819,200 (measured
+# before the threads kept their states).
 PARALLEL_FROM = 1 << 18
 
 

@@ -24,13 +24,18 @@ kernel, which releases the GIL while it computes.  An exception in any member
 is raised in the caller once the region has ended.
 
 Thread states.  A callback entered on a thread that Python does not know makes
-a Python thread state for the call and deletes it on return, and that cost an
-empty launch on two threads 64 us here (28 us with a body that does nothing).
-A member therefore keeps its thread's state on its first call (one
-``PyGILState_Ensure`` never released), so later calls on the same thread only
-take the GIL: 23 us an empty launch.  What this keeps is a thread state per
-thread of torch's team, a few kilobytes each; a thread that the runtime ends
-leaves its state behind, which it does not do while the process runs.
+a Python thread state for the call and deletes it on return: a launch on two
+threads of a body that does nothing took 28-37 us here, 2.8 once the states
+were kept.  A member of the main thread's team therefore keeps its thread's
+state on its first call (one ``PyGILState_Ensure`` never released), so later
+calls on the same thread only take the GIL.  ``launch`` of a kernel that does
+no work, two threads, alternating processes: 31-64 us right after a torch sum
+and 58-78 after 5 ms idle, against 15-36 and 33-49 with the states kept.
+What this keeps is a thread state per thread of that team, a few kilobytes
+each, for as long as the process runs.  Another Python thread's team is left
+as it was: libgomp ends that team when the thread exits, and a kept state
+would be left behind (200 short-lived threads that each launched a scan kept
+about 1 MB more).
 
 ``AVAILABLE`` is False where torch does not run on OpenMP, where its runtime is
 not among the global symbols, and in a child process forked from this one (an
@@ -95,10 +100,10 @@ _KEPT = threading.local()
 
 
 def _member(number):
-    if not getattr(_KEPT, "state", False) and _KEEP_STATE is not None:
+    kernel, args, tile, tiles, errors, keep = _LAUNCHES[number]
+    if keep and not getattr(_KEPT, "state", False):
         _KEEP_STATE()
         _KEPT.state = True
-    kernel, args, tile, tiles, errors = _LAUNCHES[number]
     _, member, team_size = _ENTRY_POINTS
     try:
         size, rank = team_size(), member()
@@ -118,7 +123,8 @@ def launch(kernel, args, tile: int, tiles: int, threads: int) -> None:
     threads, this one among them."""
     number = next(_NUMBERS)
     errors = []
-    _LAUNCHES[number] = (kernel, args, tile, tiles, errors)
+    keep = _KEEP_STATE is not None and threading.current_thread() is threading.main_thread()
+    _LAUNCHES[number] = (kernel, args, tile, tiles, errors, keep)
     try:
         _ENTRY_POINTS[0](_BODY, number, threads, 0)
     finally:
