@@ -14,7 +14,7 @@ from numba.core.registry import CPUDispatcher
 
 from fixtures.modules import load_module
 from snnref.kernels import cpu
-from snnref.kernels.cpu import _cache_lock, lif
+from snnref.kernels.cpu import _cache_lock, cuba, lif
 
 fcntl = pytest.importorskip("fcntl", reason="the lock is probed with fcntl.flock (POSIX)")
 
@@ -30,9 +30,11 @@ def _compiled_functions():
 def test_every_compiled_function_caches_under_the_lock():
     functions = dict(_compiled_functions())
     assert "snnref.kernels.cpu.discontinuous.backward_map" in functions
-    # Compiled per setting: a closure, which no module holds.
+    # Compiled per setting: closures, which no module holds.
     functions["snnref.kernels.cpu.lif.tile_backward_scan(ZERO, True, False)"] = lif.tile_backward_scan(
         lif.ZERO, True, False)
+    functions["snnref.kernels.cpu.cuba.tile_backward_scan(True, False, False)"] = cuba.tile_backward_scan(
+        True, False, False)
     # A kernel without the cache would compile in every new process (seconds
     # each); one with numba's own cache class would take no lock.
     unlocked = sorted(name for name, function in functions.items()
