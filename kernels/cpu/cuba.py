@@ -542,7 +542,7 @@ def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs
 
 
 # Inlined: called as a function from ``tile_backward_scan``'s closure, it held
-# cuba_lif's backward kernel at 0.66-0.67 against 0.62-0.65 ns per
+# cuba_lif's backward kernel at 0.64-0.68 against 0.62-0.65 ns per
 # neuron-step inlined (alternating processes; lif.py's, at 0.53 either way).
 @njit(cache=True, error_model="numpy", inline="always")
 def _start_tile(g_v_final, g_i_final, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, g_k, has_g_v_final,
