@@ -171,8 +171,8 @@ def _rebuilt(now, before, drive, leak, theta, first, record_pre, hard, soft, inc
 def _lane_back(now, before, drive, first, g_s, g_rec, slope, slope_by_scale, G, d_lam, d_theta, d_scale, leak,
                threshold, scale, record_pre, hard, soft, through_spike, inclusive, kinds, c, want_scale, sigmoid):
     """Eqs. (4)-(7) for one lane and step with H (no smooth twin, no replay),
-    branch-free once compiled (the reset and record flags are constants of
-    ``tile_backward_scan``, the others become selects): from G and the
+    branch-free once compiled (the reset, record and sigmoid flags are
+    constants of ``tile_backward_scan``, the others become selects): from G and the
     lane's three sums after step t + 1 to (dx[t], G, sums) after step
     t.  g_rec is the recorded value's cotangent, which enters (4) or (6) by
     ``record_pre``; slope and slope_by_scale are sigmoid's terms, read only
@@ -470,10 +470,10 @@ class _Scan(torch.autograd.Function):
                               _launch.constants(dtype))
         else:
             scan = tile_backward_scan(config.reset, config.record_pre, config.surrogate == SIGMOID)
-            _launch.run_tiles(scan, count, xs, lanes["v0"], lanes["lam"],
-                              lanes["theta"], lanes["scale"], _launch.sequence(recorded), g_spikes, g_rec, g_fin,
-                              _launch.sequence(g_x), _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin,
-                              config.strict, config.surrogate, want_scale, _launch.constants(dtype))
+            _launch.run_tiles(scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"],
+                              _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
+                              _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin, config.strict,
+                              config.surrogate, want_scale, _launch.constants(dtype))
         neurons = recorded.shape[-1]
         wants = (*ctx.needs_input_grad[2:4], want_scale)
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
