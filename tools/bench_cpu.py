@@ -21,6 +21,9 @@ and the threshold; the loss is the spike count):
   fresh outputs (as a training step calls it: new output tensors every call,
   which the backend serves from the blocks its earlier, released outputs left)
   and with reused output buffers (the kernels' allocator pointed at a pool);
+  ``cpu (reused, no loss)``: the same with the spike count's cotangent given
+  to the backward (``grad_outputs``) rather than made by the loss's sum, which
+  reads the output once more: the neuron's own forward+backward;
 - ``cpu kernels``: the part of the reused-outputs calls spent in the fused
   scans themselves (``_launch.run_tiles``), the rest being the input checks
   (a finiteness sum over x), autograd, the loss's sum and the parameter
@@ -141,7 +144,11 @@ def kernel_clock(laps):
         laps.append(spent[0])
 
 
-def snnref_step(model, backend, backward, pool=None, laps=None):
+def snnref_step(model, backend, backward, pool=None, laps=None, loss=True):
+    """One call as a training step makes it; with ``loss=False`` the backward
+    starts from the spike count's cotangent given as such (``grad_outputs``,
+    the stride-0 ones that the sum's backward makes) instead of from the sum,
+    which reads the output once more: the neuron's forward+backward alone."""
     def run(x):
         context = reused_outputs(pool) if pool is not None else contextlib.nullcontext()
         clock = kernel_clock(laps) if laps is not None else contextlib.nullcontext()
@@ -151,11 +158,15 @@ def snnref_step(model, backend, backward, pool=None, laps=None):
                     return snnref.simulate(model, x, _params(model, False), backend=backend).outputs["out"]
             inp = x.detach().requires_grad_(True)
             params = _params(model, True)
-            loss = snnref.simulate(model, inp, params, backend=backend).outputs["out"].sum()
+            out = snnref.simulate(model, inp, params, backend=backend).outputs["out"]
+            target, cotangent = (out.sum(), None) if loss else (out, torch.ones((), dtype=out.dtype).expand(out.shape))
+            # With the sum, nothing holds the output during the backward, as in
+            # a training step (``peak_memory`` measures that peak).
+            del out
             # autograd.grad, not backward(): backward() stores dx in inp.grad,
             # and that accumulation copies a gradient that something else still
             # references (the reused pool does), which timed a copy of dx.
-            torch.autograd.grad(loss, [inp, *params.values()])
+            torch.autograd.grad(target, [inp, *params.values()], grad_outputs=cotangent)
     return run
 
 
@@ -302,6 +313,7 @@ def measure(model, phase, neurons, steps, threads, rounds, peers):
     runs = {
         "cpu (fresh outputs)": snnref_step(model, "cpu", backward),
         "cpu (reused outputs)": snnref_step(model, "cpu", backward, pool={}, laps=kernel_laps),
+        **({"cpu (reused, no loss)": snnref_step(model, "cpu", backward, pool={}, loss=False)} if backward else {}),
         "torch backend": snnref_step(model, "torch", backward),
         "copy (bandwidth)": copy_step(model, phase, neurons, steps),
     }
