@@ -33,12 +33,10 @@ DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, tor
 # Every dtype some backend stores (the functional and compat layers accept these
 # and leave the choice of backend to simulate).
 ANY_DTYPE = tuple(dict.fromkeys(DTYPES["torch"] + DTYPES["triton"]))
-# Where each backend's family modules live (same stems as snnref/spec).
-PACKAGES = {"torch": "ops", "triton": "kernels", "cpu": "kernels.cpu"}
 
 
 def _family(row, backend="torch"):
-    return importlib.import_module(f"{__package__}.{PACKAGES[backend]}.{row.family}")
+    return families.module(row.family, backend)
 
 
 @torch.compiler.disable

@@ -18,7 +18,6 @@ computes, so finite differences can check it.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -80,7 +79,7 @@ class SpikeFunction:
 
 
 def _family(row):
-    return importlib.import_module(f"{__package__}.{row.family}")
+    return families.module(row.family, "spec")
 
 
 def _check_finite(name, array):
