@@ -410,9 +410,10 @@ def tile_lanes(lane_count: int) -> int:
 # the calling thread: a launch on two threads costs about 80 us more than one
 # in this thread (the members take the GIL in turn to call the kernel; less
 # since the main thread's team keeps its thread states, see _openmp).
-# tether.LIF forward+backward on one thread against two, here: 29% faster at
-# 102,400 neuron-steps, the same at 204,800, 25% slower at 819,200 (measured
-# before the threads kept their states).
+# Forward+backward with fresh outputs, two threads against one (alternating
+# calls, since the threads keep their states): tether.LIF 1.33 times one
+# thread's time at 102,400 neuron-steps, 0.99 at 204,800, 0.88 at 409,600;
+# hxtorch.cuba_lif 1.09, 0.95 and 0.85.
 PARALLEL_FROM = 1 << 18
 
 
