@@ -20,8 +20,9 @@ An ``Arrays`` object describes one array library to the rules:
                            parameter in the run's storage (half precision)
 
 ``NumpyArrays`` is the reference's; ``snnref.backend.TorchArrays`` the torch
-one.  The value rules below use only comparisons, ``.all()``, ``.reshape`` and
-``.tolist()``, which both libraries share.
+one.  The value rules below use only comparisons, ``.all()``, ``.min()``,
+``.item()``, ``.shape``, ``.reshape`` and ``.tolist()``, which both libraries
+share.
 """
 
 from __future__ import annotations
