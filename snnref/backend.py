@@ -39,13 +39,18 @@ def _family(row, backend="torch"):
     return families.module(row.family, backend)
 
 
-@torch.compiler.disable
 def _untraced_run(family, *args):
     """``family.run(*args)`` for a fused backend, which torch.compile runs as
     it is (a graph break around the call) instead of tracing into it.
     Traced, the numba dispatcher crashed Dynamo ("exception table entry start
     instruction has no offset", torch 2.13, tether.PLIF with backend="cpu"),
-    and so did the Triton interpreter's launch; the torch path traces."""
+    and so did the Triton interpreter's launch; the torch path traces.
+    The untraced wrapper is made only where Dynamo traces this function
+    (``is_dynamo_compiling()`` is True there and False when it runs): as a
+    decorator it imported Dynamo into every process that called simulate, 1.0
+    of the 1.5 s that a fresh process's first call took."""
+    if torch.compiler.is_dynamo_compiling():
+        return torch.compiler.disable(family.run)(*args)
     return family.run(*args)
 
 

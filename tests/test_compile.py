@@ -1,7 +1,8 @@
 """``torch.compile`` of code that calls ``snnref.simulate``: the fused backends
 (cpu, Triton) run as they are inside a compiled caller (snnref/backend.py,
-``_untraced_run``), with the outputs and gradients of the same call
-uncompiled.  Traced, the numba dispatcher crashed Dynamo.
+``_untraced_run``), untraced, with the outputs and gradients of the same call
+uncompiled.  Traced, the numba dispatcher once crashed Dynamo.  Without
+``torch.compile`` no call imports Dynamo (a second of a fresh process).
 
 One model per family (the fused call is untraced whatever the family, and
 Dynamo's tracing of the checks before it costs seconds per model); Dynamo
@@ -10,13 +11,15 @@ reset per case so that no recompile limit turns tracing off.
 """
 
 import importlib.util
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import snnref
-from snnref import families
+from snnref import families, registry
 from snnref.testing import _checks as checks
 from snnref.testing._equivalence import _tensor
 
@@ -50,3 +53,36 @@ def test_a_compiled_caller_gets_the_uncompiled_results(backend, family):
     assert len(eager) == len(compiled) >= 2
     for index, (a, b) in enumerate(zip(eager, compiled)):
         assert torch.equal(a, b), (key, index)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inside_a_compiled_caller_the_fused_run_is_not_traced(backend, monkeypatch):
+    # Traced, Dynamo would evaluate is_dynamo_compiling() in the run as True.
+    key = "tether.LIF"
+    module = families.module(registry.model(key).family, backend)
+    traced = []
+    original = module.run
+
+    def run(*args):
+        traced.append(torch.compiler.is_dynamo_compiling())
+        return original(*args)
+
+    monkeypatch.setattr(module, "run", run)
+
+    def call(x):
+        return snnref.simulate(key, x, backend=backend).outputs["out"] * 1
+
+    torch._dynamo.reset()
+    torch.compile(call, backend="eager")(torch.ones(3, 2))
+    assert traced == [False]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_call_without_torch_compile_does_not_import_dynamo(backend):
+    code = ("import sys\n"
+            "import torch, snnref\n"
+            "x = torch.ones(3, 2, requires_grad=True)\n"
+            f"out = snnref.simulate('tether.LIF', x, backend={backend!r}).outputs['out']\n"
+            "torch.autograd.grad(out.sum(), x)\n"
+            "assert 'torch._dynamo' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
