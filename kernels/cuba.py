@@ -411,9 +411,22 @@ def _starts_at(v0, param):
     (snnref.simulate's start when the caller gave no state).  The kernel then
     reads the parameter and sums the membrane's adjoint into its float32
     partial sums, rather than autograd summing a gradient already rounded to
-    the storage dtype per neuron."""
-    return (v0._base is param and v0.requires_grad == param.requires_grad
-            and v0.data_ptr() == param.data_ptr() and v0.stride() == param.expand(v0.shape).stride())
+    the storage dtype per neuron.  The same memory, read with the strides of
+    ``param.expand``, and with a gradient, made from ``param`` by one step of
+    autograd: ``v0._base is param`` missed a parameter that is itself a view
+    (its broadcast's base is the view's base), and a bfloat16 gradient of
+    hxtorch.cuba_refractory_iaf's reset, rounded twice, erred by 1.5 times its
+    budget."""
+    if v0.data_ptr() != param.data_ptr() or v0.stride() != param.expand(v0.shape).stride():
+        return False
+    if not (v0.requires_grad and param.requires_grad):
+        return not (v0.requires_grad or param.requires_grad)
+    if v0.grad_fn is None or len(v0.grad_fn.next_functions) != 1:
+        return False
+    source = v0.grad_fn.next_functions[0][0]
+    if param.grad_fn is not None:
+        return source is param.grad_fn
+    return getattr(source, "variable", None) is param
 
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):

@@ -8,8 +8,17 @@ membrane in float32 registers (storage may be float32, float16 or bfloat16):
 
 Compile-time options: leak or none, per-neuron or scalar parameters, reset
 mode, which membrane is recorded, strict or non-strict threshold, smooth twin,
-replayed stop-gradient spikes, and the surrogate id.  T is a runtime argument,
-so a new sequence length does not recompile.
+replayed stop-gradient spikes, the surrogate id, and whether the output is
+the spike times the threshold (SCALED, qualia.ATIF: eq. (5)).  T is a runtime
+argument, so a new sequence length does not recompile.
+
+With SCALED the spikes buffer holds theta s[t], made here rather than by torch
+after the scan: the threshold's gradient through it, s[t] cot_out[t] of eq.
+(11), then joins the threshold's float32 partial sums and is rounded to the
+storage dtype once, with the rest.  Made by torch in half storage, the two
+partial gradients were each rounded before autograd added them, and
+qualia.ATIF's float16 threshold gradient erred by twice its budget where they
+cancelled.  The leak comes in float32 too (``run``).
 
 The forward saves only the pre-reset membrane in float32 (4 bytes per
 neuron-step); the backward scan recomputes spikes, reset spikes and the
@@ -68,7 +77,7 @@ def _forward(x_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
              LEAK: tl.constexpr, LAM_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
              SCALE_PER_NEURON: tl.constexpr,
              RESET: tl.constexpr, RECORD_PRE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
-             REPLAY: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+             REPLAY: tl.constexpr, KIND: tl.constexpr, SCALED: tl.constexpr, BLOCK: tl.constexpr):
     """Eqs. (1)-(5) of ``snnref/spec/lif.py``, one program per block of lanes over every step."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
@@ -92,7 +101,10 @@ def _forward(x_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
         else:
             r = s
         p = _post_reset(v, s, r, theta, RESET)
-        tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
+        if SCALED:
+            tl.store(spikes_ptr + at, (s * theta).to(spikes_ptr.dtype.element_ty), mask=mask)
+        else:
+            tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(v_pre_ptr + at, v, mask=mask)
         if RECORD_PRE:
             tl.store(record_ptr + at, v.to(record_ptr.dtype.element_ty), mask=mask)
@@ -110,7 +122,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
               LEAK: tl.constexpr, LAM_PER_NEURON: tl.constexpr, THETA_PER_NEURON: tl.constexpr,
              SCALE_PER_NEURON: tl.constexpr,
               RESET: tl.constexpr, RECORD_PRE: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr,
-              REPLAY: tl.constexpr, KIND: tl.constexpr,
+              REPLAY: tl.constexpr, KIND: tl.constexpr, SCALED: tl.constexpr,
               HAS_G_SPIKES: tl.constexpr, HAS_G_RECORD: tl.constexpr, HAS_G_FINAL: tl.constexpr,
               BLOCK: tl.constexpr):
     """Eqs. (6)-(12) of ``snnref/spec/lif.py`` from the saved pre-reset membrane, last step first."""
@@ -141,6 +153,10 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
         g_s = tl.full([BLOCK], 0.0, tl.float32)
         if HAS_G_SPIKES:
             g_s = tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32)
+            if SCALED:
+                # Eqs. (8) and (11): out = theta s.
+                g_theta += s * g_s
+                g_s = g_s * theta
         if RESET == 1:
             g_v = g_p * (1.0 - r)
         elif RESET == 2:
@@ -196,18 +212,20 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     scale = params[registry.surrogate(surrogate_key).scale]
     var = row.state_names[0]
     replay = detached["reset_spike"].contiguous() if detached is not None and row.reset.detached else None
-    # The leak is computed by torch (autograd), the same function as on the other paths.
-    lam = leak_factor(row, params)
+    # The leak is computed by torch (autograd), the same function as on the other
+    # paths, in float32 whatever the storage, as the kernels compute: rounded to
+    # bfloat16, rnnbuilder.LIF's exp(-1/tau) moved the membrane by 0.3%, and a
+    # spike flipped at |u| = 1.7e-3 against a margin of 2.3e-6.
+    lam = leak_factor(row, params, torch.float32)
     options = dict(leak=lam is not None, reset=_reset_id(row), record_pre=row.options.record is registry.Record.PRE,
                    smooth=smooth, kind=kind_id(surrogate_key), strict=row.spike_test == ">",
-                   replay=replay is not None)
+                   replay=replay is not None, scaled=row.out is registry.Output.SCALED_SPIKES)
     untrained = () if registry.surrogate(surrogate_key).trainable_scale else ("scale",)
     scan = SCAN(options, untrained, x=x, v0=state[var], lam=lam, theta=theta, scale=scale, replay=replay)
-    spikes = scan["spikes"]
-    out = spikes * theta if row.out is registry.Output.SCALED_SPIKES else spikes
+    out = scan["spikes"]
     used = {}
     if row.reset.detached:
-        used["reset_spike"] = replay if replay is not None else spikes.detach()
+        used["reset_spike"] = replay if replay is not None else out.detach()
     return {"out": out, var: scan["record"]}, {var: scan["final"]}, used
 
 
@@ -215,22 +233,22 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
 # (variants 0, 1, 4); g_record enters before or after the reset by RECORD_PRE
 # (variants 0, 1).
 COMPILE_VARIANTS = _launch.CompileVariants(
-    float32_pointers=frozenset({"v_pre", "g_lam", "g_theta", "g_scale"}),
+    float32_pointers=frozenset({"lam", "v_pre", "g_lam", "g_theta", "g_scale"}),
     variants=(
         _launch.variant(torch.float32, "SPIKES RECORD FINAL", LEAK=True, LAM_PER_NEURON=True, THETA_PER_NEURON=False,
                         SCALE_PER_NEURON=True, RESET=1, RECORD_PRE=False, STRICT=True, SMOOTH=False, REPLAY=False,
-                        KIND=0),
+                        KIND=0, SCALED=False),
         _launch.variant(torch.float16, "SPIKES RECORD", LEAK=True, LAM_PER_NEURON=False, THETA_PER_NEURON=True,
                         SCALE_PER_NEURON=False, RESET=2, RECORD_PRE=True, STRICT=False, SMOOTH=False, REPLAY=False,
-                        KIND=1),
+                        KIND=1, SCALED=True),
         _launch.variant(torch.bfloat16, "FINAL", LEAK=False, LAM_PER_NEURON=False, THETA_PER_NEURON=False,
                         SCALE_PER_NEURON=False, RESET=0, RECORD_PRE=False, STRICT=True, SMOOTH=True, REPLAY=False,
-                        KIND=2),
+                        KIND=2, SCALED=False),
         _launch.variant(torch.bfloat16, "SPIKES", LEAK=True, LAM_PER_NEURON=True, THETA_PER_NEURON=True,
                         SCALE_PER_NEURON=True, RESET=1, RECORD_PRE=True, STRICT=False, SMOOTH=True, REPLAY=True,
-                        KIND=3),
+                        KIND=3, SCALED=False),
         _launch.variant(torch.float16, "RECORD FINAL", LEAK=True, LAM_PER_NEURON=False, THETA_PER_NEURON=True,
                         SCALE_PER_NEURON=False, RESET=0, RECORD_PRE=False, STRICT=True, SMOOTH=False, REPLAY=False,
-                        KIND=4),
+                        KIND=4, SCALED=False),
     ),
 )

@@ -25,11 +25,13 @@ def decay_of(tau: torch.Tensor) -> torch.Tensor:
     return torch.exp(-1 / tau)
 
 
-def leak_factor(row, params: Mapping[str, torch.Tensor]) -> Optional[torch.Tensor]:
-    """lam of eqs. (1)-(3) for a LIF-family row, or None for no leak."""
+def leak_factor(row, params: Mapping[str, torch.Tensor], dtype: Optional[torch.dtype] = None) -> Optional[torch.Tensor]:
+    """lam of eqs. (1)-(3) for a LIF-family row, or None for no leak; computed
+    in ``dtype`` (default: the parameter's own)."""
     kind = row.options.leak
-    if kind is Leak.DECAY:
-        return params["decay"]
-    if kind is Leak.TAU:
-        return decay_of(params["tau"])
-    return None
+    if kind is Leak.NONE:
+        return None
+    source = params["decay"] if kind is Leak.DECAY else params["tau"]
+    if dtype is not None:
+        source = source.to(dtype)
+    return source if kind is Leak.DECAY else decay_of(source)

@@ -25,6 +25,7 @@ from snnref import checks, equivalence, registry
 from snnref.kernels import _interpreter, common
 from snnref.kernels.surrogates import kind_id
 from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
+from snnref.testing import strategies
 
 FAMILIES = sorted({row.family for row in registry.MODELS.values()})
 WITH_KERNELS = [f for f in FAMILIES if importlib.util.find_spec(f"snnref.kernels.{f}") is not None]
@@ -236,3 +237,37 @@ def test_half_storage_keeps_small_weights():
     case = checks.random_case("tether.SpikingSelfAttention", np.random.default_rng(0), steps=3, batch=1, neurons=3)
     case.params["proj_weight"][0, 0] = 4e-5
     assert equivalence.compare(case, "triton", torch.float16).passed
+
+
+# Found by the thorough hypothesis profile: a parameter gradient in half storage
+# made of two partial gradients, each rounded to storage before autograd added
+# them (qualia.ATIF's threshold through its scaled output; the reset of a
+# membrane that starts at a parameter which is itself a view).
+HALF_GRADIENTS_ROUNDED_ONCE = [
+    pytest.param(torch.float16, True, dict(model="qualia.ATIF", seed=4294967295, steps=6, batch=3, neurons=7,
+                                           surrogate="sigmoid", per_neuron=True, random_state=False, inject=False),
+                 id="qualia.ATIF-threshold"),
+    pytest.param(torch.bfloat16, False, dict(model="hxtorch.cuba_refractory_iaf", seed=63, steps=3, batch=1, neurons=3,
+                                             surrogate="superspike", per_neuron=False, random_state=False,
+                                             inject=True),
+                 id="hxtorch.cuba_refractory_iaf-reset"),
+]
+
+
+@pytest.mark.parametrize("dtype,contiguous,drawn", HALF_GRADIENTS_ROUNDED_ONCE)
+def test_half_storage_rounds_each_parameter_gradient_once(dtype, contiguous, drawn):
+    report = equivalence.compare(strategies.case(**drawn), "triton", dtype, contiguous=contiguous)
+    assert report.passed, report.failures
+
+
+# Found by the same profile: exp(-1/tau) computed in bfloat16 storage, which moved
+# the membrane far enough to flip a spike that the spec decides by a wide margin.
+@pytest.mark.parametrize("drawn", [
+    dict(model="rnnbuilder.LIF", seed=729, steps=5, batch=3, neurons=3, surrogate="spike_linear", per_neuron=False,
+         random_state=False, inject=False),
+    dict(model="rnnbuilder.NoReset", seed=21, steps=6, batch=2, neurons=3, surrogate="spike_linear",
+         per_neuron=False, random_state=False, inject=False),
+], ids=lambda drawn: drawn["model"])
+def test_half_storage_computes_the_leak_in_float32(drawn):
+    report = equivalence.compare(strategies.case(**drawn), "triton", torch.bfloat16)
+    assert report.passed, report.failures
