@@ -77,6 +77,20 @@ def finite(tensor) -> bool:
     return math.isfinite(tensor.sum(dtype=wide).item()) or bool(torch.isfinite(tensor).all())
 
 
+def check_untransformed():
+    """torch.func's transforms (grad, vjp, jvp, vmap, jacrev, functional_call
+    under them) need each custom autograd Function to split out a
+    ``setup_context`` and, for vmap, a batching rule; snnref's scans are
+    Functions written for ``torch.autograd``.  Under a transform they failed
+    deep inside torch (its setup_context message, or vmap's refusal of the
+    ``.item()`` in the argument checks); this says so by name instead."""
+    if torch._C._are_functorch_transforms_active():
+        raise NotImplementedError(
+            "snnref.simulate: called under a torch.func transform (grad, vjp, jvp, vmap, jacrev, ...), which its "
+            "scans do not support; take gradients with torch.autograd.grad or .backward(), and batch by a "
+            "dimension of x (time-major (T, ..., N)) instead of vmap")
+
+
 def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
@@ -249,6 +263,7 @@ def simulate(
     function: how their error messages name the arguments (the seed layers
     pass theirs, ``x_seq``, ``v_init``, ...).
     """
+    check_untransformed()
     row = registry.model(model)
     families.check_reset(row)
     names = arguments.SIMULATE if names is None else names

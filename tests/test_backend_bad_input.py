@@ -6,6 +6,7 @@ import torch
 
 import snnref
 from snnref import spec
+from snnref.compat import tether
 
 X = torch.full((4, 2, 3), 0.5)
 
@@ -187,3 +188,31 @@ def test_auto_names_what_it_takes_on_the_cpu():
            "tether.LIF", torch.ones(5, 3, dtype=torch.int32))
     raises(TypeError, r"^x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype", "tether.LIF",
            X.bfloat16())
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu", "auto"])
+def test_torch_func_transforms_are_refused_by_name(backend):
+    """Under torch.func the scans failed deep inside torch: with torch's
+    setup_context message under grad, with vmap's refusal of ``.item()`` in
+    the argument checks under vmap.  The module classes and the seed layers
+    reach simulate and say the same."""
+    message = r"^snnref.simulate: called under a torch.func transform \(grad, vjp, jvp, vmap, jacrev, ...\)"
+
+    def spike_count(x):
+        return snnref.simulate("tether.LIF", x, backend=backend).outputs["out"].sum()
+
+    x = X * 4
+    with pytest.raises(NotImplementedError, match=message):
+        torch.func.grad(spike_count)(x)
+    with pytest.raises(NotImplementedError, match=message):
+        torch.func.vmap(spike_count, in_dims=1)(x)
+    with pytest.raises(NotImplementedError, match=message):
+        torch.func.jvp(spike_count, (x,), (torch.ones_like(x),))
+    layer = snnref.nn.PLIF(3, backend=backend)
+    with pytest.raises(NotImplementedError, match=message):
+        torch.func.grad(lambda inputs: layer(inputs).sum())(x)
+    with pytest.raises(NotImplementedError, match=message):
+        torch.func.grad(lambda inputs: tether.lif(inputs.reshape(4, 6), torch.zeros(6), 0.9, 1.0, 2.0, 0, backend=backend)[0]
+                        .sum())(x)
+    # Outside a transform the same calls run.
+    assert spike_count(x).item() > 0
