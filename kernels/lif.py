@@ -217,9 +217,15 @@ def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     # bfloat16, rnnbuilder.LIF's exp(-1/tau) moved the membrane by 0.3%, and a
     # spike flipped at |u| = 1.7e-3 against a margin of 2.3e-6.
     lam = leak_factor(row, params, torch.float32)
+    scaled = row.out is registry.Output.SCALED_SPIKES
+    if scaled and row.reset.detached:
+        # With SCALED the spikes buffer holds theta s, which a detached reset
+        # would hand on as its recorded 0/1 reset spike (``used`` below).
+        raise ValueError(f"backend: 'triton' has no lif kernel for {row.key}: its output is the spike times the "
+                         f"threshold and its reset's spike is detached; use backend='torch' or 'cpu'")
     options = dict(leak=lam is not None, reset=_reset_id(row), record_pre=row.options.record is registry.Record.PRE,
                    smooth=smooth, kind=kind_id(surrogate_key), strict=row.spike_test == ">",
-                   replay=replay is not None, scaled=row.out is registry.Output.SCALED_SPIKES)
+                   replay=replay is not None, scaled=scaled)
     untrained = () if registry.surrogate(surrogate_key).trainable_scale else ("scale",)
     scan = SCAN(options, untrained, x=x, v0=state[var], lam=lam, theta=theta, scale=scale, replay=replay)
     out = scan["spikes"]

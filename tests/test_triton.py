@@ -11,6 +11,7 @@ run as several programs with a partial last block: tests/test_kernel_blocks.py."
 
 import importlib
 import importlib.util
+import dataclasses
 import inspect
 
 import numpy as np
@@ -21,7 +22,7 @@ from fixtures.kernel_mutants import KERNEL_MUTANTS
 from fixtures.surrogate_layers import triton_forms
 from fixtures.torch_mutants import Mutant, planted
 import snnref
-from snnref import checks, equivalence, registry
+from snnref import checks, equivalence, registry, spec
 from snnref.kernels import _interpreter, common
 from snnref.kernels.surrogates import kind_id
 from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
@@ -271,3 +272,22 @@ def test_half_storage_rounds_each_parameter_gradient_once(dtype, contiguous, dra
 def test_half_storage_computes_the_leak_in_float32(drawn):
     report = equivalence.compare(strategies.case(**drawn), "triton", torch.bfloat16)
     assert report.passed, report.failures
+
+
+def test_a_scaled_output_with_a_detached_reset_is_refused_by_the_lif_kernel(monkeypatch):
+    """The kernel's spikes buffer holds theta s where the output is scaled
+    (qualia.ATIF), and a detached reset would record that as its 0/1 spike.
+    No registry row has both; a planted one is refused by name, and the other
+    backends record the reset spike of the spec."""
+    planted = dataclasses.replace(registry.MODELS["qualia.ATIF"], key="planted.scaled_hard", reset=registry.HARD_RESET)
+    monkeypatch.setitem(registry.MODELS, planted.key, planted)
+    x = torch.tensor([[0.5, 2.0], [1.5, 0.2], [0.8, 1.1]], dtype=torch.float64)
+    params = {"threshold": torch.tensor(0.7, dtype=torch.float64)}
+    with pytest.raises(ValueError, match=r"^backend: 'triton' has no lif kernel for planted.scaled_hard: its output "
+                                         r"is the spike times the threshold and its reset's spike is detached"):
+        snnref.simulate(planted.key, x.float(), {"threshold": 0.7}, backend="triton")
+    reference = spec.simulate(planted.key, x.numpy(), {"threshold": 0.7})
+    for backend in ("torch", "cpu"):
+        trace = snnref.simulate(planted.key, x, params, backend=backend)
+        np.testing.assert_array_equal(trace.detached["reset_spike"].numpy(), reference.detached["reset_spike"])
+        np.testing.assert_array_equal(trace.outputs["out"].numpy(), reference.outputs["out"])
