@@ -59,7 +59,11 @@ tau_mem v'/E_slow = -T/E_slow + R i0 E_s/E_slow and
   T/E_slow = (d0 - A) + R i0 (s/tau_mem) X(x)          (tau_syn <= tau_mem, x <= 0)
   T/E_slow = (d0 - A) e^-x + R i0 (s/tau_mem) X(-x)    (tau_syn > tau_mem, x > 0)
 (K0 = E_m X(x) = E_s X(-x)); where A = 0, d = T is read as T/E_slow.
-Roots of (10) are found by scipy.optimize.brentq to rtol = 4 eps (a few ulp of s).
+Roots of (10) are found by scipy.optimize.brentq to rtol = 4 eps (a few ulp of s).  That
+solves the float64 d to a few ulp; the root of d itself is only known to d's rounding
+(about an eps of the membrane's scale) over the slope v', which at a slow crossing is more
+ulp of t: 6 ulp at v' = 12,453 per second, t = 1.5e-5 s and v_threshold = 1 (measured
+against a 50-digit solve).
 (10c) Events: a pulse adds its jump to d as to v, and fires when d >= 0, at the
       pulse time; a reset sets d = v_reset - v_threshold (hard) or d - v_threshold
       (subtract).  An interval that ends without a root ends with d < 0: a d that
