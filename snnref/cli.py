@@ -471,6 +471,11 @@ def main(argv=None) -> int:
         # The reader of stdout went away (``| head``): what is left has nowhere to go.
         _discard(stdout)
         return 128 + signal.SIGPIPE
+    except OSError as error:
+        # A file the command writes or reads failed (a full disk, a file system that
+        # refuses it): its cleanups ran on the way here; the reason, not a traceback.
+        print(f"snnref: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # Ctrl-C: the cleanups ran on the way here (nothing half-written is left); no traceback.
         print("snnref: interrupted", file=sys.stderr)

@@ -432,3 +432,26 @@ def test_nir_without_its_extra_says_how_to_get_it(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "snnref.testing.nir", None)
     assert cli.main(["nir", "run", "graph.nir"]) == 2
     assert "snnref nir: error:" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_writing_a_store_is_an_error_not_a_traceback(capsys, tmp_path, monkeypatch):
+    """An OSError of a file being written (here the third golden file, on a full
+    disk) ends the command with its reason and exit code 2, after the store's
+    cleanup: no staging folder is left and no store appears.  It was a traceback."""
+    from snnref.testing import _golden
+
+    original = _golden.write_atomically
+    written = []
+
+    def full_disk(path, data):
+        written.append(path)
+        if len(written) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        original(path, data)
+
+    monkeypatch.setattr(_golden, "write_atomically", full_disk)
+    out = tmp_path / "store"
+    assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert re.fullmatch(r"snnref: error: \[Errno 28\] No space left on device: '.*'", error), error
+    assert list(tmp_path.iterdir()) == []
