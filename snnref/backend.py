@@ -77,14 +77,20 @@ def finite(tensor) -> bool:
     return math.isfinite(tensor.sum(dtype=wide).item()) or bool(torch.isfinite(tensor).all())
 
 
+# torch's own test of whether a torch.func transform is active (a private name:
+# where a torch lacks it, the transforms' own errors are what a caller sees).
+_TRANSFORMS_ACTIVE = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+
+
 def check_untransformed():
-    """torch.func's transforms (grad, vjp, jvp, vmap, jacrev, functional_call
-    under them) need each custom autograd Function to split out a
-    ``setup_context`` and, for vmap, a batching rule; snnref's scans are
-    Functions written for ``torch.autograd``.  Under a transform they failed
+    """torch.func's transforms (grad, vjp, jvp, vmap, jacrev, ...) need each
+    custom autograd Function to split out a ``setup_context`` and, for vmap, a
+    batching rule; snnref's scans are Functions written for ``torch.autograd``,
+    and the fused backends' backwards read plain NumPy views, which a
+    transform's wrapped tensors do not have.  Under a transform they failed
     deep inside torch (its setup_context message, or vmap's refusal of the
     ``.item()`` in the argument checks); this says so by name instead."""
-    if torch._C._are_functorch_transforms_active():
+    if _TRANSFORMS_ACTIVE():
         raise NotImplementedError(
             "snnref.simulate: called under a torch.func transform (grad, vjp, jvp, vmap, jacrev, ...), which its "
             "scans do not support; take gradients with torch.autograd.grad or .backward(), and batch by a "
