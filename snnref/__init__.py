@@ -2,10 +2,15 @@
 
 ``snnref.spec`` is the float64 NumPy reference (no torch); ``snnref.simulate``
 is the production entry point on torch tensors, imported on first use so that
-the spec never pulls in torch.
+the spec never pulls in torch.  The subpackages (``snnref.nn``,
+``snnref.testing``, ...) are attributes imported on first use too.
 """
 
+from ._imports import submodules_on_use
+
 __version__ = "0.1.0"
+
+_submodule = submodules_on_use(__name__)
 
 
 def __getattr__(name):
@@ -13,4 +18,4 @@ def __getattr__(name):
         from .backend import simulate
 
         return simulate
-    raise AttributeError(f"module 'snnref' has no attribute {name!r}")
+    return _submodule(name)

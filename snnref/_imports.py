@@ -1,12 +1,31 @@
-"""``package.module:attribute`` strings from the command line, resolved once for
-every command that takes one (``verify --impl``, ``golden check --impl``, ``nir
-run --impl``, the pytest plugin)."""
+"""Imports by name: ``package.module:attribute`` strings from the command line,
+resolved once for every command that takes one (``verify --impl``, ``golden
+check --impl``, ``nir run --impl``, the pytest plugin), and the subpackages of
+a package as its attributes, each imported on first use."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
+
+
+def submodules_on_use(package: str):
+    """A module ``__getattr__`` (PEP 562) for ``package``: each public submodule
+    as an attribute, imported when first asked for, so that ``import snnref``
+    then ``snnref.nn.LIF`` works without ``import snnref.nn``, and importing the
+    package alone imports none of them (``snnref.spec`` pulls in no torch).
+    Anything else, private names and the dunders tools probe for included, is an
+    AttributeError as usual."""
+
+    def __getattr__(name):
+        if name.isidentifier() and not name.startswith("_") \
+                and importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
 
 
 def load_attribute(spec: str, option: str = "--impl", error=ValueError):

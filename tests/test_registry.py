@@ -150,6 +150,23 @@ def test_registry_and_spec_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_subpackages_are_attributes_imported_on_first_use():
+    """``import snnref`` then ``snnref.nn.LIF``, as the README names them: an
+    AttributeError before (only ``import snnref.nn`` made the attribute)."""
+    code = (
+        "import sys, snnref\n"
+        "assert snnref.spec.simulate and snnref.registry.MODELS\n"
+        "bad = [m for m in ('torch', 'triton') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+        "assert snnref.nn.PLIF and snnref.compat.tether.lif and snnref.compat.hxtorch.cuba_lif_integration\n"
+        "assert snnref.testing.assert_conforms and snnref.testing.adapters and snnref.continuous.simulate\n"
+        "for name in ('nosuch', '_private', '__wrapped__', 'a.b'):\n"
+        "    for package in (snnref, snnref.compat, snnref.testing):\n"
+        "        assert not hasattr(package, name), (package, name)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_kernels_install_as_snnref_kernels_only():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     # (snnref.goldens maps the golden store onto golden/: package data, no code.)

@@ -14,3 +14,8 @@
 ``snnref.functional`` re-exports the tether and hxtorch functions under their
 old path.
 """
+
+from .._imports import submodules_on_use
+
+# ``snnref.compat.tether`` and the others on first use, without importing each.
+__getattr__ = submodules_on_use(__name__)

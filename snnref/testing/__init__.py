@@ -44,19 +44,15 @@ from dataclasses import replace
 import numpy as np
 
 from . import tolerance
+from .._imports import submodules_on_use
 from ..spec.surrogates import Custom as Surrogate
 from .contract import ContractError, Implementation
 
 __all__ = ["ConformanceError", "ContractError", "Implementation", "Surrogate", "assert_close", "assert_conforms"]
 
 
-def __getattr__(name):
-    # ``snnref.testing.strategies`` imports hypothesis (the test extra): loaded on first use.
-    if name == "strategies":
-        import importlib
-
-        return importlib.import_module(f"{__name__}.strategies")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The submodules on first use: ``snnref.testing.strategies`` imports hypothesis (the test extra).
+__getattr__ = submodules_on_use(__name__)
 
 
 class ConformanceError(AssertionError):
