@@ -9,9 +9,9 @@ that has kernels; a registry test requires that every family does; the
 surrogate branches, half-precision storage and launch limits.  Every kernel
 run as several programs with a partial last block: tests/test_kernel_blocks.py."""
 
+import dataclasses
 import importlib
 import importlib.util
-import dataclasses
 import inspect
 
 import numpy as np
