@@ -15,10 +15,12 @@ errors name the argument and what was expected.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
 import warnings
+from collections.abc import Mapping
 
 import torch
 
@@ -95,6 +97,81 @@ def check_untransformed():
             "snnref.simulate: called under a torch.func transform (grad, vjp, jvp, vmap, jacrev, ...), which its "
             "scans do not support; take gradients with torch.autograd.grad or .backward(), and batch by a "
             "dimension of x (time-major (T, ..., N)) instead of vmap")
+
+
+HALF = (torch.float16, torch.bfloat16)
+
+
+def _first_tensor(values):
+    """The first tensor among ``values``, looking into dicts, lists and tuples (None if there is none)."""
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value
+        if isinstance(value, (Mapping, list, tuple)):
+            found = _first_tensor(value.values() if isinstance(value, Mapping) else value)
+            if found is not None:
+                return found
+    return None
+
+
+def _float32(value):
+    """``value`` with every half-precision tensor in it (in dicts, lists and tuples too)
+    cast to float32, through autograd; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.float() if value.dtype in HALF else value
+    if isinstance(value, Mapping):
+        return {key: _float32(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_float32(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_float32(item) for item in value)
+    return value
+
+
+# torch's test of whether autocast is on for any device (a private name: where a
+# torch lacks it, every call asks for its own device, 2 us more per call).
+_ANY_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
+
+
+def _autocast_on(device_type):
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        # A device type autocast does not know ("meta"): its tensors are never cast.
+        # torch.amp.is_autocast_available would say so too, at twice this test's cost.
+        return False
+
+
+def float32_under_autocast(function):
+    """``function`` (an entry point: simulate, a seed layer's function or
+    ``forward``) as one operation on torch.autocast's float32 list.
+
+    Under ``torch.autocast`` for the device of its first tensor argument, its
+    float16 and bfloat16 tensor arguments are cast to float32 and it runs with
+    autocast off for that device, so its result is the float32 result, under
+    the float32 budget.  A neuron is a scan that accumulates its state over the
+    steps, like ``torch.cumsum``, which autocast computes in float32 on CUDA;
+    the cpu and torch backends store no half precision at all.  Without the
+    cast an autocast ``Linear``'s bfloat16 output met float32 parameters
+    (refused by name), the cpu backend crashed inside NumPy ("Got unsupported
+    ScalarType BFloat16"), and the attention model's matmuls silently ran in
+    bfloat16 on float32 inputs.  Outside autocast nothing changes (0.3 us).
+    """
+
+    @functools.wraps(function)
+    def under_autocast(*args, **kwargs):
+        if not _ANY_AUTOCAST():
+            return function(*args, **kwargs)
+        tensor = _first_tensor(args) if args else None
+        if tensor is None:
+            tensor = _first_tensor(kwargs.values())
+        device_type = None if tensor is None else tensor.device.type
+        if device_type is None or not _autocast_on(device_type):
+            return function(*args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
+            return function(*_float32(args), **_float32(kwargs))
+
+    return under_autocast
 
 
 def _describe(tensor):
@@ -234,6 +311,7 @@ def _check_backend(row, backend, x, label="x"):
     return backend
 
 
+@float32_under_autocast
 def simulate(
     model,
     x,
@@ -264,6 +342,10 @@ def simulate(
     read as its one row.  It runs on as many threads as torch's own
     operations (``torch.set_num_threads``), or on
     ``snnref.kernels.cpu.set_threads(n)`` (1 to the machine's cores).
+
+    Under ``torch.autocast`` it computes in float32: float16 and bfloat16
+    arguments are cast up and the call runs with autocast off (see
+    ``float32_under_autocast``); the seed layers' functions and modules do the same.
 
     ``names`` (``snnref.arguments.Names``) is for layers built on this
     function: how their error messages name the arguments (the seed layers

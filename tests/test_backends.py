@@ -202,6 +202,52 @@ def test_values_made_under_inference_mode_train_like_any_other(backend, key):
     assert torch.equal(gradient, expected_gradient)
 
 
+@pytest.mark.parametrize("x_dtype", [torch.bfloat16, torch.float32], ids=["bfloat16_x", "float32_x"])
+@pytest.mark.parametrize("key", MODELS)
+def test_under_autocast_the_scan_computes_in_float32(backend, key, x_dtype):
+    # An autocast Linear hands the neuron bfloat16 (or, from a float32 layer,
+    # float32) x beside float32 parameters.  Under torch.autocast simulate must
+    # give, bit for bit, the float32 call on the same values outside autocast:
+    # outputs, and the gradients of a backward outside the region (torch's
+    # recipe; in it, autograd's own matmul backward would run in bfloat16).
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(11), steps=4, batch=2, neurons=4, per_neuron=True,
+                              inject=bool(row.inject))
+
+    def tensors(values, trainable):
+        return {name: torch.tensor(np.asarray(value), dtype=torch.float32, requires_grad=name in trainable)
+                for name, value in values.items()}
+
+    def run(x, autocast):
+        x = x.detach().requires_grad_()
+        params = tensors(case.params, row.differentiable)
+        state = tensors(case.state, row.state_names)
+        inject = tensors(case.inject, ()) if case.inject else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            trace = snnref.simulate(key, x, params, state, backend=backend.name, surrogate=case.surrogate,
+                                    inject=inject)
+        outputs = {name: value for name, value in trace.outputs.items() if value.requires_grad}
+        loss = sum((value * torch.tensor(case.cotangents[name], dtype=value.dtype)).sum()
+                   for name, value in outputs.items())
+        inputs = [x] + [value for value in {**params, **state}.values() if value.requires_grad]
+        gradients = torch.autograd.grad(loss, inputs, allow_unused=True)
+        return outputs, gradients
+
+    x = torch.tensor(case.x, dtype=torch.float32).to(x_dtype)
+    outputs, gradients = run(x, autocast=True)
+    expected_outputs, expected_gradients = run(x.float(), autocast=False)
+    assert outputs.keys() == expected_outputs.keys()
+    for name, value in outputs.items():
+        assert value.dtype == torch.float32, name
+        assert torch.equal(value, expected_outputs[name]), name
+    # x's gradient comes back in x's dtype, through the cast.
+    assert gradients[0].dtype == x_dtype
+    assert torch.equal(gradients[0], expected_gradients[0].to(x_dtype))
+    for gradient, expected in zip(gradients[1:], expected_gradients[1:]):
+        assert (gradient is None) == (expected is None)
+        assert gradient is None or torch.equal(gradient, expected)
+
+
 @pytest.mark.parametrize("key", MODELS)
 def test_reruns_are_bitwise_identical(backend, key):
     case = checks.random_case(key, np.random.default_rng(4), steps=5, batch=3, neurons=5, per_neuron=True)

@@ -18,7 +18,7 @@ import torch
 
 from .. import arguments, registry
 from ..arguments import Names
-from ..backend import simulate
+from ..backend import float32_under_autocast, simulate
 from ._tensors import broadcasting, finite_tensor, float_tensor, like, param
 from ._tensors import params as params_like
 
@@ -67,6 +67,7 @@ def _inject(observed, model_value):
     return observed.detach() + (model_value - model_value.detach())
 
 
+@float32_under_autocast
 def spiking_threshold(input, method, alpha):
     """hxtorch's threshold function: ``[input > 0]``, superspike surrogate in backward."""
     _check_method(method)
@@ -75,6 +76,7 @@ def spiking_threshold(input, method, alpha):
     return _SuperSpike.apply(input, alpha)
 
 
+@float32_under_autocast
 def cuba_lif_step(z, v, i, input, spikes_hw, membrane_hw, *, leak, reset, threshold, tau_syn, tau_mem,
                   method, alpha, dt=1e-6):
     """One forward-Euler step of hxtorch's CUBA LIF (SPEC section 5): returns ``(z, v, i)``.
@@ -104,6 +106,7 @@ def cuba_lif_step(z, v, i, input, spikes_hw, membrane_hw, *, leak, reset, thresh
     return z, v, i
 
 
+@float32_under_autocast
 def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refractory_time, dt):
     """hxtorch's refractory clamp after a ``cuba_lif_step``: returns ``(z, v, ref_state)``.
 
@@ -171,6 +174,7 @@ def _spiking(trace, madc):
     return trace.outputs["out"], trace.outputs["v"], trace.outputs["i"], madc
 
 
+@float32_under_autocast
 def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None,
                          dt=1e-6, backend="auto"):
     """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``.
@@ -184,6 +188,7 @@ def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, met
     return _spiking(*_integrate("hxtorch.cuba_lif", method, input, values, hw_data, backend))
 
 
+@float32_under_autocast
 def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, refractory_time, method,
                                     alpha, hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_lif_integration`` with a refractory clamp of ``refractory_time``."""
@@ -192,6 +197,7 @@ def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, t
     return _spiking(*_integrate("hxtorch.cuba_refractory_lif", method, input, values, hw_data, backend))
 
 
+@float32_under_autocast
 def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None, dt=1e-6,
                          backend="auto"):
     """hxtorch's CUBA integrate-and-fire (no leak; v starts at ``reset``):
@@ -201,6 +207,7 @@ def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, a
     return _spiking(*_integrate("hxtorch.cuba_iaf", method, input, values, hw_data, backend))
 
 
+@float32_under_autocast
 def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, refractory_time, method, alpha,
                                     hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_iaf_integration`` with a refractory clamp of ``refractory_time``."""
@@ -209,6 +216,7 @@ def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem
     return _spiking(*_integrate("hxtorch.cuba_refractory_iaf", method, input, values, hw_data, backend))
 
 
+@float32_under_autocast
 def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6, backend="auto"):
     """hxtorch's leaky-integrator readout: returns ``(membrane, current, membrane_madc)``.
 

@@ -14,7 +14,7 @@ import math
 import torch
 
 from ..arguments import Names
-from ..backend import ANY_DTYPE, check_backend_name, simulate
+from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate
 from ..ops.surrogates import SURROGATES
 
 __all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
@@ -86,6 +86,7 @@ class _SoftResetIF(torch.nn.Module):
         """Set v to 0 by rebinding it, so no autograd graph of earlier steps stays alive."""
         self.v = 0.0
 
+    @float32_under_autocast
     def forward(self, input):
         """Advance one time step with input ``x[t]`` (any shape)."""
         if not isinstance(input, torch.Tensor) or input.dtype not in ANY_DTYPE:

@@ -82,6 +82,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
         """The registry parameters of one run."""
         return {"tau": self.tau, "gradient_factor": self.spike_function.gradient_factor}
 
+    @backend.float32_under_autocast
     def forward(self, x, h=None):
         _check_x(x)
         check_like_module(self, x)
@@ -166,6 +167,7 @@ class Discontinuous(nn.Module):
         self.threshold = float(threshold)
         self.backend = check_backend_name(backend)
 
+    @backend.float32_under_autocast
     def forward(self, x, h=None):
         _check_x(x)
         if h is not None and not (isinstance(h, Mapping) and not h):

@@ -20,7 +20,7 @@ import operator
 
 from .. import registry
 from ..arguments import Names
-from ..backend import simulate
+from ..backend import float32_under_autocast, simulate
 from ..nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
 from ._tensors import float_tensor, like, param, params
 
@@ -70,6 +70,7 @@ def _initial(name, value, x_seq):
                          f"second axis), got {tuple(value.shape)}")
 
 
+@float32_under_autocast
 def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
     """tether's LIFSubFunction: hard reset to 0, returns ``(spikes, v_final, v_seq)``.
 
@@ -88,6 +89,7 @@ def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto
     return trace.outputs["out"], trace.final_state["v"], trace.outputs["v"]
 
 
+@float32_under_autocast
 def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
     """tether's PLIFSubFunction: ``lif`` with per-neuron ``decay`` and ``threshold`` of shape (n,).
 
@@ -126,6 +128,7 @@ class PLIFSubFunction:
     apply = staticmethod(plif)
 
 
+@float32_under_autocast
 def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, backend="auto"):
     """tether's ALIF (arctan surrogate): returns ``(spikes, v_final, a_final, v_seq, a_seq)``.
 

@@ -42,6 +42,7 @@ class SpikingSelfAttention(CarriedState):
             setattr(self, f"{c}_alpha", nn.Parameter(torch.tensor(2.0)))
         self.proj = nn.Linear(dim, dim)
 
+    @backend.float32_under_autocast
     def forward(self, x):
         check_input(x, self.dim, "dim", rank=4)
         check_like_module(self, x)

@@ -116,6 +116,7 @@ class TetherNeuron(CarriedState):
     def alpha(self) -> torch.Tensor:
         return self.surrogate.alpha
 
+    @backend.float32_under_autocast
     def forward(self, x):
         check_input(x, self.n_neurons, "n_neurons")
         check_like_module(self, x)

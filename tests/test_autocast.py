@@ -1,0 +1,150 @@
+"""The seed layers under torch.autocast compute in float32, as snnref.simulate does.
+
+An autocast ``Linear`` hands the next layer bfloat16 activations while the
+neuron's parameters stay float32.  Every entry point of the seed layers (the
+functions of ``snnref.functional``, the neuron modules of ``snnref.nn`` and of
+``snnref.compat``) must then give, bit for bit, what it gives on the same
+values in float32 outside autocast, and hand x's gradient back in x's dtype.
+Before, the modules refused the mix by name, and the functions rounded their
+Python-number parameters (hxtorch's 1e-5 s time constants) to bfloat16 and
+failed on the cpu backend.  ``test_backends.py`` checks simulate itself per
+registry model and backend; the table below must name every entry point
+(``test_every_entry_point_is_in_the_table``).
+"""
+
+import inspect
+
+import pytest
+import torch
+
+import snnref.functional as F
+from snnref import nn as snn
+from snnref.compat import qualia, rnnbuilder
+
+T, B, N = 6, 2, 4
+HX = {"leak": 0.0, "reset": 0.0, "threshold": 1.0, "tau_syn": 1e-5, "tau_mem": 1e-5, "dt": 1e-6}
+SPIKING_HX = dict(HX, method="superspike", alpha=50.0)
+
+
+def iaf(keywords):
+    return {k: v for k, v in keywords.items() if k != "leak"}
+
+
+def stepped(step):
+    """A step function run over time from zero state, its outputs stacked."""
+    def run(x):
+        z = v = i = torch.zeros(x.shape[1:], dtype=x.dtype)
+        outputs = []
+        for t in range(x.shape[0]):
+            z, v, i = step(z, v, i, x[t])
+            outputs.append(torch.stack((z, v, i)))
+        return (torch.stack(outputs),)
+    return run
+
+
+def refractory_step(z, v, i, x_t):
+    z, v, i = F.cuba_lif_step(z, v, i, x_t, None, None, **SPIKING_HX)
+    z, v, _ = F.refractory_update(z, v, torch.zeros_like(v), None, None, reset=0.0, refractory_time=2e-6, dt=1e-6)
+    return z, v, i
+
+
+def module(factory, shape=(T, B, N)):
+    """``factory()`` built from a fixed seed (so both runs get the same initial
+    parameters), called on x of ``shape``; a tuple of tensors comes back."""
+    def run(x):
+        torch.manual_seed(0)
+        layer = factory()
+        out = layer(x.reshape(shape))
+        if isinstance(out, tuple):
+            out, state = out
+            return (out, *state.values())
+        return (out,)
+    return run
+
+
+def qualia_steps(factory):
+    def run(x):
+        torch.manual_seed(0)
+        node = factory()
+        return (torch.stack([node(x[t]) for t in range(x.shape[0])]), node.v)
+    return run
+
+
+def tether_lif(function, shape):
+    def run(x):
+        return function(x.reshape(T, B * N), torch.zeros(B * N), torch.full(shape, 0.9, requires_grad=True),
+                        torch.ones(shape), 2.0, 0)
+    return run
+
+
+# Entry point -> a run of it on x of shape (T, B, N), returning tensors.
+ENTRY_POINTS = {
+    "lif": tether_lif(F.lif, ()),
+    "plif": tether_lif(F.plif, (N,)),
+    "alif": lambda x: F.alif(x.reshape(T, B * N), torch.zeros(B * N), torch.zeros(B * N), 0.9, 0.8,
+                             torch.tensor(1.0, requires_grad=True), 0.5, 2.0),
+    "cuba_lif_integration": lambda x: F.cuba_lif_integration(x, **SPIKING_HX),
+    "cuba_refractory_lif_integration": lambda x: F.cuba_refractory_lif_integration(
+        x, refractory_time=2e-6, **SPIKING_HX),
+    "cuba_iaf_integration": lambda x: F.cuba_iaf_integration(x, **iaf(SPIKING_HX)),
+    "cuba_refractory_iaf_integration": lambda x: F.cuba_refractory_iaf_integration(
+        x, refractory_time=2e-6, **iaf(SPIKING_HX)),
+    "cuba_li_integration": lambda x: F.cuba_li_integration(
+        x, **{k: HX[k] for k in ("leak", "tau_syn", "tau_mem", "dt")}),
+    "cuba_lif_step": stepped(lambda z, v, i, x_t: F.cuba_lif_step(z, v, i, x_t, None, None, **SPIKING_HX)),
+    "refractory_update": stepped(refractory_step),
+    "spiking_threshold": lambda x: (F.spiking_threshold(x, "superspike", 5.0),),
+    "nn.LIF": module(lambda: snn.LIF(N, store_traces=True)),
+    "nn.PLIF": module(lambda: snn.PLIF(N)),
+    "nn.ALIF": module(lambda: snn.ALIF(N)),
+    "nn.SpikingSelfAttention": module(lambda: snn.SpikingSelfAttention(N, num_heads=2), (T, 1, B, N)),
+    "qualia.IFSRL": qualia_steps(qualia.IFSRL),
+    "qualia.ATIF": qualia_steps(qualia.ATIF),
+    "rnnbuilder.LIF": module(rnnbuilder.LIF),
+    "rnnbuilder.NoReset": module(rnnbuilder.NoReset),
+    "rnnbuilder.Cooldown": module(rnnbuilder.Cooldown),
+    "rnnbuilder.Adaptive": module(rnnbuilder.Adaptive),
+    "rnnbuilder.Discontinuous": module(rnnbuilder.Discontinuous),
+}
+
+
+def neuron_modules(namespace, prefix):
+    """The neuron module classes a seed layer exports (surrogate modules aside)."""
+    return {f"{prefix}.{name}" for name in namespace.__all__
+            if inspect.isclass(cls := getattr(namespace, name)) and issubclass(cls, torch.nn.Module)
+            and not issubclass(cls, snn.Surrogate)}
+
+
+def test_every_entry_point_is_in_the_table():
+    expected = (set(F.__all__) | neuron_modules(snn, "nn") | neuron_modules(qualia, "qualia")
+                | neuron_modules(rnnbuilder, "rnnbuilder"))
+    assert set(ENTRY_POINTS) == expected
+
+
+def differentiable(tensors):
+    return [value for value in tensors if value is not None and value.requires_grad]
+
+
+@pytest.mark.parametrize("x_dtype", [torch.bfloat16, torch.float32], ids=["bfloat16_x", "float32_x"])
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_under_autocast_an_entry_point_computes_in_float32(name, x_dtype):
+    x_values = (torch.randn(T, B, N, generator=torch.Generator().manual_seed(3)) + 0.6).to(x_dtype)
+    cotangent_generator = torch.Generator().manual_seed(4)
+
+    def run(x, autocast):
+        x = x.detach().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            outputs = ENTRY_POINTS[name](x)
+        outputs = [value for value in outputs if value is not None]
+        loss = sum((value.float() * torch.randn(value.shape, generator=cotangent_generator.manual_seed(k))).sum()
+                   for k, value in enumerate(differentiable(outputs)))
+        return outputs, torch.autograd.grad(loss, x)[0]
+
+    outputs, x_gradient = run(x_values, autocast=True)
+    expected_outputs, expected_gradient = run(x_values.float(), autocast=False)
+    assert len(outputs) == len(expected_outputs)
+    for value, expected in zip(outputs, expected_outputs):
+        assert value.dtype == torch.float32
+        assert torch.equal(value, expected)
+    assert x_gradient.dtype == x_dtype
+    assert torch.equal(x_gradient, expected_gradient.to(x_dtype))
