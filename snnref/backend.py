@@ -124,7 +124,9 @@ def _float32(value):
     if isinstance(value, list):
         return [_float32(item) for item in value]
     if isinstance(value, tuple):
-        return tuple(_float32(item) for item in value)
+        items = [_float32(item) for item in value]
+        # A named tuple keeps its type (its constructor takes the fields one by one).
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
     return value
 
 

@@ -12,6 +12,7 @@ registry model and backend; the table below must name every entry point
 (``test_every_entry_point_is_in_the_table``).
 """
 
+import collections
 import inspect
 
 import pytest
@@ -148,3 +149,29 @@ def test_under_autocast_an_entry_point_computes_in_float32(name, x_dtype):
         assert torch.equal(value, expected)
     assert x_gradient.dtype == x_dtype
     assert torch.equal(x_gradient, expected_gradient.to(x_dtype))
+
+
+def test_a_half_precision_module_under_autocast_is_told_to_stay_float32():
+    # The forward sees x cast to float32, not the half x the caller passed: the
+    # message must say why, or it would contradict the caller's own x.
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TypeError) as refused:
+        snn.LIF(N).to(torch.bfloat16)(torch.zeros(T, B, N, dtype=torch.bfloat16))
+    assert str(refused.value) == (
+        "x: torch.float32 on cpu, but this module's decay is torch.bfloat16 on cpu; move one to the other "
+        "(module.to(x.dtype) or x.to(...)) (under torch.autocast the neurons compute in float32: keep the module "
+        "in float32 there)")
+
+
+def test_hardware_observations_are_cast_with_the_input_in_any_tuple():
+    # hw_data's traces are tensors inside a tuple (a named one here): cast with
+    # the input, they must not meet it as bfloat16 (refused as another dtype).
+    HwData = collections.namedtuple("HwData", "spikes membrane_cadc membrane_madc")
+    generator = torch.Generator().manual_seed(5)
+    x = (torch.randn(T, B, N, generator=generator) + 0.6).to(torch.bfloat16)
+    spikes = (torch.rand(T, B, N, generator=generator) < 0.3).to(torch.bfloat16)
+    membrane = torch.randn(T, B, N, generator=generator).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        observed = F.cuba_lif_integration(x, hw_data=HwData(spikes, membrane, None), **SPIKING_HX)
+    expected = F.cuba_lif_integration(x.float(), hw_data=(spikes.float(), membrane.float(), None), **SPIKING_HX)
+    for value, reference in zip(observed[:3], expected[:3]):
+        assert value.dtype == torch.float32 and torch.equal(value, reference)

@@ -86,3 +86,25 @@ def test_a_call_without_torch_compile_does_not_import_dynamo(backend):
             "torch.autograd.grad(out.sum(), x)\n"
             "assert 'torch._dynamo' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("backend", ["torch"] + BACKENDS)
+def test_a_compiled_caller_under_autocast_gets_the_eager_results(backend):
+    # Dynamo traces the autocast test in front of simulate (float32_under_autocast):
+    # compiled, an autocast Linear's bfloat16 output must still reach the scan as
+    # float32, and a compiled call without autocast must not reuse that graph.
+    torch.manual_seed(0)
+    linear, neuron = torch.nn.Linear(4, 6), snnref.nn.PLIF(6, backend=backend)
+    x = torch.randn(5, 2, 4)
+
+    def step(autocast):
+        neuron.reset_state()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return neuron(linear(x))
+
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend="eager")
+    for autocast in (True, False, True):
+        eager, traced = step(autocast), compiled(autocast)
+        assert traced.dtype == torch.float32
+        assert torch.equal(eager, traced), autocast

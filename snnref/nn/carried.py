@@ -41,8 +41,12 @@ def check_like_module(module, x):
         if isinstance(tensor, nn.parameter.UninitializedParameter) or not tensor.is_floating_point():
             continue
         if (tensor.dtype, tensor.device) != (x.dtype, x.device):
+            # Under torch.autocast the forward gets x already cast to float32
+            # (backend.float32_under_autocast), whatever the caller passed.
+            autocast = (" (under torch.autocast the neurons compute in float32: keep the module in float32 there)"
+                        if x.dtype == torch.float32 and tensor.dtype in backend.HALF else "")
             raise TypeError(f"x: {x.dtype} on {x.device}, but this module's {name} is {tensor.dtype} on "
-                            f"{tensor.device}; move one to the other (module.to(x.dtype) or x.to(...))")
+                            f"{tensor.device}; move one to the other (module.to(x.dtype) or x.to(...)){autocast}")
 
 
 def names(state_names, params=None):
