@@ -164,9 +164,7 @@ def float32_under_autocast(function):
     def under_autocast(*args, **kwargs):
         if not _ANY_AUTOCAST():
             return function(*args, **kwargs)
-        tensor = _first_tensor(args) if args else None
-        if tensor is None:
-            tensor = _first_tensor(kwargs.values())
+        tensor = _first_tensor((*args, *kwargs.values()))
         device_type = None if tensor is None else tensor.device.type
         if device_type is None or not _autocast_on(device_type):
             return function(*args, **kwargs)
