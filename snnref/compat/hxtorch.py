@@ -9,7 +9,9 @@ parameters are numbers or tensors of the input's dtype and device; a tensor
 that requires grad receives its gradient.  Every argument is checked before
 any computation; an error names the argument.  The integrations take
 ``backend`` (keyword only) as ``snnref.simulate`` does; the step functions
-are torch operations.
+are torch operations.  Under ``torch.autocast`` every function computes in
+float32 (``snnref.backend.float32_under_autocast``): half-precision tensors,
+the pass-through MADC trace among them, come in and back as float32.
 """
 
 from __future__ import annotations
