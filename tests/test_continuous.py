@@ -300,6 +300,13 @@ def test_exact_gradients_match_finite_differences(node, params, unit):
 
 
 @given(cuba_cases())
+# A spike near a graze (it vanishes 1e-4 away in r): a step of 1e-5 was too coarse for finite differences.
+@example(("CubaLIF", {"tau_syn": 1.4882812500000002e-05, "tau_mem": 1.4882812500000002e-05,
+                      "w_in": 1.4882812500000002e-05, "r": 0.6931471803691238, "v_leak": 0.14585300040645438,
+                      "v_threshold": 1.1088847669762, "v_reset": 0.0, "reset": "subtract", "tau_ref": 0.0},
+          np.array([0.0, 0.0, 8.59414748e-06, 1.25740665e-05, 1.37837726e-05, 1.65439698e-05]),
+          np.array([[0.395119, 0.0], [0.395119, 0.0], [0.395119, 0.0], [2.08398438, 0.0], [0.395119, 0.0],
+                    [0.395119, 0.0]])))
 def test_exact_gradients_match_finite_differences_on_hypothesis_cases(case):
     node, params, times, weights = case
     report = fdcheck.check(node, params, times, weights, t_end=6e-5, samples=np.linspace(1e-6, 6e-5, 7),
