@@ -10,9 +10,9 @@ For every input p (parameter, initial state, pulse weight), all neurons at once
     fd = R(h/2), judged only where it has converged: |R(h) - R(h/2)| within a
     quarter of FD_BOUND, by (2).  Elsewhere h shrinks 16-fold for that input and
     neuron, at most REFINEMENTS times.  Near a graze the spike time bends on the
-    scale of h: a CubaLIF spike that vanishes 1e-4 away (relative, in r) had the
-    derivative -0.00399288 exactly and from h = 1e-8 relative, -0.00397518 from
-    h = 1e-5, where only the count test (3) stood between it and a false failure.
+    scale of h: a CubaLIF spike that vanishes 1e-4 away (relative, in r) has
+    the derivative -0.00399288 (exact, and central differences at h = 1e-8
+    relative), where R(h) at h = 1e-5 gave -0.00397518.
 (2) error = |fd - exact| / max(|exact|, |fd|, FLOOR * scale / (h/2))
 with scale = t_end for spike times and max(1, |v|) for states: below FLOOR of
 the output's scale a change is rounding, not signal.  Skipped, and counted:
