@@ -88,11 +88,12 @@ def test_a_call_without_torch_compile_does_not_import_dynamo(backend):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("backend", ["torch"] + BACKENDS)
+@pytest.mark.parametrize("backend", ["torch", BACKENDS[0]])
 def test_a_compiled_caller_under_autocast_gets_the_eager_results(backend):
     # Dynamo traces the autocast test in front of simulate (float32_under_autocast):
     # compiled, an autocast Linear's bfloat16 output must still reach the scan as
     # float32, and a compiled call without autocast must not reuse that graph.
+    # The torch path is traced with it, the cpu run is a graph break (as Triton's).
     torch.manual_seed(0)
     linear, neuron = torch.nn.Linear(4, 6), snnref.nn.PLIF(6, backend=backend)
     x = torch.randn(5, 2, 4)
