@@ -43,10 +43,11 @@ def stepped(step):
     return run
 
 
-def refractory_step(z, v, i, x_t):
-    z, v, i = F.cuba_lif_step(z, v, i, x_t, None, None, **SPIKING_HX)
-    z, v, _ = F.refractory_update(z, v, torch.zeros_like(v), None, None, reset=0.0, refractory_time=2e-6, dt=1e-6)
-    return z, v, i
+def refractory(x):
+    """refractory_update on x itself as the membrane (its own tensors in x's dtype):
+    spikes where x > 1, a hold of two steps left where x > 1.5."""
+    spikes, held = (x > 1).to(x.dtype), 2 * (x > 1.5).to(x.dtype)
+    return F.refractory_update(spikes, x, held, None, None, reset=0.0, refractory_time=2e-6, dt=1e-6)
 
 
 def module(factory, shape=(T, B, N)):
@@ -93,7 +94,7 @@ ENTRY_POINTS = {
     "cuba_li_integration": lambda x: F.cuba_li_integration(
         x, **{k: HX[k] for k in ("leak", "tau_syn", "tau_mem", "dt")}),
     "cuba_lif_step": stepped(lambda z, v, i, x_t: F.cuba_lif_step(z, v, i, x_t, None, None, **SPIKING_HX)),
-    "refractory_update": stepped(refractory_step),
+    "refractory_update": refractory,
     "spiking_threshold": lambda x: (F.spiking_threshold(x, "superspike", 5.0),),
     "nn.LIF": module(lambda: snn.LIF(N, store_traces=True)),
     "nn.PLIF": module(lambda: snn.PLIF(N)),
