@@ -28,6 +28,8 @@ from . import arguments, families, registry
 from .trace import Trace
 
 BACKENDS = ("auto", "torch", "triton", "cpu")
+# The half-precision dtypes: stored by Triton only, cast to float32 under autocast.
+HALF = (torch.float16, torch.bfloat16)
 # Storage dtypes: the torch path and the fused CPU scans compute in the input's
 # precision; the Triton kernels accumulate in float32 whatever they store.
 DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, torch.float16, torch.bfloat16),
@@ -73,7 +75,7 @@ def finite(tensor) -> bool:
         # three small ops, which each call of simulate paid per parameter.
         return math.isfinite(tensor.item())
     tensor = tensor.detach()
-    wide = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else None
+    wide = torch.float32 if tensor.dtype in HALF else None
     # (1), the sum tested as a Python float: torch's isfinite of a tensor is
     # four more operations (70 us more right after a scan flushed the caches).
     return math.isfinite(tensor.sum(dtype=wide).item()) or bool(torch.isfinite(tensor).all())
@@ -97,9 +99,6 @@ def check_untransformed():
             "snnref.simulate: called under a torch.func transform (grad, vjp, jvp, vmap, jacrev, ...), which its "
             "scans do not support; take gradients with torch.autograd.grad or .backward(), and batch by a "
             "dimension of x (time-major (T, ..., N)) instead of vmap")
-
-
-HALF = (torch.float16, torch.bfloat16)
 
 
 def _first_tensor(values):
@@ -241,7 +240,7 @@ class TorchArrays:
         scale: the positive parameters) as a normal number: below that its precision
         is gone (float16 keeps hxtorch's 1e-5 s in a few bits, and the gradients of
         such constants overflow it).  A weight or threshold near 0 is just small."""
-        if tensor.dtype not in (torch.float16, torch.bfloat16):
+        if tensor.dtype not in HALF:
             return
         magnitude = tensor.detach().abs()
         tiny = torch.finfo(tensor.dtype).tiny
@@ -295,7 +294,7 @@ def _check_backend(row, backend, x, label="x"):
     if backend == "auto":
         backend = _auto(x)
         # The caller chose no backend: the message says what "auto" takes on this device.
-        half = " (half precision on CUDA only)" if x.dtype in (torch.float16, torch.bfloat16) else ""
+        half = " (half precision on CUDA only)" if x.dtype in HALF else ""
         arguments.check_dtype(label, x.dtype, DTYPES[backend], f"backend 'auto' on {x.device.type}{half}")
     if backend == "cpu":
         if x.device.type != "cpu":
@@ -380,7 +379,7 @@ def simulate(
     arguments_of_run = (row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
     outputs, final, used = (family.run(*arguments_of_run) if backend == "torch"
                             else _untraced_run(family, *arguments_of_run))
-    if x.dtype in (torch.float16, torch.bfloat16) and not allow_nonfinite:
+    if x.dtype in HALF and not allow_nonfinite:
         # Half storage saturates to inf silently: a quantity that left its range is an error.
         for name, value in list(outputs.items()) + [(f"final {k}", v) for k, v in final.items()]:
             if not finite(value):
