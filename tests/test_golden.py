@@ -181,6 +181,8 @@ def test_the_wheel_ships_exactly_the_repository_store(tmp_path):
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                             "-w", str(tmp_path), str(STORE.parent)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
+    # Every `pip install .` shows the build's warnings: none may say that a golden folder looks like a package.
+    assert "snnref.goldens." not in build.stderr, build.stderr
     (wheel,) = tmp_path.glob("snnref-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = {name[len("snnref/goldens/"):]: archive.read(name) for name in archive.namelist()
