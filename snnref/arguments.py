@@ -196,7 +196,11 @@ def check_x_shape(row, shape, label="x"):
     if len(shape) < 2:
         raise ValueError(f"{label}: expected a time-major array of shape (T, ..., N), got shape {shape}")
     if 0 in shape:
-        raise ValueError(f"{label}: expected at least one time step and one neuron, got shape {shape}")
+        empty = shape.index(0)
+        # Name the empty axis: an empty batch is not an empty time or neuron axis.
+        last_is_neurons = row.input_rank is None and empty == len(shape) - 1
+        axis = "time step" if empty == 0 else "neuron" if last_is_neurons else f"element along axis {empty}"
+        raise ValueError(f"{label}: expected at least one {axis} (every axis non-empty), got shape {shape}")
 
 
 def check_nonempty(name, shape, min_dim=0):

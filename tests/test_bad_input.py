@@ -30,8 +30,10 @@ def test_surrogate_the_model_does_not_accept():
 
 @pytest.mark.parametrize("x,match", [
     (np.zeros(4), r"x: expected a time-major array of shape \(T, ..., N\)"),
-    (np.zeros((0, 3)), "x: expected at least one time step"),
-    (np.zeros((4, 0)), "x: expected at least one time step"),
+    (np.zeros((0, 3)), r"x: expected at least one time step \(every axis non-empty\), got shape \(0, 3\)"),
+    (np.zeros((4, 0)), r"x: expected at least one neuron \(every axis non-empty\)"),
+    # A batch axis used to be reported as "at least one time step and one neuron".
+    (np.zeros((4, 0, 3)), r"x: expected at least one element along axis 1 \(every axis non-empty\)"),
 ])
 def test_wrong_rank_or_empty_input(x, match):
     raises(ValueError, match, "tether.LIF", x)
