@@ -44,11 +44,20 @@ def test_each_planted_bug_is_caught_naming_the_quantity_and_step(name):
         assert int(rows[expected[0]][3].split("-")[0]) == expected[1], text
 
 
-def test_the_bug_beyond_lane_32_is_caught_only_by_the_wide_case():
-    impl = testing.Implementation.of(outside_lif.beyond_lane_32, "tether.LIF")
-    report = gate.run(impl, **QUICK)
-    failing = {r.kind for r in report.runs if not r.passed}
-    assert failing == {"wide"}, report.text()
+@pytest.mark.parametrize("name,kind,per_neuron", [
+    ("beyond_lane_32", "wide", None),
+    # Both passed the gate before: its exact-threshold and wide cases had only scalar parameters.
+    ("per_neuron_gt_for_ge", "threshold", True),
+    ("per_neuron_beyond_lane_256", "wide", True),
+    # Passed before: every case gave every initial state, so the default was never run.
+    ("default_v_half", "out_sum", None),
+])
+def test_a_bug_is_caught_only_by_the_case_made_for_it(name, kind, per_neuron):
+    report = gate.run(testing.Implementation.of(getattr(outside_lif, name), "tether.LIF"), **QUICK)
+    failing = [r for r in report.runs if not r.passed]
+    assert {r.kind for r in failing} == {kind}, report.text()
+    if per_neuron is not None:
+        assert all(np.ndim(r.planned.case.params["threshold"]) for r in failing), report.text()
 
 
 def reads_its_inputs_as_if_contiguous(model, x, params, state, *, surrogate=None, inject=None):
@@ -151,9 +160,10 @@ def torch_simulate(model, x, params, state, *, surrogate=None, inject=None):
     return snnref.simulate(model, x, params, state, surrogate=surrogate, inject=inject, backend="torch")
 
 
-def test_exact_threshold_cases_exist_for_the_spiking_families():
+@pytest.mark.parametrize("per_neuron", [False, True])
+def test_exact_threshold_cases_exist_for_the_spiking_families(per_neuron):
     found = {key for key in SPIKING
-             if gate._exact_threshold_case(testing.Implementation(torch_simulate, key), 0) is not None}
+             if gate._exact_threshold_case(testing.Implementation(torch_simulate, key), 0, per_neuron) is not None}
     assert found == set(SPIKING)
 
 
@@ -206,7 +216,7 @@ def test_a_nan_output_is_compared_not_read_as_a_reused_buffer():
     report = gate.run(testing.Implementation(outside_lif.nan_membrane, "tether.LIF"), examples=2,
                       kinds=("random",))
     assert not report.passed and "out:v: max error inf" in report.text(), report.text()
-    assert "of the previous call changed" not in report.text()
+    assert "changed when the implementation was called again" not in report.text()
 
 
 def test_an_implementation_that_raises_while_the_failing_step_is_located_leaves_the_report_standing():
@@ -220,7 +230,8 @@ def test_an_implementation_that_raises_while_the_failing_step_is_located_leaves_
 
     report = gate.run(testing.Implementation(fails_then_raises, "tether.LIF", dtypes=("float32",)), examples=1,
                       kinds=("random",))
-    assert not report.passed and len(calls) == 2
+    # The first call, the one that locates the step, and the repeat of the first case (which raises too).
+    assert not report.passed and len(calls) == 3
     assert ("the failing step was not located: a further call raised RuntimeError: out of device memory"
             in report.runs[0].failures), report.runs[0].failures
 
@@ -498,7 +509,41 @@ def _reuses_its_buffer(model, x, params, state, *, surrogate=None, inject=None):
 def test_a_result_that_a_later_call_overwrites_fails():
     report = gate.run(testing.Implementation(_reuses_its_buffer, "tether.LIF", dtypes=("float32",)), **QUICK)
     assert not report.passed
-    assert "of the previous call changed when the implementation was called again" in report.text()
+    assert "of an earlier call ((12, 2, 5), torch.float32) changed when the implementation was called again" \
+        in report.text(), report.text()
+
+
+_KEPT = {}
+
+
+def _keeps_a_buffer_per_shape_and_dtype(model, x, params, state, *, surrogate=None, inject=None):
+    """The usual workspace cache: handed out again only to a call of the same shape and dtype."""
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    out = result.outputs["out"]
+    buffer = _KEPT.setdefault((tuple(out.shape), out.dtype), torch.empty_like(out))
+    result.outputs["out"] = _IntoBuffer.apply(out, buffer)
+    return result
+
+
+class _IntoBuffer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out, buffer):
+        return buffer.copy_(out)
+
+    @staticmethod
+    def backward(ctx, g_out):
+        return g_out, None
+
+
+@pytest.mark.parametrize("kinds", [gate.KINDS, ("random",)])
+def test_a_result_overwritten_by_a_later_call_of_its_shape_and_dtype_fails(kinds):
+    # Passed before with both dtypes: only the previous call's results were checked, and the
+    # dtypes alternate from call to call.  The repeat of the first case gives every run a pair.
+    _KEPT.clear()
+    report = gate.run(testing.Implementation(_keeps_a_buffer_per_shape_and_dtype, "tether.LIF"), kinds=kinds,
+                      **QUICK)
+    assert not report.passed
+    assert "changed when the implementation was called again" in report.text(), report.text()
 
 
 def test_a_contract_checks_the_signature_before_any_case():
@@ -534,6 +579,7 @@ def following(spikes):
         return tensor.detach().double().numpy()
 
     def impl(model, x, params, state, *, surrogate=None, inject=None):
+        state = state or {}
         names, states = list(params), list(state)
         given = dict(surrogate=surrogate, dtype=np.float32, force_spikes=spikes)
         args = (numpy(x), {k: numpy(params[k]) for k in names}, {k: numpy(state[k]) for k in states})

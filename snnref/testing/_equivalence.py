@@ -129,10 +129,15 @@ def run_backend(case, backend, dtype, device="cpu", contiguous=True, implementat
     return _run(case, backend, dtype, device, contiguous, implementation)[0]
 
 
-def _run(case, backend, dtype, device, contiguous, implementation):
+def _run(case, backend, dtype, device, contiguous, implementation, state_given=True):
     """run_backend's values and the cotangent keys left out because the
-    implementation does not return those quantities."""
+    implementation does not return those quantities.  ``state_given=False``:
+    the call gives no initial state (``state=None``), as a training step's
+    does, so the implementation's own defaults (SPEC.md section 8) are run,
+    and there is no state gradient to read."""
     row = registry.model(case.model)
+    if not state_given and case.state:
+        raise ValueError(f"state_given=False: the case has initial states {sorted(case.state)}")
     # Not contiguous: x, every initial state and every per-neuron parameter as
     # views that skip every other element (a kernel that reads its inputs by
     # pointer as if contiguous reads the wrong values).
@@ -150,7 +155,9 @@ def _run(case, backend, dtype, device, contiguous, implementation):
                                             requires_grad=param.name in differentiated)
     state = {k: array(v, dtype, device, True) for k, v in case.state.items()}
     takes_state = getattr(implementation, "takes_state", True)
-    for var in row.state if takes_state else ():
+    # Otherwise every state the case leaves out is given at its default, as a
+    # tensor of its own, so that its gradient can be read.
+    for var in row.state if takes_state and state_given else ():
         if var.name not in state and not isinstance(var.initial, str):
             state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
                                          requires_grad=True)
@@ -159,10 +166,11 @@ def _run(case, backend, dtype, device, contiguous, implementation):
               **{f"state[{k!r}]": v for k, v in state.items()},
               **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
     before = _snapshot(inputs)
+    given = state if state_given else None
     if implementation is None:
-        trace = simulate(case.model, x, params, state, backend=backend, surrogate=case.surrogate, inject=inject)
+        trace = simulate(case.model, x, params, given, backend=backend, surrogate=case.surrogate, inject=inject)
     else:
-        trace = implementation(case.model, x, params, state, surrogate=case.surrogate, inject=inject)
+        trace = implementation(case.model, x, params, given, surrogate=case.surrogate, inject=inject)
     _check_unmodified(inputs, before, "its call")
     total, dropped = 0, []
     for key, cot in case.cotangents.items():
@@ -188,7 +196,7 @@ def _run(case, backend, dtype, device, contiguous, implementation):
 
     values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
     values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
-    if not takes_state:
+    if not (takes_state and state_given):
         # Nothing to differentiate: the implementation starts from its own state.
         wrt = {k: v for k, v in wrt.items() if not k.startswith("state.")}
         grads = grads[: len(wrt)]
@@ -297,18 +305,20 @@ def rounded_to(case, dtype):
 
 
 def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous=True, reference=None,
-            implementation=None) -> Report:
+            implementation=None, state_given=True) -> Report:
     """``reference``: stored float64 results (golden traces) to use instead of
     running the float64 spec; the spec is still run where teacher forcing needs it.
     ``implementation``: a callable with ``snnref.simulate``'s contract to check
-    instead of a backend (``backend`` is then only its name in the report)."""
+    instead of a backend (``backend`` is then only its name in the report).
+    ``state_given=False``: called without initial states (``_run``), whose
+    defaults are then compared through the outputs, with no state gradients."""
     row = registry.model(case.model)
     name = str(dtype).replace("torch.", "")
     report = Report(case.model, backend, name)
     if dtype in (torch.float16, torch.bfloat16):
         # Half-precision storage: the reference sees the same rounded inputs.
         case = rounded_to(case, dtype)
-    impl, dropped = _run(case, backend, dtype, device, contiguous, implementation)
+    impl, dropped = _run(case, backend, dtype, device, contiguous, implementation, state_given)
     if row.out.spiking and "out:out" in impl:
         stray = _binary(row, impl["out:out"], case, dtype)
         if len(stray):
@@ -344,6 +354,9 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
             long_sums = {}
             ref64, distance64 = run_spec(case, np.float64, forced, long_sums)
     ref32, distance32 = run_spec(case, np.float32, forced)
+    if not state_given:
+        # No initial state was given: there is no state gradient to compare.
+        ref64 = {k: v for k, v in ref64.items() if not k.startswith("grad:state.")}
     if forced is not None:
         unforced = _spikes(row, run_spec(case, np.float64)[0]["out:out"])
         flips = np.argwhere(forced != unforced)

@@ -269,7 +269,8 @@ def verify_implementation(fn, key: str, seed: int = 0, quick: bool = False, *, g
     result = ModelResult(impl.model, "impl")
     if case_file is not None:
         planned, dtype = gate.load_case(case_file, impl)
-        report = gate.run_planned(replace(impl, dtypes=(dtype,)), [planned])
+        # One saved case, replayed as it ran: no repeat on other values.
+        report = gate.run_planned(replace(impl, dtypes=(dtype,)), [planned], again=False)
     else:
         kinds = tuple(k for k in gate.KINDS if k != "golden") if quick else gate.KINDS
         count = examples if examples is not None else (3 if quick else 8)

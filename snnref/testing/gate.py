@@ -14,8 +14,21 @@ returns a ``GateReport``.  Every run includes, with or without goldens:
 - ``wide``: more than 1,100 lanes, a multiple of neither 32, 128 nor 1024
   (kernels fail at block boundaries);
 - ``long``: T = 256 (bugs that start late);
+- ``strided``: non-contiguous views of x, the initial states and the
+  per-neuron parameters;
+- ``out_sum``: called as a training step calls a neuron: no initial state
+  (``state=None``, so the implementation's own defaults, SPEC.md section 8,
+  are compared through its outputs) and a loss of ``out.sum()`` alone;
 - ``golden``: every golden trace of the model the contract can express; the
   others are listed with the reason.
+
+Where the contract allows per-neuron values of a parameter that is a scalar
+by default, the threshold and wide cases run twice, with scalar and with
+per-neuron parameters (kernels often have a path for each).  The first case
+runs once more after all the others, in its first dtype, on other values (x
+reversed in time and negated): every result of the run must still hold its
+values then (a result that is a view of memory the implementation reuses, per
+shape and dtype say, fails), and the repeat is compared like any run.
 
 Every quantity the model defines is compared, or listed as not checked with
 the reason (not returned, pinned, fixed, or outside the contract).
@@ -91,14 +104,21 @@ class Planned:
     seed: int
     reference: Optional[dict] = None  # stored golden results
     name: str = ""  # the golden file
+    repeated: bool = False  # run once more after every other case
 
     def label(self, dtype=None):
         row = registry.model(self.case.model)
         lanes = int(np.prod(self.case.x.shape[1:]))
         where = f"{self.name} " if self.name else ""
-        text = (f"{row.key} {_surrogate_key(self.case.surrogate) or '-'} {self.kind} {where}seed={self.seed} "
-                f"(T={self.case.x.shape[0]}, lanes={lanes})")
+        again = " again" if self.repeated else ""
+        text = (f"{row.key} {_surrogate_key(self.case.surrogate) or '-'} {self.kind}{again} {where}"
+                f"seed={self.seed} (T={self.case.x.shape[0]}, lanes={lanes})")
         return text + (f" {dtype}" if dtype else "")
+
+    @property
+    def state_given(self):
+        """The out_sum case is called without initial states (the module docstring)."""
+        return self.kind != "out_sum"
 
 
 def _seed(*parts) -> int:
@@ -145,32 +165,35 @@ def _random_cases(impl, examples, seed):
         yield Planned(case, "random", case_seed)
 
 
-def _start_on_threshold(impl, row, seed):
+def _start_on_threshold(impl, row, seed, per_neuron):
     """For a model whose membrane starts at a parameter (hxtorch: v = leak, or reset),
     whose first step adds nothing to it (the current starts at 0): threshold := that
     parameter puts every lane's first decision exactly on u = 0 in any arithmetic."""
     start = next((v.initial for v in row.state if isinstance(v.initial, str)), None)
     if start is None or "threshold" in impl.pin or not any(p.name == "threshold" for p in row.params):
         return None
-    case_seed = _seed(row.key, seed, "threshold", "start")
+    case_seed = _seed(row.key, seed, "threshold", "start", *_PER_NEURON[per_neuron])
     rng = np.random.default_rng(case_seed)
-    case = _draw(impl, rng, steps=16, batch=2, neurons=8, surrogate=impl.surrogates[0], per_neuron=False,
+    case = _draw(impl, rng, steps=16, batch=2, neurons=8, surrogate=impl.surrogates[0], per_neuron=per_neuron,
                  random_state=False, inject=False)
+    if np.ndim(case.params[start]) and not impl.may_be_per_neuron("threshold"):
+        # The threshold cannot follow a per-neuron starting value under this contract.
+        return None
     params = dict(case.params)
     params["threshold"] = np.asarray(params[start], dtype=np.float64).copy()
     return Planned(replace(case, params=params), "threshold", case_seed)
 
 
-def _exact_threshold_case(impl, seed):
+def _exact_threshold_case(impl, seed, per_neuron):
     """A dyadic case with decisions exactly on threshold in float64 and float32, or None."""
     row = registry.model(impl.model)
     if not row.surrogates:
         return None
     for index in range(THRESHOLD_CANDIDATES):
-        case_seed = _seed(row.key, seed, "threshold", index)
+        case_seed = _seed(row.key, seed, "threshold", index, *_PER_NEURON[per_neuron])
         rng = np.random.default_rng(case_seed)
         case = _draw(impl, rng, steps=16, batch=2, neurons=8, surrogate=impl.surrogates[index % len(impl.surrogates)],
-                     per_neuron=False, random_state=False, inject=False)
+                     per_neuron=per_neuron, random_state=False, inject=False)
         params = {k: _dyadic(v) if k not in impl.pin else v for k, v in case.params.items()}
         identity = [p.name for p in row.params if p.shape == registry.MATRIX and p.name not in impl.pin]
         for name in identity:
@@ -203,19 +226,19 @@ def _exact_threshold_case(impl, seed):
         exact = (runs[0].distance == 0) & (runs[1].distance == 0)
         if exact.any():
             return Planned(case, "threshold", case_seed)
-    return _start_on_threshold(impl, row, seed)
+    return _start_on_threshold(impl, row, seed, per_neuron)
 
 
-def _sized_case(impl, kind, seed):
+def _sized_case(impl, kind, seed, per_neuron=False):
     """A "wide", "long", "strided" or "out_sum" case.  "strided" runs on
     non-contiguous views of x, the initial states and the per-neuron
-    parameters.  "out_sum" differentiates out.sum() alone, as a training
-    step's loss does: the backward gets a cotangent of stride 0 for out (an
-    expanded 1) and None for every other output and final state (under
-    ``ctx.set_materialize_grads(False)``), where the other cases give a dense
-    random cotangent for each."""
+    parameters.  "out_sum" is called without initial states and
+    differentiates out.sum() alone, as a training step does: the backward
+    gets a cotangent of stride 0 for out (an expanded 1) and None for every
+    other output and final state (under ``ctx.set_materialize_grads(False)``),
+    where the other cases give a dense random cotangent for each."""
     row = registry.model(impl.model)
-    case_seed = _seed(row.key, seed, kind)
+    case_seed = _seed(row.key, seed, kind, *_PER_NEURON[per_neuron])
     rng = np.random.default_rng(case_seed)
     if kind == "wide":
         batch, neurons = WIDE["attention" if row.input_rank else "default"]
@@ -225,7 +248,7 @@ def _sized_case(impl, kind, seed):
     else:
         batch, neurons, steps = 2, 5, 12
     case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons, surrogate=impl.surrogates[0],
-                 per_neuron=kind == "strided", random_state=True, inject=False)
+                 per_neuron=per_neuron or kind == "strided", random_state=kind != "out_sum", inject=False)
     if kind == "out_sum":
         case = replace(case, cotangents={"out": np.ones_like(case.cotangents["out"])})
     return Planned(case, kind, case_seed)
@@ -289,20 +312,34 @@ def plan(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=No
     row = registry.model(impl.model)
     if "random" in kinds:
         planned += list(_random_cases(impl, examples, seed))
+    both = (False, True) if _per_neuron_allowed(impl, row) else (False,)
     if "threshold" in kinds:
-        found = _exact_threshold_case(impl, seed)
-        if found:
-            planned.append(found)
-        elif row.surrogates:
-            unchecked.append(f"exact threshold: no dyadic case of {THRESHOLD_CANDIDATES} lands on u = 0 in "
-                             f"float64 and float32 for {row.key} within the contract")
+        for per_neuron in both:
+            found = _exact_threshold_case(impl, seed, per_neuron)
+            if found:
+                planned.append(found)
+            elif row.surrogates:
+                unchecked.append(f"exact threshold{', per-neuron' if per_neuron else ''}: no dyadic "
+                                 f"case of {THRESHOLD_CANDIDATES} lands on u = 0 in float64 and float32 for "
+                                 f"{row.key} within the contract")
     for kind in ("wide", "long", "strided", "out_sum"):
         if kind in kinds:
-            planned.append(_sized_case(impl, kind, seed))
+            planned += [_sized_case(impl, kind, seed, per_neuron) for per_neuron in (both if kind == "wide"
+                                                                                     else (False,))]
     if "golden" in kinds:
         planned += list(_golden_cases(impl, golden_dir, unchecked, broken))
     unchecked += _contract_limits(impl, row)
     return planned, unchecked, broken
+
+
+# The seed parts of a per-neuron twin of a case (none for the scalar one, whose seeds are older).
+_PER_NEURON = {False: (), True: ("per-neuron",)}
+
+
+def _per_neuron_allowed(impl, row):
+    """Whether the contract lets a parameter that is a scalar by default take per-neuron values."""
+    return any(p.shape == registry.SCALAR and impl.may_be_per_neuron(p.name) and p.name not in impl.pin
+               for p in row.params)
 
 
 def _contract_limits(impl, row):
@@ -337,8 +374,8 @@ class _Adapted:
         self.impl = impl
         self.fixed_parameters = impl.not_differentiated()
         self.takes_state = impl.takes_state
-        # (label, tensor, its values when returned) of the previous call's results
-        self.previous = []
+        # (label, tensor, its values when returned) of every earlier call's results
+        self.earlier = []
 
     def __call__(self, model, x, params, state, *, surrogate=None, inject=None):
         import torch
@@ -349,12 +386,14 @@ class _Adapted:
         # A result the caller still holds must keep its values when the implementation runs
         # again: one that returns a view of a buffer it reuses is wrong for any caller that
         # keeps two results, though every comparison (made before the next call) is right.
-        for label, tensor, values in self.previous:
-            if tensor.shape != values.shape or bool(equivalence.changed(tensor.detach(), values).any()):
-                self.previous = []
-                raise ImplementationError(f"{label} of the previous call changed when the implementation was "
-                                          "called again: it returns memory it reuses (a view of an internal "
-                                          "buffer), which a caller holding both results would read wrong")
+        # Every earlier result, not only the last: a buffer kept per shape and dtype is
+        # handed out again only to a later call of the same shape and dtype.
+        for label, tensor, values in self.earlier:
+            if tensor.shape != values.shape or bool(equivalence.changed(tensor, values).any()):
+                self.earlier = []
+                raise ImplementationError(f"{label} changed when the implementation was called again: it "
+                                          "returns memory it reuses (a view of an internal buffer), which a "
+                                          "caller holding both results would read wrong")
         for part in ("outputs", "final_state"):
             values = getattr(result, part, None)
             if not isinstance(values, dict):
@@ -377,7 +416,9 @@ class _Adapted:
         if x.requires_grad and returned and not any(v.requires_grad for v in returned):
             raise ImplementationError("result: every tensor is detached from the inputs (none requires grad), "
                                       "so no gradient can be checked")
-        self.previous = [(f"result.{part}[{key!r}]", value, value.detach().clone())
+        # Detached: the results' values are kept, not their autograd graphs.
+        self.earlier += [(f"result.{part}[{key!r}] of an earlier call ({tuple(value.shape)}, {value.dtype})",
+                          value.detach(), value.detach().clone())
                          for part in ("outputs", "final_state") for key, value in getattr(result, part).items()]
         return result
 
@@ -451,7 +492,8 @@ class GateReport:
         failed = [r for r in self.runs if not r.passed]
         kinds = {}
         for run in self.runs:
-            kinds.setdefault(run.kind, set()).add(run.label.rsplit(" ", 1)[0])
+            again = " again" if run.planned is not None and run.planned.repeated else ""
+            kinds.setdefault(run.kind + again, set()).add(run.label.rsplit(" ", 1)[0])
         dtypes = sorted({r.dtype for r in self.runs})
         lines = [f"snnref gate: {self.model}, implementation {self.name}: {verdict}",
                  f"  contract: {self.contract}",
@@ -516,8 +558,9 @@ def _torch_dtype(name):
     return getattr(torch, name)
 
 
-def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateReport:
-    """Every planned case in every declared dtype the model's parameters fit."""
+def run_planned(impl: Implementation, planned, unchecked=(), broken=(), again=True) -> GateReport:
+    """Every planned case in every declared dtype the model's parameters fit, then
+    (``again``) the first once more on other values (the module docstring)."""
     from . import _equivalence as equivalence
 
     row = registry.model(impl.model)
@@ -540,11 +583,14 @@ def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateR
             if dtype == "float64" and index in probed:
                 report.runs.append(probed.pop(index))
                 continue
-            try:
-                report.runs.append(_run_one(impl, adapted, item, dtype))
-            except _Refused as error:
-                report.runs.append(Run(item.label(dtype), item.kind, item.seed, dtype, False,
-                                       failures=[f"crashed: {error}"], worst=math.inf, planned=item))
+            report.runs.append(_run_or_crash(impl, adapted, item, dtype))
+    if again and planned and dtypes:
+        # After every other case: each earlier result must still hold its values (_Adapted).  Other
+        # values of the first case's shapes, so that memory reused for them is written with something new.
+        first = planned[0]
+        again = replace(first, case=replace(first.case, x=-first.case.x[::-1]), reference=None, name="",
+                        repeated=True)
+        report.runs.append(_run_or_crash(impl, adapted, again, dtypes[0]))
     first = next((r for r in report.runs if not r.passed and r.details), None)
     if first is not None:
         _locate_sums(adapted, first)
@@ -553,6 +599,15 @@ def run_planned(impl: Implementation, planned, unchecked=(), broken=()) -> GateR
 
 class _Refused(Exception):
     """The implementation raised its own exception on a case: "Type: message"."""
+
+
+def _run_or_crash(impl, adapted, item, dtype):
+    try:
+        return _run_one(impl, adapted, item, dtype)
+    except _Refused as error:
+        called = "" if item.state_given else " (called with state=None, as a training step calls it)"
+        return Run(item.label(dtype), item.kind, item.seed, dtype, False, failures=[f"crashed{called}: {error}"],
+                   worst=math.inf, planned=item)
 
 
 def _run_one(impl, adapted, item, dtype):
@@ -564,7 +619,8 @@ def _run_one(impl, adapted, item, dtype):
     reference = item.reference if dtype in ("float32", "float64") else None
     try:
         outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
-                                      implementation=adapted, contiguous=item.kind != "strided")
+                                      implementation=adapted, contiguous=item.kind != "strided",
+                                      state_given=item.state_given)
     except (equivalence.InputModified, equivalence.BrokenResult, ImplementationError) as error:
         # Broken contracts fail by name, whatever the dtype.
         failure = f"crashed: {type(error).__name__}: {error}" if isinstance(error, ImplementationError) else \
@@ -613,7 +669,8 @@ def _locate_sums(adapted, run):
                 mask = (np.arange(cot.shape[0]) <= t).reshape((-1,) + (1,) * (cot.ndim - 1))
                 kept[name] = np.where(mask, cot, 0.0)
         outcome = equivalence.compare(replace(case, cotangents=kept), "impl", _torch_dtype(run.dtype),
-                                      implementation=adapted, contiguous=run.kind != "strided")
+                                      implementation=adapted, contiguous=run.kind != "strided",
+                                      state_given=run.planned.state_given)
         return {k for k in keys if outcome.details.get(k, {}).get("failed")}
 
     failing = functools.lru_cache(maxsize=None)(failing)

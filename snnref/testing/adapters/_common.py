@@ -30,9 +30,10 @@ def require(adapter, model, covered, surrogate=None, accepted=(None,)):
 
 def initial(state, name, x, fill=0.0):
     """The initial value of state variable ``name`` over the lanes of ``x``: the
-    gate's tensor, or ``fill`` (a number or a tensor) where the gate gives none."""
+    gate's tensor, or ``fill`` (a number or a tensor) where the gate gives none
+    (``state`` None: no initial state at all, as the gate's out_sum case calls)."""
     lanes = x.shape[1:]
-    if name in state:
+    if state and name in state:
         return state[name].expand(lanes)
     fill = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
     return fill.expand(lanes)

@@ -26,7 +26,7 @@ def tether_functional(fn):
         if model not in TETHER_MODELS:
             raise ValueError(f"model: the tether adapter covers {', '.join(TETHER_MODELS)}, got {model!r}")
         steps, shape = x.shape[0], x.shape[1:]
-        v_init = state.get("v", torch.zeros(shape, dtype=x.dtype, device=x.device)).expand(shape).reshape(-1)
+        v_init = (state or {}).get("v", torch.zeros(shape, dtype=x.dtype, device=x.device)).expand(shape).reshape(-1)
         key = surrogate or registry.model(model).default_surrogate
         spikes, v_final, v_seq = fn(x.reshape(steps, -1), v_init, params["decay"], params["threshold"],
                                     params["alpha"], registry.surrogate(key).tether_id)

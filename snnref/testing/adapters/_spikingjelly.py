@@ -37,7 +37,7 @@ def spikingjelly_lif(**options) -> Implementation:
         node = sj_neuron.LIFNode(tau=1.0 / (1.0 - scalar(params["decay"])), v_threshold=scalar(params["threshold"]),
                                  step_mode="m", surrogate_function=sj_surrogate.Sigmoid(alpha=scalar(params["alpha"])),
                                  **settings)
-        if "v" in state:
+        if state and "v" in state:
             node.v = initial(state, "v", x)
         spikes = node(x)
         return result({"out": spikes}, {"v": node.v})
@@ -61,7 +61,7 @@ def spikingjelly_if(**options) -> Implementation:
         require("SpikingJelly IFNode", model, "qualia.IFSRL", surrogate, ("sigmoid",))
         node = sj_neuron.IFNode(v_threshold=scalar(params["threshold"]), step_mode="m", store_v_seq=True,
                                 surrogate_function=sj_surrogate.Sigmoid(alpha=scalar(params["alpha"])), **settings)
-        if "v" in state:
+        if state and "v" in state:
             node.v = initial(state, "v", x)
         spikes = node(x)
         return result({"out": spikes, "v": node.v_seq}, {"v": node.v})
