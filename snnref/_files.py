@@ -1,7 +1,8 @@
 """Writing files so that a reader never sees half of one.
 
 Production code (the CLIs, ``snnref.nir``) and the verification package write
-results, goldens, graphs and reports through these two functions.  Beside
+results, goldens, graphs and reports through these functions (a whole folder,
+a golden store or an HTML report, through ``replace_directory``).  Beside
 them: the checks of an output path before a run, and the format of a NumPy
 file a reader is handed.  A rename
 within one file system is atomic: the target holds either its old contents or
@@ -11,9 +12,12 @@ all of the new ones.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
@@ -71,6 +75,63 @@ def replacing(path) -> Iterator[str]:
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def _exchange_call():
+    """Linux's renameat2, which swaps two paths in one step with RENAME_EXCHANGE; None elsewhere."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError, TypeError):  # no such symbol, or no C library to ask
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _exchange_call()
+# <fcntl.h> and <linux/fs.h>: paths relative to the working directory; swap the two.
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange(first, second) -> bool:
+    """Swap two existing paths atomically; False where the system or the file
+    system cannot (then nothing has moved)."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def replace_directory(complete: Path, target: Path) -> None:
+    """Put the finished directory ``complete`` in place of ``target`` and remove
+    the old tree.  An atomic exchange where the system has one: ``target`` holds
+    the old tree or the new one at every instant.  Elsewhere two renames, and an
+    interruption between them puts the old tree back.  An interruption while the
+    old tree is removed leaves it in ``complete``, for the caller's clean-up."""
+    complete, target = Path(complete), Path(target)
+    if not os.path.lexists(target):
+        os.rename(complete, target)
+        return
+    if exchange(complete, target):
+        shutil.rmtree(complete)
+        return
+    aside = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    moved = aside / target.name
+    try:
+        os.rename(target, moved)
+        os.rename(complete, target)
+    except BaseException:
+        if os.path.lexists(moved) and not os.path.lexists(target):
+            os.rename(moved, target)
+        raise
+    finally:
+        # Only with a tree in place, old or new: the one aside is never the last copy.
+        if os.path.lexists(target):
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snnref import cli, golden, registry
+from snnref import _files, cli, golden, registry
 
 STORE = Path(__file__).resolve().parents[1] / "golden"
 
@@ -282,6 +282,64 @@ def test_an_interrupted_generate_leaves_the_old_store(copy, monkeypatch):
     after = {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
     assert after == before
     assert not [p for p in directory.parent.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+
+
+def _tree(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in Path(directory).rglob("*") if p.is_file()}
+
+
+def _two_trees(tmp_path):
+    for name in ("old", "new"):
+        (tmp_path / name / "sub").mkdir(parents=True)
+        (tmp_path / name / "sub" / "file").write_text(name)
+    return tmp_path / "new", tmp_path / "old"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renameat2 (RENAME_EXCHANGE) is Linux's")
+def test_two_directories_are_exchanged_in_one_step(tmp_path):
+    complete, target = _two_trees(tmp_path)
+    assert _files.exchange(complete, target)
+    assert _tree(target) == {"sub/file": b"new"} and _tree(complete) == {"sub/file": b"old"}
+
+
+def test_an_interrupt_right_after_the_exchange_leaves_the_new_store_whole(copy, monkeypatch, capsys):
+    # Before, the store was replaced by two renames, and an interrupt between them left no store
+    # at all (the old one in a hidden .store.old-* folder, the new one deleted).
+    directory, names = copy
+    exchange = _files.exchange
+
+    def exchange_then_interrupt(first, second):
+        exchange(first, second)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files, "exchange", exchange_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        golden.generate(directory, ["tether.LIF"])
+    regenerated = {name for name in golden.read_manifest(STORE)["files"] if "/tether_LIF-" in name}
+    assert set(golden.read_manifest(directory)["files"]) == regenerated | set(names)
+    assert [p.name for p in directory.parent.iterdir()] == ["store"]
+    assert run_check(directory, capsys)[0] == 0
+
+
+def test_without_an_atomic_exchange_an_interrupt_between_the_renames_puts_the_old_tree_back(tmp_path, monkeypatch):
+    complete, target = _two_trees(tmp_path)
+    renames = []
+    rename = os.rename
+
+    def rename_then_interrupt(source, destination):
+        rename(source, destination)
+        renames.append(destination)
+        if len(renames) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_files, "exchange", lambda first, second: False)
+    monkeypatch.setattr(os, "rename", rename_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _files.replace_directory(complete, target)
+    monkeypatch.undo()
+    # The first rename moved the old tree aside; the second put it back, and the new one is the caller's.
+    assert len(renames) == 2 and _tree(target) == {"sub/file": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "old"]
 
 
 def test_an_output_directory_holding_other_files_is_left_alone(tmp_path, capsys):

@@ -16,7 +16,9 @@ compression: the same bytes on every run with the same NumPy major version)
 and atomically (a temporary file renamed into place); the manifest, with each
 file's sha256, shapes, seed and parameters, is written last.  A whole store is
 generated into a staging directory beside the target and swapped in at the
-end, so an interrupted run leaves the old store as it was.  Files are read
+end (``snnref._files.replace_directory``: in one step where the system can),
+so an interrupted run leaves the old store as it was, or the new one whole
+when the swap had happened.  Files are read
 with ``allow_pickle=False``.
 
 ``write_store`` is the one writer of every store: the built-in one above and
@@ -51,7 +53,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import __version__, registry, spec
-from .._files import numpy_format, usual_mode, write_atomically
+from .._files import numpy_format, replace_directory, usual_mode, write_atomically
 from ..arguments import Names
 from . import _checks as checks
 
@@ -256,7 +258,8 @@ def write_store(directory: Path, jobs, *, kept=None, extra=None, progress=None) 
     top-level manifest fields.  The one writer of every store (built-in or from a
     case file): packed deterministically, checksummed, written into a staging
     directory beside ``directory`` and swapped in when complete, so that an error
-    or an interruption leaves ``directory`` as it was and nothing else behind."""
+    or an interruption leaves ``directory`` as it was (or, after the swap, the
+    new store whole) and nothing else behind."""
     label = directory
     # Through a symbolic link to the store it names: the link stays, the store behind it is replaced.
     directory = Path(directory).resolve()
@@ -285,7 +288,7 @@ def write_store(directory: Path, jobs, *, kept=None, extra=None, progress=None) 
         manifest = {"format": FORMAT, "snnref": __version__, "numpy": np.__version__, **(extra or {}),
                     "files": dict(sorted(entries.items()))}
         write_atomically(staging / MANIFEST, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
-        _swap(staging, directory)
+        replace_directory(staging, directory)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         for parent in created:  # innermost first: the directories this run made
@@ -295,18 +298,6 @@ def write_store(directory: Path, jobs, *, kept=None, extra=None, progress=None) 
                 break
         raise
     return manifest
-
-
-def _swap(staging: Path, directory: Path) -> None:
-    """Put the complete ``staging`` in place of ``directory`` (two renames; the old store is removed last)."""
-    old = None
-    if directory.exists():
-        old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
-        os.rmdir(old)
-        os.replace(directory, old)
-    os.replace(staging, directory)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def store_dir(directory=None) -> Path:

@@ -53,7 +53,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .._files import usual_mode
+from .._files import replace_directory, usual_mode
 
 NEAR = 0.5
 HALF_WINDOW = 12
@@ -518,20 +518,9 @@ def write(directory, results, *, title="snnref verify", option="report") -> Page
             rows += source.rows
         (building / INDEX).write_text(_page(title, rows, drawn, sources, left_out), encoding="utf-8")
         building.chmod(usual_mode(directory=True))
-        _replace(building, target)
+        replace_directory(building, target)
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
     return Page(target / INDEX, rows, drawn, left_out)
 
-
-def _replace(building: Path, target: Path):
-    """Rename the finished page into place; a previous report is moved aside first and
-    removed after, so that ``target`` always holds a whole page."""
-    if not target.exists():
-        os.rename(building, target)
-        return
-    previous = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.absolute().parent))
-    os.rename(target, previous / "page")
-    os.rename(building, target)
-    shutil.rmtree(previous, ignore_errors=True)
