@@ -926,6 +926,8 @@ class Network:
             raise NirError("x: expected finite values")
         signal = np.asarray(x, dtype=dtype)
         steps, lead = x.shape[0], x.shape[1:-1]
+        if not math.isfinite((steps - 1) * self.dt):
+            raise NirError(f"dt: {steps} steps of {self.dt!r} s overflow float64 time; expected a smaller dt")
         self._grid = np.arange(steps) * self.dt
         self._check_initial_states(lead)
         events, distance = None, None

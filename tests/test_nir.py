@@ -438,6 +438,28 @@ def test_dt_missing_or_not_positive(dt):
         snir.export("hxtorch.cuba_li", None, dt=dt, neurons=2)
 
 
+def _cuba_lif_graph(w_in):
+    one = np.ones(1)
+    return nir.NIRGraph.from_list(nir.CubaLIF(tau_syn=2e-3 * one, tau_mem=4e-3 * one, r=one, v_leak=0 * one,
+                                              v_threshold=0.5 * one, v_reset=0 * one, w_in=w_in * one))
+
+
+def test_a_huge_dt_runs_or_is_refused_by_name():
+    # Before: at dt = 1e200 brentq gave up after 500 iterations with a bare RuntimeError; at 1e100 a
+    # neuron firing twice within one ulp of t hung; at 1.7e308 the grid overflowed into "pulse_times".
+    x = np.zeros((6, 1))
+    x[1], x[4] = 1.0, 0.2
+    quiet = [snir.load(_cuba_lif_graph(2e-3), dt=dt, method="exact").simulate(x) for dt in (1e3, 1e200, 1e290)]
+    for trace in quiet[1:]:
+        assert trace.outputs.keys() == quiet[0].outputs.keys()
+        assert all(np.array_equal(trace.outputs[k], quiet[0].outputs[k]) for k in trace.outputs)
+    assert snir.load(_cuba_lif_graph(2e-2), dt=1e3, method="exact").simulate(x).outputs["out"].sum() > 1
+    with pytest.raises(ValueError, match="float64 time cannot hold this neuron's spikes near t = 1e[+]100 s"):
+        snir.load(_cuba_lif_graph(2e-2), dt=1e100, method="exact").simulate(x)
+    with pytest.raises(snir.NirError, match="dt: 6 steps of 1.7e[+]308 s overflow float64 time"):
+        snir.load(_cuba_lif_graph(2e-3), dt=1.7e308, method="exact").simulate(x)
+
+
 def test_other_bad_arguments():
     with pytest.raises(snir.NirError, match="method"):
         snir.load(_graph(), dt=1e-3, method="rk4")

@@ -106,6 +106,9 @@ from . import nodes
 
 ROOT_RTOL = 4 * np.finfo(np.float64).eps  # brentq's smallest allowed rtol: a few ulp
 ROOT_XTOL = 1e-300  # no absolute floor: the relative tolerance decides
+# brentq's iteration cap: 2,100 halvings take any float64 interval (up to 1.8e308 s, a NIR
+# graph's dt of 1e290 say) down to one ulp of its root; its default of 100 and 500 did not.
+BRACKET_STEPS = 2100
 SERIES_TERMS = 20  # (7): x^n/(n+1)! < 1e-19 for |x| <= 1 beyond 20 terms
 LARGEST_NEGATIVE = -math.ulp(0.0)  # (10c): a distance that stays below threshold
 
@@ -302,13 +305,13 @@ class _Neuron:
             return scaled_transient(s) if self.limit == 0 else self.distance(d0, i0, s)
 
         if distance(span) >= 0:
-            return optimize.brentq(distance, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
+            return optimize.brentq(distance, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=BRACKET_STEPS)
         if not (scaled_slope(0.0) > 0 and scaled_slope(span) < 0):
             return None
-        top = optimize.brentq(scaled_slope, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
+        top = optimize.brentq(scaled_slope, 0.0, span, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=BRACKET_STEPS)
         if distance(top) < 0:
             return None
-        return optimize.brentq(distance, 0.0, top, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=500)
+        return optimize.brentq(distance, 0.0, top, xtol=ROOT_XTOL, rtol=ROOT_RTOL, maxiter=BRACKET_STEPS)
 
 
 @dataclass(frozen=True)
@@ -422,6 +425,12 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             found = neuron.crossing(d, i, event - t, a)
             if found is not None:
                 crossing_at = t + found
+                if crossing_at == t and found > 0 and spikes and spikes[-1] == t:
+                    # A second spike rounds onto the first: time would never advance (it hung).
+                    raise ValueError(
+                        f"pulse_times: float64 time cannot hold this neuron's spikes near t = {float(t)!r} s (one ulp "
+                        f"of t is {np.spacing(t):.3g} s; the next spike is {found:.3g} s after the last); shift "
+                        "the times towards 0 or measure them in a larger unit")
                 emit_until(crossing_at, False)
                 advance(crossing_at)
                 v, d = p["v_threshold"], 0.0  # the root's definition, free of the flow's rounding
