@@ -13,12 +13,13 @@
 - ``assert_conforms(fn, model, ...)``: runs a user's implementation through
   the gate (``snnref.testing.gate``): seeded random cases, a case exactly on
   threshold, a wide, a long and a strided case (non-contiguous inputs), one
-  whose loss is out.sum() alone, and the installed golden traces; outputs, final states and gradients, in float32 and
-  float64.
+  called as a training step calls a neuron (no initial state, a loss of
+  out.sum() alone), and the installed golden traces; outputs, final states and
+  gradients, in float32 and float64.
 
 The adapter contract.  ``fn`` has ``snnref.simulate``'s signature::
 
-    fn(model: str, x: Tensor, params: dict[str, Tensor], state: dict[str, Tensor],
+    fn(model: str, x: Tensor, params: dict[str, Tensor], state: dict[str, Tensor] | None,
        *, surrogate: str | None, inject: dict[str, Tensor] | None) -> result
 
 with ``x`` time-major (T, ..., N), parameters, states and outputs named as in
@@ -27,8 +28,10 @@ each recorded state sequence) and ``result.final_state`` dicts of tensors,
 differentiable with respect to ``x``, the trainable parameters and the
 initial states; spiking outputs hold exactly 0 or 1.  ``surrogate`` is a
 registry key, or for a declared custom surrogate the ``Surrogate`` object
-itself (its ``key`` names it).  A result must keep its values when ``fn`` is
-called again (no view of a buffer it reuses).  An ``Implementation``
+itself (its ``key`` names it).  ``state`` None gives no initial state: the
+model's own defaults (SPEC.md section 8), as ``snnref.simulate`` without one.
+A result must keep its values when ``fn`` is called again (no view of a buffer
+it reuses).  An ``Implementation``
 (or the same-named attributes on ``fn``: ``takes_state``, ``per_neuron``,
 ``surrogates``, ``fixed_parameters``, ``pin``, ``takes_inject``, ``dtypes``)
 narrows what is checked to what it can express; the report lists the rest.
