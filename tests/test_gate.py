@@ -631,3 +631,30 @@ def test_a_spike_that_contradicts_the_implementation_s_own_history_fails():
         distance = spec.simulate("tether.LIF", x, params, state, force_spikes=consistent).distance
         consistent[step] = float(distance[step].item() >= 0)
     assert _equivalence.compare(case, "follower", torch.float32, implementation=following(consistent)).passed
+
+
+class _WritesItsGradientIntoTheCotangent(torch.autograd.Function):
+    """A memory-saving backward: dL/dv computed in the incoming cotangent's own memory."""
+
+    @staticmethod
+    def forward(ctx, v):
+        return v.clone()
+
+    @staticmethod
+    def backward(ctx, g_v):
+        result = g_v.clone()
+        g_v.zero_()
+        return result
+
+
+def _reuses_the_cotangent(model, x, params, state, *, surrogate=None, inject=None):
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    result.outputs["v"] = _WritesItsGradientIntoTheCotangent.apply(result.outputs["v"])
+    return result
+
+
+def test_a_backward_that_writes_into_its_cotangent_fails():
+    # Passed before: its own gradients are right, and the loss gave no cotangent a second consumer.
+    report = gate.run(testing.Implementation(_reuses_the_cotangent, "tether.LIF"), kinds=("random",), **QUICK)
+    assert not report.passed
+    assert "the cotangent of out:v: modified in place by the implementation during its backward" in report.text()

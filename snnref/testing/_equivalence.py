@@ -25,6 +25,8 @@ there); the comparison then proceeds against the forced references.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field, replace
 from typing import Dict, List
 
@@ -78,7 +80,7 @@ def _strided(value, dtype, device, requires_grad=False):
 
 
 class InputModified(Exception):
-    """The implementation (or backend) wrote into one of its inputs."""
+    """The implementation (or backend) wrote into one of its inputs, or its backward into a cotangent."""
 
 
 class BrokenResult(Exception):
@@ -87,6 +89,11 @@ class BrokenResult(Exception):
 
 # In every InputModified message, after the input's name.
 MODIFIED = "modified in place by the implementation during"
+
+
+def _receive(received, label, grad):
+    """A tensor hook: keep the gradient that flows into the implementation's backward, and its values."""
+    received[label] = (grad, grad.detach().clone())
 
 
 def _snapshot(inputs):
@@ -173,16 +180,22 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
         trace = implementation(case.model, x, params, given, surrogate=case.surrogate, inject=inject)
     _check_unmodified(inputs, before, "its call")
     total, dropped = 0, []
+    # Each cotangent as the backward receives it, and its values then: a backward that writes
+    # into one (to save memory) gives right gradients itself, and corrupts any other consumer
+    # of the same cotangent (a residual connection's), which this loss does not have.
+    received = {}
     for key, cot in case.cotangents.items():
         source, name = (trace.final_state, key[len("final."):]) if key.startswith("final.") else (trace.outputs, key)
         if name not in source:
             dropped.append(key)
             continue
+        label = f"final:{name}" if key.startswith("final.") else f"out:{name}"
         # Checked before the loss uses it: a product with the cotangent would
         # fail inside torch, naming neither the quantity nor the implementation.
         if tuple(source[name].shape) != np.shape(cot):
-            label = f"final:{name}" if key.startswith("final.") else f"out:{name}"
             raise BrokenResult(f"{label}: shape {tuple(source[name].shape)}, expected {np.shape(cot)}")
+        if source[name].requires_grad:
+            source[name].register_hook(functools.partial(_receive, received, f"the cotangent of {label}"))
         # A cotangent of ones is a loss's plain sum: autograd then hands the
         # backward an expanded (stride 0) cotangent, as a training step does.
         ones = np.all(np.asarray(cot) == 1)
@@ -190,6 +203,8 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
     wrt = {"x": x, **{k: params[k] for k in differentiated}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     _check_unmodified(inputs, before, "its backward")
+    _check_unmodified({label: grad for label, (grad, _) in received.items()},
+                      {label: values for label, (_, values) in received.items()}, "its backward")
 
     def numpy(tensor):
         return tensor.detach().to("cpu", torch.float64).numpy()
