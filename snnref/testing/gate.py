@@ -4,7 +4,8 @@
 runs each through ``snnref.testing._equivalence.compare`` in every declared dtype and
 returns a ``GateReport``.  Every run includes, with or without goldens:
 
-- ``random``: ``examples`` small seeded cases (T <= 12, batch <= 3, N <= 7),
+- ``random``: ``examples`` small seeded cases (T <= 12, batch <= 3, N <= 7;
+  the second has T = 1, the third one lane),
   cycling through the declared surrogates, scalar and per-neuron parameters,
   initial states and injection as the contract allows;
 - ``threshold``: a dyadic case (inputs multiples of 1/8, parameters with 4-bit
@@ -13,7 +14,8 @@ returns a ``GateReport``.  Every run includes, with or without goldens:
   different spikes;
 - ``wide``: more than 1,100 lanes, a multiple of neither 32, 128 nor 1024
   (kernels fail at block boundaries);
-- ``long``: T = 256 (bugs that start late);
+- ``long``: T = 333 (bugs that start late: past step 256, with a tail
+  after any power-of-two tile of steps);
 - ``strided``: non-contiguous views of x, the initial states and the
   per-neuron parameters;
 - ``out_sum``: called as a training step calls a neuron: no initial state
@@ -81,7 +83,8 @@ from . import _checks as checks
 from .contract import Implementation
 
 KINDS = ("random", "threshold", "wide", "long", "strided", "out_sum", "golden")
-LONG_STEPS = 256
+# Past 256 steps (an 8-bit counter) and a multiple of no power of two above 1 (a tile's tail).
+LONG_STEPS = 333
 # (batch, N) of the wide case: 3 x 379 = 1137 lanes (attention: 35 x 2 tokens x 17 = 1190,
 # wide in batch, so that its dot products over N stay short: SPEC.md section 7's
 # long-sum term covers sums over time and batch, not over a 191-long matrix row).
@@ -159,8 +162,15 @@ def _random_cases(impl, examples, seed):
     for index in range(examples):
         case_seed = _seed(row.key, seed, "random", index)
         rng = np.random.default_rng(case_seed)
-        case = _draw(impl, rng, steps=int(rng.integers(1, 13)), batch=int(rng.integers(1, 4)),
-                     neurons=int(rng.integers(1, 8)), surrogate=impl.surrogates[index % len(impl.surrogates)],
+        steps, batch, neurons = int(rng.integers(1, 13)), int(rng.integers(1, 4)), int(rng.integers(1, 8))
+        # By construction, not by the luck of a draw: a single step (a T = 1 fast path), on every
+        # lane the small cases have so that some decide to spike, and a single lane.
+        if index == 1:
+            steps, batch, neurons = 1, 3, 7
+        if index == 2:
+            batch, neurons = 1, 1
+        case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons,
+                     surrogate=impl.surrogates[index % len(impl.surrogates)],
                      per_neuron=index % 2 == 1, random_state=index % 3 != 2, inject=index % 2 == 0)
         yield Planned(case, "random", case_seed)
 
