@@ -307,6 +307,14 @@ def _binary(row, out, case, dtype):
     return np.argwhere(~allowed)
 
 
+def _with_defaults(case):
+    """The case with every parameter it leaves out given at its default, as ``_run`` gives it."""
+    row = registry.model(case.model)
+    defaults = {p.name: np.full(arguments.default_shape(p, case.x.shape[-1]), p.default)
+                for p in row.params if p.name not in case.params}
+    return replace(case, params={**case.params, **defaults})
+
+
 def rounded_to(case, dtype):
     """The case with every input rounded to ``dtype`` storage (float64 values again)."""
     def rounded(value):
@@ -331,8 +339,9 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
     name = str(dtype).replace("torch.", "")
     report = Report(case.model, backend, name)
     if dtype in (torch.float16, torch.bfloat16):
-        # Half-precision storage: the reference sees the same rounded inputs.
-        case = rounded_to(case, dtype)
+        # Half-precision storage: the reference sees the same rounded inputs, the parameters
+        # left at their defaults too (the implementation gets them rounded, from _run).
+        case = rounded_to(_with_defaults(case), dtype)
     impl, dropped = _run(case, backend, dtype, device, contiguous, implementation, state_given)
     if row.out.spiking and "out:out" in impl:
         stray = _binary(row, impl["out:out"], case, dtype)
