@@ -337,7 +337,7 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
     # The same function judged against a steeper custom surrogate fails: the spec really uses it.
     steep = testing.Surrogate("steep", lambda u, a: arctan_f(u, 2 * a), lambda u, a: arctan_F(u, 2 * a), None)
     impl = testing.Implementation(lambda *a, surrogate=None, inject=None: outside_lif.correct(
-        *a, surrogate="arctan"), "tether.LIF", surrogates=(steep,))
+        *a, surrogate="arctan"), "tether.LIF", surrogates=(steep,), fixed=("alpha",))
     assert not gate.run(impl, examples=1, kinds=("random",)).passed
 
 
@@ -352,6 +352,22 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
      r"surrogates\['bad'\]: f is not dF/du"),
     (dict(surrogates=(testing.Surrogate("bad_scale", arctan_f, arctan_F, lambda u, a: u),),),
      r"surrogates\['bad_scale'\]: dF is not dF/dscale"),
+    # Each of these was accepted before.  Without dF the spec's gradient of alpha was 0.
+    (dict(surrogates=(testing.Surrogate("no_dF", arctan_f, arctan_F, None),),),
+     r"surrogates\['no_dF'\]: no dF, so its scale 'alpha' is fixed: declare fixed=\('alpha',\) or pin it"),
+    # Under a built-in's name, the built-in's goldens were judged against the custom math.
+    (dict(surrogates=(testing.Surrogate("arctan", arctan_f, arctan_F, arctan_dF),),),
+     r"surrogates\['arctan'\]: the name of a built-in surrogate"),
+    (dict(surrogates=(testing.Surrogate("", arctan_f, arctan_F, arctan_dF),),),
+     r"surrogates: a custom surrogate's key must be a non-empty name, got ''"),
+    (dict(surrogates=("sigmoid", "sigmoid")), r"surrogates: 'sigmoid' is declared twice"),
+    (dict(surrogates=(testing.Surrogate("own", arctan_f, arctan_F, arctan_dF),
+                      testing.Surrogate("own", arctan_f, arctan_F, arctan_dF))), r"surrogates: 'own' is declared twice"),
+    # These raised NumPy's or Python's own exceptions.
+    (dict(surrogates=(testing.Surrogate("raises", arctan_f, arctan_F, lambda u, a: 1 / 0),),),
+     r"surrogates\['raises'\]: dF or F fails on arrays"),
+    (dict(surrogates=(testing.Surrogate("short", arctan_f, arctan_F, lambda u, a: np.zeros(3)),),),
+     r"surrogates\['short'\].dF: expected finite values of u's shape"),
 ])
 def test_a_contract_that_cannot_be_right_names_the_field(fields, message):
     with pytest.raises(testing.ContractError, match=message):

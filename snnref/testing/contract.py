@@ -105,6 +105,10 @@ class Implementation:
             for key in names:
                 self._param(row, key, "per_neuron")
             object.__setattr__(self, "per_neuron", names)
+        fixed = _names(self.fixed, "fixed")
+        for key in fixed:
+            self._param(row, key, "fixed")
+        object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "surrogates", self._surrogates(row))
         for flag in ("takes_state", "takes_inject"):
             if not isinstance(getattr(self, flag), bool):
@@ -115,10 +119,6 @@ class Implementation:
             if unknown or not dtypes:
                 raise ContractError(f"dtypes: expected some of {', '.join(DTYPES)}, got {self.dtypes!r}")
             object.__setattr__(self, "dtypes", dtypes)
-        fixed = _names(self.fixed, "fixed")
-        for key in fixed:
-            self._param(row, key, "fixed")
-        object.__setattr__(self, "fixed", fixed)
         if not self.name:
             object.__setattr__(self, "name", getattr(self.fn, "__qualname__", repr(self.fn)))
 
@@ -138,17 +138,37 @@ class Implementation:
         chosen = []
         for surrogate in self.surrogates:
             if isinstance(surrogate, Custom):
-                if not row.surrogates:
-                    raise ContractError(f"surrogates: {row.key} does not spike, so it takes no surrogate")
-                self._param(row, surrogate.scale, f"surrogates[{surrogate.key!r}].scale")
-                prove_surrogate(surrogate, row.param(surrogate.scale).sample)
+                self._custom(row, surrogate)
             elif surrogate not in row.surrogates:
                 accepted = ", ".join(row.surrogates) or "none"
                 raise ContractError(f"surrogates: {row.key} does not accept {surrogate!r}; it accepts: {accepted}")
+            key = getattr(surrogate, "key", surrogate)
+            # One key, one meaning: goldens and reports find a surrogate by its key.
+            if key in [getattr(s, "key", s) for s in chosen]:
+                raise ContractError(f"surrogates: {key!r} is declared twice")
             chosen.append(surrogate)
         if not chosen:
             raise ContractError("surrogates: declare at least one")
         return tuple(chosen)
+
+    def _custom(self, row, surrogate):
+        """A library's own surrogate: its own key, a scale the model has, its math proven, and
+        without dF a scale whose gradient is not compared."""
+        if not isinstance(surrogate.key, str) or not surrogate.key:
+            raise ContractError(f"surrogates: a custom surrogate's key must be a non-empty name, got {surrogate.key!r}")
+        if surrogate.key in registry.SURROGATES:
+            # The built-in's goldens would be judged against the custom math under its name.
+            raise ContractError(f"surrogates[{surrogate.key!r}]: the name of a built-in surrogate; give the custom "
+                                "one a key of its own")
+        if not row.surrogates:
+            raise ContractError(f"surrogates: {row.key} does not spike, so it takes no surrogate")
+        self._param(row, surrogate.scale, f"surrogates[{surrogate.key!r}].scale")
+        prove_surrogate(surrogate, row.param(surrogate.scale).sample)
+        if surrogate.dF is None and surrogate.scale in row.differentiable \
+                and surrogate.scale not in self.fixed + tuple(self.pin):
+            # Without dF the spec has no gradient for the scale (Custom: the scale is fixed).
+            raise ContractError(f"surrogates[{surrogate.key!r}]: no dF, so its scale {surrogate.scale!r} is fixed: "
+                                f"declare fixed=({surrogate.scale!r},) or pin it, or give dF = dF/d{surrogate.scale}")
 
     @classmethod
     def of(cls, fn, model=None):
@@ -216,9 +236,14 @@ def prove_surrogate(surrogate: Custom, scale_range) -> None:
             raise ContractError(f"surrogates[{surrogate.key!r}]: f is not dF/du (finite differences differ by "
                                 f"{error:.1e} relative at scale {scale:g}; bound {SURROGATE_FD_BOUND:g})")
         if surrogate.dF is not None:
-            dF = np.asarray(surrogate.dF(u, scale), dtype=np.float64)
-            fd = np.array([_derivative(lambda a: float(np.asarray(surrogate.F(np.array([p]), a))[0]), scale,
-                                       1e-3 * scale) for p in u])
+            try:
+                dF = np.asarray(surrogate.dF(u, scale), dtype=np.float64)
+                fd = np.array([_derivative(lambda a: float(np.asarray(surrogate.F(np.array([p]), a))[0]), scale,
+                                           1e-3 * scale) for p in u])
+            except Exception as error:
+                raise ContractError(f"surrogates[{surrogate.key!r}]: dF or F fails on arrays ({error})") from None
+            if dF.shape != u.shape or not np.all(np.isfinite(dF)):
+                raise ContractError(f"surrogates[{surrogate.key!r}].dF: expected finite values of u's shape")
             error = float(np.max(np.abs(dF - fd))) / max(1.0, float(np.max(np.abs(dF))))
             if not error < SURROGATE_FD_BOUND:
                 raise ContractError(f"surrogates[{surrogate.key!r}]: dF is not dF/dscale (finite differences "
