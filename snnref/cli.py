@@ -51,7 +51,7 @@ def _verify(args) -> int:
         check_output_file("--json", args.json)
     if args.save_failures:
         _check_output_dir("--save-failures", args.save_failures)
-    if args.report:
+    if args.report is not None:
         from .testing import report as html_report
 
         html_report.check_target("--report", args.report)
@@ -127,7 +127,7 @@ def _verify(args) -> int:
     print(f"{len(jobs) - failed} passed, {failed} failed ({elapsed:.1f} s)")
     if args.json:
         _write_json(args.json, results, elapsed)
-    if args.report:
+    if args.report is not None:
         page = html_report.write(args.report, results, title="snnref verify", option="--report")
         print(f"report: {page.index} ({len(page.drawn)} failing quantities drawn)")
     return 1 if failed else 0

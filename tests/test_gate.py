@@ -374,6 +374,19 @@ def test_a_contract_that_cannot_be_right_names_the_field(fields, message):
         testing.Implementation(outside_lif.correct, "tether.LIF", **fields)
 
 
+def test_a_contract_with_nothing_to_check_is_refused():
+    # Before: accepted; under pytest every item was skipped (a green run), under the CLI it failed with 0 runs.
+    with pytest.raises(testing.ContractError, match=r"dtypes: float16 cannot store hxtorch.cuba_lif's parameters"):
+        testing.Implementation(torch_simulate, "hxtorch.cuba_lif", dtypes=("float16",))
+
+
+@pytest.mark.parametrize("seed", ["a", None, 1.5, True, -1])
+def test_a_seed_that_is_no_integer_from_0_is_refused_by_name(seed):
+    # Before: a TypeError from a comparison for "a" and None; 1.5 and True were taken.
+    with pytest.raises(ValueError, match=f"seed: expected an integer >= 0, got {re.escape(repr(seed))}"):
+        gate.plan(testing.Implementation(torch_simulate, "tether.LIF"), seed=seed)
+
+
 def test_old_adapter_attributes_still_narrow_the_checks():
     impl = testing.Implementation.of(outside_lif.correct, "tether.LIF")
     assert impl.surrogates == ("arctan", "sigmoid", "fast_sigmoid")

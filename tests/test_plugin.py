@@ -99,8 +99,14 @@ def test_an_item_whose_cases_the_contract_rules_out_is_skipped_with_the_reason(t
     assert "golden: no case of this check fits the declared contract; not checked: golden" in result.stdout
 
 
-def test_a_number_of_examples_below_one_is_a_usage_error(tmp_path):
+@pytest.mark.parametrize("option,value,message", [
+    ("--snnref-examples", "0", "--snnref-examples: expected an integer >= 1, got '0'"),
+    # Before: every gate item failed with a traceback from inside the gate.
+    ("--snnref-seed", "-1", "--snnref-seed: expected an integer >= 0, got -1"),
+    # Before: no page was written, and the run passed.
+    ("--snnref-report", "", "--snnref-report: expected a directory name, got ''"),
+])
+def test_a_bad_number_or_name_is_a_usage_error(tmp_path, option, value, message):
     result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
-                        "--snnref-examples", "0")
-    assert result.returncode == 4 and "--snnref-examples: expected an integer >= 1, got '0'" in result.stderr, \
-        result.stdout + result.stderr
+                        option, value)
+    assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr

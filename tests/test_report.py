@@ -170,7 +170,19 @@ def test_bad_targets_are_refused_by_name_and_nothing_is_written(tmp_path):
         report.check_target("--report", tmp_path / "absent" / "report")
     with pytest.raises(TypeError, match="results: expected"):
         report.write(tmp_path / "report", ["not a result"])
+    with pytest.raises(report.ReportError, match=r"--report: expected a directory name, got ''"):
+        report.check_target("--report", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_a_previous_report_holding_a_users_file_is_not_replaced(tmp_path, late_bug):
+    # Before, the new page replaced the whole directory, notes and all.
+    report.write(tmp_path / "report", [late_bug])
+    (tmp_path / "report" / "notes.txt").write_text("mine")
+    with pytest.raises(report.ReportError, match=r"a previous snnref report holding files no report writes "
+                                                 r"\(notes.txt\)"):
+        report.write(tmp_path / "report", [late_bug])
+    assert (tmp_path / "report" / "notes.txt").read_text() == "mine"
 
 
 def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):

@@ -118,6 +118,14 @@ class Implementation:
             unknown = [d for d in dtypes if d not in DTYPES]
             if unknown or not dtypes:
                 raise ContractError(f"dtypes: expected some of {', '.join(DTYPES)}, got {self.dtypes!r}")
+            import torch
+
+            from ._equivalence import storable
+
+            if not any(storable(row, getattr(torch, d)) for d in dtypes):
+                # Else every gate would have nothing to run: a pytest item skipped, a CLI run failed.
+                raise ContractError(f"dtypes: {', '.join(dtypes)} cannot store {row.key}'s parameters in their "
+                                    "normal range; declare a wider dtype too")
             object.__setattr__(self, "dtypes", dtypes)
         if not self.name:
             object.__setattr__(self, "name", getattr(self.fn, "__qualname__", repr(self.fn)))

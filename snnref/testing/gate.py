@@ -68,6 +68,7 @@ import functools
 import io
 import json
 import math
+import numbers
 import shlex
 import zipfile
 import zlib
@@ -313,8 +314,8 @@ def _inexpressible(impl, row, case, declared):
 
 def plan(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=None):
     """(the planned cases, what is not checked, broken golden files)."""
-    if seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"kinds: unknown {unknown}; expected some of {', '.join(KINDS)}")

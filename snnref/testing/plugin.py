@@ -29,7 +29,7 @@ import pickle
 
 import pytest
 
-from ..cli import examples_count
+from ..cli import examples_count, nonnegative_integer
 
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
@@ -46,7 +46,7 @@ def pytest_addoption(parser):
                     help="registry model it implements (repeatable)")
     group.addoption("--snnref-golden-dir", metavar="DIR", help="golden store (default: the installed one)")
     group.addoption("--snnref-examples", type=examples_count, default=8, metavar="N", help="random cases (default 8)")
-    group.addoption("--snnref-seed", type=int, default=0, metavar="SEED", help="seed of the cases (default 0)")
+    group.addoption("--snnref-seed", type=nonnegative_integer, default=0, metavar="SEED", help="seed of the cases (default 0)")
     group.addoption("--snnref-report", metavar="DIR",
                     help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
 
@@ -89,7 +89,7 @@ def pytest_collection_modifyitems(session, config, items):
     if not target:
         if config.getoption("snnref_model"):
             raise pytest.UsageError("--snnref-model: name the implementation with --snnref-impl MODULE:CALLABLE")
-        if config.getoption("snnref_report"):
+        if config.getoption("snnref_report") is not None:
             raise pytest.UsageError("--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE; "
                                     "name the implementation")
         return
@@ -103,7 +103,7 @@ def pytest_collection_modifyitems(session, config, items):
         if models == [None]:
             raise ValueError("--snnref-model: name the model it implements (e.g. --snnref-model tether.LIF)")
         contracts = [Implementation.of(fn, model) for model in models]
-        if config.getoption("snnref_report"):
+        if config.getoption("snnref_report") is not None:
             from .report import check_target
 
             check_target("--snnref-report", config.getoption("snnref_report"))

@@ -44,6 +44,7 @@ kept in each ``Drawn`` record, so that a test can read what the figure shows.
 from __future__ import annotations
 
 import html
+import re
 import os
 import shutil
 import tempfile
@@ -129,10 +130,18 @@ def _is_report(directory: Path) -> bool:
         return False
 
 
+def _not_written_by_a_report(directory: Path):
+    """The entries of a previous report's directory that no report writes (a user's notes)."""
+    return sorted(p.name for p in directory.iterdir()
+                  if not (p.is_file() and (p.name == INDEX or re.fullmatch(r"fig-\d{3,}\.png", p.name))))
+
+
 def check_target(option: str, directory) -> Path:
     """Before any run: matplotlib is there, and ``directory`` can be written or replaced
     (absent, empty, or a previous report: never a directory of other files)."""
     _matplotlib()
+    if not str(directory):
+        raise ReportError(f"{option}: expected a directory name, got ''")
     # Through a symbolic link: the report replaces the directory it names, the link stays.
     target = Path(os.path.realpath(directory))
     if target.exists() and not target.is_dir():
@@ -141,6 +150,11 @@ def check_target(option: str, directory) -> Path:
     if target.is_dir() and any(target.iterdir()) and not _is_report(target):
         raise ReportError(f"{option}: {directory} is a directory of other files; expected a new or empty "
                           f"directory, or a previous snnref report to replace")
+    if target.is_dir() and _is_report(target) and _not_written_by_a_report(target):
+        # The whole directory is replaced: files added to an old report would go with it.
+        raise ReportError(f"{option}: {directory} is a previous snnref report holding files no report writes "
+                          f"({', '.join(_not_written_by_a_report(target))}); move them, or choose another "
+                          "directory")
     parent = target.absolute().parent
     if not parent.is_dir():
         raise ReportError(f"{option}: the directory {parent} does not exist")
