@@ -76,8 +76,19 @@ def reads_its_inputs_as_if_contiguous(model, x, params, state, *, surrogate=None
     return torch_simulate(model, as_if_contiguous(x), params, state, surrogate=surrogate, inject=inject)
 
 
-def test_a_kernel_that_ignores_strides_is_caught_only_by_the_strided_case():
-    report = gate.run(testing.Implementation(reads_its_inputs_as_if_contiguous, "tether.PLIF"), **QUICK)
+def addresses_lanes_with_one_stride(model, x, params, state, *, surrogate=None, inject=None):
+    """A (T, lanes) kernel: time by its stride, lane (b, n) at (b N + n) times the last stride,
+    as if the batch axis ran contiguously over the neurons."""
+    lanes = [int(np.prod(x.shape[axis + 1:])) * x.stride(-1) for axis in range(1, x.dim())]
+    return torch_simulate(model, torch.as_strided(x, x.shape, [x.stride(0)] + lanes, x.storage_offset()), params,
+                          state, surrogate=surrogate, inject=inject)
+
+
+@pytest.mark.parametrize("fn", [reads_its_inputs_as_if_contiguous,
+                                # Passed before: every other element of a time-major buffer keeps one lane stride.
+                                addresses_lanes_with_one_stride])
+def test_a_kernel_that_ignores_strides_is_caught_only_by_the_strided_case(fn):
+    report = gate.run(testing.Implementation(fn, "tether.PLIF"), **QUICK)
     assert {r.kind for r in report.runs if not r.passed} == {"strided"}, report.text()
     assert any(r.kind == "strided" for r in report.runs)
 
@@ -126,11 +137,13 @@ def reads_the_cotangent_as_if_contiguous(model, x, params, state, *, surrogate=N
     return result
 
 
-@pytest.mark.parametrize("fn", [needs_every_cotangent, reads_the_cotangent_as_if_contiguous])
-def test_a_backward_that_fails_on_a_training_steps_loss_is_caught_only_by_the_out_sum_case(fn):
-    """Both pass every case with a dense random cotangent on every output."""
+@pytest.mark.parametrize("fn,kinds", [(needs_every_cotangent, {"out_sum"}),
+                                      # The strided case's cotangents are strided views too.
+                                      (reads_the_cotangent_as_if_contiguous, {"out_sum", "strided"})])
+def test_a_backward_that_fails_on_a_training_steps_loss_is_caught_by_the_out_sum_case(fn, kinds):
+    """Both pass every case with a dense contiguous cotangent on every output."""
     report = gate.run(testing.Implementation(fn, "tether.LIF"), **QUICK)
-    assert {r.kind for r in report.runs if not r.passed} == {"out_sum"}, report.text()
+    assert {r.kind for r in report.runs if not r.passed} == kinds, report.text()
 
 
 @pytest.mark.parametrize("key", sorted(registry.MODELS))

@@ -70,11 +70,17 @@ def _tensor(value, dtype, device, requires_grad=False):
 
 
 def _strided(value, dtype, device, requires_grad=False):
-    """The same values as a non-contiguous view (every other element of a wider buffer)."""
+    """The same values as a non-contiguous view: every other element of a wider
+    buffer whose leading axes lie in memory in reverse order (x (T, B, N) over a
+    batch-first buffer, as batch-first data transposed to time-major is), so that
+    neither is the last stride 1 nor does one stride address every lane."""
     value = np.asarray(value)
-    wide = torch.zeros(value.shape + (2,), dtype=dtype, device=device)
-    wide[..., 0] = _tensor(value, dtype, device)
-    view = wide[..., 0]
+    lead = max(value.ndim - 1, 0)
+    # Buffer axis lead - 1 - a holds axis a of the value, for each leading axis a.
+    memory = tuple(value.shape[lead - 1 - a] for a in range(lead)) + value.shape[lead:] + (2,)
+    wide = torch.zeros(memory, dtype=dtype, device=device)
+    view = wide.permute(*(lead - 1 - a for a in range(lead)), *range(lead, wide.dim()))[..., 0]
+    view.copy_(_tensor(value, dtype, device))
     view.requires_grad_(requires_grad)
     return view
 
@@ -145,9 +151,10 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
     row = registry.model(case.model)
     if not state_given and case.state:
         raise ValueError(f"state_given=False: the case has initial states {sorted(case.state)}")
-    # Not contiguous: x, every initial state and every per-neuron parameter as
-    # views that skip every other element (a kernel that reads its inputs by
-    # pointer as if contiguous reads the wrong values).
+    # Not contiguous: x, every initial state, every per-neuron parameter and every
+    # cotangent as views that skip every other element, batch-first in memory (a
+    # kernel that reads them by pointer as if contiguous, or addresses lanes with
+    # one stride, reads the wrong values).
     array = _tensor if contiguous else _strided
     x = array(case.x, dtype, device, True)
     # Parameters the implementation keeps fixed (a library whose surrogate scale
@@ -199,7 +206,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
         # A cotangent of ones is a loss's plain sum: autograd then hands the
         # backward an expanded (stride 0) cotangent, as a training step does.
         ones = np.all(np.asarray(cot) == 1)
-        total = total + (source[name].sum() if ones else (_tensor(cot, dtype, device) * source[name]).sum())
+        total = total + (source[name].sum() if ones else (array(cot, dtype, device) * source[name]).sum())
     wrt = {"x": x, **{k: params[k] for k in differentiated}, **{f"state.{k}": v for k, v in state.items()}}
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     _check_unmodified(inputs, before, "its backward")

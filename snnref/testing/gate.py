@@ -16,8 +16,8 @@ returns a ``GateReport``.  Every run includes, with or without goldens:
   (kernels fail at block boundaries);
 - ``long``: T = 333 (bugs that start late: past step 256, with a tail
   after any power-of-two tile of steps);
-- ``strided``: non-contiguous views of x, the initial states and the
-  per-neuron parameters;
+- ``strided``: non-contiguous views of x, the initial states, the
+  per-neuron parameters and the cotangents, batch-first in memory;
 - ``out_sum``: called as a training step calls a neuron: no initial state
   (``state=None``, so the implementation's own defaults, SPEC.md section 8,
   are compared through its outputs) and a loss of ``out.sum()`` alone;
