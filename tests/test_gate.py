@@ -725,3 +725,43 @@ def test_half_storage_is_compared_with_the_parameter_defaults_rounded_too():
                                   surrogates=("fast_sigmoid",))
     report = gate.run(impl, kinds=("golden",))
     assert report.passed and any("default" in r.label for r in report.runs), report.text()
+
+
+def _resets_with_its_own_spikes(model, x, params, state, *, surrogate=None, inject=None):
+    """Hardware spikes alone (no membrane): returned, but the reset follows the model's own spikes."""
+    if inject and set(inject) == {"spikes"}:
+        steps = min(x.shape[0], inject["spikes"].shape[0])
+        result = torch_simulate(model, x[:steps], params, state, surrogate=surrogate)
+        own = result.outputs["out"]
+        result.outputs["out"] = inject["spikes"][:steps] + (own - own.detach())
+        return result
+    return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+
+def _defaults_a_missing_adaptation_to_half(model, x, params, state, *, surrogate=None, inject=None):
+    """Given v without a (a partial state), the adaptation starts at 0.5 (tether's starts at 0)."""
+    if state is not None and "v" in state and "a" not in state:
+        state = dict(state, a=torch.full_like(state["v"], 0.5))
+    return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+
+@pytest.mark.parametrize("fn,model", [
+    # Both passed before: every injected case gave both hardware traces, and every case every state.
+    (_resets_with_its_own_spikes, "hxtorch.cuba_lif"),
+    (_defaults_a_missing_adaptation_to_half, "tether.ALIF"),
+])
+def test_a_bug_of_a_partial_input_is_caught_by_the_random_cases(fn, model):
+    report = gate.run(testing.Implementation(fn, model), examples=5, kinds=("random",))
+    assert not report.passed, report.text()
+
+
+@pytest.mark.parametrize("key", ["hxtorch.cuba_lif", "hxtorch.cuba_refractory_lif"])
+def test_the_start_on_threshold_case_is_exact_however_the_step_is_arranged(key):
+    # Before, dt and the time constants were drawn: (1 - a) leak + a leak missed leak by an ulp.
+    for per_neuron in (False, True):
+        case = gate._start_on_threshold(testing.Implementation(torch_simulate, key), registry.model(key), 0,
+                                        per_neuron).case
+        p = {k: np.float32(v) if np.ndim(v) == 0 else np.asarray(v, np.float32) for k, v in case.params.items()}
+        for a in (p["dt"] / p["tau_mem"], p["dt"] * (np.float32(1) / p["tau_mem"])):
+            assert np.all((1 - a) * p["leak"] + a * p["leak"] == p["threshold"])
+            assert np.all(p["leak"] + a * (p["leak"] - p["leak"]) == p["threshold"])

@@ -142,15 +142,13 @@ def run_backend(case, backend, dtype, device="cpu", contiguous=True, implementat
     return _run(case, backend, dtype, device, contiguous, implementation)[0]
 
 
-def _run(case, backend, dtype, device, contiguous, implementation, state_given=True):
+def _run(case, backend, dtype, device, contiguous, implementation, fill_state=True):
     """run_backend's values and the cotangent keys left out because the
-    implementation does not return those quantities.  ``state_given=False``:
-    the call gives no initial state (``state=None``), as a training step's
-    does, so the implementation's own defaults (SPEC.md section 8) are run,
-    and there is no state gradient to read."""
+    implementation does not return those quantities.  ``fill_state=False``:
+    the call gives exactly the case's initial states (``state=None`` when it
+    has none, as a training step's call), so the implementation's own defaults
+    (SPEC.md section 8) run for the others, which have no gradient to read."""
     row = registry.model(case.model)
-    if not state_given and case.state:
-        raise ValueError(f"state_given=False: the case has initial states {sorted(case.state)}")
     # Not contiguous: x, every initial state, every per-neuron parameter and every
     # cotangent as views that skip every other element, batch-first in memory (a
     # kernel that reads them by pointer as if contiguous, or addresses lanes with
@@ -171,7 +169,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
     takes_state = getattr(implementation, "takes_state", True)
     # Otherwise every state the case leaves out is given at its default, as a
     # tensor of its own, so that its gradient can be read.
-    for var in row.state if takes_state and state_given else ():
+    for var in row.state if takes_state and fill_state else ():
         if var.name not in state and not isinstance(var.initial, str):
             state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
                                          requires_grad=True)
@@ -180,7 +178,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
               **{f"state[{k!r}]": v for k, v in state.items()},
               **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
     before = _snapshot(inputs)
-    given = state if state_given else None
+    given = state if fill_state or state else None
     if implementation is None:
         trace = simulate(case.model, x, params, given, backend=backend, surrogate=case.surrogate, inject=inject)
     else:
@@ -218,7 +216,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, state_given=T
 
     values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
     values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
-    if not (takes_state and state_given):
+    if not takes_state:
         # Nothing to differentiate: the implementation starts from its own state.
         wrt = {k: v for k, v in wrt.items() if not k.startswith("state.")}
         grads = grads[: len(wrt)]
@@ -335,13 +333,13 @@ def rounded_to(case, dtype):
 
 
 def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous=True, reference=None,
-            implementation=None, state_given=True) -> Report:
+            implementation=None, fill_state=True) -> Report:
     """``reference``: stored float64 results (golden traces) to use instead of
     running the float64 spec; the spec is still run where teacher forcing needs it.
     ``implementation``: a callable with ``snnref.simulate``'s contract to check
     instead of a backend (``backend`` is then only its name in the report).
-    ``state_given=False``: called without initial states (``_run``), whose
-    defaults are then compared through the outputs, with no state gradients."""
+    ``fill_state=False``: called with the case's initial states only (``_run``);
+    the defaults of the others are compared through the outputs."""
     row = registry.model(case.model)
     name = str(dtype).replace("torch.", "")
     report = Report(case.model, backend, name)
@@ -349,7 +347,7 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         # Half-precision storage: the reference sees the same rounded inputs, the parameters
         # left at their defaults too (the implementation gets them rounded, from _run).
         case = rounded_to(_with_defaults(case), dtype)
-    impl, dropped = _run(case, backend, dtype, device, contiguous, implementation, state_given)
+    impl, dropped = _run(case, backend, dtype, device, contiguous, implementation, fill_state)
     if row.out.spiking and "out:out" in impl:
         stray = _binary(row, impl["out:out"], case, dtype)
         if len(stray):
@@ -385,9 +383,10 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
             long_sums = {}
             ref64, distance64 = run_spec(case, np.float64, forced, long_sums)
     ref32, distance32 = run_spec(case, np.float32, forced)
-    if not state_given:
-        # No initial state was given: there is no state gradient to compare.
-        ref64 = {k: v for k, v in ref64.items() if not k.startswith("grad:state.")}
+    if not fill_state:
+        # A state the call did not give has no gradient to compare.
+        ref64 = {k: v for k, v in ref64.items()
+                 if not k.startswith("grad:state.") or k[len("grad:state."):] in case.state}
     if forced is not None:
         unforced = _spikes(row, run_spec(case, np.float64)[0]["out:out"])
         flips = np.argwhere(forced != unforced)

@@ -5,7 +5,9 @@ runs each through ``snnref.testing._equivalence.compare`` in every declared dtyp
 returns a ``GateReport``.  Every run includes, with or without goldens:
 
 - ``random``: ``examples`` small seeded cases (T <= 12, batch <= 3, N <= 7;
-  the second has T = 1, the third one lane),
+  the second has T = 1, the third one lane; every third gives the first state
+  variable alone, where there are more; the injected ones from the fifth on
+  give both hardware traces, the spikes alone or the membrane alone, in turn),
   cycling through the declared surrogates, scalar and per-neuron parameters,
   initial states and injection as the contract allows;
 - ``threshold``: a dyadic case (inputs multiples of 1/8, parameters with 4-bit
@@ -91,6 +93,9 @@ LONG_STEPS = 333
 # long-sum term covers sums over time and batch, not over a 191-long matrix row).
 WIDE = {"default": (3, 379), "attention": (35, 17)}
 THRESHOLD_CANDIDATES = 48
+# hxtorch's step sizes in the start-on-threshold case (_start_on_threshold): powers of two near its
+# defaults (dt 1e-6 s, time constants 1e-5 s), so that a = dt / tau_mem = 1/8 in any arithmetic.
+EXACT_STEP = {"dt": 2.0**-20, "tau_mem": 2.0**-17, "tau_syn": 2.0**-18}
 
 
 class ImplementationError(TypeError):
@@ -109,6 +114,9 @@ class Planned:
     reference: Optional[dict] = None  # stored golden results
     name: str = ""  # the golden file
     repeated: bool = False  # run once more after every other case
+    # False: the implementation gets exactly the case's initial states (None when it has none);
+    # True: every other state at its default too, as a tensor whose gradient is compared.
+    fill_state: bool = True
 
     def label(self, dtype=None):
         row = registry.model(self.case.model)
@@ -118,11 +126,6 @@ class Planned:
         text = (f"{row.key} {_surrogate_key(self.case.surrogate) or '-'} {self.kind}{again} {where}"
                 f"seed={self.seed} (T={self.case.x.shape[0]}, lanes={lanes})")
         return text + (f" {dtype}" if dtype else "")
-
-    @property
-    def state_given(self):
-        """The out_sum case is called without initial states (the module docstring)."""
-        return self.kind != "out_sum"
 
 
 def _seed(*parts) -> int:
@@ -170,16 +173,31 @@ def _random_cases(impl, examples, seed):
             steps, batch, neurons = 1, 3, 7
         if index == 2:
             batch, neurons = 1, 1
+        # Every third case gives the first state variable only (a dict without the others, which
+        # then start at the implementation's defaults), where the model has more than one.
+        partial = index % 3 == 2 and impl.takes_state and len(row.state) > 1
         case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons,
                      surrogate=impl.surrogates[index % len(impl.surrogates)],
-                     per_neuron=index % 2 == 1, random_state=index % 3 != 2, inject=index % 2 == 0)
-        yield Planned(case, "random", case_seed)
+                     per_neuron=index % 2 == 1, random_state=index % 3 != 2 or partial, inject=index % 2 == 0)
+        if partial:
+            first = row.state[0].name
+            case = replace(case, state={first: case.state[first]})
+        if case.inject and len(case.inject) > 1 and index >= 4:
+            # Both hardware traces, the spikes alone, the membrane alone (SPEC.md section 8: either
+            # may be absent), in turn over the injected cases from the fifth (the third is one lane).
+            alone = (None, "spikes", "v")[(index // 2 - 1) % 3]
+            case = replace(case, inject={k: v for k, v in case.inject.items() if alone in (None, k)})
+        yield Planned(case, "random", case_seed, fill_state=not partial)
 
 
 def _start_on_threshold(impl, row, seed, per_neuron):
     """For a model whose membrane starts at a parameter (hxtorch: v = leak, or reset),
     whose first step adds nothing to it (the current starts at 0): threshold := that
-    parameter puts every lane's first decision exactly on u = 0 in any arithmetic."""
+    parameter puts every lane's first decision exactly on u = 0.  With powers of two
+    for dt and the time constants (a = dt / tau_mem = 1/8, whether computed as a
+    quotient or as dt times 1 / tau) and a 4-bit mantissa for the start, it is exact
+    in any arrangement of the step: v + a (leak - v + i) and (1 - a) v + a (leak + i)
+    alike."""
     start = next((v.initial for v in row.state if isinstance(v.initial, str)), None)
     if start is None or "threshold" in impl.pin or not any(p.name == "threshold" for p in row.params):
         return None
@@ -191,6 +209,9 @@ def _start_on_threshold(impl, row, seed, per_neuron):
         # The threshold cannot follow a per-neuron starting value under this contract.
         return None
     params = dict(case.params)
+    for name, value in {**EXACT_STEP, start: _dyadic(params[start])}.items():
+        if name in params and name not in impl.pin:
+            params[name] = np.broadcast_to(value, np.shape(params[name])).copy()
     params["threshold"] = np.asarray(params[start], dtype=np.float64).copy()
     return Planned(replace(case, params=params), "threshold", case_seed)
 
@@ -262,7 +283,7 @@ def _sized_case(impl, kind, seed, per_neuron=False):
                  per_neuron=per_neuron or kind == "strided", random_state=kind != "out_sum", inject=False)
     if kind == "out_sum":
         case = replace(case, cotangents={"out": np.ones_like(case.cotangents["out"])})
-    return Planned(case, kind, case_seed)
+    return Planned(case, kind, case_seed, fill_state=kind != "out_sum")
 
 
 def _golden_cases(impl, golden_dir, unchecked, broken):
@@ -616,7 +637,8 @@ def _run_or_crash(impl, adapted, item, dtype):
     try:
         return _run_one(impl, adapted, item, dtype)
     except _Refused as error:
-        called = "" if item.state_given else " (called with state=None, as a training step calls it)"
+        given = sorted(item.case.state) or "None"
+        called = "" if item.fill_state else f" (called with the initial states {given} only)"
         return Run(item.label(dtype), item.kind, item.seed, dtype, False, failures=[f"crashed{called}: {error}"],
                    worst=math.inf, planned=item)
 
@@ -631,7 +653,7 @@ def _run_one(impl, adapted, item, dtype):
     try:
         outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
                                       implementation=adapted, contiguous=item.kind != "strided",
-                                      state_given=item.state_given)
+                                      fill_state=item.fill_state)
     except (equivalence.InputModified, equivalence.BrokenResult, ImplementationError) as error:
         # Broken contracts fail by name, whatever the dtype.
         failure = f"crashed: {type(error).__name__}: {error}" if isinstance(error, ImplementationError) else \
@@ -681,7 +703,7 @@ def _locate_sums(adapted, run):
                 kept[name] = np.where(mask, cot, 0.0)
         outcome = equivalence.compare(replace(case, cotangents=kept), "impl", _torch_dtype(run.dtype),
                                       implementation=adapted, contiguous=run.kind != "strided",
-                                      state_given=run.planned.state_given)
+                                      fill_state=run.planned.fill_state)
         return {k for k in keys if outcome.details.get(k, {}).get("failed")}
 
     failing = functools.lru_cache(maxsize=None)(failing)
@@ -730,7 +752,8 @@ def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path
     command = (f"snnref verify --impl {shlex.quote(target)} --model {case.model} "
                f"--case {shlex.quote(str(path))}")
     meta = {"model": case.model, "surrogate": _surrogate_key(case.surrogate), "kind": first.kind,
-            "seed": first.seed, "dtype": first.dtype, "label": first.label, "replay": command}
+            "seed": first.seed, "dtype": first.dtype, "label": first.label, "replay": command,
+            "fill_state": first.planned.fill_state}
     arrays = {"in.x": case.x, "meta": np.array(json.dumps(meta))}
     for prefix, values in (("param.", case.params), ("state.", case.state), ("cot.", case.cotangents),
                            ("inject.", case.inject or {})):
@@ -774,4 +797,5 @@ def load_case(path, impl: Implementation):
     declared = {_surrogate_key(s): s for s in impl.surrogates}
     case = checks.Case(meta["model"], declared.get(meta["surrogate"], meta["surrogate"]), arrays["in.x"],
                        part("param."), part("state."), part("cot."), part("inject.") or None, label=meta["kind"])
-    return Planned(case, meta["kind"], int(meta["seed"])), meta["dtype"]
+    # A case saved before fill_state existed gave every state (the out_sum case's too).
+    return Planned(case, meta["kind"], int(meta["seed"]), fill_state=bool(meta.get("fill_state", True))), meta["dtype"]
