@@ -400,6 +400,8 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         # run can still contradict the implementation's own history.
         decided = (distance64 > 0) if row.spike_test == ">" else (distance64 >= 0)
         contradicted = decided != (forced != 0)
+        # For the figure: which differences the forced run contradicts (the others follow an earlier flip).
+        spike_traces["contradicted"] = contradicted
         # Exactly on threshold in both precisions no rounding happened: a contradiction
         # there is a different threshold test (>= against >), at any margin.
         on_threshold = (distance64 == 0) & (distance32 == 0)

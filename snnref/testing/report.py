@@ -344,9 +344,18 @@ def _error_against_time(axes, quantity, trace, flat_impl, flat_ref, column, lane
         axes.semilogy(time, np.maximum(distance, floor), ".-", color="tab:blue", ms=3,
                       label=f"|u| at lane {lane}\n(forced float64 spec)")
         axes.axhline(trace["margin"], color="tab:red", ls="--", label=f"margin {trace['margin']:.3g}")
-        flips = np.flatnonzero(flat_impl[:, column] != flat_ref[:, column])
-        axes.plot(flips, np.maximum(distance[flips], floor), "x", color="tab:red", ms=9, mew=2,
-                  label="flips at this lane")
+        flips = flat_impl[:, column] != flat_ref[:, column]
+        # Judged: the forced run, given the implementation's earlier spikes, decides otherwise.  The
+        # rest follow an earlier flip (the forced run agrees) and are no error, whatever |u| is.
+        judged = flips & _lanes(np.asarray(trace["contradicted"], bool))[:, column] if "contradicted" in trace \
+            else flips
+        for where, marker, colour, label in ((judged, "x", "tab:red", "flips, judged"),
+                                             (flips & ~judged, "o", "tab:gray",
+                                              "follow an earlier flip")):
+            steps_at = np.flatnonzero(where)
+            if steps_at.size:
+                axes.plot(steps_at, np.maximum(distance[steps_at], floor), marker, color=colour, ms=9, mew=2,
+                          fillstyle="none", label=label)
         axes.set_title("distance to threshold against time: a flip is an error where |u| > margin\n"
                        f"or u = 0 exactly in float64 and float32 (0 drawn at {floor:.1e})", fontsize=10)
     elif quantity == "spikes":
