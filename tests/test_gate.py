@@ -4,7 +4,11 @@ no blind spots, a report that shows why, and planted bugs in an outside LIF
 
 import json
 import re
+import shlex
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -616,7 +620,16 @@ def test_a_tuple_result_is_named_as_such():
 def test_save_failures_writes_a_replay_command_that_names_the_implementation(tmp_path):
     with pytest.raises(testing.ConformanceError) as caught:
         testing.assert_conforms(outside_lif.gt_for_ge, "tether.LIF", golden=False, save_failures=tmp_path, **QUICK)
-    assert "snnref verify --impl fixtures.outside_lif:gt_for_ge --model tether.LIF --case" in str(caught.value)
+    # fixtures/ imports from tests/ (pytest's pythonpath), not from the working directory.
+    tests = Path(outside_lif.__file__).resolve().parents[1]
+    assert (f"replay: PYTHONPATH={tests} snnref verify --impl fixtures.outside_lif:gt_for_ge --model tether.LIF "
+            "--case") in str(caught.value), str(caught.value)
+    # Before, the command failed from anywhere but tests/ (No module named 'fixtures').
+    command = re.search(r"replay: (.*)", str(caught.value)).group(1)
+    script = shlex.quote(str(Path(sys.executable).parent / "snnref"))
+    replay = subprocess.run(command.replace("snnref verify", f"{script} verify", 1),
+                            shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert replay.returncode == 1 and "0 passed, 1 failed" in replay.stdout, replay.stdout + replay.stderr
 
 
 def following(spikes):

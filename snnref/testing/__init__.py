@@ -70,16 +70,28 @@ def _where(shape, index, sequence):
 
 
 def _import_path(fn):
-    """``MODULE:CALLABLE`` that imports ``fn`` again, for a replay command: the
-    module-level name bound to it (a function made by a factory has no other);
-    None where there is none (``__main__``, a local function)."""
+    """(``MODULE:CALLABLE`` that imports ``fn`` again, the folder the import needs on
+    ``PYTHONPATH`` or None), for a replay command: the module-level name bound to it
+    (a function made by a factory has no other); (None, None) where there is none
+    (``__main__``, a local function).  The folder is given where the module does not
+    import from the working directory or an installed package (a test module that
+    pytest imported from its own folder)."""
     import sys
+    import sysconfig
+    from pathlib import Path
 
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
     if module is None or module.__name__ == "__main__":
-        return None
+        return None, None
     name = next((key for key, value in vars(module).items() if value is fn), None)
-    return f"{module.__name__}:{name}" if name else None
+    if not name:
+        return None, None
+    source = getattr(module, "__file__", None)
+    # The folder above the module's top-level package.
+    root = Path(source).resolve().parents[module.__name__.count(".")] if source else None
+    installed = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    needed = root is not None and root != Path.cwd().resolve() and root not in installed
+    return f"{module.__name__}:{name}", str(root) if needed else None
 
 
 def _plain(values):
@@ -163,6 +175,6 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
         write(report, [outcome], title=f"snnref gate: {impl.model}", option="report")
     if not outcome.passed:
         if save_failures is not None:
-            gate.save_failure(outcome, save_failures, _import_path(impl.fn))
+            gate.save_failure(outcome, save_failures, *_import_path(impl.fn))
         raise ConformanceError(outcome.text())
     return outcome.worst

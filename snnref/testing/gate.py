@@ -735,7 +735,7 @@ def run(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=Non
     return run_planned(impl, planned, unchecked, broken)
 
 
-def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path]:
+def save_failure(report: GateReport, directory, impl_spec=None, pythonpath=None) -> Optional[Path]:
     """Write the first failing run's case as an .npz (atomically) with the one-line
     command that replays it; returns the path (None when nothing failed)."""
     from .._files import write_atomically
@@ -749,7 +749,9 @@ def save_failure(report: GateReport, directory, impl_spec=None) -> Optional[Path
     stem = f"{case.model.replace('.', '_')}-{first.kind}-{first.seed}-{first.dtype}"
     path = directory / f"{stem}.npz"
     target = impl_spec or "MODULE:CALLABLE"
-    command = (f"snnref verify --impl {shlex.quote(target)} --model {case.model} "
+    # Where the implementation's module imports only from its own folder (a pytest test module).
+    prefix = f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else ""
+    command = (f"{prefix}snnref verify --impl {shlex.quote(target)} --model {case.model} "
                f"--case {shlex.quote(str(path))}")
     meta = {"model": case.model, "surrogate": _surrogate_key(case.surrogate), "kind": first.kind,
             "seed": first.seed, "dtype": first.dtype, "label": first.label, "replay": command,
