@@ -55,6 +55,9 @@ def _verify(args) -> int:
         from .testing import report as html_report
 
         html_report.check_target("--report", args.report)
+        if args.save_failures and os.path.realpath(args.save_failures) == os.path.realpath(args.report):
+            # The saved case would make the report's directory one of other files, after the whole run.
+            raise ValueError("--report and --save-failures: name two directories (the page replaces its own)")
     if (args.case or args.save_failures or args.examples is not None) and not args.impl:
         raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
     if args.impl:

@@ -185,6 +185,14 @@ def test_a_previous_report_holding_a_users_file_is_not_replaced(tmp_path, late_b
     assert (tmp_path / "report" / "notes.txt").read_text() == "mine"
 
 
+def test_one_directory_for_the_report_and_the_saved_case_is_refused_before_the_run(tmp_path, capsys):
+    # Before: the whole gate ran, the case was saved there, and then the report was refused.
+    status = cli.main(["verify", "--impl", "fixtures.outside_lif:after_step_50", "--model", "tether.LIF",
+                       "--report", str(tmp_path / "out"), "--save-failures", str(tmp_path / "out")])
+    assert status == 2 and "--report and --save-failures: name two directories" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
