@@ -37,6 +37,10 @@ def test_one_item_per_model_and_check_and_a_correct_implementation_passes(tmp_pa
     for kind in ("random", "threshold", "wide", "long", "strided", "out_sum"):
         assert f"PASSED ::snnref[tether.LIF-{kind}]" in result.stdout, result.stdout
     assert "6 passed, 1 deselected" in result.stdout
+    # A pass shows its report under -rA, what it checked and (where any) what it did not; before,
+    # only --snnref-report did.
+    assert "snnref gate: tether.LIF, implementation _variant.<locals>.implementation: PASS" in result.stdout
+    assert "within budget (worst fraction): " in result.stdout, result.stdout
 
 
 def test_a_planted_bug_fails_its_item_with_the_report(tmp_path):

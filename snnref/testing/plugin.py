@@ -72,6 +72,8 @@ class GateItem(pytest.Item):
                         + "; ".join(report.unchecked))
         if not report.passed:
             raise ConformanceError(report.text())
+        # A pass says what it checked and what it did not, as the CLI does (pytest -rP shows it).
+        self.add_report_section("call", "snnref gate", report.text())
 
     def repr_failure(self, excinfo):
         from . import ConformanceError
