@@ -263,8 +263,8 @@ def _exact_threshold_case(impl, seed, per_neuron):
 
 def _sized_case(impl, kind, seed, per_neuron=False):
     """A "wide", "long", "strided" or "out_sum" case.  "strided" runs on
-    non-contiguous views of x, the initial states and the per-neuron
-    parameters.  "out_sum" is called without initial states and
+    non-contiguous views of x, the initial states, the per-neuron parameters
+    and the cotangents (``_equivalence._strided``).  "out_sum" is called without initial states and
     differentiates out.sum() alone, as a training step does: the backward
     gets a cotangent of stride 0 for out (an expanded 1) and None for every
     other output and final state (under ``ctx.set_materialize_grads(False)``),
