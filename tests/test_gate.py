@@ -778,3 +778,18 @@ def test_the_start_on_threshold_case_is_exact_however_the_step_is_arranged(key):
         for a in (p["dt"] / p["tau_mem"], p["dt"] * (np.float32(1) / p["tau_mem"])):
             assert np.all((1 - a) * p["leak"] + a * p["leak"] == p["threshold"])
             assert np.all(p["leak"] + a * (p["leak"] - p["leak"]) == p["threshold"])
+
+
+def _alpha_untouched(model, x, params, state, *, surrogate=None, inject=None):
+    """qualia's IFSRL as the seed trains it: no gradient for the surrogate's scale."""
+    return torch_simulate(model, x, dict(params, alpha=params["alpha"].detach()), state, surrogate=surrogate,
+                          inject=inject)
+
+
+def test_a_zero_gradient_of_a_parameter_the_seed_does_not_train_says_how_to_declare_it():
+    report = gate.run(testing.Implementation(_alpha_untouched, "qualia.IFSRL"), kinds=("random",), **QUICK)
+    assert not report.passed
+    assert ("grad:alpha: all zeros, and qualia.IFSRL does not train alpha: if the implementation does not "
+            "differentiate it, declare fixed=('alpha',)") in report.text(), report.text()
+    assert gate.run(testing.Implementation(_alpha_untouched, "qualia.IFSRL", fixed=("alpha",)), kinds=("random",),
+                    **QUICK).passed

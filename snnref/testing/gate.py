@@ -665,8 +665,18 @@ def _run_one(impl, adapted, item, dtype):
     declared = {f"grad:{name}" for name in impl.not_differentiated()}
     missing = [q for q in outcome.unchecked
                if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
-    return Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details, outcome.failures, missing,
-               _worst(outcome), item, outcome.traces)
+    return Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details,
+               _untrained_hints(registry.model(impl.model), outcome) + outcome.failures, missing, _worst(outcome),
+               item, outcome.traces)
+
+
+def _untrained_hints(row, outcome):
+    """A failing gradient that is all zeros, of a parameter the seed does not train (qualia's
+    alpha): most likely the implementation does not differentiate it, which the contract says."""
+    return [f"grad:{p.name}: all zeros, and {row.key} does not train {p.name}: if the implementation does not "
+            f"differentiate it, declare fixed=({p.name!r},)"
+            for p in row.params if p.differentiable and not p.trainable and f"grad:{p.name}" in outcome.traces
+            and not np.any(outcome.traces[f"grad:{p.name}"]["impl"])]
 
 
 def _worst(outcome):
