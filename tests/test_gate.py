@@ -379,7 +379,8 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
      r"surrogates: a custom surrogate's key must be a non-empty name, got ''"),
     (dict(surrogates=("sigmoid", "sigmoid")), r"surrogates: 'sigmoid' is declared twice"),
     (dict(surrogates=(testing.Surrogate("own", arctan_f, arctan_F, arctan_dF),
-                      testing.Surrogate("own", arctan_f, arctan_F, arctan_dF))), r"surrogates: 'own' is declared twice"),
+                      testing.Surrogate("own", arctan_f, arctan_F, arctan_dF))),
+     r"surrogates: 'own' is declared twice"),
     # These raised NumPy's or Python's own exceptions.
     (dict(surrogates=(testing.Surrogate("raises", arctan_f, arctan_F, lambda u, a: 1 / 0),),),
      r"surrogates\['raises'\]: dF or F fails on arrays"),

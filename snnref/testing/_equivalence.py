@@ -26,7 +26,6 @@ there); the comparison then proceeds against the forced references.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, field, replace
 from typing import Dict, List
 
@@ -167,8 +166,8 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
                                             requires_grad=param.name in differentiated)
     state = {k: array(v, dtype, device, True) for k, v in case.state.items()}
     takes_state = getattr(implementation, "takes_state", True)
-    # Otherwise every state the case leaves out is given at its default, as a
-    # tensor of its own, so that its gradient can be read.
+    # With fill_state, every state the case leaves out is given at its default,
+    # as a tensor of its own, so that its gradient can be read.
     for var in row.state if takes_state and fill_state else ():
         if var.name not in state and not isinstance(var.initial, str):
             state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
@@ -178,7 +177,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
               **{f"state[{k!r}]": v for k, v in state.items()},
               **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
     before = _snapshot(inputs)
-    given = state if fill_state or state else None
+    given = state if (fill_state or state) else None
     if implementation is None:
         trace = simulate(case.model, x, params, given, backend=backend, surrogate=case.surrogate, inject=inject)
     else:

@@ -46,7 +46,8 @@ def pytest_addoption(parser):
                     help="registry model it implements (repeatable)")
     group.addoption("--snnref-golden-dir", metavar="DIR", help="golden store (default: the installed one)")
     group.addoption("--snnref-examples", type=examples_count, default=8, metavar="N", help="random cases (default 8)")
-    group.addoption("--snnref-seed", type=nonnegative_integer, default=0, metavar="SEED", help="seed of the cases (default 0)")
+    group.addoption("--snnref-seed", type=nonnegative_integer, default=0, metavar="SEED",
+                    help="seed of the cases (default 0)")
     group.addoption("--snnref-report", metavar="DIR",
                     help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
 

@@ -150,11 +150,11 @@ def check_target(option: str, directory) -> Path:
     if target.is_dir() and any(target.iterdir()) and not _is_report(target):
         raise ReportError(f"{option}: {directory} is a directory of other files; expected a new or empty "
                           f"directory, or a previous snnref report to replace")
-    if target.is_dir() and _is_report(target) and _not_written_by_a_report(target):
-        # The whole directory is replaced: files added to an old report would go with it.
+    # The whole directory is replaced: files added to an old report would go with it.
+    foreign = _not_written_by_a_report(target) if target.is_dir() and _is_report(target) else []
+    if foreign:
         raise ReportError(f"{option}: {directory} is a previous snnref report holding files no report writes "
-                          f"({', '.join(_not_written_by_a_report(target))}); move them, or choose another "
-                          "directory")
+                          f"({', '.join(foreign)}); move them, or choose another directory")
     parent = target.absolute().parent
     if not parent.is_dir():
         raise ReportError(f"{option}: the directory {parent} does not exist")
