@@ -135,10 +135,18 @@ def needs_every_cotangent(model, x, params, state, *, surrogate=None, inject=Non
     return result
 
 
-def reads_the_cotangent_as_if_contiguous(model, x, params, state, *, surrogate=None, inject=None):
-    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
-    result.outputs["out"] = _ReadsTheCotangentAsIfContiguous.apply(result.outputs["out"])
-    return result
+def _through(function, output):
+    """The torch path with ``function`` (an autograd Function holding one planted bug) applied to ``output``."""
+    def implementation(model, x, params, state, *, surrogate=None, inject=None):
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        result.outputs[output] = function.apply(result.outputs[output])
+        return result
+
+    implementation.__qualname__ = f"{function.__name__.lstrip('_')} on {output}"
+    return implementation
+
+
+reads_the_cotangent_as_if_contiguous = _through(_ReadsTheCotangentAsIfContiguous, "out")
 
 
 @pytest.mark.parametrize("fn,kinds", [(needs_every_cotangent, {"out_sum"}),
@@ -551,11 +559,8 @@ class _IntoItsBuffer(torch.autograd.Function):
         return g_out
 
 
-def _reuses_its_buffer(model, x, params, state, *, surrogate=None, inject=None):
-    """Each result is right when read at once, wrong for a caller that keeps two."""
-    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
-    result.outputs["out"] = _IntoItsBuffer.apply(result.outputs["out"])
-    return result
+# Each result is right when read at once, wrong for a caller that keeps two.
+_reuses_its_buffer = _through(_IntoItsBuffer, "out")
 
 
 def test_a_result_that_a_later_call_overwrites_fails():
@@ -708,10 +713,7 @@ class _WritesItsGradientIntoTheCotangent(torch.autograd.Function):
         return result
 
 
-def _reuses_the_cotangent(model, x, params, state, *, surrogate=None, inject=None):
-    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
-    result.outputs["v"] = _WritesItsGradientIntoTheCotangent.apply(result.outputs["v"])
-    return result
+_reuses_the_cotangent = _through(_WritesItsGradientIntoTheCotangent, "v")
 
 
 def test_a_backward_that_writes_into_its_cotangent_fails():
