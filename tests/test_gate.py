@@ -197,6 +197,36 @@ def test_exact_threshold_cases_exist_for_the_spiking_families(per_neuron):
     assert found == set(SPIKING)
 
 
+@pytest.mark.parametrize("key", [key for key in SPIKING if registry.model(key).out.spiking])
+def test_the_single_step_case_has_lanes_that_spike_and_lanes_that_do_not(key):
+    # Before, hxtorch's spiking models and rnnbuilder.Adaptive drew a single step without a spike.
+    single = gate.plan(testing.Implementation(torch_simulate, key))[0][1]
+    case = single.case
+    assert single.kind == "random" and case.x.shape[0] == 1
+    out = spec.simulate(key, case.x, case.params, case.state, surrogate=case.surrogate,
+                        inject=case.inject).outputs["out"]
+    assert 0 < np.count_nonzero(out) < out.size
+
+
+def _single_step_without_reset(model, x, params, state, *, surrogate=None, inject=None):
+    """hxtorch.cuba_lif whose single-step path returns the membrane before the reset
+    (equations (1) and (3) of snnref.spec.cuba)."""
+    result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+    if x.shape[0] == 1 and state and {"v", "i"} <= set(state) and not inject:
+        rate = params["dt"] / params["tau_mem"]
+        before_reset = state["v"] + rate * (params["leak"] - state["v"] + state["i"])
+        result.outputs["v"] = before_reset[None]
+        result.final_state["v"] = before_reset
+    return result
+
+
+def test_a_single_step_bug_of_an_hxtorch_kernel_is_caught():
+    # Passed before: the single-step case never spiked for hxtorch's models, and the bug shows only through a reset.
+    report = gate.run(testing.Implementation(_single_step_without_reset, "hxtorch.cuba_lif"), examples=2,
+                      kinds=("random",))
+    assert not report.passed, report.text()
+
+
 def test_non_binary_spikes_fail_whatever_teacher_forcing_says():
     with pytest.raises(testing.ConformanceError, match=r"spike values are not exactly 0 or 1; first at step \d+"):
         testing.assert_conforms(outside_lif.soft_spikes, "tether.LIF", kinds=("random",), examples=2)

@@ -5,8 +5,10 @@ runs each through ``snnref.testing._equivalence.compare`` in every declared dtyp
 returns a ``GateReport``.  Every run includes, with or without goldens:
 
 - ``random``: ``examples`` small seeded cases (T <= 12, batch <= 3, N <= 7;
-  the second has T = 1, the third one lane; every third gives the first state
-  variable alone, where there are more; the injected ones from the fifth on
+  the second has T = 1, with lanes that spike and lanes that do not where a
+  shift of the first state variable (or of the input) finds them; the third
+  has one lane; every third gives the first state variable alone, where
+  there are more; the injected ones from the fifth on
   give both hardware traces, the spikes alone or the membrane alone, in turn),
   cycling through the declared surrogates, scalar and per-neuron parameters,
   initial states and injection as the contract allows;
@@ -179,6 +181,8 @@ def _random_cases(impl, examples, seed):
         case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons,
                      surrogate=impl.surrogates[index % len(impl.surrogates)],
                      per_neuron=index % 2 == 1, random_state=index % 3 != 2 or partial, inject=index % 2 == 0)
+        if index == 1:
+            case = _some_spike_at_one_step(impl, row, case)
         if partial:
             first = row.state[0].name
             case = replace(case, state={first: case.state[first]})
@@ -188,6 +192,48 @@ def _random_cases(impl, examples, seed):
             alone = (None, "spikes", "v")[(index // 2 - 1) % 3]
             case = replace(case, inject={k: v for k, v in case.inject.items() if alone in (None, k)})
         yield Planned(case, "random", case_seed, fill_state=not partial)
+
+
+# How far every other lane's first state variable (or input) moves, tried in turn, until the
+# single-step case has both lanes that spike and lanes that do not.
+ONE_STEP_SHIFTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _some_spike_at_one_step(impl, row, case):
+    """The single-step case with lanes that spike and lanes that do not, where a shift finds them.
+
+    A T = 1 fast path's reset shows only through a spike, and a drawn case may have none (hxtorch's
+    current reaches the membrane a step late; rnnbuilder.Adaptive starts below 1 + r).  If every
+    lane decides alike, every other lane's first state variable (the input, where the contract
+    gives no state) moves towards the other decision by the smallest shift that splits them."""
+    if not row.out.spiking:
+        return case
+
+    def spiking_lanes(candidate):
+        out = spec.simulate(row.key, candidate.x, candidate.params, candidate.state,
+                            surrogate=candidate.surrogate, inject=candidate.inject).outputs["out"]
+        return np.count_nonzero(out), out.size
+
+    fired, lanes = spiking_lanes(case)
+    if 0 < fired < lanes:
+        return case
+    sign = 1.0 if fired == 0 else -1.0
+    first = row.state[0].name if case.state else None
+    state = dict(case.state)
+    if row.refractory and fired == 0 and case.state:
+        # A lane inside its clamp cannot spike: the moved lanes start outside it (the refractory
+        # counter is a refractory model's last state variable, registry._cuba_state).
+        counter = np.array(state[row.state[-1].name], dtype=np.float64)
+        counter[..., ::2] = 0.0
+        state[row.state[-1].name] = counter
+    for shift in ONE_STEP_SHIFTS:
+        moved = np.array(case.state[first] if first else case.x, dtype=np.float64)
+        moved[..., ::2] += sign * shift
+        candidate = replace(case, state={**state, first: moved}) if first else replace(case, x=moved)
+        fired, _ = spiking_lanes(candidate)
+        if 0 < fired < lanes:
+            return candidate
+    return case
 
 
 def _start_on_threshold(impl, row, seed, per_neuron):
