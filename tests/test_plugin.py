@@ -43,6 +43,13 @@ def test_one_item_per_model_and_check_and_a_correct_implementation_passes(tmp_pa
     assert "within budget (worst fraction): " in result.stdout, result.stdout
 
 
+def test_the_gate_items_count_as_collected_under_k(tmp_path):
+    # Before: "collected 0 items / 6 deselected / -6 selected" (-v undoes run_pytest's -q).
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
+                        "-k", "random", "--collect-only", "-v")
+    assert "collected 7 items / 6 deselected / 1 selected" in result.stdout, result.stdout + result.stderr
+
+
 def test_a_planted_bug_fails_its_item_with_the_report(tmp_path):
     result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:gt_for_ge", "--snnref-model",
                         "tether.LIF", "-k", "threshold or random")

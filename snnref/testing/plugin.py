@@ -87,6 +87,8 @@ class GateItem(pytest.Item):
         return self.path, None, f"snnref gate: {self.impl.model} {self.kind}"
 
 
+# First, so that -k and -m select among the gate items too.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
     target = config.getoption("snnref_impl")
     if not target:
@@ -116,13 +118,18 @@ def pytest_collection_modifyitems(session, config, items):
         if message.startswith("model: "):
             message = "--snnref-model: " + message[len("model: "):]
         raise pytest.UsageError(message) from None
+    added = []
     for impl in contracts:
         for kind in gate.KINDS:
             name = f"snnref[{impl.model}-{kind}]"
             # The node id given as the string pytest writes to its cache and parses back: built
             # from the name, its bracket would not read as parameters, and --lf would find no
             # earlier failure among these items.
-            items.append(GateItem.from_parent(session, name=name, nodeid=f"::{name}", impl=impl, kind=kind))
+            added.append(GateItem.from_parent(session, name=name, nodeid=f"::{name}", impl=impl, kind=kind))
+    items.extend(added)
+    # Counted as collected, as the items of test files are: else "collected 0 items / 6 deselected /
+    # -6 selected" under -k.
+    config.hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, added))
 
 
 def _is_xdist_worker(config) -> bool:
