@@ -32,10 +32,8 @@ def random_case(key, seed, batch=2):
 
 
 def spike_linear(case):
-    """SpikeLinear with the case's gradient_factor, in float64 (the constructor rounds it to float32)."""
-    spike_function = rb.SpikeLinear().double()
-    spike_function.gradient_factor.fill_(float(case.params["gradient_factor"]))
-    return spike_function
+    """SpikeLinear with the case's gradient_factor."""
+    return rb.SpikeLinear(float(case.params["gradient_factor"]))
 
 
 def build(key, case):

@@ -243,6 +243,28 @@ def test_surrogate_keys_and_scales():
     assert not SpikeLinear().trainable
 
 
+def test_a_fixed_scale_is_the_given_number_in_every_dtype_and_follows_the_device_only():
+    # Before, SpikeLinear's 0.3 was stored in float32: float64 gradients used 0.30000001192092896.
+    u = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    SpikeLinear()(u).backward()
+    assert u.grad.item() == 0.3  # f(0) = gradient_factor * max(0, 1 - 0), SPEC section 1
+    surrogate = Sigmoid(0.1).float().half().double()
+    assert surrogate.alpha.dtype == torch.float64 and surrogate.alpha.item() == 0.1
+    assert surrogate.to("meta").alpha.device.type == "meta"
+    # A float32 module takes float32 x, its fixed scale rounded once from 0.1; so does a float64 one.
+    for dtype in (torch.float32, torch.float64):
+        neuron = LIF(NEURONS, surrogate=Sigmoid(0.1)).to(dtype)
+        x = torch.full((1, NEURONS), 0.6, dtype=dtype, requires_grad=True)
+        neuron(x).sum().backward()
+        # One step, its membrane 0.6 is 0.4 below threshold: dL/dx = f(-0.4), written out.
+        sigma = 1 / (1 + np.exp(0.1 * 0.4))
+        expected = float(torch.tensor(0.1, dtype=dtype)) * sigma * (1 - sigma)
+        assert abs(x.grad[0, 0].item() - expected) <= 4 * torch.finfo(dtype).eps * expected
+    restored = Sigmoid(0.5)
+    restored.load_state_dict(Sigmoid(0.1).state_dict())
+    assert restored.alpha.item() == 0.1
+
+
 def test_compat_tether_names():
     assert tether.LIF is LIF and tether.SpikingSelfAttention is SpikingSelfAttention
     assert {"ALIF", "Arctan", "FastSigmoid", "PLIF", "Sigmoid", "Surrogate"} <= set(tether.__all__)
@@ -322,8 +344,7 @@ def test_a_module_second_derivative_on_cpu_takes_backend_torch(make):
 
 def test_spike_linear_is_callable_as_rnnbuilder_s():
     """rnnbuilder's ``spike_function(u)``: [u > 0] forward, gradient_factor *
-    max(0, 1 - |u|) backward (written out here), any shape, in u's dtype.  The
-    factor 0.25 is exact in the module's float32 buffer."""
+    max(0, 1 - |u|) backward (written out here), any shape, in u's dtype."""
     u = torch.tensor([[-1.5, -0.5, 0.0], [0.25, 1.0, 2.0]], dtype=torch.float64, requires_grad=True)
     spikes = SpikeLinear(0.25)(u)
     spikes.backward(torch.ones_like(u))

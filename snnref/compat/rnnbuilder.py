@@ -78,9 +78,9 @@ class _Recurrent(LazyModuleMixin, nn.Module):
                 self.initial_mem.materialize((x[0, 0].numel(),))
                 self.initial_mem.zero_()
 
-    def params(self):
-        """The registry parameters of one run."""
-        return {"tau": self.tau, "gradient_factor": self.spike_function.gradient_factor}
+    def params(self, x):
+        """The registry parameters of a run on ``x``."""
+        return {"tau": self.tau, "gradient_factor": self.spike_function.scale_like(x)}
 
     @backend.float32_under_autocast
     def forward(self, x, h=None):
@@ -92,7 +92,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
             raise ValueError(f"x: this module was built for F={features} features per step, "
                              f"got {x.shape[-1]} (shape {tuple(x.shape)} flattened)")
         state = {"m": self.initial_mem} if h is None else self._check_h(h, x)
-        trace = backend.simulate(self.model, x, self.params(), state, surrogate=self.spike_function.key,
+        trace = backend.simulate(self.model, x, self.params(x), state, surrogate=self.spike_function.key,
                                  backend=self.backend, names=_names(self.model, h))
         return trace.outputs["out"], dict(trace.final_state)
 
@@ -148,8 +148,8 @@ class Adaptive(_Recurrent):
         self.tau_thr = float(tau_thr)
         self.gamma = float(gamma)
 
-    def params(self):
-        return dict(super().params(), tau_thr=self.tau_thr, gamma=self.gamma)
+    def params(self, x):
+        return dict(super().params(x), tau_thr=self.tau_thr, gamma=self.gamma)
 
     def extra_repr(self):
         return f"tau={self.tau:g}, tau_thr={self.tau_thr:g}, gamma={self.gamma:g}, backend={self.backend!r}"
@@ -173,7 +173,7 @@ class Discontinuous(nn.Module):
         if h is not None and not (isinstance(h, Mapping) and not h):
             raise ValueError(f"h: Discontinuous is stateless; expected None or an empty dict, got {h!r}")
         check_like_module(self, x)
-        params = {"threshold": self.threshold, "gradient_factor": self.spike_function.gradient_factor}
+        params = {"threshold": self.threshold, "gradient_factor": self.spike_function.scale_like(x)}
         trace = backend.simulate(self.model, x, params, surrogate=self.spike_function.key, backend=self.backend,
                                  names=_names(self.model, {}))
         return trace.outputs["out"], {}

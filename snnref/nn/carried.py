@@ -37,10 +37,13 @@ def check_like_module(module, x):
     """``x`` must have the dtype and device of ``module``'s floating parameters
     and buffers: otherwise the message names the module's, not one of the
     parameters simulate would meet first under a name the caller never used."""
+    # A surrogate's fixed scale is a float64 constant whatever the module's dtype (snnref.nn.surrogates).
+    constants = {id(sub.fixed_scale) for sub in module.modules() if getattr(sub, "fixed_scale", None) is not None}
     for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
         if isinstance(tensor, nn.parameter.UninitializedParameter) or not tensor.is_floating_point():
             continue
-        if (tensor.dtype, tensor.device) != (x.dtype, x.device):
+        dtype = x.dtype if id(tensor) in constants else tensor.dtype
+        if (dtype, tensor.device) != (x.dtype, x.device):
             # Under torch.autocast the forward gets x already cast to float32
             # (backend.float32_under_autocast), whatever the caller passed.
             autocast = (" (under torch.autocast the neurons compute in float32: keep the module in float32 there)"
@@ -124,7 +127,7 @@ class TetherNeuron(CarriedState):
     def forward(self, x):
         check_input(x, self.n_neurons, "n_neurons")
         check_like_module(self, x)
-        params = dict(self.params(), alpha=self.alpha)
+        params = dict(self.params(), alpha=self.surrogate.scale_like(x))
         trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key,
                                  backend=self.backend, names=names(self.state_names))
         self.carry(trace.final_state)

@@ -1,13 +1,18 @@
 """Surrogate-gradient modules: which registry surrogate a neuron uses, and its scale.
 
 A surrogate module computes nothing itself: a neuron module hands its ``key``
-and ``scale`` to ``snnref.backend.simulate``.  ``SpikeLinear`` is also
-callable, as rnnbuilder's is.  The scale is an ``nn.Parameter``
-when trainable (it then receives dL/dscale = sum g * dF/dscale, SPEC section 1),
-otherwise a buffer, so that it follows the module's dtype and device either way.
+and ``scale_like(x)`` to ``snnref.backend.simulate``.  ``SpikeLinear`` is also
+callable, as rnnbuilder's is.  The scale is an ``nn.Parameter`` when trainable
+(it then receives dL/dscale = sum g * dF/dscale, SPEC section 1) and follows the
+module's dtype and device.  A fixed scale is a constant, as the seeds' Python
+number (rnnbuilder's ``gradient_factor = 0.3``): a float64 buffer that follows
+the module's device but not its dtype, rounded to x's dtype at each use.  Kept
+in float32 it would be 0.30000001192..., and every float64 gradient 4e-8 off.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import nn
@@ -33,11 +38,10 @@ class Surrogate(nn.Module):
             raise ValueError(f"{row.scale}: expected a value > 0, got {alpha!r}")
         if trainable and not row.trainable_scale:
             raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
-        value = torch.tensor(float(alpha))
         if trainable:
-            setattr(self, row.scale, nn.Parameter(value))
+            setattr(self, row.scale, nn.Parameter(torch.tensor(float(alpha))))
         else:
-            self.register_buffer(row.scale, value)
+            self.register_buffer(row.scale, torch.tensor(float(alpha), dtype=torch.float64))
 
     @property
     def scale(self) -> torch.Tensor:
@@ -47,6 +51,24 @@ class Surrogate(nn.Module):
     @property
     def trainable(self) -> bool:
         return isinstance(self.scale, nn.Parameter)
+
+    @property
+    def fixed_scale(self) -> Optional[torch.Tensor]:
+        """The float64 constant of a fixed scale (None when trainable): its dtype is not the module's."""
+        return None if self.trainable else self.scale
+
+    def scale_like(self, x) -> torch.Tensor:
+        """The scale in x's dtype (a trainable one already has it: the module's dtype is x's)."""
+        return self.scale.to(dtype=x.dtype)
+
+    def _apply(self, fn, recurse=True):
+        # nn.Module.to, .double(), .cuda() and the like: a fixed scale follows the device only.
+        constant = self.fixed_scale
+        result = super()._apply(fn, recurse)
+        if constant is not None:
+            name = registry.surrogate(self.key).scale
+            self._buffers[name] = constant.to(device=self._buffers[name].device)
+        return result
 
     def extra_repr(self):
         return f"{registry.surrogate(self.key).scale}={self.scale.item():g}, trainable={self.trainable}"
@@ -95,7 +117,7 @@ class SpikeLinear(Surrogate):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if x.numel() == 0:
             raise ValueError(f"x: expected at least one element, got shape {tuple(x.shape)}")
-        params = {"threshold": 0.0, "gradient_factor": self.gradient_factor.to(dtype=x.dtype, device=x.device)}
+        params = {"threshold": 0.0, "gradient_factor": self.scale_like(x).to(device=x.device)}
         # Messages name this module's attribute, not simulate's params[...].
         names = Names(params={"gradient_factor": "gradient_factor"})
         trace = backend.simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key,
