@@ -133,6 +133,10 @@ def test_atif_reports_its_supported_backends():
     neuron.step_mode = "m"
     with pytest.raises(ValueError, match=r"step_mode: ATIF supports only single-step mode 's', got 'm'"):
         neuron.supported_backends
+    # Before, a call in multi-step mode read the sequence (T, B, N) as one step of T B N neurons.
+    with pytest.raises(ValueError, match=r"step_mode: ATIF supports only single-step mode 's', got 'm'"):
+        neuron(torch.full((4, 1, 1), 0.6))
+    assert neuron.v == 0.0
 
 
 @pytest.mark.parametrize("cls", [qualia.IFSRL, qualia.ATIF])

@@ -124,9 +124,18 @@ class ATIF(_SoftResetIF):
     # The seed's ATIF is a SpikingJelly node run step by step ("s"); multi-step ("m") it refuses.
     step_mode = "s"
 
+    def _check_step_mode(self):
+        if self.step_mode != "s":
+            raise ValueError(f"step_mode: ATIF supports only single-step mode 's', got {self.step_mode!r}")
+
     @property
     def supported_backends(self):
         """SpikingJelly's backends for ``step_mode``: ("torch",) in single-step mode."""
-        if self.step_mode != "s":
-            raise ValueError(f"step_mode: ATIF supports only single-step mode 's', got {self.step_mode!r}")
+        self._check_step_mode()
         return ("torch",)
+
+    def forward(self, input):
+        """Advance one time step; refused in multi-step mode (SpikingJelly's ``set_step_mode(net, "m")``),
+        which would otherwise read a whole sequence as one step of T times as many neurons."""
+        self._check_step_mode()
+        return super().forward(input)
