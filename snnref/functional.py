@@ -1,11 +1,12 @@
 """The seeds' functional names, kept at this import path: thin re-exports.
 
 tether's ``lif``, ``plif`` and ``alif`` live in ``snnref.compat.tether``;
-hxtorch's ``cuba_*``, ``refractory_update`` and ``spiking_threshold`` in
+hxtorch's ``Unterjubel``, ``cuba_*``, ``refractory_update`` and ``spiking_threshold`` in
 ``snnref.compat.hxtorch``.  Each name here is the same object as there.
 """
 
 from .compat.hxtorch import (
+    Unterjubel,
     cuba_iaf_integration,
     cuba_li_integration,
     cuba_lif_integration,
@@ -18,6 +19,7 @@ from .compat.hxtorch import (
 from .compat.tether import alif, lif, plif
 
 __all__ = [
+    "Unterjubel",
     "alif",
     "cuba_iaf_integration",
     "cuba_li_integration",

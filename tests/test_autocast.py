@@ -118,7 +118,8 @@ def neuron_modules(namespace, prefix):
 
 
 def test_every_entry_point_is_in_the_table():
-    expected = (set(F.__all__) | neuron_modules(snn, "nn") | neuron_modules(qualia, "qualia")
+    # Unterjubel computes nothing: it returns the observation it is given, in that observation's dtype.
+    expected = (set(F.__all__) - {"Unterjubel"} | neuron_modules(snn, "nn") | neuron_modules(qualia, "qualia")
                 | neuron_modules(rnnbuilder, "rnnbuilder"))
     assert set(ENTRY_POINTS) == expected
 

@@ -254,6 +254,20 @@ def test_steps_iterated_equal_the_integration(refractory, inject):
         assert_close(a, b.numpy(), label)
 
 
+def test_unterjubel_gives_the_observation_forward_and_the_model_s_gradient_backward():
+    model_value = torch.tensor([0.25, float("inf"), -3.0], dtype=torch.float64, requires_grad=True)
+    observed = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    out = F.Unterjubel.apply(model_value, observed)
+    # Exactly the observation, an infinite model value included (an arithmetic w - w would give nan there).
+    assert out.tolist() == [1.0, 2.0, 0.5]
+    (out * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    assert model_value.grad.tolist() == [1.0, 2.0, 3.0] and observed.grad is None
+    # torch.func too: dL/dw of sum(3 w'), w' = Unterjubel(w, o), is 3 whatever o.
+    grad = torch.func.grad(lambda w: (3 * F.Unterjubel.apply(w, observed.detach())).sum())(model_value.detach())
+    assert grad.tolist() == [3.0, 3.0, 3.0]
+    assert F.Unterjubel is compat_hxtorch.Unterjubel
+
+
 def test_spiking_threshold_is_strict_with_the_superspike_gradient():
     u = torch.tensor([-2.0, -0.1, 0.0, 0.1, 3.0], dtype=torch.float64, requires_grad=True)
     z = F.spiking_threshold(u, "superspike", 5.0)

@@ -1,6 +1,6 @@
 """``hxtorch.spiking.functional``'s API (SPEC section 5) on ``snnref.backend.simulate``.
 
-``spiking_threshold``, ``cuba_lif_step``, ``refractory_update`` and the
+``Unterjubel``, ``spiking_threshold``, ``cuba_lif_step``, ``refractory_update`` and the
 integrations ``cuba_lif_integration``, ``cuba_refractory_lif_integration``,
 ``cuba_iaf_integration``, ``cuba_refractory_iaf_integration`` and
 ``cuba_li_integration``.  Time-major (T, B, N) as SPEC section 5 says
@@ -25,6 +25,7 @@ from ._tensors import broadcasting, finite_tensor, float_tensor, like, param
 from ._tensors import params as params_like
 
 __all__ = [
+    "Unterjubel",
     "cuba_iaf_integration",
     "cuba_li_integration",
     "cuba_lif_integration",
@@ -62,11 +63,32 @@ class _SuperSpike(torch.autograd.Function):
         return grad / (alpha * u.abs() + 1) ** 2, None
 
 
+class Unterjubel(torch.autograd.Function):
+    """Hardware observables given the model's gradient: ``Unterjubel.apply(input, input_prime)``
+    is ``input_prime`` (the observation) forward, exactly, and passes its gradient to ``input``
+    (the model's value, same shape) backward; ``input_prime`` gets none.  ``inj(o, w)`` of
+    SPEC section 5 with ``input = w``, ``input_prime = o``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, input_prime):
+        return input_prime.detach().clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, None
+
+
 def _inject(observed, model_value):
     """The observation forward (exactly), the model value's gradient backward."""
     if observed is None:
         return model_value
-    return observed.detach() + (model_value - model_value.detach())
+    return Unterjubel.apply(model_value, observed)
 
 
 @float32_under_autocast
