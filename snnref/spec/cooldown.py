@@ -4,8 +4,12 @@ A NoReset membrane ``m`` that integrates the exponential of its input, and a
 spike decided from the membrane *before* this step's update.  Half of the units
 fire above the threshold 1 and half below it: the sign ``sgn`` is +1 for the
 first ``N // 2`` units of the last axis and -1 for the others (so those fire at
-t = 0 from the initial m = 0).  ``beta = exp(-1/tau)``; nothing is reset and
-nothing is detached.  Per step t, with m[-1] the initial state:
+t = 0 from the initial m = 0).  The axes between time and the last are batch
+axes, as for every model here; rnnbuilder flattens its features into one axis
+F first (SPEC.md section 3), and so does ``snnref.compat.rnnbuilder.Cooldown``:
+x of shape (T, B, C, N) is (T, B, C N) there, with sgn over C N units.
+``beta = exp(-1/tau)``; nothing is reset and nothing is detached.  Per step t,
+with m[-1] the initial state:
 
 (1) u[t] = sgn * (m[t-1] - 1)
 (2) s[t] = H(u[t])                 H strict (u > 0); smooth twin: F(u[t])
