@@ -184,6 +184,29 @@ def test_strided_and_broadcast_tensors_are_copied_once_and_give_the_same_result(
         assert torch.equal(ours, reference)
 
 
+@pytest.mark.parametrize("key", MODELS)
+def test_a_strided_x_is_copied_at_most_once_over_forward_and_backward(key, monkeypatch):
+    # Before, the LIF (post-reset record), Cooldown and Discontinuous backwards copied x again.
+    case = checks.random_case(key, np.random.default_rng(9), steps=5, batch=2, neurons=3, random_state=False)
+    x = torch.tensor(case.x).transpose(1, 2).contiguous().transpose(1, 2).requires_grad_(True)
+    assert not x.is_contiguous()
+    copies = []
+    original = _launch.contiguous
+
+    def counted(tensor):
+        result = original(tensor)
+        if result.shape == x.shape and result.data_ptr() != tensor.data_ptr():
+            copies.append(tensor.shape)
+        return result
+
+    monkeypatch.setattr(_launch, "contiguous", counted)
+    params = {name: torch.tensor(np.asarray(value)) for name, value in case.params.items()}
+    trace = snnref.simulate(key, x, params, backend="cpu", surrogate=case.surrogate)
+    trace.outputs["out"].sum().backward()
+    # At most once: the attention model's input maps are torch matrix products, which read any strides.
+    assert len(copies) <= 1 and x.grad is not None
+
+
 def _gradients_of_a_loss_constant_in_time(key, case, smooth):
     """Gradients of sum_t <w, y[t]> over every differentiable output sequence y,
     as ``y.sum(0)``: the backward gets a cotangent with stride 0 in time."""

@@ -192,6 +192,8 @@ def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_
 class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, m0, beta, gain, sign, scale, config):
+        # A strided x is copied here, once: the backward reads the copy.
+        x = _launch.contiguous(x)
         strict, smooth, surrogate = config
         step_shape = x.shape[1:]
         lanes = [_launch.per_lane(value, step_shape) for value in (m0, beta, gain, sign, scale)]

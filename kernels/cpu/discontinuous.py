@@ -70,6 +70,8 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, tile, fi
 class _Fire(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, theta, scale, config):
+        # A strided x is copied here, once: the backward reads the copy.
+        x = _launch.contiguous(x)
         strict, smooth, surrogate = config
         lanes = _launch.parameters((theta, scale), x.shape[1:])
         spikes = _launch.empty(x.shape, x.dtype)

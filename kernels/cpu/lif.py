@@ -427,6 +427,8 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, lam, theta, scale, replayed, config):
+        # A strided x is copied here, once: the backward reads the copy.
+        x = _launch.contiguous(x)
         step_shape = x.shape[1:]
         xs = _launch.sequence(x)
         lanes = {"v0": _launch.per_lane(v0, step_shape)}
@@ -440,8 +442,8 @@ class _Scan(torch.autograd.Function):
                           lanes["scale"], held, _launch.sequence(spikes), _launch.sequence(recorded),
                           _launch.lanes(final), config.leak, config.reset, config.record_pre, config.strict,
                           config.smooth, config.replay, config.surrogate, _launch.constants(x.dtype))
-        # Saved: x only where the backward rebuilds v from it (a reference to
-        # the input, no copy), the recorded sequence (an output) and M-sized lanes.
+        # Saved: x only where the backward rebuilds v from it (the input itself,
+        # or its one copy), the recorded sequence (an output) and M-sized lanes.
         ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
         ctx.set_materialize_grads(False)
