@@ -429,6 +429,8 @@ def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, ca
     (lambda a: a.pop("in.x"), "lacks the input in.x"),
     (lambda a: a.pop("grad.x"), "quantities differ: stored"),
     (lambda a: a["in.x"].__setitem__((0, 0, 0), np.nan), "x: expected finite values, found NaN or inf"),
+    # Before: "snnref: error: cotangents['out']: ..." with no file named, exit 2 and vjp's allow_nonfinite hint.
+    (lambda a: a["cot.out"].__setitem__((0, 0, 0), np.nan), "cotangents['out']: expected finite values"),
 ])
 def test_a_malformed_golden_file_is_named(copy, capsys, edit, message):
     directory, names = copy

@@ -52,7 +52,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .. import __version__, registry, spec
+from .. import __version__, arguments, registry, spec
 from .._files import numpy_format, replace_directory, usual_mode, write_atomically
 from ..arguments import Names
 from . import _checks as checks
@@ -429,6 +429,11 @@ def argument_error(case: checks.Case, dtype=np.float64) -> Optional[str]:
     try:
         _prepare(case.model, case.x, case.params, case.state, case.surrogate, False, case.inject,
                  dtype, False, names=Names(allow_nonfinite=False))
+        # The cotangents too, which only vjp would check (with its allow_nonfinite hint).
+        for key, value in case.cotangents.items():
+            label = f"cotangents[{key!r}]"
+            if not np.all(np.isfinite(arguments.real_array(label, value))):
+                raise arguments.nonfinite_error(label, opt_in=False)
     except (ValueError, TypeError) as error:
         return str(error)
     return None
