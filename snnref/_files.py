@@ -47,6 +47,8 @@ def usual_mode(directory: bool = False) -> int:
 def check_output_file(option, path) -> None:
     """Before a run: ``option``'s file can be written (not a directory, in an
     existing writable directory; through a symbolic link, where it points)."""
+    if not str(path):
+        raise ValueError(f"{option}: expected a file name, got ''")
     target = Path(os.path.realpath(path))
     if target.is_dir():
         raise ValueError(f"{option}: {path} is a directory; expected a file name")

@@ -47,7 +47,7 @@ def _verify(args) -> int:
     for key in keys:
         registry.model(key)
     # Every output target is checked before the run starts, not after it.
-    if args.json:
+    if args.json is not None:
         check_output_file("--json", args.json)
     if args.save_failures:
         _check_output_dir("--save-failures", args.save_failures)
@@ -60,6 +60,8 @@ def _verify(args) -> int:
             raise ValueError("--report and --save-failures: name two directories (the page replaces its own)")
     if (args.case or args.save_failures or args.examples is not None) and not args.impl:
         raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
+    if args.impl and args.backend != "all":
+        raise ValueError("--backend: applies without --impl only (--impl runs your implementation)")
     if args.impl:
         fn = load_implementation(args.impl)
         declared = getattr(fn, "model", None)  # an Implementation names its model

@@ -357,6 +357,17 @@ def test_json_to_a_pipe_or_device_is_refused_before_the_run(capsys, tmp_path):
     assert f"--json: {pipe} is not a regular file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("arguments,message", [
+    # Both used to be accepted: no JSON was written, and --impl ran without the named backend, exit 0.
+    (["--model", "tether.LIF", "--json", ""], "--json: expected a file name, got ''"),
+    (["--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF", "--backend", "triton"],
+     "--backend: applies without --impl only"),
+])
+def test_an_empty_json_name_or_a_backend_with_impl_is_refused_before_the_run(arguments, message, capsys):
+    assert cli.main(["verify", "--quick", *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_a_negative_seed_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["verify", "--model", "tether.LIF", "--seed", "-5"])

@@ -579,6 +579,13 @@ def test_cli_run_refuses_a_bad_out_or_input_before_running(tmp_path, monkeypatch
     args = _parse(["nir", "run", "cuba.nir", "--input", "empty.npy", "--dt", "1e-6", "--out", "t.npz"])
     assert args.run(args) == 2
     assert "--input: cannot read empty.npy as a .npy array (EOFError" in capsys.readouterr().out
+    # Before: a traceback (TypeError, exit 1), and "--out:  is a directory".
+    np.save(tmp_path / "complex.npy", np.ones((4, 1, 3), dtype=complex))
+    args = _parse(["nir", "run", "cuba.nir", "--input", "complex.npy", "--dt", "1e-6", "--out", "t.npz"])
+    assert args.run(args) == 2
+    assert "--input: expected a real numeric array, got dtype complex128 (in complex.npy)" in capsys.readouterr().out
+    args = _parse(["nir", "run", "cuba.nir", "--input", "x.npy", "--dt", "1e-6", "--out", ""])
+    assert args.run(args) == 2 and "--out: expected a file name, got ''" in capsys.readouterr().out
 
 
 def test_cli_check_accepts_flips_only_inside_the_margin(tmp_path, monkeypatch, capsys):

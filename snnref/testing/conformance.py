@@ -269,7 +269,7 @@ def main(args) -> int:
     """Print the matrix; 1 when an installed configuration's verdict is not the recorded one."""
     from .._files import check_output_file, write_json
 
-    if args.json:
+    if args.json is not None:
         check_output_file("--json", args.json)
     verdicts = [evaluate(c) for c in select(args.library)]
     print(table(verdicts))

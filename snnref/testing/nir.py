@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import nir as snir
-from .. import registry, spec
+from .. import arguments, registry, spec
 from .._files import check_output_file, replacing
 from ..cli import nonnegative_integer
 from . import _checks as checks
@@ -144,7 +144,11 @@ def _load_input(path):
         raise snir.NirError(f"--input: cannot read {path} as a .npy array ({type(error).__name__}: {error})") from None
     if not isinstance(x, np.ndarray):
         raise snir.NirError(f"--input: {path} holds several arrays; expected one .npy array (T, ..., N)")
-    return x
+    try:
+        return arguments.real_array("--input", x)
+    except TypeError as error:
+        # A complex or string array: a usage error like the others, not a traceback.
+        raise snir.NirError(f"{error} (in {path})") from None
 
 
 def _write_npz(path, arrays):
