@@ -481,21 +481,55 @@ def table(results, write=print):
                   f"{ratio(fastest_peer)} {ratio(timings['torch backend'])} {ratio(timings['copy (bandwidth)'])}")
 
 
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _sizes(text):
+    pairs = [pair.split(":") for pair in text.split(",")]
+    if any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected N:T pairs, comma-separated, got {text!r}")
+    return [(_positive(n), _positive(t)) for n, t in pairs]
+
+
+def _threads(text):
+    counts = tuple(_positive(v) for v in text.split(","))
+    limit = _launch.machine_threads()
+    if max(counts) > limit:
+        raise argparse.ArgumentTypeError(f"expected 1 to {limit} (this machine's maximum), got {text!r}")
+    return counts
+
+
+def _models(text):
+    # The copy reference needs each model's bytes per neuron-step (SCAN_BYTES), and the
+    # peers exist for these two.
+    chosen = text.split(",")
+    unknown = [model for model in chosen if model not in MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(MODELS)}, got {', '.join(unknown)}")
+    return chosen
+
+
 def main(argv=None, write=lambda line: print(line, flush=True)):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 2^16, T = 100, one thread, 3 rounds")
     parser.add_argument("--full", action="store_true", help="also T = 1000 at N = 2^20 (needs about 24 GB)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, --quick 3)")
+    parser.add_argument("--rounds", type=_positive, default=None, help="interleaved rounds (default 5, --quick 3)")
     parser.add_argument("--no-peers", action="store_true", help="only snnref and the copy")
-    parser.add_argument("--sizes", help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
-    parser.add_argument("--threads", help="thread counts, comma-separated (default 1,2; --quick 1)")
-    parser.add_argument("--models", help="registry models, comma-separated (default: tether.LIF,hxtorch.cuba_lif)")
+    parser.add_argument("--sizes", type=_sizes, help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
+    parser.add_argument("--threads", type=_threads, help="thread counts, comma-separated (default 1,2; --quick 1)")
+    parser.add_argument("--models", type=_models,
+                        help=f"comma-separated, some of {','.join(MODELS)} (default: both)")
     parser.add_argument("--flatness", action="store_true",
                         help="only the cpu backend at three sizes, interleaved (default 7 rounds): max/min per step")
     args = parser.parse_args(argv)
-    sizes = [tuple(int(v) for v in pair.split(":")) for pair in args.sizes.split(",")] if args.sizes else None
-    threads = tuple(int(v) for v in args.threads.split(",")) if args.threads else None
-    models = args.models.split(",") if args.models else None
+    sizes, threads, models = args.sizes, args.threads, args.models
     rounds = args.rounds or (3 if args.quick else 7 if args.flatness else 5)
     missing = [p for p in PEERS if _optional(p) is None]
     write(f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average before: "
@@ -513,7 +547,7 @@ def main(argv=None, write=lambda line: print(line, flush=True)):
         for config in grid(args.quick, args.full, sizes, threads, models):
             results[config] = measure_fresh(*config, rounds, not args.no_peers)
             table({config: results[config]}, write)  # each configuration as soon as it is measured
-        for model in MODELS:
+        for model in models or MODELS:
             peaks = peak_memory(model)
             if peaks:
                 write(f"peak memory of one forward+backward, {model}, T=1000, N=2^16 (x included), in (T, N) "

@@ -1,6 +1,7 @@
 """GPU benchmark: LIF and CUBA families, forward and forward+backward, on CUDA only.
 
     python -m pytest tools/bench_gpu.py --benchmark-only -p no:cacheprovider
+    python tools/bench_gpu.py          # the same
 
 For T in {100, 1000} and N up to 2^24 (as memory allows: a size that does not
 fit the card is reported as skipped), float32: the Triton kernels, the torch
@@ -14,6 +15,8 @@ recorded membrane (12 B; CUBA also writes the current: 16 B); forward+backward
 adds reading the saved membrane and the spike cotangent and writing the input
 gradient (12 B more).
 """
+
+import sys
 
 import pytest
 import torch
@@ -90,3 +93,8 @@ def test_gpu(benchmark, bandwidth, model, impl, phase, steps, neurons):
     per_step = MODELS[model] + (BACKWARD_BYTES if phase != "forward" else 0)
     achieved = per_step * steps * neurons / seconds
     RESULTS[(model, phase, steps, neurons, impl)] = (seconds, achieved, achieved / bandwidth)
+
+
+if __name__ == "__main__":
+    # A pytest-benchmark module: run as a script, it runs itself that way (and says why it skips).
+    sys.exit(pytest.main([__file__, "--benchmark-only", "-p", "no:cacheprovider", "-rs", *sys.argv[1:]]))
