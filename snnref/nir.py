@@ -117,7 +117,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import arguments, registry
-from ._files import replacing
+from ._files import check_output_file, replacing
 from .spec import api as _spec
 
 try:
@@ -377,6 +377,9 @@ def read(path):
 
 def save(graph, path):
     """``nir.write`` to a temporary file beside ``path``, renamed into place."""
+    # A directory or a missing one is named as ``path`` before anything is written (else the
+    # error named the temporary file).
+    check_output_file("path", path)
     with replacing(path) as temporary:
         nir.write(temporary, graph)
 

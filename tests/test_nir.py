@@ -360,6 +360,11 @@ def test_bad_files(tmp_path):
         f.create_dataset("version", data="1.0")
     with pytest.raises(snir.NirError, match="no 'node' group"):
         snir.read(tmp_path / "empty.nir")
+    # Before, saving onto a directory or into a missing one named the temporary file.
+    with pytest.raises(ValueError, match=f"path: {tmp_path} is a directory; expected a file name"):
+        snir.save(_graph(), tmp_path)
+    with pytest.raises(ValueError, match="path: the directory .*missing does not exist"):
+        snir.save(_graph(), tmp_path / "missing" / "a.nir")
     # A node type naming Python code is only a string that is not on the list.
     path = tmp_path / "code.nir"
     snir.save(_graph(), path)
