@@ -399,6 +399,9 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
 @pytest.mark.parametrize("fields,message", [
     (dict(pin={"leek": 0.0}), r"pin: tether.LIF has no parameter 'leek'"),
     (dict(pin={"alpha": -1.0}), r"pin\['alpha'\]: -1.0 is outside the parameter's domain"),
+    # Both taken as 1.0 before.
+    (dict(pin={"alpha": "1"}), r"pin\['alpha'\]: expected a number, got '1'"),
+    (dict(pin={"alpha": True}), r"pin\['alpha'\]: expected a number, got True"),
     (dict(per_neuron="decay"), r"per_neuron: expected a sequence of names"),
     (dict(surrogates=("superspike",)), r"surrogates: tether.LIF does not accept 'superspike'"),
     (dict(dtypes=("float128",)), r"dtypes: expected some of"),

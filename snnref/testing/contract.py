@@ -92,6 +92,9 @@ class Implementation:
         for key, value in self.pin.items():
             param = self._param(row, key, "pin")
             try:
+                # A string or bool is no number here, although float() takes "1" and True.
+                if isinstance(value, (str, bytes, bool, np.bool_)):
+                    raise TypeError
                 number = float(value)
             except (TypeError, ValueError):
                 raise ContractError(f"pin[{key!r}]: expected a number, got {value!r}") from None
