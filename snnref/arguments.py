@@ -150,6 +150,13 @@ def real_array(name, value):
     return array
 
 
+def check_flags(**flags):
+    """Each keyword flag is True or False: a string such as "no" would be truthy."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name}: expected True or False, got {value!r}")
+
+
 def numpy_dtype(dtype):
     """The reference's computing dtype: numpy.float32 or numpy.float64."""
     try:

@@ -353,6 +353,7 @@ def simulate(
     check_untransformed()
     row = registry.model(model)
     families.check_reset(row)
+    arguments.check_flags(smooth=smooth, allow_nonfinite=allow_nonfinite)
     names = arguments.SIMULATE if names is None else names
     if getattr(getattr(x, "device", None), "type", None) == "meta":
         raise ValueError(f"{names.x}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")

@@ -216,3 +216,18 @@ def test_torch_func_transforms_are_refused_by_name(backend):
                         .sum())(x)
     # Outside a transform the same calls run.
     assert spike_count(x).item() > 0
+
+
+@pytest.mark.parametrize("flags,message", [
+    # A string was truthy: "no" ran the smooth twin.
+    (dict(smooth="no"), "smooth: expected True or False, got 'no'"),
+    (dict(allow_nonfinite=1), "allow_nonfinite: expected True or False, got 1"),
+])
+def test_a_flag_that_is_not_a_bool_is_refused_by_every_entry_point(flags, message):
+    with pytest.raises(TypeError, match=message):
+        spec.simulate("tether.LIF", X.numpy(), **flags)
+    with pytest.raises(TypeError, match=message):
+        spec.vjp("tether.LIF", X.numpy(), None, None, {"out": np.ones((4, 2, 3))}, **flags)
+    for backend in ("torch", "cpu"):
+        with pytest.raises(TypeError, match=message):
+            snnref.simulate("tether.LIF", X, backend=backend, **flags)

@@ -118,6 +118,7 @@ def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_no
              names=arguments.SIMULATE):
     row = registry.model(model)
     families.check_reset(row)
+    arguments.check_flags(smooth=smooth, allow_nonfinite=allow_nonfinite)
     arrays = arguments.NumpyArrays(dtype)
     surrogate = arguments.check_surrogate(row, surrogate)
     x = arguments.check_x(row, x, arrays, allow_nonfinite, names)
