@@ -62,6 +62,14 @@ def _verify(args) -> int:
         raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
     if args.impl and args.backend != "all":
         raise ValueError("--backend: applies without --impl only (--impl runs your implementation)")
+    if args.golden_dir is not None:
+        from .testing import _golden as golden
+
+        # Before the run, not as a failed check after it (nor ignored under --quick).
+        try:
+            golden.read_manifest(args.golden_dir)
+        except golden.GoldenError as error:
+            raise ValueError(f"--golden-dir: {error}") from None
     if args.impl:
         fn = load_implementation(args.impl)
         declared = getattr(fn, "model", None)  # an Implementation names its model

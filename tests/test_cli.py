@@ -209,9 +209,11 @@ def test_a_damaged_case_file_is_a_usage_error(write, why, capsys, tmp_path):
 
 
 def test_verify_golden_dir_override(capsys, tmp_path):
+    # The directory is read as the store, and refused before the run when it is none.
     assert cli.main(["verify", "--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF",
-                     "--examples", "1", "--golden-dir", str(tmp_path)]) == 1
-    assert f"{tmp_path}/MANIFEST.json: missing manifest" in capsys.readouterr().out
+                     "--examples", "1", "--golden-dir", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert f"--golden-dir: {tmp_path}/MANIFEST.json: missing manifest" in err and out == ""
 
 
 @pytest.mark.parametrize("impl,message", [
@@ -362,8 +364,10 @@ def test_json_to_a_pipe_or_device_is_refused_before_the_run(capsys, tmp_path):
     (["--model", "tether.LIF", "--json", ""], "--json: expected a file name, got ''"),
     (["--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF", "--backend", "triton"],
      "--backend: applies without --impl only"),
+    # Ignored under --quick before, and without it a failed check after the whole run.
+    (["--model", "tether.LIF", "--golden-dir", "/nonexistent"], "--golden-dir: /nonexistent/MANIFEST.json: missing"),
 ])
-def test_an_empty_json_name_or_a_backend_with_impl_is_refused_before_the_run(arguments, message, capsys):
+def test_an_empty_json_name_a_backend_with_impl_or_no_golden_store_is_refused_before_the_run(arguments, message, capsys):
     assert cli.main(["verify", "--quick", *arguments]) == 2
     assert message in capsys.readouterr().err
 
