@@ -251,6 +251,10 @@ def test_a_fixed_scale_is_the_given_number_in_every_dtype_and_follows_the_device
     surrogate = Sigmoid(0.1).float().half().double()
     assert surrogate.alpha.dtype == torch.float64 and surrogate.alpha.item() == 0.1
     assert surrogate.to("meta").alpha.device.type == "meta"
+    # Deferred initialisation: built on the meta device, then given memory (to_empty keeps no value).
+    with torch.device("meta"):
+        deferred = LIF(NEURONS, surrogate=Sigmoid(0.1))
+    assert deferred.to_empty(device="cpu").surrogate.alpha.device.type == "cpu"
     # A float32 module takes float32 x, its fixed scale rounded once from 0.1; so does a float64 one.
     for dtype in (torch.float32, torch.float64):
         neuron = LIF(NEURONS, surrogate=Sigmoid(0.1)).to(dtype)

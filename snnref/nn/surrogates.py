@@ -8,6 +8,7 @@ module's dtype and device.  A fixed scale is a constant, as the seeds' Python
 number (rnnbuilder's ``gradient_factor = 0.3``): a float64 buffer that follows
 the module's device but not its dtype, rounded to x's dtype at each use.  Kept
 in float32 it would be 0.30000001192..., and every float64 gradient 4e-8 off.
+A state dict saved before this (a float32 buffer) loads its rounded value.
 """
 
 from __future__ import annotations
@@ -62,12 +63,16 @@ class Surrogate(nn.Module):
         return self.scale.to(dtype=x.dtype)
 
     def _apply(self, fn, recurse=True):
-        # nn.Module.to, .double(), .cuda() and the like: a fixed scale follows the device only.
+        # nn.Module.to, .double(), .cuda() and the like: a fixed scale follows the device only.  What
+        # ``fn`` made of it is kept unless it changed the dtype (to_empty from the meta device keeps
+        # its fresh buffer: the constant there holds no value to copy).
         constant = self.fixed_scale
         result = super()._apply(fn, recurse)
         if constant is not None:
             name = registry.surrogate(self.key).scale
-            self._buffers[name] = constant.to(device=self._buffers[name].device)
+            moved = self._buffers[name]
+            if moved.dtype != constant.dtype:
+                self._buffers[name] = constant.to(device=moved.device)
         return result
 
     def extra_repr(self):
