@@ -268,6 +268,19 @@ def test_unterjubel_gives_the_observation_forward_and_the_model_s_gradient_backw
     assert F.Unterjubel is compat_hxtorch.Unterjubel
 
 
+def test_an_observation_that_broadcasts_is_injected_in_the_input_s_shape():
+    # Broke with Unterjubel first: v came back in the observation's shape (3,) and the backward raised.
+    kw = dict(leak=0.0, reset=0.0, threshold=1.0, tau_syn=5e-6, tau_mem=1e-5, method="superspike", alpha=50.0)
+    zeros = torch.zeros(2, 3, dtype=torch.float64)
+    v = torch.full((2, 3), 0.5, dtype=torch.float64, requires_grad=True)
+    z1, v1, _ = F.cuba_lif_step(zeros, v, zeros, zeros, torch.tensor(0.0, dtype=torch.float64),
+                                torch.full((3,), 0.7, dtype=torch.float64), **kw)
+    assert v1.tolist() == [[0.7] * 3] * 2 and z1.tolist() == [[0.0] * 3] * 2
+    v1.sum().backward()
+    # dv1/dv = 1 - dt / tau_mem = 0.9 (the observation passes the model value's gradient on).
+    assert torch.allclose(v.grad, torch.full((2, 3), 0.9, dtype=torch.float64), rtol=1e-15, atol=0)
+
+
 def test_spiking_threshold_is_strict_with_the_superspike_gradient():
     u = torch.tensor([-2.0, -0.1, 0.0, 0.1, 3.0], dtype=torch.float64, requires_grad=True)
     z = F.spiking_threshold(u, "superspike", 5.0)

@@ -85,10 +85,12 @@ class Unterjubel(torch.autograd.Function):
 
 
 def _inject(observed, model_value):
-    """The observation forward (exactly), the model value's gradient backward."""
+    """The observation forward (exactly), the model value's gradient backward, in the shape both
+    broadcast to (an observation may be one value per neuron, or one value)."""
     if observed is None:
         return model_value
-    return Unterjubel.apply(model_value, observed)
+    shape = torch.broadcast_shapes(observed.shape, model_value.shape)
+    return Unterjubel.apply(model_value.expand(shape), observed.expand(shape))
 
 
 @float32_under_autocast
