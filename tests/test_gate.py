@@ -197,33 +197,40 @@ def test_exact_threshold_cases_exist_for_the_spiking_families(per_neuron):
     assert found == set(SPIKING)
 
 
+@pytest.mark.parametrize("takes_state", [True, False])
 @pytest.mark.parametrize("key", [key for key in SPIKING if registry.model(key).out.spiking])
-def test_the_single_step_case_has_lanes_that_spike_and_lanes_that_do_not(key):
+def test_the_single_step_case_has_lanes_that_spike_and_lanes_that_do_not(key, takes_state):
     # Before, hxtorch's spiking models and rnnbuilder.Adaptive drew a single step without a spike.
-    single = gate.plan(testing.Implementation(torch_simulate, key))[0][1]
-    case = single.case
-    assert single.kind == "random" and case.x.shape[0] == 1
-    out = spec.simulate(key, case.x, case.params, case.state, surrogate=case.surrogate,
-                        inject=case.inject).outputs["out"]
-    assert 0 < np.count_nonzero(out) < out.size
+    planned, unchecked, _ = gate.plan(testing.Implementation(torch_simulate, key, takes_state=takes_state),
+                                      kinds=("random",))
+    case = planned[1].case
+    assert planned[1].kind == "random" and case.x.shape[0] == 1
+    fired = np.count_nonzero(spec.simulate(key, case.x, case.params, case.state, surrogate=case.surrogate,
+                                           inject=case.inject).outputs["out"])
+    # Where no shift can make a neuron spike (a first decision read from a zero initial state), it is said.
+    said = any(line.startswith("single step: no neuron of the T = 1 case spikes") for line in unchecked)
+    assert 0 < fired < case.x[0].size and not said or fired == 0 and said
 
 
 def _single_step_without_reset(model, x, params, state, *, surrogate=None, inject=None):
     """hxtorch.cuba_lif whose single-step path returns the membrane before the reset
-    (equations (1) and (3) of snnref.spec.cuba)."""
+    (equations (1) and (3) of snnref.spec.cuba; without a state, v starts at leak and i at 0)."""
     result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
-    if x.shape[0] == 1 and state and {"v", "i"} <= set(state) and not inject:
-        rate = params["dt"] / params["tau_mem"]
-        before_reset = state["v"] + rate * (params["leak"] - state["v"] + state["i"])
+    if x.shape[0] == 1 and not inject:
+        v = state["v"] if state and "v" in state else params["leak"].expand(x.shape[1:])
+        i = state["i"] if state and "i" in state else torch.zeros_like(x[0])
+        before_reset = v + params["dt"] / params["tau_mem"] * (params["leak"] - v + i)
         result.outputs["v"] = before_reset[None]
         result.final_state["v"] = before_reset
     return result
 
 
-def test_a_single_step_bug_of_an_hxtorch_kernel_is_caught():
-    # Passed before: the single-step case never spiked for hxtorch's models, and the bug shows only through a reset.
-    report = gate.run(testing.Implementation(_single_step_without_reset, "hxtorch.cuba_lif"), examples=2,
-                      kinds=("random",))
+@pytest.mark.parametrize("takes_state", [True, False])
+def test_a_single_step_bug_of_an_hxtorch_kernel_is_caught(takes_state):
+    # Passed before: the single-step case never spiked for hxtorch's models, and the bug shows only through a
+    # reset.  Without initial states (the seed's functions take none) its starting value, leak, is what moves.
+    impl = testing.Implementation(_single_step_without_reset, "hxtorch.cuba_lif", takes_state=takes_state)
+    report = gate.run(impl, examples=2, kinds=("random",))
     assert not report.passed, report.text()
 
 
