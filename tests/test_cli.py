@@ -367,7 +367,7 @@ def test_json_to_a_pipe_or_device_is_refused_before_the_run(capsys, tmp_path):
     # Ignored under --quick before, and without it a failed check after the whole run.
     (["--model", "tether.LIF", "--golden-dir", "/nonexistent"], "--golden-dir: /nonexistent/MANIFEST.json: missing"),
 ])
-def test_an_empty_json_name_a_backend_with_impl_or_no_golden_store_is_refused_before_the_run(arguments, message, capsys):
+def test_an_empty_json_a_backend_with_impl_or_no_golden_store_is_refused_before_the_run(arguments, message, capsys):
     assert cli.main(["verify", "--quick", *arguments]) == 2
     assert message in capsys.readouterr().err
 

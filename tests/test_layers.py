@@ -259,8 +259,8 @@ def test_the_verification_checker_allows_exactly_the_documented_forward(tmp_path
 
 # The seeds' functional modules' names (hxtorch's Unterjubel is the autograd Function its documentation lists).
 SEED_FUNCTIONS = {"tether": ("lif", "plif", "alif"),
-                  "hxtorch": ("Unterjubel", "cuba_iaf_integration", "cuba_li_integration", "cuba_lif_integration", "cuba_lif_step",
-                              "cuba_refractory_iaf_integration", "cuba_refractory_lif_integration",
+                  "hxtorch": ("Unterjubel", "cuba_iaf_integration", "cuba_li_integration", "cuba_lif_integration",
+                              "cuba_lif_step", "cuba_refractory_iaf_integration", "cuba_refractory_lif_integration",
                               "refractory_update", "spiking_threshold")}
 
 

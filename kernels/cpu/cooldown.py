@@ -192,7 +192,8 @@ def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_
 class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, m0, beta, gain, sign, scale, config):
-        # A strided x is copied here, once: the backward reads the copy.
+        # A strided x is copied here, once, and the backward reads the copy (held between the passes:
+        # one sequence more in memory there, where the backward used to copy x again).
         x = _launch.contiguous(x)
         strict, smooth, surrogate = config
         step_shape = x.shape[1:]

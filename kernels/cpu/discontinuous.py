@@ -70,7 +70,8 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, tile, fi
 class _Fire(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, theta, scale, config):
-        # A strided x is copied here, once: the backward reads the copy.
+        # A strided x is copied here, once, and the backward reads the copy (held between the passes:
+        # one sequence more in memory there, where the backward used to copy x again).
         x = _launch.contiguous(x)
         strict, smooth, surrogate = config
         lanes = _launch.parameters((theta, scale), x.shape[1:])

@@ -427,7 +427,8 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, lam, theta, scale, replayed, config):
-        # A strided x is copied here, once: the backward reads the copy.
+        # A strided x is copied here, once, and the backward reads the copy (held between the passes:
+        # one sequence more in memory there, where the backward used to copy x again).
         x = _launch.contiguous(x)
         step_shape = x.shape[1:]
         xs = _launch.sequence(x)
