@@ -8,9 +8,9 @@ returns a ``GateReport``.  Every run includes, with or without goldens:
   the second has T = 1, with neurons that spike and neurons that do not where
   a shift of the first state variable (or of its starting value, or of the
   input) finds them, listed as not checked where none spikes; the third has
-  one lane; every third gives the first state variable alone, where
-  there are more; the injected ones from the fifth on
-  give both hardware traces, the spikes alone or the membrane alone, in turn),
+  one lane; every third gives the first state variable alone, where there
+  are more; the injected ones from the fifth on give both hardware traces,
+  the spikes alone or the membrane alone, in turn),
   cycling through the declared surrogates, scalar and per-neuron parameters,
   initial states and injection as the contract allows;
 - ``threshold``: a dyadic case (inputs multiples of 1/8, parameters with 4-bit
