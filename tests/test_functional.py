@@ -362,7 +362,10 @@ VEC3 = torch.ones(3, dtype=torch.float64)
     (lambda: F.cuba_li_integration(X64, leak=0.0, tau_syn=1e-5, tau_mem=0.0), ValueError, "tau_mem"),
     (lambda: F.cuba_lif_step(*STEP_ZEROS, method="superspike", **{**LIF_KW, "tau_mem": 0.0}), ValueError, "tau_mem"),
     (lambda: F.cuba_lif_step(X64[0], X64[0, :1, :2], X64[0], X64[0], None, None, method="superspike", **LIF_KW),
-     ValueError, "v"),
+     ValueError, r"v: expected a shape that broadcasts to input's shape \(\d+, \d+\), got \(1, 2\)"),
+    # The state is measured against input (as hxtorch broadcasts v + dv against it): said so by name.
+    (lambda: F.cuba_lif_step(X64[0], X64[0], X64[0], X64[0, 0], None, None, method="superspike", **LIF_KW),
+     ValueError, r"z: expected a shape that broadcasts to input's shape \(\d+,\), got"),
     (lambda: F.refractory_update(X64[0], X64[0], X64[0], None, None, reset=0.0, refractory_time=1e-6, dt=0.0),
      ValueError, "dt"),
     (lambda: F.spiking_threshold(X64, "superspike", -1.0), ValueError, "alpha"),

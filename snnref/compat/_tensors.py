@@ -37,8 +37,8 @@ def like(name, value, reference):
     return TorchArrays(reference, _REFERENCE).convert(name, value)
 
 
-def broadcasting(name, value, reference):
-    """``value`` (or None) must broadcast to ``reference``'s shape."""
+def broadcasting(name, value, reference, reference_name):
+    """``value`` (or None) must broadcast to ``reference``'s shape (the argument ``reference_name``)."""
     if value is None:
         return None
     like(name, value, reference)
@@ -47,7 +47,8 @@ def broadcasting(name, value, reference):
     except RuntimeError:
         fits = False
     if not fits:
-        raise arguments.broadcast_error(name, reference.shape, value.shape)
+        raise ValueError(f"{name}: expected a shape that broadcasts to {reference_name}'s shape "
+                         f"{tuple(reference.shape)}, got {tuple(value.shape)}")
     return value
 
 

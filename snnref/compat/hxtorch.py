@@ -113,9 +113,9 @@ def cuba_lif_step(z, v, i, input, spikes_hw, membrane_hw, *, leak, reset, thresh
     _check_method(method)
     finite_tensor("input", float_tensor("input", input, 1))
     for name, value in (("z", z), ("v", v), ("i", i)):
-        broadcasting(name, finite_tensor(name, float_tensor(name, value)), input)
-    broadcasting("spikes_hw", spikes_hw, input)
-    broadcasting("membrane_hw", membrane_hw, input)
+        broadcasting(name, finite_tensor(name, float_tensor(name, value)), input, "input")
+    broadcasting("spikes_hw", spikes_hw, input, "input")
+    broadcasting("membrane_hw", membrane_hw, input, "input")
     finite_tensor("spikes_hw", spikes_hw)
     finite_tensor("membrane_hw", membrane_hw)
     values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
@@ -140,10 +140,10 @@ def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refract
     membrane is held at ``reset`` and spikes are suppressed.
     """
     finite_tensor("v", float_tensor("v", v, 1))
-    broadcasting("z", finite_tensor("z", float_tensor("z", z)), v)
-    broadcasting("ref_state", finite_tensor("ref_state", float_tensor("ref_state", ref_state)), v)
-    broadcasting("spikes_hw", spikes_hw, v)
-    broadcasting("membrane_hw", membrane_hw, v)
+    broadcasting("z", finite_tensor("z", float_tensor("z", z)), v, "v")
+    broadcasting("ref_state", finite_tensor("ref_state", float_tensor("ref_state", ref_state)), v, "v")
+    broadcasting("spikes_hw", spikes_hw, v, "v")
+    broadcasting("membrane_hw", membrane_hw, v, "v")
     values = {"reset": reset, "refractory_time": refractory_time, "dt": dt}
     p = params_like("hxtorch.cuba_refractory_lif", values, v, _per_neuron(v))
     mask = (ref_state > 0).to(v.dtype)
