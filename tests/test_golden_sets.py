@@ -300,6 +300,9 @@ def pickled(directory):
     (VALID.replace('v = "traces/hw_v.npy"', 'spikes = "huge.npy"'), huge_trace, "inject['spikes']",
      f"huge.npy holds {(1 << 24) + 1} elements; a golden case holds at most {1 << 24}"),
     (VALID + VALID, None, "name", "used by an earlier case"),
+    # Accepted before: two folders that a case-insensitive file system (macOS, Windows) makes one.
+    (VALID.replace('name = "hw"', 'name = "HW"') + VALID, None, "name",
+     "used by an earlier case ('HW': one folder where case is not told apart)"),
 ])
 def test_a_bad_case_file_names_file_case_and_field_and_writes_nothing(tmp_path, capsys, text, prepare, field,
                                                                       message):
