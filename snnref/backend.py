@@ -39,26 +39,38 @@ DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, tor
 ANY_DTYPE = tuple(dict.fromkeys(DTYPES["torch"] + DTYPES["triton"]))
 
 
-def _family(row, backend="torch"):
-    return families.module(row.family, backend)
-
-
-def _untraced_run(family, *args):
-    """``family.run(*args)`` for a fused backend, which torch.compile runs as
-    it is (a graph break around the call) instead of tracing into it.
-    Traced, the numba dispatcher crashed Dynamo ("exception table entry start
-    instruction has no offset", torch 2.13, tether.PLIF with backend="cpu"),
-    and so did the Triton interpreter's launch; the torch path traces.
-    The untraced wrapper is made only where Dynamo traces this function
-    (``is_dynamo_compiling()`` is True there and False when it runs): as a
-    decorator it imported Dynamo into every process that called simulate, 1.0
-    of the 1.5 s that a fresh process's first call took."""
+def _untraced(function, *args):
+    """``function(*args)``, which torch.compile runs as it is (a graph break
+    around the call) instead of tracing into it: a fused backend's ``run``, the
+    imports of the kernel modules and ``finite``.  Traced, the numba dispatcher crashed
+    Dynamo ("exception table entry start instruction has no offset", torch
+    2.13, tether.PLIF with backend="cpu"), and so did the Triton interpreter's
+    launch; a first import of the numba kernels ran numba's import-time code
+    as Dynamo frames ("hit config.recompile_limit (8)" on register_numpy_ufunc);
+    the torch path traces.  The untraced wrapper is made only where Dynamo
+    traces this function (``is_dynamo_compiling()`` is True there and False
+    when it runs): as a decorator it imported Dynamo into every process that
+    called simulate, 1.0 of the 1.5 s that a fresh process's first call took."""
     if torch.compiler.is_dynamo_compiling():
-        return torch.compiler.disable(family.run)(*args)
-    return family.run(*args)
+        return torch.compiler.disable(function)(*args)
+    return function(*args)
+
+
+def _family(row, backend="torch"):
+    if backend == "torch":
+        # The torch path's module is traced with the rest of it.
+        return families.module(row.family, backend)
+    return _untraced(families.module, row.family, backend)
 
 
 def finite(tensor) -> bool:
+    """All values finite (``_finite``); under ``torch.compile`` outside the graph, where the
+    test's host read is a graph break anyway (traced, it printed Dynamo's warning about
+    ``Tensor.item()`` on every compile of a model)."""
+    return _untraced(_finite, tensor)
+
+
+def _finite(tensor) -> bool:
     """All values finite, by one reduction in the common case.
 
     (1) A finite sum implies finite terms: any NaN or inf term makes the sum NaN
@@ -255,7 +267,7 @@ def _cpu_kernels_error():
     """None when the fused CPU scans import (numba is there), else why not."""
     if not _CPU_KERNELS:
         try:
-            importlib.import_module(f"{__package__}.kernels.cpu")
+            _untraced(importlib.import_module, f"{__package__}.kernels.cpu")
             _CPU_KERNELS.append(None)
         except ImportError as error:
             _CPU_KERNELS.append(error)
@@ -379,7 +391,7 @@ def simulate(
         check_input(row, x, params)
     arguments_of_run = (row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
     outputs, final, used = (family.run(*arguments_of_run) if backend == "torch"
-                            else _untraced_run(family, *arguments_of_run))
+                            else _untraced(family.run, *arguments_of_run))
     if x.dtype in HALF and not allow_nonfinite:
         # Half storage saturates to inf silently: a quantity that left its range is an error.
         for name, value in list(outputs.items()) + [(f"final {k}", v) for k, v in final.items()]:

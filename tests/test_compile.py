@@ -1,6 +1,6 @@
 """``torch.compile`` of code that calls ``snnref.simulate``: the fused backends
 (cpu, Triton) run as they are inside a compiled caller (snnref/backend.py,
-``_untraced_run``), untraced, with the outputs and gradients of the same call
+``_untraced``), untraced, with the outputs and gradients of the same call
 uncompiled.  Traced, the numba dispatcher once crashed Dynamo.  Without
 ``torch.compile`` no call imports Dynamo (a second of a fresh process).
 
@@ -86,6 +86,20 @@ def test_a_call_without_torch_compile_does_not_import_dynamo(backend):
             "torch.autograd.grad(out.sum(), x)\n"
             "assert 'torch._dynamo' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+def test_compiling_a_model_says_nothing_about_snnref():
+    # In a fresh process, where the first import of the numba kernels happens under Dynamo.  Before:
+    # "hit config.recompile_limit (8)" on numba's import-time code (cpu), and Dynamo's warning about the
+    # Tensor.item() of the finiteness check of x (torch), on every compile of such a model.
+    code = ("import torch, snnref\n"
+            "model = torch.nn.Sequential(torch.nn.Linear(8, 8), snnref.nn.LIF(8, backend='torch'),\n"
+            "                            torch.nn.Linear(8, 8), snnref.nn.LIF(8, backend='cpu'))\n"
+            "compiled = torch.compile(model, backend='eager')\n"
+            "compiled(torch.randn(5, 2, 8)).sum().backward()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
 
 
 @pytest.mark.parametrize("backend", ["torch", BACKENDS[0]])
