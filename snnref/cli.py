@@ -187,9 +187,9 @@ def _rows(jobs, seed, quick, golden_dir, processes):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def examples_count(text):
-    """A number of random cases (``--examples``, the plugin's ``--snnref-examples``): an
-    integer >= 1, as 0 would leave nothing to check."""
+def positive_integer(text):
+    """An integer >= 1: a number of random cases (``--examples``, the plugin's
+    ``--snnref-examples``), where 0 would leave nothing to check, or of rounds."""
     try:
         value = int(text)
     except ValueError:
@@ -414,7 +414,7 @@ def main(argv=None) -> int:
                              "snnref.testing.Implementation declaring its contract) of --model KEY")
     verify.add_argument("--golden-dir", metavar="DIR",
                         help="golden store to use (default: the one installed with snnref)")
-    verify.add_argument("--examples", type=examples_count, metavar="N",
+    verify.add_argument("--examples", type=positive_integer, metavar="N",
                         help="--impl: random cases (default 8; --quick 3)")
     verify.add_argument("--save-failures", metavar="DIR",
                         help="--impl: write the first failing case to DIR as .npz, with the command that replays it")

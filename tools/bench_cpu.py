@@ -80,6 +80,7 @@ import time
 import torch
 
 import snnref
+from snnref.cli import positive_integer
 from snnref.kernels import cpu
 from snnref.kernels.cpu import _launch
 
@@ -481,25 +482,15 @@ def table(results, write=print):
                   f"{ratio(fastest_peer)} {ratio(timings['torch backend'])} {ratio(timings['copy (bandwidth)'])}")
 
 
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def _sizes(text):
     pairs = [pair.split(":") for pair in text.split(",")]
     if any(len(pair) != 2 for pair in pairs):
         raise argparse.ArgumentTypeError(f"expected N:T pairs, comma-separated, got {text!r}")
-    return [(_positive(n), _positive(t)) for n, t in pairs]
+    return [(positive_integer(n), positive_integer(t)) for n, t in pairs]
 
 
 def _threads(text):
-    counts = tuple(_positive(v) for v in text.split(","))
+    counts = tuple(positive_integer(v) for v in text.split(","))
     limit = _launch.machine_threads()
     if max(counts) > limit:
         raise argparse.ArgumentTypeError(f"expected 1 to {limit} (this machine's maximum), got {text!r}")
@@ -520,7 +511,8 @@ def main(argv=None, write=lambda line: print(line, flush=True)):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="N = 2^16, T = 100, one thread, 3 rounds")
     parser.add_argument("--full", action="store_true", help="also T = 1000 at N = 2^20 (needs about 24 GB)")
-    parser.add_argument("--rounds", type=_positive, default=None, help="interleaved rounds (default 5, --quick 3)")
+    parser.add_argument("--rounds", type=positive_integer, default=None,
+                        help="interleaved rounds (default 5, --quick 3)")
     parser.add_argument("--no-peers", action="store_true", help="only snnref and the copy")
     parser.add_argument("--sizes", type=_sizes, help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
     parser.add_argument("--threads", type=_threads, help="thread counts, comma-separated (default 1,2; --quick 1)")

@@ -29,7 +29,7 @@ import pickle
 
 import pytest
 
-from ..cli import examples_count, nonnegative_integer
+from ..cli import nonnegative_integer, positive_integer
 
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
@@ -45,7 +45,7 @@ def pytest_addoption(parser):
     group.addoption("--snnref-model", action="append", default=[], metavar="KEY",
                     help="registry model it implements (repeatable)")
     group.addoption("--snnref-golden-dir", metavar="DIR", help="golden store (default: the installed one)")
-    group.addoption("--snnref-examples", type=examples_count, default=8, metavar="N", help="random cases (default 8)")
+    group.addoption("--snnref-examples", type=positive_integer, default=8, metavar="N", help="random cases (default 8)")
     group.addoption("--snnref-seed", type=nonnegative_integer, default=0, metavar="SEED",
                     help="seed of the cases (default 0)")
     group.addoption("--snnref-report", metavar="DIR",
