@@ -136,8 +136,8 @@ CONFIGURATIONS: Tuple[Configuration, ...] = (
                   adapters.sinabs_lif, FAILS, "fires on v >= threshold, rnnbuilder on m > 1", "spikes",
                   kinds=("threshold",)),
     Configuration("rockpool", "LIFTorch(max_spikes_per_dt=1)", "hxtorch.cuba_lif", adapters.rockpool_lif, FAILS,
-                  "the membrane reads the current after this step's input, unscaled (hxtorch: dt/tau_mem times the "
-                  "previous current), and resets by subtraction", "out:v"),
+                  "the membrane reads beta (i + x), this step's input decayed once, unscaled (hxtorch: dt/tau_mem "
+                  "times the previous current), and resets by subtraction", "out:v"),
     Configuration("rockpool", "LIFTorch(max_spikes_per_dt=1), float64", "hxtorch.cuba_lif", adapters.rockpool_lif,
                   FAILS, "converted with .to(float64), it crashes at step 1: StepPWL returns float32 spikes, "
                   "which meet the float64 recurrent weights (zeros, present without recurrence)", "crash",

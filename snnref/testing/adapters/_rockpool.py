@@ -20,7 +20,8 @@ Closest registry model: ``hxtorch.cuba_lif``, whose Euler step is
 only: time constants whose exact decays equal hxtorch's Euler factors,
 ``tau' = -dt / log(1 - dt/tau)``, and ``bias = (dt/tau_mem) leak``; the membrane
 starts at ``leak`` as hxtorch's does.  What it cannot convert is the model:
-(2) reads the current after this step's input, unscaled, and (4) subtracts.
+(2) reads the current after this step's input and one decay, beta (i + x), unscaled,
+and (4) subtracts.
 """
 
 from __future__ import annotations

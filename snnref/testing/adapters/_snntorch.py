@@ -8,9 +8,13 @@ with the state passed in and returned:
 (3) Synaptic:  syn[t] = alpha syn[t-1] + x[t];  mem[t] = beta mem[t-1] + syn[t] - R(...)
 
 R is the reset the *next* call applies, from the previous spike, detached by
-default: ``"zero"`` zeroes the decayed membrane (and the synaptic current),
+default: ``"zero"`` zeroes Leaky's decayed membrane and Synaptic's whole new
+membrane (this step's current included; the synaptic current is not reset),
 ``"subtract"`` subtracts ``threshold`` without the factor ``beta``.  The
-returned membrane is therefore the pre-reset one.  ``ATan(a)`` has the bump
+returned membrane is therefore the pre-reset one.  The previous spike is
+read again from the membrane a call is given, so an initial membrane at or
+above threshold is reset by the first call, where tether's is not: the gate's
+initial states lie below threshold, and the verdicts hold for those.  ``ATan(a)`` has the bump
 ``(a/2) / (1 + (pi a u / 2)^2)``: the registry's ``arctan`` at ``alpha = a/2``;
 ``fast_sigmoid(slope)`` is ``1 / (slope |u| + 1)^2``: ``superspike`` at
 ``alpha = slope``.  Spikes come back as float32 from float64 inputs.
