@@ -5,9 +5,10 @@ spike decided from the membrane *before* this step's update.  Half of the units
 fire above the threshold 1 and half below it: the sign ``sgn`` is +1 for the
 first ``N // 2`` units of the last axis and -1 for the others (so those fire at
 t = 0 from the initial m = 0).  The axes between time and the last are batch
-axes, as for every model here; rnnbuilder flattens its features into one axis
-F first (SPEC.md section 3), and so does ``snnref.compat.rnnbuilder.Cooldown``:
-x of shape (T, B, C, N) is (T, B, C N) there, with sgn over C N units.
+axes (``simulate``'s layout (T, ..., N)); rnnbuilder flattens its features into
+one axis F first (SPEC.md section 3), and so does
+``snnref.compat.rnnbuilder.Cooldown``: x of shape (T, B, C, N) is (T, B, C N)
+there, with sgn over C N units.
 ``beta = exp(-1/tau)``; nothing is reset and nothing is detached.  Per step t,
 with m[-1] the initial state:
 
