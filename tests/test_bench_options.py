@@ -25,3 +25,15 @@ def test_a_bad_option_is_a_usage_error_before_any_measurement(option, value, mes
     with pytest.raises(SystemExit) as exit_:
         bench_cpu.main([option, value, "--no-peers"], write=lambda line: None)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_one_small_configuration_runs_and_prints_its_table(monkeypatch):
+    # Before this test, a parser type named like the tool's own _threads(count) replaced it, and every
+    # configuration failed in its child process (the options tests above stop before any measurement).
+    monkeypatch.setattr(bench_cpu, "peak_memory", lambda model: {})
+    lines = []
+    results = bench_cpu.main(["--sizes", "4096:5", "--threads", "1", "--rounds", "1", "--no-peers",
+                              "--models", "tether.LIF"], write=lines.append)
+    assert len(results) == 2  # forward, forward+backward
+    assert any(line.startswith("tether.LIF        forward+backward") and "cpu (fresh outputs)" in line
+               for line in lines), lines

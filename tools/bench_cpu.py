@@ -482,14 +482,14 @@ def table(results, write=print):
                   f"{ratio(fastest_peer)} {ratio(timings['torch backend'])} {ratio(timings['copy (bandwidth)'])}")
 
 
-def _sizes(text):
+def _size_pairs(text):
     pairs = [pair.split(":") for pair in text.split(",")]
     if any(len(pair) != 2 for pair in pairs):
         raise argparse.ArgumentTypeError(f"expected N:T pairs, comma-separated, got {text!r}")
     return [(positive_integer(n), positive_integer(t)) for n, t in pairs]
 
 
-def _threads(text):
+def _thread_counts(text):
     counts = tuple(positive_integer(v) for v in text.split(","))
     limit = _launch.machine_threads()
     if max(counts) > limit:
@@ -497,7 +497,7 @@ def _threads(text):
     return counts
 
 
-def _models(text):
+def _model_names(text):
     # The copy reference needs each model's bytes per neuron-step (SCAN_BYTES), and the
     # peers exist for these two.
     chosen = text.split(",")
@@ -514,9 +514,9 @@ def main(argv=None, write=lambda line: print(line, flush=True)):
     parser.add_argument("--rounds", type=positive_integer, default=None,
                         help="interleaved rounds (default 5, --quick 3)")
     parser.add_argument("--no-peers", action="store_true", help="only snnref and the copy")
-    parser.add_argument("--sizes", type=_sizes, help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
-    parser.add_argument("--threads", type=_threads, help="thread counts, comma-separated (default 1,2; --quick 1)")
-    parser.add_argument("--models", type=_models,
+    parser.add_argument("--sizes", type=_size_pairs, help="N:T pairs, comma-separated (e.g. 1048576:100,65536:1000)")
+    parser.add_argument("--threads", type=_thread_counts, help="thread counts, comma-separated (default 1,2; --quick 1)")
+    parser.add_argument("--models", type=_model_names,
                         help=f"comma-separated, some of {','.join(MODELS)} (default: both)")
     parser.add_argument("--flatness", action="store_true",
                         help="only the cpu backend at three sizes, interleaved (default 7 rounds): max/min per step")
