@@ -196,6 +196,14 @@ def test_bad_input_names_the_argument(call, error, match):
         call(rb.Adaptive().double())
 
 
+@pytest.mark.parametrize("module", [*RECURRENT.values(), rb.Discontinuous])
+@pytest.mark.parametrize("shape,axis", [((0, 2, 3), "time step"), ((4, 0, 3), "element along axis 1")])
+def test_an_empty_axis_is_named_before_the_lazy_initial_mem_is_sized(module, shape, axis):
+    # A fresh lazy module used to index x[0, 0] first: a raw IndexError.
+    with pytest.raises(ValueError, match=rf"^x: expected at least one {axis} \(every axis non-empty\)"):
+        module()(torch.zeros(shape))
+
+
 def test_bad_construction_and_stateless_h():
     with pytest.raises(TypeError, match=r"spike_function: expected an snnref.compat.rnnbuilder.SpikeLinear, got"):
         rb.LIF(spike_function=Arctan())

@@ -51,10 +51,12 @@ def _names(model, h):
                            state=state, allow_nonfinite=False)
 
 
-def _check_x(x):
+def _check_x(model, x):
     arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
     if x.dim() < 3:
         raise ValueError(f"x: expected a time-major tensor (T, B, F, ...) of rank >= 3, got shape {tuple(x.shape)}")
+    # Here, before a lazy module sizes initial_mem from x[0, 0]: simulate's message for an empty axis.
+    arguments.check_x_shape(registry.model(model), x.flatten(2).shape)
 
 
 class _Recurrent(LazyModuleMixin, nn.Module):
@@ -73,7 +75,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
     def initialize_parameters(self, x, h=None):
         """Create ``initial_mem`` (zeros, one entry per flattened feature) on the first call."""
         if self.has_uninitialized_params():
-            _check_x(x)
+            _check_x(self.model, x)
             with torch.no_grad():
                 self.initial_mem.materialize((x[0, 0].numel(),))
                 self.initial_mem.zero_()
@@ -84,7 +86,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
 
     @backend.float32_under_autocast
     def forward(self, x, h=None):
-        _check_x(x)
+        _check_x(self.model, x)
         check_like_module(self, x)
         x = x.flatten(2)
         features = self.initial_mem.shape[0]
@@ -169,7 +171,7 @@ class Discontinuous(nn.Module):
 
     @backend.float32_under_autocast
     def forward(self, x, h=None):
-        _check_x(x)
+        _check_x(self.model, x)
         if h is not None and not (isinstance(h, Mapping) and not h):
             raise ValueError(f"h: Discontinuous is stateless; expected None or an empty dict, got {h!r}")
         check_like_module(self, x)
