@@ -358,6 +358,24 @@ def test_spike_linear_is_callable_as_rnnbuilder_s():
     assert SpikeLinear()(torch.tensor(0.5)).item() == 1.0
 
 
+def test_spike_linear_runs_on_its_own_backend_keyword_or_attribute():
+    """rnnbuilder's callable surrogate takes ``backend`` as the neuron modules do,
+    so its gradient can be differentiated again on the torch path (written out
+    here: d/du of sum g^2 with g = 0.25 max(0, 1 - |u|) is -2 g 0.25 sign(u))."""
+    u = torch.tensor([-1.5, -0.5, 0.25, 0.75], dtype=torch.float64, requires_grad=True)
+    for module in (SpikeLinear(0.25, backend="torch"), SpikeLinear(0.25)):
+        module.backend = "torch"
+        (g,) = torch.autograd.grad(module(u).sum(), u, create_graph=True)
+        (second,) = torch.autograd.grad(g.pow(2).sum(), u)
+        assert second.tolist() == [0.0, 0.0625, -0.09375, -0.03125]
+    assert repr(SpikeLinear(backend="cpu")) == "SpikeLinear(gradient_factor=0.3, trainable=False, backend='cpu')"
+    with pytest.raises(RuntimeError, match="backend='torch'"):
+        (g,) = torch.autograd.grad(SpikeLinear(0.25, backend="cpu")(u).sum(), u, create_graph=True)
+        torch.autograd.grad(g.pow(2).sum(), u)
+    with pytest.raises(ValueError, match=r"^backend: unknown name 'gpu'"):
+        SpikeLinear(backend="gpu")
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda: Arctan(0.0), "alpha: expected a value > 0, got 0.0"),
     (lambda: SpikeLinear(-0.3), "gradient_factor: expected a value > 0, got -0.3"),

@@ -2,7 +2,8 @@
 
 A surrogate module computes nothing itself: a neuron module hands its ``key``
 and ``scale_like(x)`` to ``snnref.backend.simulate``.  ``SpikeLinear`` is also
-callable, as rnnbuilder's is.  The scale is an ``nn.Parameter`` when trainable
+callable, as rnnbuilder's is, on the ``backend`` it is given (a keyword, and
+an attribute after, as for the neuron modules).  The scale is an ``nn.Parameter`` when trainable
 (it then receives dL/dscale = sum g * dF/dscale, SPEC section 1) and follows the
 module's dtype and device.  A fixed scale is a constant, as the seeds' Python
 number (rnnbuilder's ``gradient_factor = 0.3``): a float64 buffer that follows
@@ -18,8 +19,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .. import backend, registry
+from .. import registry
 from ..arguments import Names
+from ..backend import check_backend_name, simulate
 from .carried import check_numbers
 
 
@@ -111,8 +113,10 @@ class SpikeLinear(Surrogate):
 
     key = "spike_linear"
 
-    def __init__(self, gradient_factor=0.3):
+    def __init__(self, gradient_factor=0.3, *, backend="auto"):
         super().__init__(gradient_factor, trainable=False)
+        # Only this module's own call: a neuron given it as its surrogate runs on the neuron's backend.
+        self.backend = check_backend_name(backend)
 
     def forward(self, x):
         """rnnbuilder's ``spike_function(x)``: [x > 0] elementwise, with this
@@ -125,6 +129,9 @@ class SpikeLinear(Surrogate):
         params = {"threshold": 0.0, "gradient_factor": self.scale_like(x).to(device=x.device)}
         # Messages name this module's attribute, not simulate's params[...].
         names = Names(params={"gradient_factor": "gradient_factor"})
-        trace = backend.simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key,
-                                 names=names)
+        trace = simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key,
+                         backend=self.backend, names=names)
         return trace.outputs["out"].reshape(x.shape)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, backend={self.backend!r}"
