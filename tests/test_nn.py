@@ -346,6 +346,35 @@ def test_a_module_second_derivative_on_cpu_takes_backend_torch(make):
                 torch.autograd.grad(g.pow(2).sum(), x)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("name", MODULES)
+def test_the_carried_state_may_be_edited_in_place_between_calls(name, backend):
+    """Resetting finished sequences, ``neuron.v[done] = 0``, before one backward over
+    both calls gives the gradients of the same state rebound (on the torch path the
+    edit raised autograd's in-place error: the carried state was a view of a saved output)."""
+    # Two calls of (T, B, N), or (T, B, L, D) for the attention's L = 2 tokens.
+    tokens = (2,) if isinstance(build(name), SpikingSelfAttention) else ()
+    x = torch.randn(2, 6, 3, *tokens, NEURONS, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) + 0.6
+    done = torch.tensor([False, True, False])
+    gradients = []
+    for in_place in (True, False):
+        # The same initial weights (the attention's linear maps draw theirs).
+        torch.manual_seed(0)
+        module = build(name)
+        module.backend = backend
+        first = module(x[0])
+        for var in module.state_names:
+            if in_place:
+                getattr(module, var)[done] = 0.0
+            else:
+                carried = getattr(module, var)
+                setattr(module, var, torch.where(done.view(-1, *[1] * (carried.dim() - 1)), 0.0, carried))
+        (first.sum() + module(x[1]).sum()).backward()
+        gradients.append([p.grad for p in module.parameters()])
+    for edited, rebound in zip(*gradients):
+        assert torch.equal(edited, rebound)
+
+
 def test_spike_linear_is_callable_as_rnnbuilder_s():
     """rnnbuilder's ``spike_function(u)``: [u > 0] forward, gradient_factor *
     max(0, 1 - |u|) backward (written out here), any shape, in u's dtype."""

@@ -93,9 +93,11 @@ class CarriedState(nn.Module):
         return state
 
     def carry(self, final_state):
-        """Keep a call's final state, detached, for the next call."""
+        """Keep a call's final state, detached, for the next call: a copy, which the
+        caller may edit in place (``neuron.v[done] = 0``) on every backend; a detached
+        view would share its version with an output the torch path saved for backward."""
         for name in self.state_names:
-            setattr(self, name, final_state[name].detach())
+            setattr(self, name, final_state[name].detach().clone())
 
     def reset_state(self):
         """Zero the carried state (rebinding it: no old tensor is written in place)."""
