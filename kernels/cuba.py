@@ -64,6 +64,7 @@ import triton
 import triton.language as tl
 
 from snnref import registry
+from snnref.leak import quotient
 
 from . import _launch, common
 from ._jit import load_param
@@ -431,12 +432,12 @@ def _starts_at(v0, param):
 
 def run(row, x, params, state, surrogate_key, inject, smooth, detached):
     spiking = row.options.spiking
-    # a, b, k by torch ops, in float32 whatever the storage: autograd carries their
+    # a, b, k by snnref.leak.quotient, in float32 whatever the storage: autograd carries their
     # gradients to dt, tau_mem, tau_syn and refractory_time.
     dt = params["dt"].float()
-    a = dt / params["tau_mem"].float()
-    b = dt / params["tau_syn"].float()
-    k = params["refractory_time"].float() / dt if row.refractory else None
+    a = quotient(dt, params["tau_mem"].float())
+    b = quotient(dt, params["tau_syn"].float())
+    k = quotient(params["refractory_time"].float(), dt) if row.refractory else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
     start = next(var.initial for var in row.state if var.name == "v")
     v0_from = start if _starts_at(state["v"], params[start]) else None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from snnref import checks, registry, simulate
+from snnref import checks, registry, simulate, spec
 from snnref.testing import _equivalence as equivalence
 
 # The issue's bound: relative error below 1e-6 in float64.  The finite
@@ -97,3 +97,34 @@ def test_a_wrong_gradient_of_an_untrained_parameter_is_caught(key, name):
     case = checks.random_case(key, np.random.default_rng(zlib.crc32(key.encode())), inject=bool(row.inject))
     report = equivalence.compare(case, "skewed", torch.float64, implementation=skewed)
     assert any(failure.startswith(f"grad:{name}:") for failure in report.failures), report.failures
+
+
+# The spec's surrogates overflow on the way to a finite value there (1 + w * w).
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype,value", [(np.float64, 1e-200), (np.float32, 1e-30)])
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_a_positive_parameter_far_below_its_scale_gives_no_nan_gradient(key, dtype, value):
+    """One positive parameter at a time at ``value``: where the spec's outputs stay
+    finite, no gradient is NaN.  rnnbuilder's lam / tau^2 was 0 / 0 there (lam and
+    tau^2 both underflowed), where the derivative is 0.  An infinite gradient can
+    be the true one overflowed (hxtorch's a / tau_mem with a = dt / tau_mem)."""
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(3), steps=4, batch=1, neurons=2)
+    positive = [p.name for p in row.params
+                if p.domain == registry.POSITIVE and p.differentiable and p.name in case.params]
+    if not positive:
+        pytest.skip(f"{key} has no differentiable positive parameter")
+    checked = []
+    for name in positive:
+        params = {**case.params, name: np.full(np.shape(case.params[name]), value)}
+        trace = spec.simulate(key, case.x, params, case.state, surrogate=case.surrogate, dtype=dtype)
+        if not all(np.isfinite(v).all() for v in trace.outputs.values()):
+            continue
+        checked.append(name)
+        cotangents = {output: np.ones_like(v) for output, v in trace.outputs.items()}
+        grads = spec.vjp(key, case.x, params, case.state, cotangents, surrogate=case.surrogate, dtype=dtype)
+        for wrt, gradient in grads.items():
+            assert not np.isnan(gradient).any(), f"{name} = {value}: gradient {wrt} is {gradient}"
+    if not checked:
+        pytest.skip(f"each of {positive} at {value} overflows {key}'s outputs")

@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from snnref import registry
+from snnref.leak import quotient
 from snnref.second_order import first_order
 
 from . import _launch
@@ -778,9 +779,9 @@ class _Scan(torch.autograd.Function):
 def run(row, x, params, state, surrogate, inject, smooth, detached):
     spiking = row.options.spiking
     dt = params["dt"]
-    a = dt / params["tau_mem"]
-    b = dt / params["tau_syn"]
-    k = params["refractory_time"] / dt if row.refractory else None
+    a = quotient(dt, params["tau_mem"])
+    b = quotient(dt, params["tau_syn"])
+    k = quotient(params["refractory_time"], dt) if row.refractory else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
     keys = registry.detached_keys(row, inject)
     # Replaying no stop-gradient values (cuba_li without observation) is the plain run.

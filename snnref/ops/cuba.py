@@ -27,7 +27,7 @@ saves per neuron-step are its recorded v', i' (and r') sequences, which are its
 outputs anyway; the reverse scan recomputes w, u, the spikes, the mask and the
 carry of each step from the previous step's state with the forward's own code
 (``_advance``), so bit-identically.  a, b and k come in as tensors computed
-with ordinary torch ops, so autograd carries their gradients to tau_mem,
+by ``snnref.leak.quotient``, so autograd carries their gradients to tau_mem,
 tau_syn, refractory_time and dt.
 """
 
@@ -38,6 +38,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from .. import registry
+from ..leak import quotient
 from .surrogates import Step
 
 
@@ -241,9 +242,9 @@ class _Scan(torch.autograd.Function):
 def run(row, x, params, state, surrogate, inject, smooth, detached):
     spiking = row.options.spiking
     dt = params["dt"]
-    a = dt / params["tau_mem"]
-    b = dt / params["tau_syn"]
-    k = params["refractory_time"] / dt if row.refractory else None
+    a = quotient(dt, params["tau_mem"])
+    b = quotient(dt, params["tau_syn"])
+    k = quotient(params["refractory_time"], dt) if row.refractory else None
     step = Step(surrogate, params["alpha"], row.spike_test == ">", smooth) if spiking else None
     v_obs, z_obs = inject.get("v"), inject.get("spikes")
     config = Config(row.options.leak, spiking, row.refractory, v_obs is not None, z_obs is not None,

@@ -98,9 +98,10 @@ def backward(row, x, params, state, spike, inject, tape, cot):
         g_r = beta_thr * g_r + g_a
     grads = {"x": g_x, "state.m": g_m, "state.r": g_r, "gamma": sums.total["gamma"]}
     magnitudes = {"gamma": sums.magnitude["gamma"]}
-    # (16) scales each sum by |beta / tau^2|.
+    # (16) scales each sum by |beta / tau^2|, divided by tau twice: where tau^2 underflows to 0,
+    # beta is 0 too, and the derivative is 0, not 0/0.
     for name, factor_of in (("tau", "beta"), ("tau_thr", "beta_thr")):
-        factor = np.exp(-1 / params[name]) / params[name] ** 2
+        factor = np.exp(-1 / params[name]) / params[name] / params[name]
         grads[name] = sums.total[factor_of] * factor
         magnitudes[name] = sums.magnitude[factor_of] * np.abs(factor)
     grads["magnitudes"] = magnitudes

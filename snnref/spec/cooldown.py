@@ -105,7 +105,8 @@ def backward(row, x, params, state, spike, inject, tape, cot):
         sums.add("beta", g_m * (tape["m_prev"][t] - np.exp(x[t])))
         # m[t-1] reaches the loss through the decay and through this step's spike.
         g_m = beta * g_m + cot["out"][t] * spike.grad(tape["u"][t]) * sgn
-    factor = beta / params["tau"] ** 2
+    # beta / tau^2 of (9), divided by tau twice: where tau^2 underflows to 0, beta is 0 too.
+    factor = beta / params["tau"] / params["tau"]
     return {"x": g_x, "state.m": g_m, "tau": sums.total["beta"] * factor,
             "magnitudes": {"tau": sums.magnitude["beta"] * np.abs(factor)}}
 

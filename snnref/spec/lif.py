@@ -139,8 +139,9 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     if row.options.leak is Leak.DECAY:
         grads["decay"], magnitudes["decay"] = sums.total["lam"], sums.magnitude["lam"]
     elif row.options.leak is Leak.TAU:
-        # (13) scales the sum by |lam / tau^2|.
-        factor = lam / params["tau"] ** 2
+        # (13) scales the sum by |lam / tau^2|, divided by tau twice: below tau = 1.5e-162 (1e-23 in
+        # float32) tau^2 is 0 and so is lam, a 0/0 where the derivative is 0.
+        factor = lam / params["tau"] / params["tau"]
         grads["tau"], magnitudes["tau"] = sums.total["lam"] * factor, sums.magnitude["lam"] * np.abs(factor)
     grads["magnitudes"] = magnitudes
     return grads
