@@ -414,6 +414,66 @@ def test_a_stored_nan_or_inf_fails_the_spec_rerun(copy, capsys, edit, message):
     assert code == 1 and f"FAIL {names[0]} (spec): {message}" in out.out, out.out
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("quantity,value", [("out.m", np.nan), ("grad.x", np.inf)])
+def test_a_stored_nan_or_inf_fails_every_backend_s_check(copy, capsys, backend, quantity, value):
+    # A backend's check used to skip a reference that is not finite ("no budget"): "2 passed", exit 0.
+    directory, names = copy
+    _edited(directory, names[0], lambda a: a[quantity].__setitem__((1,) + (0,) * (a[quantity].ndim - 1), value))
+    code = cli.main(["golden", "check", "--dir", str(directory), "--backend", backend])
+    out = capsys.readouterr().out
+    assert code == 1 and f"FAIL {names[0]} (store): {quantity.replace('.', ':')} holds NaN or inf" in out, out
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_stored_spike_the_spec_does_not_give_fails_a_backend_s_check(copy, capsys, backend):
+    # The backend's spikes differ from the stored ones, so teacher forcing judged them by the
+    # spec's own run and never looked at the stored spikes: the check passed.
+    directory, names = copy
+
+    def flip_the_first_spike(arrays):
+        out = arrays["out.out"]
+        first = np.unravel_index(int(np.argmax(out)), out.shape)
+        assert out[first] == 1
+        out[first] = 0
+
+    _edited(directory, names[0], flip_the_first_spike)
+    code = cli.main(["golden", "check", "--dir", str(directory), "--backend", backend])
+    out = capsys.readouterr().out
+    assert code == 1 and "1 stored spikes differ from the float64 spec's" in out, out
+
+
+def _signed(directory, name, members):
+    """Golden file ``name`` written as an archive of the given .npy bytes, re-signed in the manifest."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(f"{member}.npy", data)
+    data = buffer.getvalue()
+    (directory / name).write_bytes(data)
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+
+
+def _npy(array):
+    member = io.BytesIO()
+    np.save(member, array)
+    return member.getvalue()
+
+
+def test_a_stored_array_of_another_dtype_or_a_damaged_member_is_named(copy, capsys):
+    directory, names = copy
+    arrays = golden.load(directory, names[0], golden.read_manifest(directory)["files"][names[0]])
+    _signed(directory, names[0], {k: _npy(v.astype(np.float32) if k == "out.m" else v) for k, v in arrays.items()})
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: out.m is float32, expected float64" in out.err, out.err
+    # A member whose header is cut short (the archive itself intact).
+    _signed(directory, names[0], {"in.x": _npy(np.zeros(3))[:40]})
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: a member is unreadable" in out.err, out.err
+
+
 def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, capsys):
     # Finite in float64, inf in float32 (a store from other tooling: generate refuses such a case).
     directory, names = copy

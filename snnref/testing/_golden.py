@@ -377,9 +377,15 @@ def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except ValueError as error:
-        raise GoldenError(f"{name}: holds an object array, which is refused ({error})") from None
+        # NumPy raises ValueError both for a pickled (object) array and for a damaged member.
+        what = "holds an object array, which is refused" if "allow_pickle" in str(error) else "a member is unreadable"
+        raise GoldenError(f"{name}: {what} ({error})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise GoldenError(f"{name}: not a readable .npz ({error})") from None
+    # The writers store float64 only: another dtype is a file made or edited elsewhere.
+    other = next((k for k, v in sorted(arrays.items()) if v.dtype != np.float64), None)
+    if other is not None:
+        raise GoldenError(f"{name}: {other} is {arrays[other].dtype}, expected float64 (a golden holds float64 only)")
     shapes = {k: list(v.shape) for k, v in arrays.items()}
     if shapes != entry.get("shapes"):
         raise GoldenError(f"{name}: its arrays do not match the manifest's shapes")
@@ -507,6 +513,13 @@ def stray_spike(case, expected):
     return float(strays.flat[0]) if strays.size else None
 
 
+def nonfinite_result(expected):
+    """The first stored result (out, final, grad) holding NaN or inf, or None: a
+    golden is finite (the writers refuse a run that overflows), and a reference
+    that is not finite gives no budget, so a backend's check would skip it."""
+    return next((key for key, value in sorted(expected.items()) if not np.all(np.isfinite(value))), None)
+
+
 def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
     """Verify every file's checksum and that the store holds no file its
     manifest does not list, then re-run each case on each backend
@@ -524,6 +537,10 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
         if stray is not None:
             results.append(CheckResult(name, "store", False, f"out:out holds the spike value {stray!r}: a stored "
                                                              "spike is exactly 0 or 1 (SPEC.md section 7)"))
+        nonfinite = nonfinite_result(expected)
+        if nonfinite is not None:
+            results.append(CheckResult(name, "store", False, f"{nonfinite} holds NaN or inf: a golden result is "
+                                                             "finite"))
         for backend in backends:
             if progress:
                 progress(f"{name} ({backend})")
