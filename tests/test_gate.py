@@ -190,6 +190,32 @@ def torch_simulate(model, x, params, state, *, surrogate=None, inject=None):
     return snnref.simulate(model, x, params, state, surrogate=surrogate, inject=inject, backend="torch")
 
 
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items() if "spikes" in row.inject))
+def test_with_observed_spikes_only_the_spike_that_differs_from_the_observation_is_reported(key):
+    # Before, teacher forcing judged every spike by the model's own threshold decision: with
+    # observed spikes that disagree with it, one wrong spike came with a list of false flips.
+    from snnref.testing import _checks as checks, _equivalence as equivalence
+
+    case = checks.random_case(key, np.random.default_rng(4), steps=30, batch=2, neurons=3, inject=True)
+    case = replace(case, inject={"spikes": case.inject["spikes"]} if "spikes" in case.inject else {
+        "spikes": (np.random.default_rng(5).random(case.x.shape) < 0.3).astype(float)})
+    own = spec.simulate(key, case.x, case.params, case.state, surrogate=case.surrogate, inject=case.inject).distance
+    assert np.count_nonzero((own > 0) != (case.inject["spikes"] != 0)) > 1  # the case this test is about
+    wrong = (20, 1, 2)
+
+    def flips_one_spike(model, x, params, state, *, surrogate=None, inject=None):
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        flip = torch.zeros_like(result.outputs["out"])
+        flip[wrong] = 1 - 2 * result.outputs["out"][wrong].detach()
+        return replace(result, outputs={**result.outputs, "out": result.outputs["out"] + flip})
+
+    report = equivalence.compare(case, "flips_one_spike", torch.float64, implementation=flips_one_spike)
+    spikes = [f for f in report.failures if f.startswith("spike")]
+    assert spikes == [f"spike at step 20, index (1, 2): {1 - case.inject['spikes'][wrong]:g} where the observed "
+                      f"spike is {case.inject['spikes'][wrong]:g} (an observed spike is the output, SPEC.md "
+                      "section 5)"], report.failures
+
+
 @pytest.mark.parametrize("per_neuron", [False, True])
 def test_exact_threshold_cases_exist_for_the_spiking_families(per_neuron):
     found = {key for key in SPIKING

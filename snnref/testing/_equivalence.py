@@ -407,23 +407,35 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         # (the trajectories part there), and a spike that agrees with the unforced
         # run can still contradict the implementation's own history.
         decided = (distance64 > 0) if row.spike_test == ">" else (distance64 >= 0)
+        # Observed spikes are the output whatever u says (SPEC.md section 5): a spike that
+        # differs from the observation is wrong at any margin, and none that equals it is.
+        observed = (case.inject or {}).get("spikes")
+        if observed is not None:
+            decided = np.broadcast_to(np.asarray(observed)[:forced.shape[0]] != 0, forced.shape)
         contradicted = decided != (forced != 0)
         # For the figure: which differences the forced run contradicts (the others follow an earlier flip).
         spike_traces["contradicted"] = contradicted
         # Exactly on threshold in both precisions no rounding happened: a contradiction
         # there is a different threshold test (>= against >), at any margin.
         on_threshold = (distance64 == 0) & (distance32 == 0)
-        wrong = contradicted & ((np.abs(distance64) > margin) | on_threshold)
+        wrong = contradicted & ((np.abs(distance64) > margin) | on_threshold | (observed is not None))
         outside = [tuple(int(i) for i in index) for index in np.argwhere(wrong)]
         if outside and "spikes" not in report.details:
             report.details["spikes"] = {
-                # A flip exactly on threshold is wrong at any distance: its fraction is inf.
-                "fraction": max(abs(distance64[w]) / margin if distance64[w] != 0 else np.inf for w in outside),
+                # A flip exactly on threshold, or against an observed spike, is wrong at any distance:
+                # its fraction is inf.
+                "fraction": max(abs(distance64[w]) / margin if distance64[w] != 0 and observed is None else np.inf
+                                for w in outside),
                 "failed": True,
                 "first_step": outside[0][0], "last_step": max(w[0] for w in outside),
                 "failing_elements": len(outside), "worst_index": outside[0], "check": "spike flips"}
         for where in outside:
-            if on_threshold[where]:
+            if observed is not None:
+                report.failures.append(
+                    f"spike at step {where[0]}, index {where[1:]}: {forced[where]:g} where the observed spike is "
+                    f"{float(decided[where]):g} (an observed spike is the output, SPEC.md section 5)"
+                )
+            elif on_threshold[where]:
                 report.failures.append(
                     f"spike flip at step {where[0]}, index {where[1:]}: u = 0 exactly in float64 and float32, "
                     "so the threshold test itself differs (>= against >)"
