@@ -242,6 +242,14 @@ def _check_output_dir(option, path):
         raise ValueError(f"{option}: {existing} is not a writable directory")
 
 
+def nonempty(text):
+    """A name or path: an empty one (an unset shell variable, ``--impl "$IMPL"``) is
+    refused, where reading it as absent would run something else and pass."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a non-empty value")
+    return text
+
+
 def nonnegative_integer(text):
     """An integer >= 0: a seed (``--seed`` of verify and converge), a number of steps
     (``nir check --max-step-difference``)."""
@@ -280,6 +288,11 @@ def _golden_generate(args) -> int:
         print(f"snnref golden: error: {error}", file=sys.stderr)
         # A refused --out is a usage error, as a bad argument is.
         return 2 if isinstance(error, golden.OutputRefused) else 1
+    except OSError as error:
+        # A full disk names no file, a refused one the hidden staging folder: say which store.
+        print(f"snnref golden: error: --out {out}: the store could not be written "
+              f"({error.strerror or error}); nothing was left there", file=sys.stderr)
+        return 2
     print(f"{len(manifest['files'])} golden files and {golden.MANIFEST} in {out}")
     return 0
 
@@ -394,7 +407,7 @@ def _add_nir(commands):
         add_parser(commands)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="snnref", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="prove the spec right over the whole registry")
@@ -409,16 +422,16 @@ def main(argv=None) -> int:
                         help="fewer cases: default surrogate, per-neuron parameters, no strided input or goldens")
     verify.add_argument("--json", metavar="FILE", help="also write the results as JSON (for CI; an infinite worst "
                         "fraction, a failure that is no error over a budget, as the string \"inf\")")
-    verify.add_argument("--impl", metavar="MODULE:CALLABLE",
+    verify.add_argument("--impl", type=nonempty, metavar="MODULE:CALLABLE",
                         help="check your implementation (snnref.simulate's signature, or a "
                              "snnref.testing.Implementation declaring its contract) of --model KEY")
-    verify.add_argument("--golden-dir", metavar="DIR",
+    verify.add_argument("--golden-dir", type=nonempty, metavar="DIR",
                         help="golden store to use (default: the one installed with snnref)")
     verify.add_argument("--examples", type=positive_integer, metavar="N",
                         help="--impl: random cases (default 8; --quick 3)")
-    verify.add_argument("--save-failures", metavar="DIR",
+    verify.add_argument("--save-failures", type=nonempty, metavar="DIR",
                         help="--impl: write the first failing case to DIR as .npz, with the command that replays it")
-    verify.add_argument("--case", metavar="FILE", help="--impl: replay one case written by --save-failures")
+    verify.add_argument("--case", type=nonempty, metavar="FILE", help="--impl: replay one case written by --save-failures")
     verify.add_argument("--report", metavar="DIR",
                         help="also write an HTML page to DIR: the summary table and, for every failing quantity, "
                              "figures of its traces, spike rasters and error (needs pip install 'snnref[report]')")
@@ -430,7 +443,7 @@ def main(argv=None) -> int:
     golden_commands = golden.add_subparsers(dest="golden_command", required=True)
     generate = golden_commands.add_parser("generate", help="write the golden store from the float64 spec")
     generate.add_argument("--model", action="append", metavar="KEY", help="only this model (repeatable)")
-    generate.add_argument("--cases", metavar="CASES.toml",
+    generate.add_argument("--cases", type=nonempty, metavar="CASES.toml",
                           help="write a store of your own cases (models, surrogates, parameters, shapes, seeds, "
                                "initial states, injected traces) to --out")
     generate.add_argument("--out", default=None, help="the store's directory (default: golden; required with --cases)")
@@ -438,20 +451,20 @@ def main(argv=None) -> int:
     check = golden_commands.add_parser("check", help="verify checksums and re-run every golden case")
     check.add_argument("--backend", default="spec", choices=["spec", "torch", "triton", "cpu", "all"],
                        help="backends to re-run on (default: spec)")
-    check.add_argument("--dir", "--golden-dir", dest="dir", default=None,
+    check.add_argument("--dir", "--golden-dir", dest="dir", type=nonempty, default=None,
                        help="the store's directory (default: the one installed with snnref)")
-    check.add_argument("--impl", metavar="MODULE:CALLABLE",
+    check.add_argument("--impl", type=nonempty, metavar="MODULE:CALLABLE",
                        help="run your implementation (snnref.simulate's signature, or a "
                             "snnref.testing.Implementation) through the gate on the store's cases")
-    check.add_argument("--model", metavar="KEY",
+    check.add_argument("--model", type=nonempty, metavar="KEY",
                        help="--impl: the model it implements (default: its declared one, or the store's only one)")
     check.add_argument("--verbose", action="store_true", help="print every result, not only failures")
     check.set_defaults(run=_golden_check)
     compare = golden_commands.add_parser(
         "diff",
         help="which golden traces changed between two stores (exit 0: identical, 1: they differ, 2: unreadable)")
-    compare.add_argument("first", metavar="A", help="a store's directory")
-    compare.add_argument("second", metavar="B", help="another store's directory")
+    compare.add_argument("first", type=nonempty, metavar="A", help="a store's directory")
+    compare.add_argument("second", type=nonempty, metavar="B", help="another store's directory")
     compare.set_defaults(run=_golden_diff)
     from .continuous import cli as continuous_cli
 
@@ -460,6 +473,16 @@ def main(argv=None) -> int:
 
     conformance.add_parser(commands)
     _add_nir(commands)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        # Building it imports torch and the peer libraries: seconds in which Ctrl-C is likely.
+        parser = _parser()
+    except KeyboardInterrupt:
+        print("snnref: interrupted", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     previous = _end_on_sigterm()
     # None where stdout was closed (print then writes nothing).
