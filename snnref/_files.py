@@ -44,12 +44,16 @@ def usual_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
-def check_output_file(option, path) -> None:
+def check_output_file(option, path, inputs=None) -> None:
     """Before a run: ``option``'s file can be written (not a directory, in an
-    existing writable directory; through a symbolic link, where it points)."""
+    existing writable directory; through a symbolic link, where it points), and
+    is none of the run's ``inputs`` ({what: path}), which it would replace."""
     if not str(path):
         raise ValueError(f"{option}: expected a file name, got ''")
     target = Path(os.path.realpath(path))
+    for what, source in (inputs or {}).items():
+        if target.exists() and Path(source).exists() and os.path.samefile(target, source):
+            raise ValueError(f"{option}: {path} is the run's {what} as well; name another file")
     if target.is_dir():
         raise ValueError(f"{option}: {path} is a directory; expected a file name")
     if target.exists() and not target.is_file():

@@ -1113,6 +1113,8 @@ def _spike_steps(train):
 
 def spike_step_differences(reference, other):
     """Compare two spike trains (T, ..., N): counts that differ, and |step differences| of matched spikes."""
+    if np.shape(other) != np.shape(reference):
+        raise ValueError(f"other: shape {np.shape(other)}, expected the reference's {np.shape(reference)}")
     mismatched, differences = 0, []
     for ref, got in zip(_spike_steps(reference), _spike_steps(other)):
         if len(ref) != len(got):

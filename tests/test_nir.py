@@ -504,6 +504,9 @@ def same(graph, x, dt):
     trace = spec.simulate("hxtorch.cuba_lif", x, params)
     return {"out": trace.outputs["out"], "v": trace.outputs["v"]}
 
+def first_neuron(graph, x, dt):
+    return {"out": same(graph, x, dt)["out"][..., :1]}
+
 def same32(graph, x, dt):
     node = graph.nodes["cuba_lif"]
     params = dict(leak=node.v_leak, reset=node.v_reset, threshold=node.v_threshold, tau_syn=node.tau_syn,
@@ -557,6 +560,10 @@ def test_cli_run_and_check(tmp_path, monkeypatch, capsys):
     args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late",
                    "--impl-method", "exp", "--max-step-difference", "0"])
     assert args.run(args) == 1
+    # Before: neuron by neuron, the first neuron's train alone was compared, and passed.
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:first_neuron",
+                   "--impl-method", "exp", "--max-step-difference", "1"])
+    assert args.run(args) == 1 and "FAIL out: shape (30, 2, 1), expected (30, 2, 3)" in capsys.readouterr().out
     with pytest.raises(SystemExit) as ended:
         _parse(["nir", "check", *common, "--impl", "nir_impl_for_test:late", "--max-step-difference", "-1"])
     assert ended.value.code == 2 and "expected an integer >= 0, got -1" in capsys.readouterr().err
@@ -591,6 +598,11 @@ def test_cli_run_refuses_a_bad_out_or_input_before_running(tmp_path, monkeypatch
     assert "--input: expected a real numeric array, got dtype complex128 (in complex.npy)" in capsys.readouterr().out
     args = _parse(["nir", "run", "cuba.nir", "--input", "x.npy", "--dt", "1e-6", "--out", ""])
     assert args.run(args) == 2 and "--out: expected a file name, got ''" in capsys.readouterr().out
+    # Before: the traces replaced the graph or the input, and the next run failed.
+    for out, what in (("cuba.nir", "GRAPH"), ("./x.npy", "--input")):
+        args = _parse(["nir", "run", "cuba.nir", "--input", "x.npy", "--dt", "1e-6", "--out", out])
+        assert args.run(args) == 2 and f"--out: {out} is the run's {what} as well" in capsys.readouterr().out
+    assert snir.read(tmp_path / "cuba.nir") is not None and np.load(tmp_path / "x.npy").shape == (4, 1, 3)
 
 
 def test_cli_check_accepts_flips_only_inside_the_margin(tmp_path, monkeypatch, capsys):
