@@ -61,7 +61,10 @@ float64 values that map to the node, the one the exporter started from.  The
 other way, NIR -> load -> export returns every field exactly except tau through
 a decay: a float64 decay resolves tau only to about eps tau / dt relative
 (1e-12 needs tau / dt below about 4500; the model itself cannot tell finer
-taus apart).
+taus apart).  That is for a node the registry model runs as it is: input gain
+1 (r = tau, r w_in = tau_syn; IF's r = 1), LI and LIF at rest v_leak = 0, a CUBA
+node's r = 1.  Any other such node runs with its gain, rest and current scale
+applied outside the model, and ``Network.params`` refuses it.
 
 Methods of ``load``: "exp" runs LI, LIF, IF by (5) (exact on the grid for pulse
 input), "euler" runs the CUBA nodes by (6) (and IF, where both agree), "exact"
@@ -908,7 +911,19 @@ class Network:
 
     @property
     def params(self):
-        return dict(self._single().params)
+        """The registry parameters of a one-node graph, for ``export``: only where the
+        node runs as the model itself.  A node with another input gain (``r / tau``,
+        ``r w_in / tau_syn`` not 1), rest (v_leak of LI and LIF) or current scale (r
+        of a CUBA node) runs with those applied outside the model, which these
+        parameters cannot say: exported, they would be another network."""
+        plan = self._single()
+        outside = [what for what, value in (("an input gain", plan.gain), ("a shifted membrane", plan.shift),
+                                            ("a scaled current", plan.current_scale)) if value is not None]
+        if outside:
+            raise NirError(f"params: this node runs as {plan.model} with {' and '.join(outside)} applied outside "
+                           f"the model (x_model = gain x, v = v_model + shift, i = i_model / r); its registry "
+                           f"parameters alone describe another network")
+        return dict(plan.params)
 
     def _single(self):
         if self.plans is None or len(self.plans) != 1:

@@ -310,6 +310,23 @@ def test_nir_graph_load_export_gives_the_same_parameters(seed, kind):
             assert _relative(snir._node_fields(back)[name], value) <= 1e-12, (kind, name)
 
 
+@pytest.mark.parametrize("node,method,outside", [
+    (nir.CubaLIF(tau_syn=np.array([1e-3]), tau_mem=np.array([2e-3]), r=np.array([2.0]), v_leak=np.array([0.0]),
+                 v_threshold=np.array([0.5]), v_reset=np.array([0.0]), w_in=np.array([3.0])),
+     "euler", "an input gain and a scaled current"),
+    (nir.LIF(tau=np.array([1e-2]), r=np.array([1e-2]), v_leak=np.array([-0.5]), v_threshold=np.array([1.0]),
+             v_reset=np.array([-0.5])), "exp", "a shifted membrane"),
+    (nir.LIF(tau=np.array([1e-2]), r=np.array([2e-2]), v_leak=np.array([0.0]), v_threshold=np.array([1.0]),
+             v_reset=np.array([0.0])), "exp", "an input gain"),
+])
+def test_params_of_a_node_run_with_a_gain_or_rest_outside_the_model_are_refused(node, method, outside):
+    # Before: export(network.model, network.params) wrote r = 1, w_in = tau_syn (gain 1 instead of 6000),
+    # or v_leak = 0 with a shifted threshold: another network, and lossy=True listed none of it.
+    network = snir.load(nir.NIRGraph.from_list(node), dt=1e-4, method=method)
+    with pytest.raises(snir.NirError, match=f"^params: this node runs as {network.model} with {outside} applied"):
+        network.params
+
+
 # -------------------------------------------------------------- refusals ----
 
 @pytest.mark.parametrize("key", REFUSED)
