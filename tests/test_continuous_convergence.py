@@ -87,15 +87,20 @@ def test_a_discrete_model_with_a_wrong_time_constant_fails_the_order(monkeypatch
 def test_dt_must_divide_the_pulse_grid():
     with pytest.raises(ValueError, match=r"dt: 0.3 does not divide the pulse grid spacing 1.0"):
         converge("tether.LIF", dt=0.3)
-    with pytest.raises(ValueError, match=r"levels: expected a whole number of halvings >= 2"):
+    with pytest.raises(ValueError, match=r"levels: expected a whole number of halvings from 2 to 12, got 1"):
         converge("tether.LIF", levels=1)
+    # The command line's bound, in the API too: 100 halvings never ended.
+    for study in (converge, convergence.surrogate_gap):
+        with pytest.raises(ValueError, match=r"levels: expected a whole number of halvings from 2 to 12, got 100"):
+            study("tether.LIF", levels=100)
     with pytest.raises(ValueError, match=r"pulse_spacing: expected a finite time > 0"):
         converge("tether.LIF", pulse_spacing=-1.0)
 
 
 @pytest.mark.parametrize("run, kwargs, match", [
-    (converge, dict(seed="a"), r"seed: expected a whole number, got 'a'"),
-    (converge, dict(seed=1.5), r"seed: expected a whole number, got 1.5"),
+    (converge, dict(seed="a"), r"seed: expected a whole number >= 0, got 'a'"),
+    (converge, dict(seed=1.5), r"seed: expected a whole number >= 0, got 1.5"),
+    (converge, dict(seed=-1), r"seed: expected a whole number >= 0, got -1"),
     (converge, dict(dt="x"), r"dt: expected a finite step > 0, got 'x'"),
     (converge, dict(neurons=True), r"neurons: expected a whole number >= 1, got True"),
     (convergence.surrogate_gap, dict(drive="a"), r"drive: expected a finite scale > 0, got 'a'"),

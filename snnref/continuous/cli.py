@@ -19,10 +19,6 @@ import sys
 from .. import registry
 from .._files import check_output_file
 
-# Each halving of dt doubles the steps and the time: tether.LIF alone took 2.7 s
-# at 6 halvings and 17 s at 9 here, so 12 is minutes per model, and 100 never ends.
-MAX_LEVELS = 12
-
 
 def add_parser(commands):
     """Register ``converge`` on an argparse subparsers object."""
@@ -31,9 +27,9 @@ def add_parser(commands):
     parser.add_argument("--model", action="append", metavar="KEY",
                         help="only this registry model (repeatable; default: every mapped model)")
     from ..cli import nonnegative_integer
+    from .convergence import MAX_LEVELS
 
-    parser.add_argument("--levels", type=int, default=6, help="halvings of dt (default 6, at most "
-                                                             f"{MAX_LEVELS})")
+    parser.add_argument("--levels", type=int, default=6, help=f"halvings of dt (default 6, at most {MAX_LEVELS})")
     parser.add_argument("--seed", type=nonnegative_integer, default=0, help="seed of the random cases (default 0)")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the errors against dt (needs matplotlib)")
     parser.add_argument("--no-fd", action="store_true", help="skip the finite-difference check (faster)")
@@ -72,9 +68,9 @@ def run(args) -> int:
     from . import convergence, verify
 
     keys = _models(args)
-    if not convergence.MIN_FIT_POINTS - 1 <= args.levels <= MAX_LEVELS:
-        raise ValueError(f"--levels: expected {convergence.MIN_FIT_POINTS - 1} to {MAX_LEVELS} halvings, "
-                         f"got {args.levels}")
+    if not convergence.MIN_FIT_POINTS - 1 <= args.levels <= convergence.MAX_LEVELS:
+        raise ValueError(f"--levels: expected {convergence.MIN_FIT_POINTS - 1} to {convergence.MAX_LEVELS} "
+                         f"halvings, got {args.levels}")
     plotting = _plot_available(args.plot)
     print(f"snnref converge: {len(keys)} models, {args.levels} halvings of dt, seed {args.seed}")
     print("  measured: fitted order of the median spike-time / first-spike / membrane error, or the largest "

@@ -67,6 +67,9 @@ from ..testing import tolerance
 from . import correspondence, exact, ivp, nodes
 
 MIN_FIT_POINTS = 3
+# Each halving of dt doubles the steps and the time: tether.LIF alone took 2.7 s
+# at 6 halvings and 17 s at 9 here, so 12 is minutes per model, and 100 never ends.
+MAX_LEVELS = 12
 MARGIN = 1e-6  # the exact relations' cases keep |v - threshold| above this (relative) at every pulse
 NEURONS = 4
 CUBA_NEURONS = 32  # the medians of (4) need many spikes
@@ -330,14 +333,16 @@ def trace_agreement(mine, other) -> float:
 
 
 def _levels(levels):
-    if not isinstance(levels, (int, np.integer)) or isinstance(levels, bool) or levels < MIN_FIT_POINTS - 1:
-        raise ValueError(f"levels: expected a whole number of halvings >= {MIN_FIT_POINTS - 1}, got {levels!r}")
+    if (not isinstance(levels, (int, np.integer)) or isinstance(levels, bool)
+            or not MIN_FIT_POINTS - 1 <= levels <= MAX_LEVELS):
+        raise ValueError(f"levels: expected a whole number of halvings from {MIN_FIT_POINTS - 1} to {MAX_LEVELS}, "
+                         f"got {levels!r}")
     return int(levels)
 
 
 def _seed(seed):
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed: expected a whole number, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a whole number >= 0, got {seed!r}")
     return int(seed)
 
 

@@ -105,7 +105,9 @@ from scipy import optimize, special
 from . import nodes
 
 ROOT_RTOL = 4 * np.finfo(np.float64).eps  # brentq's smallest allowed rtol: a few ulp
-ROOT_XTOL = 1e-300  # no absolute floor: the relative tolerance decides
+# The smallest positive float64: no absolute floor, the relative tolerance decides (1e-300 was one:
+# at time scales near it brentq stopped at once, spike times moved by 8 % at 1e-299 s and hung at 1e-300).
+ROOT_XTOL = math.ulp(0.0)
 # brentq's iteration cap: 2,100 halvings take any float64 interval (up to 1.8e308 s, a NIR
 # graph's dt of 1e290 say) down to one ulp of its root; its default of 100 and 500 did not.
 BRACKET_STEPS = 2100
