@@ -367,9 +367,12 @@ def read(path):
         if "node" not in handle or not isinstance(handle["node"], h5py.Group):
             raise NirError(f"{path}: not a NIR file (no 'node' group)")
         tree = _h5_tree(handle["node"], "node")
-    if tree.get("type") != "NIRGraph" or not isinstance(tree.get("nodes"), dict) or "edges" not in tree:
-        raise NirError(f"{path}: not a NIR graph (the root node is {tree.get('type')!r}, expected 'NIRGraph' "
-                       f"with nodes and edges)")
+    if tree.get("type") != "NIRGraph":
+        raise NirError(f"{path}: not a NIR graph (the root node is {tree.get('type')!r}, expected 'NIRGraph')")
+    missing = [part for part, present in (("nodes", isinstance(tree.get("nodes"), dict)),
+                                          ("edges", "edges" in tree)) if not present]
+    if missing:
+        raise NirError(f"{path}: not a NIR graph (its NIRGraph has no {' and no '.join(missing)})")
     nodes = {name: _node_from_tree(name, sub) for name, sub in tree["nodes"].items()}
     pairs = np.asarray(tree["edges"])
     if pairs.size % 2 or pairs.ndim > 2 or (pairs.ndim == 2 and pairs.shape[1] != 2):
@@ -454,7 +457,10 @@ def _in_out(node):
     """The input and output widths of a checked node (a NIR type is a shape; snnref runs flat layers)."""
     kind = type(node).__name__
     if kind in ("Input", "Output"):
-        shape = (node.input_type if kind == "Input" else node.output_type)[kind.lower()]
+        shape = np.asarray((node.input_type if kind == "Input" else node.output_type)[kind.lower()])
+        # A shape of 2.5 read as int(prod) would be a width of 2.
+        if shape.dtype.kind not in "iu" and not (shape.dtype.kind == "f" and np.all(shape == np.round(shape))):
+            raise NirError(f"{kind} node: expected a shape of whole numbers, got {shape.tolist()}")
         width = int(np.prod(shape))
         return width, width
     if kind in ("Affine", "Linear"):

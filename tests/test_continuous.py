@@ -406,7 +406,11 @@ GOOD = {"tau": 1.0, "v_threshold": 1.0}
     (dict(params={"tau": 1.0, "v_threshold": 1.0, "decay": 0.9}), r"params: node LIF has no parameter 'decay'"),
     (dict(params={"tau": 1.0, "v_threshold": 1.0, "reset": "soft"}), r"params\['reset'\]"),
     (dict(params={"tau": 1.0, "v_threshold": 1.0, "v_reset": 1.5}), r"params\['v_reset'\]"),
-    (dict(params={"tau": [1.0, 2.0, 3.0], "v_threshold": 1.0}), r"params\['tau'\]: expected a scalar"),
+    (dict(params={"tau": [1.0, 2.0, 3.0], "v_threshold": 1.0}), r"params\['tau'\]: expected a scalar or \(1,\), "
+                                                                  r"got \(3,\)$"),
+    # Without a state the membrane starts at v_leak: that is what the caller gave (it named state['v']).
+    (dict(params={"tau": 1.0, "v_threshold": 1.0, "v_leak": 1.5}), r"^params\['v_leak'\] \(the membrane's start, "
+                                                                   r"with no state\): expected an initial membrane"),
     (dict(samples=[0.5, 3.0]), r"samples: expected times inside the simulated interval"),
     (dict(samples=[-0.1]), r"samples: expected times inside"),
     (dict(t_end=-1.0), r"t_end: expected one finite time >= 0"),

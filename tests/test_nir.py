@@ -377,6 +377,19 @@ def test_bad_files(tmp_path):
         f.create_dataset("version", data="1.0")
     with pytest.raises(snir.NirError, match="no 'node' group"):
         snir.read(tmp_path / "empty.nir")
+    # Before: "the root node is 'NIRGraph', expected 'NIRGraph' with nodes and edges".
+    snir.save(_graph(), tmp_path / "no_edges.nir")
+    with h5py.File(tmp_path / "no_edges.nir", "a") as f:
+        del f["node/edges"]
+    with pytest.raises(snir.NirError, match=r"not a NIR graph \(its NIRGraph has no edges\)$"):
+        snir.read(tmp_path / "no_edges.nir")
+    # Before: a width of 2.
+    snir.save(_graph(), tmp_path / "fraction.nir")
+    with h5py.File(tmp_path / "fraction.nir", "a") as f:
+        del f["node/nodes/input/shape"]
+        f["node/nodes/input"].create_dataset("shape", data=np.array([2.5]))
+    with pytest.raises(snir.NirError, match=r"^Input node: expected a shape of whole numbers, got \[2.5\]$"):
+        snir.load(tmp_path / "fraction.nir", dt=1e-3)
     # Before, saving onto a directory or into a missing one named the temporary file.
     with pytest.raises(ValueError, match=f"path: {tmp_path} is a directory; expected a file name"):
         snir.save(_graph(), tmp_path)

@@ -486,7 +486,9 @@ def _solve(node_name, params, pulse_times, pulse_weights, t_end, samples, state,
     checked = nodes.check_params(row, params, n)
     start = nodes.check_state(row, checked, state, n)
     if row.spiking and np.any(start["v"] >= checked["v_threshold"]):
-        raise ValueError("state['v']: expected an initial membrane below v_threshold (a spike is the "
+        # Without a state the membrane starts at rest: name what the caller gave.
+        given = "state['v']" if state and "v" in state else "params['v_leak'] (the membrane's start, with no state)"
+        raise ValueError(f"{given}: expected an initial membrane below v_threshold (a spike is the "
                          "threshold reached from below)")
     end, sample_times = nodes.check_times(t_end, samples)
     order = np.argsort(sample_times, kind="stable")

@@ -192,7 +192,8 @@ def check_params(row: Node, params, n: int) -> Dict[str, object]:
         else:
             value = np.asarray(DEFAULTS[name])
         if value.shape not in ((), (1,), (n,)):
-            raise ValueError(f"{label}: expected a scalar, (1,) or ({n},) (one per neuron), got {value.shape}")
+            shapes = "a scalar or (1,)" if n == 1 else f"a scalar, (1,) or ({n},) (one per neuron)"
+            raise ValueError(f"{label}: expected {shapes}, got {value.shape}")
         value = np.array(np.broadcast_to(value, (n,)), dtype=np.float64)
         if name in TIME_CONSTANTS and np.any(value <= 0):
             raise ValueError(f"{label}: expected a positive time constant, got {value[value <= 0][0]!r}")
