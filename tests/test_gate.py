@@ -265,6 +265,20 @@ def test_non_binary_spikes_fail_whatever_teacher_forcing_says():
         testing.assert_conforms(outside_lif.soft_spikes, "tether.LIF", kinds=("random",), examples=2)
 
 
+@pytest.mark.parametrize("offset", [lambda out: -out * torch.finfo(out.dtype).eps,
+                                    lambda out: (1 - out) * torch.finfo(out.dtype).tiny])
+def test_spikes_one_rounding_away_from_0_or_1_fail_too(offset):
+    # SPEC.md section 7: exactly 0 or 1.  A check that allowed values close to them (isclose)
+    # passed spikes of 1 - eps and a "0" of the smallest normal number; 0.75 alone was tested.
+    def nearly_binary(model, x, params, state, *, surrogate=None, inject=None):
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        out = result.outputs["out"]
+        return replace(result, outputs={**result.outputs, "out": out + offset(out.detach())})
+
+    with pytest.raises(testing.ConformanceError, match=r"spike values are not exactly 0 or 1; first at step \d+"):
+        testing.assert_conforms(nearly_binary, "tether.LIF", kinds=("random",), examples=2)
+
+
 @pytest.mark.parametrize("name,message", [
     ("detached", "every tensor is detached from the inputs"),
     ("numpy_outputs", r"result.outputs\['out'\]: expected a torch tensor .* got ndarray"),

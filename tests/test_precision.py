@@ -79,6 +79,32 @@ def test_float64_budget_is_near_machine_precision():
         tolerance.assert_within_budget("q", nudged, reference, reference, np.float64)
 
 
+# The table's entries, written out: a change to any of them changes every check, and
+# SPEC.md section 7 says nothing but the table ever widens a budget, so it must show as
+# an edit of this test too (doubling float32's k or float64's c passed every other test).
+# (k, c, eps, c_sum, the long sums' eps: half storage accumulates in float32).
+DOCUMENTED = {"float32": (4.0, 8.0, 2.0**-23, 2.0, 2.0**-23), "float64": (0.0, 64.0, 2.0**-52, 2.0, 2.0**-52),
+              "float16": (4.0, 2.0, 2.0**-10, 2.0, 2.0**-23), "bfloat16": (4.0, 2.0, 2.0**-7, 2.0, 2.0**-23)}
+
+
+@pytest.mark.parametrize("name", sorted(DOCUMENTED))
+def test_the_budget_is_the_documented_table_applied_by_section_7_s_formula(name):
+    k, c, eps, c_sum, sum_eps = DOCUMENTED[name]
+    ref64 = np.array([0.5, -3.0, 1.25])
+    # Dyadic offsets: max|ref32 - ref64| is 3 * 2^-21 exactly.
+    ref32 = ref64 + np.array([2.0**-22, -3 * 2.0**-21, 0.0])
+    # k max|ref32 - ref64| + c eps max(1, max|ref64|) + c_sum eps32 sqrt(n) A, by hand.
+    expected = k * 3 * 2.0**-21 + c * eps * 3.0 + c_sum * sum_eps * 10.0 * 7.0
+    allowed = tolerance.budget(ref64, ref32, name, long_sum=(7.0, 100))
+    assert allowed == pytest.approx(expected, rel=1e-12, abs=0)
+    # Without the long sum: an error just over the budget fails, one just under it passes.
+    allowed = tolerance.budget(ref64, ref32, name)
+    assert allowed == pytest.approx(k * 3 * 2.0**-21 + c * eps * 3.0, rel=1e-12, abs=0)
+    with pytest.raises(AssertionError, match="exceeds the budget"):
+        tolerance.assert_within_budget("q", ref64 + np.array([0.0, allowed * 1.01, 0.0]), ref64, ref32, name)
+    tolerance.assert_within_budget("q", ref64 + np.array([0.0, allowed * 0.99, 0.0]), ref64, ref32, name)
+
+
 def test_budget_reports_nan_as_failure():
     reference = np.zeros(3)
     with pytest.raises(AssertionError, match="q"):
