@@ -467,6 +467,15 @@ def test_counterpart_refuses_a_decay_without_a_time_constant():
         counterpart("tether.LIF", {"tau": 3.0})
 
 
+@pytest.mark.parametrize("node,params", [("LIF", {"tau": 1.0, "v_threshold": 1.0}), ("IF", {"v_threshold": 1.0})])
+def test_a_pulse_that_lands_exactly_on_threshold_fires_at_once_and_one_ulp_less_does_not(node, params):
+    # SPEC.md section 9: in continuous time the threshold is reached (>=).  A jump q r / tau = 1
+    # lands v exactly on v_threshold = 1 at t = 0.5; only test_nir used to see a change here.
+    for weight, expected in ((1.0, [0.5]), (math.nextafter(1.0, 0.0), [])):
+        trace = simulate(node, params, [0.5], [[weight]], t_end=1.0)
+        assert trace.spike_times[0].tolist() == expected, weight
+
+
 # --- extreme time scales ------------------------------------------------------------------------
 
 

@@ -84,6 +84,26 @@ def test_a_discrete_model_with_a_wrong_time_constant_fails_the_order(monkeypatch
     assert verify.check_relation(study), study.order
 
 
+def test_a_discrete_spike_time_interpolates_inside_the_step_that_crossed():
+    # Step k is time k dt; the membrane crosses between steps k - 1 and k.  One step late
+    # (k dt + ...) still fitted an order of 1: only the errors' size showed it.
+    from types import SimpleNamespace
+
+    trace = SimpleNamespace(outputs={"out": np.array([[0.0], [0.0], [1.0], [0.0]]),
+                                     "v": np.array([[0.4], [0.6], [0.0], [0.2]])},
+                            distance=np.array([[-0.6], [-0.4], [0.4], [-0.8]]))
+    counterpart = SimpleNamespace(relation="convergence", params={"v_threshold": 1.0}, state={"v": 0.0})
+    # v goes from 0.6 at t = 0.5 to 1.4 before its reset at t = 1.0: threshold 1 halfway, at 0.75.
+    (times,) = convergence.discrete_spike_times(trace, 0.5, counterpart)
+    assert times.tolist() == [0.75]
+
+
+def test_the_exact_relations_bound_is_section_7_s_float64_floor_per_random_walk():
+    # 64 ulp (the float64 row of the table) for each of sqrt(steps) accumulated roundings.
+    assert convergence.exact_bound(1) == 64 * 2.0**-52
+    assert convergence.exact_bound(100) == 64 * 2.0**-52 * 10
+
+
 def test_dt_must_divide_the_pulse_grid():
     with pytest.raises(ValueError, match=r"dt: 0.3 does not divide the pulse grid spacing 1.0"):
         converge("tether.LIF", dt=0.3)
