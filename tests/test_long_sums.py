@@ -113,3 +113,42 @@ def test_every_magnitude_bounds_its_gradient(key):
     for name, (magnitude, terms) in sizes.items():
         assert terms >= 1, name
         assert magnitude >= float(np.max(np.abs(grads[name]), initial=0.0)) * (1 - 1e-12), name
+
+
+def test_a_broadcast_initial_state_counts_the_lanes_merged_into_it():
+    """An initial state given at a smaller shape than the run's is broadcast: its
+    gradient adds the batch lanes, one more rounding each, and its A adds their
+    magnitudes.  With every batch lane the same, A is the batch times one lane's."""
+    rng = np.random.default_rng(7)
+    x, params, state, cotangents, _ = _positive_case(rng)
+    batch = 3
+    x = np.repeat(x, batch, axis=1)
+    cotangents = {k: np.repeat(v, batch, axis=1 if v.ndim == 4 else 0) for k, v in cotangents.items()}
+    full, broadcast = {}, {}
+    for given, sizes in (({k: np.repeat(v, batch, axis=0) for k, v in state.items()}, full),
+                         ({k: v[0] for k, v in state.items()}, broadcast)):
+        spec.vjp(ATTENTION, x, params, given, cotangents, smooth=True, magnitudes=sizes)
+    for name in ("q_v", "k_v", "v_v", "context"):
+        (a_full, n_full), (a_broadcast, n_broadcast) = full[f"state.{name}"], broadcast[f"state.{name}"]
+        assert n_broadcast == n_full + batch - 1, name
+        assert a_broadcast == pytest.approx(batch * a_full, rel=1e-12), name
+
+
+def test_the_initial_state_path_folded_into_hxtorch_s_start_parameter_adds_its_size():
+    """Without a state hxtorch's membrane starts at leak: the gate compares the sum of
+    the two paths (``_fold_parameter_starts``), so the long sum gets the state path's
+    largest per-neuron sum of |contributions| and one addition per batch lane."""
+    from dataclasses import replace
+
+    from snnref.testing import _equivalence as equivalence
+
+    case = replace(checks.random_case("hxtorch.cuba_lif", np.random.default_rng(0), steps=4, batch=3, neurons=2),
+                   state={})
+    path = np.array([[1.0, -2.0], [0.5, 4.0], [-1.5, 1.0]])  # dL/dv0 per (batch, neuron)
+    values = {"grad:leak": np.array([10.0, 20.0]), "grad:state.v": path, "grad:state.i": np.zeros((3, 2))}
+    long_sums = {"grad:leak": (5.0, 8)}
+    row = registry.model("hxtorch.cuba_lif")
+    folded = equivalence._fold_parameter_starts(row, case, values, long_sums)
+    assert folded["grad:leak"].tolist() == [10.0, 23.0] and "grad:state.v" not in folded
+    # |path| summed over the batch: [3.0, 7.0]; three lanes added to each neuron's parameter.
+    assert long_sums["grad:leak"] == (5.0 + 7.0, 8 + 3)
