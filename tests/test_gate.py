@@ -299,6 +299,15 @@ def test_a_float64_result_of_the_wrong_shape_fails_rather_than_counting_as_not_a
     assert not [line for line in report.not_checked() if "not accepted" in line], report.not_checked()
 
 
+def test_not_checked_says_not_returned_only_of_what_was_not_returned():
+    # Before, a quantity skipped for a reference with no budget also read "(not returned)".
+    runs = [gate.Run("random 0 float32", "random", 0, "float32", True,
+                     unchecked=["out:i", "grad:x (the spec's float64 or float32 run is not finite: no budget)"])]
+    report = gate.GateReport("tether.LIF", "mine", "contract", runs=runs)
+    assert report.not_checked() == [
+        "grad:x (the spec's float64 or float32 run is not finite: no budget)", "out:i (not returned)"]
+
+
 def test_a_crash_s_failure_line_names_the_run_once():
     report = gate.run(testing.Implementation(outside_lif.numpy_outputs, "tether.LIF", dtypes=("float32",)),
                       examples=1, kinds=("random",))

@@ -297,6 +297,8 @@ def pickled(directory):
     (VALID + f"drive = [{10 ** 400}, 1]\n", None, "drive", "expected [mean, spread] with a finite mean"),
     (VALID.replace('model = "hxtorch.cuba_lif"', 'model = ["hxtorch.cuba_lif"]'), None, "model",
      "unknown model ['hxtorch.cuba_lif']"),
+    # Before: "unknown model None".
+    (VALID.replace('model = "hxtorch.cuba_lif"\n', ''), None, "model", "missing; every case names its model"),
     (VALID.replace('v = "traces/hw_v.npy"', 'spikes = "huge.npy"'), huge_trace, "inject['spikes']",
      f"huge.npy holds {(1 << 24) + 1} elements; a golden case holds at most {1 << 24}"),
     (VALID + VALID, None, "name", "used by an earlier case"),

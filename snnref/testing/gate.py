@@ -597,8 +597,9 @@ class GateReport:
         return dict(sorted(table.items()))
 
     def not_checked(self) -> List[str]:
-        returned = {q for r in self.runs for q in r.unchecked}
-        return [f"{q} (not returned)" for q in sorted(returned)] + self.unchecked
+        # A bare quantity is one the implementation did not return; the others carry their reason.
+        skipped = {q for r in self.runs for q in r.unchecked}
+        return [q if " (" in q else f"{q} (not returned)" for q in sorted(skipped)] + self.unchecked
 
     def text(self) -> str:
         """About 30 lines for one planted bug: a summary per quantity, the first failure, what was not checked."""

@@ -221,6 +221,8 @@ def _jobs(reader: _Reader, name: str, case: dict) -> List[Job]:
     unknown = [k for k in case if k not in CASE_KEYS]
     if unknown:
         raise reader.fail(unknown[0], f"unknown field; expected among: {', '.join(CASE_KEYS)}")
+    if "model" not in case:
+        raise reader.fail("model", f"missing; every case names its model, one of: {', '.join(registry.MODELS)}")
     if not isinstance(case.get("model"), str) or case["model"] not in registry.MODELS:
         raise reader.fail("model", f"unknown model {case.get('model')!r}; expected one of: "
                                    f"{', '.join(registry.MODELS)}")
