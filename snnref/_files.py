@@ -52,7 +52,8 @@ def check_output_file(option, path, inputs=None) -> None:
         raise ValueError(f"{option}: expected a file name, got ''")
     target = Path(os.path.realpath(path))
     for what, source in (inputs or {}).items():
-        if target.exists() and Path(source).exists() and os.path.samefile(target, source):
+        # An empty source is that argument's own error, named where it is read.
+        if str(source) and target.exists() and Path(source).exists() and os.path.samefile(target, source):
             raise ValueError(f"{option}: {path} is the run's {what} as well; name another file")
     if target.is_dir():
         raise ValueError(f"{option}: {path} is a directory; expected a file name")

@@ -290,8 +290,7 @@ def _golden_generate(args) -> int:
         return 2 if isinstance(error, golden.OutputRefused) else 1
     except OSError as error:
         # A full disk names no file, a refused one the hidden staging folder: say which store.
-        print(f"snnref golden: error: --out {out}: the store could not be written "
-              f"({error.strerror or error}); nothing was left there", file=sys.stderr)
+        print(f"snnref golden: error: --out {out}: {error.strerror or error}", file=sys.stderr)
         return 2
     print(f"{len(manifest['files'])} golden files and {golden.MANIFEST} in {out}")
     return 0

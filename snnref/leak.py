@@ -29,7 +29,7 @@ def decay_of(tau: torch.Tensor) -> torch.Tensor:
 
     Below a tau whose lam underflows to 0, its derivative lam / tau^2 is 0 too,
     but autograd's chain forms 1 / tau^2, which overflows (tau = 1e-20 in
-    float32), and inf * 0 is NaN.  Such a tau is raised to ``vanishing``, the
+    float32), and inf * 0 is NaN.  Such a tau is raised to ``vanishing``, minus the
     reciprocal of twice the logarithm of the dtype's smallest subnormal: lam is
     0 there as well, 1 / vanishing^2 is finite (4.3e4 in float32), and its
     derivative is exactly 0.  Above it nothing changes, bit for bit.
@@ -53,8 +53,9 @@ def leak_factor(row, params: Mapping[str, torch.Tensor], dtype: Optional[torch.d
 
 class _Quotient(torch.autograd.Function):
     """q = n / d, its gradients g / d and -(g q) / d: torch's own backward of a
-    division forms g n / (d d), and d d underflows to 0 (tau_mem = 1e-38 in
-    float32) where the gradient is finite, or 0 when g is (a 0/0)."""
+    division forms -g ((n / d) / d), and (n / d) / d overflows before g multiplies
+    it (dt / tau_mem^2 at tau_mem = 1e-38 in float32): inf where the gradient is
+    finite, and 0 * inf = NaN where it is 0."""
 
     @staticmethod
     def forward(numerator, denominator):

@@ -62,8 +62,8 @@ other way, NIR -> load -> export returns every field exactly except tau through
 a decay: a float64 decay resolves tau only to about eps tau / dt relative
 (1e-12 needs tau / dt below about 4500; the model itself cannot tell finer
 taus apart).  That is for a node the registry model runs as it is: input gain
-1 (r = tau, r w_in = tau_syn; IF's r = 1), LI and LIF at rest v_leak = 0, a CUBA
-node's r = 1.  Any other such node runs with its gain, rest and current scale
+1 (r = tau, r w_in = tau_syn; IF's r = 1), a rest of 0 (LI's and LIF's v_leak,
+IF's v_reset), a CUBA node's r = 1.  Any other such node runs with its gain, rest and current scale
 applied outside the model, and ``Network.params`` refuses it.
 
 Methods of ``load``: "exp" runs LI, LIF, IF by (5) (exact on the grid for pulse
@@ -919,9 +919,9 @@ class Network:
     def params(self):
         """The registry parameters of a one-node graph, for ``export``: only where the
         node runs as the model itself.  A node with another input gain (``r / tau``,
-        ``r w_in / tau_syn`` not 1), rest (v_leak of LI and LIF) or current scale (r
-        of a CUBA node) runs with those applied outside the model, which these
-        parameters cannot say: exported, they would be another network."""
+        ``r w_in / tau_syn`` not 1), rest (v_leak of LI and LIF, v_reset of IF) or
+        current scale (r of a CUBA node) runs with those applied outside the model,
+        which these parameters cannot say: exported, they would be another network."""
         plan = self._single()
         outside = [what for what, value in (("an input gain", plan.gain), ("a shifted membrane", plan.shift),
                                             ("a scaled current", plan.current_scale)) if value is not None]

@@ -181,7 +181,8 @@ def test_every_positive_parameter_at_the_smallest_normal_float32(backend, key):
     """A positive parameter at 1.2e-38, one at a time: where the float32 spec
     stays finite, the backend equals it.  Autograd's own chains made NaN or inf
     there where the derivative is 0 or finite: exp(-1 / tau) formed 1 / tau^2
-    = inf (times 0), and dt / tau_mem's backward divided by tau_mem^2 = 0."""
+    = inf (times 0), and dt / tau_mem's backward formed (dt / tau_mem) / tau_mem
+    = inf before the cotangent multiplied it."""
     row = registry.MODELS[key]
     dtypes = [torch.float32] if backend.name == "triton" else storable_dtypes(backend, row)
     base = checks.random_case(key, np.random.default_rng(5), steps=4, batch=1, neurons=2)

@@ -103,7 +103,8 @@ def test_a_wrong_gradient_of_an_untrained_parameter_is_caught(key, name):
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
                             "ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("dtype,value", [(np.float64, 1e-200), (np.float32, 1e-30)])
-@pytest.mark.parametrize("key", sorted(registry.MODELS))
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items()
+                                     if any(p.domain == registry.POSITIVE and p.differentiable for p in row.params)))
 def test_a_positive_parameter_far_below_its_scale_gives_no_nan_gradient(key, dtype, value):
     """One positive parameter at a time at ``value``: where the spec's outputs stay
     finite, no gradient is NaN.  rnnbuilder's lam / tau^2 was 0 / 0 there (lam and
@@ -113,8 +114,6 @@ def test_a_positive_parameter_far_below_its_scale_gives_no_nan_gradient(key, dty
     case = checks.random_case(key, np.random.default_rng(3), steps=4, batch=1, neurons=2)
     positive = [p.name for p in row.params
                 if p.domain == registry.POSITIVE and p.differentiable and p.name in case.params]
-    if not positive:
-        pytest.skip(f"{key} has no differentiable positive parameter")
     checked = []
     for name in positive:
         params = {**case.params, name: np.full(np.shape(case.params[name]), value)}

@@ -42,7 +42,7 @@ import numpy as np
 from .. import nir as snir
 from .. import arguments, registry, spec
 from .._files import check_output_file, replacing
-from ..cli import nonnegative_integer
+from ..cli import nonempty, nonnegative_integer
 from . import _checks as checks
 from . import tolerance
 
@@ -226,8 +226,9 @@ def add_parser(commands):
     for name, text in (("run", "simulate a NIR graph and write its traces"),
                        ("check", "compare a framework's run of a NIR graph with the reference")):
         parser = sub.add_parser(name, help=text)
-        parser.add_argument("graph", metavar="GRAPH.nir")
-        parser.add_argument("--input", required=True, metavar="X.npy", help="time-major input (T, ..., N)")
+        parser.add_argument("graph", type=nonempty, metavar="GRAPH.nir")
+        parser.add_argument("--input", type=nonempty, required=True, metavar="X.npy",
+                            help="time-major input (T, ..., N)")
         parser.add_argument("--dt", required=True, type=float, help="seconds per time step")
         parser.add_argument("--method", default="exact", choices=snir.METHODS,
                             help="the reference method (default exact)")
@@ -235,7 +236,7 @@ def add_parser(commands):
                             help="honour snnref's recorded extensions (subtractive reset, refractory time, ...)")
     sub.choices["run"].add_argument("--out", required=True, metavar="TRACES.npz")
     check = sub.choices["check"]
-    check.add_argument("--impl", required=True, metavar="MODULE:CALLABLE",
+    check.add_argument("--impl", type=nonempty, required=True, metavar="MODULE:CALLABLE",
                        help="fn(graph: nir.NIRGraph, x: ndarray, dt: float) -> {'out': ..., 'v': ...}")
     check.add_argument("--impl-method", choices=snir.METHODS,
                        help="the method the implementation uses (default: --method); another one is compared by "
