@@ -302,6 +302,64 @@ def test_gradcheck_on_the_smooth_twin(backend_spec, key):
     assert gradcheck.smooth_twin_gradcheck(case, backend_spec.name)
 
 
+# The models whose smooth twin replays stop-gradient values (a reset spike, a mask, an offset).
+REPLAYING = [k for k in MODELS if registry.detached_keys(registry.MODELS[k], registry.MODELS[k].inject)]
+
+
+@pytest.mark.parametrize("backend_spec", FLOAT64_BACKENDS)
+@pytest.mark.parametrize("key", REPLAYING)
+def test_gradcheck_on_the_smooth_twin_replaying_another_run_s_values(backend_spec, key):
+    # Replayed values of the run's own make a replayed reset equal the twin's spike F(u):
+    # a backward that rebuilt p[t-1] from F(u) instead of the replayed reset passed.
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(6), steps=6, batch=2, neurons=3,
+                              per_neuron=True, inject=bool(row.inject))
+    assert gradcheck.smooth_twin_gradcheck(case, backend_spec.name, foreign=True)
+
+
+def _replaying_another_run(case, backend, dtype, device="cpu"):
+    """Outputs and gradients (x, the differentiable parameters) of the smooth twin in
+    ``dtype`` replaying the stop-gradient values of a float64 torch run on x reversed in time."""
+    row = registry.MODELS[case.model]
+
+    def tensor(value, grad=False, to=dtype):
+        return torch.tensor(np.ascontiguousarray(value), dtype=to, device=device, requires_grad=grad)
+
+    inject = {k: tensor(v) for k, v in case.inject.items()} if case.inject else None
+    held = snnref.simulate(case.model, tensor(case.x[::-1], to=torch.float64),
+                           {k: tensor(v, to=torch.float64) for k, v in case.params.items()},
+                           {k: tensor(v, to=torch.float64) for k, v in case.state.items()}, surrogate=case.surrogate,
+                           inject=inject and {k: v.double() for k, v in inject.items()}, smooth=True,
+                           backend="torch").detached
+    x = tensor(case.x, True)
+    params = {k: tensor(v, k in row.differentiable) for k, v in case.params.items()}
+    trace = snnref.simulate(case.model, x, params, {k: tensor(v) for k, v in case.state.items()},
+                            surrogate=case.surrogate, inject=inject, smooth=True, backend=backend,
+                            detached={k: v.to(dtype=dtype, device=device) for k, v in held.items()})
+    # The loss of the case's cotangents on every recorded output.
+    loss = sum((trace.outputs[k] * tensor(v)).sum() for k, v in case.cotangents.items() if k in trace.outputs)
+    wrt = {"x": x, **{k: params[k] for k in row.differentiable}}
+    grads = torch.autograd.grad(loss, list(wrt.values()))
+    values = {f"out:{k}": v.detach() for k, v in trace.outputs.items()}
+    values.update({f"grad:{k}": g for k, g in zip(wrt, grads)})
+    return {k: v.double().cpu().numpy() for k, v in values.items()}
+
+
+@pytest.mark.parametrize("backend_spec", [b.param() for b in BACKENDS if not b.float64])
+@pytest.mark.parametrize("key", REPLAYING)
+def test_a_float32_backend_replaying_another_run_s_values_equals_the_gradchecked_torch_path(backend_spec, key):
+    # The Triton kernels hold no float64: their replay is judged against the torch path's, which the
+    # gradcheck above verifies, under section 7's budget with the torch path's own float32 error.
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(6), steps=6, batch=2, neurons=3,
+                              per_neuron=True, inject=bool(row.inject))
+    ref64 = _replaying_another_run(case, "torch", torch.float64)
+    ref32 = _replaying_another_run(case, "torch", torch.float32)
+    impl = _replaying_another_run(case, backend_spec.name, torch.float32, equivalence.kernel_device())
+    for name, reference in ref64.items():
+        tolerance.assert_within_budget(f"{key} {name}", impl[name], reference, ref32[name], np.float32)
+
+
 @pytest.mark.parametrize("backend_spec", [b.param() for b in BACKENDS if b.name == "cpu"])
 def test_golden_traces_are_reproduced(backend_spec):
     store = golden.store_dir()
