@@ -93,6 +93,24 @@ def test_an_empty_name_or_path_is_refused_not_read_as_absent(capsys, arguments, 
     assert f"argument {option}: expected a non-empty value" in capsys.readouterr().err
 
 
+def test_an_os_error_inside_any_command_is_an_error_line_and_exit_2(capsys, monkeypatch, tmp_path):
+    # main()'s own handler, beyond golden generate's: here verify's --json on a full disk.
+    def full_disk(path, *args):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(cli, "_write_json", full_disk)
+    code = cli.main(["verify", "--model", "tether.LIF", "--backend", "spec", "--quick", "--json",
+                     str(tmp_path / "results.json")])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"snnref: error: [Errno 28] No space left on device: '{tmp_path / 'results.json'}'")
+
+
+def test_golden_check_model_without_impl_is_a_usage_error(capsys):
+    assert cli.main(["golden", "check", "--model", "tether.LIF"]) == 2
+    assert "--model: applies to --impl only" in capsys.readouterr().err
+
+
 def test_ctrl_c_while_the_parser_is_built_is_an_interruption_not_a_traceback(capsys, monkeypatch):
     # Building the parser imports the conformance adapters (torch, the peer libraries): seconds long.
     from snnref.testing import conformance

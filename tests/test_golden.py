@@ -212,6 +212,11 @@ def test_the_installed_store_is_found_from_any_working_directory(tmp_path, monke
     (lambda m, n: m["files"][n[0]]["params"].update(beta=[0.5]), "the manifest lists params.beta = [0.5], the "
                                                                   "file holds no such parameter"),
     (lambda m, n: m["files"][n[0]].update(params=[1.0]), "the manifest's params is not a table (got list)"),
+    # An empty or null checksum is a mismatch, not a check skipped; the shapes are compared too.
+    (lambda m, n: m["files"][n[0]].update(sha256=""), "sha256 does not match the manifest"),
+    (lambda m, n: m["files"][n[0]].update(sha256=None), "sha256 does not match the manifest"),
+    (lambda m, n: m["files"][n[0]]["shapes"]["in.x"].__setitem__(0, 999), "its arrays do not match the manifest's "
+                                                                         "shapes"),
 ])
 def test_a_broken_manifest_is_refused_by_name(copy, capsys, breakage, message):
     directory, names = copy
