@@ -430,7 +430,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="--impl: random cases (default 8; --quick 3)")
     verify.add_argument("--save-failures", type=nonempty, metavar="DIR",
                         help="--impl: write the first failing case to DIR as .npz, with the command that replays it")
-    verify.add_argument("--case", type=nonempty, metavar="FILE", help="--impl: replay one case written by --save-failures")
+    verify.add_argument("--case", type=nonempty, metavar="FILE",
+                        help="--impl: replay one case written by --save-failures")
     verify.add_argument("--report", metavar="DIR",
                         help="also write an HTML page to DIR: the summary table and, for every failing quantity, "
                              "figures of its traces, spike rasters and error (needs pip install 'snnref[report]')")
