@@ -313,13 +313,16 @@ def test_reruns_are_bitwise_identical(backend, key):
         assert np.array_equal(first[name], second[name]), name
 
 
+def _twin_case(key, seed, steps):
+    """A smooth-twin case: per-neuron parameters, hardware injection where the model takes it."""
+    return checks.random_case(key, np.random.default_rng(seed), steps=steps, batch=2, neurons=3,
+                              per_neuron=True, inject=bool(registry.MODELS[key].inject))
+
+
 @pytest.mark.parametrize("backend_spec", FLOAT64_BACKENDS)
 @pytest.mark.parametrize("key", MODELS)
 def test_gradcheck_on_the_smooth_twin(backend_spec, key):
-    row = registry.MODELS[key]
-    case = checks.random_case(key, np.random.default_rng(5), steps=4, batch=2, neurons=3,
-                              per_neuron=True, inject=bool(row.inject))
-    assert gradcheck.smooth_twin_gradcheck(case, backend_spec.name)
+    assert gradcheck.smooth_twin_gradcheck(_twin_case(key, seed=5, steps=4), backend_spec.name)
 
 
 # The models whose smooth twin replays stop-gradient values (a reset spike, a mask, an offset).
@@ -331,10 +334,7 @@ REPLAYING = [k for k in MODELS if registry.detached_keys(registry.MODELS[k], reg
 def test_gradcheck_on_the_smooth_twin_replaying_another_run_s_values(backend_spec, key):
     # Replayed values of the run's own make a replayed reset equal the twin's spike F(u):
     # a backward that rebuilt p[t-1] from F(u) instead of the replayed reset passed.
-    row = registry.MODELS[key]
-    case = checks.random_case(key, np.random.default_rng(6), steps=6, batch=2, neurons=3,
-                              per_neuron=True, inject=bool(row.inject))
-    assert gradcheck.smooth_twin_gradcheck(case, backend_spec.name, foreign=True)
+    assert gradcheck.smooth_twin_gradcheck(_twin_case(key, seed=6, steps=6), backend_spec.name, foreign=True)
 
 
 def _replaying_another_run(case, backend, dtype, device="cpu"):
@@ -370,9 +370,7 @@ def _replaying_another_run(case, backend, dtype, device="cpu"):
 def test_a_float32_backend_replaying_another_run_s_values_equals_the_gradchecked_torch_path(backend_spec, key):
     # The Triton kernels hold no float64: their replay is judged against the torch path's, which the
     # gradcheck above verifies, under section 7's budget with the torch path's own float32 error.
-    row = registry.MODELS[key]
-    case = checks.random_case(key, np.random.default_rng(6), steps=6, batch=2, neurons=3,
-                              per_neuron=True, inject=bool(row.inject))
+    case = _twin_case(key, seed=6, steps=6)
     ref64 = _replaying_another_run(case, "torch", torch.float64)
     ref32 = _replaying_another_run(case, "torch", torch.float32)
     impl = _replaying_another_run(case, backend_spec.name, torch.float32, equivalence.kernel_device())
