@@ -25,6 +25,7 @@ Semantics of every row: ``../shared/SPEC.md`` (sections 1-5 and 8).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Collection, Mapping, Optional, Tuple, Union
@@ -480,7 +481,11 @@ MODELS: Mapping[str, Model] = {
 
 
 def _unknown(kind: str, name, valid) -> ValueError:
-    return ValueError(f"{kind}: unknown name {name!r}; expected one of: {', '.join(valid)}")
+    """The valid names, and the nearest one where a typo is likely (case, a letter or two)."""
+    folded = [key for key in valid if isinstance(name, str) and key.lower() == name.lower()]
+    nearest = folded or (difflib.get_close_matches(name, list(valid), n=1) if isinstance(name, str) else [])
+    hint = f" (did you mean {nearest[0]!r}?)" if nearest else ""
+    return ValueError(f"{kind}: unknown name {name!r}; expected one of: {', '.join(valid)}{hint}")
 
 
 def model(key: str) -> Model:
