@@ -51,7 +51,7 @@ class ContractError(ValueError):
 
 
 def _names(value, field_name):
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+    if isinstance(value, str) or not hasattr(value, "__iter__") or not all(isinstance(v, str) for v in value):
         raise ContractError(f"{field_name}: expected a sequence of names, got {value!r}")
     return tuple(value)
 
@@ -144,7 +144,7 @@ class Implementation:
     def _surrogates(self, row):
         if self.surrogates is None:
             return tuple(row.surrogates) or (None,)
-        if isinstance(self.surrogates, (str, Custom)):
+        if isinstance(self.surrogates, (str, Custom)) or not hasattr(self.surrogates, "__iter__"):
             raise ContractError(f"surrogates: expected a sequence, got {self.surrogates!r}")
         chosen = []
         for surrogate in self.surrogates:
@@ -195,7 +195,7 @@ class Implementation:
                    surrogates=getattr(fn, "surrogates", None), takes_state=getattr(fn, "takes_state", True),
                    takes_inject=getattr(fn, "takes_inject", True),
                    dtypes=getattr(fn, "dtypes", None),
-                   fixed=tuple(getattr(fn, "fixed_parameters", ())))
+                   fixed=getattr(fn, "fixed_parameters", ()))
 
     def may_be_per_neuron(self, name) -> bool:
         return self.per_neuron if isinstance(self.per_neuron, bool) else name in self.per_neuron
