@@ -143,6 +143,17 @@ _FIELDS = {  # required fields; v_reset and w_in have NIR defaults
 }
 _OPTIONAL = {"IF": ("v_reset",), "LIF": ("v_reset",), "CubaLI": ("w_in",), "CubaLIF": ("v_reset", "w_in")}
 _POSITIVE = ("tau", "tau_syn", "tau_mem")
+# The registry models ``export`` writes a graph for, (7)-(10), each with the ``load`` methods under
+# which that graph runs as the model itself, bit for bit: "exp" by (5), "euler" by (6).  A model
+# not listed (a row added to the registry without a mapping here) is refused by name.
+_NATIVE_METHODS = {
+    "tether.LIF": ("exp",), "tether.PLIF": ("exp",),
+    "rnnbuilder.NoReset": ("exp",), "rnnbuilder.LIF": ("exp",),
+    "qualia.IFSRL": ("exp", "euler"), "qualia.ATIF": ("exp", "euler"),
+    **dict.fromkeys(("hxtorch.cuba_lif", "hxtorch.cuba_refractory_lif", "hxtorch.cuba_li", "hxtorch.cuba_iaf",
+                     "hxtorch.cuba_refractory_iaf"), ("euler",)),
+}
+# Why the others have none.
 _NO_COUNTERPART = {
     "tether.ALIF": "adaptation (a threshold that moves with past spikes)",
     "tether.SpikingSelfAttention": "attention (products of spike trains)",
@@ -271,9 +282,9 @@ def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None
     dt = _check_dt(dt)
     row = registry.model(model)
     key = row.key
-    if key in _NO_COUNTERPART:
-        raise NirError(f"{key}: no NIR counterpart ({_NO_COUNTERPART[key]}); exportable models: "
-                       f"{', '.join(k for k in registry.MODELS if k not in _NO_COUNTERPART)}")
+    if not exportable(key):
+        raise NirError(f"{key}: no NIR counterpart ({_no_counterpart(key)}); exportable models: "
+                       f"{', '.join(_NATIVE_METHODS)}")
     given = dict(arguments.mapping("params", params, "parameter name -> value"))
     if any(p.name == "dt" for p in row.params):
         if "dt" in given and not np.all(np.asarray(given["dt"]) == dt):
@@ -643,8 +654,6 @@ class _Plan:
 
 _NEEDS_EXTENSIONS = ("reset", "refractory_time", "output", "initial_state")
 _EXTENSION_NAMES = ("reset", "tau_ref", "output", "initial_state")  # the keys of metadata["snnref"]["extensions"]
-# The method under which each library's models are the discrete model itself: (5) or (6).
-_HINT_METHODS = {"tether": ("exp",), "rnnbuilder": ("exp",), "qualia": ("exp", "euler"), "hxtorch": ("euler",)}
 
 
 def _same_node(a, b):
@@ -666,7 +675,7 @@ def _hinted_plan(unit, dt, method, extensions):
     if not isinstance(hint, dict) or hint.get("model") not in registry.MODELS or hint.get("dt") != dt:
         return None
     key = hint["model"]
-    if method not in _HINT_METHODS[key.split(".")[0]]:
+    if method not in _NATIVE_METHODS.get(key, ()):
         return None
     state = _extensions(unit.node).get("initial_state")
     try:
@@ -1112,7 +1121,11 @@ def load(graph, *, dt=None, method="exact", extensions=False):
 
 def exportable(model) -> bool:
     """Whether registry ``model`` has a NIR graph (SPEC.md section 9; possibly only with ``lossy=True``)."""
-    return registry.model(model).key not in _NO_COUNTERPART
+    return registry.model(model).key in _NATIVE_METHODS
+
+
+def _no_counterpart(key):
+    return _NO_COUNTERPART.get(key, "snnref/nir.py writes no mapping for it")
 
 
 def native_method(model) -> str:
@@ -1120,8 +1133,8 @@ def native_method(model) -> str:
     as that model, bit for bit: "exp" by (5) or "euler" by (6)."""
     row = registry.model(model)
     if not exportable(row):
-        raise NirError(f"model: {row.key} has no NIR graph: {_NO_COUNTERPART[row.key]}")
-    return _HINT_METHODS[row.key.split(".")[0]][0]
+        raise NirError(f"model: {row.key} has no NIR graph: {_no_counterpart(row.key)}")
+    return _NATIVE_METHODS[row.key][0]
 
 
 def _spike_steps(train):
