@@ -167,6 +167,22 @@ def test_state_dict_loads_into_a_fresh_lazy_module(key):
     assert torch.equal(out, expected)
 
 
+@pytest.mark.parametrize("key", RECURRENT)
+def test_an_rnnbuilder_checkpoint_without_the_spike_function_s_scale_loads_strictly(key):
+    # rnnbuilder's spike function is no module: its checkpoints hold initial_mem alone.  Before, a strict
+    # load failed on the missing spike_function.gradient_factor; the constructed 0.25 is kept.
+    case = random_case(key, 8)
+    trained = build(key, case)
+    checkpoint = {k: v for k, v in trained.state_dict().items() if not k.startswith("spike_function.")}
+    extra = {"tau_thr": trained.tau_thr, "gamma": trained.gamma} if key == "rnnbuilder.Adaptive" else {}
+    fresh = RECURRENT[key](tau=trained.tau, spike_function=rb.SpikeLinear(0.25), **extra).double()
+    fresh.load_state_dict(checkpoint)
+    assert torch.equal(fresh.initial_mem, trained.initial_mem)
+    assert fresh.spike_function.gradient_factor.item() == 0.25
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict: \"initial_mem\""):
+        RECURRENT[key](tau=trained.tau, **extra).load_state_dict({})
+
+
 def test_default_spike_function_is_spike_linear_per_module():
     first, second = rb.LIF(), rb.LIF()
     assert first.spike_function.key == "spike_linear"

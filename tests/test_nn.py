@@ -7,6 +7,8 @@ kept out of ``state_dict``, per-neuron parameters over any batch size, and
 which parameters are trainable.
 """
 
+import copy
+import importlib
 import re
 
 import numpy as np
@@ -80,25 +82,24 @@ def close(actual, expected):
 @pytest.mark.parametrize("name", MODULES)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_outputs_and_gradients_equal_the_spec(name, seed):
-    """Spikes (or the attention output), the stored membrane sequence and the gradients of
-    x and of every parameter equal spec.simulate / spec.vjp, from a random carried state."""
+    """Spikes (or the attention output), the stored sequences (detached, as tether stores
+    them) and the gradients of x and of every parameter equal spec.simulate / spec.vjp,
+    from a random carried state."""
     key, surrogate, _ = MODULES[name]
     case = case_for(name, seed)
     module = build(name, case)
     x = tensor(case.x).requires_grad_()
     out = module(x)
     cotangents = {"out": case.cotangents["out"]}
-    loss = (out * tensor(cotangents["out"])).sum()
-    if getattr(module, "store_traces", False):
-        cotangents["v"] = case.cotangents["v"]
-        loss = loss + (module.v_seq * tensor(cotangents["v"])).sum()
-    loss.backward()
+    (out * tensor(cotangents["out"])).sum().backward()
 
     trace = spec.simulate(key, case.x, case.params, case.state, surrogate=surrogate)
     grads = spec.vjp(key, case.x, case.params, case.state, cotangents, surrogate=surrogate)
     close(out, trace.outputs["out"])
-    if "v" in cotangents:
-        close(module.v_seq, trace.outputs["v"])
+    for attribute, output in getattr(module, "kept_sequences", {}).items():
+        kept = getattr(module, attribute)
+        assert not kept.requires_grad, attribute
+        close(kept, trace.outputs[output])
     for var, value in trace.final_state.items():
         close(getattr(module, var), value)
     close(x.grad, grads["x"])
@@ -228,7 +229,9 @@ def test_default_alpha_is_trainable_a_user_surrogate_keeps_its_flag():
     assert not user.surrogate.trainable and not user.alpha.requires_grad
     assert "surrogate.alpha" not in dict(user.named_parameters()) and "surrogate.alpha" in user.state_dict()
     assert LIF(NEURONS, surrogate=FastSigmoid(trainable=True)).surrogate.trainable
-    assert PLIF(NEURONS).surrogate.trainable and ALIF(NEURONS).surrogate.trainable
+    assert PLIF(NEURONS).surrogate.trainable
+    # tether's ALIF holds alpha itself: its key is "alpha", as in a tether checkpoint.
+    assert set(dict(ALIF(NEURONS).named_parameters())) == {"decay_v", "decay_a", "threshold", "beta", "alpha"}
     attention = SpikingSelfAttention(NEURONS, num_heads=2)
     assert all(getattr(attention, f"{c}_alpha").requires_grad for c in "qkv")
     for param in ("decay", "threshold"):
@@ -271,6 +274,7 @@ def test_a_fixed_scale_is_the_given_number_in_every_dtype_and_follows_the_device
 
 def test_compat_tether_names():
     assert tether.LIF is LIF and tether.SpikingSelfAttention is SpikingSelfAttention
+    assert importlib.import_module("snnref.nn.plif").PLIF is PLIF  # tether.nn.plif's path
     assert {"ALIF", "Arctan", "FastSigmoid", "PLIF", "Sigmoid", "Surrogate"} <= set(tether.__all__)
 
 
@@ -280,12 +284,97 @@ def test_store_traces_off_keeps_no_sequence():
     assert module.v_seq is None
 
 
+@pytest.mark.parametrize("name", ["LIF-arctan", "ALIF"])
+def test_kept_sequences_hold_no_graph(name):
+    """tether keeps v_seq (and ALIF's a_seq) detached: they can be plotted, and a
+    module that kept them deep-copies (a tensor in a graph does not)."""
+    module = build(name)
+    module(tensor(case_for(name, 11).x).requires_grad_()).sum().backward()
+    for attribute in module.kept_sequences:
+        assert getattr(module, attribute).grad_fn is None
+        getattr(module, attribute).numpy()
+    copied = copy.deepcopy(module)
+    assert torch.equal(copied.v_seq, module.v_seq)
+    module.reset_state()
+    assert all(getattr(module, attribute) is None for attribute in module.kept_sequences)
+
+
+@pytest.mark.parametrize("name", ["LIF-arctan", "ALIF"])
+def test_scalar_parameter_neurons_take_any_shape_as_tether_flattens_it(name):
+    """SPEC section 2: x (T, ...) is flattened to (T, M), so LIF and ALIF run on a
+    convolution's (T, B, C, H, W) whatever n_neurons is, and the state is kept while
+    M stays the same, whatever the shape: calls on (T, 2, 3, 2) then (T, 12) equal
+    one run of the spec on the flattened x; a call with another M starts from zero."""
+    key = MODULES[name][0]
+    case = case_for(name, 12, steps=6, batch=12, random_state=False)
+    flat = tensor(case.x).reshape(6, -1)
+    module = build(name, case)
+    first, second = module(flat[:3].reshape(3, 2, 3, 2 * NEURONS)), module(flat[3:])
+    assert first.shape == (3, 2, 3, 2 * NEURONS) and second.shape == (3, 12 * NEURONS)
+    expected = spec.simulate(key, case.x.reshape(6, -1), case.params).outputs["out"]
+    close(torch.cat([first.reshape(3, -1), second]), expected)
+    close(module(flat[:, :NEURONS]), spec.simulate(key, case.x[:, 0], case.params).outputs["out"])
+
+
+def _tether_checkpoint(name, state):
+    """A state dict as tether saves one: the module's parameters under its keys, and
+    the state buffers it keeps persistent (v, and ALIF's a) of shape (M,)."""
+    return dict(build(name).state_dict(), **{var: torch.tensor(value).reshape(-1) for var, value in state.items()})
+
+
+@pytest.mark.parametrize("name", ["LIF-arctan", "ALIF"])
+def test_a_tether_checkpoint_loads_with_its_state(name):
+    key = MODULES[name][0]
+    case = case_for(name, 13, batch=1)
+    checkpoint = _tether_checkpoint(name, case.state)
+    module = build(name).float()
+    module.load_state_dict(checkpoint)  # strict: v (and a) are not unexpected
+    assert all(getattr(module, var).dtype == torch.float32 for var in case.state)
+    out = module.double()(tensor(case.x))
+    params = {param: value.detach().numpy() for param, value in registry_params(module).items()}
+    close(out, spec.simulate(key, case.x, params, case.state).outputs["out"])
+
+
+def test_the_attention_starts_from_zero_when_its_batch_and_tokens_change_places():
+    # Its state is per (batch, token, feature), not per flattened neuron: a call on (T, 3, 2, dim)
+    # after one on (T, 2, 3, dim) must not take over the other items' context.
+    case = case_for("SpikingSelfAttention", 14, batch=3, random_state=False)
+    x = tensor(case.x)
+    assert x.shape[1] != x.shape[2], x.shape
+    module = build("SpikingSelfAttention", case)
+    module(x.transpose(1, 2).contiguous())
+    assert torch.equal(module(x), build("SpikingSelfAttention", case)(x))
+
+
+def test_a_tether_checkpoint_loads_with_assign_onto_a_meta_module_and_a_partial_state_is_refused():
+    case = case_for("ALIF", 15, batch=1)
+    checkpoint = {k: v.double() for k, v in _tether_checkpoint("ALIF", case.state).items()}
+    with torch.device("meta"):
+        module = ALIF(NEURONS)
+    # assign=True takes the checkpoint's tensors as the parameters: the state follows them (before, it
+    # stayed on the meta device, in float32).
+    module.load_state_dict(checkpoint, assign=True)
+    assert {(t.device.type, t.dtype) for t in (module.alpha, module.v, module.a)} == {("cpu", torch.float64)}
+    out = module(tensor(case.x))
+    params = {param: value.detach().numpy() for param, value in registry_params(module).items()}
+    close(out, spec.simulate("tether.ALIF", case.x, params, case.state).outputs["out"])
+    with pytest.raises(RuntimeError, match="the carried state: v given without a; a checkpoint holds all of it"):
+        ALIF(NEURONS).load_state_dict({k: v for k, v in checkpoint.items() if k != "a"})
+
+
+def test_an_alif_state_dict_from_before_alpha_was_its_own_parameter_loads():
+    module = ALIF(NEURONS, alpha=3.0)
+    old = {("surrogate.alpha" if name == "alpha" else name): value for name, value in module.state_dict().items()}
+    restored = ALIF(NEURONS)
+    restored.load_state_dict(old)
+    assert restored.alpha.item() == 3.0
+
+
 @pytest.mark.parametrize("make,x,error,match", [
     (lambda: LIF(3), np.zeros((4, 3)), TypeError, r"x: expected a torch.Tensor"),
     (lambda: LIF(3), torch.zeros(4), ValueError, r"x: expected a time-major tensor of rank >= 2"),
-    (lambda: LIF(3), torch.zeros(4, 2, 5), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
     (lambda: PLIF(3), torch.zeros(4, 5), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
-    (lambda: ALIF(3), torch.zeros(4, 2, 2), ValueError, r"x: expected a last axis of 3 \(n_neurons\)"),
+    (lambda: ALIF(3), torch.zeros(4), ValueError, r"x: expected a time-major tensor of rank >= 2"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 4), ValueError, r"x: .*rank 4"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 3, 5), ValueError, r"x: expected a last axis of 4 \(dim\)"),
     (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
@@ -408,6 +497,7 @@ def test_spike_linear_runs_on_its_own_backend_keyword_or_attribute():
 @pytest.mark.parametrize("make,message", [
     (lambda: Arctan(0.0), "alpha: expected a value > 0, got 0.0"),
     (lambda: SpikeLinear(-0.3), "gradient_factor: expected a value > 0, got -0.3"),
+    (lambda: ALIF(3, alpha=0.0), "alpha: expected a value > 0, got 0.0"),
 ])
 def test_a_surrogate_scale_outside_its_domain_is_refused_by_the_constructor(make, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -4,10 +4,17 @@ The state variables are non-persistent buffers (registry names, e.g. ``v``):
 they follow ``.to()`` / ``.double()`` but stay out of ``state_dict``, so a
 saved module loads into a fresh one whatever batch size either has seen.
 They are ``None`` before the first call, start at zero, and are stored
-detached, so no call's autograd graph outlives it through the state.
+detached, so no call's autograd graph outlives it through the state.  The
+neuron populations keep it, as tether does (it flattens x to (T, M)), while a
+call has as many neurons M as the last, whatever x's shape; the attention keeps
+it while x has the same (batch, tokens, dim).  A tether checkpoint stores the
+state (persistent buffers ``v``, ``a``): ``load_state_dict`` takes those keys
+as the carried state.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -60,14 +67,14 @@ def names(state_names, params=None):
                            state={name: f"the carried state {name}" for name in state_names}, allow_nonfinite=False)
 
 
-def check_input(x, features, what, rank=None):
+def check_input(x, features=None, what=None, rank=None):
     """``x`` must be a time-major tensor (rank ``rank``, or at least 2 when None)
-    whose last axis has ``features`` entries; ``what`` names that number."""
+    whose last axis has ``features`` entries (any when None); ``what`` names that number."""
     arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
     if (x.dim() < 2) if rank is None else (x.dim() != rank):
         expected = "rank >= 2 (T, ..., N)" if rank is None else f"rank {rank}"
         raise ValueError(f"x: expected a time-major tensor of {expected}, got shape {tuple(x.shape)}")
-    if x.shape[-1] != features:
+    if features is not None and x.shape[-1] != features:
         raise ValueError(f"x: expected a last axis of {features} ({what}), got shape {tuple(x.shape)}")
 
 
@@ -75,6 +82,9 @@ class CarriedState(nn.Module):
     """Base of the tether modules: ``state_names`` are the carried registry state variables."""
 
     state_names: tuple = ()
+    # The carried state is kept for a call with as many neurons as the last, reshaped to the call's
+    # x.shape[1:] (tether's neurons flatten x); otherwise only for the same x.shape[1:].
+    state_per_flattened_neuron = False
 
     def __init__(self, backend_name="auto"):
         super().__init__()
@@ -85,12 +95,16 @@ class CarriedState(nn.Module):
             self.register_buffer(name, None, persistent=False)
 
     def carried(self, x):
-        """The state for a call on ``x``; None (all zeros) on the first call or when the
-        carried state's shape is not ``x.shape[1:]`` (another batch size)."""
+        """The state for a call on ``x``, shaped ``x.shape[1:]``; None (all zeros) on the
+        first call or when the carried state does not fit (``state_per_flattened_neuron``)."""
         state = {name: getattr(self, name) for name in self.state_names}
-        if any(value is None or value.shape != x.shape[1:] for value in state.values()):
+        if self.state_per_flattened_neuron:
+            fits = [value is not None and value.numel() == math.prod(x.shape[1:]) for value in state.values()]
+        else:
+            fits = [value is not None and value.shape == x.shape[1:] for value in state.values()]
+        if not all(fits):
             return None
-        return state
+        return {name: value.reshape(x.shape[1:]) for name, value in state.items()}
 
     def carry(self, final_state):
         """Keep a call's final state, detached, for the next call: a copy, which the
@@ -98,6 +112,23 @@ class CarriedState(nn.Module):
         view would share its version with an output the torch path saved for backward."""
         for name in self.state_names:
             setattr(self, name, final_state[name].detach().clone())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        # A tether checkpoint's state buffers would otherwise be unexpected keys; they become the
+        # carried state, all of them or none (a part would be dropped, or mixed with an older rest).
+        given = {name: state_dict.pop(prefix + name) for name in self.state_names if prefix + name in state_dict}
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if given and len(given) < len(self.state_names):
+            absent = [prefix + name for name in self.state_names if name not in given]
+            error_msgs.append(f"the carried state: {', '.join(prefix + name for name in given)} given without "
+                              f"{', '.join(absent)}; a checkpoint holds all of it or none")
+            return
+        # After the parameters are loaded: in their dtype and on their device (assign=True may have moved them).
+        like = next(self.parameters())
+        for name, value in given.items():
+            setattr(self, name, value.detach().to(like.device, like.dtype, copy=True))
 
     def reset_state(self):
         """Zero the carried state (rebinding it: no old tensor is written in place)."""
@@ -108,38 +139,52 @@ class CarriedState(nn.Module):
 
 
 class TetherNeuron(CarriedState):
-    """A tether neuron population: input (T, ..., n_neurons), spikes out.
+    """A tether neuron population: input (T, ...), spikes out.
 
-    Subclasses set ``model`` and ``state_names`` and return their parameters by
-    registry name from ``params()``; ``self.surrogate`` supplies the alpha.
-    With ``store_traces`` the last call's pre-reset membrane is kept in ``v_seq``.
+    Subclasses set ``model`` and ``state_names``, return their parameters by
+    registry name from ``params()`` and their surrogate's key and scale from
+    ``surrogate_for(x)``.  With scalar parameters every element of x is a
+    neuron, as tether flattens x to (T, M); a subclass with per-neuron
+    parameters sets ``neurons_on_last_axis``.  With ``store_traces`` the last
+    call's pre-reset membrane is kept in ``v_seq`` (and ``kept_sequences``'
+    others), detached as tether keeps it: a record to read, not part of the graph.
     """
+
+    neurons_on_last_axis = False
+    state_per_flattened_neuron = True
+    # What store_traces keeps: tether's attribute -> the recorded output.
+    kept_sequences = {"v_seq": "v"}
 
     def __init__(self, n_neurons, store_traces, backend_name):
         super().__init__(backend_name)
         self.n_neurons = check_positive_int("n_neurons", n_neurons)
         self.store_traces = store_traces
-        self.v_seq = None
-
-    @property
-    def alpha(self) -> torch.Tensor:
-        return self.surrogate.alpha
+        self.keep_sequences(None)
 
     @backend.float32_under_autocast
     def forward(self, x):
-        check_input(x, self.n_neurons, "n_neurons")
+        if self.neurons_on_last_axis:
+            check_input(x, self.n_neurons, "n_neurons")
+        else:
+            check_input(x)
         check_like_module(self, x)
-        params = dict(self.params(), alpha=self.surrogate.scale_like(x))
-        trace = backend.simulate(self.model, x, params, self.carried(x), surrogate=self.surrogate.key,
-                                 backend=self.backend, names=names(self.state_names))
+        surrogate, scale = self.surrogate_for(x)
+        trace = backend.simulate(self.model, x, dict(self.params(), alpha=scale), self.carried(x),
+                                 surrogate=surrogate, backend=self.backend, names=names(self.state_names))
         self.carry(trace.final_state)
-        if self.store_traces:
-            self.v_seq = trace.outputs["v"]
+        self.keep_sequences(trace.outputs)
         return trace.outputs["out"]
+
+    def keep_sequences(self, outputs):
+        """The last call's recorded sequences, detached; None without ``store_traces``,
+        and before the first call or after ``reset_state()`` (``outputs`` None)."""
+        for attribute, output in self.kept_sequences.items():
+            kept = self.store_traces and outputs is not None
+            setattr(self, attribute, outputs[output].detach() if kept else None)
 
     def reset_state(self):
         super().reset_state()
-        self.v_seq = None
+        self.keep_sequences(None)
 
     def extra_repr(self):
         return f"n_neurons={self.n_neurons}, store_traces={self.store_traces}, backend={self.backend!r}"

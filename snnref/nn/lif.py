@@ -23,12 +23,14 @@ def _surrogate(surrogate, alpha, model):
 
 
 class LIF(TetherNeuron):
-    """Leaky integrate-and-fire with a detached hard reset to 0; input (T, ..., n_neurons).
+    """Leaky integrate-and-fire with a detached hard reset to 0; input (T, ...).
 
-    ``decay`` and ``threshold`` are trainable scalars; the surrogate's ``alpha``
-    is trainable by default.  Returns the spikes; with ``store_traces`` the
-    pre-reset membrane sequence of the last call is kept in ``v_seq``.
-    ``backend`` (keyword only, an attribute after) is ``snnref.simulate``'s.
+    ``decay`` and ``threshold`` are trainable scalars, so every element of x is
+    a neuron whatever its shape (tether flattens x to (T, M); ``n_neurons`` is
+    its signature's).  The surrogate's ``alpha`` is trainable by default.
+    Returns the spikes; with ``store_traces`` the pre-reset membrane sequence of
+    the last call is kept, detached, in ``v_seq``.  ``backend`` (keyword only,
+    an attribute after) is ``snnref.simulate``'s.
     """
 
     model = "tether.LIF"
@@ -45,8 +47,15 @@ class LIF(TetherNeuron):
     def _initial(self, value):
         return torch.tensor(float(value))
 
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.surrogate.alpha
+
     def params(self):
         return {"decay": self.decay, "threshold": self.threshold}
+
+    def surrogate_for(self, x):
+        return self.surrogate.key, self.surrogate.scale_like(x)
 
 
 class PLIF(LIF):
@@ -54,6 +63,7 @@ class PLIF(LIF):
     broadcast over the batch: input (T, n_neurons) or (T, B, n_neurons)."""
 
     model = "tether.PLIF"
+    neurons_on_last_axis = True
 
     def __init__(self, n_neurons, init_decay=0.9, init_threshold=1.0, alpha=2.0, surrogate=None,
                  store_traces=False, *, backend="auto"):

@@ -77,6 +77,14 @@ class Surrogate(nn.Module):
                 self._buffers[name] = constant.to(device=moved.device)
         return result
 
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, *args, **kwargs)
+        # A fixed scale is a constructor constant that the seeds do not save (rnnbuilder's
+        # spike function is no module): a checkpoint without it keeps the constructed one.
+        key = prefix + registry.surrogate(self.key).scale
+        if not self.trainable and key not in state_dict and key in missing_keys:
+            missing_keys.remove(key)
+
     def extra_repr(self):
         return f"{registry.surrogate(self.key).scale}={self.scale.item():g}, trainable={self.trainable}"
 
