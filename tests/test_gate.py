@@ -59,6 +59,8 @@ def test_each_planted_bug_is_caught_naming_the_quantity_and_step(name):
     # T = 256 left no partial tile of steps.
     ("single_step_final_pre_reset", "random", None),
     ("tail_of_64_step_tiles", "long", None),
+    # Passed before: no case reached alpha |u| = 88, where float32's exp overflows.
+    ("naive_sigmoid", "far", None),
 ])
 def test_a_bug_is_caught_only_by_the_case_made_for_it(name, kind, per_neuron):
     kinds = tuple(k for k in gate.KINDS if k != "golden")
@@ -260,6 +262,81 @@ def test_a_single_step_bug_of_an_hxtorch_kernel_is_caught(takes_state):
     assert not report.passed, report.text()
 
 
+def test_a_flip_on_threshold_after_a_wrong_default_state_is_not_blamed_on_the_threshold_test_alone():
+    # Before: "so the threshold test itself differs (>= against >)", and an author would "fix" a right
+    # comparison.  hxtorch's v starts at leak; this one starts at 0, and the after-reset membrane it records
+    # agrees with the reference's at the flip (both reset), so the default is named as the other cause.
+    def starts_at_zero(model, x, params, state, *, surrogate=None, inject=None):
+        state = {"v": torch.zeros_like(x[0]), **(state or {})}
+        return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    report = gate.run(testing.Implementation(starts_at_zero, "hxtorch.cuba_lif"), examples=1, kinds=("threshold",))
+    text = report.text()
+    assert not report.passed and "spike flip at step 0" in text, text
+    assert "or the membrane does; this call gives no initial v, so the implementation's own defaults are used " \
+           "(SPEC.md section 8: v starts at leak)" in text, text
+
+
+def test_a_flip_on_threshold_where_the_recorded_membrane_already_differs_names_the_membrane():
+    def shifted(model, x, params, state, *, surrogate=None, inject=None):
+        return torch_simulate(model, x - 2.0**-10, params, state, surrogate=surrogate, inject=inject)
+
+    report = gate.run(testing.Implementation(shifted, "tether.LIF"), examples=1, kinds=("threshold",))
+    text = report.text()
+    assert "where the reference's u is 0 exactly: the implementation's out:v differs from the reference's by " \
+           "then, so its membrane differs" in text, text
+    assert ">= against >" not in text, text
+
+
+def test_a_crash_shows_where_the_implementation_raised():
+    # Before: "crashed: RuntimeError: ..." alone, in the text, the JSON and a replay of the saved case.
+    def raises_on_long_runs(model, x, params, state, *, surrogate=None, inject=None):
+        if x.shape[0] > 100:
+            raise RuntimeError("too long for the fused kernel")
+        return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    report = gate.run(testing.Implementation(raises_on_long_runs, "tether.LIF", dtypes=("float32",)), examples=1,
+                      kinds=("long",))
+    text = report.text()
+    assert "crashed: RuntimeError: too long for the fused kernel" in text, text
+    where = text.split("where it raised (most recent call last):\n", 1)[1]
+    assert re.match(r'\s+File ".*test_gate.py", line \d+, in raises_on_long_runs\n\s+raise RuntimeError', where), text
+    assert "snnref/testing" not in where and "torch/autograd" not in where, text
+    assert report.as_dict()["runs"][0]["traceback"] == report.runs[0].traceback != []
+
+
+def test_a_crash_inside_an_adapter_of_snnref_s_shows_the_adapter():
+    # The conformance adapters live in snnref/testing/adapters and are the implementation there: before,
+    # every frame under snnref/testing was dropped, and such a crash showed no location at all.
+    adapter = str(Path(testing.__file__).parent / "adapters" / "_planted.py")
+    namespace = {}
+    exec(compile("def library_step(x):\n    raise RuntimeError('adapter bug')\n", adapter, "exec"), namespace)
+
+    def adapted(model, x, params, state, *, surrogate=None, inject=None):
+        return namespace["library_step"](x)
+
+    report = gate.run(testing.Implementation(adapted, "tether.LIF", dtypes=("float32",)), examples=1,
+                      kinds=("random",))
+    assert f'File "{adapter}", line 2, in library_step' in report.text(), report.text()
+
+
+def test_a_crash_on_a_surrogate_the_implementation_lacks_says_how_to_declare_it():
+    def arctan_only(model, x, params, state, *, surrogate=None, inject=None):
+        if surrogate != "arctan":
+            raise ValueError(f"mylib: no {surrogate} surrogate")
+        return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    text = "\n".join(gate.run(testing.Implementation(arctan_only, "tether.LIF"), examples=3,
+                              kinds=("random",)).failure_lines())
+    assert "crashed: ValueError: mylib: no sigmoid surrogate (it names the surrogate 'sigmoid': if the " \
+           "implementation does not have it, declare surrogates= with those it has)" in text, text
+    assert "mylib: no fast_sigmoid surrogate (it names the surrogate 'fast_sigmoid'" in text, text
+    # A whole word: "sigmoid" in "fast_sigmoid" names the fast sigmoid only.
+    assert "no fast_sigmoid surrogate (it names the surrogate 'sigmoid'" not in text, text
+    assert gate.run(testing.Implementation(arctan_only, "tether.LIF", surrogates=("arctan",)), examples=2,
+                    kinds=("random",)).passed
+
+
 def test_non_binary_spikes_fail_whatever_teacher_forcing_says():
     with pytest.raises(testing.ConformanceError, match=r"spike values are not exactly 0 or 1; first at step \d+"):
         testing.assert_conforms(outside_lif.soft_spikes, "tether.LIF", kinds=("random",), examples=2)
@@ -283,6 +360,10 @@ def test_spikes_one_rounding_away_from_0_or_1_fail_too(offset):
     ("detached", "every tensor is detached from the inputs"),
     ("numpy_outputs", r"result.outputs\['out'\]: expected a torch tensor .* got ndarray"),
     ("batch_first", r"result.outputs\['out'\]: shape \(\d+, \d+, \d+\) looks batch-first"),
+    # Before, these passed: the misnamed quantity was only listed as not checked ("not returned").
+    ("final_named_mem", r"result.final_state has 'mem', which tether.LIF does not define; its names: v "),
+    ("out_named_spikes", r"result.outputs has 'spikes', which tether.LIF does not define; its names: out, v "),
+    ("membrane_only", r"result.outputs has no 'out', tether.LIF's main output"),
 ])
 def test_broken_results_are_named(name, message):
     with pytest.raises(testing.ConformanceError, match=message):
@@ -308,6 +389,16 @@ def test_not_checked_says_not_returned_only_of_what_was_not_returned():
         "grad:x (the spec's float64 or float32 run is not finite: no budget)", "out:i (not returned)"]
 
 
+def test_the_steps_column_says_what_it_means():
+    # Before, "-" and "final" in the steps column had no legend in the text report.
+    failed = {"fraction": 5.0, "failed": True, "first_step": None, "last_step": None, "failing_elements": 1,
+              "worst_index": ()}
+    runs = [gate.Run("random 0 float32", "random", 0, "float32", False, details={"grad:decay": failed},
+                     failures=["grad:decay: max error"], worst=5.0)]
+    text = gate.GateReport("tether.LIF", "mine", "contract", runs=runs).text()
+    assert "  steps: - a sum over every step, not located in time" in text, text
+
+
 def test_a_crash_s_failure_line_names_the_run_once():
     report = gate.run(testing.Implementation(outside_lif.numpy_outputs, "tether.LIF", dtypes=("float32",)),
                       examples=1, kinds=("random",))
@@ -331,7 +422,10 @@ def test_a_nan_spike_is_a_spike_not_0_or_1_in_both_dtypes():
 def test_a_nan_output_is_compared_not_read_as_a_reused_buffer():
     report = gate.run(testing.Implementation(outside_lif.nan_membrane, "tether.LIF"), examples=2,
                       kinds=("random",))
-    assert not report.passed and "out:v: max error inf" in report.text(), report.text()
+    # Before: "out:v: max error inf over the budget", which reads as an overflow.
+    assert not report.passed and re.search(r"out:v: nan in the implementation's values \(2 of \d+\); first at step "
+                                           r"11, index \(0, 0\) \(the reference there: -?\d", report.text()), \
+        report.text()
     assert "changed when the implementation was called again" not in report.text()
 
 
@@ -459,6 +553,14 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
     (dict(pin={"alpha": "1"}), r"pin\['alpha'\]: expected a number, got '1'"),
     (dict(pin={"alpha": True}), r"pin\['alpha'\]: expected a number, got True"),
     (dict(per_neuron="decay"), r"per_neuron: expected a sequence of names"),
+    # These four raised "TypeError: 'int' object is not iterable" (a traceback from verify --impl, an
+    # INTERNALERROR from the pytest plugin).
+    (dict(per_neuron=5), r"per_neuron: expected a sequence of names, got 5"),
+    (dict(fixed=None), r"fixed: expected a sequence of names, got None"),
+    (dict(fixed=5), r"fixed: expected a sequence of names, got 5"),
+    (dict(surrogates=5), r"surrogates: expected a sequence, got 5"),
+    # A positive parameter's boundary is outside its domain.
+    (dict(pin={"alpha": 0.0}), r"pin\['alpha'\]: 0.0 is outside the parameter's domain \(positive\)"),
     (dict(surrogates=("superspike",)), r"surrogates: tether.LIF does not accept 'superspike'"),
     (dict(dtypes=("float128",)), r"dtypes: expected some of"),
     (dict(takes_state="yes"), r"takes_state: expected True or False"),
@@ -487,6 +589,18 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
 def test_a_contract_that_cannot_be_right_names_the_field(fields, message):
     with pytest.raises(testing.ContractError, match=message):
         testing.Implementation(outside_lif.correct, "tether.LIF", **fields)
+
+
+def test_a_custom_surrogate_whose_F_is_nan_somewhere_is_not_proven():
+    # Found by mutation testing: a NaN difference read as within the bound passed every other test.
+    def nan_F(u, a):
+        return np.where(np.abs(u) > 20, np.nan, arctan_F(u, a))
+
+    with pytest.raises(testing.ContractError, match=r"surrogates\['nan_F'\]: f is not dF/du \(finite differences "
+                                                    r"differ by nan"):
+        # Without dF (the scale fixed), f against F is the only proof: NaN must not pass it.
+        testing.Implementation(outside_lif.correct, "tether.LIF", fixed=("alpha",),
+                               surrogates=(testing.Surrogate("nan_F", arctan_f, nan_F, None),))
 
 
 def test_a_contract_with_nothing_to_check_is_refused():
@@ -876,6 +990,17 @@ def _alpha_untouched(model, x, params, state, *, surrogate=None, inject=None):
     """qualia's IFSRL as the seed trains it: no gradient for the surrogate's scale."""
     return torch_simulate(model, x, dict(params, alpha=params["alpha"].detach()), state, surrogate=surrogate,
                           inject=inject)
+
+
+def test_a_zero_gradient_of_a_trained_parameter_asks_whether_it_is_detached():
+    def decay_detached(model, x, params, state, *, surrogate=None, inject=None):
+        return torch_simulate(model, x, dict(params, decay=params["decay"].detach()), state, surrogate=surrogate,
+                              inject=inject)
+
+    report = gate.run(testing.Implementation(decay_detached, "tether.LIF"), kinds=("random",), **QUICK)
+    assert not report.passed
+    assert ("grad:decay: all zeros where the reference's is not: is decay detached in the implementation "
+            "(.detach(), .item(), or copied into a constant)?") in report.text(), report.text()
 
 
 def test_a_zero_gradient_of_a_parameter_the_seed_does_not_train_says_how_to_declare_it():

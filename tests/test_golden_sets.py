@@ -13,6 +13,7 @@ import pytest
 
 import snnref
 from snnref import cli
+from snnref.testing import Implementation, gate
 from snnref.testing import _golden as golden, golden_cases
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "tools" / "golden_cases.example.toml"
@@ -178,6 +179,12 @@ def test_an_implementation_of_a_model_the_store_lacks_is_refused(made, capsys):
     assert code == 2 and "holds no golden file of tether.LIF" in out.err
     code, out = check(["--dir", str(made[1]), "--impl", "test_golden_sets:torch_simulate"], capsys)
     assert code == 2 and "name the model it implements with --model KEY" in out.err
+
+
+def test_the_gate_on_a_store_without_the_model_says_so(made):
+    # Before: the pytest plugin skipped its golden item with "not checked:" and nothing after it.
+    report = gate.run(Implementation(torch_simulate, "tether.LIF"), kinds=("golden",), golden_dir=made[1])
+    assert not report.runs and f"golden: the store {made[1]} holds no golden file of tether.LIF" in report.unchecked
 
 
 def diff(first, second, capsys):

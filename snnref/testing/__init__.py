@@ -14,8 +14,9 @@
   the gate (``snnref.testing.gate``): seeded random cases, a case exactly on
   threshold, a wide, a long and a strided case (non-contiguous inputs), one
   called as a training step calls a neuron (no initial state, a loss of
-  out.sum() alone), and the installed golden traces; outputs, final states and
-  gradients, in float32 and float64.
+  out.sum() alone), one far from threshold (a surrogate's tails), and the
+  installed golden traces; outputs, final states and gradients, in float32
+  and float64.
 
 The adapter contract.  ``fn`` has ``snnref.simulate``'s signature::
 
@@ -26,7 +27,9 @@ with ``x`` time-major (T, ..., N), parameters, states and outputs named as in
 ``snnref.registry`` (SPEC.md section 8), and ``result.outputs`` (``"out"`` and
 each recorded state sequence) and ``result.final_state`` dicts of tensors,
 differentiable with respect to ``x``, the trainable parameters and the
-initial states; spiking outputs hold exactly 0 or 1.  ``surrogate`` is a
+initial states; spiking outputs hold exactly 0 or 1.  ``"out"`` is required,
+the others may be left out (listed as not checked); a name the model does not
+define fails the run.  ``surrogate`` is a
 registry key, or for a declared custom surrogate the ``Surrogate`` object
 itself (its ``key`` names it).  ``state`` None gives no initial state: the
 model's own defaults (SPEC.md section 8), as ``snnref.simulate`` without one.
@@ -77,8 +80,6 @@ def _import_path(fn):
     import from the working directory or an installed package (a test module that
     pytest imported from its own folder)."""
     import sys
-    import sysconfig
-    from pathlib import Path
 
     module = sys.modules.get(getattr(fn, "__module__", None) or "")
     if module is None or module.__name__ == "__main__":
@@ -86,12 +87,20 @@ def _import_path(fn):
     name = next((key for key, value in vars(module).items() if value is fn), None)
     if not name:
         return None, None
+    return f"{module.__name__}:{name}", _pythonpath_for(module)
+
+
+def _pythonpath_for(module):
+    """The folder ``module`` imports from (the one above its top-level package), where
+    neither the working directory nor an installed package is that folder; else None."""
+    import sysconfig
+    from pathlib import Path
+
     source = getattr(module, "__file__", None)
-    # The folder above the module's top-level package.
     root = Path(source).resolve().parents[module.__name__.count(".")] if source else None
     installed = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
     needed = root is not None and root != Path.cwd().resolve() and root not in installed
-    return f"{module.__name__}:{name}", str(root) if needed else None
+    return str(root) if needed else None
 
 
 def _plain(values):
@@ -145,7 +154,7 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
     ``fn``: an ``Implementation`` (the declared contract) or a plain function
     with the adapter contract (its attributes read by ``Implementation.of``).
     Runs ``examples`` seeded random cases, the exact-threshold, wide, long,
-    strided and out_sum cases and, with ``golden``, every golden trace the contract can express
+    strided, out_sum and far cases and, with ``golden``, every golden trace the contract can express
     (from ``golden_dir``, default the installed store), in every declared dtype
     (``dtype``: only that one).  Raises ``ConformanceError`` with the report
     (per quantity: worst fraction of the budget, failing runs, first and last

@@ -10,6 +10,7 @@ every initial state.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -124,7 +125,12 @@ class GradientReport:
 
     @property
     def worst(self):
-        return max(self.errors.values()) if self.errors else 0.0
+        return worst_of(0.0, *self.errors.values())
+
+
+def worst_of(*errors):
+    """The largest error, NaN where any is NaN (``max`` keeps whichever comes first)."""
+    return math.nan if any(math.isnan(error) for error in errors) else max(errors)
 
 
 def _groups(row):

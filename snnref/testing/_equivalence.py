@@ -285,6 +285,18 @@ def _where(key, error, allowed):
     return f"first at index {first}"
 
 
+def _nonfinite(key, value, reference, allowed):
+    """A failure line naming a NaN or inf of the implementation's (whose error would read
+    "inf", as if a value had overflowed), or None where all its values are finite."""
+    bad = ~np.isfinite(value)
+    if not bad.any():
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (f"{key}: {value[first]} in the implementation's values ({int(bad.sum())} of {bad.size}); "
+            f"{_where(key, np.where(bad, np.inf, 0.0), allowed)} "
+            f"(the reference there: {float(reference[first]):.6g})")
+
+
 def _locate(key, error, allowed):
     """First and last failing time step and the worst element of one quantity."""
     error = np.nan_to_num(error, nan=np.inf)
@@ -298,6 +310,42 @@ def _locate(key, error, allowed):
         "failing_elements": int(len(bad)),
         "worst_index": worst,
     }
+
+
+def _defaults_used(row, case, fill_state, implementation):
+    """The state variables the implementation starts from its own defaults on this call
+    (not given: a state at a parameter such as hxtorch's v = leak is never filled in)."""
+    if not getattr(implementation, "takes_state", True):
+        return list(row.state)
+    return [var for var in row.state if var.name not in case.state and (not fill_state or isinstance(var.initial, str))]
+
+
+def _flip_message(where, forced, decided, observed, on_threshold, distance64, margin, report, row, defaults):
+    """Why the spike at ``where`` is wrong: against an observed spike, on threshold, or outside the margin."""
+    place = f"step {where[0]}, index {where[1:]}"
+    if observed is not None:
+        return (f"spike at {place}: {forced[where]:g} where the observed spike is {float(decided[where]):g} "
+                "(an observed spike is the output, SPEC.md section 5)")
+    if not on_threshold[where]:
+        return (f"spike flip at {place}: |u| = {abs(distance64[where]):.3e} in float64 is outside the margin "
+                f"{margin:.3e}")
+    # The reference's membrane sits exactly on threshold: a different threshold test flips the
+    # spike, and so does any difference in the implementation's own membrane up to that step
+    # (a default initial state of its own, which a recorded after-reset membrane can hide).
+    differing = [key for key in (f"out:{var}" for var in row.state_names)
+                 if report.details.get(key, {}).get("failed") and report.details[key]["first_step"] is not None
+                 and report.details[key]["first_step"] <= where[0]]
+    started = "; ".join(f"{var.name} starts at {var.initial}" for var in defaults)
+    own = f"; this call gives no initial {', '.join(var.name for var in defaults)}, so the implementation's " \
+        f"own defaults are used (SPEC.md section 8: {started})" if defaults else ""
+    if differing:
+        return (f"spike flip at {place}, where the reference's u is 0 exactly: the implementation's "
+                f"{', '.join(differing)} differs from the reference's by then, so its membrane differs{own}")
+    if defaults:
+        return (f"spike flip at {place}: the reference's u is 0 exactly in float64 and float32, so either the "
+                f"threshold test differs (>= against >) or the membrane does{own}")
+    return (f"spike flip at {place}: u = 0 exactly in float64 and float32, so the threshold test itself "
+            "differs (>= against >)")
 
 
 def _binary(row, out, case, dtype):
@@ -429,22 +477,9 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
                 "failed": True,
                 "first_step": outside[0][0], "last_step": max(w[0] for w in outside),
                 "failing_elements": len(outside), "worst_index": outside[0], "check": "spike flips"}
-        for where in outside:
-            if observed is not None:
-                report.failures.append(
-                    f"spike at step {where[0]}, index {where[1:]}: {forced[where]:g} where the observed spike is "
-                    f"{float(decided[where]):g} (an observed spike is the output, SPEC.md section 5)"
-                )
-            elif on_threshold[where]:
-                report.failures.append(
-                    f"spike flip at step {where[0]}, index {where[1:]}: u = 0 exactly in float64 and float32, "
-                    "so the threshold test itself differs (>= against >)"
-                )
-            else:
-                report.failures.append(
-                    f"spike flip at step {where[0]}, index {where[1:]}: |u| = {abs(distance64[where]):.3e} "
-                    f"in float64 is outside the margin {margin:.3e}"
-                )
+        # Written after the other quantities are compared (a flip on threshold is explained by
+        # the membranes), in the failures' place before them.
+        flips_at = len(report.failures)
     rule_dtype = np.float64 if dtype == torch.float64 else dtype
     for key, reference in ref64.items():
         if key not in impl:
@@ -466,8 +501,14 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
                                "long_sum": long_sums.get(key), **_locate(key, error, allowed)}
         if not worst <= allowed:
             report.traces[key] = {"impl": value, "reference": reference, "budget": allowed}
-            report.failures.append(f"{key}: max error {worst:.3e} over the budget {allowed:.3e}; "
+            report.failures.append(_nonfinite(key, value, reference, allowed) or
+                                   f"{key}: max error {worst:.3e} over the budget {allowed:.3e}; "
                                    f"{_where(key, error, allowed)}")
+    if forced is not None:
+        report.failures[flips_at:flips_at] = [
+            _flip_message(where, forced, decided, observed, on_threshold, distance64, margin, report, row,
+                          _defaults_used(row, case, fill_state, implementation))
+            for where in outside]
     if report.failures and row.out.spiking and "out:out" in impl and impl["out:out"].shape == ref64["out:out"].shape:
         report.traces["spikes"] = spike_traces if forced is not None else {
             "impl": _spikes(row, impl["out:out"]), "reference": _spikes(row, ref64["out:out"])}

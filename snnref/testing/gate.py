@@ -26,6 +26,12 @@ returns a ``GateReport``.  Every run includes, with or without goldens:
 - ``out_sum``: called as a training step calls a neuron: no initial state
   (``state=None``, so the implementation's own defaults, SPEC.md section 8,
   are compared through its outputs) and a loss of ``out.sum()`` alone;
+- ``far``: one case per declared surrogate with x scaled up (by the largest
+  of ``FAR_SCALES`` at which the spec's float64 and float32 runs stay
+  finite), so that membranes lie hundreds to thousands of surrogate widths
+  from threshold: where a surrogate's tail or an exponential computed
+  naively overflows (sigmoid's exp(-alpha u): float32 past alpha |u| = 88,
+  float64 past 709) and a correct one gives tiny, finite gradients;
 - ``golden``: every golden trace of the model the contract can express; the
   others are listed with the reason.
 
@@ -74,7 +80,9 @@ import io
 import json
 import math
 import numbers
+import re
 import shlex
+import traceback
 import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
@@ -88,7 +96,16 @@ from .._files import numpy_format
 from . import _checks as checks
 from .contract import Implementation
 
-KINDS = ("random", "threshold", "wide", "long", "strided", "out_sum", "golden")
+KINDS = ("random", "threshold", "wide", "long", "strided", "out_sum", "far", "golden")
+# What the report's steps column says.
+STEPS_LEGEND = {
+    "first-last": "first-last failing time step",
+    "-": "- a sum over every step, not located in time (the first failing run's sums are located, by (2))",
+    "final": "final only through the final state's cotangent",
+}
+# The far case's scales of x, largest first: the first at which the spec's float64 and float32
+# runs are finite (rnnbuilder.Cooldown integrates exp(x), which overflows at the largest).
+FAR_SCALES = (1000.0, 300.0, 100.0, 30.0, 10.0)
 # Past 256 steps (an 8-bit counter) and a multiple of no power of two above 1 (a tile's tail).
 LONG_STEPS = 333
 # (batch, N) of the wide case: 3 x 379 = 1137 lanes (attention: 35 x 2 tokens x 17 = 1190,
@@ -368,6 +385,30 @@ def _sized_case(impl, kind, seed, per_neuron=False):
     return Planned(case, kind, case_seed, fill_state=kind != "out_sum")
 
 
+def _far_cases(impl, seed, unchecked):
+    """The "far" cases (module docstring): one per declared surrogate, every initial state at its
+    default, x times the largest of FAR_SCALES the spec runs finitely."""
+    from . import _equivalence as equivalence
+
+    row = registry.model(impl.model)
+    for surrogate in impl.surrogates or (None,):
+        case_seed = _seed(row.key, seed, "far", _surrogate_key(surrogate))
+        drawn = _draw(impl, np.random.default_rng(case_seed), steps=12, batch=2, neurons=5, surrogate=surrogate,
+                      per_neuron=False, random_state=False, inject=False)
+        for scale in FAR_SCALES:
+            case = replace(drawn, x=drawn.x * scale)
+            try:
+                runs = [equivalence.run_spec(case, dtype)[0] for dtype in (np.float64, np.float32)]
+            except ValueError:  # the spec refuses an input whose exp overflows (rnnbuilder.Cooldown)
+                continue
+            if all(np.all(np.isfinite(values)) for run in runs for values in run.values()):
+                yield Planned(case, "far", case_seed)
+                break
+        else:
+            unchecked.append(f"far ({_surrogate_key(surrogate)}): the spec overflows at every scale of x in "
+                             f"{FAR_SCALES}")
+
+
 def _golden_cases(impl, golden_dir, unchecked, broken):
     """Every golden trace of the model the contract can express; the others go to
     ``unchecked`` with the reason, unreadable ones to ``broken`` (each file alone)."""
@@ -377,6 +418,8 @@ def _golden_cases(impl, golden_dir, unchecked, broken):
     directory = store.store_dir(golden_dir)
     manifest = store.read_manifest(directory)
     declared = {_surrogate_key(s): s for s in impl.surrogates}
+    if not any(entry["model"] == row.key for entry in manifest["files"].values()):
+        unchecked.append(f"golden: the store {directory} holds no golden file of {row.key}")
     for name, entry in manifest["files"].items():
         if entry["model"] != row.key:
             continue
@@ -440,6 +483,8 @@ def plan(impl: Implementation, *, examples=8, seed=0, kinds=KINDS, golden_dir=No
         if kind in kinds:
             planned += [_sized_case(impl, kind, seed, per_neuron) for per_neuron in (both if kind == "wide"
                                                                                      else (False,))]
+    if "far" in kinds:
+        planned += list(_far_cases(impl, seed, unchecked))
     if "golden" in kinds:
         planned += list(_golden_cases(impl, golden_dir, unchecked, broken))
     unchecked += _contract_limits(impl, row)
@@ -514,6 +559,13 @@ class _Adapted:
                 got = type(values).__name__ if hasattr(result, part) else f"a {type(result).__name__} without .{part}"
                 raise ImplementationError(f"result.{part}: expected a dict of tensors, got {got}"
                                           " (the contract returns an object with .outputs and .final_state)")
+            # A misspelt name would leave its quantity unchecked, and the run would pass.
+            known = registry.model(model).state_names if part == "final_state" else \
+                ("out", *registry.model(model).state_names)
+            unknown = [key for key in values if key not in known]
+            if unknown:
+                raise ImplementationError(f"result.{part} has {', '.join(map(repr, unknown))}, which {model} does not "
+                                          f"define; its names: {', '.join(known)} (SPEC.md section 8)")
             for key, value in values.items():
                 label = f"result.{part}[{key!r}]"
                 if not isinstance(value, torch.Tensor):
@@ -526,6 +578,8 @@ class _Adapted:
                         and value.shape[0] == x.shape[1] and value.shape[1] == x.shape[0]:
                     raise ImplementationError(f"{label}: shape {tuple(value.shape)} looks batch-first; expected "
                                               f"time-major {tuple(x.shape)}")
+        if "out" not in result.outputs:
+            raise ImplementationError(f"result.outputs has no 'out', {model}'s main output (SPEC.md section 8)")
         returned = list(result.outputs.values()) + list(result.final_state.values())
         if x.requires_grad and returned and not any(v.requires_grad for v in returned):
             raise ImplementationError("result: every tensor is detached from the inputs (none requires grad), "
@@ -552,6 +606,8 @@ class Run:
     # Failing quantities only: the implementation's and the reference's arrays and the
     # budget (``snnref.testing._equivalence.Report.traces``), drawn by ``snnref.testing.report``.
     traces: Dict[str, dict] = field(default_factory=dict)
+    # A crash: where in the implementation it raised (traceback lines, most recent call last).
+    traceback: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -618,11 +674,14 @@ class GateReport:
         bad = {k: v for k, v in table.items() if v["failing"]}
         if bad:
             lines.append(f"  {'quantity':<22} {'worst/budget':>12} {'failing runs':>13}  {'steps':<11} worst at")
+            legend = set()
             for key, row in bad.items():
                 steps = ("final" if row.get("through_final_state") else "-") if row["first_step"] is None \
                     else f"{row['first_step']}-{row['last_step']}"
+                legend.add(steps if steps in STEPS_LEGEND else "first-last")
                 lines.append(f"  {key:<22} {row['worst']:>12.3g} {row['failing']:>6}/{row['runs']:<6}  "
                              f"{steps:<11} {tuple(row['worst_index'])} in {row['worst_run']}")
+            lines.append("  steps: " + "; ".join(STEPS_LEGEND[k] for k in STEPS_LEGEND if k in legend))
         good = [f"{k} {v['worst']:.2f}" for k, v in table.items() if not v["failing"]]
         if good:
             lines.append("  within budget (worst fraction): " + ", ".join(good))
@@ -632,6 +691,9 @@ class GateReport:
             lines += [f"    {failure}" for failure in first.failures[:4]]
             if len(first.failures) > 4:
                 lines.append(f"    ... {len(first.failures) - 4} more in this run (snnref verify --json has all)")
+            if first.traceback:
+                lines.append("    where it raised (most recent call last):")
+                lines += [f"    {line}" for line in first.traceback]
         lines += [f"  broken: {b}" for b in self.broken]
         if self.replay:
             lines.append(f"  replay: {self.replay}")
@@ -663,7 +725,7 @@ class GateReport:
             "broken": self.broken, "saved": self.saved, "replay": self.replay,
             "runs": [{"label": r.label, "kind": r.kind, "seed": r.seed, "dtype": r.dtype, "passed": r.passed,
                       "worst": r.worst, "failures": r.failures, "unchecked": r.unchecked,
-                      "details": r.details} for r in self.runs],
+                      "details": r.details, "traceback": r.traceback} for r in self.runs],
         }
 
 
@@ -713,7 +775,26 @@ def run_planned(impl: Implementation, planned, unchecked=(), broken=(), again=Tr
 
 
 class _Refused(Exception):
-    """The implementation raised its own exception on a case: "Type: message"."""
+    """The implementation raised its own exception on a case: "Type: message", and
+    ``frames``, the traceback's lines from the implementation's call on."""
+
+    def __init__(self, error):
+        super().__init__(f"{type(error).__name__}: {error}")
+        # The leading frames are the gate's own and autograd's (the call, or the backward it asked
+        # for), not the author's; the rest are, the adapters in snnref/testing/adapters too.
+        frames = traceback.extract_tb(error.__traceback__)
+        while frames and _callers_frame(frames[0].filename):
+            frames.pop(0)
+        self.frames = [line for text in traceback.format_list(frames) for line in text.rstrip("\n").split("\n")]
+
+
+def _callers_frame(filename) -> bool:
+    """Whether a traceback frame is the gate calling the implementation: its modules, or autograd's."""
+    import torch.autograd
+
+    here = Path(__file__).parent
+    return Path(filename) in (here / "gate.py", here / "_equivalence.py") or \
+        Path(filename).is_relative_to(Path(torch.autograd.__file__).parent)
 
 
 def _run_or_crash(impl, adapted, item, dtype):
@@ -722,8 +803,13 @@ def _run_or_crash(impl, adapted, item, dtype):
     except _Refused as error:
         given = sorted(item.case.state) or "None"
         called = "" if item.fill_state else f" (called with the initial states {given} only)"
-        return Run(item.label(dtype), item.kind, item.seed, dtype, False, failures=[f"crashed{called}: {error}"],
-                   worst=math.inf, planned=item)
+        # An implementation refusing a surrogate it does not have: the contract can leave it out (a
+        # whole word: "sigmoid" is not named by "fast_sigmoid").
+        key = _surrogate_key(item.case.surrogate)
+        hint = f" (it names the surrogate {key!r}: if the implementation does not have it, declare " \
+            "surrogates= with those it has)" if key and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", str(error)) else ""
+        return Run(item.label(dtype), item.kind, item.seed, dtype, False,
+                   failures=[f"crashed{called}: {error}{hint}"], worst=math.inf, planned=item, traceback=error.frames)
 
 
 def _run_one(impl, adapted, item, dtype):
@@ -743,23 +829,31 @@ def _run_one(impl, adapted, item, dtype):
             str(error)
         return Run(label, item.kind, item.seed, dtype, False, failures=[failure], worst=math.inf, planned=item)
     except Exception as error:  # the implementation's own exception
-        raise _Refused(f"{type(error).__name__}: {error}") from error
+        raise _Refused(error) from error
     # Quantities left out on purpose are listed once, by the contract, not as "not returned".
     declared = {f"grad:{name}" for name in impl.not_differentiated()}
     missing = [q for q in outcome.unchecked
                if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
     return Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details,
-               _untrained_hints(registry.model(impl.model), outcome) + outcome.failures, missing, _worst(outcome),
+               _zero_gradient_hints(registry.model(impl.model), outcome) + outcome.failures, missing, _worst(outcome),
                item, outcome.traces)
 
 
-def _untrained_hints(row, outcome):
-    """A failing gradient that is all zeros, of a parameter the seed does not train (qualia's
-    alpha): most likely the implementation does not differentiate it, which the contract says."""
-    return [f"grad:{p.name}: all zeros, and {row.key} does not train {p.name}: if the implementation does not "
-            f"differentiate it, declare fixed=({p.name!r},)"
-            for p in row.params if p.differentiable and not p.trainable and f"grad:{p.name}" in outcome.traces
-            and not np.any(outcome.traces[f"grad:{p.name}"]["impl"])]
+def _zero_gradient_hints(row, outcome):
+    """A failing parameter gradient that is all zeros: most likely the implementation does not
+    differentiate the parameter; for one the seed does not train (qualia's alpha) the contract says so."""
+    hints = []
+    for p in row.params:
+        key = f"grad:{p.name}"
+        if not p.differentiable or key not in outcome.traces or np.any(outcome.traces[key]["impl"]):
+            continue
+        if p.trainable:
+            hints.append(f"{key}: all zeros where the reference's is not: is {p.name} detached in the "
+                         "implementation (.detach(), .item(), or copied into a constant)?")
+        else:
+            hints.append(f"{key}: all zeros, and {row.key} does not train {p.name}: if the implementation does "
+                         f"not differentiate it, declare fixed=({p.name!r},)")
+    return hints
 
 
 def _worst(outcome):
