@@ -50,7 +50,7 @@ def _verify(args) -> int:
     if args.json is not None:
         check_output_file("--json", args.json)
     if args.save_failures:
-        _check_output_dir("--save-failures", args.save_failures)
+        check_output_dir("--save-failures", args.save_failures)
     if args.report is not None:
         from .testing import report as html_report
 
@@ -231,7 +231,8 @@ def _write_json(path, results, elapsed):
     write_json(path, document)
 
 
-def _check_output_dir(option, path):
+def check_output_dir(option, path):
+    """``path`` is a directory that exists and can be written, or can be made in one that can."""
     from pathlib import Path
 
     target = Path(path)

@@ -4,12 +4,16 @@ subprocess in an empty directory: the installed entry point loads the plugin,
 or (an editable install made before the entry point existed) -p loads it by
 module name, as the entry point would."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from snnref import cli
+from snnref.testing import _golden, gate
 
 FIXTURES = str(Path(__file__).parent)
 # Loading it twice (entry point and -p) is an error in pytest: only one of them.  Whether the
@@ -34,12 +38,13 @@ def test_one_item_per_model_and_check_and_a_correct_implementation_passes(tmp_pa
     result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
                         "-k", "not golden", "-rA")
     assert result.returncode == 0, result.stdout + result.stderr
-    for kind in ("random", "threshold", "wide", "long", "strided", "out_sum"):
+    for kind in ("random", "threshold", "wide", "long", "strided", "out_sum", "far"):
         assert f"PASSED ::snnref[tether.LIF-{kind}]" in result.stdout, result.stdout
-    assert "6 passed, 1 deselected" in result.stdout
+    assert "7 passed, 1 deselected" in result.stdout
     # A pass shows its report under -rA, what it checked and (where any) what it did not; before,
     # only --snnref-report did.
-    assert "snnref gate: tether.LIF, implementation _variant.<locals>.implementation: PASS" in result.stdout
+    # Named by the target: before, by the function's own name, which every variant a factory makes shares.
+    assert "snnref gate: tether.LIF, implementation fixtures.outside_lif:correct: PASS" in result.stdout
     assert "within budget (worst fraction): " in result.stdout, result.stdout
 
 
@@ -47,7 +52,7 @@ def test_the_gate_items_count_as_collected_under_k(tmp_path):
     # Before: "collected 0 items / 6 deselected / -6 selected" (-v undoes run_pytest's -q).
     result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
                         "-k", "random", "--collect-only", "-v")
-    assert "collected 7 items / 6 deselected / 1 selected" in result.stdout, result.stdout + result.stderr
+    assert "collected 8 items / 7 deselected / 1 selected" in result.stdout, result.stdout + result.stderr
 
 
 def test_a_planted_bug_fails_its_item_with_the_report(tmp_path):
@@ -66,8 +71,8 @@ def test_last_failed_reruns_only_the_failing_item_and_a_model_named_twice_is_one
     assert "1 failed, 1 passed" in first.stdout, first.stdout + first.stderr
     again = run_pytest(tmp_path, *options, "--lf", cache=True)
     assert "FAILED ::snnref[tether.LIF-threshold]" in again.stdout, again.stdout + again.stderr
-    # -k deselects five items, --lf the one that passed.
-    assert "1 failed, 6 deselected" in again.stdout, again.stdout
+    # -k deselects six items, --lf the one that passed.
+    assert "1 failed, 7 deselected" in again.stdout, again.stdout
 
 
 def test_the_fixture_runs_the_gate_in_a_test_of_ones_own(tmp_path):
@@ -104,10 +109,71 @@ def test_an_item_whose_cases_the_contract_rules_out_is_skipped_with_the_reason(t
         "from fixtures import outside_lif\n"
         "from snnref.testing import Implementation\n"
         "pinned = Implementation(outside_lif.correct, 'tether.LIF', pin={'alpha': 1.0})\n")
-    result = run_pytest(tmp_path, "--snnref-impl", "pinned:pinned", "-k", "golden or random", "-rs")
+    result = run_pytest(tmp_path, "--snnref-impl", "pinned:pinned", "-k", "golden or random", "-rs",
+                        "--snnref-report", str(tmp_path / "page"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed, 1 skipped" in result.stdout, result.stdout
     assert "golden: no case of this check fits the declared contract; not checked: golden" in result.stdout
+    # Before, the page said FAIL: the skipped item's gate had no run, a "no case ran" row.
+    page = (tmp_path / "page" / "index.html").read_text()
+    assert "<h1>snnref gate (pytest): PASS</h1>" in page and "no case ran" not in page, page
+
+
+def test_an_item_whose_golden_files_are_all_broken_fails_and_the_golden_dir_is_read(tmp_path):
+    """A store whose tether.LIF files are all missing: every golden case is broken and
+    none runs.  That is a failure (the gate says so), never 'nothing fits the contract'
+    (a skip); and the store is the one --snnref-golden-dir names, not the installed one."""
+    manifest = json.loads((_golden.store_dir() / _golden.MANIFEST).read_text())
+    manifest["files"] = {n: e for n, e in manifest["files"].items() if e["model"] == "tether.LIF"}
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / _golden.MANIFEST).write_text(json.dumps(manifest))
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
+                        "--snnref-golden-dir", str(store), "-k", "golden")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED ::snnref[tether.LIF-golden]" in result.stdout, result.stdout
+    assert "1 failed, 7 deselected" in result.stdout, result.stdout
+    assert "broken: golden" in result.stdout and ": missing" in result.stdout, result.stdout
+
+
+def test_the_seed_option_draws_the_cases(tmp_path):
+    # The label of a random case names its seed, drawn from --snnref-seed (one example: index 0).
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:b1", "--snnref-model", "tether.LIF",
+                        "--snnref-seed", "3", "-k", "random")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"seed={gate._seed('tether.LIF', 3, 'random', 0)} " in result.stdout, result.stdout
+    assert f"seed={gate._seed('tether.LIF', 0, 'random', 0)} " not in result.stdout, result.stdout
+
+
+def test_a_failing_item_saves_its_case_and_the_replay_reproduces_it(tmp_path, capsys):
+    # Before, the plugin had no --snnref-save-failures: a CI job's failure could not be replayed.
+    saved = tmp_path / "failures"
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:b1", "--snnref-model", "tether.LIF",
+                        "-k", "random", "--snnref-save-failures", str(saved))
+    assert result.returncode == 1, result.stdout + result.stderr
+    (case,) = saved.iterdir()
+    # The fixtures import from the tests folder, which the command then puts on PYTHONPATH.
+    assert (f"replay: PYTHONPATH={FIXTURES} snnref verify --impl fixtures.outside_lif:b1 --model tether.LIF "
+            f"--case {case}") in result.stdout, result.stdout
+    assert cli.main(["verify", "--impl", "fixtures.outside_lif:b1", "--model", "tether.LIF", "--case", str(case)]) == 1
+    assert "first failing run: tether.LIF" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--snnref-save-failures", "out"], "--snnref-save-failures: it saves the failing cases of --snnref-impl"),
+    (["--snnref-impl", "fixtures.outside_lif:b1", "--snnref-model", "tether.LIF", "--snnref-save-failures",
+      "missing/out"], "--snnref-save-failures: missing is not a writable directory"),
+])
+def test_save_failures_without_an_implementation_or_a_directory_is_a_usage_error(tmp_path, arguments, message):
+    result = run_pytest(tmp_path, *arguments)
+    assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+
+
+def test_a_report_without_an_implementation_is_a_usage_error(tmp_path):
+    result = run_pytest(tmp_path, "--snnref-report", str(tmp_path / "page"))
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE" in result.stderr
+    assert not (tmp_path / "page").exists()
 
 
 @pytest.mark.parametrize("option,value,message", [
@@ -116,6 +182,8 @@ def test_an_item_whose_cases_the_contract_rules_out_is_skipped_with_the_reason(t
     ("--snnref-seed", "-1", "--snnref-seed: expected an integer >= 0, got -1"),
     # Before: no page was written, and the run passed.
     ("--snnref-report", "", "--snnref-report: expected a directory name, got ''"),
+    # Before: the golden item failed with an 874-line traceback ending in "missing manifest".
+    ("--snnref-golden-dir", "nowhere", "--snnref-golden-dir: nowhere/MANIFEST.json: missing manifest"),
 ])
 def test_a_bad_number_or_name_is_a_usage_error(tmp_path, option, value, message):
     result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",

@@ -3,11 +3,14 @@
     pytest --snnref-impl mypackage.neurons:my_lif --snnref-model tether.LIF
 
 adds one test item per model and check, ``snnref[tether.LIF-random]``,
-``-threshold``, ``-wide``, ``-long``, ``-strided``, ``-out_sum`` and ``-golden`` (see
+``-threshold``, ``-wide``, ``-long``, ``-strided``, ``-out_sum``, ``-far`` and ``-golden`` (see
 ``snnref.testing.gate``), each failing with the gate's report.  The target is
 a function with ``snnref.simulate``'s signature or an
 ``snnref.testing.Implementation`` (then ``--snnref-model`` may be left out).
-Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``, and
+Options: ``--snnref-golden-dir``, ``--snnref-examples``, ``--snnref-seed``,
+``--snnref-save-failures DIR``: each failing item's first failing case as an
+``.npz``, and in its report the ``snnref verify --case`` command that replays
+it (a CI artifact to debug from), and
 ``--snnref-report DIR``: at the end of the session, an HTML page of every gate
 item's results with figures of each failing quantity (``snnref.testing.report``;
 needs the extra ``snnref[report]``).  Under pytest-xdist (``-n``) each worker
@@ -29,7 +32,7 @@ import pickle
 
 import pytest
 
-from ..cli import nonnegative_integer, positive_integer
+from ..cli import check_output_dir, nonempty, nonnegative_integer, positive_integer
 
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
@@ -48,6 +51,8 @@ def pytest_addoption(parser):
     group.addoption("--snnref-examples", type=positive_integer, default=8, metavar="N", help="random cases (default 8)")
     group.addoption("--snnref-seed", type=nonnegative_integer, default=0, metavar="SEED",
                     help="seed of the cases (default 0)")
+    group.addoption("--snnref-save-failures", type=nonempty, metavar="DIR",
+                    help="write each failing item's first failing case to DIR, with the command that replays it")
     group.addoption("--snnref-report", metavar="DIR",
                     help="write an HTML page with figures of every failure to DIR (needs snnref[report])")
 
@@ -65,13 +70,24 @@ class GateItem(pytest.Item):
         options = self.config.option
         report = gate.run(self.impl, examples=options.snnref_examples, seed=options.snnref_seed,
                           kinds=(self.kind,), golden_dir=options.snnref_golden_dir)
-        self.config.stash.setdefault(GATE_REPORTS, []).append(report)
         if not report.runs and not report.broken:
             # The contract rules out every case of this check (a pin, a custom surrogate): nothing ran,
-            # which is neither a pass nor a failure; what was left out is said.
+            # which is neither a pass nor a failure; what was left out is said (and --snnref-report's
+            # page, which would read a gate with no run as a failure, leaves it out).
             pytest.skip(f"{self.kind}: no case of this check fits the declared contract; not checked: "
                         + "; ".join(report.unchecked))
+        self.config.stash.setdefault(GATE_REPORTS, []).append(report)
         if not report.passed:
+            if options.snnref_save_failures:
+                import sys
+
+                from . import _pythonpath_for
+
+                # The folder the target's own module imports from (an Implementation in a test
+                # folder may wrap a function from elsewhere).
+                target_module = sys.modules[options.snnref_impl.split(":")[0]]
+                gate.save_failure(report, options.snnref_save_failures, options.snnref_impl,
+                                  _pythonpath_for(target_module))
             raise ConformanceError(report.text())
         # A pass says what it checked and what it did not, as the CLI does (pytest -rP shows it).
         self.add_report_section("call", "snnref gate", report.text())
@@ -97,6 +113,9 @@ def pytest_collection_modifyitems(session, config, items):
         if config.getoption("snnref_report") is not None:
             raise pytest.UsageError("--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE; "
                                     "name the implementation")
+        if config.getoption("snnref_save_failures") is not None:
+            raise pytest.UsageError("--snnref-save-failures: it saves the failing cases of --snnref-impl "
+                                    "MODULE:CALLABLE; name the implementation")
         return
     from ._verify import load_implementation
     from . import Implementation, gate
@@ -107,11 +126,21 @@ def pytest_collection_modifyitems(session, config, items):
         models = list(dict.fromkeys(config.getoption("snnref_model"))) or [getattr(fn, "model", None)]
         if models == [None]:
             raise ValueError("--snnref-model: name the model it implements (e.g. --snnref-model tether.LIF)")
-        contracts = [Implementation.of(fn, model) for model in models]
+        contracts = [_named(Implementation.of(fn, model), target) for model in models]
         if config.getoption("snnref_report") is not None:
             from .report import check_target
 
             check_target("--snnref-report", config.getoption("snnref_report"))
+        if config.getoption("snnref_save_failures") is not None:
+            check_output_dir("--snnref-save-failures", config.getoption("snnref_save_failures"))
+        if config.getoption("snnref_golden_dir") is not None:
+            from . import _golden as golden
+
+            # Before the session, as the CLI refuses it, not as a traceback in the golden items.
+            try:
+                golden.read_manifest(config.getoption("snnref_golden_dir"))
+            except golden.GoldenError as error:
+                raise ValueError(f"--snnref-golden-dir: {error}") from None
     except ValueError as error:
         message = str(error).replace("--impl", "--snnref-impl")
         # A model name comes from --snnref-model (or the Implementation the target declares).
@@ -130,6 +159,16 @@ def pytest_collection_modifyitems(session, config, items):
     # Counted as collected, as the items of test files are: else "collected 0 items / 6 deselected /
     # -6 selected" under -k.
     config.hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, added))
+
+
+def _named(impl, target):
+    """The contract named by --snnref-impl's MODULE:CALLABLE unless it declares a name: a
+    function's own name can be one that many (made by a factory) share."""
+    from dataclasses import replace
+
+    if impl.name == getattr(impl.fn, "__qualname__", None):
+        return replace(impl, name=target)
+    return impl
 
 
 def _is_xdist_worker(config) -> bool:
