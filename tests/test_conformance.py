@@ -19,6 +19,7 @@ import torch
 import snnref
 from snnref import cli, testing
 from snnref.testing import Implementation, adapters, conformance, gate
+from snnref.testing.adapters import _common
 
 OFF_THRESHOLD = ("random", "wide", "long", "golden")
 
@@ -169,8 +170,16 @@ def test_cli_says_not_installed_and_exits_2_when_nothing_was_checked(monkeypatch
     out, err = capsys.readouterr()
     assert f"-> {missing.model}: not installed (No module named 'snntorch')" in out
     assert "not installed: snntorch" in out
-    assert "snntorch not installed here, so nothing was checked (pip install snntorch)" in err
+    assert "snntorch not installed here, so nothing was checked; without another torch: pip install snntorch" in err
     assert json.loads(path.read_text())["configurations"][0]["verdict"] == "not installed"
+
+
+def test_the_install_advice_never_resolves_a_library_s_declared_dependencies_but_snntorch_s():
+    # Before, "pip install norse rockpool sinabs snntorch spikingjelly": their declared dependencies
+    # (torchvision, torchaudio) replaced the CPU torch with a CUDA one.  snnTorch's install cleanly.
+    assert set(conformance.INSTALL) == set(conformance.LIBRARIES)
+    for library, command in conformance.INSTALL.items():
+        assert library == "snntorch" or command.startswith(f"pip install --no-deps {library}"), command
 
 
 def test_a_library_installed_without_a_module_its_neurons_import_is_not_installed(monkeypatch):
@@ -211,3 +220,83 @@ def test_cli_rejects_an_unknown_library(capsys):
     assert "--library: invalid choice: 'brian2'" in capsys.readouterr().err
     with pytest.raises(ValueError, match=r"^--library: unknown library 'brian2'; expected one of: snntorch"):
         conformance.select("brian2")
+
+
+# Found by mutation testing (no library needed): each of these passed a planted bug before.
+# snnTorch's Leaky off threshold (recorded: conforms) and at exact threshold (recorded: fails at spikes).
+LEAKY_CONFORMS, LEAKY_FAILS = (next(c for c in conformance.CONFIGURATIONS if c.library == "snntorch" and
+                                    c.name == f'Leaky(reset_mechanism="zero"), {where}')
+                               for where in ("off threshold", "exact threshold"))
+
+
+def _matrix(monkeypatch, verdicts):
+    monkeypatch.setattr(conformance, "CONFIGURATIONS", tuple(v.configuration for v in verdicts))
+    monkeypatch.setattr(conformance, "evaluate", {v.configuration: v for v in verdicts}.__getitem__)
+
+
+def test_cli_exits_0_when_some_libraries_are_missing_and_the_rest_is_as_recorded(monkeypatch, capsys):
+    norse = next(c for c in conformance.CONFIGURATIONS if c.library == "norse")
+    _matrix(monkeypatch, [conformance.Verdict(LEAKY_CONFORMS, conformance.CONFORMS, worst=0.5),
+                          conformance.Verdict(norse, conformance.NOT_INSTALLED, detail="No module named 'norse'")])
+    assert cli.main(["conformance"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 conform, 0 fail, 0 unexpected; not installed: norse" in out
+    assert "nothing was checked" not in err
+
+
+def test_cli_exits_1_when_a_recorded_failure_fails_elsewhere_or_conforms(monkeypatch, capsys):
+    for verdict, shown in [
+        (conformance.Verdict(LEAKY_FAILS, conformance.FAILS, quantity="out:v", step=3), "fails: out:v at step 3"),
+        (conformance.Verdict(LEAKY_FAILS, conformance.CONFORMS, worst=0.2), "conforms (worst 0.20 of the budget)"),
+    ]:
+        assert not verdict.as_expected
+        _matrix(monkeypatch, [verdict])
+        assert cli.main(["conformance"]) == 1
+        assert f"{shown}  UNEXPECTED (recorded: fails: spikes)" in capsys.readouterr().out
+
+
+def _detail(failed, first_step=None):
+    return {"failed": failed, "first_step": first_step}
+
+
+def test_a_final_state_is_named_before_a_gradient_and_a_step_before_no_step():
+    final_and_gradient = SimpleNamespace(failures=["grad:x: e", "final:v: e"], details={
+        "grad:x": _detail(True, 0), "final:v": _detail(True), "out:v": _detail(False, None)})
+    assert conformance.quantity_at(final_and_gradient, "tether.LIF")[:2] == ("final:v", None)
+    # A gradient located at a step comes before one without a time axis, whatever the step.
+    located = SimpleNamespace(failures=["grad:decay: e", "grad:x: e"], details={
+        "grad:decay": _detail(True, None), "grad:x": _detail(True, 9)})
+    assert conformance.quantity_at(located, "tether.LIF") == ("grad:x", 9, "grad:x: e")
+
+
+def test_evaluate_reads_the_first_failing_run_not_the_first_run(monkeypatch):
+    def failing_run(label, passed, details, failures):
+        return gate.Run(label, "random", 0, "float32", passed, details, failures)
+
+    report = gate.GateReport("tether.LIF", "planted", "contract", runs=[
+        failing_run("first", True, {"out:v": _detail(False, None)}, []),
+        failing_run("second", False, {"out:v": _detail(True, 7)}, ["out:v: max error"])])
+    monkeypatch.setattr(conformance, "installed", lambda library: True)
+    monkeypatch.setattr(conformance.gate, "run", lambda impl, **options: report)
+    planted = replace(LEAKY_CONFORMS, name="Leaky (planted report)",
+                      adapter=lambda: Implementation(lambda *a, surrogate=None, inject=None: None, "tether.LIF"))
+    verdict = conformance.evaluate(planted)
+    assert (verdict.status, verdict.quantity, verdict.step) == (conformance.FAILS, "out:v", 7)
+    assert verdict.detail == "second: out:v: max error"
+
+
+def test_initial_takes_the_gates_tensor_and_fills_a_variable_it_does_not_give():
+    x = torch.zeros(4, 2, 3, dtype=torch.float64)
+    given = {"v": torch.full((2, 3), 0.25, dtype=torch.float64)}
+    assert torch.equal(_common.initial(given, "v", x), given["v"])
+    # A partial state (the gate's random cases give the first variable only): the rest is filled.
+    filled = _common.initial(given, "i", x, fill=0.5)
+    assert filled.shape == (2, 3) and filled.dtype == torch.float64 and bool((filled == 0.5).all())
+    assert bool((_common.initial(None, "v", x) == 0).all())
+
+
+def test_a_library_that_is_not_installed_is_not_marked_unexpected():
+    verdict = conformance.Verdict(conformance.CONFIGURATIONS[1], conformance.NOT_INSTALLED,
+                                  detail="No module named 'snntorch'")
+    assert "UNEXPECTED" not in conformance.table([verdict])
+    assert "not installed (No module named 'snntorch')" in conformance.table([verdict])

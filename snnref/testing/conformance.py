@@ -52,10 +52,19 @@ LIBRARIES = {
     "sinabs": "Sinabs 3.1",
     "rockpool": "Rockpool 3.1",
 }
+# How each goes in beside torch==2.13.0 without pulling another torch (with CUDA) through its declared
+# dependencies (torchvision, torchaudio, samna): without them, plus the small packages its neurons import.
+INSTALL = {
+    "snntorch": "pip install snntorch",
+    "spikingjelly": "pip install --no-deps spikingjelly && pip install loguru tqdm",
+    "norse": "pip install --no-deps norse==1.1.0 nirtorch==2.6",
+    "sinabs": "pip install --no-deps sinabs==3.1.3 pbr==7.1.3",
+    "rockpool": "pip install --no-deps rockpool==3.1.0",
+}
 CONFORMS, FAILS, NOT_INSTALLED = "conforms", "fails", "not installed"
 # Every kind of case but the goldens (T = 500 runs; a row that needs them names them).
-CASES = ("random", "threshold", "wide", "long")
-OFF_THRESHOLD = ("random", "wide", "long")
+CASES = ("random", "threshold", "wide", "long", "far")
+OFF_THRESHOLD = ("random", "wide", "long", "far")
 
 
 @dataclass(frozen=True)
@@ -282,7 +291,7 @@ def main(args) -> int:
         payload = {"libraries": LIBRARIES, "configurations": [v.as_dict() for v in verdicts]}
         write_json(args.json, payload, indent=2)
     if len(missing) == len({v.configuration.library for v in verdicts}):
-        print(f"snnref conformance: error: {', '.join(missing)} not installed here, so nothing was checked "
-              f"(pip install {' '.join(missing)})", file=sys.stderr)
+        print(f"snnref conformance: error: {', '.join(missing)} not installed here, so nothing was checked; "
+              "without another torch: " + "; ".join(INSTALL[library] for library in missing), file=sys.stderr)
         return 2
     return 1 if unexpected else 0
