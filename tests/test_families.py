@@ -1,7 +1,7 @@
 """The family contract (snnref/families.py): every registry family provides
 every layer's required attributes; a missing module or attribute is an error
 naming the family, the layer and the attribute; a toy family added at test
-time (tests/toyfamily: a registry row and minimal modules) is picked up by
+time (tests/toyfamily: a registry row and the scaffold's modules) is picked up by
 every registry-driven suite with no edit to any test; and the scaffold
 (tools/new_family.py) writes a working family."""
 
@@ -151,9 +151,12 @@ def test_an_unknown_layer_lists_the_layers():
         families.module("lif", "gpu")
 
 
-# The suites whose toy cases run: the reference and torch templates (the toy's
-# kernel layers are its torch op, and it has no Triton kernels to compile).
-RUN = "toy and (test_properties or test_gradients or test_backends) and not triton and not cpu"
+# The suites whose toy cases run: the reference and torch templates, the long-sum
+# bookkeeping every reverse loop owes (a scaffold-made family lacked it and failed those)
+# and the refusal of a second derivative through a first-order backward.  Not the kernel
+# layers: the toy's are its torch op, with no Triton kernels to compile.
+RUN = ("toy and (test_properties or test_gradients or test_backends or test_precision or test_long_sums "
+       "or test_second_order) and not triton and not cpu")
 
 
 def _collected_ids_and_run(tmp_path):
@@ -221,6 +224,10 @@ def test_the_scaffold_writes_a_working_family_and_refuses_an_existing_stem(tmp_p
     load_module("handworked_scaffolded", tmp_path / "tests/handworked/test_scaffolded.py").test_forward_by_hand()
     case = checks.random_case(row.key, np.random.default_rng(0), steps=5, batch=2, neurons=3, per_neuron=True)
     assert checks.gradient_check(case).worst < 1e-6
+    # Its reverse loop reports the size of its parameter's long sum (SPEC.md section 7's third term).
+    sizes = {}
+    spec.vjp(row.key, case.x, case.params, case.state, case.cotangents, magnitudes=sizes)
+    assert set(sizes) >= set(row.differentiable), sizes
     for backend in ("torch", "cpu"):
         for dtype in (torch.float32, torch.float64):
             report = equivalence.compare(case, backend, dtype)

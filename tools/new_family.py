@@ -48,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import NO_RESET
+from .sums import Sums
 
 # The registry resets this family implements (snnref/families.py): none yet.
 RESETS = (NO_RESET,)
@@ -65,14 +66,17 @@ def forward(row, x, params, state, spike, inject, detached):
 def backward(row, x, params, state, spike, inject, tape, cot):
     decay, v = params["decay"], tape["v"]
     g_x = np.empty_like(x)
-    g_decay = np.zeros_like(x[0])
+    # A parameter's gradient is a long sum: its size goes beside it, for SPEC.md section 7's
+    # third budget term (snnref/spec/sums.py; vjp(..., magnitudes=...)).
+    sums = Sums({"decay": x.shape[1:]}, x.dtype)
     g_v = cot["final.v"].copy()
     for t in reversed(range(x.shape[0])):
         g_v = g_v + cot["out"][t] + cot["v"][t]  # (3)
         g_x[t] = g_v
-        g_decay += g_v * (v[t - 1] if t else state["v"])  # (4)
+        sums.add("decay", g_v * (v[t - 1] if t else state["v"]))  # (4)
         g_v = decay * g_v
-    return {"x": g_x, "decay": g_decay, "state.v": g_v}
+    return {"x": g_x, "decay": sums.total["decay"], "state.v": g_v,
+            "magnitudes": {"decay": sums.magnitude["decay"]}}
 
 
 def linear_response(row, params, x, state, spikes, first_order):
