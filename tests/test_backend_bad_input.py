@@ -231,3 +231,19 @@ def test_a_flag_that_is_not_a_bool_is_refused_by_every_entry_point(flags, messag
     for backend in ("torch", "cpu"):
         with pytest.raises(TypeError, match=message):
             snnref.simulate("tether.LIF", X, backend=backend, **flags)
+
+
+# Found by mutation testing: each was accepted with its check removed (the seed layers check
+# the second on their own path, snnref.compat._tensors).
+def test_an_empty_hardware_trace_is_refused_by_name():
+    empty = r"inject\['v'\]: expected shape \(T_hw, 2, 3\) with T_hw >= 1, got \(0, 2, 3\)"
+    with pytest.raises(ValueError, match=empty):
+        snnref.simulate("hxtorch.cuba_lif", torch.full((4, 2, 3), 0.5), inject={"v": torch.zeros(0, 2, 3)},
+                        backend="torch")
+
+
+def test_a_parameter_without_a_gradient_refuses_requires_grad():
+    alpha = torch.tensor(50.0, requires_grad=True)
+    with pytest.raises(ValueError, match=r"params\['alpha'\]: requires_grad=True, but hxtorch.cuba_lif has no "
+                                         r"gradient with respect to alpha"):
+        snnref.simulate("hxtorch.cuba_lif", torch.full((4, 2, 3), 0.5), {"alpha": alpha}, backend="torch")

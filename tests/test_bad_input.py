@@ -191,3 +191,10 @@ def test_observed_spikes_must_be_zero_or_one():
     spikes[1, 0, 2] = 0.5
     raises(ValueError, r"inject\['spikes'\]: expected observed spikes of exactly 0 or 1, got 0.5",
            "hxtorch.cuba_lif", X, inject={"spikes": spikes})
+
+
+def test_an_empty_hardware_trace_is_refused_by_name():
+    # Found by mutation testing: accepted with the T_hw >= 1 check removed.
+    empty = r"inject\['v'\]: expected shape \(T_hw, 2, 3\) with T_hw >= 1, got \(0, 2, 3\)"
+    with pytest.raises(ValueError, match=empty):
+        spec.simulate("hxtorch.cuba_lif", np.full((4, 2, 3), 0.5), inject={"v": np.zeros((0, 2, 3))})

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fixtures.examples import per_model
-from snnref import registry
+from snnref import registry, spec
 from snnref.testing import _checks as checks, _properties as properties, strategies
 
 MODELS = sorted(registry.MODELS)
@@ -111,3 +111,58 @@ def test_a_single_time_step_keeps_every_property(key):
         properties.binary_spikes(case)
     if key in LINEAR:
         properties.linear_response(properties.spike_free(case))
+
+
+# Found by mutation testing: the properties have teeth (each passed a planted bug before).
+def _planted(monkeypatch, change):
+    """spec.simulate with ``change(x, trace)`` applied to every trace it returns."""
+    honest = spec.simulate
+
+    def planted(model, x, *args, **kwargs):
+        trace = honest(model, x, *args, **kwargs)
+        change(np.asarray(x), trace)
+        return trace
+
+    monkeypatch.setattr(spec, "simulate", planted)
+
+
+def test_batch_rows_fails_on_a_bug_of_the_last_batch_row(monkeypatch):
+    case = checks.random_case("tether.LIF", np.random.default_rng(0), steps=5, batch=3, neurons=2)
+
+    def last_row_off(x, trace):
+        if x.shape[1] > 1:  # in a batch, never alone
+            trace.outputs["v"] = trace.outputs["v"].copy()
+            trace.outputs["v"][:, -1] += 1e-3
+
+    _planted(monkeypatch, last_row_off)
+    with pytest.raises(AssertionError, match="batch row 2"):
+        properties.batch_rows(case)
+
+
+def test_split_run_fails_on_a_bug_of_a_long_runs_final_state(monkeypatch):
+    case = checks.random_case("tether.LIF", np.random.default_rng(0), steps=8, batch=1, neurons=3)
+
+    def long_final_off(x, trace):
+        if x.shape[0] > 4:  # a run longer than one tile of 4 steps
+            trace.final_state["v"] = trace.final_state["v"] + 1e-3
+
+    _planted(monkeypatch, long_final_off)
+    with pytest.raises(AssertionError, match="final v, cut at 4"):
+        properties.split_run(case, 4)
+
+
+@pytest.mark.parametrize("key", ["tether.LIF", "rnnbuilder.LIF"])
+def test_teacher_forcing_holds_on_the_threshold_itself(key):
+    """Membrane exactly on the threshold at step 0: tether fires (>=), rnnbuilder
+    does not (>); the check must read each row's test, not the other one."""
+    row = registry.model(key)
+    case = checks.random_case(key, np.random.default_rng(0), steps=3, batch=1, neurons=2, random_state=False)
+    threshold = float(np.asarray(case.params.get("threshold", 1.0)).reshape(-1)[0])
+    x = case.x.copy()
+    x[0] = threshold  # from v = 0: the first step's membrane is x[0] (times the input gain, 1 here)
+    case.x = x
+    trace = properties.run(case)
+    assert np.any(trace.distance[0] == 0), (key, trace.distance[0])
+    fired = trace.outputs["out"][0] != 0
+    assert bool(np.all(fired)) == (row.spike_test == ">=")
+    properties.teacher_forcing(case)

@@ -249,3 +249,89 @@ def test_under_xdist_the_plugin_writes_one_page_of_every_workers_items(tmp_path)
     text = (directory / "index.html").read_text()
     assert "spikes</code>: first failing step 0" in text
     assert "(threshold)" in text and "(random)" in text
+
+
+# Found by mutation testing: each of these passed a planted bug before.
+def test_every_text_cell_of_the_table_is_escaped(tmp_path):
+    # A failure message (the note) and a backend name carry '<' and '&': text, never markup.
+    result = ModelResult("tether.LIF", "<b>torch</b>", failures=["float32 arctan: grad:x < 0 & <i>planted</i>"])
+    page = report.write(tmp_path / "report", [result])
+    text = page.index.read_text()
+    assert "<b>" not in text and "<i>" not in text, text
+    assert "&lt;b&gt;torch&lt;/b&gt;" in text
+    assert "grad:x &lt; 0 &amp; &lt;i&gt;planted&lt;/i&gt;" in text
+
+
+def test_a_gate_implementations_qualified_name_is_escaped(tmp_path):
+    # outside_lif's functions are closures: their name is "_variant.<locals>.implementation".
+    passing = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("threshold",))
+    text = report.write(tmp_path / "report", [passing]).index.read_text()
+    assert "_variant.&lt;locals&gt;.implementation" in text and "<locals>" not in text
+
+
+def test_the_window_is_equation_3_exactly(tmp_path, late_bug):
+    page = report.write(tmp_path / "report", [late_bug])
+    membrane = [d for d in page.drawn if d.quantity == "out:v"][0]
+    first = outside_lif.LATE_STEP
+    assert membrane.window == (first - report.HALF_WINDOW, first + report.HALF_WINDOW + 1)
+    assert membrane.steps == list(range(first - report.HALF_WINDOW, first + report.HALF_WINDOW + 1))
+
+
+def test_at_most_max_figures_are_drawn_and_the_rest_are_counted(tmp_path, late_bug, monkeypatch):
+    failing = len(report._failing_quantities(report._source(late_bug)))
+    assert failing >= 1
+    monkeypatch.setattr(report, "MAX_FIGURES", 1)
+    page = report.write(tmp_path / "report", [late_bug, late_bug])
+    assert len(page.drawn) == 1 and page.left_out == 2 * failing - 1
+    text = page.index.read_text()
+    assert f"{2 * failing - 1} more failing quantities are in the table but not drawn (at most 1 figures)" in text
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["fig-001.png", "index.html"]
+
+
+def test_a_gate_report_in_which_no_case_ran_is_a_failing_row(tmp_path):
+    # GateReport.passed is False without runs; the page must not read as a pass.
+    empty = gate.GateReport("tether.LIF", "nothing", "contract")
+    page = report.write(tmp_path / "report", [empty])
+    assert [(row.check, row.status, row.note) for row in page.rows] == [("-", "fail", "no case ran")]
+    assert "snnref verify: FAIL" in page.index.read_text()
+
+
+def test_a_near_row_is_a_pass_in_the_verdict_and_the_count(tmp_path):
+    near = ModelResult("tether.LIF", "torch", ["float32"], 1, worst_fd=0.7)
+    assert near.passed
+    page = report.write(tmp_path / "report", [near])
+    text = page.index.read_text()
+    assert [row.status for row in page.rows] == ["near"]
+    assert "<h1>snnref verify: PASS</h1>" in text and "1 checks, 0 failing." in text
+
+
+def test_each_quantity_is_drawn_from_the_run_in_which_it_failed_worst(tmp_path, late_bug):
+    failing = [r for r in late_bug.runs if r.traces and r.details.get("out:v", {}).get("failed")]
+    fractions = {float(r.details["out:v"]["fraction"]) for r in failing}
+    assert len(fractions) >= 2, "the case needs two failing runs of different size"
+    page = report.write(tmp_path / "report", [late_bug])
+    membrane = [d for d in page.drawn if d.quantity == "out:v"][0]
+    assert membrane.fraction == max(fractions)
+    assert membrane.fraction == {row.check: row for row in page.rows}["out:v"].worst
+
+
+def test_the_spec_rows_worst_is_the_fd_error_over_its_bound(tmp_path):
+    from snnref.testing._verify import FD_BOUND
+
+    result = ModelResult("tether.LIF", "spec", ["fd"], 4, worst_fd=0.6 * FD_BOUND)
+    page = report.write(tmp_path / "report", [result])
+    assert page.rows[0].worst == pytest.approx(0.6) and page.rows[0].status == "near"
+    assert '<td class="num">0.6</td>' in page.index.read_text()
+
+
+def test_a_crashing_implementation_is_a_failing_crashed_row(tmp_path):
+    # Runs that crashed have no compared quantities: only the "crashed" rows say that they failed.
+    def crashes(model, x, params, state, *, surrogate=None, inject=None):
+        raise RuntimeError("planted crash")
+
+    outcome = gate.run(testing.Implementation(crashes, "tether.LIF"), examples=1, kinds=("random",))
+    assert outcome.runs and not outcome.passed
+    page = report.write(tmp_path / "report", [outcome])
+    crashed = [row for row in page.rows if row.check == "crashed"]
+    assert crashed and all(row.status == "fail" and "planted crash" in row.note for row in crashed)
+    assert "FAIL" in page.index.read_text().split("<h1>")[1].split("</h1>")[0]

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from fixtures import impl_mutants, outside_lif
 from fixtures.examples import per_model
+import snnref
 from snnref import functional, registry, testing
 from snnref.testing import adapters, strategies
 
@@ -149,3 +150,31 @@ def test_a_hypothesis_failure_names_the_call_that_reproduces_it():
         fails()
     notes = "\n".join(getattr(failed.value, "__notes__", []))
     assert "case=snnref.testing.strategies.case('tether.LIF', seed=" in notes, notes
+
+
+# Found by mutation testing: each of these passed a planted bug before.
+@settings(max_examples=25, database=None, deadline=None)
+@given(strategies.cases("hxtorch.cuba_lif", initial_state=False, per_neuron=False, inject=False))
+def test_the_narrowing_options_of_cases_hold_on_every_draw(case):
+    row = registry.model(case.model)
+    assert case.state == {} and case.inject is None
+    for param in row.params:
+        if param.shape == registry.SCALAR:
+            assert np.ndim(case.params[param.name]) == 0, param.name
+
+
+def test_the_printed_call_draws_the_case_again_for_every_combination_of_flags():
+    # The existing test checks hypothesis' minimal example only, where every flag is False.
+    for per_neuron in (False, True):
+        for random_state in (False, True):
+            for inject in (False, True):
+                drawn = strategies.case("hxtorch.cuba_lif", seed=5, steps=3, batch=2, neurons=2, surrogate="superspike",
+                                        per_neuron=per_neuron, random_state=random_state, inject=inject)
+                again = eval(repr(drawn), {"snnref": snnref})
+                for part in ("x", "params", "state", "cotangents", "inject"):
+                    first, second = getattr(drawn, part), getattr(again, part)
+                    if isinstance(first, dict):
+                        assert first.keys() == second.keys(), (repr(drawn), part)
+                        assert all(np.array_equal(first[k], second[k]) for k in first), (repr(drawn), part)
+                    else:
+                        assert (second is None) if first is None else np.array_equal(first, second), part
