@@ -158,3 +158,43 @@ def test_set_coeffs_takes_the_seed_s_keyword():
     node = ATIF()
     node.set_coeffs(v_threshold=torch.tensor([0.7]))
     assert node.v_threshold.item() == pytest.approx(0.7)
+
+
+# Found by an outside user switching from qualia-plugin-snn: v was the float 0.0 until the first
+# step and after every reset() (the seed's IFSRL keeps a tensor: `layer.v.detach()` failed), and ATIF
+# had no detach(), which SpikingJelly's functional.detach_net calls: a chunked BPTT skipped it and
+# failed on its second backward.
+@pytest.mark.parametrize("cls", [IFSRL, ATIF])
+def test_the_membrane_is_a_tensor_and_detach_cuts_it_between_chunks(cls):
+    node = cls().double()
+    assert isinstance(node.v, torch.Tensor) and node.v.shape == (1,) and node.v.item() == 0.0
+    x = torch.rand(6, 2, 3, dtype=torch.float64) * 2
+    outs = []
+    for chunk in (x[:3], x[3:]):
+        out = run(node, chunk)[0]
+        out.sum().backward()  # no retain_graph: the second chunk reaches nothing of the first
+        node.detach()
+        assert not node.v.requires_grad
+        outs.append(out)
+    node.reset()
+    assert isinstance(node.v, torch.Tensor) and node.v.shape == (1,) and node.v.item() == 0.0
+    reference = cls().double()
+    reference.load_state_dict(node.state_dict())
+    # Detaching changes no value: the chunks equal one run over the whole sequence.
+    assert torch.equal(torch.cat(outs), run(reference, x)[0])
+
+
+@pytest.mark.parametrize("cls", [IFSRL, ATIF])
+def test_an_empty_input_is_named_in_the_caller_s_shape(cls):
+    # Before: "got shape (1, 0, 3)", the shape with the time axis forward() puts in front.
+    with pytest.raises(ValueError, match=r"^input: expected a non-empty tensor, got shape \(0, 3\)$"):
+        cls()(torch.rand(0, 3))
+
+
+def test_the_constructors_take_numpy_and_one_element_torch_numbers():
+    # A sweep's values: the seed hands them to torch, which takes them.  Before, each was refused.
+    node = IFSRL(v_threshold=np.float32(2.0), vth_init_l=torch.tensor(0.5), vth_init_h=np.int64(1), alpha=np.float64(3))
+    assert 1.0 <= node.vp_th.item() <= 2.0 and node.alpha == 3.0 and type(node.alpha) is float
+    for value in ("1.0", True, torch.ones(2), float("inf")):
+        with pytest.raises(ValueError, match=r"^alpha: expected a finite real number, got"):
+            IFSRL(alpha=value)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import snnref.compat.hxtorch as compat_hxtorch
+import snnref.compat.qualia as compat_qualia
 import snnref.compat.tether as compat_tether
 import snnref.functional as F
 from snnref import checks, registry, spec
@@ -408,6 +409,11 @@ WRONG_SPIKES = torch.full((4, 2, 3), 2.0, dtype=torch.float64)
      "alpha: requires_grad=True, but hxtorch.cuba_lif has no gradient"),
     (lambda: F.cuba_lif_integration(X64, method="superspike", backend="fused", **LIF_KW), ValueError,
      "backend: unknown name 'fused'"),
+    # Found by an outside user: the refractory clamp let NaN observations through (cuba_lif_step refused them).
+    (lambda: F.refractory_update(X64[0], X64[0], X64[0], NAN64[0], None, reset=0.0, refractory_time=1e-6, dt=1e-6),
+     ValueError, "spikes_hw: expected finite values"),
+    (lambda: F.refractory_update(X64[0], X64[0], X64[0], None, NAN64[0], reset=0.0, refractory_time=1e-6, dt=1e-6),
+     ValueError, "membrane_hw: expected finite values"),
 ])
 def test_errors_name_the_arguments_the_caller_passed(call, error, message):
     # Raised inside snnref.simulate, but in the seed function's names, without
@@ -433,3 +439,23 @@ def test_integrations_take_a_backend(integrate, kwargs):
         else:
             with pytest.raises(RuntimeError, match="module classes"):
                 torch.autograd.grad(g.pow(2).sum(), x)
+
+
+def test_the_step_functions_take_torch_func_s_gradients():
+    # The step functions are torch operations and the surrogate Functions are written with
+    # setup_context: torch.func.grad takes them, with autograd's gradient.  Before, torch refused the
+    # surrogate Functions deep inside (the integrations still refuse by name: test_backend_bad_input).
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.normal(0.5, 1.0, (2, 3)))
+    state = [torch.tensor(rng.normal(0.5, 0.5, (2, 3))) for _ in range(3)]
+    steps = {
+        # Of the membrane (the input enters the current only): the spikes' surrogate, the reset, the leak.
+        "cuba_lif_step": lambda u: sum(out.pow(2).sum() for out in F.cuba_lif_step(
+            state[0], u, state[1], state[2], None, None, method="superspike", **LIF_KW)),
+        "spiking_threshold": lambda u: (F.spiking_threshold(u, "superspike", 50.0) * u).sum(),
+        "SpikeFunctionSigmoid": lambda u: (compat_qualia.SpikeFunctionSigmoid.apply(u - 0.5, 3.0) * u).sum(),
+    }
+    for name, loss in steps.items():
+        leaf = x.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(loss(leaf), leaf)
+        assert torch.equal(torch.func.grad(loss)(x), expected), name

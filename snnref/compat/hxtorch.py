@@ -50,12 +50,18 @@ def _per_neuron(reference):
 
 
 class _SuperSpike(torch.autograd.Function):
-    """Forward ``[u > 0]``; backward ``1 / (alpha |u| + 1)^2`` (alpha gets no gradient)."""
+    """Forward ``[u > 0]``; backward ``1 / (alpha |u| + 1)^2`` (alpha gets no gradient).
+    Written with ``setup_context``, so ``torch.func``'s transforms take the step functions."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, u, alpha):
-        ctx.save_for_backward(u, alpha)
+    def forward(u, alpha):
         return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
 
     @staticmethod
     def backward(ctx, grad):
@@ -142,8 +148,8 @@ def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refract
     finite_tensor("v", float_tensor("v", v, 1))
     broadcasting("z", finite_tensor("z", float_tensor("z", z)), v, "v")
     broadcasting("ref_state", finite_tensor("ref_state", float_tensor("ref_state", ref_state)), v, "v")
-    broadcasting("spikes_hw", spikes_hw, v, "v")
-    broadcasting("membrane_hw", membrane_hw, v, "v")
+    finite_tensor("spikes_hw", broadcasting("spikes_hw", spikes_hw, v, "v"))
+    finite_tensor("membrane_hw", broadcasting("membrane_hw", membrane_hw, v, "v"))
     values = {"reset": reset, "refractory_time": refractory_time, "dt": dt}
     p = params_like("hxtorch.cuba_refractory_lif", values, v, _per_neuron(v))
     mask = (ref_state > 0).to(v.dtype)

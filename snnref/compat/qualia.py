@@ -13,6 +13,7 @@ import math
 
 import torch
 
+from .. import arguments
 from ..arguments import Names
 from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate
 from ..ops.surrogates import SURROGATES
@@ -27,13 +28,19 @@ def heaviside(x):
 
 class SpikeFunctionSigmoid(torch.autograd.Function):
     """``apply(x, alpha)``: forward ``heaviside(x)``; backward the sigmoid surrogate
-    ``alpha sig(alpha x) (1 - sig(alpha x))``.  ``alpha`` receives no gradient."""
+    ``alpha sig(alpha x) (1 - sig(alpha x))``.  ``alpha`` receives no gradient.
+    Written with ``setup_context``, so ``torch.func``'s transforms take it too."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, alpha):
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
+    def forward(x, alpha):
         return heaviside(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, ctx.alpha = inputs
+        ctx.save_for_backward(x)
 
     @staticmethod
     def backward(ctx, grad):
@@ -42,9 +49,16 @@ class SpikeFunctionSigmoid(torch.autograd.Function):
 
 
 def _number(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    return float(value)
+    """A finite real number as a float: a Python, NumPy or one-element torch scalar (a sweep's values)."""
+    try:
+        if isinstance(value, (str, bytes, bool)):
+            raise TypeError
+        number = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
+    return number
 
 
 class _SoftResetIF(torch.nn.Module):
@@ -69,7 +83,7 @@ class _SoftResetIF(torch.nn.Module):
             raise ValueError(f"alpha: expected a value > 0, got {alpha!r}")
         theta = torch.empty(1, device=device).uniform_(low, high) * v_threshold
         self.register_parameter(self._coeff, torch.nn.Parameter(theta))
-        self.v = 0.0
+        self.v = self._resting_membrane()
 
     def get_coeffs(self):
         """The threshold parameter, shape (1,)."""
@@ -82,20 +96,35 @@ class _SoftResetIF(torch.nn.Module):
         with torch.no_grad():
             self.get_coeffs().copy_(value.reshape(1))
 
+    def _resting_membrane(self):
+        """v before the first step: zeros of shape (1,), a tensor as the seed's (it broadcasts)."""
+        theta = self.get_coeffs()
+        return torch.zeros(1, dtype=theta.dtype, device=theta.device)
+
     def reset(self):
         """Set v to 0 by rebinding it, so no autograd graph of earlier steps stays alive."""
-        self.v = 0.0
+        self.v = self._resting_membrane()
+
+    def detach(self):
+        """Cut the carried membrane from the graph of earlier steps (truncated BPTT); SpikingJelly's
+        ``functional.detach_net`` calls it on every module that has it, as on the seed's nodes."""
+        if isinstance(self.v, torch.Tensor):
+            self.v = self.v.detach()
 
     @float32_under_autocast
     def forward(self, input):
         """Advance one time step with input ``x[t]`` (any shape)."""
         if not isinstance(input, torch.Tensor) or input.dtype not in ANY_DTYPE:
             raise TypeError(f"input: expected a floating torch.Tensor (float32 or float64; float16 or bfloat16 on the triton backend), got {input!r:.80}")
+        # Checked on the caller's shape: the call below sees it with a time axis in front.
+        arguments.check_nonempty("input", input.shape)
         shape = tuple(input.shape) or (1,)
+        # The threshold and the carried membrane follow the input's dtype, as the seed's arithmetic does.
         params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}
+        carried = self.v.to(input.dtype) if isinstance(self.v, torch.Tensor) else self.v
         names = Names(x="input", params={"threshold": self._coeff}, param_format="{}",
                       state={"v": "v (the membrane carried since the last reset())"}, allow_nonfinite=False)
-        trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": self.v}, backend=self.backend,
+        trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": carried}, backend=self.backend,
                          names=names)
         self.v = trace.final_state["v"].reshape(input.shape)
         return trace.outputs["out"].reshape(input.shape)
