@@ -19,6 +19,8 @@ from snnref.kernels.cpu import _launch  # noqa: E402
     # Before: a traceback from the child process of each configuration.
     ("--threads", str(_launch.machine_threads() + 1), "--threads: expected 1 to"),
     ("--sizes", "65536", "--sizes: expected N:T pairs"),
+    # Found by an outside user: a repeated size was measured twice and printed once.
+    ("--sizes", "64:10,64:10", "--sizes: expected distinct N:T pairs"),
 ])
 def test_a_bad_option_is_a_usage_error_before_any_measurement(option, value, message, capsys, monkeypatch):
     monkeypatch.setattr(bench_cpu, "measure_fresh", lambda *a: pytest.fail("measured before the options were checked"))
@@ -37,3 +39,19 @@ def test_one_small_configuration_runs_and_prints_its_table(monkeypatch):
     assert len(results) == 2  # forward, forward+backward
     assert any(line.startswith("tether.LIF        forward+backward") and "cpu (fresh outputs)" in line
                for line in lines), lines
+
+
+@pytest.mark.parametrize("argv,message", [
+    # Found by an outside user: each combination ran, contradicting the help of one of its options
+    # (--quick --full measured N = 2^20, T = 1000; --full beside --sizes was ignored; --flatness of one
+    # size printed a max/min of 1.00).
+    (["--quick", "--full"], "--full: not allowed with argument --quick"),
+    (["--full", "--sizes", "64:10"], "--full: adds a size to the default grid"),
+    (["--flatness", "--sizes", "64:10"], "--sizes: --flatness compares sizes; expected at least two N:T pairs"),
+])
+def test_contradictory_options_are_a_usage_error(argv, message, capsys, monkeypatch):
+    monkeypatch.setattr(bench_cpu, "measure_fresh", lambda *a: pytest.fail("measured before the options were checked"))
+    monkeypatch.setattr(bench_cpu, "flatness", lambda *a: pytest.fail("measured before the options were checked"))
+    with pytest.raises(SystemExit) as exit_:
+        bench_cpu.main([*argv, "--no-peers"], write=lambda line: None)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
