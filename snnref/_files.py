@@ -44,6 +44,19 @@ def usual_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+def can_create_in(directory) -> bool:
+    """Whether a file can be created in ``directory``, tried with a probe file removed at once:
+    ``os.access`` says yes to root everywhere, also where the file system refuses (/sys, a
+    read-only mount), and a run would then fail only when it writes, at its end."""
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".snnref-probe.", dir=directory)
+    except OSError:
+        return False
+    os.close(descriptor)
+    os.unlink(probe)
+    return True
+
+
 def check_output_file(option, path, inputs=None) -> None:
     """Before a run: ``option``'s file can be written (not a directory, in an
     existing writable directory; through a symbolic link, where it points), and
@@ -63,7 +76,7 @@ def check_output_file(option, path, inputs=None) -> None:
                          "name a file")
     if not target.parent.is_dir():
         raise ValueError(f"{option}: the directory {target.parent} does not exist")
-    if not os.access(target.parent, os.W_OK | os.X_OK):
+    if not can_create_in(target.parent):
         raise ValueError(f"{option}: the directory {target.parent} is not writable")
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 from . import _machine, registry
-from ._files import check_output_file
+from ._files import can_create_in, check_output_file
 
 
 def _available_backends():
@@ -55,9 +55,7 @@ def _verify(args) -> int:
         from .testing import report as html_report
 
         html_report.check_target("--report", args.report)
-        if args.save_failures and os.path.realpath(args.save_failures) == os.path.realpath(args.report):
-            # The saved case would make the report's directory one of other files, after the whole run.
-            raise ValueError("--report and --save-failures: name two directories (the page replaces its own)")
+        html_report.check_apart("--report", args.report, {"--json": args.json, "--save-failures": args.save_failures})
     if (args.case or args.save_failures or args.examples is not None) and not args.impl:
         raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
     if args.impl and args.backend != "all":
@@ -239,7 +237,7 @@ def check_output_dir(option, path):
     if target.exists() and not target.is_dir():
         raise ValueError(f"{option}: {path} exists and is not a directory")
     existing = target if target.exists() else target.parent if str(target.parent) else Path(".")
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or not can_create_in(existing):
         raise ValueError(f"{option}: {existing} is not a writable directory")
 
 
@@ -358,7 +356,7 @@ def _golden_check_implementation(args) -> int:
     if model not in models:
         raise ValueError(f"--model: the store {directory} holds no golden file of {model} "
                          f"(it holds {', '.join(models)})")
-    report = gate.run(Implementation.of(fn, model), kinds=("golden",), golden_dir=directory)
+    report = gate.run(Implementation.of(fn, model).named_by(args.impl), kinds=("golden",), golden_dir=directory)
     print(report.text())
     others = [m for m in models if m != model]
     if others:

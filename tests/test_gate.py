@@ -609,6 +609,15 @@ def test_a_contract_with_nothing_to_check_is_refused():
         testing.Implementation(torch_simulate, "hxtorch.cuba_lif", dtypes=("float16",))
 
 
+@pytest.mark.parametrize("model", sorted(registry.MODELS))
+def test_a_contract_copied_by_dataclasses_replace_is_the_same_contract(model):
+    # Found by an outside user: renamed by --impl's target, the contract of a model that does not
+    # spike was refused ("hxtorch.cuba_li does not accept None"), as was a replayed case of one.
+    impl = testing.Implementation(torch_simulate, model)
+    renamed = replace(impl, name="mine:fn")
+    assert renamed.name == "mine:fn" and replace(renamed, name=impl.name) == impl
+
+
 @pytest.mark.parametrize("seed", ["a", None, 1.5, True, -1])
 def test_a_seed_that_is_no_integer_from_0_is_refused_by_name(seed):
     # Before: a TypeError from a comparison for "a" and None; 1.5 and True were taken.

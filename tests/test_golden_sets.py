@@ -159,7 +159,8 @@ def test_snnref_simulate_passes_the_store_through_the_gate(made, capsys, model, 
     code, out = check(["--dir", str(made[1]), "--impl", "test_golden_sets:torch_simulate", "--model", model],
                       capsys)
     assert code == 0, out.out + out.err
-    assert f"snnref gate: {model}, implementation torch_simulate: PASS" in out.out
+    # Named by --impl, as the plugin names it (a factory's functions share their own name).
+    assert f"snnref gate: {model}, implementation test_golden_sets:torch_simulate: PASS" in out.out
     # Each golden case in both dtypes, then the first once more on other values of its shapes.
     assert f"cases: {files} golden, 1 golden again; in float32, float64: {2 * files + 1} runs, 0 failed" in out.out
 
@@ -167,7 +168,7 @@ def test_snnref_simulate_passes_the_store_through_the_gate(made, capsys, model, 
 def test_a_planted_bug_fails_naming_the_quantity(made, capsys):
     code, out = check(["--dir", str(made[1]), "--impl", "test_golden_sets:wrong_leak", "--model",
                        "hxtorch.cuba_li"], capsys)
-    assert code == 1 and "implementation wrong_leak: FAIL" in out.out
+    assert code == 1 and "implementation test_golden_sets:wrong_leak: FAIL" in out.out
     # The readout's membrane is its output: both name the step where it first leaves the budget.
     failing = [line.split()[0] for line in out.out.splitlines()[3:] if line.startswith("  out:")]
     assert "out:v" in failing and "out:out" in failing, out.out

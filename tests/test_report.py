@@ -4,6 +4,7 @@ fail, a passing run as a summary only, one self-contained page written
 atomically, and the three ways to ask for it (snnref verify --report, the
 pytest plugin's --snnref-report, assert_conforms(report=...))."""
 
+import html
 import re
 import sys
 from pathlib import Path
@@ -189,8 +190,29 @@ def test_one_directory_for_the_report_and_the_saved_case_is_refused_before_the_r
     # Before: the whole gate ran, the case was saved there, and then the report was refused.
     status = cli.main(["verify", "--impl", "fixtures.outside_lif:after_step_50", "--model", "tether.LIF",
                        "--report", str(tmp_path / "out"), "--save-failures", str(tmp_path / "out")])
-    assert status == 2 and "--report and --save-failures: name two directories" in capsys.readouterr().err
+    assert status == 2 and "--save-failures: " in (err := capsys.readouterr().err)
+    assert f"is inside --report {tmp_path / 'out'}, which the page replaces whole" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_json_file_inside_the_report_directory_is_refused_before_the_run(tmp_path, capsys):
+    # Found by an outside user: the JSON was written there after the whole run, and then the page was
+    # refused (a directory of other files), leaving the stray file to fail the next run the same way.
+    (tmp_path / "out").mkdir()
+    status = cli.main(["verify", "--impl", "fixtures.outside_lif:after_step_50", "--model", "tether.LIF",
+                       "--report", str(tmp_path / "out"), "--json", str(tmp_path / "out" / "results.json")])
+    assert status == 2 and "--json: " in (err := capsys.readouterr().err)
+    assert "is inside --report" in err and list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_directory_the_file_system_refuses_is_refused_before_the_run():
+    # Found by an outside user: as root, os.access says yes everywhere, and the run failed only at
+    # its end, naming a hidden temporary folder.  /proc takes no new file, root or not.
+    with pytest.raises(report.ReportError, match=r"^--report: the directory /proc is not writable$"):
+        report.check_target("--report", "/proc/snnref-report")
+    assert cli.main(["verify", "--model", "tether.LIF", "--backend", "spec", "--quick",
+                     "--json", "/proc/results.json"]) == 2
+    assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", "/proc/store"]) == 2
 
 
 def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
@@ -231,6 +253,24 @@ def test_the_plugin_writes_the_page_of_its_items(tmp_path):
     assert f"snnref report: {directory / 'index.html'}" in result.stdout
     text = (directory / "index.html").read_text()
     assert "spikes</code>: first failing step 0" in text and "(threshold)" in text
+    # The checks -k left out are named: the page covers the threshold case alone.
+    assert ("tether.LIF: the gate&#x27;s random, wide, long, strided, out_sum, far, golden checks did not run in "
+            "this session") in text
+
+
+def test_an_interrupted_session_writes_no_page_and_keeps_the_previous_one(tmp_path):
+    # Found by an outside user: Ctrl-C during the long case left a page headed PASS, of the checks that
+    # had run, in place of the previous (failing) one.
+    from test_plugin import run_pytest
+
+    directory = tmp_path / "page"
+    report.write(directory, [long_run(outside_lif.after_step_50)])
+    before = (directory / "index.html").read_bytes()
+    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:interrupted_on_long", "--snnref-model",
+                        "tether.LIF", "-k", "not golden", "--snnref-report", str(directory))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "snnref report: not written, the session was interrupted" in result.stdout
+    assert (directory / "index.html").read_bytes() == before
 
 
 def test_under_xdist_the_plugin_writes_one_page_of_every_workers_items(tmp_path):
@@ -260,6 +300,34 @@ def test_every_text_cell_of_the_table_is_escaped(tmp_path):
     assert "<b>" not in text and "<i>" not in text, text
     assert "&lt;b&gt;torch&lt;/b&gt;" in text
     assert "grad:x &lt; 0 &amp; &lt;i&gt;planted&lt;/i&gt;" in text
+
+
+def test_an_implementation_named_with_dollar_signs_is_drawn_with_its_name_as_written(tmp_path):
+    # Found by an outside user: matplotlib read "$...$" as TeX, and the page failed after the whole run
+    # ("\frac" does not parse) or garbled the name ("costs $5 vs $6").
+    name = r"LIF $\tau_m$ (v2, $\frac$ build)"
+    failing = gate.run(testing.Implementation(outside_lif.gt_for_ge, "tether.LIF", name=name), kinds=("threshold",))
+    page = report.write(tmp_path / "report", [failing])
+    assert page.drawn and html.escape(name) in assert_self_contained(tmp_path / "report", page)
+
+
+def test_a_non_finite_error_is_marked_as_such_not_drawn_as_a_number(tmp_path):
+    # Found by an outside user: a NaN membrane was left out of the values panel without a word and drawn
+    # in the error panel as a line at the cap (budget x 1e6), which read as an error of that size.
+    poisoned = gate.run(testing.Implementation(outside_lif.nan_membrane, "tether.LIF"), examples=1,
+                        kinds=("random",))
+    membrane = drawn(report.write(tmp_path / "report", [poisoned]), "out:v")
+    assert membrane.nonfinite == [membrane.window[1] - 1]
+    assert drawn(report.write(tmp_path / "late", [long_run(outside_lif.after_step_50)]), "out:v").nonfinite == []
+
+
+def test_the_cli_page_names_the_implementation_by_its_target(tmp_path, capsys):
+    # Found by an outside user: "impl _variant.<locals>.implementation" for every variant a factory makes.
+    status = cli.main(["verify", "--impl", "fixtures.outside_lif:gt_for_ge", "--model", "tether.LIF", "--quick",
+                       "--examples", "1", "--report", str(tmp_path / "report")])
+    assert status == 1
+    text = (tmp_path / "report" / "index.html").read_text()
+    assert "impl fixtures.outside_lif:gt_for_ge" in text and "&lt;locals&gt;" not in text
 
 
 def test_a_gate_implementations_qualified_name_is_escaped(tmp_path):

@@ -53,7 +53,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import __version__, arguments, registry, spec
-from .._files import numpy_format, replace_directory, usual_mode, write_atomically
+from .._files import can_create_in, numpy_format, replace_directory, usual_mode, write_atomically
 from ..arguments import Names
 from . import _checks as checks
 
@@ -203,8 +203,9 @@ def unlisted_files(directory: Path, manifest: dict) -> List[str]:
 def _check_writable(directory: Path, label) -> None:
     """``directory`` can become a store: a store already (a valid manifest that
     lists every file in it), empty, or new below a writable directory.
-    Checked without writing anything: a store is replaced whole, so a
-    directory holding anything else is refused rather than swept away.
+    Checked without writing anything in it (beside a probe file, removed at once):
+    a store is replaced whole, so a directory holding anything else is refused
+    rather than swept away.
     ``label`` is how the user named it."""
     here = Path.cwd().resolve()
     if directory == here or directory in here.parents:
@@ -213,7 +214,7 @@ def _check_writable(directory: Path, label) -> None:
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or not can_create_in(existing):
         raise OutputRefused(f"--out {label}: not a writable directory ({existing} is not one)")
     if existing != directory or not any(directory.iterdir()):
         return

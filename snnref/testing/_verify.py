@@ -301,6 +301,8 @@ def verify_implementation(fn, key: str, seed: int = 0, quick: bool = False, *, g
     from . import Implementation, gate
 
     impl = Implementation.of(fn, key)
+    if impl_spec is not None:
+        impl = impl.named_by(impl_spec)
     result = ModelResult(impl.model, "impl")
     if case_file is not None:
         planned, dtype = gate.load_case(case_file, impl)

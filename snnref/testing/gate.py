@@ -690,7 +690,8 @@ class GateReport:
             lines.append(f"  first failing run: {first.label}")
             lines += [f"    {failure}" for failure in first.failures[:4]]
             if len(first.failures) > 4:
-                lines.append(f"    ... {len(first.failures) - 4} more in this run (snnref verify --json has all)")
+                lines.append(f"    ... {len(first.failures) - 4} more in this run "
+                             "(all of them: snnref verify --impl ... --json FILE)")
             if first.traceback:
                 lines.append("    where it raised (most recent call last):")
                 lines += [f"    {line}" for line in first.traceback]

@@ -126,11 +126,13 @@ def pytest_collection_modifyitems(session, config, items):
         models = list(dict.fromkeys(config.getoption("snnref_model"))) or [getattr(fn, "model", None)]
         if models == [None]:
             raise ValueError("--snnref-model: name the model it implements (e.g. --snnref-model tether.LIF)")
-        contracts = [_named(Implementation.of(fn, model), target) for model in models]
+        contracts = [Implementation.of(fn, model).named_by(target) for model in models]
         if config.getoption("snnref_report") is not None:
-            from .report import check_target
+            from .report import check_apart, check_target
 
             check_target("--snnref-report", config.getoption("snnref_report"))
+            check_apart("--snnref-report", config.getoption("snnref_report"),
+                        {"--snnref-save-failures": config.getoption("snnref_save_failures")})
         if config.getoption("snnref_save_failures") is not None:
             check_output_dir("--snnref-save-failures", config.getoption("snnref_save_failures"))
         if config.getoption("snnref_golden_dir") is not None:
@@ -161,16 +163,6 @@ def pytest_collection_modifyitems(session, config, items):
     config.hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, added))
 
 
-def _named(impl, target):
-    """The contract named by --snnref-impl's MODULE:CALLABLE unless it declares a name: a
-    function's own name can be one that many (made by a factory) share."""
-    from dataclasses import replace
-
-    if impl.name == getattr(impl.fn, "__qualname__", None):
-        return replace(impl, name=target)
-    return impl
-
-
 def _is_xdist_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -185,7 +177,7 @@ def pytest_testnodedown(node, error):
         node.config.stash.setdefault(GATE_REPORTS, []).extend(pickle.loads(handed))
 
 
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session, exitstatus):
     config = session.config
     directory = config.getoption("snnref_report", None)
     reports = config.stash.get(GATE_REPORTS, [])
@@ -194,17 +186,32 @@ def pytest_sessionfinish(session):
     if _is_xdist_worker(config):
         config.workeroutput[WORKER_REPORTS] = pickle.dumps(reports)
         return
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        # The items that ran would read as the whole gate's verdict; the previous page stays.
+        config.stash[REPORT_PAGE] = None
+        return
+    from . import gate as gate_checks
     from .report import write
 
     # The order the items ran in (which worker ran what, under xdist) is not the page's order.
     reports = sorted(reports, key=lambda gate: (gate.model, [run.kind for run in gate.runs], gate.name))
-    page = write(directory, reports, title="snnref gate (pytest)", option="--snnref-report")
+    ran = {}
+    for report in reports:
+        ran.setdefault(report.model, set()).update(run.kind for run in report.runs)
+    not_run = [f"{model}: the gate's {', '.join(missing)} checks did not run in this session (deselected, or "
+               f"the session stopped first)" for model, kinds in ran.items()
+               if (missing := [kind for kind in gate_checks.KINDS if kind not in kinds])]
+    page = write(directory, reports, title="snnref gate (pytest)", option="--snnref-report", not_run=not_run)
     config.stash[REPORT_PAGE] = page
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    page = config.stash.get(REPORT_PAGE, None)
-    if page is not None:
+    if REPORT_PAGE not in config.stash:
+        return
+    page = config.stash[REPORT_PAGE]
+    if page is None:
+        terminalreporter.write_line("snnref report: not written, the session was interrupted")
+    else:
         terminalreporter.write_line(f"snnref report: {page.index} ({len(page.drawn)} failing quantities drawn)")
 
 

@@ -19,8 +19,10 @@ and a colour and a word:
 (2) fail: the check failed (f > 1, a crash, a broken golden);
     near: NEAR <= f <= 1;  pass: f < NEAR.
 
-For every failing quantity the run in which it failed worst is drawn, at its
-worst element's lane ``n`` and around its first failing step ``t0``:
+For every failing quantity one run is drawn: the worst of the runs whose first
+failing step is known (for a sum without a time axis the gate locates it in the
+first failing run only), else the worst run; at its worst element's lane ``n``
+and around its first failing step ``t0``:
 
 (3) the window  W = [max(0, t0 - HALF_WINDOW), min(T, t0 + HALF_WINDOW + 1)),
 
@@ -54,7 +56,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .._files import replace_directory, usual_mode
+from .._files import can_create_in, replace_directory, usual_mode
 
 NEAR = 0.5
 HALF_WINDOW = 12
@@ -101,6 +103,8 @@ class Drawn:
     window: Optional[Tuple[int, int]]  # equation (3), steps [start, stop)
     steps: List[int] = field(default_factory=list)  # the x values of the traces panel
     marked: List[Tuple[int, int]] = field(default_factory=list)  # (step, flat lane) marked as differing spikes
+    # The x values (steps or elements) whose error at the drawn lane is NaN or inf, marked at the cap.
+    nonfinite: List[int] = field(default_factory=list)
     image: str = ""
 
 
@@ -158,9 +162,20 @@ def check_target(option: str, directory) -> Path:
     parent = target.absolute().parent
     if not parent.is_dir():
         raise ReportError(f"{option}: the directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if not can_create_in(parent):
         raise ReportError(f"{option}: the directory {parent} is not writable")
     return target
+
+
+def check_apart(option: str, directory, others) -> None:
+    """Before any run: no other output of the run (``others``, {option: path or None}) is
+    ``directory`` or inside it.  The page replaces its directory whole: a file written
+    there first would make it a directory of other files, refused after the whole run."""
+    page_directory = Path(os.path.realpath(directory))
+    for other, path in others.items():
+        if path and Path(os.path.realpath(path)).is_relative_to(page_directory):
+            raise ReportError(f"{other}: {path} is inside {option} {directory}, which the page replaces whole; "
+                              f"name a path outside it")
 
 
 def status(failed: bool, fraction: Optional[float]) -> str:
@@ -238,7 +253,7 @@ def _source(item) -> _Source:
 
 
 def _failing_quantities(source: _Source):
-    """(quantity, the comparison in which it failed worst) for every failing quantity with traces."""
+    """(quantity, the comparison drawn for it, by ``_preference``) for every failing quantity with traces."""
     best = {}
     for comparison in source.comparisons:
         for quantity, detail in comparison.details.items():
@@ -268,6 +283,16 @@ def _lanes(array):
 
 def _finite(values, cap):
     return np.where(np.isfinite(values), values, cap)
+
+
+def _mark_nonfinite(axes, x, error, cap, drawn):
+    """A NaN or inf error drawn at ``cap`` with a marker and a legend entry of its own: the line
+    through the cap alone would read as a finite error of that size."""
+    bad = ~np.isfinite(error)
+    if bad.any():
+        axes.plot(x[bad], np.full(int(bad.sum()), cap), "X", color="tab:red", ms=8, ls="none",
+                  label=f"NaN or inf (drawn at {cap:.3g})")
+        drawn.nonfinite = [int(i) for i in x[bad]]
 
 
 def _draw(Figure, Canvas, source, quantity, comparison, path) -> Drawn:
@@ -308,6 +333,12 @@ def _draw(Figure, Canvas, source, quantity, comparison, path) -> Drawn:
                                  label="implementation", **style)
         values_axes.plot(time, flat_ref[start:stop, column], "s--", color="tab:orange", ms=3,
                          label="spec (float64)" + (", unforced" if quantity == "spikes" else ""), **style)
+        shown = flat_impl[start:stop, column]
+        if not np.isfinite(shown).all():
+            # Matplotlib leaves NaN out of a line without a word: marked on the spec's value instead.
+            bad = ~np.isfinite(shown)
+            values_axes.plot(time[bad], flat_ref[start:stop, column][bad], "X", color="tab:red", ms=8,
+                             ls="none", label="implementation NaN or inf here")
         drawn.steps = [int(t) for t in line.get_xdata()]
         values_axes.set_title(f"{'spikes' if quantity == 'spikes' else quantity} at lane {lane} "
                               f"(the worst element), steps {start}-{stop - 1}", fontsize=10)
@@ -366,11 +397,13 @@ def _error_against_time(axes, quantity, trace, flat_impl, flat_ref, column, lane
         budget = float(trace["budget"])
         floor = budget * 1e-6 if budget > 0 else 1e-300
         cap = budget * 1e6 if budget > 0 else 1.0
-        error = _finite(np.abs(flat_impl - flat_ref), cap)
+        raw = np.abs(flat_impl - flat_ref)
+        error = _finite(raw, cap)
         axes.semilogy(time, np.maximum(error[:, column], floor), ".-", color="tab:blue", ms=3,
                       label=f"|impl - spec| at lane {lane}")
         axes.semilogy(time, np.maximum(error.max(axis=1), floor), "-", color="0.6", lw=1,
                       label="max over lanes")
+        _mark_nonfinite(axes, time, raw[:, column], cap, drawn)
         axes.axhline(budget, color="tab:red", ls="--", label=f"budget {budget:.3g}")
         axes.set_title(f"error against time (floor {floor:.1e} on a log axis)", fontsize=10)
     if drawn.window is not None:
@@ -390,6 +423,10 @@ def _per_element(values_axes, error_axes, quantity, impl, reference, worst_index
     index = np.arange(start, min(flat_impl.size, start + MAX_ELEMENTS))
     values_axes.plot(index, flat_impl[index], "o", color="tab:blue", ms=5, label="implementation")
     values_axes.plot(index, flat_ref[index], "x", color="tab:orange", ms=7, label="spec (float64)")
+    bad = ~np.isfinite(flat_impl[index])
+    if bad.any():
+        values_axes.plot(index[bad], flat_ref[index][bad], "X", color="tab:red", ms=8, ls="none",
+                         label="implementation NaN or inf here")
     for axes in (values_axes, error_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlim(index[0] - 0.5, index[-1] + 0.5)
@@ -399,9 +436,12 @@ def _per_element(values_axes, error_axes, quantity, impl, reference, worst_index
     values_axes.legend(**LEGEND)
     budget = drawn.budget if drawn.budget is not None else 0.0
     floor = budget * 1e-6 if budget > 0 else 1e-300
-    error = _finite(np.abs(flat_impl - flat_ref), budget * 1e6 if budget > 0 else 1.0)
+    cap = budget * 1e6 if budget > 0 else 1.0
+    raw = np.abs(flat_impl - flat_ref)
+    error = _finite(raw, cap)
     error_axes.semilogy(index, np.maximum(error[index], floor), "o", color="tab:blue", ms=4,
                         label="|impl - spec|")
+    _mark_nonfinite(error_axes, index, raw[index], cap, drawn)
     error_axes.axhline(budget, color="tab:red", ls="--", label=f"budget {budget:.3g}")
     located = "" if drawn.first_step is None else f"; located at step {drawn.first_step} by its cotangents"
     error_axes.set_title(f"error per element{located}", fontsize=10)
@@ -467,7 +507,7 @@ code { font-size: 13px; }
 """
 
 
-def _page(title, rows, drawn, sources, left_out) -> str:
+def _page(title, rows, drawn, sources, left_out, not_run) -> str:
     failing = sum(r.status == "fail" for r in rows)
     out = ['<!doctype html>', '<html lang="en"><head><meta charset="utf-8">',
            f'<meta name="generator" content="{GENERATOR}">',
@@ -505,21 +545,23 @@ def _page(title, rows, drawn, sources, left_out) -> str:
     if left_out:
         out.append(f'<p>{left_out} more failing quantities are in the table but not drawn (at most '
                    f'{MAX_FIGURES} figures).</p>')
-    unchecked = [(s, line) for s in sources for line in s.not_checked]
+    unchecked = [f"{s.model} {s.backend}: {line}" for s in sources for line in s.not_checked] + list(not_run)
     if unchecked:
         out.append('<h2>Not checked</h2><ul>')
-        out += [f'<li>{html.escape(s.model)} {html.escape(s.backend)}: {html.escape(line)}</li>'
-                for s, line in unchecked]
+        out += [f'<li>{html.escape(line)}</li>' for line in unchecked]
         out.append('</ul>')
     out.append('</body></html>')
     return "\n".join(out) + "\n"
 
 
-def write(directory, results, *, title="snnref verify", option="report") -> Page:
+def write(directory, results, *, title="snnref verify", option="report", not_run=()) -> Page:
     """The page for ``results`` (``snnref verify``'s ``ModelResult``s or ``GateReport``s)
     in ``directory``, replacing a previous report there; ``option`` names the argument
-    in error messages."""
+    in error messages; ``not_run``: lines listed under "Not checked" beside the results' own
+    (the checks a partial session did not run)."""
     Figure, Canvas = _matplotlib()
+    import matplotlib
+
     target = check_target(option, directory)
     sources = [_source(item) for item in results]
     parent = target.absolute().parent
@@ -532,14 +574,16 @@ def write(directory, results, *, title="snnref verify", option="report") -> Page
                 if len(drawn) == MAX_FIGURES:
                     left_out += 1
                     continue
-                figure = _draw(Figure, Canvas, source, quantity, comparison,
-                               building / f"fig-{len(drawn) + 1:03d}.png")
+                # Names as given: a "$" in an implementation's name is no TeX to typeset (or fail on).
+                with matplotlib.rc_context({"text.parse_math": False}):
+                    figure = _draw(Figure, Canvas, source, quantity, comparison,
+                                   building / f"fig-{len(drawn) + 1:03d}.png")
                 drawn.append(figure)
                 anchors[quantity] = figure.image.rsplit(".", 1)[0]
             for row in source.rows:
                 row.anchor = anchors.get(row.check, "")
             rows += source.rows
-        (building / INDEX).write_text(_page(title, rows, drawn, sources, left_out), encoding="utf-8")
+        (building / INDEX).write_text(_page(title, rows, drawn, sources, left_out, not_run), encoding="utf-8")
         building.chmod(usual_mode(directory=True))
         replace_directory(building, target)
     except BaseException:
