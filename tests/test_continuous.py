@@ -334,6 +334,57 @@ def test_spike_time_gradient_is_the_implicit_function_form():
     np.testing.assert_allclose(first[at["v_leak"]], tau * (1 / v_leak - 1 / (v_leak - theta)), rtol=1e-13)
 
 
+def test_tau_ref_derivative_at_zero_is_the_right_derivative():
+    # LIF with v_leak above threshold from v = 0 = v_reset: spike k (1, 2, ...) at t_k = k P + (k - 1) tau_ref,
+    # P = tau ln(v_leak / (v_leak - theta)); its hold ends at r_k = k (P + tau_ref), then
+    # v(t) = v_leak (1 - e^-(t - r_k)/tau).  tau_ref >= 0, so at 0 only the right derivatives exist:
+    # d t_k/d tau_ref = k - 1 and d v(t)/d tau_ref = -k v_leak e^-(t - r_k)/tau / tau (gradients gave 0).
+    tau, v_leak, theta = 2.0, 1.5, 1.0
+    period = tau * math.log(v_leak / (v_leak - theta))
+    samples = np.array([0.3, 1.5, 2.9, 4.7])  # 0, 0, 1 and 2 spikes before them
+    grads = gradients("LIF", {"tau": tau, "v_leak": v_leak, "v_threshold": theta}, [], np.zeros((0, 1)),
+                      t_end=5.0, samples=samples, state={"v": 0.0})
+    k = grads.names.index("tau_ref")
+    np.testing.assert_allclose(grads.spike_times[0][:, k], [0.0, 1.0], rtol=1e-12, atol=0)
+    spikes = np.floor(samples / period)
+    expected = -spikes * v_leak * np.exp(-(samples - spikes * period) / tau) / tau
+    np.testing.assert_allclose(grads.states["v"][:, 0, k], expected, rtol=1e-12, atol=0)
+
+
+def test_tau_ref_at_zero_leaves_the_state_at_the_spike_instant_alone():
+    # A pulse fires the LIF (tau = 1, v_leak = 0, v_reset = -0.5) at t = 0.5: v(0.5) = v_reset whatever tau_ref >= 0
+    # (held, or just reset), so its right derivative is 0; after it v(t) = -0.5 e^-(t - 0.5 - tau_ref), whose right
+    # derivative at tau_ref = 0 is -0.5 e^-(t - 0.5).
+    samples = np.array([0.5, 0.75, 2.0])
+    grads = gradients("LIF", {"tau": 1.0, "v_threshold": 1.0, "v_reset": -0.5}, [0.5], [[1.2]], t_end=2.0,
+                      samples=samples)
+    k = grads.names.index("tau_ref")
+    assert grads.trace.spike_times[0].tolist() == [0.5]
+    expected = [0.0, -0.5 * math.exp(-0.25), -0.5 * math.exp(-1.5)]
+    np.testing.assert_allclose(grads.states["v"][:, 0, k], expected, rtol=1e-14, atol=0)
+
+
+def test_finite_difference_check_judges_tau_ref_at_zero_from_the_right():
+    # At tau_ref = 0 (it cannot decrease) a one-sided difference checks the right derivative; it was skipped.
+    params = {"tau_syn": 1e-5, "tau_mem": 1e-5, "v_threshold": 1.0, "w_in": 1e-5}
+    report = fdcheck.check("CubaLIF", params, [1e-5, 2e-5, 2.5e-5, 6e-5], [[2.4, 2.4], [1.6, 1.6], [1.8, 1.8],
+                                                                         [2.2, 2.2]],
+                           t_end=1e-4, samples=np.linspace(0, 1e-4, 11), state={"v": [0.0, 0.5]})
+    assert report.skipped == 0 and report.checked > 0, report
+    assert report.worst <= fdcheck.FD_BOUND, report
+
+
+def test_without_a_state_the_start_at_rest_is_reported_under_state_v():
+    # SPEC.md section 5's convention: the default start v = v_leak is an input of its own.  LI without pulses:
+    # v(t) = v_leak + (v0 - v_leak) e^-t/tau, so d/d v_leak = 1 - e^-t/tau and d/d v0 = e^-t/tau (summing to 1,
+    # the derivative of a neuron that stays at rest).
+    samples = np.array([0.5, 3.0])
+    grads = gradients("LI", {"tau": 2.0, "v_leak": 0.3}, [], np.zeros((0, 1)), t_end=3.0, samples=samples)
+    decay = np.exp(-samples / 2.0)
+    np.testing.assert_allclose(grads.states["v"][:, 0, grads.names.index("v_leak")], 1 - decay, rtol=1e-14)
+    np.testing.assert_allclose(grads.states["v"][:, 0, grads.names.index("state.v")], decay, rtol=1e-14)
+
+
 def test_finite_difference_check_counts_spikes_that_appear():
     tau_syn, tau_mem = 2e-5, 1e-5
     t_max = _peak_time(tau_syn, tau_mem)
@@ -423,6 +474,15 @@ GOOD = {"tau": 1.0, "v_threshold": 1.0}
     (dict(t_end="1"), r"t_end: expected a real number or an array of real numbers, got '1'"),
     (dict(params={"tau": True, "v_threshold": 1.0}), r"params\['tau'\]: expected a real number .*got True"),
     (dict(samples=[0.5, None]), r"samples: expected a real number"),
+    # A subnormal time constant has no finite reciprocal (the kernels made NaN).
+    (dict(params={"tau": 1e-310, "v_threshold": 1.0}),
+     r"params\['tau'\]: expected a time constant of at least 2.2250738585072014e-308 s .*got 1e-310"),
+    # CubaIF's current moves v by R I tau_syn/tau_mem: the ratio overflowed (NaN) or was subnormal (digits lost).
+    (dict(node="CubaIF", params={"tau_syn": 1e160, "tau_mem": 1e-160, "v_threshold": 1.0}),
+     r"params\['tau_syn'\]: node CubaIF needs tau_syn/tau_mem between 2.2250738585072014e-308 and "
+     r"1.7976931348623157e\+308 \(a normal float64\), got tau_syn = 1e\+160 and tau_mem = 1e-160"),
+    (dict(node="CubaIF", params={"tau_syn": 1e-160, "tau_mem": 1e160, "v_threshold": 1.0}),
+     r"params\['tau_syn'\]: node CubaIF needs tau_syn/tau_mem between"),
     # SPEC.md section 9 holds v at v_reset during the refractory time: not with a subtractive reset.
     (dict(params={"tau": 1.0, "v_threshold": 1.0, "reset": "subtract", "tau_ref": 0.5}),
      r"params\['tau_ref'\]: a refractory time needs reset 'hard'"),
@@ -456,6 +516,39 @@ def test_counterpart_applies_the_registry_parameter_rules(model, params, dt, mat
     with pytest.raises((ValueError, TypeError), match=match) as error:
         counterpart(model, params, dt=dt)
     assert "allow_nonfinite" not in str(error.value)  # counterpart takes no such option
+
+
+@pytest.mark.parametrize("model, params, match", [
+    ("hxtorch.cuba_lif", {"leak": 2.0},
+     r"^hxtorch.cuba_lif: params\['leak'\] = 2.0 is at or above threshold 1.0: no continuous counterpart \(expected "
+     r"leak < threshold"),
+    ("hxtorch.cuba_refractory_lif", {"leak": 0.5, "threshold": 0.5},
+     r"^hxtorch.cuba_refractory_lif: params\['leak'\] = 0.5 is at or above threshold 0.5"),
+    ("hxtorch.cuba_lif", {"reset": 2.0}, r"^hxtorch.cuba_lif: params\['reset'\] = 2.0 is at or above threshold 1.0"),
+    ("hxtorch.cuba_iaf", {"reset": 1.0}, r"^hxtorch.cuba_iaf: params\['reset'\] = 1.0 is at or above threshold 1.0"),
+    ("tether.LIF", {"threshold": -1.0},
+     r"^tether.LIF: params\['threshold'\] = -1.0 is at or below the reset 0.0: no continuous counterpart \(expected "
+     r"threshold > 0"),
+    ("tether.PLIF", {"threshold": [1.0, 0.0]}, r"^tether.PLIF: params\['threshold'\] = 0.0 is at or below the reset"),
+    ("qualia.IFSRL", {"threshold": [0.0]},
+     r"^qualia.IFSRL: params\['threshold'\] = 0.0 is at or below the initial membrane 0.0"),
+    ("qualia.ATIF", {"threshold": [1.0, -2.0]}, r"^qualia.ATIF: params\['threshold'\] = -2.0 is at or below"),
+])
+def test_counterpart_refuses_a_configuration_its_continuous_node_has_not(model, params, match):
+    # The Counterpart claimed a relation that simulate then refused, naming NIR parameters never passed.
+    with pytest.raises(ValueError, match=match):
+        counterpart(model, params)
+
+
+def test_counterpart_just_inside_the_refused_configurations_simulates():
+    # The refusals stop at the boundary: just inside it the counterpart holds and its node runs (simulate raises
+    # where it does not).
+    for model, params, relation in (("hxtorch.cuba_lif", {"leak": 0.99, "reset": 0.99}, "euler"),
+                                    ("tether.LIF", {"threshold": 1e-3}, "exact"),
+                                    ("qualia.IFSRL", {"threshold": [1e-3]}, "exact")):
+        found = counterpart(model, params)
+        assert found.relation == relation
+        simulate(found.node, found.params, [0.0], [[1.0]], t_end=1.0, state=found.state)
 
 
 def test_counterpart_refuses_a_decay_without_a_time_constant():
@@ -511,6 +604,39 @@ def test_cuba_solution_is_invariant_under_a_change_of_time_unit(scale):
     for name in ("tau_syn", "tau_mem"):
         for a, b in zip(base.spike_times, scaled.spike_times):
             np.testing.assert_allclose(b[:, at[name]], a[:, at[name]], rtol=2 * bound, atol=0)
+
+
+@pytest.mark.parametrize("node, tau_syn, tau_mem, w_in", [
+    ("CubaLIF", 1e-160, 1e160, 1.0), ("CubaLI", 1e-160, 1e160, 1.0), ("CubaLI", 1e160, 1e-160, 1e160)])
+def test_time_constants_whose_ratio_leaves_the_float64_range(node, tau_syn, tau_mem, w_in):
+    # tau_mem/tau_syn = 1e+-320: delta = 1/tau_mem - 1/tau_syn is finite, but formed through that ratio it
+    # overflowed to -inf and the states came back NaN.  The textbook kernel, one pulse of weight 2 at 1e-5 s.
+    params = {"tau_syn": tau_syn, "tau_mem": tau_mem, "w_in": w_in}
+    if node == "CubaLIF":
+        params["v_threshold"] = 1.0
+    trace = simulate(node, params, [1e-5], [[2.0]], t_end=1e-4, samples=[0.0, 1e-5, 1e-4])
+    i0 = w_in * 2.0 / tau_syn
+    np.testing.assert_allclose(trace.states["v"][:, 0], [0.0, 0.0, _cuba_v(9e-5, i0, tau_syn, tau_mem)], rtol=1e-13,
+                               atol=0)
+    np.testing.assert_allclose(trace.states["i"][:, 0], [0.0, i0, i0 * math.exp(-9e-5 / tau_syn)], rtol=1e-13,
+                               atol=0)
+
+
+@pytest.mark.parametrize("q, count", [(1.5, 1), (2.5, 2)])
+def test_a_synaptic_time_constant_of_a_few_ulp_of_t_keeps_its_charge_through_a_spike(q, count):
+    # tau_syn = 1e-20 s is 6 ulp of t = 1e-5 s; tau_mem = 1 s leaks nothing on that scale.  A pulse of charge q
+    # fires once per unit of charge while more than 1 is left, crossing k (k = 0, 1, ...) coming
+    # ts ln((q - k)/(q - k - 1)) after the one before; the q - count left then decay as the textbook kernel.
+    # Flowing the current to the rounded spike time rather than to the root left 1.6 % too much charge: a spike
+    # too many.
+    ts = 1e-20
+    trace = simulate("CubaLIF", {"tau_syn": ts, "tau_mem": 1.0, "v_threshold": 1.0, "w_in": 1.0}, [1e-5, 2e-5],
+                     [[q], [0.5]], t_end=1e-4, samples=[1.5e-5, 1e-4])
+    crossings = 1e-5 + ts * np.cumsum([math.log((q - k) / (q - k - 1)) for k in range(count)])
+    np.testing.assert_allclose(trace.spike_times[0], crossings, rtol=4 * EPS, atol=0)
+    left = q - count
+    expected = [_cuba_v(5e-6, left / ts, ts, 1.0), _cuba_v(9e-5, left / ts, ts, 1.0) + _cuba_v(8e-5, 0.5 / ts, ts, 1.0)]
+    np.testing.assert_allclose(trace.states["v"][:, 0], expected, rtol=1e-12)
 
 
 # --- a membrane that only approaches threshold --------------------------------------------------

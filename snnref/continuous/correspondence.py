@@ -17,6 +17,14 @@ step k records the state at t_k just after that pulse.  Per model:
     below threshold), and in the exact neuron once per v_threshold at that
     instant.  SPEC.md section 9 states "exact" without this condition; the
     section-9 measurements draw pulses that stay below it.
+    (3) is also not exact where a pulse lifts v exactly onto threshold 1:
+    rnnbuilder's H(u) = [u > 0] is strict, so the discrete step does not fire
+    there, while the continuous LIF fires on reaching threshold (and resets);
+    SPEC.md section 9 does not state this exception either.  (tether's and
+    qualia's ">=" fire at equality, as the continuous nodes do, and (2) is exact
+    there: its Threshold node is strict, as rnnbuilder's H.)  ``converge`` keeps
+    every membrane at least ``convergence.MARGIN`` (relative) away from threshold
+    at each pulse, so its measurements never meet the equality.
 (5) hxtorch.cuba_lif, cuba_li: CubaLIF / CubaLI with r = 1, v_leak = leak,
     v_threshold = threshold, v_reset = reset, w_in = tau_syn, so that a pulse
     raises I by w_in q / tau_syn = q = x[k]; v starts at leak.  Explicit Euler:
@@ -24,7 +32,11 @@ step k records the state at t_k just after that pulse.  Per model:
 (6) hxtorch.cuba_iaf: CubaIF with the parameters of (5), v starts at reset.  First order.
 (7) hxtorch.cuba_refractory_lif, cuba_refractory_iaf: (5), (6) with
     tau_ref = refractory_time.  First order.
-Every other registry model has no continuous counterpart.
+Every other registry model has no continuous counterpart, nor has a configuration
+that the continuous node refuses: a spiking hxtorch model with leak or reset at or
+above threshold (it starts at leak, resets to reset, and fires on reaching threshold
+from below), tether.LIF / PLIF and qualia's models with threshold <= 0 (they start,
+and tether's reset, at 0).  ``counterpart`` refuses these, naming the registry parameter.
 """
 
 from __future__ import annotations
@@ -107,6 +119,17 @@ def _step(dt):
     return float(dt)
 
 
+def _refuse(key, name, value, level, level_name, why, above=True):
+    """Refuse ``params[name]`` at or above ``level`` (``above=False``: at or below), per neuron:
+    the continuous neuron has no such configuration, and ``simulate`` would refuse it in NIR names."""
+    value, level = np.broadcast_arrays(np.asarray(value, dtype=np.float64), np.asarray(level, dtype=np.float64))
+    bad = value >= level if above else value <= level
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        raise ValueError(f"{key}: params[{name!r}] = {float(value.flat[k])!r} is at or {'above' if above else 'below'} "
+                         f"{level_name} {float(level.flat[k])!r}: no continuous counterpart ({why})")
+
+
 def counterpart(model, params=None, dt=None) -> Counterpart:
     """The section-9 counterpart of registry ``model`` with ``params`` (registry
     names; defaults filled in) at step ``dt`` (physical time per step: default 1
@@ -120,6 +143,14 @@ def counterpart(model, params=None, dt=None) -> Counterpart:
         step = float(full["dt"])
         if dt is not None and _step(dt) != step:
             raise ValueError(f"dt: {row.key} takes its step from params['dt'] ({step!r}); got dt={dt!r}")
+        if row.options.spiking:
+            # (5)-(7): the counterpart starts at leak (reset) and fires on reaching threshold from below.
+            if row.options.leak:
+                _refuse(row.key, "leak", full["leak"], full["threshold"], "threshold",
+                        "expected leak < threshold: the membrane starts at leak, and a spike is threshold "
+                        "reached from below")
+            _refuse(row.key, "reset", full["reset"], full["threshold"], "threshold",
+                    "expected reset < threshold: a hard reset at or above threshold would fire without end")
         nir = {"tau_syn": full["tau_syn"], "tau_mem": full["tau_mem"], "r": 1.0, "w_in": full["tau_syn"]}
         if row.options.leak:
             nir["v_leak"] = full["leak"]
@@ -136,6 +167,8 @@ def counterpart(model, params=None, dt=None) -> Counterpart:
         if np.any((decay <= 0) | (decay >= 1)):
             raise ValueError(f"params['decay']: the LIF counterpart needs 0 < decay < 1 "
                              f"(decay = exp(-dt/tau)), got {decay!r}")
+        _refuse(row.key, "threshold", full["threshold"], 0.0, "the reset", "expected threshold > 0: the membrane "
+                "starts at 0 and resets to 0, which must be below threshold", above=False)
         tau = -step / np.log(decay)
         nir = {"tau": tau, "r": 1.0, "v_leak": 0.0, "v_threshold": full["threshold"], "v_reset": 0.0}
         return Counterpart(row.key, "LIF", nir, {"v": 0.0}, tau, "exact", step, "pre")
@@ -146,5 +179,8 @@ def counterpart(model, params=None, dt=None) -> Counterpart:
                                "exact", step, "post", threshold=1.0)
         nir = {"tau": tau, "r": 1.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0, "reset": "subtract"}
         return Counterpart(row.key, "LIF", nir, {"v": 0.0}, tau, "exact", step, "post")
+    _refuse(row.key, "threshold", full["threshold"], 0.0, "the initial membrane", "expected threshold > 0: the "
+            "membrane starts at 0, below threshold, and a subtractive reset by a threshold <= 0 fires without end",
+            above=False)
     nir = {"r": 1.0, "v_threshold": full["threshold"], "v_reset": 0.0, "reset": "subtract"}
     return Counterpart(row.key, "IF", nir, {"v": 0.0}, 1.0, "exact", step, "post")

@@ -14,10 +14,14 @@ delta = 1/tau_mem - 1/tau_syn = (tau_syn - tau_mem)/(tau_syn tau_mem), and
 (6) K0 = E_m X(x),   X(x) = (e^x - 1)/x  (X(0) = 1)
 (7) K1 = E_m X'(x),  X'(x) = (x e^x - e^x + 1)/x^2 = sum_{n>=1} n x^(n-1)/(n+1)!
 (4) is the textbook tau_syn (E_s - E_m)/(tau_syn - tau_mem), rewritten so that it
-has no singularity at tau_syn = tau_mem (the limit is (s/tau_mem) E_m).  delta is
-computed as ((tau_syn - tau_mem)/tau_syn)/tau_mem: the product tau_syn tau_mem
-under- or overflows at extreme time scales, and the subtraction stays exact for
-near-equal constants.  For |x| <= 1 X and X' are evaluated as X = exprel (SciPy)
+has no singularity at tau_syn = tau_mem (the limit is (s/tau_mem) E_m).  delta never
+forms the product tau_syn tau_mem (it under- or overflows at extreme time scales):
+for constants within a factor 2 of each other it is ((tau_syn - tau_mem)/tau_syn)/tau_mem
+(the subtraction is exact there), farther apart 1/tau_mem - 1/tau_syn (no cancellation;
+the ratio (tau_syn - tau_mem)/tau_syn overflowed to -inf, and then 0 x (-inf) = NaN, for
+tau_syn = 1e-160 and tau_mem = 1e160).  Both are finite for every normal float64 time
+constant; a subnormal one (below 2.2e-308 s) has no finite reciprocal and is refused
+(``nodes.check_params``).  For |x| <= 1 X and X' are evaluated as X = exprel (SciPy)
 and the series (7); for |x| > 1, where E_s - E_m has no cancellation, as
 K0 = (E_s - E_m)/x and K1 = ((x E_s - E_s + E_m)/x)/x.  No formula here squares a
 time constant (tau^2 would leave the float64 range at scales near 1e+-160).
@@ -70,6 +74,13 @@ against a 50-digit solve).
       rounded to 0 or above (an asymptotic approach, or an exponential that
       underflowed) is kept at the largest negative float, so neither the end of
       the simulated interval nor a pulse of weight 0 can fire it.
+(10d) A root s* found from the event at t is reported at t + s* rounded to float64, and
+      the state is flowed by s* itself, to the root, where v = v_threshold; the events
+      after it are timed from the rounded spike time (a shift of at most half an ulp of
+      t, the spike time's own rounding).  Flowing by the rounded (t + s*) - t put the
+      current at another instant than v: with tau_syn = 1e-20 s, a few ulp of t = 1e-5 s,
+      the current kept 1.6 % too much charge after the reset and fired a spike that the
+      exact neuron does not have.
 
 Sensitivities (forward mode, a tangent vector d over all inputs p per state
 variable, the derivative at fixed time t).  Flow (1)-(5) over a fixed s:
@@ -91,6 +102,10 @@ and the jump of the tangent across the reset (the saltation relation, with v+ = 
      hard: R_v = 0, R_p = e[v_reset];  subtract: R_v = 1, R_p = -e[v_threshold].
 A spike made by a pulse has d t* = 0.  The end of a hold at t_r = t* + tau_ref:
 (18) d v(t_r+) = d v(t_r-) - v'(t_r+) (d t* + e[tau_ref]);  d i is continuous.
+(18b) tau_ref = 0 (hard reset): tau_ref >= 0, so its entry is the right derivative, the
+      limit of (18) as the hold shrinks to nothing: -v'(t*+) e[tau_ref] is added to d v
+      once time moves past t* (the state at t* itself is v_reset whatever tau_ref >= 0).
+      With reset "subtract", which takes no refractory time, the entry is 0.
 """
 
 from __future__ import annotations
@@ -126,8 +141,11 @@ def _dexprel(x):
 
 
 def _delta(tau_mem, tau_syn):
-    """delta = 1/tau_mem - 1/tau_syn without the product tau_syn tau_mem (see (4))."""
-    return ((tau_syn - tau_mem) / tau_syn) / tau_mem
+    """delta = 1/tau_mem - 1/tau_syn, never through tau_syn tau_mem, through (tau_syn - tau_mem)/tau_syn
+    only within a factor 2 (see (4))."""
+    if 0.5 <= tau_syn / tau_mem <= 2:
+        return ((tau_syn - tau_mem) / tau_syn) / tau_mem
+    return 1 / tau_mem - 1 / tau_syn
 
 
 def kernels(s, tau_mem, tau_syn):
@@ -329,6 +347,12 @@ class Gradients:
     ``trace.states[var]``.  ``trace``: the ``ContinuousTrace`` of the same run.
     A spike time whose crossing only grazes threshold has an infinite or NaN
     derivative (the spike count is not locally constant there).
+    ``tau_ref`` at 0 (hard reset): the right derivative (a refractory time cannot be
+    negative), the limit tau_ref -> 0+ (18b); with reset "subtract" its entry is 0.
+    The initial state is an input of its own (as ``snnref.spec.vjp``, SPEC.md section 5): without
+    ``state`` the membrane starts at v_leak (or v_reset), and that start's dependence on
+    the parameter is reported under ``state.v``, not under ``v_leak`` (``v_reset``);
+    add the two entries for the derivative of a neuron that starts at rest.
     """
 
     names: Tuple[str, ...]
@@ -360,6 +384,7 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
     grad_i = np.empty((len(samples), len(neuron.index))) if tangents else None
     t, next_pulse, next_sample = 0.0, 0, 0
     held_until, release_grad = None, None
+    pending = None  # (18b): the release term of a hold of length 0, due once time moves past the spike
 
     def emit_until(limit, inclusive):
         # The samples in [t, limit) (or [t, limit]) from the state at t.
@@ -373,14 +398,18 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             held = held_until is not None
             out_v[k], out_i[k] = (neuron.held_flow if held else neuron.flow)(v, i, s)
             if tangents:
-                grad_v[k], grad_i[k] = neuron.flow_tangent(v, i, dv, di, s, held)
+                tangent = dv + pending if pending is not None and s > 0 else dv  # (18b)
+                grad_v[k], grad_i[k] = neuron.flow_tangent(v, i, tangent, di, s, held)
             next_sample += 1
 
-    def advance(to):
-        nonlocal v, i, d, dv, di, t
-        s = to - t
+    def advance(to, s=None):
+        # s: the time flowed, to - t unless given (a crossing flows by its root, (10d)).
+        nonlocal v, i, d, dv, di, t, pending
+        s = to - t if s is None else s
         held = held_until is not None
         if tangents:
+            if pending is not None and s > 0:  # (18b): time moves past the spike
+                dv, pending = dv + pending, None
             dv, di = neuron.flow_tangent(v, i, dv, di, s, held)
         if row.spiking and not held:
             d = neuron.distance(d, i, s, a)
@@ -389,7 +418,7 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
 
     def fire(crossed):
         # (16), (17); the spike happens at time t with v = v(t-).
-        nonlocal v, d, a, dv, held_until, release_grad
+        nonlocal v, d, a, dv, held_until, release_grad, pending
         spikes.append(t)
         before.append((v, i))
         v_minus = v
@@ -419,6 +448,9 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             spike_grads.append(d_time)
             if held:
                 release_grad = d_time + neuron.unit("tau_ref")
+            elif p["reset"] == "hard":
+                # (18b): a hold of length 0 releases at t*+, after the state at t* (a sample there) is taken.
+                pending = -slope_plus * neuron.unit("tau_ref")
 
     while True:
         pulse_at = times[next_pulse] if next_pulse < len(times) else math.inf
@@ -428,13 +460,13 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             if found is not None:
                 crossing_at = t + found
                 if crossing_at == t and found > 0 and spikes and spikes[-1] == t:
-                    # A second spike rounds onto the first: time would never advance (it hung).
+                    # A second crossing rounds onto the first spike's time: float64 time cannot tell them apart.
                     raise ValueError(
                         f"pulse_times: float64 time cannot hold this neuron's spikes near t = {float(t)!r} s (one ulp "
                         f"of t is {np.spacing(t):.3g} s; the next spike is {found:.3g} s after the last); shift "
                         "the times towards 0 or measure them in a larger unit")
                 emit_until(crossing_at, False)
-                advance(crossing_at)
+                advance(crossing_at, found)
                 v, d = p["v_threshold"], 0.0  # the root's definition, free of the flow's rounding
                 fire(True)
                 continue

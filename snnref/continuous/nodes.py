@@ -11,7 +11,9 @@ Nodes (NIR 1.0 names and parameters; ``R`` is ``r``, ``S(t)`` the input pulse tr
 (5) IF       I with the threshold and reset of (4)
 (6) CubaLI   tau_syn I' = -I + w_in S(t),  tau_mem v' = (v_leak - v) + R I
 (7) CubaLIF  CubaLI with (4)
-(8) CubaIF   tau_syn I' = -I + w_in S(t),  tau_mem v' = R I, with (4)   (extension)
+(8) CubaIF   tau_syn I' = -I + w_in S(t),  tau_mem v' = R I, with (4)   (extension);
+             a current I still raises v by R I tau_syn/tau_mem, so that ratio must be a
+             normal float64 (2.2e-308 to 1.8e308)
 (9) Threshold  z = [v > v_threshold]: stateless, applied to a simulated membrane
              by ``threshold`` (a Dirac input has no value to threshold).
 
@@ -25,6 +27,9 @@ v_reset, which a subtractive reset does not reach, so ``tau_ref > 0`` with reset
 Input (10): ``S(t) = sum_k q_k delta(t - t_k)``.  A pulse raises ``I`` by
 ``w_in q_k / tau_syn`` (CUBA nodes), ``v`` by ``R q_k / tau`` (LI, LIF) or by
 ``R q_k`` (I, IF).  Pulses at the same instant add up.
+
+Time constants (tau, tau_syn, tau_mem): normal float64, at least 2.2e-308 s (a subnormal
+one has no finite reciprocal).
 
 Initial state: the state at t = 0-, before any pulse at t = 0.  Default
 ``v = v_leak`` for the leaky nodes, ``v = v_reset`` for IF and CubaIF, ``v = 0``
@@ -69,6 +74,7 @@ NODES: Mapping[str, Node] = {
 
 DEFAULTS = {"r": 1.0, "v_leak": 0.0, "v_reset": 0.0, "w_in": 1.0, "tau_ref": 0.0}
 TIME_CONSTANTS = ("tau", "tau_syn", "tau_mem")
+SMALLEST_TIME_CONSTANT = float(np.finfo(np.float64).tiny)
 RESETS = ("hard", "subtract")
 
 
@@ -197,9 +203,25 @@ def check_params(row: Node, params, n: int) -> Dict[str, object]:
         value = np.array(np.broadcast_to(value, (n,)), dtype=np.float64)
         if name in TIME_CONSTANTS and np.any(value <= 0):
             raise ValueError(f"{label}: expected a positive time constant, got {value[value <= 0][0]!r}")
+        if name in TIME_CONSTANTS and np.any(value < SMALLEST_TIME_CONSTANT):
+            # exact (4): 1/tau must be finite (a subnormal tau's reciprocal overflows to inf, then 0 x inf = NaN).
+            raise ValueError(f"{label}: expected a time constant of at least {SMALLEST_TIME_CONSTANT!r} s (the "
+                             f"smallest normal float64), got {float(value[value < SMALLEST_TIME_CONSTANT][0])!r}")
         if name == "tau_ref" and np.any(value < 0):
             raise ValueError(f"{label}: expected a non-negative refractory time, got {value[value < 0][0]!r}")
         checked[name] = value
+    if row.current and not row.leaky:
+        normal = np.finfo(np.float64)
+        with np.errstate(over="ignore", under="ignore"):
+            ratio = checked["tau_syn"] / checked["tau_mem"]
+        outside = ~((ratio >= normal.tiny) & (ratio <= normal.max))
+        if np.any(outside):
+            # (8): v moves by R I tau_syn/tau_mem; an overflowed ratio made NaN, a subnormal one lost digits.
+            k = int(np.argmax(outside))
+            tau_syn, tau_mem = float(checked["tau_syn"][k]), float(checked["tau_mem"][k])
+            raise ValueError(f"params['tau_syn']: node {row.name} needs tau_syn/tau_mem between "
+                             f"{float(normal.tiny)!r} and {float(normal.max)!r} (a normal float64), "
+                             f"got tau_syn = {tau_syn!r} and tau_mem = {tau_mem!r}")
     if row.spiking:
         reset = params.get("reset", "hard")
         if reset not in RESETS:
