@@ -45,7 +45,7 @@ def _verify(args) -> int:
     # A model named twice is one row, not two.
     keys = list(dict.fromkeys(args.model)) if args.model else sorted(registry.MODELS)
     for key in keys:
-        registry.model(key)
+        registry.model(key, "--model")
     # Every output target is checked before the run starts, not after it.
     if args.json is not None:
         check_output_file("--json", args.json)
@@ -267,7 +267,7 @@ def _golden_generate(args) -> int:
     from .testing import _golden as golden, golden_cases
 
     for key in args.model or ():
-        registry.model(key)
+        registry.model(key, "--model")
     if args.out == "":
         raise ValueError("--out: expected a directory name, got an empty string")
     if args.cases and (args.model or args.out is None):
@@ -352,7 +352,7 @@ def _golden_check_implementation(args) -> int:
     if model is None:
         raise ValueError(f"--impl: name the model it implements with --model KEY (the store holds "
                          f"{', '.join(models)})")
-    model = registry.model(model).key
+    model = registry.model(model, "--model" if args.model else "model").key
     if model not in models:
         raise ValueError(f"--model: the store {directory} holds no golden file of {model} "
                          f"(it holds {', '.join(models)})")

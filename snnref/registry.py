@@ -488,14 +488,15 @@ def _unknown(kind: str, name, valid) -> ValueError:
     return ValueError(f"{kind}: unknown name {name!r}; expected one of: {', '.join(valid)}{hint}")
 
 
-def model(key: str) -> Model:
-    """The row of model ``key``; an unknown key lists the valid ones."""
+def model(key: str, argument: str = "model") -> Model:
+    """The row of model ``key``; an unknown key lists the valid ones, in an error that names
+    ``argument`` (a command line's ``--model``)."""
     if isinstance(key, Model):
         return key
     try:
         return MODELS[key]
     except (KeyError, TypeError):
-        raise _unknown("model", key, MODELS) from None
+        raise _unknown(argument, key, MODELS) from None
 
 
 def surrogate(key: str) -> Surrogate:

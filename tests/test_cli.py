@@ -151,11 +151,16 @@ def test_verify_fails_on_a_wrong_forward(capsys, monkeypatch):
     assert "lfilter" in capsys.readouterr().out
 
 
-def test_unknown_model_is_a_clear_error():
+def test_unknown_model_is_a_clear_error(capsys):
     result = subprocess.run([sys.executable, "-m", "snnref.cli", "verify", "--model", "tether.lif"],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert "model: unknown name 'tether.lif'; expected one of:" in result.stderr
+    # Named by the option, as the command's other errors are (before: "model:").
+    assert "snnref: error: --model: unknown name 'tether.lif'; expected one of:" in result.stderr
+    assert "(did you mean 'tether.LIF'?)" in result.stderr
+    for command in (["golden", "generate", "--out", "store"], ["converge"]):
+        assert cli.main([*command, "--model", "tether.lif"]) == 2
+        assert "--model: unknown name 'tether.lif'" in capsys.readouterr().err
 
 
 def test_verify_fails_on_a_wrong_torch_backward(capsys, monkeypatch):

@@ -42,7 +42,7 @@ def _models(args):
 
     keys = list(dict.fromkeys(args.model)) if args.model else list(correspondence.MAPPED)
     for key in keys:
-        registry.model(key)
+        registry.model(key, "--model")
         if key not in correspondence.MAPPED:
             raise ValueError(f"--model: {key} has no continuous counterpart (SPEC.md section 9); "
                              f"the models that have one: {', '.join(correspondence.MAPPED)}")
