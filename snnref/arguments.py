@@ -124,6 +124,10 @@ def check_surrogate(row, surrogate):
         # A declared custom surrogate (snnref.spec.surrogates.Custom): any spiking model takes one.
         if not row.surrogates:
             raise ValueError(f"surrogate: {row.key} does not spike, so it takes no surrogate")
+        names = [param.name for param in row.params]
+        if surrogate.scale not in names:
+            raise ValueError(f"surrogate: the custom surrogate {surrogate.key!r} takes its scale from "
+                             f"{surrogate.scale!r}, which {row.key} does not have; its parameters: {', '.join(names)}")
         return surrogate
     registry.surrogate(surrogate)
     if surrogate not in row.surrogates:
@@ -406,14 +410,19 @@ def check_inject(row, inject, x_shape, arrays, allow_nonfinite, names=SIMULATE):
     return {k: arrays.cast(a[:steps]) for k, a in checked.items()}, steps
 
 
-def check_detached(detached, x_shape, arrays, allow_nonfinite, smooth):
-    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape.
-    Outside the smooth twin a replayed reset spike is the model's own, 0 or 1: a
-    smooth twin's fractional one would give a trace that is neither the model
-    nor its twin."""
+def check_detached(detached, x_shape, arrays, allow_nonfinite, smooth, recorded, model):
+    """A previous run's stop-gradient values (``Trace.detached``), each of x's shape and
+    each among ``recorded`` (what a run of ``model`` with these injections records: a
+    typo, another model's values or another injection's would be ignored).  Outside the
+    smooth twin a replayed reset spike is the model's own, 0 or 1: a smooth twin's
+    fractional one would give a trace that is neither the model nor its twin."""
     if detached is None:
         return None
     detached = mapping("detached", detached, "stop-gradient values (the dict Trace.detached)")
+    unknown = [key for key in detached if key not in recorded]
+    if unknown:
+        raise ValueError(f"detached: {', '.join(map(repr, unknown))}: no stop-gradient value of this run (a {model} "
+                         f"run with these injections records: {', '.join(recorded) or 'none'})")
     checked = {}
     for key, value in detached.items():
         label = f"detached[{key!r}]"

@@ -384,7 +384,8 @@ def simulate(
         # Only when inject is shorter: an autograd-recorded full slice would cost
         # a zero-filled copy of x's gradient in the backward.
         x = x[:steps]
-    frozen = arguments.check_detached(detached, x.shape, arrays, allow_nonfinite, smooth)
+    frozen = arguments.check_detached(detached, x.shape, arrays, allow_nonfinite, smooth,
+                                      registry.detached_keys(row, inject), row.key)
     family = _family(row, backend)
     check_input = getattr(family, "check_input", None)
     if check_input is not None:

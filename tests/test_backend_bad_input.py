@@ -247,3 +247,14 @@ def test_a_parameter_without_a_gradient_refuses_requires_grad():
     with pytest.raises(ValueError, match=r"params\['alpha'\]: requires_grad=True, but hxtorch.cuba_lif has no "
                                          r"gradient with respect to alpha"):
         snnref.simulate("hxtorch.cuba_lif", torch.full((4, 2, 3), 0.5), {"alpha": alpha}, backend="torch")
+
+
+def test_a_detached_value_the_run_does_not_record_is_refused_by_every_backend():
+    # Found by an outside user: ignored (here a replay of a run with injected spikes on a run without).
+    x = np.full((4, 2, 3), 0.5)
+    injected = snnref.spec.simulate("hxtorch.cuba_lif", x, smooth=True, inject={"spikes": np.zeros(x.shape)}).detached
+    for backend in ("torch", "cpu"):
+        with pytest.raises(ValueError, match=r"^detached: 'inject_spikes': no stop-gradient value of this run \(a "
+                                             r"hxtorch.cuba_lif run with these injections records: reset_spike\)$"):
+            snnref.simulate("hxtorch.cuba_lif", torch.tensor(x), smooth=True, backend=backend,
+                            detached={k: torch.tensor(v) for k, v in injected.items()})

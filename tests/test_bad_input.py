@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.special
 
 from snnref import spec
 
@@ -51,6 +52,25 @@ def test_non_finite_input_unless_opted_in(bad):
     raises(ValueError, "x: expected finite values", "tether.LIF", x)
     trace = spec.simulate("tether.LIF", x, allow_nonfinite=True)
     assert not np.all(np.isfinite(trace.outputs["v"]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_cotangents_only_when_opted_in_and_never_a_non_finite_forced_spike():
+    # Found by an outside user: the message said "pass allow_nonfinite=True", which did nothing.
+    cotangent = {"out": np.full(X.shape, np.nan)}
+    with pytest.raises(ValueError, match=r"^cotangents\['out'\]: expected finite values, found NaN or inf \(pass "):
+        spec.vjp("tether.LIF", X, None, None, cotangent)
+    assert np.isnan(spec.vjp("tether.LIF", X, None, None, cotangent, allow_nonfinite=True)["x"]).all()
+    with pytest.raises(ValueError, match=r"^force_spikes: expected finite values, found NaN or inf$"):
+        spec.simulate("tether.LIF", X, force_spikes=np.full(X.shape, np.nan), allow_nonfinite=True)
+
+
+def test_a_custom_surrogate_whose_scale_the_model_lacks_is_refused_by_name():
+    # Found by an outside user: a TypeError from inside the surrogate's own f (its scale was None).
+    gauss = spec.surrogates.Custom("gauss", lambda u, a: a * np.exp(-(a * u) ** 2) / np.sqrt(np.pi),
+                                   lambda u, a: 0.5 * (1 + scipy.special.erf(a * u)))
+    raises(ValueError, r"surrogate: the custom surrogate 'gauss' takes its scale from 'alpha', which rnnbuilder.LIF "
+           r"does not have; its parameters: tau, gradient_factor", "rnnbuilder.LIF", X, surrogate=gauss)
 
 
 def test_a_float32_run_checks_its_inputs_as_float32_holds_them():
@@ -148,6 +168,15 @@ def test_detached_values_must_come_from_a_matching_run():
         spec.simulate("tether.LIF", X, smooth=True, detached={})
     with pytest.raises(TypeError, match=r"detached: expected a dict of stop-gradient values \(the dict Trace.detached\)"):
         spec.simulate("tether.LIF", X, detached=[1])
+    # Found by an outside user: a key the run does not record was ignored (a typo, another model's
+    # values, a replay of a run with injected spikes on a run without).
+    with pytest.raises(ValueError, match=r"^detached: 'reset_spikes': no stop-gradient value of this run \(a "
+                                         r"tether.LIF run with these injections records: reset_spike\)$"):
+        spec.simulate("tether.LIF", X, smooth=True,
+                      detached={**trace.detached, "reset_spikes": trace.detached["reset_spike"]})
+    injected = spec.simulate("hxtorch.cuba_lif", X, smooth=True, inject={"spikes": np.zeros(X.shape)}).detached
+    with pytest.raises(ValueError, match=r"^detached: 'inject_spikes': no stop-gradient value"):
+        spec.simulate("hxtorch.cuba_lif", X, smooth=True, detached=injected)
 
 
 def test_force_spikes_errors():

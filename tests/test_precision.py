@@ -103,6 +103,14 @@ def test_the_budget_is_the_documented_table_applied_by_section_7_s_formula(name)
     with pytest.raises(AssertionError, match="exceeds the budget"):
         tolerance.assert_within_budget("q", ref64 + np.array([0.0, allowed * 1.01, 0.0]), ref64, ref32, name)
     tolerance.assert_within_budget("q", ref64 + np.array([0.0, allowed * 0.99, 0.0]), ref64, ref32, name)
+    # The long sum's term in the checks too (found by an outside user: they took no long_sum).  An error
+    # between the two budgets passes with it and fails without it.
+    between = ref64 + np.array([0.0, (allowed + expected) / 2, 0.0])
+    tolerance.assert_within_budget("q", between, ref64, ref32, name, long_sum=(7.0, 100))
+    with pytest.raises(AssertionError, match="exceeds the budget"):
+        tolerance.assert_within_budget("q", between, ref64, ref32, name)
+    assert tolerance.worst_fraction(between, ref64, ref32, name, long_sum=(7.0, 100)) < 1 < \
+        tolerance.worst_fraction(between, ref64, ref32, name)
 
 
 def test_budget_reports_nan_as_failure():

@@ -151,6 +151,17 @@ def test_split_run_fails_on_a_bug_of_a_long_runs_final_state(monkeypatch):
         properties.split_run(case, 4)
 
 
+def test_a_scaled_spike_output_with_a_threshold_of_0_keeps_every_spike_property():
+    # Found by an outside user: ATIF's out = z theta is 0 at theta = 0 (in its domain) whether it fired or
+    # not, and out / theta made NaN spikes: binary_spikes and teacher_forcing failed on a correct spec.
+    case = checks.random_case("qualia.ATIF", np.random.default_rng(2), steps=6, batch=2, neurons=3)
+    case.params["threshold"] = np.array(0.0)
+    fired = properties.run(case).distance >= 0
+    assert fired.any() and not fired.all()
+    properties.binary_spikes(case)
+    properties.teacher_forcing(case)
+
+
 @pytest.mark.parametrize("key", ["tether.LIF", "rnnbuilder.LIF"])
 def test_teacher_forcing_holds_on_the_threshold_itself(key):
     """Membrane exactly on the threshold at step 0: tether fires (>=), rnnbuilder

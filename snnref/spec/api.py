@@ -110,7 +110,9 @@ def _check_forced(row, forced, x, smooth):
     array = arguments.real_array("force_spikes", forced)
     if array.shape != x.shape:
         raise ValueError(f"force_spikes: expected the spike train's shape {x.shape}, got {array.shape}")
-    _check_finite("force_spikes", array)
+    # Spikes to force: allow_nonfinite (for the run's own values) does not make a NaN one.
+    if not np.all(np.isfinite(array)):
+        raise arguments.nonfinite_error("force_spikes", opt_in=False)
     return np.array(array, dtype=x.dtype).reshape(-1)
 
 
@@ -176,7 +178,7 @@ def simulate(
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     frozen = arguments.check_detached(detached, run.x.shape, arguments.NumpyArrays(run.x.dtype), allow_nonfinite,
-                                      smooth)
+                                      smooth, registry.detached_keys(run.row, run.inject), run.row.key)
     try:
         outputs, final, used, _ = _family(run.row).forward(
             run.row, run.x, run.params, run.state, run.spike, run.inject, frozen
@@ -202,7 +204,7 @@ def reduce_to(gradient, shape):
     return np.broadcast_to(gradient, shape).copy()
 
 
-def _check_cotangents(cotangents, outputs, final, dtype):
+def _check_cotangents(cotangents, outputs, final, dtype, allow_nonfinite):
     cotangents = arguments.mapping("cotangents", cotangents, "quantity -> cotangent, keyed like Trace.outputs "
                                    "and 'final.<var>'")
     targets = dict(outputs)
@@ -215,7 +217,8 @@ def _check_cotangents(cotangents, outputs, final, dtype):
         if key in cotangents and cotangents[key] is not None:
             label = f"cotangents[{key!r}]"
             value = arguments.real_array(label, cotangents[key])
-            _check_finite(label, value)
+            if not allow_nonfinite:
+                _check_finite(label, value)
             try:
                 full[key] = np.array(np.broadcast_to(value, target.shape), dtype=dtype)
             except ValueError:
@@ -288,7 +291,7 @@ def vjp(
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     family = _family(run.row)
     outputs, final, _, tape = family.forward(run.row, run.x, run.params, run.state, run.spike, run.inject, None)
-    cot = _check_cotangents(cotangents, outputs, final, run.x.dtype)
+    cot = _check_cotangents(cotangents, outputs, final, run.x.dtype, allow_nonfinite)
     raw = family.backward(run.row, run.x, run.params, run.state, run.spike, run.inject, tape, cot)
     sizes = raw.pop("magnitudes", {})
     terms = raw.pop("sum_terms", {})

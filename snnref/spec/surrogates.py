@@ -34,12 +34,20 @@ import numpy as np
 EXP_CUTOFF = 800.0
 
 
-def _split(u, limit):
-    """Masks and safe substitutes for the |u| <= limit and |u| > limit branches."""
+def _split(u, limit, fill=1):
+    """Masks and safe substitutes for the |u| <= limit and |u| > limit branches: ``fill`` stands
+    for u in the large branch's formula where the small branch is taken."""
     small = np.abs(u) <= limit
     u_small = np.where(small, u, 0)
-    u_large = np.where(small, 1, u)
+    u_large = np.where(small, fill, u)
     return small, u_small, u_large
+
+
+def _arctan_split(u, a):
+    """``_split`` at arctan's limit 1/(pi a), the large branch's r = (1/pi)/(a u) computed at
+    u = limit (r = 1) where unused: at u = 1, r r overflowed for a below about 2.4e-155."""
+    limit = _limit(1 / np.pi, a)
+    return _split(u, limit, np.where(np.isfinite(limit), limit, 1))
 
 
 def _limit(numerator, scale):
@@ -50,14 +58,14 @@ def _limit(numerator, scale):
 
 
 def arctan_f(u, a):
-    small, us, ul = _split(u, _limit(1 / np.pi, a))
+    small, us, ul = _arctan_split(u, a)
     w = np.pi * a * us
     r = (1 / np.pi) / a / ul
     return np.where(small, a / (1 + w * w), a * (r * r) / (1 + r * r))
 
 
 def arctan_F(u, a):
-    small, us, ul = _split(u, _limit(1 / np.pi, a))
+    small, us, ul = _arctan_split(u, a)
     w = np.pi * a * us
     r = (1 / np.pi) / a / ul
     # atan(w) = sign(w) pi/2 - atan(1/w) for |w| > 1.
@@ -66,7 +74,7 @@ def arctan_F(u, a):
 
 
 def arctan_dF(u, a):
-    small, us, ul = _split(u, _limit(1 / np.pi, a))
+    small, us, ul = _arctan_split(u, a)
     w = np.pi * a * us
     r = (1 / np.pi) / a / ul
     # u / (1 + w^2) with u = r^-1 / (pi a): (1 / (pi a)) r / (1 + r^2).

@@ -64,8 +64,15 @@ def batch_rows(case):
 
 
 def _spikes(row, case, trace):
+    """The spike train: ``out``, or for spikes scaled by the threshold ``out / threshold``, and where
+    the threshold is 0 (an output of 0 whether it fired or not) the model's own decisions."""
     out = trace.outputs["out"]
-    return out / case.params["threshold"] if row.out is registry.Output.SCALED_SPIKES else out
+    if row.out is not registry.Output.SCALED_SPIKES:
+        return out
+    threshold = np.broadcast_to(case.params["threshold"], out.shape)
+    decided = (trace.distance > 0) if row.spike_test == ">" else (trace.distance >= 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(threshold != 0, out / threshold, decided.astype(out.dtype))
 
 
 def binary_spikes(case):

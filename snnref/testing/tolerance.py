@@ -212,19 +212,20 @@ def _finite(name, reference):
     return values
 
 
-def worst_fraction(impl, ref64, ref32, dtype) -> float:
-    """max |impl - ref64| as a fraction of the budget: a pass is <= 1."""
+def worst_fraction(impl, ref64, ref32, dtype, long_sum=None) -> float:
+    """max |impl - ref64| as a fraction of the budget (``long_sum`` as ``budget``'s): a pass is <= 1."""
     error = float(np.max(np.abs(np.asarray(impl, np.float64) - np.asarray(ref64, np.float64)), initial=0.0))
-    return error / budget(ref64, ref32, dtype)
+    return error / budget(ref64, ref32, dtype, long_sum)
 
 
-def assert_within_budget(name, impl, ref64, ref32, dtype) -> None:
-    """Raise AssertionError naming the quantity and its worst element when over budget."""
+def assert_within_budget(name, impl, ref64, ref32, dtype, long_sum=None) -> None:
+    """Raise AssertionError naming the quantity and its worst element when over budget
+    (``long_sum``: ``(A, n)`` of a gradient summed over n contributions, as ``budget``'s)."""
     impl64 = np.asarray(impl, np.float64)
     ref64 = np.asarray(ref64, np.float64)
     if impl64.shape != ref64.shape:
         raise AssertionError(f"{name}: shape {impl64.shape} differs from the reference's {ref64.shape}")
-    allowed = budget(ref64, ref32, dtype)
+    allowed = budget(ref64, ref32, dtype, long_sum)
     error = np.abs(impl64 - ref64)
     if error.size and not float(np.max(error)) <= allowed:
         where = np.unravel_index(int(np.nanargmax(np.where(np.isnan(error), np.inf, error))), error.shape)
