@@ -515,7 +515,7 @@ def test_pin_and_no_injection_narrow_the_cases_and_goldens_and_say_so():
     assert report.passed, report.text()
     listed = " ".join(report.not_checked())
     assert "grad:leak (pinned)" in listed and "hardware injection (takes_inject=False)" in listed
-    assert "uses hardware injection" in listed and "outside the pin leak = 0" in listed
+    assert "uses hardware injection" in listed and "outside the pin leak = 0.0" in listed
     assert "float64 (dtypes)" in listed
     assert any(r.kind == "golden" for r in report.runs)
 
@@ -1019,3 +1019,53 @@ def test_a_zero_gradient_of_a_parameter_the_seed_does_not_train_says_how_to_decl
             "differentiate it, declare fixed=('alpha',)") in report.text(), report.text()
     assert gate.run(testing.Implementation(_alpha_untouched, "qualia.IFSRL", fixed=("alpha",)), kinds=("random",),
                     **QUICK).passed
+
+
+def time_constants_one_rounding_apart(model, x, params, state, *, surrogate=None, inject=None):
+    """snnref's torch path with each time constant one ulp larger: an honest implementation whose
+    time constants went through one rounding more (1e-5 s kept as 10 us, or dt (1 / tau) formed for
+    dt / tau), its gradients those of the given values."""
+    def rounded(value):
+        return value + (torch.nextafter(value, value * 2) - value).detach()
+
+    params = {name: rounded(value) if name.startswith("tau") else value for name, value in params.items()}
+    return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+
+def test_an_honest_float64_cuba_on_hardware_parameters_passes(tmp_path):
+    # Found by an outside library author: with k = 0 in float64, dt (1 / tau) for dt / tau failed the
+    # threshold and x gradients at 3 times the budget on hxtorch's hardware parameters (v near 125,
+    # superspike alpha 50: f moves by thousands of ulp per ulp of v); float32 passed at 0.25.
+    from snnref.testing import golden_cases
+
+    (tmp_path / "hw.toml").write_text(
+        '[[case]]\nname = "hw"\nmodel = "hxtorch.cuba_lif"\nshape = [100, 2, 16]\ndrive = [6.0, 3.0]\n'
+        "seeds = [0, 1]\nparams = { leak = 80, reset = 80, threshold = 125, tau_syn = 1e-5, tau_mem = 1e-5, "
+        "alpha = 50 }\n")
+    golden_cases.generate(tmp_path / "hw.toml", tmp_path / "store")
+    report = gate.run(testing.Implementation(time_constants_one_rounding_apart, "hxtorch.cuba_lif",
+                                             dtypes=("float64",)), kinds=("golden",), golden_dir=tmp_path / "store")
+    assert report.passed and report.worst > 0.01, report.text()
+
+
+def test_fewer_examples_name_the_built_cases_they_leave_out():
+    # Found by an outside library author: with examples=1 a T = 1 fast path that returned the pre-reset
+    # membrane passed with nothing listed as not checked, and with examples=4 a CUBA that reset by its
+    # own spikes under injected ones; the cases that catch them are built at fixed places (2nd, 5th).
+    lines = gate.plan(testing.Implementation(torch_simulate, "hxtorch.cuba_lif"), examples=4, kinds=("random",))[1]
+    assert lines == ["random: observed spikes injected alone, built by random case 5 (examples=4)",
+                     "random: an observed membrane injected alone, built by random case 7 (examples=4)"]
+    report = gate.run(testing.Implementation(outside_lif.single_step_final_pre_reset, "tether.LIF"), examples=1,
+                      kinds=("random",))
+    assert report.passed and "random: a single time step (T = 1), built by random case 2 (examples=1)" in \
+        report.not_checked()
+    assert not gate.plan(testing.Implementation(torch_simulate, "hxtorch.cuba_lif"), kinds=("random",))[1]
+
+
+def test_a_pin_that_is_a_float32_rounding_is_shown_to_the_last_digit():
+    # Found by an outside library author: "decay = 0.9 outside the pin decay = 0.9", every golden lost.
+    pinned = float(torch.tensor(0.9))
+    impl = testing.Implementation(outside_lif.correct, "tether.LIF", surrogates=("arctan",), pin={"decay": pinned})
+    listed = gate.plan(impl, kinds=("golden",))[1]
+    assert "golden lif/tether_LIF-arctan-default.npz: decay = 0.9 outside the pin decay = 0.8999999761581421 " \
+           "(float32's rounding of 0.9: pin 0.9 itself)" in listed, listed

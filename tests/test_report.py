@@ -291,6 +291,19 @@ def test_under_xdist_the_plugin_writes_one_page_of_every_workers_items(tmp_path)
     assert "(threshold)" in text and "(random)" in text
 
 
+def test_under_xdist_a_contract_with_a_surrogate_made_of_lambdas_gets_its_page(tmp_path):
+    # Found by an outside library author: the workers' reports did not pickle (the planned cases hold
+    # the custom surrogate), the error was lost in the worker, and no page was written, without a word.
+    from test_plugin import run_pytest
+
+    directory = tmp_path / "page"
+    result = run_pytest(tmp_path, "-n", "2", "--snnref-impl", "fixtures.lambda_surrogate:arctan_by_lambdas",
+                        "-k", "threshold or far", "--snnref-report", str(directory))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"snnref report: {directory / 'index.html'}" in result.stdout, result.stdout
+    assert "(threshold)" in (directory / "index.html").read_text()
+
+
 # Found by mutation testing: each of these passed a planted bug before.
 def test_every_text_cell_of_the_table_is_escaped(tmp_path):
     # A failure message (the note) and a backend name carry '<' and '&': text, never markup.

@@ -29,6 +29,7 @@ projects' test sessions nothing.
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -184,7 +185,10 @@ def pytest_sessionfinish(session, exitstatus):
     if not directory or not reports:
         return
     if _is_xdist_worker(config):
-        config.workeroutput[WORKER_REPORTS] = pickle.dumps(reports)
+        # Without the planned cases, which the page does not read: a custom surrogate made of lambdas
+        # would not pickle, and the error, raised here in a worker, was lost with the whole page.
+        handed = [replace(report, runs=[replace(run, planned=None) for run in report.runs]) for report in reports]
+        config.workeroutput[WORKER_REPORTS] = pickle.dumps(handed)
         return
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         # The items that ran would read as the whole gate's verdict; the previous page stays.
