@@ -5,7 +5,9 @@
 output, final state and gradient (x, every differentiable parameter, trainable
 or not, and initial states):
 
-- float64: within ``c * eps64`` of the float64 spec (near machine precision);
+- float64: within ``k max|ref32 - ref64| + c eps64 max(1, |ref64|)`` of the float64 spec, with
+  float64's k = 4 eps64/eps32 (the float32 run's error scaled to float64's precision: near
+  machine precision, wider where the quantity is sensitive to rounding);
 - float32: ``max|impl - ref64| <= k max|ref32 - ref64| + c eps32 max(1, |ref64|)``.
 
 Gradients that are long sums (a parameter's, over time and lanes) also get
