@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import traceback
 
 
 def submodules_on_use(package: str):
@@ -40,8 +41,20 @@ def load_attribute(spec: str, option: str = "--impl", error=ValueError):
     try:
         module = importlib.import_module(module_name)
     except Exception as failure:
-        raise error(f"{option}: cannot import {module_name!r} ({type(failure).__name__}: {failure})") from None
+        raise error(f"{option}: cannot import {module_name!r} ({type(failure).__name__}: {failure}"
+                    f"{_raised_at(failure)})") from None
     found = getattr(module, attribute, None)
     if found is None:
         raise error(f"{option}: {module_name!r} has no attribute {attribute!r}")
     return found
+
+
+def _raised_at(failure) -> str:
+    """" at FILE:LINE" of the innermost frame outside importlib that ``failure`` passed, where
+    the user's module raised while it was imported ("" where importlib alone was involved: a
+    module that is not there; a SyntaxError's message already names its place)."""
+    if isinstance(failure, SyntaxError):
+        return ""
+    frames = [frame for frame in traceback.extract_tb(failure.__traceback__)
+              if "importlib" not in frame.filename and frame.filename != __file__]
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""

@@ -290,6 +290,16 @@ def test_verify_impl_bad_targets(impl, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_a_module_that_raises_while_imported_is_named_with_the_line(tmp_path, capsys, monkeypatch):
+    # Found by an outside library author: the type and message alone, no file or line.
+    (tmp_path / "broken_neurons.py").write_text("rate = 1\nscale = rate / 0\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["verify", "--impl", "broken_neurons:lif", "--model", "tether.LIF"]) == 2
+    assert (f"--impl: cannot import 'broken_neurons' (ZeroDivisionError: division by zero at "
+            f"{tmp_path / 'broken_neurons.py'}:2)") in capsys.readouterr().err
+
+
 def test_verify_json_report(tmp_path, capsys):
     target = tmp_path / "report.json"
     assert cli.main(["verify", "--quick", "--backend", "spec", "--model", "tether.LIF", "--json", str(target)]) == 0

@@ -178,3 +178,10 @@ def test_the_printed_call_draws_the_case_again_for_every_combination_of_flags():
                         assert all(np.array_equal(first[k], second[k]) for k in first), (repr(drawn), part)
                     else:
                         assert (second is None) if first is None else np.array_equal(first, second), part
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
+def test_an_empty_list_of_neuron_counts_is_refused():
+    # Found by an outside library author: [] drew from max_neurons without a word.
+    with pytest.raises(ValueError, match="^neuron_counts: expected a non-empty list of neuron counts"):
+        strategies.cases("tether.LIF", neuron_counts=[]).example()

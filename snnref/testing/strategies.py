@@ -32,6 +32,9 @@ def cases(draw, model, max_steps=12, max_batch=3, max_neurons=7, initial_state=T
     hardware traces out and ``neuron_counts`` draws N from a list (e.g. sizes
     that are no multiple of a block)."""
     row = registry.model(model)
+    if neuron_counts is not None and not len(neuron_counts):
+        # An empty list is no list to draw from: before, it drew from max_neurons without a word.
+        raise ValueError("neuron_counts: expected a non-empty list of neuron counts, got an empty one")
     return case(
         row.key,
         seed=draw(st.integers(0, 2**32 - 1), label="seed"),
