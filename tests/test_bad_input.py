@@ -5,6 +5,7 @@ import pytest
 import scipy.special
 
 from snnref import spec
+from snnref.spec import surrogates
 
 X = np.full((4, 2, 3), 0.5)
 
@@ -29,6 +30,14 @@ def test_surrogate_the_model_does_not_accept():
     raises(ValueError, r"surrogate: hxtorch.cuba_li does not accept", "hxtorch.cuba_li", X, surrogate="superspike")
 
 
+# Found by mutation testing: a declared custom surrogate was taken by a model that does not spike
+# (and silently unused) with this check removed; registry keys had their own test, custom ones none.
+def test_a_custom_surrogate_on_a_model_that_does_not_spike():
+    custom = surrogates.Custom("mine", f=lambda u, a: np.ones_like(u), F=lambda u, a: u)
+    raises(ValueError, r"surrogate: hxtorch.cuba_li does not spike, so it takes no surrogate",
+           "hxtorch.cuba_li", X, surrogate=custom)
+
+
 @pytest.mark.parametrize("x,match", [
     (np.zeros(4), r"x: expected a time-major array of shape \(T, ..., N\)"),
     (np.zeros((0, 3)), r"x: expected at least one time step \(every axis non-empty\), got shape \(0, 3\)"),
@@ -42,6 +51,10 @@ def test_wrong_rank_or_empty_input(x, match):
 
 def test_attention_needs_rank_four():
     raises(ValueError, r"x: tether.SpikingSelfAttention expects rank 4", "tether.SpikingSelfAttention", X)
+    # Found by mutation testing: its last axis is the features D, not the neurons; it was called the
+    # neuron axis with the rank condition removed.
+    raises(ValueError, r"^x: expected at least one element along axis 3 \(every axis non-empty\)",
+           "tether.SpikingSelfAttention", np.zeros((2, 1, 1, 0)))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -106,6 +119,17 @@ def test_unknown_and_missing_parameters():
            "tether.SpikingSelfAttention", x)
 
 
+# Found by mutation testing: a proj_bias of shape (1,) was broadcast over the features with the
+# attention's exact (D,) shape loosened; no other test gave a weight or bias of the wrong shape.
+def test_attention_weights_and_bias_take_exactly_their_shapes():
+    x = np.zeros((2, 1, 1, 2))
+    weights = {n: np.eye(2) for n in ("q_weight", "k_weight", "v_weight", "proj_weight")}
+    raises(ValueError, r"params\['proj_bias'\]: expected \(2,\) for N=2, got shape \(1,\)",
+           "tether.SpikingSelfAttention", x, {**weights, "proj_bias": np.zeros(1)})
+    raises(ValueError, r"params\['q_weight'\]: expected \(2, 2\) for N=2, got shape \(2,\)",
+           "tether.SpikingSelfAttention", x, {**weights, "q_weight": np.ones(2), "proj_bias": np.zeros(2)})
+
+
 @pytest.mark.parametrize("model,name,value", [
     ("hxtorch.cuba_lif", "tau_mem", 0.0),
     ("hxtorch.cuba_lif", "tau_syn", -1e-5),
@@ -118,6 +142,15 @@ def test_unknown_and_missing_parameters():
 def test_time_constants_and_scales_must_be_positive(model, name, value):
     raises(ValueError, rf"params\['{name}'\]: expected values >= 0|params\['{name}'\]: expected values > 0",
            model, X, {name: value})
+
+
+# Found by mutation testing: each passed a planted bug before (the domain read from the first
+# element only; a NaN non-negative parameter taken under allow_nonfinite, where a positive one is refused).
+def test_the_domain_holds_for_every_element_and_for_nan():
+    raises(ValueError, r"params\['tau_mem'\]: expected values > 0, got \[1e-05, -1e-05, 1e-05\]",
+           "hxtorch.cuba_lif", X, {"tau_mem": np.array([1e-5, -1e-5, 1e-5])})
+    raises(ValueError, r"params\['refractory_time'\]: expected values >= 0, got nan",
+           "hxtorch.cuba_refractory_lif", X, {"refractory_time": np.nan}, allow_nonfinite=True)
 
 
 def test_non_finite_parameter():

@@ -125,6 +125,20 @@ def test_bad_arguments_are_refused_by_name():
         ATIF(vth_init_l=1.2, vth_init_h=1.0)
     with pytest.raises(TypeError, match="input"):
         IFSRL()(np.zeros(3))
+    # Found by mutation testing: each of these was accepted with its check loosened or removed.
+    with pytest.raises(ValueError, match=r"^vp_th: expected a tensor with one element, got"):
+        IFSRL().set_coeffs(torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"^v_threshold: expected a tensor with one element, got"):
+        ATIF().set_coeffs(torch.tensor([]))
+
+
+# Found by mutation testing: a range of one value (a fixed initial threshold) was refused with
+# vth_init_l <= vth_init_h tightened to a strict inequality.
+@pytest.mark.parametrize("key", sorted(NODES))
+def test_an_initial_threshold_range_of_one_value_is_that_value_times_v_threshold(key):
+    cls, name = NODES[key]
+    node = cls(v_threshold=2.0, vth_init_l=0.75, vth_init_h=0.75)
+    assert getattr(node, name).tolist() == [1.5]
 
 
 def test_atif_reports_its_supported_backends():

@@ -198,6 +198,9 @@ X = torch.zeros(4, 2, 3, dtype=torch.float64)
     (lambda m: m(X[0]), ValueError, r"x: expected a time-major tensor \(T, B, F, ...\)"),
     (lambda m: m(X, {"m": torch.zeros(2, 3, dtype=torch.float64)}),
      ValueError, r"h: expected the state variables m, r, got m"),
+    # Found by mutation testing: a state variable the model does not have was ignored with the check loosened.
+    (lambda m: m(X, {"m": X[0], "r": X[0], "s": X[0]}),
+     ValueError, r"h: expected the state variables m, r, got m, r, s"),
     (lambda m: m(X, (torch.zeros(2, 3, dtype=torch.float64),)),
      ValueError, r"h: expected 2 state tensors \(m, r\), got 1"),
     (lambda m: m(X, {"m": torch.zeros(1, 3), "r": torch.zeros(2, 3)}),
@@ -227,3 +230,15 @@ def test_bad_construction_and_stateless_h():
         rb.Discontinuous().double()(X, {"m": X[0]})
     with pytest.raises(ValueError, match=r"^tau: expected values > 0"):
         rb.LIF(tau=-1).double()(X)
+
+
+# Found by mutation testing: without h the carried membrane is initial_mem, and its message named it
+# h['m'], an argument the caller never passed, with the label removed.
+@pytest.mark.parametrize("key", sorted(RECURRENT))
+def test_a_non_finite_initial_mem_is_named_as_such(key):
+    module = RECURRENT[key]().double()
+    module(X)
+    with torch.no_grad():
+        module.initial_mem.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"^initial_mem: expected finite values, found NaN or inf$"):
+        module(X)

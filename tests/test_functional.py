@@ -290,6 +290,29 @@ def test_spiking_threshold_is_strict_with_the_superspike_gradient():
     assert_close(u.grad, 1 / (5.0 * np.abs(u.detach().numpy()) + 1) ** 2, "superspike")
 
 
+# Found by mutation testing: every other case passes the hxtorch parameters as scalars, so a
+# per-neuron shape read from input's first (time) axis instead of its last (neuron) axis passed.
+def test_hxtorch_parameters_may_be_one_value_per_neuron():
+    x = np.random.default_rng(4).normal(0.5, 0.6, (5, 2, 3)) * 40  # T = 5, N = 3
+    per_neuron = {"threshold": np.array([0.5, 1.0, 1.5]), "tau_mem": np.array([1e-5, 2e-5, 4e-5])}
+    kw = {**LIF_KW, **{name: torch.tensor(value) for name, value in per_neuron.items()}}
+    spikes, membrane, _, _ = F.cuba_lif_integration(tensor(x, grad=False), method="superspike", **kw)
+    trace = spec.simulate("hxtorch.cuba_lif", x, {**LIF_KW, **per_neuron})
+    assert_close(spikes, trace.outputs["out"], "spikes")
+    assert_close(membrane, trace.outputs["v"], "membrane")
+    assert 0 < spikes.sum() < spikes.numel()
+    # The step functions take the same shapes: one step from the initial state is the integration's first.
+    zeros = torch.zeros(2, 3, dtype=torch.float64)
+    z, v, _ = F.cuba_lif_step(zeros, torch.tensor(0.0, dtype=torch.float64), zeros, torch.tensor(x[0]), None, None,
+                              method="superspike", **kw)
+    assert_close(z, trace.outputs["out"][0], "step spikes")
+    assert_close(v, trace.outputs["v"][0], "step membrane")
+    _, v, _ = F.refractory_update(z, v, zeros, None, None, reset=torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64),
+                                  refractory_time=1e-6, dt=1e-6)
+    assert_close(F.spiking_threshold(torch.tensor(x[0]), "superspike", torch.full((3,), 50.0, dtype=torch.float64)),
+                 (x[0] > 0).astype(np.float64), "spiking_threshold")
+
+
 def test_compat_hxtorch_reexports_the_functional_api():
     for name in compat_hxtorch.__all__:
         assert getattr(compat_hxtorch, name) is getattr(F, name)
@@ -315,6 +338,14 @@ STEP_ZEROS = (X64[0], X64[0], X64[0], X64[0], None, None)
 def test_method_other_than_superspike_is_refused(call, method):
     with pytest.raises(ValueError, match=r"method.*'superspike'"):
         call(method)
+
+
+# Found by mutation testing: the message said "expected one of 'superspike'" with the one-choice wording
+# removed; the test above matches either.
+def test_the_one_valid_method_is_named_as_the_only_one():
+    with pytest.raises(ValueError,
+                       match=r"^method: unknown value 'super_spike'; the only valid value is 'superspike'$"):
+        F.spiking_threshold(X64, "super_spike", 50.0)
 
 
 def refuse_to_compute(monkeypatch):
@@ -343,6 +374,8 @@ VEC3 = torch.ones(3, dtype=torch.float64)
                     2.0, 0), ValueError, "decay"),
     (lambda: F.plif(X_FLAT, V_FLAT, VEC3, torch.ones(2, dtype=torch.float64), 2.0, 0), ValueError, "threshold"),
     (lambda: F.alif(X_FLAT, V_FLAT, V_FLAT[:2], 0.9, 0.9, 1.0, 0.5, 2.0), ValueError, "a_init"),
+    # Found by mutation testing: plif's alpha is a scalar; one value per neuron was taken with its shape check widened.
+    (lambda: F.plif(X_FLAT, V_FLAT, VEC3, VEC3, 2.0 * VEC3, 0), ValueError, r"alpha: expected shape \(\) or \(1,\)"),
     (lambda: F.cuba_lif_integration(X64[:, 0, 0], method="superspike", **LIF_KW), ValueError, "input"),
     (lambda: F.cuba_lif_integration(X64, method="superspike", **{**LIF_KW, "tau_mem": -1e-5}),
      ValueError, "tau_mem"),
@@ -414,6 +447,12 @@ WRONG_SPIKES = torch.full((4, 2, 3), 2.0, dtype=torch.float64)
      ValueError, "spikes_hw: expected finite values"),
     (lambda: F.refractory_update(X64[0], X64[0], X64[0], None, NAN64[0], reset=0.0, refractory_time=1e-6, dt=1e-6),
      ValueError, "membrane_hw: expected finite values"),
+    # Found by mutation testing: the step functions are torch operations, so a NaN parameter of a real
+    # domain (no > 0 check to fail) passed through silently with the finiteness check removed.
+    (lambda: F.cuba_lif_step(*STEP_ZEROS, method="superspike", **{**LIF_KW, "threshold": float("nan")}), ValueError,
+     "threshold: expected finite values, got nan$"),
+    (lambda: F.refractory_update(X64[0], X64[0], X64[0], None, None, reset=float("inf"), refractory_time=1e-6,
+                                 dt=1e-6), ValueError, "reset: expected finite values, got inf$"),
 ])
 def test_errors_name_the_arguments_the_caller_passed(call, error, message):
     # Raised inside snnref.simulate, but in the seed function's names, without

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from snnref import checks, registry, simulate, spec
+from snnref import checks, leak, registry, simulate, spec
 from snnref.testing import _equivalence as equivalence
 
 # The issue's bound: relative error below 1e-6 in float64.  The finite
@@ -127,3 +127,18 @@ def test_a_positive_parameter_far_below_its_scale_gives_no_nan_gradient(key, dty
             assert not np.isnan(gradient).any(), f"{name} = {value}: gradient {wrt} is {gradient}"
     if not checked:
         pytest.skip(f"each of {positive} at {value} overflows {key}'s outputs")
+
+
+# Found by mutation testing: the test above runs the spec; the torch paths' leak (snnref.leak) had no test,
+# and dropping decay_of's clamp or _Quotient's one-division-at-a-time backward passed.  A time constant
+# far below its scale has lam = 0 and a zero derivative (Eq. (2)); a zero cotangent gives a zero gradient.
+@pytest.mark.parametrize("dtype,tiny", [(torch.float32, 1e-38), (torch.float64, 1e-300)])
+def test_the_torch_leak_gives_no_nan_gradient_far_below_its_scale(dtype, tiny):
+    tau = torch.tensor(tiny, dtype=dtype, requires_grad=True)
+    lam = leak.decay_of(tau)
+    lam.backward()
+    assert lam.item() == 0.0 and tau.grad.item() == 0.0
+    # dt / tau_mem: only the denominator asks for a gradient, and (dt / tau_mem) / tau_mem overflows.
+    tau_mem = torch.tensor(tiny, dtype=dtype, requires_grad=True)
+    (leak.quotient(torch.tensor(1e-6, dtype=dtype), tau_mem) * 0.0).backward()
+    assert tau_mem.grad.item() == 0.0

@@ -239,6 +239,24 @@ def test_default_alpha_is_trainable_a_user_surrogate_keeps_its_flag():
     assert PLIF(NEURONS, init_decay=0.8).decay.shape == (NEURONS,)
 
 
+# Found by mutation testing: every other test builds the tether modules with their defaults or overwrites
+# their parameters, so a constructor argument ignored (PLIF's alpha, taken as 2.0) passed.
+@pytest.mark.parametrize("make,expected", [
+    (lambda: LIF(3, decay=0.8, threshold=0.7, alpha=3.5), {"decay": 0.8, "threshold": 0.7, "alpha": 3.5}),
+    (lambda: PLIF(3, init_decay=0.8, init_threshold=0.7, alpha=3.5),
+     {"decay": [0.8] * 3, "threshold": [0.7] * 3, "alpha": 3.5}),
+    (lambda: ALIF(3, decay_v=0.8, decay_a=0.7, threshold=0.6, beta=0.3, alpha=3.5),
+     {"decay_v": 0.8, "decay_a": 0.7, "threshold": 0.6, "beta": 0.3, "alpha": 3.5}),
+    # The attention's alpha is tether's fixed initial 2.0, whatever the threshold.
+    (lambda: SpikingSelfAttention(4, 2, decay=0.8, threshold=0.7),
+     {f"{c}_{p}": v for c in "qkv" for p, v in (("decay", 0.8), ("threshold", 0.7), ("alpha", 2.0))}),
+])
+def test_the_constructor_s_numbers_are_the_module_s_parameters(make, expected):
+    module = make()
+    for name, value in expected.items():
+        assert torch.equal(getattr(module, name).detach(), torch.tensor(value)), name
+
+
 def test_surrogate_keys_and_scales():
     assert [s().key for s in (Arctan, Sigmoid, FastSigmoid, SuperSpike, SpikeLinear)] == [
         "arctan", "sigmoid", "fast_sigmoid", "superspike", "spike_linear"]
@@ -362,6 +380,20 @@ def test_a_tether_checkpoint_loads_with_assign_onto_a_meta_module_and_a_partial_
         ALIF(NEURONS).load_state_dict({k: v for k, v in checkpoint.items() if k != "a"})
 
 
+# Found by mutation testing: with the copy dropped, a checkpoint's state tensor in the module's dtype
+# became the carried state itself, and an in-place edit of it (neuron.v[done] = 0) wrote into the checkpoint.
+@pytest.mark.parametrize("name", ["LIF-arctan", "ALIF"])
+def test_a_loaded_state_is_a_copy_of_the_checkpoint_s(name):
+    case = case_for(name, 16, batch=1)
+    checkpoint = _tether_checkpoint(name, case.state)
+    saved = {var: checkpoint[var].clone() for var in case.state}
+    module = build(name)
+    module.load_state_dict(checkpoint)
+    for var in case.state:
+        getattr(module, var)[0] = 5.0
+        assert torch.equal(checkpoint[var], saved[var]), var
+
+
 def test_an_alif_state_dict_from_before_alpha_was_its_own_parameter_loads():
     module = ALIF(NEURONS, alpha=3.0)
     old = {("surrogate.alpha" if name == "alpha" else name): value for name, value in module.state_dict().items()}
@@ -403,6 +435,8 @@ def test_bad_input_names_the_argument(make, x, error, match):
     (lambda: Arctan("x"), TypeError, r"alpha: expected a number, got 'x'"),
     (lambda: ALIF(3, decay_v="x"), TypeError, r"decay_v: expected a number, got 'x'"),
     (lambda: ALIF(3, beta=None), TypeError, r"beta: expected a number, got None"),
+    # Found by mutation testing: True was taken as 1.0 with the bool check removed.
+    (lambda: LIF(3, threshold=True), TypeError, r"threshold: expected a number, got True"),
     (lambda: ALIF(0), ValueError, r"n_neurons: expected a positive integer, got 0"),
     (lambda: SpikingSelfAttention(4.0, 2), ValueError, r"dim: expected a positive integer, got 4.0"),
     (lambda: SpikingSelfAttention(0, 1), ValueError, r"dim: expected a positive integer, got 0"),

@@ -210,6 +210,15 @@ def test_half_storage_refuses_parameters_below_its_normal_range():
     assert equivalence.storable(registry.model("hxtorch.cuba_lif"), torch.bfloat16)
 
 
+# Found by mutation testing: the check was confined to the positive parameters, and a non-negative
+# one (refractory_time, 1e-6 s: a subnormal float16) passed with its precision gone.
+def test_half_storage_refuses_a_nonnegative_parameter_below_its_normal_range():
+    x = torch.ones(2, 1, 3, dtype=torch.float16)
+    scaled = {"tau_syn": 10.0, "tau_mem": 10.0, "dt": 1.0}
+    with pytest.raises(ValueError, match=r"params\['refractory_time'\]: .* below torch.float16's normal range"):
+        snnref.simulate("hxtorch.cuba_refractory_lif", x, {**scaled, "refractory_time": 1e-6}, backend="triton")
+
+
 def test_tether_functional_contract_dispatches_to_the_kernels():
     from snnref import functional
 
