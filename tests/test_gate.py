@@ -1069,3 +1069,18 @@ def test_a_pin_that_is_a_float32_rounding_is_shown_to_the_last_digit():
     listed = gate.plan(impl, kinds=("golden",))[1]
     assert "golden lif/tether_LIF-arctan-default.npz: decay = 0.9 outside the pin decay = 0.8999999761581421 " \
            "(float32's rounding of 0.9: pin 0.9 itself)" in listed, listed
+
+
+def test_an_implementation_that_takes_no_state_is_always_called_with_none():
+    # Found by an outside library author: {} in most cases, None in the out_sum case; the contract
+    # says None is "no initial state".
+    seen = []
+
+    def stateless(model, x, params, state, *, surrogate=None, inject=None):
+        seen.append(state)
+        return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    report = gate.run(testing.Implementation(stateless, "tether.LIF", takes_state=False), examples=3,
+                      kinds=("random", "out_sum", "wide"))
+    assert report.passed, report.text()
+    assert seen and all(state is None for state in seen), {repr(state) for state in seen}

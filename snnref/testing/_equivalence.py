@@ -179,7 +179,8 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
               **{f"state[{k!r}]": v for k, v in state.items()},
               **{f"inject[{k!r}]": v for k, v in (inject or {}).items()}}
     before = _snapshot(inputs)
-    given = state if (fill_state or state) else None
+    # An implementation that takes no state is always called with None ("no initial state"), not {}.
+    given = state if takes_state and (fill_state or state) else None
     if implementation is None:
         trace = simulate(case.model, x, params, given, backend=backend, surrogate=case.surrogate, inject=inject)
     else:
