@@ -1084,3 +1084,43 @@ def test_an_implementation_that_takes_no_state_is_always_called_with_none():
                       kinds=("random", "out_sum", "wide"))
     assert report.passed, report.text()
     assert seen and all(state is None for state in seen), {repr(state) for state in seen}
+
+
+def _float32_flips_a_spike_float64_does_not():
+    """A tether.LIF case with one membrane within 1e-9 of threshold, where the float32 spec fires
+    and the float64 spec does not (or the other way round)."""
+    from snnref.testing import _checks as checks
+
+    base = checks.random_case("tether.LIF", np.random.default_rng(3), steps=40, batch=2, neurons=4,
+                              random_state=False)
+    distance = spec.simulate("tether.LIF", base.x, base.params, surrogate=base.surrogate).distance
+    # Early, so that the two runs' trajectories part for most of the case.
+    nearest = np.unravel_index(np.argmin(np.abs(distance[3:10])), distance[3:10].shape)
+    nearest = (nearest[0] + 3,) + nearest[1:]
+    for offset in np.arange(-100, 101) * 1e-10:
+        x = base.x.copy()
+        x[nearest] += offset - distance[nearest]
+        runs = [spec.simulate("tether.LIF", x, base.params, surrogate=base.surrogate, dtype=d).outputs["out"]
+                for d in (np.float64, np.float32)]
+        if not np.array_equal(runs[0], runs[1]):
+            return replace(base, x=x)
+    raise AssertionError("no offset flips a spike in float32 alone")
+
+
+def test_float64_s_budget_is_not_widened_by_a_spike_only_float32_flips():
+    # Found by a review: float64's k term scales ref32 - ref64 to float64's precision, and a spike that
+    # float32 alone flips put ref32 on another trajectory, widening the membrane's budget 1e5-fold: a
+    # recorded membrane off by 1e-10 of itself passed such a case.
+    case = _float32_flips_a_spike_float64_does_not()
+
+    def membrane_off(model, x, params, state, *, surrogate=None, inject=None):
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        return replace(result, outputs={**result.outputs, "v": result.outputs["v"] * (1 + 1e-10)})
+
+    def run(fn):
+        impl = testing.Implementation(fn, "tether.LIF", dtypes=("float64",))
+        return gate.run_planned(impl, [gate.Planned(case, "random", 0)], again=False)
+
+    assert run(torch_simulate).passed
+    failed = run(membrane_off)
+    assert not failed.passed and failed.quantities()["out:v"]["failing"], failed.text()

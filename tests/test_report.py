@@ -258,6 +258,21 @@ def test_the_plugin_writes_the_page_of_its_items(tmp_path):
             "this session") in text
 
 
+def test_a_check_no_case_fits_is_listed_as_such_not_as_one_that_did_not_run(tmp_path):
+    # Found by a review: the non-spiking hxtorch.cuba_li has no exact-threshold case, and its skipped item
+    # was listed as a check that "did not run in this session", in a complete session.
+    from test_plugin import run_pytest
+
+    directory = tmp_path / "page"
+    result = run_pytest(tmp_path, "-n", "2", "--snnref-impl", "snnref:simulate", "--snnref-model", "hxtorch.cuba_li",
+                        "-k", "threshold or far", "--snnref-report", str(directory))
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (directory / "index.html").read_text()
+    assert "hxtorch.cuba_li: threshold: no case of this check fits the declared contract" in text
+    assert ("hxtorch.cuba_li: the gate&#x27;s random, wide, long, strided, out_sum, golden checks did not run in "
+            "this session") in text
+
+
 def test_an_interrupted_session_writes_no_page_and_keeps_the_previous_one(tmp_path):
     # Found by an outside user: Ctrl-C during the long case left a page headed PASS, of the checks that
     # had run, in place of the previous (failing) one.

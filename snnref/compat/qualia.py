@@ -108,6 +108,7 @@ class _SoftResetIF(torch.nn.Module):
     def detach(self):
         """Cut the carried membrane from the graph of earlier steps (truncated BPTT); SpikingJelly's
         ``functional.detach_net`` calls it on every module that has it, as on the seed's nodes."""
+        # A number (assigned by a user) has no graph to cut.
         if isinstance(self.v, torch.Tensor):
             self.v = self.v.detach()
 
@@ -121,7 +122,10 @@ class _SoftResetIF(torch.nn.Module):
         shape = tuple(input.shape) or (1,)
         # The threshold and the carried membrane follow the input's dtype, as the seed's arithmetic does.
         params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}
-        carried = self.v.to(input.dtype) if isinstance(self.v, torch.Tensor) else self.v
+        # The resting membrane was made on the module's device and dtype at construction or reset(), and a
+        # module moved since (.cuda(), .double()) does not move a plain attribute; a user may also assign
+        # a number, as SpikingJelly's own reset does.
+        carried = self.v.to(input.device, input.dtype) if isinstance(self.v, torch.Tensor) else self.v
         names = Names(x="input", params={"threshold": self._coeff}, param_format="{}",
                       state={"v": "v (the membrane carried since the last reset())"}, allow_nonfinite=False)
         trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": carried}, backend=self.backend,

@@ -442,6 +442,13 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
             long_sums = {}
             ref64, distance64 = run_spec(case, np.float64, forced, long_sums)
     ref32, distance32 = run_spec(case, np.float32, forced)
+    if dtype == torch.float64 and forced is None and row.out.spiking and distance64 is not None:
+        # float64's k scales ref32 - ref64 down to float64's precision as the quantity's sensitivity to
+        # rounding; a spike float32 flips and float64 does not puts ref32 on another trajectory, which
+        # inflated that term 1e4-fold (a decay off by 1e-11 passed): ref32 then follows ref64's spikes.
+        spikes64 = _spikes(row, ref64["out:out"])
+        if not np.array_equal(_spikes(row, ref32["out:out"]), spikes64):
+            ref32 = run_spec(case, np.float32, spikes64)[0]
     if not fill_state:
         # A state the call did not give has no gradient to compare.
         ref64 = {k: v for k, v in ref64.items()

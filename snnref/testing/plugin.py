@@ -38,8 +38,11 @@ from ..cli import check_output_dir, nonempty, nonnegative_integer, positive_inte
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
 REPORT_PAGE = pytest.StashKey[object]()
-# Where an xdist worker puts its gate reports for the controller.
+# The checks of this session's items that no case of the contract fits: (model, why), skipped.
+GATE_SKIPPED = pytest.StashKey[list]()
+# Where an xdist worker puts its gate reports and skipped checks for the controller.
 WORKER_REPORTS = "snnref_gate_reports"
+WORKER_SKIPPED = "snnref_gate_skipped"
 
 
 def pytest_addoption(parser):
@@ -75,8 +78,10 @@ class GateItem(pytest.Item):
             # The contract rules out every case of this check (a pin, a custom surrogate): nothing ran,
             # which is neither a pass nor a failure; what was left out is said (and --snnref-report's
             # page, which would read a gate with no run as a failure, leaves it out).
-            pytest.skip(f"{self.kind}: no case of this check fits the declared contract; not checked: "
-                        + "; ".join(report.unchecked))
+            why = f"{self.kind}: no case of this check fits the declared contract; not checked: " \
+                + "; ".join(report.unchecked)
+            self.config.stash.setdefault(GATE_SKIPPED, []).append((self.impl.model, self.kind, why))
+            pytest.skip(why)
         self.config.stash.setdefault(GATE_REPORTS, []).append(report)
         if not report.passed:
             if options.snnref_save_failures:
@@ -173,22 +178,26 @@ def pytest_testnodedown(node, error):
     """pytest-xdist, on the controller: a worker finished; keep its gate reports.
     Pickled by snnref's own worker for this session's controller, never read
     from a file."""
-    handed = getattr(node, "workeroutput", {}).get(WORKER_REPORTS)
-    if handed:
-        node.config.stash.setdefault(GATE_REPORTS, []).extend(pickle.loads(handed))
+    output = getattr(node, "workeroutput", {})
+    if output.get(WORKER_REPORTS):
+        node.config.stash.setdefault(GATE_REPORTS, []).extend(pickle.loads(output[WORKER_REPORTS]))
+    node.config.stash.setdefault(GATE_SKIPPED, []).extend(output.get(WORKER_SKIPPED, []))
 
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     directory = config.getoption("snnref_report", None)
     reports = config.stash.get(GATE_REPORTS, [])
-    if not directory or not reports:
+    if not directory:
         return
     if _is_xdist_worker(config):
         # Without the planned cases, which the page does not read: a custom surrogate made of lambdas
         # would not pickle, and the error, raised here in a worker, was lost with the whole page.
         handed = [replace(report, runs=[replace(run, planned=None) for run in report.runs]) for report in reports]
         config.workeroutput[WORKER_REPORTS] = pickle.dumps(handed)
+        config.workeroutput[WORKER_SKIPPED] = config.stash.get(GATE_SKIPPED, [])
+        return
+    if not reports:
         return
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         # The items that ran would read as the whole gate's verdict; the previous page stays.
@@ -202,9 +211,14 @@ def pytest_sessionfinish(session, exitstatus):
     ran = {}
     for report in reports:
         ran.setdefault(report.model, set()).update(run.kind for run in report.runs)
-    not_run = [f"{model}: the gate's {', '.join(missing)} checks did not run in this session (deselected, or "
-               f"the session stopped first)" for model, kinds in ran.items()
-               if (missing := [kind for kind in gate_checks.KINDS if kind not in kinds])]
+    skipped = config.stash.get(GATE_SKIPPED, [])
+    for model, kind, _ in skipped:
+        ran.setdefault(model, set()).add(kind)
+    # A check no case of the contract fits is said as such; one that did not run at all, as that.
+    not_run = [f"{model}: {why}" for model, _, why in skipped]
+    not_run += [f"{model}: the gate's {', '.join(missing)} checks did not run in this session (deselected, or "
+                f"the session stopped first)" for model, kinds in ran.items()
+                if (missing := [kind for kind in gate_checks.KINDS if kind not in kinds])]
     page = write(directory, reports, title="snnref gate (pytest)", option="--snnref-report", not_run=not_run)
     config.stash[REPORT_PAGE] = page
 

@@ -78,7 +78,7 @@ LONG_SUM_REASON = (
     "of A, and every SPEC.md section 6 mutant still fails.  Not covered, and not a long sum: one "
     "float64 attention case in 312 more (seed 2705835389, q_decay at 1.3 times its budget), whose error is "
     "the forward's rounding of u carried through f(u) (the backward in float64 errs by 0.002 "
-    "sqrt(n) eps A); float64's k = 0 has no term for it.  Half-precision storage accumulates in "
+    "sqrt(n) eps A); measured when float64's k was 0.  Half-precision storage accumulates in "
     "float32, so its long sums use eps32."
 )
 
@@ -139,7 +139,10 @@ POLICY = {
             "a CUBA LIF computing dt (1/tau) for dt / tau, on hxtorch's hardware parameters "
             "(v near 125, superspike alpha 50, whose f moves by thousands of ulp per ulp of "
             "v), failed its threshold and x gradients at 3 times the c term alone (an outside "
-            "user's correct implementation).  c=64: the same arithmetic in another order "
+            "user's correct implementation).  Where float32 flips a spike that float64 does not, "
+            "ref32 is run with ref64's spikes for this term (snnref.testing._equivalence): on "
+            "its own trajectory it measures that flip, not a sensitivity.  c=64: the same "
+            "arithmetic in another order "
             "(fused multiply-add, reductions over batch and time in another order) may "
             "differ by a few ulp per step; 64 ulp of the quantity's scale covers that for "
             "the short traces the checks use, while a decay off by 1e-3 is 1e10 times larger."
