@@ -163,6 +163,17 @@ def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, capsys)
     assert target.read_text() == ""
 
 
+def test_the_writability_probe_goes_beside_an_existing_store_never_into_it(tmp_path, monkeypatch):
+    # Found by a review: the probe file went into an existing store, where a golden check running at the
+    # same moment would find a file its manifest does not list.  The new store is built beside it anyway.
+    store = tmp_path / "store"
+    assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(store)]) == 0
+    probed = []
+    monkeypatch.setattr(golden, "can_create_in", lambda directory: probed.append(Path(directory)) or True)
+    assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(store)]) == 0
+    assert probed and set(probed) == {tmp_path}
+
+
 def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def failing_fsync(descriptor):
         raise KeyboardInterrupt

@@ -203,20 +203,23 @@ def unlisted_files(directory: Path, manifest: dict) -> List[str]:
 def _check_writable(directory: Path, label) -> None:
     """``directory`` can become a store: a store already (a valid manifest that
     lists every file in it), empty, or new below a writable directory.
-    Checked without writing anything in it (beside a probe file, removed at once):
-    a store is replaced whole, so a directory holding anything else is refused
-    rather than swept away.
+    Checked without writing anything in it: a store is replaced whole, so a
+    directory holding anything else is refused rather than swept away.
     ``label`` is how the user named it."""
     here = Path.cwd().resolve()
     if directory == here or directory in here.parents:
         raise OutputRefused(f"--out {label}: is the current directory or holds it; generating replaces the whole "
                           "directory, so run it from outside")
-    existing = directory
+    if directory.exists() and not directory.is_dir():
+        raise OutputRefused(f"--out {label}: not a writable directory ({directory} is not one)")
+    # The store is built beside itself and swapped in: the nearest existing folder above it must take
+    # new files, tried with a probe file there, never inside a store another process may be reading.
+    existing = directory.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir() or not can_create_in(existing):
         raise OutputRefused(f"--out {label}: not a writable directory ({existing} is not one)")
-    if existing != directory or not any(directory.iterdir()):
+    if not directory.exists() or not any(directory.iterdir()):
         return
     replaces = "generating replaces the whole directory, so name a new or empty one"
     try:
