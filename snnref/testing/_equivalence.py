@@ -445,7 +445,7 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
     if dtype == torch.float64 and forced is None and row.out.spiking and distance64 is not None:
         # float64's k scales ref32 - ref64 down to float64's precision as the quantity's sensitivity to
         # rounding; a spike float32 flips and float64 does not puts ref32 on another trajectory, which
-        # inflated that term 1e4-fold (a decay off by 1e-11 passed): ref32 then follows ref64's spikes.
+        # inflated that term up to 1e5-fold (a membrane off by 1e-10 passed): ref32 then follows ref64's spikes.
         spikes64 = _spikes(row, ref64["out:out"])
         if not np.array_equal(_spikes(row, ref32["out:out"]), spikes64):
             ref32 = run_spec(case, np.float32, spikes64)[0]

@@ -38,7 +38,7 @@ from ..cli import check_output_dir, nonempty, nonnegative_integer, positive_inte
 # The gate reports of this session's items, for --snnref-report.
 GATE_REPORTS = pytest.StashKey[list]()
 REPORT_PAGE = pytest.StashKey[object]()
-# The checks of this session's items that no case of the contract fits: (model, why), skipped.
+# The checks of this session's items that no case of the contract fits, skipped: (model, kind, why).
 GATE_SKIPPED = pytest.StashKey[list]()
 # Where an xdist worker puts its gate reports and skipped checks for the controller.
 WORKER_REPORTS = "snnref_gate_reports"
@@ -76,8 +76,8 @@ class GateItem(pytest.Item):
                           kinds=(self.kind,), golden_dir=options.snnref_golden_dir)
         if not report.runs and not report.broken:
             # The contract rules out every case of this check (a pin, a custom surrogate): nothing ran,
-            # which is neither a pass nor a failure; what was left out is said (and --snnref-report's
-            # page, which would read a gate with no run as a failure, leaves it out).
+            # which is neither a pass nor a failure; what was left out is said (--snnref-report's page,
+            # which would read a gate with no run as a failure, lists it under "Not checked").
             why = f"{self.kind}: no case of this check fits the declared contract; not checked: " \
                 + "; ".join(report.unchecked)
             self.config.stash.setdefault(GATE_SKIPPED, []).append((self.impl.model, self.kind, why))
