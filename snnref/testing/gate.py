@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import json
 import math
 import numbers
@@ -181,19 +182,43 @@ def _draw(impl, rng, *, steps, batch, neurons, surrogate, per_neuron, random_sta
     return _within_contract(impl, replace(case, surrogate=surrogate))
 
 
+# The random cases built by construction, by their index (from 0) in the sequence: one source for
+# ``_random_cases``, which builds them, and ``_structure_not_drawn``, which names those not reached.
+SINGLE_STEP_CASE = 1
+SINGLE_LANE_CASE = 2
+
+
+def _per_neuron_case(index):
+    return index % 2 == 1
+
+
+def _partial_state_case(index):
+    """Every third case gives the first state variable only."""
+    return index % 3 == 2
+
+
+def _injected_alone(index):
+    """The observation an injected case gives alone (None: both): in turn both, the spikes alone and
+    the membrane alone over the injected (even) cases from the fifth (the third is one lane)."""
+    return (None, "spikes", "v")[(index // 2 - 1) % 3] if index >= 4 and index % 2 == 0 else None
+
+
 def _structure_not_drawn(impl, row, examples):
-    """The random cases ``_random_cases`` builds by construction, at fixed places in the
-    sequence, that ``examples`` cases do not reach: each named, else fewer examples would drop
-    them without a word."""
-    built = [(2, "a single time step (T = 1)"), (3, "a single lane")]
+    """The random cases ``_random_cases`` builds by construction that ``examples`` cases do not
+    reach: each named, else fewer examples would drop them without a word."""
+    def first(built):
+        return next(index for index in itertools.count() if built(index))
+
+    built = [(SINGLE_STEP_CASE, "a single time step (T = 1)"), (SINGLE_LANE_CASE, "a single lane")]
     if impl.per_neuron:
-        built.append((2, "per-neuron parameters"))
+        built.append((first(_per_neuron_case), "per-neuron parameters"))
     if impl.takes_state and len(row.state) > 1:
-        built.append((3, "the first state variable given alone"))
+        built.append((first(_partial_state_case), "the first state variable given alone"))
     if impl.takes_inject and len(row.inject) > 1:
-        built += [(5, "observed spikes injected alone"), (7, "an observed membrane injected alone")]
-    return [f"random: {what}, built by random case {needed} (examples={examples})"
-            for needed, what in built if examples < needed]
+        built += [(first(lambda index: _injected_alone(index) == "spikes"), "observed spikes injected alone"),
+                  (first(lambda index: _injected_alone(index) == "v"), "an observed membrane injected alone")]
+    return [f"random: {what}, built by random case {index + 1} (examples={examples})"
+            for index, what in built if examples <= index]
 
 
 def _random_cases(impl, examples, seed, unchecked):
@@ -205,26 +230,26 @@ def _random_cases(impl, examples, seed, unchecked):
         steps, batch, neurons = int(rng.integers(1, 13)), int(rng.integers(1, 4)), int(rng.integers(1, 8))
         # By construction, not by the luck of a draw: a single step (a T = 1 fast path), on every
         # lane the small cases have so that some decide to spike, and a single lane.
-        if index == 1:
+        if index == SINGLE_STEP_CASE:
             steps, batch, neurons = 1, 3, 7
-        if index == 2:
+        if index == SINGLE_LANE_CASE:
             batch, neurons = 1, 1
-        # Every third case gives the first state variable only (a dict without the others, which
-        # then start at the implementation's defaults), where the model has more than one.
-        partial = index % 3 == 2 and impl.takes_state and len(row.state) > 1
+        # The first state variable only (a dict without the others, which then start at the
+        # implementation's defaults), where the model has more than one.
+        partial = _partial_state_case(index) and impl.takes_state and len(row.state) > 1
         case = _draw(impl, rng, steps=steps, batch=batch, neurons=neurons,
                      surrogate=impl.surrogates[index % len(impl.surrogates)],
-                     per_neuron=index % 2 == 1, random_state=index % 3 != 2 or partial, inject=index % 2 == 0)
-        if index == 1:
+                     per_neuron=_per_neuron_case(index), random_state=not _partial_state_case(index) or partial,
+                     inject=index % 2 == 0)
+        if index == SINGLE_STEP_CASE:
             case = _some_spike_at_one_step(impl, row, case, unchecked)
         if partial:
             first = row.state[0].name
             case = replace(case, state={first: case.state[first]})
-        if case.inject and len(case.inject) > 1 and index >= 4:
-            # Both hardware traces, the spikes alone, the membrane alone (SPEC.md section 8: either
-            # may be absent), in turn over the injected cases from the fifth (the third is one lane).
-            alone = (None, "spikes", "v")[(index // 2 - 1) % 3]
-            case = replace(case, inject={k: v for k, v in case.inject.items() if alone in (None, k)})
+        if case.inject and len(case.inject) > 1 and _injected_alone(index):
+            # Either observation may be absent (SPEC.md section 8).
+            alone = _injected_alone(index)
+            case = replace(case, inject={k: v for k, v in case.inject.items() if k == alone})
         yield Planned(case, "random", case_seed, fill_state=not partial)
 
 
