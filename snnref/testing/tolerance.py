@@ -35,6 +35,14 @@ partial sum, a matrix product blocked differently) errs by about
 ``sqrt(n) eps A`` (a random walk of n roundings, each at most eps times the
 running sum, itself at most A).
 
+Both references run on the implementation's spike train: where it differs from
+the float64 spec's, teacher forcing (SPEC.md section 7) replays it in both;
+where it equals the float64 spec's and float32 alone flips a spike, ``ref32``
+is run with those spikes too (``snnref.testing._equivalence.compare``).  On its
+own trajectory ``ref32 - ref64`` would measure that flip, not a rounding error,
+and widen every budget of the case: a recorded membrane 10% off passed in
+float32, one 1e-10 off in float64.
+
 Each entry of ``POLICY`` is one storage dtype with the reason for its numbers.
 """
 
@@ -139,12 +147,10 @@ POLICY = {
             "a CUBA LIF computing dt (1/tau) for dt / tau, on hxtorch's hardware parameters "
             "(v near 125, superspike alpha 50, whose f moves by thousands of ulp per ulp of "
             "v), failed its threshold and x gradients at 3 times the c term alone (an outside "
-            "user's correct implementation).  Where float32 flips a spike that float64 does not, "
-            "ref32 is run with ref64's spikes for this term (snnref.testing._equivalence): on "
-            "its own trajectory it measures that flip, not a sensitivity.  c=64: the same "
-            "arithmetic in another order "
-            "(fused multiply-add, reductions over batch and time in another order) may "
-            "differ by a few ulp per step; 64 ulp of the quantity's scale covers that for "
+            "user's correct implementation).  ref32 runs on the implementation's spike train "
+            "(the module's docstring).  c=64: the same arithmetic in another order (fused "
+            "multiply-add, reductions over batch and time in another order) may differ by a "
+            "few ulp per step; 64 ulp of the quantity's scale covers that for "
             "the short traces the checks use, while a decay off by 1e-3 is 1e10 times larger."
         ),
     ),
