@@ -280,6 +280,8 @@ def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None
     (empty when nothing was dropped), also in ``graph.metadata["snnref_dropped"]``.
     """
     dt = _check_dt(dt)
+    # A string such as "no" is truthy: it would have returned (graph, dropped) and dropped properties.
+    arguments.check_flags(lossy=lossy)
     row = registry.model(model)
     key = row.key
     if not exportable(key):
@@ -1114,6 +1116,8 @@ def load(graph, *, dt=None, method="exact", extensions=False):
     dt = _check_dt(dt)
     if method not in METHODS:
         raise NirError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+    # A string such as "no" is truthy: it would have honoured the extensions it meant to ignore.
+    arguments.check_flags(extensions=extensions)
     if isinstance(graph, (str, os.PathLike)):
         graph = read(graph)
     return Network(graph, dt, method, bool(extensions))

@@ -929,3 +929,13 @@ def test_compare_requires_0_or_1_spikes_of_a_graph_that_cannot_be_forced():
     assert nir_checks.compare(network, x, nearly, np.float32) == (["out: a spike train must hold exactly 0 or 1"], 0)
     exact = {key: np.asarray(value, dtype=np.float32) for key, value in reference.items()}
     assert nir_checks.compare(network, x, exact, np.float32) == ([], 0)
+
+
+@pytest.mark.parametrize("flag", ["no", 1, None])
+def test_lossy_and_extensions_must_be_true_or_false(flag):
+    # Before: "no" was truthy, so export returned (graph, dropped) having dropped the >= test, and
+    # load honoured the extensions the caller meant to ignore.
+    with pytest.raises(TypeError, match=f"^lossy: expected True or False, got {flag!r}$"):
+        snir.export("tether.LIF", {"decay": 0.9}, dt=1e-3, neurons=2, lossy=flag)
+    with pytest.raises(TypeError, match=f"^extensions: expected True or False, got {flag!r}$"):
+        snir.load(_graph(), dt=1e-3, extensions=flag)
