@@ -674,9 +674,12 @@ def _extensions(node):
 def _hinted_plan(unit, dt, method, extensions):
     """The discrete preimage stored by ``export``, if exporting it again gives this node bit for bit."""
     hint = unit.node.metadata.get("snnref") if isinstance(unit.node.metadata, dict) else None
-    if not isinstance(hint, dict) or hint.get("model") not in registry.MODELS or hint.get("dt") != dt:
+    key, recorded_dt = (hint.get("model"), hint.get("dt")) if isinstance(hint, dict) else (None, None)
+    # Read from a file either can be any array: a list of names is unhashable (``in MODELS`` raised
+    # TypeError) and an array of steps has no truth value.  Only a name and one number are a hint.
+    if not isinstance(key, str) or key not in registry.MODELS or isinstance(recorded_dt, (bool, np.bool_)) \
+            or not isinstance(recorded_dt, (int, float, np.integer, np.floating)) or recorded_dt != dt:
         return None
-    key = hint["model"]
     if method not in _NATIVE_METHODS.get(key, ()):
         return None
     state = _extensions(unit.node).get("initial_state")

@@ -939,3 +939,23 @@ def test_lossy_and_extensions_must_be_true_or_false(flag):
         snir.export("tether.LIF", {"decay": 0.9}, dt=1e-3, neurons=2, lossy=flag)
     with pytest.raises(TypeError, match=f"^extensions: expected True or False, got {flag!r}$"):
         snir.load(_graph(), dt=1e-3, extensions=flag)
+
+
+@pytest.mark.parametrize("part, value", [("model", np.array(["tether.LIF", "x"])), ("model", ["rnnbuilder.LIF"]),
+                                         ("dt", np.array([1e-3, 1e-3]))])
+def test_a_malformed_export_record_is_no_hint(tmp_path, part, value):
+    # Before: a list or array of model names raised "unhashable type", an array of steps "the truth
+    # value of an array ... is ambiguous", from deep inside load.  A record that is not one name and
+    # one number is no record: the node runs by its NIR fields, (5).
+    graph = snir.export("rnnbuilder.LIF", {"tau": 5.0}, dt=1e-3, neurons=2, lossy=True)[0]
+    graph.nodes["lif"].metadata["snnref"][part] = value
+    x = np.zeros((4, 2))
+    x[0], x[2] = [1.5, 0.5], [0.2, 0.7]
+    trace = snir.load(graph, dt=1e-3, method="exp", extensions=True).simulate(x)
+    # Written out from the LIF's fields (tau = 5 dt, r = tau, threshold 1) and the recorded subtractive
+    # reset: v[k] = exp(-1/5) v[k-1] + x[k], a spike where v > 1, then v = v - 1.
+    d = math.exp(-0.2)
+    v1 = [0.5, 0.5 * d, 0.5 * d ** 2 + 0.2, (0.5 * d ** 2 + 0.2) * d]   # 1.5 fires at step 0
+    v2 = [0.5, 0.5 * d, 0.5 * d ** 2 + 0.7 - 1, (0.5 * d ** 2 + 0.7 - 1) * d]   # 1.035 fires at step 2
+    np.testing.assert_allclose(trace.outputs["v"], np.array([v1, v2]).T, rtol=1e-14, atol=0)
+    np.testing.assert_array_equal(trace.outputs["out"], [[1, 0], [0, 0], [0, 1], [0, 0]])
