@@ -77,7 +77,7 @@ has it replaced by v_reset at its spike steps, exactly), ``i`` a CUBA node's
 synaptic current I, ``out`` its output (spikes, or an LI's membrane).
 
 Checked at ``load``, before anything runs, each by node and field: every field
-holds finite numbers (a neuron node's fields are vectors of one shape (N,), w_in
+holds finite numbers (a neuron node's fields are vectors of one shape (N,), N >= 1, w_in
 may be a scalar; a Linear or Affine weight is a matrix, its bias one value per
 row, and 0: NIR's bias is a constant current, which a pulse per step cannot
 stand for at every dt); time constants are positive; an IF driven by an LI synapse has r > 0
@@ -430,6 +430,9 @@ def _check_fields(name, kind, values):
     else:
         shapes = {k: a.shape for k, a in arrays.items() if not (k == "w_in" and a.ndim == 0)}
         first = next(iter(shapes))
+        if 0 in shapes[first]:  # a layer of no neurons: nothing to run, and 'exact' failed inside a reshape
+            raise NirError(f"node {name!r} ({kind}): field {first!r} has shape {shapes[first]}; expected at "
+                           f"least one neuron")
         for key, shape in shapes.items():
             if shape != shapes[first]:
                 raise NirError(f"node {name!r} ({kind}): field {key!r} has shape {shape}, but {first!r} has "
@@ -471,9 +474,13 @@ def _in_out(node):
     kind = type(node).__name__
     if kind in ("Input", "Output"):
         shape = np.asarray((node.input_type if kind == "Input" else node.output_type)[kind.lower()])
-        # A shape of 2.5 read as int(prod) would be a width of 2.
+        # A shape of 2.5 read as int(prod) would be a width of 2; one of -2 "gave -2 values", and one of
+        # 0 ran no neuron (method 'exact' failed inside a reshape).
         if shape.dtype.kind not in "iu" and not (shape.dtype.kind == "f" and np.all(shape == np.round(shape))):
             raise NirError(f"{kind} node: expected a shape of whole numbers, got {shape.tolist()}")
+        if np.any(shape < 1):
+            raise NirError(f"{kind} node: expected a shape of positive whole numbers (each axis at least 1), "
+                           f"got {shape.tolist()}")
         width = int(np.prod(shape))
         return width, width
     if kind in ("Affine", "Linear"):

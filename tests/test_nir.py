@@ -959,3 +959,30 @@ def test_a_malformed_export_record_is_no_hint(tmp_path, part, value):
     v2 = [0.5, 0.5 * d, 0.5 * d ** 2 + 0.7 - 1, (0.5 * d ** 2 + 0.7 - 1) * d]   # 1.035 fires at step 2
     np.testing.assert_allclose(trace.outputs["v"], np.array([v1, v2]).T, rtol=1e-14, atol=0)
     np.testing.assert_array_equal(trace.outputs["out"], [[1, 0], [0, 0], [0, 1], [0, 0]])
+
+
+@pytest.mark.parametrize("shape", [[-2], [0], [2, 0]])
+def test_an_input_or_output_shape_below_one_is_refused_by_name(shape):
+    # Before: [-2] was refused as "'input' gives -2 values"; a width of 0 loaded, and method 'exact'
+    # failed inside a reshape ("cannot reshape array of size 0").
+    graph = _graph()
+    graph.nodes["input"] = nir.Input(np.array(shape))
+    with pytest.raises(snir.NirError, match=r"^Input node: expected a shape of positive whole numbers \(each "
+                                            rf"axis at least 1\), got \[{', '.join(map(str, shape))}\]$"):
+        snir.load(graph, dt=1e-3)
+    graph = _graph()
+    graph.nodes["output"] = nir.Output(np.array(shape))
+    with pytest.raises(snir.NirError, match="^Output node: expected a shape of positive whole numbers"):
+        snir.load(graph, dt=1e-3)
+
+
+@pytest.mark.parametrize("method", ["exact", "exp"])
+def test_a_layer_of_no_neurons_is_refused_by_node_and_field(method):
+    empty = np.zeros(0)
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([2])), "linear": nir.Linear(weight=np.zeros((0, 2))),
+                                "lif": nir.LIF(tau=empty + 1e-2, r=empty, v_leak=empty, v_threshold=empty),
+                                "output": nir.Output(np.array([1]))},
+                         edges=[("input", "linear"), ("linear", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(snir.NirError, match=r"^node 'lif' \(LIF\): field 'tau' has shape \(0,\); expected at least "
+                                            r"one neuron$"):
+        snir.load(graph, dt=1e-3, method=method)
