@@ -960,8 +960,15 @@ class Network:
 
     def simulate(self, x, dtype=np.float64, force_spikes=None):
         """Run the graph; ``dtype`` float32 runs the discrete models in float32 (the SPEC.md section 7
-        reference error); ``force_spikes`` (one spiking node, discrete methods) is teacher forcing."""
+        reference error); method 'exact' computes in float64 only and refuses float32.  ``force_spikes`` (one
+        spiking node, discrete methods) is teacher forcing."""
         x = arguments.real_array("x", x)
+        # Before, method 'exact' took any dtype unchecked: "float16" ran, "garbage" failed inside NumPy, and
+        # float32 rounded x and the maps in front of the first node but returned a float64 run.
+        dtype = arguments.numpy_dtype(dtype)
+        if self.plans is None and dtype is not np.float64:
+            raise NirError("dtype: method 'exact' (snnref.continuous) computes in float64 only; float32 runs the "
+                           "discrete models of methods 'exp' and 'euler'")
         if force_spikes is not None and not self.can_force:
             raise NirError("force_spikes: teacher forcing needs one spiking neuron node run by 'exp' or 'euler'")
         if x.ndim < 2 or x.shape[-1] != self.input_width or x.shape[0] < 1:

@@ -986,3 +986,16 @@ def test_a_layer_of_no_neurons_is_refused_by_node_and_field(method):
     with pytest.raises(snir.NirError, match=r"^node 'lif' \(LIF\): field 'tau' has shape \(0,\); expected at least "
                                             r"one neuron$"):
         snir.load(graph, dt=1e-3, method=method)
+
+
+def test_simulate_checks_dtype_under_every_method():
+    x = np.ones((3, 2))
+    for method in ("exact", "exp"):
+        network = snir.load(_graph(), dt=1e-3, method=method)
+        for dtype in ("float16", "garbage", np.int32):
+            with pytest.raises(TypeError, match="^dtype: expected numpy.float32 or numpy.float64, got"):
+                network.simulate(x, dtype=dtype)
+    # Before: float32 rounded x but returned a float64 continuous run, as if the reference were float32.
+    with pytest.raises(snir.NirError, match="^dtype: method 'exact' .* float64 only"):
+        snir.load(_graph(), dt=1e-3, method="exact").simulate(x, dtype=np.float32)
+    assert snir.load(_graph(), dt=1e-3, method="exact").simulate(x, dtype="float64").outputs["v"].dtype == np.float64
