@@ -372,6 +372,7 @@ def read(path):
     """A NIR graph from an HDF5 ``.nir`` file, reading numbers and strings only."""
     import h5py
 
+    _check_path(path)
     try:
         handle = h5py.File(path, "r")
     except (OSError, ValueError) as error:
@@ -394,8 +395,18 @@ def read(path):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=tree.get("metadata", {}), type_check=False)
 
 
+def _check_path(path):
+    """A file name; None or a number failed inside os or h5py without naming the argument."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise NirError(f"path: expected the path of a .nir file (str or os.PathLike), got {type(path).__name__}")
+
+
 def save(graph, path):
     """``nir.write`` to a temporary file beside ``path``, renamed into place."""
+    # A graph of another type failed inside nir.write ("'NoneType' object has no attribute 'to_dict'").
+    if not isinstance(graph, nir.NIRGraph):
+        raise NirError(f"graph: expected a nir.NIRGraph, got {type(graph).__name__}")
+    _check_path(path)
     # A directory or a missing one is named as ``path`` before anything is written (else the
     # error named the temporary file).
     check_output_file("path", path)

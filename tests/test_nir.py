@@ -999,3 +999,19 @@ def test_simulate_checks_dtype_under_every_method():
     with pytest.raises(snir.NirError, match="^dtype: method 'exact' .* float64 only"):
         snir.load(_graph(), dt=1e-3, method="exact").simulate(x, dtype=np.float32)
     assert snir.load(_graph(), dt=1e-3, method="exact").simulate(x, dtype="float64").outputs["v"].dtype == np.float64
+
+
+def test_save_and_read_name_a_bad_graph_or_path(tmp_path):
+    # Before: AttributeError "'NoneType' object has no attribute 'to_dict'" from inside nir.write, and
+    # TypeError "expected str, bytes or os.PathLike object, not NoneType" naming no argument.
+    for graph in (None, {"nodes": {}}):
+        with pytest.raises(snir.NirError, match=f"^graph: expected a nir.NIRGraph, got {type(graph).__name__}$"):
+            snir.save(graph, tmp_path / "a.nir")
+    assert not list(tmp_path.iterdir())
+    for path in (None, 3):
+        with pytest.raises(snir.NirError, match=f"^path: expected the path of a .nir file .*, got "
+                                                f"{type(path).__name__}$"):
+            snir.save(_graph(), path)
+        with pytest.raises(snir.NirError, match=f"^path: expected the path of a .nir file .*, got "
+                                                f"{type(path).__name__}$"):
+            snir.read(path)
