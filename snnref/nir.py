@@ -88,7 +88,8 @@ v_threshold (its rest value v_leak, or v_reset for IF, or the recorded initial
 state: a spike is the threshold reached from below, so a tonic LIF at rest above
 threshold is refused, by the node and field), v_reset < v_threshold for the
 hard reset (else it fires again at once, without end) and v_threshold > 0 for
-the subtractive one.
+the subtractive one.  While a graph runs, a pulse whose jump (r/tau x, r x,
+w_in/tau_syn x) or a state that overflows float64 is refused by node (and field).
 
 What NIR cannot say (no node field) is refused unless ``lossy=True``: subtractive
 reset, refractory time, the ``>=`` test, an output scaled by the threshold
@@ -801,7 +802,8 @@ def _general_plan(unit, dt, method, extensions):
         raise NirError(f"node {name!r} (I): no discrete registry model integrates without a threshold; "
                        f"use method='exact'")
     if kind in ("CubaLI", "CubaLIF", "CubaIF"):
-        gain = f["r"] * f["w_in"] / f["tau_syn"]  # (6)
+        with np.errstate(over="ignore"):  # an infinite gain is refused by simulate, naming the field
+            gain = f["r"] * f["w_in"] / f["tau_syn"]  # (6)
         params = {"tau_syn": f["tau_syn"], "tau_mem": f["tau_mem"], "dt": dt}
         key = {"CubaLI": "hxtorch.cuba_li", "CubaLIF": "hxtorch.cuba_lif", "CubaIF": "hxtorch.cuba_iaf"}[kind]
         if kind != "CubaIF":
@@ -816,7 +818,8 @@ def _general_plan(unit, dt, method, extensions):
                      note=f"{key}: forward Euler (6), a = dt/tau_mem, b = dt/tau_syn, x = (R w_in/tau_syn) q")
     leaky = kind in ("LI", "LIF")
     rest = f["v_leak"] if leaky else f.get("v_reset", np.zeros_like(f["r"]))
-    gain = f["r"] / f["tau"] if leaky else f["r"]  # (5)
+    with np.errstate(over="ignore"):  # an infinite gain is refused by simulate, naming the field
+        gain = f["r"] / f["tau"] if leaky else f["r"]  # (5)
     shift = None if np.all(rest == 0) else rest
     if kind == "LI":
         plan = _Plan("rnnbuilder.NoReset", {"tau": f["tau"] / dt}, gain=gain, shift=shift,
@@ -845,7 +848,8 @@ def _general_plan(unit, dt, method, extensions):
             "method 'exact' cannot run it either: it would start at rest, v_leak, at or above v_threshold"
         _require(name, node_kind, f["v_reset"] == f["v_leak"], "v_reset", "the discrete LIF (tether) resets to "
                  f"its rest value; v_reset must equal v_leak ({other})")
-        decay = np.exp(-dt / f["tau"])
+        with np.errstate(over="ignore"):  # dt / tau past float64: the decay is exactly 0, as it should be
+            decay = np.exp(-dt / f["tau"])
     else:
         decay = np.ones_like(theta)
     return _Plan("tether.PLIF", {"decay": decay, "threshold": _next(theta)}, gain=gain, shift=shift,
@@ -898,6 +902,31 @@ class NirTrace(_spec.Trace):
 def _affine(x, weight, bias):
     y = x @ weight.T
     return y if bias is None else y + bias
+
+
+def _pulse_gain(unit):
+    """What one pulse of weight q adds, per unit of q (SPEC.md section 9's Input): I by w_in / tau_syn
+    (CUBA nodes; a merged LI synapse's r / tau), v by r / tau (LI, LIF) or r (I, IF)."""
+    f = unit.fields
+    merged = len(unit.nodes) == 2 and unit.threshold is None
+    with np.errstate(over="ignore", divide="ignore"):
+        if unit.kind.startswith("Cuba"):
+            return ("r / tau" if merged else "w_in / tau_syn"), "I", f["w_in"] / f["tau_syn"]
+        return ("r / tau", "v", f["r"] / f["tau"]) if unit.kind in ("LI", "LIF") else ("r", "v", f["r"])
+
+
+def _jumps_error(name, what, var, dtype):
+    return NirError(f"node {name!r}: field {what.split()[0]!r}: a pulse of this input raises {var} by more than "
+                    f"{np.dtype(dtype).name} holds ({what} times x overflows); expected a smaller x or {what}")
+
+
+def _finite_states(unit, seq, dtype):
+    """A node's recorded states: finite gains on finite pulses can still accumulate past float64 (an LI
+    summing pulses of 1e308), which the models return as inf without a word."""
+    for key, value in seq.items():
+        if not np.all(np.isfinite(value)):
+            raise NirError(f"node {unit.owner(key)!r}: its {key!r} overflows {np.dtype(dtype).name} on this input "
+                           f"(NIR's state holds finite numbers); expected a smaller x or smaller gains")
 
 
 def _finite(name, values):
@@ -1007,10 +1036,21 @@ class Network:
                     flat = signal.reshape(steps, -1, signal.shape[-1])
                     events = [(self._grid, flat[:, b]) for b in range(flat.shape[1])]
                 out, seq, last, spikes, events = self._run_exact(unit, events, lead)
+                _finite_states(unit, seq, np.float64)
                 if unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF") or unit.threshold is not None:
                     times[unit.owner("out")] = spikes
             else:
-                out, seq, last, distance = self._run_discrete(self.plans[index], signal, dtype, force_spikes)
+                plan = self.plans[index]
+                if plan.gain is not None:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        driven = signal * np.asarray(plan.gain, dtype=dtype)
+                    if not np.all(np.isfinite(driven)):
+                        # Before: the registry model refused its input as "x: expected finite values ...
+                        # (pass allow_nonfinite=True ...)", an x the caller had not given and an option
+                        # simulate has not.
+                        raise _jumps_error(unit.nodes[0][0], *_pulse_gain(unit)[:2], dtype)
+                out, seq, last, distance = self._run_discrete(plan, signal, dtype, force_spikes)
+            _finite_states(unit, seq, dtype)
             signal = out
             outputs.update({f"{unit.owner(key)}.{key}": value for key, value in seq.items()})
             final.update({f"{unit.owner(key)}.{key}": value for key, value in last.items()})
@@ -1046,7 +1086,9 @@ class Network:
     @staticmethod
     def _run_discrete(plan, x, dtype, force_spikes=None):
         driven = x if plan.gain is None else x * np.asarray(plan.gain, dtype=dtype)
-        trace = _spec.simulate(plan.model, driven, plan.params, plan.state, dtype=dtype, force_spikes=force_spikes)
+        with np.errstate(over="ignore", invalid="ignore"):  # a state past float64 is refused by name after
+            trace = _spec.simulate(plan.model, driven, plan.params, plan.state, dtype=dtype,
+                                   force_spikes=force_spikes)
         seq, last = dict(trace.outputs), dict(trace.final_state)
         membrane = registry.MODELS[plan.model].state_names[0]  # "m" for rnnbuilder's models: NIR's v
         seq["v"], last["v"] = seq.pop(membrane), last.pop(membrane)
@@ -1099,8 +1141,21 @@ class Network:
                      for k, v in initial.items()} or None
             if state is not None:
                 state = self._at_zero(unit, params, state)
-            result = continuous.simulate(unit.kind, params, times, weights, t_end=self._grid[-1],
-                                         samples=self._grid, state=state)
+            what, var, gain = _pulse_gain(unit)
+            with np.errstate(over="ignore", invalid="ignore"):
+                jumps = weights * gain
+            if not np.all(np.isfinite(jumps)):
+                # Before: an infinite jump failed inside the root finder ("The function value at x=0.0 is NaN").
+                raise _jumps_error(unit.nodes[0][0], what, var, np.float64)
+            try:
+                # An overflow inside the solver is a state past float64: the root finder then failed on
+                # a NaN ("The function value at x=0.0 is NaN"), or the run returned inf without a word.
+                with np.errstate(over="raise", invalid="raise"):
+                    result = continuous.simulate(unit.kind, params, times, weights, t_end=self._grid[-1],
+                                                 samples=self._grid, state=state)
+            except FloatingPointError:
+                raise NirError(f"node {unit.name!r}: its state overflows float64 on this input (NIR's state "
+                               f"holds finite numbers); expected a smaller x or smaller gains") from None
             for var, values in result.states.items():
                 seq.setdefault(var, np.zeros((steps, batch, n)))[:, b] = values
             if unit.threshold is not None:
