@@ -1051,3 +1051,20 @@ def test_a_state_past_float64_is_refused_by_node(node, method):
         warnings.simplefilter("error")
         with pytest.raises(snir.NirError, match=r"^node 'n': its .* overflows float64 on this input"):
             snir.load(_one(node), dt=1e-3, method=method).simulate(x)
+
+
+def test_compare_names_an_unreadable_output_and_plain_indices():
+    network = snir.load(_graph(), dt=1e-3, method="exp")
+    x = np.zeros((5, 2, 2))
+    x[1, 1, 0] = 0.3  # v = 0.3 at step 1 in lane 1, neuron 0: far below the threshold of 1
+    reference = network.simulate(x).outputs
+    # Before: "could not convert string to float: 'abc'" from inside NumPy.
+    assert nir_checks.compare(network, x, {"out": "abc"}, np.float64) == (
+        ["out: expected a real numeric array, got dtype <U3"], 0)
+    assert nir_checks.compare(network, x, {"out": reference["out"], "v": [None]}, np.float64) == (
+        ["v: expected a real numeric array, got dtype object"], 0)
+    moved = np.array(reference["out"])
+    moved[1, 1, 0] = 1
+    failures, _ = nir_checks.compare(network, x, {"out": moved}, np.float64)
+    # Before: "neuron (np.int64(1), np.int64(0))".
+    assert len(failures) == 1 and failures[0].startswith("out: spike trains differ at time step 1, neuron (1, 0), ")

@@ -92,6 +92,16 @@ def compare(network, x, result, dtype):
     teacher forcing (the reference re-run with the other run's spikes, then compared against), (1)-(2)."""
     if "out" not in result:
         return ["out: the implementation returned no 'out'"], 0
+    # Before, a string or an object array failed inside NumPy ("could not convert string to float: 'abc'"),
+    # naming neither the output nor the implementation.
+    unreadable = []
+    for key, value in result.items():
+        try:
+            arguments.real_array(key, value)
+        except TypeError as error:
+            unreadable.append(str(error))
+    if unreadable:
+        return unreadable, 0
     low = dtype == np.float32 and network.plans is not None
     reference = network.simulate(x)
     reference32 = network.simulate(x, dtype=np.float32) if low else reference
@@ -116,7 +126,9 @@ def compare(network, x, result, dtype):
         outside = where & (np.abs(forced.distance) > margin)
         if np.any(outside):
             step, *neuron = np.argwhere(outside)[0]
-            return [f"out: spike trains differ at time step {step}, neuron {tuple(neuron)}, where the reference's "
+            # As plain ints: NumPy 2 wrote the indices as "(np.int64(2), np.int64(0))".
+            neuron = tuple(int(index) for index in neuron)
+            return [f"out: spike trains differ at time step {step}, neuron {neuron}, where the reference's "
                     f"distance to threshold {float(forced.distance[(step, *neuron)]):.3e} is outside the "
                     f"{np.dtype(dtype).name} margin {margin:.3e} (teacher forcing)"], 0
         reference, reference32, flips = forced, forced32, int(where.sum())
