@@ -83,7 +83,8 @@ row, and 0: NIR's bias is a constant current, which a pulse per step cannot
 stand for at every dt); time constants are positive; an IF driven by an LI synapse has r > 0
 (tau_mem = 1/r, (12)); the snnref extensions are well formed, and a refractory
 time comes only with the hard reset (SPEC.md section 9 holds v at v_reset).
-Method "exact" also needs what snnref.continuous needs: a node that starts below
+Method "exact" also needs what snnref.continuous needs: time constants of at least
+the smallest normal float64 (an IF's 1/r where an LI synapse drives it), a node that starts below
 v_threshold (its rest value v_leak, or v_reset for IF, or the recorded initial
 state: a spike is the threshold reached from below, so a tonic LIF at rest above
 threshold is refused, by the node and field), v_reset < v_threshold for the
@@ -752,8 +753,27 @@ def _check_extensions(unit, ext):
                            f"state variables of a {unit.kind} ({', '.join(names)}), got {key!r}: {value!r}")
 
 
+def _check_exact_time_constants(unit):
+    """snnref.continuous's normal time constants, by the node and field that hold them (it named its own
+    ``params['tau']``, which a merged synapse, (12), does not even have)."""
+    tiny = float(np.finfo(np.float64).tiny)
+    merged = len(unit.nodes) == 2 and unit.threshold is None
+    for key in ("tau", "tau_syn", "tau_mem"):
+        if key not in unit.fields or np.all(unit.fields[key] >= tiny):
+            continue
+        (name, node), field_name, what = unit.nodes[0], key, "a time constant"
+        if merged:
+            name, node = unit.nodes[0] if key == "tau_syn" else unit.nodes[1]
+            field_name = "tau" if isinstance(node, (nir.LI, nir.LIF)) else "r"
+            what = "a time constant" if field_name == "tau" else "1/r (its time constant, (12))"
+        value = float(unit.fields[key][unit.fields[key] < tiny].flat[0])
+        raise NirError(f"node {name!r} ({type(node).__name__}): field {field_name!r}: method 'exact' needs {what} "
+                       f"of at least {tiny!r} s (the smallest normal float64), got {value!r}")
+
+
 def _check_exact(unit, ext):
     """What snnref.continuous needs of a spiking unit (see the module docstring), by node and field."""
+    _check_exact_time_constants(unit)
     if unit.kind not in ("LIF", "IF", "CubaLIF", "CubaIF"):
         return
     f, name, kind = unit.fields, unit.name, unit.node_kind

@@ -1068,3 +1068,18 @@ def test_compare_names_an_unreadable_output_and_plain_indices():
     failures, _ = nir_checks.compare(network, x, {"out": moved}, np.float64)
     # Before: "neuron (np.int64(1), np.int64(0))".
     assert len(failures) == 1 and failures[0].startswith("out: spike trains differ at time step 1, neuron (1, 0), ")
+
+
+@pytest.mark.parametrize("graph, match", [
+    (_one(nir.LI(tau=np.array([1e-320]), r=np.ones(1), v_leak=np.zeros(1))), r"^node 'n' \(LI\): field 'tau': "),
+    (nir.NIRGraph.from_list(nir.LI(tau=np.array([1e-320]), r=np.ones(1), v_leak=np.zeros(1)),
+                            nir.IF(r=np.ones(1), v_threshold=np.ones(1))), r"^node 'li' \(LI\): field 'tau': "),
+    (nir.NIRGraph.from_list(nir.LI(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1)),
+                            nir.IF(r=np.array([1e308]), v_threshold=np.ones(1))),
+     r"^node 'if' \(IF\): field 'r': method 'exact' needs 1/r \(its time constant, \(12\)\) of at least "),
+])
+def test_a_subnormal_time_constant_is_named_by_node_and_field_under_exact(graph, match):
+    # Before: "params['tau']: expected a time constant of at least ..." (snnref.continuous's names, and
+    # for the synapse of (12) a tau_syn no node of the graph has).
+    with pytest.raises(snir.NirError, match=match + ".*smallest normal float64"):
+        snir.load(graph, dt=1e-3, method="exact")
