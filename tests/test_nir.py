@@ -1083,3 +1083,21 @@ def test_a_subnormal_time_constant_is_named_by_node_and_field_under_exact(graph,
     # for the synapse of (12) a tau_syn no node of the graph has).
     with pytest.raises(snir.NirError, match=match + ".*smallest normal float64"):
         snir.load(graph, dt=1e-3, method="exact")
+
+
+def test_cli_check_refuses_a_step_limit_where_the_methods_are_the_same(tmp_path, monkeypatch, capsys):
+    # Before: ignored without a word, so a user who meant "a step late is fine" got a FAIL instead.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "nir_impl_for_test.py").write_text(IMPL)
+    snir.save(snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=3), tmp_path / "cuba.nir")
+    np.save(tmp_path / "x.npy", np.ones((4, 1, 3)))
+    common = ["cuba.nir", "--input", "x.npy", "--dt", "1e-6", "--impl", "nir_impl_for_test:late",
+              "--max-step-difference", "1"]
+    for extra in ([], ["--impl-method", "exact"], ["--method", "euler", "--impl-method", "euler"]):
+        args = _parse(["nir", "check", *common, *extra])
+        assert args.run(args) == 2
+        method = "euler" if "euler" in extra else "exact"
+        assert capsys.readouterr().out == (f"snnref nir: error: --max-step-difference: applies where --impl-method "
+                                           f"differs from --method; both are '{method}', which holds the "
+                                           f"implementation to the SPEC.md section 7 budget\n")

@@ -193,6 +193,11 @@ def _load_callable(spec_string):
 
 
 def _check(args):
+    # Before, a limit given where both runs use one method was ignored without a word: such a run is
+    # held to the SPEC.md section 7 budget, and a spike one step late failed whatever K said.
+    if args.max_step_difference is not None and (args.impl_method or args.method) == args.method:
+        raise snir.NirError(f"--max-step-difference: applies where --impl-method differs from --method; both are "
+                            f"{args.method!r}, which holds the implementation to the SPEC.md section 7 budget")
     network = snir.load(args.graph, dt=args.dt, method=args.method, extensions=args.extensions)
     x = _load_input(args.input)
     reference = network.simulate(x)
