@@ -356,6 +356,13 @@ def _node_from_tree(name, tree):
     for field_name in _FIELDS[kind]:
         if field_name not in tree:
             raise NirError(f"node {name!r} ({kind}): missing field {field_name!r}")
+    # A dataset NIR does not define for this node type (a newer NIR's field, another tool's extension,
+    # a field of another node type) changes nothing here: say so, rather than run without it unnoticed.
+    unknown = sorted(set(tree) - set(_FIELDS[kind] + _OPTIONAL.get(kind, ())) - {"type", "metadata"})
+    if unknown:
+        warnings.warn(f"node {name!r} ({kind}): {', '.join(map(repr, unknown))} "
+                      f"{'is not a field' if len(unknown) == 1 else 'are not fields'} of NIR's {kind}; ignored",
+                      stacklevel=4)
     metadata = tree.get("metadata", {})
     values = {k: np.asarray(tree[k]) for k in _FIELDS[kind] + _OPTIONAL.get(kind, ()) if k in tree}
     if kind in ("Input", "Output"):

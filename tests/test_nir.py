@@ -1101,3 +1101,28 @@ def test_cli_check_refuses_a_step_limit_where_the_methods_are_the_same(tmp_path,
         assert capsys.readouterr().out == (f"snnref nir: error: --max-step-difference: applies where --impl-method "
                                            f"differs from --method; both are '{method}', which holds the "
                                            f"implementation to the SPEC.md section 7 budget\n")
+
+
+def test_a_field_nir_does_not_define_is_named_in_a_warning(tmp_path):
+    one, two = np.ones(1), np.ones(2)
+    every_kind = {  # nir.write's files of every node type snnref reads: nothing to warn about
+        "input": nir.Input(np.array([2])), "affine": nir.Affine(weight=np.eye(2), bias=np.zeros(2)),
+        "linear": nir.Linear(weight=np.eye(2)), "threshold": nir.Threshold(two), "i": nir.I(r=two),
+        "if": nir.IF(r=two, v_threshold=two), "li": nir.LI(tau=two, r=two, v_leak=0 * two),
+        "lif": nir.LIF(tau=two, r=two, v_leak=0 * two, v_threshold=two),
+        "cubali": nir.CubaLI(tau_syn=one, tau_mem=one, r=one, v_leak=0 * one),
+        "cubalif": nir.CubaLIF(tau_syn=one, tau_mem=one, r=one, v_leak=0 * one, v_threshold=one),
+        "output": nir.Output(np.array([2]))}
+    nir.write(tmp_path / "every.nir", nir.NIRGraph(nodes=every_kind, edges=[], type_check=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snir.read(tmp_path / "every.nir")
+    # Before: a field of a newer NIR or another tool (a refractory time here) was dropped unnoticed,
+    # and the LIF ran without it.
+    snir.save(_graph(), tmp_path / "extra.nir")
+    with h5py.File(tmp_path / "extra.nir", "a") as f:
+        f["node/nodes/lif"].create_dataset("tau_ref", data=np.full(2, 2e-3))
+        f["node/nodes/lif"].create_dataset("w_in", data=np.full(2, 2.0))
+    with pytest.warns(UserWarning, match=r"^node 'lif' \(LIF\): 'tau_ref', 'w_in' are not fields of NIR's LIF; "
+                                         r"ignored$"):
+        snir.load(tmp_path / "extra.nir", dt=1e-3)
