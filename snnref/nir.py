@@ -567,7 +567,20 @@ def _chain(graph):
     for a, b in zip(order, order[1:]):
         out_a, in_b = _in_out(graph.nodes[a])[1], _in_out(graph.nodes[b])[0]
         if out_a != in_b:
-            raise NirError(f"edge ({a!r}, {b!r}): {a!r} gives {out_a} values but {b!r} takes {in_b}")
+            raise NirError(f"edge ({a!r}, {b!r}): {a!r} gives {out_a} values but {b!r} takes {in_b}"
+                           + _scalar_hint(b, graph.nodes[b], out_a) + _scalar_hint(a, graph.nodes[a], in_b))
+    return [(k, graph.nodes[k]) for k in order]
+
+
+def _scalar_hint(name, node, width):
+    """Why a neuron node of scalar fields takes one value: some exporters (Norse, snnTorch with a scalar
+    beta) write one value for a whole layer, which NIR types as a node of shape () and snnref reads as
+    one neuron; the bare width mismatch did not say so."""
+    fields = _node_fields(node) if type(node).__name__ not in ("Input", "Output", "Affine", "Linear") else {}
+    if not fields or any(np.ndim(value) for value in fields.values()):
+        return ""
+    return (f" ({name!r} holds scalar fields, which are one neuron, as NIR types the node; for a layer of "
+            f"{width}, give each field shape ({width},))")
     return [(k, graph.nodes[k]) for k in order]
 
 

@@ -1126,3 +1126,15 @@ def test_a_field_nir_does_not_define_is_named_in_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"^node 'lif' \(LIF\): 'tau_ref', 'w_in' are not fields of NIR's LIF; "
                                          r"ignored$"):
         snir.load(tmp_path / "extra.nir", dt=1e-3)
+
+
+def test_a_layer_of_scalar_fields_is_named_as_one_neuron():
+    # Norse's to_nir (and snnTorch's, with a scalar beta) writes one value per field for a whole layer.
+    # Before, the message was only "'input' gives 3 values but 'lif' takes 1".
+    scalar = nir.LIF(tau=np.array(1e-2), r=np.array(1e-2), v_leak=np.array(0.0), v_threshold=np.array(1.0))
+    graph = nir.NIRGraph(nodes={"input": nir.Input(np.array([3])), "lif": scalar, "output": nir.Output(np.array([3]))},
+                         edges=[("input", "lif"), ("lif", "output")], type_check=False)
+    with pytest.raises(snir.NirError, match=r"^edge \('input', 'lif'\): 'input' gives 3 values but 'lif' takes 1 "
+                                            r"\('lif' holds scalar fields, which are one neuron, as NIR types the "
+                                            r"node; for a layer of 3, give each field shape \(3,\)\)$"):
+        snir.load(graph, dt=1e-3)
