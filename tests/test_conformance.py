@@ -98,6 +98,35 @@ def test_spikingjelly_default_lif_node_is_not_tether_lif():
                                 examples=15, golden=False)
 
 
+def test_snntorch_leaky_takes_per_neuron_beta_and_threshold_as_its_docs_say():
+    # snnTorch documents beta and threshold as one value or one per neuron; the adapter declared
+    # scalars only, so a "conforms" never saw a per-neuron case.  By hand (dyadic, exact in float32):
+    # lane 0 beta 0.5, theta 1: v = 0.75, 0.5 * 0.75 + 0.5 = 0.875, no spike; lane 1 beta 0.25,
+    # theta 0.5: v = 0.625 spikes, reset to 0, then 0.25 * 0 + 0.25 = 0.25.  Lane 0's theta on
+    # lane 1 (a scalar read) would not spike at 0.625.
+    require("snntorch")
+    impl = adapters.snntorch_leaky()
+    x = torch.tensor([[0.75, 0.625], [0.5, 0.25]])
+    params = {"decay": torch.tensor([0.5, 0.25]), "threshold": torch.tensor([1.0, 0.5]), "alpha": torch.tensor(1.0)}
+    out = impl.fn("tether.LIF", x, params, {"v": torch.zeros(2)}, surrogate="arctan")
+    assert torch.equal(out.outputs["out"], torch.tensor([[0.0, 1.0], [0.0, 0.0]]))
+    assert torch.equal(out.outputs["v"], torch.tensor([[0.75, 0.625], [0.875, 0.25]]))
+    report = gate.run(impl, examples=1, kinds=("wide",))
+    assert report.passed, report.text()
+    assert [q for q in report.not_checked() if q.startswith("per-neuron")] == ["per-neuron alpha (per_neuron)"]
+    assert len(report.runs) == 3  # the wide case with scalar and with per-neuron parameters, and the repeat
+
+
+def test_norse_lif_box_takes_a_per_neuron_tau_as_its_tensor_parameters_allow():
+    require("norse")
+    impl = adapters.norse_lif_box()
+    report = gate.run(impl, examples=1, kinds=("wide",))
+    assert report.passed, report.text()
+    assert [q for q in report.not_checked() if q.startswith("per-neuron")] == ["per-neuron gradient_factor "
+                                                                                "(per_neuron)"]
+    assert len(report.runs) == 5  # scalar and per-neuron wide cases in float32 and float64, and the repeat
+
+
 def test_adapters_refuse_a_model_they_do_not_cover_by_naming_the_argument():
     require("norse")
     impl = adapters.norse_lif_box()

@@ -55,7 +55,8 @@ def norse_lif_box() -> Implementation:
         membranes = torch.stack(membranes)
         return result({"out": torch.stack(spikes), "m": membranes}, {"m": membranes[-1]})
 
-    return Implementation(box, "rnnbuilder.LIF", per_neuron=False, surrogates=("spike_linear",),
+    # tau_mem_inv is a tensor in Norse's parameters, so tau may be per-neuron; alpha is a Python number.
+    return Implementation(box, "rnnbuilder.LIF", per_neuron=("tau",), surrogates=("spike_linear",),
                           fixed=("gradient_factor",),
                           name='norse.LIFBox(method="triangle", reset_method=reset_subtract)')
 

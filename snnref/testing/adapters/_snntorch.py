@@ -43,8 +43,8 @@ def snntorch_leaky(**options) -> Implementation:
     as ``tether.LIF``: with the zero reset delayed by one step and detached, (1) is
     tether's update with the pre-reset membrane recorded; the tests differ only
     exactly on threshold (``>`` against ``>=``).  ``beta`` and ``threshold`` are
-    differentiated, the surrogate scale is fixed.  ``options`` go to ``Leaky``
-    (``reset_mechanism="subtract"`` checks the library's default)."""
+    differentiated and may be per-neuron, the surrogate scale is fixed.  ``options``
+    go to ``Leaky`` (``reset_mechanism="subtract"`` checks the library's default)."""
     import snntorch
     from snntorch import surrogate as snn_surrogate
 
@@ -63,8 +63,10 @@ def snntorch_leaky(**options) -> Implementation:
         final = (1 - spikes[-1].detach()) * membranes[-1]
         return result({"out": spikes, "v": membranes}, {"v": final})
 
-    return Implementation(leaky, "tether.LIF", per_neuron=False, surrogates=("arctan",), fixed=("alpha",),
-                          dtypes=("float32",), name=f"snntorch.Leaky({_settings(options, 'zero')})")
+    # snnTorch documents beta and threshold as one value or one per neuron (shape (input_size,)); the
+    # surrogate's scale is a Python number in atan().
+    return Implementation(leaky, "tether.LIF", per_neuron=("decay", "threshold"), surrogates=("arctan",),
+                          fixed=("alpha",), dtypes=("float32",), name=f"snntorch.Leaky({_settings(options, 'zero')})")
 
 
 def snntorch_synaptic(**options) -> Implementation:
