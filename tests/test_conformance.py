@@ -273,6 +273,28 @@ def test_cli_exits_0_when_some_libraries_are_missing_and_the_rest_is_as_recorded
     assert "nothing was checked" not in err
 
 
+def test_a_conforms_row_names_the_quantities_it_did_not_compare_and_the_json_lists_all(monkeypatch, tmp_path,
+                                                                                       capsys):
+    # SpikingJelly's LIFNode conformed with its membrane (not returned) and every parameter gradient (Python
+    # numbers) never compared, and neither the text nor the JSON said so.
+    not_checked = ("out:v (not returned)", "surrogates arctan (not declared)", "grad:decay (fixed)",
+                   "grad:threshold (fixed)", "float64 (dtypes)")
+    _matrix(monkeypatch, [conformance.Verdict(LEAKY_CONFORMS, conformance.CONFORMS, worst=0.5,
+                                              not_checked=not_checked),
+                          conformance.Verdict(LEAKY_FAILS, conformance.FAILS, quantity="spikes", step=0,
+                                              not_checked=not_checked)])
+    path = tmp_path / "matrix.json"
+    assert cli.main(["conformance", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("-> tether.LIF: conforms (worst 0.50 of the budget)\n"
+            "    not compared: out:v (not returned); grad:decay, grad:threshold (fixed)\n"
+            f"    {LEAKY_CONFORMS.reason}\n") in out
+    # A failing row is not vouched for at all: no such line.
+    assert out.count("not compared:") == 1
+    rows = json.loads(path.read_text())["configurations"]
+    assert [row["not_checked"] for row in rows] == [list(not_checked)] * 2
+
+
 def test_cli_exits_1_when_a_recorded_failure_fails_elsewhere_or_conforms(monkeypatch, capsys):
     for verdict, shown in [
         (conformance.Verdict(LEAKY_FAILS, conformance.FAILS, quantity="out:v", step=3), "fails: out:v at step 3"),

@@ -7,7 +7,9 @@ expected to get and one line of semantic reason.  A verdict is a fact about
 the library under the unchanged SPEC.md section 7 budget:
 
 - ``conforms``: every run of the gate passes; the worst error as a fraction
-  of the budget is reported;
+  of the budget is reported, and the quantities no run compared, with the
+  gate's reason (a membrane the library does not return, the gradient of a
+  parameter it keeps fixed): a verdict vouches only for what was compared;
 - ``fails``: the first failing quantity and its first failing step, read
   from the first failing run (``quantity_at`` below);
 - ``not installed``: the library, or a module its adapter needs, cannot be
@@ -25,7 +27,9 @@ differs causes the spikes that differ at the same step); ``dtype`` when the
 run broke the adapter contract by returning another dtype than its input's (a
 cast inside the library), ``crash`` when the library raised.
 
-``snnref conformance [--library NAME] [--json FILE]`` prints the matrix; its
+``snnref conformance [--library NAME] [--json FILE]`` prints the matrix (the
+JSON gives every row the gate's whole list of what it did not check: also the
+undeclared surrogates, per-neuron values and dtypes); its
 exit code is 1 when an installed configuration's verdict differs from the
 expected one (the library or snnref changed), and 2 when no library it covers
 is installed (nothing was checked, which must not read as a pass in a CI job).
@@ -162,6 +166,19 @@ class Verdict:
     quantity: str = ""  # the first failing quantity
     step: Optional[int] = None  # its first failing step (None: no time axis)
     detail: str = ""  # the first failure message
+    not_checked: Tuple[str, ...] = ()  # the gate's list of what no run compared, each with its reason
+
+    @property
+    def uncompared(self) -> str:
+        """The quantities (out:, final:, grad:) no run compared, grouped by reason: what a
+        "conforms" does not vouch for (a membrane the library does not return, a fixed parameter's
+        gradient), e.g. ``out:v (not returned); grad:decay, grad:alpha (fixed)``."""
+        groups = {}
+        for entry in self.not_checked:
+            found = re.fullmatch(r"((?:out|final|grad):\S+) \((.+)\)", entry)
+            if found:
+                groups.setdefault(found.group(2), []).append(found.group(1))
+        return "; ".join(f"{', '.join(names)} ({reason})" for reason, names in groups.items())
 
     @property
     def as_expected(self) -> bool:
@@ -187,7 +204,8 @@ class Verdict:
         return {"library": c.library, "version": LIBRARIES[c.library], "configuration": c.name, "model": c.model,
                 "verdict": self.status, "worst": self.worst, "quantity": self.quantity or None, "step": self.step,
                 "detail": self.detail, "reason": c.reason, "expected": c.expected,
-                "expected_quantity": c.quantity or None, "as_expected": self.as_expected}
+                "expected_quantity": c.quantity or None, "as_expected": self.as_expected,
+                "not_checked": list(self.not_checked)}
 
 
 def installed(library: str) -> bool:
@@ -231,13 +249,16 @@ def evaluate(configuration: Configuration) -> Verdict:
     except ImportError as error:  # installed without a module its neurons import
         return Verdict(configuration, NOT_INSTALLED, detail=str(error))
     report = gate.run(impl, examples=configuration.examples, kinds=configuration.kinds)
+    not_checked = tuple(report.not_checked())
     if report.passed:
-        return Verdict(configuration, CONFORMS, worst=report.worst)
+        return Verdict(configuration, CONFORMS, worst=report.worst, not_checked=not_checked)
     first = next((r for r in report.runs if not r.passed), None)
     if first is None:  # broken golden files, or no runs at all
-        return Verdict(configuration, FAILS, quantity="golden", detail="; ".join(report.broken) or "no runs")
+        return Verdict(configuration, FAILS, quantity="golden", detail="; ".join(report.broken) or "no runs",
+                       not_checked=not_checked)
     quantity, step, message = quantity_at(first, configuration.model)
-    return Verdict(configuration, FAILS, quantity=quantity, step=step, detail=f"{first.label}: {message}")
+    return Verdict(configuration, FAILS, quantity=quantity, step=step, detail=f"{first.label}: {message}",
+                   not_checked=not_checked)
 
 
 def select(library=None) -> Tuple[Configuration, ...]:
@@ -260,7 +281,11 @@ def table(verdicts) -> str:
             c = verdict.configuration
             mark = "" if verdict.as_expected or verdict.status == NOT_INSTALLED else \
                 f"  UNEXPECTED (recorded: {c.expected}{': ' + c.quantity if c.quantity else ''})"
-            lines.append(f"  {c.name}\n    -> {c.model}: {verdict.text()}{mark}\n    {c.reason}")
+            lines.append(f"  {c.name}\n    -> {c.model}: {verdict.text()}{mark}")
+            if verdict.status == CONFORMS and verdict.uncompared:
+                # A conforms vouches only for what was compared: say what was not, where it is a quantity.
+                lines.append(f"    not compared: {verdict.uncompared}")
+            lines.append(f"    {c.reason}")
     return "\n".join(lines)
 
 
