@@ -75,6 +75,9 @@ def check_output_file(option, path, inputs=None) -> None:
         raise ValueError(f"{option}: {path} is not a regular file (the file is replaced whole, atomically); "
                          "name a file")
     if not target.parent.is_dir():
+        if target.parent.exists():
+            # "does not exist" sent the user looking for a directory that is there, as a file.
+            raise ValueError(f"{option}: {target.parent} exists and is not a directory; name a file in a directory")
         raise ValueError(f"{option}: the directory {target.parent} does not exist")
     if not can_create_in(target.parent):
         raise ValueError(f"{option}: the directory {target.parent} is not writable")

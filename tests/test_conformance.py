@@ -222,9 +222,16 @@ def test_a_library_installed_without_a_module_its_neurons_import_is_not_installe
     assert verdict.status == conformance.NOT_INSTALLED and verdict.text() == "not installed (No module named 'pbr')"
 
 
+def _inside_a_file(tmp):
+    (tmp / "notes.txt").write_text("a file, not a directory\n")
+    return tmp / "notes.txt" / "matrix.json"
+
+
 @pytest.mark.parametrize("make_target,message", [
     (lambda tmp: tmp, "is a directory; expected a file name"),
     (lambda tmp: tmp / "missing" / "matrix.json", "--json: the directory"),
+    # Before: "the directory .../notes.txt does not exist", of a file that is there.
+    (_inside_a_file, "notes.txt exists and is not a directory; name a file in a directory"),
 ])
 def test_cli_checks_its_json_target_before_the_run(make_target, message, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(conformance, "evaluate", lambda configuration: pytest.fail("ran before --json was checked"))
