@@ -66,7 +66,8 @@ INSTALL = {
     "rockpool": "pip install --no-deps rockpool==3.1.0",
 }
 CONFORMS, FAILS, NOT_INSTALLED = "conforms", "fails", "not installed"
-# Every kind of case but the goldens (T = 500 runs; a row that needs them names them).
+# The gate's kinds of case but "strided", "out_sum" and the goldens (T = 500 runs; a row that needs them
+# names them), as the README says.
 CASES = ("random", "threshold", "wide", "long", "far")
 OFF_THRESHOLD = ("random", "wide", "long", "far")
 
