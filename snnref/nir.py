@@ -581,7 +581,6 @@ def _scalar_hint(name, node, width):
         return ""
     return (f" ({name!r} holds scalar fields, which are one neuron, as NIR types the node; for a layer of "
             f"{width}, give each field shape ({width},))")
-    return [(k, graph.nodes[k]) for k in order]
 
 
 # ------------------------------------------------------------------- load ----
@@ -1076,7 +1075,6 @@ class Network:
                     flat = signal.reshape(steps, -1, signal.shape[-1])
                     events = [(self._grid, flat[:, b]) for b in range(flat.shape[1])]
                 out, seq, last, spikes, events = self._run_exact(unit, events, lead)
-                _finite_states(unit, seq, np.float64)
                 if unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF") or unit.threshold is not None:
                     times[unit.owner("out")] = spikes
             else:
