@@ -313,10 +313,6 @@ def test_cli_exits_1_when_a_recorded_failure_fails_elsewhere_or_conforms(monkeyp
         assert f"{shown}  UNEXPECTED (recorded: fails: spikes)" in capsys.readouterr().out
 
 
-def _detail(failed, first_step=None):
-    return {"failed": failed, "first_step": first_step}
-
-
 def test_a_final_state_is_named_before_a_gradient_and_a_step_before_no_step():
     final_and_gradient = SimpleNamespace(failures=["grad:x: e", "final:v: e"], details={
         "grad:x": _detail(True, 0), "final:v": _detail(True), "out:v": _detail(False, None)})
@@ -358,3 +354,20 @@ def test_a_library_that_is_not_installed_is_not_marked_unexpected():
                                   detail="No module named 'snntorch'")
     assert "UNEXPECTED" not in conformance.table([verdict])
     assert "not installed (No module named 'snntorch')" in conformance.table([verdict])
+
+
+def test_a_parameter_a_library_takes_as_one_number_is_refused_per_neuron():
+    # Found by an outside library author: the adapters read such a parameter's first element, so a
+    # per-neuron threshold given directly to the adapter ran every neuron at neuron 0's.
+    pytest.importorskip("spikingjelly")
+    from snnref.testing import adapters
+
+    impl = adapters.spikingjelly_lif()
+    x = torch.full((3, 1, 2), 0.7)
+    params = {"decay": torch.tensor(0.5), "threshold": torch.tensor([1.0, 0.6]), "alpha": torch.tensor(4.0)}
+    with pytest.raises(ValueError, match=r"^params\['threshold'\]: this library takes one number, got \[1.0, 0.6"):
+        impl.fn("tether.LIF", x, params, None, surrogate="sigmoid")
+    # One value repeated per neuron is that number.
+    repeated = impl.fn("tether.LIF", x, {**params, "threshold": torch.tensor([0.6, 0.6])}, None, surrogate="sigmoid")
+    one = impl.fn("tether.LIF", x, {**params, "threshold": torch.tensor(0.6)}, None, surrogate="sigmoid")
+    assert torch.equal(repeated.outputs["out"], one.outputs["out"]) and one.outputs["out"].sum() > 0

@@ -39,9 +39,14 @@ def initial(state, name, x, fill=0.0):
     return fill.expand(lanes)
 
 
-def scalar(value) -> float:
-    """A parameter a library takes as a Python number (its gradient is declared fixed)."""
-    return float(torch.as_tensor(value).detach().reshape(-1)[0])
+def scalar(params, name) -> float:
+    """``params[name]``, a parameter the library takes as a Python number.  One that differs
+    between neurons is refused: its first element alone would have run every neuron."""
+    values = torch.as_tensor(params[name]).detach().reshape(-1)
+    if len(values) == 0 or bool((values != values[0]).any()):
+        raise ValueError(f"params[{name!r}]: this library takes one number, got {values.tolist()}; the "
+                         "adapter's Implementation must not declare it per-neuron")
+    return float(values[0])
 
 
 def batch_first(x):

@@ -43,7 +43,7 @@ def norse_lif_box() -> Implementation:
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         k_mem = 1 - torch.exp(-1 / params["tau"])
         p = lif_box.LIFBoxParameters(tau_mem_inv=k_mem, v_leak=zero, v_th=zero + 1, v_reset=zero,
-                                     method="triangle", alpha=scalar(params["gradient_factor"]),
+                                     method="triangle", alpha=scalar(params, "gradient_factor"),
                                      reset_method=reset_subtract)
         v = initial(state, "m", x)
         spikes, membranes = [], []
@@ -79,7 +79,7 @@ def norse_lif() -> Implementation:
         spikes, membranes, currents = [], [], []
         for x_t in x.unbind(0):
             z, (v, i) = norse_lif_step.lif_feed_forward_step(x_t, norse_lif_step.LIFFeedForwardState(v=v, i=i), p,
-                                                            dt=scalar(params["dt"]))
+                                                            dt=scalar(params, "dt"))
             spikes.append(z)
             membranes.append(v)
             currents.append(i)

@@ -66,8 +66,8 @@ def sinabs_iaf(**options) -> Implementation:
     def iaf(model, x, params, state, *, surrogate=None, inject=None):
         require("Sinabs IAF", model, "qualia.IFSRL", surrogate, (GAUSSIAN_ALPHA,))
         settings = dict(spike_fn=activation.SingleSpike) | options
-        layer = layers.IAF(spike_threshold=scalar(params["threshold"]),
-                           surrogate_grad_fn=activation.Gaussian(sigma=scalar(params["alpha"])),
+        layer = layers.IAF(spike_threshold=scalar(params, "threshold"),
+                           surrogate_grad_fn=activation.Gaussian(sigma=scalar(params, "alpha")),
                            record_states=True, **settings).to(x.dtype)
         spikes, membranes, final = _run(layer, x, initial(state, "v", x))
         return result({"out": spikes, "v": membranes}, {"v": final})
@@ -87,9 +87,9 @@ def sinabs_lif() -> Implementation:
 
     def lif(model, x, params, state, *, surrogate=None, inject=None):
         require("Sinabs LIF", model, "rnnbuilder.LIF", surrogate, (GAUSSIAN_GRADIENT_FACTOR,))
-        layer = layers.LIF(tau_mem=scalar(params["tau"]), norm_input=False, spike_threshold=1.0,
+        layer = layers.LIF(tau_mem=scalar(params, "tau"), norm_input=False, spike_threshold=1.0,
                            spike_fn=activation.SingleSpike,
-                           surrogate_grad_fn=activation.Gaussian(sigma=scalar(params["gradient_factor"])),
+                           surrogate_grad_fn=activation.Gaussian(sigma=scalar(params, "gradient_factor")),
                            record_states=True).to(x.dtype)
         spikes, membranes, final = _run(layer, x, initial(state, "m", x))
         return result({"out": spikes, "m": membranes}, {"m": final})

@@ -53,7 +53,7 @@ def snntorch_leaky(**options) -> Implementation:
         settings = dict(reset_mechanism="zero") | options
         # Equation (1)'s surrogate: ATan(a) is arctan at alpha = a / 2.
         neuron = snntorch.Leaky(beta=1.0, threshold=1.0,
-                                spike_grad=snn_surrogate.atan(alpha=2 * scalar(params["alpha"])), **settings)
+                                spike_grad=snn_surrogate.atan(alpha=2 * scalar(params, "alpha")), **settings)
         # Leaky keeps beta and threshold as buffers when they are not learnable:
         # the gate's tensors go there, so that their gradients reach them.
         neuron.beta = params["decay"]
@@ -82,7 +82,7 @@ def snntorch_synaptic(**options) -> Implementation:
         require("snnTorch Synaptic", model, "hxtorch.cuba_lif", surrogate or "superspike", ("superspike",))
         settings = dict(reset_mechanism="zero") | options
         neuron = snntorch.Synaptic(alpha=1.0, beta=1.0, threshold=1.0,
-                                   spike_grad=snn_surrogate.fast_sigmoid(slope=scalar(params["alpha"])), **settings)
+                                   spike_grad=snn_surrogate.fast_sigmoid(slope=scalar(params, "alpha")), **settings)
         # The Euler decay factors of hxtorch's time constants, as Synaptic's buffers.
         neuron.alpha = 1 - params["dt"] / params["tau_syn"]
         neuron.beta = 1 - params["dt"] / params["tau_mem"]

@@ -34,8 +34,8 @@ def spikingjelly_lif(**options) -> Implementation:
 
     def lif_node(model, x, params, state, *, surrogate=None, inject=None):
         require("SpikingJelly LIFNode", model, "tether.LIF", surrogate, ("sigmoid",))
-        node = sj_neuron.LIFNode(tau=1.0 / (1.0 - scalar(params["decay"])), v_threshold=scalar(params["threshold"]),
-                                 step_mode="m", surrogate_function=sj_surrogate.Sigmoid(alpha=scalar(params["alpha"])),
+        node = sj_neuron.LIFNode(tau=1.0 / (1.0 - scalar(params, "decay")), v_threshold=scalar(params, "threshold"),
+                                 step_mode="m", surrogate_function=sj_surrogate.Sigmoid(alpha=scalar(params, "alpha")),
                                  **settings)
         if state and "v" in state:
             node.v = initial(state, "v", x)
@@ -59,8 +59,8 @@ def spikingjelly_if(**options) -> Implementation:
 
     def if_node(model, x, params, state, *, surrogate=None, inject=None):
         require("SpikingJelly IFNode", model, "qualia.IFSRL", surrogate, ("sigmoid",))
-        node = sj_neuron.IFNode(v_threshold=scalar(params["threshold"]), step_mode="m", store_v_seq=True,
-                                surrogate_function=sj_surrogate.Sigmoid(alpha=scalar(params["alpha"])), **settings)
+        node = sj_neuron.IFNode(v_threshold=scalar(params, "threshold"), step_mode="m", store_v_seq=True,
+                                surrogate_function=sj_surrogate.Sigmoid(alpha=scalar(params, "alpha")), **settings)
         if state and "v" in state:
             node.v = initial(state, "v", x)
         spikes = node(x)
