@@ -361,3 +361,37 @@ def test_float32_lane_sums_are_reduced_in_float64(rows):
     column[:, 0] = [2.0**24, 1.0, -(2.0**24)]
     per_neuron = _launch.reduce_lanes(column.ravel(), torch.ones(2, dtype=torch.float32), neurons=2)
     assert per_neuron.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_lane_sums_of_opposite_infinities_give_nan_without_a_warning(rows):
+    """+inf + -inf is NaN, which torch's sum returns on the torch path without a
+    word; a GradScaler run expects such gradients on its overflowing steps.
+    NumPy's reduction warned ("invalid value encountered in reduce"), an error
+    under -W error (found by an outside user's GradScaler run)."""
+    lanes = np.zeros((rows, 2), dtype=np.float32)
+    lanes[0] = [np.inf, -np.inf]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scalar = _launch.reduce_lanes(lanes.ravel(), torch.ones((), dtype=torch.float32), neurons=2)
+        column = _launch.reduce_lanes(lanes.T.copy().ravel(), torch.ones(rows, dtype=torch.float32), neurons=rows)
+    assert scalar.isnan().item()
+    # Per neuron: neuron 0's lanes are +inf and -inf (NaN), the others' zeros.
+    assert column[0].isnan().item() and column[1:].tolist() == [0.0] * (rows - 1)
+
+
+def test_a_gradient_from_opposite_infinite_cotangents_is_nan_silently_as_on_the_torch_path():
+    """End to end: lane 0 gets a cotangent of +inf, lane 1 of -inf on spikes whose
+    surrogate is nonzero, so threshold's gradient -sum(g sg) adds -inf and +inf."""
+    x = torch.tensor([[[0.5, 0.5]]])
+    threshold = torch.tensor(1.0, requires_grad=True)
+    cotangent = torch.tensor([[[np.inf, -np.inf]]])
+    grads = {}
+    for name in ("cpu", "torch"):
+        threshold.grad = None
+        trace = snnref.simulate("tether.LIF", x, {"threshold": threshold}, backend=name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trace.outputs["out"].backward(cotangent)
+        grads[name] = threshold.grad.item()
+    assert np.isnan(grads["cpu"]) and np.isnan(grads["torch"])

@@ -334,14 +334,19 @@ def reduce_lanes(per_lane_sums: np.ndarray, like: torch.Tensor, neurons: int) ->
     """Per-lane gradient sums reduced to the parameter ``like``'s shape and dtype,
     in a fixed order: over batch rows per neuron, then over neurons for a scalar."""
     rows = per_lane_sums.reshape(-1, max(neurons, 1))
-    # In float64: the lanes' sums (in the compute dtype) carry their own
-    # rounding, and adding them in float32 would put more on top.
-    if like.numel() == 1:
-        # With one batch row the row is its own sum over rows (the same bits),
-        # without the copy that sum(axis=0) makes.
-        per_neuron = rows[0] if rows.shape[0] == 1 else rows.sum(axis=0, dtype=np.float64)
-        return torch.tensor(per_neuron.sum(dtype=np.float64), dtype=like.dtype).reshape(like.shape)
-    return torch.from_numpy(rows.sum(axis=0, dtype=np.float64)).to(like.dtype).reshape(like.shape)
+    # Lanes whose sums are +inf and -inf add to NaN, as torch's sum gives on the
+    # torch path, silently: NumPy would warn ("invalid value encountered in
+    # reduce"), an error under -W error or pytest's filterwarnings, on every
+    # overflowing step of a GradScaler run, which expects non-finite gradients.
+    with np.errstate(invalid="ignore", over="ignore"):
+        # In float64: the lanes' sums (in the compute dtype) carry their own
+        # rounding, and adding them in float32 would put more on top.
+        if like.numel() == 1:
+            # With one batch row the row is its own sum over rows (the same bits),
+            # without the copy that sum(axis=0) makes.
+            per_neuron = rows[0] if rows.shape[0] == 1 else rows.sum(axis=0, dtype=np.float64)
+            return torch.tensor(per_neuron.sum(dtype=np.float64), dtype=like.dtype).reshape(like.shape)
+        return torch.from_numpy(rows.sum(axis=0, dtype=np.float64)).to(like.dtype).reshape(like.shape)
 
 
 def machine_threads() -> int:
