@@ -471,6 +471,38 @@ def test_a_module_second_derivative_on_cpu_takes_backend_torch(make):
 
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
 @pytest.mark.parametrize("name", MODULES)
+def test_a_state_carried_or_reset_under_inference_mode_may_be_edited_in_place_after_it(name, backend):
+    """An evaluation or rollout under ``torch.inference_mode``, then ``neuron.v[done] = 0``
+    and a training call: the carried state was an inference tensor, and the edit raised
+    "Inplace update to inference tensor outside InferenceMode" (torch's own buffers,
+    BatchNorm's running stats, stay ordinary tensors there).  The same steps with the
+    first call under ``torch.no_grad`` give the same spikes and gradients."""
+    tokens = (2,) if isinstance(build(name), SpikingSelfAttention) else ()
+    x = torch.randn(2, 6, 3, *tokens, NEURONS, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) + 0.6
+    done = torch.tensor([False, True, False])
+    results = []
+    for mode in (torch.inference_mode, torch.no_grad):
+        torch.manual_seed(0)
+        module = build(name)
+        module.backend = backend
+        with mode():
+            module(x[0])
+        for var in module.state_names:
+            assert not getattr(module, var).is_inference()
+            getattr(module, var)[done] = 0.0
+        out = module(x[1])
+        out.sum().backward()
+        results.append([out.detach()] + [p.grad for p in module.parameters()])
+        with torch.inference_mode():
+            module.reset_state()
+        for var in module.state_names:
+            getattr(module, var)[done] = 1.0
+    for inference, no_grad in zip(*results):
+        assert torch.equal(inference, no_grad)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("name", MODULES)
 def test_the_carried_state_may_be_edited_in_place_between_calls(name, backend):
     """Resetting finished sequences, ``neuron.v[done] = 0``, before one backward over
     both calls gives the gradients of the same state rebound (on the torch path the

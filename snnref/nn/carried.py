@@ -4,7 +4,9 @@ The state variables are non-persistent buffers (registry names, e.g. ``v``):
 they follow ``.to()`` / ``.double()`` but stay out of ``state_dict``, so a
 saved module loads into a fresh one whatever batch size either has seen.
 They are ``None`` before the first call, start at zero, and are stored
-detached, so no call's autograd graph outlives it through the state.  The
+detached, so no call's autograd graph outlives it through the state; they are
+ordinary tensors after a call or ``reset_state()`` under ``torch.inference_mode``
+too, so they may be edited in place after it (``neuron.v[done] = 0``).  The
 neuron populations keep it, as tether does (it flattens x to (T, M)), while a
 call has as many neurons M as the last, whatever x's shape; the attention keeps
 it while x has the same (batch, tokens, dim).  A tether checkpoint stores the
@@ -78,6 +80,16 @@ def check_input(x, features=None, what=None, rank=None):
         raise ValueError(f"x: expected a last axis of {features} ({what}), got shape {tuple(x.shape)}")
 
 
+def _ordinary():
+    """Where the carried state is made: outside inference mode, so that a call or
+    reset under ``torch.inference_mode`` (an evaluation, a rollout) leaves an
+    ordinary tensor, as torch's own buffers stay (BatchNorm's running stats).
+    An inference tensor could not be edited in place after the block
+    (``neuron.v[done] = 0`` raised "Inplace update to inference tensor outside
+    InferenceMode"); the copy costs what the copy it replaces did."""
+    return torch.inference_mode(False)
+
+
 class CarriedState(nn.Module):
     """Base of the tether modules: ``state_names`` are the carried registry state variables."""
 
@@ -109,9 +121,11 @@ class CarriedState(nn.Module):
     def carry(self, final_state):
         """Keep a call's final state, detached, for the next call: a copy, which the
         caller may edit in place (``neuron.v[done] = 0``) on every backend; a detached
-        view would share its version with an output the torch path saved for backward."""
-        for name in self.state_names:
-            setattr(self, name, final_state[name].detach().clone())
+        view would share its version with an output the torch path saved for backward.
+        The copy is an ordinary tensor under ``torch.inference_mode`` too (``_ordinary``)."""
+        with _ordinary():
+            for name in self.state_names:
+                setattr(self, name, final_state[name].detach().clone())
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -131,11 +145,13 @@ class CarriedState(nn.Module):
             setattr(self, name, value.detach().to(like.device, like.dtype, copy=True))
 
     def reset_state(self):
-        """Zero the carried state (rebinding it: no old tensor is written in place)."""
-        for name in self.state_names:
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, torch.zeros_like(value))
+        """Zero the carried state (rebinding it: no old tensor is written in place),
+        in ordinary tensors whatever the mode (``_ordinary``)."""
+        with _ordinary():
+            for name in self.state_names:
+                value = getattr(self, name)
+                if value is not None:
+                    setattr(self, name, torch.zeros_like(value))
 
 
 class TetherNeuron(CarriedState):
