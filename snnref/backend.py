@@ -303,11 +303,19 @@ def _check_backend(row, backend, x, label="x"):
     arguments.check_type(label, x, torch.Tensor, "a torch.Tensor", " (snnref.spec.simulate takes NumPy arrays)")
     check_dense(label, x)
     check_backend_name(backend)
+    chosen = backend
     if backend == "auto":
         backend = _auto(x)
         # The caller chose no backend: the message says what "auto" takes on this device.
         half = " (half precision on CUDA only)" if x.dtype in HALF else ""
         arguments.check_dtype(label, x.dtype, DTYPES[backend], f"backend 'auto' on {x.device.type}{half}")
+    if backend != "torch" and torch.jit.is_tracing():
+        # The fused scans take plain numbers and arrays, which a trace hands over as traced
+        # tensors: numba failed with "Cannot determine Numba type of <class 'torch.Tensor'>".
+        picked = f" (backend 'auto' picks it for {x.device.type} tensors)" if chosen == "auto" else ""
+        raise RuntimeError(f"backend: torch.jit.trace cannot record the {backend!r} backend's fused scans{picked}; "
+                           "pass backend='torch' (an argument of snnref.simulate and the compat functions, an "
+                           "attribute of the modules), or use torch.compile, which runs the fused scans as they are")
     if backend == "cpu":
         if x.device.type != "cpu":
             raise ValueError(f"{label}: backend 'cpu' runs on CPU tensors, got {label} on {x.device}; "

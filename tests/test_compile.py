@@ -123,3 +123,24 @@ def test_a_compiled_caller_under_autocast_gets_the_eager_results(backend):
         eager, traced = step(autocast), compiled(autocast)
         assert traced.dtype == torch.float32
         assert torch.equal(eager, traced), autocast
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("backend", ["auto", "cpu"])
+def test_torch_jit_trace_of_a_fused_backend_is_refused_by_name(backend):
+    """torch.jit.trace hands the argument checks' values over as traced tensors,
+    which numba's dispatcher cannot type: the trace failed inside numba
+    ("Cannot determine Numba type of <class 'torch.Tensor'>"; found by an
+    outside user).  It is refused naming the backend and the way out."""
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    x = torch.full((3, 2, 4), 0.6)
+    picked = r" \(backend 'auto' picks it for cpu tensors\)" if backend == "auto" else ""
+    with pytest.raises(RuntimeError, match=rf"backend: torch\.jit\.trace cannot record the 'cpu' backend's "
+                                           rf"fused scans{picked}; pass backend='torch'"):
+        torch.jit.trace(lambda x: snnref.simulate("tether.LIF", x, backend=backend).outputs["out"], (x,),
+                        check_trace=False)
+    # The torch path is recorded: the trace gives the eager spikes.
+    traced = torch.jit.trace(lambda x: snnref.simulate("tether.LIF", x, backend="torch").outputs["out"], (x,),
+                             check_trace=False)
+    assert torch.equal(traced(x + 0.5), snnref.simulate("tether.LIF", x + 0.5, backend="torch").outputs["out"])
