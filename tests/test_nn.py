@@ -469,6 +469,39 @@ def test_a_module_second_derivative_on_cpu_takes_backend_torch(make):
                 torch.autograd.grad(g.pow(2).sum(), x)
 
 
+@pytest.mark.parametrize("name", MODULES)
+def test_the_carried_state_is_no_buffer_but_follows_the_module_s_dtype(name):
+    """``AveragedModel(use_buffers=True)`` (an EMA of the weights and of BatchNorm's
+    statistics) pairs ``model.buffers()`` with its copy's by position; a carried state
+    the model had and the copy, made before the first call, had not shifted every
+    later buffer: a shape error, or statistics averaged with a membrane (found by an
+    outside user).  The state stays out of ``buffers()`` and still follows ``.double()``."""
+    tokens = (2,) if isinstance(build(name), SpikingSelfAttention) else ()
+    module = build(name).float()
+    module(torch.rand(3, 2, *tokens, NEURONS) + 0.5)
+    assert all(getattr(module, var) is not None for var in module.state_names)
+    assert not any(tensor is getattr(module, var) for tensor in module.buffers() for var in module.state_names)
+    module.double()
+    assert all(getattr(module, var).dtype == torch.float64 for var in module.state_names)
+
+
+def test_an_ema_of_the_buffers_averages_batchnorm_s_statistics_with_their_own():
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    # A fixed surrogate scale is a buffer too: before, the LIF's v took its place in the pairing.
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), LIF(4, surrogate=Sigmoid(3.0)), torch.nn.BatchNorm1d(4))
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    expected = model[2].running_mean.clone()
+    for step in range(3):
+        model(torch.randn(5, 4) + 1.0)
+        ema.update_parameters(model)
+        # The first update copies; each later one is 0.5 * ema + 0.5 * model.
+        expected = model[2].running_mean.clone() if step == 0 else 0.5 * expected + 0.5 * model[2].running_mean
+    assert torch.equal(ema.module[2].running_mean, expected)
+    assert ema.module[1].surrogate.alpha.item() == 3.0
+
+
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
 @pytest.mark.parametrize("name", MODULES)
 def test_a_state_carried_or_reset_under_inference_mode_may_be_edited_in_place_after_it(name, backend):

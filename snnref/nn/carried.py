@@ -1,8 +1,13 @@
 """The state tether's modules carry from one forward call to the next.
 
-The state variables are non-persistent buffers (registry names, e.g. ``v``):
-they follow ``.to()`` / ``.double()`` but stay out of ``state_dict``, so a
-saved module loads into a fresh one whatever batch size either has seen.
+The state variables (registry names, e.g. ``v``) are plain tensor attributes
+that follow ``.to()`` / ``.double()`` (``CarriedState._apply``) but are no
+buffers: they stay out of ``state_dict``, so a saved module loads into a fresh
+one whatever batch size either has seen, and out of ``module.buffers()``, which
+``AveragedModel(use_buffers=True)`` pairs by position between the model and
+its copy (a state that one had and the other had not yet shifted every later
+buffer onto the wrong one: a fixed surrogate scale or BatchNorm's statistics
+averaged with a membrane, or a shape error).
 They are ``None`` before the first call, start at zero, and are stored
 detached, so no call's autograd graph outlives it through the state; they are
 ordinary tensors after a call or ``reset_state()`` under ``torch.inference_mode``
@@ -104,7 +109,16 @@ class CarriedState(nn.Module):
         # the fused backends' backward is first order (``snnref.second_order``).
         self.backend = backend.check_backend_name(backend_name)
         for name in self.state_names:
-            self.register_buffer(name, None, persistent=False)
+            setattr(self, name, None)
+
+    def _apply(self, fn, recurse=True):
+        # nn.Module.to, .double(), .cuda() and the like move the carried state as they would a buffer.
+        result = super()._apply(fn, recurse)
+        for name in self.state_names:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, fn(value))
+        return result
 
     def carried(self, x):
         """The state for a call on ``x``, shaped ``x.shape[1:]``; None (all zeros) on the
