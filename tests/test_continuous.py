@@ -639,6 +639,33 @@ def test_a_synaptic_time_constant_of_a_few_ulp_of_t_keeps_its_charge_through_a_s
     np.testing.assert_allclose(trace.states["v"][:, 0], expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("node", ["CubaLI", "CubaLIF", "CubaIF"])
+def test_a_pulse_that_overflows_the_current_is_refused_by_name(node):
+    # The first pulse raises I to 1e290; the second, w_in q / tau_syn = 1e10 / 1e-300, leaves the float64 range:
+    # CubaLI returned NaN, CubaLIF raised brentq's "function value at x=0.0 is NaN" and CubaIF fired without end
+    # (its limit a was inf, so every crossing was a root at 0).
+    params = {"tau_syn": 1e-300, "tau_mem": 1.0, "w_in": 1e10}
+    if node != "CubaLI":
+        params["v_threshold"] = 1.0
+    with pytest.raises(ValueError, match=rf"^pulse_weights: the pulses at t = 0.5 s take node {node}'s synaptic "
+                                         r"current \(I = inf"):
+        simulate(node, params, [0.0, 0.5], [[1e-20], [1.0]], t_end=1.0, samples=[1.0])
+
+
+def test_a_cuba_if_current_whose_rise_overflows_is_refused_by_name():
+    # tau_syn/tau_mem = 1e300 is a normal ratio, but with I = 1e10 the rise R I tau_syn/tau_mem is 1e310: the limit
+    # a = d + inf made every crossing a root at 0, and the run never ended.
+    for run in (simulate, gradients):
+        with pytest.raises(ValueError, match=r"^state\['i'\]: node CubaIF's current I = 10000000000.0 raises v by "
+                                             r"R I tau_syn/tau_mem, which leaves the float64 range"):
+            run("CubaIF", {"tau_syn": 1e200, "tau_mem": 1e-100, "v_threshold": 1.0}, [], np.zeros((0, 1)),
+                t_end=1e-120, state={"v": 0.0, "i": 1e10})
+    # Where the rise is finite (I = 1e7: 1e307) the run is the textbook v = R I t/tau_mem for t << tau_syn.
+    trace = simulate("CubaIF", {"tau_syn": 1e200, "tau_mem": 1e-100, "v_threshold": 1.0}, [], np.zeros((0, 1)),
+                     t_end=1e-108, samples=[1e-108], state={"v": 0.0, "i": 1e7})
+    np.testing.assert_allclose(trace.states["v"][0, 0], 0.1, rtol=1e-15)
+
+
 # --- a membrane that only approaches threshold --------------------------------------------------
 
 

@@ -374,6 +374,10 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
     d = v - p["v_threshold"] if row.spiking else None  # (10c), < 0: _solve refuses a start at threshold
     limit_of_cuba_if = row.spiking and row.current and not row.leaky
     a = d + neuron.reach(i) if limit_of_cuba_if else None  # (9b)
+    if limit_of_cuba_if and not math.isfinite(a):
+        # An infinite limit made every crossing a root at 0: the event loop fired at t = 0 without end.
+        raise ValueError(f"state['i']: node CubaIF's current I = {i!r} raises v by R I tau_syn/tau_mem, which "
+                         "leaves the float64 range; expected a smaller current (or ratio tau_syn/tau_mem)")
     if tangents:
         dv, di = neuron.unit("state.v"), (neuron.unit("state.i") if row.current else np.zeros(len(neuron.index)))
     tau_ref = p.get("tau_ref", 0.0)
@@ -482,7 +486,7 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             if tangents:
                 dv = dv - neuron.velocity(v, i) * release_grad
         while next_pulse < len(times) and times[next_pulse] == t:
-            q = weights[next_pulse]
+            q = float(weights[next_pulse])  # Python float: an overflow is inf, refused below, and no warning
             if not (held_until is not None and not row.current):
                 if tangents:
                     dv, di = neuron.pulse_tangent(dv, di, q, next_pulse)
@@ -493,6 +497,13 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
                 if limit_of_cuba_if:
                     a += neuron.reach(jump_i)
             next_pulse += 1
+        if row.current and not (math.isfinite(i) and (a is None or math.isfinite(a))):
+            # (10c) needs a float64 state: the overflowed current made NaN (CubaLI), a NaN root search (CubaLIF)
+            # or an endless run of spikes at one instant (CubaIF's infinite limit).
+            rise = "" if a is None else ", or the rise R I tau_syn/tau_mem it makes"
+            raise ValueError(f"pulse_weights: the pulses at t = {float(t)!r} s take node {row.name}'s synaptic "
+                             f"current (I = {float(i)!r}{rise}) out of the float64 range; expected smaller weights "
+                             "(or w_in)")
         while row.spiking and held_until is None and d >= 0:
             fire(False)
         if t >= t_end:
