@@ -145,6 +145,70 @@ def test_threshold_refuses_what_decides_nothing(v, level, match):
         threshold(v, level)
 
 
+def test_a_cuba_leak_above_threshold_without_current_fires_on_the_membrane_time_constant():
+    # CubaLIF with no current (I = 0 throughout) is an LIF with tau = tau_mem: from v = 0 = v_reset and
+    # v_leak = 1.5 above theta = 1 it fires every tau_mem ln(v_leak / (v_leak - theta)).  tau_syn = tau_mem / 4,
+    # so a root taken on the other time constant is off by a factor 4.
+    tau_syn, tau_mem, v_leak, theta = 0.5, 2.0, 1.5, 1.0
+    trace = simulate("CubaLIF", {"tau_syn": tau_syn, "tau_mem": tau_mem, "v_leak": v_leak, "v_threshold": theta},
+                     [], np.zeros((0, 1)), t_end=10.0, state={"v": 0.0})
+    period = tau_mem * math.log(v_leak / (v_leak - theta))
+    np.testing.assert_allclose(trace.spike_times[0], period * np.arange(1, 1 + int(10.0 // period)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("i0", [4.0, 1.013, 1.0 + 2.0 ** -30])
+def test_cuba_if_spike_time_keeps_the_digits_of_a_limit_just_above_threshold(i0):
+    # CubaIF, R = tau_syn = tau_mem = 1, from v = 0 with I = i0: v(t) = i0 (1 - e^-t) reaches theta = 1 at
+    # t* = ln(c / a), c = i0 (what the current still adds) and a = c - 1 (the limit's distance above threshold),
+    # both exact in float64 here; expected at 40 digits from those floats.  (9b): through log1p(-1/c) the rounding of
+    # -1/c is an error of up to eps/4 over a/c in the logarithm: 4.5 eps of t* at i0 = 1.013, 1e5 eps at 1 + 2^-30.
+    getcontext().prec = 40
+    c = Decimal(i0)
+    expected = float((c / (c - 1)).ln())
+    trace = simulate("CubaIF", {"tau_syn": 1.0, "tau_mem": 1.0, "v_threshold": 1.0}, [], np.zeros((0, 1)),
+                     t_end=25.0, state={"v": 0.0, "i": i0})
+    # The first spike (i0 = 4 fires again from the reset).
+    np.testing.assert_allclose(trace.spike_times[0][0], expected, rtol=2 * EPS, atol=0)
+
+
+def test_a_crossing_at_t_end_itself_is_reported():
+    # Spike times lie in the closed interval [0, t_end].  LIF from v = 0 with v_leak = 2, theta = 1, tau = 1
+    # crosses at ln(v_leak / (v_leak - theta)) = ln 2, and t_end is ln 2 rounded to float64 (math.log(2) is the
+    # correctly rounded value, as the root's tau log1p(1) is).  The sample at t_end is after the reset.
+    t_end = math.log(2.0)
+    trace = simulate("LIF", {"tau": 1.0, "v_leak": 2.0, "v_threshold": 1.0}, [], np.zeros((0, 1)), t_end=t_end,
+                     samples=[t_end], state={"v": 0.0})
+    assert trace.spike_times[0].tolist() == [t_end]
+    assert trace.states["v"][0, 0] == 0.0
+
+
+@pytest.mark.parametrize("node, params, state", [
+    ("LIF", {"tau": 2.0, "v_leak": 1.5, "v_threshold": 1.0, "reset": "subtract"}, {"v": 0.0}),
+    ("CubaLIF", {"tau_syn": 2.0, "tau_mem": 1.0, "v_leak": 0.0, "v_threshold": 0.5, "reset": "subtract"},
+     {"v": -0.5, "i": 3.0}),
+    ("CubaIF", {"tau_syn": 0.7, "tau_mem": 1.3, "v_threshold": 0.3, "reset": "subtract"}, {"v": 0.0, "i": 2.0}),
+])
+def test_a_crossing_is_recorded_at_threshold_itself(node, params, state):
+    # nodes.ContinuousTrace: before_spike["v"] is v_threshold for a crossing between pulses (the root's definition),
+    # and a subtractive reset leaves exactly v_threshold - v_threshold = 0, not the flow's rounding of it.
+    trace = simulate(node, params, [], np.zeros((0, 1)), t_end=10.0, state=state)
+    assert trace.spike_times[0].size >= 3
+    assert set(trace.before_spike["v"][0].tolist()) == {params["v_threshold"]}
+    assert set(trace.after_spike["v"][0].tolist()) == {0.0}
+
+
+def test_samples_in_any_order_are_reported_in_the_order_given():
+    # ContinuousTrace.samples is "sorted as given": the run visits them in time order and writes each back to its
+    # own row.  LIF, one pulse of jump r q / tau at 0.5, then v = jump e^-(t - 0.5)/tau.
+    tau, r, q = 2.0, 1.5, 0.4
+    samples = [3.0, 0.0, 1.7, 0.5, 1.7]
+    trace = simulate("LIF", {"tau": tau, "r": r, "v_threshold": 1.0}, [0.5], [[q]], t_end=3.0, samples=samples)
+    jump = r * q / tau
+    expected = [jump * math.exp(-2.5 / tau), 0.0, jump * math.exp(-1.2 / tau), jump, jump * math.exp(-1.2 / tau)]
+    assert trace.samples.tolist() == samples
+    np.testing.assert_allclose(trace.states["v"][:, 0], expected, rtol=4 * EPS, atol=0)
+
+
 # --- solve_ivp agreement, hypothesis cases including the hard ones ------------------------
 
 
@@ -265,6 +329,15 @@ def test_refractory_period_ending_exactly_at_a_pulse_agrees_with_solve_ivp(seed)
     release = first.spike_times[0][0] + params["tau_ref"]
     _agree("CubaLIF", params, [0.0, release], np.vstack([weights, rng.uniform(0.5, 3.0, (1, 1))]), 6e-5,
            np.linspace(0, 6e-5, 25))
+
+
+def test_a_start_below_rest_with_a_slow_current_crosses_again_and_again():
+    # tau_syn = 2 tau_mem (x = s delta > 0: E_slow is E_s) and a start 0.5 below v_leak (the transient's
+    # (d0 - A) e^-x term is not 0, as it is from rest): v rises over threshold 0.5 six times before the current
+    # has decayed, and each interval ends below threshold, so every crossing is found through v''s sign change (10b).
+    params = {"tau_syn": 2.0, "tau_mem": 1.0, "v_leak": 0.0, "v_threshold": 0.5}
+    trace = _agree("CubaLIF", params, [], np.zeros((0, 1)), 5.0, np.linspace(0, 5, 11), state={"v": -0.5, "i": 3.0})
+    assert trace.spike_times[0].size == 6
 
 
 # --- exact gradients against finite differences -------------------------------------------
@@ -486,6 +559,19 @@ GOOD = {"tau": 1.0, "v_threshold": 1.0}
     # SPEC.md section 9 holds v at v_reset during the refractory time: not with a subtractive reset.
     (dict(params={"tau": 1.0, "v_threshold": 1.0, "reset": "subtract", "tau_ref": 0.5}),
      r"params\['tau_ref'\]: a refractory time needs reset 'hard'"),
+    # A start exactly at threshold is refused too: a spike is threshold reached from below.
+    (dict(state={"v": 1.0}), r"^state\['v'\]: expected an initial membrane below v_threshold"),
+    # A state that gives only the current leaves v at v_leak: the message names what set v.
+    (dict(node="CubaLIF", params={"tau_syn": 1.0, "tau_mem": 1.0, "v_threshold": 1.0, "v_leak": 1.0},
+          state={"i": 0.0}), r"^params\['v_leak'\] \(the membrane's start, with no state\): expected an initial"),
+    # No neuron at all (N = 0) is refused, by the argument that has the neuron axis.
+    (dict(pulse_weights=np.zeros((2, 0))), r"^pulse_weights: expected at least one neuron \(N >= 1\), got shape "
+                                          r"\(2, 0\)"),
+    # One time given as a scalar is refused by name (let through, it failed later as an IndexError).
+    (dict(pulse_times=0.5, pulse_weights=[[1.0]]), r"^pulse_times: expected shape \(P,\), got \(\)"),
+    # A state of the wrong shape names its variable, also for a column (N, 1).
+    (dict(state={"v": [0.0, 0.0]}), r"^state\['v'\]: expected a scalar, \(1,\) or \(1,\), got \(2,\)"),
+    (dict(state={"v": [[0.0]]}), r"^state\['v'\]: expected a scalar, \(1,\) or \(1,\), got \(1, 1\)"),
 ])
 def test_bad_input_names_the_argument(kwargs, match):
     arguments = dict(node="LIF", params=GOOD, pulse_times=[0.0, 0.5], pulse_weights=[[1.0], [0.2]], t_end=2.0,
@@ -495,6 +581,56 @@ def test_bad_input_names_the_argument(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         simulate(node, arguments.pop("params"), arguments.pop("pulse_times"), arguments.pop("pulse_weights"),
                  **arguments)
+
+
+def test_the_smallest_normal_time_constant_is_accepted():
+    # The refusal is of subnormal time constants only: tau = 2.2250738585072014e-308 s has the finite reciprocal
+    # 4.49e307.  LI, one pulse of weight tau (a jump of r q / tau = 1), then v = e^-(t/tau).
+    tiny = np.finfo(np.float64).tiny
+    trace = simulate("LI", {"tau": tiny}, [0.0], [[tiny]], t_end=2 * tiny, samples=[0.0, tiny, 2 * tiny])
+    np.testing.assert_allclose(trace.states["v"][:, 0], [1.0, math.exp(-1.0), math.exp(-2.0)], rtol=4 * EPS, atol=0)
+
+
+def test_a_cuba_if_ratio_of_exactly_the_smallest_normal_float64_is_accepted():
+    # (8): tau_syn/tau_mem from 2.2250738585072014e-308 up, the end included.  tau_syn = tiny, tau_mem = 1, a current
+    # I = 2 from the start: v rises by R I tau_syn/tau_mem (1 - e^-t/tau_syn), 2 tiny once the current has decayed.
+    tiny = np.finfo(np.float64).tiny
+    trace = simulate("CubaIF", {"tau_syn": tiny, "tau_mem": 1.0, "v_threshold": 1.0}, [], np.zeros((0, 1)),
+                     t_end=1.0, samples=[1.0], state={"v": 0.0, "i": 2.0})
+    assert trace.states["v"][0, 0] == 2.0 * tiny
+
+
+@pytest.mark.parametrize("params, match", [
+    # At the boundary the neuron would fire without end: a hard reset onto threshold, a subtraction of 0.
+    ({"v_reset": 1.0}, r"params\['v_reset'\]: expected v_reset < v_threshold"),
+    ({"v_threshold": 0.0, "v_leak": -1.0, "reset": "subtract"},
+     r"params\['v_threshold'\]: a subtractive reset needs v_threshold > 0"),
+])
+def test_boundary_configurations_that_fire_without_end_are_refused(params, match):
+    with pytest.raises(ValueError, match=match):
+        # No input: were the configuration taken, the run would end (without a spike) rather than loop.
+        simulate("LIF", dict({"tau": 1.0, "v_threshold": 1.0}, **params), [], np.zeros((0, 1)), t_end=1.0)
+
+
+@pytest.mark.parametrize("node, params, start", [
+    ("IF", {"v_threshold": 1.0, "v_reset": -0.5}, -0.5),
+    ("CubaIF", {"tau_syn": 1.0, "tau_mem": 1.0, "v_threshold": 1.0, "v_reset": -0.5}, -0.5),
+    ("I", {"r": 2.0}, 0.0),
+    ("LIF", {"tau": 1.0, "v_leak": 0.25, "v_threshold": 1.0, "v_reset": -0.5}, 0.25),
+])
+def test_without_a_state_the_membrane_starts_where_the_docstring_says(node, params, start):
+    # nodes: v = v_leak for the leaky nodes, v_reset for IF and CubaIF, 0 for I; no input, so it stays there.
+    trace = simulate(node, params, [], np.zeros((0, 1)), t_end=1.0, samples=[0.0, 1.0])
+    assert trace.initial_state["v"].tolist() == [start]
+    assert trace.states["v"][:, 0].tolist() == [start, start]
+
+
+def test_an_interval_of_length_zero_still_takes_the_events_at_zero():
+    # t_end = 0 is the interval [0, 0]: a pulse at 0 fires the IF (r q = 1.5 >= 1) and the sample at 0 is after the
+    # reset (right-continuous, subtract: 0.5 left).
+    trace = simulate("IF", {"v_threshold": 1.0, "reset": "subtract"}, [0.0], [[1.5]], t_end=0.0, samples=[0.0])
+    assert trace.spike_times[0].tolist() == [0.0]
+    assert trace.states["v"][:, 0].tolist() == [0.5]
 
 
 @pytest.mark.parametrize("model, params, dt, match", [
@@ -637,6 +773,15 @@ def test_a_synaptic_time_constant_of_a_few_ulp_of_t_keeps_its_charge_through_a_s
     left = q - count
     expected = [_cuba_v(5e-6, left / ts, ts, 1.0), _cuba_v(9e-5, left / ts, ts, 1.0) + _cuba_v(8e-5, 0.5 / ts, ts, 1.0)]
     np.testing.assert_allclose(trace.states["v"][:, 0], expected, rtol=1e-12)
+
+
+def test_spikes_closer_than_float64_time_can_tell_apart_are_refused():
+    # tau_syn = 1e-23 s at t = 1e-5 s (one ulp of t is 1.7e-21 s): a pulse of charge 2.5 crosses threshold 1 twice,
+    # ts ln(2.5/1.5) = 5e-24 s apart, which rounds onto the first spike's time.  Refused, with the remedy named.
+    with pytest.raises(ValueError, match=r"pulse_times: float64 time cannot hold this neuron's spikes near t = 1e-05 s"
+                                         r".*measure them in a larger unit"):
+        simulate("CubaLIF", {"tau_syn": 1e-23, "tau_mem": 1.0, "v_threshold": 1.0, "w_in": 1.0}, [1e-5], [[2.5]],
+                 t_end=1e-4)
 
 
 @pytest.mark.parametrize("node", ["CubaLI", "CubaLIF", "CubaIF"])
