@@ -5,6 +5,7 @@ arithmetic at 40 digits), never taken from the code under test; the
 independent solver (solve_ivp) and finite differences are the other witnesses.
 """
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from snnref import registry
-from snnref.continuous import (MAPPED, counterpart, exact, fdcheck, gradients, ivp, simulate, threshold)
+from snnref.continuous import (MAPPED, converge, counterpart, exact, fdcheck, gradients, ivp, simulate, threshold)
 from snnref.continuous.convergence import trace_agreement
 
 IVP_BOUND = 1e-9
@@ -340,6 +341,20 @@ def test_a_start_below_rest_with_a_slow_current_crosses_again_and_again():
     assert trace.spike_times[0].size == 6
 
 
+def test_trace_agreement_scales_spike_times_by_the_shortest_time_constant_not_by_one():
+    # ivp_agreement's rule: a spike-time difference relative to max(|t*|, the shortest time constant).  CubaLIF spikes
+    # a few microseconds in moved by 1e-6 relative disagree by about 1e-6 (they were compared relative to 1 s).
+    params = {"tau_syn": 5e-6, "tau_mem": 1e-5, "w_in": 5e-6, "v_threshold": 0.9}
+    mine = simulate("CubaLIF", params, [0.0], [[5.0]], t_end=5e-5)
+    assert mine.spike_times[0].size == 1
+    moved = dataclasses.replace(mine, spike_times=(mine.spike_times[0] * (1 + 1e-6),))
+    spike = mine.spike_times[0][0]  # 2.7e-6 s, before the shortest time constant (5e-6 s): relative to that
+    assert trace_agreement(mine, moved) == pytest.approx(1e-6 * spike / 5e-6, rel=1e-6)
+    # A spike too many or too few is no agreement at all.
+    missing = dataclasses.replace(mine, spike_times=(mine.spike_times[0][:0],))
+    assert trace_agreement(mine, missing) == float("inf")
+
+
 # --- exact gradients against finite differences -------------------------------------------
 
 
@@ -485,6 +500,66 @@ def test_finite_difference_check_catches_a_wrong_gradient(monkeypatch):
     assert report.worst > fdcheck.FD_BOUND
 
 
+def test_richardson_cancels_the_leading_error_of_each_difference():
+    # (1): D(h) = (f(h) - f(-h)) / (2h) of f = 1 + 2x + x^3 is 2 + h^2, so R(h) = (4 D(h/2) - D(h)) / 3 = 2
+    # exactly; one-sided, D(h) = (f(h) - f(0)) / h of g = 1 + 2x + x^2 is 2 + h and R(h) = 2 D(h/2) - D(h) = 2.
+    h = 0.1
+
+    def f(x):
+        return 1 + 2 * x + x ** 3
+
+    def g(x):
+        return 1 + 2 * x + x ** 2
+
+    assert fdcheck._richardson([f(h), f(-h), f(h / 2), f(-h / 2)], h, False) == pytest.approx(2.0, rel=1e-13, abs=0)
+    assert fdcheck._richardson([g(h), g(0), g(h / 2), g(0)], h, True) == pytest.approx(2.0, rel=1e-13, abs=0)
+
+
+def test_a_check_that_compared_nothing_does_not_pass():
+    # GradientCheck.passed needs a compared derivative: a report whose every input was skipped says nothing.
+    assert not fdcheck.GradientCheck(worst=0.0, checked=0, skipped=3, skipped_samples=0).passed
+    assert fdcheck.GradientCheck(worst=0.0, checked=1, skipped=3, skipped_samples=0).passed
+
+
+def test_tau_ref_with_a_subtractive_reset_is_counted_as_skipped():
+    # (5): reset "subtract" takes no refractory time, so tau_ref is skipped, once per neuron.  LIF with v_leak above
+    # threshold and no input: nothing else is skipped (the spike count is stable within +-h).
+    report = fdcheck.check("LIF", {"tau": 1.0, "v_leak": 1.3, "v_threshold": 1.0, "reset": "subtract"}, [],
+                           np.zeros((0, 2)), t_end=3.0, samples=[0.5, 2.9], state={"v": [0.0, 0.2]})
+    assert report.skipped == 2 and report.checked > 0, report
+    assert report.worst <= fdcheck.FD_BOUND, report
+
+
+def test_tau_ref_at_zero_is_judged_at_a_spike_made_by_a_pulse():
+    # (3): at tau_ref = 0 a release only leaves its spike, so the pulse that made the spike (at the spike time
+    # itself) is not crossed by it: tau_ref is compared there, not skipped (the interval is open at the spike).
+    report = fdcheck.check("LIF", {"tau": 1.0, "v_threshold": 1.0, "v_reset": -0.5}, [0.5], [[1.2]], t_end=2.0,
+                           samples=[0.75, 2.0])
+    assert report.skipped == 0 and report.checked > 0, report
+    assert report.worst <= fdcheck.FD_BOUND, report
+
+
+def test_the_error_is_relative_to_the_larger_of_the_two_derivatives():
+    # (2): |fd - exact| / max(|exact|, |fd|, floor): an exact 0 against fd = 1 is an error of 1, not 1 / floor.
+    assert fdcheck._error(np.array([1.0]), np.array([0.0]), 1e-8) == 1.0
+    assert fdcheck._error(np.array([0.0]), np.array([2.0]), 1e-8) == 1.0
+    # Below the floor the floor decides: (3 - 1) 1e-9 / 1e-8.
+    assert fdcheck._error(np.array([3e-9]), np.array([1e-9]), 1e-8) == pytest.approx(0.2, rel=1e-15)
+
+
+def test_voltage_steps_follow_the_threshold_scale():
+    # A voltage is perturbed relative to max(|v|, |v_threshold|): the same LIF in units of 1e-7 (every voltage and
+    # weight times 1e-7) is checked as the unit-sized one, with nothing skipped (a step of 1e-5 relative to 1 would
+    # be 100 thresholds there, and every spike count would change).
+    times, samples = np.array([0.2, 0.9, 1.4]), np.array([0.5, 1.2, 2.5])
+    for scale in (1.0, 1e-7):
+        params = {"tau": 1.0, "v_leak": 1.3 * scale, "v_reset": -0.1 * scale, "v_threshold": 1.0 * scale, "r": 1.1}
+        report = fdcheck.check("LIF", params, times, np.array([[0.3], [0.5], [0.2]]) * scale, t_end=3.0,
+                               samples=samples, state={"v": 0.0})
+        assert report.skipped == 0 and report.checked > 0, (scale, report)
+        assert report.worst <= fdcheck.FD_BOUND, (scale, report)
+
+
 # --- the section-9 correspondence -----------------------------------------------------------
 
 
@@ -509,6 +584,16 @@ def test_counterpart_of_hxtorch_ties_w_in_to_tau_syn():
     found = counterpart("hxtorch.cuba_refractory_iaf", {"tau_syn": 7e-6, "refractory_time": 2e-6, "reset": 0.1})
     assert found.node == "CubaIF" and found.params["w_in"] == 7e-6 and found.params["tau_ref"] == 2e-6
     assert found.state["v"] == 0.1 and found.dt == 1e-6
+
+
+@pytest.mark.parametrize("model", ["rnnbuilder.LIF", "rnnbuilder.NoReset"])
+def test_counterpart_of_rnnbuilder_scales_tau_steps_by_dt(model):
+    # correspondence (2), (3): beta = exp(-1/tau_steps) per step of dt is exp(-dt/tau) with tau = tau_steps dt.
+    found = counterpart(model, {"tau": 4.0}, dt=0.5)
+    assert found.params["tau"] == 2.0 and found.input_scale == 2.0
+    # The exact relation holds at a first step other than 1 (where tau_steps dt and tau_steps / dt agree).
+    study = converge(model, levels=2, dt=0.5, pulse_spacing=1.0)
+    assert study.max_deviation <= study.bound and study.spike_counts_agree.all(), study.max_deviation
 
 
 # --- bad input --------------------------------------------------------------------------------

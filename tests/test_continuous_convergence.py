@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from snnref import registry
+from snnref import registry, spec
 from snnref.continuous import MAPPED, converge, convergence, verify
 from snnref.continuous import cli as continuous_cli
 
@@ -156,6 +156,55 @@ def test_surrogate_gap_is_measured_per_level(key):
     assert gap.cosine.shape == gap.relative_error.shape == (3,)
     assert np.all(np.isfinite(gap.cosine)) and np.all(gap.relative_error > 0)
     assert gap.exact_norm > 0 and "state.v" in gap.names
+
+
+def test_a_case_whose_membrane_lands_on_threshold_has_no_margin():
+    # convergence: the exact relations' cases keep every membrane more than MARGIN (relative) from threshold at each
+    # pulse.  qualia.IFSRL (IF, r = 1, threshold 1): two pulses of 0.5 land v exactly on 1; 0.5 then 0.4 stay off.
+    row = registry.model("qualia.IFSRL")
+    for jumps, margin in (([[0.5], [0.5]], False), ([[0.5], [0.4]], True)):
+        case = convergence.Case(row, {"threshold": np.array([1.0])}, {}, np.array([0.0, 1.0]), np.array(jumps), 1.0,
+                                1.0, 3.0)
+        assert convergence._margin_ok(case, 1) is margin, jumps
+
+
+def _made_study(**changes):
+    base = dict(model="m", node="LIF", relation="euler", dts=np.array([1.0, 0.5, 0.25]), errors={},
+                median_errors={name: np.ones(3) for name in convergence.ERROR_NAMES},
+                order={"spike_times": 1.0, "first_spike": 1.0, "membrane": 1.0},
+                max_deviation=None, bound=None, spike_counts_agree=np.ones(3, dtype=bool), ivp_agreement=0.0,
+                spikes=1, neurons_used=1)
+    base.update(changes)
+    return convergence.Convergence(**base)
+
+
+def test_check_relation_holds_each_claim_to_both_ends():
+    # verify (1): an Euler order must lie inside ORDER_RANGE = [0.9, 1.1], from above as from below; an exact
+    # relation's deviation must be a number within the bound (NaN is no agreement).
+    assert verify.check_relation(_made_study()) == []
+    assert verify.check_relation(_made_study(order={"spike_times": 1.5, "first_spike": 1.0, "membrane": 1.0}))
+    assert verify.check_relation(_made_study(order={"spike_times": 0.5, "first_spike": 1.0, "membrane": 1.0}))
+    exact = dict(relation="exact", order={"spike_times": None, "first_spike": None, "membrane": None}, bound=1e-14)
+    assert verify.check_relation(_made_study(max_deviation=0.0, **exact)) == []
+    assert verify.check_relation(_made_study(max_deviation=1e-13, **exact))
+    assert verify.check_relation(_made_study(max_deviation=float("nan"), **exact))
+
+
+def test_the_exact_spike_term_reads_spike_times_on_the_discrete_clock():
+    # (5): the exact run starts dt early (the discrete initial state sits at t = -dt), so its spike at t* is the
+    # discrete spike at step k = (t* - dt)/dt, and phi must be read there: sum phi(t* - dt) over the exact spikes is
+    # sum_k phi(k dt) over the discrete model's spike steps (qualia.ATIF's relation is exact: the same steps).
+    case = convergence.draw_case("qualia.ATIF", 0, neurons=2)
+    cp = convergence.counterpart_of(case)
+    dt = case.dt0
+    n = case.jumps.shape[1]
+    _, _, per_spike_phi, _ = convergence._exact_vector(case, cp, np.zeros(case.jumps.shape), np.ones(n), dt)
+    x, _ = convergence.discrete_input(case, dt)
+    fired = spec.simulate("qualia.ATIF", x, convergence.level_params(case, dt)).outputs["out"] != 0
+    steps = [np.flatnonzero(fired[:, neuron]) for neuron in range(n)]
+    assert sum(len(s) for s in steps) > 0
+    expected = [np.sum(1.0 - s * dt / case.t_end) for s in steps]
+    np.testing.assert_allclose(per_spike_phi, expected, rtol=1e-12, atol=0)
 
 
 def _parse(*argv):
