@@ -355,6 +355,17 @@ def test_trace_agreement_scales_spike_times_by_the_shortest_time_constant_not_by
     assert trace_agreement(mine, missing) == float("inf")
 
 
+def test_trace_agreement_is_no_agreement_where_either_run_has_a_nan():
+    # A NaN membrane or spike time (a run that failed) agreed perfectly: Python's max(0.0, nan) is 0.0, so
+    # trace_agreement returned 0 and every solve_ivp check (verify's ivp column, _agree here) passed it.
+    mine = simulate("LIF", {"tau": 1.0, "v_threshold": 1.0}, [0.5], [[0.5]], t_end=2.0, samples=[1.0, 2.0])
+    broken = dataclasses.replace(mine, states={"v": np.full_like(mine.states["v"], np.nan)})
+    for a, b in ((broken, mine), (mine, broken)):
+        assert not trace_agreement(a, b) <= IVP_BOUND
+    fired = dataclasses.replace(mine, spike_times=(np.array([1.0]),))
+    assert not trace_agreement(fired, dataclasses.replace(mine, spike_times=(np.array([np.nan]),))) <= IVP_BOUND
+
+
 # --- exact gradients against finite differences -------------------------------------------
 
 

@@ -317,19 +317,20 @@ def _first(value, case):
 
 def trace_agreement(mine, other) -> float:
     """The largest relative difference between two ``ContinuousTrace`` of one case
-    (inf when a spike count differs), scaled as in ``ivp_agreement``."""
+    (inf when a spike count differs, NaN when either has a NaN), scaled as in ``ivp_agreement``."""
     taus = [np.min(mine.params[name]) for name in nodes.TIME_CONSTANTS if name in mine.params]
     scale = float(min(taus)) if taus else 1.0
-    worst = 0.0
+    gaps = [0.0]
     for a, b in zip(mine.spike_times, other.spike_times):
         if len(a) != len(b):
             return float("inf")
         if len(a):
-            worst = max(worst, float(np.max(np.abs(a - b) / np.maximum(np.abs(a), scale))))
+            gaps.append(float(np.max(np.abs(a - b) / np.maximum(np.abs(a), scale))))
     for var in mine.states:
         a, b = mine.states[var], other.states[var]
-        worst = max(worst, float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a)), initial=0.0)))
-    return worst
+        gaps.append(float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a)), initial=0.0)))
+    # np.max, which keeps a NaN (a run that failed is no agreement): max(0.0, nan) is 0.0, and NaN states agreed.
+    return float(np.max(gaps))
 
 
 def _levels(levels):
