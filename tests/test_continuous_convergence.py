@@ -207,6 +207,14 @@ def test_the_exact_spike_term_reads_spike_times_on_the_discrete_clock():
     np.testing.assert_allclose(per_spike_phi, expected, rtol=1e-12, atol=0)
 
 
+def test_a_nan_solve_ivp_agreement_fails_the_row(monkeypatch):
+    # verify (2): the closed form must agree with solve_ivp to IVP_BOUND; a NaN agreement (a run that failed) is
+    # no agreement, and the row fails naming it.
+    monkeypatch.setattr(convergence, "ivp_agreement", lambda case, samples=None: float("nan"))
+    result = verify.row("qualia.IFSRL", quick=True)
+    assert not result.passed and any(f.startswith("solve_ivp: relative difference nan") for f in result.failures)
+
+
 def _parse(*argv):
     parser = argparse.ArgumentParser(prog="snnref")
     continuous_cli.add_parser(parser.add_subparsers(dest="command", required=True))
@@ -258,6 +266,30 @@ def test_cli_refuses_a_negative_seed_as_verify_does(capsys):
     with pytest.raises(SystemExit) as ended:
         _parse("--seed", "-1")
     assert ended.value.code == 2 and "argument --seed: expected an integer >= 0, got -1" in capsys.readouterr().err
+
+
+def test_cli_exits_1_when_a_claim_fails(monkeypatch, capsys):
+    # A decay off by 1e-3 breaks tether.LIF's exact relation: the row says FAIL and the exit code is 1.
+    original = convergence.level_params
+
+    def off_by_1e3(case, dt):
+        params = original(case, dt)
+        if "decay" in params:
+            params["decay"] = params["decay"] * (1 - 1e-3)
+        return params
+
+    monkeypatch.setattr(convergence, "level_params", off_by_1e3)
+    assert continuous_cli.run(_parse("--model", "tether.LIF", "--levels", "2", "--no-fd")) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "0 passed, 1 failed" in out
+
+
+def test_cli_studies_a_repeated_model_once(capsys):
+    # --model is repeatable; a key given twice is one study, one row.
+    assert continuous_cli.run(_parse("--model", "qualia.IFSRL", "--model", "qualia.IFSRL", "--levels", "2",
+                                     "--no-fd")) == 0
+    out = capsys.readouterr().out
+    assert "snnref converge: 1 models" in out and "1 passed, 0 failed" in out
 
 
 def test_verify_rows_quick():
