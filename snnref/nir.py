@@ -1158,6 +1158,7 @@ class Network:
     def _run_exact(self, unit, events, lead):
         """One node by ``snnref.continuous``, per batch element; also its spikes as the next node's pulses."""
         from . import continuous
+        from .continuous.exact import StateOverflow
 
         steps = len(self._grid)
         ext = _extensions(unit.node) if self.extensions else {}
@@ -1191,7 +1192,7 @@ class Network:
                 with np.errstate(over="raise", invalid="raise"):
                     result = continuous.simulate(unit.kind, params, times, weights, t_end=self._grid[-1],
                                                  samples=self._grid, state=state)
-            except FloatingPointError:
+            except (FloatingPointError, StateOverflow):
                 raise NirError(f"node {unit.name!r}: its state overflows float64 on this input (NIR's state "
                                f"holds finite numbers); expected a smaller x or smaller gains") from None
             for var, values in result.states.items():

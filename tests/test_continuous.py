@@ -907,6 +907,22 @@ def test_a_cuba_if_current_whose_rise_overflows_is_refused_by_name():
     np.testing.assert_allclose(trace.states["v"][0, 0], 0.1, rtol=1e-15)
 
 
+
+@pytest.mark.parametrize("node", ["CubaLI", "CubaLIF"])
+def test_a_current_whose_rise_r_i_overflows_is_refused_by_name(node):
+    # I = 1e303 is a float64, R I = 1e603 is not: CubaLIF's distance took inf times a kernel of 0 at s = 0,
+    # and brentq failed on the NaN; CubaLI returned NaN.  Both as an initial current and after a pulse.
+    params = {"tau_syn": 1e-3, "tau_mem": 1e-3, "r": 1e300, "w_in": 1.0}
+    if node == "CubaLIF":
+        params["v_threshold"] = 1e300
+    for run in (simulate, gradients):
+        with pytest.raises(exact.StateOverflow, match=rf"^state\['i'\]: node {node}'s current I = 1e\+303 raises "
+                                                      r"v by R I, which leaves the float64 range"):
+            run(node, params, [], np.zeros((0, 1)), t_end=1e-3, state={"v": 0.0, "i": 1e303})
+    with pytest.raises(exact.StateOverflow, match=rf"^pulse_weights: the pulses at t = 0.0 s take node {node}'s "
+                                                  r"synaptic current \(I = 1e\+303, or the rise R I it drives\)"):
+        simulate(node, params, [0.0], [[1e300]], t_end=1e-3)
+
 # --- a membrane that only approaches threshold --------------------------------------------------
 
 

@@ -158,6 +158,18 @@ def kernels(s, tau_mem, tau_syn):
     return (e_s - e_m) / x, ((x * e_s - e_s + e_m) / x) / x
 
 
+class StateOverflow(ValueError):
+    """A pulse or an initial current takes a node's state, or the rise it drives, out of the
+    float64 range (the message names ``pulse_weights`` or ``state['i']``)."""
+
+
+def _current_overflows(neuron, i, a):
+    """(10c) needs the current I, the rise R I it drives and CubaIF's limit a (9b) in float64:
+    an overflow made NaN (CubaLI), a NaN root search (CubaLIF) or an endless run of spikes at
+    one instant (CubaIF's infinite limit)."""
+    return not (math.isfinite(i) and math.isfinite(neuron.p["r"] * i) and (a is None or math.isfinite(a)))
+
+
 class _Neuron:
     """The parameters of one neuron and its flow, velocity and tangent maps."""
 
@@ -374,10 +386,10 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
     d = v - p["v_threshold"] if row.spiking else None  # (10c), < 0: _solve refuses a start at threshold
     limit_of_cuba_if = row.spiking and row.current and not row.leaky
     a = d + neuron.reach(i) if limit_of_cuba_if else None  # (9b)
-    if limit_of_cuba_if and not math.isfinite(a):
-        # An infinite limit made every crossing a root at 0: the event loop fired at t = 0 without end.
-        raise ValueError(f"state['i']: node CubaIF's current I = {i!r} raises v by R I tau_syn/tau_mem, which "
-                         "leaves the float64 range; expected a smaller current (or ratio tau_syn/tau_mem)")
+    if row.current and _current_overflows(neuron, i, a):
+        raise StateOverflow(f"state['i']: node {row.name}'s current I = {i!r} raises v by R I"
+                            f"{' tau_syn/tau_mem' if limit_of_cuba_if else ''}, which leaves the float64 range; "
+                            "expected a smaller current")
     if tangents:
         dv, di = neuron.unit("state.v"), (neuron.unit("state.i") if row.current else np.zeros(len(neuron.index)))
     tau_ref = p.get("tau_ref", 0.0)
@@ -497,13 +509,11 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
                 if limit_of_cuba_if:
                     a += neuron.reach(jump_i)
             next_pulse += 1
-        if row.current and not (math.isfinite(i) and (a is None or math.isfinite(a))):
-            # (10c) needs a float64 state: the overflowed current made NaN (CubaLI), a NaN root search (CubaLIF)
-            # or an endless run of spikes at one instant (CubaIF's infinite limit).
-            rise = "" if a is None else ", or the rise R I tau_syn/tau_mem it makes"
-            raise ValueError(f"pulse_weights: the pulses at t = {float(t)!r} s take node {row.name}'s synaptic "
-                             f"current (I = {float(i)!r}{rise}) out of the float64 range; expected smaller weights "
-                             "(or w_in)")
+        if row.current and _current_overflows(neuron, i, a):
+            rise = " tau_syn/tau_mem" if limit_of_cuba_if else ""
+            raise StateOverflow(f"pulse_weights: the pulses at t = {float(t)!r} s take node {row.name}'s synaptic "
+                                f"current (I = {float(i)!r}, or the rise R I{rise} it drives) out of the float64 "
+                                "range; expected smaller weights (or w_in)")
         while row.spiking and held_until is None and d >= 0:
             fire(False)
         if t >= t_end:

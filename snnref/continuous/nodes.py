@@ -27,7 +27,7 @@ v_reset, which a subtractive reset does not reach, so ``tau_ref > 0`` with reset
 Input (10): ``S(t) = sum_k q_k delta(t - t_k)``.  A pulse raises ``I`` by
 ``w_in q_k / tau_syn`` (CUBA nodes), ``v`` by ``R q_k / tau`` (LI, LIF) or by
 ``R q_k`` (I, IF).  Pulses at the same instant add up.  A current that leaves the
-float64 range (or, CubaIF, the rise R I tau_syn/tau_mem it makes) is refused, naming
+float64 range, or the rise R I it drives (CubaIF: R I tau_syn/tau_mem), is refused, naming
 ``pulse_weights`` (or ``state['i']``).
 
 Time constants (tau, tau_syn, tau_mem): normal float64, at least 2.2e-308 s (a subnormal
