@@ -717,8 +717,8 @@ def _one_node(node, width=1):
                         edges=[("input", "n"), ("n", "output")])
 
 
-def _if_node():
-    return nir.IF(r=np.array([1.0]), v_threshold=np.array([1.0]), v_reset=np.array([0.0]))
+def _if_node(width=1):
+    return nir.IF(r=np.ones(width), v_threshold=np.ones(width), v_reset=np.zeros(width))
 
 
 def _lif_node(tau=1.0, v_leak=0.0, v_threshold=1.0, v_reset=0.0):
@@ -810,14 +810,31 @@ def _layer_of_shape_2_3():
                                "output": nir.Output(np.array([2, 3]))}, edges=[("input", "n"), ("n", "output")])
 
 
-def _extended(node, **extensions):
+def _extended(node, width=1, **extensions):
     node.metadata = {"snnref": {"extensions": extensions}}
-    return _graph_with(node)
+    return _graph_with(node, width)
 
 
 def _synapse_into_if(r):
     return nir.NIRGraph.from_list(nir.LI(tau=np.array([5e-6]), r=np.array([5e-6]), v_leak=np.zeros(1)),
                                   nir.IF(r=np.array([r]), v_threshold=np.ones(1), v_reset=np.zeros(1)))
+
+
+def _with_stray_node():
+    graph = _one_node(_if_node())
+    graph.nodes["stray"] = _if_node()  # no edge reaches it: it would be ignored
+    return graph
+
+
+def _li_membrane_into_if():
+    # An LI's output is its membrane, a value, not pulses: it can only be the graph's last node.
+    return nir.NIRGraph.from_list(nir.LI(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1)), nir.Linear(np.eye(1)),
+                                  _if_node())
+
+
+def _cuba_lif_node():
+    one = np.ones(1)
+    return nir.CubaLIF(tau_syn=one, tau_mem=one, r=one, v_leak=0 * one, v_threshold=one, v_reset=0 * one, w_in=one)
 
 
 LOAD_ERRORS = [
@@ -851,6 +868,38 @@ LOAD_ERRORS = [
      r"node 'n': snnref extension 'tau_ref': method 'exp' runs this node by its NIR fields"),
     (_graph_with(nir.Threshold(np.array([np.nan])), before=nir.LI(tau=np.ones(1), r=np.ones(1), v_leak=np.zeros(1))),
      ("exact", "exp"), False, r"node 'n' \(Threshold\): field 'threshold' must be finite"),
+    # Found by mutation testing: each of these loaded (or failed later, unnamed) with its check changed.
+    (_with_stray_node(), ("exact", "exp"), False, r"node 'stray': not on the chain from the Input to the Output"),
+    (_graph_with(_if_node(), before=nir.Affine(weight=np.eye(1), bias=np.zeros(2))), ("exact", "exp"), False,
+     r"node 'a' \(Affine\): field 'bias' has shape \(2,\), expected \(1,\)"),
+    # One nonzero bias value is enough to be a constant current (the check was 'every value nonzero').
+    (_graph_with(_if_node(2), 2, before=nir.Affine(weight=np.eye(2), bias=np.array([0.5, 0.0]))), ("exact", "exp"),
+     False, r"node 'a' \(Affine\): field 'bias': NIR's bias is a constant current"),
+    (_li_membrane_into_if(), ("exact", "exp"), False,
+     r"node 'li' \(LI\): spikes \(pulses\) pass between neuron nodes"),
+    # 'i' is a CUBA node's state; an IF has none.
+    (_extended(_if_node(), initial_state={"i": np.array([0.1])}), ("exact", "exp"), True,
+     r"node 'n': snnref extension 'initial_state': expected finite numbers .* of a IF \(v, m\), got 'i'"),
+    # The subtractive reset at v_threshold 0 (from rest -1, below it) would fire without end.
+    (_extended(nir.IF(r=np.ones(1), v_threshold=np.zeros(1), v_reset=-np.ones(1)), reset="subtract"), ("exact",),
+     True, r"node 'n' \(IF\): field 'v_threshold': the subtractive reset .* needs v_threshold > 0"),
+    # A reset onto the threshold itself is at it, not below it.
+    (_graph_with(_lif_node(v_reset=1.0)), ("exact",), False,
+     r"node 'n' \(LIF\): field 'v_reset': expected v_reset < v_threshold"),
+    (_extended(_if_node(), initial_state={"v": np.array([1.0])}), ("exact",), True,
+     r"node 'n': snnref extension 'initial_state': a membrane at or above v_threshold"),
+    # A CubaLIF starts at v_leak (not v_reset, which is below threshold here).
+    (_graph_with(nir.CubaLIF(tau_syn=np.ones(1), tau_mem=np.ones(1), r=np.ones(1), v_leak=np.array([2.0]),
+                             v_threshold=np.ones(1), v_reset=np.zeros(1))), ("exact",), False,
+     r"node 'n' \(CubaLIF\): field 'v_leak': the node starts at rest, v = v_leak"),
+    (_extended(_cuba_lif_node(), initial_state={"r": np.array([2.0])}), ("exact",), True,
+     r"node 'n': snnref extension 'initial_state': a refractory count in progress \(r != 0\)"),
+    # rnnbuilder.NoReset fires at v - v_leak > 1: a Threshold of 1 over a rest of 0.5 is another network.
+    (_graph_with(nir.Threshold(np.ones(1)), before=nir.LI(tau=np.ones(1), r=np.ones(1), v_leak=np.array([0.5]))),
+     ("exp",), False, r"node 'n' \(Threshold\): field 'threshold': the discrete model \(rnnbuilder.NoReset\)"),
+    (_extended(nir.IF(r=np.ones(2), v_threshold=np.array([1.0, 2.0]), v_reset=np.zeros(2)), width=2,
+               reset="subtract"), ("exp",), True,
+     r"node 'n' \(IF\): field 'v_threshold': qualia's IF has one threshold per layer"),
 ]
 
 
@@ -1138,3 +1187,156 @@ def test_a_layer_of_scalar_fields_is_named_as_one_neuron():
                                             r"\('lif' holds scalar fields, which are one neuron, as NIR types the "
                                             r"node; for a layer of 3, give each field shape \(3,\)\)$"):
         snir.load(graph, dt=1e-3)
+
+
+# ------------------------------------------------ found by mutation testing ----
+# Each test below failed with one small bug planted in snnref/nir.py (named in its comment) and passes
+# without it; the expected values are worked by hand from the module docstring's (1)-(12).
+
+def test_a_zero_width_or_two_widths_are_refused_by_name():
+    # Mutants: neurons < 0 accepted 0; len(sizes) > 2 kept one of two disagreeing widths.
+    with pytest.raises(snir.NirError, match=r"^neurons: expected a positive integer, got 0$"):
+        snir.export("tether.PLIF", None, dt=1e-3, neurons=0, lossy=True)
+    with pytest.raises(snir.NirError, match=r"neurons: parameters and state disagree on the layer width: \[3, 4\]"):
+        snir.export("tether.PLIF", {"decay": np.full(3, 0.9)}, dt=1e-3, neurons=4, lossy=True)
+
+
+def test_a_layer_with_a_leak_on_some_neurons_only_is_refused():
+    # decay 1 is IF only where it holds for every neuron; the mutant (np.any) exported [1, 0.9] as IF,
+    # dropping the second neuron's leak.
+    with pytest.raises(snir.NirError, match=r"params\['decay'\]: .*or decay 1 for every neuron \(IF\)"):
+        snir.export("tether.PLIF", {"decay": np.array([1.0, 0.9])}, dt=1e-3, lossy=True)
+
+
+def test_two_input_nodes_are_refused_as_such():
+    # Mutant len(inputs) < 1: the second Input was then named as a stray node, not as a second Input.
+    graph = _one_node(_if_node())
+    graph.nodes["extra"] = nir.Input(np.array([1]))
+    graph.edges.append(("extra", "input"))
+    with pytest.raises(snir.NirError, match=r"^graph: expected exactly one Input node, found \['input', 'extra'\]$"):
+        snir.load(graph, dt=1.0)
+
+
+def test_a_refractory_time_of_zero_is_no_refractory_period():
+    # tau_ref >= 0 (hxtorch's refractory_time may be 0); mutant tau_ref > 0 refused it.  IF, r = 1,
+    # threshold 1, reset 0, pulses 0.6, 0.6, 0.3: 0.6; 1.2 fires and resets to 0; 0.3.
+    network = snir.load(_extended(_if_node(), tau_ref=0.0), dt=1.0, method="exact", extensions=True)
+    trace = network.simulate(np.array([[0.6], [0.6], [0.3]]))
+    np.testing.assert_array_equal(trace.outputs["out"][:, 0], [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(trace.outputs["v"][:, 0], [0.6, 0.0, 0.3], rtol=1e-15, atol=0)
+
+
+def test_an_li_threshold_is_read_above_the_rest_value():
+    # LI (tau = r = dt = 1, v_leak 0.5) and Threshold 1.5: the discrete model fires at v - v_leak > 1 (5).
+    # Pulse 1.2: w = 1.2, v = 1.7 > 1.5 fires; then w = 1.2 e^-1 = 0.44, v = 0.94 does not.  The mutant
+    # compared the Threshold itself with 1 and refused the node.
+    graph = _graph_with(nir.Threshold(np.array([1.5])), before=nir.LI(tau=np.ones(1), r=np.ones(1),
+                                                                       v_leak=np.array([0.5])))
+    trace = snir.load(graph, dt=1.0, method="exp").simulate(np.array([[1.2], [0.0]]))
+    np.testing.assert_array_equal(trace.outputs["out"][:, 0], [1.0, 0.0])
+    np.testing.assert_allclose(trace.outputs["v"][:, 0], [1.7, 0.5 + 1.2 * math.exp(-1)], rtol=1e-15)
+
+
+def test_a_gain_that_is_1_for_some_neurons_only_is_applied():
+    # IF with r = [1, 2] (threshold 10, out of reach): v = r * (sum of pulses), under 'exp' and 'euler'.
+    # The mutant dropped a gain that was 1 anywhere (np.any), so the second neuron integrated 1, 2.
+    node = nir.IF(r=np.array([1.0, 2.0]), v_threshold=np.full(2, 10.0), v_reset=np.zeros(2))
+    for method in ("exp", "euler"):
+        trace = snir.load(_one_node(node, 2), dt=1.0, method=method).simulate(np.ones((2, 2)))
+        np.testing.assert_array_equal(trace.outputs["v"], [[1.0, 2.0], [2.0, 4.0]])
+
+
+def test_an_empty_or_non_finite_input_is_refused_by_the_network():
+    # Mutants: T >= 1 unchecked (a run of no steps), finiteness unchecked (the registry model's
+    # message then offered allow_nonfinite, which Network.simulate does not take).
+    for method in ("exact", "exp"):
+        network = snir.load(_one_node(_if_node()), dt=1.0, method=method)
+        with pytest.raises(snir.NirError, match=r"^x: expected time-major \(T, \.\.\., 1\) with T >= 1"):
+            network.simulate(np.zeros((0, 1)))
+        with pytest.raises(snir.NirError, match=r"^x: expected finite values$"):
+            network.simulate(np.array([[0.5], [np.nan]]))
+
+
+def test_a_network_with_a_map_after_its_neurons_cannot_be_forced():
+    # The forced spikes would be the LIF's, the output the map's: no teacher forcing there (mutant: the
+    # "no map after it" condition dropped).
+    graph = nir.NIRGraph.from_list(_if_node(), nir.Linear(np.eye(1)))
+    network = snir.load(graph, dt=1.0, method="exp")
+    assert not network.can_force
+    assert network.simulate(np.ones((2, 1))).distance is None
+    with pytest.raises(snir.NirError, match="force_spikes: teacher forcing needs one spiking neuron node"):
+        network.simulate(np.ones((2, 1)), force_spikes=np.zeros((2, 1)))
+
+
+@pytest.mark.parametrize("method", ["exact", "exp"])
+def test_a_recorded_initial_state_that_does_not_fit_the_batch_is_named(method):
+    # m of shape (2, 2) against x's batch (3,): mutant without _check_initial_states failed inside NumPy
+    # or the registry model, naming neither the node nor the extension.
+    graph, _ = snir.export("rnnbuilder.LIF", {"tau": 5.0}, dt=1.0, state={"m": [[0.5], [0.2]]}, lossy=True,
+                           neurons=2)
+    network = snir.load(graph, dt=1.0, method=method, extensions=True)
+    with pytest.raises(snir.NirError, match=r"^node 'lif': snnref extension 'initial_state': 'm' has shape \(2, 2\), "
+                                            r"which does not broadcast to the batch of x, \(3, 2\)$"):
+        network.simulate(np.zeros((4, 3, 2)))
+
+
+def test_the_final_state_has_the_rest_and_current_scale_applied_too():
+    # LI (tau = r = dt = 1, v_leak 0.5), pulse 1 then 0: v = 1.5, then 0.5 + e^-1 (mutant: the final
+    # state's shift dropped).
+    li = nir.LI(tau=np.ones(1), r=np.ones(1), v_leak=np.array([0.5]))
+    trace = snir.load(_one_node(li), dt=1.0, method="exp").simulate(np.array([[1.0], [0.0]]))
+    np.testing.assert_allclose(trace.final_state["v"], [0.5 + math.exp(-1)], rtol=1e-15)
+    # CubaLI (tau_syn = tau_mem = r = 2, w_in = 1, dt = 1) by Euler (6): the pulse raises I by
+    # w_in q / tau_syn = 0.5, then I decays by 1 - dt/tau_syn = 0.5: I = 0.5, 0.25 (mutant: the final
+    # state's current left at i = r I).
+    cuba = nir.CubaLI(tau_syn=np.array([2.0]), tau_mem=np.array([2.0]), r=np.array([2.0]), v_leak=np.zeros(1),
+                      w_in=np.ones(1))
+    trace = snir.load(_one_node(cuba), dt=1.0, method="euler").simulate(np.array([[1.0], [0.0]]))
+    np.testing.assert_array_equal(trace.outputs["i"][:, 0], [0.5, 0.25])
+    np.testing.assert_array_equal(trace.final_state["i"], [0.25])
+
+
+def test_an_initial_state_that_fires_before_the_first_step_is_refused():
+    # i = 100 at t = -dt drives v from 0 over the threshold 1 before t = 0 (mutant: the spike dropped).
+    network = snir.load(_extended(_cuba_lif_node(), initial_state={"v": np.array([0.0]), "i": np.array([100.0])}),
+                        dt=1.0, method="exact", extensions=True)
+    with pytest.raises(snir.NirError, match=r"'initial_state': the membrane reaches v_threshold within dt of the "
+                                            r"first step, without input"):
+        network.simulate(np.zeros((2, 1)))
+
+
+def test_an_atif_spike_carries_the_model_s_threshold_exactly_under_exact():
+    # qualia.ATIF outputs spikes * threshold; the node holds prev(threshold) (11), so the pulse is
+    # next(v_threshold) = 1.0 (the mutant used v_threshold, one ulp short).  IF r = 1: 0.6 + 0.6 fires.
+    graph, _ = snir.export("qualia.ATIF", {"threshold": 1.0}, dt=1.0, neurons=1, lossy=True)
+    trace = snir.load(graph, dt=1.0, method="exact", extensions=True).simulate(np.array([[0.6], [0.6], [0.3]]))
+    np.testing.assert_array_equal(trace.outputs["out"][:, 0], [0.0, 1.0, 0.0])
+
+
+def test_spike_step_differences_counts_a_double_spike_and_refuses_other_shapes():
+    # A step holding 2 is two spikes at that step (mutant: counted once).
+    assert snir.spike_step_differences(np.array([[2.0]]), np.array([[1.0]]))[0] == 1
+    mismatched, steps = snir.spike_step_differences(np.array([[0.0], [2.0]]), np.array([[1.0], [1.0]]))
+    assert mismatched == 0 and steps.tolist() == [1, 0]
+    with pytest.raises(ValueError, match=r"other: shape \(2, 2\), expected the reference's \(2, 1\)"):
+        snir.spike_step_differences(np.zeros((2, 1)), np.zeros((2, 2)))
+
+
+def test_a_file_whose_root_is_not_a_graph_is_refused(tmp_path):
+    # Mutant: the root's type unchecked, a file whose root says LIF was read as a graph.
+    path = tmp_path / "root.nir"
+    snir.save(_graph(), path)
+    with h5py.File(path, "a") as f:
+        del f["node/type"]
+        f["node"].create_dataset("type", data="LIF", dtype=h5py.string_dtype())
+    with pytest.raises(snir.NirError, match=r"not a NIR graph \(the root node is 'LIF', expected 'NIRGraph'\)$"):
+        snir.read(path)
+
+
+def test_a_graph_node_without_a_required_field_is_refused_by_name():
+    # A graph built in memory (not read from a file) with tau unset; mutant: the field was skipped and
+    # the load failed later without naming it.
+    graph = _graph()
+    graph.nodes["lif"].tau = None
+    with pytest.raises(snir.NirError, match=r"^node 'lif' \(LIF\): missing field 'tau'$"):
+        snir.load(graph, dt=1e-3, method="exp")
