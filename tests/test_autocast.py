@@ -18,6 +18,7 @@ import inspect
 import pytest
 import torch
 
+import snnref
 import snnref.functional as F
 from snnref import nn as snn
 from snnref.compat import qualia, rnnbuilder
@@ -177,3 +178,26 @@ def test_hardware_observations_are_cast_with_the_input_in_any_tuple():
     expected = F.cuba_lif_integration(x.float(), hw_data=(spikes.float(), membrane.float(), None), **SPIKING_HX)
     for value, reference in zip(observed[:3], expected[:3]):
         assert value.dtype == torch.float32 and torch.equal(value, reference)
+
+
+# Found by mutation testing: each failed with one bug planted in snnref/backend.py.
+def test_the_cast_reaches_every_container_and_keeps_a_named_tuples_type():
+    # float32_under_autocast finds the device in nested arguments and casts half tensors wherever they
+    # are (mutants: no look into containers; lists left half; a named tuple turned into a plain tuple,
+    # which a caller reading its fields by name could no longer use).
+    from snnref import backend
+
+    Pair = collections.namedtuple("Pair", "first second")
+    half = torch.ones(2, dtype=torch.bfloat16)
+    assert backend._first_tensor(("tether.LIF", 3, {"state": [None, half]})) is half
+    cast = backend._float32({"listed": [half, 1.5], "named": Pair(half, None)})
+    assert cast["listed"][0].dtype == torch.float32 and cast["listed"][1] == 1.5
+    assert type(cast["named"]) is Pair and cast["named"].first.dtype == torch.float32 and cast["named"].second is None
+
+
+def test_under_autocast_a_tensor_on_a_device_autocast_does_not_know_is_left_to_simulate():
+    # meta: autocast has no dtype for it (torch.autocast("meta") raised "unsupported scalarType"); the
+    # call must reach simulate, whose own check names the device (mutant: autocast entered anyway).
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(ValueError, match=r"^x: a tensor on the 'meta' device holds no values"):
+            snnref.simulate("tether.LIF", torch.zeros(4, 3, device="meta"))

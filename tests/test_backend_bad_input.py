@@ -88,6 +88,20 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
     assert snnref.simulate("tether.LIF", X, backend="auto").outputs["out"].shape == X.shape
 
 
+
+def test_a_family_without_triton_kernels_is_refused_by_name(monkeypatch):
+    # Every family has kernels today; one added without them (its spec and torch layers only) must be
+    # refused by name, not fail on a missing import (mutant: the check dropped, the kernels imported).
+    import importlib.util
+
+    from snnref import backend
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(backend.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "snnref.kernels.lif" else find_spec(name, *args))
+    raises(ValueError, r"^backend: 'triton' has no kernels for tether.LIF \(family 'lif'\); use backend='torch'$",
+           "tether.LIF", X, backend="triton")
+
 def test_cooldown_input_overflow_is_named():
     raises(ValueError, "x", "rnnbuilder.Cooldown", torch.full((2, 1, 2), 100.0))
 

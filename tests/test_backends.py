@@ -448,3 +448,13 @@ def test_golden_traces_are_reproduced(backend_spec):
             report = equivalence.compare(case, backend_spec.name, dtype, reference=expected)
             failures += [f"{name} {report.dtype}: {failure}" for failure in report.failures]
     assert not failures, "\n".join(failures[:10])
+
+
+def test_a_trace_names_its_model_by_the_registry_key_when_given_the_row():
+    # simulate takes a registry row as well as its key; the Trace's model is the key either way, as
+    # the reference's is (found by mutation testing: the argument itself was stored, here the row).
+    row = registry.MODELS["tether.LIF"]
+    x = torch.full((3, 2), 0.5)
+    assert spec.simulate(row, x.numpy()).model == "tether.LIF"
+    for name in ("torch", "cpu"):
+        assert snnref.simulate(row, x, backend=name).model == "tether.LIF"

@@ -219,6 +219,15 @@ def test_half_storage_refuses_a_nonnegative_parameter_below_its_normal_range():
         snnref.simulate("hxtorch.cuba_refractory_lif", x, {**scaled, "refractory_time": 1e-6}, backend="triton")
 
 
+
+def test_half_storage_takes_a_refractory_time_of_zero():
+    # 0 is exact in every storage: only values strictly between 0 and the normal range lose their
+    # precision (mutant: every magnitude below it, 0 included, refused).
+    x = torch.ones(2, 1, 3, dtype=torch.float16)
+    scaled = {"tau_syn": 10.0, "tau_mem": 10.0, "dt": 1.0, "refractory_time": 0.0}
+    trace = snnref.simulate("hxtorch.cuba_refractory_lif", x, scaled, backend="triton")
+    assert trace.outputs["out"].dtype == torch.float16
+
 def test_tether_functional_contract_dispatches_to_the_kernels():
     from snnref import functional
 
