@@ -19,7 +19,7 @@ import torch
 
 import snnref
 from snnref import registry
-from snnref.second_order import TORCH_SECOND_ORDER, SecondOrderError
+from snnref.second_order import TORCH_SECOND_ORDER, SecondOrderError, first_order
 from snnref.testing import _checks as checks, _fd
 from snnref.testing._equivalence import _tensor
 
@@ -131,3 +131,44 @@ def test_a_gradient_without_create_graph_is_the_scans_own():
     loss = snnref.simulate("tether.PLIF", x, backend="cpu").outputs["out"].sum()
     gradient, = torch.autograd.grad(loss, x)
     assert gradient.grad_fn is None and not gradient.requires_grad
+
+
+# Found by mutation testing (snnref/second_order.py): the second_order suite above passes whether a
+# refusal comes when the gradient is built or when it is differentiated, and its Functions each save
+# an output or every input; these pin down when and where first_order refuses.
+def _toy(saved):
+    """y = 2 a + b, a first-order backward; ``saved`` picks which inputs it saves."""
+
+    class Toy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.save_for_backward(*saved(a, b))
+            return 2 * a + b
+
+        @staticmethod
+        @first_order("toy", "cpu")
+        def backward(ctx, cotangent):
+            return 2 * cotangent, cotangent
+
+    return Toy.apply
+
+
+def test_a_gradient_built_with_a_graph_is_refused_only_when_differentiated_again():
+    # Both leaf inputs saved: the gradient itself is the backward's (2 and 1 per element); only its own
+    # derivative raises (mutant: a leaf never counted as reached, so the build itself raised).
+    a, b = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
+    grad_a, grad_b = torch.autograd.grad(_toy(lambda a, b: (a, b))(a, b).sum(), (a, b), create_graph=True)
+    assert grad_a.tolist() == [2.0, 2.0, 2.0] and grad_b.tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(SecondOrderError, match="toy family's backward on backend 'cpu'"):
+        torch.autograd.grad((grad_a * a).sum(), a)
+
+
+def test_an_input_the_saved_tensors_do_not_reach_is_refused_when_the_gradient_is_built():
+    # Only a is saved: a second derivative with respect to b would pass beside _Refused, so the build
+    # raises.  b a leaf (mutant: only the first input checked), and b the second output of the node
+    # that made a (mutant: any output of that node counted as reaching b).
+    leaf_a, leaf_b = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
+    w = torch.ones(6, requires_grad=True)
+    for a, b in ((leaf_a, leaf_b), torch.chunk(w * 1, 2)):
+        with pytest.raises(SecondOrderError, match="toy family's backward"):
+            torch.autograd.grad(_toy(lambda a, b: (a,))(a, b).sum(), (a, b), create_graph=True)
