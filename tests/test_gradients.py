@@ -51,6 +51,35 @@ def test_gradient_check_catches_a_wrong_gradient(key, plant_backward):
     assert checks.gradient_check(case).errors["x"] > FD_BOUND
 
 
+
+def test_richardson_extrapolation_is_exact_through_the_fifth_order():
+    # Found by mutation testing: with one extrapolation dropped every gradient test still passed (their
+    # steps are small enough), but the check's accuracy claim rests on both.  phi(h) = 2h + h^3 + h^5:
+    # the central difference at step s is 2 + s^2 + s^4; the first extrapolation removes s^2, the
+    # second s^4, so at h = 1 (every value a dyadic rational, exact in float64) the result is 2 exactly,
+    # where one extrapolation leaves 2 - (1/2)^4 / 4 = 1.984375.
+    assert checks._richardson(lambda h: 2 * h + h ** 3 + h ** 5, 1.0) == 2.0
+
+
+def test_gradient_check_starts_an_unset_state_at_the_parameter_it_names(monkeypatch):
+    # hxtorch.cuba_lif's v starts at the parameter leak (registry initial "leak").  A case drawn without
+    # an initial state must be checked from there, as the model runs it; found by mutation testing:
+    # started at 0, the check agreed with itself at a point the model never starts from.
+    seen = []
+    vjp = spec.vjp
+
+    def recording(model, x, params, state, *args, **kwargs):
+        seen.append({k: np.array(v) for k, v in state.items()})
+        return vjp(model, x, params, state, *args, **kwargs)
+
+    monkeypatch.setattr(spec, "vjp", recording)
+    case = checks.random_case("hxtorch.cuba_lif", np.random.default_rng(0), steps=3, batch=2, neurons=3,
+                              per_neuron=True, random_state=False)
+    case.params["leak"] = np.array([0.25, -0.5, 0.75])
+    checks.gradient_check(case, directions=1)
+    assert np.array_equal(seen[0]["v"], np.array([[0.25, -0.5, 0.75]] * 2))
+    assert np.array_equal(seen[0]["i"], np.zeros((2, 3)))
+
 # ---- Every gradient a caller can get is verified (issue 8, item 6) ----
 
 def _not_trained(row):

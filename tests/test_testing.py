@@ -101,6 +101,20 @@ def test_strategies_draw_valid_cases_for_every_model(key, data):
     assert set(case.params) == {p.name for p in row.params}
 
 
+
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items() if row.inject))
+def test_a_case_with_injection_observes_every_trace_the_model_accepts(key):
+    # Found by mutation testing: with the membrane trace left out, hxtorch.cuba_li's injected cases
+    # injected nothing and every "inject" gradient test of it ran without injection.
+    from snnref.testing import _checks
+
+    case = _checks.random_case(key, np.random.default_rng(0), steps=4, batch=2, neurons=3, inject=True)
+    assert set(case.inject) == set(registry.model(key).inject)
+    for name, trace in case.inject.items():
+        assert trace.shape == case.x.shape and np.all(np.isfinite(trace))
+        if name == "spikes":
+            assert set(np.unique(trace)) <= {0.0, 1.0}
+
 @pytest.mark.parametrize("key", ["tether.LIF", "tether.PLIF"])
 def test_tether_functional_conforms_through_its_adapter(key):
     fn = functional.lif if key == "tether.LIF" else functional.plif
