@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, strategies as st
+from torch.autograd.gradcheck import GradcheckError
 
 from fixtures.cpu_mutants import poison_outputs, stores_past_the_end
 import snnref
@@ -393,6 +394,68 @@ def test_gradcheck_on_the_smooth_twin_replaying_another_run_s_values(backend_spe
     # Replayed values of the run's own make a replayed reset equal the twin's spike F(u):
     # a backward that rebuilt p[t-1] from F(u) instead of the replayed reset passed.
     assert gradcheck.smooth_twin_gradcheck(_twin_case(key, seed=6, steps=6), backend_spec.name, foreign=True)
+
+
+@pytest.mark.parametrize("key", ["tether.LIF", "hxtorch.cuba_lif"])
+def test_the_function_gradcheck_differentiates_is_the_case_s_smooth_twin(key):
+    # Found by mutation testing (snnref/testing/_fd.py): gradcheck passes on any differentiable
+    # function, so a twin that dropped an input's gradient, the final states, the parameters'
+    # rescaling, or that replayed its own run where it should replay x reversed, passed all the same.
+    # The twin must be simulate's smooth twin of the case itself, bit for bit, with x, every
+    # differentiable parameter and every initial state as inputs taking a gradient.  The parameters sit
+    # at the top of their sample range, where the rescaling to order one divides and multiplies by
+    # exactly the value itself.
+    row = registry.MODELS[key]
+    case = _twin_case(key, seed=6, steps=6)
+    for name in row.differentiable:
+        case.params[name] = np.full_like(case.params[name], max(abs(v) for v in row.param(name).sample))
+
+    def tensors(values):
+        return {k: torch.tensor(v) for k, v in values.items()}
+
+    def smooth(x, detached=None):
+        return snnref.simulate(key, x, tensors(case.params), tensors(case.state), backend="torch",
+                               surrogate=case.surrogate, inject=tensors(case.inject) if case.inject else None,
+                               smooth=True, detached=detached)
+
+    x = torch.tensor(case.x)
+    own, reversed_run = smooth(x).detached, smooth(x.flip(0)).detached
+    assert any(not torch.equal(own[k], reversed_run[k]) for k in own)  # the two replays differ here
+    for foreign, held in ((False, own), (True, reversed_run)):
+        twin, inputs = gradcheck._smooth_twin(case, "torch", foreign)
+        assert len(inputs) == 1 + len(row.differentiable) + len(case.state)
+        assert all(value.requires_grad for value in inputs)
+        expected = smooth(x, held)
+        want = [*expected.outputs.values(), *expected.final_state.values()]
+        got = twin(*inputs)
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want)), foreign
+
+
+class _Skewed(torch.autograd.Function):
+    """The identity, whose backward scales the cotangent by 1 + 1e-4: a gradient wrong by 1e-4."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, cotangent):
+        return cotangent * (1 + 1e-4)
+
+
+def test_gradcheck_on_the_smooth_twin_catches_a_gradient_wrong_by_1e_4(monkeypatch):
+    # Found by mutation testing: with atol 1e-3 instead of 1e-7 the gradcheck tests above still passed,
+    # every planted gradient bug being far larger.  Order-one Jacobian entries wrong by 1e-4 of
+    # themselves are far over gradcheck's atol 1e-7 + rtol 1e-5, and must fail it.
+    run = gradcheck.simulate
+
+    def skewed(*args, **kwargs):
+        trace = run(*args, **kwargs)
+        return replace(trace, outputs={k: _Skewed.apply(v) for k, v in trace.outputs.items()})
+
+    monkeypatch.setattr(gradcheck, "simulate", skewed)
+    with pytest.raises(GradcheckError):
+        gradcheck.smooth_twin_gradcheck(_twin_case("tether.LIF", seed=5, steps=4), "torch")
 
 
 def _replaying_another_run(case, backend, dtype, device="cpu"):
