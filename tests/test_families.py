@@ -62,6 +62,27 @@ def test_a_missing_attribute_names_the_family_layer_and_attribute(monkeypatch):
         families.validate("half_done")
 
 
+# Found by mutation testing (snnref/families.py): each passed with its check changed.
+def test_a_required_function_that_is_not_callable_is_refused(monkeypatch):
+    torch_op = types.ModuleType("snnref.ops.not_callable")
+    torch_op.run = 3  # set, but no function
+    monkeypatch.setitem(sys.modules, torch_op.__name__, torch_op)
+    with pytest.raises(families.FamilyError, match=r"snnref\.ops\.not_callable lacks the required function 'run'"):
+        families.checked("not_callable", "torch")
+
+
+def test_a_family_module_missing_a_module_it_imports_raises_that_error(monkeypatch):
+    # The family's module exists but cannot import numba: that is the error to see, not "no module
+    # snnref.kernels.cpu.<family>" (mutant: every ModuleNotFoundError read as the family's own).
+    def import_module(name):
+        raise ModuleNotFoundError("No module named 'numba'", name="numba")
+
+    monkeypatch.setattr(families.importlib, "import_module", import_module)
+    with pytest.raises(ModuleNotFoundError, match="No module named 'numba'") as error:
+        families.module("needs_numba", "cpu")
+    assert not isinstance(error.value, families.FamilyError)
+
+
 def test_a_spec_module_without_its_resets_is_refused(monkeypatch):
     reference = types.ModuleType("snnref.spec.undeclared")
     reference.forward = reference.backward = lambda *args: None
