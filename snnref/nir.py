@@ -741,6 +741,11 @@ def _require(name, kind, condition, field_name, what):
         raise NirError(f"node {name!r} ({kind}): field {field_name!r}: {what}")
 
 
+def _a(kind):
+    """A node type with its article, by sound: an LIF, an IF, a CubaLIF."""
+    return f"{'an' if kind[0] in 'AEILO' else 'a'} {kind}"
+
+
 def _check_extensions(unit, ext):
     """The snnref extensions of a unit: well formed, on a node they apply to, and no refractory time with
     the subtractive reset (SPEC.md section 9 holds v at v_reset, which that reset does not reach)."""
@@ -755,7 +760,7 @@ def _check_extensions(unit, ext):
         if not spiking or tau_ref.dtype.kind not in "iuf" or tau_ref.shape not in ((), (1,), (unit.width,)) \
                 or not np.all(np.isfinite(tau_ref) & (tau_ref >= 0)):
             raise NirError(f"{where} 'tau_ref': expected a refractory time >= 0 (finite; a scalar or one per "
-                           f"neuron, ({unit.width},)) on a spiking node, got {ext['tau_ref']!r} on a {unit.kind}")
+                           f"neuron, ({unit.width},)) on a spiking node, got {ext['tau_ref']!r} on {_a(unit.kind)}")
         if ext.get("reset") == "subtract" and np.any(tau_ref > 0):
             raise NirError(f"{where} 'tau_ref': a refractory time needs the hard reset (SPEC.md section 9 holds v "
                            f"at v_reset for tau_ref after each spike); this node has the subtractive reset")
@@ -769,7 +774,7 @@ def _check_extensions(unit, ext):
         if key not in names or array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) \
                 or array.shape[-1:] not in ((), (1,), (unit.width,)):
             raise NirError(f"{where} 'initial_state': expected finite numbers of shape (..., {unit.width}) for the "
-                           f"state variables of a {unit.kind} ({', '.join(names)}), got {key!r}: {value!r}")
+                           f"state variables of {_a(unit.kind)} ({', '.join(names)}), got {key!r}: {value!r}")
 
 
 def _check_exact_time_constants(unit):

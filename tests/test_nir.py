@@ -879,7 +879,7 @@ LOAD_ERRORS = [
      r"node 'li' \(LI\): spikes \(pulses\) pass between neuron nodes"),
     # 'i' is a CUBA node's state; an IF has none.
     (_extended(_if_node(), initial_state={"i": np.array([0.1])}), ("exact", "exp"), True,
-     r"node 'n': snnref extension 'initial_state': expected finite numbers .* of a IF \(v, m\), got 'i'"),
+     r"node 'n': snnref extension 'initial_state': expected finite numbers .* of an IF \(v, m\), got 'i'"),
     # The subtractive reset at v_threshold 0 (from rest -1, below it) would fire without end.
     (_extended(nir.IF(r=np.ones(1), v_threshold=np.zeros(1), v_reset=-np.ones(1)), reset="subtract"), ("exact",),
      True, r"node 'n' \(IF\): field 'v_threshold': the subtractive reset .* needs v_threshold > 0"),
