@@ -343,7 +343,7 @@ def test_verify_examples_below_one_is_a_usage_error(count, capsys):
 @pytest.mark.parametrize("make_target,message", [
     (lambda tmp: tmp / "missing" / "r.json", "--json: the directory"),
     (lambda tmp: tmp, "is a directory; expected a file name"),
-    (lambda tmp: (tmp / "file").write_text("") or tmp / "file" / "r.json", "--json: the directory"),
+    (lambda tmp: (tmp / "file").write_text("") or tmp / "file" / "r.json", "file exists and is not a directory"),
 ])
 def test_verify_json_target_is_checked_before_the_run(make_target, message, tmp_path, capsys):
     target = make_target(tmp_path)
