@@ -58,7 +58,8 @@ def test_exact_relations_have_spikes_to_compare(key, studies):
     assert study.spikes > 0 or key == "rnnbuilder.NoReset"
 
 
-def test_a_wrong_decay_breaks_the_exact_relation(monkeypatch):
+def _decay_off_by_1e3(monkeypatch):
+    """Every level's decay off by 1e-3: tether.LIF's exact relation breaks."""
     original = convergence.level_params
 
     def off_by_1e3(case, dt):
@@ -68,6 +69,10 @@ def test_a_wrong_decay_breaks_the_exact_relation(monkeypatch):
         return params
 
     monkeypatch.setattr(convergence, "level_params", off_by_1e3)
+
+
+def test_a_wrong_decay_breaks_the_exact_relation(monkeypatch):
+    _decay_off_by_1e3(monkeypatch)
     study = converge("tether.LIF", levels=2)
     assert verify.check_relation(study), study.max_deviation
 
@@ -270,15 +275,7 @@ def test_cli_refuses_a_negative_seed_as_verify_does(capsys):
 
 def test_cli_exits_1_when_a_claim_fails(monkeypatch, capsys):
     # A decay off by 1e-3 breaks tether.LIF's exact relation: the row says FAIL and the exit code is 1.
-    original = convergence.level_params
-
-    def off_by_1e3(case, dt):
-        params = original(case, dt)
-        if "decay" in params:
-            params["decay"] = params["decay"] * (1 - 1e-3)
-        return params
-
-    monkeypatch.setattr(convergence, "level_params", off_by_1e3)
+    _decay_off_by_1e3(monkeypatch)
     assert continuous_cli.run(_parse("--model", "tether.LIF", "--levels", "2", "--no-fd")) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "0 passed, 1 failed" in out
