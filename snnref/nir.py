@@ -90,7 +90,10 @@ state: a spike is the threshold reached from below, so a tonic LIF at rest above
 threshold is refused, by the node and field), v_reset < v_threshold for the
 hard reset (else it fires again at once, without end) and v_threshold > 0 for
 the subtractive one.  While a graph runs, a pulse whose jump (r/tau x, r x,
-w_in/tau_syn x) or a state that overflows float64 is refused by node (and field).
+w_in/tau_syn x) or a state that overflows float64 is refused by node (and field),
+and so are, as they depend on x's batch, a recorded initial state that does not
+broadcast to it and (method "exact") one that reaches v_threshold within dt of
+the first step without input.
 
 What NIR cannot say (no node field) is refused unless ``lossy=True``: subtractive
 reset, refractory time, the ``>=`` test, an output scaled by the threshold
