@@ -783,9 +783,10 @@ def _check_extensions(unit, ext):
 def _check_exact_time_constants(unit):
     """snnref.continuous's normal time constants, by the node and field that hold them (it named its own
     ``params['tau']``, which a merged synapse, (12), does not even have)."""
-    tiny = float(np.finfo(np.float64).tiny)
+    from .continuous.nodes import SMALLEST_TIME_CONSTANT as tiny, TIME_CONSTANTS
+
     merged = len(unit.nodes) == 2 and unit.threshold is None
-    for key in ("tau", "tau_syn", "tau_mem"):
+    for key in TIME_CONSTANTS:
         if key not in unit.fields or np.all(unit.fields[key] >= tiny):
             continue
         (name, node), field_name, what = unit.nodes[0], key, "a time constant"
