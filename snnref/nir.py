@@ -118,6 +118,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -137,6 +138,14 @@ except ImportError as _missing:  # pragma: no cover - exercised only without the
 class NirError(ValueError):
     """A graph, model or argument snnref cannot convert; the message names the node and field."""
 
+
+def _warn(message):
+    """A UserWarning attributed to the caller's first line outside this module (``load``, ``read`` and
+    ``Network`` reach the same checks at different depths; a fixed stacklevel named a line in here)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 METHODS = ("exact", "euler", "exp")
 _NEURONS = ("LI", "LIF", "I", "IF", "CubaLI", "CubaLIF")
@@ -363,9 +372,8 @@ def _node_from_tree(name, tree):
     # a field of another node type) changes nothing here: say so, rather than run without it unnoticed.
     unknown = sorted(set(tree) - set(_FIELDS[kind] + _OPTIONAL.get(kind, ())) - {"type", "metadata"})
     if unknown:
-        warnings.warn(f"node {name!r} ({kind}): {', '.join(map(repr, unknown))} "
-                      f"{'is not a field' if len(unknown) == 1 else 'are not fields'} of NIR's {kind}; ignored",
-                      stacklevel=4)
+        _warn(f"node {name!r} ({kind}): {', '.join(map(repr, unknown))} "
+              f"{'is not a field' if len(unknown) == 1 else 'are not fields'} of NIR's {kind}; ignored")
     metadata = tree.get("metadata", {})
     values = {k: np.asarray(tree[k]) for k in _FIELDS[kind] + _OPTIONAL.get(kind, ()) if k in tree}
     if kind in ("Input", "Output"):
@@ -785,18 +793,24 @@ def _check_exact_time_constants(unit):
     ``params['tau']``, which a merged synapse, (12), does not even have)."""
     from .continuous.nodes import SMALLEST_TIME_CONSTANT as tiny, TIME_CONSTANTS
 
-    merged = len(unit.nodes) == 2 and unit.threshold is None
     for key in TIME_CONSTANTS:
         if key not in unit.fields or np.all(unit.fields[key] >= tiny):
             continue
-        (name, node), field_name, what = unit.nodes[0], key, "a time constant"
-        if merged:
-            name, node = unit.nodes[0] if key == "tau_syn" else unit.nodes[1]
-            field_name = "tau" if isinstance(node, (nir.LI, nir.LIF)) else "r"
-            what = "a time constant" if field_name == "tau" else "1/r (its time constant, (12))"
+        where, what = _time_constant_field(unit, key)
         value = float(unit.fields[key][unit.fields[key] < tiny].flat[0])
-        raise NirError(f"node {name!r} ({type(node).__name__}): field {field_name!r}: method 'exact' needs {what} "
-                       f"of at least {tiny!r} s (the smallest normal float64), got {value!r}")
+        raise NirError(f"{where}: method 'exact' needs {what} of at least {tiny!r} s (the smallest normal "
+                       f"float64), got {value!r}")
+
+
+def _time_constant_field(unit, key):
+    """("node 'name' (Type): field 'f'", what it is) for the unit's time constant ``key``: a merged
+    synapse's tau_syn is its LI's tau, and its tau_mem the next node's tau, or 1/r of an IF (12)."""
+    (name, node), field_name, what = unit.nodes[0], key, "a time constant"
+    if len(unit.nodes) == 2 and unit.threshold is None:
+        name, node = unit.nodes[0] if key == "tau_syn" else unit.nodes[1]
+        field_name = "tau" if isinstance(node, (nir.LI, nir.LIF)) else "r"
+        what = "a time constant" if field_name == "tau" else "1/r (its time constant, (12))"
+    return f"node {name!r} ({type(node).__name__}): field {field_name!r}", what
 
 
 def _check_exact(unit, ext):
@@ -905,14 +919,33 @@ def _general_plan(unit, dt, method, extensions):
                       "v >= next(v_threshold), the same test as NIR's v > v_threshold (11)")
 
 
+def _warn_unstable_euler(unit, dt):
+    """Forward Euler (6) multiplies v - v_leak by 1 - a and i by 1 - b each step: with dt above a time
+    constant that factor is negative (the state overshoots rest every step), and with dt above twice it
+    the state grows without bound.  That is what the method means, and what hxtorch computes at such a
+    dt, but a hardware team's graph rarely means it: say so once, at load, by node and field."""
+    # CubaIF's membrane has no leak: only its current decays by (1 - b).
+    keys = ("tau_syn",) if unit.kind == "CubaIF" else ("tau_mem", "tau_syn")
+    for key in keys:
+        tau = unit.fields[key]
+        if np.any(dt > tau):
+            worst = float(np.min(tau))
+            where, what = _time_constant_field(unit, key)
+            fate = "and diverges" if dt > 2 * worst else "without diverging (dt < 2 tau)"
+            _warn(f"{where}: dt = {dt!r} s exceeds {what} ({worst!r} s at the smallest); forward Euler (6) "
+                  f"overshoots rest every step there, {fate}; use method='exact' or a dt below {worst!r} s")
+            return
+
+
 def _plan(unit, dt, method, extensions):
+    if method == "euler" and unit.kind in ("CubaLI", "CubaLIF", "CubaIF"):
+        _warn_unstable_euler(unit, dt)
     plan = _hinted_plan(unit, dt, method, extensions)
     if plan is None:
         ignored = sorted(k for k in _extensions(unit.node) if k in _EXTENSION_NAMES)
         if ignored and not extensions:
-            warnings.warn(f"node {unit.nodes[0][0]!r} carries snnref extensions NIR cannot say "
-                          f"({', '.join(ignored)}); they are ignored (pass extensions=True to honour them)",
-                          stacklevel=3)
+            _warn(f"node {unit.nodes[0][0]!r} carries snnref extensions NIR cannot say "
+                  f"({', '.join(ignored)}); they are ignored (pass extensions=True to honour them)")
         plan = _general_plan(unit, dt, method, extensions)
     if plan.gain is not None and np.all(plan.gain == 1):
         plan.gain = None  # multiplying by exactly 1 changes nothing; skipping it documents that
@@ -1232,7 +1265,8 @@ def load(graph, *, dt=None, method="exact", extensions=False):
 
     ``method``: "exact" (``snnref.continuous``), "exp" (the registry model that
     is exact on the grid for pulse input, (5): LI, LIF, IF) or "euler"
-    (hxtorch's forward Euler, (6): CubaLI, CubaLIF; IF is the same under both).
+    (hxtorch's forward Euler, (6): CubaLI, CubaLIF; IF is the same under both;
+    it warns where dt exceeds a time constant, where each step overshoots rest).
     "exp" and "euler" fire where v > v_threshold at a step (NIR's test), "exact"
     where v reaches v_threshold (SPEC.md section 9): a pulse that lands v exactly
     on v_threshold fires under "exact" only (4).  Every method reports the same

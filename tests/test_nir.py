@@ -1340,3 +1340,50 @@ def test_a_graph_node_without_a_required_field_is_refused_by_name():
     graph.nodes["lif"].tau = None
     with pytest.raises(snir.NirError, match=r"^node 'lif' \(LIF\): missing field 'tau'$"):
         snir.load(graph, dt=1e-3, method="exp")
+
+
+
+def _euler_graph(kind, tau_mem, tau_syn):
+    """A CubaLI or CubaLIF node 'n', or an LI synapse 'syn' into an IF 'if' (CubaIF, (12): tau_mem = 1/r)."""
+    one = np.ones(2)
+    if kind == "CubaIF":
+        return nir.NIRGraph.from_list(nir.LI(tau=tau_syn * one, r=one, v_leak=0 * one),
+                                      nir.IF(r=one / tau_mem, v_threshold=1e9 * one, v_reset=0 * one))
+    fields = dict(tau_syn=tau_syn * one, tau_mem=tau_mem * one, r=one, w_in=one, v_leak=0 * one)
+    if kind == "CubaLIF":
+        fields.update(v_threshold=1e9 * one, v_reset=0 * one)
+    return _graph_with(getattr(nir, kind)(**fields), 2)
+
+
+@pytest.mark.parametrize("kind", ["CubaLI", "CubaLIF", "CubaIF"])
+def test_euler_at_a_dt_above_a_time_constant_warns_by_node_and_field(kind):
+    # Forward Euler (6) multiplies i by 1 - b and (with a leak) v - v_leak by 1 - a, b = dt/tau_syn,
+    # a = dt/tau_mem: for dt > tau the factor is negative, for dt > 2 tau its magnitude exceeds 1.
+    synapse = r"node 'li' \(LI\): field 'tau'" if kind == "CubaIF" else rf"node 'n' \({kind}\): field 'tau_syn'"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        snir.load(_euler_graph(kind, 1e-3, 2e-3), dt=1e-3, method="euler")  # a = 1, b = 1/2: no overshoot
+    with pytest.warns(UserWarning, match=synapse + r": dt = 0.005 s exceeds a time constant \(0.002 s at the "
+                      r"smallest\); forward Euler \(6\) overshoots rest every step there, and diverges; use "
+                      r"method='exact' or a dt below 0.002 s") as caught:
+        network = snir.load(_euler_graph(kind, 1.0, 2e-3), dt=5e-3, method="euler")
+    # Attributed to the caller's line, not to a line inside snnref.
+    assert [Path(warning.filename).name for warning in caught] == [Path(__file__).name]
+    x = np.zeros((12, 2))
+    x[0] = 1.0
+    current = network.simulate(x).outputs["i"][:, 0]
+    # The warning is true: each step multiplies the current by 1 - 5/2 = -1.5.
+    np.testing.assert_allclose(current[1:] / current[:-1], -1.5, rtol=1e-12)
+    if kind == "CubaIF":
+        # Its membrane has no leak: a tau_mem (1/r) below dt only scales the input, and is no instability.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            snir.load(_euler_graph(kind, 1e-4, 1.0), dt=1.5e-4, method="euler")
+    else:
+        with pytest.warns(UserWarning, match=rf"node 'n' \({kind}\): field 'tau_mem': dt = 0.00015 s exceeds a "
+                          r"time constant \(0.0001 s at the smallest\).*without diverging \(dt < 2 tau\)"):
+            snir.load(_euler_graph(kind, 1e-4, 1.0), dt=1.5e-4, method="euler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Method 'exact' integrates the ODE itself: there is no step to overshoot with.
+        snir.load(_euler_graph(kind, 1e-4, 2e-3), dt=5e-3, method="exact")
