@@ -183,7 +183,7 @@ def test_cli_prints_the_matrix_of_one_library_and_writes_it_as_json(tmp_path, ca
     for c in rows:
         assert f"  {c.name}\n    -> {c.model}: " in text and c.reason in text
     assert "-> rnnbuilder.LIF: conforms (worst 0." in text
-    assert "-> hxtorch.cuba_lif: fails: out:v at step 0" in text
+    assert "-> hxtorch.cuba_lif: fails: out:v at step 0\n    in: hxtorch.cuba_lif superspike random seed=" in text
     written = json.loads(path.read_text())["configurations"]
     assert [(r["configuration"], r["model"]) for r in written] == [(c.name, c.model) for c in rows]
     assert all(r["as_expected"] for r in written)
@@ -337,6 +337,10 @@ def test_evaluate_reads_the_first_failing_run_not_the_first_run(monkeypatch):
     verdict = conformance.evaluate(planted)
     assert (verdict.status, verdict.quantity, verdict.step) == (conformance.FAILS, "out:v", 7)
     assert verdict.detail == "second: out:v: max error"
+    # The row names that run, in the table and the JSON, so that a reader can rerun the case.
+    assert verdict.run == "second" and verdict.as_dict()["run"] == "second"
+    assert "\n    -> tether.LIF: fails: out:v at step 7  UNEXPECTED (recorded: conforms)\n    in: second\n" \
+        in conformance.table([verdict])
 
 
 def test_initial_takes_the_gates_tensor_and_fills_a_variable_it_does_not_give():

@@ -11,7 +11,8 @@ the library under the unchanged SPEC.md section 7 budget:
   gate's reason (a membrane the library does not return, the gradient of a
   parameter it keeps fixed): a verdict vouches only for what was compared;
 - ``fails``: the first failing quantity and its first failing step, read
-  from the first failing run (``quantity_at`` below);
+  from the first failing run (``quantity_at`` below), and that run's label
+  (model, surrogate, case kind, seed, shape, dtype): the case to rerun;
 - ``not installed``: the library, or a module its adapter needs, cannot be
   imported here (CI installs all five).
 
@@ -107,7 +108,8 @@ def _sinabs_multispike():
 CONFIGURATIONS: Tuple[Configuration, ...] = (
     Configuration("snntorch", 'Leaky(reset_mechanism="zero"), off threshold', "tether.LIF", adapters.snntorch_leaky,
                   CONFORMS, "one-step-delayed, detached zero reset and pre-reset membrane: tether's update; "
-                  "ATan(2a) is arctan(a)", kinds=OFF_THRESHOLD + ("golden",)),
+                  "ATan(2a) is arctan(a); an initial membrane above threshold is reset at the first step, tether's "
+                  "is not (no case starts there)", kinds=OFF_THRESHOLD + ("golden",)),
     Configuration("snntorch", 'Leaky(reset_mechanism="zero"), exact threshold', "tether.LIF", adapters.snntorch_leaky,
                   FAILS, "fires on mem - threshold > 0, tether on >= 0", "spikes", kinds=("threshold",)),
     Configuration("snntorch", 'Leaky(reset_mechanism="zero"), float64', "tether.LIF", adapters.snntorch_leaky,
@@ -167,6 +169,7 @@ class Verdict:
     quantity: str = ""  # the first failing quantity
     step: Optional[int] = None  # its first failing step (None: no time axis)
     detail: str = ""  # the first failure message
+    run: str = ""  # the first failing run's label (model, surrogate, case kind, seed, shape, dtype)
     not_checked: Tuple[str, ...] = ()  # the gate's list of what no run compared, each with its reason
 
     @property
@@ -205,7 +208,7 @@ class Verdict:
         return {"library": c.library, "version": LIBRARIES[c.library], "configuration": c.name, "model": c.model,
                 "verdict": self.status, "worst": self.worst, "quantity": self.quantity or None, "step": self.step,
                 "detail": self.detail, "reason": c.reason, "expected": c.expected,
-                "expected_quantity": c.quantity or None, "as_expected": self.as_expected,
+                "expected_quantity": c.quantity or None, "as_expected": self.as_expected, "run": self.run or None,
                 "not_checked": list(self.not_checked)}
 
 
@@ -259,7 +262,7 @@ def evaluate(configuration: Configuration) -> Verdict:
                        not_checked=not_checked)
     quantity, step, message = quantity_at(first, configuration.model)
     return Verdict(configuration, FAILS, quantity=quantity, step=step, detail=f"{first.label}: {message}",
-                   not_checked=not_checked)
+                   run=first.label, not_checked=not_checked)
 
 
 def select(library=None) -> Tuple[Configuration, ...]:
@@ -283,6 +286,9 @@ def table(verdicts) -> str:
             mark = "" if verdict.as_expected or verdict.status == NOT_INSTALLED else \
                 f"  UNEXPECTED (recorded: {c.expected}{': ' + c.quantity if c.quantity else ''})"
             lines.append(f"  {c.name}\n    -> {c.model}: {verdict.text()}{mark}")
+            if verdict.run:
+                # The case that shows it, so that a reader can rerun it (snnref gate with this model, kind and seed).
+                lines.append(f"    in: {verdict.run}")
             if verdict.status == CONFORMS and verdict.uncompared:
                 # A conforms vouches only for what was compared: say what was not, where it is a quantity.
                 lines.append(f"    not compared: {verdict.uncompared}")
