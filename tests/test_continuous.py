@@ -838,6 +838,56 @@ def test_cuba_solution_is_invariant_under_a_change_of_time_unit(scale):
             np.testing.assert_allclose(b[:, at[name]], a[:, at[name]], rtol=2 * bound, atol=0)
 
 
+def _one_pulse_derivatives(tau_syn, tau_mem, q, s):
+    """d/dtau_syn and d/dtau_mem of v and i at a time s after one pulse of charge q into a CubaLI at rest
+    (w_in = 1, R = 1), from the textbook v = q (E_s - E_m)/(tau_syn - tau_mem), i = q E_s/tau_syn, in
+    60-digit decimals; tau_syn != tau_mem."""
+    getcontext().prec = 60
+    ts, tm, q, s = Decimal(tau_syn), Decimal(tau_mem), Decimal(q), Decimal(s)
+    e_s, e_m, gap = (-s / ts).exp(), (-s / tm).exp(), ts - tm
+    dv_ts = q * (e_s * s / ts ** 2 / gap - (e_s - e_m) / gap ** 2)
+    dv_tm = q * (-e_m * s / tm ** 2 / gap + (e_s - e_m) / gap ** 2)
+    di_ts = q * e_s * (s / ts - 1) / ts ** 2
+    return float(dv_ts), float(dv_tm), float(di_ts)
+
+
+@pytest.mark.parametrize("tau_syn, tau_mem", [
+    (1e-15, 1e-2), (1e-30, 1e-2), (1e-50, 1e-2), (1e-200, 1e-2),  # a synapse far faster than the sample's delay
+    (1e-2, 1e-9), (1e-2, 1e-12), (1e-2, 1e-30),                   # a membrane far faster
+    (1e-3, 1e-2), (2e-4, 1e-4), (3e-3, 2.9e-3), (1e-2, 1.01e-2),  # comparable: both forms of (12b)
+])
+def test_cuba_time_constant_derivatives_keep_their_digits_at_every_ratio(tau_syn, tau_mem):
+    # The tangents once carried d i, where a pulse's -i/tau_syn and the flow's tau_syn term cancelled to the
+    # O(1) result: dv/dtau_syn was 7e-4 off at tau_syn = 1e-15 s, -9e15 at 1e-30 and 0 at 1e-50 (true: 2222);
+    # dv/dtau_mem, from K0 - K1, was 1e-3 off at tau_mem = 1e-9 s and 1e31 at 1e-30.  Each is a sum of
+    # exactly computed exponentials now: a few ulp (the exponentials' arguments carry one rounding each).
+    q, pulse, sample = 0.3, 1e-3, 4e-3
+    grads = gradients("CubaLI", {"tau_syn": tau_syn, "tau_mem": tau_mem, "v_leak": 0.0}, [pulse], [[q]],
+                      t_end=5e-3, samples=[sample])
+    at = {name: k for k, name in enumerate(grads.names)}
+    dv_ts, dv_tm, di_ts = _one_pulse_derivatives(tau_syn, tau_mem, q, sample - pulse)
+    for got, expected in ((grads.states["v"][0, 0, at["tau_syn"]], dv_ts),
+                          (grads.states["v"][0, 0, at["tau_mem"]], dv_tm),
+                          (grads.states["i"][0, 0, at["tau_syn"]], di_ts)):
+        np.testing.assert_allclose(got, expected, rtol=64 * EPS, atol=0)
+
+
+@pytest.mark.parametrize("tau_syn", [1e-9, 1e-15, 1e-30, 1e-200, 1e-3])
+def test_cuba_if_time_constant_derivatives_keep_their_digits(tau_syn):
+    # CubaIF: v = Q (1 - E_s)/tau_mem after one pulse of charge Q = 0.3 (R = w_in = 1), so dv/dtau_syn =
+    # -Q E_s s/tau_syn^2/tau_mem (0 once E_s underflows; it was -3.8e-6 at tau_syn = 1e-9 s) and
+    # dv/dtau_mem = -v/tau_mem.
+    s, q, tau_mem = 3e-3, 0.3, 1e-2
+    grads = gradients("CubaIF", {"tau_syn": tau_syn, "tau_mem": tau_mem, "v_threshold": 1e9}, [1e-3], [[q]],
+                      t_end=5e-3, samples=[1e-3 + s])
+    at = {name: k for k, name in enumerate(grads.names)}
+    e_s = math.exp(-s / tau_syn)
+    assert grads.states["v"][0, 0, at["tau_syn"]] == pytest.approx(-q * e_s * (s / tau_syn) / tau_syn / tau_mem,
+                                                                   rel=16 * EPS, abs=0)
+    assert grads.states["v"][0, 0, at["tau_mem"]] == pytest.approx(-q * -math.expm1(-s / tau_syn) / tau_mem ** 2,
+                                                                   rel=16 * EPS, abs=0)
+
+
 @pytest.mark.parametrize("node, tau_syn, tau_mem, w_in", [
     ("CubaLIF", 1e-160, 1e160, 1.0), ("CubaLI", 1e-160, 1e160, 1.0), ("CubaLI", 1e160, 1e-160, 1e160)])
 def test_time_constants_whose_ratio_leaves_the_float64_range(node, tau_syn, tau_mem, w_in):

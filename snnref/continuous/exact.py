@@ -83,18 +83,32 @@ against a 50-digit solve).
       exact neuron does not have.
 
 Sensitivities (forward mode, a tangent vector d over all inputs p per state
-variable, the derivative at fixed time t).  Flow (1)-(5) over a fixed s:
-(11) d i(s) = E_s d i0 + i0 E_s s/tau_syn^2 e[tau_syn]
-(12) CUBA leaky: d v(s) = E_m d v0 + (1 - E_m) e[v_leak] + (s/tau_mem) K0 (R d i0 + i0 e[r])
-         + ((v0 - v_leak) E_m s/tau_mem^2 + R i0 (s/tau_mem^2)(-K0 + (s/tau_mem)(K0 - K1))) e[tau_mem]
-         + R i0 (s/tau_mem) K1 (s/tau_syn^2) e[tau_syn]
-(13) CubaIF: d v(s) = d v0 + (tau_syn/tau_mem) G (R d i0 + i0 e[r])
-         + R i0 (G - (s/tau_syn) E_s)/tau_mem e[tau_syn] - R i0 tau_syn G/tau_mem^2 e[tau_mem],
-     G = 1 - E_s
+variable, the derivative at fixed time t).  The current's tangent is carried as that
+of its charge Q = tau_syn i:
+(11a) d Q = tau_syn d i + i e[tau_syn] (at the start: tau_syn e[state.i] + i0 e[tau_syn]);
+      d i = (d Q - i e[tau_syn])/tau_syn where a sample reports it.
+A pulse adds w_in q to Q whatever tau_syn is.  Carried as d i, a pulse added
+-i/tau_syn e[tau_syn] and the flow's tau_syn term took it back: two terms of order
+1/tau_syn whose difference is the O(1) derivative, all digits lost for a fast synapse
+(dv/dtau_syn 7e-4 off at tau_syn = 1e-15 s, tau_mem = 1e-2 s, 3 ms after the pulse;
+-9e15 at 1e-30 s and 0 at 1e-50 s, where it is 2222).  Flow (1)-(5) over a fixed s:
+(11) d Q(s) = E_s d Q0 + Q0 E_s (s/tau_syn)/tau_syn e[tau_syn]
+(12) CUBA leaky: d v(s) = E_m d v0 + (1 - E_m) e[v_leak] + G (R d Q0 + Q0 e[r])
+         + ((v0 - v_leak) E_m s/tau_mem^2 + R Q0 G_m) e[tau_mem] + R Q0 G_s e[tau_syn]
+(12b) G = (E_s - E_m)/(tau_syn - tau_mem) = (s/tau_mem) K0/tau_syn (v(s) of one unit of
+      charge), G_m and G_s its partial derivatives in tau_mem and tau_syn.  For |x| <= 1
+      from K0 and K1: tau_syn G_m = (s/tau_mem)(-K0 + (s/tau_mem)(K0 - K1))/tau_mem and
+      tau_syn G_s = (s/tau_mem)(-K0 + (s/tau_syn) K1)/tau_syn; for |x| > 1 in closed form,
+      G_m = (G - E_m s/tau_mem^2)/(tau_syn - tau_mem) and
+      G_s = (E_s s/tau_syn^2 - G)/(tau_syn - tau_mem).  There the K form cancels two terms
+      of order 1/tau to an O(1) result as E_m or E_s vanishes: dv/dtau_mem was 1e-3 off at
+      tau_mem = 1e-9 s, tau_syn = 1e-2 s, 3 ms after the pulse, while the closed form's
+      terms are then the exponential's own.
+(13) CubaIF: d v(s) = d v0 + ((1 - E_s)/tau_mem)(R d Q0 + Q0 e[r])
+         - R Q0 E_s (s/tau_syn^2)/tau_mem e[tau_syn] - R Q0 (1 - E_s)/tau_mem^2 e[tau_mem]
 (14) LI, LIF: d v(s) = E d v0 + (1 - E) e[v_leak] + (v0 - v_leak) E s/tau^2 e[tau]
-Pulses (fixed times): (15) CUBA: d i += (q/tau_syn) e[w_in] - w_in q/tau_syn^2 e[tau_syn]
-+ (w_in/tau_syn) e[q]; LI, LIF: d v += (q/tau) e[r] - R q/tau^2 e[tau] + (R/tau) e[q];
-I, IF: d v += q e[r] + R e[q].
+Pulses (fixed times): (15) CUBA: d Q += q e[w_in] + w_in e[q]; LI, LIF: d v += (q/tau) e[r]
+- R q/tau^2 e[tau] + (R/tau) e[q]; I, IF: d v += q e[r] + R e[q].
 Spike by a crossing at t* (implicit function theorem on v(t*) = v_threshold):
 (16) d t* = -(d v(t*-) - e[v_threshold]) / v'(t*-)
 and the jump of the tangent across the reset (the saltation relation, with v+ = R(v-)):
@@ -158,6 +172,23 @@ def kernels(s, tau_mem, tau_syn):
     return (e_s - e_m) / x, ((x * e_s - e_s + e_m) / x) / x
 
 
+def charge_kernels(s, tau_mem, tau_syn):
+    """(12b): tau_syn G, tau_syn G_m and tau_syn G_s for a duration s >= 0, scaled by tau_syn to be
+    multiplied by R i rather than R Q (G_m ~ 1/tau^2 leaves the float64 range at time scales near
+    1e-160, where R i tau_syn G_m ~ 1/tau does not).  Every product with an exponential is formed
+    before a division by a time constant: where it underflows the term is 0, not 0 x inf."""
+    x = s * _delta(tau_mem, tau_syn)
+    if abs(x) <= 1:
+        k0, k1 = kernels(s, tau_mem, tau_syn)
+        rise = k0 * (s / tau_mem)
+        return (rise, (rise - k0 - k1 * (s / tau_mem)) * (s / tau_mem) / tau_mem,
+                (k1 * (s / tau_syn) - k0) * (s / tau_mem) / tau_syn)
+    e_m, e_s = math.exp(-s / tau_mem), math.exp(-s / tau_syn)
+    gap = tau_syn - tau_mem
+    rise = (tau_syn / gap) * (e_s - e_m)
+    return rise, (rise - (tau_syn / tau_mem) * (e_m * (s / tau_mem))) / gap, (e_s * (s / tau_syn) - rise) / gap
+
+
 class StateOverflow(ValueError):
     """A pulse or an initial current takes a node's state, or the rise it drives, out of the
     float64 range (the message names ``pulse_weights`` or ``state['i']``)."""
@@ -214,41 +245,54 @@ class _Neuron:
         e[self.index[name]] = 1.0
         return e
 
-    def flow_tangent(self, v, i, dv, di, s, held):
-        """(11)-(14): the tangents after a time s (v, i: the state at the start)."""
+    def charge_tangent(self, i):
+        """(11a): the charge's tangent at the start, tau_syn e[state.i] + i0 e[tau_syn]."""
+        dq = self.p["tau_syn"] * self.unit("state.i")
+        dq[self.index["tau_syn"]] += i
+        return dq
+
+    def current_tangent(self, i, dq):
+        """(11a): the current's tangent d i = (dq - i e[tau_syn]) / tau_syn."""
+        di = dq / self.p["tau_syn"]
+        di[self.index["tau_syn"]] -= i / self.p["tau_syn"]
+        return di
+
+    def flow_tangent(self, v, i, dv, dq, s, held):
+        """(11)-(14): the tangents after a time s (v, i: the state at the start; dq: the charge's
+        tangent, (11a))."""
         row, p, at = self.row, self.p, self.index
         if row.current:
             tau_syn = p["tau_syn"]
             e_s = math.exp(-s / tau_syn)
-            di1 = e_s * di
-            di1[at["tau_syn"]] += i * e_s * (s / tau_syn) / tau_syn
+            # Q = tau_syn i; each product R Q F below is formed as R i (tau_syn F) (see charge_kernels).
+            dq1 = e_s * dq
+            dq1[at["tau_syn"]] += i * e_s * (s / tau_syn)
             if held:
-                return dv, di1
+                return dv, dq1
             r, tau_mem = p["r"], p["tau_mem"]
             if row.leaky:
                 e_m = math.exp(-s / tau_mem)
-                k0, k1 = kernels(s, tau_mem, tau_syn)
-                dv1 = e_m * dv + (s / tau_mem) * k0 * r * di
-                dv1[at["r"]] += (s / tau_mem) * k0 * i
+                rise, rise_m, rise_s = charge_kernels(s, tau_mem, tau_syn)
+                dv1 = e_m * dv + (rise / tau_syn) * r * dq
+                dv1[at["r"]] += rise * i
                 dv1[at["v_leak"]] += 1 - e_m
-                dv1[at["tau_mem"]] += (v - p["v_leak"]) * e_m * (s / tau_mem) / tau_mem \
-                    + r * i * ((s / tau_mem) / tau_mem) * (-k0 + (s / tau_mem) * (k0 - k1))
-                dv1[at["tau_syn"]] += r * i * (s / tau_mem) * k1 * (s / tau_syn) / tau_syn
+                dv1[at["tau_mem"]] += (v - p["v_leak"]) * e_m * (s / tau_mem) / tau_mem + r * i * rise_m
+                dv1[at["tau_syn"]] += r * i * rise_s
             else:
-                g = -math.expm1(-s / tau_syn)
-                dv1 = dv + (tau_syn / tau_mem) * g * r * di
-                dv1[at["r"]] += (tau_syn / tau_mem) * g * i
-                dv1[at["tau_syn"]] += r * i * (g - (s / tau_syn) * e_s) / tau_mem
-                dv1[at["tau_mem"]] -= r * i * (tau_syn / tau_mem) * g / tau_mem
-            return dv1, di1
+                rise = -math.expm1(-s / tau_syn)
+                dv1 = dv + rise * r * dq / tau_mem
+                dv1[at["r"]] += rise * i * (tau_syn / tau_mem)
+                dv1[at["tau_syn"]] -= r * i * e_s * (s / tau_syn) / tau_mem
+                dv1[at["tau_mem"]] -= r * i * (tau_syn / tau_mem) * rise / tau_mem
+            return dv1, dq1
         if held or not row.leaky:
-            return dv, di
+            return dv, dq
         tau = p["tau"]
         e = math.exp(-s / tau)
         dv1 = e * dv
         dv1[at["v_leak"]] += 1 - e
         dv1[at["tau"]] += (v - p["v_leak"]) * e * (s / tau) / tau
-        return dv1, di
+        return dv1, dq
 
     def jumps(self, q):
         """nodes (10): the jumps of v and i made by one pulse of weight q."""
@@ -259,16 +303,15 @@ class _Neuron:
             return p["r"] * q / p["tau"], 0.0
         return p["r"] * q, 0.0
 
-    def pulse_tangent(self, dv, di, q, j):
-        """(15) for pulse number j."""
+    def pulse_tangent(self, dv, dq, q, j):
+        """(15) for pulse number j (CUBA: on the charge's tangent dq, (11a))."""
         row, p, at = self.row, self.p, self.index
         weight = f"weight[{j}]"
         if row.current:
-            di = di.copy()
-            di[at["w_in"]] += q / p["tau_syn"]
-            di[at["tau_syn"]] -= (p["w_in"] * q / p["tau_syn"]) / p["tau_syn"]
-            di[at[weight]] += p["w_in"] / p["tau_syn"]
-            return dv, di
+            dq = dq.copy()
+            dq[at["w_in"]] += q
+            dq[at[weight]] += p["w_in"]
+            return dv, dq
         dv = dv.copy()
         if row.leaky:
             dv[at["r"]] += q / p["tau"]
@@ -277,7 +320,7 @@ class _Neuron:
         else:
             dv[at["r"]] += q
             dv[at[weight]] += p["r"]
-        return dv, di
+        return dv, dq
 
     def reach(self, i):
         """CubaIF: c = R i tau_syn/tau_mem, how much the current still raises the membrane (9b)."""
@@ -391,7 +434,8 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
                             f"{' tau_syn/tau_mem' if limit_of_cuba_if else ''}, which leaves the float64 range; "
                             "expected a smaller current")
     if tangents:
-        dv, di = neuron.unit("state.v"), (neuron.unit("state.i") if row.current else np.zeros(len(neuron.index)))
+        # The current's tangent is carried as its charge's, (11a).
+        dv, dq = neuron.unit("state.v"), (neuron.charge_tangent(i) if row.current else np.zeros(len(neuron.index)))
     tau_ref = p.get("tau_ref", 0.0)
     spikes, before, after, spike_grads = [], [], [], []
     out_v = np.empty(len(samples))
@@ -415,18 +459,20 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             out_v[k], out_i[k] = (neuron.held_flow if held else neuron.flow)(v, i, s)
             if tangents:
                 tangent = dv + pending if pending is not None and s > 0 else dv  # (18b)
-                grad_v[k], grad_i[k] = neuron.flow_tangent(v, i, tangent, di, s, held)
+                grad_v[k], grad_i[k] = neuron.flow_tangent(v, i, tangent, dq, s, held)
+                if row.current:
+                    grad_i[k] = neuron.current_tangent(out_i[k], grad_i[k])
             next_sample += 1
 
     def advance(to, s=None):
         # s: the time flowed, to - t unless given (a crossing flows by its root, (10d)).
-        nonlocal v, i, d, dv, di, t, pending
+        nonlocal v, i, d, dv, dq, t, pending
         s = to - t if s is None else s
         held = held_until is not None
         if tangents:
             if pending is not None and s > 0:  # (18b): time moves past the spike
                 dv, pending = dv + pending, None
-            dv, di = neuron.flow_tangent(v, i, dv, di, s, held)
+            dv, dq = neuron.flow_tangent(v, i, dv, dq, s, held)
         if row.spiking and not held:
             d = neuron.distance(d, i, s, a)
         v, i = (neuron.held_flow if held else neuron.flow)(v, i, s)
@@ -501,7 +547,7 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             q = float(weights[next_pulse])  # Python float: an overflow is inf, refused below, and no warning
             if not (held_until is not None and not row.current):
                 if tangents:
-                    dv, di = neuron.pulse_tangent(dv, di, q, next_pulse)
+                    dv, dq = neuron.pulse_tangent(dv, dq, q, next_pulse)
                 jump_v, jump_i = neuron.jumps(q)
                 v, i = v + jump_v, i + jump_i
                 if row.spiking:
