@@ -640,3 +640,45 @@ def test_checkpointed_simulate_gives_the_gradients_of_the_plain_call(backend, re
     plain = gradients(run)
     checkpointed = gradients(lambda *inputs: checkpoint(run, *inputs, use_reentrant=reentrant))
     assert all(torch.equal(a, b) for a, b in zip(plain, checkpointed))
+
+
+def _stateful_calls(backend):
+    """(module, x, call) per module kind that carries state: a whole sequence, or qualia's one step."""
+    from snnref.compat import qualia
+
+    x3 = torch.rand(6, 2, NEURONS, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 2
+    x4 = torch.rand(6, 2, 3, NEURONS, dtype=torch.float64, generator=torch.Generator().manual_seed(6)) * 2
+    step = qualia.IFSRL(backend=backend).double()
+    return [(LIF(NEURONS, backend=backend).double(), x3, None),
+            (SpikingSelfAttention(NEURONS, num_heads=2, backend=backend).double(), x4, None),
+            (step, x3, lambda x: sum(step(x[t]) for t in range(len(x))))]
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_checkpointed_module_call_is_refused_unless_it_resets_its_state_first(backend, reentrant):
+    # torch.utils.checkpoint reruns the call in the backward: from the state the first pass left, its
+    # gradients were wrong without a word (about 100% off for tether.LIF).  A region that resets the state
+    # first recomputes from that reset: its gradients are the plain call's.
+    from torch.utils.checkpoint import checkpoint
+
+    for module, x, call in _stateful_calls(backend):
+        call = call or module
+        reset = getattr(module, "reset_state", None) or module.reset
+        x = x.clone().requires_grad_()
+        call(x.detach())  # a state from an earlier call, as in training
+        with pytest.raises(RuntimeError, match=rf"^{type(module).__name__}: called during a backward pass, as "
+                           r"torch.utils.checkpoint recomputes a checkpointed call, with the state the first pass "
+                           r"left \((q_)?v\b"):
+            checkpoint(call, x, use_reentrant=reentrant).sum().backward()
+
+        def from_reset(x):
+            reset()
+            return call(x)
+
+        x.grad = None
+        checkpoint(from_reset, x, use_reentrant=reentrant).sum().backward()
+        checkpointed = x.grad.clone()
+        x.grad = None
+        from_reset(x).sum().backward()
+        assert torch.equal(checkpointed, x.grad), type(module).__name__

@@ -16,6 +16,7 @@ import torch
 from .. import arguments
 from ..arguments import Names
 from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate
+from ..nn.carried import check_not_recomputed, record_carried
 from ..ops.surrogates import SURROGATES
 
 __all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
@@ -84,6 +85,8 @@ class _SoftResetIF(torch.nn.Module):
         theta = torch.empty(1, device=device).uniform_(low, high) * v_threshold
         self.register_parameter(self._coeff, torch.nn.Parameter(theta))
         self.v = self._resting_membrane()
+        # The membrane the last step left (record_carried, check_not_recomputed); {} after a reset.
+        self._last_carried = {}
 
     def get_coeffs(self):
         """The threshold parameter, shape (1,)."""
@@ -104,6 +107,7 @@ class _SoftResetIF(torch.nn.Module):
     def reset(self):
         """Set v to 0 by rebinding it, so no autograd graph of earlier steps stays alive."""
         self.v = self._resting_membrane()
+        self._last_carried = {}
 
     def detach(self):
         """Cut the carried membrane from the graph of earlier steps (truncated BPTT); SpikingJelly's
@@ -111,6 +115,9 @@ class _SoftResetIF(torch.nn.Module):
         # A number (assigned by a user) has no graph to cut.
         if isinstance(self.v, torch.Tensor):
             self.v = self.v.detach()
+            # Still the membrane the last step left (check_not_recomputed), cut from its graph.
+            if self._last_carried:
+                self._last_carried = {"v": (self.v, self._last_carried["v"][1])}
 
     @float32_under_autocast
     def forward(self, input):
@@ -119,6 +126,7 @@ class _SoftResetIF(torch.nn.Module):
             raise TypeError(f"input: expected a floating torch.Tensor (float32 or float64; float16 or bfloat16 on the triton backend), got {input!r:.80}")
         # Checked on the caller's shape: the call below sees it with a time axis in front.
         arguments.check_nonempty("input", input.shape)
+        check_not_recomputed(type(self).__name__, {"v": self.v}, self._last_carried)
         shape = tuple(input.shape) or (1,)
         # The threshold and the carried membrane follow the input's dtype, as the seed's arithmetic does.
         params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}
@@ -131,6 +139,7 @@ class _SoftResetIF(torch.nn.Module):
         trace = simulate(self._model, input.reshape((1,) + shape), params, {"v": carried}, backend=self.backend,
                          names=names)
         self.v = trace.final_state["v"].reshape(input.shape)
+        self._last_carried = record_carried({"v": self.v})
         return trace.outputs["out"].reshape(input.shape)
 
 

@@ -46,6 +46,7 @@ class SpikingSelfAttention(CarriedState):
     def forward(self, x):
         check_input(x, self.dim, "dim", rank=4)
         check_like_module(self, x)
+        self.check_not_recomputed()
         params = {"proj_weight": self.proj.weight, "proj_bias": self.proj.bias}
         for c in BRANCHES:
             params[f"{c}_weight"] = getattr(self, c).weight

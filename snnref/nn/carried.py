@@ -85,6 +85,42 @@ def check_input(x, features=None, what=None, rank=None):
         raise ValueError(f"x: expected a last axis of {features} ({what}), got shape {tuple(x.shape)}")
 
 
+# torch's own test of whether this thread is running a backward pass (torch.utils.checkpoint
+# recomputes a call there; a private name: where a torch lacks it, nothing is refused).
+_GRAPH_TASK_ID = getattr(torch._C, "_current_graph_task_id", lambda: -1)
+
+
+def record_carried(state):
+    """What ``check_not_recomputed`` compares with: each state tensor a call leaves (the same
+    object, no copy) and the backward pass it was left in (-1: none)."""
+    task = _GRAPH_TASK_ID()
+    return {name: (value, task) for name, value in state.items()}
+
+
+def check_not_recomputed(label, state, last_carried):
+    """A call that carries state cannot be recomputed from the state its first pass left.
+
+    ``torch.utils.checkpoint`` (reentrant or not) reruns a checkpointed call during the
+    backward; a module reading the state it carries then starts from the state the first
+    pass left, and the gradients came out wrong without a word (about 100% off for
+    tether.LIF).  Refused when a call runs inside a backward and its state (``state``:
+    name -> value) is still a tensor a call left outside that backward (``last_carried``,
+    from ``record_carried``).  A region that resets the state before the call recomputes
+    from that reset, and its later steps from the states the recomputation left, correctly."""
+    task = _GRAPH_TASK_ID()
+    if task == -1:
+        return
+    left = [name for name, value in state.items()
+            if value is not None and name in last_carried and last_carried[name][0] is value
+            and last_carried[name][1] != task]
+    if left:
+        raise RuntimeError(
+            f"{label}: called during a backward pass, as torch.utils.checkpoint recomputes a checkpointed call, "
+            f"with the state the first pass left ({', '.join(left)}): the recomputation would start from it and "
+            "its gradients would be wrong. Checkpoint snnref.simulate with the state passed in and returned, or "
+            "reset the state inside the checkpointed function")
+
+
 def _ordinary():
     """Where the carried state is made: outside inference mode, so that a call or
     reset under ``torch.inference_mode`` (an evaluation, a rollout) leaves an
@@ -110,10 +146,12 @@ class CarriedState(nn.Module):
         self.backend = backend.check_backend_name(backend_name)
         for name in self.state_names:
             setattr(self, name, None)
+        self._last_carried = {}
 
     def _apply(self, fn, recurse=True):
         # nn.Module.to, .double(), .cuda() and the like move the carried state as they would a buffer.
         result = super()._apply(fn, recurse)
+        self._last_carried = {}
         for name in self.state_names:
             value = getattr(self, name)
             if value is not None:
@@ -140,6 +178,14 @@ class CarriedState(nn.Module):
         with _ordinary():
             for name in self.state_names:
                 setattr(self, name, final_state[name].detach().clone())
+        # The same tensors, no copy; forgotten where the state is rebound (reset_state, _apply), so that
+        # an old state is not kept alive.  A plain dict: pickle and deepcopy keep it the same object as the state.
+        self._last_carried = record_carried({name: getattr(self, name) for name in self.state_names})
+
+    def check_not_recomputed(self):
+        """``check_not_recomputed`` for this module's carried state."""
+        check_not_recomputed(type(self).__name__, {name: getattr(self, name) for name in self.state_names},
+                             self._last_carried)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -161,6 +207,7 @@ class CarriedState(nn.Module):
     def reset_state(self):
         """Zero the carried state (rebinding it: no old tensor is written in place),
         in ordinary tensors whatever the mode (``_ordinary``)."""
+        self._last_carried = {}
         with _ordinary():
             for name in self.state_names:
                 value = getattr(self, name)
@@ -198,6 +245,7 @@ class TetherNeuron(CarriedState):
         else:
             check_input(x)
         check_like_module(self, x)
+        self.check_not_recomputed()
         surrogate, scale = self.surrogate_for(x)
         trace = backend.simulate(self.model, x, dict(self.params(), alpha=scale), self.carried(x),
                                  surrogate=surrogate, backend=self.backend, names=names(self.state_names))
