@@ -682,3 +682,70 @@ def test_a_checkpointed_module_call_is_refused_unless_it_resets_its_state_first(
         x.grad = None
         from_reset(x).sum().backward()
         assert torch.equal(checkpointed, x.grad), type(module).__name__
+
+
+def _ddp_worker(rank, store, results):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        for backend in DDP_BACKENDS:
+            model = _ddp_model(backend)
+            ddp = torch.nn.parallel.DistributedDataParallel(model)
+            optimizer = torch.optim.SGD(ddp.parameters(), lr=0.1)
+            for x in _ddp_batches()[rank]:
+                model[1].reset_state()
+                optimizer.zero_grad()
+                ddp(x).pow(2).mean().backward()
+                optimizer.step()
+            results.put((rank, backend, [p.detach().numpy().copy() for p in model.parameters()]))
+    finally:
+        dist.destroy_process_group()
+
+
+DDP_BACKENDS = ("torch", "cpu")
+
+
+def _ddp_model(backend):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, NEURONS), LIF(NEURONS, backend=backend), torch.nn.Linear(NEURONS, 3))
+
+
+def _ddp_batches():
+    """Three steps of (T, batch, features) inputs per rank."""
+    generators = [torch.Generator().manual_seed(100 + rank) for rank in range(2)]
+    return [[torch.rand(10, 4, 6, generator=g) * 2 for _ in range(3)] for g in generators]
+
+
+def test_distributed_data_parallel_trains_as_one_process_averaging_both_ranks_gradients(tmp_path):
+    # DDP averages the ranks' gradients by hooks on the parameters: the scans' hand-written backwards must
+    # hand them over as autograd's own do, and the carried state (no buffer) is not broadcast.  Two processes
+    # on gloo, both backends in each; the reference is one process averaging the two ranks' gradients.
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    workers = [context.Process(target=_ddp_worker, args=(rank, tmp_path / "store", results)) for rank in range(2)]
+    for worker in workers:
+        worker.start()
+    trained = {(rank, backend): parameters
+               for rank, backend, parameters in (results.get(timeout=240) for _ in range(2 * len(DDP_BACKENDS)))}
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    for backend in DDP_BACKENDS:
+        model = _ddp_model(backend)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for xs in zip(*_ddp_batches()):
+            grads = []
+            for x in xs:
+                model[1].reset_state()
+                model.zero_grad()
+                model(x).pow(2).mean().backward()
+                grads.append([p.grad.clone() for p in model.parameters()])
+            for p, *per_rank in zip(model.parameters(), *grads):
+                p.grad = sum(per_rank) / 2
+            optimizer.step()
+        for rank in (0, 1):
+            for got, expected in zip(trained[rank, backend], model.parameters()):
+                np.testing.assert_allclose(got, expected.detach().numpy(), rtol=1e-6, atol=1e-7, err_msg=backend)
