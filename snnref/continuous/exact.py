@@ -180,13 +180,14 @@ def charge_kernels(s, tau_mem, tau_syn):
     x = s * _delta(tau_mem, tau_syn)
     if abs(x) <= 1:
         k0, k1 = kernels(s, tau_mem, tau_syn)
-        rise = k0 * (s / tau_mem)
-        return (rise, (rise - k0 - k1 * (s / tau_mem)) * (s / tau_mem) / tau_mem,
+        scaled = k0 * (s / tau_mem)
+        return (scaled, (scaled - k0 - k1 * (s / tau_mem)) * (s / tau_mem) / tau_mem,
                 (k1 * (s / tau_syn) - k0) * (s / tau_mem) / tau_syn)
     e_m, e_s = math.exp(-s / tau_mem), math.exp(-s / tau_syn)
     gap = tau_syn - tau_mem
-    rise = (tau_syn / gap) * (e_s - e_m)
-    return rise, (rise - (tau_syn / tau_mem) * (e_m * (s / tau_mem))) / gap, (e_s * (s / tau_syn) - rise) / gap
+    scaled = (tau_syn / gap) * (e_s - e_m)
+    return (scaled, (scaled - (tau_syn / tau_mem) * (e_m * (s / tau_mem))) / gap,
+            (e_s * (s / tau_syn) - scaled) / gap)
 
 
 class StateOverflow(ValueError):
@@ -272,12 +273,12 @@ class _Neuron:
             r, tau_mem = p["r"], p["tau_mem"]
             if row.leaky:
                 e_m = math.exp(-s / tau_mem)
-                rise, rise_m, rise_s = charge_kernels(s, tau_mem, tau_syn)
-                dv1 = e_m * dv + (rise / tau_syn) * r * dq
-                dv1[at["r"]] += rise * i
+                kernel, kernel_m, kernel_s = charge_kernels(s, tau_mem, tau_syn)
+                dv1 = e_m * dv + (kernel / tau_syn) * r * dq
+                dv1[at["r"]] += kernel * i
                 dv1[at["v_leak"]] += 1 - e_m
-                dv1[at["tau_mem"]] += (v - p["v_leak"]) * e_m * (s / tau_mem) / tau_mem + r * i * rise_m
-                dv1[at["tau_syn"]] += r * i * rise_s
+                dv1[at["tau_mem"]] += (v - p["v_leak"]) * e_m * (s / tau_mem) / tau_mem + r * i * kernel_m
+                dv1[at["tau_syn"]] += r * i * kernel_s
             else:
                 rise = -math.expm1(-s / tau_syn)
                 dv1 = dv + rise * r * dq / tau_mem
@@ -459,9 +460,8 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             out_v[k], out_i[k] = (neuron.held_flow if held else neuron.flow)(v, i, s)
             if tangents:
                 tangent = dv + pending if pending is not None and s > 0 else dv  # (18b)
-                grad_v[k], grad_i[k] = neuron.flow_tangent(v, i, tangent, dq, s, held)
-                if row.current:
-                    grad_i[k] = neuron.current_tangent(out_i[k], grad_i[k])
+                grad_v[k], sampled_dq = neuron.flow_tangent(v, i, tangent, dq, s, held)
+                grad_i[k] = neuron.current_tangent(out_i[k], sampled_dq) if row.current else sampled_dq
             next_sample += 1
 
     def advance(to, s=None):
