@@ -147,6 +147,7 @@ def _warn(message):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, UserWarning, stacklevel=level)
 
+
 METHODS = ("exact", "euler", "exp")
 _NEURONS = ("LI", "LIF", "I", "IF", "CubaLI", "CubaLIF")
 _FIELDS = {  # required fields; v_reset and w_in have NIR defaults

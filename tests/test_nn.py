@@ -684,6 +684,23 @@ def test_a_checkpointed_module_call_is_refused_unless_it_resets_its_state_first(
         assert torch.equal(checkpointed, x.grad), type(module).__name__
 
 
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_module_pickled_whole_before_the_recompute_check_still_runs(backend):
+    # torch.save(model) pickles the modules' __dict__: one saved before 2026-12-06 has no record of the
+    # state its last call left, and its forward (and qualia's detach) must not need one.
+    import pickle
+
+    for module, x, call in _stateful_calls(backend):
+        (call or module)(x)
+        module.__dict__.pop("_last_carried")
+        restored = pickle.loads(pickle.dumps(module))
+        call = (lambda x: sum(restored(x[t]) for t in range(len(x)))) if call is not None else restored
+        first = call(x)
+        getattr(restored, "detach", lambda: None)()
+        assert torch.isfinite(call(x) + first).all()
+
+
 def _ddp_worker(rank, store, results):
     import torch.distributed as dist
 

@@ -116,8 +116,9 @@ class _SoftResetIF(torch.nn.Module):
         if isinstance(self.v, torch.Tensor):
             self.v = self.v.detach()
             # Still the membrane the last step left (check_not_recomputed), cut from its graph.
-            if self._last_carried:
-                self._last_carried = {"v": (self.v, self._last_carried["v"][1])}
+            last = getattr(self, "_last_carried", {})
+            if last:
+                self._last_carried = {"v": (self.v, last["v"][1])}
 
     @float32_under_autocast
     def forward(self, input):
@@ -126,7 +127,8 @@ class _SoftResetIF(torch.nn.Module):
             raise TypeError(f"input: expected a floating torch.Tensor (float32 or float64; float16 or bfloat16 on the triton backend), got {input!r:.80}")
         # Checked on the caller's shape: the call below sees it with a time axis in front.
         arguments.check_nonempty("input", input.shape)
-        check_not_recomputed(type(self).__name__, {"v": self.v}, self._last_carried)
+        # getattr: a module pickled whole before 2026-12-06 has no record (and nothing to compare).
+        check_not_recomputed(type(self).__name__, {"v": self.v}, getattr(self, "_last_carried", {}))
         shape = tuple(input.shape) or (1,)
         # The threshold and the carried membrane follow the input's dtype, as the seed's arithmetic does.
         params = {"threshold": self.get_coeffs().to(input.dtype), "alpha": self.alpha}

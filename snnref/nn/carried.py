@@ -184,8 +184,9 @@ class CarriedState(nn.Module):
 
     def check_not_recomputed(self):
         """``check_not_recomputed`` for this module's carried state."""
+        # getattr: a module pickled whole before 2026-12-06 has no record (and nothing to compare).
         check_not_recomputed(type(self).__name__, {name: getattr(self, name) for name in self.state_names},
-                             self._last_carried)
+                             getattr(self, "_last_carried", {}))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
