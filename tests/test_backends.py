@@ -119,13 +119,17 @@ def test_backend_equals_the_spec(backend, key, dtype, data):
 def test_a_single_time_step_with_per_neuron_parameters_and_batch_not_n(backend, key):
     # Fixed boundaries every model gets by construction: T = 1 (a reverse scan
     # with no earlier step), and per-neuron parameters with batch 3 != N 2 (a
-    # kernel reading them by the batch axis is wrong there), with injection.
+    # kernel reading them by the batch axis is wrong there), with injection and
+    # without: found by mutation testing, the cpu scans' loops for a run without
+    # observations (cuba_li's integrator tile: its leak gradient read neuron 0's
+    # a in every lane) met per-neuron parameters only where hypothesis drew both.
     row = registry.MODELS[key]
     for steps in (1, 4):
-        case = checks.random_case(key, np.random.default_rng(steps), steps=steps, batch=3, neurons=2,
-                                  per_neuron=True, inject=bool(row.inject))
-        report = equivalence.compare(case, backend.name, torch.float32)
-        assert report.passed, f"T={steps}: " + "; ".join(report.failures)
+        for inject in sorted({False, bool(row.inject)}):
+            case = checks.random_case(key, np.random.default_rng(steps), steps=steps, batch=3, neurons=2,
+                                      per_neuron=True, inject=inject)
+            report = equivalence.compare(case, backend.name, torch.float32)
+            assert report.passed, f"T={steps} inject={inject}: " + "; ".join(report.failures)
 
 
 @pytest.mark.parametrize("key", MODELS)
@@ -141,6 +145,43 @@ def test_a_loss_on_one_output_alone_gets_the_spec_s_gradients(backend, key):
         report = equivalence.compare(replace(case, cotangents={name: case.cotangents[name]}), backend.name,
                                      torch.float32)
         assert report.passed, f"cotangent on {name} alone: " + "; ".join(report.failures)
+
+
+@pytest.mark.parametrize("key", MODELS)
+def test_an_initial_state_beyond_the_threshold_equals_the_spec(backend, key):
+    # Found by mutation testing: the random cases draw initial membranes below every threshold,
+    # and a backward that rebuilt the membrane before step 0 as if the initial state had fired
+    # and been reset (the rebuilt p[t-1] of t = 1 applied at t = 0) passed on every backend's
+    # tile loops.  A carried state can lie there (rnnbuilder's subtractive reset leaves v - 1,
+    # above threshold when v > 2) and so can any given one: every initial state raised by 2.
+    row = registry.MODELS[key]
+    case = checks.random_case(key, np.random.default_rng(23), steps=4, batch=2, neurons=3, per_neuron=True,
+                              inject=bool(row.inject))
+    case = replace(case, state={name: value + 2.0 for name, value in case.state.items()})
+    dtypes = [torch.float32] if backend.name == "triton" else storable_dtypes(backend, row)
+    for dtype in dtypes:
+        report = equivalence.compare(case, backend.name, dtype)
+        assert report.passed, f"{report.dtype}: " + "; ".join(report.failures)
+
+
+# Each hardware trace a model accepts, given alone: (model, trace name) pairs.
+SINGLE_TRACES = [pytest.param(k, name, id=f"{k}-{name}") for k in MODELS for name in registry.MODELS[k].inject
+                 if len(registry.MODELS[k].inject) > 1]
+
+
+@pytest.mark.parametrize("key,trace", SINGLE_TRACES)
+def test_one_hardware_trace_alone_equals_the_spec(backend, key, trace):
+    # The random cases inject every trace a model takes or none.  Found by mutation testing: with
+    # both, the observed membrane skips the reset, so a reset that used the model's own spike where
+    # SPEC.md section 5 resets with the injected one (spikes observed, no membrane) passed.  Each
+    # trace alone, with per-neuron parameters and the refractory models' clamp too.
+    case = checks.random_case(key, np.random.default_rng(29), steps=6, batch=2, neurons=3, per_neuron=True,
+                              inject=True)
+    case = replace(case, inject={trace: case.inject[trace]})
+    dtypes = [torch.float32] if backend.name == "triton" else storable_dtypes(backend, registry.MODELS[key])
+    for dtype in dtypes:
+        report = equivalence.compare(case, backend.name, dtype)
+        assert report.passed, f"{trace} alone {report.dtype}: " + "; ".join(report.failures)
 
 
 @pytest.mark.parametrize("key", MODELS)
