@@ -103,10 +103,15 @@ def test_a_differentiated_hard_reset_is_refused_by_name():
         spec.simulate(row, X, PARAMS)
 
 
+@pytest.mark.parametrize("foreign", [False, True], ids=["own", "foreign"])
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
-def test_production_smooth_twins_pass_gradcheck(backend):
-    """The smooth twin replays the detached reset spike (the scans' replay branch)."""
+def test_production_smooth_twins_pass_gradcheck(backend, foreign):
+    """The smooth twin replays the detached reset spike (the scans' replay branch).
+    Replaying its own run's values, the replayed spike r equals the twin's spike F(u),
+    so a backward that read one for the other passed (found by mutation testing: the
+    threshold's term -r dL/dv+ taken as -F(u) dL/dv+, on the torch path and in the cpu
+    scans); replaying another run's (x reversed in time) tells them apart."""
     from snnref.testing._fd import smooth_twin_gradcheck
 
     case = checks.random_case(KEY, np.random.default_rng(4), steps=4, neurons=2)
-    assert smooth_twin_gradcheck(case, backend)
+    assert smooth_twin_gradcheck(case, backend, foreign=foreign)
