@@ -144,3 +144,14 @@ def test_torch_jit_trace_of_a_fused_backend_is_refused_by_name(backend):
     traced = torch.jit.trace(lambda x: snnref.simulate("tether.LIF", x, backend="torch").outputs["out"], (x,),
                              check_trace=False)
     assert torch.equal(traced(x + 0.5), snnref.simulate("tether.LIF", x + 0.5, backend="torch").outputs["out"])
+
+
+def test_a_module_s_recompute_check_is_no_graph_break():
+    # snnref.nn.carried asks torch whether a backward is running (the checkpoint recompute check): the
+    # query returns an int, which Dynamo cannot put in a graph, and was a break at the end of every
+    # compiled snnref module's forward.  A traced forward runs outside any backward; none is left there.
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), snnref.nn.LIF(8, backend="torch"))
+    explained = torch._dynamo.explain(model)(torch.randn(5, 2, 8))
+    innermost = [reason.user_stack[-1].filename for reason in explained.break_reasons if reason.user_stack]
+    assert not [path for path in innermost if path.endswith("carried.py")], innermost
