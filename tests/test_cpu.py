@@ -10,6 +10,7 @@ counts outside 1..cores.  The surrogate forms stay finite and equal the torch
 path's for any finite u."""
 
 import dataclasses
+import math
 import warnings
 
 import numpy as np
@@ -22,6 +23,8 @@ import snnref.backend as backend
 from snnref import checks, equivalence, registry
 from snnref.kernels import cpu
 from snnref.kernels.cpu import _launch
+from snnref.kernels.cpu import _stream
+from snnref.kernels.cpu._stream import STREAMING
 from snnref.kernels.cpu.surrogates import KINDS, derivatives, primitive
 from snnref.ops.surrogates import SURROGATES as TORCH_SURROGATES
 
@@ -49,6 +52,62 @@ def test_several_tiles_with_a_partial_last_one(key, monkeypatch):
         for name in one_tile:
             # Tiling and threads never change a lane's arithmetic or a sum's order.
             assert np.array_equal(tiled[name], one_tile[name]), (count, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("key", MODELS)
+def test_streamed_rows_give_the_bits_of_stores_through_the_caches(key, dtype, monkeypatch):
+    """Where every row a tile loop writes starts on a cache line, the loops
+    write them with streaming stores (kernels/cpu/_stream.py), forward and
+    backward: the same bits as plain stores.  3 x 48 lanes (rows of 576 bytes
+    in float32) in tiles of 64: two whole tiles and one of 16 lanes, on two
+    threads; 7 steps, so a backward that takes steps in pairs ends with step 0
+    alone."""
+    case = checks.random_case(key, np.random.default_rng(21), steps=7, batch=3, neurons=48)
+    monkeypatch.setattr(_launch, "TILE", 64)
+    monkeypatch.setattr(_launch, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(_launch, "_THREADS", [min(2, _launch.machine_threads())])
+    answers = []
+    streamed = _launch.streamed
+
+    def spy(*rows):
+        answers.append(streamed(*rows))
+        return answers[-1]
+
+    monkeypatch.setattr(_launch, "streamed", spy)
+    result = equivalence.run_backend(case, "cpu", dtype)
+    # Asked once by the forward and once by the backward, and both streamed.
+    assert answers == [STREAMING, STREAMING], answers
+    monkeypatch.setattr(_launch, "streamed", lambda *rows: False)
+    cached = equivalence.run_backend(case, "cpu", dtype)
+    assert result.keys() == cached.keys()
+    for name in result:
+        assert np.array_equal(result[name], cached[name], equal_nan=True), name
+
+
+def _cache_line_aligned(shape, dtype, offset=0):
+    """A C-contiguous NumPy array of ``shape`` whose first element lies
+    ``offset`` elements past a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.zeros((math.prod(shape) + offset) * itemsize + 64, dtype=np.uint8)
+    skip = -buffer.ctypes.data % 64 + offset * itemsize
+    return buffer[skip:skip + math.prod(shape) * itemsize].view(dtype).reshape(shape)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_stream_only_where_every_vector_store_is_aligned(dtype, monkeypatch):
+    """A misaligned streaming vector store faults: ``streams`` allows them only
+    where the array starts on a cache line and a row and a tile are whole
+    cache lines (kernels/cpu/_stream.py), and only on x86-64."""
+    line = 64 // np.dtype(dtype).itemsize  # lanes per cache line
+    aligned = _cache_line_aligned((3, 4 * line), dtype)
+    assert _stream.streams(2 * line, aligned, aligned[1:]) is STREAMING
+    assert not _stream.streams(2 * line, aligned, _cache_line_aligned((3, 4 * line), dtype, offset=1))
+    assert not _stream.streams(2 * line, _cache_line_aligned((3, 4 * line - 1), dtype))
+    assert not _stream.streams(2 * line + 1, aligned)
+    assert not _stream.streams(2 * line, _cache_line_aligned((3, 8 * line), dtype)[:, ::2])
+    monkeypatch.setattr(_stream, "STREAMING", False)
+    assert not _stream.streams(2 * line, aligned)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -16,6 +16,9 @@ and runs the whole time loop inside a tile (its state stays in cache);
 ``run_tiles`` spreads contiguous runs of tiles over threads.  Each lane is
 owned by one tile, so no two threads ever write the same element and every
 per-lane sum runs in time order: results do not depend on the thread count.
+Where every row a tile loop writes starts on a cache line (``streamed``), the
+loop writes them with streaming stores (``_stream``): no read of each line
+before it is written.
 
 Threads.  The kernels are compiled serially (``@njit(nogil=True)``) and
 threaded here rather than with numba's ``prange``: each ``parallel=True``
@@ -68,7 +71,7 @@ import torch
 
 from snnref import _machine
 
-from . import _openmp
+from . import _openmp, _stream
 
 # Lanes per tile (at most).  A tile reads and writes each step's rows as runs of
 # TILE contiguous lanes, 4 MB apart at N = 2^20: short runs are slow (a
@@ -409,6 +412,13 @@ def tile_lanes(lane_count: int) -> int:
     (a multiple of 64) where that leaves a thread without a tile."""
     per_thread = -(-lane_count // get_threads())
     return min(TILE, max(64, -(-per_thread // 64) * 64))
+
+
+def streamed(*rows: np.ndarray) -> bool:
+    """Whether a scan may write the (T, M) arrays ``rows`` with streaming
+    stores (``_stream.streams``, at the scan's tile size).  ``empty``'s arrays
+    start on a cache line; the row length decides."""
+    return _stream.streams(tile_lanes(rows[0].shape[1]), *rows)
 
 
 # A scan whose largest array (a (T, M) sequence) holds fewer elements runs in

@@ -37,13 +37,17 @@ from snnref.second_order import first_order
 from . import _launch
 from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
+from ._stream import drain, put
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict, c):
+def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict, c,
+                  streaming):
     """Eqs. (1)-(3) over one tile with H (no smooth twin): the body is
-    branch-free on row slices, so it vectorizes."""
+    branch-free on row slices, so it vectorizes.  With ``streaming`` (a
+    constant: compiled once per value) the rows are written with streaming
+    stores (``_stream``)."""
     one = c[0]
     zero = one - one
     membrane = m_final[start:stop]
@@ -65,16 +69,23 @@ def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_fin
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             m = lane_value(leak, i) * m + drive[i] - s * threshold  # (2)
             r = lane_value(leak_thr, i) * r + lane_value(jump, i) * s  # (3)
-            fired[i] = s
-            kept_m[i] = m
-            kept_r[i] = r
+            if streaming:
+                put(fired, i, s)
+                put(kept_m, i, m)
+                put(kept_r, i, r)
+            else:
+                fired[i] = s
+                kept_m[i] = m
+                kept_r[i] = r
             membrane[i] = m
             excess[i] = r
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, m_final, r_final,
-                 strict, smooth, surrogate, c, tile, first_tile, last_tile):
+                 strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -84,7 +95,13 @@ def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, 
             m_final[j] = m0[j]
             r_final[j] = r0[j]
         if not smooth:
-            _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict,
+                              c, True)
+            else:
+                _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict,
+                              c, False)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -104,10 +121,12 @@ def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, 
 @njit(cache=True, error_model="numpy")
 def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
                    g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
-                   has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c):
+                   has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c, streaming):
     """Eqs. (4)-(8) over one tile with H (no smooth twin) and an algebraic
     surrogate (sigmoid's exp would keep the loop scalar), on row slices with a
-    branch-free body; an absent cotangent is a row of zeros."""
+    branch-free body; an absent cotangent is a row of zeros.  With
+    ``streaming`` (a constant: compiled once per value) dx's rows are written
+    with streaming stores (``_stream``)."""
     one = c[0]
     zero = one - one
     kinds = kind_flags(surrogate)
@@ -139,7 +158,10 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
             threshold = one + r_before
             u = (m_before - threshold) / threshold
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            g_x_row[i] = g_m
+            if streaming:
+                put(g_x_row, i, g_m)
+            else:
+                g_x_row[i] = g_m
             d_beta[i] += g_m * m_before  # (5)
             d_beta_thr[i] += g_r * r_before
             d_gamma[i] += g_r * s
@@ -148,13 +170,15 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
             g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
             carry_m[i] = lane_value(leak, i) * g_m + g_u / threshold  # (8)
             carry_r[i] = lane_value(leak_thr, i) * g_r + g_threshold
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
                   g_m_final, g_r_final, g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
                   has_g_spikes, has_g_m_rec, has_g_r_rec, has_g_m_final, has_g_r_final,
-                  strict, smooth, surrogate, c, tile, first_tile, last_tile):
+                  strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
     steps, count = g_x.shape
     one = c[0]
     zero = one - one
@@ -169,9 +193,15 @@ def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, 
             g_beta_thr[j] = 0.0
             g_gamma[j] = 0.0
         if not smooth and surrogate != SIGMOID:
-            _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
-                           g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
-                           has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
+                               g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
+                               has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c, True)
+            else:
+                _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
+                               g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
+                               has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c, False)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
@@ -203,9 +233,10 @@ class _Scan(torch.autograd.Function):
         lanes += _launch.parameters((beta, beta_thr, gamma, scale), step_shape)
         spikes, m_rec, r_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         m_final, r_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
-        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, _launch.sequence(spikes),
-                          _launch.sequence(m_rec), _launch.sequence(r_rec), _launch.lanes(m_final),
-                          _launch.lanes(r_final), strict, smooth, surrogate, _launch.constants(x.dtype))
+        rows = [_launch.sequence(s) for s in (spikes, m_rec, r_rec)]
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *rows,
+                          _launch.lanes(m_final), _launch.lanes(r_final), strict, smooth, surrogate,
+                          _launch.constants(x.dtype), _launch.streamed(*rows))
         ctx.save_for_backward(m_rec, r_rec, beta, beta_thr, gamma)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -222,10 +253,11 @@ class _Scan(torch.autograd.Function):
         g_m0, g_r0 = (_launch.empty_lanes(m_rec.shape[1:], dtype) for _ in range(2))
         sums = [_launch.lane_sums(count, dtype) for _ in parameters]
         strict, smooth, surrogate = ctx.config
+        g_x_rows = _launch.sequence(g_x)
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(m_rec), _launch.sequence(r_rec),
-                          *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0),
+                          *(view for view, _ in cotangents), g_x_rows, _launch.lanes(g_m0),
                           _launch.lanes(g_r0), *sums, *(present for _, present in cotangents), strict, smooth,
-                          surrogate, _launch.constants(dtype))
+                          surrogate, _launch.constants(dtype), _launch.streamed(g_x_rows))
         neurons = m_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:6])]

@@ -42,13 +42,17 @@ from snnref.second_order import first_order
 from . import _launch
 from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
+from ._stream import drain, put
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop, strict, c):
+def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop, strict, c,
+                  streaming):
     """Eqs. (1)-(4) over one tile with H (no smooth twin, no replay): r = s,
-    and the body is branch-free on row slices, so it vectorizes."""
+    and the body is branch-free on row slices, so it vectorizes.
+    With ``streaming`` (a constant: compiled once per value) the rows are written
+    with streaming stores (``_stream``)."""
     one = c[0]
     zero = one - one
     p = v_final[start:stop]
@@ -68,17 +72,24 @@ def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a
             v = lane_value(leak_v, i) * p[i] + drive[i]  # (1)
             u = v - (lane_value(threshold, i) + lane_value(weight, i) * a)  # (2)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            fired[i] = s
-            kept_v[i] = v
-            kept_a[i] = a
+            if streaming:
+                put(fired, i, s)
+                put(kept_v, i, v)
+                put(kept_a, i, a)
+            else:
+                fired[i] = s
+                kept_v[i] = v
+                kept_a[i] = a
             p[i] = v * (one - s)  # (3)
             adaptation[i] = lane_value(leak_a, i) * a + s  # (4)
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
-                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, c, tile, first_tile,
-                 last_tile):
+                 spikes, v_rec, a_rec, v_final, a_final, strict, smooth, replay, surrogate, c, streaming, tile,
+                 first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -88,8 +99,13 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
             v_final[j] = v0[j]
             a_final[j] = a0[j]
         if not smooth and not replay:
-            _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
-                          strict, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
+                              strict, c, True)
+            else:
+                _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
+                              strict, c, False)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -108,14 +124,19 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
 @njit(cache=True, error_model="numpy")
 def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
                    g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
-                   has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c):
+                   has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c, streaming):
     """Eqs. (5)-(9) over one tile with H (no smooth twin, no replay) and an
     algebraic surrogate (sigmoid's exp would keep the loop scalar), on row
-    slices with a branch-free body; an absent cotangent is a row of zeros."""
+    slices with a branch-free body; an absent cotangent is a row of zeros.
+    With ``streaming`` (a constant: compiled once per value) dx's rows are
+    written with streaming stores (``_stream``), by the second lane loop,
+    which reads dx: the first keeps it in the scratch row ``staged`` (a
+    streamed row read back would come from memory)."""
     one = c[0]
     zero = one - one
     kinds = kind_flags(surrogate)
     absent = np.zeros(stop - start, dtype=g_x.dtype)
+    staged = np.empty(stop - start if streaming else 0, dtype=g_x.dtype)
     initial = v0[start:stop]
     leak_v = tile_values(lam_v, start, stop)
     leak_a = tile_values(lam_a, start, stop)
@@ -158,14 +179,22 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
             d_scale[i] += g_s * dF
             d_lam_a[i] += g_a * a
             carry_a[i] = lane_value(leak_a, i) * g_a - lane_value(weight, i) * g_u + g_a_rec_row[i]  # (8)
-            g_x_row[i] = g_v  # (9)
+            if streaming:
+                staged[i] = g_v  # (9)
+            else:
+                g_x_row[i] = g_v  # (9)
             carry_v[i] = lane_value(leak_v, i) * g_v
         for i in range(carry_v.shape[0]):
             # p[t-1], rebuilt as the forward computed it (2), (3).
             u_before = v_before[i] - (lane_value(threshold, i) + lane_value(weight, i) * a_before[i])
             s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
             p_before = v_before[i] if first else v_before[i] * (one - s_before)
-            d_lam_v[i] += g_x_row[i] * p_before  # (9)
+            dx = staged[i] if streaming else g_x_row[i]
+            d_lam_v[i] += dx * p_before  # (9)
+            if streaming:
+                put(g_x_row, i, dx)
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -173,7 +202,7 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
                   g_spikes, g_v_rec, g_a_rec, g_v_final, g_a_final,
                   g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
                   has_g_spikes, has_g_v_rec, has_g_a_rec, has_g_v_final, has_g_a_final,
-                  strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
+                  strict, smooth, replay, surrogate, c, streaming, tile, first_tile, last_tile):
     steps, count = g_x.shape
     one = c[0]
     zero = one - one
@@ -190,9 +219,15 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
             g_beta[j] = 0.0
             g_scale[j] = 0.0
         if not smooth and not replay and surrogate != SIGMOID:
-            _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
-                           g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
-                           has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
+                               g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
+                               has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c, True)
+            else:
+                _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
+                               g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
+                               has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c, False)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
@@ -242,10 +277,10 @@ class _Scan(torch.autograd.Function):
         held, _ = _launch.optional(replayed, x.dtype)
         spikes, v_rec, a_rec = (_launch.empty(x.shape, x.dtype) for _ in range(3))
         v_final, a_final = (_launch.empty_lanes(step_shape, x.dtype) for _ in range(2))
-        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, held,
-                          _launch.sequence(spikes), _launch.sequence(v_rec), _launch.sequence(a_rec),
+        rows = [_launch.sequence(s) for s in (spikes, v_rec, a_rec)]
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, held, *rows,
                           _launch.lanes(v_final), _launch.lanes(a_final), config.strict, config.smooth, config.replay,
-                          config.surrogate, _launch.constants(x.dtype))
+                          config.surrogate, _launch.constants(x.dtype), _launch.streamed(*rows))
         ctx.save_for_backward(v_rec, a_rec, lam_v, lam_a, theta, beta, scale)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
         ctx.set_materialize_grads(False)
@@ -262,10 +297,12 @@ class _Scan(torch.autograd.Function):
         g_v0, g_a0 = (_launch.empty_lanes(v_rec.shape[1:], dtype) for _ in range(2))
         sums = [_launch.lane_sums(count, dtype) for _ in PARAMETERS]
         config = ctx.config
+        g_x_rows = _launch.sequence(g_x)
         _launch.run_tiles(backward_scan, count, ctx.lanes[0], *ctx.lanes[2:], ctx.held, _launch.sequence(v_rec),
-                          _launch.sequence(a_rec), *(view for view, _ in cotangents), _launch.sequence(g_x),
+                          _launch.sequence(a_rec), *(view for view, _ in cotangents), g_x_rows,
                           _launch.lanes(g_v0), _launch.lanes(g_a0), *sums, *(present for _, present in cotangents),
-                          config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(dtype))
+                          config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(dtype),
+                          _launch.streamed(g_x_rows))
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:8])]

@@ -38,6 +38,7 @@ from snnref.second_order import first_order
 
 from . import _launch
 from ._cache_lock import njit
+from ._stream import drain, put
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 BRANCHES = ("q", "k", "v")
@@ -45,8 +46,12 @@ Q, K, V = 0, 1, 2
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict, c):
-    """Eqs. (1)-(3) over one tile with H and no replay, on row slices."""
+def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict, c,
+                  streaming):
+    """Eqs. (1)-(3) over one tile with H and no replay, on row slices.
+    With ``streaming`` (a constant: compiled once per value) the rows of v, S
+    and o are written with streaming stores (``_stream``); the spikes' stay
+    plain, as the step's context loop reads them."""
     one = c[0]
     zero = one - one
     inclusive = not strict
@@ -64,7 +69,10 @@ def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, sp
                 u = v - threshold[i]
                 s = one if (u > 0) | (inclusive & (u == 0)) else zero
                 p[i] = v * (one - s)  # (2)
-                kept[i] = v
+                if streaming:
+                    put(kept, i, v)
+                else:
+                    kept[i] = v
                 fired[i] = s
         s_q = spikes[Q, t, start:stop]
         s_k = spikes[K, t, start:stop]
@@ -74,13 +82,19 @@ def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, sp
         for i in range(total.shape[0]):
             summed = total[i] + s_k[i] * s_v[i]  # (3)
             total[i] = summed
-            kept_context[i] = summed
-            o[i] = s_q[i] * summed
+            if streaming:
+                put(kept_context, i, summed)
+                put(o, i, s_q[i] * summed)
+            else:
+                kept_context[i] = summed
+                o[i] = s_q[i] * summed
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_final, v_rec, v_final, spikes,
-                 strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
+                 strict, smooth, replay, surrogate, c, streaming, tile, first_tile, last_tile):
     branches, steps, count = z.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -91,7 +105,13 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
             for b in range(branches):
                 v_final[b, j] = v0[b, j]
         if not smooth and not replay:
-            _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict,
+                              c, True)
+            else:
+                _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict,
+                              c, False)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -110,11 +130,13 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
 
 @njit(cache=True, error_model="numpy")
 def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0, g_lam, g_theta,
-                   g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict, surrogate, c):
+                   g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict, surrogate, c, streaming):
     """Eqs. (4)-(6) over one tile with H, no replay and an algebraic surrogate
     (sigmoid's exp would keep the loop scalar), on row slices: first the
     context's gradient and each branch's spike gradient (5) into a scratch row per
-    branch, then each branch's membrane scan (6)."""
+    branch, then each branch's membrane scan (6).  With ``streaming`` (a
+    constant: compiled once per value) the rows of dz are written with
+    streaming stores (``_stream``)."""
     one = c[0]
     zero = one - one
     kinds = kind_flags(surrogate)
@@ -169,7 +191,10 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
                 g_b = carry[i] * (one - s) + g_rec_row[i] + g_u
                 d_theta[i] -= g_u
                 d_scale[i] += g_s * dF
-                g_z_row[i] = g_b
+                if streaming:
+                    put(g_z_row, i, g_b)
+                else:
+                    g_z_row[i] = g_b
                 # p_b[t-1], rebuilt as the forward computed it (the initial state at t = 0).
                 u_before = before[i] - threshold[i]
                 s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
@@ -177,13 +202,15 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
                 p_before = before[i] if first else reset_before
                 d_lam[i] += g_b * p_before
                 carry[i] = leak[i] * g_b
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_context, g_context_final,
                   g_v_rec, g_v_final, g_z, g_v0, g_s0, g_lam, g_theta, g_scale,
                   has_g_out, has_g_context, has_g_context_final, has_g_v_rec, has_g_v_final,
-                  strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
+                  strict, smooth, replay, surrogate, c, streaming, tile, first_tile, last_tile):
     branches, steps, count = g_z.shape
     one = c[0]
     zero = one - one
@@ -199,8 +226,15 @@ def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_cont
                 g_theta[b, j] = 0.0
                 g_scale[b, j] = 0.0
         if not smooth and not replay and surrogate != SIGMOID:
-            _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0, g_lam,
-                           g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict, surrogate, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0,
+                               g_lam, g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict,
+                               surrogate, c, True)
+            else:
+                _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0,
+                               g_lam, g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict,
+                               surrogate, c, False)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
@@ -260,12 +294,15 @@ class _Scan(torch.autograd.Function):
         v_rec, spikes = (_launch.empty((3,) + tuple(shape), dtype) for _ in range(2))
         v_final = _launch.empty_lanes((3,) + tuple(step_shape), dtype)
         count = context_final.numel()
+        out_rows, context_rows = _launch.sequence(out), _launch.sequence(context)
+        v_rec_rows = v_rec.numpy().reshape(3, shape[0], count)
+        # The tile loop streams o, S and v (the branches' rows as one (3 T, M) array).
+        streaming = _launch.streamed(out_rows, context_rows, v_rec_rows.reshape(3 * shape[0], count))
         _launch.run_tiles(forward_scan, count, _launch.contiguous(z).numpy().reshape(3, shape[0], count), lanes["v0"],
                           _launch.per_lane(s0, step_shape), lanes["lam"], lanes["theta"], lanes["scale"], held,
-                          _launch.sequence(out), _launch.sequence(context), _launch.lanes(context_final),
-                          v_rec.numpy().reshape(3, shape[0], count), v_final.numpy().reshape(3, count),
-                          spikes.numpy().reshape(3, shape[0], count), strict, smooth, replay, surrogate,
-                          _launch.constants(dtype))
+                          out_rows, context_rows, _launch.lanes(context_final), v_rec_rows,
+                          v_final.numpy().reshape(3, count), spikes.numpy().reshape(3, shape[0], count), strict,
+                          smooth, replay, surrogate, _launch.constants(dtype), streaming)
         ctx.save_for_backward(context, v_rec, lam_q, lam_k, lam_v, theta_q, theta_k, theta_v,
                               scale_q, scale_k, scale_v)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
@@ -294,12 +331,14 @@ class _Scan(torch.autograd.Function):
         g_s0 = _launch.empty_lanes(context.shape[1:], dtype)
         sums = [_launch.lane_sums(3 * count, dtype).reshape(3, count) for _ in range(3)]
         flags = [present for _, present in views]
+        g_z_rows = g_z.numpy().reshape(3, steps, count)
         _launch.run_tiles(backward_scan, count, ctx.lanes["v0"], ctx.lanes["lam"], ctx.lanes["theta"],
                           ctx.lanes["scale"], ctx.held, _launch.sequence(context),
                           v_rec.numpy().reshape(3, steps, count), *(view for view, _ in views), g_v_rec, g_v_final,
-                          g_z.numpy().reshape(3, steps, count), g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
+                          g_z_rows, g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
                           *sums, flags[0], flags[1], flags[2], (present_v_rec,) * 3, (present_v_final,) * 3, strict,
-                          smooth, replay, surrogate, _launch.constants(dtype))
+                          smooth, replay, surrogate, _launch.constants(dtype),
+                          _launch.streamed(g_z_rows.reshape(3 * steps, count)))
         neurons = context.shape[-1]
         wants = ctx.needs_input_grad[5:14]
         grads = [_launch.reduce_lanes(sums[kind_index][b], like, neurons) if want else None

@@ -47,7 +47,8 @@ from snnref.second_order import first_order
 
 from . import _launch
 from ._cache_lock import njit
-from .surrogates import derivatives, kind, step
+from ._stream import drain, put
+from .surrogates import SIGMOID, derivatives, kind, step
 
 LN2_HI = 6.93147180369123816490e-01
 LN2_LO = 1.90821492927058770002e-10
@@ -104,9 +105,13 @@ def exp_row(x, e, rounded, powers):
         e[i] = x[i] if x[i] != x[i] else value
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, tile, first_tile,
-                 last_tile):
+@njit(cache=True, error_model="numpy")
+def _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, streaming,
+                   tile, first_tile, last_tile):
+    """Eqs. (1)-(2) over tiles [first_tile, last_tile) (``forward_scan``).
+    With ``streaming`` (a constant: compiled once per value) the rows of the
+    branch-free lane loops are written with streaming stores (``_stream``);
+    the smooth twin's spikes stay plain."""
     steps, count = x.shape
     one = c[0]
     zero = one - one
@@ -136,17 +141,41 @@ def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict,
             else:
                 for i in range(width):
                     u = signs[i] * (m[i] - one)  # (1)
-                    fired[i] = one if (u > 0) | (inclusive & (u == 0)) else zero
+                    s = one if (u > 0) | (inclusive & (u == 0)) else zero
+                    if streaming:
+                        put(fired, i, s)
+                    else:
+                        fired[i] = s
             for i in range(width):
                 after = decay[i] * m[i] + gains[i] * grown[i]  # (2)
-                kept[i] = after
+                if streaming:
+                    put(kept, i, after)
+                else:
+                    kept[i] = after
                 m[i] = after
+        if streaming:
+            drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
-                  g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, tile, first_tile,
-                  last_tile):
+def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, streaming, tile,
+                 first_tile, last_tile):
+    # The flag as a constant in each call: one compiled tile loop per value.
+    if streaming:
+        _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, True,
+                       tile, first_tile, last_tile)
+    else:
+        _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, False,
+                       tile, first_tile, last_tile)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
+                    g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, streaming, tile,
+                    first_tile, last_tile):
+    """Eqs. (3)-(4) over tiles [first_tile, last_tile) (``backward_scan``).
+    With ``streaming`` (a constant: compiled once per value) dx's rows are
+    written with streaming stores (``_stream``)."""
     steps, count = x.shape
     one = c[0]
     zero = one - one
@@ -182,11 +211,32 @@ def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_
             for i in range(width):
                 g_m = carry[i] + g_rec_row[i]  # (3)
                 m_before = before[i]
-                g_x_row[i] = g_m * gains[i] * grown[i]
+                dx = g_m * gains[i] * grown[i]
+                if streaming:
+                    put(g_x_row, i, dx)
+                else:
+                    g_x_row[i] = dx
                 d_beta[i] += g_m * m_before
                 d_gain[i] += g_m * grown[i]
                 f, _ = derivatives(signs[i] * (m_before - one), scales[i], surrogate, c)
                 carry[i] = decay[i] * g_m + g_s_row[i] * f * signs[i]  # (4)
+        if streaming:
+            drain()
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
+                  g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, streaming, tile,
+                  first_tile, last_tile):
+    # The flag as a constant in each call: one compiled tile loop per value.
+    if streaming:
+        _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final, g_x, g_m0, g_beta,
+                        g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, True, tile, first_tile,
+                        last_tile)
+    else:
+        _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final, g_x, g_m0, g_beta,
+                        g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, False, tile, first_tile,
+                        last_tile)
 
 
 class _Scan(torch.autograd.Function):
@@ -200,9 +250,10 @@ class _Scan(torch.autograd.Function):
         lanes = [_launch.per_lane(value, step_shape) for value in (m0, beta, gain, sign, scale)]
         spikes, m_rec = (_launch.empty(x.shape, x.dtype) for _ in range(2))
         m_final = _launch.empty_lanes(step_shape, x.dtype)
-        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, _launch.sequence(spikes),
-                          _launch.sequence(m_rec), _launch.lanes(m_final), strict, smooth, surrogate,
-                          _launch.constants(x.dtype))
+        rows = [_launch.sequence(s) for s in (spikes, m_rec)]
+        _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *rows,
+                          _launch.lanes(m_final), strict, smooth, surrogate, _launch.constants(x.dtype),
+                          _launch.streamed(*rows))
         ctx.save_for_backward(x, m_rec, beta, gain)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -218,9 +269,12 @@ class _Scan(torch.autograd.Function):
         g_x = _launch.empty(x.shape, dtype)
         g_m0 = _launch.empty_lanes(x.shape[1:], dtype)
         sums = [_launch.lane_sums(count, dtype) for _ in range(2)]
+        g_x_rows = _launch.sequence(g_x)
+        # Streamed only where the lane loop vectorizes: sigmoid's exp keeps it scalar.
         _launch.run_tiles(backward_scan, count, _launch.sequence(x), *ctx.lanes, _launch.sequence(m_rec),
-                          *(view for view, _ in cotangents), _launch.sequence(g_x), _launch.lanes(g_m0), *sums,
-                          *(present for _, present in cotangents), ctx.config[2], _launch.constants(dtype))
+                          *(view for view, _ in cotangents), g_x_rows, _launch.lanes(g_m0), *sums,
+                          *(present for _, present in cotangents), ctx.config[2], _launch.constants(dtype),
+                          ctx.config[2] != SIGMOID and _launch.streamed(g_x_rows))
         neurons = x.shape[-1]
         wants = ctx.needs_input_grad
         g_beta = _launch.reduce_lanes(sums[0], beta, neurons) if wants[2] else None

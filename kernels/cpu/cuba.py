@@ -68,6 +68,7 @@ from snnref.second_order import first_order
 from . import _launch
 from ._cache_lock import njit
 from ._parameters import lane_value, single_valued, tile_values
+from ._stream import drain, put
 from .surrogates import SIGMOID, algebraic_derivatives, derivatives, kind, kind_flags, step
 
 # Slots of the stop-gradient values, in the spec's key names.
@@ -140,9 +141,11 @@ def _advance(t, j, v, i, r, a, leak, reset, theta, k, scale, v_obs, z_obs, stops
 
 @njit(cache=True, error_model="numpy")
 def _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop, leaky, strict,
-                  c):
+                  c, streaming):
     """Eqs. (1)-(4) over one tile for a spiking model without clamp, observation,
-    smooth twin or replay: e = z, on row slices with a branch-free body (vectorized)."""
+    smooth twin or replay: e = z, on row slices with a branch-free body (vectorized).
+    With ``streaming`` (a constant: compiled once per value) the rows are written
+    with streaming stores (``_stream``)."""
     one = c[0]
     zero = one - one
     v_state = v_final[start:stop]
@@ -167,19 +170,28 @@ def _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_
             z = one if (u > 0) | (inclusive & (u == 0)) else zero
             v_new = (one - z) * w + z * lane_value(after, j)  # (4)
             i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
-            fired[j] = z
-            membrane[j] = v_new
-            current[j] = i_new
+            if streaming:
+                put(fired, j, z)
+                put(membrane, j, v_new)
+                put(current, j, i_new)
+            else:
+                fired[j] = z
+                membrane[j] = v_new
+                current[j] = i_new
             v_state[j] = v_new
             i_state[j] = i_new
+    if streaming:
+        drain()
 
 
 @njit(cache=True, error_model="numpy")
 def _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final, i_final,
-                     r_final, start, stop, leaky, strict, c):
+                     r_final, start, stop, leaky, strict, c, streaming):
     """Eqs. (1)-(6) over one tile for a refractory model without observation,
     smooth twin or replay, on row slices with a branch-free body (vectorized).
-    Stores e, m and c, the run's stop-gradient values, in their slots."""
+    Stores e, m and c, the run's stop-gradient values, in their slots.
+    With ``streaming`` (a constant: compiled once per value) the rows are written
+    with streaming stores (``_stream``)."""
     one = c[0]
     zero = one - one
     v_state = v_final[start:stop]
@@ -216,22 +228,35 @@ def _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec
             z = (one - m) * e
             r_new = (one - z) * carry + z * lane_value(dead_steps, j)  # (6)
             i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
-            reset_row[j] = e
-            mask_row[j] = m
-            carry_row[j] = carry
-            fired[j] = z
-            membrane[j] = v_new
-            current[j] = i_new
-            remaining[j] = r_new
+            if streaming:
+                put(reset_row, j, e)
+                put(mask_row, j, m)
+                put(carry_row, j, carry)
+                put(fired, j, z)
+                put(membrane, j, v_new)
+                put(current, j, i_new)
+                put(remaining, j, r_new)
+            else:
+                reset_row[j] = e
+                mask_row[j] = m
+                carry_row[j] = carry
+                fired[j] = z
+                membrane[j] = v_new
+                current[j] = i_new
+                remaining[j] = r_new
             v_state[j] = v_new
             i_state[j] = i_new
             r_state[j] = r_new
+    if streaming:
+        drain()
 
 
 @njit(cache=True, error_model="numpy")
-def _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c):
+def _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c, streaming):
     """Eqs. (1) and (2) over one tile of the leaky integrator (v' = w), on row
-    slices (vectorized)."""
+    slices (vectorized).
+    With ``streaming`` (a constant: compiled once per value) the rows are written
+    with streaming stores (``_stream``)."""
     one = c[0]
     v_state = v_final[start:stop]
     i_state = i_final[start:stop]
@@ -247,10 +272,16 @@ def _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop,
             i = i_state[j]
             v_new = v + lane_value(rate_v, j) * (lane_value(rest, j) - v + i)  # (1)
             i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
-            membrane[j] = v_new
-            current[j] = i_new
+            if streaming:
+                put(membrane, j, v_new)
+                put(current, j, i_new)
+            else:
+                membrane[j] = v_new
+                current[j] = i_new
             v_state[j] = v_new
             i_state[j] = i_new
+    if streaming:
+        drain()
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -312,7 +343,7 @@ def _one_step(rows, carry_v, carry_i, d_a, d_b, d_leak, d_reset, d_theta, rate_v
 @njit(cache=True, error_model="numpy")
 def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spikes, g_v_rec, g_i_rec,
                    g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, has_g_spikes, has_g_v_rec, has_g_i_rec,
-                   start, stop, leaky, strict, surrogate, c):
+                   start, stop, leaky, strict, surrogate, c, streaming):
     """Eqs. (7) and (9)-(12) over one tile, the case of ``_forward_tile``; an
     absent spike cotangent is a row of zeros, an absent recorded state's is
     not read.  With single-valued parameters two
@@ -322,7 +353,9 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
     forward+backward 2.62 -> 2.40 ns per neuron-step).  With per-lane
     parameters, five more arrays in the pair's loop are more address pairs than
     LLVM's vectorizer checks at run time, and it stays scalar (5.96 against
-    3.37): one step per pass.  Each step computes the same bits either way."""
+    3.37): one step per pass.  Each step computes the same bits either way.
+    With ``streaming`` (a constant) the pairs' rows of dx are written with
+    streaming stores (``_stream``); the single steps' stay plain."""
     kinds = kind_flags(surrogate)
     # The constants as values: read from the array c inside the loop, they
     # are one more address the vectorizer must check against every store.
@@ -361,14 +394,22 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
         for j in range(carry_v.shape[0]):
             rate_v_j, rate_i_j, rest_j = lane_value(rate_v, j), lane_value(rate_i, j), lane_value(rest, j)
             threshold_j, scale_j = lane_value(threshold, j), lane_value(scales, j)
-            g_x_a[j], G_v, G_i, sum_a, sum_b, sum_leak, sum_reset, sum_theta = _lane_back(
+            dx_a, G_v, G_i, sum_a, sum_b, sum_leak, sum_reset, sum_theta = _lane_back(
                 v_a[j], i_a[j], g_z_a[j], g_v_a[j], g_i_a[j], carry_v[j], carry_i[j], d_a[j], d_b[j], d_leak[j],
                 d_reset[j], d_theta[j], rate_v_j, rate_i_j, rest_j, threshold_j, scale_j, leaky, inclusive, kinds,
                 constants, has_g_v_rec, has_g_i_rec)
-            g_x_b[j], carry_v[j], carry_i[j], d_a[j], d_b[j], d_leak[j], d_reset[j], d_theta[j] = _lane_back(
+            dx_b, carry_v[j], carry_i[j], d_a[j], d_b[j], d_leak[j], d_reset[j], d_theta[j] = _lane_back(
                 v_b[j], i_b[j], g_z_b[j], g_v_b[j], g_i_b[j], G_v, G_i, sum_a, sum_b, sum_leak, sum_reset,
                 sum_theta, rate_v_j, rate_i_j, rest_j, threshold_j, scale_j, leaky, inclusive, kinds, constants,
                 has_g_v_rec, has_g_i_rec)
+            if streaming:
+                put(g_x_a, j, dx_a)
+                put(g_x_b, j, dx_b)
+            else:
+                g_x_a[j] = dx_a
+                g_x_b[j] = dx_b
+    if streaming:
+        drain()
 
 
 @njit(cache=True, error_model="numpy")
@@ -396,7 +437,7 @@ def _refractory_chain(v, i, r, g_v, g_z, g_r, rate_v, rest, threshold, dead_step
 def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes, g_v_rec,
                               g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, g_k,
                               has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec, has_g_r_final, start, stop, leaky,
-                              strict, surrogate, c):
+                              strict, surrogate, c, streaming):
     """Eqs. (7)-(12) over one tile, the case of ``_refractory_tile`` with an
     algebraic surrogate (sigmoid's exp would keep the loop scalar); e, m and c
     are rebuilt from the previous step's recorded state as the forward
@@ -406,7 +447,9 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
     the first accumulates dreset, dthreshold and dk, the second the rest and the
     carried G_v, G_i.  One loop with all of them addresses so many rows that
     the compiler gives up proving they do not overlap and leaves it scalar;
-    the second pass reads rows the first left in cache."""
+    the second pass reads rows the first left in cache.  With ``streaming``
+    (a constant: compiled once per value) dx's rows are written with streaming
+    stores (``_stream``)."""
     one = c[0]
     zero = one - one
     kinds = kind_flags(surrogate)
@@ -457,18 +500,25 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
                 lane_value(rate_v, j), lane_value(rest, j), lane_value(threshold, j), lane_value(dead_steps, j),
                 lane_value(scales, j), leaky, inclusive, kinds, c)
             d_a[j] += g_v * base  # (11)
-            g_x_row[j] = g_i
+            if streaming:
+                put(g_x_row, j, g_i)
+            else:
+                g_x_row[j] = g_i
             d_b[j] -= g_i * i
             carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
             d_leak[j] += lane_value(rate_v, j) * g_v if leaky else zero
             carry_v[j] = (one - lane_value(rate_v, j)) * g_v if leaky else g_v
+    if streaming:
+        drain()
 
 
 @njit(cache=True, error_model="numpy")
 def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a, g_b, g_leak,
-                              has_g_v_rec, has_g_i_rec, start, stop, c):
+                              has_g_v_rec, has_g_i_rec, start, stop, c, streaming):
     """Eqs. (7), (11) and (12) over one tile of the leaky integrator, on row
-    slices (vectorized); an absent cotangent is a row of zeros."""
+    slices (vectorized); an absent cotangent is a row of zeros.  With
+    ``streaming`` (a constant: compiled once per value) dx's rows are written
+    with streaming stores (``_stream``)."""
     one = c[0]
     absent = np.zeros(stop - start, dtype=g_x.dtype)
     rate_v = tile_values(a, start, stop)
@@ -490,18 +540,23 @@ def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec
             g_v = carry_v[j] + g_v_row[j]  # (7)
             g_i = carry_i[j] + g_i_row[j]
             d_a[j] += g_v * (lane_value(rest, j) - v_before[j] + i)  # (11)
-            g_x_row[j] = g_i
+            if streaming:
+                put(g_x_row, j, g_i)
+            else:
+                g_x_row[j] = g_i
             d_b[j] -= g_i * i
             carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
             d_leak[j] += lane_value(rate_v, j) * g_v
             carry_v[j] = (one - lane_value(rate_v, j)) * g_v
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, stops, slots,
                  spikes, v_rec, i_rec, r_rec, v_final, i_final, r_final,
-                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c, tile,
-                 first_tile, last_tile):
+                 leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth, surrogate, c, streaming,
+                 tile, first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
     for tile_index in range(first_tile, last_tile):
@@ -512,17 +567,29 @@ def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs
             i_final[j] = i0[j]
             r_final[j] = r0[j]
         if spiking and not refractory and not observe_v and not observe_z and not smooth and not replay:
-            _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop, leaky,
-                          strict, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop,
+                              leaky, strict, c, True)
+            else:
+                _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop,
+                              leaky, strict, c, False)
             continue
         # The refractory tile stores e, m and c: a run of these models keeps all three.
         if spiking and refractory and not observe_v and not observe_z and not smooth and not replay \
                 and slots[RESET_SPIKE] >= 0 and slots[MASK] >= 0 and slots[CARRY] >= 0:
-            _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final,
-                             i_final, r_final, start, stop, leaky, strict, c)
+            if streaming:
+                _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final,
+                                 i_final, r_final, start, stop, leaky, strict, c, True)
+            else:
+                _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final,
+                                 i_final, r_final, start, stop, leaky, strict, c, False)
             continue
         if not spiking and leaky and not observe_v and not replay:
-            _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c)
+            if streaming:
+                _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c, True)
+            else:
+                _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c, False)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -568,7 +635,7 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                   g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, g_k,
                   has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec, has_g_v_final, has_g_i_final,
                   has_g_r_final, leaky, spiking, refractory, observe_v, observe_z, replay, strict, smooth,
-                  surrogate, c, tile, first_tile, last_tile):
+                  surrogate, c, streaming, tile, first_tile, last_tile):
     """Eqs. (7)-(12) for every case but ``tile_backward_scan``'s: the
     refractory and integrator tile loops, else the general loop, a lane and
     step at a time."""
@@ -582,14 +649,25 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                     has_g_i_final, start, stop, zero)
         if spiking and refractory and not observe_v and not observe_z and not smooth and not replay \
                 and surrogate != SIGMOID:
-            _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes,
-                                      g_v_rec, g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak,
-                                      g_reset, g_theta, g_k, has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec,
-                                      has_g_r_final, start, stop, leaky, strict, surrogate, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes,
+                                          g_v_rec, g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak,
+                                          g_reset, g_theta, g_k, has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec,
+                                          has_g_r_final, start, stop, leaky, strict, surrogate, c, True)
+            else:
+                _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes,
+                                          g_v_rec, g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak,
+                                          g_reset, g_theta, g_k, has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec,
+                                          has_g_r_final, start, stop, leaky, strict, surrogate, c, False)
             continue
         if not spiking and leaky and not observe_v and not replay:
-            _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a, g_b,
-                                      g_leak, has_g_v_rec, has_g_i_rec, start, stop, c)
+            if streaming:
+                _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a,
+                                          g_b, g_leak, has_g_v_rec, has_g_i_rec, start, stop, c, True)
+            else:
+                _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a,
+                                          g_b, g_leak, has_g_v_rec, has_g_i_rec, start, stop, c, False)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
@@ -630,10 +708,10 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
 
 
 @functools.lru_cache(maxsize=None)
-def tile_backward_scan(leaky, has_g_v_rec, has_g_i_rec):
+def tile_backward_scan(leaky, has_g_v_rec, has_g_i_rec, streaming):
     """Eqs. (7) and (9)-(12) in ``_backward_tile``'s case (``Config.plain``),
-    compiled for one leak and for whether the recorded v and i have
-    cotangents: numba types a closure's variables as literals and compiles
+    compiled for one leak, for whether the recorded v and i have cotangents
+    and for whether dx is streamed (``_stream``): numba types a closure's variables as literals and compiles
     ``_backward_tile`` per set of values with them as constants (see
     lif.tile_backward_scan), so an absent cotangent's row is neither read nor
     added.  hxtorch.cuba_lif's backward kernel, gradients through the spikes
@@ -652,7 +730,7 @@ def tile_backward_scan(leaky, has_g_v_rec, has_g_i_rec):
                         has_g_i_final, start, stop, c[0] - c[0])
             _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spikes, g_v_rec, g_i_rec,
                            g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, has_g_spikes, has_g_v_rec,
-                           has_g_i_rec, start, stop, leaky, strict, surrogate, c)
+                           has_g_i_rec, start, stop, leaky, strict, surrogate, c, streaming)
 
     return scan
 
@@ -728,10 +806,13 @@ class _Scan(torch.autograd.Function):
 
         spikes, v_rec, i_rec, r_rec = (sequence(p) for p in (config.spiking, True, True, config.refractory))
         finals = [_launch.empty_lanes(step_shape, dtype) for _ in range(3)]
+        rows = [_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
+                for s in (spikes, v_rec, i_rec, r_rec)]
+        # The tile loops write every sequence there is, and the refractory one e, m and c.
+        written = [r for r, s in zip(rows, (spikes, v_rec, i_rec, r_rec)) if s is not None]
+        streaming = _launch.streamed(*written, *([stops] if config.refractory and not config.replay else []))
         _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *observations, stops, slots,
-                          *(_launch.sequence(s) if s is not None else _launch.placeholder(dtype, 2)
-                            for s in (spikes, v_rec, i_rec, r_rec)),
-                          *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype))
+                          *rows, *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype), streaming)
         ctx.save_for_backward(v_rec, i_rec, r_rec, a, b, leak, reset, threshold, k)
         ctx.lanes, ctx.observations, ctx.stops, ctx.slots, ctx.config = lanes, observations, stops, slots, config
         ctx.set_materialize_grads(False)
@@ -759,16 +840,17 @@ class _Scan(torch.autograd.Function):
             v0, i0, _, a, b, leak, reset, threshold, _, scale = ctx.lanes
             (g_z, has_g_z), (g_v, has_g_v), (g_i, has_g_i), _ = sequences
             (g_v_final, has_g_v_final), (g_i_final, has_g_i_final), _ = finals
-            _launch.run_tiles(tile_backward_scan(config.leaky, has_g_v, has_g_i), count, v0, i0, a, b, leak, reset,
-                              threshold, scale, *recorded[:2], g_z, g_v, g_i, g_v_final, g_i_final, g_x_rows,
-                              g_v0_lanes, g_i0_lanes, *sums, has_g_z, has_g_v_final, has_g_i_final, config.strict,
-                              config.surrogate, _launch.constants(dtype))
+            scan = tile_backward_scan(config.leaky, has_g_v, has_g_i, _launch.streamed(g_x_rows))
+            _launch.run_tiles(scan, count, v0, i0, a, b, leak, reset, threshold, scale, *recorded[:2], g_z, g_v, g_i,
+                              g_v_final, g_i_final, g_x_rows, g_v0_lanes, g_i0_lanes, *sums, has_g_z, has_g_v_final,
+                              has_g_i_final, config.strict, config.surrogate, _launch.constants(dtype))
         else:
             # Without replay the backward recomputes the stop-gradient values and stores none of them.
             slots = ctx.slots if config.replay else _slots([])
             _launch.run_tiles(backward_scan, count, *ctx.lanes, *ctx.observations, ctx.stops, slots, *recorded,
                               *(view for view, _ in sequences + finals), g_x_rows, g_v0_lanes, g_i0_lanes, *sums,
-                              *(present for _, present in sequences + finals), *config, _launch.constants(dtype))
+                              *(present for _, present in sequences + finals), *config, _launch.constants(dtype),
+                              _launch.streamed(g_x_rows))
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[4:10])]

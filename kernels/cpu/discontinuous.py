@@ -19,11 +19,16 @@ from snnref.second_order import first_order
 from . import _launch
 from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
-from .surrogates import derivatives, kind, step
+from ._stream import drain, put
+from .surrogates import SIGMOID, derivatives, kind, step
 
 
-@njit(nogil=True, cache=True, error_model="numpy")
-def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, tile, first_tile, last_tile):
+@njit(cache=True, error_model="numpy")
+def _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
+    """Eq. (1) over tiles [first_tile, last_tile) (``forward_map``).  With
+    ``streaming`` (a constant: compiled once per value) the rows of the
+    branch-free lane loop are written with streaming stores (``_stream``); the
+    smooth twin's stay plain."""
     steps, count = x.shape
     one = c[0]
     zero = one - one
@@ -43,11 +48,29 @@ def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, tile, fir
             else:
                 for i in range(fired.shape[0]):
                     u = drive[i] - lane_value(threshold, i)  # (1)
-                    fired[i] = one if (u > 0) | (inclusive & (u == 0)) else zero
+                    s = one if (u > 0) | (inclusive & (u == 0)) else zero
+                    if streaming:
+                        put(fired, i, s)
+                    else:
+                        fired[i] = s
+        if streaming:
+            drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, tile, first_tile, last_tile):
+def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
+    # The flag as a constant in each call: one compiled tile loop per value.
+    if streaming:
+        _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, True, tile, first_tile, last_tile)
+    else:
+        _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, False, tile, first_tile, last_tile)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, streaming, tile, first_tile, last_tile):
+    """Eq. (2) over tiles [first_tile, last_tile) (``backward_map``).  With
+    ``streaming`` (a constant: compiled once per value) dx's rows are written
+    with streaming stores (``_stream``)."""
     steps, count = x.shape
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
@@ -63,8 +86,22 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, tile, fi
             for i in range(g_x_row.shape[0]):
                 f, _ = derivatives(drive[i] - lane_value(threshold, i), lane_value(scales, i), surrogate, c)
                 g = g_s_row[i] * f  # (2)
-                g_x_row[i] = g
+                if streaming:
+                    put(g_x_row, i, g)
+                else:
+                    g_x_row[i] = g
                 d_theta[i] -= g
+        if streaming:
+            drain()
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, streaming, tile, first_tile, last_tile):
+    # The flag as a constant in each call: one compiled tile loop per value.
+    if streaming:
+        _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, True, tile, first_tile, last_tile)
+    else:
+        _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, False, tile, first_tile, last_tile)
 
 
 class _Fire(torch.autograd.Function):
@@ -76,8 +113,9 @@ class _Fire(torch.autograd.Function):
         strict, smooth, surrogate = config
         lanes = _launch.parameters((theta, scale), x.shape[1:])
         spikes = _launch.empty(x.shape, x.dtype)
-        _launch.run_tiles(forward_map, _launch.lane_count(x), _launch.sequence(x), *lanes, _launch.sequence(spikes),
-                          strict, smooth, surrogate, _launch.constants(x.dtype))
+        spike_rows = _launch.sequence(spikes)
+        _launch.run_tiles(forward_map, _launch.lane_count(x), _launch.sequence(x), *lanes, spike_rows,
+                          strict, smooth, surrogate, _launch.constants(x.dtype), _launch.streamed(spike_rows))
         ctx.save_for_backward(x, theta)
         ctx.lanes, ctx.config = lanes, config
         return spikes
@@ -88,9 +126,11 @@ class _Fire(torch.autograd.Function):
         x, theta = ctx.saved_tensors
         g_x = _launch.empty(x.shape, x.dtype)
         total = _launch.lane_sums(_launch.lane_count(x), x.dtype)
+        g_x_rows = _launch.sequence(g_x)
+        # Streamed only where the lane loop vectorizes: sigmoid's exp keeps it scalar.
         _launch.run_tiles(backward_map, _launch.lane_count(x), _launch.sequence(x), *ctx.lanes,
-                          _launch.cotangent(g_spikes, x.dtype)[0], _launch.sequence(g_x), total, ctx.config[2],
-                          _launch.constants(x.dtype))
+                          _launch.cotangent(g_spikes, x.dtype)[0], g_x_rows, total, ctx.config[2],
+                          _launch.constants(x.dtype), ctx.config[2] != SIGMOID and _launch.streamed(g_x_rows))
         g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None
         # gradient_factor is spike_linear's fixed scale: no gradient.
         return g_x, g_theta, None, None

@@ -60,6 +60,7 @@ from snnref.second_order import first_order
 from . import _launch
 from ._cache_lock import njit
 from ._parameters import lane_value, tile_values
+from ._stream import drain, put
 from ._vector_width import wide_vectors
 from .surrogates import (SIGMOID, TRAINABLE_SCALE, algebraic_derivatives, derivative_row, derivatives, kind,
                          kind_flags, step)
@@ -92,9 +93,11 @@ def _post_reset(v, s, r, theta, reset, one):
 
 
 @njit(cache=True, error_model="numpy")
-def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c):
+def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c, streaming):
     """Eqs. (1)-(3) over one tile with H (no smooth twin, no replay): the body is
-    branch-free on row slices (invariant flags become selects), so it vectorizes."""
+    branch-free on row slices (invariant flags become selects), so it vectorizes.
+    With ``streaming`` (a constant: compiled once per value) the rows are written
+    with streaming stores (``_stream``)."""
     wide_vectors()
     one = c[0]
     zero = one - one
@@ -114,14 +117,20 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
             u = v - lane_value(threshold, i)  # (2)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             after = v * (one - s) if hard else (v - lane_value(threshold, i) * s if soft else v)  # (3)
-            fired[i] = s
-            kept[i] = v if record_pre else after
+            if streaming:
+                put(fired, i, s)
+                put(kept, i, v if record_pre else after)
+            else:
+                fired[i] = s
+                kept[i] = v if record_pre else after
             p[i] = after
+    if streaming:
+        drain()
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
 def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
-                 leak, reset, record_pre, strict, smooth, replay, surrogate, c, tile, first_tile, last_tile):
+                 leak, reset, record_pre, strict, smooth, replay, surrogate, c, streaming, tile, first_tile, last_tile):
     wide_vectors()
     steps, count = x.shape
     one = c[0]
@@ -132,7 +141,11 @@ def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
             final[j] = v0[j]
         if not smooth and not replay:
             # Without a leak lam is 1 in every lane, and 1 * p + x == p + x exactly.
-            _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c)
+            # The flag as a constant in each call: one compiled tile loop per value.
+            if streaming:
+                _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c, True)
+            else:
+                _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c, False)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -231,7 +244,7 @@ def _sigmoid_terms(now, before, drive, first, leak, threshold, scales, distance,
 @njit(cache=True, error_model="numpy")
 def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta, g_scale,
                    has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate, want_scale, c,
-                   sigmoid):
+                   sigmoid, streaming):
     """Eqs. (4)-(7) over one tile with H (no smooth twin, no replay), two steps
     per pass over the lanes (t and t - 1; step 0 alone when T is odd), in a
     branch-free loop that vectorizes.  G and the sums stay in registers across
@@ -244,7 +257,8 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
     make it scalar, so for sigmoid (``sigmoid``) a pass before it fills the
     rows ``slope`` and ``slope_by_scale`` of each step (``derivative_row``)
     and ``algebraic_derivatives`` gives 0 for it: f + 0 is f exactly.  An
-    absent cotangent is a row of zeros."""
+    absent cotangent is a row of zeros.  With ``streaming`` (a constant) dx's
+    rows are written with streaming stores (``_stream``)."""
     wide_vectors()
     one = c[0]
     zero = one - one
@@ -290,21 +304,33 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
         if paired:
             for i in range(width):
                 lam_i, theta_i, scale_i = lane_value(leak, i), lane_value(threshold, i), lane_value(scales, i)
-                g_x_a[i], G, sum_lam, sum_theta, sum_scale = _lane_back(
+                dx_a, G, sum_lam, sum_theta, sum_scale = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
                     carry[i], d_lam[i], d_theta[i], d_scale[i], lam_i, theta_i, scale_i,
                     record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale, sigmoid)
-                g_x_b[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
+                dx_b, carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_b[i], before_b[i], drive_b[i], first_b, g_s_b[i], g_rec_b[i], slope_b[i], by_scale_b[i],
                     G, sum_lam, sum_theta, sum_scale, lam_i, theta_i, scale_i,
                     record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale, sigmoid)
+                if streaming:
+                    put(g_x_a, i, dx_a)
+                    put(g_x_b, i, dx_b)
+                else:
+                    g_x_a[i] = dx_a
+                    g_x_b[i] = dx_b
         else:
             for i in range(width):
-                g_x_a[i], carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
+                dx_a, carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
                     now_a[i], before_a[i], drive_a[i], first_a, g_s_a[i], g_rec_a[i], slope_a[i], by_scale_a[i],
                     carry[i], d_lam[i], d_theta[i], d_scale[i], lane_value(leak, i), lane_value(threshold, i),
                     lane_value(scales, i), record_pre, hard, soft, through_spike, inclusive, kinds,
                     constants, want_scale, sigmoid)
+                if streaming:
+                    put(g_x_a, i, dx_a)
+                else:
+                    g_x_a[i] = dx_a
+    if streaming:
+        drain()
 
 
 @njit(cache=True, error_model="numpy")
@@ -379,12 +405,13 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
 
 
 @functools.lru_cache(maxsize=None)
-def tile_backward_scan(reset, record_pre, sigmoid):
+def tile_backward_scan(reset, record_pre, sigmoid, streaming):
     """Eqs. (4)-(7) with H and no replay (``_backward_tile``), compiled for
-    one reset, one record and whether the surrogate is sigmoid.  numba types
-    a closure's variables as literals (and its cache keys a closure by their
-    values); passed on, they make numba compile ``_backward_tile`` once per
-    triple of values, with the three as constants, so LLVM drops the
+    one reset, one record, whether the surrogate is sigmoid and whether dx is
+    streamed (``_stream``).  numba types a closure's variables as literals
+    (and its cache keys a closure by their values); passed on, they make
+    numba compile ``_backward_tile`` once per set of values, with them as
+    constants, so LLVM drops the
     branches of the other resets and records from the tile loop, and for
     the algebraic surrogates the loads and additions of sigmoid's rows.
     As loop-invariant arguments, reset and record cost: tether.LIF's
@@ -407,7 +434,7 @@ def tile_backward_scan(reset, record_pre, sigmoid):
             _start_tile(g_final, g_v0, g_lam, g_theta, g_scale, has_g_final, start, stop, c[0])
             _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x, g_v0, g_lam, g_theta,
                            g_scale, has_g_spikes, has_g_recorded, start, stop, reset, record_pre, strict, surrogate,
-                           want_scale, c, sigmoid)
+                           want_scale, c, sigmoid, streaming)
 
     return scan
 
@@ -439,10 +466,11 @@ class _Scan(torch.autograd.Function):
         spikes = _launch.empty(x.shape, x.dtype)
         recorded = _launch.empty(x.shape, x.dtype)
         final = _launch.empty_lanes(step_shape, x.dtype)
+        spike_rows, recorded_rows = _launch.sequence(spikes), _launch.sequence(recorded)
         _launch.run_tiles(forward_scan, _launch.lane_count(x), xs, lanes["v0"], lanes["lam"], lanes["theta"],
-                          lanes["scale"], held, _launch.sequence(spikes), _launch.sequence(recorded),
-                          _launch.lanes(final), config.leak, config.reset, config.record_pre, config.strict,
-                          config.smooth, config.replay, config.surrogate, _launch.constants(x.dtype))
+                          lanes["scale"], held, spike_rows, recorded_rows, _launch.lanes(final), config.leak,
+                          config.reset, config.record_pre, config.strict, config.smooth, config.replay,
+                          config.surrogate, _launch.constants(x.dtype), _launch.streamed(spike_rows, recorded_rows))
         # Saved: x only where the backward rebuilds v from it (the input itself,
         # or its one copy), the recorded sequence (an output) and M-sized lanes.
         ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
@@ -472,9 +500,11 @@ class _Scan(torch.autograd.Function):
                               config.record_pre, config.strict, config.smooth, config.replay, config.surrogate,
                               _launch.constants(dtype))
         else:
-            scan = tile_backward_scan(config.reset, config.record_pre, config.surrogate == SIGMOID)
+            g_x_rows = _launch.sequence(g_x)
+            scan = tile_backward_scan(config.reset, config.record_pre, config.surrogate == SIGMOID,
+                                      _launch.streamed(g_x_rows))
             _launch.run_tiles(scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"],
-                              _launch.sequence(recorded), g_spikes, g_rec, g_fin, _launch.sequence(g_x),
+                              _launch.sequence(recorded), g_spikes, g_rec, g_fin, g_x_rows,
                               _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin, config.strict,
                               config.surrogate, want_scale, _launch.constants(dtype))
         neurons = recorded.shape[-1]
