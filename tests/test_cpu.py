@@ -62,8 +62,11 @@ def test_streamed_rows_give_the_bits_of_stores_through_the_caches(key, dtype, mo
     backward: the same bits as plain stores.  3 x 48 lanes (rows of 576 bytes
     in float32) in tiles of 64: two whole tiles and one of 16 lanes, on two
     threads; 7 steps, so a backward that takes steps in pairs ends with step 0
-    alone."""
-    case = checks.random_case(key, np.random.default_rng(21), steps=7, batch=3, neurons=48)
+    alone.  Single-valued parameters in float32, per-neuron ones in float64
+    (the tile loops' two compiled forms).  Streamed at any size here."""
+    case = checks.random_case(key, np.random.default_rng(21), steps=7, batch=3, neurons=48,
+                              per_neuron=dtype == torch.float64)
+    monkeypatch.setattr(_stream, "STREAM_FROM", 0)
     monkeypatch.setattr(_launch, "TILE", 64)
     monkeypatch.setattr(_launch, "PARALLEL_FROM", 0)
     monkeypatch.setattr(_launch, "_THREADS", [min(2, _launch.machine_threads())])
@@ -98,9 +101,17 @@ def _cache_line_aligned(shape, dtype, offset=0):
 def test_rows_stream_only_where_every_vector_store_is_aligned(dtype, monkeypatch):
     """A misaligned streaming vector store faults: ``streams`` allows them only
     where the array starts on a cache line and a row and a tile are whole
-    cache lines (kernels/cpu/_stream.py), and only on x86-64."""
+    cache lines (kernels/cpu/_stream.py), only on x86-64, and only for rows
+    that do not fit in the largest cache."""
     line = 64 // np.dtype(dtype).itemsize  # lanes per cache line
     aligned = _cache_line_aligned((3, 4 * line), dtype)
+    # 3 x 4 cache lines fit in any cache; streamed from a threshold at their size.
+    assert not _stream.streams(2 * line, aligned)
+    monkeypatch.setattr(_stream, "STREAM_FROM", aligned.nbytes + 1)
+    assert not _stream.streams(2 * line, aligned)
+    monkeypatch.setattr(_stream, "STREAM_FROM", aligned.nbytes)
+    assert _stream.streams(2 * line, aligned) is STREAMING
+    monkeypatch.setattr(_stream, "STREAM_FROM", 0)
     assert _stream.streams(2 * line, aligned, aligned[1:]) is STREAMING
     assert not _stream.streams(2 * line, aligned, _cache_line_aligned((3, 4 * line), dtype, offset=1))
     assert not _stream.streams(2 * line, _cache_line_aligned((3, 4 * line - 1), dtype))

@@ -16,9 +16,9 @@ and runs the whole time loop inside a tile (its state stays in cache);
 ``run_tiles`` spreads contiguous runs of tiles over threads.  Each lane is
 owned by one tile, so no two threads ever write the same element and every
 per-lane sum runs in time order: results do not depend on the thread count.
-Where every row a tile loop writes starts on a cache line (``streamed``), the
-loop writes them with streaming stores (``_stream``): no read of each line
-before it is written.
+Where every row a tile loop writes starts on a cache line and the rows are
+large (``streamed``), the loop writes them with streaming stores
+(``_stream``): no read of each line before it is written.
 
 Threads.  The kernels are compiled serially (``@njit(nogil=True)``) and
 threaded here rather than with numba's ``prange``: each ``parallel=True``
