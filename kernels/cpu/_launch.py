@@ -417,7 +417,7 @@ def tile_lanes(lane_count: int) -> int:
 def streamed(*rows: np.ndarray) -> bool:
     """Whether a scan may write the (T, M) arrays ``rows`` with streaming
     stores (``_stream.streams``, at the scan's tile size).  ``empty``'s arrays
-    start on a cache line; the row length decides."""
+    start on a cache line; the row length and the rows' size decide."""
     return _stream.streams(tile_lanes(rows[0].shape[1]), *rows)
 
 

@@ -75,6 +75,7 @@ STREAMING = platform.machine().lower() in ("x86_64", "amd64")
 
 def _largest_cache(default: int = 32 << 20) -> int:
     """Bytes of the largest cache of CPU 0 (Linux's sysfs), else ``default``."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     sizes = []
     for entry in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
         try:
@@ -82,7 +83,6 @@ def _largest_cache(default: int = 32 << 20) -> int:
                 text = file.read().strip()
         except OSError:
             continue
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
         if text[:-1].isdigit() and text[-1] in units:
             sizes.append(int(text[:-1]) * units[text[-1]])
     return max(sizes, default=default)
@@ -120,7 +120,8 @@ def put(typingctx, row, index, value):
             builder.store(converted, pointer)
             return context.get_dummy_value()
         store = builder.store(converted, pointer, align=ALIGNMENT)
-        store.set_metadata("nontemporal", builder.module.add_metadata([llvmlite.ir.Constant(llvmlite.ir.IntType(32), 1)]))
+        hint = builder.module.add_metadata([llvmlite.ir.Constant(llvmlite.ir.IntType(32), 1)])
+        store.set_metadata("nontemporal", hint)
         return context.get_dummy_value()
 
     return signature, codegen
@@ -133,8 +134,8 @@ def drain(typingctx):
 
     def codegen(context, builder, signature, args):
         if STREAMING:
-            fence = cgutils.get_or_insert_function(builder.module, llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), []),
-                                                   "llvm.x86.sse.sfence")
+            signature_type = llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [])
+            fence = cgutils.get_or_insert_function(builder.module, signature_type, "llvm.x86.sse.sfence")
             builder.call(fence, [])
         return context.get_dummy_value()
 
