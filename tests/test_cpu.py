@@ -9,8 +9,11 @@ torch.  Bad input: a tensor off the CPU, integer and complex dtypes, thread
 counts outside 1..cores.  The surrogate forms stay finite and equal the torch
 path's for any finite u."""
 
+import ast
 import dataclasses
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -80,12 +83,47 @@ def test_streamed_rows_give_the_bits_of_stores_through_the_caches(key, dtype, mo
     monkeypatch.setattr(_launch, "streamed", spy)
     result = equivalence.run_backend(case, "cpu", dtype)
     # Asked once by the forward and once by the backward, and both streamed.
-    assert answers == [STREAMING, STREAMING], answers
-    monkeypatch.setattr(_launch, "streamed", lambda *rows: False)
+    assert answers == [_stream.STREAMED if STREAMING else _stream.PLAIN] * 2, answers
+    monkeypatch.setattr(_launch, "streamed", lambda *rows: _stream.PLAIN)
     cached = equivalence.run_backend(case, "cpu", dtype)
     assert result.keys() == cached.keys()
     for name in result:
         assert np.array_equal(result[name], cached[name], equal_nan=True), name
+
+
+# Every model, forward and backward, at a size whose rows fit in the caches;
+# then, for each compiled signature of the package's functions that take a
+# kind of store, the type it was compiled for.
+PLAIN_PROCESS = """
+import collections, importlib, inspect, pkgutil
+import numpy as np, torch
+from numba.core.registry import CPUDispatcher
+from snnref import checks, equivalence, registry
+from snnref.kernels import cpu
+for key in sorted(registry.MODELS):
+    case = checks.random_case(key, np.random.default_rng(3), steps=5, batch=2, neurons=64)
+    equivalence.run_backend(case, "cpu", torch.float32)
+kinds = collections.Counter()
+for info in pkgutil.iter_modules(cpu.__path__):
+    module = importlib.import_module(cpu.__name__ + "." + info.name)
+    for value in vars(module).values():
+        parameters = list(inspect.signature(value.py_func).parameters) if isinstance(value, CPUDispatcher) else []
+        if "streaming" in parameters:
+            kinds.update(str(signature[parameters.index("streaming")]) for signature in value.signatures)
+print(dict(kinds))
+"""
+
+
+def test_a_process_whose_rows_never_stream_compiles_no_streaming_loop():
+    """The kind of store is a scan's argument that numba types as a constant
+    (kernels/cpu/_stream.py, Compilation): each function is compiled per kind
+    on its first call with it, and neither compiled form branches on it.  A
+    fresh process that runs every model at a size that fits in the caches
+    has the tile loops compiled (or loaded) for plain stores only, and never
+    with the kind as a runtime bool."""
+    run = subprocess.run([sys.executable, "-c", PLAIN_PROCESS], capture_output=True, text=True, check=True)
+    kinds = ast.literal_eval(run.stdout.strip().splitlines()[-1])
+    assert set(kinds) == {"Literal[bool](False)"}, kinds
 
 
 def _cache_line_aligned(shape, dtype, offset=0):
@@ -110,9 +148,9 @@ def test_rows_stream_only_where_every_vector_store_is_aligned(dtype, monkeypatch
     monkeypatch.setattr(_stream, "STREAM_FROM", aligned.nbytes + 1)
     assert not _stream.streams(2 * line, aligned)
     monkeypatch.setattr(_stream, "STREAM_FROM", aligned.nbytes)
-    assert _stream.streams(2 * line, aligned) is STREAMING
+    assert _stream.streams(2 * line, aligned) is (_stream.STREAMED if STREAMING else _stream.PLAIN)
     monkeypatch.setattr(_stream, "STREAM_FROM", 0)
-    assert _stream.streams(2 * line, aligned, aligned[1:]) is STREAMING
+    assert _stream.streams(2 * line, aligned, aligned[1:]) is (_stream.STREAMED if STREAMING else _stream.PLAIN)
     assert not _stream.streams(2 * line, aligned, _cache_line_aligned((3, 4 * line), dtype, offset=1))
     assert not _stream.streams(2 * line, _cache_line_aligned((3, 4 * line - 1), dtype))
     assert not _stream.streams(2 * line + 1, aligned)

@@ -31,10 +31,10 @@ def test_every_compiled_function_caches_under_the_lock():
     functions = dict(_compiled_functions())
     assert "snnref.kernels.cpu.discontinuous.backward_map" in functions
     # Compiled per setting: closures, which no module holds.
-    functions["snnref.kernels.cpu.lif.tile_backward_scan(ZERO, True, False, True)"] = lif.tile_backward_scan(
-        lif.ZERO, True, False, True)
-    functions["snnref.kernels.cpu.cuba.tile_backward_scan(True, False, False, True)"] = cuba.tile_backward_scan(
-        True, False, False, True)
+    functions["snnref.kernels.cpu.lif.tile_backward_scan(ZERO, True, False)"] = lif.tile_backward_scan(
+        lif.ZERO, True, False)
+    functions["snnref.kernels.cpu.cuba.tile_backward_scan(True, False, False)"] = cuba.tile_backward_scan(
+        True, False, False)
     # A kernel without the cache would compile in every new process (seconds
     # each); one with numba's own cache class would take no lock.
     unlocked = sorted(name for name, function in functions.items()

@@ -7,7 +7,7 @@ tile's own spikes sends a call through the general loop with the same values).""
 import numpy as np
 import pytest
 
-from snnref.kernels.cpu import attention, cooldown
+from snnref.kernels.cpu import _stream, attention, cooldown
 
 
 def test_cooldown_float32_exp_is_the_correctly_rounded_exp():
@@ -51,7 +51,7 @@ def test_attention_tile_loops_equal_the_general_loops_bitwise(dtype, strict):
                   [np.full((branches, steps, count), np.nan, dtype), np.full((branches, count), np.nan, dtype),
                    np.full((branches, steps, count), np.nan, dtype)]
         attention.forward_scan(z, lanes["v0"], lanes["s0"], lanes["lam"], lanes["theta"], lanes["scale"], replayed,
-                               *outputs, strict, False, replay, arctan, c, False, tile, 0, tiles)
+                               *outputs, strict, False, replay, arctan, c, _stream.PLAIN, tile, 0, tiles)
         return outputs
 
     fast = forward(np.zeros((1, 1, 1), dtype), False)
@@ -72,8 +72,8 @@ def test_attention_tile_loops_equal_the_general_loops_bitwise(dtype, strict):
                  np.full(count, np.nan, dtype)] + [np.full((branches, count), np.nan) for _ in range(3)]
         attention.backward_scan(lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"], replayed, context, v_rec,
                                 g_out, g_context, g_context_final, g_v_rec, g_v_final, *grads,
-                                True, True, True, (True,) * 3, (True,) * 3, strict, False, replay, arctan, c, False, tile, 0,
-                                tiles)
+                                True, True, True, (True,) * 3, (True,) * 3, strict, False, replay, arctan, c, _stream.PLAIN,
+                                tile, 0, tiles)
         return grads
 
     for a, b in zip(backward(np.zeros((1, 1, 1), dtype), False), backward(spikes, True)):

@@ -10,7 +10,6 @@ import sys
 import llvmlite.binding
 import numpy as np
 import pytest
-import numba
 import torch
 from numba import njit, types
 
@@ -20,12 +19,12 @@ AVX512 = llvmlite.binding.get_host_cpu_features().get("avx512f", False)
 WIDE_HOST = AVX512 and _vector_width.target_cpu() not in _vector_width.CLOCKED_DOWN
 
 
-def _tile_arguments(steps=7, lanes=301, streaming=False):
+def _tile_arguments(steps=7, lanes=301, stores=_stream.PLAIN):
     """Arguments of tether.LIF's float32 tile loop ``lif._forward_tile`` and
-    backward scan ``lif.tile_backward_scan(lif.ZERO, True, False, streaming)``
-    over one tile of ``lanes``: hard reset, v recorded before it, arctan,
-    single-valued parameters as the launcher passes them.  The written rows
-    start on a cache line (torch's allocations do)."""
+    backward scan ``lif.tile_backward_scan(lif.ZERO, True, False)`` over one
+    tile of ``lanes``, writing with ``stores``: hard reset, v recorded before
+    it, arctan, single-valued parameters as the launcher passes them.  The
+    written rows start on a cache line (torch's allocations do)."""
     rng = np.random.default_rng(4)
     f32 = np.float32
     x = (rng.normal(0.4, 0.6, (steps, lanes))).astype(f32)
@@ -33,11 +32,11 @@ def _tile_arguments(steps=7, lanes=301, streaming=False):
     c = np.array([1.0, np.pi], f32)
     spikes, recorded, g_x = (torch.empty(x.shape).numpy() for _ in range(3))
     final = np.zeros(lanes, f32)
-    forward = (x, lam, theta, spikes, recorded, final, 0, lanes, lif.ZERO, True, False, c, streaming)
+    forward = (x, lam, theta, spikes, recorded, final, 0, lanes, lif.ZERO, True, False, c, stores)
     sums = [np.zeros(lanes) for _ in range(3)]
     backward = (x, np.zeros(lanes, f32), lam, theta, scale, recorded, np.ones((1, lanes), f32),
                 np.zeros((1, lanes), f32), np.zeros(lanes, f32), g_x, np.zeros(lanes, f32), *sums,
-                True, False, False, False, 0, False, c, lanes, 0, 1)
+                True, False, False, False, 0, False, c, stores, lanes, 0, 1)
     return forward, backward
 
 
@@ -63,7 +62,7 @@ def test_the_calling_function_gets_both_attributes(monkeypatch):
 
 @pytest.mark.skipif(not WIDE_HOST, reason="zmm code needs an AVX-512 target outside CLOCKED_DOWN")
 def test_the_lif_backward_tile_loop_runs_on_zmm_registers():
-    copy, signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True, False, False), _tile_arguments()[1])
+    copy, signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True, False), _tile_arguments()[1])
     assembly = copy.inspect_asm(signature)
     assert "zmm" in assembly
 
@@ -75,15 +74,14 @@ def test_the_streamed_tile_loops_store_rows_with_non_temporal_vector_stores():
     (declared at its element's alignment, the copy of a sequence ran at plain
     stores' speed).  The plain variants have none.  304 lanes: float32 rows of
     19 cache lines."""
-    for streaming in (True, False):
-        forward, backward = _tile_arguments(lanes=304, streaming=streaming)
-        # The flag as the scans pass it: a constant (a literal type), not a runtime bool.
-        tile_loop = njit(error_model="numpy")(lif._forward_tile.py_func)
-        signature = tuple(numba.typeof(value) for value in forward[:-1]) + (types.literal(streaming),)
-        tile_loop.compile(signature)
-        scan, scan_signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True, False, streaming), backward)
+    for stores in (_stream.STREAMED, _stream.PLAIN):
+        forward, backward = _tile_arguments(lanes=304, stores=stores)
+        tile_loop, signature = _fresh_copy(lif._forward_tile, forward)
+        # Typed as the constant it is, not as a runtime bool.
+        assert signature[-1] == types.literal(bool(stores))
+        scan, scan_signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True, False), backward)
         for assembly in (tile_loop.inspect_asm(signature), scan.inspect_asm(scan_signature)):
-            assert ("movntps" in assembly) is streaming
+            assert ("movntps" in assembly) is bool(stores)
 
 
 DIGEST = """

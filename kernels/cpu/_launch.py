@@ -414,10 +414,11 @@ def tile_lanes(lane_count: int) -> int:
     return min(TILE, max(64, -(-per_thread // 64) * 64))
 
 
-def streamed(*rows: np.ndarray) -> bool:
-    """Whether a scan may write the (T, M) arrays ``rows`` with streaming
-    stores (``_stream.streams``, at the scan's tile size).  ``empty``'s arrays
-    start on a cache line; the row length and the rows' size decide."""
+def streamed(*rows: np.ndarray) -> _stream.StoreKind:
+    """How a scan writes the (T, M) arrays ``rows``: ``_stream.STREAMED``
+    where it may use streaming stores (``_stream.streams``, at the scan's
+    tile size), else ``_stream.PLAIN``.  ``empty``'s arrays start on a cache
+    line; the row length and the rows' size decide."""
     return _stream.streams(tile_lanes(rows[0].shape[1]), *rows)
 
 

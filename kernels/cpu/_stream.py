@@ -54,8 +54,19 @@ ordinary store order, until they drain.  ``drain`` (``sfence``) ends every
 tile that streamed, before the thread reports the tile done, so whoever reads
 the rows next (another thread, the backward, the caller) sees them.
 
+Compilation.  ``streams`` answers with a ``StoreKind``, ``STREAMED`` or
+``PLAIN``, which the scans take as an argument and numba types as the
+literal True or False (its ``_numba_type_``): each scan is compiled per
+kind on its first call with that kind, with the flag as a constant, so
+neither compiled loop keeps a branch, and a process whose rows never stream
+(most tests, every small model) never compiles the streaming loops.  A plain
+bool would be one runtime argument for both kinds; numba's ``literally``
+instead re-types the scan on every call (the default test run took 1903 s
+against 699).  numba's C dispatcher reads ``_numba_type_`` itself: a launch
+took 0.3-0.6 us longer than with a bool (about 2 us through ``typeof_impl``).
+
 Only on x86-64, where this was measured; on other machines ``streams`` is
-false, and ``put`` is a plain store.
+``PLAIN``, and ``put`` is a plain store.
 """
 
 from __future__ import annotations
@@ -91,17 +102,40 @@ def _largest_cache(default: int = 32 << 20) -> int:
 STREAM_FROM = _largest_cache() // 4
 
 
-def streams(tile: int, *rows: np.ndarray) -> bool:
-    """Whether a scan cutting its lanes into tiles of ``tile`` lanes may write
-    the (T, M) arrays ``rows`` with ``put`` (see Alignment and Size above)."""
+class StoreKind:
+    """How a scan writes its output rows: with ``put`` (``STREAMED``) or
+    plainly (``PLAIN``).  True for ``STREAMED``; a scan's argument of this
+    class is a constant in its compiled code (see Compilation above)."""
+
+    __slots__ = ("streaming", "_numba_type_")
+
+    def __init__(self, streaming: bool):
+        self.streaming = streaming
+        # The type numba gives the argument: the literal, not bool.
+        self._numba_type_ = types.literal(streaming)
+
+    def __bool__(self) -> bool:
+        return self.streaming
+
+    def __repr__(self) -> str:
+        return "STREAMED" if self.streaming else "PLAIN"
+
+
+STREAMED, PLAIN = StoreKind(True), StoreKind(False)
+
+
+def streams(tile: int, *rows: np.ndarray) -> StoreKind:
+    """``STREAMED`` where a scan cutting its lanes into tiles of ``tile``
+    lanes may write the (T, M) arrays ``rows`` with ``put`` (see Alignment
+    and Size above), else ``PLAIN``."""
     if not STREAMING or sum(array.nbytes for array in rows) < STREAM_FROM:
-        return False
+        return PLAIN
     for array in rows:
         itemsize = array.itemsize
         if not array.flags.c_contiguous or array.ctypes.data % ALIGNMENT \
                 or (array.shape[-1] * itemsize) % ALIGNMENT or (tile * itemsize) % ALIGNMENT:
-            return False
-    return True
+            return PLAIN
+    return STREAMED
 
 
 @intrinsic

@@ -95,13 +95,8 @@ def forward_scan(x, m0, r0, beta, beta_thr, gamma, scale, spikes, m_rec, r_rec, 
             m_final[j] = m0[j]
             r_final[j] = r0[j]
         if not smooth:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict,
-                              c, True)
-            else:
-                _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict,
-                              c, False)
+            _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_final, start, stop, strict,
+                          c, streaming)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -193,15 +188,9 @@ def backward_scan(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, 
             g_beta_thr[j] = 0.0
             g_gamma[j] = 0.0
         if not smooth and surrogate != SIGMOID:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
-                               g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
-                               has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c, True)
-            else:
-                _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
-                               g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
-                               has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c, False)
+            _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes, g_m_rec, g_r_rec,
+                           g_x, g_m0, g_r0, g_beta, g_beta_thr, g_gamma,
+                           has_g_spikes, has_g_m_rec, has_g_r_rec, start, stop, strict, surrogate, c, streaming)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):

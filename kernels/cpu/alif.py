@@ -99,13 +99,8 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
             v_final[j] = v0[j]
             a_final[j] = a0[j]
         if not smooth and not replay:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
-                              strict, c, True)
-            else:
-                _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
-                              strict, c, False)
+            _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a_final, start, stop,
+                          strict, c, streaming)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -219,15 +214,9 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
             g_beta[j] = 0.0
             g_scale[j] = 0.0
         if not smooth and not replay and surrogate != SIGMOID:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
-                               g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
-                               has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c, True)
-            else:
-                _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
-                               g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
-                               has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c, False)
+            _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes, g_v_rec, g_a_rec,
+                           g_x, g_v0, g_a0, g_lam_v, g_lam_a, g_theta, g_beta, g_scale,
+                           has_g_spikes, has_g_v_rec, has_g_a_rec, start, stop, strict, surrogate, c, streaming)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):

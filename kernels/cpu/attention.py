@@ -105,13 +105,8 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
             for b in range(branches):
                 v_final[b, j] = v0[b, j]
         if not smooth and not replay:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict,
-                              c, True)
-            else:
-                _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict,
-                              c, False)
+            _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, spikes, start, stop, strict,
+                          c, streaming)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -226,15 +221,9 @@ def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_cont
                 g_theta[b, j] = 0.0
                 g_scale[b, j] = 0.0
         if not smooth and not replay and surrogate != SIGMOID:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0,
-                               g_lam, g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict,
-                               surrogate, c, True)
-            else:
-                _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0,
-                               g_lam, g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict,
-                               surrogate, c, False)
+            _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_rec, g_z, g_v0, g_s0,
+                           g_lam, g_theta, g_scale, has_g_out, has_g_context, has_g_v_rec, start, stop, strict,
+                           surrogate, c, streaming)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):

@@ -105,10 +105,10 @@ def exp_row(x, e, rounded, powers):
         e[i] = x[i] if x[i] != x[i] else value
 
 
-@njit(cache=True, error_model="numpy")
-def _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, streaming,
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, streaming,
                    tile, first_tile, last_tile):
-    """Eqs. (1)-(2) over tiles [first_tile, last_tile) (``forward_scan``).
+    """Eqs. (1)-(2) over tiles [first_tile, last_tile).
     With ``streaming`` (a constant: compiled once per value) the rows of the
     branch-free lane loops are written with streaming stores (``_stream``);
     the smooth twin's spikes stay plain."""
@@ -158,22 +158,10 @@ def _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, stric
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, streaming, tile,
-                 first_tile, last_tile):
-    # The flag as a constant in each call: one compiled tile loop per value.
-    if streaming:
-        _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, True,
-                       tile, first_tile, last_tile)
-    else:
-        _forward_tiles(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict, smooth, surrogate, c, False,
-                       tile, first_tile, last_tile)
-
-
-@njit(cache=True, error_model="numpy")
-def _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
+def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
                     g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, streaming, tile,
                     first_tile, last_tile):
-    """Eqs. (3)-(4) over tiles [first_tile, last_tile) (``backward_scan``).
+    """Eqs. (3)-(4) over tiles [first_tile, last_tile).
     With ``streaming`` (a constant: compiled once per value) dx's rows are
     written with streaming stores (``_stream``)."""
     steps, count = x.shape
@@ -222,21 +210,6 @@ def _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_
                 carry[i] = decay[i] * g_m + g_s_row[i] * f * signs[i]  # (4)
         if streaming:
             drain()
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final,
-                  g_x, g_m0, g_beta, g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, streaming, tile,
-                  first_tile, last_tile):
-    # The flag as a constant in each call: one compiled tile loop per value.
-    if streaming:
-        _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final, g_x, g_m0, g_beta,
-                        g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, True, tile, first_tile,
-                        last_tile)
-    else:
-        _backward_tiles(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_final, g_x, g_m0, g_beta,
-                        g_gain, has_g_spikes, has_g_m_rec, has_g_m_final, surrogate, c, False, tile, first_tile,
-                        last_tile)
 
 
 class _Scan(torch.autograd.Function):

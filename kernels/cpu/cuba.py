@@ -567,29 +567,17 @@ def forward_scan(x, v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs
             i_final[j] = i0[j]
             r_final[j] = r0[j]
         if spiking and not refractory and not observe_v and not observe_z and not smooth and not replay:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop,
-                              leaky, strict, c, True)
-            else:
-                _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop,
-                              leaky, strict, c, False)
+            _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_final, start, stop,
+                          leaky, strict, c, streaming)
             continue
         # The refractory tile stores e, m and c: a run of these models keeps all three.
         if spiking and refractory and not observe_v and not observe_z and not smooth and not replay \
                 and slots[RESET_SPIKE] >= 0 and slots[MASK] >= 0 and slots[CARRY] >= 0:
-            if streaming:
-                _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final,
-                                 i_final, r_final, start, stop, leaky, strict, c, True)
-            else:
-                _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final,
-                                 i_final, r_final, start, stop, leaky, strict, c, False)
+            _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec, i_rec, r_rec, v_final,
+                             i_final, r_final, start, stop, leaky, strict, c, streaming)
             continue
         if not spiking and leaky and not observe_v and not replay:
-            if streaming:
-                _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c, True)
-            else:
-                _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c, False)
+            _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop, c, streaming)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -649,25 +637,14 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
                     has_g_i_final, start, stop, zero)
         if spiking and refractory and not observe_v and not observe_z and not smooth and not replay \
                 and surrogate != SIGMOID:
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes,
-                                          g_v_rec, g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak,
-                                          g_reset, g_theta, g_k, has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec,
-                                          has_g_r_final, start, stop, leaky, strict, surrogate, c, True)
-            else:
-                _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes,
-                                          g_v_rec, g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak,
-                                          g_reset, g_theta, g_k, has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec,
-                                          has_g_r_final, start, stop, leaky, strict, surrogate, c, False)
+            _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_rec, r_rec, g_spikes,
+                                      g_v_rec, g_i_rec, g_r_rec, g_r_final, g_x, g_v0, g_i0, g_a, g_b, g_leak,
+                                      g_reset, g_theta, g_k, has_g_spikes, has_g_v_rec, has_g_i_rec, has_g_r_rec,
+                                      has_g_r_final, start, stop, leaky, strict, surrogate, c, streaming)
             continue
         if not spiking and leaky and not observe_v and not replay:
-            if streaming:
-                _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a,
-                                          g_b, g_leak, has_g_v_rec, has_g_i_rec, start, stop, c, True)
-            else:
-                _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a,
-                                          g_b, g_leak, has_g_v_rec, has_g_i_rec, start, stop, c, False)
+            _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec, g_x, g_v0, g_i0, g_a,
+                                      g_b, g_leak, has_g_v_rec, has_g_i_rec, start, stop, c, streaming)
             continue
         for t in range(steps - 1, -1, -1):
             for j in range(start, stop):
@@ -708,10 +685,10 @@ def backward_scan(v0, i0, r0, a, b, leak, reset, theta, k, scale, v_obs, z_obs, 
 
 
 @functools.lru_cache(maxsize=None)
-def tile_backward_scan(leaky, has_g_v_rec, has_g_i_rec, streaming):
+def tile_backward_scan(leaky, has_g_v_rec, has_g_i_rec):
     """Eqs. (7) and (9)-(12) in ``_backward_tile``'s case (``Config.plain``),
-    compiled for one leak, for whether the recorded v and i have cotangents
-    and for whether dx is streamed (``_stream``): numba types a closure's variables as literals and compiles
+    compiled for one leak and for whether the recorded v and i have
+    cotangents: numba types a closure's variables as literals and compiles
     ``_backward_tile`` per set of values with them as constants (see
     lif.tile_backward_scan), so an absent cotangent's row is neither read nor
     added.  hxtorch.cuba_lif's backward kernel, gradients through the spikes
@@ -721,7 +698,7 @@ def tile_backward_scan(leaky, has_g_v_rec, has_g_i_rec, streaming):
     @njit(nogil=True, cache=True, error_model="numpy")
     def scan(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spikes, g_v_rec, g_i_rec, g_v_final, g_i_final,
              g_x, g_v0, g_i0, g_a, g_b, g_leak, g_reset, g_theta, g_k, has_g_spikes, has_g_v_final, has_g_i_final,
-             strict, surrogate, c, tile, first_tile, last_tile):
+             strict, surrogate, c, streaming, tile, first_tile, last_tile):
         count = g_x.shape[1]
         for tile_index in range(first_tile, last_tile):
             start = tile_index * tile
@@ -840,10 +817,11 @@ class _Scan(torch.autograd.Function):
             v0, i0, _, a, b, leak, reset, threshold, _, scale = ctx.lanes
             (g_z, has_g_z), (g_v, has_g_v), (g_i, has_g_i), _ = sequences
             (g_v_final, has_g_v_final), (g_i_final, has_g_i_final), _ = finals
-            scan = tile_backward_scan(config.leaky, has_g_v, has_g_i, _launch.streamed(g_x_rows))
+            scan = tile_backward_scan(config.leaky, has_g_v, has_g_i)
             _launch.run_tiles(scan, count, v0, i0, a, b, leak, reset, threshold, scale, *recorded[:2], g_z, g_v, g_i,
                               g_v_final, g_i_final, g_x_rows, g_v0_lanes, g_i0_lanes, *sums, has_g_z, has_g_v_final,
-                              has_g_i_final, config.strict, config.surrogate, _launch.constants(dtype))
+                              has_g_i_final, config.strict, config.surrogate, _launch.constants(dtype),
+                              _launch.streamed(g_x_rows))
         else:
             # Without replay the backward recomputes the stop-gradient values and stores none of them.
             slots = ctx.slots if config.replay else _slots([])

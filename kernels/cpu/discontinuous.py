@@ -23,9 +23,9 @@ from ._stream import drain, put
 from .surrogates import SIGMOID, derivatives, kind, step
 
 
-@njit(cache=True, error_model="numpy")
-def _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
-    """Eq. (1) over tiles [first_tile, last_tile) (``forward_map``).  With
+@njit(nogil=True, cache=True, error_model="numpy")
+def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
+    """Eq. (1) over tiles [first_tile, last_tile).  With
     ``streaming`` (a constant: compiled once per value) the rows of the
     branch-free lane loop are written with streaming stores (``_stream``); the
     smooth twin's stay plain."""
@@ -58,17 +58,8 @@ def _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, stream
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, streaming, tile, first_tile, last_tile):
-    # The flag as a constant in each call: one compiled tile loop per value.
-    if streaming:
-        _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, True, tile, first_tile, last_tile)
-    else:
-        _forward_tiles(x, theta, scale, spikes, strict, smooth, surrogate, c, False, tile, first_tile, last_tile)
-
-
-@njit(cache=True, error_model="numpy")
-def _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, streaming, tile, first_tile, last_tile):
-    """Eq. (2) over tiles [first_tile, last_tile) (``backward_map``).  With
+def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, streaming, tile, first_tile, last_tile):
+    """Eq. (2) over tiles [first_tile, last_tile).  With
     ``streaming`` (a constant: compiled once per value) dx's rows are written
     with streaming stores (``_stream``)."""
     steps, count = x.shape
@@ -93,15 +84,6 @@ def _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, strea
                 d_theta[i] -= g
         if streaming:
             drain()
-
-
-@njit(nogil=True, cache=True, error_model="numpy")
-def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, streaming, tile, first_tile, last_tile):
-    # The flag as a constant in each call: one compiled tile loop per value.
-    if streaming:
-        _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, True, tile, first_tile, last_tile)
-    else:
-        _backward_tiles(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, False, tile, first_tile, last_tile)
 
 
 class _Fire(torch.autograd.Function):

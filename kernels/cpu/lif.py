@@ -141,11 +141,7 @@ def forward_scan(x, v0, lam, theta, scale, replayed, spikes, recorded, final,
             final[j] = v0[j]
         if not smooth and not replay:
             # Without a leak lam is 1 in every lane, and 1 * p + x == p + x exactly.
-            # The flag as a constant in each call: one compiled tile loop per value.
-            if streaming:
-                _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c, True)
-            else:
-                _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c, False)
+            _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, record_pre, strict, c, streaming)
             continue
         for t in range(steps):
             for j in range(start, stop):
@@ -405,15 +401,15 @@ def backward_scan(x, v0, lam, theta, scale, replayed, recorded, g_spikes, g_reco
 
 
 @functools.lru_cache(maxsize=None)
-def tile_backward_scan(reset, record_pre, sigmoid, streaming):
+def tile_backward_scan(reset, record_pre, sigmoid):
     """Eqs. (4)-(7) with H and no replay (``_backward_tile``), compiled for
-    one reset, one record, whether the surrogate is sigmoid and whether dx is
-    streamed (``_stream``).  numba types a closure's variables as literals
-    (and its cache keys a closure by their values); passed on, they make
-    numba compile ``_backward_tile`` once per set of values, with them as
-    constants, so LLVM drops the
-    branches of the other resets and records from the tile loop, and for
-    the algebraic surrogates the loads and additions of sigmoid's rows.
+    one reset, one record and whether the surrogate is sigmoid (and, like
+    every scan, per kind of store: ``_stream.StoreKind``).  numba types a
+    closure's variables as literals (and its cache keys a closure by their
+    values); passed on, they make numba compile ``_backward_tile`` once per
+    set of values, with them as constants, so LLVM drops the branches of the
+    other resets and records from the tile loop, and for the algebraic
+    surrogates the loads and additions of sigmoid's rows.
     As loop-invariant arguments, reset and record cost: tether.LIF's
     backward alone, N = 2^20, T = 100, float32, one thread, alternating
     processes, 0.61-0.68 ns per neuron-step against 0.56-0.61 (N = 8192,
@@ -426,7 +422,8 @@ def tile_backward_scan(reset, record_pre, sigmoid, streaming):
 
     @njit(nogil=True, cache=True, error_model="numpy")
     def scan(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_final, g_x, g_v0, g_lam, g_theta, g_scale,
-             has_g_spikes, has_g_recorded, has_g_final, strict, surrogate, want_scale, c, tile, first_tile, last_tile):
+             has_g_spikes, has_g_recorded, has_g_final, strict, surrogate, want_scale, c, streaming, tile, first_tile,
+             last_tile):
         count = g_x.shape[1]
         for tile_index in range(first_tile, last_tile):
             start = tile_index * tile
@@ -501,12 +498,11 @@ class _Scan(torch.autograd.Function):
                               _launch.constants(dtype))
         else:
             g_x_rows = _launch.sequence(g_x)
-            scan = tile_backward_scan(config.reset, config.record_pre, config.surrogate == SIGMOID,
-                                      _launch.streamed(g_x_rows))
+            scan = tile_backward_scan(config.reset, config.record_pre, config.surrogate == SIGMOID)
             _launch.run_tiles(scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"],
                               _launch.sequence(recorded), g_spikes, g_rec, g_fin, g_x_rows,
                               _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin, config.strict,
-                              config.surrogate, want_scale, _launch.constants(dtype))
+                              config.surrogate, want_scale, _launch.constants(dtype), _launch.streamed(g_x_rows))
         neurons = recorded.shape[-1]
         wants = (*ctx.needs_input_grad[2:4], want_scale)
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
