@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from numba import njit, types
+from numba.core.errors import TypingError
 
 from snnref.kernels.cpu import _stream, _vector_width, lif
 
@@ -23,8 +24,10 @@ def _tile_arguments(steps=7, lanes=301, stores=_stream.PLAIN):
     """Arguments of tether.LIF's float32 tile loop ``lif._forward_tile`` and
     backward scan ``lif.tile_backward_scan(lif.ZERO, True, False)`` over one
     tile of ``lanes``, writing with ``stores``: hard reset, v recorded before
-    it, arctan, single-valued parameters as the launcher passes them.  The
-    written rows start on a cache line (torch's allocations do)."""
+    it, arctan, single-valued parameters and per-lane gradient sums in the
+    compute dtype, as the launcher passes them (so the plain forms are the
+    ones tether.LIF compiles).  The written rows start on a cache line
+    (torch's allocations do)."""
     rng = np.random.default_rng(4)
     f32 = np.float32
     x = (rng.normal(0.4, 0.6, (steps, lanes))).astype(f32)
@@ -33,7 +36,7 @@ def _tile_arguments(steps=7, lanes=301, stores=_stream.PLAIN):
     spikes, recorded, g_x = (torch.empty(x.shape).numpy() for _ in range(3))
     final = np.zeros(lanes, f32)
     forward = (x, lam, theta, spikes, recorded, final, 0, lanes, lif.ZERO, True, False, c, stores)
-    sums = [np.zeros(lanes) for _ in range(3)]
+    sums = [np.zeros(lanes, f32) for _ in range(3)]
     backward = (x, np.zeros(lanes, f32), lam, theta, scale, recorded, np.ones((1, lanes), f32),
                 np.zeros((1, lanes), f32), np.zeros(lanes, f32), g_x, np.zeros(lanes, f32), *sums,
                 True, False, False, False, 0, False, c, stores, lanes, 0, 1)
@@ -82,6 +85,14 @@ def test_the_streamed_tile_loops_store_rows_with_non_temporal_vector_stores():
         scan, scan_signature = _fresh_copy(lif.tile_backward_scan(lif.ZERO, True, False), backward)
         for assembly in (tile_loop.inspect_asm(signature), scan.inspect_asm(scan_signature)):
             assert ("movntps" in assembly) is bool(stores)
+
+
+def test_a_kind_of_store_given_as_a_plain_bool_is_refused_by_name():
+    """``_stream.put`` chooses its store when it is compiled, so the flag must
+    be a constant: a runtime bool would compile one loop for both kinds."""
+    forward = _tile_arguments()[0][:-1] + (True,)
+    with pytest.raises(TypingError, match="streaming: expected a StoreKind"):
+        lif._forward_tile(*forward)
 
 
 DIGEST = """

@@ -22,7 +22,7 @@ Alignment.  A vector non-temporal store of w bytes faults unless its address
 is a multiple of w, and LLVM's vectorizer takes a vector store's alignment
 from the scalar store it widens (it does not vectorize a non-temporal store
 it cannot take as aligned).  ``put`` therefore declares ``ALIGNMENT`` (64
-bytes, a zmm register) on every store, which is not true of every store: the
+bytes, a zmm register) on every streamed store, which is not true of each: the
 vectorized loop's pieces at +32 bytes, its epilogue's narrower vectors and
 the scalar remainder carry it too.  What holds, and what the x86 backend
 needs (it reads the declared alignment only to choose movntps), is that each
@@ -56,11 +56,13 @@ the rows next (another thread, the backward, the caller) sees them.
 
 Compilation.  ``streams`` answers with a ``StoreKind``, ``STREAMED`` or
 ``PLAIN``, which the scans take as an argument and numba types as the
-literal True or False (its ``_numba_type_``): each scan is compiled per
-kind on its first call with that kind, with the flag as a constant, so
-neither compiled loop keeps a branch, and a process whose rows never stream
-(most tests, every small model) never compiles the streaming loops.  A plain
-bool would be one runtime argument for both kinds; numba's ``literally``
+literal True or False (its ``_numba_type_``) and passes on to ``put`` and
+``drain``, which read the constant when they are compiled and emit the one
+kind of store (or fence) it names: each scan is compiled per kind on its
+first call with that kind, neither compiled loop keeps a branch, and a
+process whose rows never stream (most tests, every small model) never
+compiles the streaming loops.  A plain bool would be one runtime argument
+for both kinds (``put`` refuses it); numba's ``literally``
 instead re-types the scan on every call (the default test run took 1903 s
 against 699).  numba's C dispatcher reads ``_numba_type_`` itself: a launch
 took 0.3-0.6 us longer than with a bool (about 2 us through ``typeof_impl``).
@@ -78,6 +80,7 @@ import llvmlite.ir
 import numpy as np
 from numba import types
 from numba.core import cgutils
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 ALIGNMENT = 64
@@ -138,19 +141,30 @@ def streams(tile: int, *rows: np.ndarray) -> StoreKind:
     return STREAMED
 
 
+def _constant_kind(streaming) -> bool:
+    """The value of a scan's ``streaming`` argument, which numba must have typed
+    as a literal (a ``StoreKind``; see Compilation above)."""
+    if not isinstance(streaming, types.BooleanLiteral):
+        raise TypingError(f"streaming: expected a StoreKind (STREAMED or PLAIN), a constant of the compiled loop; "
+                          f"got {streaming}")
+    return STREAMING and streaming.literal_value
+
+
 @intrinsic
-def put(typingctx, row, index, value):
-    """``row[index] = value`` as a non-temporal store declared ``ALIGNMENT``-
-    aligned (x86-64), for a C-contiguous 1-D ``row``; a plain store elsewhere."""
-    signature = types.none(row, index, value)
+def put(typingctx, row, index, value, streaming):
+    """``row[index] = value`` for a C-contiguous 1-D ``row``: where
+    ``streaming`` is ``STREAMED`` (on x86-64), a non-temporal store declared
+    ``ALIGNMENT``-aligned, else a plain store."""
+    nontemporal = _constant_kind(streaming)
+    signature = types.none(row, index, value, streaming)
 
     def codegen(context, builder, signature, args):
-        array_type, _, value_type = signature.args
+        array_type, _, value_type, _ = signature.args
         array = context.make_array(array_type)(context, builder, args[0])
         pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]], wraparound=False,
                                            boundscheck=False)
         converted = context.cast(builder, args[2], value_type, array_type.dtype)
-        if not STREAMING:
+        if not nontemporal:
             builder.store(converted, pointer)
             return context.get_dummy_value()
         store = builder.store(converted, pointer, align=ALIGNMENT)
@@ -162,15 +176,17 @@ def put(typingctx, row, index, value):
 
 
 @intrinsic
-def drain(typingctx):
-    """Make every streamed store of this thread visible before what follows
-    (x86's ``sfence``; nothing elsewhere)."""
+def drain(typingctx, streaming):
+    """Where ``streaming`` is ``STREAMED`` (on x86-64), make every streamed
+    store of this thread visible before what follows (``sfence``); nothing
+    otherwise."""
+    fence = _constant_kind(streaming)
 
     def codegen(context, builder, signature, args):
-        if STREAMING:
+        if fence:
             signature_type = llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [])
-            fence = cgutils.get_or_insert_function(builder.module, signature_type, "llvm.x86.sse.sfence")
-            builder.call(fence, [])
+            sfence = cgutils.get_or_insert_function(builder.module, signature_type, "llvm.x86.sse.sfence")
+            builder.call(sfence, [])
         return context.get_dummy_value()
 
-    return types.none(), codegen
+    return types.none(streaming), codegen

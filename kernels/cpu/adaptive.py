@@ -69,18 +69,12 @@ def _forward_tile(x, beta, beta_thr, gamma, spikes, m_rec, r_rec, m_final, r_fin
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             m = lane_value(leak, i) * m + drive[i] - s * threshold  # (2)
             r = lane_value(leak_thr, i) * r + lane_value(jump, i) * s  # (3)
-            if streaming:
-                put(fired, i, s)
-                put(kept_m, i, m)
-                put(kept_r, i, r)
-            else:
-                fired[i] = s
-                kept_m[i] = m
-                kept_r[i] = r
+            put(fired, i, s, streaming)
+            put(kept_m, i, m, streaming)
+            put(kept_r, i, r, streaming)
             membrane[i] = m
             excess[i] = r
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -153,10 +147,7 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
             threshold = one + r_before
             u = (m_before - threshold) / threshold
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            if streaming:
-                put(g_x_row, i, g_m)
-            else:
-                g_x_row[i] = g_m
+            put(g_x_row, i, g_m, streaming)
             d_beta[i] += g_m * m_before  # (5)
             d_beta_thr[i] += g_r * r_before
             d_gamma[i] += g_r * s
@@ -165,8 +156,7 @@ def _backward_tile(m0, r0, beta, beta_thr, gamma, scale, m_rec, r_rec, g_spikes,
             g_threshold = -s * g_m - g_u * m_before / (threshold * threshold)  # (7)
             carry_m[i] = lane_value(leak, i) * g_m + g_u / threshold  # (8)
             carry_r[i] = lane_value(leak_thr, i) * g_r + g_threshold
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

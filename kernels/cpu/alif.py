@@ -72,18 +72,12 @@ def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a
             v = lane_value(leak_v, i) * p[i] + drive[i]  # (1)
             u = v - (lane_value(threshold, i) + lane_value(weight, i) * a)  # (2)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            if streaming:
-                put(fired, i, s)
-                put(kept_v, i, v)
-                put(kept_a, i, a)
-            else:
-                fired[i] = s
-                kept_v[i] = v
-                kept_a[i] = a
+            put(fired, i, s, streaming)
+            put(kept_v, i, v, streaming)
+            put(kept_a, i, a, streaming)
             p[i] = v * (one - s)  # (3)
             adaptation[i] = lane_value(leak_a, i) * a + s  # (4)
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -187,9 +181,8 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
             dx = staged[i] if streaming else g_x_row[i]
             d_lam_v[i] += dx * p_before  # (9)
             if streaming:
-                put(g_x_row, i, dx)
-    if streaming:
-        drain()
+                put(g_x_row, i, dx, streaming)
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

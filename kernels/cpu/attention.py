@@ -69,10 +69,7 @@ def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, sp
                 u = v - threshold[i]
                 s = one if (u > 0) | (inclusive & (u == 0)) else zero
                 p[i] = v * (one - s)  # (2)
-                if streaming:
-                    put(kept, i, v)
-                else:
-                    kept[i] = v
+                put(kept, i, v, streaming)
                 fired[i] = s
         s_q = spikes[Q, t, start:stop]
         s_k = spikes[K, t, start:stop]
@@ -82,14 +79,9 @@ def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, sp
         for i in range(total.shape[0]):
             summed = total[i] + s_k[i] * s_v[i]  # (3)
             total[i] = summed
-            if streaming:
-                put(kept_context, i, summed)
-                put(o, i, s_q[i] * summed)
-            else:
-                kept_context[i] = summed
-                o[i] = s_q[i] * summed
-    if streaming:
-        drain()
+            put(kept_context, i, summed, streaming)
+            put(o, i, s_q[i] * summed, streaming)
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -186,10 +178,7 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
                 g_b = carry[i] * (one - s) + g_rec_row[i] + g_u
                 d_theta[i] -= g_u
                 d_scale[i] += g_s * dF
-                if streaming:
-                    put(g_z_row, i, g_b)
-                else:
-                    g_z_row[i] = g_b
+                put(g_z_row, i, g_b, streaming)
                 # p_b[t-1], rebuilt as the forward computed it (the initial state at t = 0).
                 u_before = before[i] - threshold[i]
                 s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
@@ -197,8 +186,7 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
                 p_before = before[i] if first else reset_before
                 d_lam[i] += g_b * p_before
                 carry[i] = leak[i] * g_b
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

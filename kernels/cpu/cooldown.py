@@ -142,19 +142,12 @@ def forward_scan(x, m0, beta, gain, sign, scale, spikes, m_rec, m_final, strict,
                 for i in range(width):
                     u = signs[i] * (m[i] - one)  # (1)
                     s = one if (u > 0) | (inclusive & (u == 0)) else zero
-                    if streaming:
-                        put(fired, i, s)
-                    else:
-                        fired[i] = s
+                    put(fired, i, s, streaming)
             for i in range(width):
                 after = decay[i] * m[i] + gains[i] * grown[i]  # (2)
-                if streaming:
-                    put(kept, i, after)
-                else:
-                    kept[i] = after
+                put(kept, i, after, streaming)
                 m[i] = after
-        if streaming:
-            drain()
+        drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -200,16 +193,12 @@ def backward_scan(x, m0, beta, gain, sign, scale, m_rec, g_spikes, g_m_rec, g_m_
                 g_m = carry[i] + g_rec_row[i]  # (3)
                 m_before = before[i]
                 dx = g_m * gains[i] * grown[i]
-                if streaming:
-                    put(g_x_row, i, dx)
-                else:
-                    g_x_row[i] = dx
+                put(g_x_row, i, dx, streaming)
                 d_beta[i] += g_m * m_before
                 d_gain[i] += g_m * grown[i]
                 f, _ = derivatives(signs[i] * (m_before - one), scales[i], surrogate, c)
                 carry[i] = decay[i] * g_m + g_s_row[i] * f * signs[i]  # (4)
-        if streaming:
-            drain()
+        drain(streaming)
 
 
 class _Scan(torch.autograd.Function):

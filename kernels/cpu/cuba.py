@@ -170,18 +170,12 @@ def _forward_tile(x, a, b, leak, reset, theta, spikes, v_rec, i_rec, v_final, i_
             z = one if (u > 0) | (inclusive & (u == 0)) else zero
             v_new = (one - z) * w + z * lane_value(after, j)  # (4)
             i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
-            if streaming:
-                put(fired, j, z)
-                put(membrane, j, v_new)
-                put(current, j, i_new)
-            else:
-                fired[j] = z
-                membrane[j] = v_new
-                current[j] = i_new
+            put(fired, j, z, streaming)
+            put(membrane, j, v_new, streaming)
+            put(current, j, i_new, streaming)
             v_state[j] = v_new
             i_state[j] = i_new
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(cache=True, error_model="numpy")
@@ -228,27 +222,17 @@ def _refractory_tile(x, a, b, leak, reset, theta, k, stops, slots, spikes, v_rec
             z = (one - m) * e
             r_new = (one - z) * carry + z * lane_value(dead_steps, j)  # (6)
             i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
-            if streaming:
-                put(reset_row, j, e)
-                put(mask_row, j, m)
-                put(carry_row, j, carry)
-                put(fired, j, z)
-                put(membrane, j, v_new)
-                put(current, j, i_new)
-                put(remaining, j, r_new)
-            else:
-                reset_row[j] = e
-                mask_row[j] = m
-                carry_row[j] = carry
-                fired[j] = z
-                membrane[j] = v_new
-                current[j] = i_new
-                remaining[j] = r_new
+            put(reset_row, j, e, streaming)
+            put(mask_row, j, m, streaming)
+            put(carry_row, j, carry, streaming)
+            put(fired, j, z, streaming)
+            put(membrane, j, v_new, streaming)
+            put(current, j, i_new, streaming)
+            put(remaining, j, r_new, streaming)
             v_state[j] = v_new
             i_state[j] = i_new
             r_state[j] = r_new
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(cache=True, error_model="numpy")
@@ -272,16 +256,11 @@ def _integrator_tile(x, a, b, leak, v_rec, i_rec, v_final, i_final, start, stop,
             i = i_state[j]
             v_new = v + lane_value(rate_v, j) * (lane_value(rest, j) - v + i)  # (1)
             i_new = (one - lane_value(rate_i, j)) * i + drive[j]  # (2)
-            if streaming:
-                put(membrane, j, v_new)
-                put(current, j, i_new)
-            else:
-                membrane[j] = v_new
-                current[j] = i_new
+            put(membrane, j, v_new, streaming)
+            put(current, j, i_new, streaming)
             v_state[j] = v_new
             i_state[j] = i_new
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -402,14 +381,9 @@ def _backward_tile(v0, i0, a, b, leak, reset, theta, scale, v_rec, i_rec, g_spik
                 v_b[j], i_b[j], g_z_b[j], g_v_b[j], g_i_b[j], G_v, G_i, sum_a, sum_b, sum_leak, sum_reset,
                 sum_theta, rate_v_j, rate_i_j, rest_j, threshold_j, scale_j, leaky, inclusive, kinds, constants,
                 has_g_v_rec, has_g_i_rec)
-            if streaming:
-                put(g_x_a, j, dx_a)
-                put(g_x_b, j, dx_b)
-            else:
-                g_x_a[j] = dx_a
-                g_x_b[j] = dx_b
-    if streaming:
-        drain()
+            put(g_x_a, j, dx_a, streaming)
+            put(g_x_b, j, dx_b, streaming)
+    drain(streaming)
 
 
 @njit(cache=True, error_model="numpy")
@@ -500,16 +474,12 @@ def _refractory_backward_tile(v0, i0, r0, a, b, leak, theta, k, scale, v_rec, i_
                 lane_value(rate_v, j), lane_value(rest, j), lane_value(threshold, j), lane_value(dead_steps, j),
                 lane_value(scales, j), leaky, inclusive, kinds, c)
             d_a[j] += g_v * base  # (11)
-            if streaming:
-                put(g_x_row, j, g_i)
-            else:
-                g_x_row[j] = g_i
+            put(g_x_row, j, g_i, streaming)
             d_b[j] -= g_i * i
             carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
             d_leak[j] += lane_value(rate_v, j) * g_v if leaky else zero
             carry_v[j] = (one - lane_value(rate_v, j)) * g_v if leaky else g_v
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(cache=True, error_model="numpy")
@@ -540,16 +510,12 @@ def _integrator_backward_tile(v0, i0, a, b, leak, v_rec, i_rec, g_v_rec, g_i_rec
             g_v = carry_v[j] + g_v_row[j]  # (7)
             g_i = carry_i[j] + g_i_row[j]
             d_a[j] += g_v * (lane_value(rest, j) - v_before[j] + i)  # (11)
-            if streaming:
-                put(g_x_row, j, g_i)
-            else:
-                g_x_row[j] = g_i
+            put(g_x_row, j, g_i, streaming)
             d_b[j] -= g_i * i
             carry_i[j] = (one - lane_value(rate_i, j)) * g_i + lane_value(rate_v, j) * g_v  # (12)
             d_leak[j] += lane_value(rate_v, j) * g_v
             carry_v[j] = (one - lane_value(rate_v, j)) * g_v
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")

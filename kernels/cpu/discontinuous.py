@@ -49,12 +49,8 @@ def forward_map(x, theta, scale, spikes, strict, smooth, surrogate, c, streaming
                 for i in range(fired.shape[0]):
                     u = drive[i] - lane_value(threshold, i)  # (1)
                     s = one if (u > 0) | (inclusive & (u == 0)) else zero
-                    if streaming:
-                        put(fired, i, s)
-                    else:
-                        fired[i] = s
-        if streaming:
-            drain()
+                    put(fired, i, s, streaming)
+        drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -77,13 +73,9 @@ def backward_map(x, theta, scale, g_spikes, g_x, g_theta, surrogate, c, streamin
             for i in range(g_x_row.shape[0]):
                 f, _ = derivatives(drive[i] - lane_value(threshold, i), lane_value(scales, i), surrogate, c)
                 g = g_s_row[i] * f  # (2)
-                if streaming:
-                    put(g_x_row, i, g)
-                else:
-                    g_x_row[i] = g
+                put(g_x_row, i, g, streaming)
                 d_theta[i] -= g
-        if streaming:
-            drain()
+        drain(streaming)
 
 
 class _Fire(torch.autograd.Function):

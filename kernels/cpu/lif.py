@@ -117,15 +117,10 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
             u = v - lane_value(threshold, i)  # (2)
             s = one if (u > 0) | (inclusive & (u == 0)) else zero
             after = v * (one - s) if hard else (v - lane_value(threshold, i) * s if soft else v)  # (3)
-            if streaming:
-                put(fired, i, s)
-                put(kept, i, v if record_pre else after)
-            else:
-                fired[i] = s
-                kept[i] = v if record_pre else after
+            put(fired, i, s, streaming)
+            put(kept, i, v if record_pre else after, streaming)
             p[i] = after
-    if streaming:
-        drain()
+    drain(streaming)
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
@@ -308,12 +303,8 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
                     now_b[i], before_b[i], drive_b[i], first_b, g_s_b[i], g_rec_b[i], slope_b[i], by_scale_b[i],
                     G, sum_lam, sum_theta, sum_scale, lam_i, theta_i, scale_i,
                     record_pre, hard, soft, through_spike, inclusive, kinds, constants, want_scale, sigmoid)
-                if streaming:
-                    put(g_x_a, i, dx_a)
-                    put(g_x_b, i, dx_b)
-                else:
-                    g_x_a[i] = dx_a
-                    g_x_b[i] = dx_b
+                put(g_x_a, i, dx_a, streaming)
+                put(g_x_b, i, dx_b, streaming)
         else:
             for i in range(width):
                 dx_a, carry[i], d_lam[i], d_theta[i], d_scale[i] = _lane_back(
@@ -321,12 +312,8 @@ def _backward_tile(x, v0, lam, theta, scale, recorded, g_spikes, g_recorded, g_x
                     carry[i], d_lam[i], d_theta[i], d_scale[i], lane_value(leak, i), lane_value(threshold, i),
                     lane_value(scales, i), record_pre, hard, soft, through_spike, inclusive, kinds,
                     constants, want_scale, sigmoid)
-                if streaming:
-                    put(g_x_a, i, dx_a)
-                else:
-                    g_x_a[i] = dx_a
-    if streaming:
-        drain()
+                put(g_x_a, i, dx_a, streaming)
+    drain(streaming)
 
 
 @njit(cache=True, error_model="numpy")
