@@ -74,17 +74,17 @@ def test_streamed_rows_give_the_bits_of_stores_through_the_caches(key, dtype, mo
     monkeypatch.setattr(_launch, "PARALLEL_FROM", 0)
     monkeypatch.setattr(_launch, "_THREADS", [min(2, _launch.machine_threads())])
     answers = []
-    streamed = _launch.streamed
+    streams = _stream.streams
 
-    def spy(*rows):
-        answers.append(streamed(*rows))
+    def spy(tile, *rows):
+        answers.append(streams(tile, *rows))
         return answers[-1]
 
-    monkeypatch.setattr(_launch, "streamed", spy)
+    monkeypatch.setattr(_stream, "streams", spy)
     result = equivalence.run_backend(case, "cpu", dtype)
     # Asked once by the forward and once by the backward, and both streamed.
     assert answers == [_stream.STREAMED if STREAMING else _stream.PLAIN] * 2, answers
-    monkeypatch.setattr(_launch, "streamed", lambda *rows: _stream.PLAIN)
+    monkeypatch.setattr(_stream, "streams", lambda tile, *rows: _stream.PLAIN)
     cached = equivalence.run_backend(case, "cpu", dtype)
     assert result.keys() == cached.keys()
     for name in result:

@@ -17,7 +17,7 @@ and runs the whole time loop inside a tile (its state stays in cache);
 owned by one tile, so no two threads ever write the same element and every
 per-lane sum runs in time order: results do not depend on the thread count.
 Where every row a tile loop writes starts on a cache line and the rows are
-large (``streamed``), the loop writes them with streaming stores
+large (``run_tiles``'s ``streamed``), the loop writes them with streaming stores
 (``_stream``): no read of each line before it is written.
 
 Threads.  The kernels are compiled serially (``@njit(nogil=True)``) and
@@ -414,14 +414,6 @@ def tile_lanes(lane_count: int) -> int:
     return min(TILE, max(64, -(-per_thread // 64) * 64))
 
 
-def streamed(*rows: np.ndarray) -> _stream.StoreKind:
-    """How a scan writes the (T, M) arrays ``rows``: ``_stream.STREAMED``
-    where it may use streaming stores (``_stream.streams``, at the scan's
-    tile size), else ``_stream.PLAIN``.  ``empty``'s arrays start on a cache
-    line; the row length and the rows' size decide."""
-    return _stream.streams(tile_lanes(rows[0].shape[1]), *rows)
-
-
 # A scan whose largest array (a (T, M) sequence) holds fewer elements runs in
 # the calling thread: a launch on two threads costs about 80 us more than one
 # in this thread (the members take the GIL in turn to call the kernel; less
@@ -433,7 +425,7 @@ def streamed(*rows: np.ndarray) -> _stream.StoreKind:
 PARALLEL_FROM = 1 << 18
 
 
-def run_tiles(kernel, lane_count: int, *args) -> None:
+def run_tiles(kernel, lane_count: int, *args, streamed=None) -> None:
     """``kernel(*args, tile, first_tile, last_tile)`` over every tile of
     ``lane_count`` lanes, ``tile`` lanes each (``tile_lanes``): in this thread
     (one tile, a scan smaller than ``PARALLEL_FROM``, a launch from a thread
@@ -441,8 +433,16 @@ def run_tiles(kernel, lane_count: int, *args) -> None:
     (the kernels release the GIL): torch's OpenMP team (``_openmp``) where it
     can, else a pool of this module's own.  Each lane belongs to one tile and
     is computed alone, so neither the tile size nor the split changes a
-    result."""
+    result.
+
+    A kernel that takes a kind of store gets it before ``tile``: ``streamed``
+    lists the (T, M) arrays it may write with streaming stores (none: an
+    empty list), and ``_stream.streams`` decides at this launch's tile size
+    (``empty``'s arrays start on a cache line; the row length and the rows'
+    size decide)."""
     tile = tile_lanes(lane_count)
+    if streamed is not None:
+        args += (_stream.streams(tile, *streamed) if streamed else _stream.PLAIN,)
     tiles = -(-lane_count // tile)
     workers = min(get_threads(), tiles)
     if workers > 1 and max((a.size for a in args if isinstance(a, np.ndarray)), default=0) < PARALLEL_FROM:

@@ -215,7 +215,7 @@ class _Scan(torch.autograd.Function):
         rows = [_launch.sequence(s) for s in (spikes, m_rec, r_rec)]
         _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *rows,
                           _launch.lanes(m_final), _launch.lanes(r_final), strict, smooth, surrogate,
-                          _launch.constants(x.dtype), _launch.streamed(*rows))
+                          _launch.constants(x.dtype), streamed=rows)
         ctx.save_for_backward(m_rec, r_rec, beta, beta_thr, gamma)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -236,7 +236,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(backward_scan, count, *ctx.lanes, _launch.sequence(m_rec), _launch.sequence(r_rec),
                           *(view for view, _ in cotangents), g_x_rows, _launch.lanes(g_m0),
                           _launch.lanes(g_r0), *sums, *(present for _, present in cotangents), strict, smooth,
-                          surrogate, _launch.constants(dtype), _launch.streamed(g_x_rows))
+                          surrogate, _launch.constants(dtype), streamed=[g_x_rows])
         neurons = m_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:6])]

@@ -262,7 +262,7 @@ class _Scan(torch.autograd.Function):
         rows = [_launch.sequence(s) for s in (spikes, v_rec, a_rec)]
         _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, held, *rows,
                           _launch.lanes(v_final), _launch.lanes(a_final), config.strict, config.smooth, config.replay,
-                          config.surrogate, _launch.constants(x.dtype), _launch.streamed(*rows))
+                          config.surrogate, _launch.constants(x.dtype), streamed=rows)
         ctx.save_for_backward(v_rec, a_rec, lam_v, lam_a, theta, beta, scale)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
         ctx.set_materialize_grads(False)
@@ -284,7 +284,7 @@ class _Scan(torch.autograd.Function):
                           _launch.sequence(a_rec), *(view for view, _ in cotangents), g_x_rows,
                           _launch.lanes(g_v0), _launch.lanes(g_a0), *sums, *(present for _, present in cotangents),
                           config.strict, config.smooth, config.replay, config.surrogate, _launch.constants(dtype),
-                          _launch.streamed(g_x_rows))
+                          streamed=[g_x_rows])
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[3:8])]

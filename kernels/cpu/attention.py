@@ -274,12 +274,12 @@ class _Scan(torch.autograd.Function):
         out_rows, context_rows = _launch.sequence(out), _launch.sequence(context)
         v_rec_rows = v_rec.numpy().reshape(3, shape[0], count)
         # The tile loop streams o, S and v (the branches' rows as one (3 T, M) array).
-        streaming = _launch.streamed(out_rows, context_rows, v_rec_rows.reshape(3 * shape[0], count))
         _launch.run_tiles(forward_scan, count, _launch.contiguous(z).numpy().reshape(3, shape[0], count), lanes["v0"],
                           _launch.per_lane(s0, step_shape), lanes["lam"], lanes["theta"], lanes["scale"], held,
                           out_rows, context_rows, _launch.lanes(context_final), v_rec_rows,
                           v_final.numpy().reshape(3, count), spikes.numpy().reshape(3, shape[0], count), strict,
-                          smooth, replay, surrogate, _launch.constants(dtype), streaming)
+                          smooth, replay, surrogate, _launch.constants(dtype),
+                          streamed=[out_rows, context_rows, v_rec_rows.reshape(3 * shape[0], count)])
         ctx.save_for_backward(context, v_rec, lam_q, lam_k, lam_v, theta_q, theta_k, theta_v,
                               scale_q, scale_k, scale_v)
         ctx.lanes, ctx.held, ctx.config = lanes, held, config
@@ -315,7 +315,7 @@ class _Scan(torch.autograd.Function):
                           g_z_rows, g_v0.numpy().reshape(3, count), _launch.lanes(g_s0),
                           *sums, flags[0], flags[1], flags[2], (present_v_rec,) * 3, (present_v_final,) * 3, strict,
                           smooth, replay, surrogate, _launch.constants(dtype),
-                          _launch.streamed(g_z_rows.reshape(3 * steps, count)))
+                          streamed=[g_z_rows.reshape(3 * steps, count)])
         neurons = context.shape[-1]
         wants = ctx.needs_input_grad[5:14]
         grads = [_launch.reduce_lanes(sums[kind_index][b], like, neurons) if want else None

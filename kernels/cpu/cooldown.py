@@ -215,7 +215,7 @@ class _Scan(torch.autograd.Function):
         rows = [_launch.sequence(s) for s in (spikes, m_rec)]
         _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *rows,
                           _launch.lanes(m_final), strict, smooth, surrogate, _launch.constants(x.dtype),
-                          _launch.streamed(*rows))
+                          streamed=rows)
         ctx.save_for_backward(x, m_rec, beta, gain)
         ctx.lanes, ctx.config = lanes, config
         ctx.set_materialize_grads(False)
@@ -236,7 +236,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(backward_scan, count, _launch.sequence(x), *ctx.lanes, _launch.sequence(m_rec),
                           *(view for view, _ in cotangents), g_x_rows, _launch.lanes(g_m0), *sums,
                           *(present for _, present in cotangents), ctx.config[2], _launch.constants(dtype),
-                          ctx.config[2] != SIGMOID and _launch.streamed(g_x_rows))
+                          streamed=[g_x_rows] if ctx.config[2] != SIGMOID else [])
         neurons = x.shape[-1]
         wants = ctx.needs_input_grad
         g_beta = _launch.reduce_lanes(sums[0], beta, neurons) if wants[2] else None

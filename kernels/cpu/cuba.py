@@ -753,9 +753,9 @@ class _Scan(torch.autograd.Function):
                 for s in (spikes, v_rec, i_rec, r_rec)]
         # The tile loops write every sequence there is, and the refractory one e, m and c.
         written = [r for r, s in zip(rows, (spikes, v_rec, i_rec, r_rec)) if s is not None]
-        streaming = _launch.streamed(*written, *([stops] if config.refractory and not config.replay else []))
         _launch.run_tiles(forward_scan, _launch.lane_count(x), _launch.sequence(x), *lanes, *observations, stops, slots,
-                          *rows, *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype), streaming)
+                          *rows, *(_launch.lanes(f) for f in finals), *config, _launch.constants(dtype),
+                          streamed=written + ([stops] if config.refractory and not config.replay else []))
         ctx.save_for_backward(v_rec, i_rec, r_rec, a, b, leak, reset, threshold, k)
         ctx.lanes, ctx.observations, ctx.stops, ctx.slots, ctx.config = lanes, observations, stops, slots, config
         ctx.set_materialize_grads(False)
@@ -787,14 +787,14 @@ class _Scan(torch.autograd.Function):
             _launch.run_tiles(scan, count, v0, i0, a, b, leak, reset, threshold, scale, *recorded[:2], g_z, g_v, g_i,
                               g_v_final, g_i_final, g_x_rows, g_v0_lanes, g_i0_lanes, *sums, has_g_z, has_g_v_final,
                               has_g_i_final, config.strict, config.surrogate, _launch.constants(dtype),
-                              _launch.streamed(g_x_rows))
+                              streamed=[g_x_rows])
         else:
             # Without replay the backward recomputes the stop-gradient values and stores none of them.
             slots = ctx.slots if config.replay else _slots([])
             _launch.run_tiles(backward_scan, count, *ctx.lanes, *ctx.observations, ctx.stops, slots, *recorded,
                               *(view for view, _ in sequences + finals), g_x_rows, g_v0_lanes, g_i0_lanes, *sums,
                               *(present for _, present in sequences + finals), *config, _launch.constants(dtype),
-                              _launch.streamed(g_x_rows))
+                              streamed=[g_x_rows])
         neurons = v_rec.shape[-1]
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
                  for total, like, want in zip(sums, parameters, ctx.needs_input_grad[4:10])]

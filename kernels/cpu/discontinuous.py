@@ -89,7 +89,7 @@ class _Fire(torch.autograd.Function):
         spikes = _launch.empty(x.shape, x.dtype)
         spike_rows = _launch.sequence(spikes)
         _launch.run_tiles(forward_map, _launch.lane_count(x), _launch.sequence(x), *lanes, spike_rows,
-                          strict, smooth, surrogate, _launch.constants(x.dtype), _launch.streamed(spike_rows))
+                          strict, smooth, surrogate, _launch.constants(x.dtype), streamed=[spike_rows])
         ctx.save_for_backward(x, theta)
         ctx.lanes, ctx.config = lanes, config
         return spikes
@@ -104,7 +104,7 @@ class _Fire(torch.autograd.Function):
         # Streamed only where the lane loop vectorizes: sigmoid's exp keeps it scalar.
         _launch.run_tiles(backward_map, _launch.lane_count(x), _launch.sequence(x), *ctx.lanes,
                           _launch.cotangent(g_spikes, x.dtype)[0], g_x_rows, total, ctx.config[2],
-                          _launch.constants(x.dtype), ctx.config[2] != SIGMOID and _launch.streamed(g_x_rows))
+                          _launch.constants(x.dtype), streamed=[g_x_rows] if ctx.config[2] != SIGMOID else [])
         g_theta = _launch.reduce_lanes(total, theta, x.shape[-1]) if ctx.needs_input_grad[1] else None
         # gradient_factor is spike_linear's fixed scale: no gradient.
         return g_x, g_theta, None, None

@@ -454,7 +454,7 @@ class _Scan(torch.autograd.Function):
         _launch.run_tiles(forward_scan, _launch.lane_count(x), xs, lanes["v0"], lanes["lam"], lanes["theta"],
                           lanes["scale"], held, spike_rows, recorded_rows, _launch.lanes(final), config.leak,
                           config.reset, config.record_pre, config.strict, config.smooth, config.replay,
-                          config.surrogate, _launch.constants(x.dtype), _launch.streamed(spike_rows, recorded_rows))
+                          config.surrogate, _launch.constants(x.dtype), streamed=[spike_rows, recorded_rows])
         # Saved: x only where the backward rebuilds v from it (the input itself,
         # or its one copy), the recorded sequence (an output) and M-sized lanes.
         ctx.save_for_backward(x if not config.record_pre else None, recorded, lam, theta, scale)
@@ -489,7 +489,7 @@ class _Scan(torch.autograd.Function):
             _launch.run_tiles(scan, count, xs, lanes["v0"], lanes["lam"], lanes["theta"], lanes["scale"],
                               _launch.sequence(recorded), g_spikes, g_rec, g_fin, g_x_rows,
                               _launch.lanes(g_v0), *sums, has_g_spikes, has_g_rec, has_g_fin, config.strict,
-                              config.surrogate, want_scale, _launch.constants(dtype), _launch.streamed(g_x_rows))
+                              config.surrogate, want_scale, _launch.constants(dtype), streamed=[g_x_rows])
         neurons = recorded.shape[-1]
         wants = (*ctx.needs_input_grad[2:4], want_scale)
         grads = [_launch.reduce_lanes(total, like, neurons) if like is not None and want else None
