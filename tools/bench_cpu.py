@@ -132,9 +132,9 @@ def kernel_clock(laps):
     original = _launch.run_tiles
     spent = [0.0]
 
-    def timed(kernel, lane_count, *args):
+    def timed(kernel, lane_count, *args, **options):
         start = time.perf_counter()
-        original(kernel, lane_count, *args)
+        original(kernel, lane_count, *args, **options)
         spent[0] += time.perf_counter() - start
 
     _launch.run_tiles = timed
