@@ -23,7 +23,6 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from scipy.signal import lfilter
 
 from .. import families, registry, spec
 
@@ -117,6 +116,10 @@ def _with_initial_state(case):
 
 def first_order(pole, drive, initial):
     """y[t] = pole y[t-1] + drive[t] from y[-1] = initial, by lfilter, per neuron."""
+    # Imported here: scipy.signal takes 0.7 s to import, a fifth of the start of
+    # every process that runs the gate (the plugin's, snnref verify's workers).
+    from scipy.signal import lfilter
+
     pole = np.broadcast_to(pole, drive.shape[1:]).reshape(-1)
     flat_drive = drive.reshape(len(drive), -1)
     flat_initial = np.broadcast_to(initial, drive.shape[1:]).reshape(-1)
