@@ -155,6 +155,8 @@ def test_rows_stream_only_where_every_vector_store_is_aligned(dtype, monkeypatch
     assert not _stream.streams(2 * line, _cache_line_aligned((3, 4 * line - 1), dtype))
     assert not _stream.streams(2 * line + 1, aligned)
     assert not _stream.streams(2 * line, _cache_line_aligned((3, 8 * line), dtype)[:, ::2])
+    # A launch that names no rows (Cooldown's sigmoid backward) gets plain stores.
+    assert _stream.streams(2 * line) is _stream.PLAIN
     monkeypatch.setattr(_stream, "STREAMING", False)
     assert not _stream.streams(2 * line, aligned)
 

@@ -442,7 +442,7 @@ def run_tiles(kernel, lane_count: int, *args, streamed=None) -> None:
     size decide)."""
     tile = tile_lanes(lane_count)
     if streamed is not None:
-        args += (_stream.streams(tile, *streamed) if streamed else _stream.PLAIN,)
+        args += (_stream.streams(tile, *streamed),)
     tiles = -(-lane_count // tile)
     workers = min(get_threads(), tiles)
     if workers > 1 and max((a.size for a in args if isinstance(a, np.ndarray)), default=0) < PARALLEL_FROM:

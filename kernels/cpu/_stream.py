@@ -130,8 +130,8 @@ STREAMED, PLAIN = StoreKind(True), StoreKind(False)
 def streams(tile: int, *rows: np.ndarray) -> StoreKind:
     """``STREAMED`` where a scan cutting its lanes into tiles of ``tile``
     lanes may write the (T, M) arrays ``rows`` with ``put`` (see Alignment
-    and Size above), else ``PLAIN``."""
-    if not STREAMING or sum(array.nbytes for array in rows) < STREAM_FROM:
+    and Size above), else ``PLAIN`` (also where there are no ``rows``)."""
+    if not STREAMING or not rows or sum(array.nbytes for array in rows) < STREAM_FROM:
         return PLAIN
     for array in rows:
         itemsize = array.itemsize
