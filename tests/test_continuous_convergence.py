@@ -297,14 +297,12 @@ def test_verify_rows_quick():
         assert result.summary and "ivp" in result.summary
 
 
-@pytest.mark.slow
 def test_verify_rows_full():
     for result in verify.rows(quick=False):
         assert result.passed, (result.model, result.failures)
         assert "fd" in result.summary
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("key", MAPPED)
 def test_section_9_claims_hold_on_other_seeds(key, seed):
