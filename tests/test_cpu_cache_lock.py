@@ -1,9 +1,12 @@
 """The CPU kernels' numba cache is read and written under the lock of
 kernels/cpu/_cache_lock.py: every compiled function of the package uses it,
 every index and data file access of a load holds the lock at least shared and
-every one of a save holds it exclusive."""
+every one of a save holds it exclusive.  An edit to any file the kernels'
+machine code may hold makes the cached code stale."""
 
+import ast
 import importlib
+import importlib.util
 import os
 import pkgutil
 import warnings
@@ -101,3 +104,49 @@ def test_without_a_writable_cache_directory_a_kernel_compiles_in_memory_with_one
         warnings.simplefilter("error")
         second = _cache_lock.njit(cache=True)(add)
     assert first(2, 3) == 5 and second(1.5, 2.0) == 3.5
+
+
+def test_an_edit_to_another_stamped_file_makes_the_cached_code_stale(tmp_path, monkeypatch):
+    # As _stream.py is to lif.py's loops: a file the function's machine code may
+    # hold, which is not the function's own.  Before, the third load below was
+    # a cache hit: machine code compiled against a text that no file held.
+    helper = tmp_path / "inlined_helper.py"
+    helper.write_text("WIDTH = 8\n")
+    monkeypatch.setattr(_cache_lock, "stamped_files", lambda: (str(helper),))
+    source = tmp_path / "tripling.py"
+    source.write_text("from snnref.kernels.cpu._cache_lock import njit\n\n\n"
+                      "@njit(cache=True)\ndef triple(x):\n    return 3 * x\n")
+    assert load_module("snnref_tripling_first", source).triple(1) == 3
+    unchanged = load_module("snnref_tripling_unchanged", source).triple
+    assert unchanged(2) == 6 and sum(unchanged.stats.cache_hits.values()) == 1
+    helper.write_text("WIDTH = 16\n")
+    edited = load_module("snnref_tripling_edited", source).triple
+    assert edited(3) == 9
+    assert sum(edited.stats.cache_hits.values()) == 0 and sum(edited.stats.cache_misses.values()) == 1
+    # Compiled again and saved: the next process loads it.
+    again = load_module("snnref_tripling_again", source).triple
+    assert again(4) == 12 and sum(again.stats.cache_hits.values()) == 1
+
+
+def _snnref_imports(path):
+    """The snnref modules (dotted names) that the file at ``path`` imports."""
+    names = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.split(".")[0] == "snnref")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module.split(".")[0] == "snnref":
+            # "from snnref import registry" imports a module; "from snnref.leak import quotient" a name.
+            package = importlib.util.find_spec(node.module).submodule_search_locations is not None
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                names.add(submodule if package and importlib.util.find_spec(submodule) else node.module)
+    return names
+
+
+def test_the_stamped_files_are_the_package_and_every_snnref_module_it_imports():
+    files = _cache_lock.stamped_files()
+    own = [os.path.join(cpu.__path__[0], f"{info.name}.py") for info in pkgutil.iter_modules(cpu.__path__)]
+    assert set(own) <= set(files) and os.path.abspath(lif.__file__) in files
+    imported = set().union(*(_snnref_imports(path) for path in own + [cpu.__file__]))
+    assert imported == set(_cache_lock.IMPORTED_MODULES)
+    assert len(files) == len(own) + 1 + len(imported)

@@ -90,7 +90,7 @@ def test_the_streamed_tile_loops_store_rows_with_non_temporal_vector_stores():
 def test_a_kind_of_store_given_as_a_plain_bool_is_refused_by_name():
     """``_stream.put`` chooses its store when it is compiled, so the flag must
     be a constant: a runtime bool would compile one loop for both kinds.  A
-    fresh copy: numba's on-disk cache does not notice a change to ``put``."""
+    fresh copy, so that numba types the loop here rather than loading it."""
     forward = _tile_arguments()[0][:-1] + (True,)
     with pytest.raises(TypingError, match="streaming: expected a StoreKind"):
         njit(error_model="numpy")(lif._forward_tile.py_func)(*forward)

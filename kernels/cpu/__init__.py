@@ -14,7 +14,8 @@ Compiled kernels are cached next to the sources (``__pycache__``); where that
 folder is not writable numba caches under ``NUMBA_CACHE_DIR`` or, unset, a
 user cache directory of its own choosing.  ``njit`` is ``_cache_lock``'s:
 numba's, with that cache read and written under a lock, so that processes
-compiling at the same time cannot mix up their machine code.
+compiling at the same time cannot mix up their machine code, and kept only
+while every file the machine code may hold is unchanged.
 """
 
 import importlib

@@ -23,11 +23,26 @@ cache directory: ``fcntl.flock`` (on Windows ``msvcrt.locking``, exclusive
 only), which the operating system drops when a process dies.  Compiling runs
 outside the lock, so processes still compile in parallel; a call that finds
 its signature compiled in this process touches neither the cache nor the lock.
+
+Freshness.  numba keeps a function's cached machine code while the text of
+the function's own file is unchanged.  A tile loop also holds code from other
+files: the helpers and intrinsics it inlines (``_stream.put``, the surrogates,
+``_parameters``) and the module-level values it reads, which numba freezes
+into the machine code.  In a checkout where ``_stream.py`` was edited and
+``lif.py`` was not, every process went on loading lif.py's loops compiled
+against the old ``put``, and the tests ran code that no file held any more.
+So an index here is fresh only while every file of ``STAMPED_FILES`` (this
+package's modules and the snnref modules they import) is unchanged too: an
+edit to any of them makes every kernel compile again, once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import glob
+import hashlib
+import importlib.util
 import os
 import time
 import warnings
@@ -42,6 +57,37 @@ except ImportError:  # Windows
     import msvcrt
 
 LOCK_FILE = "snnref-cache.lock"
+# The snnref modules that this package's modules import (test_cpu_cache_lock.py
+# reads the imports and holds this list to them).
+IMPORTED_MODULES = ("snnref._machine", "snnref.leak", "snnref.registry", "snnref.second_order")
+
+
+@functools.lru_cache(maxsize=None)
+def stamped_files() -> tuple:
+    """The files whose text the kernels' machine code may hold (see Freshness)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    own = sorted(glob.glob(os.path.join(package, "*.py")))
+    return tuple(own + [importlib.util.find_spec(name).origin for name in IMPORTED_MODULES])
+
+
+def sources_stamp() -> str:
+    """A digest of the text of every ``stamped_files()`` file, read again
+    whenever one's size or modification time has changed."""
+    states = []
+    for path in stamped_files():
+        status = os.stat(path)
+        states.append((path, status.st_mtime_ns, status.st_size))
+    return _digest(tuple(states))
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(states: tuple) -> str:
+    digest = hashlib.sha256()
+    for path, _, _ in states:
+        digest.update(os.path.basename(path).encode())
+        with open(path, "rb") as file:
+            digest.update(file.read())
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -69,7 +115,14 @@ def locked(directory: str, exclusive: bool):
 
 
 class LockedFunctionCache(FunctionCache):
-    """numba's per-function cache, reading and writing under ``locked``."""
+    """numba's per-function cache, reading and writing under ``locked``, fresh
+    while the function's file and ``stamped_files()`` are unchanged."""
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        # numba's stamp (a digest of the function's own file) is what it writes
+        # into the index and compares on every load: widened to the other files.
+        self._cache_file._source_stamp = (self._cache_file._source_stamp, sources_stamp())
 
     def load_overload(self, sig, target_context):
         with locked(self.cache_path, exclusive=False):
