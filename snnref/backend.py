@@ -41,8 +41,9 @@ ANY_DTYPE = tuple(dict.fromkeys(DTYPES["torch"] + DTYPES["triton"]))
 
 def _untraced(function, *args):
     """``function(*args)``, which torch.compile runs as it is (a graph break
-    around the call) instead of tracing into it: a fused backend's ``run``, the
-    imports of the kernel modules and ``finite``.  Traced, the numba dispatcher crashed
+    around the call) instead of tracing into it: a call of simulate on a fused
+    backend (its checks and ``run``), the import of the numba kernels and
+    ``finite``.  Traced, the numba dispatcher crashed
     Dynamo ("exception table entry start instruction has no offset", torch
     2.13, tether.PLIF with backend="cpu"), and so did the Triton interpreter's
     launch; a first import of the numba kernels ran numba's import-time code
@@ -57,10 +58,7 @@ def _untraced(function, *args):
 
 
 def _family(row, backend="torch"):
-    if backend == "torch":
-        # The torch path's module is traced with the rest of it.
-        return families.module(row.family, backend)
-    return _untraced(families.module, row.family, backend)
+    return families.module(row.family, backend)
 
 
 def finite(tensor) -> bool:
@@ -378,6 +376,17 @@ def simulate(
     if getattr(getattr(x, "device", None), "type", None) == "meta":
         raise ValueError(f"{names.x}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
     backend = _check_backend(row, backend, x, names.x)
+    arguments_of_call = (row, backend, x, params, state, surrogate, inject, smooth, detached, allow_nonfinite, names)
+    if backend == "torch":
+        return _simulate_on(*arguments_of_call)
+    # A fused run is a graph break under torch.compile (_untraced), and so are
+    # the checks before it: traced, they put nothing in the graph and cost
+    # Dynamo seconds per call site (a model's compile, tests/test_compile.py).
+    return _untraced(_simulate_on, *arguments_of_call)
+
+
+def _simulate_on(row, backend, x, params, state, surrogate, inject, smooth, detached, allow_nonfinite, names):
+    """``simulate`` from its arguments' checks on, on the backend chosen."""
     arrays = TorchArrays(x, names.x)
     x = arguments.check_x(row, x, arrays, allow_nonfinite, names)
     if backend == "triton":
@@ -398,9 +407,7 @@ def simulate(
     check_input = getattr(family, "check_input", None)
     if check_input is not None:
         check_input(row, x, params)
-    arguments_of_run = (row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
-    outputs, final, used = (family.run(*arguments_of_run) if backend == "torch"
-                            else _untraced(family.run, *arguments_of_run))
+    outputs, final, used = family.run(row, x, params, full_state, surrogate, inject, bool(smooth), frozen)
     if x.dtype in HALF and not allow_nonfinite:
         # Half storage saturates to inf silently: a quantity that left its range is an error.
         for name, value in list(outputs.items()) + [(f"final {k}", v) for k, v in final.items()]:

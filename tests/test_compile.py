@@ -1,11 +1,10 @@
 """``torch.compile`` of code that calls ``snnref.simulate``: the fused backends
 (cpu, Triton) run as they are inside a compiled caller (snnref/backend.py,
-``_untraced``), untraced, with the outputs and gradients of the same call
-uncompiled.  Traced, the numba dispatcher once crashed Dynamo.  Without
-``torch.compile`` no call imports Dynamo (a second of a fresh process).
+``_untraced``), checks and scans untraced, with the outputs and gradients of
+the same call uncompiled.  Traced, the numba dispatcher once crashed Dynamo.
+Without ``torch.compile`` no call imports Dynamo (a second of a fresh process).
 
-One model per family (the fused call is untraced whatever the family, and
-Dynamo's tracing of the checks before it costs seconds per model); Dynamo
+One model per family (the fused call is untraced whatever the family); Dynamo
 alone (``backend="eager"``), which is where the crash was, with its caches
 reset per case so that no recompile limit turns tracing off.
 """
@@ -19,7 +18,7 @@ import pytest
 import torch
 
 import snnref
-from snnref import families, registry
+from snnref import arguments, families, registry
 from snnref.testing import _checks as checks
 from snnref.testing._equivalence import _tensor
 
@@ -56,25 +55,28 @@ def test_a_compiled_caller_gets_the_uncompiled_results(backend, family):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_inside_a_compiled_caller_the_fused_run_is_not_traced(backend, monkeypatch):
-    # Traced, Dynamo would evaluate is_dynamo_compiling() in the run as True.
+def test_inside_a_compiled_caller_the_fused_run_and_its_checks_are_not_traced(backend, monkeypatch):
+    # Traced, Dynamo would evaluate is_dynamo_compiling() in them as True.  The checks of the
+    # arguments were traced until 2026-12-07: nothing of theirs went into the graph, and tracing
+    # them cost Dynamo 2-4 s per call site (and a warning about an lru_cache on Triton's).
     key = "tether.LIF"
     module = families.module(registry.model(key).family, backend)
-    traced = []
-    original = module.run
+    traced = {"run": [], "check_x": []}
+    for owner, name in ((module, "run"), (arguments, "check_x")):
+        original = getattr(owner, name)
 
-    def run(*args):
-        traced.append(torch.compiler.is_dynamo_compiling())
-        return original(*args)
+        def spy(*args, _name=name, _original=original):
+            traced[_name].append(torch.compiler.is_dynamo_compiling())
+            return _original(*args)
 
-    monkeypatch.setattr(module, "run", run)
+        monkeypatch.setattr(owner, name, spy)
 
     def call(x):
         return snnref.simulate(key, x, backend=backend).outputs["out"] * 1
 
     torch._dynamo.reset()
     torch.compile(call, backend="eager")(torch.ones(3, 2))
-    assert traced == [False]
+    assert traced == {"run": [False], "check_x": [False]}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
