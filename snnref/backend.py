@@ -57,6 +57,32 @@ def _untraced(function, *args):
     return function(*args)
 
 
+def _runs_fused(name, x) -> bool:
+    """Whether simulate with ``backend=name`` runs ``x`` on a fused backend (cpu
+    or Triton); False where x is no tensor or the name is unknown (the checks
+    refuse those, with their messages, wherever they run)."""
+    if not isinstance(x, torch.Tensor) or name not in BACKENDS or name == "torch":
+        return False
+    return name != "auto" or _auto(x) != "torch"
+
+
+def untraced_when_fused(forward):
+    """A module's ``forward(self, x, ...)`` (``self.backend`` names its backend)
+    that torch.compile runs as it is, one graph break, where the call runs on a
+    fused backend: its checks and carried state would be traced for nothing, as
+    simulate's are (``simulate``).  Traced, a model's two neuron layers took
+    Dynamo 2.7 s of a 2.9 s first compiled call (README, torch.compile).  Inside
+    ``float32_under_autocast``, so that the backend is chosen for the cast x."""
+
+    @functools.wraps(forward)
+    def call(self, x, *args, **kwargs):
+        if torch.compiler.is_dynamo_compiling() and _runs_fused(self.backend, x):
+            return torch.compiler.disable(forward)(self, x, *args, **kwargs)
+        return forward(self, x, *args, **kwargs)
+
+    return call
+
+
 def _family(row, backend="torch"):
     return families.module(row.family, backend)
 

@@ -15,7 +15,7 @@ import torch
 
 from .. import arguments
 from ..arguments import Names
-from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate
+from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate, untraced_when_fused
 from ..nn.carried import check_not_recomputed, record_carried
 from ..ops.surrogates import SURROGATES
 
@@ -121,6 +121,7 @@ class _SoftResetIF(torch.nn.Module):
                 self._last_carried = {"v": (self.v, last["v"][1])}
 
     @float32_under_autocast
+    @untraced_when_fused
     def forward(self, input):
         """Advance one time step with input ``x[t]`` (any shape)."""
         if not isinstance(input, torch.Tensor) or input.dtype not in ANY_DTYPE:

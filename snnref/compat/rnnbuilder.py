@@ -85,6 +85,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
         return {"tau": self.tau, "gradient_factor": self.spike_function.scale_like(x)}
 
     @backend.float32_under_autocast
+    @backend.untraced_when_fused
     def forward(self, x, h=None):
         _check_x(self.model, x)
         check_like_module(self, x)
@@ -170,6 +171,7 @@ class Discontinuous(nn.Module):
         self.backend = check_backend_name(backend)
 
     @backend.float32_under_autocast
+    @backend.untraced_when_fused
     def forward(self, x, h=None):
         _check_x(self.model, x)
         if h is not None and not (isinstance(h, Mapping) and not h):

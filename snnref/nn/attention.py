@@ -43,6 +43,7 @@ class SpikingSelfAttention(CarriedState):
         self.proj = nn.Linear(dim, dim)
 
     @backend.float32_under_autocast
+    @backend.untraced_when_fused
     def forward(self, x):
         check_input(x, self.dim, "dim", rank=4)
         check_like_module(self, x)

@@ -249,6 +249,7 @@ class TetherNeuron(CarriedState):
         self.keep_sequences(None)
 
     @backend.float32_under_autocast
+    @backend.untraced_when_fused
     def forward(self, x):
         if self.neurons_on_last_axis:
             check_input(x, self.n_neurons, "n_neurons")
