@@ -84,6 +84,7 @@ def untraced_when_fused(forward):
 
 
 def _family(row, backend="torch"):
+    """The module of ``row``'s family on ``backend`` (the meta-tests plant their mutant copies here)."""
     return families.module(row.family, backend)
 
 

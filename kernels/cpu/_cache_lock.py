@@ -31,7 +31,7 @@ files: the helpers and intrinsics it inlines (``_stream.put``, the surrogates,
 into the machine code.  In a checkout where ``_stream.py`` was edited and
 ``lif.py`` was not, every process went on loading lif.py's loops compiled
 against the old ``put``, and the tests ran code that no file held any more.
-So an index here is fresh only while every file of ``STAMPED_FILES`` (this
+So an index here is fresh only while every file of ``stamped_files()`` (this
 package's modules and the snnref modules they import) is unchanged too: an
 edit to any of them makes every kernel compile again, once.
 """
