@@ -31,14 +31,17 @@ def cases(key, exact_threshold, surrogate=None):
 
 
 def caught(key, mutant, buffers, dtypes=(torch.float64, torch.float32)):
-    for case in cases(key, mutant.exact_threshold, mutant.surrogate):
-        if mutant.smooth:
+    if mutant.smooth:
+        for case in cases(key, mutant.exact_threshold, mutant.surrogate):
             try:
                 _fd.smooth_twin_gradcheck(case, "cpu")
             except GradcheckError:
                 return True
-            continue
-        for dtype in dtypes:
+        return False
+    # Every case in float64 before any in float32: most mutants show in float64,
+    # and each (case, dtype) that does not catch one costs a compile of its copy.
+    for dtype in dtypes:
+        for case in cases(key, mutant.exact_threshold, mutant.surrogate):
             # No exception counts as caught: a mutant that does not compile would hide a hole.
             report = equivalence.compare(case, "cpu", dtype)
             if not report.passed or stores_past_the_end(buffers):

@@ -6,6 +6,7 @@ code on an AVX-512 target, and results are the bits of LLVM's own width."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import llvmlite.binding
 import numpy as np
@@ -14,7 +15,10 @@ import torch
 from numba import njit, types
 from numba.core.errors import TypingError
 
+from fixtures import width_digest
 from snnref.kernels.cpu import _stream, _vector_width, lif
+
+FIXTURES = str(Path(__file__).parent)
 
 AVX512 = llvmlite.binding.get_host_cpu_features().get("avx512f", False)
 WIDE_HOST = AVX512 and _vector_width.target_cpu() not in _vector_width.CLOCKED_DOWN
@@ -96,40 +100,16 @@ def test_a_kind_of_store_given_as_a_plain_bool_is_refused_by_name():
         njit(error_model="numpy")(lif._forward_tile.py_func)(*forward)
 
 
-DIGEST = """
-import hashlib
-import torch
-import snnref
-from snnref.kernels.cpu._vector_width import target_cpu
-digest = hashlib.sha256()
-for model, surrogate in (("tether.LIF", "arctan"), ("tether.LIF", "sigmoid"), ("tether.PLIF", "fast_sigmoid"),
-                         ("rnnbuilder.LIF", "spike_linear"), ("qualia.ATIF", "sigmoid")):
-    for dtype in (torch.float32, torch.float64):
-        generator = torch.Generator().manual_seed(5)
-        x = (torch.randn(23, 3, 301, generator=generator, dtype=dtype) * 0.6 + 0.4).requires_grad_(True)
-        result = snnref.simulate(model, x, surrogate=surrogate, backend="cpu")
-        values = [result.outputs[name] for name in sorted(result.outputs)]
-        values += [result.final_state[name] for name in sorted(result.final_state)]
-        # A random cotangent on every output and final state.
-        sum((v * torch.randn(v.shape, generator=generator, dtype=dtype)).sum() for v in values).backward()
-        for value in values + [x.grad]:
-            digest.update(value.detach().numpy().tobytes())
-print(target_cpu(), digest.hexdigest())
-"""
-
-
 @pytest.mark.skipif(not WIDE_HOST, reason="one width only: no AVX-512 target outside CLOCKED_DOWN")
 def test_results_are_the_bits_of_llvms_own_width(tmp_path):
-    """The same calls compiled for this CPU (512-bit) and, in a fresh cache,
-    for cascadelake with this CPU's features (LLVM's 256-bit preference)."""
-    digests = []
-    for name, cache in ((None, None), ("cascadelake", tmp_path)):
-        env = dict(os.environ)
-        if name:
-            env.update(NUMBA_CPU_NAME=name, NUMBA_CACHE_DIR=str(cache))
-        done = subprocess.run([sys.executable, "-c", DIGEST], env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        digests.append(done.stdout.split())
-    (wide_cpu, wide), (narrow_cpu, narrow) = digests
-    assert wide_cpu not in _vector_width.CLOCKED_DOWN and narrow_cpu == "cascadelake"
-    assert wide == narrow
+    """The same calls compiled for this CPU (512-bit), here, and, in a fresh
+    process with a fresh cache, for cascadelake with this CPU's features
+    (LLVM's 256-bit preference)."""
+    env = dict(os.environ, NUMBA_CPU_NAME="cascadelake", NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join(filter(None, [FIXTURES, os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "fixtures.width_digest"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    narrow_cpu, narrow = done.stdout.split()
+    assert _vector_width.target_cpu() not in _vector_width.CLOCKED_DOWN and narrow_cpu == "cascadelake"
+    assert width_digest.digest() == narrow
