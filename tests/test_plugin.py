@@ -1,8 +1,9 @@
 """The pytest plugin (entry point pytest11 "snnref"): one item per model x check,
 failing with the gate's report; the snnref_gate fixture.  Each run is a pytest
-subprocess in an empty directory: the installed entry point loads the plugin,
-or (an editable install made before the entry point existed) -p loads it by
-module name, as the entry point would."""
+run in an empty directory, in a subprocess: the installed entry point loads the
+plugin, or (an editable install made before the entry point existed) -p loads it
+by module name, as the entry point would.  The runs the plugin refuses as they
+start share one subprocess (``usage_errors``)."""
 
 import json
 import os
@@ -26,12 +27,64 @@ INSTALLED = subprocess.run(
 LOAD = [] if INSTALLED else ["-p", "snnref.testing.plugin"]
 
 
-def run_pytest(directory, *arguments, cache=False):
-    command = [sys.executable, "-m", "pytest", *LOAD, *([] if cache else ["-p", "no:cacheprovider"]),
-               "-q", "--snnref-examples", "1", *arguments]
+def _options(cache=False):
+    return [*LOAD, *([] if cache else ["-p", "no:cacheprovider"]), "-q", "--snnref-examples", "1"]
+
+
+def _environment():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.update(PYTHONPATH=FIXTURES, TRITON_INTERPRET="1")
-    return subprocess.run(command, cwd=directory, capture_output=True, text=True, env=env, timeout=300)
+    return env
+
+
+def run_pytest(directory, *arguments, cache=False):
+    command = [sys.executable, "-m", "pytest", *_options(cache), *arguments]
+    return subprocess.run(command, cwd=directory, capture_output=True, text=True, env=_environment(), timeout=300)
+
+
+BAD_OPTIONS = [
+    (["--snnref-impl", "snnref.spec:nothing", "--snnref-model", "tether.LIF"],
+     "--snnref-impl: 'snnref.spec' has no attribute 'nothing'"),
+    (["--snnref-impl", "snnref.spec:simulate"], "--snnref-model: name the model"),
+    (["--snnref-model", "tether.LIF"], "--snnref-model: name the implementation with --snnref-impl"),
+    (["--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LFI"],
+     "--snnref-model: unknown name 'tether.LFI'"),
+]
+SAVE_FAILURES_MISUSED = [
+    (["--snnref-save-failures", "out"], "--snnref-save-failures: it saves the failing cases of --snnref-impl"),
+    (["--snnref-impl", "fixtures.outside_lif:b1", "--snnref-model", "tether.LIF", "--snnref-save-failures",
+      "missing/out"], "--snnref-save-failures: missing is not a writable directory"),
+]
+REPORT_ALONE = ["--snnref-report", "page"]
+BAD_VALUES = [
+    ("--snnref-examples", "0", "--snnref-examples: expected an integer >= 1, got '0'"),
+    # Before: every gate item failed with a traceback from inside the gate.
+    ("--snnref-seed", "-1", "--snnref-seed: expected an integer >= 0, got -1"),
+    # Before: no page was written, and the run passed.
+    ("--snnref-report", "", "--snnref-report: expected a directory name, got ''"),
+    # Before: the golden item failed with an 874-line traceback ending in "missing manifest".
+    ("--snnref-golden-dir", "nowhere", "--snnref-golden-dir: nowhere/MANIFEST.json: missing manifest"),
+]
+
+
+def _bad_value_arguments(option, value):
+    return ["--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF", option, value]
+
+
+@pytest.fixture(scope="module")
+def usage_errors(tmp_path_factory):
+    """{tuple of arguments: (exit code, stderr, directory)} of every refused
+    run of this module, each in its own empty directory, all in one pytest
+    subprocess (fixtures/usage_runs.py)."""
+    runs = [arguments for arguments, _ in BAD_OPTIONS + SAVE_FAILURES_MISUSED] + [REPORT_ALONE]
+    runs += [_bad_value_arguments(option, value) for option, value, _ in BAD_VALUES]
+    directories = [tmp_path_factory.mktemp("refused") for _ in runs]
+    request = json.dumps([[str(d), _options() + arguments] for d, arguments in zip(directories, runs)])
+    done = subprocess.run([sys.executable, "-m", "fixtures.usage_runs"], input=request, capture_output=True,
+                          text=True, env=_environment(), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {tuple(arguments): (code, stderr, directory)
+            for arguments, (code, stderr), directory in zip(runs, json.loads(done.stdout), directories)}
 
 
 def test_one_item_per_model_and_check_and_a_correct_implementation_passes(tmp_path):
@@ -89,17 +142,10 @@ def test_the_fixture_runs_the_gate_in_a_test_of_ones_own(tmp_path):
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("arguments,message", [
-    (["--snnref-impl", "snnref.spec:nothing", "--snnref-model", "tether.LIF"],
-     "--snnref-impl: 'snnref.spec' has no attribute 'nothing'"),
-    (["--snnref-impl", "snnref.spec:simulate"], "--snnref-model: name the model"),
-    (["--snnref-model", "tether.LIF"], "--snnref-model: name the implementation with --snnref-impl"),
-    (["--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LFI"],
-     "--snnref-model: unknown name 'tether.LFI'"),
-])
-def test_bad_options_are_usage_errors(tmp_path, arguments, message):
-    result = run_pytest(tmp_path, *arguments)
-    assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+@pytest.mark.parametrize("arguments,message", BAD_OPTIONS)
+def test_bad_options_are_usage_errors(usage_errors, arguments, message):
+    code, stderr, _ = usage_errors[tuple(arguments)]
+    assert code == 4 and message in stderr, stderr
 
 
 def test_an_item_whose_cases_the_contract_rules_out_is_skipped_with_the_reason(tmp_path):
@@ -159,33 +205,20 @@ def test_a_failing_item_saves_its_case_and_the_replay_reproduces_it(tmp_path, ca
     assert "first failing run: tether.LIF" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("arguments,message", [
-    (["--snnref-save-failures", "out"], "--snnref-save-failures: it saves the failing cases of --snnref-impl"),
-    (["--snnref-impl", "fixtures.outside_lif:b1", "--snnref-model", "tether.LIF", "--snnref-save-failures",
-      "missing/out"], "--snnref-save-failures: missing is not a writable directory"),
-])
-def test_save_failures_without_an_implementation_or_a_directory_is_a_usage_error(tmp_path, arguments, message):
-    result = run_pytest(tmp_path, *arguments)
-    assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+@pytest.mark.parametrize("arguments,message", SAVE_FAILURES_MISUSED)
+def test_save_failures_without_an_implementation_or_a_directory_is_a_usage_error(usage_errors, arguments, message):
+    code, stderr, _ = usage_errors[tuple(arguments)]
+    assert code == 4 and message in stderr, stderr
 
 
-def test_a_report_without_an_implementation_is_a_usage_error(tmp_path):
-    result = run_pytest(tmp_path, "--snnref-report", str(tmp_path / "page"))
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE" in result.stderr
-    assert not (tmp_path / "page").exists()
+def test_a_report_without_an_implementation_is_a_usage_error(usage_errors):
+    code, stderr, directory = usage_errors[tuple(REPORT_ALONE)]
+    assert code == 4, stderr
+    assert "--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE" in stderr
+    assert directory.is_dir() and not (directory / "page").exists()
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--snnref-examples", "0", "--snnref-examples: expected an integer >= 1, got '0'"),
-    # Before: every gate item failed with a traceback from inside the gate.
-    ("--snnref-seed", "-1", "--snnref-seed: expected an integer >= 0, got -1"),
-    # Before: no page was written, and the run passed.
-    ("--snnref-report", "", "--snnref-report: expected a directory name, got ''"),
-    # Before: the golden item failed with an 874-line traceback ending in "missing manifest".
-    ("--snnref-golden-dir", "nowhere", "--snnref-golden-dir: nowhere/MANIFEST.json: missing manifest"),
-])
-def test_a_bad_number_or_name_is_a_usage_error(tmp_path, option, value, message):
-    result = run_pytest(tmp_path, "--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF",
-                        option, value)
-    assert result.returncode == 4 and message in result.stderr, result.stdout + result.stderr
+@pytest.mark.parametrize("option,value,message", BAD_VALUES)
+def test_a_bad_number_or_name_is_a_usage_error(usage_errors, option, value, message):
+    code, stderr, _ = usage_errors[tuple(_bad_value_arguments(option, value))]
+    assert code == 4 and message in stderr, stderr
