@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import inspect
 import math
 import warnings
 from collections.abc import Mapping
@@ -79,6 +80,21 @@ def untraced_when_fused(forward):
         if torch.compiler.is_dynamo_compiling() and _runs_fused(self.backend, x):
             return torch.compiler.disable(forward)(self, x, *args, **kwargs)
         return forward(self, x, *args, **kwargs)
+
+    return call
+
+
+def untraced_call_when_fused(function):
+    """``untraced_when_fused`` for a function ``function(x, ..., backend=...)``
+    (a seed library's function: x first, the backend by keyword): traced, its
+    own checks before simulate's were Dynamo's work for nothing too."""
+    default = inspect.signature(function).parameters["backend"].default
+
+    @functools.wraps(function)
+    def call(x, *args, **kwargs):
+        if torch.compiler.is_dynamo_compiling() and _runs_fused(kwargs.get("backend", default), x):
+            return torch.compiler.disable(function)(x, *args, **kwargs)
+        return function(x, *args, **kwargs)
 
     return call
 

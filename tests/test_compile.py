@@ -19,7 +19,7 @@ import torch
 
 import snnref
 from snnref import arguments, families, registry
-from snnref.compat import qualia, rnnbuilder
+from snnref.compat import hxtorch, qualia, rnnbuilder, tether
 from snnref.testing import _checks as checks
 from snnref.testing._equivalence import _tensor
 
@@ -122,6 +122,43 @@ def test_a_module_on_a_fused_backend_is_one_graph_break_with_the_eager_results(n
         inp = x.clone().requires_grad_(True)
         out = run(inp)
         out = out[0] if isinstance(out, tuple) else out
+        weights = torch.linspace(-1.0, 1.0, out.numel()).reshape(out.shape)
+        gradient, = torch.autograd.grad((weights * out).sum(), inp)
+        results.append((out.detach(), gradient))
+    assert traced and not any(traced), traced
+    (eager_out, eager_grad), (compiled_out, compiled_grad) = results
+    assert torch.equal(eager_out, compiled_out) and torch.equal(eager_grad, compiled_grad)
+
+
+FUNCTIONS = {
+    "compat.tether.lif": (lambda x, backend: tether.lif(x, torch.zeros(x.shape[1]), 0.9, 1.0, 2.0, 0,
+                                                         backend=backend)[0], (5, 12)),
+    "compat.hxtorch.cuba_lif_integration": (
+        lambda x, backend: hxtorch.cuba_lif_integration(x, leak=0.0, reset=0.0, threshold=1.0, tau_syn=5e-6,
+                                                        tau_mem=1e-5, method="superspike", alpha=50.0,
+                                                        backend=backend)[0], (5, 2, 6)),
+}
+
+
+@pytest.mark.parametrize("backend", [BACKENDS[0], pytest.param("auto", marks=BACKENDS[0].marks)])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_seed_function_on_a_fused_backend_is_one_graph_break_with_the_eager_results(name, backend, monkeypatch):
+    # Its own checks (the parameters read against the registry row) were traced before simulate's break.
+    call, shape = FUNCTIONS[name]
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3)) * 1.5
+    traced = []
+    lookup = registry.model
+
+    def spy(key):
+        traced.append(torch.compiler.is_dynamo_compiling())
+        return lookup(key)
+
+    monkeypatch.setattr(registry, "model", spy)
+    torch._dynamo.reset()
+    results = []
+    for run in (call, torch.compile(call, backend="eager")):
+        inp = x.clone().requires_grad_(True)
+        out = run(inp, backend)
         weights = torch.linspace(-1.0, 1.0, out.numel()).reshape(out.shape)
         gradient, = torch.autograd.grad((weights * out).sum(), inp)
         results.append((out.detach(), gradient))

@@ -20,7 +20,7 @@ import torch
 
 from .. import arguments, registry
 from ..arguments import Names
-from ..backend import float32_under_autocast, simulate
+from ..backend import float32_under_autocast, simulate, untraced_call_when_fused
 from ._tensors import broadcasting, finite_tensor, float_tensor, like, param
 from ._tensors import params as params_like
 
@@ -207,6 +207,7 @@ def _spiking(trace, madc):
 
 
 @float32_under_autocast
+@untraced_call_when_fused
 def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None,
                          dt=1e-6, backend="auto"):
     """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``.
@@ -221,6 +222,7 @@ def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, met
 
 
 @float32_under_autocast
+@untraced_call_when_fused
 def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, refractory_time, method,
                                     alpha, hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_lif_integration`` with a refractory clamp of ``refractory_time``."""
@@ -230,6 +232,7 @@ def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, t
 
 
 @float32_under_autocast
+@untraced_call_when_fused
 def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None, dt=1e-6,
                          backend="auto"):
     """hxtorch's CUBA integrate-and-fire (no leak; v starts at ``reset``):
@@ -240,6 +243,7 @@ def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, a
 
 
 @float32_under_autocast
+@untraced_call_when_fused
 def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, refractory_time, method, alpha,
                                     hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_iaf_integration`` with a refractory clamp of ``refractory_time``."""
@@ -249,6 +253,7 @@ def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem
 
 
 @float32_under_autocast
+@untraced_call_when_fused
 def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6, backend="auto"):
     """hxtorch's leaky-integrator readout: returns ``(membrane, current, membrane_madc)``.
 
