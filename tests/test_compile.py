@@ -107,7 +107,13 @@ def test_a_module_on_a_fused_backend_is_one_graph_break_with_the_eager_results(n
         module(x)
         return module
 
-    eager, compiled = built(), built()
+    _assert_one_graph_break_with_the_eager_results(monkeypatch, built(), built(), x)
+
+
+def _assert_one_graph_break_with_the_eager_results(monkeypatch, eager, compiled, x):
+    """``eager(x)`` and ``torch.compile(compiled)(x)`` (equal callables): equal
+    outputs and x-gradients, and every registry lookup of the compiled call
+    made outside Dynamo's tracing (the call ran as it is)."""
     traced = []
     lookup = registry.model
 
@@ -144,27 +150,13 @@ FUNCTIONS = {
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_a_seed_function_on_a_fused_backend_is_one_graph_break_with_the_eager_results(name, backend, monkeypatch):
     # Its own checks (the parameters read against the registry row) were traced before simulate's break.
-    call, shape = FUNCTIONS[name]
+    function, shape = FUNCTIONS[name]
     x = torch.rand(shape, generator=torch.Generator().manual_seed(3)) * 1.5
-    traced = []
-    lookup = registry.model
 
-    def spy(key):
-        traced.append(torch.compiler.is_dynamo_compiling())
-        return lookup(key)
+    def call(inp):
+        return function(inp, backend)
 
-    monkeypatch.setattr(registry, "model", spy)
-    torch._dynamo.reset()
-    results = []
-    for run in (call, torch.compile(call, backend="eager")):
-        inp = x.clone().requires_grad_(True)
-        out = run(inp, backend)
-        weights = torch.linspace(-1.0, 1.0, out.numel()).reshape(out.shape)
-        gradient, = torch.autograd.grad((weights * out).sum(), inp)
-        results.append((out.detach(), gradient))
-    assert traced and not any(traced), traced
-    (eager_out, eager_grad), (compiled_out, compiled_grad) = results
-    assert torch.equal(eager_out, compiled_out) and torch.equal(eager_grad, compiled_grad)
+    _assert_one_graph_break_with_the_eager_results(monkeypatch, call, call, x)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
