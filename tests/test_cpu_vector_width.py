@@ -107,8 +107,9 @@ def test_results_are_the_bits_of_llvms_own_width(tmp_path):
     (LLVM's 256-bit preference)."""
     env = dict(os.environ, NUMBA_CPU_NAME="cascadelake", NUMBA_CACHE_DIR=str(tmp_path),
                PYTHONPATH=os.pathsep.join(filter(None, [FIXTURES, os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "fixtures.width_digest"], env=env, capture_output=True, text=True,
-                          timeout=600)
+    # Started in the empty tmp_path: the checkout's root on sys.path would shadow the installed snnref.
+    done = subprocess.run([sys.executable, "-m", "fixtures.width_digest"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     narrow_cpu, narrow = done.stdout.split()
     assert _vector_width.target_cpu() not in _vector_width.CLOCKED_DOWN and narrow_cpu == "cascadelake"

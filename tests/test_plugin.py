@@ -80,8 +80,9 @@ def usage_errors(tmp_path_factory):
     runs += [_bad_value_arguments(option, value) for option, value, _ in BAD_VALUES]
     directories = [tmp_path_factory.mktemp("refused") for _ in runs]
     request = json.dumps([[str(d), _options() + arguments] for d, arguments in zip(directories, runs)])
+    # Started in an empty directory too: the checkout's root on sys.path would shadow the installed snnref.
     done = subprocess.run([sys.executable, "-m", "fixtures.usage_runs"], input=request, capture_output=True,
-                          text=True, env=_environment(), timeout=300)
+                          text=True, cwd=directories[0], env=_environment(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return {tuple(arguments): (code, stderr, directory)
             for arguments, (code, stderr), directory in zip(runs, json.loads(done.stdout), directories)}
