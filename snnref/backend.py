@@ -77,9 +77,7 @@ def untraced_when_fused(forward):
 
     @functools.wraps(forward)
     def call(self, x, *args, **kwargs):
-        if torch.compiler.is_dynamo_compiling() and _runs_fused(self.backend, x):
-            return torch.compiler.disable(forward)(self, x, *args, **kwargs)
-        return forward(self, x, *args, **kwargs)
+        return _as_is_where_fused(self.backend, x, forward, self, x, *args, **kwargs)
 
     return call
 
@@ -92,11 +90,17 @@ def untraced_call_when_fused(function):
 
     @functools.wraps(function)
     def call(x, *args, **kwargs):
-        if torch.compiler.is_dynamo_compiling() and _runs_fused(kwargs.get("backend", default), x):
-            return torch.compiler.disable(function)(x, *args, **kwargs)
-        return function(x, *args, **kwargs)
+        return _as_is_where_fused(kwargs.get("backend", default), x, function, x, *args, **kwargs)
 
     return call
+
+
+def _as_is_where_fused(name, x, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, run by torch.compile as it is (not traced)
+    where simulate with ``backend=name`` runs ``x`` on a fused backend."""
+    if torch.compiler.is_dynamo_compiling() and _runs_fused(name, x):
+        return torch.compiler.disable(function)(*args, **kwargs)
+    return function(*args, **kwargs)
 
 
 def _family(row, backend="torch"):
