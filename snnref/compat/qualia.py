@@ -82,11 +82,28 @@ class _SoftResetIF(torch.nn.Module):
         self.alpha = _number("alpha", alpha)
         if self.alpha <= 0:
             raise ValueError(f"alpha: expected a value > 0, got {alpha!r}")
-        theta = torch.empty(1, device=device).uniform_(low, high) * v_threshold
-        self.register_parameter(self._coeff, torch.nn.Parameter(theta))
+        self._threshold_draw = (low, high, v_threshold)
+        self.register_parameter(self._coeff, torch.nn.Parameter(torch.empty(1, device=device)))
+        self.reset_parameters()
         self.v = self._resting_membrane()
         # The membrane the last step left (record_carried, check_not_recomputed); {} after a reset.
         self._last_carried = {}
+
+    def reset_parameters(self):
+        """The threshold drawn again as the constructor draws it: uniform in
+        [vth_init_l, vth_init_h], times v_threshold (after ``to_empty`` from the
+        meta device, say).  The membrane is ``reset()``'s."""
+        low, high, v_threshold = self._threshold_draw
+        with torch.no_grad():
+            self.get_coeffs().uniform_(low, high).mul_(v_threshold)
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        # A membrane on the meta device is the resting one of a module built there (no step runs there):
+        # made again where the threshold now is (to_empty), as construction there would have made it.
+        if isinstance(self.v, torch.Tensor) and self.v.is_meta:
+            self.v = self._resting_membrane()
+        return result
 
     def get_coeffs(self):
         """The threshold parameter, shape (1,)."""

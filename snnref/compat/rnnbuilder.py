@@ -78,6 +78,13 @@ class _Recurrent(LazyModuleMixin, nn.Module):
             _check_x(self.model, x)
             with torch.no_grad():
                 self.initial_mem.materialize((x[0, 0].numel(),))
+            self.reset_parameters()
+
+    def reset_parameters(self):
+        """``initial_mem`` back to zeros once it exists (as torch's lazy modules do;
+        the spike function resets its own)."""
+        if not self.has_uninitialized_params():
+            with torch.no_grad():
                 self.initial_mem.zero_()
 
     def params(self, x):

@@ -31,11 +31,10 @@ class ALIF(TetherNeuron):
         if not float(alpha) > 0:
             raise ValueError(f"alpha: expected a value > 0, got {alpha!r}")
         super().__init__(n_neurons, store_traces, backend)
-        self.decay_v = nn.Parameter(torch.tensor(float(decay_v)))
-        self.decay_a = nn.Parameter(torch.tensor(float(decay_a)))
-        self.threshold = nn.Parameter(torch.tensor(float(threshold)))
-        self.beta = nn.Parameter(torch.tensor(float(beta)))
-        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        self._initial = {"decay_v": float(decay_v), "decay_a": float(decay_a), "threshold": float(threshold),
+                         "beta": float(beta), "alpha": float(alpha)}
+        for name, value in self._initial.items():
+            setattr(self, name, nn.Parameter(torch.tensor(value)))
 
     def params(self):
         return {"decay_v": self.decay_v, "decay_a": self.decay_a, "threshold": self.threshold, "beta": self.beta}

@@ -35,11 +35,12 @@ class SpikingSelfAttention(CarriedState):
             raise ValueError(f"num_heads: expected a positive divisor of dim={dim}, got {num_heads}")
         self.dim = dim
         self.num_heads = num_heads
+        self._initial = {}
         for c in BRANCHES:
             setattr(self, c, nn.Linear(dim, dim, bias=False))
-            setattr(self, f"{c}_decay", nn.Parameter(torch.tensor(float(decay))))
-            setattr(self, f"{c}_threshold", nn.Parameter(torch.tensor(float(threshold))))
-            setattr(self, f"{c}_alpha", nn.Parameter(torch.tensor(2.0)))
+            self._initial.update({f"{c}_decay": float(decay), f"{c}_threshold": float(threshold), f"{c}_alpha": 2.0})
+            for name in ("decay", "threshold", "alpha"):
+                setattr(self, f"{c}_{name}", nn.Parameter(torch.tensor(self._initial[f"{c}_{name}"])))
         self.proj = nn.Linear(dim, dim)
 
     @backend.float32_under_autocast

@@ -40,6 +40,34 @@ def check_numbers(**values):
             raise TypeError(f"{name}: expected a number, got {value!r}") from None
 
 
+class ResetsToConstructor:
+    """A module whose ``_initial`` maps its own parameters and buffers (by
+    attribute name) to the constructor's numbers."""
+
+    def reset_parameters(self):
+        """This module's own parameters back to the constructor's numbers, as
+        torch's modules do theirs: after ``to_empty`` from the meta device
+        (deferred initialization), ``for m in model.modules(): m.reset_parameters()``
+        gives what construction on the device would have (each submodule resets
+        its own: a neuron's surrogate, the attention's linear maps).  Each is
+        filled in place, in its dtype and on its device (on the meta device too,
+        where it holds no value).  A neuron's carried state is ``reset_state``'s."""
+        initial = getattr(self, "_initial", None)
+        if initial is None:
+            raise RuntimeError(f"{type(self).__name__} was pickled before snnref kept its constructor's numbers: "
+                               f"build it again to reset its parameters")
+        with torch.no_grad():
+            for name, value in initial.items():
+                getattr(self, name).fill_(value)
+
+
+def shown(tensor):
+    """A one-element tensor's value for ``extra_repr``; on the meta device, which
+    holds no value, "meta" (``repr`` of a module built there for deferred
+    initialization)."""
+    return "meta" if tensor.is_meta else f"{tensor.item():g}"
+
+
 def check_positive_int(name, value):
     """A count (neurons, features, heads): a positive integer, as an int."""
     if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
@@ -140,7 +168,7 @@ def _ordinary():
     return torch.inference_mode(False)
 
 
-class CarriedState(nn.Module):
+class CarriedState(ResetsToConstructor, nn.Module):
     """Base of the tether modules: ``state_names`` are the carried registry state variables."""
 
     state_names: tuple = ()

@@ -40,11 +40,12 @@ class LIF(TetherNeuron):
                  backend="auto"):
         check_numbers(decay=decay, threshold=threshold, alpha=alpha)
         super().__init__(n_neurons, store_traces, backend)
-        self.decay = nn.Parameter(self._initial(decay))
-        self.threshold = nn.Parameter(self._initial(threshold))
+        self._initial = {"decay": float(decay), "threshold": float(threshold)}
+        self.decay = nn.Parameter(self._initial_tensor(decay))
+        self.threshold = nn.Parameter(self._initial_tensor(threshold))
         self.surrogate = _surrogate(surrogate, alpha, self.model)
 
-    def _initial(self, value):
+    def _initial_tensor(self, value):
         return torch.tensor(float(value))
 
     @property
@@ -70,5 +71,5 @@ class PLIF(LIF):
         check_numbers(init_decay=init_decay, init_threshold=init_threshold)
         super().__init__(n_neurons, init_decay, init_threshold, alpha, surrogate, store_traces, backend=backend)
 
-    def _initial(self, value):
+    def _initial_tensor(self, value):
         return torch.full((self.n_neurons,), float(value))

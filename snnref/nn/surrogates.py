@@ -22,10 +22,10 @@ from torch import nn
 from .. import registry
 from ..arguments import Names
 from ..backend import check_backend_name, simulate
-from .carried import check_numbers
+from .carried import ResetsToConstructor, check_numbers, shown
 
 
-class Surrogate(nn.Module):
+class Surrogate(ResetsToConstructor, nn.Module):
     """Base class; subclasses set ``key`` to a registry surrogate key."""
 
     key = None
@@ -41,6 +41,7 @@ class Surrogate(nn.Module):
             raise ValueError(f"{row.scale}: expected a value > 0, got {alpha!r}")
         if trainable and not row.trainable_scale:
             raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
+        self._initial = {row.scale: float(alpha)}
         if trainable:
             setattr(self, row.scale, nn.Parameter(torch.tensor(float(alpha))))
         else:
@@ -67,7 +68,7 @@ class Surrogate(nn.Module):
     def _apply(self, fn, recurse=True):
         # nn.Module.to, .double(), .cuda() and the like: a fixed scale follows the device only.  What
         # ``fn`` made of it is kept unless it changed the dtype (to_empty from the meta device keeps
-        # its fresh buffer: the constant there holds no value to copy).
+        # its fresh buffer: the constant there holds no value to copy; reset_parameters fills it).
         constant = self.fixed_scale
         result = super()._apply(fn, recurse)
         if constant is not None:
@@ -86,7 +87,7 @@ class Surrogate(nn.Module):
             missing_keys.remove(key)
 
     def extra_repr(self):
-        return f"{registry.surrogate(self.key).scale}={self.scale.item():g}, trainable={self.trainable}"
+        return f"{registry.surrogate(self.key).scale}={shown(self.scale)}, trainable={self.trainable}"
 
 
 class Arctan(Surrogate):
