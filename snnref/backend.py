@@ -54,6 +54,8 @@ def _untraced(function, *args):
     when it runs): as a decorator it imported Dynamo into every process that
     called simulate, 1.0 of the 1.5 s that a fresh process's first call took."""
     if torch.compiler.is_dynamo_compiling():
+        # torch.export traces with Dynamo too (strict=True), where a graph break is an error: say why first.
+        check_not_exported()
         return torch.compiler.disable(function)(*args)
     return function(*args)
 
@@ -99,6 +101,7 @@ def _as_is_where_fused(name, x, function, *args, **kwargs):
     """``function(*args, **kwargs)``, run by torch.compile as it is (not traced)
     where simulate with ``backend=name`` runs ``x`` on a fused backend."""
     if torch.compiler.is_dynamo_compiling() and _runs_fused(name, x):
+        check_not_exported()
         return torch.compiler.disable(function)(*args, **kwargs)
     return function(*args, **kwargs)
 
@@ -156,6 +159,20 @@ def check_untransformed():
             "snnref.simulate: called under a torch.func transform (grad, vjp, jvp, vmap, jacrev, ...), which its "
             "scans do not support; take gradients with torch.autograd.grad or .backward(), and batch by a "
             "dimension of x (time-major (T, ..., N)) instead of vmap")
+
+
+def check_not_exported():
+    """torch.export captures a whole program as one graph, and a call of simulate
+    is not one: its checks read values on the host before it runs (no NaN or
+    inf in x, each parameter in its domain), and the fused backends run numba
+    or Triton kernels that no tracer sees into.  Exported, it failed deep
+    inside torch ("Could not guard on data-dependent expression", from the
+    finiteness check); this says so by name and what runs it compiled."""
+    if torch.compiler.is_exporting():
+        raise NotImplementedError(
+            "snnref.simulate: called under torch.export, which cannot capture it (its checks read the values of x "
+            "and of the parameters before a run, and the fused backends run numba or Triton kernels); compile "
+            "the model with torch.compile instead, which runs each call as it is where it cannot trace it")
 
 
 def _first_tensor(values):
@@ -416,6 +433,7 @@ def simulate(
     pass theirs, ``x_seq``, ``v_init``, ...).
     """
     check_untransformed()
+    check_not_exported()
     row = registry.model(model)
     families.check_reset(row)
     arguments.check_flags(smooth=smooth, allow_nonfinite=allow_nonfinite)
