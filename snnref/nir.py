@@ -76,6 +76,9 @@ method: ``v`` is a node's membrane at t_k after the step's pulse and any reset
 has it replaced by v_reset at its spike steps, exactly), ``i`` a CUBA node's
 synaptic current I, ``out`` its output (spikes, or an LI's membrane).
 
+A Flatten node passes its values on as they are: snnref runs flat layers, and
+the Flatten's width is the product of its input shape, checked as an Input's.
+
 Checked at ``load``, before anything runs, each by node and field: every field
 holds finite numbers (a neuron node's fields are vectors of one shape (N,), N >= 1, w_in
 may be a scalar; a Linear or Affine weight is a matrix, its bias one value per
@@ -154,9 +157,13 @@ _FIELDS = {  # required fields; v_reset and w_in have NIR defaults
     "Input": ("shape",), "Output": ("shape",), "Affine": ("weight", "bias"), "Linear": ("weight",),
     "Threshold": ("threshold",), "I": ("r",), "IF": ("r", "v_threshold"), "LI": ("tau", "r", "v_leak"),
     "LIF": ("tau", "r", "v_leak", "v_threshold"), "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak"),
-    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold"), "Flatten": ("input_type",),
 }
-_OPTIONAL = {"IF": ("v_reset",), "LIF": ("v_reset",), "CubaLI": ("w_in",), "CubaLIF": ("v_reset", "w_in")}
+_OPTIONAL = {"IF": ("v_reset",), "LIF": ("v_reset",), "CubaLI": ("w_in",), "CubaLIF": ("v_reset", "w_in"),
+             "Flatten": ("start_dim", "end_dim")}
+# The nodes without numeric fields, each described by a shape: the values that pass through a Flatten
+# are the same flat vector (snnref runs flat layers), its width the product of its input shape.
+_SHAPED = ("Input", "Output", "Flatten")
 _POSITIVE = ("tau", "tau_syn", "tau_mem")
 # The registry models ``export`` writes a graph for, (7)-(10), each with the ``load`` methods under
 # which that graph runs as the model itself, bit for bit: "exp" by (5), "euler" by (6).  A model
@@ -376,6 +383,8 @@ def _node_from_tree(name, tree):
         _warn(f"node {name!r} ({kind}): {', '.join(map(repr, unknown))} "
               f"{'is not a field' if len(unknown) == 1 else 'are not fields'} of NIR's {kind}; ignored")
     metadata = tree.get("metadata", {})
+    if kind == "Flatten":
+        return _flatten_from_tree(name, tree, metadata)
     values = {k: np.asarray(tree[k]) for k in _FIELDS[kind] + _OPTIONAL.get(kind, ()) if k in tree}
     if kind in ("Input", "Output"):
         shape = values["shape"]
@@ -387,6 +396,24 @@ def _node_from_tree(name, tree):
         return cls(**values, metadata=metadata)
     except (AssertionError, ValueError, TypeError) as error:
         raise NirError(f"node {name!r} ({kind}): {error}") from None
+
+
+def _flatten_from_tree(name, tree, metadata):
+    """A Flatten node from a file: its input type is the shape itself, or a group holding it as 'input'."""
+    shape = tree["input_type"]
+    shape = shape.get("input") if isinstance(shape, dict) else shape
+    _type_width(f"node {name!r} (Flatten): field 'input_type'", shape)
+    dims = {}
+    for key in ("start_dim", "end_dim"):
+        if key in tree:
+            value = np.asarray(tree[key])
+            if value.ndim or value.dtype.kind not in "iu":
+                raise NirError(f"node {name!r} (Flatten): field {key!r} must be a whole number, got {value!r}")
+            dims[key] = int(value)
+    try:
+        return nir.Flatten({"input": np.asarray(shape)}, **dims, metadata=metadata)
+    except (IndexError, ValueError, TypeError) as error:
+        raise NirError(f"node {name!r} (Flatten): {error}") from None
 
 
 def read(path):
@@ -501,19 +528,26 @@ def _node_fields(node):
             for k in names if k != "shape" and getattr(node, k, None) is not None}
 
 
-def _in_out(node):
+def _type_width(label, shape):
+    """The width of a NIR type's ``shape``, which ``label`` names where it is not positive whole numbers."""
+    shape = np.asarray(shape)
+    # A shape of 2.5 read as int(prod) would be a width of 2; one of -2 "gave -2 values", and one of
+    # 0 ran no neuron (method 'exact' failed inside a reshape).
+    if shape.dtype.kind not in "iu" and not (shape.dtype.kind == "f" and np.all(shape == np.round(shape))):
+        raise NirError(f"{label}: expected a shape of whole numbers, got {shape.tolist()}")
+    if np.any(shape < 1):
+        raise NirError(f"{label}: expected a shape of positive whole numbers (each axis at least 1), "
+                       f"got {shape.tolist()}")
+    return int(np.prod(shape))
+
+
+def _in_out(name, node):
     """The input and output widths of a checked node (a NIR type is a shape; snnref runs flat layers)."""
     kind = type(node).__name__
-    if kind in ("Input", "Output"):
-        shape = np.asarray((node.input_type if kind == "Input" else node.output_type)[kind.lower()])
-        # A shape of 2.5 read as int(prod) would be a width of 2; one of -2 "gave -2 values", and one of
-        # 0 ran no neuron (method 'exact' failed inside a reshape).
-        if shape.dtype.kind not in "iu" and not (shape.dtype.kind == "f" and np.all(shape == np.round(shape))):
-            raise NirError(f"{kind} node: expected a shape of whole numbers, got {shape.tolist()}")
-        if np.any(shape < 1):
-            raise NirError(f"{kind} node: expected a shape of positive whole numbers (each axis at least 1), "
-                           f"got {shape.tolist()}")
-        width = int(np.prod(shape))
+    if kind in _SHAPED:
+        typed = node.output_type["output"] if kind == "Output" else node.input_type["input"]
+        width = _type_width(f"node {name!r} (Flatten): field 'input_type'" if kind == "Flatten" else f"{kind} node",
+                            typed)
         return width, width
     if kind in ("Affine", "Linear"):
         rows, columns = np.shape(node.weight)
@@ -551,7 +585,7 @@ def _chain(graph):
         if type(node).__name__ not in _FIELDS:
             raise NirError(f"node {name!r}: node type {type(node).__name__!r} is not supported; snnref runs "
                            f"chains of {', '.join(_FIELDS)}")
-        if type(node).__name__ not in ("Input", "Output"):
+        if type(node).__name__ not in _SHAPED:
             _check_fields(name, type(node).__name__, _raw_fields(name, node))
     for a, b in graph.edges:
         for end in (a, b):
@@ -577,7 +611,7 @@ def _chain(graph):
     if stray:
         raise NirError(f"node {stray[0]!r}: not on the chain from the Input to the Output (snnref runs chains)")
     for a, b in zip(order, order[1:]):
-        out_a, in_b = _in_out(graph.nodes[a])[1], _in_out(graph.nodes[b])[0]
+        out_a, in_b = _in_out(a, graph.nodes[a])[1], _in_out(b, graph.nodes[b])[0]
         if out_a != in_b:
             raise NirError(f"edge ({a!r}, {b!r}): {a!r} gives {out_a} values but {b!r} takes {in_b}"
                            + _scalar_hint(b, graph.nodes[b], out_a) + _scalar_hint(a, graph.nodes[a], in_b))
@@ -588,7 +622,7 @@ def _scalar_hint(name, node, width):
     """Why a neuron node of scalar fields takes one value: some exporters (Norse, snnTorch with a scalar
     beta) write one value for a whole layer, which NIR types as a node of shape () and snnref reads as
     one neuron; the bare width mismatch did not say so."""
-    fields = _node_fields(node) if type(node).__name__ not in ("Input", "Output", "Affine", "Linear") else {}
+    fields = _node_fields(node) if type(node).__name__ not in _SHAPED + ("Affine", "Linear") else {}
     if not fields or any(np.ndim(value) for value in fields.values()):
         return ""
     return (f" ({name!r} holds scalar fields, which are one neuron, as NIR types the node; for a layer of "
@@ -1024,8 +1058,9 @@ class Network:
     def __init__(self, graph, dt, method, extensions):
         chain = _chain(graph)
         self.graph, self.dt, self.method, self.extensions = graph, dt, method, extensions
-        self.input_width = _in_out(chain[0][1])[1]
-        self.units, self.after = _units(chain)
+        self.input_width = _in_out(*chain[0])[1]
+        # A Flatten passes the same values on (snnref's layers are flat): the units are made without it.
+        self.units, self.after = _units([(name, node) for name, node in chain if not isinstance(node, nir.Flatten)])
         self.plans = None
         for unit in self.units[:-1]:
             if unit.kind in ("LI", "I", "CubaLI") and unit.threshold is None:

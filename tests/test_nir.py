@@ -253,6 +253,59 @@ def test_a_two_layer_user_graph_runs_layer_by_layer():
     np.testing.assert_array_equal(exact.outputs["out"], second)
 
 
+def _flattened_image_graph(flatten, input_shape=(1, 2, 2)):
+    """Input (1, 2, 2) -> ``flatten`` -> Linear (4 -> 3) -> LIF (3) -> Output, as a conv-free
+    network exported by a library whose first layer flattens an image (snnTorch's nn.Flatten)."""
+    weight = np.random.default_rng(7).normal(0.4, 0.5, (3, 4))
+    tau = np.full(3, 5e-3)
+    nodes = {"input": nir.Input(np.array(input_shape)), "flatten": flatten, "linear": nir.Linear(weight=weight),
+             "lif": nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3)),
+             "output": nir.Output(np.array([3]))}
+    edges = [("input", "flatten"), ("flatten", "linear"), ("linear", "lif"), ("lif", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), weight, tau
+
+
+@pytest.mark.parametrize("method", ["exp", "exact"])
+def test_a_flatten_node_passes_the_same_values_on(method, tmp_path):
+    # Refused before ("node type 'Flatten' is not supported"), though snnref's layers are flat already.
+    if method == "exact":
+        pytest.importorskip("snnref.continuous")
+    flatten = nir.Flatten({"input": np.array([1, 2, 2])}, start_dim=0)
+    graph, weight, tau = _flattened_image_graph(flatten)
+    x = np.random.default_rng(8).normal(0.5, 0.6, (20, 4))
+    spikes, after = _grid_lif(x @ weight.T, 1e-3, tau, tau, 0.0, 1.0, 0.0)
+    snir.save(graph, tmp_path / "flattened.nir")
+    for source in (graph, tmp_path / "flattened.nir"):
+        trace = snir.load(source, dt=1e-3, method=method).simulate(x)
+        np.testing.assert_array_equal(trace.outputs["out"], spikes)
+        tolerance.assert_within_budget("v", trace.outputs["v"], after, after, np.float64)
+
+
+def test_a_flatten_node_s_bad_shape_is_refused_by_node_and_field(tmp_path):
+    graph, _, _ = _flattened_image_graph(nir.Flatten({"input": np.array([1, 2, 3])}, start_dim=0))
+    with pytest.raises(snir.NirError, match=r"edge \('input', 'flatten'\): 'input' gives 4 values but 'flatten' "
+                                            r"takes 6"):
+        snir.load(graph, dt=1e-3, method="exp")
+    graph, _, _ = _flattened_image_graph(nir.Flatten({"input": np.array([4, 0])}), input_shape=(4,))
+    with pytest.raises(snir.NirError, match=r"node 'flatten' \(Flatten\): field 'input_type': expected a shape of "
+                                            r"positive whole numbers \(each axis at least 1\), got \[4, 0\]"):
+        snir.load(graph, dt=1e-3, method="exp")
+    graph, _, _ = _flattened_image_graph(nir.Flatten({"input": np.array([1, 2, 2])}, start_dim=0))
+    path = tmp_path / "edited.nir"
+    snir.save(graph, path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/flatten/start_dim"]
+        f["node/nodes/flatten/start_dim"] = 0.5
+    with pytest.raises(snir.NirError, match=r"node 'flatten' \(Flatten\): field 'start_dim' must be a whole number"):
+        snir.read(path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/flatten/start_dim"], f["node/nodes/flatten/input_type"]
+        f["node/nodes/flatten/input_type"] = np.array([2.5, 2])
+    with pytest.raises(snir.NirError, match=r"node 'flatten' \(Flatten\): field 'input_type': expected a shape of "
+                                            r"whole numbers, got \[2.5, 2.0\]"):
+        snir.read(path)
+
+
 def test_an_li_synapse_driving_an_if_is_a_cuba_iaf():
     """(12): tau_s I' = -I + R_s S feeding v' = R_IF I is CubaIF; hxtorch runs it with tau_mem = 1/R_IF."""
     rng = np.random.default_rng(5)
