@@ -167,7 +167,7 @@ def check_not_exported():
     inf in x, each parameter in its domain), and the fused backends run numba
     or Triton kernels that no tracer sees into.  Exported, it failed deep
     inside torch ("Could not guard on data-dependent expression", from the
-    finiteness check); this says so by name and what runs it compiled."""
+    finiteness check); this says so by name, and names torch.compile, which runs it."""
     if torch.compiler.is_exporting():
         raise NotImplementedError(
             "snnref.simulate: called under torch.export, which cannot capture it (its checks read the values of x "
