@@ -1059,6 +1059,8 @@ class Network:
         chain = _chain(graph)
         self.graph, self.dt, self.method, self.extensions = graph, dt, method, extensions
         self.input_width = _in_out(*chain[0])[1]
+        # The Input node's own shape (an image's (1, 28, 28), say): x may come in it, or flattened.
+        self.input_shape = tuple(int(extent) for extent in np.asarray(chain[0][1].input_type["input"]).reshape(-1))
         # A Flatten passes the same values on (snnref's layers are flat): the units are made without it.
         self.units, self.after = _units([(name, node) for name, node in chain if not isinstance(node, nir.Flatten)])
         self.plans = None
@@ -1115,6 +1117,19 @@ class Network:
                            "registry model")
         return self.plans[0]
 
+    def _flat_input(self, x):
+        """x of shape (T, ..., N_in), or (T, ..., *shape) in the Input node's shape of several axes, which
+        is read flattened to N_in (before, an image-shaped x for an image's Input was refused, and one of
+        Input (1, 3) ran with its axis of 1 as a batch axis, out of the shape the graph declares)."""
+        rank = len(self.input_shape)
+        if rank > 1 and x.ndim > rank and x.shape[-rank:] == self.input_shape:
+            x = x.reshape(x.shape[:-rank] + (self.input_width,))
+        if x.ndim < 2 or x.shape[-1] != self.input_width or x.shape[0] < 1:
+            declared = f" or (T, ..., {', '.join(map(str, self.input_shape))})" if rank > 1 else ""
+            raise NirError(f"x: expected time-major (T, ..., {self.input_width}){declared} with T >= 1 (the Input "
+                           f"node's width last, or its shape), got shape {x.shape}")
+        return x
+
     def simulate(self, x, dtype=np.float64, force_spikes=None):
         """Run the graph; ``dtype`` float32 runs the discrete models in float32 (the SPEC.md section 7
         reference error); method 'exact' computes in float64 only and refuses float32.  ``force_spikes`` (one
@@ -1128,9 +1143,7 @@ class Network:
                            "discrete models of methods 'exp' and 'euler'")
         if force_spikes is not None and not self.can_force:
             raise NirError("force_spikes: teacher forcing needs one spiking neuron node run by 'exp' or 'euler'")
-        if x.ndim < 2 or x.shape[-1] != self.input_width or x.shape[0] < 1:
-            raise NirError(f"x: expected time-major (T, ..., {self.input_width}) with T >= 1 (the Input node's "
-                           f"width last), got shape {x.shape}")
+        x = self._flat_input(x)
         if not np.all(np.isfinite(x)):
             raise NirError("x: expected finite values")
         signal = np.asarray(x, dtype=dtype)

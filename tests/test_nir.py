@@ -276,9 +276,21 @@ def test_a_flatten_node_passes_the_same_values_on(method, tmp_path):
     spikes, after = _grid_lif(x @ weight.T, 1e-3, tau, tau, 0.0, 1.0, 0.0)
     snir.save(graph, tmp_path / "flattened.nir")
     for source in (graph, tmp_path / "flattened.nir"):
-        trace = snir.load(source, dt=1e-3, method=method).simulate(x)
+        network = snir.load(source, dt=1e-3, method=method)
+        trace = network.simulate(x)
         np.testing.assert_array_equal(trace.outputs["out"], spikes)
         tolerance.assert_within_budget("v", trace.outputs["v"], after, after, np.float64)
+        # x in the Input node's own shape, (1, 2, 2) per step, is read flattened: before, it was refused,
+        # and with a batch axis in front the Input's axis of 1 ran as one more batch axis.
+        image = network.simulate(x.reshape(20, 1, 2, 2))
+        np.testing.assert_array_equal(image.outputs["out"], spikes)
+        batched = network.simulate(np.stack([x, x[::-1]], axis=1).reshape(20, 2, 1, 2, 2))
+        assert batched.outputs["out"].shape == (20, 2, 3)
+        np.testing.assert_array_equal(batched.outputs["out"][:, 0], spikes)
+        with pytest.raises(snir.NirError, match=r"^x: expected time-major \(T, \.\.\., 4\) or \(T, \.\.\., 1, 2, 2\) "
+                                                r"with T >= 1 \(the Input node's width last, or its shape\), got "
+                                                r"shape \(20, 2, 2\)$"):
+            network.simulate(x.reshape(20, 2, 2))
 
 
 def test_a_flatten_node_s_bad_shape_is_refused_by_node_and_field(tmp_path):
