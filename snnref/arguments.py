@@ -286,10 +286,32 @@ def no_gradient_error(label, row, param):
                       f"{param.name}: {param.fixed_because}; pass it without requires_grad")
 
 
+# The NumPy type whose shortest repr reads back a value of a narrow float dtype
+# (NumPy has no bfloat16: float32's digits read back each of its values too).
+_NARROW = {"float32": np.float32, "float16": np.float16, "bfloat16": np.float32}
+
+
+def written(values):
+    """``values.tolist()`` for a message, a float32 or half value in the fewest
+    digits its own dtype reads back: tau_syn=-1e-6 as -1e-06 (in float64's
+    digits -9.999999974752427e-07, a value the caller never wrote)."""
+    listed = values.tolist()
+    narrow = _NARROW.get(str(values.dtype).removeprefix("torch."))
+    if narrow is None:
+        return listed
+
+    def shortest(item):
+        if isinstance(item, list):
+            return [shortest(element) for element in item]
+        return float(str(narrow(item)))
+
+    return shortest(listed)
+
+
 def check_finite_values(name, values, finite):
     """A seed layer's parameter (which has no ``allow_nonfinite``): ``finite`` is the caller's reduction."""
     if not finite:
-        raise ValueError(f"{name}: expected finite values, got {values.tolist()}")
+        raise ValueError(f"{name}: expected finite values, got {written(values)}")
 
 
 def check_domain(param, values, label):
@@ -301,9 +323,9 @@ def check_domain(param, values, label):
     # its reduction took 4 us per parameter on every call of simulate.
     least = values.item() if count == 1 else values.min()
     if param.domain == registry.POSITIVE and not least > 0:
-        raise ValueError(f"{label}: expected values > 0, got {values.tolist()}")
+        raise ValueError(f"{label}: expected values > 0, got {written(values)}")
     if param.domain == registry.NONNEGATIVE and not least >= 0:
-        raise ValueError(f"{label}: expected values >= 0, got {values.tolist()}")
+        raise ValueError(f"{label}: expected values >= 0, got {written(values)}")
 
 
 def check_spikes(label, values, noun="observed spikes"):
@@ -314,7 +336,7 @@ def check_spikes(label, values, noun="observed spikes"):
 
 
 def below_normal_error(label, values, dtype, tiny):
-    return ValueError(f"{label}: {values.tolist()} is below {dtype}'s normal range ({tiny:.3g}); "
+    return ValueError(f"{label}: {written(values)} is below {dtype}'s normal range ({tiny:.3g}); "
                       "store the model in torch.float32 or torch.bfloat16")
 
 

@@ -260,3 +260,23 @@ def test_an_empty_hardware_trace_is_refused_by_name():
     empty = r"inject\['v'\]: expected shape \(T_hw, 2, 3\) with T_hw >= 1, got \(0, 2, 3\)"
     with pytest.raises(ValueError, match=empty):
         spec.simulate("hxtorch.cuba_lif", np.full((4, 2, 3), 0.5), inject={"v": np.zeros((0, 2, 3))})
+
+
+def test_a_float32_value_is_written_as_the_caller_wrote_it():
+    """A float32 run converts its parameters first: the message wrote -1e-6 in
+    float64's digits, -9.999999974752427e-07, a number the caller never wrote."""
+    import torch
+
+    import snnref
+
+    x32 = X.astype(np.float32)
+    raises(ValueError, r"^params\['tau_syn'\]: expected values > 0, got -1e-06$", "hxtorch.cuba_lif", x32,
+           {"tau_syn": -1e-6})
+    with pytest.raises(ValueError, match=r"^params\['tau_syn'\]: expected values > 0, got \[1e-05, -1e-06, 0.1\]$"):
+        snnref.simulate("hxtorch.cuba_lif", torch.from_numpy(x32), {"tau_syn": torch.tensor([1e-5, -1e-6, 0.1])},
+                        backend="torch")
+    with pytest.raises(ValueError, match=r"^params\['alpha'\]: expected values > 0, got -0.1$"):
+        snnref.simulate("tether.LIF", torch.from_numpy(x32), {"alpha": -0.1}, backend="torch")
+    # float64 keeps every digit it holds.
+    raises(ValueError, r"^params\['tau_syn'\]: expected values > 0, got -1.0000000000000002e-06$",
+           "hxtorch.cuba_lif", X, {"tau_syn": np.nextafter(-1e-6, -1)})
