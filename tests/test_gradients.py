@@ -3,6 +3,7 @@ every accepted surrogate, scalar and per-neuron parameters, with and without
 hardware injection: in random directions of x, of every differentiable parameter
 (trainable or not: registry.Model.differentiable) and of every initial state, to a relative error below 1e-6 in float64."""
 
+import warnings
 import zlib
 
 import numpy as np
@@ -156,6 +157,31 @@ def test_a_positive_parameter_far_below_its_scale_gives_no_nan_gradient(key, dty
             assert not np.isnan(gradient).any(), f"{name} = {value}: gradient {wrt} is {gradient}"
     if not checked:
         pytest.skip(f"each of {positive} at {value} overflows {key}'s outputs")
+
+
+@pytest.mark.parametrize("key", sorted(k for k, row in registry.MODELS.items()
+                                     if row.family in ("lif", "adaptive", "cooldown")
+                                     and any(p.name == "tau" for p in row.params)))
+def test_a_subnormal_time_constant_runs_the_spec_as_its_limit_without_a_warning(key):
+    """tau = 1e-320 (subnormal): 1 / tau overflows and lam = exp(-1 / tau) is 0,
+    as at tau = 1e-200; NumPy's overflow warning on the way escaped the spec (an
+    exception under -W error, naming no argument)."""
+    case = checks.random_case(key, np.random.default_rng(4), steps=4, batch=1, neurons=2)
+    taus = [name for name in ("tau", "tau_thr") if name in case.params]
+    runs = {}
+    for value in (1e-320, 1e-200):
+        params = {**case.params, **{name: np.full(np.shape(case.params[name]), value) for name in taus}}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            trace = spec.simulate(key, case.x, params, case.state, surrogate=case.surrogate)
+            cotangents = {output: np.ones_like(v) for output, v in trace.outputs.items()}
+            grads = spec.vjp(key, case.x, params, case.state, cotangents, surrogate=case.surrogate)
+        runs[value] = trace, grads
+    (tiny, tiny_grads), (small, small_grads) = runs[1e-320], runs[1e-200]
+    for name, value in small.outputs.items():
+        np.testing.assert_array_equal(tiny.outputs[name], value)
+    for name, value in small_grads.items():
+        np.testing.assert_array_equal(tiny_grads[name], value, err_msg=name)
 
 
 # Found by mutation testing: the test above runs the spec; the torch paths' leak (snnref.leak) had no test,

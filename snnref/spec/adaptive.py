@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import SOFT_RESET
+from .lif import decay_of
 from .sums import Sums
 
 # (4) subtracts the threshold A, differentiated: the family contract's resets (snnref/families.py).
@@ -46,8 +47,8 @@ RESETS = (SOFT_RESET,)
 
 
 def forward(row, x, params, state, spike, inject, detached):
-    beta = np.exp(-1 / params["tau"])
-    beta_thr = np.exp(-1 / params["tau_thr"])
+    beta = decay_of(params["tau"])
+    beta_thr = decay_of(params["tau_thr"])
     gamma = params["gamma"]
     m_seq = np.empty_like(x)
     r_seq = np.empty_like(x)
@@ -73,8 +74,8 @@ def forward(row, x, params, state, spike, inject, detached):
 
 
 def backward(row, x, params, state, spike, inject, tape, cot):
-    beta = np.exp(-1 / params["tau"])
-    beta_thr = np.exp(-1 / params["tau_thr"])
+    beta = decay_of(params["tau"])
+    beta_thr = decay_of(params["tau_thr"])
     gamma = params["gamma"]
     g_x = np.zeros_like(x)
     # (15): the parameter gradients, with the size of what they sum (spec/sums.py).
@@ -101,7 +102,7 @@ def backward(row, x, params, state, spike, inject, tape, cot):
     # (16) scales each sum by |beta / tau^2|, divided by tau twice: where tau^2 underflows to 0,
     # beta is 0 too, and the derivative is 0, not 0/0.
     for name, factor_of in (("tau", "beta"), ("tau_thr", "beta_thr")):
-        factor = np.exp(-1 / params[name]) / params[name] / params[name]
+        factor = decay_of(params[name]) / params[name] / params[name]
         grads[name] = sums.total[factor_of] * factor
         magnitudes[name] = sums.magnitude[factor_of] * np.abs(factor)
     grads["magnitudes"] = magnitudes
@@ -111,9 +112,9 @@ def backward(row, x, params, state, spike, inject, tape, cot):
 def linear_response(row, params, x, state, spikes, first_order):
     """The lfilter property's form (``snnref.families``): given the spikes, (5) is
     a first-order filter of gamma s, and (4) one of x - s A with A from (1)."""
-    r = first_order(np.exp(-1 / params["tau_thr"]), params["gamma"] * spikes, state["r"])
+    r = first_order(decay_of(params["tau_thr"]), params["gamma"] * spikes, state["r"])
     threshold = 1 + np.concatenate([state["r"][None], r[:-1]])
-    return {"m": first_order(np.exp(-1 / params["tau"]), x - spikes * threshold, state["m"]), "r": r}
+    return {"m": first_order(decay_of(params["tau"]), x - spikes * threshold, state["m"]), "r": r}
 
 
 def linear_given_spikes(row):

@@ -38,6 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import NO_RESET
+from .lif import decay_of
 from .sums import Sums
 
 # Nothing is reset: the family contract's resets (snnref/families.py).
@@ -73,7 +74,7 @@ def _sign(n, dtype):
 
 
 def forward(row, x, params, state, spike, inject, detached):
-    beta = np.exp(-1 / params["tau"])
+    beta = decay_of(params["tau"])
     sgn = _sign(x.shape[-1], x.dtype)
     m_seq = np.empty_like(x)
     m_prev = np.empty_like(x)
@@ -93,7 +94,7 @@ def forward(row, x, params, state, spike, inject, detached):
 
 
 def backward(row, x, params, state, spike, inject, tape, cot):
-    beta = np.exp(-1 / params["tau"])
+    beta = decay_of(params["tau"])
     sgn = _sign(x.shape[-1], x.dtype)
     g_x = np.zeros_like(x)
     sums = Sums({"beta": x.shape[1:]}, x.dtype)
@@ -114,7 +115,7 @@ def backward(row, x, params, state, spike, inject, tape, cot):
 def linear_response(row, params, x, state, spikes, first_order):
     """The lfilter property's form (``snnref.families``): (3) is a first-order
     filter of (1 - beta) exp(x), whatever the spikes."""
-    beta = np.exp(-1 / params["tau"])
+    beta = decay_of(params["tau"])
     return {"m": first_order(beta, (1 - beta) * np.exp(x), state["m"])}
 
 

@@ -47,11 +47,20 @@ from .sums import Sums
 RESETS = (HARD_RESET, SOFT_RESET, Reset(kind=ResetKind.SUBTRACT, detached=True), NO_RESET)
 
 
+def decay_of(tau):
+    """lam = exp(-1/tau) (the table above; rnnbuilder's beta in adaptive.py and
+    cooldown.py too).  A subnormal tau's 1/tau overflows to inf and lam is 0,
+    the exact limit; NumPy's overflow warning on the way is silenced (under
+    ``-W error`` it was an exception from inside the reference that named no argument)."""
+    with np.errstate(over="ignore"):
+        return np.exp(-1 / tau)
+
+
 def _leak(row, params):
     if row.options.leak is Leak.DECAY:
         return params["decay"]
     if row.options.leak is Leak.TAU:
-        return np.exp(-1 / params["tau"])
+        return decay_of(params["tau"])
     return np.ones((), dtype=params["threshold"].dtype)
 
 
