@@ -1053,7 +1053,8 @@ def _finite(name, values):
 
 
 class Network:
-    """A NIR graph made runnable (``load``); ``simulate(x)`` takes time-major x of shape (T, ..., N_in)."""
+    """A NIR graph made runnable (``load``); ``simulate(x)`` takes time-major x of shape (T, ..., N_in), or
+    (T, ..., *shape) in the Input node's shape."""
 
     def __init__(self, graph, dt, method, extensions):
         chain = _chain(graph)
