@@ -339,6 +339,28 @@ def test_an_implementation_named_with_dollar_signs_is_drawn_with_its_name_as_wri
     assert page.drawn and html.escape(name) in assert_self_contained(tmp_path / "report", page)
 
 
+def test_the_log_axes_ticks_are_typeset_and_only_the_name_is_drawn_as_written(tmp_path, monkeypatch):
+    # Found by an outside user: math was turned off for the whole figure to draw a "$" in a name, and the
+    # log axes' ticks read "$\mathdefault{10^{-12}}$", cut at the edge: the error panel had no scale.
+    figures = []
+    Figure, Canvas = report._matplotlib()
+
+    def recording(*args, **kwargs):
+        figures.append(Figure(*args, **kwargs))
+        return figures[-1]
+
+    monkeypatch.setattr(report, "_matplotlib", lambda: (recording, Canvas))
+    name = "LIF $5 vs $6"
+    failing = gate.run(testing.Implementation(outside_lif.gt_for_ge, "tether.LIF", name=name), kinds=("threshold",))
+    report.write(tmp_path / "report", [failing])
+    logs = [axes for figure in figures for axes in figure.axes if axes.get_yscale() == "log"]
+    assert logs, "no log axis drawn"
+    for axes in logs:
+        labels = [label for label in axes.get_yticklabels() if label.get_text()]
+        assert labels and all(label.get_parse_math() and label.get_text().startswith("$") for label in labels)
+    assert all(r"LIF \$5 vs \$6" in figure.get_suptitle() for figure in figures)
+
+
 def test_a_non_finite_error_is_marked_as_such_not_drawn_as_a_number(tmp_path):
     # Found by an outside user: a NaN membrane was left out of the values panel without a word and drawn
     # in the error panel as a line at the cap (budget x 1e6), which read as an error of that size.

@@ -295,6 +295,11 @@ def _mark_nonfinite(axes, x, error, cap, drawn):
         drawn.nonfinite = [int(i) for i in x[bad]]
 
 
+def _literal(text):
+    """``text`` drawn as written: matplotlib reads the part between two "$" as TeX."""
+    return text.replace("$", r"\$")
+
+
 def _draw(Figure, Canvas, source, quantity, comparison, path) -> Drawn:
     detail = comparison.details[quantity]
     trace = comparison.traces[quantity]
@@ -317,7 +322,10 @@ def _draw(Figure, Canvas, source, quantity, comparison, path) -> Drawn:
     error_axes = rest[-1]
     raster_axes = rest[0] if spikes is not None else None
     fraction = "inf" if not np.isfinite(drawn.fraction) else f"{drawn.fraction:.3g}"
-    figure.suptitle(f"{source.model} · {source.backend}: {quantity} fails ({fraction} x budget)\n"
+    # Names as given: a "$" in an implementation's name is no TeX to typeset (or fail on).  Escaped
+    # here, not by turning math off for the figure, which left the log axes' ticks as raw "$10^{-12}$".
+    figure.suptitle(f"{_literal(source.model)} · {_literal(source.backend)}: {quantity} fails "
+                    f"({fraction} x budget)\n"
                     f"run: {comparison.label}", fontsize=11)
     if sequence:
         steps = impl.shape[0]
@@ -560,8 +568,6 @@ def write(directory, results, *, title="snnref verify", option="report", not_run
     in error messages; ``not_run``: lines listed under "Not checked" beside the results' own
     (the checks a partial session did not run)."""
     Figure, Canvas = _matplotlib()
-    import matplotlib
-
     target = check_target(option, directory)
     sources = [_source(item) for item in results]
     parent = target.absolute().parent
@@ -574,10 +580,8 @@ def write(directory, results, *, title="snnref verify", option="report", not_run
                 if len(drawn) == MAX_FIGURES:
                     left_out += 1
                     continue
-                # Names as given: a "$" in an implementation's name is no TeX to typeset (or fail on).
-                with matplotlib.rc_context({"text.parse_math": False}):
-                    figure = _draw(Figure, Canvas, source, quantity, comparison,
-                                   building / f"fig-{len(drawn) + 1:03d}.png")
+                figure = _draw(Figure, Canvas, source, quantity, comparison,
+                               building / f"fig-{len(drawn) + 1:03d}.png")
                 drawn.append(figure)
                 anchors[quantity] = figure.image.rsplit(".", 1)[0]
             for row in source.rows:
