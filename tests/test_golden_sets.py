@@ -395,3 +395,13 @@ def test_the_example_case_file_is_valid():
     assert len(case_set.jobs) == 6
     hardware = case_set.jobs[0].case
     assert hardware.model == "hxtorch.cuba_lif" and float(hardware.params["threshold"]) == 125.0
+
+
+def test_a_contract_that_admits_no_golden_case_fails_saying_why(made):
+    # Found by an outside user: under a FAIL the summary read "cases: ; in : 0 runs, 0 failed".
+    only = Implementation(torch_simulate, "tether.PLIF", surrogates=("fast_sigmoid",))
+    report = gate.run(only, kinds=("golden",), golden_dir=made[1])
+    text = report.text()
+    assert not report.passed and not report.runs
+    assert "  cases: none that the contract admits: nothing was compared (why: not checked, below)" in text
+    assert "surrogate arctan is not declared" in text and "in :" not in text

@@ -712,10 +712,13 @@ class GateReport:
             again = " again" if run.planned is not None and run.planned.repeated else ""
             kinds.setdefault(run.kind + again, set()).add(run.label.rsplit(" ", 1)[0])
         dtypes = sorted({r.dtype for r in self.runs})
+        # No run at all (a contract that rules out every golden case, say) fails with its reason:
+        # before, the line read "cases: ; in : 0 runs, 0 failed" under a FAIL.
+        cases = ("  cases: none that the contract admits: nothing was compared (why: not checked, below)"
+                 if not self.runs else "  cases: " + ", ".join(f"{len(v)} {k}" for k, v in kinds.items())
+                 + f"; in {', '.join(dtypes)}: {len(self.runs)} runs, {len(failed)} failed")
         lines = [f"snnref gate: {self.model}, implementation {self.name}: {verdict}",
-                 f"  contract: {self.contract}",
-                 "  cases: " + ", ".join(f"{len(v)} {k}" for k, v in kinds.items())
-                 + f"; in {', '.join(dtypes)}: {len(self.runs)} runs, {len(failed)} failed"]
+                 f"  contract: {self.contract}", cases]
         table = self.quantities()
         bad = {k: v for k, v in table.items() if v["failing"]}
         if bad:
