@@ -237,6 +237,8 @@ def check_output_dir(option, path):
     if target.exists() and not target.is_dir():
         raise ValueError(f"{option}: {path} exists and is not a directory")
     existing = target if target.exists() else target.parent if str(target.parent) else Path(".")
+    if not existing.exists():
+        raise ValueError(f"{option}: {existing} does not exist (the directory to write into must)")
     if not existing.is_dir() or not can_create_in(existing):
         raise ValueError(f"{option}: {existing} is not a writable directory")
 
@@ -295,6 +297,15 @@ def _golden_generate(args) -> int:
     return 0
 
 
+def _store_error(error) -> int:
+    """``golden check``'s exit for a store it cannot check: 2 where ``--dir`` names no store
+    (the CI's path is wrong), 1 where the store is damaged (its goldens cannot be trusted)."""
+    from .testing import _golden as golden
+
+    print(f"snnref golden: error: {error}", file=sys.stderr)
+    return 2 if isinstance(error, golden.NotAStore) else 1
+
+
 def _golden_check(args) -> int:
     from .testing import _golden as golden
 
@@ -312,8 +323,7 @@ def _golden_check(args) -> int:
         results = golden.check(golden.store_dir(args.dir), backends,
                                progress=lambda what: print(f"checking {what}", file=sys.stderr, flush=True))
     except golden.GoldenError as error:
-        print(f"snnref golden: error: {error}", file=sys.stderr)
-        return 1
+        return _store_error(error)
     failed = [r for r in results if not r.passed]
     for result in results:
         if args.verbose or not result.passed:
@@ -340,8 +350,7 @@ def _golden_check_implementation(args) -> int:
         damaged = [r for r in golden.check(directory, ()) if not r.passed]
         models = sorted({e["model"] for e in golden.read_manifest(directory)["files"].values()})
     except golden.GoldenError as error:
-        print(f"snnref golden: error: {error}", file=sys.stderr)
-        return 1
+        return _store_error(error)
     if damaged:
         for result in damaged:
             print(f"FAIL {result.name} ({result.backend}): {result.detail}")

@@ -437,7 +437,7 @@ def test_json_to_a_pipe_or_device_is_refused_before_the_run(capsys, tmp_path):
     (["--impl", "fixtures.outside_lif:correct", "--model", "tether.LIF", "--backend", "triton"],
      "--backend: applies without --impl only"),
     # Ignored under --quick before, and without it a failed check after the whole run.
-    (["--model", "tether.LIF", "--golden-dir", "/nonexistent"], "--golden-dir: /nonexistent/MANIFEST.json: missing"),
+    (["--model", "tether.LIF", "--golden-dir", "/nonexistent"], "--golden-dir: /nonexistent: no such directory"),
 ])
 def test_an_empty_json_a_backend_with_impl_or_no_golden_store_is_refused_before_the_run(arguments, message, capsys):
     assert cli.main(["verify", "--quick", *arguments]) == 2

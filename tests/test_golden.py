@@ -140,7 +140,9 @@ def test_a_manifest_naming_an_unknown_model_is_refused(copy, capsys):
     assert code == 1 and "names an unknown model 'tether.LIFF'" in out.err
 
 
-@pytest.mark.parametrize("command,code", [(["check", "--dir"], 1), (["diff", str(STORE)], 2)])
+# A path that is no store is a usage error (exit 2) for check as for diff: before, check exited 1, as
+# for goldens that fail, and a CI could not tell a wrong path from a failing kernel.
+@pytest.mark.parametrize("command,code", [(["check", "--dir"], 2), (["diff", str(STORE)], 2)])
 def test_a_file_given_as_a_store_is_named(tmp_path, capsys, command, code):
     path = tmp_path / "notes.txt"
     path.write_text("not a store")
@@ -150,7 +152,13 @@ def test_a_file_given_as_a_store_is_named(tmp_path, capsys, command, code):
 
 def test_a_missing_manifest_is_named(tmp_path, capsys):
     code, out = run_check(tmp_path, capsys)
-    assert code == 1 and "missing manifest" in out.err
+    assert code == 2 and f"{tmp_path}/MANIFEST.json: missing manifest" in out.err
+    # Before: "<dir>/MANIFEST.json: missing manifest" for a directory that is not there at all.
+    code, out = run_check(tmp_path / "nowhere", capsys)
+    assert code == 2 and f"{tmp_path}/nowhere: no such directory (expected a golden store)" in out.err
+    assert cli.main(["golden", "check", "--dir", str(tmp_path / "nowhere"), "--impl",
+                     "fixtures.outside_lif:correct"]) == 2
+    assert "no such directory" in capsys.readouterr().err
 
 
 def test_an_output_directory_that_cannot_be_written_is_refused(tmp_path, capsys):
@@ -405,6 +413,8 @@ def test_diff_names_the_first_changed_step_and_the_largest_difference(copy, tmp_
 
 def test_diff_of_an_unreadable_store_is_an_error(copy, tmp_path, capsys):
     assert cli.main(["golden", "diff", str(copy[0]), str(tmp_path / "nothing")]) == 2
+    assert f"{tmp_path}/nothing: no such directory (expected a golden store)" in capsys.readouterr().err
+    assert cli.main(["golden", "diff", str(copy[0]), str(tmp_path)]) == 2
     assert "missing manifest" in capsys.readouterr().err
 
 

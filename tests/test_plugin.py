@@ -53,7 +53,7 @@ BAD_OPTIONS = [
 SAVE_FAILURES_MISUSED = [
     (["--snnref-save-failures", "out"], "--snnref-save-failures: it saves the failing cases of --snnref-impl"),
     (["--snnref-impl", "fixtures.outside_lif:b1", "--snnref-model", "tether.LIF", "--snnref-save-failures",
-      "missing/out"], "--snnref-save-failures: missing is not a writable directory"),
+      "missing/out"], "--snnref-save-failures: missing does not exist (the directory to write into must)"),
 ]
 REPORT_ALONE = ["--snnref-report", "page"]
 BAD_VALUES = [
@@ -63,7 +63,7 @@ BAD_VALUES = [
     # Before: no page was written, and the run passed.
     ("--snnref-report", "", "--snnref-report: expected a directory name, got ''"),
     # Before: the golden item failed with an 874-line traceback ending in "missing manifest".
-    ("--snnref-golden-dir", "nowhere", "--snnref-golden-dir: nowhere/MANIFEST.json: missing manifest"),
+    ("--snnref-golden-dir", "nowhere", "--snnref-golden-dir: nowhere: no such directory (expected a golden store)"),
 ]
 
 

@@ -80,6 +80,11 @@ class OutputRefused(GoldenError):
     """``--out`` names a directory that generating must not replace: a usage error (exit 2)."""
 
 
+class NotAStore(GoldenError):
+    """The path given as a store is none (no such directory, a file, no manifest): a usage
+    error (exit 2), not a store whose goldens fail (exit 1)."""
+
+
 @dataclass(frozen=True)
 class CaseSpec:
     name: str
@@ -331,11 +336,13 @@ def read_manifest(directory: Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
-        raise GoldenError(f"{path}: missing manifest") from None
+        if not Path(directory).exists():
+            raise NotAStore(f"{directory}: no such directory (expected a golden store)") from None
+        raise NotAStore(f"{path}: missing manifest") from None
     except IsADirectoryError:
-        raise GoldenError(f"{path}: is a directory, not a manifest") from None
+        raise NotAStore(f"{path}: is a directory, not a manifest") from None
     except NotADirectoryError:
-        raise GoldenError(f"{directory}: is a file, not a golden store (a directory)") from None
+        raise NotAStore(f"{directory}: is a file, not a golden store (a directory)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise GoldenError(f"{path}: not a valid manifest ({error})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
