@@ -1012,6 +1012,18 @@ def test_a_zero_gradient_of_a_trained_parameter_asks_whether_it_is_detached():
             "(.detach(), .item(), or copied into a constant)?") in report.text(), report.text()
 
 
+def test_a_zero_gradient_of_the_initial_state_asks_whether_it_is_detached():
+    # Found by an outside user: a detached parameter got the question, a detached state only its error.
+    def state_detached(model, x, params, state, *, surrogate=None, inject=None):
+        state = {name: value.detach() for name, value in (state or {}).items()}
+        return torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+
+    report = gate.run(testing.Implementation(state_detached, "tether.LIF"), kinds=("random",), **QUICK)
+    assert not report.passed
+    assert ("grad:state.v: all zeros where the reference's is not: is the initial state v detached in the "
+            "implementation (.detach(), or a new tensor made from its values)?") in report.text(), report.text()
+
+
 def test_a_zero_gradient_of_a_parameter_the_seed_does_not_train_says_how_to_declare_it():
     report = gate.run(testing.Implementation(_alpha_untouched, "qualia.IFSRL"), kinds=("random",), **QUICK)
     assert not report.passed

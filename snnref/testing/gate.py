@@ -903,6 +903,12 @@ def _zero_gradient_hints(row, outcome):
         else:
             hints.append(f"{key}: all zeros, and {row.key} does not train {p.name}: if the implementation does "
                          f"not differentiate it, declare fixed=({p.name!r},)")
+    # A carried state that is not differentiated is as common a bug (an outside user's: no hint named it).
+    for var in row.state:
+        key = f"grad:state.{var.name}"
+        if key in outcome.traces and not np.any(outcome.traces[key]["impl"]):
+            hints.append(f"{key}: all zeros where the reference's is not: is the initial state {var.name} detached "
+                         "in the implementation (.detach(), or a new tensor made from its values)?")
     return hints
 
 
