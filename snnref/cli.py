@@ -75,12 +75,15 @@ def _verify(args) -> int:
             raise ValueError("--impl: name the model it implements with --model KEY")
         keys = list(dict.fromkeys(args.model)) if args.model else [declared]
         _available_backends()
-        if args.case:
-            from .testing import Implementation, gate
+        from .testing import Implementation, gate
 
-            # A damaged or foreign case file is refused before the table starts (replayed below).
-            for key in keys:
-                gate.load_case(args.case, Implementation.of(fn, key))
+        for key in keys:
+            # The contract for each model, before the table starts: an Implementation of another
+            # model was refused after the legend, the header and the row's name had been printed.
+            impl = Implementation.of(fn, key)
+            if args.case:
+                # A damaged or foreign case file is refused before the table starts (replayed below).
+                gate.load_case(args.case, impl)
     # "continuous": the SPEC.md section 9 claims, for the models that have a continuous counterpart.
     available = _available_backends() + ["continuous"]
     backends = ["impl"] if args.impl else available if args.backend == "all" else [args.backend]

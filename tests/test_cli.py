@@ -543,3 +543,11 @@ def test_a_full_disk_while_writing_a_store_is_an_error_not_a_traceback(capsys, t
     # The store is named, not the hidden staging file the OSError names.
     assert error == f"snnref golden: error: --out {out}: No space left on device", error
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_implementation_of_another_model_is_refused_before_the_table(capsys):
+    # Found by an outside user: the legend, the header and the row's name were printed first.
+    assert cli.main(["verify", "--impl", "fixtures.lambda_surrogate:arctan_by_lambdas", "--model",
+                     "tether.PLIF", "--quick"]) == 2
+    out, err = capsys.readouterr()
+    assert "model: the implementation declares tether.LIF, not tether.PLIF" in err and out == ""
