@@ -5,7 +5,7 @@ membrane v and the adaptation a in float32 registers (storage may be float32,
 float16 or bfloat16).  Per step t, from the post-reset membrane p and a[t]:
 
     v[t] = lam_v p + x[t];  u = v[t] - (theta + beta a[t]);  s = H(u) (smooth twin: F(u))
-    p = v[t] (1 - sg(s))            hard reset to 0, the spike detached
+    p = v[t] (1 - sg(s))            hard reset to 0, the spike detached (0 where sg(s) = 1)
     a[t+1] = lam_a a[t] + s         differentiated: the spike feeds a with f(u)
 
 Recorded: the pre-reset v[t] and a[t] before its update; final state p and
@@ -80,7 +80,8 @@ def _forward(x_ptr, v0_ptr, a0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, beta_ptr, s
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
             r = s
-        p = v * (1.0 - r)
+        # 0 where r is 1 (SPEC.md section 2: v+ = 0 if s), an overflowed v too, where inf * 0 is NaN.
+        p = tl.where(r == 1.0, 0.0, v * (1.0 - r))
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(v_rec_ptr + at, v.to(v_rec_ptr.dtype.element_ty), mask=mask)
         tl.store(a_rec_ptr + at, a.to(a_rec_ptr.dtype.element_ty), mask=mask)
@@ -166,7 +167,7 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
             r = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
         else:
             r = _fired(v, a, theta, beta, scale, KIND, STRICT, SMOOTH)
-        p_before = tl.where(later, v * (1.0 - r), v0)
+        p_before = tl.where(later, tl.where(r == 1.0, 0.0, v * (1.0 - r)), v0)
         g_lam_v += g_v * p_before
         g_p = lam_v * g_v
         at -= M

@@ -8,7 +8,7 @@ LIF membranes and the context S in float32 registers.  For each branch c in
 from the previous post-reset membranes p_c and context S:
 
     z_c[t] = x[t] W_c^T                                              (host)
-    v_c = lam_c p_c + z_c[t];  s_c = H(v_c - theta_c) (smooth twin: F);  p_c = v_c (1 - sg(s_c))
+    v_c = lam_c p_c + z_c[t];  s_c = H(v_c - theta_c) (smooth twin: F);  p_c = v_c (1 - sg(s_c)), 0 where sg(s_c) = 1
     S = S + s_k s_v;  o[t] = s_q S
     out[t] = o[t] W_proj^T + b_proj                                  (host)
 
@@ -92,7 +92,8 @@ def _branch_forward(z_ptr, p, lam, theta, scale, replay_ptr, spikes_ptr, v_rec_p
     if SAVE_SEPARATE:
         # Half storage: the backward needs the float32 membrane, not the rounded record.
         tl.store(v_save_ptr + bat, v, mask=mask)
-    return s, v * (1.0 - r)
+    # 0 where r is 1 (SPEC.md section 2: v+ = 0 if s), an overflowed v too, where inf * 0 is NaN.
+    return s, tl.where(r == 1.0, 0.0, v * (1.0 - r))
 
 
 @device_function
@@ -179,7 +180,7 @@ def _branch_backward(g_s, f, dF, later, r, g_p, g_lam, g_theta, g_scale, lam, th
         r = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
     else:
         r = _fired(v, theta, scale, KIND, STRICT, SMOOTH)
-    g_lam += g_v * tl.where(later, v * (1.0 - r), v0)
+    g_lam += g_v * tl.where(later, tl.where(r == 1.0, 0.0, v * (1.0 - r)), v0)
     return v, r, lam * g_v, g_lam, g_theta, g_scale
 
 

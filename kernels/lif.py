@@ -4,7 +4,7 @@ Each program owns a block of neurons and runs the whole time loop with the
 membrane in float32 registers (storage may be float32, float16 or bfloat16):
 
     v = lam p + x[t];  u = v - theta;  s = H(u) (smooth twin: F(u))
-    p = v (1 - sg(s)) | v - theta s | v          (zero / subtract / no reset)
+    p = v (1 - sg(s)) | v - theta s | v          (zero / subtract / no reset; zero: 0 where sg(s) = 1)
 
 Compile-time options: leak or none, per-neuron or scalar parameters, reset
 mode, which membrane is recorded, strict or non-strict threshold, smooth twin,
@@ -61,9 +61,10 @@ def _reset_id(row):
 
 @device_function
 def _post_reset(v, s, r, theta, RESET: tl.constexpr):
-    """Eq. (4): the post-reset membrane v+ (r: the detached reset spike)."""
+    """Eq. (4): the post-reset membrane v+ (r: the detached reset spike).  The hard reset is 0
+    where r is 1 (SPEC.md section 2: v+ = 0 if s), an overflowed v too, where inf * 0 is NaN."""
     if RESET == 1:
-        return v * (1.0 - r)
+        return tl.where(r == 1.0, 0.0, v * (1.0 - r))
     elif RESET == 2:
         return v - theta * s
     else:

@@ -5,7 +5,8 @@ this step's update (p[-1], a[0] the initial state):
 
     (1) v[t] = lam_v p[t-1] + x[t]
     (2) u[t] = v[t] - (theta + beta a[t]);   s[t] = H(u[t])   (F(u) for the smooth twin)
-    (3) p[t] = v[t] (1 - r[t]),   r = sg(s) (or the replayed r)
+    (3) p[t] = v[t] (1 - r[t]),   r = sg(s) (or the replayed r); 0 where r = 1 (SPEC.md section 2:
+        v+ = 0 if s, so that a membrane that overflowed to inf resets to 0, not to inf * 0 = NaN)
     (4) a[t+1] = lam_a a[t] + s[t]              (differentiated: s carries its surrogate gradient)
     recorded: v[t] and a[t]; final state p[T-1], a[T].
 
@@ -75,7 +76,8 @@ def _forward_tile(x, lam_v, lam_a, theta, beta, spikes, v_rec, a_rec, v_final, a
             put(fired, i, s, streaming)
             put(kept_v, i, v, streaming)
             put(kept_a, i, a, streaming)
-            p[i] = v * (one - s)  # (3)
+            # (3); s is 0 or 1 here: v (1 - s) is v, or 0 where it fires.
+            p[i] = zero if s == one else v
             adaptation[i] = lane_value(leak_a, i) * a + s  # (4)
     drain(streaming)
 
@@ -86,6 +88,7 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
                  first_tile, last_tile):
     steps, count = x.shape
     one = c[0]
+    zero = one - one
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
         stop = min(start + tile, count)
@@ -106,7 +109,7 @@ def forward_scan(x, v0, a0, lam_v, lam_a, theta, beta, scale, replayed,
                 spikes[t, j] = s
                 v_rec[t, j] = v
                 a_rec[t, j] = a
-                v_final[j] = v * (one - r)  # (3)
+                v_final[j] = zero if r == one else v * (one - r)  # (3)
                 a_final[j] = lane_value(lam_a, j) * a + s  # (4)
 
 
@@ -177,7 +180,7 @@ def _backward_tile(v0, lam_v, lam_a, theta, beta, scale, v_rec, a_rec, g_spikes,
             # p[t-1], rebuilt as the forward computed it (2), (3).
             u_before = v_before[i] - (lane_value(threshold, i) + lane_value(weight, i) * a_before[i])
             s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
-            p_before = v_before[i] if first else v_before[i] * (one - s_before)
+            p_before = v_before[i] if first else (zero if s_before == one else v_before[i])
             dx = staged[i] if streaming else g_x_row[i]
             d_lam_v[i] += dx * p_before  # (9)
             if streaming:
@@ -221,7 +224,7 @@ def backward_scan(v0, lam_v, lam_a, theta, beta, scale, replayed, v_rec, a_rec,
                     u_before = v_rec[t - 1, j] - (lane_value(theta, j) + lane_value(beta, j) * a_rec[t - 1, j])
                     s_before = step(u_before, lane_value(scale, j), surrogate, strict, smooth, c)
                     r_before = replayed[t - 1, j] if replay else s_before
-                    p_before = v_rec[t - 1, j] * (one - r_before)
+                    p_before = zero if r_before == one else v_rec[t - 1, j] * (one - r_before)
                 else:
                     p_before = v0[j]
                 g_a = g_a0[j]

@@ -6,7 +6,8 @@ to autograd, as is the output projection).  Per lane, from the post-reset
 membranes p_b and the context S of the previous step (the initial state at t = 0):
 
     (1) v_b = lam_b p_b + z_b[t];   s_b = H(v_b - theta_b)   (F for the smooth twin)
-    (2) p_b = v_b (1 - r_b),   r_b = sg(s_b) (or the replayed r_b)
+    (2) p_b = v_b (1 - r_b),   r_b = sg(s_b) (or the replayed r_b); 0 where r_b = 1 (SPEC.md section 2:
+        v+ = 0 if s, so that a membrane that overflowed to inf resets to 0, not to inf * 0 = NaN)
     (3) S[t] = S[t-1] + s_k s_v;   o[t] = s_q S[t];   out = o W_proj^T + b_proj
 
 Reverse scan, G_S the gradient reaching S[t] and G_b the one reaching p_b:
@@ -68,7 +69,8 @@ def _forward_tile(z, lam, theta, out, context, context_final, v_rec, v_final, sp
                 v = leak[i] * p[i] + drive[i]  # (1)
                 u = v - threshold[i]
                 s = one if (u > 0) | (inclusive & (u == 0)) else zero
-                p[i] = v * (one - s)  # (2)
+                # (2); s is 0 or 1 here: v (1 - s) is v, or 0 where it fires.
+                p[i] = zero if s == one else v
                 put(kept, i, v, streaming)
                 fired[i] = s
         s_q = spikes[Q, t, start:stop]
@@ -89,6 +91,7 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
                  strict, smooth, replay, surrogate, c, streaming, tile, first_tile, last_tile):
     branches, steps, count = z.shape
     one = c[0]
+    zero = one - one
     for tile_index in range(first_tile, last_tile):
         start = tile_index * tile
         stop = min(start + tile, count)
@@ -106,7 +109,7 @@ def forward_scan(z, v0, s0, lam, theta, scale, replayed, out, context, context_f
                     v = lam[b, j] * v_final[b, j] + z[b, t, j]  # (1)
                     s = step(v - theta[b, j], scale[b, j], surrogate, strict, smooth, c)
                     r = replayed[b, t, j] if replay else s
-                    v_final[b, j] = v * (one - r)  # (2)
+                    v_final[b, j] = zero if r == one else v * (one - r)  # (2)
                     v_rec[b, t, j] = v
                     spikes[b, t, j] = s
                 total = context_final[j] + spikes[K, t, j] * spikes[V, t, j]  # (3)
@@ -182,7 +185,7 @@ def _backward_tile(v0, lam, theta, scale, context, v_rec, g_out, g_context, g_v_
                 # p_b[t-1], rebuilt as the forward computed it (the initial state at t = 0).
                 u_before = before[i] - threshold[i]
                 s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
-                reset_before = before[i] * (one - s_before)
+                reset_before = zero if s_before == one else before[i]
                 p_before = before[i] if first else reset_before
                 d_lam[i] += g_b * p_before
                 carry[i] = leak[i] * g_b
@@ -241,7 +244,7 @@ def backward_scan(v0, lam, theta, scale, replayed, context, v_rec, g_out, g_cont
                         v_before = v_rec[b, t - 1, j]
                         s_before = step(v_before - theta[b, j], scale[b, j], surrogate, strict, smooth, c)
                         r_before = replayed[b, t - 1, j] if replay else s_before
-                        p_before = v_before * (one - r_before)
+                        p_before = zero if r_before == one else v_before * (one - r_before)
                     else:
                         p_before = v0[b, j]
                     g_lam[b, j] += g * p_before

@@ -6,7 +6,7 @@ the initial state:
 
     (1) v[t] = lam p[t-1] + x[t]
     (2) u[t] = v[t] - theta;   s[t] = H(u[t])   (F(u[t]) for the smooth twin)
-    (3) p[t] = v[t] (1 - r[t])   hard reset to 0, r = sg(s) (or the replayed r)
+    (3) p[t] = v[t] (1 - r[t])   hard reset to 0, r = sg(s) (or the replayed r); 0 where r = 1
              | v[t] - theta s[t]   subtractive reset (not detached)
              | v[t] - theta r[t]   subtractive reset, the spike detached
              | v[t]                 no reset
@@ -82,9 +82,10 @@ def _reset_code(row):
 
 @njit(cache=True, error_model="numpy")
 def _post_reset(v, s, r, theta, reset, one):
-    """Eq. (3)."""
+    """Eq. (3).  The hard reset is 0 where r is 1 (SPEC.md section 2: v+ = 0 if s): a
+    membrane that overflowed to inf and spiked resets to 0, where inf * 0 is NaN."""
     if reset == ZERO:
-        return v * (one - r)
+        return one - one if r == one else v * (one - r)
     if reset == SUBTRACT:
         return v - theta * s
     if reset == SUBTRACT_DETACHED:
@@ -115,8 +116,10 @@ def _forward_tile(x, lam, theta, spikes, recorded, final, start, stop, reset, re
         for i in range(p.shape[0]):
             v = lane_value(leak, i) * p[i] + drive[i]  # (1)
             u = v - lane_value(threshold, i)  # (2)
-            s = one if (u > 0) | (inclusive & (u == 0)) else zero
-            after = v * (one - s) if hard else (v - lane_value(threshold, i) * s if soft else v)  # (3)
+            fires = (u > 0) | (inclusive & (u == 0))
+            s = one if fires else zero
+            # (3); s is 0 or 1 here: the hard reset's v (1 - s) is v, or 0 where it fires.
+            after = (zero if fires else v) if hard else (v - lane_value(threshold, i) * s if soft else v)
             put(fired, i, s, streaming)
             put(kept, i, v if record_pre else after, streaming)
             p[i] = after
@@ -163,7 +166,8 @@ def _rebuilt(now, before, drive, leak, theta, first, record_pre, hard, soft, inc
         v = now
         u_before = before - theta
         s_before = one if (u_before > 0) | (inclusive & (u_before == 0)) else zero
-        reset_before = before * (one - s_before) if hard else (before - theta * s_before if soft else before)
+        hard_reset = zero if s_before == one else before
+        reset_before = hard_reset if hard else (before - theta * s_before if soft else before)
         p_before = before if first else reset_before
     else:
         p_before = before

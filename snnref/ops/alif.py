@@ -5,7 +5,7 @@ from the post-reset membrane p and the adaptation a[t] of the previous step
 (the initial state at t = 0):
 
     v[t] = lam_v p + x[t];  u = v[t] - (theta + beta a[t]);  s = H(u)
-    p = v[t] (1 - sg(s))          (hard reset to 0, the spike detached)
+    p = v[t] (1 - sg(s))          (hard reset to 0, the spike detached; 0 where sg(s) = 1: lif.reset_to_zero)
     a[t+1] = lam_a a[t] + s       (differentiated: the spike feeds a with sg)
 
 Recorded: the pre-reset v[t] and a[t] before its update; final state: p and
@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import torch
 
+from .lif import reset_to_zero
 from .surrogates import Step
 
 
@@ -50,7 +51,7 @@ class _Scan(torch.autograd.Function):
         for t in range(x.shape[0]):
             v = lam_v * p + x[t]
             s = step(_distance(v, a, theta, beta))
-            p = v * (1 - (replayed[t] if config.replay else s))
+            p = reset_to_zero(v, replayed[t] if config.replay else s)
             v_pre[t], a_before[t], spikes[t] = v, a, s
             a = lam_a * a + s
         # The smooth twin's spikes are not 0/1: kept as floats there.
@@ -85,7 +86,7 @@ class _Scan(torch.autograd.Function):
             g_a = lam_a * g_a - beta * g_u + g_a_rec[t]
             g_x[t] = g_v
             # The membrane this step started from, recomputed as the forward did.
-            p_before = v_pre[t - 1] * (1 - reset_spike(t - 1)) if t > 0 else v0
+            p_before = reset_to_zero(v_pre[t - 1], reset_spike(t - 1)) if t > 0 else v0
             g_lam_v += g_v * p_before
             g_p = lam_v * g_v
         return (

@@ -5,7 +5,7 @@ LIF (leak lam_b, threshold theta_b, arctan scale alpha_b) driven by a
 bias-free linear map z_b = x W_b^T; per step t, from the previous post-reset
 membranes p_b and context S (the initial state at t = 0):
 
-    v_b = lam_b p_b + z_b[t];  s_b = H(v_b - theta_b);  p_b = v_b (1 - sg(s_b))
+    v_b = lam_b p_b + z_b[t];  s_b = H(v_b - theta_b);  p_b = v_b (1 - sg(s_b)), 0 where sg(s_b) = 1
     S = S + s_k s_v;  o[t] = s_q S
     out = o W_proj^T + b_proj
 
@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 
 from ..second_order import first_order
+from .lif import reset_to_zero
 from .surrogates import Step
 
 BRANCHES = ("q", "k", "v")
@@ -78,7 +79,7 @@ class _Scan(torch.autograd.Function):
             for i, b in enumerate(branches):
                 v = b.lam * p[i] + b.z[t]
                 s.append(steps[i](v - b.theta))
-                p[i] = v * (1 - (b.replayed[t] if config.replay else s[i]))
+                p[i] = reset_to_zero(v, b.replayed[t] if config.replay else s[i])
                 v_pre[i][t], spikes[i][t] = v, s[i]
             s_q, s_k, s_v = s
             S = S + s_k * s_v
@@ -122,7 +123,7 @@ class _Scan(torch.autograd.Function):
                 g_scale[i] += g_s[i] * steps[i].scale_grad(u)
                 g_z[i][t] = g_v
                 # The membrane this step started from, recomputed as the forward did.
-                p_before = v_pre[i][t - 1] * (1 - reset_spike(i, t - 1)) if t > 0 else b.v0
+                p_before = reset_to_zero(v_pre[i][t - 1], reset_spike(i, t - 1)) if t > 0 else b.v0
                 g_lam[i] += g_v * p_before
                 g_p[i] = b.lam * g_v
         flat = []

@@ -4,6 +4,7 @@ A membrane v with leak factor lam and threshold theta; per step t, from the
 membrane after the previous reset p (the initial state at t = 0):
 
     v = lam p + x[t];  s = H(v - theta);  p = v (1 - sg(s)) | v - theta s | v - theta sg(s) | v
+    (the hard reset's p is 0 where sg(s) = 1, an overflowed v too: ``reset_to_zero``)
 
 (hard reset to 0 with the spike detached | soft subtractive reset | soft reset
 with the spike detached, the threshold still differentiated | none; the
@@ -35,9 +36,16 @@ class Config(NamedTuple):
     replay: bool  # detached reset spikes supplied by the caller
 
 
+def reset_to_zero(v, reset_spike):
+    """The hard reset: 0 where the detached spike is 1 (SPEC.md section 2: v+ = 0 if s), else
+    v (1 - r) (the smooth twin's fractional r): a membrane that overflowed to inf and spiked
+    resets to 0, where the product alone is inf * 0 = NaN."""
+    return torch.where(reset_spike == 1, 0.0, v * (1 - reset_spike))
+
+
 def _post_reset(config, v, spike, reset_spike, theta):
     if config.reset.kind is ResetKind.TO_VALUE:
-        return v * (1 - reset_spike)
+        return reset_to_zero(v, reset_spike)
     if config.reset.kind is ResetKind.SUBTRACT:
         return v - theta * (reset_spike if config.reset.detached else spike)
     return v

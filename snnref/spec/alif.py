@@ -9,7 +9,7 @@ this step's update (a[0] and v+[-1] are the initial state):
 (2) theta[t] = threshold + beta * a[t]
 (3) u[t]     = v[t] - theta[t]
 (4) s[t]     = H(u[t])  (u >= 0)           (smooth twin: F(u[t]), arctan)
-(5) v+[t]    = v[t] * (1 - sg(s[t]))       detached hard reset to 0
+(5) v+[t]    = v[t] * (1 - sg(s[t]))       detached hard reset to 0 (0 where sg(s[t]) = 1: lif.reset_to_zero)
 (6) a[t+1]   = decay_a * a[t] + s[t]       differentiated: the spike feeds a
 (7) out[t]   = s[t]
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import HARD_RESET
+from .lif import reset_to_zero
 from .sums import Sums
 
 # (5): the family contract's resets (snnref/families.py).
@@ -62,7 +63,7 @@ def forward(row, x, params, state, spike, inject, detached):
         u[t] = v - (threshold + beta * a)
         s[t] = spike(u[t])
         reset_spike[t] = s[t] if detached is None else detached["reset_spike"][t]
-        v_plus = v * (1 - reset_spike[t])
+        v_plus = reset_to_zero(v, reset_spike[t])
         a = decay_a * a + s[t]
         v_pre[t] = v
     outputs = {"out": s.copy(), "v": v_pre, "a": a_seq}

@@ -13,7 +13,7 @@ For each branch c in (q, k, v), per step t (v+_c[-1] and S[-1] are the initial s
 (2) v_c[t]  = c_decay * v+_c[t-1] + y_c[t]
 (3) u_c[t]  = v_c[t] - c_threshold
 (4) s_c[t]  = H(u_c[t])  (u >= 0)       (smooth twin: F(u_c[t]), arctan, c_alpha)
-(5) v+_c[t] = v_c[t] * (1 - sg(s_c[t])) detached hard reset to 0
+(5) v+_c[t] = v_c[t] * (1 - sg(s_c[t])) detached hard reset to 0 (0 where sg(s_c[t]) = 1: lif.reset_to_zero)
 
 then, elementwise over (B, N, D):
 
@@ -80,6 +80,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import HARD_RESET
+from .lif import reset_to_zero
 from .sums import Sums
 
 # (5), per branch: the family contract's resets (snnref/families.py).
@@ -127,7 +128,7 @@ def forward(row, x, params, state, spike, inject, detached):
             u = v - params[f"{c}_threshold"]
             s = spikes[c](u)
             reset = s if detached is None else detached[f"{c}_reset_spike"][t]
-            v_plus[c] = v * (1 - reset)
+            v_plus[c] = reset_to_zero(v, reset)
             tape["u"][c][t], tape["s"][c][t], tape["reset_spike"][c][t] = u, s, reset
             outputs[f"{c}_v"][t] = v
         S = S + tape["s"]["k"][t] * tape["s"]["v"][t]

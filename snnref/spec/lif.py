@@ -5,7 +5,7 @@ One membrane ``v`` per neuron, threshold ``theta``, leak factor ``lam``.  Per st
 (1) v[t]  = lam * v+[t-1] + x[t]                 (v+[-1] is the initial state)
 (2) u[t]  = v[t] - theta
 (3) s[t]  = H(u[t])            (smooth twin: F(u[t]))
-(4) v+[t] = v[t] * (1 - sg(s[t]))                hard reset to 0, the spike detached
+(4) v+[t] = 0 where sg(s[t]) = 1, else v[t] * (1 - sg(s[t]))   hard reset to 0, the spike detached
     v+[t] = v[t] - theta * s[t]                  soft (subtractive) reset, differentiated
     v+[t] = v[t] - theta * sg(s[t])              soft reset, the spike detached
     v+[t] = v[t]                                 no reset
@@ -56,6 +56,15 @@ def decay_of(tau):
         return np.exp(-1 / tau)
 
 
+def reset_to_zero(v, r):
+    """The hard reset of (4): 0 where the detached spike r is 1 (SPEC.md section 2:
+    v+ = 0 if s), else v (1 - r), which is v where r is 0 and the smooth twin's
+    fractional reset between.  Written as a product alone, a membrane that overflowed
+    to inf and spiked became inf * 0 = NaN, and the neuron stayed NaN from there on."""
+    with np.errstate(invalid="ignore"):
+        return np.where(r == 1, 0, v * (1 - r))
+
+
 def _leak(row, params):
     if row.options.leak is Leak.DECAY:
         return params["decay"]
@@ -89,7 +98,7 @@ def forward(row, x, params, state, spike, inject, detached):
             reset_spike[t] = s[t] if detached is None else detached["reset_spike"][t]
         # (4)
         if row.reset.kind is ResetKind.TO_VALUE:
-            v_plus = v * (1 - reset_spike[t])
+            v_plus = reset_to_zero(v, reset_spike[t])
         elif row.reset.kind is ResetKind.SUBTRACT:
             v_plus = v - theta * (reset_spike[t] if row.reset.detached else s[t])
         else:
