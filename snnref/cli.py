@@ -289,12 +289,12 @@ def _golden_generate(args) -> int:
         else:
             manifest = golden.generate(out, args.model, progress=progress)
     except golden.GoldenError as error:
-        print(f"snnref golden: error: {error}", file=sys.stderr)
+        print(f"snnref: error: {error}", file=sys.stderr)
         # A refused --out is a usage error, as a bad argument is.
         return 2 if isinstance(error, golden.OutputRefused) else 1
     except OSError as error:
         # A full disk names no file, a refused one the hidden staging folder: say which store.
-        print(f"snnref golden: error: --out {out}: {error.strerror or error}", file=sys.stderr)
+        print(f"snnref: error: --out {out}: {error.strerror or error}", file=sys.stderr)
         return 2
     print(f"{len(manifest['files'])} golden files and {golden.MANIFEST} in {out}")
     return 0
@@ -305,7 +305,7 @@ def _store_error(error) -> int:
     (the CI's path is wrong), 1 where the store is damaged (its goldens cannot be trusted)."""
     from .testing import _golden as golden
 
-    print(f"snnref golden: error: {error}", file=sys.stderr)
+    print(f"snnref: error: {error}", file=sys.stderr)
     return 2 if isinstance(error, golden.NotAStore) else 1
 
 
@@ -382,7 +382,7 @@ def _golden_diff(args) -> int:
     try:
         result = golden.diff(args.first, args.second)
     except golden.GoldenError as error:
-        print(f"snnref golden: error: {error}", file=sys.stderr)
+        print(f"snnref: error: {error}", file=sys.stderr)
         return 2
     counts = {kind: sum(f.change == kind for f in result.files) for kind in ("changed", "added", "removed")}
     unlisted = sum(f.change == "unlisted" for f in result.files)

@@ -541,7 +541,7 @@ def test_a_full_disk_while_writing_a_store_is_an_error_not_a_traceback(capsys, t
     assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", str(out)]) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     # The store is named, not the hidden staging file the OSError names.
-    assert error == f"snnref golden: error: --out {out}: No space left on device", error
+    assert error == f"snnref: error: --out {out}: No space left on device", error
     assert list(tmp_path.iterdir()) == []
 
 

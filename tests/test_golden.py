@@ -689,7 +689,7 @@ def test_diff_names_the_store_that_holds_a_damaged_file(copy, tmp_path, capsys):
     shutil.copytree(directory, damaged)
     (damaged / names[0]).write_bytes(b"PK\x03\x04")
     assert cli.main(["golden", "diff", str(directory), str(damaged)]) == 2
-    assert f"snnref golden: error: {damaged}: {names[0]}: sha256 does not match" in capsys.readouterr().err
+    assert f"snnref: error: {damaged}: {names[0]}: sha256 does not match" in capsys.readouterr().err
 
 
 def test_an_empty_out_is_a_usage_error(capsys):
