@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 import itertools
+import math
 import pathlib
 import re
 import subprocess
@@ -29,9 +30,12 @@ MODEL_KEYS = [
 SURROGATE_KEYS = ["arctan", "sigmoid", "fast_sigmoid", "superspike", "spike_linear"]
 
 
-def test_the_keys_are_exactly_those_of_the_issue():
-    assert sorted(registry.MODELS) == sorted(MODEL_KEYS)
-    assert sorted(registry.SURROGATES) == sorted(SURROGATE_KEYS)
+def test_every_key_of_the_issue_is_there():
+    # Present, not exactly these: adding a model is a row plus its files, never a test edit (an
+    # outside contributor's new row failed an equality with this list; tests/test_families.py runs
+    # this module with a toy row installed).
+    assert not set(MODEL_KEYS) - set(registry.MODELS), sorted(set(MODEL_KEYS) - set(registry.MODELS))
+    assert not set(SURROGATE_KEYS) - set(registry.SURROGATES)
 
 
 def test_every_family_has_its_spec_module():
@@ -151,7 +155,7 @@ def test_an_unknown_name_near_a_valid_one_is_suggested(kind, name, nearest):
 
 
 def test_an_unknown_name_near_none_lists_the_valid_ones_only():
-    with pytest.raises(ValueError, match=r"; expected one of: .*hxtorch.cuba_refractory_iaf$"):
+    with pytest.raises(ValueError, match=re.escape(f"; expected one of: {', '.join(registry.MODELS)}") + "$"):
         registry.model("izhikevich")
 
 
