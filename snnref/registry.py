@@ -26,6 +26,7 @@ Semantics of every row: ``../shared/SPEC.md`` (sections 1-5 and 8).
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Collection, Mapping, Optional, Tuple, Union
@@ -38,10 +39,28 @@ SHAPE_ONE = "one"  # per-neuron allowed, default of shape (1,)
 MATRIX = "matrix"  # exactly (D, D), D the last input axis; no default
 VECTOR = "vector"  # exactly (D,); no default
 
+SHAPES = (SCALAR, PER_NEURON, SHAPE_ONE, MATRIX, VECTOR)
+
 # Parameter domains checked before any computation.
 REAL = "real"
 POSITIVE = "positive"
 NONNEGATIVE = "nonnegative"
+DOMAINS = (REAL, POSITIVE, NONNEGATIVE)
+
+
+def _check_sample(owner, sample):
+    """A sampling range (low, high) of two finite numbers, low <= high."""
+    if (not isinstance(sample, tuple) or len(sample) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in sample)
+            or sample[0] > sample[1]):
+        raise ValueError(f"{owner}: sample must be (low, high), two finite numbers with low <= high, got {sample!r}")
+
+
+def _check_choice(owner, field_name, value, valid):
+    """``value`` of a row's field is one of ``valid``: a typo (domain "postive") silently
+    dropped the check it names, and every suite reads the same row."""
+    if value not in valid:
+        raise ValueError(f"{owner}: {field_name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +79,9 @@ class Param:
     fixed_because: Optional[str] = None
 
     def __post_init__(self):
+        _check_choice(f"Param {self.name!r}", "shape", self.shape, SHAPES)
+        _check_choice(f"Param {self.name!r}", "domain", self.domain, DOMAINS)
+        _check_sample(f"Param {self.name!r}", self.sample)
         if self.differentiable == (self.fixed_because is not None):
             raise ValueError(f"Param {self.name!r}: fixed_because must say why exactly when differentiable=False")
         if self.trainable and not self.differentiable:
@@ -73,6 +95,12 @@ class StateVar:
     initial: object
     recorded: str
     sample: Tuple[float, float] = (-0.5, 0.5)
+
+    def __post_init__(self):
+        if isinstance(self.initial, bool) or not isinstance(self.initial, (int, float, str)):
+            raise TypeError(f"StateVar {self.name!r}: initial must be a number or a parameter's name, "
+                            f"got {self.initial!r}")
+        _check_sample(f"StateVar {self.name!r}", self.sample)
 
 
 class Output(str, Enum):
@@ -180,8 +208,23 @@ class Model:
             raise TypeError(f"Model {self.key!r}: reset must be a registry.Reset, got {self.reset!r}")
         if not isinstance(self.options, Options):
             raise TypeError(f"Model {self.key!r}: options must be a registry.Options, got {self.options!r}")
-        if isinstance(self.reset.to, str) and self.reset.to not in {p.name for p in self.params}:
+        names = [p.name for p in self.params]
+        if isinstance(self.reset.to, str) and self.reset.to not in names:
             raise ValueError(f"Model {self.key!r}: reset.to names {self.reset.to!r}, which is not a parameter")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Model {self.key!r}: a parameter name appears twice in {names}")
+        for var in self.state:
+            if isinstance(var.initial, str) and var.initial not in names:
+                raise ValueError(f"Model {self.key!r}: state {var.name!r} starts at {var.initial!r}, "
+                                 "which is not a parameter")
+        _check_choice(f"Model {self.key!r}", "spike_test", self.spike_test, (">=", ">", None))
+        # A bare string ("arctan") was read as its letters ("surrogate: unknown name 'a'").
+        if not isinstance(self.surrogates, tuple) or not all(isinstance(k, str) for k in self.surrogates):
+            raise TypeError(f"Model {self.key!r}: surrogates must be a tuple of surrogate keys, "
+                            f"got {self.surrogates!r}")
+        if (self.spike_test is None) != (not self.surrogates):
+            raise ValueError(f"Model {self.key!r}: a model that spikes (spike_test {self.spike_test!r}) names its "
+                             "surrogates, first the default, and one that does not names none")
 
     @property
     def default_surrogate(self) -> Optional[str]:

@@ -232,6 +232,43 @@ def test_rows_refuse_untyped_values():
         registry.Reset(kind=registry.ResetKind.NONE, detached=True)
 
 
+# Found by an outside contributor: each typo was taken, and silently changed what every suite
+# checks (they read the same row): domain "postive" dropped alpha's positivity check, spike_test
+# "> " ran as ">=", a bare string of surrogates was read letter by letter.
+@pytest.mark.parametrize("change,error,match", [
+    (dict(domain="postive"), ValueError, r"^Param 'alpha': domain must be one of 'real', 'positive', 'nonnegative', "
+                                         r"got 'postive'$"),
+    (dict(shape="per-neuron"), ValueError, r"^Param 'alpha': shape must be one of .*, got 'per-neuron'$"),
+    (dict(sample=(2.0, 0.5)), ValueError, r"^Param 'alpha': sample must be \(low, high\), two finite numbers with "
+                                          r"low <= high, got \(2.0, 0.5\)$"),
+    (dict(sample=(0.0, math.inf)), ValueError, r"^Param 'alpha': sample must be"),
+])
+def test_a_parameter_row_with_a_typo_is_refused_by_field(change, error, match):
+    alpha = registry.MODELS["tether.LIF"].param("alpha")
+    with pytest.raises(error, match=match):
+        dataclasses.replace(alpha, **change)
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (dict(spike_test="> "), ValueError, r"^Model 'tether.LIF': spike_test must be one of '>=', '>', None, got '> '$"),
+    (dict(surrogates="arctan"), TypeError, r"^Model 'tether.LIF': surrogates must be a tuple of surrogate keys, "
+                                           r"got 'arctan'$"),
+    (dict(surrogates=()), ValueError, r"^Model 'tether.LIF': a model that spikes \(spike_test '>='\) names its "
+                                      r"surrogates"),
+    (dict(state=(registry.StateVar(name="v", initial="nope", recorded="pre-reset"),)), ValueError,
+     r"^Model 'tether.LIF': state 'v' starts at 'nope', which is not a parameter$"),
+    (dict(params=registry.MODELS["tether.LIF"].params * 2), ValueError,
+     r"^Model 'tether.LIF': a parameter name appears twice"),
+])
+def test_a_model_row_with_a_typo_is_refused_by_field(change, error, match):
+    with pytest.raises(error, match=match):
+        dataclasses.replace(registry.MODELS["tether.LIF"], **change)
+    with pytest.raises(ValueError, match=r"^StateVar 'v': sample must be"):
+        registry.StateVar(name="v", initial=0.0, recorded="pre-reset", sample=(1.0, -1.0))
+    with pytest.raises(TypeError, match=r"^StateVar 'v': initial must be a number or a parameter's name, got True$"):
+        registry.StateVar(name="v", initial=True, recorded="pre-reset")
+
+
 def test_a_fixed_parameter_says_why():
     with pytest.raises(ValueError, match="fixed_because"):
         registry.Param(name="dt", default=1.0, trainable=False, differentiable=False)
