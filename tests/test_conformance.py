@@ -174,6 +174,18 @@ def test_a_library_that_writes_into_its_input_fails_on_inputs():
 
 # snnref conformance
 
+def test_a_repeated_library_option_runs_each_library(tmp_path, capsys):
+    # Found by an outside user: the second --library replaced the first, which then looked as if it had passed.
+    require("norse")
+    require("snntorch")
+    path = tmp_path / "matrix.json"
+    cli.main(["conformance", "--library", "norse", "--library", "snntorch", "--json", str(path)])
+    written = json.loads(path.read_text())["configurations"]
+    assert [r["configuration"] for r in written] == [c.name for c in conformance.CONFIGURATIONS
+                                                     if c.library in ("norse", "snntorch")]
+    assert {c.library for c in conformance.select(["snntorch", "norse"])} == {"norse", "snntorch"}
+
+
 def test_cli_prints_the_matrix_of_one_library_and_writes_it_as_json(tmp_path, capsys):
     require("norse")
     path = tmp_path / "matrix.json"
@@ -375,3 +387,19 @@ def test_a_parameter_a_library_takes_as_one_number_is_refused_per_neuron():
     repeated = impl.fn("tether.LIF", x, {**params, "threshold": torch.tensor([0.6, 0.6])}, None, surrogate="sigmoid")
     one = impl.fn("tether.LIF", x, {**params, "threshold": torch.tensor(0.6)}, None, surrogate="sigmoid")
     assert torch.equal(repeated.outputs["out"], one.outputs["out"]) and one.outputs["out"].sum() > 0
+
+
+def test_the_leaky_row_says_snntorch_clamps_beta_and_it_does():
+    # Found by an outside user: "conforms" held only inside the sampled decays, unsaid; past 1 snnTorch's
+    # clamped beta and tether's raw decay part (SPEC.md section 2: parameters are used raw).
+    require("snntorch")
+    row = next(c for c in conformance.CONFIGURATIONS if c.name == 'Leaky(reset_mechanism="zero"), off threshold')
+    assert "beta is clamped to [0, 1], tether's decay is used raw" in row.reason
+    x = torch.full((12, 1, 3), 0.3, dtype=torch.float32)
+    params = {"decay": torch.tensor(1.05), "threshold": torch.tensor(1.0), "alpha": torch.tensor(2.0)}
+    leaky = adapters.snntorch_leaky().fn("tether.LIF", x, params, None)
+    ours = snnref.simulate("tether.LIF", x, params, backend="torch")
+    assert not torch.equal(leaky.outputs["v"], ours.outputs["v"])
+    inside = dict(params, decay=torch.tensor(0.9))
+    assert torch.equal(adapters.snntorch_leaky().fn("tether.LIF", x, inside, None).outputs["out"],
+                       snnref.simulate("tether.LIF", x, inside, backend="torch").outputs["out"])

@@ -28,7 +28,7 @@ differs causes the spikes that differ at the same step); ``dtype`` when the
 run broke the adapter contract by returning another dtype than its input's (a
 cast inside the library), ``crash`` when the library raised.
 
-``snnref conformance [--library NAME] [--json FILE]`` prints the matrix (the
+``snnref conformance [--library NAME ...] [--json FILE]`` prints the matrix (the
 JSON gives every row the gate's whole list of what it did not check: also the
 undeclared surrogates, per-neuron values and dtypes); its
 exit code is 1 when an installed configuration's verdict differs from the
@@ -109,7 +109,8 @@ CONFIGURATIONS: Tuple[Configuration, ...] = (
     Configuration("snntorch", 'Leaky(reset_mechanism="zero"), off threshold', "tether.LIF", adapters.snntorch_leaky,
                   CONFORMS, "one-step-delayed, detached zero reset and pre-reset membrane: tether's update; "
                   "ATan(2a) is arctan(a); an initial membrane above threshold is reset at the first step, tether's "
-                  "is not (no case starts there)", kinds=OFF_THRESHOLD + ("golden",)),
+                  "is not (no case starts there); beta is clamped to [0, 1], tether's decay is used raw (the cases "
+                  "draw it from (0.5, 0.98))", kinds=OFF_THRESHOLD + ("golden",)),
     Configuration("snntorch", 'Leaky(reset_mechanism="zero"), exact threshold', "tether.LIF", adapters.snntorch_leaky,
                   FAILS, "fires on mem - threshold > 0, tether on >= 0", "spikes", kinds=("threshold",)),
     Configuration("snntorch", 'Leaky(reset_mechanism="zero"), float64', "tether.LIF", adapters.snntorch_leaky,
@@ -265,12 +266,15 @@ def evaluate(configuration: Configuration) -> Verdict:
                    run=first.label, not_checked=not_checked)
 
 
-def select(library=None) -> Tuple[Configuration, ...]:
-    if library is None:
+def select(libraries=None) -> Tuple[Configuration, ...]:
+    """The configurations of ``libraries`` (a name, or several), all of them for None."""
+    if libraries is None:
         return CONFIGURATIONS
-    if library not in LIBRARIES:
-        raise ValueError(f"--library: unknown library {library!r}; expected one of: {', '.join(LIBRARIES)}")
-    return tuple(c for c in CONFIGURATIONS if c.library == library)
+    chosen = (libraries,) if isinstance(libraries, str) else tuple(libraries)
+    for library in chosen:
+        if library not in LIBRARIES:
+            raise ValueError(f"--library: unknown library {library!r}; expected one of: {', '.join(LIBRARIES)}")
+    return tuple(c for c in CONFIGURATIONS if c.library in chosen)
 
 
 def table(verdicts) -> str:
@@ -300,7 +304,9 @@ def add_parser(commands):
     """Register ``conformance`` on an argparse subparsers object."""
     parser = commands.add_parser("conformance", help="run snnTorch, SpikingJelly, Norse, Sinabs and Rockpool "
                                                      "neurons through the gate: the field's conformance matrix")
-    parser.add_argument("--library", choices=tuple(LIBRARIES), help="only this library's configurations")
+    # Repeatable: a second --library used to replace the first, which then looked as if it had passed.
+    parser.add_argument("--library", choices=tuple(LIBRARIES), action="append",
+                        help="only this library's configurations (repeat for several)")
     parser.add_argument("--json", metavar="FILE", help="also write the matrix as JSON (atomically)")
     parser.set_defaults(run=main)
     return parser
