@@ -346,8 +346,9 @@ def _auto(x):
         return "cpu"
     if len(_CPU_KERNELS) == 1:
         _CPU_KERNELS.append("warned")
-        warnings.warn(f"snnref: the fused CPU backend needs numba ({error}); backend='auto' runs the slower "
-                      "torch path on CPU tensors instead (pip install numba)", RuntimeWarning, stacklevel=4)
+        install = " (pip install numba)" if isinstance(error, ModuleNotFoundError) else ""
+        warnings.warn(f"snnref: the fused CPU backend cannot run here ({error}); backend='auto' runs the slower "
+                      f"torch path on CPU tensors instead{install}", RuntimeWarning, stacklevel=4)
     return "torch"
 
 
@@ -382,9 +383,10 @@ def _check_backend(row, backend, x, label="x"):
         if x.device.type != "cpu":
             raise ValueError(f"{label}: backend 'cpu' runs on CPU tensors, got {label} on {x.device}; "
                              f"use backend='triton' or 'torch' there, or move {label} to the CPU")
-        if _cpu_kernels_error() is not None:
-            raise ImportError(f"backend: 'cpu' needs numba, which does not import here "
-                              f"({_cpu_kernels_error()}); pip install numba, or use backend='torch'")
+        error = _cpu_kernels_error()
+        if error is not None:
+            install = "pip install numba, or " if isinstance(error, ModuleNotFoundError) else ""
+            raise ImportError(f"backend: 'cpu' cannot run here ({error}); {install}use backend='torch'")
     if backend == "triton" and importlib.util.find_spec(f"{__package__}.kernels.{row.family}") is None:
         raise ValueError(f"backend: 'triton' has no kernels for {row.key} (family {row.family!r}); "
                          "use backend='torch'")

@@ -12,6 +12,7 @@ path's for any finite u."""
 import ast
 import dataclasses
 import math
+import os
 import subprocess
 import sys
 import warnings
@@ -230,17 +231,46 @@ def test_module_classes_use_the_cpu_scans_by_default(used_backends):
 
 
 def test_without_numba_auto_warns_once_and_runs_torch(monkeypatch, used_backends):
-    monkeypatch.setattr(backend, "_CPU_KERNELS", [ImportError("No module named 'numba'")])
-    with pytest.warns(RuntimeWarning, match="the fused CPU backend needs numba .No module named 'numba'.; "
-                                            "backend='auto' runs the slower torch path"):
+    monkeypatch.setattr(backend, "_CPU_KERNELS", [ModuleNotFoundError("No module named 'numba'")])
+    with pytest.warns(RuntimeWarning, match=r"^snnref: the fused CPU backend cannot run here \(No module named "
+                                            r"'numba'\); backend='auto' runs the slower torch path on CPU tensors "
+                                            r"instead \(pip install numba\)$"):
         first = snnref.simulate("tether.LIF", X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         snnref.simulate("tether.LIF", X)
     assert used_backends == ["torch", "torch"]
     assert torch.equal(first.outputs["out"], snnref.simulate("tether.LIF", X, backend="torch").outputs["out"])
-    with pytest.raises(ImportError, match="backend: 'cpu' needs numba, which does not import here"):
+    with pytest.raises(ImportError, match=r"^backend: 'cpu' cannot run here \(No module named 'numba'\); pip install "
+                                          r"numba, or use backend='torch'$"):
         snnref.simulate("tether.LIF", X, backend="cpu")
+
+
+def test_with_numba_s_jit_off_auto_warns_and_runs_torch_and_cpu_says_why():
+    # Found by an outside user: under NUMBA_DISABLE_JIT=1 (numba's switch for debugging and coverage)
+    # every CPU call, backend "auto" included, failed inside a scan ("<intrinsic wide_vectors> is not
+    # usable in pure-python").
+    code = (
+        "import warnings, torch, snnref\n"
+        "x = torch.rand(6, 2, 3)\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    out = snnref.simulate('tether.LIF', x).outputs['out']\n"
+        "assert torch.equal(out, snnref.simulate('tether.LIF', x, backend='torch').outputs['out'])\n"
+        "print(str(seen[0].message))\n"
+        "try:\n"
+        "    snnref.simulate('tether.LIF', x, backend='cpu')\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    off = "numba's JIT is off (NUMBA_DISABLE_JIT=1), and the fused scans run compiled only"
+    assert result.stdout.splitlines() == [
+        f"snnref: the fused CPU backend cannot run here ({off}); backend='auto' runs the slower torch path on CPU "
+        "tensors instead",
+        f"backend: 'cpu' cannot run here ({off}); use backend='torch'"]
 
 
 def test_bad_input_is_refused_before_any_kernel_runs(monkeypatch):

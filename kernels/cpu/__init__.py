@@ -22,7 +22,12 @@ import importlib
 
 # The scans need numba: probing it here makes this package fail to import
 # without it, and backend "auto" then falls back to the torch path.
-importlib.import_module("numba")
+_numba = importlib.import_module("numba")
+if _numba.config.DISABLE_JIT:
+    # numba's switch for debugging and coverage runs njit functions as Python, where the scans'
+    # own LLVM intrinsics do not exist: every CPU call failed deep in a scan ("<intrinsic
+    # wide_vectors> is not usable in pure-python"), backend "auto" included.
+    raise ImportError("numba's JIT is off (NUMBA_DISABLE_JIT=1), and the fused scans run compiled only")
 
 from ._launch import get_threads, release_memory, set_threads
 
