@@ -431,7 +431,7 @@ def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
     shape = (2, 1 << 22)  # 32 MiB of float32: served from blocks (1 MiB and up)
     first = _launch.empty(shape, torch.float32).fill_(1.0)
     # The block's address only: a reference to the block would keep it in use.
-    address = next(block.ctypes.data for block in _launch._BLOCKS.blocks if np.shares_memory(block, first.numpy()))
+    address = next(block.ctypes.data for block, _ in _launch._BLOCKS.blocks if np.shares_memory(block, first.numpy()))
     live = _launch.empty(shape, torch.float32)
     assert not np.shares_memory(live.numpy(), first.numpy())  # in use: never handed out twice
     del first
@@ -449,6 +449,27 @@ def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
     assert not _launch._BLOCKS.blocks
 
 
+def test_requests_of_nearby_sizes_share_blocks_and_a_stale_block_is_let_go(monkeypatch):
+    # Found by an outside user: a loop whose T changed every call (60, 61, ...) held 4.4 GB after 100
+    # steps, one idle block per size ever asked for, up to the cache's 4 GiB limit.
+    blocks = _launch._Blocks(limit=1 << 30, stale=50)
+    monkeypatch.setattr(_launch, "_BLOCKS", blocks)
+    for steps in range(60, 100):
+        output = _launch.empty((steps, 4, 2048), torch.float32)  # 1.9 to 3.1 MiB
+        assert output.shape == (steps, 4, 2048) and output.is_contiguous()
+        del output
+    sizes = sorted(block.nbytes for block, _ in blocks.blocks)
+    # Eight sizes per power of two: 40 lengths share a handful of blocks, each at most 12.5% over.
+    assert len(sizes) <= 6, sizes
+    assert all(_launch.size_class(size) == size for size in sizes)
+    assert [_launch.size_class(n) for n in (1 << 20, (1 << 20) + 1, 3 << 20, (3 << 20) + 1)] == [
+        1 << 20, (1 << 20) + (1 << 17), 3 << 20, (3 << 20) + (1 << 18)]
+    # A size nothing asks for any more is let go once 50 requests have passed it by.
+    for _ in range(60):
+        _launch.empty((1, 1 << 19), torch.float64)  # 4 MiB, let go at once: one block, taken again each time
+    assert [block.nbytes for block, _ in blocks.blocks] == [_launch.size_class((1 << 22) + _launch._PAGE)]
+
+
 def test_large_per_lane_arrays_reuse_the_blocks_of_released_ones(monkeypatch):
     """A per-lane array of 1 MiB and more is cut from a block of the output
     cache, and a released one's block serves the next request (no new pages
@@ -456,17 +477,17 @@ def test_large_per_lane_arrays_reuse_the_blocks_of_released_ones(monkeypatch):
     monkeypatch.setattr(_launch, "_BLOCKS", _launch._Blocks(limit=1 << 30))
     shape = (1 << 19,)  # 4 MiB of float64
     first = _launch.lane_array(shape, np.float64)
-    assert any(np.shares_memory(block, first) for block in _launch._BLOCKS.blocks)
+    assert any(np.shares_memory(block, first) for block, _ in _launch._BLOCKS.blocks)
     live = _launch.lane_array(shape, np.float64)
     assert not np.shares_memory(first, live)  # in use: never handed out twice
     # The block's address only: a reference to the block would keep it in use.
-    address = next(block.ctypes.data for block in _launch._BLOCKS.blocks if np.shares_memory(block, first))
+    address = next(block.ctypes.data for block, _ in _launch._BLOCKS.blocks if np.shares_memory(block, first))
     del first
     again = _launch.lane_array(shape, np.float64)
     assert 0 <= again.ctypes.data - address < 4096 and again.shape == shape and again.dtype == np.float64
     assert len(_launch._BLOCKS.blocks) == 2
     small = _launch.lane_array((1000,), np.float32)
-    assert not any(np.shares_memory(block, small) for block in _launch._BLOCKS.blocks)
+    assert not any(np.shares_memory(block, small) for block, _ in _launch._BLOCKS.blocks)
 
 
 def test_per_lane_arrays_and_large_outputs_start_at_staggered_page_offsets():

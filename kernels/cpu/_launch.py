@@ -122,27 +122,47 @@ def _madvise():
 _MADVISE = _madvise()
 
 
+def size_class(size: int) -> int:
+    """The block size that serves a request of ``size`` bytes: rounded up to one
+    of eight sizes per power of two (at most 12.5% more).  A loop whose lengths
+    vary (T = 60, 61, 62, ...) asks for a new size every call; served only by a
+    block of the same size, each call left one more idle block, up to the
+    cache's limit (an outside user's run: 4.4 GB resident after 100 steps)."""
+    step = 1 << max(size.bit_length() - 4, 0)
+    return -(-size // step) * step
+
+
 class _Blocks:
     """Large output buffers kept for reuse.  A block is a NumPy byte array that
     the tensors made from it reference; it is free again when no tensor does
-    (only this cache holds it), and the next request of the same size takes it,
-    already touched.  Idle blocks beyond ``limit`` bytes are let go."""
+    (only this cache holds it), and the next request of its size class
+    (``size_class``) takes it, already touched.  An idle block that no request
+    took in the last ``stale`` requests is let go (a size the loop no longer
+    asks for), and so are idle blocks beyond ``limit`` bytes held."""
 
-    def __init__(self, limit):
+    def __init__(self, limit, stale=1024):
         self.limit = limit
+        self.stale = stale
+        # [block, the request count when it was last handed out], oldest first.
         self.blocks = []
+        self.requests = 0
         self.lock = threading.Lock()
 
     @staticmethod
     def _idle(block):
-        # No tensor refers to it: the only references are the list, the caller's
-        # variable, this parameter and getrefcount's argument.
+        # No tensor refers to it: the only references are the entry's list, the
+        # caller's variable, this parameter and getrefcount's argument.
         return sys.getrefcount(block) <= 4
 
     def take(self, size):
+        size = size_class(size)
         with self.lock:
-            for block in self.blocks:
+            self.requests += 1
+            for entry in self.blocks:
+                block = entry[0]
                 if block.nbytes == size and self._idle(block):
+                    entry[1] = self.requests
+                    self._trim()
                     return block
             block = np.empty(size, dtype=np.uint8)
             if _MADVISE is not None:
@@ -150,24 +170,25 @@ class _Blocks:
                 stop = (block.ctypes.data + size) // _HUGE_PAGE * _HUGE_PAGE
                 if stop > start:
                     _MADVISE(start, stop - start, _MADV_HUGEPAGE)
-            self.blocks.append(block)
+            self.blocks.append([block, self.requests])
             self._trim()
             return block
 
     def _trim(self):
-        held = sum(b.nbytes for b in self.blocks)
-        index = 0
-        while held > self.limit and index < len(self.blocks):
-            block = self.blocks[index]
-            if self._idle(block):
-                del self.blocks[index]
+        held = sum(entry[0].nbytes for entry in self.blocks)
+        kept = []
+        for entry in self.blocks:
+            block = entry[0]
+            unwanted = held > self.limit or self.requests - entry[1] > self.stale
+            if unwanted and self._idle(block):
                 held -= block.nbytes
             else:
-                index += 1
+                kept.append(entry)
+        self.blocks = kept
 
     def release(self):
         with self.lock:
-            self.blocks = [b for b in self.blocks if not self._idle(b)]
+            self.blocks = [entry for entry in self.blocks if not self._idle(entry[0])]
 
 
 # Enough for the outputs of a few training steps at N = 2^20, T = 100.
