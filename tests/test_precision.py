@@ -71,6 +71,23 @@ def test_budget_rejects_a_decay_off_by_1e_3():
     assert tolerance.worst_fraction(mutant.outputs["v"], ref64.outputs["v"], ref32.outputs["v"], np.float32) > 1
 
 
+def test_worst_fraction_of_a_nan_is_infinite_and_shapes_must_agree():
+    # Found by an outside user: a NaN gave nan (and "nan > 1" is False, so a loop failing on > 1 passed
+    # it); a single number against a (3,) reference was broadcast and passed; a tensor with a graph
+    # raised torch's own error.
+    import torch
+
+    reference = np.array([0.5, -1.0, 2.0])
+    assert tolerance.worst_fraction(np.array([np.nan, -1.0, 2.0]), reference, reference, np.float32) == np.inf
+    assert tolerance.worst_fraction(np.array([0.5, np.inf, 2.0]), reference, reference, np.float32) == np.inf
+    with pytest.raises(ValueError, match=r"^impl: shape \(\) differs from the reference's \(3,\)$"):
+        tolerance.worst_fraction(np.array(0.5), reference, reference, np.float32)
+    with pytest.raises(ValueError, match=r"^impl: shape \(3, 1\) differs from the reference's \(3,\)$"):
+        tolerance.worst_fraction(reference[:, None], reference, reference, np.float32)
+    tracked = torch.tensor(reference, requires_grad=True)
+    assert tolerance.worst_fraction(tracked * 1, reference, reference, np.float64) == 0
+
+
 def test_float64_budget_is_near_machine_precision():
     reference = np.linspace(-2, 2, 50)
     nudged = reference + 1e-12

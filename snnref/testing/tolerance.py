@@ -228,10 +228,23 @@ def _finite(name, reference):
     return values
 
 
+def _values(array) -> np.ndarray:
+    """``array`` as float64 values: a NumPy array, a number or a CPU tensor (its graph left out)."""
+    detach = getattr(array, "detach", None)
+    return np.asarray(detach().cpu() if detach is not None else array, np.float64)
+
+
 def worst_fraction(impl, ref64, ref32, dtype, long_sum=None) -> float:
-    """max |impl - ref64| as a fraction of the budget (``long_sum`` as ``budget``'s): a pass is <= 1."""
-    error = float(np.max(np.abs(np.asarray(impl, np.float64) - np.asarray(ref64, np.float64)), initial=0.0))
-    return error / budget(ref64, ref32, dtype, long_sum)
+    """max |impl - ref64| as a fraction of the budget (``long_sum`` as ``budget``'s): a pass is <= 1.
+    A NaN or inf where the reference is finite is infinitely far (inf: NaN compared > 1 as False,
+    and a loop that failed on "> 1" passed it), and the shapes must be equal (a single number
+    was broadcast against a per-neuron reference and passed)."""
+    impl64, ref = _values(impl), _values(ref64)
+    if impl64.shape != ref.shape:
+        raise ValueError(f"impl: shape {impl64.shape} differs from the reference's {ref.shape}")
+    error = np.abs(impl64 - ref)
+    worst = float(np.max(np.where(np.isnan(error), np.inf, error), initial=0.0))
+    return worst / budget(ref, _values(ref32), dtype, long_sum)
 
 
 def assert_within_budget(name, impl, ref64, ref32, dtype, long_sum=None) -> None:
