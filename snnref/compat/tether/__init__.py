@@ -5,7 +5,9 @@
 ``Surrogate``; defined in ``snnref.nn``) and ``tether.functional``'s autograd
 functions as plain functions (``lif``, ``plif``, ``alif``; ``LIFSubFunction.apply``
 and ``PLIFSubFunction.apply`` under tether's names), on
-``snnref.backend.simulate``.
+``snnref.backend.simulate``.  tether's submodules are here at tether's import paths
+(``snnref.compat.tether.nn.surrogates``, ``.functional.lif``, ...): swapping the
+prefix ``tether`` for ``snnref.compat.tether`` keeps every import of the seed's docs working.
 
 The functions take sequences flattened to (n_steps, M) with
 M = batch * n_neurons, as tether's autograd Functions take them.  Keyword
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import operator
 
-from .. import registry
-from ..arguments import Names
-from ..backend import float32_under_autocast, simulate, untraced_call_when_fused
-from ..nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
-from ._tensors import float_tensor, like, param, params
+from ... import registry
+from ...arguments import Names
+from ...backend import float32_under_autocast, simulate, untraced_call_when_fused
+from ...nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
+from .._tensors import float_tensor, like, param, params
 
 __all__ = ["ALIF", "Arctan", "FastSigmoid", "LIF", "LIFSubFunction", "PLIF", "PLIFSubFunction", "Sigmoid",
            "SpikingSelfAttention", "Surrogate", "alif", "lif", "plif"]
@@ -147,3 +149,8 @@ def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, bac
                      names=_ALIF_NAMES)
     return (trace.outputs["out"], trace.final_state["v"], trace.final_state["a"],
             trace.outputs["v"], trace.outputs["a"])
+
+
+# tether's subpackages, as attributes too (``tether.nn.LIF`` after ``import tether``); last,
+# since their modules take the names above from this one.
+from . import functional, nn  # noqa: E402

@@ -1,0 +1,5 @@
+"""``tether.functional.plif`` at its import path."""
+
+from .. import PLIFSubFunction, plif
+
+__all__ = ["PLIFSubFunction", "plif"]
