@@ -12,6 +12,12 @@ any computation; an error names the argument.  The integrations take
 are torch operations.  Under ``torch.autocast`` every function computes in
 float32 (``snnref.backend.float32_under_autocast``): half-precision tensors,
 the pass-through MADC trace among them, come in and back as float32.
+
+The spiking integrations return ``(spikes, membrane, current, membrane_madc)``,
+SPEC section 5's order and hxtorch's code's; hxtorch's docstring says
+"membrane traces, spikes and synaptic current", membrane first and three
+items.  Code unpacking by that docstring (``membrane, spikes, current = out[:3]``)
+would get the spikes as the membrane: unpack by this order.
 """
 
 from __future__ import annotations
@@ -210,7 +216,8 @@ def _spiking(trace, madc):
 @untraced_call_when_fused
 def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None,
                          dt=1e-6, backend="auto"):
-    """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``.
+    """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``
+    (SPEC section 5's order, not the seed docstring's "membrane, spikes, current").
 
     ``input`` is (T, B, N); v starts at ``leak``, i at 0.  ``hw_data`` is
     ``(spikes, membrane_cadc, membrane_madc)``, any entry None; the MADC trace
