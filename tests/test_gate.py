@@ -591,13 +591,60 @@ def test_a_contract_that_cannot_be_right_names_the_field(fields, message):
         testing.Implementation(outside_lif.correct, "tether.LIF", **fields)
 
 
+def _triangle_f(u, a):
+    return a * np.maximum(0.0, 1.0 - a * np.abs(u))
+
+
+def _triangle_F(u, a):
+    inside = 0.5 + a * u - a * a * u * np.abs(u) / 2
+    return np.where(u > 1 / a, 1.0, np.where(u < -1 / a, 0.0, inside))
+
+
+def _triangle_dF(u, a):
+    return np.where(np.abs(u) <= 1 / a, u - a * u * np.abs(u), 0.0)
+
+
+def _gauss_F(u, a):
+    import scipy.special
+
+    return scipy.special.ndtr(a * u)
+
+
+def _gauss_f(u, a):
+    return a * np.exp(-((a * u) ** 2) / 2) / np.sqrt(2 * np.pi)
+
+
+# Found by an outside user.  The proof took F's derivative by difference quotients, which a kink of f
+# (a triangle's, rnnbuilder's spike_linear's) put 4e-5 of the peak off: a correct triangle was refused.
+# And its points were fixed in u (steps of 0.05 in [-4, 4]): an f cut to 0 past |u| = 4.2, and one
+# 1.5 times too large where a surrogate of scale 50 lives (|u| < 0.04), were proven.
+def test_a_correct_triangle_surrogate_is_proven_with_and_without_its_scale_gradient():
+    triangle = testing.Surrogate("triangle", _triangle_f, _triangle_F, _triangle_dF)
+    testing.Implementation(outside_lif.correct, "tether.LIF", surrogates=(triangle,))
+    fixed = testing.Surrogate("triangle", _triangle_f, _triangle_F, None)
+    testing.Implementation(outside_lif.correct, "tether.LIF", fixed=("alpha",), surrogates=(fixed,))
+
+
+@pytest.mark.parametrize("model,f", [
+    ("tether.LIF", lambda u, a: np.where(np.abs(u) > 4.2, 0.0, _gauss_f(u, a))),
+    ("hxtorch.cuba_lif", lambda u, a: _gauss_f(u, a) * np.where((np.abs(u) > 0.01) & (np.abs(u) < 0.04), 1.5, 1.0)),
+])
+def test_a_surrogate_wrong_off_the_fixed_grid_is_refused(model, f):
+    wrong = testing.Surrogate("gauss", f, _gauss_F, None)
+    testing.Implementation(outside_lif.correct, "tether.LIF", fixed=("alpha",),
+                           surrogates=(testing.Surrogate("gauss", _gauss_f, _gauss_F, None),))
+    with pytest.raises(testing.ContractError, match=r"^surrogates\['gauss'\]: f is not dF/du \(F's rise and f's "
+                                                    r"integral differ by .* per unit of u"):
+        testing.Implementation(torch_simulate, model, fixed=("alpha",), surrogates=(wrong,))
+
+
 def test_a_custom_surrogate_whose_F_is_nan_somewhere_is_not_proven():
     # Found by mutation testing: a NaN difference read as within the bound passed every other test.
     def nan_F(u, a):
         return np.where(np.abs(u) > 20, np.nan, arctan_F(u, a))
 
-    with pytest.raises(testing.ContractError, match=r"surrogates\['nan_F'\]: f is not dF/du \(finite differences "
-                                                    r"differ by nan"):
+    with pytest.raises(testing.ContractError, match=r"surrogates\['nan_F'\].F: expected finite values of u's "
+                                                    r"shape"):
         # Without dF (the scale fixed), f against F is the only proof: NaN must not pass it.
         testing.Implementation(outside_lif.correct, "tether.LIF", fixed=("alpha",),
                                surrogates=(testing.Surrogate("nan_F", arctan_f, nan_F, None),))

@@ -157,8 +157,9 @@ class Custom:
     """A surrogate that is not in the registry: a library's own, declared by its
     three functions ``f(u, a)``, ``F(u, a)`` and ``dF(u, a)`` (None: the scale is
     fixed) on NumPy arrays.  ``scale`` names the model parameter that holds
-    ``a``.  ``snnref.testing`` proves ``f = dF/du`` (and ``dF = dF/da``) by finite
-    differences before the spec uses it."""
+    ``a``.  A contract (``snnref.testing.Implementation``) proves ``f = dF/du`` (and
+    ``dF = dF/da``) before the gate's spec runs use it; ``simulate`` and ``vjp`` called
+    directly take it as given (an inconsistent f gives a wrong smooth-twin gradient)."""
 
     key: str
     f: Callable
