@@ -280,3 +280,22 @@ def test_a_float32_value_is_written_as_the_caller_wrote_it():
     # float64 keeps every digit it holds.
     raises(ValueError, r"^params\['tau_syn'\]: expected values > 0, got -1.0000000000000002e-06$",
            "hxtorch.cuba_lif", X, {"tau_syn": np.nextafter(-1e-6, -1)})
+
+
+def test_a_custom_surrogate_is_proven_before_the_spec_uses_it():
+    # Found by an outside user: called directly, simulate and vjp took an f twice the primitive's
+    # derivative and returned a smooth-twin gradient twice the finite differences, without a word.
+    def gauss_f(u, a):
+        return a * np.exp(-(a * u) ** 2) / np.sqrt(np.pi)
+
+    def gauss_F(u, a):
+        return 0.5 * (1 + scipy.special.erf(a * u))
+
+    doubled = surrogates.Custom("gauss", lambda u, a: 2 * gauss_f(u, a), gauss_F)
+    raises(ValueError, r"^surrogate 'gauss': f is not dF/du \(F's rise and f's integral differ by", "tether.LIF", X,
+           surrogate=doubled, smooth=True)
+    with pytest.raises(ValueError, match=r"^surrogate 'gauss': f is not dF/du"):
+        spec.vjp("tether.LIF", X, None, None, {"out": np.ones_like(X)}, surrogate=doubled, smooth=True)
+    good = surrogates.Custom("gauss", gauss_f, gauss_F)
+    assert np.isfinite(spec.vjp("tether.LIF", X, {"alpha": 2.0}, None, {"out": np.ones_like(X)}, surrogate=good,
+                                smooth=True)["x"]).all()

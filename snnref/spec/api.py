@@ -137,6 +137,9 @@ def _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_no
     if surrogate is not None:
         # None when the model names one scale per stage (AttentionOptions.scale_params).
         custom = isinstance(surrogate, _surrogates.Custom)
+        if custom:
+            # Over the scales the model's cases draw, as a contract proves it (once per surrogate).
+            _surrogates.proven(surrogate, row.param(surrogate.scale).sample, f"surrogate {surrogate.key!r}")
         scale = params.get(surrogate.scale if custom else registry.surrogate(surrogate).scale)
         forced = _check_forced(row, force_spikes, x[:steps], smooth)
         spike = SpikeFunction(_surrogates.get(surrogate), scale, row.spike_test == ">", bool(smooth), forced)
