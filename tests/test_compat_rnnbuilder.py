@@ -228,8 +228,13 @@ def test_bad_construction_and_stateless_h():
         rb.LIF(spike_function=Arctan())
     with pytest.raises(ValueError, match=r"h: Discontinuous is stateless"):
         rb.Discontinuous().double()(X, {"m": X[0]})
+    with pytest.raises(ValueError, match=r"^tau: expected a number > 0, got -1$"):
+        rb.LIF(tau=-1)
+    # One set after construction is refused at the forward.
+    neuron = rb.LIF().double()
+    neuron.tau = -1.0
     with pytest.raises(ValueError, match=r"^tau: expected values > 0"):
-        rb.LIF(tau=-1).double()(X)
+        neuron(X)
 
 
 # Found by mutation testing: without h the carried membrane is initial_mem, and its message named it

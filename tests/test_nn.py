@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from snnref import checks, registry, spec
-from snnref.compat import tether
+from snnref.compat import rnnbuilder, tether
 from snnref.nn import (ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikeLinear, SpikingSelfAttention,
                        SuperSpike, Surrogate)
 
@@ -402,6 +402,13 @@ def test_an_alif_state_dict_from_before_alpha_was_its_own_parameter_loads():
     assert restored.alpha.item() == 3.0
 
 
+def _filled(module, name, value):
+    """``module`` with its parameter ``name`` filled with ``value``, as a step of training might leave it."""
+    with torch.no_grad():
+        getattr(module, name).fill_(value)
+    return module
+
+
 @pytest.mark.parametrize("make,x,error,match", [
     (lambda: LIF(3), np.zeros((4, 3)), TypeError, r"x: expected a torch.Tensor"),
     (lambda: LIF(3), torch.zeros(4), ValueError, r"x: expected a time-major tensor of rank >= 2"),
@@ -414,7 +421,8 @@ def test_an_alif_state_dict_from_before_alpha_was_its_own_parameter_loads():
     (lambda: LIF(3).half(), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
      r"x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype torch.float32 or torch.float64"),
     (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"^alpha: expected a value > 0, got -1.0"),
-    (lambda: LIF(3, decay=float("nan")), torch.zeros(4, 2, 3), ValueError,
+    # A decay that training made NaN (a constructor's NaN is refused there, test_bad_construction_...).
+    (lambda: _filled(LIF(3), "decay", float("nan")), torch.zeros(4, 2, 3), ValueError,
      r"^decay: expected finite values, found NaN or inf$"),
     (lambda: LIF(3), torch.full((4, 2, 3), float("inf")), ValueError, r"^x: expected finite values, found NaN or inf$"),
     (lambda: LIF(3, backend="torch"), torch.zeros(4, 2, 3, dtype=torch.float64), TypeError,
@@ -444,6 +452,11 @@ def test_bad_input_names_the_argument(make, x, error, match):
     (lambda: SpikingSelfAttention(4, 2, decay="x"), TypeError, r"decay: expected a number, got 'x'"),
     (lambda: LIF(3, backend="gpu"), ValueError, r"backend: unknown name 'gpu'; expected one of: auto, torch"),
     (lambda: SpikingSelfAttention(4, 2, backend=None), ValueError, r"backend: unknown name None"),
+    # Found by an outside user: taken here, refused only at the first forward.
+    (lambda: LIF(3, decay=float("nan")), ValueError, r"^decay: expected a finite number, got nan$"),
+    (lambda: ALIF(3, threshold=float("inf")), ValueError, r"^threshold: expected a finite number, got inf$"),
+    (lambda: rnnbuilder.LIF(tau=0), ValueError, r"^tau: expected a number > 0, got 0$"),
+    (lambda: rnnbuilder.Adaptive(tau_thr=-1.0), ValueError, r"^tau_thr: expected a number > 0, got -1.0$"),
 ])
 def test_bad_construction_names_the_argument(make, error, match):
     with pytest.raises(error, match=match):

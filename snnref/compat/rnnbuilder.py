@@ -65,7 +65,7 @@ class _Recurrent(LazyModuleMixin, nn.Module):
     model = None
 
     def __init__(self, tau=5, spike_function=None, *, backend="auto"):
-        check_numbers(tau=tau)
+        check_numbers(tau=tau, positive=("tau",))
         super().__init__()
         self.tau = float(tau)
         self.backend = check_backend_name(backend)
@@ -153,7 +153,7 @@ class Adaptive(_Recurrent):
     model = "rnnbuilder.Adaptive"
 
     def __init__(self, tau=5, spike_function=None, tau_thr=5, gamma=0.25, *, backend="auto"):
-        check_numbers(tau_thr=tau_thr, gamma=gamma)
+        check_numbers(tau_thr=tau_thr, gamma=gamma, positive=("tau_thr",))
         super().__init__(tau, spike_function, backend=backend)
         self.tau_thr = float(tau_thr)
         self.gamma = float(gamma)
