@@ -119,6 +119,12 @@ def test_threshold_initialisation_coefficients_and_state_dict(key):
 
 
 def test_bad_arguments_are_refused_by_name():
+    # Found by an outside user: torch's own "Invalid device string: 'gpu0'" named no argument.
+    with pytest.raises(ValueError, match=r"^device: expected a torch device or its name \('cpu', 'cuda', 'cuda:0'\), "
+                                         r"got 'gpu0'"):
+        IFSRL(device="gpu0")
+    with pytest.raises(ValueError, match=r"^device: expected a torch device or its name .*, got 3.5"):
+        ATIF(device=3.5)
     with pytest.raises(ValueError, match="alpha"):
         IFSRL(alpha=0.0)
     with pytest.raises(ValueError, match="vth_init_l"):

@@ -83,6 +83,12 @@ class _SoftResetIF(torch.nn.Module):
         if self.alpha <= 0:
             raise ValueError(f"alpha: expected a value > 0, got {alpha!r}")
         self._threshold_draw = (low, high, v_threshold)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as error:
+            # torch's own message ("Invalid device string: 'gpu0'") named no argument.
+            raise ValueError(f"device: expected a torch device or its name ('cpu', 'cuda', 'cuda:0'), "
+                             f"got {device!r} ({error})") from None
         self.register_parameter(self._coeff, torch.nn.Parameter(torch.empty(1, device=device)))
         self.reset_parameters()
         self.v = self._resting_membrane()
