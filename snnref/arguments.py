@@ -154,6 +154,15 @@ def real_array(name, value):
     return array
 
 
+def is_boolean(value):
+    """Whether ``value`` is True/False, a boolean array or a (nested) list holding one."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(is_boolean(item) for item in value)
+    return getattr(value, "dtype", None) == np.bool_
+
+
 def check_flags(**flags):
     """Each keyword flag is True or False: a string such as "no" would be truthy."""
     for name, value in flags.items():
@@ -367,6 +376,10 @@ def check_params(row, params, n, arrays, allow_nonfinite, names=SIMULATE):
     for param in row.params:
         label = names.of_param(param.name)
         if param.name in params:
+            # No parameter is a flag: NumPy and torch read True as 1, so a flag
+            # given in a parameter's place ran silently.
+            if is_boolean(params[param.name]):
+                raise TypeError(f"{label}: expected a number, got a boolean ({params[param.name]!r})")
             value = arrays.convert(label, params[param.name])
         else:
             require_default(row, param, n, label)

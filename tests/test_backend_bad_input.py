@@ -130,6 +130,8 @@ def _numpy_and_torch(value):
 SAME_RULE = {
     "unknown parameter": ("tether.LIF", {"tau": 1.0}, None, None, None),
     "non-finite parameter": ("tether.LIF", {"decay": np.array(np.nan)}, None, None, None),
+    "boolean parameter": ("tether.LIF", {"decay": True}, None, None, None),
+    "boolean parameter list": ("tether.PLIF", {"decay": [0.9, True, 0.9]}, None, None, None),
     "parameter shape": ("tether.PLIF", {"decay": np.ones(2)}, None, None, None),
     "parameter domain": ("hxtorch.cuba_lif", {"tau_mem": np.array(-0.25)}, None, None, None),
     "missing parameter": ("tether.SpikingSelfAttention", None, None, None, None),

@@ -157,6 +157,11 @@ def test_non_finite_parameter():
     raises(ValueError, r"params\['decay'\]: expected finite values", "tether.LIF", X, {"decay": np.nan})
 
 
+@pytest.mark.parametrize("value", [True, np.bool_(False), np.array([True, False, True])])
+def test_a_boolean_parameter_is_refused(value):
+    raises(TypeError, r"params\['decay'\]: expected a number, got a boolean", "tether.PLIF", X, {"decay": value})
+
+
 def test_state_errors():
     raises(ValueError, r"state: tether.LIF has no state variable 'm'; expected among: v", "tether.LIF", X, None, {"m": 0})
     raises(ValueError, r"state\['v'\]: expected a shape that broadcasts to \(2, 3\), got \(4,\)",
