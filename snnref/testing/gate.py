@@ -740,7 +740,7 @@ class GateReport:
             lines += [f"    {failure}" for failure in first.failures[:4]]
             if len(first.failures) > 4:
                 lines.append(f"    ... {len(first.failures) - 4} more in this run "
-                             "(all of them: snnref verify --impl ... --json FILE)")
+                             "(all of them: this report's as_dict(), or snnref verify --impl ... --json FILE)")
             if first.traceback:
                 lines.append("    where it raised (most recent call last):")
                 lines += [f"    {line}" for line in first.traceback]
