@@ -9,14 +9,12 @@ autograd graph from call to call (BPTT across steps) until ``reset()``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .. import arguments
 from ..arguments import Names
 from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate, untraced_when_fused
-from ..nn.carried import check_not_recomputed, record_carried
+from ..nn.carried import check_not_recomputed, check_numbers, record_carried
 from ..ops.surrogates import SURROGATES
 
 __all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
@@ -49,19 +47,6 @@ class SpikeFunctionSigmoid(torch.autograd.Function):
         return grad * SURROGATES["sigmoid"].f(x, ctx.alpha), None
 
 
-def _number(name, value):
-    """A finite real number as a float: a Python, NumPy or one-element torch scalar (a sweep's values)."""
-    try:
-        if isinstance(value, (str, bytes, bool)):
-            raise TypeError
-        number = float(value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name}: expected a finite real number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: expected a finite real number, got {value!r}")
-    return number
-
-
 class _SoftResetIF(torch.nn.Module):
     """Integrate-and-fire with a soft reset by one learnable threshold, one step per call.
 
@@ -75,13 +60,13 @@ class _SoftResetIF(torch.nn.Module):
                  backend="auto"):
         super().__init__()
         self.backend = check_backend_name(backend)
-        v_threshold = _number("v_threshold", v_threshold)
-        low, high = _number("vth_init_l", vth_init_l), _number("vth_init_h", vth_init_h)
+        # Python, NumPy or one-element torch numbers: a sweep's values, which the seed hands to torch.
+        check_numbers(v_threshold=v_threshold, vth_init_l=vth_init_l, vth_init_h=vth_init_h, alpha=alpha,
+                      positive=("alpha",))
+        v_threshold, low, high = float(v_threshold), float(vth_init_l), float(vth_init_h)
         if low > high:
             raise ValueError(f"vth_init_l: expected at most vth_init_h = {high}, got {low}")
-        self.alpha = _number("alpha", alpha)
-        if self.alpha <= 0:
-            raise ValueError(f"alpha: expected a value > 0, got {alpha!r}")
+        self.alpha = float(alpha)
         self._threshold_draw = (low, high, v_threshold)
         try:
             device = torch.device(device)
