@@ -6,7 +6,9 @@ backward, its primitive (the smooth twin's forward step) and the gradient of a
 trainable scale (0 where the scale is fixed).  ``KIND`` is the registry row's
 fixed ``kernel_id`` (``kind_id``); an id without a branch
 returns NaN, so a surrogate added to the registry without a branch here fails
-the kernel tests instead of computing something else.
+the kernel tests instead of computing something else.  At u = +-inf (a
+membrane that overflowed) dF multiplies u by a factor that is 0 there: u is
+taken as 0, which gives the limit 0, not NaN.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def _atan(x):
 
 
 @device_function
+def _finite_or_zero(u):
+    return tl.where(tl.abs(u) == float("inf"), 0.0, u)
+
+
+@device_function
 def _fast(u, a):
     d = 1.0 + a * tl.abs(u)
     # u / (1 + a|u|) as sign(u) / (1/|u| + a): finite for every u (|u| is
@@ -60,7 +67,7 @@ def surrogate(u, a, KIND: tl.constexpr):
         d = 1.0 + w * w
         f = a / d
         F = _atan(w) / PI + 0.5
-        dF = u / d
+        dF = _finite_or_zero(u) / d
     elif KIND == 1:  # sigmoid
         # e = exp(-|au|) <= 1 never overflows; sigma(au) (1 - sigma(au)) as
         # e / (1 + e)^2 does not cancel to 0 where sigma(au) rounds to 1.
@@ -68,17 +75,17 @@ def surrogate(u, a, KIND: tl.constexpr):
         bump = e / ((1.0 + e) * (1.0 + e))
         f = a * bump
         F = tl.where(a * u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        dF = u * bump
+        dF = _finite_or_zero(u) * bump
     elif KIND == 2:  # fast_sigmoid
         f, F, dF = _fast(u, a)
     elif KIND == 3:  # superspike: fast_sigmoid's bump with a fixed scale
         f, F, dF = _fast(u, a)
-        dF = 0.0 * u
+        dF = tl.zeros_like(u)
     elif KIND == 4:  # spike_linear
         f = a * tl.maximum(1.0 - tl.abs(u), 0.0)
         c = tl.minimum(tl.maximum(u, -1.0), 1.0)
         F = a * (c - c * tl.abs(c) / 2)
-        dF = 0.0 * u
+        dF = tl.zeros_like(u)
     else:
         f = u * float("nan")
         F = f

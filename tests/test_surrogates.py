@@ -227,6 +227,48 @@ def float32_grid(scale):
     return np.unique(np.concatenate([-magnitudes, magnitudes, [0.0], near]).astype(np.float32))
 
 
+# The limits at u = -inf and +inf of (f, F, dF/da) for scale a (SPEC.md section 1):
+# the bump vanishes, F reaches its ends (fast_sigmoid's 1/2 + u / (1 + a|u|) at
+# 1/2 -+ 1/a), and dF/da goes to 0 except for fast_sigmoid's
+# -u|u| / (1 + a|u|)^2 -> +-1/a^2.
+LIMITS = {
+    "arctan": lambda a: {"f": (0, 0), "F": (0, 1), "dF": (0, 0)},
+    "sigmoid": lambda a: {"f": (0, 0), "F": (0, 1), "dF": (0, 0)},
+    "fast_sigmoid": lambda a: {"f": (0, 0), "F": (0.5 - 1 / a, 0.5 + 1 / a), "dF": (1 / a**2, -1 / a**2)},
+    "superspike": lambda a: {"f": (0, 0), "F": (0.5 - 1 / a, 0.5 + 1 / a), "dF": (0, 0)},
+    "spike_linear": lambda a: {"f": (0, 0), "F": (-a / 2, a / 2), "dF": (0, 0)},
+}
+
+
+def test_every_surrogate_has_its_limits_at_infinity():
+    assert set(LIMITS) == set(KEYS)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("layer", ["spec", *sorted(surrogate_layers.LAYERS)])
+def test_an_infinite_distance_gives_each_form_s_limit(layer):
+    # A float32 membrane overflows to +-inf from finite inputs; dF/da there was
+    # inf / inf (arctan) or inf * 0 (sigmoid) = NaN in torch, cpu and Triton,
+    # where the spec gave 0, and a trainable scale's gradient became NaN.
+    u = np.array([-np.inf, np.inf], dtype=np.float32)
+    for key in surrogate_layers.KEYS.get(layer, KEYS):
+        for scale in SCALES:
+            a = np.float32(scale)
+            if layer == "spec":
+                math = surrogates.get(key)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    with strict_fp():
+                        got = {"f": math.f(u, a), "F": math.F(u, a),
+                               "dF": math.dF(u, a) if math.dF else np.zeros_like(u)}
+            else:
+                got = surrogate_layers.LAYERS[layer](key, u, a)
+            limits = LIMITS[key](float(a))
+            for name, value in got.items():
+                np.testing.assert_allclose(value, np.array(limits[name], dtype=np.float32), rtol=1e-6, atol=0,
+                                           err_msg=f"{layer} {key} {name} at u = -inf, +inf, a = {scale}")
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.parametrize("layer,key", [(layer, key) for layer in sorted(surrogate_layers.LAYERS)
                                        for key in surrogate_layers.KEYS.get(layer, KEYS)])

@@ -12,6 +12,8 @@ For a distance to threshold u and scale a (alpha, or gamma for spike_linear):
 and the forward step H(u) = [u > 0] (strict models) or [u >= 0], or F(u) for
 the smooth twin.  Every form stays finite for finite u: e = exp(-|a u|) never
 overflows, and a denominator that overflows to inf gives 0, never inf * 0.
+At u = +-inf (a float32 membrane that overflowed) dF/da multiplies u by a
+factor that is 0 there: u is taken as 0, which gives its limit 0, not NaN.
 ``KINDS`` maps the registry's keys to each row's fixed ``kernel_id``, the
 numbers the branches below test; an unknown number gives NaN.
 
@@ -66,7 +68,7 @@ def algebraic_derivatives(u, a, kinds, c):
     if arctan:
         w = c[1] * a * u
         d = one + w * w
-        f, dF = a / d, u / d
+        f, dF = a / d, (zero if math.isinf(u) else u) / d
     elif fast:
         d = one + a * abs(u)
         f, dF = one / (d * d), zero
@@ -90,7 +92,7 @@ def derivatives(u, a, kind, c):
         e = math.exp(-abs(a * u))
         d = one + e
         bump = e / (d * d)
-        return a * bump, u * bump
+        return a * bump, (one - one if math.isinf(u) else u) * bump
     return algebraic_derivatives(u, a, kind_flags(kind), c)
 
 

@@ -4,7 +4,8 @@ Each key maps to ``f(u, a)`` (the bump used in backward), ``F(u, a)`` (its
 primitive: the smooth twin's forward step) and ``dF(u, a)`` (the gradient of a
 trainable scale; None where the scale is fixed).  IEEE infinities stand in for
 the limits: every form below stays finite for finite ``u`` (a quotient whose
-denominator overflows to inf is 0, never inf * 0).
+denominator overflows to inf is 0, never inf * 0), and gives its limit at
+``u = +-inf`` (a membrane that overflowed), as the spec's forms do.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ def _arctan_F(u, a):
     return torch.atan(math.pi * a * u) / math.pi + 0.5
 
 
+def _finite_or_zero(u):
+    """u, with 0 at u = +-inf: dF/da multiplies u by a factor that is 0 there
+    (inf * 0 and inf / inf are NaN), and its limit is 0."""
+    return torch.where(u.isinf(), 0.0, u)
+
+
 def _arctan_dF(u, a):
     w = math.pi * a * u
-    return u / (1 + w * w)
+    return _finite_or_zero(u) / (1 + w * w)
 
 
 def _sigmoid_bump(u, a):
@@ -47,7 +54,7 @@ def _sigmoid_F(u, a):
 
 
 def _sigmoid_dF(u, a):
-    return u * _sigmoid_bump(u, a)
+    return _finite_or_zero(u) * _sigmoid_bump(u, a)
 
 
 def _fast_f(u, a):
@@ -77,12 +84,12 @@ def _linear_F(u, g):
 def _arctan_both(u, a):
     w = math.pi * a * u
     d = 1 + w * w
-    return a / d, u / d
+    return a / d, _finite_or_zero(u) / d
 
 
 def _sigmoid_both(u, a):
     bump = _sigmoid_bump(u, a)
-    return a * bump, u * bump
+    return a * bump, _finite_or_zero(u) * bump
 
 
 def _fast_both(u, a):

@@ -19,7 +19,9 @@ Every function is evaluated without overflow for any finite ``u``: where the
 textbook form would square or multiply a huge number, the code switches to
 the equivalent form in ``r = 1/|u|`` (or clips an argument whose exponential
 already underflows to zero).  Both branches are computed on substituted safe
-values so that the branch not taken cannot raise a warning either.
+values so that the branch not taken cannot raise a warning either.  At
+``u = +-inf`` (a float32 membrane that overflowed) each gives its limit: f = 0,
+F = 0 or 1 (+-g/2), dF/da = 0 (arctan, sigmoid) or -+1/a^2 (fast_sigmoid).
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ def sigmoid_F(u, a):
 
 def sigmoid_dF(u, a):
     e = _exp_neg_abs(u, a)
-    return u * e / ((1 + e) * (1 + e))
+    # e is 0 at u = +-inf, where u e would be inf * 0 = NaN; the limit is 0.
+    return np.where(np.isinf(u), 0, u) * e / ((1 + e) * (1 + e))
 
 
 def fast_sigmoid_f(u, a):
