@@ -440,6 +440,12 @@ def test_bad_input_names_the_argument(make, x, error, match):
     (lambda: LIF(3, surrogate=SuperSpike()), ValueError, r"surrogate: tether.LIF does not accept 'superspike'"),
     (lambda: SuperSpike(trainable=True), ValueError, r"trainable: the superspike surrogate's alpha has no gradient"),
     (lambda: Surrogate(), TypeError, r"Surrogate is a base class"),
+    # Found by an outside user: read as a number, it never received a gradient.
+    (lambda: rnnbuilder.SpikeLinear(torch.tensor(0.3, requires_grad=True)), ValueError,
+     r"^gradient_factor: requires_grad=True, but trainable=False keeps it a fixed number; the spike_linear "
+     r"surrogate's gradient_factor has no gradient; pass a number$"),
+    (lambda: Arctan(torch.tensor(2.0, requires_grad=True)), ValueError,
+     r"^alpha: requires_grad=True, but trainable=False keeps it a fixed number; pass trainable=True to train it"),
     (lambda: Arctan("x"), TypeError, r"alpha: expected a number, got 'x'"),
     (lambda: ALIF(3, decay_v="x"), TypeError, r"decay_v: expected a number, got 'x'"),
     (lambda: ALIF(3, beta=None), TypeError, r"beta: expected a number, got None"),

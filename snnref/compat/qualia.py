@@ -61,12 +61,10 @@ class _SoftResetIF(torch.nn.Module):
         super().__init__()
         self.backend = check_backend_name(backend)
         # Python, NumPy or one-element torch numbers: a sweep's values, which the seed hands to torch.
-        check_numbers(v_threshold=v_threshold, vth_init_l=vth_init_l, vth_init_h=vth_init_h, alpha=alpha,
-                      positive=("alpha",))
-        v_threshold, low, high = float(v_threshold), float(vth_init_l), float(vth_init_h)
+        v_threshold, low, high, self.alpha = check_numbers(v_threshold=v_threshold, vth_init_l=vth_init_l,
+                                                           vth_init_h=vth_init_h, alpha=alpha, positive=("alpha",))
         if low > high:
             raise ValueError(f"vth_init_l: expected at most vth_init_h = {high}, got {low}")
-        self.alpha = float(alpha)
         self._threshold_draw = (low, high, v_threshold)
         try:
             device = torch.device(device)

@@ -33,18 +33,24 @@ def check_numbers(positive=(), **values):
     """Constructor arguments that must be finite real numbers (those named in ``positive``
     above 0), named when they are not.  A NaN decay or a tau of 0 was taken here and
     refused only at the first forward, away from the line that gave it (the modules have
-    no allow_nonfinite, and a time constant's domain is positive)."""
+    no allow_nonfinite, and a time constant's domain is positive).  Returns them as
+    floats, in the order given."""
+    numbers = []
     for name, value in values.items():
         try:
             if isinstance(value, (str, bytes, bool)):
                 raise TypeError
-            number = float(value)
+            # detached: a one-element tensor asking for a gradient is read for its value
+            # without torch's warning about converting it.
+            number = float(value.detach() if isinstance(value, torch.Tensor) else value)
         except (TypeError, ValueError, RuntimeError):
             raise TypeError(f"{name}: expected a number, got {value!r}") from None
         if not math.isfinite(number):
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
         if name in positive and not number > 0:
             raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+        numbers.append(number)
+    return numbers
 
 
 class ResetsToConstructor:
