@@ -417,7 +417,9 @@ def _filled(module, name, value):
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 4), ValueError, r"x: .*rank 4"),
     (lambda: SpikingSelfAttention(4, 2), torch.zeros(4, 2, 3, 5), ValueError, r"x: expected a last axis of 4 \(dim\)"),
     (lambda: LIF(3), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
-     r"x: torch.float16 on cpu, but this module's decay is torch.float32 on cpu; move one to the other"),
+     # Found by an outside user: the hint was module.to(x.dtype), which the CPU then refused.
+     r"x: torch.float16 on cpu, but this module's decay is torch.float32 on cpu; move one to the other "
+     r"\(x.to\(torch.float32\): half precision runs on CUDA only\)$"),
     (lambda: LIF(3).half(), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
      r"x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype torch.float32 or torch.float64"),
     (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"^alpha: expected a value > 0, got -1.0"),
