@@ -4,6 +4,7 @@ membrane and BPTT gradients); reset() rebinds v so no old graph stays alive (a
 second forward + backward works; the in-place reset of bug B7 fails this test);
 the threshold parameter initialises in range and round-trips through state_dict."""
 
+import copy
 import gc
 import weakref
 
@@ -222,3 +223,24 @@ def test_the_constructors_take_numpy_and_one_element_torch_numbers():
         IFSRL(alpha=float("inf"))
     with pytest.raises(ValueError, match=r"^alpha: expected a number > 0, got 0.0$"):
         IFSRL(alpha=0.0)
+
+
+@pytest.mark.parametrize("cls", [IFSRL, ATIF])
+def test_a_model_mid_sequence_deep_copies_and_both_go_on_alike(cls):
+    # Found by an outside user: v carries its graph from step to step, and torch deep-copies
+    # graph leaves only, so copy.deepcopy and AveragedModel of a model mid-training raised.
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), cls(backend="cpu"))
+    steps = torch.randn(3, 2, 4) + 0.5
+    model(steps[0])
+    copied = copy.deepcopy(model)
+    averaged = torch.optim.swa_utils.AveragedModel(model)
+    assert copied[1].v.grad_fn is None and torch.equal(copied[1].v, model[1].v.detach())
+    assert averaged.module[1].v.grad_fn is None
+    for x in steps[1:]:
+        assert torch.equal(copied(x), model(x))
+    # The original keeps its graph through every step; the copy's starts at the copy.
+    model[1].v.sum().backward()
+    assert model[0].weight.grad is not None and torch.count_nonzero(model[0].weight.grad) > 0
+    copied[1].v.sum().backward()
+    assert copied[0].weight.grad is not None

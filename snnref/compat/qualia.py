@@ -9,6 +9,8 @@ autograd graph from call to call (BPTT across steps) until ``reset()``.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from .. import arguments
@@ -114,6 +116,21 @@ class _SoftResetIF(torch.nn.Module):
         """Set v to 0 by rebinding it, so no autograd graph of earlier steps stays alive."""
         self.v = self._resting_membrane()
         self._last_carried = {}
+
+    def __deepcopy__(self, memo):
+        """A copy that goes on from this membrane, cut from its graph: torch deep-copies
+        graph leaves only, and v carries the graph of the steps since ``reset()``, so
+        ``copy.deepcopy`` of a model mid-sequence (keeping the best model so far,
+        ``torch.optim.swa_utils.AveragedModel``) raised, as the seed's does.  The
+        original keeps its graph."""
+        if isinstance(self.v, torch.Tensor) and self.v.grad_fn is not None:
+            # Every reference to v in the copy (its record of the last carried value
+            # too) becomes this one tensor.
+            memo[id(self.v)] = self.v.detach().clone()
+        copied = type(self).__new__(type(self))
+        memo[id(self)] = copied
+        copied.__setstate__(copy.deepcopy(self.__dict__, memo))
+        return copied
 
     def detach(self):
         """Cut the carried membrane from the graph of earlier steps (truncated BPTT); SpikingJelly's
