@@ -150,3 +150,24 @@ def test_the_stamped_files_are_the_package_and_every_snnref_module_it_imports():
     imported = set().union(*(_snnref_imports(path) for path in own + [cpu.__file__]))
     assert imported == set(_cache_lock.IMPORTED_MODULES)
     assert len(files) == len(own) + 1 + len(imported)
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_a_lock_file_that_another_user_made_read_only_still_locks(tmp_path, monkeypatch, exclusive):
+    # Found by an outside user: a shared cache warmed by another user (its lock file 0644) made
+    # every kernel load raise PermissionError, where numba's own cache worked.
+    lock = tmp_path / _cache_lock.LOCK_FILE
+    lock.write_bytes(b"")
+    lock.chmod(0o444)
+    if os.geteuid() == 0:
+        # root may write any file: the refusal another user would meet, planted.
+        def refusing(path, mode="r", *args, **kwargs):
+            if "a" in mode or "w" in mode or "+" in mode:
+                raise PermissionError(13, "Permission denied", str(path))
+            return open(path, mode, *args, **kwargs)
+
+        monkeypatch.setattr(_cache_lock, "open", refusing, raising=False)
+    with _cache_lock.locked(str(tmp_path), exclusive=exclusive):
+        monkeypatch.undo()
+        assert _lock_state(str(tmp_path)) == ("exclusive" if exclusive else "shared")
+    assert _lock_state(str(tmp_path)) == "free"

@@ -90,11 +90,23 @@ def _digest(states: tuple) -> str:
     return digest.hexdigest()
 
 
+def _open_lock(path):
+    """The lock file, opened for writing (made if missing); one that another
+    user made (0644 under a umask of 022: a team's shared cache, or one a CI
+    job warmed) read-only: a lock needs no write access, and numba writes the
+    cache's own files beside it.  Opening it for writing alone made every
+    kernel load raise PermissionError in a directory numba's own cache used."""
+    try:
+        return open(path, "a+b")
+    except PermissionError:
+        return open(path, "rb")
+
+
 @contextlib.contextmanager
 def locked(directory: str, exclusive: bool):
     """Hold the cache lock of ``directory``: shared, or ``exclusive``."""
     os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, LOCK_FILE), "a+b") as handle:
+    with _open_lock(os.path.join(directory, LOCK_FILE)) as handle:
         if fcntl is not None:
             # Closing the file releases the lock.
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
