@@ -107,7 +107,10 @@ def module(family: str, layer: str):
     # Imported already, as for every call of simulate after the first:
     # importlib.import_module of an imported module took 9 us.
     found = sys.modules.get(name)
-    if found is not None:
+    # A module that another thread is still importing is in sys.modules half
+    # made ("partially initialized module ... has no attribute 'run'" for the
+    # other threads' first calls): import_module waits for it under the import lock.
+    if found is not None and not getattr(getattr(found, "__spec__", None), "_initializing", False):
         return found
     try:
         return importlib.import_module(name)

@@ -263,3 +263,26 @@ def test_the_scaffold_writes_a_working_family_and_refuses_an_existing_stem(tmp_p
         new_family.write("lif", tmp_path / "elsewhere", families.names())
     with pytest.raises(ValueError, match="stem: expected a lower-case Python identifier"):
         new_family.write("New-Family", tmp_path)
+
+
+def test_threads_whose_first_calls_meet_in_a_family_s_import_all_run():
+    # Found by an outside user: in a fresh process, threads starting together on one family got
+    # "partially initialized module 'snnref.kernels.cpu.lif' has no attribute 'run'" or a FamilyError
+    # saying the install lacked a function: the module another thread was importing, returned half made.
+    code = ("import sys, threading, torch, snnref\n"
+            "sys.setswitchinterval(1e-6)\n"
+            "keys = ['tether.LIF', 'hxtorch.cuba_lif', 'tether.ALIF', 'rnnbuilder.Cooldown'] * 2\n"
+            "start, errors = threading.Barrier(len(keys)), []\n"
+            "def first_call(key):\n"
+            "    start.wait()\n"
+            "    try:\n"
+            "        snnref.simulate(key, torch.rand(3, 1, 4), backend=sys.argv[1])\n"
+            "    except Exception as error:\n"
+            "        errors.append(f'{key}: {type(error).__name__}: {error}')\n"
+            "threads = [threading.Thread(target=first_call, args=(key,)) for key in keys]\n"
+            "for thread in threads: thread.start()\n"
+            "for thread in threads: thread.join()\n"
+            "print(errors)\n")
+    for backend in ("cpu", "torch"):
+        done = subprocess.run([sys.executable, "-c", code, backend], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and done.stdout.strip() == "[]", (backend, done.stdout[-2000:], done.stderr[-2000:])
