@@ -306,7 +306,19 @@ def test_thread_counts_outside_the_machine_are_refused():
         cpu.set_threads(0)
     with pytest.raises(TypeError, match="threads: expected an int from 1 to"):
         cpu.set_threads(1.5)
+    for refused in (True, np.float64(1.0), "1"):
+        with pytest.raises(TypeError, match="threads: expected an int from 1 to"):
+            cpu.set_threads(refused)
     assert cpu.get_threads() <= limit
+
+
+def test_a_numpy_integer_thread_count_is_taken_as_an_int():
+    # Found by an outside user: a count read from a NumPy array (a sweep's grid) was refused.
+    try:
+        cpu.set_threads(np.int64(1))
+        assert cpu.get_threads() == 1 and type(cpu.get_threads()) is int
+    finally:
+        cpu.set_threads(None)
 
 
 def test_strided_and_broadcast_tensors_are_copied_once_and_give_the_same_result():

@@ -62,6 +62,7 @@ import ctypes.util
 import functools
 import itertools
 import math
+import operator
 import os
 import sys
 import threading
@@ -414,10 +415,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def check_threads(count) -> int:
-    """A thread count for the scans: an int from 1 to the machine's cores."""
+    """A thread count for the scans: an integer (a NumPy one too: ``__index__``)
+    from 1 to the machine's cores."""
     limit = machine_threads()
-    if isinstance(count, bool) or not isinstance(count, int):
+    if isinstance(count, bool) or not hasattr(count, "__index__"):
         raise TypeError(f"threads: expected an int from 1 to {limit} (or None: torch's count), got {count!r}")
+    count = operator.index(count)
     if not 1 <= count <= limit:
         raise ValueError(f"threads: expected 1 to {limit} (this machine's maximum), got {count}")
     return count
