@@ -461,6 +461,30 @@ def test_large_outputs_reuse_the_blocks_of_released_ones(monkeypatch):
     assert not _launch._BLOCKS.blocks
 
 
+def test_this_interpreter_reuses_output_blocks():
+    # The cache counts references (_Blocks._idle); on an interpreter whose counts it misreads it
+    # turns reuse off (below), and this test names that interpreter.
+    assert _launch.idle_is_told_apart() and _launch._BLOCKS.reuse
+
+
+@pytest.mark.parametrize("misread", [-1, 1])
+def test_an_interpreter_whose_reference_counts_the_cache_misreads_gets_new_blocks(monkeypatch, misread):
+    # An outside user's doubt: Python 3.14 may count fewer references, and a held block counted as
+    # idle would be handed out again (a kept output overwritten).  Planted both ways here.
+    counted = sys.getrefcount
+    monkeypatch.setattr(_launch._Blocks, "_idle", staticmethod(lambda block: counted(block) + misread <= 4))
+    assert not _launch.idle_is_told_apart()
+    blocks = _launch._Blocks(limit=1 << 30, reuse=False)
+    monkeypatch.setattr(_launch, "_BLOCKS", blocks)
+    shape = (2, 1 << 18)  # 2 MiB: served from blocks where they are reused
+    first = _launch.empty(shape, torch.float32).fill_(1.0)
+    second = _launch.empty(shape, torch.float32).fill_(2.0)
+    del second
+    third = _launch.empty(shape, torch.float32).fill_(3.0)
+    assert float(first.sum()) == first.numel() and float(third.sum()) == 3.0 * third.numel()
+    assert blocks.blocks == []
+
+
 def test_requests_of_nearby_sizes_share_blocks_and_a_stale_block_is_let_go(monkeypatch):
     # Found by an outside user: a loop whose T changed every call (60, 61, ...) held 4.4 GB after 100
     # steps, one idle block per size ever asked for, up to the cache's 4 GiB limit.

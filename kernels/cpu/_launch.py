@@ -66,6 +66,7 @@ import operator
 import os
 import sys
 import threading
+import warnings
 
 import numpy as np
 import torch
@@ -139,11 +140,13 @@ class _Blocks:
     (only this cache holds it), and the next request of its size class
     (``size_class``) takes it, already touched.  An idle block that no request
     took in the last ``stale`` requests is let go (a size the loop no longer
-    asks for), and so are idle blocks beyond ``limit`` bytes held."""
+    asks for), and so are idle blocks beyond ``limit`` bytes held.  Without
+    ``reuse`` every request gets a new block, which the cache does not keep."""
 
-    def __init__(self, limit, stale=1024):
+    def __init__(self, limit, stale=1024, reuse=True):
         self.limit = limit
         self.stale = stale
+        self.reuse = reuse
         # [block, the request count when it was last handed out], oldest first.
         self.blocks = []
         self.requests = 0
@@ -159,7 +162,7 @@ class _Blocks:
         size = size_class(size)
         with self.lock:
             self.requests += 1
-            for entry in self.blocks:
+            for entry in self.blocks if self.reuse else ():
                 block = entry[0]
                 if block.nbytes == size and self._idle(block):
                     entry[1] = self.requests
@@ -171,8 +174,9 @@ class _Blocks:
                 stop = (block.ctypes.data + size) // _HUGE_PAGE * _HUGE_PAGE
                 if stop > start:
                     _MADVISE(start, stop - start, _MADV_HUGEPAGE)
-            self.blocks.append([block, self.requests])
-            self._trim()
+            if self.reuse:
+                self.blocks.append([block, self.requests])
+                self._trim()
             return block
 
     def _trim(self):
@@ -192,8 +196,35 @@ class _Blocks:
             self.blocks = [entry for entry in self.blocks if not self._idle(entry[0])]
 
 
-# Enough for the outputs of a few training steps at N = 2^20, T = 100.
-_BLOCKS = _Blocks(limit=4 << 30)
+def idle_is_told_apart() -> bool:
+    """Whether ``_Blocks._idle`` tells a block that a tensor's view holds from
+    one that only the cache holds, on this interpreter: it counts references,
+    and what ``sys.getrefcount`` counts is CPython's detail (3.14's says it may
+    count fewer).  Told wrong, a block still held would be handed out again: an
+    output kept by the caller overwritten by a later call."""
+    blocks = _Blocks(limit=1 << 20)
+    held = torch.from_numpy(blocks.take(64)[1:])
+    # The first block is held: the second request must get a new one ...
+    other = blocks.take(64)
+    kept_apart = len(blocks.blocks) == 2
+    del held, other
+    # ... and, both let go, the third one of them again.
+    blocks.take(64)
+    return kept_apart and len(blocks.blocks) == 2
+
+
+def _output_blocks():
+    """The process's output cache, which reuses blocks where ``idle_is_told_apart``."""
+    reuse = idle_is_told_apart()
+    if not reuse:
+        warnings.warn(f"snnref.kernels.cpu: this Python ({sys.version.split()[0]}) counts references otherwise "
+                      "than the output cache expects, so outputs are not reused: each call's outputs are new "
+                      "memory (correct, slower at large sizes)", RuntimeWarning, stacklevel=2)
+    # Enough for the outputs of a few training steps at N = 2^20, T = 100.
+    return _Blocks(limit=4 << 30, reuse=reuse)
+
+
+_BLOCKS = _output_blocks()
 
 
 @functools.lru_cache(maxsize=None)
