@@ -40,70 +40,49 @@ DTYPES = {"torch": (torch.float32, torch.float64), "triton": (torch.float32, tor
 ANY_DTYPE = tuple(dict.fromkeys(DTYPES["torch"] + DTYPES["triton"]))
 
 
-def _untraced(function, *args):
-    """``function(*args)``, which torch.compile runs as it is (a graph break
-    around the call) instead of tracing into it: a call of simulate on a fused
-    backend (its checks and ``run``), the import of the numba kernels and
-    ``finite``.  Traced, the numba dispatcher crashed
-    Dynamo ("exception table entry start instruction has no offset", torch
-    2.13, tether.PLIF with backend="cpu"), and so did the Triton interpreter's
-    launch; a first import of the numba kernels ran numba's import-time code
-    as Dynamo frames ("hit config.recompile_limit (8)" on register_numpy_ufunc);
-    the torch path traces.  The untraced wrapper is made only where Dynamo
-    traces this function (``is_dynamo_compiling()`` is True there and False
-    when it runs): as a decorator it imported Dynamo into every process that
-    called simulate, 1.0 of the 1.5 s that a fresh process's first call took."""
-    if torch.compiler.is_dynamo_compiling():
-        # torch.export traces with Dynamo too (strict=True), where a graph break is an error: say why first.
-        check_not_exported()
-        return torch.compiler.disable(function)(*args)
-    return function(*args)
+def untraced(function):
+    """``function`` (``simulate``, a module's ``forward``, a seed library's
+    function), which torch.compile runs as it is, a graph break around the
+    call, instead of tracing into it: its checks, carried state and scan put
+    nothing Dynamo could use in a graph.
 
+    - The fused backends: traced, the numba dispatcher crashed Dynamo
+      ("exception table entry start instruction has no offset", torch 2.13,
+      tether.PLIF with backend="cpu"), and so did the Triton interpreter's
+      launch; a first import of the numba kernels ran numba's import-time code
+      as Dynamo frames ("hit config.recompile_limit (8)" on register_numpy_ufunc).
+    - The torch path: traced, each finiteness check (a host read) was a break
+      inside snnref's shared helpers, which Dynamo then compiled as frames of
+      their own, once per caller (a model of four neuron types hit
+      "config.recompile_limit (8)" on ``convert``), and the unrolled step loop
+      ran slower: a compiled Linear + LIF step on the CPU took 98 ms against 8
+      ms eager (T = 100, 32 x 64 lanes).
+    - Outermost, around ``float32_under_autocast``: traced, that wrapper too was
+      compiled as a frame of its own for every caller.
+    - The break inside this wrapper makes Dynamo compile the wrapper itself as a
+      frame, once per argument pattern, and it counts its limit of recompiles
+      per code object: so each wrapper gets a code object of its own, named
+      after ``function`` (one for all, a model of nine neuron types hit the
+      limit on it).
+    - The disabled function is made only where Dynamo traces the wrapper
+      (``is_dynamo_compiling()`` is True there and False when it runs): as a
+      decorator, ``torch.compiler.disable`` imported Dynamo into every process
+      that called simulate, 1.0 of the 1.5 s that a fresh process's first call
+      took."""
 
-def _runs_fused(name, x) -> bool:
-    """Whether simulate with ``backend=name`` runs ``x`` on a fused backend (cpu
-    or Triton); False where x is no tensor or the name is unknown (the checks
-    refuse those, with their messages, wherever they run)."""
-    if not isinstance(x, torch.Tensor) or name not in BACKENDS or name == "torch":
-        return False
-    return name != "auto" or _auto(x) != "torch"
+    def call(*args, **kwargs):
+        if torch.compiler.is_dynamo_compiling():
+            # torch.export traces with Dynamo too (strict=True), where a graph break is an error: say why first.
+            check_not_exported()
+            return torch.compiler.disable(function)(*args, **kwargs)
+        return function(*args, **kwargs)
 
-
-def untraced_when_fused(forward):
-    """A module's ``forward(self, x, ...)`` (``self.backend`` names its backend)
-    that torch.compile runs as it is, one graph break, where the call runs on a
-    fused backend: its checks and carried state would be traced for nothing, as
-    simulate's are (``simulate``).  Traced, a model's two neuron layers took
-    Dynamo 2.7 s of a 2.9 s first compiled call (README, torch.compile).  Inside
-    ``float32_under_autocast``, so that the backend is chosen for the cast x."""
-
-    @functools.wraps(forward)
-    def call(self, x, *args, **kwargs):
-        return _as_is_where_fused(self.backend, x, forward, self, x, *args, **kwargs)
-
-    return call
-
-
-def untraced_call_when_fused(function):
-    """``untraced_when_fused`` for a function ``function(x, ..., backend=...)``
-    (a seed library's function: x first, the backend by keyword): traced, its
-    own checks before simulate's were Dynamo's work for nothing too."""
-    default = inspect.signature(function).parameters["backend"].default
-
-    @functools.wraps(function)
-    def call(x, *args, **kwargs):
-        return _as_is_where_fused(kwargs.get("backend", default), x, function, x, *args, **kwargs)
-
-    return call
-
-
-def _as_is_where_fused(name, x, function, *args, **kwargs):
-    """``function(*args, **kwargs)``, run by torch.compile as it is (not traced)
-    where simulate with ``backend=name`` runs ``x`` on a fused backend."""
-    if torch.compiler.is_dynamo_compiling() and _runs_fused(name, x):
-        check_not_exported()
-        return torch.compiler.disable(function)(*args, **kwargs)
-    return function(*args, **kwargs)
+    names = {"co_name": function.__name__}
+    # Python 3.11 on: the name Dynamo's messages give.
+    if hasattr(call.__code__, "co_qualname"):
+        names["co_qualname"] = function.__qualname__
+    call.__code__ = call.__code__.replace(**names)
+    return functools.wraps(function)(call)
 
 
 def _family(row, backend="torch"):
@@ -112,13 +91,6 @@ def _family(row, backend="torch"):
 
 
 def finite(tensor) -> bool:
-    """All values finite (``_finite``); under ``torch.compile`` outside the graph, where the
-    test's host read is a graph break anyway (traced, it printed Dynamo's warning about
-    ``Tensor.item()`` on every compile of a model)."""
-    return _untraced(_finite, tensor)
-
-
-def _finite(tensor) -> bool:
     """All values finite, by one reduction in the common case.
 
     (1) A finite sum implies finite terms: any NaN or inf term makes the sum NaN
@@ -172,7 +144,7 @@ def check_not_exported():
         raise NotImplementedError(
             "snnref.simulate: called under torch.export, which cannot capture it (its checks read the values of x "
             "and of the parameters before a run, and the fused backends run numba or Triton kernels); compile "
-            "the model with torch.compile instead, which runs each call as it is where it cannot trace it")
+            "the model with torch.compile instead, which runs each call of snnref as it is")
 
 
 def _first_tensor(values):
@@ -329,7 +301,7 @@ def _cpu_kernels_error():
     """None when the fused CPU scans import (numba is there), else why not."""
     if not _CPU_KERNELS:
         try:
-            _untraced(importlib.import_module, f"{__package__}.kernels.cpu")
+            importlib.import_module(f"{__package__}.kernels.cpu")
             _CPU_KERNELS.append(None)
         except ImportError as error:
             _CPU_KERNELS.append(error)
@@ -394,6 +366,7 @@ def _check_backend(row, backend, x, label="x"):
     return backend
 
 
+@untraced
 @float32_under_autocast
 def simulate(
     model,
@@ -443,13 +416,8 @@ def simulate(
     if getattr(getattr(x, "device", None), "type", None) == "meta":
         raise ValueError(f"{names.x}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
     backend = _check_backend(row, backend, x, names.x)
-    arguments_of_call = (row, backend, x, params, state, surrogate, inject, smooth, detached, allow_nonfinite, names)
-    if backend == "torch":
-        return _simulate_on(*arguments_of_call)
-    # A fused run is a graph break under torch.compile (_untraced), and so are
-    # the checks before it: traced, they put nothing in the graph and cost
-    # Dynamo seconds per call site (a model's compile, tests/test_compile.py).
-    return _untraced(_simulate_on, *arguments_of_call)
+    return _simulate_on(row, backend, x, params, state, surrogate, inject, smooth, detached, allow_nonfinite,
+                        names)
 
 
 def _simulate_on(row, backend, x, params, state, surrogate, inject, smooth, detached, allow_nonfinite, names):

@@ -1,7 +1,9 @@
-"""``torch.compile`` of code that calls ``snnref.simulate``: the fused backends
-(cpu, Triton) run as they are inside a compiled caller (snnref/backend.py,
-``_untraced``), checks and scans untraced, with the outputs and gradients of
-the same call uncompiled.  Traced, the numba dispatcher once crashed Dynamo.
+"""``torch.compile`` of code that calls ``snnref.simulate``, a module or a seed
+library's function: on every backend (torch, cpu, Triton) the call runs as it
+is inside a compiled caller (snnref/backend.py, ``untraced``), checks and
+scans untraced, with the outputs and gradients of the same call uncompiled.
+Traced, the numba dispatcher once crashed Dynamo, and the torch path's checks
+made Dynamo compile snnref's helpers once per caller, up to its recompile limit.
 Without ``torch.compile`` no call imports Dynamo (a second of a fresh process).
 
 One model per family (the fused call is untraced whatever the family); Dynamo
@@ -26,9 +28,10 @@ from snnref.testing._equivalence import _tensor
 BACKENDS = [pytest.param(name, id=name, marks=pytest.mark.skip(f"{package} is not installed")
                          if importlib.util.find_spec(package) is None else ())
             for name, package in (("cpu", "numba"), ("triton", "triton"))]
+EVERY_BACKEND = [pytest.param("torch", id="torch"), *BACKENDS]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", EVERY_BACKEND)
 @pytest.mark.parametrize("family", families.names())
 def test_a_compiled_caller_gets_the_uncompiled_results(backend, family):
     key = families.models(family)[0]
@@ -55,8 +58,8 @@ def test_a_compiled_caller_gets_the_uncompiled_results(backend, family):
         assert torch.equal(a, b), (key, index)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_inside_a_compiled_caller_the_fused_run_and_its_checks_are_not_traced(backend, monkeypatch):
+@pytest.mark.parametrize("backend", EVERY_BACKEND)
+def test_inside_a_compiled_caller_the_run_and_its_checks_are_not_traced(backend, monkeypatch):
     # Traced, Dynamo would evaluate is_dynamo_compiling() in them as True.  The checks of the
     # arguments were traced until 2026-12-07: nothing of theirs went into the graph, and tracing
     # them cost Dynamo 2-4 s per call site (and a warning about an lru_cache on Triton's).
@@ -91,9 +94,9 @@ MODULES = {
 }
 
 
-@pytest.mark.parametrize("backend", [BACKENDS[0], pytest.param("auto", marks=BACKENDS[0].marks)])
+@pytest.mark.parametrize("backend", ["torch", BACKENDS[0], pytest.param("auto", marks=BACKENDS[0].marks)])
 @pytest.mark.parametrize("name", MODULES)
-def test_a_module_on_a_fused_backend_is_one_graph_break_with_the_eager_results(name, backend, monkeypatch):
+def test_a_module_is_one_graph_break_with_the_eager_results(name, backend, monkeypatch):
     # The module's own checks and carried state, traced for nothing until 2026-12-07 (as simulate's
     # checks were): 2.7 s of Dynamo in a 2.9 s first compiled call of a model with two neuron layers.
     make, shape = MODULES[name]
@@ -146,9 +149,9 @@ FUNCTIONS = {
 }
 
 
-@pytest.mark.parametrize("backend", [BACKENDS[0], pytest.param("auto", marks=BACKENDS[0].marks)])
+@pytest.mark.parametrize("backend", ["torch", BACKENDS[0], pytest.param("auto", marks=BACKENDS[0].marks)])
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_a_seed_function_on_a_fused_backend_is_one_graph_break_with_the_eager_results(name, backend, monkeypatch):
+def test_a_seed_function_is_one_graph_break_with_the_eager_results(name, backend, monkeypatch):
     # Its own checks (the parameters read against the registry row) were traced before simulate's break.
     function, shape = FUNCTIONS[name]
     x = torch.rand(shape, generator=torch.Generator().manual_seed(3)) * 1.5
@@ -184,12 +187,45 @@ def test_compiling_a_model_says_nothing_about_snnref():
     assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
 
 
+# Nine neuron module classes in a row, called with three lengths, with and without a gradient of x.
+MANY_TYPES = """
+import sys, torch, snnref
+from snnref.compat import rnnbuilder
+backend = sys.argv[1]
+layers = [snnref.nn.LIF(8, backend=backend), snnref.nn.PLIF(8, backend=backend), snnref.nn.ALIF(8, backend=backend),
+          rnnbuilder.LIF(backend=backend), rnnbuilder.Adaptive(backend=backend), rnnbuilder.Cooldown(backend=backend),
+          rnnbuilder.NoReset(backend=backend), rnnbuilder.Discontinuous(backend=backend)]
+attention = snnref.nn.SpikingSelfAttention(8, 2, backend=backend)
+def model(x):
+    for layer in layers[:3]:
+        layer.reset_state()
+    attention.reset_states()
+    for layer in layers:
+        x = layer(x)
+        x = x[0] if isinstance(x, tuple) else x
+    return attention(x.unsqueeze(2))
+compiled = torch.compile(model, backend="eager")
+for steps in (5, 6, 7):
+    x = torch.randn(steps, 2, 8, requires_grad=steps == 6) + 0.5
+    assert torch.equal(compiled(x), model(x)), steps
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("cpu", marks=BACKENDS[0].marks)])
+def test_a_model_of_many_neuron_types_compiles_without_a_word(backend):
+    # Found by an outside user: nine neuron types on the torch backend hit Dynamo's
+    # "config.recompile_limit (8)" in snnref's shared helpers (convert, finite, the autocast
+    # wrapper), which it compiled as frames of their own once per caller; the fused backends'
+    # one wrapper shared a code object the same way.
+    done = subprocess.run([sys.executable, "-c", MANY_TYPES, backend], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-3000:]
+
+
 @pytest.mark.parametrize("backend", ["torch", BACKENDS[0]])
 def test_a_compiled_caller_under_autocast_gets_the_eager_results(backend):
-    # Dynamo traces the autocast test in front of simulate (float32_under_autocast):
-    # compiled, an autocast Linear's bfloat16 output must still reach the scan as
-    # float32, and a compiled call without autocast must not reuse that graph.
-    # The torch path is traced with it, the cpu run is a graph break (as Triton's).
+    # Compiled, an autocast Linear's bfloat16 output must still reach the scan as
+    # float32 (float32_under_autocast, inside the module's graph break), and a
+    # compiled call without autocast must not reuse that graph.
     torch.manual_seed(0)
     linear, neuron = torch.nn.Linear(4, 6), snnref.nn.PLIF(6, backend=backend)
     x = torch.randn(5, 2, 4)
@@ -262,14 +298,3 @@ def test_torch_export_is_refused_by_name(name, strict):
     with pytest.raises(Exception, match="snnref.simulate: called under torch.export, which cannot capture it") as error:
         torch.export.export(make(), (torch.full(shape, 0.6),), strict=strict)
     assert "compile the model with torch.compile instead" in str(error.value)
-
-
-def test_a_module_s_recompute_check_is_no_graph_break():
-    # snnref.nn.carried asks torch whether a backward is running (the checkpoint recompute check): the
-    # query returns an int, which Dynamo cannot put in a graph, and was a break at the end of every
-    # compiled snnref module's forward.  A traced forward runs outside any backward; none is left there.
-    torch._dynamo.reset()
-    model = torch.nn.Sequential(torch.nn.Linear(8, 8), snnref.nn.LIF(8, backend="torch"))
-    explained = torch._dynamo.explain(model)(torch.randn(5, 2, 8))
-    innermost = [reason.user_stack[-1].filename for reason in explained.break_reasons if reason.user_stack]
-    assert not [path for path in innermost if path.endswith("carried.py")], innermost

@@ -26,7 +26,7 @@ import torch
 
 from .. import arguments, registry
 from ..arguments import Names
-from ..backend import float32_under_autocast, simulate, untraced_call_when_fused
+from ..backend import float32_under_autocast, simulate, untraced
 from ._tensors import broadcasting, finite_tensor, float_tensor, like, param
 from ._tensors import params as params_like
 
@@ -212,8 +212,8 @@ def _spiking(trace, madc):
     return trace.outputs["out"], trace.outputs["v"], trace.outputs["i"], madc
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None,
                          dt=1e-6, backend="auto"):
     """hxtorch's CUBA LIF over time: returns ``(spikes, membrane, current, membrane_madc)``
@@ -228,8 +228,8 @@ def cuba_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, met
     return _spiking(*_integrate("hxtorch.cuba_lif", method, input, values, hw_data, backend))
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, tau_mem, refractory_time, method,
                                     alpha, hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_lif_integration`` with a refractory clamp of ``refractory_time``."""
@@ -238,8 +238,8 @@ def cuba_refractory_lif_integration(input, *, leak, reset, threshold, tau_syn, t
     return _spiking(*_integrate("hxtorch.cuba_refractory_lif", method, input, values, hw_data, backend))
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, alpha, hw_data=None, dt=1e-6,
                          backend="auto"):
     """hxtorch's CUBA integrate-and-fire (no leak; v starts at ``reset``):
@@ -249,8 +249,8 @@ def cuba_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, method, a
     return _spiking(*_integrate("hxtorch.cuba_iaf", method, input, values, hw_data, backend))
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem, refractory_time, method, alpha,
                                     hw_data=None, dt=1e-6, backend="auto"):
     """``cuba_iaf_integration`` with a refractory clamp of ``refractory_time``."""
@@ -259,8 +259,8 @@ def cuba_refractory_iaf_integration(input, *, reset, threshold, tau_syn, tau_mem
     return _spiking(*_integrate("hxtorch.cuba_refractory_iaf", method, input, values, hw_data, backend))
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def cuba_li_integration(input, *, leak, tau_syn, tau_mem, hw_data=None, dt=1e-6, backend="auto"):
     """hxtorch's leaky-integrator readout: returns ``(membrane, current, membrane_madc)``.
 

@@ -15,7 +15,7 @@ import torch
 
 from .. import arguments
 from ..arguments import Names
-from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate, untraced_when_fused
+from ..backend import ANY_DTYPE, check_backend_name, float32_under_autocast, simulate, untraced
 from ..nn.carried import check_not_recomputed, check_numbers, record_carried
 from ..ops.surrogates import SURROGATES
 
@@ -143,8 +143,8 @@ class _SoftResetIF(torch.nn.Module):
             if last:
                 self._last_carried = {"v": (self.v, last["v"][1])}
 
+    @untraced
     @float32_under_autocast
-    @untraced_when_fused
     def forward(self, input):
         """Advance one time step with input ``x[t]`` (any shape)."""
         if not isinstance(input, torch.Tensor) or input.dtype not in ANY_DTYPE:
@@ -202,6 +202,7 @@ class ATIF(_SoftResetIF):
         self._check_step_mode()
         return ("torch",)
 
+    @untraced
     def forward(self, input):
         """Advance one time step; refused in multi-step mode (SpikingJelly's ``set_step_mode(net, "m")``),
         which would otherwise read a whole sequence as one step of T times as many neurons."""

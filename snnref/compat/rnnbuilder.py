@@ -91,8 +91,8 @@ class _Recurrent(LazyModuleMixin, nn.Module):
         """The registry parameters of a run on ``x``."""
         return {"tau": self.tau, "gradient_factor": self.spike_function.scale_like(x)}
 
+    @backend.untraced
     @backend.float32_under_autocast
-    @backend.untraced_when_fused
     def forward(self, x, h=None):
         _check_x(self.model, x)
         check_like_module(self, x)
@@ -177,8 +177,8 @@ class Discontinuous(nn.Module):
         self.threshold = float(threshold)
         self.backend = check_backend_name(backend)
 
+    @backend.untraced
     @backend.float32_under_autocast
-    @backend.untraced_when_fused
     def forward(self, x, h=None):
         _check_x(self.model, x)
         if h is not None and not (isinstance(h, Mapping) and not h):

@@ -43,8 +43,8 @@ class SpikingSelfAttention(CarriedState):
                 setattr(self, f"{c}_{name}", nn.Parameter(torch.tensor(self._initial[f"{c}_{name}"])))
         self.proj = nn.Linear(dim, dim)
 
+    @backend.untraced
     @backend.float32_under_autocast
-    @backend.untraced_when_fused
     def forward(self, x):
         check_input(x, self.dim, "dim", rank=4)
         check_like_module(self, x)

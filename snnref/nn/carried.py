@@ -142,19 +142,10 @@ def check_input(x, features=None, what=None, rank=None):
 _TORCH_GRAPH_TASK_ID = getattr(torch._C, "_current_graph_task_id", lambda: -1)
 
 
-def _graph_task_id():
-    """The backward pass this thread runs, -1 outside one.  A forward that torch.compile traces runs
-    outside any backward, and the C query returns no tensor: traced, it was a graph break in every
-    compiled model's forward."""
-    if torch.compiler.is_dynamo_compiling():
-        return -1
-    return _TORCH_GRAPH_TASK_ID()
-
-
 def record_carried(state):
     """What ``check_not_recomputed`` compares with: each state tensor a call leaves (the same
     object, no copy) and the backward pass it was left in (-1: none)."""
-    task = _graph_task_id()
+    task = _TORCH_GRAPH_TASK_ID()
     return {name: (value, task) for name, value in state.items()}
 
 
@@ -168,7 +159,7 @@ def check_not_recomputed(label, state, last_carried):
     name -> value) is still a tensor a call left outside that backward (``last_carried``,
     from ``record_carried``).  A region that resets the state before the call recomputes
     from that reset, and its later steps from the states the recomputation left, correctly."""
-    task = _graph_task_id()
+    task = _TORCH_GRAPH_TASK_ID()
     if task == -1:
         return
     left = [name for name, value in state.items()
@@ -300,8 +291,8 @@ class TetherNeuron(CarriedState):
         self.store_traces = store_traces
         self.keep_sequences(None)
 
+    @backend.untraced
     @backend.float32_under_autocast
-    @backend.untraced_when_fused
     def forward(self, x):
         if self.neurons_on_last_axis:
             check_input(x, self.n_neurons, "n_neurons")

@@ -22,7 +22,7 @@ import operator
 
 from ... import registry
 from ...arguments import Names
-from ...backend import float32_under_autocast, simulate, untraced_call_when_fused
+from ...backend import float32_under_autocast, simulate, untraced
 from ...nn import ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikingSelfAttention, Surrogate
 from .._tensors import float_tensor, like, param, params
 
@@ -72,8 +72,8 @@ def _initial(name, value, x_seq):
                          f"second axis), got {tuple(value.shape)}")
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
     """tether's LIFSubFunction: hard reset to 0, returns ``(spikes, v_final, v_seq)``.
 
@@ -92,8 +92,8 @@ def lif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto
     return trace.outputs["out"], trace.final_state["v"], trace.outputs["v"]
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def plif(x_seq, v_init, decay, threshold, alpha, surrogate_type, *, backend="auto"):
     """tether's PLIFSubFunction: ``lif`` with per-neuron ``decay`` and ``threshold`` of shape (n,).
 
@@ -132,8 +132,8 @@ class PLIFSubFunction:
     apply = staticmethod(plif)
 
 
+@untraced
 @float32_under_autocast
-@untraced_call_when_fused
 def alif(x_seq, v_init, a_init, decay_v, decay_a, threshold, beta, alpha, *, backend="auto"):
     """tether's ALIF (arctan surrogate): returns ``(spikes, v_final, a_final, v_seq, a_seq)``.
 
