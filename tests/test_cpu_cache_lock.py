@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import time
 import warnings
 
 import pytest
@@ -171,3 +172,25 @@ def test_a_lock_file_that_another_user_made_read_only_still_locks(tmp_path, monk
         monkeypatch.undo()
         assert _lock_state(str(tmp_path)) == ("exclusive" if exclusive else "shared")
     assert _lock_state(str(tmp_path)) == "free"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_lock_is_held_lets_its_copy_go(tmp_path):
+    # An outside user's reasoning: a flock belongs to the open file, which a forked child shares,
+    # and no thread of the child closes it: a long-lived child (a data-loader worker) forked during
+    # a cache load held the lock for its life, and the parent's next save (exclusive) waited for it.
+    ready, told = os.pipe()
+    with _cache_lock.locked(str(tmp_path), exclusive=False):
+        child = os.fork()
+        if child == 0:
+            # Past os.fork: the fork's own hooks have run here.
+            os.write(told, b"1")
+            time.sleep(3)
+            os._exit(0)
+    try:
+        os.read(ready, 1)
+        assert _lock_state(str(tmp_path)) == "free"
+    finally:
+        os.waitpid(child, 0)
+        os.close(ready)
+        os.close(told)

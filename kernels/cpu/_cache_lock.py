@@ -23,6 +23,11 @@ cache directory: ``fcntl.flock`` (on Windows ``msvcrt.locking``, exclusive
 only), which the operating system drops when a process dies.  Compiling runs
 outside the lock, so processes still compile in parallel; a call that finds
 its signature compiled in this process touches neither the cache nor the lock.
+A process forked while one of its threads held the lock closes its copy of
+that lock file at once (``_close_inherited``): a flock belongs to the open
+file, which the child shares, and a long-lived child (a data-loader worker)
+would hold the lock for its whole life, so that the parent's next save waited
+for it.
 
 Freshness.  numba keeps a function's cached machine code while the text of
 the function's own file is unchanged.  A tile loop also holds code from other
@@ -44,6 +49,7 @@ import glob
 import hashlib
 import importlib.util
 import os
+import threading
 import time
 import warnings
 
@@ -102,11 +108,43 @@ def _open_lock(path):
         return open(path, "rb")
 
 
+# The lock files this process has open (held, or being taken), for _close_inherited.
+_OPEN = set()
+_OPEN_GUARD = threading.Lock()
+
+
+def _close_inherited():
+    """In a child just forked: close the lock files that the parent's threads
+    had open, which no thread of the child will ever close (see How)."""
+    global _OPEN_GUARD
+    # A guard that a parent's thread held at the fork stays held in the child.
+    _OPEN_GUARD = threading.Lock()
+    for handle in list(_OPEN):
+        handle.close()
+    _OPEN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited)
+
+
+@contextlib.contextmanager
+def _tracked(handle):
+    with _OPEN_GUARD:
+        _OPEN.add(handle)
+    try:
+        yield handle
+    finally:
+        with _OPEN_GUARD:
+            _OPEN.discard(handle)
+        handle.close()
+
+
 @contextlib.contextmanager
 def locked(directory: str, exclusive: bool):
     """Hold the cache lock of ``directory``: shared, or ``exclusive``."""
     os.makedirs(directory, exist_ok=True)
-    with _open_lock(os.path.join(directory, LOCK_FILE)) as handle:
+    with _tracked(_open_lock(os.path.join(directory, LOCK_FILE))) as handle:
         if fcntl is not None:
             # Closing the file releases the lock.
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
