@@ -385,8 +385,9 @@ def simulate(
     """Run ``model`` on the time-major tensor ``x`` of shape (T, ..., N).
 
     The arguments mean what they mean for ``snnref.spec.simulate``; values are
-    dense torch tensors (or numbers), all of ``x``'s dtype and device (a
-    sparse, mkldnn or nested tensor is refused by name).  ``backend`` is
+    dense torch tensors, all of ``x``'s dtype and device (a tensor of another is
+    refused by name, as is a sparse, mkldnn or nested one), or numbers and
+    NumPy arrays, which are converted to ``x``'s dtype and device.  ``backend`` is
     "torch", "triton", "cpu" or "auto" (the Triton kernels for CUDA tensors, the
     fused CPU scans for float32/float64 CPU tensors, torch otherwise; without
     numba "auto" warns once and runs torch on CPU).
