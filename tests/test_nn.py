@@ -448,6 +448,13 @@ def test_bad_input_names_the_argument(make, x, error, match):
      r"surrogate's gradient_factor has no gradient; pass a number$"),
     (lambda: Arctan(torch.tensor(2.0, requires_grad=True)), ValueError,
      r"^alpha: requires_grad=True, but trainable=False keeps it a fixed number; pass trainable=True to train it"),
+    # Found by an outside user: copied into the module's own parameter, the caller's tensor got no gradient.
+    (lambda: LIF(3, decay=torch.tensor(0.9, requires_grad=True)), ValueError,
+     r"^decay: requires_grad=True, but the module keeps this value in a tensor of its own"),
+    (lambda: Arctan(torch.tensor(2.0, requires_grad=True), trainable=True), ValueError,
+     r"^alpha: requires_grad=True, but the module keeps this value in a tensor of its own"),
+    (lambda: rnnbuilder.LIF(tau=torch.tensor(5.0, requires_grad=True)), ValueError,
+     r"^tau: requires_grad=True, but the module keeps this value in a tensor of its own"),
     (lambda: Arctan("x"), TypeError, r"alpha: expected a number, got 'x'"),
     (lambda: ALIF(3, decay_v="x"), TypeError, r"decay_v: expected a number, got 'x'"),
     (lambda: ALIF(3, beta=None), TypeError, r"beta: expected a number, got None"),

@@ -34,9 +34,14 @@ def check_numbers(positive=(), **values):
     above 0), named when they are not.  A NaN decay or a tau of 0 was taken here and
     refused only at the first forward, away from the line that gave it (the modules have
     no allow_nonfinite, and a time constant's domain is positive).  Returns them as
-    floats, in the order given."""
+    floats, in the order given.  A tensor asking for a gradient is refused: the
+    module keeps the value in a tensor of its own, and the caller's would never
+    receive a gradient."""
     numbers = []
     for name, value in values.items():
+        if getattr(value, "requires_grad", False):
+            raise ValueError(f"{name}: requires_grad=True, but the module keeps this value in a tensor of its own "
+                             "(a parameter it trains, or a constant); pass a number or a tensor without requires_grad")
         try:
             if isinstance(value, (str, bytes, bool)):
                 raise TypeError

@@ -35,18 +35,18 @@ class Surrogate(ResetsToConstructor, nn.Module):
         if self.key is None:
             raise TypeError("Surrogate is a base class: use Arctan, Sigmoid, FastSigmoid, SuperSpike or SpikeLinear")
         row = registry.surrogate(self.key)
-        (scale,) = check_numbers(**{row.scale: alpha})
-        # Every registry surrogate's scale is a positive parameter: refused here, not at the first forward.
-        if not scale > 0:
-            raise ValueError(f"{row.scale}: expected a value > 0, got {alpha!r}")
-        if trainable and not row.trainable_scale:
-            raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
         # A tensor asking for a gradient would be read as a number and never
         # receive one (simulate refuses the same by name).
         if not trainable and getattr(alpha, "requires_grad", False):
             remedy = ("pass trainable=True to train it, or a number" if row.trainable_scale
                       else f"the {self.key} surrogate's {row.scale} has no gradient; pass a number")
             raise ValueError(f"{row.scale}: requires_grad=True, but trainable=False keeps it a fixed number; {remedy}")
+        (scale,) = check_numbers(**{row.scale: alpha})
+        # Every registry surrogate's scale is a positive parameter: refused here, not at the first forward.
+        if not scale > 0:
+            raise ValueError(f"{row.scale}: expected a value > 0, got {alpha!r}")
+        if trainable and not row.trainable_scale:
+            raise ValueError(f"trainable: the {self.key} surrogate's {row.scale} has no gradient; pass trainable=False")
         self._initial = {row.scale: scale}
         if trainable:
             setattr(self, row.scale, nn.Parameter(torch.tensor(scale)))
