@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import snnref
 from snnref import checks, registry, spec
 from snnref.compat import rnnbuilder, tether
 from snnref.nn import (ALIF, LIF, PLIF, Arctan, FastSigmoid, Sigmoid, SpikeLinear, SpikingSelfAttention,
@@ -173,6 +174,40 @@ def test_a_call_with_another_batch_size_starts_from_zero():
     module(x[:, :1])
     trace = spec.simulate("tether.LIF", x.numpy())
     close(module(x), trace.outputs["out"])
+
+
+@pytest.mark.parametrize("given", [torch.full((16,), 1.5), torch.tensor(1.5), 1.5, torch.full((64,), 1.5)],
+                         ids=["per neuron", "0-d", "number", "flattened"])
+def test_a_membrane_the_caller_sets_is_broadcast_not_dropped(given):
+    # Found by an outside user: a per-neuron or single initial membrane set on the module did not
+    # fit the call's (B, N) and was dropped like a state from another batch size, without a word.
+    x = torch.full((5, 4, 16), 0.1)
+    neuron = LIF(16)
+    neuron.v = given
+    expected = snnref.simulate("tether.LIF", x, {"decay": 0.9, "threshold": 1.0},
+                               {"v": torch.full((4, 16), 1.5)}).outputs["out"]
+    out = neuron(x)
+    assert torch.equal(out, expected) and out.sum() == 64
+    # What the module left is its own again: another batch size starts from zero.
+    assert torch.equal(neuron(torch.full((5, 2, 16), 0.1)), torch.zeros(5, 2, 16))
+
+
+@pytest.mark.parametrize("given", [torch.zeros(3), [0.0] * 5])
+def test_a_membrane_the_caller_sets_that_does_not_broadcast_is_refused_by_name(given):
+    # Before: silently dropped (a tensor), or "AttributeError: 'list' object has no attribute 'numel'".
+    neuron = LIF(16)
+    neuron.v = given
+    with pytest.raises(ValueError, match=r"the carried state v: expected a shape that broadcasts to \(4, 16\)"):
+        neuron(torch.full((5, 4, 16), 0.1))
+
+
+def test_one_state_variable_set_by_the_caller_and_the_other_at_zero():
+    x = torch.full((5, 2, 8), 0.3)
+    neuron = ALIF(8)
+    neuron.v = torch.full((8,), 0.9)
+    params = {name: getattr(neuron, name) for name in ("decay_v", "decay_a", "threshold", "beta")}
+    expected = snnref.simulate("tether.ALIF", x, dict(params, alpha=neuron.alpha), {"v": torch.full((8,), 0.9)})
+    assert torch.equal(neuron(x), expected.outputs["out"])
 
 
 def test_plif_per_neuron_parameters_broadcast_over_any_batch():

@@ -204,6 +204,19 @@ class CarriedState(ResetsToConstructor, nn.Module):
         for name in self.state_names:
             setattr(self, name, None)
         self._last_carried = {}
+        # The state tensors this module set itself (a call's final state, a reset, a move, a
+        # checkpoint's), by name: any other value there the caller set (``carried``).
+        self._own = {}
+
+    def _keep(self, name, value):
+        """Set state variable ``name`` to ``value``, as this module's own."""
+        setattr(self, name, value)
+        self._own[name] = value
+
+    def _owns(self, name, value):
+        # A module pickled before 2026-12-07 has no record: all its state was its own then.
+        own = getattr(self, "_own", None)
+        return own is None or own.get(name) is value
 
     def _apply(self, fn, recurse=True):
         # nn.Module.to, .double(), .cuda() and the like move the carried state as they would a buffer.
@@ -211,21 +224,41 @@ class CarriedState(ResetsToConstructor, nn.Module):
         self._last_carried = {}
         for name in self.state_names:
             value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, fn(value))
+            if isinstance(value, torch.Tensor):
+                if self._owns(name, value):
+                    self._keep(name, fn(value))
+                else:
+                    setattr(self, name, fn(value))
         return result
 
     def carried(self, x):
-        """The state for a call on ``x``, shaped ``x.shape[1:]``; None (all zeros) on the
-        first call or when the carried state does not fit (``state_per_flattened_neuron``)."""
+        """The state for a call on ``x`` (None: all zeros, the first call's).
+
+        - What this module left (a call's final state, a reset) is kept while it
+          fits the call (as many neurons, ``state_per_flattened_neuron``, else the
+          same shape), reshaped to ``x.shape[1:]``; where any does not (the batch
+          changed), none is kept, as tether starts again.
+        - A value the caller set (``neuron.v = ...``) is passed on as it is,
+          reshaped where it holds one value per neuron of the call: simulate
+          broadcasts it (a per-neuron or single initial membrane) or refuses it by
+          name.  Dropped for not fitting, as the module's own state is, a
+          per-neuron membrane set by the caller was ignored without a word.
+        """
+        shape = x.shape[1:]
         state = {name: getattr(self, name) for name in self.state_names}
+        left = {name: value for name, value in state.items() if value is not None and self._owns(name, value)}
         if self.state_per_flattened_neuron:
-            fits = [value is not None and value.numel() == math.prod(x.shape[1:]) for value in state.values()]
+            fits = all(value.numel() == math.prod(shape) for value in left.values())
         else:
-            fits = [value is not None and value.shape == x.shape[1:] for value in state.values()]
-        if not all(fits):
-            return None
-        return {name: value.reshape(x.shape[1:]) for name, value in state.items()}
+            fits = all(value.shape == shape for value in left.values())
+        carried = {name: value.reshape(shape) for name, value in left.items()} if fits else {}
+        for name, value in state.items():
+            if value is None or name in left:
+                continue
+            whole = (isinstance(value, torch.Tensor) and self.state_per_flattened_neuron
+                     and value.numel() == math.prod(shape))
+            carried[name] = value.reshape(shape) if whole else value
+        return carried or None
 
     def carry(self, final_state):
         """Keep a call's final state, detached, for the next call: a copy, which the
@@ -234,7 +267,7 @@ class CarriedState(ResetsToConstructor, nn.Module):
         The copy is an ordinary tensor under ``torch.inference_mode`` too (``_ordinary``)."""
         with _ordinary():
             for name in self.state_names:
-                setattr(self, name, final_state[name].detach().clone())
+                self._keep(name, final_state[name].detach().clone())
         # The same tensors, no copy; forgotten where the state is rebound (reset_state, _apply), so that
         # an old state is not kept alive.  A plain dict: pickle and deepcopy keep it the same object as the state.
         self._last_carried = record_carried({name: getattr(self, name) for name in self.state_names})
@@ -260,7 +293,7 @@ class CarriedState(ResetsToConstructor, nn.Module):
         # After the parameters are loaded: in their dtype and on their device (assign=True may have moved them).
         like = next(self.parameters())
         for name, value in given.items():
-            setattr(self, name, value.detach().to(like.device, like.dtype, copy=True))
+            self._keep(name, value.detach().to(like.device, like.dtype, copy=True))
 
     def reset_state(self):
         """Zero the carried state (rebinding it: no old tensor is written in place),
@@ -269,8 +302,8 @@ class CarriedState(ResetsToConstructor, nn.Module):
         with _ordinary():
             for name in self.state_names:
                 value = getattr(self, name)
-                if value is not None:
-                    setattr(self, name, torch.zeros_like(value))
+                # A number or list the caller set has no tensor to zero: the next call starts at 0.
+                self._keep(name, torch.zeros_like(value) if isinstance(value, torch.Tensor) else None)
 
 
 class TetherNeuron(CarriedState):
