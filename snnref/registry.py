@@ -524,10 +524,18 @@ MODELS: Mapping[str, Model] = {
 
 
 def _unknown(kind: str, name, valid) -> ValueError:
-    """The valid names, and the nearest one where a typo is likely (case, a letter or two)."""
-    folded = [key for key in valid if isinstance(name, str) and key.lower() == name.lower()]
-    nearest = folded or (difflib.get_close_matches(name, list(valid), n=1) if isinstance(name, str) else [])
-    hint = f" (did you mean {nearest[0]!r}?)" if nearest else ""
+    """The valid names, and the nearest ones where a slip is likely: case, a letter
+    or two, a key without its library ("LIF": tether's and rnnbuilder's), or a
+    module or class given where its key belongs (``snnref.nn.Arctan()``'s
+    ``key``, ``snnref.nn.LIF``'s ``model``)."""
+    if isinstance(name, str):
+        folded = [key for key in valid if key.lower() == name.lower()]
+        bare = [key for key in valid if key.rsplit(".", 1)[-1].lower() == name.lower()]
+        nearest = folded or bare or difflib.get_close_matches(name, list(valid), n=1)
+    else:
+        own = [getattr(name, attribute, None) for attribute in ("key", "model")]
+        nearest = [key for key in own if isinstance(key, str) and key in valid]
+    hint = f" (did you mean {' or '.join(repr(key) for key in nearest)}?)" if nearest else ""
     return ValueError(f"{kind}: unknown name {name!r}; expected one of: {', '.join(valid)}{hint}")
 
 

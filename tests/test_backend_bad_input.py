@@ -258,6 +258,16 @@ def test_an_empty_hardware_trace_is_refused_by_name():
                         backend="torch")
 
 
+def test_a_module_or_class_given_where_its_key_belongs_is_told_the_key():
+    # Found by an outside user: "surrogate: unknown name Arctan(alpha=2, trainable=False)" and no more.
+    x = torch.rand(3, 2)
+    with pytest.raises(ValueError, match=r"^surrogate: unknown name Arctan\(.*\(did you mean 'arctan'\?\)$"):
+        snnref.simulate("tether.LIF", x, surrogate=snnref.nn.Arctan())
+    with pytest.raises(ValueError, match=r"^model: unknown name <class 'snnref\.nn\.lif\.LIF'>; .*"
+                                         r"\(did you mean 'tether\.LIF'\?\)$"):
+        snnref.simulate(snnref.nn.LIF, x)
+
+
 def test_a_parameter_without_a_gradient_refuses_requires_grad():
     alpha = torch.tensor(50.0, requires_grad=True)
     with pytest.raises(ValueError, match=r"params\['alpha'\]: requires_grad=True, but hxtorch.cuba_lif has no "

@@ -1,5 +1,7 @@
 """Bad input gets a ValueError or TypeError naming the argument and what was expected."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.special
@@ -17,6 +19,14 @@ def raises(error, match, *args, **kwargs):
 
 def test_unknown_model_lists_the_valid_ones():
     raises(ValueError, r"model: unknown name 'tether.lif'.*tether\.LIF.*hxtorch\.cuba_li", "tether.lif", X)
+
+
+@pytest.mark.parametrize("name,meant", [("LIF", "'tether.LIF' or 'rnnbuilder.LIF'"),
+                                       ("lif", "'tether.LIF' or 'rnnbuilder.LIF'"),
+                                       ("cuba_lif", "'hxtorch.cuba_lif'")])
+def test_a_key_without_its_library_names_the_rows_it_may_mean(name, meant):
+    # Found by an outside user: "LIF" listed every key and suggested none.
+    raises(ValueError, rf"model: unknown name {name!r}; .*\(did you mean {re.escape(meant)}\?\)$", name, X)
 
 
 def test_unknown_surrogate_lists_the_valid_ones():
