@@ -77,6 +77,36 @@ def test_assert_close_reports_a_final_state_by_index_not_by_time_step():
         testing.assert_close("final.v", impl, np.zeros((2, 5)), np.zeros((2, 5)), np.float32)
 
 
+def test_assert_close_refuses_a_ref32_whose_spikes_flipped_and_catches_a_late_reset_with_a_forced_one():
+    # Found by an outside user: float32 flips a spike that float64 fires at 1 + 1e-12 over threshold (hxtorch
+    # fires on >), the unforced ref32 then runs on another trajectory, and a simulator that reset one
+    # step late passed assert_close on "out" and "v" with thousands of wrong spikes.
+    key, params = "hxtorch.cuba_lif", dict(leak=0.0, reset=0.0, threshold=1.0, tau_syn=5e-6, tau_mem=2e-6)
+    x = np.full((40, 1, 4), 0.3)
+    x[0, 0, 0] = 2 * (1 + 1e-12)
+    ref64 = snnref.spec.simulate(key, x, params)
+    ref32 = snnref.spec.simulate(key, x.astype(np.float32), params, dtype=np.float32)
+    flips = np.argwhere(ref32.outputs["out"] != ref64.outputs["out"])
+    assert flips.size, "the case no longer flips a spike in float32"
+    step, *neuron = (int(i) for i in flips[0])
+    with pytest.raises(ValueError, match=rf"^ref32: its spikes differ from ref64's \({len(flips)}, the first at time "
+                                         rf"step {step}, neuron \({neuron[0]}, {neuron[1]}\)\)"):
+        testing.assert_close("out", ref64.outputs["out"], ref64.outputs["out"], ref32.outputs["out"], "float32",
+                             model=key)
+    forced = snnref.spec.simulate(key, x.astype(np.float32), params, dtype=np.float32,
+                                  force_spikes=ref64.outputs["out"])
+    # A membrane reset one step late: the spike's step keeps its value above threshold.
+    late = ref64.outputs["v"].copy()
+    fired = np.argwhere(ref64.outputs["out"] == 1)
+    assert fired.size
+    t, b, n = (int(i) for i in fired[-1])
+    late[t, b, n] = 1.5
+    for quantity, impl in (("out", ref64.outputs["out"]), ("v", ref64.outputs["v"])):
+        testing.assert_close(quantity, impl, ref64.outputs[quantity], forced.outputs[quantity], "float32", model=key)
+    with pytest.raises(testing.ConformanceError, match=rf"v: max error .* first failure at time step {t}"):
+        testing.assert_close("v", late, ref64.outputs["v"], forced.outputs["v"], "float32", model=key)
+
+
 def test_assert_conforms_takes_a_numpy_dtype_a_kind_by_name_and_refuses_no_examples():
     worst = testing.assert_conforms(outside_lif.correct, "tether.LIF", dtype=np.float32, kinds="random", examples=1)
     assert 0 <= worst <= 1

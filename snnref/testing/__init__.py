@@ -50,6 +50,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import tolerance
+from .. import registry
 from .._imports import submodules_on_use
 from ..spec.surrogates import Custom as Surrogate
 from .contract import ContractError, Implementation
@@ -128,12 +129,28 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, lo
     third term widens (``snnref.spec.vjp(..., magnitudes=sizes)`` fills
     ``sizes[param]``); without it a long run's parameter gradients are held to
     the budget of a single value and fail for correct implementations.
+
+    For a spiking model ``ref32`` must take ``ref64``'s spikes: run it with
+    ``snnref.spec.simulate(..., dtype=numpy.float32, force_spikes=<ref64's
+    "out">)``.  A near-threshold spike that float32 flips puts an unforced run on
+    another trajectory, whose difference from ref64 is no rounding error: as a
+    budget it passed an implementation that reset one step late.  Given
+    ``model``, a spike output ("out") whose ref32 differs from ref64 is refused.
+    An implementation's own near-threshold flips fail here; the gate
+    (``assert_conforms``) judges those by teacher forcing (SPEC.md section 7).
     """
     impl64 = np.asarray(_plain(impl), dtype=np.float64)
     ref = np.asarray(_plain(ref64), dtype=np.float64)
     label = f"{model} {name}".strip()
     if impl64.shape != ref.shape:
         raise ConformanceError(f"{label}: shape {impl64.shape}, expected {ref.shape}")
+    if model and name == "out" and registry.model(model).out.spiking:
+        flipped = np.argwhere(np.asarray(_plain(ref32), dtype=np.float64) != ref)
+        if flipped.size:
+            where = _where(ref.shape, tuple(int(i) for i in flipped[0]), _is_sequence(name, ref))
+            raise ValueError(f"ref32: its spikes differ from ref64's ({len(flipped)}, the first at {where}): a "
+                             "float32 run on another trajectory is no rounding budget; run it with ref64's spikes, "
+                             "snnref.spec.simulate(..., dtype=numpy.float32, force_spikes=ref64.outputs['out'])")
     allowed = tolerance.budget(ref, _plain(ref32), dtype, long_sum)
     error = np.nan_to_num(np.abs(impl64 - ref), nan=np.inf)
     if error.size and float(np.max(error)) > allowed:
