@@ -30,6 +30,37 @@ def test_a_correct_outside_implementation_passes_in_float32_and_float64():
     assert {r.kind for r in report.runs} == set(gate.KINDS)
 
 
+def _forward_alone(fn):
+    """``fn``'s results cut from the autograd graph, as a simulator without autograd returns them."""
+    def simulator(model, x, params, state, *, surrogate=None, inject=None):
+        result = fn(model, x, params, state, surrogate=surrogate, inject=inject)
+        return outside_lif.SimpleNamespace(outputs={k: v.detach() for k, v in result.outputs.items()},
+                                           final_state={k: v.detach() for k, v in result.final_state.items()})
+
+    simulator.surrogates = fn.surrogates
+    return simulator
+
+
+def test_an_implementation_of_the_forward_alone_is_checked_without_its_gradients():
+    # Found by an outside user (a hardware team's simulator, NumPy inside): the gate refused every
+    # call ("every tensor is detached from the inputs"), with no way to check the forward alone.
+    impl = testing.Implementation(_forward_alone(outside_lif.correct), "tether.LIF", gradients=False)
+    report = gate.run(impl, **QUICK)
+    assert report.passed, report.text()
+    assert "every gradient (gradients=False: the forward alone)" in report.not_checked()
+    assert not [q for q in report.not_checked() if q.startswith("grad:")], report.not_checked()
+    assert {key for run in report.runs for key in run.details} >= {"out:out", "out:v", "final:v"}
+    assert not [key for run in report.runs for key in run.details if key.startswith("grad:")]
+    # A forward bug is caught, its step named; a backward bug is not the gate's to see here.
+    late = gate.run(replace(impl, fn=_forward_alone(outside_lif.after_step_50)), **QUICK)
+    assert not late.passed and re.search(r"out:v .* 5\d-", late.text()), late.text()
+    assert gate.run(replace(impl, fn=_forward_alone(outside_lif.threshold_grad_sign)), **QUICK).passed
+    with pytest.raises(testing.ContractError, match=r"^gradients: expected True or False, got 'no'$"):
+        testing.Implementation(outside_lif.correct, "tether.LIF", gradients="no")
+    detached = gate.run(testing.Implementation(outside_lif.detached, "tether.LIF"), examples=1, kinds=("random",))
+    assert "declares gradients=False" in detached.text(), detached.text()
+
+
 @pytest.mark.parametrize("name", sorted(outside_lif.BUGS))
 def test_each_planted_bug_is_caught_naming_the_quantity_and_step(name):
     model, _ = outside_lif.BUGS[name]

@@ -148,17 +148,21 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
     implementation does not return those quantities.  ``fill_state=False``:
     the call gives exactly the case's initial states (``state=None`` when it
     has none, as a training step's call), so the implementation's own defaults
-    (SPEC.md section 8) run for the others, which have no gradient to read."""
+    (SPEC.md section 8) run for the others, which have no gradient to read.
+    An implementation whose ``gradients`` is False (the forward alone) gets
+    inputs that ask for no gradient, and no backward runs."""
     row = registry.model(case.model)
+    backward = getattr(implementation, "gradients", True)
     # Not contiguous: x, every initial state, every per-neuron parameter and every
     # cotangent as views that skip every other element, batch-first in memory (a
     # kernel that reads them by pointer as if contiguous, or addresses lanes with
     # one stride, reads the wrong values).
     array = _tensor if contiguous else _strided
-    x = array(case.x, dtype, device, True)
+    x = array(case.x, dtype, device, backward)
     # Parameters the implementation keeps fixed (a library whose surrogate scale
     # is not trainable, say) are not differentiated, and so not compared.
-    differentiated = [k for k in row.differentiable if k not in getattr(implementation, "fixed_parameters", ())]
+    differentiated = [k for k in row.differentiable if backward
+                      and k not in getattr(implementation, "fixed_parameters", ())]
     params = {k: array(v, dtype, device, k in differentiated) for k, v in case.params.items()}
     for param in row.params:
         if param.name not in params:
@@ -166,14 +170,14 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
             shape = arguments.default_shape(param, case.x.shape[-1])
             params[param.name] = torch.full(shape, param.default, dtype=dtype, device=device,
                                             requires_grad=param.name in differentiated)
-    state = {k: array(v, dtype, device, True) for k, v in case.state.items()}
+    state = {k: array(v, dtype, device, backward) for k, v in case.state.items()}
     takes_state = getattr(implementation, "takes_state", True)
     # With fill_state, every state the case leaves out is given at its default,
     # as a tensor of its own, so that its gradient can be read.
     for var in row.state if takes_state and fill_state else ():
         if var.name not in state and not isinstance(var.initial, str):
             state[var.name] = torch.full(x.shape[1:], float(var.initial), dtype=dtype, device=device,
-                                         requires_grad=True)
+                                         requires_grad=backward)
     inject = {k: _tensor(v, dtype, device) for k, v in case.inject.items()} if case.inject else None
     inputs = {"x": x, **{f"params[{k!r}]": v for k, v in params.items()},
               **{f"state[{k!r}]": v for k, v in state.items()},
@@ -186,6 +190,14 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
     else:
         trace = implementation(case.model, x, params, given, surrogate=case.surrogate, inject=inject)
     _check_unmodified(inputs, before, "its call")
+
+    def numpy(tensor):
+        return tensor.detach().to("cpu", torch.float64).numpy()
+
+    values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
+    values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
+    if not backward:
+        return values, []
     total, dropped = 0, []
     # Each cotangent as the backward receives it, and its values then: a backward that writes
     # into one (to save memory) gives right gradients itself, and corrupts any other consumer
@@ -211,13 +223,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
     grads = torch.autograd.grad(total, list(wrt.values()), allow_unused=True)
     _check_unmodified(inputs, before, "its backward")
     _check_unmodified({label: grad for label, (grad, _) in received.items()},
-                      {label: values for label, (_, values) in received.items()}, "its backward")
-
-    def numpy(tensor):
-        return tensor.detach().to("cpu", torch.float64).numpy()
-
-    values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
-    values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
+                      {label: kept for label, (_, kept) in received.items()}, "its backward")
     if not takes_state:
         # Nothing to differentiate: the implementation starts from its own state.
         wrt = {k: v for k, v in wrt.items() if not k.startswith("state.")}

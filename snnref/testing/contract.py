@@ -22,10 +22,14 @@ out is listed by the gate as not checked, never skipped silently:
   float64 inputs fails; raising on them lists float64 as not checked).
 - ``fixed``: differentiable parameters (``registry.Model.differentiable``,
   trainable or not) whose gradients ``fn`` does not compute.
+- ``gradients``: False for an implementation of the forward alone (a hardware
+  team's simulator, NumPy inside, its results wrapped as tensors): outputs,
+  final states and spikes are compared, teacher forcing included, and every
+  gradient is listed as not checked.
 
 A plain function works too: ``Implementation.of(fn, model)`` reads the older
 attributes ``takes_state``, ``per_neuron``, ``surrogates``,
-``fixed_parameters`` (and ``pin``, ``takes_inject``, ``dtypes``) from it.
+``fixed_parameters`` (and ``pin``, ``takes_inject``, ``dtypes``, ``gradients``) from it.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class Implementation:
     dtypes: Optional[Tuple[str, ...]] = None
     fixed: Tuple[str, ...] = ()
     name: str = ""
+    gradients: bool = True
 
     def __post_init__(self):
         if not callable(self.fn):
@@ -110,7 +115,7 @@ class Implementation:
             self._param(row, key, "fixed")
         object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "surrogates", self._surrogates(row))
-        for flag in ("takes_state", "takes_inject"):
+        for flag in ("takes_state", "takes_inject", "gradients"):
             if not isinstance(getattr(self, flag), bool):
                 raise ContractError(f"{flag}: expected True or False, got {getattr(self, flag)!r}")
         if self.dtypes is not None:
@@ -196,7 +201,7 @@ class Implementation:
                    surrogates=getattr(fn, "surrogates", None), takes_state=getattr(fn, "takes_state", True),
                    takes_inject=getattr(fn, "takes_inject", True),
                    dtypes=getattr(fn, "dtypes", None),
-                   fixed=getattr(fn, "fixed_parameters", ()))
+                   fixed=getattr(fn, "fixed_parameters", ()), gradients=getattr(fn, "gradients", True))
 
     def named_by(self, target: str) -> "Implementation":
         """This contract named ``target`` (the MODULE:CALLABLE it was loaded by) unless it declares
@@ -222,7 +227,8 @@ class Implementation:
         return (f"surrogates {surrogates}; per-neuron {per_neuron}; state {'yes' if self.takes_state else 'no'}; "
                 f"{inject}dtypes "
                 f"{', '.join(self.dtypes) if self.dtypes else 'float32, float64 if accepted'}; pin {pin}"
-                + (f"; fixed {', '.join(self.fixed)}" if self.fixed else ""))
+                + (f"; fixed {', '.join(self.fixed)}" if self.fixed else "")
+                + ("" if self.gradients else "; gradients no (the forward alone)"))
 
 
 def _names_or_dtypes(value):

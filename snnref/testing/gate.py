@@ -553,6 +553,8 @@ def _contract_limits(impl, row):
     missing = [s for s in row.surrogates if s not in {_surrogate_key(x) for x in impl.surrogates}]
     if missing:
         limits.append(f"surrogates {', '.join(missing)} (not declared)")
+    if not impl.gradients:
+        limits.append("every gradient (gradients=False: the forward alone)")
     if not impl.takes_state:
         limits.append("initial states and their gradients (takes_state=False)")
     if row.inject and not impl.takes_inject:
@@ -579,6 +581,7 @@ class _Adapted:
         self.impl = impl
         self.fixed_parameters = impl.not_differentiated()
         self.takes_state = impl.takes_state
+        self.gradients = impl.gradients
         # (label, tensor, its values when returned) of every earlier call's results
         self.earlier = []
 
@@ -627,9 +630,10 @@ class _Adapted:
         if "out" not in result.outputs:
             raise ImplementationError(f"result.outputs has no 'out', {model}'s main output (SPEC.md section 8)")
         returned = list(result.outputs.values()) + list(result.final_state.values())
-        if x.requires_grad and returned and not any(v.requires_grad for v in returned):
+        if self.impl.gradients and x.requires_grad and returned and not any(v.requires_grad for v in returned):
             raise ImplementationError("result: every tensor is detached from the inputs (none requires grad), "
-                                      "so no gradient can be checked")
+                                      "so no gradient can be checked (an implementation of the forward alone "
+                                      "declares gradients=False)")
         # Detached: the results' values are kept, not their autograd graphs.
         self.earlier += [(f"result.{part}[{key!r}] of an earlier call ({tuple(value.shape)}, {value.dtype})",
                           value.detach(), value.detach().clone())
@@ -883,7 +887,8 @@ def _run_one(impl, adapted, item, dtype):
     # Quantities left out on purpose are listed once, by the contract, not as "not returned".
     declared = {f"grad:{name}" for name in impl.not_differentiated()}
     missing = [q for q in outcome.unchecked
-               if q not in declared and not (q.startswith("grad:state.") and not impl.takes_state)]
+               if q not in declared and not (q.startswith("grad:") and not impl.gradients)
+               and not (q.startswith("grad:state.") and not impl.takes_state)]
     return Run(label, item.kind, item.seed, dtype, outcome.passed, outcome.details,
                _zero_gradient_hints(registry.model(impl.model), outcome) + outcome.failures, missing, _worst(outcome),
                item, outcome.traces)
