@@ -1,5 +1,8 @@
 """snnref.testing: the budget assertion, the strategies and assert_conforms with adapters."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -112,6 +115,19 @@ def test_assert_conforms_takes_a_numpy_dtype_a_kind_by_name_and_refuses_no_examp
     assert 0 <= worst <= 1
     with pytest.raises(ValueError, match="examples: expected an integer >= 1, got -1"):
         testing.assert_conforms(outside_lif.correct, "tether.LIF", examples=-1)
+
+
+def test_strategies_without_hypothesis_names_the_extra():
+    # Found by an outside user: a plain install met "No module named 'hypothesis'" and no more.
+    code = ("import sys\n"
+            "sys.modules['hypothesis'] = None\n"
+            "try:\n"
+            "    import snnref.testing.strategies\n"
+            "except ModuleNotFoundError as error:\n"
+            "    print(error.name, '|', error)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == ("hypothesis | snnref.testing.strategies needs hypothesis: "
+                                   "pip install 'snnref[test]'"), done.stdout + done.stderr
 
 
 def test_strategies_is_an_attribute_of_the_package():

@@ -14,7 +14,15 @@ to paste into a test or a shell.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
+
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as missing:
+    if missing.name != "hypothesis":
+        raise
+    # hypothesis comes with the test extra: said here, where a plain install met a bare module name.
+    raise ModuleNotFoundError("snnref.testing.strategies needs hypothesis: pip install 'snnref[test]'",
+                              name="hypothesis") from None
 
 from .. import registry
 from . import _checks as checks
