@@ -310,6 +310,9 @@ def pickled(directory):
     (VALID.replace('v = "traces/hw_v.npy"', 'spikes = "huge.npy"'), huge_trace, "inject['spikes']",
      f"huge.npy holds {(1 << 24) + 1} elements; a golden case holds at most {1 << 24}"),
     (VALID + VALID, None, "name", "used by an earlier case"),
+    # Found by an outside user: a number in quotes read "expected the path of a .npy file".
+    (VALID.replace("threshold = 125", 'threshold = "125"'), None, "params['threshold']",
+     "expected a number, a list of numbers or the path of a .npy file, got the string '125'"),
     # Accepted before: two folders that a case-insensitive file system (macOS, Windows) makes one.
     (VALID.replace('name = "hw"', 'name = "HW"') + VALID, None, "name",
      "used by an earlier case ('HW': one folder where case is not told apart)"),
@@ -361,7 +364,10 @@ def test_a_case_whose_spec_run_overflows_is_refused_and_writes_nothing(tmp_path,
 
 @pytest.mark.parametrize("text,message", [
     ("[[case]]\nname = \n", "not valid TOML"),
-    ("[case]\nname = 'x'\n", "lists no cases; expected one or more [[case]] tables"),
+    # Found by an outside user: these read "lists no cases", as if the file had none.
+    ("[case]\nname = 'x'\n", "case: expected [[case]] tables, got {'name': 'x'}"),
+    ("case = 3\n", "case: expected [[case]] tables, got 3"),
+    ("case = []\n", "lists no cases; expected one or more [[case]] tables"),
     ("title = 'x'\n", "unknown top-level key 'title'"),
     ("case = [1, 2]\n", "case #1: case: expected a [[case]] table, got 1"),
 ])

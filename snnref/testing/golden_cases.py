@@ -113,7 +113,9 @@ class _Reader:
     def array(self, field_name: str, path_text: str) -> np.ndarray:
         """A float64 array from a .npy file beside the case file (never unpickled)."""
         if not path_text.endswith(".npy"):
-            raise self.fail(field_name, f"expected the path of a .npy file, got {path_text!r}")
+            # A number written in quotes ("50") is the likelier slip than a path.
+            raise self.fail(field_name, f"expected a number, a list of numbers or the path of a .npy file, "
+                                        f"got the string {path_text!r}")
         path = self.case_set.path.parent / path_text
         try:
             data = path.read_bytes()
@@ -193,7 +195,9 @@ def read(path) -> CaseSet:
     if extra:
         raise CaseFileError(f"{path}: unknown top-level key {extra[0]!r}; expected only [[case]] tables")
     cases = document.get("case")
-    if not isinstance(cases, list) or not cases:
+    if "case" in document and not isinstance(cases, list):
+        raise CaseFileError(f"{path}: case: expected [[case]] tables, got {cases!r}")
+    if not cases:
         raise CaseFileError(f"{path}: lists no cases; expected one or more [[case]] tables")
     # Each name as a case-insensitive file system (macOS's, Windows') reads the case's folder.
     folders = {}
