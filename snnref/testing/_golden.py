@@ -25,8 +25,8 @@ with ``allow_pickle=False``.
 the stores generated from a user's case file (``snnref.testing.golden_cases``,
 whose manifests also hold the case file's sha256).  ``diff`` compares two
 stores file by file and quantity by quantity (exactly, not within a budget):
-for each changed quantity, its first differing step (the first axis of the
-quantities recorded per step) and its largest absolute difference.
+for each changed quantity, its first differing element (and step: the first
+axis of the quantities recorded per step) and its largest absolute difference.
 
 The repository's ``golden/`` is the committed source of truth; the wheel
 installs the same files as the package data ``snnref.goldens`` (pyproject.toml
@@ -629,7 +629,8 @@ def _format_of(directory: Path):
 
 def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional[QuantityChange]:
     """How one stored array changed: None when identical; else its first differing
-    step (quantities with a time axis) and the largest absolute difference, with where."""
+    element (at its step, for quantities with a time axis) and the largest
+    absolute difference, each with where."""
     if before.shape != after.shape:
         return QuantityChange(key, "shape", f"shape {list(before.shape)} -> {list(after.shape)}")
     differs = before != after
@@ -639,8 +640,9 @@ def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional
     where = np.unravel_index(int(np.argmax(difference)), difference.shape)
     largest = f"largest difference {float(difference[where]):.6g} at {tuple(int(i) for i in where)}"
     if has_time_axis(key):
-        first = int(np.argmax(differs.reshape(differs.shape[0], -1).any(axis=1)))
-        return QuantityChange(key, "values", f"first differing step {first}, {largest}")
+        # The first in time order, then in the step's own order: where a divergence starts.
+        first = tuple(int(i) for i in np.argwhere(differs)[0])
+        return QuantityChange(key, "values", f"first differing step {first[0]} at {first}, {largest}")
     return QuantityChange(key, "values", f"no time axis, {largest}")
 
 
