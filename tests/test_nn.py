@@ -455,6 +455,10 @@ def _filled(module, name, value):
      # Found by an outside user: the hint was module.to(x.dtype), which the CPU then refused.
      r"x: torch.float16 on cpu, but this module's decay is torch.float32 on cpu; move one to the other "
      r"\(x.to\(torch.float32\): half precision runs on CUDA only\)$"),
+    # Found by an outside user: 0/1 spikes as int64 were told module.to(x.dtype), which torch refuses.
+    (lambda: LIF(3), torch.ones(4, 2, 3, dtype=torch.int64), TypeError,
+     r"x: torch.int64 on cpu, but this module's decay is torch.float32 on cpu; move one to the other "
+     r"\(x.to\(torch.float32\): the neurons compute in floating point\)$"),
     (lambda: LIF(3).half(), torch.zeros(4, 2, 3, dtype=torch.float16), TypeError,
      r"x: backend 'auto' on cpu \(half precision on CUDA only\) expects dtype torch.float32 or torch.float64"),
     (lambda: LIF(3, alpha=-1.0), torch.zeros(4, 2, 3), ValueError, r"^alpha: expected a value > 0, got -1.0"),

@@ -116,9 +116,14 @@ def check_like_module(module, x):
                 # (backend.float32_under_autocast), whatever the caller passed.
                 autocast = (" (under torch.autocast the neurons compute in float32: keep the module in float32 there)"
                             if x.dtype == torch.float32 and tensor.dtype in backend.HALF else "")
-                # Half precision runs on CUDA only: on the CPU, module.to(x.dtype) would be refused next.
-                remedy = (f"x.to({tensor.dtype}): half precision runs on CUDA only"
-                          if x.dtype in backend.HALF and x.device.type == "cpu" else "module.to(x.dtype) or x.to(...)")
+                # Where module.to(x.dtype) would be refused next: integer, bool or complex spikes, and
+                # half precision, which runs on CUDA only.
+                if not x.is_floating_point():
+                    remedy = f"x.to({tensor.dtype}): the neurons compute in floating point"
+                elif x.dtype in backend.HALF and x.device.type == "cpu":
+                    remedy = f"x.to({tensor.dtype}): half precision runs on CUDA only"
+                else:
+                    remedy = "module.to(x.dtype) or x.to(...)"
                 raise TypeError(f"x: {x.dtype} on {x.device}, but this module's {name} is {tensor.dtype} on "
                                 f"{tensor.device}; move one to the other ({remedy}){autocast}")
 
