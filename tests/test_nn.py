@@ -500,6 +500,8 @@ def test_bad_input_names_the_argument(make, x, error, match):
     # Found by mutation testing: True was taken as 1.0 with the bool check removed.
     (lambda: LIF(3, threshold=True), TypeError, r"threshold: expected a number, got True"),
     (lambda: ALIF(0), ValueError, r"n_neurons: expected a positive integer, got 0"),
+    # Found by an outside user: taken, and any non-empty string kept the traces.
+    (lambda: LIF(3, store_traces="yes"), TypeError, r"^store_traces: expected True or False, got 'yes'$"),
     (lambda: SpikingSelfAttention(4.0, 2), ValueError, r"dim: expected a positive integer, got 4.0"),
     (lambda: SpikingSelfAttention(0, 1), ValueError, r"dim: expected a positive integer, got 0"),
     (lambda: SpikingSelfAttention(4, "2"), ValueError, r"num_heads: expected a positive integer, got '2'"),

@@ -331,6 +331,8 @@ class TetherNeuron(CarriedState):
     def __init__(self, n_neurons, store_traces, backend_name):
         super().__init__(backend_name)
         self.n_neurons = check_positive_int("n_neurons", n_neurons)
+        # A string such as "no" would be truthy.
+        arguments.check_flags(store_traces=store_traces)
         self.store_traces = store_traces
         self.keep_sequences(None)
 
