@@ -112,6 +112,17 @@ def test_jump_crossings_fire_at_the_pulse_and_subtractive_reset_can_fire_twice()
     np.testing.assert_allclose(trace.states["v"][:, 0], [0.6, 0.5])  # right-continuous: after the resets
 
 
+def test_a_subtractive_reset_past_a_million_spikes_at_once_is_refused_by_name():
+    # Found by an outside user: at 1e17 thresholds d - v_threshold no longer changed d, and the
+    # loop appended spikes until memory ran out (at 1e12 too: exact, and never to be allocated).
+    with pytest.raises(ValueError, match=r"^pulse_weights: the pulses at t = 1\.0 s lift node IF's membrane 1e\+17 "
+                                         r"thresholds past v_threshold.*expected at most 1000000"):
+        simulate("IF", {"v_threshold": 1.0, "reset": "subtract"}, [1.0], [[1e17]], t_end=3.0)
+    # At the limit it fires them all, at the pulse.
+    trace = simulate("IF", {"v_threshold": 1.0, "reset": "subtract"}, [1.0], [[1_000_000.5]], t_end=3.0)
+    assert len(trace.spike_times[0]) == 1_000_000 and set(trace.spike_times[0]) == {1.0}
+
+
 def test_refractory_hold_drops_pulses_and_a_pulse_at_the_release_acts():
     params = {"v_threshold": 1.0, "v_reset": -0.5, "tau_ref": 1.0}
     held = simulate("IF", params, [0.0, 0.5, 1.0], [[1.2], [0.3], [0.25]], t_end=2.0, samples=[0.5, 1.0, 2.0],

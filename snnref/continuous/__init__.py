@@ -12,7 +12,10 @@ NumPy and SciPy only (the reference layer): importing this package never imports
     scalar or an array of shape (1,) or (N,).  Required: the node's time
     constants and ``v_threshold``; defaults r = 1, v_leak = 0, v_reset = 0,
     w_in = 1, tau_ref = 0.  ``pulse_times``: shape (P,), finite, >= 0,
-    non-decreasing (unsorted input is refused); ``pulse_weights``: shape (P, N).
+    non-decreasing (unsorted input is refused); a pulse after ``t_end`` does not
+    act (the run ends there); ``pulse_weights``: shape (P, N).  A subtractive
+    reset fires once per threshold that one instant's pulses lift v past it, at
+    most 10^6 times (more is refused by name).
     ``samples``: times in [0, t_end] where the state is reported; ``state``:
     the initial state {"v": ..., "i": ...} (defaults in ``nodes``).
     Returns a ``ContinuousTrace`` (see ``nodes.ContinuousTrace``):

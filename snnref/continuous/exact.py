@@ -142,6 +142,10 @@ ROOT_XTOL = math.ulp(0.0)
 BRACKET_STEPS = 2100
 SERIES_TERMS = 20  # (7): x^n/(n+1)! < 1e-19 for |x| <= 1 beyond 20 terms
 LARGEST_NEGATIVE = -math.ulp(0.0)  # (10c): a distance that stays below threshold
+# The most spikes a subtractive reset fires at one instant (v lifted that many thresholds past
+# threshold by one instant's pulses): 10^6 took 0.4 s; at 10^16 thresholds d - v_threshold no longer
+# changes d in float64, and the loop ran until memory ran out.
+MOST_SPIKES_AT_ONCE = 10**6
 
 
 def _dexprel(x):
@@ -560,6 +564,12 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
             raise StateOverflow(f"pulse_weights: the pulses at t = {float(t)!r} s take node {row.name}'s synaptic "
                                 f"current (I = {float(i)!r}, or the rise R I{rise} it drives) out of the float64 "
                                 "range; expected smaller weights (or w_in)")
+        if row.spiking and held_until is None and d >= 0 and p["reset"] != "hard" \
+                and math.floor(d / p["v_threshold"]) + 1 > MOST_SPIKES_AT_ONCE:
+            raise ValueError(f"pulse_weights: the pulses at t = {float(t)!r} s lift node {row.name}'s membrane "
+                             f"{d / p['v_threshold']:.3g} thresholds past v_threshold, and a subtractive reset would "
+                             f"fire once per threshold at that instant; expected at most {MOST_SPIKES_AT_ONCE} "
+                             "(smaller weights)")
         while row.spiking and held_until is None and d >= 0:
             fire(False)
         if t >= t_end:
