@@ -972,15 +972,21 @@ def _warn_unstable_euler(unit, dt):
             return
 
 
+def _warn_ignored_extensions(unit, extensions):
+    """Without ``extensions`` the graph means what its NIR fields say: say once which of the
+    node's snnref extensions that leaves out."""
+    ignored = sorted(k for k in _extensions(unit.node) if k in _EXTENSION_NAMES)
+    if ignored and not extensions:
+        _warn(f"node {unit.nodes[0][0]!r} carries snnref extensions NIR cannot say "
+              f"({', '.join(ignored)}); they are ignored (pass extensions=True to honour them)")
+
+
 def _plan(unit, dt, method, extensions):
     if method == "euler" and unit.kind in ("CubaLI", "CubaLIF", "CubaIF"):
         _warn_unstable_euler(unit, dt)
     plan = _hinted_plan(unit, dt, method, extensions)
     if plan is None:
-        ignored = sorted(k for k in _extensions(unit.node) if k in _EXTENSION_NAMES)
-        if ignored and not extensions:
-            _warn(f"node {unit.nodes[0][0]!r} carries snnref extensions NIR cannot say "
-                  f"({', '.join(ignored)}); they are ignored (pass extensions=True to honour them)")
+        _warn_ignored_extensions(unit, extensions)
         plan = _general_plan(unit, dt, method, extensions)
     if plan.gain is not None and np.all(plan.gain == 1):
         plan.gain = None  # multiplying by exactly 1 changes nothing; skipping it documents that
@@ -1084,6 +1090,9 @@ class Network:
                                f"only bias 0 is read (for an LIF or LI target, a constant current b is "
                                f"v_leak + r b)")
         if method == "exact":
+            # Found by an outside user: the discrete methods said this, exact (the default) did not.
+            for unit in self.units:
+                _warn_ignored_extensions(unit, extensions)
             self.discretization = ("exact: snnref.continuous, event-driven closed form; pulses q_k = x[k] at "
                                    "t_k = k dt; states sampled at t_k after the pulse and any reset; a spike at t "
                                    "counts in the first step k with t_k >= t")

@@ -432,6 +432,11 @@ def test_extensions_are_ignored_with_a_warning_unless_asked_for():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert snir.load(graph, dt=1e-3, method="exp", extensions=True).model == "rnnbuilder.LIF"
+        snir.load(graph, dt=1e-3, method="exact", extensions=True)
+    # Found by an outside user: the exact method (the default) ignored them without a word.
+    with pytest.warns(UserWarning, match=r"^node 'lif' carries snnref extensions NIR cannot say \(reset\); they "
+                                         r"are ignored \(pass extensions=True to honour them\)$"):
+        snir.load(graph, dt=1e-3, method="exact")
 
 
 # ------------------------------------------------------------- bad input ----
