@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import inspect
 import math
 import warnings
 from collections.abc import Mapping

@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..registry import NO_RESET, Reset, ResetKind, detached_keys
+from ..registry import Reset, ResetKind, detached_keys
 from .sums import Sums
 
 # (5) to the parameter `reset`, the spike detached.  The LI readout has no
