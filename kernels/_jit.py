@@ -9,8 +9,11 @@ alike, which the interpreter does not check (tests/test_kernels_compile.py does)
     per-neuron parameter of shape (N,) (lane m is neuron m mod N of batch row
     m div N), or the single value broadcast to the block;
 (2) spike:       s = H(u) with H(0) = 1 (non-strict, SPEC.md section 2) or
-    H(0) = 0 (strict), or s = F(u) for the smooth twin; with the surrogate's
-    bump f(u) and the scale gradient dF(u) of ``surrogates.surrogate``.
+    H(0) = 0 (strict), or s = F(u) for the smooth twin (``surrogates.primitive``);
+    a backward takes f and dF from ``surrogates.derivatives``;
+(3) reset_to_zero: the hard reset's post-reset membrane v+ = v (1 - r) for the
+    detached reset spike r, exactly 0 where r is 1 (SPEC.md section 2: v+ = 0
+    if s), an overflowed v too, where inf * 0 would be NaN.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import triton.language as tl
 
 from .common import device_function
-from .surrogates import surrogate
+from .surrogates import primitive
 
 
 @device_function
@@ -33,12 +36,17 @@ def load_param(ptr, offs, mask, N, PER_NEURON: tl.constexpr):
 
 @device_function
 def spike(u, a, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
-    """Eq. (2): (s, f, dF)."""
-    f, F, dF = surrogate(u, a, KIND)
+    """Eq. (2)."""
     if SMOOTH:
-        s = F
+        s = primitive(u, a, KIND)
     elif STRICT:
         s = (u > 0).to(tl.float32)
     else:
         s = (u >= 0).to(tl.float32)
-    return s, f, dF
+    return s
+
+
+@device_function
+def reset_to_zero(v, r):
+    """Eq. (3)."""
+    return tl.where(r == 1.0, 0.0, v * (1.0 - r))

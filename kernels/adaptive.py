@@ -36,7 +36,7 @@ from snnref.leak import decay_of
 from . import _launch
 from ._jit import load_param, spike
 from .common import device_function
-from .surrogates import kind_id
+from .surrogates import derivatives, kind_id
 
 
 @device_function
@@ -69,7 +69,7 @@ def _forward(x_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, gamma_ptr, scale_ptr
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         # The spike reads the previous state, in units of the current threshold.
         big_a, u = _distance(m, r)
-        s, f, dF = spike(u, a, KIND, True, SMOOTH)
+        s = spike(u, a, KIND, True, SMOOTH)
         m = beta * m + x - s * big_a
         r = beta_thr * r + gamma * s
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
@@ -127,7 +127,7 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
         m_prev = tl.where(later, tl.load(m_saved_ptr + at - M, mask=earlier, other=0.0), m0)
         r_prev = tl.where(later, tl.load(r_saved_ptr + at - M, mask=earlier, other=0.0), r0)
         big_a, u = _distance(m_prev, r_prev)
-        s, f, dF = spike(u, a, KIND, True, SMOOTH)
+        s = spike(u, a, KIND, True, SMOOTH)
         tl.store(g_x_ptr + at, g_m.to(g_x_ptr.dtype.element_ty), mask=mask)
         g_beta += g_m * m_prev
         g_beta_thr += g_r * r_prev
@@ -136,7 +136,7 @@ def _backward(m_saved_ptr, r_saved_ptr, m0_ptr, r0_ptr, beta_ptr, beta_thr_ptr, 
         g_s = gamma * g_r - big_a * g_m
         if HAS_G_SPIKES:
             g_s += tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        g_u = g_s * f
+        g_u = g_s * derivatives(u, a, KIND)[0]
         # A enters the reset and the normalisation u = m[t-1] / A - 1.
         g_big_a = -s * g_m - g_u * m_prev / (big_a * big_a)
         g_m = beta * g_m + g_u / big_a

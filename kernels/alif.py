@@ -33,9 +33,9 @@ import triton
 import triton.language as tl
 
 from . import _launch
-from ._jit import load_param, spike
+from ._jit import load_param, reset_to_zero, spike
 from .common import device_function
-from .surrogates import kind_id, surrogate
+from .surrogates import derivatives, kind_id
 
 
 @device_function
@@ -47,8 +47,7 @@ def _distance(v, a, theta, beta):
 @device_function
 def _fired(v, a, theta, beta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """The forward's spike (the reset spike unless replayed), recomputed in the backward."""
-    s, f, dF = spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
-    return s
+    return spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
 
 
 @triton.jit
@@ -75,13 +74,12 @@ def _forward(x_ptr, v0_ptr, a0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, beta_ptr, s
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         v = lam_v * p + x
-        s, f, dF = spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
+        s = spike(_distance(v, a, theta, beta), scale, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
             r = s
-        # 0 where r is 1 (SPEC.md section 2: v+ = 0 if s), an overflowed v too, where inf * 0 is NaN.
-        p = tl.where(r == 1.0, 0.0, v * (1.0 - r))
+        p = reset_to_zero(v, r)
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(v_rec_ptr + at, v.to(v_rec_ptr.dtype.element_ty), mask=mask)
         tl.store(a_rec_ptr + at, a.to(a_rec_ptr.dtype.element_ty), mask=mask)
@@ -138,7 +136,7 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
     else:
         r = _fired(v, a, theta, beta, scale, KIND, STRICT, SMOOTH)
     for t in range(T):
-        f, _, dF = surrogate(_distance(v, a, theta, beta), scale, KIND)
+        f, dF = derivatives(_distance(v, a, theta, beta), scale, KIND)
         g_s = g_a
         if HAS_G_SPIKES:
             g_s += tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32)
@@ -167,7 +165,7 @@ def _backward(v_save_ptr, a_save_ptr, v0_ptr, lam_v_ptr, lam_a_ptr, theta_ptr, b
             r = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
         else:
             r = _fired(v, a, theta, beta, scale, KIND, STRICT, SMOOTH)
-        p_before = tl.where(later, tl.where(r == 1.0, 0.0, v * (1.0 - r)), v0)
+        p_before = tl.where(later, reset_to_zero(v, r), v0)
         g_lam_v += g_v * p_before
         g_p = lam_v * g_v
         at -= M

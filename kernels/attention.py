@@ -42,9 +42,9 @@ import triton
 import triton.language as tl
 
 from . import _launch, common
-from ._jit import spike
+from ._jit import reset_to_zero, spike
 from .common import device_function
-from .surrogates import kind_id
+from .surrogates import derivatives, kind_id
 
 BRANCHES = ("q", "k", "v")
 # Warps per program on a GPU.  Three membranes, the context and their adjoints
@@ -69,8 +69,7 @@ def _branch_param(ptr, C: tl.constexpr, offs, mask, D, PER_NEURON: tl.constexpr)
 @device_function
 def _fired(v, theta, scale, KIND: tl.constexpr, STRICT: tl.constexpr, SMOOTH: tl.constexpr):
     """The forward's spike from the pre-reset membrane (recomputed in the backward)."""
-    s, f, dF = spike(v - theta, scale, KIND, STRICT, SMOOTH)
-    return s
+    return spike(v - theta, scale, KIND, STRICT, SMOOTH)
 
 
 @device_function
@@ -92,8 +91,7 @@ def _branch_forward(z_ptr, p, lam, theta, scale, replay_ptr, spikes_ptr, v_rec_p
     if SAVE_SEPARATE:
         # Half storage: the backward needs the float32 membrane, not the rounded record.
         tl.store(v_save_ptr + bat, v, mask=mask)
-    # 0 where r is 1 (SPEC.md section 2: v+ = 0 if s), an overflowed v too, where inf * 0 is NaN.
-    return s, tl.where(r == 1.0, 0.0, v * (1.0 - r))
+    return s, reset_to_zero(v, r)
 
 
 @device_function
@@ -180,7 +178,7 @@ def _branch_backward(g_s, f, dF, later, r, g_p, g_lam, g_theta, g_scale, lam, th
         r = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
     else:
         r = _fired(v, theta, scale, KIND, STRICT, SMOOTH)
-    g_lam += g_v * tl.where(later, tl.where(r == 1.0, 0.0, v * (1.0 - r)), v0)
+    g_lam += g_v * tl.where(later, reset_to_zero(v, r), v0)
     return v, r, lam * g_v, g_lam, g_theta, g_scale
 
 
@@ -238,9 +236,12 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
         r_k = _fired(v_k, theta_k, scale_k, KIND, STRICT, SMOOTH)
         r_v = _fired(v_v, theta_v, scale_v, KIND, STRICT, SMOOTH)
     for t in range(T):
-        s_q, f_q, dF_q = spike(v_q - theta_q, scale_q, KIND, STRICT, SMOOTH)
-        s_k, f_k, dF_k = spike(v_k - theta_k, scale_k, KIND, STRICT, SMOOTH)
-        s_v, f_v, dF_v = spike(v_v - theta_v, scale_v, KIND, STRICT, SMOOTH)
+        s_q = spike(v_q - theta_q, scale_q, KIND, STRICT, SMOOTH)
+        f_q, dF_q = derivatives(v_q - theta_q, scale_q, KIND)
+        s_k = spike(v_k - theta_k, scale_k, KIND, STRICT, SMOOTH)
+        f_k, dF_k = derivatives(v_k - theta_k, scale_k, KIND)
+        s_v = spike(v_v - theta_v, scale_v, KIND, STRICT, SMOOTH)
+        f_v, dF_v = derivatives(v_v - theta_v, scale_v, KIND)
         # o = s_q S and S[t] = S[t-1] + s_k s_v.
         S = tl.load(s_save_ptr + at, mask=mask, other=0.0).to(tl.float32)
         g_o = tl.full([BLOCK], 0.0, tl.float32)

@@ -35,7 +35,7 @@ from snnref.leak import decay_of
 from . import _launch
 from ._jit import load_param, spike
 from .common import device_function
-from .surrogates import kind_id, surrogate
+from .surrogates import derivatives, kind_id
 
 # exp(x) = 2^n exp(r), r = x - n ln 2, with ln 2 split Cody-Waite style: LN2_HI
 # has 9 significant bits, so n LN2_HI is exact for |n| < 2^15, and so is
@@ -90,7 +90,7 @@ def _forward(x_ptr, m0_ptr, beta_ptr, scale_ptr,
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         # The spike reads the membrane left by the previous step.
-        s, f, dF = spike(sgn * (m - 1.0), a, KIND, True, SMOOTH)
+        s = spike(sgn * (m - 1.0), a, KIND, True, SMOOTH)
         m = beta * m + (1.0 - beta) * _exp(x)
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         tl.store(record_ptr + at, m.to(record_ptr.dtype.element_ty), mask=mask)
@@ -135,7 +135,7 @@ def _backward(x_ptr, m_saved_ptr, m0_ptr, beta_ptr, scale_ptr,
         g_m = beta * g_m
         if HAS_G_SPIKES:
             # Only the bump is needed: the step's value does not enter the backward.
-            f = surrogate(sgn * (m_prev - 1.0), a, KIND)[0]
+            f = derivatives(sgn * (m_prev - 1.0), a, KIND)[0]
             g_m += tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32) * f * sgn
         at -= M
     tl.store(g_m0_ptr + offs, g_m.to(g_m0_ptr.dtype.element_ty), mask=mask)

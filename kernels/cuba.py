@@ -69,7 +69,7 @@ from snnref.leak import quotient
 from . import _launch, common
 from ._jit import load_param
 from .common import device_function
-from .surrogates import kind_id, surrogate
+from .surrogates import derivatives, kind_id, primitive
 
 # The kernels' pointer for each stop-gradient value, in the spec family's order;
 # which of them a run has depends on the model and on the observations
@@ -154,8 +154,7 @@ def _advance(v, i, r, at, mask, leak, a, theta, reset, alpha,
         # The surrogate sees the (possibly observed) membrane.
         u = w - theta
         if SMOOTH:
-            f, F, dF = surrogate(u, alpha, KIND)
-            z = F
+            z = primitive(u, alpha, KIND)
         elif STRICT:
             z = (u > 0).to(tl.float32)
         else:
@@ -357,8 +356,7 @@ def _backward(v0_ptr, i0_ptr, r0_ptr, v_keep_ptr, i_keep_ptr, r_keep_ptr,
             if not OBS_V:
                 g_reset += zb * g_v
                 g_v = (1.0 - zb) * g_v
-            f, F, dF = surrogate(u, alpha, KIND)
-            g_u = g_z * f
+            g_u = g_z * derivatives(u, alpha, KIND)[0]
             g_v += g_u
             g_theta -= g_u
         # g_v is now the adjoint of the model's w = v + a base (an injection

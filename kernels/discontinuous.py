@@ -23,7 +23,7 @@ import triton.language as tl
 
 from . import _launch
 from ._jit import load_param, spike
-from .surrogates import kind_id, surrogate
+from .surrogates import derivatives, kind_id
 
 
 @triton.jit
@@ -39,7 +39,7 @@ def _forward(x_ptr, theta_ptr, scale_ptr, spikes_ptr, T, M, N,
     at = offs.to(tl.int64)
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        s, f, dF = spike(x - theta, a, KIND, True, SMOOTH)
+        s = spike(x - theta, a, KIND, True, SMOOTH)
         tl.store(spikes_ptr + at, s.to(spikes_ptr.dtype.element_ty), mask=mask)
         at += M
 
@@ -59,7 +59,7 @@ def _backward(x_ptr, theta_ptr, scale_ptr, g_spikes_ptr, g_x_ptr, g_theta_ptr, T
     for t in range(T):
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         # Only the bump is needed: the step's value does not enter the backward.
-        f = surrogate(x - theta, a, KIND)[0]
+        f = derivatives(x - theta, a, KIND)[0]
         g_x = tl.load(g_spikes_ptr + at, mask=mask, other=0.0).to(tl.float32) * f
         tl.store(g_x_ptr + at, g_x.to(g_x_ptr.dtype.element_ty), mask=mask)
         g_theta -= g_x

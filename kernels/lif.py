@@ -36,9 +36,9 @@ import triton.language as tl
 from snnref.leak import leak_factor
 
 from . import _launch
-from ._jit import load_param, spike
+from ._jit import load_param, reset_to_zero, spike
 from .common import device_function
-from .surrogates import kind_id
+from .surrogates import derivatives, kind_id
 
 # The compile-time RESET of the registry row's Reset: none, hard to 0 with the
 # spike detached, soft (differentiated).  Other resets are refused by name.
@@ -61,10 +61,9 @@ def _reset_id(row):
 
 @device_function
 def _post_reset(v, s, r, theta, RESET: tl.constexpr):
-    """Eq. (4): the post-reset membrane v+ (r: the detached reset spike).  The hard reset is 0
-    where r is 1 (SPEC.md section 2: v+ = 0 if s), an overflowed v too, where inf * 0 is NaN."""
+    """Eq. (4): the post-reset membrane v+ (r: the detached reset spike)."""
     if RESET == 1:
-        return tl.where(r == 1.0, 0.0, v * (1.0 - r))
+        return reset_to_zero(v, r)
     elif RESET == 2:
         return v - theta * s
     else:
@@ -96,7 +95,7 @@ def _forward(x_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             v = lam * p + x
         else:
             v = p + x
-        s, f, dF = spike(v - theta, a, KIND, STRICT, SMOOTH)
+        s = spike(v - theta, a, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -144,7 +143,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
     at = offs.to(tl.int64) + LAST
     for _ in range(T):
         v = tl.load(v_pre_ptr + at, mask=mask, other=0.0)
-        s, f, dF = spike(v - theta, a, KIND, STRICT, SMOOTH)
+        s = spike(v - theta, a, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -168,6 +167,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             g_v = g_p
         if HAS_G_RECORD and RECORD_PRE:
             g_v += tl.load(g_record_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        f, dF = derivatives(v - theta, a, KIND)
         g_u = g_s * f
         g_v += g_u
         g_theta -= g_u
@@ -180,7 +180,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             earlier = mask & later
             before = at - M
             v_prev = tl.load(v_pre_ptr + before, mask=earlier, other=0.0)
-            s_prev, f_prev, dF_prev = spike(v_prev - theta, a, KIND, STRICT, SMOOTH)
+            s_prev = spike(v_prev - theta, a, KIND, STRICT, SMOOTH)
             if REPLAY:
                 r_prev = tl.load(replay_ptr + before, mask=earlier, other=0.0).to(tl.float32)
             else:

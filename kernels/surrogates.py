@@ -1,14 +1,18 @@
-"""One surrogate device function (``common.device_function``, a ``@triton.jit``)
-for every registry surrogate, chosen by a compile-time id.
+"""The surrogate device functions (``common.device_function``, each a
+``@triton.jit``) for every registry surrogate, chosen by a compile-time id.
 
-``surrogate(u, a, KIND)`` returns ``(f, F, dF)`` in float32: the bump used in the
-backward, its primitive (the smooth twin's forward step) and the gradient of a
-trainable scale (0 where the scale is fixed).  ``KIND`` is the registry row's
-fixed ``kernel_id`` (``kind_id``); an id without a branch
-returns NaN, so a surrogate added to the registry without a branch here fails
-the kernel tests instead of computing something else.  At u = +-inf (a
-membrane that overflowed) dF multiplies u by a factor that is 0 there: u is
-taken as 0, which gives the limit 0, not NaN.
+``derivatives(u, a, KIND)`` returns ``(f, dF)`` in float32: the bump used in
+the backward and the gradient of a trainable scale (0 where the scale is
+fixed).  ``primitive(u, a, KIND)`` returns F, the smooth twin's forward step.
+They are apart so that each scan computes only what it uses: the interpreter
+(CI, ``snnref verify``) runs every operation written, arctan's primitive
+alone about 35 a step, where a GPU's compiler drops what is unused.
+
+``KIND`` is the registry row's fixed ``kernel_id`` (``kind_id``); an id
+without a branch returns NaN, so a surrogate added to the registry without a
+branch here fails the kernel tests instead of computing something else.  At
+u = +-inf (a membrane that overflowed) each form gives its limit: arctan's and
+sigmoid's dF multiply u by a factor that is 0 there, and u is taken as 0.
 """
 
 from __future__ import annotations
@@ -51,22 +55,20 @@ def _finite_or_zero(u):
 
 
 @device_function
-def _fast(u, a):
-    d = 1.0 + a * tl.abs(u)
+def _fast_ratio(u, a):
     # u / (1 + a|u|) as sign(u) / (1/|u| + a): finite for every u (|u| is
-    # floored at 1e-30 only to keep 1/0 out; q is then below 1e-30 anyway).
+    # floored at 1e-30 only to keep 1/0 out; the ratio is then below 1e-30 anyway).
     q = 1.0 / (1.0 / tl.maximum(tl.abs(u), 1e-30) + a)
-    sign = tl.where(u > 0, 1.0, tl.where(u < 0, -1.0, 0.0))
-    return 1.0 / (d * d), 0.5 + sign * q, -sign * q * q
+    return tl.where(u > 0, q, tl.where(u < 0, -q, 0.0))
 
 
 @device_function
-def surrogate(u, a, KIND: tl.constexpr):
+def derivatives(u, a, KIND: tl.constexpr):
+    """(f, dF): the bump F'(u) the backward uses, and dF/da (0 where the scale is fixed)."""
     if KIND == 0:  # arctan
         w = PI * a * u
         d = 1.0 + w * w
         f = a / d
-        F = _atan(w) / PI + 0.5
         dF = _finite_or_zero(u) / d
     elif KIND == 1:  # sigmoid
         # e = exp(-|au|) <= 1 never overflows; sigma(au) (1 - sigma(au)) as
@@ -74,20 +76,42 @@ def surrogate(u, a, KIND: tl.constexpr):
         e = tl.exp(-tl.abs(a * u))
         bump = e / ((1.0 + e) * (1.0 + e))
         f = a * bump
-        F = tl.where(a * u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         dF = _finite_or_zero(u) * bump
     elif KIND == 2:  # fast_sigmoid
-        f, F, dF = _fast(u, a)
+        d = 1.0 + a * tl.abs(u)
+        f = 1.0 / (d * d)
+        # -u|u| / (1 + a|u|)^2 from the bounded ratio: -1/a^2 at u = +inf.
+        ratio = _fast_ratio(u, a)
+        dF = -ratio * tl.abs(ratio)
     elif KIND == 3:  # superspike: fast_sigmoid's bump with a fixed scale
-        f, F, dF = _fast(u, a)
+        d = 1.0 + a * tl.abs(u)
+        f = 1.0 / (d * d)
         dF = tl.zeros_like(u)
     elif KIND == 4:  # spike_linear
         f = a * tl.maximum(1.0 - tl.abs(u), 0.0)
-        c = tl.minimum(tl.maximum(u, -1.0), 1.0)
-        F = a * (c - c * tl.abs(c) / 2)
         dF = tl.zeros_like(u)
     else:
         f = u * float("nan")
-        F = f
         dF = f
-    return f, F, dF
+    return f, dF
+
+
+@device_function
+def primitive(u, a, KIND: tl.constexpr):
+    """F(u): the smooth twin's forward step."""
+    if KIND == 0:  # arctan
+        # Named, not written into the call: the interpreter's direct call
+        # (common.device_function) took PI * a * u there as a foreign tensor.
+        w = PI * a * u
+        F = _atan(w) / PI + 0.5
+    elif KIND == 1:  # sigmoid
+        e = tl.exp(-tl.abs(a * u))
+        F = tl.where(a * u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    elif KIND == 2 or KIND == 3:  # fast_sigmoid, superspike
+        F = 0.5 + _fast_ratio(u, a)
+    elif KIND == 4:  # spike_linear
+        c = tl.minimum(tl.maximum(u, -1.0), 1.0)
+        F = a * (c - c * tl.abs(c) / 2)
+    else:
+        F = u * float("nan")
+    return F

@@ -67,7 +67,7 @@ def test_the_device_functions_are_called_directly_under_the_interpreter():
         pytest.skip("Triton's interpreter is off, or this Triton has no InterpretedFunction.rewrite")
     names = {function.fn.__name__ for function in _device_functions()}
     # The shared ones (kernels/_jit.py, kernels/surrogates.py) and each family's own.
-    assert {"spike", "load_param", "surrogate", "_atan", "_post_reset", "_advance"} <= names, sorted(names)
+    assert {"spike", "load_param", "derivatives", "primitive", "_atan", "_post_reset", "_advance"} <= names, sorted(names)
 
 
 @pytest.mark.parametrize("key", sorted(registry.MODELS))
