@@ -73,6 +73,25 @@ def test_assert_close_takes_tensors_and_every_spelling_of_a_dtype():
         testing.assert_close("v", impl, np.zeros((4, 3)), np.zeros((4, 3)), dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_budget_checks_take_a_half_precision_tensor(dtype):
+    """NumPy has no bfloat16: a bfloat16 implementation's output, passed as it
+    is, raised TypeError ("Got unsupported ScalarType BFloat16"), and
+    assert_within_budget refused any tensor on the autograd graph."""
+    ref64 = np.linspace(0, 1, 12).reshape(4, 3)
+    ref32 = ref64.astype(np.float32)
+    impl = torch.tensor(ref64, dtype=dtype, requires_grad=True)
+    testing.assert_close("v", impl, ref64, torch.tensor(ref32), dtype)
+    testing.tolerance.assert_within_budget("v", impl, ref64, torch.tensor(ref32), dtype)
+    wrong = (impl + 0.25).to(dtype)
+    over = r"v: max error 2.5\d*e-01 over the budget .* first failure at time step 0"
+    with pytest.raises(testing.ConformanceError, match=over):
+        testing.assert_close("v", wrong, ref64, ref32, dtype)
+    assert testing.tolerance.worst_fraction(wrong, ref64, ref32, dtype) > 1
+    with pytest.raises(AssertionError, match="v: max"):
+        testing.tolerance.assert_within_budget("v", wrong, ref64, ref32, dtype)
+
+
 def test_assert_close_reports_a_final_state_by_index_not_by_time_step():
     impl = np.zeros((2, 5))
     impl[1, 3] = 1e-3

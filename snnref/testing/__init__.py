@@ -104,11 +104,6 @@ def _pythonpath_for(module):
     return str(root) if needed else None
 
 
-def _plain(values):
-    """A torch tensor (on the autograd graph, on any device) as NumPy; anything else as it is."""
-    return values.detach().cpu().numpy() if hasattr(values, "detach") else values
-
-
 def _is_sequence(name, values):
     """Whether ``values`` has a leading time axis: an output sequence or x's gradient, not a
     final state, an initial state's or a parameter's gradient (named as snnref names them:
@@ -139,19 +134,19 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, lo
     An implementation's own near-threshold flips fail here; the gate
     (``assert_conforms``) judges those by teacher forcing (SPEC.md section 7).
     """
-    impl64 = np.asarray(_plain(impl), dtype=np.float64)
-    ref = np.asarray(_plain(ref64), dtype=np.float64)
+    impl64, ref = tolerance.as_float64(impl), tolerance.as_float64(ref64)
     label = f"{model} {name}".strip()
     if impl64.shape != ref.shape:
         raise ConformanceError(f"{label}: shape {impl64.shape}, expected {ref.shape}")
+    # The budget checks ref32 first (None, NaN, its shape), by name.
+    allowed = tolerance.budget(ref, ref32, dtype, long_sum)
     if model and name == "out" and registry.model(model).out.spiking:
-        flipped = np.argwhere(np.asarray(_plain(ref32), dtype=np.float64) != ref)
+        flipped = np.argwhere(tolerance.as_float64(ref32) != ref)
         if flipped.size:
             where = _where(ref.shape, tuple(int(i) for i in flipped[0]), _is_sequence(name, ref))
             raise ValueError(f"ref32: its spikes differ from ref64's ({len(flipped)}, the first at {where}): a "
                              "float32 run on another trajectory is no rounding budget; run it with ref64's spikes, "
                              "snnref.spec.simulate(..., dtype=numpy.float32, force_spikes=ref64.outputs['out'])")
-    allowed = tolerance.budget(ref, _plain(ref32), dtype, long_sum)
     error = np.nan_to_num(np.abs(impl64 - ref), nan=np.inf)
     if error.size and float(np.max(error)) > allowed:
         first = tuple(int(i) for i in np.argwhere(error > allowed)[0])

@@ -221,17 +221,19 @@ def _finite(name, reference):
     infinite one, and none a NaN one), so it is refused by name."""
     if reference is None:
         raise ValueError(f"{name}: expected an array of the reference's values, got None")
-    values = np.asarray(reference, dtype=np.float64)
+    values = as_float64(reference)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: expected finite values, found NaN or inf (a reference that is not "
                          "finite gives no budget)")
     return values
 
 
-def _values(array) -> np.ndarray:
-    """``array`` as float64 values: a NumPy array, a number or a CPU tensor (its graph left out)."""
-    detach = getattr(array, "detach", None)
-    return np.asarray(detach().cpu() if detach is not None else array, np.float64)
+def as_float64(values) -> np.ndarray:
+    """``values`` as a float64 NumPy array: an array, a number or a sequence of them, or a torch
+    tensor on any device and in any float dtype (its graph left out; bfloat16 has no NumPy
+    dtype, so a tensor is widened by torch before NumPy sees it)."""
+    detach = getattr(values, "detach", None)
+    return np.asarray(detach().cpu().double() if detach is not None else values, np.float64)
 
 
 def worst_fraction(impl, ref64, ref32, dtype, long_sum=None) -> float:
@@ -239,19 +241,18 @@ def worst_fraction(impl, ref64, ref32, dtype, long_sum=None) -> float:
     A NaN or inf where the reference is finite is infinitely far (inf: NaN compared > 1 as False,
     and a loop that failed on "> 1" passed it), and the shapes must be equal (a single number
     was broadcast against a per-neuron reference and passed)."""
-    impl64, ref = _values(impl), _values(ref64)
+    impl64, ref = as_float64(impl), as_float64(ref64)
     if impl64.shape != ref.shape:
         raise ValueError(f"impl: shape {impl64.shape} differs from the reference's {ref.shape}")
     error = np.abs(impl64 - ref)
     worst = float(np.max(np.where(np.isnan(error), np.inf, error), initial=0.0))
-    return worst / budget(ref, _values(ref32), dtype, long_sum)
+    return worst / budget(ref, as_float64(ref32), dtype, long_sum)
 
 
 def assert_within_budget(name, impl, ref64, ref32, dtype, long_sum=None) -> None:
     """Raise AssertionError naming the quantity and its worst element when over budget
     (``long_sum``: ``(A, n)`` of a gradient summed over n contributions, as ``budget``'s)."""
-    impl64 = np.asarray(impl, np.float64)
-    ref64 = np.asarray(ref64, np.float64)
+    impl64, ref64 = as_float64(impl), as_float64(ref64)
     if impl64.shape != ref64.shape:
         raise AssertionError(f"{name}: shape {impl64.shape} differs from the reference's {ref64.shape}")
     allowed = budget(ref64, ref32, dtype, long_sum)
