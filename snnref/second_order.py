@@ -46,8 +46,8 @@ def _message(family: str, backend: str) -> str:
     else:
         alternative = "no snnref backend differentiates this family's gradients again"
     return (f"create_graph: a gradient from the {family} family's backward on backend {backend!r} was "
-            f"differentiated again; that backward is first order (its second derivative would lack the scan's "
-            f"own terms); {alternative}")
+            f"differentiated again (torch.autograd.functional.jvp, hvp and hessian do so inside); that backward "
+            f"is first order (its second derivative would lack the scan's own terms); {alternative}")
 
 
 class _Refused(torch.autograd.Function):
@@ -89,10 +89,14 @@ def first_order(family, backend: str):
     for ``create_graph``.  Then the backward runs without recording, and each
     gradient it returns goes through ``_Refused``, whose inputs also include
     the Function's saved tensors that carry a graph (its inputs, or its
-    outputs, which lead back to all of them): autograd runs only the nodes on
-    a path to the tensors differentiated, and this puts ``_Refused`` on every
-    path from a gradient to the Function's inputs, even where the incoming
-    cotangent is a constant (a loss ``out.sum()``).  Where the saved tensors
+    outputs, which lead back to all of them) and the incoming cotangents that
+    carry one: autograd runs only the nodes on a path to the tensors
+    differentiated, and this puts ``_Refused`` on every path from a gradient
+    to the Function's inputs, even where the incoming cotangent is a constant
+    (a loss ``out.sum()``), and to the cotangents.  A gradient is linear in
+    its cotangent, so its derivative there is the forward's Jacobian-vector
+    product (``torch.autograd.functional.jvp`` takes it so); computed through
+    a backward run without recording, it was 0, silently.  Where the saved tensors
     do not reach every input that takes a gradient (none is an output and
     some such input is not saved: a second derivative with respect to that
     input would pass beside ``_Refused``), the gradient is refused at once,
@@ -113,6 +117,8 @@ def first_order(family, backend: str):
                 leads = [saved for saved in ctx.saved_tensors if saved is not None and saved.requires_grad]
                 if not _reach_every_input(ctx, leads):
                     raise SecondOrderError(message)
+                leads += [cotangent for cotangent in cotangents
+                          if isinstance(cotangent, torch.Tensor) and cotangent.requires_grad]
                 marked = _Refused.apply(message, len(leads), *leads, *(gradients[i] for i in present))
                 for index, gradient in zip(present, marked):
                     gradients[index] = gradient

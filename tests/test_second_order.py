@@ -124,6 +124,43 @@ def test_a_penalty_on_the_gradient_of_a_layer_before_is_not_differentiated_silen
     _assert_finite_or_refused(_penalized_weight_gradient, key, backend, dtype)
 
 
+def _jvp_by_double_backward(key, backend, dtype):
+    """torch.autograd.functional.jvp of the outputs with respect to x: it takes
+    the derivative of a gradient with respect to the gradient's cotangent."""
+    case = _case(key)
+
+    def tensors(values):
+        return {name: _tensor(value, dtype, "cpu") for name, value in values.items()}
+
+    inject = tensors(case.inject) if case.inject else None
+
+    def outputs(x):
+        trace = snnref.simulate(key, x, tensors(case.params), tensors(case.state), backend=backend,
+                                surrogate=case.surrogate, inject=inject)
+        return tuple(output for output in trace.outputs.values() if output.requires_grad)
+
+    x = _tensor(case.x, dtype, "cpu")
+    direction = torch.linspace(-1.0, 1.0, x.numel(), dtype=dtype).reshape(x.shape)
+    return x, direction, outputs, torch.autograd.functional.jvp(outputs, x, direction)[1]
+
+
+@pytest.mark.parametrize("backend, dtype", _backends())
+@pytest.mark.parametrize("key", MODELS)
+def test_a_jacobian_vector_product_by_double_backward_is_right_or_refused(backend, dtype, key):
+    """A gradient is linear in its cotangent: its derivative there is J v.  A
+    first-order backward's gradient carried no path to the cotangent, and
+    functional.jvp gave zeros for every LIF-family model on cpu and torch."""
+    if not _differentiated_twice(backend, key):
+        with pytest.raises(SecondOrderError, match="functional.jvp"):
+            _jvp_by_double_backward(key, backend, dtype)
+        return
+    x, direction, outputs, products = _jvp_by_double_backward(key, backend, dtype)
+    jacobians = torch.autograd.functional.jacobian(outputs, x)
+    for jacobian, product in zip(jacobians, products):
+        expected = jacobian.reshape(product.numel(), -1) @ direction.reshape(-1)
+        torch.testing.assert_close(product.reshape(-1), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_a_gradient_without_create_graph_is_the_scans_own():
     """The refusal costs nothing without create_graph: the gradient is the
     backward's tensor itself, with no graph."""
