@@ -258,10 +258,21 @@ def test_torch_jit_trace_of_a_fused_backend_is_refused_by_name(backend):
                                            rf"fused scans{picked}; pass backend='torch'"):
         torch.jit.trace(lambda x: snnref.simulate("tether.LIF", x, backend=backend).outputs["out"], (x,),
                         check_trace=False)
-    # The torch path is recorded: the trace gives the eager spikes.
-    traced = torch.jit.trace(lambda x: snnref.simulate("tether.LIF", x, backend="torch").outputs["out"], (x,),
-                             check_trace=False)
-    assert torch.equal(traced(x + 0.5), snnref.simulate("tether.LIF", x + 0.5, backend="torch").outputs["out"])
+    # The torch path is recorded: the trace gives the eager spikes and gradients.
+    def call(x):
+        trace = snnref.simulate("tether.LIF", x, backend="torch", surrogate="arctan")
+        return trace.outputs["out"], trace.outputs["v"]
+
+    traced = torch.jit.trace(call, (x,), check_trace=False)
+    inputs = x + torch.linspace(-0.5, 0.5, x.numel()).reshape(x.shape)
+    gradients = []
+    for run in (traced, call):
+        given = inputs.clone().requires_grad_()
+        spikes, v = run(given)
+        (spikes * torch.arange(spikes.numel()).reshape(spikes.shape) + v).sum().backward()
+        gradients.append((spikes, v, given.grad))
+    for traced_value, eager_value in zip(*gradients):
+        assert torch.equal(traced_value, eager_value)
 
 
 class _Caller(torch.nn.Module):
