@@ -1,4 +1,4 @@
-"""Second-order gradients: computed where verified, refused elsewhere.
+"""Second-order and batched gradients: computed where verified, refused elsewhere.
 
 A gradient taken with ``create_graph=True`` can be differentiated again (a
 gradient penalty, a meta-learning outer step).  That needs each scan's
@@ -23,6 +23,16 @@ a second differentiation through them raises ``SecondOrderError``, naming the
 family, the backend and what does differentiate that family twice, instead of
 returning a wrong number.  Gradients taken without ``create_graph`` are
 untouched and cost nothing more.
+
+A batched gradient (``torch.autograd.grad(..., is_grads_batched=True)``, which
+``torch.autograd.functional.jacobian(..., vectorize=True)`` and
+``gradcheck(..., check_batched_grad=True)`` use) runs a backward once on
+cotangents that autograd's own vmap batches.  The scans' backwards write into
+buffers in place, or read NumPy views, which such a tensor cannot take: every
+model but the torch path's Discontinuous failed deep inside torch ("vmap:
+aten::copy_ ... is not possible", "Batching rule not implemented for
+aten::detach").  ``unbatched`` refuses such a call by name; ``first_order``
+includes it.
 """
 
 from __future__ import annotations
@@ -33,6 +43,29 @@ import torch
 
 # The families whose torch-path backward autograd differentiates correctly.
 TORCH_SECOND_ORDER = frozenset({"adaptive", "alif", "cooldown", "cuba", "discontinuous"})
+
+
+# torch's test of a tensor batched by autograd's own vmap (a private name: where
+# a torch lacks it, the batched call's own errors are what a caller sees).
+_BATCHED = getattr(torch._C._functorch, "is_legacy_batchedtensor", lambda tensor: False)
+
+BATCHED_MESSAGE = (
+    "a batched gradient (torch.autograd.grad(..., is_grads_batched=True), which torch.autograd.functional."
+    "jacobian(..., vectorize=True) and gradcheck(..., check_batched_grad=True) use) runs this backward under "
+    "vmap, which snnref's scans do not support; take the cotangents one at a time (jacobian's default "
+    "vectorize=False, gradcheck's check_batched_grad=False)")
+
+
+def unbatched(backward):
+    """Decorate a custom Function's ``backward`` that cannot run on batched cotangents."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx, *cotangents):
+        if any(isinstance(cotangent, torch.Tensor) and _BATCHED(cotangent) for cotangent in cotangents):
+            raise NotImplementedError(BATCHED_MESSAGE)
+        return backward(ctx, *cotangents)
+
+    return wrapped
 
 
 class SecondOrderError(RuntimeError):
@@ -103,6 +136,7 @@ def first_order(family, backend: str):
     when it is built."""
 
     def decorate(backward):
+        @unbatched
         @functools.wraps(backward)
         def wrapped(ctx, *cotangents):
             if not torch.is_grad_enabled():

@@ -1,4 +1,4 @@
-"""A gradient differentiated again is either right or refused (snnref/second_order.py).
+"""A gradient differentiated again, or batched, is either right or refused (snnref/second_order.py).
 
 For every model and backend: on the smooth twin, where the backend computes
 in float64, ``gradgradcheck`` compares the derivative of the gradient with
@@ -159,6 +159,33 @@ def test_a_jacobian_vector_product_by_double_backward_is_right_or_refused(backen
     for jacobian, product in zip(jacobians, products):
         expected = jacobian.reshape(product.numel(), -1) @ direction.reshape(-1)
         torch.testing.assert_close(product.reshape(-1), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend, dtype", _backends())
+@pytest.mark.parametrize("key", MODELS)
+def test_a_batched_gradient_is_right_or_refused_by_name(backend, dtype, key):
+    """jacobian(vectorize=True) runs the backward once on cotangents batched by
+    autograd's vmap: every model but the torch path's Discontinuous failed deep
+    inside torch ("vmap: aten::copy_ ... is not possible", "Batching rule not
+    implemented for aten::detach")."""
+    case = _case(key)
+
+    def tensors(values):
+        return {name: _tensor(value, dtype, "cpu") for name, value in values.items()}
+
+    inject = tensors(case.inject) if case.inject else None
+
+    def spikes(x):
+        return snnref.simulate(key, x, tensors(case.params), tensors(case.state), backend=backend,
+                               surrogate=case.surrogate, inject=inject).outputs["out"]
+
+    x = _tensor(case.x, dtype, "cpu")
+    if backend == "torch" and registry.MODELS[key].family == "discontinuous":
+        assert torch.equal(torch.autograd.functional.jacobian(spikes, x, vectorize=True),
+                           torch.autograd.functional.jacobian(spikes, x))
+        return
+    with pytest.raises(NotImplementedError, match=r"a batched gradient .* take the cotangents one at a time"):
+        torch.autograd.functional.jacobian(spikes, x, vectorize=True)
 
 
 def test_a_gradient_without_create_graph_is_the_scans_own():

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..leak import decay_of
+from ..second_order import unbatched
 from .surrogates import Step
 
 
@@ -52,6 +53,7 @@ class _Scan(torch.autograd.Function):
         return spikes, membrane, excess, m, r
 
     @staticmethod
+    @unbatched
     def backward(ctx, g_spikes, g_membrane, g_excess, g_final_m, g_final_r):
         m0, r0, beta, beta_thr, gamma, scale, membrane, excess = ctx.saved_tensors
         spike = ctx.step.with_scale(scale)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import torch
 
+from ..second_order import unbatched
 from .lif import reset_to_zero
 from .surrogates import Step
 
@@ -61,6 +62,7 @@ class _Scan(torch.autograd.Function):
         return spikes, v_pre, a_before, p, a
 
     @staticmethod
+    @unbatched
     def backward(ctx, g_spikes, g_v_rec, g_a_rec, g_p_final, g_a_final):
         v0, lam_v, lam_a, theta, beta, scale, v_pre, a_before, saved_spikes, replayed = ctx.saved_tensors
         config = ctx.config

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from ..leak import decay_of
+from ..second_order import unbatched
 from .surrogates import Step
 
 
@@ -41,6 +42,7 @@ class _Scan(torch.autograd.Function):
         return spikes, membrane, m
 
     @staticmethod
+    @unbatched
     def backward(ctx, g_spikes, g_membrane, g_final):
         x, m0, beta, c, sgn, scale, membrane = ctx.saved_tensors
         spike = ctx.step.with_scale(scale)

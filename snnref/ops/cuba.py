@@ -39,6 +39,7 @@ import torch
 
 from .. import registry
 from ..leak import quotient
+from ..second_order import unbatched
 from .surrogates import Step
 
 
@@ -171,6 +172,7 @@ class _Scan(torch.autograd.Function):
         return tuple(sequences + finals)
 
     @staticmethod
+    @unbatched
     def backward(ctx, *grads):
         v0, i0, r0, a, b, leak, reset, threshold, k, v_obs, z_obs, v_seq, i_seq, r_seq = ctx.saved_tensors
         config = ctx.config
