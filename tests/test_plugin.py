@@ -67,6 +67,12 @@ BAD_VALUES = [
 ]
 
 
+# Under pytest-xdist the items are collected on the workers, where a usage error was lost: no
+# tests ran (exit 5) with no message, or an INTERNALERROR naming another test.
+XDIST = ("-n", "2")
+PARALLEL = pytest.mark.parametrize("parallel", [(), XDIST], ids=["serial", "xdist"])
+
+
 def _bad_value_arguments(option, value):
     return ["--snnref-impl", "fixtures.outside_lif:correct", "--snnref-model", "tether.LIF", option, value]
 
@@ -78,6 +84,7 @@ def usage_errors(tmp_path_factory):
     subprocess (fixtures/usage_runs.py)."""
     runs = [arguments for arguments, _ in BAD_OPTIONS + SAVE_FAILURES_MISUSED] + [REPORT_ALONE]
     runs += [_bad_value_arguments(option, value) for option, value, _ in BAD_VALUES]
+    runs += [arguments + list(XDIST) for arguments in runs]
     directories = [tmp_path_factory.mktemp("refused") for _ in runs]
     request = json.dumps([[str(d), _options() + arguments] for d, arguments in zip(directories, runs)])
     # Started in an empty directory too: the checkout's root on sys.path would shadow the installed snnref.
@@ -143,9 +150,10 @@ def test_the_fixture_runs_the_gate_in_a_test_of_ones_own(tmp_path):
     assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout + result.stderr
 
 
+@PARALLEL
 @pytest.mark.parametrize("arguments,message", BAD_OPTIONS)
-def test_bad_options_are_usage_errors(usage_errors, arguments, message):
-    code, stderr, _ = usage_errors[tuple(arguments)]
+def test_bad_options_are_usage_errors(usage_errors, arguments, message, parallel):
+    code, stderr, _ = usage_errors[tuple(arguments) + parallel]
     assert code == 4 and message in stderr, stderr
 
 
@@ -206,20 +214,24 @@ def test_a_failing_item_saves_its_case_and_the_replay_reproduces_it(tmp_path, ca
     assert "first failing run: tether.LIF" in capsys.readouterr().out
 
 
+@PARALLEL
 @pytest.mark.parametrize("arguments,message", SAVE_FAILURES_MISUSED)
-def test_save_failures_without_an_implementation_or_a_directory_is_a_usage_error(usage_errors, arguments, message):
-    code, stderr, _ = usage_errors[tuple(arguments)]
+def test_save_failures_without_an_implementation_or_a_directory_is_a_usage_error(usage_errors, arguments, message,
+                                                                                 parallel):
+    code, stderr, _ = usage_errors[tuple(arguments) + parallel]
     assert code == 4 and message in stderr, stderr
 
 
-def test_a_report_without_an_implementation_is_a_usage_error(usage_errors):
-    code, stderr, directory = usage_errors[tuple(REPORT_ALONE)]
+@PARALLEL
+def test_a_report_without_an_implementation_is_a_usage_error(usage_errors, parallel):
+    code, stderr, directory = usage_errors[tuple(REPORT_ALONE) + parallel]
     assert code == 4, stderr
     assert "--snnref-report: it reports the gate items of --snnref-impl MODULE:CALLABLE" in stderr
     assert directory.is_dir() and not (directory / "page").exists()
 
 
+@PARALLEL
 @pytest.mark.parametrize("option,value,message", BAD_VALUES)
-def test_a_bad_number_or_name_is_a_usage_error(usage_errors, option, value, message):
-    code, stderr, _ = usage_errors[tuple(_bad_value_arguments(option, value))]
+def test_a_bad_number_or_name_is_a_usage_error(usage_errors, option, value, message, parallel):
+    code, stderr, _ = usage_errors[tuple(_bad_value_arguments(option, value)) + parallel]
     assert code == 4 and message in stderr, stderr

@@ -109,9 +109,10 @@ class GateItem(pytest.Item):
         return self.path, None, f"snnref gate: {self.impl.model} {self.kind}"
 
 
-# First, so that -k and -m select among the gate items too.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(session, config, items):
+def _contracts(config):
+    """The declared contract of ``--snnref-impl`` for each model (none without
+    one), after every option is checked; a bad option is a ``pytest.UsageError``
+    naming it."""
     target = config.getoption("snnref_impl")
     if not target:
         if config.getoption("snnref_model"):
@@ -122,9 +123,9 @@ def pytest_collection_modifyitems(session, config, items):
         if config.getoption("snnref_save_failures") is not None:
             raise pytest.UsageError("--snnref-save-failures: it saves the failing cases of --snnref-impl "
                                     "MODULE:CALLABLE; name the implementation")
-        return
+        return []
     from ._verify import load_implementation
-    from . import Implementation, gate
+    from . import Implementation
 
     try:
         fn = load_implementation(target)
@@ -155,6 +156,17 @@ def pytest_collection_modifyitems(session, config, items):
         if message.startswith("model: "):
             message = "--snnref-model: " + message[len("model: "):]
         raise pytest.UsageError(message) from None
+    return contracts
+
+
+# First, so that -k and -m select among the gate items too.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    from . import gate
+
+    contracts = _contracts(config)
+    if not contracts:
+        return
     added = []
     for impl in contracts:
         for kind in gate.KINDS:
@@ -167,6 +179,16 @@ def pytest_collection_modifyitems(session, config, items):
     # Counted as collected, as the items of test files are: else "collected 0 items / 6 deselected /
     # -6 selected" under -k.
     config.hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, added))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    """Under pytest-xdist the items are collected on the workers, where a usage
+    error was lost (no tests ran, exit 5, or an INTERNALERROR naming another
+    test): the controller checks the options first, as a run without -n does."""
+    config = session.config
+    if not _is_xdist_worker(config) and getattr(config.option, "dist", "no") != "no":
+        _contracts(config)
 
 
 def _is_xdist_worker(config) -> bool:
