@@ -928,6 +928,20 @@ def test_save_failures_writes_a_replay_command_that_names_the_implementation(tmp
     assert replay.returncode == 1 and "0 passed, 1 failed" in replay.stdout, replay.stdout + replay.stderr
 
 
+def test_a_replay_of_a_declared_contract_names_the_contract_or_no_callable(tmp_path):
+    """Replayed by its function's name, an Implementation's contract (here a
+    fixed alpha) was dropped, and the replay failed a correct implementation."""
+    with pytest.raises(testing.ConformanceError) as caught:
+        testing.assert_conforms(outside_lif.gt_for_ge_alpha_fixed, golden=False, save_failures=tmp_path / "named",
+                                **QUICK)
+    assert "snnref verify --impl fixtures.outside_lif:gt_for_ge_alpha_fixed --model tether.LIF --case" \
+        in str(caught.value), str(caught.value)
+    inline = testing.Implementation(outside_lif.gt_for_ge, "tether.LIF", fixed=("alpha",), dtypes=("float32",))
+    with pytest.raises(testing.ConformanceError) as caught:
+        testing.assert_conforms(inline, golden=False, save_failures=tmp_path / "inline", **QUICK)
+    assert "snnref verify --impl MODULE:CALLABLE --model tether.LIF --case" in str(caught.value), str(caught.value)
+
+
 def following(spikes):
     """An implementation whose only choice is its spike train: the spec's float32
     run with ``spikes`` forced, forward and backward (self-consistent otherwise)."""

@@ -73,22 +73,28 @@ def _where(shape, index, sequence):
     return f"index {index}" if index else "its only element"
 
 
-def _import_path(fn):
-    """(``MODULE:CALLABLE`` that imports ``fn`` again, the folder the import needs on
+def _import_path(target):
+    """(``MODULE:NAME`` that imports ``target`` again, the folder the import needs on
     ``PYTHONPATH`` or None), for a replay command: the module-level name bound to it
     (a function made by a factory has no other); (None, None) where there is none
-    (``__main__``, a local function).  The folder is given where the module does not
-    import from the working directory or an installed package (a test module that
-    pytest imported from its own folder)."""
+    (``__main__``, a local function or contract).  A function is looked for in its
+    own module.  An ``Implementation`` is looked for in its function's module, then
+    in every module loaded: replayed by its function's name, the declared contract
+    (a fixed parameter, a pin) was dropped, and a correct implementation failed.
+    The folder is given where the module does not import from the working directory
+    or an installed package (a test module that pytest imported from its own folder)."""
     import sys
 
-    module = sys.modules.get(getattr(fn, "__module__", None) or "")
-    if module is None or module.__name__ == "__main__":
-        return None, None
-    name = next((key for key, value in vars(module).items() if value is fn), None)
-    if not name:
-        return None, None
-    return f"{module.__name__}:{name}", _pythonpath_for(module)
+    home = sys.modules.get(getattr(getattr(target, "fn", target), "__module__", None) or "")
+    modules = [home] + ([m for m in list(sys.modules.values()) if m is not home]
+                        if isinstance(target, Implementation) else [])
+    for module in modules:
+        if not hasattr(module, "__dict__") or getattr(module, "__name__", "__main__") == "__main__":
+            continue
+        name = next((key for key, value in list(vars(module).items()) if value is target), None)
+        if name:
+            return f"{module.__name__}:{name}", _pythonpath_for(module)
+    return None, None
 
 
 def _pythonpath_for(module):
@@ -196,6 +202,6 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
         write(report, [outcome], title=f"snnref gate: {impl.model}", option="report")
     if not outcome.passed:
         if save_failures is not None:
-            gate.save_failure(outcome, save_failures, *_import_path(impl.fn))
+            gate.save_failure(outcome, save_failures, *_import_path(fn if isinstance(fn, Implementation) else impl.fn))
         raise ConformanceError(outcome.text())
     return outcome.worst
