@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 # The tests run the Triton kernels on CPU tensors under Triton's interpreter,
 # on a GPU machine too (the same checks as CI; the interpreter must be on
@@ -20,6 +20,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import snnref.spec.api as api
 from snnref import registry
+from snnref.testing.strategies import register_profiles
 
 # tests/test_families.py collects the suite with a toy family installed (a
 # registry row and its modules, tests/toyfamily): every registry-driven suite
@@ -36,21 +37,8 @@ if os.environ.get("SNNREF_TOY_FAMILY"):
         if record:
             Path(record).write_text("\n".join(item.nodeid for item in items))
 
-settings.register_profile(
-    "ci",
-    max_examples=20,
-    derandomize=True,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "thorough",
-    max_examples=500,
-    deadline=None,
-    print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+# The package's profiles (snnref.testing.strategies), under this suite's short names.
+register_profiles(ci="ci", thorough="thorough")
 settings.load_profile("ci")
 
 

@@ -1,5 +1,6 @@
 """snnref.testing: the budget assertion, the strategies and assert_conforms with adapters."""
 
+import re
 import subprocess
 import sys
 
@@ -259,8 +260,34 @@ def test_the_printed_call_draws_the_case_again_for_every_combination_of_flags():
                         assert (second is None) if first is None else np.array_equal(first, second), part
 
 
-@pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
-def test_an_empty_list_of_neuron_counts_is_refused():
-    # Found by an outside library author: [] drew from max_neurons without a word.
-    with pytest.raises(ValueError, match="^neuron_counts: expected a non-empty list of neuron counts"):
-        strategies.cases("tether.LIF", neuron_counts=[]).example()
+@pytest.mark.parametrize("arguments,message", [
+    # Found by outside library authors.  [] drew from max_neurons without a word.
+    (dict(neuron_counts=[]), "neuron_counts: expected a non-empty list of neuron counts, got []"),
+    # The rest failed at the first draw: "surrogate: unknown name 'a'" (the string's letters), and
+    # hypothesis's "Cannot have max_value=0 < min_value=1" or x's own shape error, none naming its argument.
+    (dict(surrogates="arctan"), "surrogates: expected a non-empty sequence of surrogate keys, got 'arctan'"),
+    (dict(surrogates=()), "surrogates: expected a non-empty sequence of surrogate keys, got ()"),
+    (dict(surrogates=("arctan", "spike_linear")), "surrogates: tether.LIF does not accept 'spike_linear'"),
+    (dict(max_steps=0), "max_steps: expected an integer >= 1, got 0"),
+    (dict(min_steps=0, max_steps=0), "min_steps: expected an integer >= 1, got 0"),
+    (dict(min_steps=5, max_steps=3), "max_steps: expected an integer >= 5, got 3"),
+    (dict(max_batch=0), "max_batch: expected an integer >= 1, got 0"),
+    (dict(max_neurons=0), "max_neurons: expected an integer >= 1, got 0"),
+    (dict(neuron_counts=[4, 0]), "neuron_counts: expected an integer >= 1, got 0"),
+])
+def test_the_strategy_refuses_a_bad_argument_by_name_before_any_draw(arguments, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        strategies.cases("tether.LIF", **arguments)
+
+
+def test_the_package_registers_the_suites_hypothesis_profiles():
+    """A user's suite got "Profile 'thorough' is not registered": the profiles lived in this
+    repository's conftest.py only."""
+    from hypothesis import settings
+
+    strategies.register_profiles()
+    ci, thorough = settings.get_profile("snnref-ci"), settings.get_profile("snnref-thorough")
+    assert (ci.max_examples, ci.derandomize, ci.deadline, ci.print_blob) == (20, True, None, True)
+    assert (thorough.max_examples, thorough.derandomize, thorough.print_blob) == (500, False, True)
+    # This suite runs under the same settings.
+    assert settings.get_profile("ci").max_examples == ci.max_examples
