@@ -928,6 +928,12 @@ def test_save_failures_writes_a_replay_command_that_names_the_implementation(tmp
     assert replay.returncode == 1 and "0 passed, 1 failed" in replay.stdout, replay.stdout + replay.stderr
 
 
+def test_a_golden_dir_that_is_no_store_is_refused_by_its_argument_name(tmp_path):
+    # Before: "NotAStore: <path>: no such directory", unlike every other argument's message.
+    with pytest.raises(ValueError, match=r"^golden_dir: .*nowhere: no such directory \(expected a golden store\)"):
+        testing.assert_conforms(outside_lif.correct, "tether.LIF", golden_dir=tmp_path / "nowhere", **QUICK)
+
+
 def test_a_replay_of_a_declared_contract_names_the_contract_or_no_callable(tmp_path):
     """Replayed by its function's name, an Implementation's contract (here a
     fixed alpha) was dropped, and the replay failed a correct implementation."""

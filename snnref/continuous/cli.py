@@ -27,9 +27,10 @@ def add_parser(commands):
     parser.add_argument("--model", action="append", metavar="KEY",
                         help="only this registry model (repeatable; default: every mapped model)")
     from ..cli import nonnegative_integer
-    from .convergence import MAX_LEVELS
+    from .convergence import MAX_LEVELS, MIN_FIT_POINTS
 
-    parser.add_argument("--levels", type=int, default=6, help=f"halvings of dt (default 6, at most {MAX_LEVELS})")
+    parser.add_argument("--levels", type=int, default=6,
+                        help=f"halvings of dt (default 6; from {MIN_FIT_POINTS - 1} to {MAX_LEVELS})")
     parser.add_argument("--seed", type=nonnegative_integer, default=0, help="seed of the random cases (default 0)")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the errors against dt (needs matplotlib)")
     parser.add_argument("--no-fd", action="store_true", help="skip the finite-difference check (faster)")

@@ -371,7 +371,8 @@ def _mapped(model):
 def converge(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neurons=None) -> Convergence:
     """The convergence study of a mapped registry model (see the module docstring).
 
-    ``levels``: halvings of dt (levels + 1 runs).  ``dt``: the first step (default:
+    ``levels``: halvings of dt (levels + 1 runs), from ``MIN_FIT_POINTS - 1`` (2) to
+    ``MAX_LEVELS``.  ``dt``: the first step (default:
     the pulse spacing, h / 8 for the CUBA models); ``pulse_spacing``: h (default 1,
     2^-18 s for the CUBA models); ``neurons``: per study (default 4, 32 for CUBA).
     """

@@ -197,6 +197,14 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
         from .report import check_target, write
 
         check_target("report", report)
+    if golden_dir is not None and "golden" in kinds:
+        from . import _golden
+
+        # Named as every other argument is (the plugin says --snnref-golden-dir).
+        try:
+            _golden.read_manifest(golden_dir)
+        except _golden.GoldenError as error:
+            raise ValueError(f"golden_dir: {error}") from None
     outcome = gate.run(impl, examples=examples, seed=seed, kinds=kinds, golden_dir=golden_dir)
     if report is not None:
         write(report, [outcome], title=f"snnref gate: {impl.model}", option="report")
