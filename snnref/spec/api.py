@@ -178,6 +178,8 @@ def simulate(
     values are used as given, 0 and 1 or not: the gate forces an
     implementation's spike counts (a multi-spike neuron's 2) to show whether
     only its spikes differ.
+    ``allow_nonfinite``: compute with NaN or inf in x, the parameters, the
+    states and the observations instead of refusing them by name.
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     frozen = arguments.check_detached(detached, run.x.shape, arguments.NumpyArrays(run.x.dtype), allow_nonfinite,
@@ -289,7 +291,9 @@ def vjp(
     gradients as long sums (``magnitudes`` and ``sum_terms`` of its result:
     tether.SpikingSelfAttention, whose ``x`` and initial-state gradients sum
     over features and later time steps); ``n`` is then the family's count of
-    the roundings a contribution meets.
+    the roundings a contribution meets.  ``params``, ``state``, ``surrogate``,
+    ``smooth``, ``inject``, ``dtype`` and ``allow_nonfinite`` are ``simulate``'s
+    (the cotangents are held to ``allow_nonfinite`` too).
     """
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     family = _family(run.row)
