@@ -262,7 +262,9 @@ def check_param_shape(param, shape, n, label):
     else:
         fits = shape in ((), (1,), (n,))
     if not fits:
-        raise ValueError(f"{label}: expected {expected_shape(param, n)} for N={n}, got shape {shape}")
+        # N is x's last axis: a per-channel (C, 1, 1) for a (T, B, C, H, W) input is no per-neuron shape.
+        raise ValueError(f"{label}: expected {expected_shape(param, n)} for N={n} (x's last axis), got shape "
+                         f"{shape}")
 
 
 def check_inject_shape(label, shape, x_shape):

@@ -62,7 +62,8 @@ def test_state_of_the_wrong_batch_size():
 
 
 def test_parameter_shapes_and_domains():
-    raises(ValueError, r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\) \(per neuron\) for N=3, got shape \(2,\)",
+    raises(ValueError, r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\) \(per neuron\) for N=3 \(x's last axis\), "
+           r"got shape \(2,\)",
            "tether.PLIF", X, {"decay": torch.ones(2)})
     raises(ValueError, r"params\['tau_mem'\]: expected values > 0", "hxtorch.cuba_lif", X, {"tau_mem": -1e-5})
     raises(ValueError, r"params\['tau_syn'\]: expected finite values", "hxtorch.cuba_lif", X, {"tau_syn": float("inf")})

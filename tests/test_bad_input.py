@@ -116,7 +116,8 @@ def test_dtype_must_be_float32_or_float64():
 
 
 def test_non_broadcastable_per_neuron_parameter():
-    raises(ValueError, r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\) \(per neuron\) for N=3, got shape \(2,\)",
+    raises(ValueError, r"params\['decay'\]: expected a scalar, \(1,\) or \(3,\) \(per neuron\) for N=3 \(x's last axis\), "
+           r"got shape \(2,\)",
            "tether.PLIF", X, {"decay": np.ones(2)})
     raises(ValueError, r"params\['threshold'\]: .* got shape \(2, 3\)", "tether.LIF", X, {"threshold": np.ones((2, 3))})
 
@@ -134,9 +135,9 @@ def test_unknown_and_missing_parameters():
 def test_attention_weights_and_bias_take_exactly_their_shapes():
     x = np.zeros((2, 1, 1, 2))
     weights = {n: np.eye(2) for n in ("q_weight", "k_weight", "v_weight", "proj_weight")}
-    raises(ValueError, r"params\['proj_bias'\]: expected \(2,\) for N=2, got shape \(1,\)",
+    raises(ValueError, r"params\['proj_bias'\]: expected \(2,\) for N=2 \(x's last axis\), got shape \(1,\)",
            "tether.SpikingSelfAttention", x, {**weights, "proj_bias": np.zeros(1)})
-    raises(ValueError, r"params\['q_weight'\]: expected \(2, 2\) for N=2, got shape \(2,\)",
+    raises(ValueError, r"params\['q_weight'\]: expected \(2, 2\) for N=2 \(x's last axis\), got shape \(2,\)",
            "tether.SpikingSelfAttention", x, {**weights, "q_weight": np.ones(2), "proj_bias": np.zeros(2)})
 
 

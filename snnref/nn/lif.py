@@ -61,7 +61,9 @@ class LIF(TetherNeuron):
 
 class PLIF(LIF):
     """LIF with per-neuron trainable ``decay`` and ``threshold`` of shape (n_neurons,),
-    broadcast over the batch: input (T, n_neurons) or (T, B, n_neurons)."""
+    broadcast over the batch: input (T, n_neurons), (T, B, n_neurons) or any
+    (T, ..., n_neurons), the parameters along x's last axis (for per-channel
+    parameters on (T, B, C, H, W), put the channels last)."""
 
     model = "tether.PLIF"
     neurons_on_last_axis = True
