@@ -466,6 +466,9 @@ def _filled(module, name, value):
     (lambda: _filled(LIF(3), "decay", float("nan")), torch.zeros(4, 2, 3), ValueError,
      r"^decay: expected finite values, found NaN or inf$"),
     (lambda: LIF(3), torch.full((4, 2, 3), float("inf")), ValueError, r"^x: expected finite values, found NaN or inf$"),
+    # Found by an outside user: the message offered allow_nonfinite, which forward does not take.
+    (lambda: rnnbuilder.SpikeLinear(), torch.full((4, 3), float("nan")), ValueError,
+     r"^x: expected finite values, found NaN or inf$"),
     (lambda: LIF(3, backend="torch"), torch.zeros(4, 2, 3, dtype=torch.float64), TypeError,
      r"x: torch.float64 on cpu, but this module's decay is torch.float32"),
 ])
@@ -630,6 +633,25 @@ def test_the_carried_state_may_be_edited_in_place_between_calls(name, backend):
         gradients.append([p.grad for p in module.parameters()])
     for edited, rebound in zip(*gradients):
         assert torch.equal(edited, rebound)
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_state_the_module_s_own_run_overflowed_is_refused_saying_so(backend):
+    """Found by an outside user: training pushed PLIF's decay to 1.7, a lane that never
+    spiked overflowed to -inf without a word, and the next call said only "the carried state
+    v: expected finite values", as if the caller had given it."""
+    neuron = PLIF(4, init_decay=1.7, init_threshold=1.1, backend=backend)
+    neuron(-torch.ones(200, 2, 4))
+    assert torch.isinf(neuron.v).all()
+    with pytest.raises(ValueError, match=r"^the carried state v: expected finite values, found NaN or inf; the "
+                                         r"module kept it from its last call .* call reset_state\(\) to start again$"):
+        neuron(-torch.ones(2, 2, 4))
+    neuron.reset_state()
+    assert torch.equal(neuron(-torch.ones(2, 2, 4)), torch.zeros(2, 2, 4))
+    # A value the caller sets is the caller's: refused as an argument.
+    neuron.v = torch.full((2, 4), float("nan"))
+    with pytest.raises(ValueError, match=r"^the carried state v: expected finite values, found NaN or inf$"):
+        neuron(-torch.ones(2, 2, 4))
 
 
 def test_spike_linear_is_callable_as_rnnbuilder_s():

@@ -252,6 +252,13 @@ class CarriedState(ResetsToConstructor, nn.Module):
         shape = x.shape[1:]
         state = {name: getattr(self, name) for name in self.state_names}
         left = {name: value for name, value in state.items() if value is not None and self._owns(name, value)}
+        for name, value in left.items():
+            # simulate would refuse it as a value the caller gave; the cause is the module's own run.
+            if not backend.finite(value):
+                raise ValueError(f"the carried state {name}: expected finite values, found NaN or inf; the module "
+                                 "kept it from its last call (or an edit of it), whose state overflowed: float32 "
+                                 "holds magnitudes below 3.4e38, and a decay above 1 grows a membrane that never "
+                                 "reaches threshold; call reset_state() to start again")
         if self.state_per_flattened_neuron:
             fits = all(value.numel() == math.prod(shape) for value in left.values())
         else:

@@ -143,7 +143,7 @@ class SpikeLinear(Surrogate):
             raise ValueError(f"x: expected at least one element, got shape {tuple(x.shape)}")
         params = {"threshold": 0.0, "gradient_factor": self.scale_like(x).to(device=x.device)}
         # Messages name this module's attribute, not simulate's params[...].
-        names = Names(params={"gradient_factor": "gradient_factor"})
+        names = Names(params={"gradient_factor": "gradient_factor"}, allow_nonfinite=False)
         trace = simulate("rnnbuilder.Discontinuous", x.reshape(1, -1), params, surrogate=self.key,
                          backend=self.backend, names=names)
         return trace.outputs["out"].reshape(x.shape)
