@@ -236,12 +236,13 @@ def _backward(v_save_ptr, s_save_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, rep
         r_k = _fired(v_k, theta_k, scale_k, KIND, STRICT, SMOOTH)
         r_v = _fired(v_v, theta_v, scale_v, KIND, STRICT, SMOOTH)
     for t in range(T):
-        s_q = spike(v_q - theta_q, scale_q, KIND, STRICT, SMOOTH)
-        f_q, dF_q = derivatives(v_q - theta_q, scale_q, KIND)
-        s_k = spike(v_k - theta_k, scale_k, KIND, STRICT, SMOOTH)
-        f_k, dF_k = derivatives(v_k - theta_k, scale_k, KIND)
-        s_v = spike(v_v - theta_v, scale_v, KIND, STRICT, SMOOTH)
-        f_v, dF_v = derivatives(v_v - theta_v, scale_v, KIND)
+        u_q, u_k, u_v = v_q - theta_q, v_k - theta_k, v_v - theta_v
+        s_q = spike(u_q, scale_q, KIND, STRICT, SMOOTH)
+        f_q, dF_q = derivatives(u_q, scale_q, KIND)
+        s_k = spike(u_k, scale_k, KIND, STRICT, SMOOTH)
+        f_k, dF_k = derivatives(u_k, scale_k, KIND)
+        s_v = spike(u_v, scale_v, KIND, STRICT, SMOOTH)
+        f_v, dF_v = derivatives(u_v, scale_v, KIND)
         # o = s_q S and S[t] = S[t-1] + s_k s_v.
         S = tl.load(s_save_ptr + at, mask=mask, other=0.0).to(tl.float32)
         g_o = tl.full([BLOCK], 0.0, tl.float32)

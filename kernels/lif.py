@@ -143,7 +143,8 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
     at = offs.to(tl.int64) + LAST
     for _ in range(T):
         v = tl.load(v_pre_ptr + at, mask=mask, other=0.0)
-        s = spike(v - theta, a, KIND, STRICT, SMOOTH)
+        u = v - theta
+        s = spike(u, a, KIND, STRICT, SMOOTH)
         if REPLAY:
             r = tl.load(replay_ptr + at, mask=mask, other=0.0).to(tl.float32)
         else:
@@ -167,7 +168,7 @@ def _backward(v_pre_ptr, v0_ptr, lam_ptr, theta_ptr, scale_ptr, replay_ptr,
             g_v = g_p
         if HAS_G_RECORD and RECORD_PRE:
             g_v += tl.load(g_record_ptr + at, mask=mask, other=0.0).to(tl.float32)
-        f, dF = derivatives(v - theta, a, KIND)
+        f, dF = derivatives(u, a, KIND)
         g_u = g_s * f
         g_v += g_u
         g_theta -= g_u
