@@ -105,6 +105,14 @@ def check_inject_names(row, inject):
             raise ValueError(f"inject: {row.key} accepts {', '.join(map(repr, row.inject))}, got {name!r}")
 
 
+def check_count(name, value, least=1):
+    """A count (neurons, features, heads, time steps): an integer >= ``least``, as an int."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value < least:
+        wanted = "a positive integer" if least == 1 else f"an integer >= {least}"
+        raise ValueError(f"{name}: expected {wanted}, got {value!r}")
+    return int(value)
+
+
 def check_choice(name, value, valid):
     """``value`` must be one of the strings ``valid``."""
     if not isinstance(value, str) or value not in valid:

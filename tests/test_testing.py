@@ -268,12 +268,12 @@ def test_the_printed_call_draws_the_case_again_for_every_combination_of_flags():
     (dict(surrogates="arctan"), "surrogates: expected a non-empty sequence of surrogate keys, got 'arctan'"),
     (dict(surrogates=()), "surrogates: expected a non-empty sequence of surrogate keys, got ()"),
     (dict(surrogates=("arctan", "spike_linear")), "surrogates: tether.LIF does not accept 'spike_linear'"),
-    (dict(max_steps=0), "max_steps: expected an integer >= 1, got 0"),
-    (dict(min_steps=0, max_steps=0), "min_steps: expected an integer >= 1, got 0"),
+    (dict(max_steps=0), "max_steps: expected a positive integer, got 0"),
+    (dict(min_steps=0, max_steps=0), "min_steps: expected a positive integer, got 0"),
     (dict(min_steps=5, max_steps=3), "max_steps: expected an integer >= 5, got 3"),
-    (dict(max_batch=0), "max_batch: expected an integer >= 1, got 0"),
-    (dict(max_neurons=0), "max_neurons: expected an integer >= 1, got 0"),
-    (dict(neuron_counts=[4, 0]), "neuron_counts: expected an integer >= 1, got 0"),
+    (dict(max_batch=0), "max_batch: expected a positive integer, got 0"),
+    (dict(max_neurons=0), "max_neurons: expected a positive integer, got 0"),
+    (dict(neuron_counts=[4, 0]), "neuron_counts: expected a positive integer, got 0"),
 ])
 def test_the_strategy_refuses_a_bad_argument_by_name_before_any_draw(arguments, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}"):

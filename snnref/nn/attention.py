@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import backend
-from .carried import CarriedState, check_input, check_like_module, check_numbers, check_positive_int, names
+from .. import arguments, backend
+from .carried import CarriedState, check_input, check_like_module, check_numbers, names
 
 BRANCHES = ("q", "k", "v")
 STATE_NAMES = ("q_v", "k_v", "v_v", "context")
@@ -28,8 +28,8 @@ class SpikingSelfAttention(CarriedState):
 
     def __init__(self, dim, num_heads=8, decay=0.9, threshold=1.0, *, backend="auto"):
         super().__init__(backend)
-        dim = check_positive_int("dim", dim)
-        num_heads = check_positive_int("num_heads", num_heads)
+        dim = arguments.check_count("dim", dim)
+        num_heads = arguments.check_count("num_heads", num_heads)
         check_numbers(decay=decay, threshold=threshold)
         if dim % num_heads:
             raise ValueError(f"num_heads: expected a positive divisor of dim={dim}, got {num_heads}")

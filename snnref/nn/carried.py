@@ -86,13 +86,6 @@ def shown(tensor):
     return "meta" if tensor.is_meta else f"{tensor.item():g}"
 
 
-def check_positive_int(name, value):
-    """A count (neurons, features, heads): a positive integer, as an int."""
-    if isinstance(value, bool) or not hasattr(value, "__index__") or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
 def check_like_module(module, x):
     """``x`` must have the dtype and device of ``module``'s floating parameters
     and buffers: otherwise the message names the module's, not one of the
@@ -337,7 +330,7 @@ class TetherNeuron(CarriedState):
 
     def __init__(self, n_neurons, store_traces, backend_name):
         super().__init__(backend_name)
-        self.n_neurons = check_positive_int("n_neurons", n_neurons)
+        self.n_neurons = arguments.check_count("n_neurons", n_neurons)
         # A string such as "no" would be truthy.
         arguments.check_flags(store_traces=store_traces)
         self.store_traces = store_traces

@@ -31,7 +31,7 @@ except ModuleNotFoundError as missing:
     raise ModuleNotFoundError("snnref.testing.strategies needs hypothesis: pip install 'snnref[test]'",
                               name="hypothesis") from None
 
-from .. import registry
+from .. import arguments, registry
 from . import _checks as checks
 
 
@@ -48,11 +48,6 @@ def register_profiles(ci="snnref-ci", thorough="snnref-thorough"):
     settings.register_profile(thorough, **THOROUGH_PROFILE)
 
 
-def _count(name, value, least):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name}: expected an integer >= {least}, got {value!r}")
-
-
 def cases(model, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, per_neuron=True,
           surrogates=None, min_steps=1, inject=True, neuron_counts=None):
     """A case for ``model`` (a registry key or row): the model is the caller's
@@ -65,16 +60,16 @@ def cases(model, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, p
     ``neuron_counts`` draws N from a list (e.g. sizes that are no multiple of a
     block).  Every argument is checked here, by name, before any draw."""
     row = registry.model(model)
-    _count("min_steps", min_steps, 1)
-    _count("max_steps", max_steps, min_steps)
-    _count("max_batch", max_batch, 1)
-    _count("max_neurons", max_neurons, 1)
+    arguments.check_count("min_steps", min_steps)
+    arguments.check_count("max_steps", max_steps, min_steps)
+    arguments.check_count("max_batch", max_batch)
+    arguments.check_count("max_neurons", max_neurons)
     if neuron_counts is not None:
         # An empty list is no list to draw from: before, it drew from max_neurons without a word.
         if isinstance(neuron_counts, (str, bytes)) or not len(neuron_counts):
             raise ValueError(f"neuron_counts: expected a non-empty list of neuron counts, got {neuron_counts!r}")
         for count in neuron_counts:
-            _count("neuron_counts", count, 1)
+            arguments.check_count("neuron_counts", count)
     if surrogates is not None:
         # A string is a sequence of letters: "arctan" was drawn as 'a', 'r', ...
         if isinstance(surrogates, (str, bytes)) or not len(surrogates):
