@@ -11,6 +11,20 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 
+class ArraysByName(dict):
+    """A dict of a record's arrays by name whose missing key is an error that
+    says what the record has: a bare ``KeyError: 'spikes'`` left a caller to
+    guess the names (a tether.LIF trace records "out" and "v")."""
+
+    def __init__(self, values, what):
+        super().__init__(values)
+        self.what = what
+
+    def __missing__(self, key):
+        held = ", ".join(map(repr, self)) or "nothing"
+        raise KeyError(f"{self.what}: no {key!r}; it holds {held}")
+
+
 @dataclass(frozen=True)
 class Trace:
     """What one run produced.
@@ -31,3 +45,8 @@ class Trace:
     final_state: Dict[str, Any]
     detached: Dict[str, Any]
     distance: Optional[Any] = None
+
+    def __post_init__(self):
+        for field in ("outputs", "final_state", "detached"):
+            # Frozen: the dataclass's own __init__ sets fields the same way.
+            object.__setattr__(self, field, ArraysByName(getattr(self, field), f"{field} of this {self.model} trace"))

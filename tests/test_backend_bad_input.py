@@ -1,5 +1,7 @@
 """snnref.simulate (torch) rejects bad input before computing, naming the argument."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -285,3 +287,12 @@ def test_a_detached_value_the_run_does_not_record_is_refused_by_every_backend():
                                              r"hxtorch.cuba_lif run with these injections records: reset_spike\)$"):
             snnref.simulate("hxtorch.cuba_lif", torch.tensor(x), smooth=True, backend=backend,
                             detached={k: torch.tensor(v) for k, v in injected.items()})
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_missing_name_in_a_trace_says_what_it_holds(backend):
+    trace = snnref.simulate("hxtorch.cuba_lif", X, backend=backend)
+    with pytest.raises(KeyError, match=re.escape("outputs of this hxtorch.cuba_lif trace: no 'spikes'; it holds ")) \
+            as raised:
+        trace.outputs["spikes"]
+    assert sorted(raised.value.args[0].rpartition("holds ")[2].split(", ")) == ["'i'", "'out'", "'v'"]

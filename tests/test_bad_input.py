@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from snnref import spec
+from snnref import checks, registry, spec
 from snnref.spec import surrogates
 
 X = np.full((4, 2, 3), 0.5)
@@ -315,3 +315,19 @@ def test_a_custom_surrogate_is_proven_before_the_spec_uses_it():
     good = surrogates.Custom("gauss", gauss_f, gauss_F)
     assert np.isfinite(spec.vjp("tether.LIF", X, {"alpha": 2.0}, None, {"out": np.ones_like(X)}, surrogate=good,
                                 smooth=True)["x"]).all()
+
+
+@pytest.mark.parametrize("key", sorted(registry.MODELS))
+def test_a_missing_name_in_a_trace_or_its_gradients_says_what_they_hold(key):
+    case = checks.random_case(key, np.random.default_rng(0))
+    trace = spec.simulate(case.model, case.x, case.params, case.state, surrogate=case.surrogate, inject=case.inject)
+    grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, surrogate=case.surrogate,
+                     inject=case.inject)
+    for record, what in [(trace.outputs, "outputs"), (trace.final_state, "final_state"),
+                         (trace.detached, "detached"), (grads, "gradients")]:
+        held = ", ".join(repr(name) for name in record) or "nothing"
+        with pytest.raises(KeyError, match=re.escape(f"{what} of this {key} ")) as raised:
+            record["no such name"]
+        assert raised.value.args[0].endswith(f"no 'no such name'; it holds {held}")
+        # Lookups that do not raise are the plain dict's.
+        assert record.get("no such name") is None and "no such name" not in record

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from decimal import Decimal, getcontext
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import assume, example, given
@@ -1036,3 +1038,11 @@ def test_a_crossing_before_a_long_quiet_interval_is_found_whatever_its_length(t_
 
     ulp = np.spacing(spike)
     assert textbook(spike - 8 * ulp) < 0.9 < textbook(spike + 8 * ulp)
+
+
+def test_a_missing_name_in_a_trace_says_what_it_holds():
+    trace = simulate("CubaLIF", {"tau_syn": 0.5, "tau_mem": 1.0, "v_threshold": 1.0}, [0.5], [[3.0]], t_end=2.0)
+    with pytest.raises(KeyError, match=re.escape("states of this CubaLIF trace: no 'u'; it holds 'v', 'i'")):
+        trace.states["u"]
+    with pytest.raises(KeyError, match=re.escape("before_spike of this CubaLIF trace: no 'u'")):
+        trace.before_spike["u"]

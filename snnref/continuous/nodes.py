@@ -48,6 +48,8 @@ from typing import Dict, Mapping, Tuple
 
 import numpy as np
 
+from ..trace import ArraysByName
+
 
 @dataclass(frozen=True)
 class Node:
@@ -111,6 +113,11 @@ class ContinuousTrace:
     before_spike: Dict[str, Tuple[np.ndarray, ...]]
     after_spike: Dict[str, Tuple[np.ndarray, ...]]
     initial_state: Dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("params", "states", "before_spike", "after_spike", "initial_state"):
+            # Frozen: the dataclass's own __init__ sets fields the same way.
+            object.__setattr__(self, name, ArraysByName(getattr(self, name), f"{name} of this {self.node} trace"))
 
     @property
     def variables(self) -> Tuple[str, ...]:

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from .. import arguments, families, registry
-from ..trace import Trace
+from ..trace import ArraysByName, Trace
 from . import surrogates as _surrogates
 
 
@@ -316,4 +316,4 @@ def vjp(
         if magnitudes is not None and f"state.{var}" in terms:
             magnitudes[f"state.{var}"] = _adjoint_sum_size(
                 sizes[f"state.{var}"], terms[f"state.{var}"], run.state_shapes[var])
-    return grads
+    return ArraysByName(grads, f"gradients of this {run.row.key} vjp")
