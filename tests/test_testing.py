@@ -96,7 +96,8 @@ def test_the_budget_checks_take_a_half_precision_tensor(dtype):
 def test_assert_close_reports_a_final_state_by_index_not_by_time_step():
     impl = np.zeros((2, 5))
     impl[1, 3] = 1e-3
-    with pytest.raises(testing.ConformanceError, match=r"first failure at index \(1, 3\)"):
+    # The values as numbers, not NumPy 2's reprs ("impl np.float64(0.001)").
+    with pytest.raises(testing.ConformanceError, match=r"first failure at index \(1, 3\) \(impl 0.001, spec 0.0\)"):
         testing.assert_close("final.v", impl, np.zeros((2, 5)), np.zeros((2, 5)), np.float32)
 
 
@@ -191,6 +192,28 @@ def test_tether_functional_conforms_through_its_adapter(key):
 def test_hxtorch_functional_conforms_through_its_adapter(key):
     name = key.split(".")[1] + "_integration"
     assert testing.assert_conforms(adapters.hxtorch_functional(getattr(functional, name)), key, examples=4) <= 1
+
+
+@pytest.mark.parametrize("adapter,model,narrowed", [
+    (adapters.tether_functional, "tether.LIF", {"per_neuron": False}),
+    (adapters.hxtorch_functional, "hxtorch.cuba_lif", {"takes_state": False}),
+])
+def test_a_seed_adapter_keeps_what_the_function_declares_and_narrows_it_by_the_signature(adapter, model, narrowed):
+    def seed_function(*args, **kwargs):
+        raise AssertionError("not called")
+
+    row = registry.model(model)
+    seed_function.surrogates = (row.default_surrogate,)
+    seed_function.dtypes = ("float32",)
+    seed_function.fixed_parameters = row.differentiable[:1]
+    seed_function.gradients = False
+    # Declared, but what the seed's signature cannot pass stays narrowed.
+    seed_function.per_neuron = True
+    seed_function.takes_state = True
+    contract = testing.Implementation.of(adapter(seed_function), model)
+    assert (contract.surrogates, contract.dtypes, contract.fixed, contract.gradients) == (
+        (row.default_surrogate,), ("float32",), tuple(row.differentiable[:1]), False)
+    assert all(getattr(contract, name) == value for name, value in narrowed.items())
 
 
 @pytest.mark.parametrize("name", ["b1", "b6", "time_index"])

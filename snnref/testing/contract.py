@@ -57,6 +57,11 @@ def _names(value, field_name):
     return tuple(value)
 
 
+# The attributes a plain function may carry (``Implementation.of``) -> the field each sets.
+DECLARED = {"pin": "pin", "per_neuron": "per_neuron", "surrogates": "surrogates", "takes_state": "takes_state",
+            "takes_inject": "takes_inject", "dtypes": "dtypes", "fixed_parameters": "fixed", "gradients": "gradients"}
+
+
 @dataclass(frozen=True)
 class Implementation:
     fn: Callable
@@ -197,11 +202,8 @@ class Implementation:
             return fn
         if model is None:
             raise ContractError("model: name the registry model the function implements")
-        return cls(fn, model, pin=getattr(fn, "pin", {}), per_neuron=getattr(fn, "per_neuron", True),
-                   surrogates=getattr(fn, "surrogates", None), takes_state=getattr(fn, "takes_state", True),
-                   takes_inject=getattr(fn, "takes_inject", True),
-                   dtypes=getattr(fn, "dtypes", None),
-                   fixed=getattr(fn, "fixed_parameters", ()), gradients=getattr(fn, "gradients", True))
+        return cls(fn, model, **{field_name: getattr(fn, attribute) for attribute, field_name in DECLARED.items()
+                                 if hasattr(fn, attribute)})
 
     def named_by(self, target: str) -> "Implementation":
         """This contract named ``target`` (the MODULE:CALLABLE it was loaded by) unless it declares

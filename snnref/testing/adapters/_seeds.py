@@ -1,8 +1,9 @@
 """Adapters from the seed libraries' functional signatures (tether's
 ``LIFSubFunction`` contract, hxtorch's ``cuba_*_integration``) to the adapter
 contract of ``snnref.testing.assert_conforms``.  Plain functions with the
-attributes ``snnref.testing.Implementation.of`` reads (``per_neuron``,
-``takes_state``)."""
+attributes ``snnref.testing.Implementation.of`` reads: those the wrapped
+function declares (``surrogates``, ``dtypes``, ...), narrowed by what the
+seed's signature cannot express (``per_neuron``, ``takes_state``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from types import SimpleNamespace
 import torch
 
 from ... import registry
+from ..contract import DECLARED
 
 TETHER_MODELS = ("tether.LIF", "tether.PLIF")
 HXTORCH_MODELS = tuple(k for k in registry.MODELS if k.startswith("hxtorch."))
@@ -19,8 +21,10 @@ HXTORCH_MODELS = tuple(k for k in registry.MODELS if k.startswith("hxtorch."))
 def tether_functional(fn):
     """Wrap ``fn(x_seq, v_init, decay, threshold, alpha, surrogate_type) -> (spikes,
     v_final, v_seq)`` (tether's LIFSubFunction / PLIFSubFunction contract, inputs
-    flattened to (T, M)) for tether.LIF and tether.PLIF.  Parameters the registry
-    declares scalar stay scalar (PLIF's decay and threshold are per-neuron)."""
+    flattened to (T, M)) for tether.LIF and tether.PLIF.  ``surrogate_type`` is
+    tether's integer code of the surrogate (``registry.surrogate(key).tether_id``:
+    0 arctan, 1 sigmoid, 2 fast_sigmoid).  Parameters the registry declares
+    scalar stay scalar (PLIF's decay and threshold are per-neuron)."""
 
     def adapted(model, x, params, state, *, surrogate=None, inject=None):
         if model not in TETHER_MODELS:
@@ -33,8 +37,7 @@ def tether_functional(fn):
         return SimpleNamespace(outputs={"out": spikes.reshape(x.shape), "v": v_seq.reshape(x.shape)},
                                final_state={"v": v_final.reshape(shape)})
 
-    adapted.per_neuron = False
-    return adapted
+    return _declared(adapted, fn, per_neuron=False)
 
 
 def hxtorch_functional(fn):
@@ -60,5 +63,16 @@ def hxtorch_functional(fn):
             outputs = {"out": spikes, "v": membrane, "i": current}
         return SimpleNamespace(outputs=outputs, final_state={"v": outputs["v"][-1], "i": outputs["i"][-1]})
 
-    adapted.takes_state = False
+    return _declared(adapted, fn, takes_state=False)
+
+
+def _declared(adapted, fn, **narrowed):
+    """``adapted`` carrying what ``fn`` declares of itself (``contract.DECLARED``),
+    then the seed signature's own limits ``narrowed``: the adapter cannot pass
+    what the signature has no place for, whatever ``fn`` says."""
+    for attribute in DECLARED:
+        if hasattr(fn, attribute):
+            setattr(adapted, attribute, getattr(fn, attribute))
+    for attribute, value in narrowed.items():
+        setattr(adapted, attribute, value)
     return adapted
