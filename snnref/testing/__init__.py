@@ -160,8 +160,8 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, lo
         sequence = _is_sequence(name, impl64) if sequence is None else sequence
         raise ConformanceError(
             f"{label}: max error {float(np.max(error)):.3e} over the budget {allowed:.3e}; "
-            f"first failure at {_where(error.shape, first, sequence)} (impl {impl64[first]!r}, "
-            f"spec {ref[first]!r}); worst at {_where(error.shape, worst, sequence)}"
+            f"first failure at {_where(error.shape, first, sequence)} (impl {float(impl64[first])!r}, "
+            f"spec {float(ref[first])!r}); worst at {_where(error.shape, worst, sequence)}"
         )
 
 

@@ -409,8 +409,8 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
         if len(stray):
             first, last = tuple(int(i) for i in stray[0]), tuple(int(i) for i in stray[-1])
             report.failures.append(
-                f"out:out: {len(stray)} spike values are not exactly 0 or 1; first at step {first[0]}, "
-                f"index {first[1:]} (impl {impl['out:out'][first]!r})")
+                f"spikes: {len(stray)} values of out:out are not exactly 0 or 1; first at step {first[0]}, "
+                f"index {first[1:]} (impl {float(impl['out:out'][first])!r})")
             report.details["spikes"] = {"fraction": np.inf, "failed": True, "first_step": first[0],
                                         "last_step": last[0], "failing_elements": len(stray),
                                         "worst_index": first, "check": "not exactly 0 or 1"}

@@ -102,7 +102,8 @@ KINDS = ("random", "threshold", "wide", "long", "strided", "out_sum", "far", "go
 STEPS_LEGEND = {
     "first-last": "first-last failing time step",
     "-": "- a sum over every step, not located in time (the first failing run's sums are located, by (2))",
-    "final": "final only through the final state's cotangent",
+    "final": "final within budget once the final state's cotangent is off (that cotangent makes the error, or makes "
+             "it large enough to fail)",
 }
 # The far case's scales of x, largest first: the first at which the spec's float64 and float32
 # runs are finite (rnnbuilder.Cooldown integrates exp(x), which overflows at the largest).
@@ -693,7 +694,8 @@ class GateReport:
                     row["worst"], row["worst_index"], row["worst_run"] = fraction, detail["worst_index"], run.label
                 if detail["failed"]:
                     row["failing"] += 1
-                    row["through_final_state"] = row.get("through_final_state") or detail.get("through_final_state")
+                    row["passes_without_final_cotangent"] = (row.get("passes_without_final_cotangent")
+                                                             or detail.get("passes_without_final_cotangent"))
                     for end, pick in (("first_step", min), ("last_step", max)):
                         if detail[end] is not None:
                             row[end] = detail[end] if row[end] is None else pick(row[end], detail[end])
@@ -729,7 +731,7 @@ class GateReport:
             lines.append(f"  {'quantity':<22} {'worst/budget':>12} {'failing runs':>13}  {'steps':<11} worst at")
             legend = set()
             for key, row in bad.items():
-                steps = ("final" if row.get("through_final_state") else "-") if row["first_step"] is None \
+                steps = ("final" if row.get("passes_without_final_cotangent") else "-") if row["first_step"] is None \
                     else f"{row['first_step']}-{row['last_step']}"
                 legend.add(steps if steps in STEPS_LEGEND else "first-last")
                 lines.append(f"  {key:<22} {row['worst']:>12.3g} {row['failing']:>6}/{row['runs']:<6}  "
@@ -762,8 +764,9 @@ class GateReport:
         for key, row in self.quantities().items():
             if row["failing"]:
                 steps = ("first at step {} (last {})".format(row["first_step"], row["last_step"])
-                         if row["first_step"] is not None else "only through the final state's cotangent"
-                         if row.get("through_final_state") else "summed over every step (no time axis)")
+                         if row["first_step"] is not None else "not located: within budget once the final state's "
+                         "cotangent is off"
+                         if row.get("passes_without_final_cotangent") else "summed over every step (no time axis)")
                 lines.append(f"{self.model} {key}: worst {row['worst']:.3g} x budget in {row['failing']} of "
                              f"{row['runs']} runs; {steps}; worst at {tuple(row['worst_index'])} in "
                              f"{row['worst_run']}")
@@ -931,8 +934,10 @@ def _locate_sums(adapted, run):
     """Equation (2): for each failing gradient without a time axis (a parameter's,
     an initial state's) in ``run``, the first step whose cotangents make it fail,
     by bisection over cotangents kept on steps 0..t only (final-state cotangents
-    off).  ``None`` with ``through_final_state`` when only the final state's
-    cotangent makes it fail."""
+    off).  ``None`` with ``passes_without_final_cotangent`` where it passes with
+    the final-state cotangents off: either the error is in that cotangent's path,
+    or an error on every path that its share makes large enough to fail (a
+    budget is relative to the gradient's size, and both change)."""
     from . import _equivalence as equivalence
 
     case = run.planned.case
@@ -960,7 +965,7 @@ def _locate_sums(adapted, run):
         for key in keys:
             detail = run.details[key]
             if key not in at_end:
-                detail["through_final_state"] = True
+                detail["passes_without_final_cotangent"] = True
                 continue
             low, high = 0, steps - 1
             while low < high:

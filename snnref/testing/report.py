@@ -207,7 +207,8 @@ class _Source:
 def _steps_text(row) -> str:
     if row["first_step"] is not None:
         return f"steps {row['first_step']}-{row['last_step']}"
-    return "only through the final state" if row.get("through_final_state") else "no time axis"
+    return ("not located (within budget without the final state's cotangent)"
+            if row.get("passes_without_final_cotangent") else "no time axis")
 
 
 def _from_gate(gate, backend=None) -> _Source:
