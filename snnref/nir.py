@@ -1259,7 +1259,7 @@ class Network:
     def _run_exact(self, unit, events, lead):
         """One node by ``snnref.continuous``, per batch element; also its spikes as the next node's pulses."""
         from . import continuous
-        from .continuous.exact import StateOverflow
+        from .continuous.exact import MOST_SPIKES, StateOverflow, TooManySpikes
 
         steps = len(self._grid)
         ext = _extensions(unit.node) if self.extensions else {}
@@ -1296,6 +1296,11 @@ class Network:
             except (FloatingPointError, StateOverflow):
                 raise NirError(f"node {unit.name!r}: its state overflows float64 on this input (NIR's state "
                                f"holds finite numbers); expected a smaller x or smaller gains") from None
+            except TooManySpikes:
+                # Each exact spike is an event of its own: without a bound a huge x ran for many minutes.
+                raise NirError(f"node {unit.name!r}: a neuron fires more than {MOST_SPIKES} times on this input, "
+                               "each an exact event; expected a smaller x or smaller gains (or method 'euler')") \
+                    from None
             for var, values in result.states.items():
                 seq.setdefault(var, np.zeros((steps, batch, n)))[:, b] = values
             if unit.threshold is not None:

@@ -1046,3 +1046,17 @@ def test_a_missing_name_in_a_trace_says_what_it_holds():
         trace.states["u"]
     with pytest.raises(KeyError, match=re.escape("before_spike of this CubaLIF trace: no 'u'")):
         trace.before_spike["u"]
+
+
+def test_a_neuron_that_fires_without_bound_stops_with_the_reason(monkeypatch):
+    """Found by an outside user: a hard-reset CubaLIF under a pulse of 10^6 fired 999,872
+    times in 28.5 s, one of 10^9 ran on for minutes.  The bound is lowered here to keep
+    the test short; the run stops at it with the neuron's weights named."""
+    monkeypatch.setattr(exact, "MOST_SPIKES", 50)
+    params = {"tau_syn": 1e-5, "tau_mem": 1e-5, "v_threshold": 1.0, "w_in": 1e-5}
+    weights = np.array([[1.0, 1e4]])
+    with pytest.raises(exact.TooManySpikes, match=r"^pulse_weights\[:, 1\]: node CubaLIF's neuron fires more than "
+                                                  r"50 times by t = .* s \(t_end 0.0001 s\)"):
+        simulate("CubaLIF", params, np.array([1e-5]), weights, t_end=1e-4)
+    monkeypatch.setattr(exact, "MOST_SPIKES", 10**6)
+    assert len(simulate("CubaLIF", params, np.array([1e-5]), weights, t_end=1e-4).spike_times[1]) > 50

@@ -1172,6 +1172,18 @@ def test_a_state_past_float64_is_refused_by_node(node, method):
             snir.load(_one(node), dt=1e-3, method=method).simulate(x)
 
 
+def test_a_node_that_fires_without_bound_under_exact_is_refused_by_node(monkeypatch):
+    """Found by an outside user: an exported cuba_lif graph on x * 1e300 ran for more than
+    five minutes under method 'exact' (every spike an event).  The bound is lowered here."""
+    from snnref.continuous import exact
+
+    monkeypatch.setattr(exact, "MOST_SPIKES", 50)
+    graph = snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=2)
+    with pytest.raises(snir.NirError, match=r"^node '.*': a neuron fires more than 50 times on this input, each an "
+                                            r"exact event; expected a smaller x or smaller gains \(or method 'euler'\)$"):
+        snir.load(graph, dt=1e-6, method="exact").simulate(np.full((5, 1, 2), 1e6))
+
+
 def test_compare_names_an_unreadable_output_and_plain_indices():
     network = snir.load(_graph(), dt=1e-3, method="exp")
     x = np.zeros((5, 2, 2))

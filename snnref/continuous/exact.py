@@ -146,6 +146,10 @@ LARGEST_NEGATIVE = -math.ulp(0.0)  # (10c): a distance that stays below threshol
 # threshold by one instant's pulses): 10^6 took 0.4 s; at 10^16 thresholds d - v_threshold no longer
 # changes d in float64, and the loop ran until memory ran out.
 MOST_SPIKES_AT_ONCE = 10**6
+# The most spikes of one neuron in a run: a hard-reset neuron under a huge current fires
+# without bound (a CubaLIF with a pulse of 10^6 fired 999,872 times in 28.5 s here, and one
+# of 10^9 ran on for minutes): beyond this the run stops with the reason, not a hang.
+MOST_SPIKES = 10**6
 
 
 def _dexprel(x):
@@ -192,6 +196,10 @@ def charge_kernels(s, tau_mem, tau_syn):
     scaled = (tau_syn / gap) * (e_s - e_m)
     return (scaled, (scaled - (tau_syn / tau_mem) * (e_m * (s / tau_mem))) / gap,
             (e_s * (s / tau_syn) - scaled) / gap)
+
+
+class TooManySpikes(ValueError):
+    """A neuron fired more than ``MOST_SPIKES`` times in one run (the message says where)."""
 
 
 class StateOverflow(ValueError):
@@ -427,8 +435,8 @@ def _names(row, pulses):
     return inputs + tuple(f"weight[{j}]" for j in range(pulses))
 
 
-def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
-    """The event loop of one neuron (samples sorted by ``order``)."""
+def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents, label):
+    """The event loop of one neuron (samples sorted by ``order``; ``label`` names its weights)."""
     row, p = neuron.row, neuron.p
     v, i = start["v"], start.get("i", 0.0)
     d = v - p["v_threshold"] if row.spiking else None  # (10c), < 0: _solve refuses a start at threshold
@@ -485,6 +493,10 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents):
     def fire(crossed):
         # (16), (17); the spike happens at time t with v = v(t-).
         nonlocal v, d, a, dv, held_until, release_grad, pending
+        if len(spikes) == MOST_SPIKES:
+            raise TooManySpikes(f"{label}: node {row.name}'s neuron fires more than {MOST_SPIKES} times by t = "
+                             f"{float(t)!r} s (t_end {t_end!r} s), each an exact event; expected a drive that fires "
+                             "fewer (smaller weights, w_in or r, a refractory period tau_ref) or a shorter t_end")
         spikes.append(t)
         before.append((v, i))
         v_minus = v
@@ -611,7 +623,7 @@ def _solve(node_name, params, pulse_times, pulse_weights, t_end, samples, state,
             p["reset"] = checked["reset"]
         runs.append(_run_neuron(
             _Neuron(row, p, index), {var: float(start[var][neuron]) for var in variables},
-            times, weights[:, neuron], end, sample_times, order, tangents,
+            times, weights[:, neuron], end, sample_times, order, tangents, f"pulse_weights[:, {neuron}]",
         ))
     states = {var: np.stack([run[var] for run in runs], axis=1).reshape(len(sample_times), n)
               for var in variables}
