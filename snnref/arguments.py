@@ -327,6 +327,32 @@ def written(values):
     return shortest(listed)
 
 
+def check_narrowed(label, given, held):
+    """Called where ``held`` (a value as the run holds it, in x's dtype) was refused: where
+    the value ``given`` was finite and nonzero, and the run's dtype made it inf or 0,
+    the message says so.  Without this, 1e39 in a float32 run read "found NaN or inf" with
+    advice to pass allow_nonfinite, and a scale of 1e-300 "expected values > 0, got 0.0",
+    numbers the caller never wrote.  A tensor given is held in its own dtype (one of
+    another dtype is refused before), so only numbers and arrays are compared."""
+    if hasattr(given, "detach"):
+        return
+    try:
+        wide = np.asarray(given, dtype=np.float64)
+    except (TypeError, ValueError):
+        return
+    # A torch tensor (the torch path's, on any device, in any float dtype) or a NumPy array.
+    narrow = held.detach().double().cpu().numpy() if hasattr(held, "detach") else np.asarray(held, np.float64)
+    if wide.shape != narrow.shape:
+        return
+    dtype = str(held.dtype).removeprefix("torch.")
+    finite = np.isfinite(wide)
+    for lost, what in ((finite & ~np.isfinite(narrow), f"overflows {dtype}"),
+                       (finite & (wide != 0) & (narrow == 0), f"underflows to 0 in {dtype}")):
+        if lost.any():
+            raise ValueError(f"{label}: {float(wide[lost].flat[0])!r} {what}, the dtype this run computes in; "
+                             f"pass a value that {dtype} holds, or run in float64")
+
+
 def check_finite_values(name, values, finite):
     """A seed layer's parameter (which has no ``allow_nonfinite``): ``finite`` is the caller's reduction."""
     if not finite:
@@ -365,15 +391,17 @@ def below_normal_error(label, values, dtype, tiny):
 def _converted(arrays, label, value, allow_nonfinite, names=SIMULATE):
     array = arrays.convert(label, value)
     if not allow_nonfinite and not arrays.finite(array):
+        check_narrowed(label, value, array)
         raise nonfinite_error(label, names.allow_nonfinite)
     return array
 
 
 def check_x(row, x, arrays, allow_nonfinite, names=SIMULATE):
     """``x``: time-major (T, ..., N), finite unless ``allow_nonfinite``; in the run's dtype."""
-    x = arrays.convert(names.x, x)
+    given, x = x, arrays.convert(names.x, x)
     check_x_shape(row, x.shape, names.x)
     if not allow_nonfinite and not arrays.finite(x):
+        check_narrowed(names.x, given, x)
         raise nonfinite_error(names.x, names.allow_nonfinite)
     return arrays.cast(x)
 
@@ -398,9 +426,15 @@ def check_params(row, params, n, arrays, allow_nonfinite, names=SIMULATE):
         # A tensor asking for a gradient that does not exist is refused, not left at None.
         if not param.differentiable and getattr(value, "requires_grad", False):
             raise no_gradient_error(label, row, param)
+        given = params.get(param.name)
         if not allow_nonfinite and not arrays.finite(value):
+            check_narrowed(label, given, value)
             raise nonfinite_error(label, names.allow_nonfinite)
-        check_domain(param, arrays.plain(value), label)
+        try:
+            check_domain(param, arrays.plain(value), label)
+        except ValueError:
+            check_narrowed(label, given, value)
+            raise
         if param.domain != registry.REAL:
             arrays.check_scale(label, value)
         checked[param.name] = arrays.cast(value)
@@ -446,6 +480,7 @@ def check_inject(row, inject, x_shape, arrays, allow_nonfinite, names=SIMULATE):
         array = arrays.convert(label, value)
         check_inject_shape(label, array.shape, x_shape)
         if not allow_nonfinite and not arrays.finite(array):
+            check_narrowed(label, value, array)
             raise nonfinite_error(label, names.allow_nonfinite)
         array = arrays.plain(array)
         if name == "spikes":

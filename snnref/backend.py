@@ -218,6 +218,14 @@ def float32_under_autocast(function):
     return under_autocast
 
 
+def check_has_values(label, tensor):
+    """A tensor on the 'meta' device has a shape and no values: every check that
+    reads values (finiteness, domains) failed on it inside torch ("Tensor.item()
+    cannot be called on meta tensors")."""
+    if getattr(getattr(tensor, "device", None), "type", None) == "meta":
+        raise ValueError(f"{label}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
+
+
 def _describe(tensor):
     return f"{tensor.dtype} on {tensor.device}"
 
@@ -413,8 +421,8 @@ def simulate(
     families.check_reset(row)
     arguments.check_flags(smooth=smooth, allow_nonfinite=allow_nonfinite)
     names = arguments.SIMULATE if names is None else names
-    if getattr(getattr(x, "device", None), "type", None) == "meta":
-        raise ValueError(f"{names.x}: a tensor on the 'meta' device holds no values; expected a CPU or CUDA tensor")
+    arguments.check_type("names", names, arguments.Names, "a snnref.arguments.Names (or None)")
+    check_has_values(names.x, x)
     backend = _check_backend(row, backend, x, names.x)
     return _simulate_on(row, backend, x, params, state, surrogate, inject, smooth, detached, allow_nonfinite,
                         names)

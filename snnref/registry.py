@@ -248,7 +248,8 @@ class Model:
         for p in self.params:
             if p.name == name:
                 return p
-        raise KeyError(name)
+        names = ", ".join(p.name for p in self.params)
+        raise KeyError(f"{self.key} has no parameter {name!r}; its parameters: {names}")
 
 
 def detached_keys(row: Model, observed: Collection[str] = ()) -> Tuple[str, ...]:

@@ -296,3 +296,36 @@ def test_a_missing_name_in_a_trace_says_what_it_holds(backend):
             as raised:
         trace.outputs["spikes"]
     assert sorted(raised.value.args[0].rpartition("holds ")[2].split(", ")) == ["'i'", "'out'", "'v'"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_module_moved_to_meta_after_a_call_is_refused_by_name(backend):
+    """Found by an outside user: a fresh module on 'meta' was refused by name, but one
+    that had run kept a state whose finiteness check failed inside torch ("Tensor.item()
+    cannot be called on meta tensors")."""
+    neuron = snnref.nn.LIF(3, backend=backend)
+    neuron(torch.randn(4, 2, 3))
+    neuron.to("meta")
+    with pytest.raises(ValueError, match="^x: a tensor on the 'meta' device holds no values"):
+        neuron(torch.empty(4, 2, 3, device="meta"))
+
+
+def test_names_must_be_a_names_record():
+    with pytest.raises(TypeError, match=r"^names: expected a snnref.arguments.Names \(or None\), got str$"):
+        snnref.simulate("tether.LIF", X, names="foo")
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("argument,value,message", [
+    ("params", {"alpha": 1e-300}, r"params\['alpha'\]: 1e-300 underflows to 0 in float32"),
+    ("params", {"threshold": 1e39}, r"params\['threshold'\]: 1e\+39 overflows float32"),
+    ("state", {"v": np.full(3, 1e300)}, r"state\['v'\]: 1e\+300 overflows float32"),
+])
+def test_a_number_x_s_dtype_cannot_hold_is_named_as_such(backend, argument, value, message):
+    """Found by an outside user: 1e-300 read "expected values > 0, got 0.0" and 1e39
+    "found NaN or inf (pass allow_nonfinite=True ...)", numbers the caller never wrote."""
+    with pytest.raises(ValueError, match=f"^{message}, the dtype this run computes in; pass a value that float32 "
+                                         "holds, or run in float64$"):
+        snnref.simulate("tether.LIF", X, backend=backend, **{argument: value})
+    # In float64 the same numbers are values like any other.
+    snnref.simulate("tether.LIF", X.double(), backend=backend, **{argument: value})

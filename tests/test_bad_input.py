@@ -98,9 +98,13 @@ def test_a_custom_surrogate_whose_scale_the_model_lacks_is_refused_by_name():
 
 def test_a_float32_run_checks_its_inputs_as_float32_holds_them():
     # 1e300 is inf and 1e-300 is 0 in float32: the run gave NaN without a word.
-    raises(ValueError, "x: expected finite values", "tether.LIF", X * 1e300, dtype=np.float32)
-    raises(ValueError, r"params\['tau_mem'\]: expected values > 0, got 0.0", "hxtorch.cuba_lif", X,
+    # Named as what the dtype did to them (it read "found NaN or inf" and "got 0.0": numbers never written).
+    raises(ValueError, r"^x: 5e\+299 overflows float32, the dtype this run computes in; pass a value that float32 "
+           r"holds, or run in float64$", "tether.LIF", X * 1e300, dtype=np.float32)
+    raises(ValueError, r"^params\['tau_mem'\]: 1e-300 underflows to 0 in float32", "hxtorch.cuba_lif", X,
            {"tau_mem": 1e-300}, dtype=np.float32)
+    # An input that underflows is only small: no refusal.
+    assert spec.simulate("tether.LIF", X * 1e-300, dtype=np.float32).outputs["out"].sum() == 0
     # float64 holds the input: the same call runs there.
     assert np.all(np.isfinite(spec.simulate("tether.LIF", X * 1e300).outputs["v"]))
 
@@ -331,3 +335,13 @@ def test_a_missing_name_in_a_trace_or_its_gradients_says_what_they_hold(key):
         assert raised.value.args[0].endswith(f"no 'no such name'; it holds {held}")
         # Lookups that do not raise are the plain dict's.
         assert record.get("no such name") is None and "no such name" not in record
+
+
+def test_magnitudes_must_be_a_dict_to_fill():
+    with pytest.raises(TypeError, match=r"^magnitudes: expected a dict to fill \(or None\), got list$"):
+        spec.vjp("tether.LIF", X, None, None, {"out": np.ones_like(X)}, magnitudes=[])
+
+
+def test_an_unknown_parameter_of_a_row_lists_the_row_s():
+    with pytest.raises(KeyError, match="tether.LIF has no parameter 'bogus'; its parameters: decay, threshold, alpha"):
+        registry.model("tether.LIF").param("bogus")

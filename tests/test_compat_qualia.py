@@ -244,3 +244,18 @@ def test_a_model_mid_sequence_deep_copies_and_both_go_on_alike(cls):
     assert model[0].weight.grad is not None and torch.count_nonzero(model[0].weight.grad) > 0
     copied[1].v.sum().backward()
     assert copied[0].weight.grad is not None
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: heaviside(None), TypeError, "^x: expected a torch.Tensor, got NoneType$"),
+    (lambda: SpikeFunctionSigmoid.apply(torch.zeros(3), "a"), TypeError, "^alpha: expected a number, got 'a'$"),
+    (lambda: SpikeFunctionSigmoid.apply(torch.zeros(3), torch.ones(2)), TypeError, "^alpha: expected a number"),
+    (lambda: SpikeFunctionSigmoid.apply(torch.zeros(3), -1.0), ValueError,
+     r"^alpha: expected a finite number > 0, got -1.0$"),
+    (lambda: SpikeFunctionSigmoid.apply(torch.zeros(3), 0), ValueError, r"^alpha: expected a finite number > 0"),
+])
+def test_the_spike_function_s_arguments_are_refused_by_name(call, error, message):
+    """Found by an outside user: a string alpha failed only in the backward, and an alpha
+    of 0 or less gave zero or sign-flipped gradients without a word."""
+    with pytest.raises(error, match=message):
+        call()

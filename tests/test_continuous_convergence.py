@@ -309,3 +309,9 @@ def test_section_9_claims_hold_on_other_seeds(key, seed):
     study = converge(key, levels=6, seed=seed)
     assert verify.check_relation(study) == [], study.order
     assert study.ivp_agreement <= verify.IVP_BOUND
+
+
+def test_spike_term_is_a_flag():
+    # Found by an outside user: "x" was truthy, and the spike term was kept.
+    with pytest.raises(TypeError, match="^spike_term: expected True or False, got 'x'$"):
+        convergence.surrogate_gap("tether.LIF", spike_term="x")

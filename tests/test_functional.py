@@ -453,6 +453,26 @@ WRONG_SPIKES = torch.full((4, 2, 3), 2.0, dtype=torch.float64)
      "threshold: expected finite values, got nan$"),
     (lambda: F.refractory_update(X64[0], X64[0], X64[0], None, None, reset=float("inf"), refractory_time=1e-6,
                                  dt=1e-6), ValueError, "reset: expected finite values, got inf$"),
+    # Found by an outside user: the step functions passed an observed 0.5 on as a spike, which the
+    # integrations refuse, and the clamp blended a z of 0.5 and counted down a negative hold.
+    (lambda: F.cuba_lif_step(*STEP_ZEROS[:4], WRONG_SPIKES[0] / 4, None, method="superspike", **LIF_KW), ValueError,
+     r"spikes_hw: expected observed spikes of exactly 0 or 1, got 0.5$"),
+    (lambda: F.refractory_update(X64[0], X64[0], X64[0], WRONG_SPIKES[0], None, reset=0.0, refractory_time=1e-6,
+                                 dt=1e-6), ValueError, r"spikes_hw: expected observed spikes of exactly 0 or 1, got 2.0$"),
+    (lambda: F.refractory_update(WRONG_SPIKES[0] / 4, X64[0], X64[0], None, None, reset=0.0, refractory_time=1e-6,
+                                 dt=1e-6), ValueError, r"z: expected spikes of exactly 0 or 1, got 0.5$"),
+    (lambda: F.refractory_update(X64[0], X64[0], -WRONG_SPIKES[0], None, None, reset=0.0, refractory_time=1e-6,
+                                 dt=1e-6), ValueError, r"ref_state: expected the steps of refractoriness left, >= 0, "
+                                                       r"got -2.0$"),
+    (lambda: F.cuba_lif_step(*(t.to("meta") for t in STEP_ZEROS[:4]), None, None, method="superspike", **LIF_KW),
+     ValueError, "input: a tensor on the 'meta' device holds no values"),
+    (lambda: compat_hxtorch.Unterjubel.apply(VEC3, None), TypeError, "input_prime: expected a torch.Tensor"),
+    (lambda: compat_hxtorch.Unterjubel.apply(VEC3, X64[0, 0, :2]), ValueError,
+     r"input_prime: expected input's shape \(3,\), got \(2,\)$"),
+    # A number the run's dtype cannot hold is named as such, not as a 0 or an inf the caller never wrote.
+    (lambda: F.spiking_threshold(X64.float(), "superspike", 1e-300), ValueError,
+     "alpha: 1e-300 underflows to 0 in float32, the dtype this run computes in"),
+    (lambda: F.spiking_threshold(X64.float(), "superspike", 1e300), ValueError, "alpha: 1e[+]300 overflows float32"),
 ])
 def test_errors_name_the_arguments_the_caller_passed(call, error, message):
     # Raised inside snnref.simulate, but in the seed function's names, without

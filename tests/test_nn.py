@@ -505,6 +505,11 @@ def test_bad_input_names_the_argument(make, x, error, match):
     (lambda: ALIF(0), ValueError, r"n_neurons: expected a positive integer, got 0"),
     # Found by an outside user: taken, and any non-empty string kept the traces.
     (lambda: LIF(3, store_traces="yes"), TypeError, r"^store_traces: expected True or False, got 'yes'$"),
+    # Found by an outside user: "no" trained the scale.
+    (lambda: Arctan(trainable="no"), TypeError, r"^trainable: expected True or False, got 'no'$"),
+    # Found by an outside user: torch's "missing the required forward function" said nothing of what it is.
+    (lambda: Arctan()(torch.zeros(3)), TypeError, r"^Arctan is a neuron's surrogate setting, not a layer: pass it "
+                                                  r"to a neuron \(LIF\(n, surrogate=Arctan\(\)\)\)"),
     (lambda: SpikingSelfAttention(4.0, 2), ValueError, r"dim: expected a positive integer, got 4.0"),
     (lambda: SpikingSelfAttention(0, 1), ValueError, r"dim: expected a positive integer, got 0"),
     (lambda: SpikingSelfAttention(4, "2"), ValueError, r"num_heads: expected a positive integer, got '2'"),
@@ -644,8 +649,15 @@ def test_a_state_the_module_s_own_run_overflowed_is_refused_saying_so(backend):
     neuron(-torch.ones(200, 2, 4))
     assert torch.isinf(neuron.v).all()
     with pytest.raises(ValueError, match=r"^the carried state v: expected finite values, found NaN or inf; the "
-                                         r"module kept it from its last call .* call reset_state\(\) to start again$"):
+                                         r"module holds it from its last call, a checkpoint it loaded or an edit of "
+                                         r"it .* call reset_state\(\) to start again$"):
         neuron(-torch.ones(2, 2, 4))
+    # A checkpoint's NaN state, loaded into a module that never ran, is said to be the module's too
+    # (the message said only that its last call had overflowed).
+    loaded = PLIF(4, backend=backend)
+    loaded.load_state_dict({**neuron.state_dict(), "v": torch.full((2, 4), float("nan"))})
+    with pytest.raises(ValueError, match=r"a checkpoint it loaded"):
+        loaded(-torch.ones(2, 2, 4))
     neuron.reset_state()
     assert torch.equal(neuron(-torch.ones(2, 2, 4)), torch.zeros(2, 2, 4))
     # A value the caller sets is the caller's: refused as an argument.

@@ -136,6 +136,9 @@ def test_assert_conforms_takes_a_numpy_dtype_a_kind_by_name_and_refuses_no_examp
     assert 0 <= worst <= 1
     with pytest.raises(ValueError, match="examples: expected an integer >= 1, got -1"):
         testing.assert_conforms(outside_lif.correct, "tether.LIF", examples=-1)
+    # Found by an outside user: "no" was truthy, and the goldens ran.
+    with pytest.raises(TypeError, match="^golden: expected True or False, got 'no'$"):
+        testing.assert_conforms(outside_lif.correct, "tether.LIF", golden="no")
 
 
 def test_strategies_without_hypothesis_names_the_extra():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .. import arguments, registry
-from ..backend import ANY_DTYPE, TorchArrays, check_dense, finite
+from ..backend import ANY_DTYPE, TorchArrays, check_dense, check_has_values, finite
 
 # How the messages name the tensor every other value must match.
 _REFERENCE = "the other tensors"
@@ -18,6 +18,7 @@ _REFERENCE = "the other tensors"
 def float_tensor(name, value, min_dim=0):
     """A non-empty floating tensor of rank >= ``min_dim`` in a dtype some backend stores."""
     arguments.check_type(name, value, torch.Tensor, "a torch.Tensor")
+    check_has_values(name, value)
     check_dense(name, value)
     arguments.check_dtype(name, value.dtype, ANY_DTYPE)
     arguments.check_nonempty(name, value.shape, min_dim)
@@ -58,13 +59,17 @@ def param(model, name, value, reference, shapes):
     only where the model has one (the step functions compute with torch
     operations, which would leave such a gradient at None without a word)."""
     row = registry.model(model)
-    value = TorchArrays(reference, _REFERENCE).convert(name, value)
+    given, value = value, TorchArrays(reference, _REFERENCE).convert(name, value)
     arguments.check_shape_among(name, value.shape, shapes)
     if not row.param(name).differentiable and value.requires_grad:
         raise arguments.no_gradient_error(name, row, row.param(name))
     values = value.detach()
-    arguments.check_finite_values(name, values, finite(values))
-    arguments.check_domain(row.param(name), values, name)
+    try:
+        arguments.check_finite_values(name, values, finite(values))
+        arguments.check_domain(row.param(name), values, name)
+    except ValueError:
+        arguments.check_narrowed(name, given, values)
+        raise
     return value
 
 

@@ -85,6 +85,13 @@ class Unterjubel(torch.autograd.Function):
 
     @staticmethod
     def forward(input, input_prime):
+        # The gradient of input_prime's value goes to input: of another shape, torch refused it
+        # only in the backward ("returned an invalid gradient").
+        arguments.check_type("input", input, torch.Tensor, "a torch.Tensor")
+        arguments.check_type("input_prime", input_prime, torch.Tensor, "a torch.Tensor")
+        if input.shape != input_prime.shape:
+            raise ValueError(f"input_prime: expected input's shape {tuple(input.shape)}, got "
+                             f"{tuple(input_prime.shape)}")
         return input_prime.detach().clone()
 
     @staticmethod
@@ -94,6 +101,15 @@ class Unterjubel(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         return grad_output, None
+
+
+def _observed_spikes(label, observed):
+    """Observed spikes (or None) are finite and exactly 0 or 1, as ``hw_data``'s are in the
+    integrations: a step passed 0.5 on as a spike."""
+    if observed is not None:
+        finite_tensor(label, observed)
+        arguments.check_spikes(label, observed.detach())
+    return observed
 
 
 def _inject(observed, model_value):
@@ -128,7 +144,7 @@ def cuba_lif_step(z, v, i, input, spikes_hw, membrane_hw, *, leak, reset, thresh
         broadcasting(name, finite_tensor(name, float_tensor(name, value)), input, "input")
     broadcasting("spikes_hw", spikes_hw, input, "input")
     broadcasting("membrane_hw", membrane_hw, input, "input")
-    finite_tensor("spikes_hw", spikes_hw)
+    _observed_spikes("spikes_hw", spikes_hw)
     finite_tensor("membrane_hw", membrane_hw)
     values = {"leak": leak, "reset": reset, "threshold": threshold, "tau_syn": tau_syn, "tau_mem": tau_mem,
               "alpha": alpha, "dt": dt}
@@ -153,8 +169,12 @@ def refractory_update(z, v, ref_state, spikes_hw, membrane_hw, *, reset, refract
     """
     finite_tensor("v", float_tensor("v", v, 1))
     broadcasting("z", finite_tensor("z", float_tensor("z", z)), v, "v")
+    # z decides the reset and the hold's start: a value between 0 and 1 blended both silently.
+    arguments.check_spikes("z", z.detach(), noun="spikes")
     broadcasting("ref_state", finite_tensor("ref_state", float_tensor("ref_state", ref_state)), v, "v")
-    finite_tensor("spikes_hw", broadcasting("spikes_hw", spikes_hw, v, "v"))
+    if bool((ref_state < 0).any()):
+        raise ValueError(f"ref_state: expected the steps of refractoriness left, >= 0, got {ref_state.min().item()!r}")
+    _observed_spikes("spikes_hw", broadcasting("spikes_hw", spikes_hw, v, "v"))
     finite_tensor("membrane_hw", broadcasting("membrane_hw", membrane_hw, v, "v"))
     values = {"reset": reset, "refractory_time": refractory_time, "dt": dt}
     p = params_like("hxtorch.cuba_refractory_lif", values, v, _per_neuron(v))

@@ -10,6 +10,8 @@ autograd graph from call to call (BPTT across steps) until ``reset()``.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 
 import torch
 
@@ -24,7 +26,19 @@ __all__ = ["ATIF", "IFSRL", "SpikeFunctionSigmoid", "heaviside"]
 
 def heaviside(x):
     """``[x >= 0]`` in ``x``'s dtype."""
+    arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
     return (x >= 0).to(x.dtype)
+
+
+def _check_alpha(alpha):
+    """A finite number > 0 (or a one-element tensor holding one): the backward computes
+    alpha sig(alpha x) (1 - sig(alpha x)), where a string failed only then, and an
+    alpha of 0 or less gave zero or sign-flipped gradients without a word."""
+    if isinstance(alpha, (str, bytes, bool)) or not isinstance(alpha, (numbers.Real, torch.Tensor)) \
+            or (isinstance(alpha, torch.Tensor) and alpha.numel() != 1):
+        raise TypeError(f"alpha: expected a number, got {alpha!r}")
+    if not (math.isfinite(float(alpha)) and float(alpha) > 0):
+        raise ValueError(f"alpha: expected a finite number > 0, got {alpha!r}")
 
 
 class SpikeFunctionSigmoid(torch.autograd.Function):
@@ -36,6 +50,7 @@ class SpikeFunctionSigmoid(torch.autograd.Function):
 
     @staticmethod
     def forward(x, alpha):
+        _check_alpha(alpha)
         return heaviside(x)
 
     @staticmethod

@@ -62,7 +62,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .. import registry, spec
+from .. import arguments, registry, spec
 from ..testing import tolerance
 from . import correspondence, exact, ivp, nodes
 
@@ -567,6 +567,8 @@ def surrogate_gap(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neuro
     ``spike_term=False`` leaves the spike term out of the loss (membranes only)."""
     row = _mapped(model)
     levels = _levels(levels)
+    # spike_term="no" would be truthy.
+    arguments.check_flags(spike_term=spike_term)
     case = draw_case(row, seed, dt, pulse_spacing, neurons, drive)
     cp = counterpart_of(case)
     spiking = row.out.spiking and spike_term

@@ -133,6 +133,8 @@ def check_input(x, features=None, what=None, rank=None):
     """``x`` must be a time-major tensor (rank ``rank``, or at least 2 when None)
     whose last axis has ``features`` entries (any when None); ``what`` names that number."""
     arguments.check_type("x", x, torch.Tensor, "a torch.Tensor")
+    # Before the carried state's checks read its values (a module moved to 'meta').
+    backend.check_has_values("x", x)
     if (x.dim() < 2) if rank is None else (x.dim() != rank):
         expected = "rank >= 2 (T, ..., N)" if rank is None else f"rank {rank}"
         raise ValueError(f"x: expected a time-major tensor of {expected}, got shape {tuple(x.shape)}")
@@ -249,9 +251,10 @@ class CarriedState(ResetsToConstructor, nn.Module):
             # simulate would refuse it as a value the caller gave; the cause is the module's own run.
             if not backend.finite(value):
                 raise ValueError(f"the carried state {name}: expected finite values, found NaN or inf; the module "
-                                 "kept it from its last call (or an edit of it), whose state overflowed: float32 "
-                                 "holds magnitudes below 3.4e38, and a decay above 1 grows a membrane that never "
-                                 "reaches threshold; call reset_state() to start again")
+                                 "holds it from its last call, a checkpoint it loaded or an edit of it (a call's "
+                                 "state overflows where a decay above 1 grows a membrane that never reaches "
+                                 "threshold: float32 holds magnitudes below 3.4e38); call reset_state() to start "
+                                 "again")
         if self.state_per_flattened_neuron:
             fits = all(value.numel() == math.prod(shape) for value in left.values())
         else:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import registry
-from ..arguments import Names
+from ..arguments import Names, check_flags
 from ..backend import check_backend_name, simulate
 from .carried import ResetsToConstructor, check_numbers, shown
 
@@ -35,6 +35,8 @@ class Surrogate(ResetsToConstructor, nn.Module):
         if self.key is None:
             raise TypeError("Surrogate is a base class: use Arctan, Sigmoid, FastSigmoid, SuperSpike or SpikeLinear")
         row = registry.surrogate(self.key)
+        # trainable="no" would be truthy: a trained scale nobody asked for.
+        check_flags(trainable=trainable)
         # A tensor asking for a gradient would be read as a number and never
         # receive one (simulate refuses the same by name).
         if not trainable and getattr(alpha, "requires_grad", False):
@@ -52,6 +54,13 @@ class Surrogate(ResetsToConstructor, nn.Module):
             setattr(self, row.scale, nn.Parameter(torch.tensor(scale)))
         else:
             self.register_buffer(row.scale, torch.tensor(scale, dtype=torch.float64))
+
+    def forward(self, x):
+        """Not a layer: torch's own message ("missing the required forward function")
+        did not say what the module is for."""
+        raise TypeError(f"{type(self).__name__} is a neuron's surrogate setting, not a layer: pass it to a neuron "
+                        f"(LIF(n, surrogate={type(self).__name__}())), or use snnref.nn.SpikeLinear, which is "
+                        "callable as rnnbuilder's spike function is")
 
     @property
     def scale(self) -> torch.Tensor:

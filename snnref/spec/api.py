@@ -295,6 +295,8 @@ def vjp(
     ``smooth``, ``inject``, ``dtype`` and ``allow_nonfinite`` are ``simulate``'s
     (the cotangents are held to ``allow_nonfinite`` too).
     """
+    if magnitudes is not None:
+        arguments.check_type("magnitudes", magnitudes, dict, "a dict to fill (or None)")
     run = _prepare(model, x, params, state, surrogate, smooth, inject, dtype, allow_nonfinite, force_spikes)
     family = _family(run.row)
     outputs, final, _, tape = family.forward(run.row, run.x, run.params, run.state, run.spike, run.inject, None)

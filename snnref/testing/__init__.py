@@ -50,7 +50,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import tolerance
-from .. import registry
+from .. import arguments, registry
 from .._imports import submodules_on_use
 from ..spec.surrogates import Custom as Surrogate
 from .contract import ContractError, Implementation
@@ -190,6 +190,8 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
         impl = replace(impl, dtypes=(tolerance.dtype_name(dtype),))
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples: expected an integer >= 1, got {examples!r}")
+    # golden="no" would be truthy.
+    arguments.check_flags(golden=golden)
     # One kind may be given by its name alone.
     kinds = (kinds,) if isinstance(kinds, str) else kinds
     kinds = tuple(kinds or (gate.KINDS if golden else tuple(k for k in gate.KINDS if k != "golden")))
