@@ -697,3 +697,99 @@ def test_diff_names_the_store_that_holds_a_damaged_file(copy, tmp_path, capsys):
 def test_an_empty_out_is_a_usage_error(capsys):
     assert cli.main(["golden", "generate", "--model", "tether.LIF", "--out", ""]) == 2
     assert "--out: expected a directory name, got an empty string" in capsys.readouterr().err
+
+
+# Found by an outside user receiving a store: a link read any file outside it, a link to
+# /dev/zero read until the machine ran out of memory, and a FIFO waited forever.
+@pytest.mark.parametrize("plant,message", [
+    (lambda path, outside: path.symlink_to(outside), "{name}: is a symbolic link; a golden store holds plain "
+                                                     "files only"),
+    (lambda path, outside: path.symlink_to("/dev/zero"), "{name}: is a symbolic link"),
+    (lambda path, outside: os.mkfifo(path), "{name}: is not a regular file (a FIFO, device or socket)"),
+])
+def test_a_store_s_file_is_a_plain_file(copy, tmp_path, capsys, plant, message):
+    directory, names = copy
+    outside = tmp_path / "outside.npz"
+    shutil.copy(directory / names[0], outside)
+    (directory / names[0]).unlink()
+    plant(directory / names[0], outside)
+    code, out = run_check(directory, capsys)
+    assert code == 1 and message.format(name=names[0]) in out.err, out.err
+
+
+def test_a_store_s_folder_or_manifest_behind_a_link_is_refused(copy, tmp_path, capsys):
+    directory, names = copy
+    folder = (directory / names[0]).parent
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)
+    folder.symlink_to(moved)
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: lies under {folder}, which is a symbolic link" in out.err, out.err
+    (directory / golden.MANIFEST).rename(tmp_path / "manifest.json")
+    (directory / golden.MANIFEST).symlink_to(tmp_path / "manifest.json")
+    code, out = run_check(directory, capsys)
+    assert code == 1 and "MANIFEST.json: is a symbolic link or a special file, not a manifest" in out.err, out.err
+
+
+def test_an_array_s_declared_size_is_checked_before_it_is_read(copy, capsys):
+    """Found by an outside user: a 10 KB member whose header declared 10^11 values was
+    allocated (745 GiB) before its shape was compared with the manifest's."""
+    directory, names = copy
+    arrays = golden.load(directory, names[0], golden.read_manifest(directory)["files"][names[0]])
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**11,)})
+    _signed(directory, names[0], {**{k: _npy(v) for k, v in arrays.items()}, "out.out": header.getvalue()})
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: its arrays do not match the manifest's shapes (out.out has shape " \
+                          "[100000000000], the manifest lists" in out.err, out.err
+    # Listed at that shape too (a sender signs both): the member's size gives it away.
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    manifest["files"][names[0]]["shapes"]["out.out"] = [10**11]
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: out.out declares 100000000000 values of float64 but holds 0 bytes of " \
+                          "data" in out.err, out.err
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda text, name: '{"files": ' + "[" * 100000 + "]" * 100000 + "}", "not a valid manifest (nested too deeply"),
+    # Before: "embedded null byte" alone, from the operating system.
+    (lambda text, name: text.replace(f'"{name}"', f'"{name}\\u0000"', 1), "is not a path inside the store"),
+])
+def test_a_manifest_that_cannot_be_read_safely_is_refused_by_name(copy, capsys, breakage, message):
+    directory, names = copy
+    path = directory / golden.MANIFEST
+    path.write_text(breakage(path.read_text(), names[0]))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and message in out.err, out.err
+
+
+def test_a_cotangent_that_does_not_fit_its_output_is_named_with_its_file(copy, capsys):
+    directory, names = copy
+    _edited(directory, names[0], lambda a: a.update({"in.x": a["in.x"][:-1]}))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"{names[0]}: cotangents['out']: expected shape" in out.err, out.err
+
+
+def test_the_gate_refuses_what_golden_check_refuses_of_a_store(tmp_path):
+    """Found by an outside user: with a NaN in a stored result, `snnref verify --golden-dir`
+    passed (that result "not checked: the spec's run is not finite") where `golden check`
+    failed the store; a file the manifest does not list passed it too."""
+    from fixtures import outside_lif
+    from snnref import testing
+    from snnref.testing import gate
+
+    manifest = golden.read_manifest(STORE)
+    names = sorted(n for n, e in manifest["files"].items() if e["model"] == "tether.LIF")[:2]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(STORE / name, tmp_path / name)
+    manifest["files"] = {n: manifest["files"][n] for n in names}
+    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
+    _edited(tmp_path, names[0], lambda a: a["out.v"].__setitem__((1, 0, 0), np.nan))
+    (tmp_path / "notes.txt").write_text("left here")
+    report = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("golden",),
+                      golden_dir=tmp_path)
+    assert not report.passed
+    assert report.broken == [f"golden notes.txt: not listed in {golden.MANIFEST} (a stray or an unrecorded golden)",
+                             f"golden {names[0]}: out:v holds NaN or inf: a golden result is finite"], report.broken

@@ -297,7 +297,7 @@ def pickled(directory):
     (VALID + "drive = [1e308, 1e308]\n", None, "drive", "draws values of x beyond float64's range"),
     # Finite in float64, not in float32, whose run the budgets of every check need.
     (VALID.replace("leak = 80", "tau_mem = 1e-300"), None, "in float32, which the budgets of every check need",
-     "params['tau_mem']: expected values > 0, got 0.0"),
+     "params['tau_mem']: 1e-300 underflows to 0 in float32"),
     (VALID + "seeds = [1, -1]\n", None, "seeds", "expected a non-empty list of integers from 0 to 2^63 - 1"),
     # TOML integers have no bound; a seed is part of a file name.
     (VALID + f"seeds = [{10 ** 400}]\n", None, "seeds", "from 0 to 2^63 - 1"),

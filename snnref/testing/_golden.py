@@ -43,6 +43,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -333,6 +334,8 @@ def store_dir(directory=None) -> Path:
 
 def read_manifest(directory: Path) -> dict:
     path = Path(directory) / MANIFEST
+    if path.is_symlink() or (path.exists() and not path.is_dir() and not path.is_file()):
+        raise GoldenError(f"{path}: is a symbolic link or a special file, not a manifest (a store holds plain files)")
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
@@ -345,6 +348,8 @@ def read_manifest(directory: Path) -> dict:
         raise NotAStore(f"{directory}: is a file, not a golden store (a directory)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise GoldenError(f"{path}: not a valid manifest ({error})") from None
+    except RecursionError:
+        raise GoldenError(f"{path}: not a valid manifest (nested too deeply to read)") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise GoldenError(f"{path}: not a valid manifest (no 'files' table)")
     if manifest.get("format") != FORMAT:
@@ -356,7 +361,7 @@ def read_manifest(directory: Path) -> dict:
         # A name is a relative path below the store: one that leaves it (absolute, "..")
         # would have check pass a file the store does not hold, and generate write beside it.
         parts = PurePosixPath(name).parts
-        if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
+        if not parts or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name or "\x00" in name:
             raise GoldenError(f"{path}: the entry {name!r} is not a path inside the store (expected a relative "
                               "path with '/' and no '..')")
         if not isinstance(entry, dict):
@@ -366,24 +371,78 @@ def read_manifest(directory: Path) -> dict:
         missing = [k for k in ("surrogate", "case", "sha256", "shapes") if k not in entry]
         if missing:
             raise GoldenError(f"{path}: the entry {name!r} lacks {', '.join(missing)}")
-        if (Path(directory) / name).is_dir():
+        if (Path(directory) / name).is_dir() and not (Path(directory) / name).is_symlink():
             raise GoldenError(f"{path}: the entry {name!r} names a directory, not a file")
     return manifest
 
 
-def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
-    """The arrays of one golden file, after its checksum (never unpickling anything)."""
-    path = Path(directory) / name
+def _read_plain_file(directory: Path, name: str) -> bytes:
+    """The bytes of listed file ``name``: a regular file reached through no symbolic
+    link.  A store comes from elsewhere: a link in it read any file outside it (the
+    manifest's paths are refused if they leave the store, a link went around that),
+    a link to /dev/zero read until memory ran out, and a FIFO waited forever."""
+    path = Path(directory)
+    for part in PurePosixPath(name).parts:
+        path = path / part
+        if path.is_symlink():
+            where = "is" if path == Path(directory) / name else f"lies under {path}, which is"
+            raise GoldenError(f"{name}: {where} a symbolic link; a golden store holds plain files only")
     try:
-        data = path.read_bytes()
+        # Non-blocking: opening a FIFO waits for a writer; no link followed at the last step either.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         raise GoldenError(f"{name}: missing") from None
     except IsADirectoryError:
         raise GoldenError(f"{name}: is a directory, not a golden file") from None
+    with os.fdopen(descriptor, "rb") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise GoldenError(f"{name}: is a directory, not a golden file")
+        if not stat.S_ISREG(mode):
+            raise GoldenError(f"{name}: is not a regular file (a FIFO, device or socket); a golden store holds "
+                              "plain files only")
+        return file.read()
+
+
+def _declared_arrays(name: str, data: bytes, entry: dict) -> None:
+    """Each member's shape and dtype as its .npy header declares them, checked against
+    the manifest and the member's size before any array is read: a 10 KB member
+    declaring 10^11 values was allocated (745 GiB) before its shape was compared."""
+    shapes = entry.get("shapes")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                key = info.filename.removesuffix(".npy")
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise GoldenError(f"{name}: {key} is in .npy format {version}, which snnref does not write")
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member, max_header_size=10_000)
+                    offset = member.tell()
+                if dtype.hasobject:
+                    raise GoldenError(f"{name}: holds an object array, which is refused ({key})")
+                if isinstance(shapes, dict) and key in shapes and list(shape) != shapes[key]:
+                    raise GoldenError(f"{name}: its arrays do not match the manifest's shapes ({key} has shape "
+                                      f"{list(shape)}, the manifest lists {shapes[key]})")
+                if offset + math.prod(shape) * dtype.itemsize != info.file_size:
+                    raise GoldenError(f"{name}: {key} declares {math.prod(shape)} values of {dtype} but holds "
+                                      f"{info.file_size - offset} bytes of data")
+    except ValueError as error:
+        raise GoldenError(f"{name}: a member is unreadable ({error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise GoldenError(f"{name}: not a readable .npz ({error})") from None
+
+
+def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
+    """The arrays of one golden file, after its checksum (never unpickling anything)."""
+    data = _read_plain_file(directory, name)
     if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
         raise GoldenError(f"{name}: sha256 does not match the manifest (tampered or truncated)")
     if numpy_format(data) != ".npz":
         raise GoldenError(f"{name}: not a .npz archive (its first bytes are no zip archive's)")
+    _declared_arrays(name, data, entry)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -393,13 +452,20 @@ def load(directory: Path, name: str, entry: dict) -> Dict[str, np.ndarray]:
         raise GoldenError(f"{name}: {what} ({error})") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise GoldenError(f"{name}: not a readable .npz ({error})") from None
+    except MemoryError:
+        raise GoldenError(f"{name}: its arrays are too large to load here") from None
     # The writers store float64 only: another dtype is a file made or edited elsewhere.
     other = next((k for k, v in sorted(arrays.items()) if v.dtype != np.float64), None)
     if other is not None:
         raise GoldenError(f"{name}: {other} is {arrays[other].dtype}, expected float64 (a golden holds float64 only)")
     shapes = {k: list(v.shape) for k, v in arrays.items()}
-    if shapes != entry.get("shapes"):
-        raise GoldenError(f"{name}: its arrays do not match the manifest's shapes")
+    listed = entry.get("shapes")
+    if shapes != listed:
+        listed = listed if isinstance(listed, dict) else {}
+        differences = ([f"{key} is not listed" for key in sorted(set(shapes) - set(listed))]
+                       + [f"{key} is listed but absent" for key in sorted(set(listed) - set(shapes))])
+        raise GoldenError(f"{name}: its arrays do not match the manifest's shapes "
+                          f"({', '.join(differences) or 'the manifest has no shapes table'})")
     strays = [k for k in arrays if not k.startswith(QUANTITY_PREFIXES)]
     if strays:
         raise GoldenError(f"{name}: holds {strays[0]!r}, which is no golden quantity (expected names starting "
@@ -484,8 +550,13 @@ def spec_rerun(case, expected, name):
     computed values are not all finite is off by an infinite number of ulps (a
     NaN would drop out of any maximum, and so pass)."""
     kwargs = dict(surrogate=case.surrogate, inject=case.inject)
-    trace = spec.simulate(case.model, case.x, case.params, case.state, **kwargs)
-    grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, **kwargs)
+    try:
+        trace = spec.simulate(case.model, case.x, case.params, case.state, **kwargs)
+        grads = spec.vjp(case.model, case.x, case.params, case.state, case.cotangents, **kwargs)
+    except (ValueError, TypeError) as error:
+        # Arrays that agree with the manifest but not with each other (a cotangent shorter than
+        # its output): the spec's refusal, said of this file (it named no file, exit 2).
+        raise GoldenError(f"{name}: {error}") from None
     fresh = {f"out:{k}": v for k, v in trace.outputs.items()}
     fresh.update({f"final:{k}": v for k, v in trace.final_state.items()})
     fresh.update({f"grad:{k}": v for k, v in grads.items()})
@@ -531,27 +602,34 @@ def nonfinite_result(expected):
     return next((key for key, value in sorted(expected.items()) if not np.all(np.isfinite(value))), None)
 
 
+def damage(case, expected) -> List[str]:
+    """What makes a loaded golden's stored results no golden, each said once: a
+    spike that is not 0 or 1, a NaN or inf.  ``check`` and the gate both refuse them
+    (the gate passed such a store: the NaN read as "the spec's run is not finite")."""
+    found = []
+    stray = stray_spike(case, expected)
+    if stray is not None:
+        found.append(f"out:out holds the spike value {stray!r}: a stored spike is exactly 0 or 1 (SPEC.md section 7)")
+    nonfinite = nonfinite_result(expected)
+    if nonfinite is not None:
+        found.append(f"{nonfinite} holds NaN or inf: a golden result is finite")
+    return found
+
+
 def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
     """Verify every file's checksum and that the store holds no file its
     manifest does not list, then re-run each case on each backend
     (``directory``: default the installed store, ``store_dir``)."""
     directory = store_dir(directory)
     manifest = read_manifest(directory)
-    loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
     results = [CheckResult(name, "store", False, f"not listed in {MANIFEST} (a stray or an unrecorded golden)")
                for name in unlisted_files(directory, manifest)]
+    loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
     for name, arrays in loaded.items():
         entry = manifest["files"][name]
         case, expected = case_from(arrays, entry), expected_from(arrays)
         check_case(case, name)
-        stray = stray_spike(case, expected)
-        if stray is not None:
-            results.append(CheckResult(name, "store", False, f"out:out holds the spike value {stray!r}: a stored "
-                                                             "spike is exactly 0 or 1 (SPEC.md section 7)"))
-        nonfinite = nonfinite_result(expected)
-        if nonfinite is not None:
-            results.append(CheckResult(name, "store", False, f"{nonfinite} holds NaN or inf: a golden result is "
-                                                             "finite"))
+        results += [CheckResult(name, "store", False, found) for found in damage(case, expected)]
         for backend in backends:
             if progress:
                 progress(f"{name} ({backend})")

@@ -459,6 +459,9 @@ def _golden_cases(impl, golden_dir, unchecked, broken):
     row = registry.model(impl.model)
     directory = store.store_dir(golden_dir)
     manifest = store.read_manifest(directory)
+    # What ``golden check`` refuses of a store, the gate refuses too (it passed a store with strays).
+    broken += [f"golden {name}: not listed in {store.MANIFEST} (a stray or an unrecorded golden)"
+               for name in store.unlisted_files(directory, manifest)]
     declared = {_surrogate_key(s): s for s in impl.surrogates}
     if not any(entry["model"] == row.key for entry in manifest["files"].values()):
         unchecked.append(f"golden: the store {directory} holds no golden file of {row.key}")
@@ -474,6 +477,10 @@ def _golden_cases(impl, golden_dir, unchecked, broken):
             continue
         except (ValueError, TypeError, KeyError) as error:
             broken.append(f"golden {name}: {type(error).__name__}: {error}")
+            continue
+        damaged = store.damage(case, store.expected_from(arrays))
+        if damaged:
+            broken += [f"golden {name}: {found}" for found in damaged]
             continue
         reason = _inexpressible(impl, row, case, declared)
         if reason:
