@@ -236,6 +236,10 @@ def test_the_installed_store_is_found_from_any_working_directory(tmp_path, monke
     (lambda m, n: m["files"][n[0]].update(sha256=None), "sha256 does not match the manifest"),
     (lambda m, n: m["files"][n[0]]["shapes"]["in.x"].__setitem__(0, 999), "its arrays do not match the manifest's "
                                                                          "shapes"),
+    # Found by an outside user: read by the gate as a run's seed and label, outside any message.
+    (lambda m, n: m["files"][n[0]].update(seed="zero"), "has seed 'zero'; expected an integer from 0 to 2^63 - 1"),
+    (lambda m, n: m["files"][n[0]].update(seed=-1), "has seed -1; expected an integer"),
+    (lambda m, n: m["files"][n[0]].update(case=["x"]), "has case ['x']; expected a name"),
 ])
 def test_a_broken_manifest_is_refused_by_name(copy, capsys, breakage, message):
     directory, names = copy
@@ -793,3 +797,13 @@ def test_the_gate_refuses_what_golden_check_refuses_of_a_store(tmp_path):
     assert not report.passed
     assert report.broken == [f"golden notes.txt: not listed in {golden.MANIFEST} (a stray or an unrecorded golden)",
                              f"golden {names[0]}: out:v holds NaN or inf: a golden result is finite"], report.broken
+
+
+def test_a_manifest_key_given_twice_is_refused(copy, capsys):
+    # JSON keeps the last of a repeated key silently: an entry written twice was read as its second copy.
+    directory, names = copy
+    path = directory / golden.MANIFEST
+    text = path.read_text()
+    path.write_text(text.replace('"files": {', '"files": {"' + names[0] + '": {}, ', 1))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"not a valid manifest (the key {names[0]!r} appears twice in one table)" in out.err, out.err

@@ -337,7 +337,7 @@ def read_manifest(directory: Path) -> dict:
     if path.is_symlink() or (path.exists() and not path.is_dir() and not path.is_file()):
         raise GoldenError(f"{path}: is a symbolic link or a special file, not a manifest (a store holds plain files)")
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_text(), object_pairs_hook=_without_repeated_keys)
     except FileNotFoundError:
         if not Path(directory).exists():
             raise NotAStore(f"{directory}: no such directory (expected a golden store)") from None
@@ -371,9 +371,26 @@ def read_manifest(directory: Path) -> dict:
         missing = [k for k in ("surrogate", "case", "sha256", "shapes") if k not in entry]
         if missing:
             raise GoldenError(f"{path}: the entry {name!r} lacks {', '.join(missing)}")
+        # Read by the gate as a run's seed and label: "zero" or NaN failed there, outside any message.
+        seed = entry.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise GoldenError(f"{path}: the entry {name!r} has seed {seed!r}; expected an integer from 0 to 2^63 - 1")
+        if not isinstance(entry["case"], str):
+            raise GoldenError(f"{path}: the entry {name!r} has case {entry['case']!r}; expected a name")
         if (Path(directory) / name).is_dir() and not (Path(directory) / name).is_symlink():
             raise GoldenError(f"{path}: the entry {name!r} names a directory, not a file")
     return manifest
+
+
+def _without_repeated_keys(pairs):
+    """A JSON object as a dict, refusing a key given twice (JSON keeps the last silently:
+    an entry written twice would be read as its second copy alone)."""
+    table = {}
+    for key, value in pairs:
+        if key in table:
+            raise GoldenError(f"{MANIFEST}: not a valid manifest (the key {key!r} appears twice in one table)")
+        table[key] = value
+    return table
 
 
 def _read_plain_file(directory: Path, name: str) -> bytes:
