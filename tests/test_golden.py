@@ -69,15 +69,21 @@ def test_the_torch_backend_matches_the_goldens():
 def copy(tmp_path):
     """A small copy of the store (two files) to break, in a folder of tmp_path
     (a test's other files beside it are no part of it)."""
-    manifest = golden.read_manifest(STORE)
-    names = sorted(manifest["files"])[:2]
     store = tmp_path / "store"
+    return store, _store_of(store, 2)[1]
+
+
+def _store_of(directory, count, model=None):
+    """A store in ``directory`` of the shipped store's first ``count`` files (of
+    ``model``, where given): (its manifest, their names)."""
+    manifest = golden.read_manifest(STORE)
+    names = sorted(n for n, e in manifest["files"].items() if model in (None, e["model"]))[:count]
     for name in names:
-        (store / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(STORE / name, store / name)
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(STORE / name, directory / name)
     manifest["files"] = {n: manifest["files"][n] for n in names}
-    (store / golden.MANIFEST).write_text(json.dumps(manifest))
-    return store, names
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    return manifest, names
 
 
 def run_check(directory, capsys):
@@ -265,13 +271,7 @@ def test_broken_golden_files_are_named_the_others_still_run_and_the_gate_fails(t
     from snnref import testing
     from snnref.testing import gate
 
-    manifest = golden.read_manifest(STORE)
-    names = sorted(n for n, e in manifest["files"].items() if e["model"] == "tether.LIF")[:5]
-    for name in names:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(STORE / name, tmp_path / name)
-    manifest["files"] = {n: manifest["files"][n] for n in names}
-    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
+    manifest, names = _store_of(tmp_path, 5, "tether.LIF")
     arrays = [golden.load(STORE, n, manifest["files"][n]) for n in names[:3]]
     arrays[0]["in.x"] = arrays[0]["in.x"].copy()
     arrays[0]["in.x"].flat[3] = np.nan
@@ -783,13 +783,7 @@ def test_the_gate_refuses_what_golden_check_refuses_of_a_store(tmp_path):
     from snnref import testing
     from snnref.testing import gate
 
-    manifest = golden.read_manifest(STORE)
-    names = sorted(n for n, e in manifest["files"].items() if e["model"] == "tether.LIF")[:2]
-    for name in names:
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(STORE / name, tmp_path / name)
-    manifest["files"] = {n: manifest["files"][n] for n in names}
-    (tmp_path / golden.MANIFEST).write_text(json.dumps(manifest))
+    _, names = _store_of(tmp_path, 2, "tether.LIF")
     _edited(tmp_path, names[0], lambda a: a["out.v"].__setitem__((1, 0, 0), np.nan))
     (tmp_path / "notes.txt").write_text("left here")
     report = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("golden",),
