@@ -495,8 +495,9 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents, 
         nonlocal v, d, a, dv, held_until, release_grad, pending
         if len(spikes) == MOST_SPIKES:
             raise TooManySpikes(f"{label}: node {row.name}'s neuron fires more than {MOST_SPIKES} times by t = "
-                             f"{float(t)!r} s (t_end {t_end!r} s), each an exact event; expected a drive that fires "
-                             "fewer (smaller weights, w_in or r, a refractory period tau_ref) or a shorter t_end")
+                                f"{float(t)!r} s (t_end {t_end!r} s), each an exact event; expected a drive that "
+                                "fires fewer (smaller weights, w_in or r, a refractory period tau_ref) or a shorter "
+                                "t_end")
         spikes.append(t)
         before.append((v, i))
         v_minus = v

@@ -639,9 +639,9 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
     (``directory``: default the installed store, ``store_dir``)."""
     directory = store_dir(directory)
     manifest = read_manifest(directory)
+    loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
     results = [CheckResult(name, "store", False, f"not listed in {MANIFEST} (a stray or an unrecorded golden)")
                for name in unlisted_files(directory, manifest)]
-    loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
     for name, arrays in loaded.items():
         entry = manifest["files"][name]
         case, expected = case_from(arrays, entry), expected_from(arrays)
