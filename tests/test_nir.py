@@ -1180,7 +1180,8 @@ def test_a_node_that_fires_without_bound_under_exact_is_refused_by_node(monkeypa
     monkeypatch.setattr(exact, "MOST_SPIKES", 50)
     graph = snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=2)
     with pytest.raises(snir.NirError, match=r"^node '.*': a neuron fires more than 50 times on this input, each an "
-                                            r"exact event; expected a smaller x or smaller gains \(or method 'euler'\)$"):
+                                            r"exact event; expected a smaller x or smaller gains "
+                                            r"\(or method 'euler'\)$"):
         snir.load(graph, dt=1e-6, method="exact").simulate(np.full((5, 1, 2), 1e6))
 
 
