@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
@@ -155,6 +156,34 @@ def replace_directory(complete: Path, target: Path) -> None:
         # Only with a tree in place, old or new: the one aside is never the last copy.
         if os.path.lexists(target):
             shutil.rmtree(aside, ignore_errors=True)
+
+
+def read_regular_file(path, follow_links=True) -> bytes:
+    """The bytes of the file at ``path``; an ``OSError`` (its ``strerror`` says why)
+    unless it is a regular file.  A FIFO's open waited for a writer forever and a
+    device read without end (a case file's .npy, a --case replay, a store's golden).
+    ``follow_links=False``: a link at the last step is refused too (ELOOP)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
+    descriptor = os.open(path, flags)
+    with os.fdopen(descriptor, "rb") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, device or socket)", str(path))
+        return file.read()
+
+
+def check_regular_file(label, path) -> None:
+    """``path`` (links followed) names a regular file, for a reader that opens it itself
+    (h5py): a FIFO hung the open.  A missing file is left to the reader's own message."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, device or socket)"
+        raise ValueError(f"{label}: {path} is {what}")
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -129,7 +129,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import arguments, registry
-from ._files import check_output_file, replacing
+from ._files import check_output_file, check_regular_file, replacing
 from .spec import api as _spec
 
 try:
@@ -354,7 +354,14 @@ def _h5_tree(group, where):
     import h5py
 
     tree = {}
-    for name, item in group.items():
+    for name in group:
+        # A NIR file holds its values: a link to another file (or inside this one) was followed
+        # silently, read another file's numbers, and hung on a FIFO.
+        link = group.get(name, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise NirError(f"{where}/{name}: an HDF5 {type(link).__name__} to another object or file; a NIR file "
+                           "holds its values itself")
+        item = group[name]
         if isinstance(item, h5py.Group):
             tree[name] = _h5_tree(item, f"{where}/{name}")
         elif item.dtype.kind in "biuf":
@@ -421,6 +428,11 @@ def read(path):
     import h5py
 
     _check_path(path)
+    try:
+        # A FIFO hung h5py's open.
+        check_regular_file("path", path)
+    except ValueError as error:
+        raise NirError(str(error)) from None
     try:
         handle = h5py.File(path, "r")
     except (OSError, ValueError) as error:

@@ -259,6 +259,8 @@ META = {"model": "tether.LIF", "surrogate": "sigmoid", "kind": "random", "seed":
     (lambda path: _saved_case(path, {k: v for k, v in META.items() if k != "seed"}), "it lacks seed"),
     (lambda path: _saved_case(path, META, with_x=False), "it lacks in.x"),
     (lambda path: _saved_case(path, ["not", "a", "table"]), "its meta is not a table"),
+    # Found by an outside user: a FIFO was waited on forever.
+    (lambda path: os.mkfifo(path), "OSError: [Errno 22] not a regular file (a FIFO, device or socket)"),
 ])
 def test_a_damaged_case_file_is_a_usage_error(write, why, capsys, tmp_path):
     path = tmp_path / "case.npz"

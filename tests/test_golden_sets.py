@@ -5,6 +5,7 @@ is refused by file, case and field, and nothing is written."""
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -412,3 +413,18 @@ def test_a_contract_that_admits_no_golden_case_fails_saying_why(made):
     assert not report.passed and not report.runs
     assert "  cases: none that the contract admits: nothing was compared (why: not checked, below)" in text
     assert "surrogate arctan is not declared" in text and "in :" not in text
+
+
+def test_a_fifo_named_as_a_case_file_or_its_input_is_refused_not_waited_on(tmp_path, capsys):
+    """Found by an outside user: `golden generate --cases FIFO`, or a case whose x names
+    a FIFO, waited for a writer forever."""
+    write_cases(tmp_path)
+    os.mkfifo(tmp_path / "cases_fifo.toml")
+    code, out = generate(tmp_path / "cases_fifo.toml", tmp_path / "out" / "store", capsys)
+    assert code == 2 and "cannot be read (not a regular file (a FIFO, device or socket))" in out.err, out.err
+    os.mkfifo(tmp_path / "x_fifo.npy")
+    case_file = tmp_path / "cases.toml"
+    case_file.write_text(VALID.replace('v = "traces/hw_v.npy"', 'v = "x_fifo.npy"'))
+    code, out = generate(case_file, tmp_path / "out" / "store", capsys)
+    assert code == 2 and "x_fifo.npy: cannot be read (not a regular file (a FIFO, device or socket))" in out.err, \
+        out.err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import tempfile
 import warnings
 from dataclasses import replace
@@ -699,6 +700,11 @@ def test_cli_run_refuses_a_bad_out_or_input_before_running(tmp_path, monkeypatch
     args = _parse(["nir", "run", "cuba.nir", "--input", "empty.npy", "--dt", "1e-6", "--out", "t.npz"])
     assert args.run(args) == 2
     assert "--input: cannot read empty.npy as a .npy array (EOFError" in capsys.readouterr().out
+    # Found by an outside user: a FIFO as --input was waited on forever.
+    os.mkfifo(tmp_path / "fifo.npy")
+    args = _parse(["nir", "run", "cuba.nir", "--input", "fifo.npy", "--dt", "1e-6", "--out", "t.npz"])
+    assert args.run(args) == 2
+    assert "--input: cannot read fifo.npy (not a regular file (a FIFO, device or socket))" in capsys.readouterr().out
     # Before: a traceback (TypeError, exit 1), and "--out:  is a directory".
     np.save(tmp_path / "complex.npy", np.ones((4, 1, 3), dtype=complex))
     args = _parse(["nir", "run", "cuba.nir", "--input", "complex.npy", "--dt", "1e-6", "--out", "t.npz"])
@@ -1470,3 +1476,23 @@ def test_euler_at_a_dt_above_a_time_constant_warns_by_node_and_field(kind):
         warnings.simplefilter("error")
         # Method 'exact' integrates the ODE itself: there is no step to overshoot with.
         snir.load(_euler_graph(kind, 1e-4, 2e-3), dt=5e-3, method="exact")
+
+
+def test_a_nir_file_that_is_a_fifo_or_holds_links_is_refused(tmp_path):
+    """Found by an outside user: a FIFO hung h5py's open, and an HDF5 external link read
+    another file's numbers without a word (w_in from other.h5)."""
+    import h5py
+
+    os.mkfifo(tmp_path / "fifo.nir")
+    with pytest.raises(snir.NirError, match=r"^path: .*fifo.nir is not a regular file \(a FIFO, device or socket\)$"):
+        snir.read(tmp_path / "fifo.nir")
+    snir.save(snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=3), tmp_path / "linked.nir")
+    with h5py.File(tmp_path / "other.h5", "w") as other:
+        other["w"] = np.zeros(3)
+    with h5py.File(tmp_path / "linked.nir", "a") as handle:
+        path = handle["node"].visititems(lambda name, item: name if name.endswith("w_in") else None)
+        del handle["node"][path]
+        handle["node"][path] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/w")
+    with pytest.raises(snir.NirError, match=r"w_in: an HDF5 ExternalLink to another object or file; a NIR file holds "
+                                            r"its values itself$"):
+        snir.read(tmp_path / "linked.nir")

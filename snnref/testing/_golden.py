@@ -43,7 +43,6 @@ import json
 import math
 import os
 import shutil
-import stat
 import tempfile
 import zipfile
 import zlib
@@ -54,7 +53,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import __version__, arguments, registry, spec
-from .._files import can_create_in, numpy_format, replace_directory, usual_mode, write_atomically
+from .._files import can_create_in, numpy_format, read_regular_file, replace_directory, usual_mode, write_atomically
 from ..arguments import Names
 from . import _checks as checks
 
@@ -405,20 +404,13 @@ def _read_plain_file(directory: Path, name: str) -> bytes:
             where = "is" if path == Path(directory) / name else f"lies under {path}, which is"
             raise GoldenError(f"{name}: {where} a symbolic link; a golden store holds plain files only")
     try:
-        # Non-blocking: opening a FIFO waits for a writer; no link followed at the last step either.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        return read_regular_file(path, follow_links=False)
     except FileNotFoundError:
         raise GoldenError(f"{name}: missing") from None
     except IsADirectoryError:
         raise GoldenError(f"{name}: is a directory, not a golden file") from None
-    with os.fdopen(descriptor, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
-        if stat.S_ISDIR(mode):
-            raise GoldenError(f"{name}: is a directory, not a golden file")
-        if not stat.S_ISREG(mode):
-            raise GoldenError(f"{name}: is not a regular file (a FIFO, device or socket); a golden store holds "
-                              "plain files only")
-        return file.read()
+    except OSError as error:
+        raise GoldenError(f"{name}: is {error.strerror}; a golden store holds plain files only") from None
 
 
 def _declared_arrays(name: str, data: bytes, entry: dict) -> None:

@@ -93,7 +93,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .. import registry, spec
-from .._files import numpy_format
+from .._files import numpy_format, read_regular_file
 from . import _checks as checks
 from .contract import Implementation
 
@@ -1033,7 +1033,7 @@ def load_case(path, impl: Implementation):
         return ValueError(f"--case: {path} is not a case written by --save-failures ({why})")
 
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path)
     except OSError as error:
         raise refuse(f"{type(error).__name__}: {error}") from None
     if numpy_format(data) != ".npz":

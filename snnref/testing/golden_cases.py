@@ -51,7 +51,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import registry, spec
-from .._files import numpy_format
+from .._files import numpy_format, read_regular_file
 from . import _checks as checks, _golden as store
 
 if sys.version_info >= (3, 11):
@@ -118,7 +118,7 @@ class _Reader:
                                         f"got the string {path_text!r}")
         path = self.case_set.path.parent / path_text
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path)
         except FileNotFoundError:
             raise self.fail(field_name, f"{path_text}: no such file (looked for {path})") from None
         except OSError as error:
@@ -181,7 +181,7 @@ def read(path) -> CaseSet:
     """Parse and validate a case file into the jobs that generate its store (nothing is written)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except FileNotFoundError:
         raise CaseFileError(f"--cases {path}: no such file") from None
     except OSError as error:

@@ -33,6 +33,7 @@ The old paths ``snnref.nir.round_trip``, ``compare``, ``add_parser`` and
 
 from __future__ import annotations
 
+import io
 import tempfile
 import zipfile
 from pathlib import Path
@@ -41,7 +42,7 @@ import numpy as np
 
 from .. import nir as snir
 from .. import arguments, registry, spec
-from .._files import check_output_file, replacing
+from .._files import check_output_file, read_regular_file, replacing
 from ..cli import nonempty, nonnegative_integer
 from . import _checks as checks
 from . import tolerance
@@ -151,8 +152,11 @@ def compare(network, x, result, dtype):
 
 def _load_input(path):
     try:
-        x = np.load(path, allow_pickle=False)  # an .npy never runs code: no pickles
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # An .npy never runs code: no pickles.  Read as a regular file first (a FIFO hung np.load).
+        x = np.load(io.BytesIO(read_regular_file(path)), allow_pickle=False)
+    except OSError as error:
+        raise snir.NirError(f"--input: cannot read {path} ({error.strerror or error})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
         raise snir.NirError(f"--input: cannot read {path} as a .npy array ({type(error).__name__}: {error})") from None
     if not isinstance(x, np.ndarray):
         raise snir.NirError(f"--input: {path} holds several arrays; expected one .npy array (T, ..., N)")
