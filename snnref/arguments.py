@@ -449,6 +449,9 @@ def check_state(row, state, params, shape, arrays, allow_nonfinite, names=SIMULA
     for var in row.state:
         label = names.of_state(var.name)
         if var.name in state:
+            # A flag in a state's place ran as 1.0, as a parameter's did.
+            if is_boolean(state[var.name]):
+                raise TypeError(f"{label}: expected a number or array, got a boolean ({state[var.name]!r})")
             value = _converted(arrays, label, state[var.name], allow_nonfinite, names)
             given_shapes[var.name] = tuple(value.shape)
         elif isinstance(var.initial, str):

@@ -329,3 +329,10 @@ def test_a_number_x_s_dtype_cannot_hold_is_named_as_such(backend, argument, valu
         snnref.simulate("tether.LIF", X, backend=backend, **{argument: value})
     # In float64 the same numbers are values like any other.
     snnref.simulate("tether.LIF", X.double(), backend=backend, **{argument: value})
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_a_flag_in_a_state_s_place_is_refused(backend):
+    # Found by an outside user: state={"v": True} ran as a membrane of 1 (parameters refused it).
+    raises(TypeError, r"^state\['v'\]: expected a number or array, got a boolean \(True\)$", "tether.LIF", X,
+           state={"v": True}, backend=backend)

@@ -345,3 +345,10 @@ def test_magnitudes_must_be_a_dict_to_fill():
 def test_an_unknown_parameter_of_a_row_lists_the_row_s():
     with pytest.raises(KeyError, match="tether.LIF has no parameter 'bogus'; its parameters: decay, threshold, alpha"):
         registry.model("tether.LIF").param("bogus")
+
+
+def test_a_cotangent_the_run_s_dtype_cannot_hold_is_named_as_such():
+    # Found by an outside user: 1e40 is inf in float32, and the gradients came back NaN without a word.
+    with pytest.raises(ValueError, match=r"^cotangents\['out'\]: 1e\+40 overflows float32"):
+        spec.vjp("tether.LIF", X, None, None, {"out": np.full(X.shape, 1e40)}, dtype=np.float32)
+    assert np.all(np.isfinite(spec.vjp("tether.LIF", X, None, None, {"out": np.full(X.shape, 1e40)})["x"]))

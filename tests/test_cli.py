@@ -259,6 +259,10 @@ META = {"model": "tether.LIF", "surrogate": "sigmoid", "kind": "random", "seed":
     (lambda path: _saved_case(path, {k: v for k, v in META.items() if k != "seed"}), "it lacks seed"),
     (lambda path: _saved_case(path, META, with_x=False), "it lacks in.x"),
     (lambda path: _saved_case(path, ["not", "a", "table"]), "its meta is not a table"),
+    # Found by an outside user: these failed inside int() and tuple.index(), or were read as true.
+    (lambda path: _saved_case(path, {**META, "seed": "x"}), "its seed 'x' is no integer >= 0"),
+    (lambda path: _saved_case(path, {**META, "kind": "zzz"}), "its kind 'zzz' is none of random, "),
+    (lambda path: _saved_case(path, {**META, "fill_state": "no"}), "its fill_state 'no' is not true or false"),
     # Found by an outside user: a FIFO was waited on forever.
     (lambda path: os.mkfifo(path), "OSError: [Errno 22] not a regular file (a FIFO, device or socket)"),
 ])

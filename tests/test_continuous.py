@@ -1060,3 +1060,12 @@ def test_a_neuron_that_fires_without_bound_stops_with_the_reason(monkeypatch):
         simulate("CubaLIF", params, np.array([1e-5]), weights, t_end=1e-4)
     monkeypatch.setattr(exact, "MOST_SPIKES", 10**6)
     assert len(simulate("CubaLIF", params, np.array([1e-5]), weights, t_end=1e-4).spike_times[1]) > 50
+
+
+@pytest.mark.parametrize("node,params", [("LI", {"tau": 1.0}), ("I", {})])
+def test_pulses_that_sum_past_float64_are_refused_without_a_current(node, params):
+    # Found by an outside user: two pulses of 1e308 gave v = inf without a word (the current
+    # nodes refused theirs).
+    with pytest.raises(exact.StateOverflow, match=rf"^pulse_weights: the pulses at t = 0.2 s take node {node}'s "
+                                                  r"membrane \(v = inf\) out of the float64 range"):
+        simulate(node, params, np.array([0.1, 0.2]), np.array([[1e308], [1e308]]), t_end=1.0)

@@ -470,6 +470,10 @@ WRONG_SPIKES = torch.full((4, 2, 3), 2.0, dtype=torch.float64)
     (lambda: compat_hxtorch.Unterjubel.apply(VEC3, None), TypeError, "input_prime: expected a torch.Tensor"),
     (lambda: compat_hxtorch.Unterjubel.apply(VEC3, X64[0, 0, :2]), ValueError,
      r"input_prime: expected input's shape \(3,\), got \(2,\)$"),
+    # Found by an outside user: a flag in a number's place ran as 1.
+    (lambda: F.lif(X_FLAT, V_FLAT, True, 1.0, 2.0, 0), TypeError, r"decay: expected a number, got a boolean \(True\)$"),
+    (lambda: F.cuba_lif_integration(X64, method="superspike", **{**LIF_KW, "threshold": True}), TypeError,
+     r"threshold: expected a number, got a boolean \(True\)$"),
     # A number the run's dtype cannot hold is named as such, not as a 0 or an inf the caller never wrote.
     (lambda: F.spiking_threshold(X64.float(), "superspike", 1e-300), ValueError,
      "alpha: 1e-300 underflows to 0 in float32, the dtype this run computes in"),

@@ -870,3 +870,11 @@ def test_distributed_data_parallel_trains_as_one_process_averaging_both_ranks_gr
             for got, expected in zip(trained[rank, backend], model.parameters()):
                 # Bitwise: halving is exact in binary, so a/2 + b/2 (DDP) equals (a + b)/2.
                 np.testing.assert_array_equal(got, expected.detach().numpy(), err_msg=backend)
+
+
+def test_store_traces_set_after_construction_is_a_flag_too():
+    # Found by an outside user: neuron.store_traces = "no" kept the traces (the constructor refused "no").
+    neuron = LIF(3)
+    neuron.store_traces = "no"
+    with pytest.raises(TypeError, match="^store_traces: expected True or False, got 'no'$"):
+        neuron(torch.zeros(2, 1, 3))

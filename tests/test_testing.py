@@ -317,3 +317,17 @@ def test_the_package_registers_the_suites_hypothesis_profiles():
     assert (thorough.max_examples, thorough.derandomize, thorough.print_blob) == (500, False, True)
     # This suite runs under the same settings.
     assert settings.get_profile("ci").max_examples == ci.max_examples
+
+
+def test_the_strategies_and_the_contract_read_flags_as_flags():
+    # Found by an outside user: "no" was read as True (the case's repr said per_neuron=True), a
+    # seed of "a" failed inside NumPy, and NumPy's False was refused by the contract alone.
+    with pytest.raises(TypeError, match="^per_neuron: expected True or False, got 'no'$"):
+        strategies.case("tether.LIF", seed=1, steps=2, batch=1, neurons=2, surrogate=None, per_neuron="no",
+                        random_state=False, inject=False)
+    with pytest.raises(ValueError, match="^seed: expected an integer >= 0, got 'a'$"):
+        strategies.case("tether.LIF", seed="a", steps=2, batch=1, neurons=2, surrogate=None, per_neuron=False,
+                        random_state=False, inject=False)
+    with pytest.raises(TypeError, match="^inject: expected True or False, got 'no'$"):
+        strategies.cases("tether.LIF", inject="no")
+    assert testing.Implementation(outside_lif.correct, "tether.LIF", takes_state=np.False_).takes_state is False

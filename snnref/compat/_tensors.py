@@ -59,6 +59,9 @@ def param(model, name, value, reference, shapes):
     only where the model has one (the step functions compute with torch
     operations, which would leave such a gradient at None without a word)."""
     row = registry.model(model)
+    # No parameter is a flag: torch reads True as 1, and tether.lif(x, v, True, ...) ran with a decay of 1.
+    if arguments.is_boolean(value):
+        raise TypeError(f"{name}: expected a number, got a boolean ({value!r})")
     given, value = value, TorchArrays(reference, _REFERENCE).convert(name, value)
     arguments.check_shape_among(name, value.shape, shapes)
     if not row.param(name).differentiable and value.requires_grad:

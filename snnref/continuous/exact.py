@@ -572,6 +572,11 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents, 
                 if limit_of_cuba_if:
                     a += neuron.reach(jump_i)
             next_pulse += 1
+        if not math.isfinite(v):
+            # A sum of finite pulses past float64 (an LI or I node has no current to check first):
+            # the run returned inf without a word.
+            raise StateOverflow(f"pulse_weights: the pulses at t = {float(t)!r} s take node {row.name}'s membrane "
+                                f"(v = {v!r}) out of the float64 range; expected smaller weights (or r)")
         if row.current and _current_overflows(neuron, i, a):
             rise = " tau_syn/tau_mem" if limit_of_cuba_if else ""
             raise StateOverflow(f"pulse_weights: the pulses at t = {float(t)!r} s take node {row.name}'s synaptic "

@@ -346,6 +346,8 @@ class TetherNeuron(CarriedState):
             check_input(x, self.n_neurons, "n_neurons")
         else:
             check_input(x)
+        # Set as an attribute after construction too (neuron.store_traces = "no" kept them).
+        arguments.check_flags(store_traces=self.store_traces)
         check_like_module(self, x)
         self.check_not_recomputed()
         surrogate, scale = self.surrogate_for(x)

@@ -224,6 +224,11 @@ def _check_cotangents(cotangents, outputs, final, dtype, allow_nonfinite):
             value = arguments.real_array(label, cotangents[key])
             if not allow_nonfinite:
                 _check_finite(label, value)
+                # Checked as the run holds it too: 1e40 is inf in float32, and the gradients were NaN silently.
+                with np.errstate(over="ignore"):
+                    held = np.array(value, dtype=dtype)
+                if not np.all(np.isfinite(held)):
+                    arguments.check_narrowed(label, value, held)
             try:
                 full[key] = np.array(np.broadcast_to(value, target.shape), dtype=dtype)
             except ValueError:

@@ -121,8 +121,10 @@ class Implementation:
         object.__setattr__(self, "fixed", fixed)
         object.__setattr__(self, "surrogates", self._surrogates(row))
         for flag in ("takes_state", "takes_inject", "gradients"):
-            if not isinstance(getattr(self, flag), bool):
+            # NumPy's booleans too, as every other flag takes them.
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
                 raise ContractError(f"{flag}: expected True or False, got {getattr(self, flag)!r}")
+            object.__setattr__(self, flag, bool(getattr(self, flag)))
         if self.dtypes is not None:
             dtypes = tuple(str(d).replace("torch.", "") for d in _names_or_dtypes(self.dtypes))
             unknown = [d for d in dtypes if d not in DTYPES]

@@ -1056,6 +1056,13 @@ def load_case(path, impl: Implementation):
     def part(prefix):
         return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
+    # Read as a run's seed, kind and flag: "x" or "zzz" failed inside int() and tuple.index().
+    if isinstance(meta["seed"], bool) or not isinstance(meta["seed"], int) or meta["seed"] < 0:
+        raise refuse(f"its seed {meta['seed']!r} is no integer >= 0")
+    if meta["kind"] not in KINDS:
+        raise refuse(f"its kind {meta['kind']!r} is none of {', '.join(KINDS)}")
+    if not isinstance(meta.get("fill_state", True), bool):
+        raise refuse(f"its fill_state {meta['fill_state']!r} is not true or false")
     declared = {_surrogate_key(s): s for s in impl.surrogates}
     case = checks.Case(meta["model"], declared.get(meta["surrogate"], meta["surrogate"]), arrays["in.x"],
                        part("param."), part("state."), part("cot."), part("inject.") or None, label=meta["kind"])

@@ -60,6 +60,8 @@ def cases(model, max_steps=12, max_batch=3, max_neurons=7, initial_state=True, p
     ``neuron_counts`` draws N from a list (e.g. sizes that are no multiple of a
     block).  Every argument is checked here, by name, before any draw."""
     row = registry.model(model)
+    # "no" would be truthy.
+    arguments.check_flags(initial_state=initial_state, per_neuron=per_neuron, inject=inject)
     arguments.check_count("min_steps", min_steps)
     arguments.check_count("max_steps", max_steps, min_steps)
     arguments.check_count("max_batch", max_batch)
@@ -101,6 +103,8 @@ def _cases(draw, key, min_steps, max_steps, max_batch, max_neurons, initial_stat
 
 def case(model, *, seed, steps, batch, neurons, surrogate, per_neuron, random_state, inject):
     """The case ``cases`` draws for these numbers, again (its repr is this call)."""
+    arguments.check_flags(per_neuron=per_neuron, random_state=random_state, inject=inject)
+    arguments.check_count("seed", seed, 0)
     drawn = checks.random_case(registry.model(model).key, np.random.default_rng(seed), steps=steps, batch=batch,
                                neurons=neurons, surrogate=surrogate, per_neuron=per_neuron,
                                random_state=random_state, inject=inject)
