@@ -259,3 +259,14 @@ def test_the_spike_function_s_arguments_are_refused_by_name(call, error, message
     of 0 or less gave zero or sign-flipped gradients without a word."""
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: ATIF(vth_init_h=1e40), r"^vth_init_h: 1e\+40 overflows float32"),
+    (lambda: IFSRL(v_threshold=1e40), r"^v_threshold: 1e\+40 overflows float32"),
+])
+def test_a_number_the_module_s_dtype_cannot_hold_is_refused_at_construction(build, message):
+    # Found by an outside user: ATIF failed inside torch ("to is out of bounds for float"), IFSRL at
+    # its first call as "NaN or inf" under another name (vp_th).
+    with pytest.raises(ValueError, match=message):
+        build()

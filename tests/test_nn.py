@@ -505,6 +505,12 @@ def test_bad_input_names_the_argument(make, x, error, match):
     (lambda: ALIF(0), ValueError, r"n_neurons: expected a positive integer, got 0"),
     # Found by an outside user: taken, and any non-empty string kept the traces.
     (lambda: LIF(3, store_traces="yes"), TypeError, r"^store_traces: expected True or False, got 'yes'$"),
+    # Found by an outside user: kept in float32, 1e40 was an inf parameter refused at the first call as
+    # "NaN or inf" (PLIF: torch's "cannot be converted to type float without overflow"), 1e-50 a 0.
+    (lambda: LIF(3, threshold=1e40), ValueError, r"^threshold: 1e\+40 overflows float32, the dtype the module keeps "
+                                                 r"it in \(torch's default\)"),
+    (lambda: PLIF(3, init_threshold=1e40), ValueError, r"^init_threshold: 1e\+40 overflows float32"),
+    (lambda: LIF(3, alpha=1e-50), ValueError, r"^alpha: 1e-50 underflows to 0 in float32"),
     # Found by an outside user: "no" trained the scale.
     (lambda: Arctan(trainable="no"), TypeError, r"^trainable: expected True or False, got 'no'$"),
     # Found by an outside user: torch's "missing the required forward function" said nothing of what it is.

@@ -23,10 +23,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import arguments, backend
+
+
+# torch's default dtypes NumPy rounds alike (bfloat16 has no NumPy type: not checked).
+_NUMPY_TYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64}
 
 
 def check_numbers(positive=(), **values):
@@ -54,6 +59,17 @@ def check_numbers(positive=(), **values):
             raise ValueError(f"{name}: expected a finite number, got {value!r}")
         if name in positive and not number > 0:
             raise ValueError(f"{name}: expected a number > 0, got {value!r}")
+        # The module keeps it in torch's default dtype: 1e40 became an inf parameter (refused at the first
+        # call as "NaN or inf", or by torch inside the constructor), 1e-50 a 0.
+        # Rounded by NumPy, not in a tensor: under torch.device("meta") a tensor holds no value.
+        dtype = torch.get_default_dtype()
+        with np.errstate(over="ignore", under="ignore"):
+            held = float(_NUMPY_TYPES[dtype](number)) if dtype in _NUMPY_TYPES else number
+        if not math.isfinite(held) or (held == 0) != (number == 0):
+            what = "overflows" if not math.isfinite(held) else "underflows to 0 in"
+            raise ValueError(f"{name}: {number!r} {what} {str(dtype).removeprefix('torch.')}, the dtype the module "
+                             "keeps it in (torch's default); pass a value it holds, or build the module under "
+                             "torch.set_default_dtype(torch.float64)")
         numbers.append(number)
     return numbers
 
