@@ -263,6 +263,8 @@ META = {"model": "tether.LIF", "surrogate": "sigmoid", "kind": "random", "seed":
     (lambda path: _saved_case(path, {**META, "seed": "x"}), "its seed 'x' is no integer >= 0"),
     (lambda path: _saved_case(path, {**META, "kind": "zzz"}), "its kind 'zzz' is none of random, "),
     (lambda path: _saved_case(path, {**META, "fill_state": "no"}), "its fill_state 'no' is not true or false"),
+    # Found by an outside user: reported as the implementation's crash.
+    (lambda path: _saved_case(path, {**META, "surrogate": "nope"}), "the spec refuses its inputs: surrogate: "),
     # Found by an outside user: a FIFO was waited on forever.
     (lambda path: os.mkfifo(path), "OSError: [Errno 22] not a regular file (a FIFO, device or socket)"),
 ])

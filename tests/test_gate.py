@@ -601,6 +601,9 @@ def test_a_custom_surrogate_is_proven_then_used_by_the_spec():
     (dict(surrogates=5), r"surrogates: expected a sequence, got 5"),
     # A positive parameter's boundary is outside its domain.
     (dict(pin={"alpha": 0.0}), r"pin\['alpha'\]: 0.0 is outside the parameter's domain \(positive\)"),
+    # Found by an outside user: the gate then failed a correct implementation ("crashed: ... NaN or inf").
+    (dict(pin={"threshold": 1e40}), r"pin\['threshold'\]: 1e\+40 overflows float32, a dtype the gate checks"),
+    (dict(pin={"alpha": 1e-50}, dtypes=("float64", "float32")), r"pin\['alpha'\]: 1e-50 underflows to 0 in float32"),
     (dict(surrogates=("superspike",)), r"surrogates: tether.LIF does not accept 'superspike'"),
     (dict(dtypes=("float128",)), r"dtypes: expected some of"),
     (dict(takes_state="yes"), r"takes_state: expected True or False"),

@@ -139,8 +139,23 @@ class Implementation:
                 raise ContractError(f"dtypes: {', '.join(dtypes)} cannot store {row.key}'s parameters in their "
                                     "normal range; declare a wider dtype too")
             object.__setattr__(self, "dtypes", dtypes)
+        self._check_pins_fit()
         if not self.name:
             object.__setattr__(self, "name", getattr(self.fn, "__qualname__", repr(self.fn)))
+
+    def _check_pins_fit(self):
+        """A pinned value every checked dtype holds: 1e40 is inf in float32, and the gate then
+        failed a correct implementation ("crashed: ... expected finite values")."""
+        import torch
+
+        for key, number in self.pin.items():
+            for name in self.dtypes or ("float32",):
+                with np.errstate(over="ignore", under="ignore"):
+                    held = torch.tensor(number, dtype=torch.float64).to(getattr(torch, name)).item()
+                if not np.isfinite(held) or (held == 0) != (number == 0):
+                    what = "overflows" if not np.isfinite(held) else "underflows to 0 in"
+                    raise ContractError(f"pin[{key!r}]: {number!r} {what} {name}, a dtype the gate checks; pin a "
+                                        "value it holds, or declare dtypes=('float64',)")
 
     @staticmethod
     def _param(row, key, field_name):

@@ -1066,5 +1066,12 @@ def load_case(path, impl: Implementation):
     declared = {_surrogate_key(s): s for s in impl.surrogates}
     case = checks.Case(meta["model"], declared.get(meta["surrogate"], meta["surrogate"]), arrays["in.x"],
                        part("param."), part("state."), part("cot."), part("inject.") or None, label=meta["kind"])
+    from . import _golden as store
+
+    # Inputs the spec refuses (an unknown surrogate or parameter, an inf x) are the file's fault: before,
+    # the implementation was reported as having crashed on them.
+    refused = store.argument_error(case)
+    if refused is not None:
+        raise refuse(f"the spec refuses its inputs: {refused}")
     # A case saved before fill_state existed gave every state (the out_sum case's too).
     return Planned(case, meta["kind"], int(meta["seed"]), fill_state=bool(meta.get("fill_state", True))), meta["dtype"]
