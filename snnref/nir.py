@@ -315,9 +315,13 @@ def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None
             raise NirError(f"params['dt']: the model's step is {given['dt']!r} s but dt={dt!r}")
         given["dt"] = dt
     n = _neuron_count(row, given, state, neurons)
-    p = arguments.check_params(row, given, n, arguments.NumpyArrays(np.float64), allow_nonfinite=False,
-                               names=_EXPORT_NAMES)
-    nodes, dropped, ext = _nodes_for(key, p, dt, n)
+    try:
+        p = arguments.check_params(row, given, n, arguments.NumpyArrays(np.float64), allow_nonfinite=False,
+                                   names=_EXPORT_NAMES)
+        nodes, dropped, ext = _nodes_for(key, p, dt, n)
+    except MemoryError:
+        # neurons=10**12 failed inside NumPy ("Unable to allocate 7.28 TiB").
+        raise NirError(f"neurons: {n} neurons' parameters do not fit in this machine's memory") from None
     if state is not None:
         state = arguments.mapping("state", state, "state variable -> array")
         arguments.check_state_names(row, state)
@@ -1392,6 +1396,9 @@ def _spike_steps(train):
 
 def spike_step_differences(reference, other):
     """Compare two spike trains (T, ..., N): counts that differ, and |step differences| of matched spikes."""
+    # A trace passed whole failed inside float() ("not 'NirTrace'"): its spikes are outputs["out"].
+    reference = arguments.real_array("reference", reference)
+    other = arguments.real_array("other", other)
     if np.shape(other) != np.shape(reference):
         raise ValueError(f"other: shape {np.shape(other)}, expected the reference's {np.shape(reference)}")
     mismatched, differences = 0, []

@@ -1069,3 +1069,11 @@ def test_pulses_that_sum_past_float64_are_refused_without_a_current(node, params
     with pytest.raises(exact.StateOverflow, match=rf"^pulse_weights: the pulses at t = 0.2 s take node {node}'s "
                                                   r"membrane \(v = inf\) out of the float64 range"):
         simulate(node, params, np.array([0.1, 0.2]), np.array([[1e308], [1e308]]), t_end=1.0)
+
+
+def test_a_crossing_that_cannot_be_timed_is_named():
+    # Found by an outside user: scipy's "Failed to converge after 2100 iterations", naming nothing.
+    params = {"tau_syn": 1e-5, "tau_mem": 1e-5, "v_threshold": 1.0, "w_in": 1e-5}
+    with pytest.raises(ValueError, match=r"^pulse_weights\[:, 0\]: node CubaLIF's next crossing of v_threshold after "
+                                         r"t = 1e-05 s cannot be timed in float64"):
+        simulate("CubaLIF", params, np.array([1e-5, 2e-5]), np.array([[1e308], [1e308]]), t_end=1e-4)

@@ -1496,3 +1496,15 @@ def test_a_nir_file_that_is_a_fifo_or_holds_links_is_refused(tmp_path):
     with pytest.raises(snir.NirError, match=r"w_in: an HDF5 ExternalLink to another object or file; a NIR file holds "
                                             r"its values itself$"):
         snir.read(tmp_path / "linked.nir")
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=10**12), snir.NirError,
+     r"^neurons: 1000000000000 neurons' parameters do not fit in this machine's memory$"),
+    (lambda: snir.spike_step_differences(object(), np.zeros((2, 1))), TypeError,
+     r"^reference: expected a real numeric array, got dtype object$"),
+])
+def test_helpers_name_what_they_cannot_take(call, error, message):
+    # Found by an outside user: a bare MemoryError (7.28 TiB), and float() failing on a trace passed whole.
+    with pytest.raises(error, match=message):
+        call()

@@ -331,3 +331,29 @@ def test_the_strategies_and_the_contract_read_flags_as_flags():
     with pytest.raises(TypeError, match="^inject: expected True or False, got 'no'$"):
         strategies.cases("tether.LIF", inject="no")
     assert testing.Implementation(outside_lif.correct, "tether.LIF", takes_state=np.False_).takes_state is False
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda r: testing.assert_close("v", "abc", r, r, "float32"), TypeError,
+     "^impl: expected numbers \\(an array, a tensor or a number\\), got str$"),
+    (lambda r: testing.tolerance.worst_fraction(None, r, r, "float32"), TypeError, "^impl: expected numbers"),
+    (lambda r: testing.assert_close("v", torch.ones(3, device="meta"), r, r, "float32"), ValueError,
+     "^impl: a tensor on the 'meta' device holds no values to compare"),
+    (lambda r: testing.tolerance.budget(r, r, "float32", long_sum="no"), ValueError,
+     "^long_sum: expected \\(A, n\\) with A >= 0 and n >= 1, both finite, got 'no'$"),
+])
+def test_the_budget_checks_name_what_they_cannot_read(call, error, message):
+    # Found by an outside user: None read as NaN, a string failed inside NumPy, a meta tensor inside
+    # torch, and long_sum="no" inside math.
+    with pytest.raises(error, match=message):
+        call(np.ones(3))
+
+
+def test_assert_conforms_and_the_adapters_name_what_they_cannot_take():
+    # Found by an outside user: inside pathlib ("expected str, bytes or os.PathLike object, not int"),
+    # and only when the gate called the wrapped function ("'int' object is not callable").
+    with pytest.raises(TypeError, match=r"^golden_dir: expected a directory path \(str or os.PathLike\), got int$"):
+        testing.assert_conforms(outside_lif.correct, "tether.LIF", golden_dir=3)
+    for adapter in (adapters.tether_functional, adapters.hxtorch_functional):
+        with pytest.raises(TypeError, match="^fn: expected the seed function to wrap, got int$"):
+            adapter(3)

@@ -535,7 +535,13 @@ def _run_neuron(neuron, start, times, weights, t_end, samples, order, tangents, 
         pulse_at = times[next_pulse] if next_pulse < len(times) else math.inf
         event = min(pulse_at, held_until if held_until is not None else math.inf, t_end)
         if row.spiking and held_until is None:
-            found = neuron.crossing(d, i, event - t, a)
+            try:
+                found = neuron.crossing(d, i, event - t, a)
+            except RuntimeError:
+                # brentq's "Failed to converge after 2100 iterations", under a current far past threshold.
+                raise ValueError(f"{label}: node {row.name}'s next crossing of v_threshold after t = {float(t)!r} s "
+                                 f"cannot be timed in float64 (I = {float(i)!r}); expected smaller weights "
+                                 "(or w_in)") from None
             if found is not None:
                 crossing_at = t + found
                 if crossing_at == t and found > 0 and spikes and spikes[-1] == t:

@@ -45,6 +45,7 @@ hxtorch's ``cuba_*_integration``) into this contract.
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import numpy as np
@@ -140,14 +141,14 @@ def assert_close(name, impl, ref64, ref32, dtype, *, model="", sequence=None, lo
     An implementation's own near-threshold flips fail here; the gate
     (``assert_conforms``) judges those by teacher forcing (SPEC.md section 7).
     """
-    impl64, ref = tolerance.as_float64(impl), tolerance.as_float64(ref64)
+    impl64, ref = tolerance.as_float64(impl, "impl"), tolerance.as_float64(ref64, "ref64")
     label = f"{model} {name}".strip()
     if impl64.shape != ref.shape:
         raise ConformanceError(f"{label}: shape {impl64.shape}, expected {ref.shape}")
     # The budget checks ref32 first (None, NaN, its shape), by name.
     allowed = tolerance.budget(ref, ref32, dtype, long_sum)
     if model and name == "out" and registry.model(model).out.spiking:
-        flipped = np.argwhere(tolerance.as_float64(ref32) != ref)
+        flipped = np.argwhere(tolerance.as_float64(ref32, "ref32") != ref)
         if flipped.size:
             where = _where(ref.shape, tuple(int(i) for i in flipped[0]), _is_sequence(name, ref))
             raise ValueError(f"ref32: its spikes differ from ref64's ({len(flipped)}, the first at {where}): a "
@@ -199,6 +200,9 @@ def assert_conforms(fn, model=None, *, dtype=None, examples=8, seed=0, golden=Tr
         from .report import check_target, write
 
         check_target("report", report)
+    if golden_dir is not None and not isinstance(golden_dir, (str, os.PathLike)):
+        # A number failed inside pathlib ("expected str, bytes or os.PathLike object, not int").
+        raise TypeError(f"golden_dir: expected a directory path (str or os.PathLike), got {type(golden_dir).__name__}")
     if golden_dir is not None and "golden" in kinds:
         from . import _golden
 

@@ -209,7 +209,11 @@ def budget(ref64, ref32, dtype, long_sum=None) -> float:
     reference_error = float(np.max(np.abs(ref32 - ref64), initial=0.0))
     allowed = rule.k * reference_error + rule.c * rule.eps * scale
     if long_sum is not None:
-        magnitude, terms = long_sum
+        # A string or one number failed inside unpacking or math ("must be real number, not str").
+        try:
+            magnitude, terms = (float(part) for part in long_sum)
+        except (TypeError, ValueError):
+            magnitude = terms = math.nan
         if not (math.isfinite(magnitude) and magnitude >= 0 and math.isfinite(terms) and terms >= 1):
             raise ValueError(f"long_sum: expected (A, n) with A >= 0 and n >= 1, both finite, got {long_sum!r}")
         allowed += rule.c_sum * (rule.sum_eps or rule.eps) * float(np.sqrt(terms)) * magnitude
@@ -221,19 +225,31 @@ def _finite(name, reference):
     infinite one, and none a NaN one), so it is refused by name."""
     if reference is None:
         raise ValueError(f"{name}: expected an array of the reference's values, got None")
-    values = as_float64(reference)
+    values = as_float64(reference, name)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{name}: expected finite values, found NaN or inf (a reference that is not "
                          "finite gives no budget)")
     return values
 
 
-def as_float64(values) -> np.ndarray:
+def as_float64(values, label="values") -> np.ndarray:
     """``values`` as a float64 NumPy array: an array, a number or a sequence of them, or a torch
     tensor on any device and in any float dtype (its graph left out; bfloat16 has no NumPy
     dtype, so a tensor is widened by torch before NumPy sees it)."""
     detach = getattr(values, "detach", None)
-    return np.asarray(detach().cpu().double() if detach is not None else values, np.float64)
+    if detach is not None:
+        if values.is_meta:
+            raise ValueError(f"{label}: a tensor on the 'meta' device holds no values to compare; expected a CPU or "
+                             "CUDA tensor")
+        return np.asarray(detach().cpu().double(), np.float64)
+    try:
+        # None read as NaN, and a string failed inside NumPy: neither is a value to compare.
+        if values is None or isinstance(values, (str, bytes)):
+            raise TypeError
+        return np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{label}: expected numbers (an array, a tensor or a number), got "
+                        f"{type(values).__name__}") from None
 
 
 def worst_fraction(impl, ref64, ref32, dtype, long_sum=None) -> float:
@@ -241,18 +257,18 @@ def worst_fraction(impl, ref64, ref32, dtype, long_sum=None) -> float:
     A NaN or inf where the reference is finite is infinitely far (inf: NaN compared > 1 as False,
     and a loop that failed on "> 1" passed it), and the shapes must be equal (a single number
     was broadcast against a per-neuron reference and passed)."""
-    impl64, ref = as_float64(impl), as_float64(ref64)
+    impl64, ref = as_float64(impl, "impl"), as_float64(ref64, "ref64")
     if impl64.shape != ref.shape:
         raise ValueError(f"impl: shape {impl64.shape} differs from the reference's {ref.shape}")
     error = np.abs(impl64 - ref)
     worst = float(np.max(np.where(np.isnan(error), np.inf, error), initial=0.0))
-    return worst / budget(ref, as_float64(ref32), dtype, long_sum)
+    return worst / budget(ref, as_float64(ref32, "ref32"), dtype, long_sum)
 
 
 def assert_within_budget(name, impl, ref64, ref32, dtype, long_sum=None) -> None:
     """Raise AssertionError naming the quantity and its worst element when over budget
     (``long_sum``: ``(A, n)`` of a gradient summed over n contributions, as ``budget``'s)."""
-    impl64, ref64 = as_float64(impl), as_float64(ref64)
+    impl64, ref64 = as_float64(impl, "impl"), as_float64(ref64, "ref64")
     if impl64.shape != ref64.shape:
         raise AssertionError(f"{name}: shape {impl64.shape} differs from the reference's {ref64.shape}")
     allowed = budget(ref64, ref32, dtype, long_sum)

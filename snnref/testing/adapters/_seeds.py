@@ -25,6 +25,7 @@ def tether_functional(fn):
     tether's integer code of the surrogate (``registry.surrogate(key).tether_id``:
     0 arctan, 1 sigmoid, 2 fast_sigmoid).  Parameters the registry declares
     scalar stay scalar (PLIF's decay and threshold are per-neuron)."""
+    _check_callable(fn)
 
     def adapted(model, x, params, state, *, surrogate=None, inject=None):
         if model not in TETHER_MODELS:
@@ -44,6 +45,7 @@ def hxtorch_functional(fn):
     """Wrap an hxtorch ``cuba_*_integration(input, *, <params>, method, alpha, hw_data,
     dt)`` function (time-major input; returns spikes, membrane, current and the
     MADC trace, or for the LI readout membrane, current and MADC trace)."""
+    _check_callable(fn)
 
     def adapted(model, x, params, state, *, surrogate=None, inject=None):
         if model not in HXTORCH_MODELS:
@@ -64,6 +66,12 @@ def hxtorch_functional(fn):
         return SimpleNamespace(outputs=outputs, final_state={"v": outputs["v"][-1], "i": outputs["i"][-1]})
 
     return _declared(adapted, fn, takes_state=False)
+
+
+def _check_callable(fn):
+    """The seed function to wrap: anything else failed only when the gate called it."""
+    if not callable(fn):
+        raise TypeError(f"fn: expected the seed function to wrap, got {type(fn).__name__}")
 
 
 def _declared(adapted, fn, **narrowed):
