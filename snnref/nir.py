@@ -1036,6 +1036,12 @@ class NirTrace(_spec.Trace):
     discretization: str = ""
     spike_times: Optional[Dict[str, list]] = None
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.spike_times is not None:
+            # Frozen: the dataclass's own __init__ sets fields the same way.
+            object.__setattr__(self, "spike_times", _spec.ArraysByName(self.spike_times, "spike_times of this trace"))
+
 
 def _affine(x, weight, bias):
     y = x @ weight.T

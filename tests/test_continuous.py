@@ -1077,3 +1077,14 @@ def test_a_crossing_that_cannot_be_timed_is_named():
     with pytest.raises(ValueError, match=r"^pulse_weights\[:, 0\]: node CubaLIF's next crossing of v_threshold after "
                                          r"t = 1e-05 s cannot be timed in float64"):
         simulate("CubaLIF", params, np.array([1e-5, 2e-5]), np.array([[1e308], [1e308]]), t_end=1e-4)
+
+
+def test_a_missing_name_in_gradients_or_a_convergence_says_what_they_hold():
+    # Found by an outside user: bare KeyErrors, as the traces' were.
+    found = gradients("LIF", {"tau": 1.0, "v_threshold": 1.0}, np.array([0.1]), np.array([[2.0]]), t_end=1.0,
+                      samples=[0.5])
+    with pytest.raises(KeyError, match=re.escape("states of these LIF gradients: no 'u'; it holds 'v'")):
+        found.states["u"]
+    result = converge("tether.LIF", levels=2)
+    with pytest.raises(KeyError, match=re.escape("order of this tether.LIF convergence: no 'u'; it holds ")):
+        result.order["u"]

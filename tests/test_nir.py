@@ -1508,3 +1508,11 @@ def test_helpers_name_what_they_cannot_take(call, error, message):
     # Found by an outside user: a bare MemoryError (7.28 TiB), and float() failing on a trace passed whole.
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_missing_node_in_spike_times_says_what_it_holds():
+    # Found by an outside user: a bare KeyError, as the traces' outputs were.
+    network = snir.load(snir.export("hxtorch.cuba_lif", {"threshold": 0.5}, dt=1e-6, neurons=2), dt=1e-6,
+                        method="exact")
+    with pytest.raises(KeyError, match="spike_times of this trace: no 'n'; it holds 'cuba_lif'"):
+        network.simulate(np.ones((3, 1, 2))).spike_times["n"]

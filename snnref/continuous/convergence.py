@@ -64,6 +64,7 @@ import numpy as np
 
 from .. import arguments, registry, spec
 from ..testing import tolerance
+from ..trace import ArraysByName
 from . import correspondence, exact, ivp, nodes
 
 MIN_FIT_POINTS = 3
@@ -123,6 +124,12 @@ class Convergence:
     spikes: int
     neurons_used: int
     notes: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        for name in ("errors", "median_errors", "order"):
+            # Frozen: the dataclass's own __init__ sets fields the same way.
+            object.__setattr__(self, name, ArraysByName(getattr(self, name), f"{name} of this {self.model} "
+                                                                               "convergence"))
 
 
 @dataclass

@@ -131,6 +131,7 @@ from typing import Dict, Tuple
 import numpy as np
 from scipy import optimize, special
 
+from ..trace import ArraysByName
 from . import nodes
 
 ROOT_RTOL = 4 * np.finfo(np.float64).eps  # brentq's smallest allowed rtol: a few ulp
@@ -427,6 +428,10 @@ class Gradients:
     spike_times: Tuple[np.ndarray, ...]
     states: Dict[str, np.ndarray]
     trace: nodes.ContinuousTrace
+
+    def __post_init__(self):
+        # Frozen: the dataclass's own __init__ sets fields the same way.
+        object.__setattr__(self, "states", ArraysByName(self.states, f"states of these {self.trace.node} gradients"))
 
 
 def _names(row, pulses):
