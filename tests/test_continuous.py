@@ -1088,3 +1088,11 @@ def test_a_missing_name_in_gradients_or_a_convergence_says_what_they_hold():
     result = converge("tether.LIF", levels=2)
     with pytest.raises(KeyError, match=re.escape("order of this tether.LIF convergence: no 'u'; it holds ")):
         result.order["u"]
+
+
+def test_a_meta_tensor_of_pulse_times_is_refused_by_name():
+    # Found by an outside user: torch's "can't convert meta device type tensor to numpy", naming nothing.
+    import torch
+
+    with pytest.raises(TypeError, match="^pulse_times: expected a real number or an array of real numbers"):
+        simulate("LIF", {"tau": 1.0}, torch.zeros(1, device="meta"), np.array([[1.0]]), t_end=1.0)

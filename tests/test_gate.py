@@ -1302,3 +1302,15 @@ def test_float32_s_budget_is_not_widened_by_a_spike_only_float32_flips():
     assert run(in_float64(0.0)).passed
     failed = run(in_float64(0.1))
     assert not failed.passed and failed.quantities()["out:v"]["failing"], failed.text()
+
+
+def test_a_result_on_the_meta_device_is_named_by_its_quantity():
+    # Found by an outside user: "crashed: RuntimeError: Tensor.item() cannot be called on meta tensors",
+    # raised in the gate's own torch calls.
+    def on_meta(model, x, params, state, *, surrogate=None, inject=None):
+        result = torch_simulate(model, x, params, state, surrogate=surrogate, inject=inject)
+        return replace(result, outputs={k: v.to("meta") for k, v in result.outputs.items()})
+
+    report = gate.run(testing.Implementation(on_meta, "tether.LIF"), examples=1, kinds=("random",))
+    assert {f for run in report.runs for f in run.failures} == {
+        "crashed: ImplementationError: result.outputs['out']: a tensor on the 'meta' device, which holds no values"}

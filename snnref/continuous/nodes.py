@@ -157,7 +157,7 @@ def _real(name, value):
     """``value`` as float64: numbers only (``np.asarray`` would read the string '1' or True as 1.0), finite."""
     try:
         array = np.asarray(value)
-    except ValueError:  # a ragged nested sequence
+    except (ValueError, TypeError, RuntimeError):  # a ragged nested sequence, a tensor on 'meta' or a GPU
         array = np.asarray(None)
     if array.dtype.kind not in "iuf":
         shown = repr(value) if len(repr(value)) <= 60 else type(value).__name__

@@ -191,11 +191,14 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
         trace = implementation(case.model, x, params, given, surrogate=case.surrogate, inject=inject)
     _check_unmodified(inputs, before, "its call")
 
-    def numpy(tensor):
+    def numpy(label, tensor):
+        if tensor.is_meta:
+            # Reported as the implementation's result, not as a crash inside the gate's own torch calls.
+            raise BrokenResult(f"{label}: a tensor on the 'meta' device, which holds no values")
         return tensor.detach().to("cpu", torch.float64).numpy()
 
-    values = {f"out:{k}": numpy(v) for k, v in trace.outputs.items()}
-    values.update({f"final:{k}": numpy(v) for k, v in trace.final_state.items()})
+    values = {f"out:{k}": numpy(f"out:{k}", v) for k, v in trace.outputs.items()}
+    values.update({f"final:{k}": numpy(f"final:{k}", v) for k, v in trace.final_state.items()})
     if not backward:
         return values, []
     total, dropped = 0, []
@@ -229,7 +232,7 @@ def _run(case, backend, dtype, device, contiguous, implementation, fill_state=Tr
         wrt = {k: v for k, v in wrt.items() if not k.startswith("state.")}
         grads = grads[: len(wrt)]
     for name, grad in zip(wrt, grads):
-        values[f"grad:{name}"] = np.zeros(np.shape(wrt[name])) if grad is None else numpy(grad)
+        values[f"grad:{name}"] = np.zeros(np.shape(wrt[name])) if grad is None else numpy(f"grad:{name}", grad)
     return values, dropped
 
 

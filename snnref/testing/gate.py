@@ -631,6 +631,9 @@ class _Adapted:
                 if value.dtype != x.dtype:
                     raise ImplementationError(f"{label}: dtype {value.dtype}, expected {x.dtype} like x "
                                               "(a cast inside the implementation?)")
+                if value.is_meta:
+                    # Said of the result: the gate's own checks failed on it inside torch.
+                    raise ImplementationError(f"{label}: a tensor on the 'meta' device, which holds no values")
                 if part == "outputs" and value.dim() == x.dim() and value.shape[1:] != x.shape[1:] \
                         and value.shape[0] == x.shape[1] and value.shape[1] == x.shape[0]:
                     raise ImplementationError(f"{label}: shape {tuple(value.shape)} looks batch-first; expected "
