@@ -131,6 +131,7 @@ import numpy as np
 from . import arguments, registry
 from ._files import check_output_file, check_regular_file, replacing
 from .spec import api as _spec
+from .trace import ArraysByName
 
 try:
     import nir
@@ -1040,7 +1041,7 @@ class NirTrace(_spec.Trace):
         super().__post_init__()
         if self.spike_times is not None:
             # Frozen: the dataclass's own __init__ sets fields the same way.
-            object.__setattr__(self, "spike_times", _spec.ArraysByName(self.spike_times, "spike_times of this trace"))
+            object.__setattr__(self, "spike_times", ArraysByName(self.spike_times, "spike_times of this trace"))
 
 
 def _affine(x, weight, bias):
