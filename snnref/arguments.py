@@ -345,12 +345,23 @@ def check_narrowed(label, given, held):
     if wide.shape != narrow.shape:
         return
     dtype = str(held.dtype).removeprefix("torch.")
+    lost = narrowing(wide, narrow, dtype)
+    if lost is not None:
+        raise ValueError(f"{label}: {lost}, the dtype this run computes in; pass a value that {dtype} holds, or "
+                         "run in float64")
+
+
+def narrowing(given, held, dtype_name):
+    """What storing the values ``given`` as ``held`` (both read as float64) in the dtype
+    ``dtype_name`` lost, as "<value> overflows float32" or "<value> underflows to 0 in
+    float32" for the first finite value made inf or nonzero value made 0; else None."""
+    wide, narrow = np.asarray(given, dtype=np.float64), np.asarray(held, dtype=np.float64)
     finite = np.isfinite(wide)
-    for lost, what in ((finite & ~np.isfinite(narrow), f"overflows {dtype}"),
-                       (finite & (wide != 0) & (narrow == 0), f"underflows to 0 in {dtype}")):
+    for lost, what in ((finite & ~np.isfinite(narrow), f"overflows {dtype_name}"),
+                       (finite & (wide != 0) & (narrow == 0), f"underflows to 0 in {dtype_name}")):
         if lost.any():
-            raise ValueError(f"{label}: {float(wide[lost].flat[0])!r} {what}, the dtype this run computes in; "
-                             f"pass a value that {dtype} holds, or run in float64")
+            return f"{float(wide[lost].flat[0])!r} {what}"
+    return None
 
 
 def check_finite_values(name, values, finite):

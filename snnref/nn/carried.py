@@ -65,11 +65,10 @@ def check_numbers(positive=(), **values):
         dtype = torch.get_default_dtype()
         with np.errstate(over="ignore", under="ignore"):
             held = float(_NUMPY_TYPES[dtype](number)) if dtype in _NUMPY_TYPES else number
-        if not math.isfinite(held) or (held == 0) != (number == 0):
-            what = "overflows" if not math.isfinite(held) else "underflows to 0 in"
-            raise ValueError(f"{name}: {number!r} {what} {str(dtype).removeprefix('torch.')}, the dtype the module "
-                             "keeps it in (torch's default); pass a value it holds, or build the module under "
-                             "torch.set_default_dtype(torch.float64)")
+        lost = arguments.narrowing(number, held, str(dtype).removeprefix("torch."))
+        if lost is not None:
+            raise ValueError(f"{name}: {lost}, the dtype the module keeps it in (torch's default); pass a value it "
+                             "holds, or build the module under torch.set_default_dtype(torch.float64)")
         numbers.append(number)
     return numbers
 

@@ -42,6 +42,7 @@ from typing import Callable, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .. import registry
+from ..arguments import narrowing
 from ..spec.surrogates import Custom, prove
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -150,12 +151,11 @@ class Implementation:
 
         for key, number in self.pin.items():
             for name in self.dtypes or ("float32",):
-                with np.errstate(over="ignore", under="ignore"):
-                    held = torch.tensor(number, dtype=torch.float64).to(getattr(torch, name)).item()
-                if not np.isfinite(held) or (held == 0) != (number == 0):
-                    what = "overflows" if not np.isfinite(held) else "underflows to 0 in"
-                    raise ContractError(f"pin[{key!r}]: {number!r} {what} {name}, a dtype the gate checks; pin a "
-                                        "value it holds, or declare dtypes=('float64',)")
+                held = torch.tensor(number, dtype=torch.float64).to(getattr(torch, name)).item()
+                lost = narrowing(number, held, name)
+                if lost is not None:
+                    raise ContractError(f"pin[{key!r}]: {lost}, a dtype the gate checks; pin a value it holds, or "
+                                        "declare dtypes=('float64',)")
 
     @staticmethod
     def _param(row, key, field_name):
