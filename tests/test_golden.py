@@ -100,7 +100,24 @@ def test_a_missing_file_is_named(copy, capsys):
     directory, names = copy
     (directory / names[0]).unlink()
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: missing" in out.err
+    assert code == 1 and f"FAIL {names[0]} (store): missing" in out.out
+
+
+def test_every_damaged_file_is_named_and_the_others_still_run(tmp_path, capsys):
+    """Found by an outside user receiving a store: check stopped at the first file it
+    could not load, so a store with three damaged files named one."""
+    _, names = _store_of(tmp_path, 5, "tether.LIF")
+    (tmp_path / names[0]).unlink()
+    (tmp_path / names[3]).write_bytes(b"not a golden")
+    code, out = run_check(tmp_path, capsys)
+    assert code == 1, out.out
+    assert f"FAIL {names[0]} (store): missing" in out.out
+    assert f"FAIL {names[3]} (store): sha256 does not match" in out.out
+    assert "3 passed, 2 failed (5 golden files x spec)" in out.out
+    code = cli.main(["golden", "check", "--dir", str(tmp_path), "--impl", "snnref:simulate"])
+    out = capsys.readouterr().out
+    assert code == 1 and f"FAIL {names[0]} (store)" in out and f"FAIL {names[3]} (store)" in out, out
+    assert "2 failed: the store" in out and "the implementation was not run" in out
 
 
 def test_a_truncated_file_is_named(copy, capsys):
@@ -108,7 +125,7 @@ def test_a_truncated_file_is_named(copy, capsys):
     path = directory / names[1]
     path.write_bytes(path.read_bytes()[:100])
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[1]}: sha256 does not match the manifest (tampered or truncated)" in out.err
+    assert code == 1 and f"FAIL {names[1]} (store): sha256 does not match the manifest (tampered or truncated)" in out.out
 
 
 def test_a_tampered_file_is_named(copy, capsys):
@@ -118,7 +135,7 @@ def test_a_tampered_file_is_named(copy, capsys):
     data[-9] ^= 1
     path.write_bytes(bytes(data))
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: sha256 does not match" in out.err
+    assert code == 1 and f"FAIL {names[0]} (store): sha256 does not match" in out.out
 
 
 def test_a_file_with_a_pickle_is_refused(copy, capsys):
@@ -134,7 +151,7 @@ def test_a_file_with_a_pickle_is_refused(copy, capsys):
     manifest["files"][names[0]]["sha256"] = hashlib.sha256(data).hexdigest()
     (directory / golden.MANIFEST).write_text(json.dumps(manifest))
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: holds an object array, which is refused" in out.err
+    assert code == 1 and f"FAIL {names[0]} (store): holds an object array, which is refused" in out.out
 
 
 def test_a_manifest_naming_an_unknown_model_is_refused(copy, capsys):
@@ -232,16 +249,6 @@ def test_the_installed_store_is_found_from_any_working_directory(tmp_path, monke
     (lambda m, n: m["files"][n[0]].pop("case"), "lacks case"),
     (lambda m, n: m["files"][n[0]].pop("surrogate"), "lacks surrogate"),
     (lambda m, n: m["files"].update({"lif": dict(m["files"][n[0]])}), "'lif' names a directory"),
-    # The listed parameters are a copy of the file's for readers; the checksum covers only the file.
-    (lambda m, n: m["files"][n[0]]["params"]["tau"].__setitem__(0, 9.5), "the manifest lists params.tau = [9.5, "),
-    (lambda m, n: m["files"][n[0]]["params"].update(beta=[0.5]), "the manifest lists params.beta = [0.5], the "
-                                                                  "file holds no such parameter"),
-    (lambda m, n: m["files"][n[0]].update(params=[1.0]), "the manifest's params is not a table (got list)"),
-    # An empty or null checksum is a mismatch, not a check skipped; the shapes are compared too.
-    (lambda m, n: m["files"][n[0]].update(sha256=""), "sha256 does not match the manifest"),
-    (lambda m, n: m["files"][n[0]].update(sha256=None), "sha256 does not match the manifest"),
-    (lambda m, n: m["files"][n[0]]["shapes"]["in.x"].__setitem__(0, 999), "its arrays do not match the manifest's "
-                                                                         "shapes"),
     # Found by an outside user: read by the gate as a run's seed and label, outside any message.
     (lambda m, n: m["files"][n[0]].update(seed="zero"), "has seed 'zero'; expected an integer from 0 to 2^63 - 1"),
     (lambda m, n: m["files"][n[0]].update(seed=-1), "has seed -1; expected an integer"),
@@ -255,6 +262,28 @@ def test_a_broken_manifest_is_refused_by_name(copy, capsys, breakage, message):
     (directory / golden.MANIFEST).write_text(json.dumps(manifest))
     code, out = run_check(directory, capsys)
     assert code == 1 and message in out.err
+
+
+@pytest.mark.parametrize("breakage,message", [
+    # The listed parameters are a copy of the file's for readers; the checksum covers only the file.
+    (lambda m, n: m["files"][n[0]]["params"]["tau"].__setitem__(0, 9.5), "the manifest lists params.tau = [9.5, "),
+    (lambda m, n: m["files"][n[0]]["params"].update(beta=[0.5]), "the manifest lists params.beta = [0.5], the "
+                                                                  "file holds no such parameter"),
+    (lambda m, n: m["files"][n[0]].update(params=[1.0]), "the manifest's params is not a table (got list)"),
+    # An empty or null checksum is a mismatch, not a check skipped; the shapes are compared too.
+    (lambda m, n: m["files"][n[0]].update(sha256=""), "sha256 does not match the manifest"),
+    (lambda m, n: m["files"][n[0]].update(sha256=None), "sha256 does not match the manifest"),
+    (lambda m, n: m["files"][n[0]]["shapes"]["in.x"].__setitem__(0, 999), "its arrays do not match the manifest's "
+                                                                         "shapes"),
+])
+def test_a_manifest_entry_its_file_does_not_match_fails_that_file(copy, capsys, breakage, message):
+    directory, names = copy
+    manifest = json.loads((directory / golden.MANIFEST).read_text())
+    breakage(manifest, names)
+    (directory / golden.MANIFEST).write_text(json.dumps(manifest))
+    code, out = run_check(directory, capsys)
+    assert code == 1 and f"FAIL {names[0]} (store): {message}" in out.out, out.out
+    assert f"1 passed, 1 failed" in out.out
 
 
 def _rewrite(directory, name, arrays):
@@ -499,11 +528,11 @@ def test_a_stored_array_of_another_dtype_or_a_damaged_member_is_named(copy, caps
     arrays = golden.load(directory, names[0], golden.read_manifest(directory)["files"][names[0]])
     _signed(directory, names[0], {k: _npy(v.astype(np.float32) if k == "out.m" else v) for k, v in arrays.items()})
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: out.m is float32, expected float64" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (store): out.m is float32, expected float64" in out.out, out.err
     # A member whose header is cut short (the archive itself intact).
     _signed(directory, names[0], {"in.x": _npy(np.zeros(3))[:40]})
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: a member is unreadable" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (store): a member is unreadable" in out.out, out.err
 
 
 def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, capsys):
@@ -517,18 +546,19 @@ def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, ca
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda a: a.update({"notes": np.zeros(2)}), "holds 'notes', which is no golden quantity"),
-    (lambda a: a.pop("in.x"), "lacks the input in.x"),
-    (lambda a: a.pop("grad.x"), "quantities differ: stored"),
-    (lambda a: a["in.x"].__setitem__((0, 0, 0), np.nan), "x: expected finite values, found NaN or inf"),
+    (lambda a: a.update({"notes": np.zeros(2)}), "(store): holds 'notes', which is no golden quantity"),
+    (lambda a: a.pop("in.x"), "(store): lacks the input in.x"),
+    # Found only when the spec re-runs the case: a failure of its rerun.
+    (lambda a: a.pop("grad.x"), "(spec): quantities differ: stored"),
+    (lambda a: a["in.x"].__setitem__((0, 0, 0), np.nan), "(store): x: expected finite values, found NaN or inf"),
     # Before: "snnref: error: cotangents['out']: ..." with no file named, exit 2 and vjp's allow_nonfinite hint.
-    (lambda a: a["cot.out"].__setitem__((0, 0, 0), np.nan), "cotangents['out']: expected finite values"),
+    (lambda a: a["cot.out"].__setitem__((0, 0, 0), np.nan), "(store): cotangents['out']: expected finite values"),
 ])
 def test_a_malformed_golden_file_is_named(copy, capsys, edit, message):
     directory, names = copy
     _edited(directory, names[0], edit)
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: {message}" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} {message}" in out.out, out.out
     assert "allow_nonfinite" not in out.err
 
 
@@ -686,7 +716,7 @@ def test_a_file_that_is_no_zip_archive_is_named_as_such(copy, capsys):
     manifest["files"][names[0]]["sha256"] = hashlib.sha256(garbage).hexdigest()
     (directory / golden.MANIFEST).write_text(json.dumps(manifest))
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: not a .npz archive" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (store): not a .npz archive" in out.out, out.err
 
 
 def test_diff_names_the_store_that_holds_a_damaged_file(copy, tmp_path, capsys):
@@ -706,10 +736,10 @@ def test_an_empty_out_is_a_usage_error(capsys):
 # Found by an outside user receiving a store: a link read any file outside it, a link to
 # /dev/zero read until the machine ran out of memory, and a FIFO waited forever.
 @pytest.mark.parametrize("plant,message", [
-    (lambda path, outside: path.symlink_to(outside), "{name}: is a symbolic link; a golden store holds plain "
-                                                     "files only"),
-    (lambda path, outside: path.symlink_to("/dev/zero"), "{name}: is a symbolic link"),
-    (lambda path, outside: os.mkfifo(path), "{name}: is not a regular file (a FIFO, device or socket)"),
+    (lambda path, outside: path.symlink_to(outside), "FAIL {name} (store): is a symbolic link; a golden store holds "
+                                                     "plain files only"),
+    (lambda path, outside: path.symlink_to("/dev/zero"), "FAIL {name} (store): is a symbolic link"),
+    (lambda path, outside: os.mkfifo(path), "FAIL {name} (store): is not a regular file (a FIFO, device or socket)"),
 ])
 def test_a_store_s_file_is_a_plain_file(copy, tmp_path, capsys, plant, message):
     directory, names = copy
@@ -718,7 +748,7 @@ def test_a_store_s_file_is_a_plain_file(copy, tmp_path, capsys, plant, message):
     (directory / names[0]).unlink()
     plant(directory / names[0], outside)
     code, out = run_check(directory, capsys)
-    assert code == 1 and message.format(name=names[0]) in out.err, out.err
+    assert code == 1 and message.format(name=names[0]) in out.out, out.out
 
 
 def test_a_store_s_folder_or_manifest_behind_a_link_is_refused(copy, tmp_path, capsys):
@@ -728,7 +758,7 @@ def test_a_store_s_folder_or_manifest_behind_a_link_is_refused(copy, tmp_path, c
     folder.rename(moved)
     folder.symlink_to(moved)
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: lies under {folder}, which is a symbolic link" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (store): lies under {folder}, which is a symbolic link" in out.out, out.err
     (directory / golden.MANIFEST).rename(tmp_path / "manifest.json")
     (directory / golden.MANIFEST).symlink_to(tmp_path / "manifest.json")
     code, out = run_check(directory, capsys)
@@ -744,15 +774,15 @@ def test_an_array_s_declared_size_is_checked_before_it_is_read(copy, capsys):
     np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**11,)})
     _signed(directory, names[0], {**{k: _npy(v) for k, v in arrays.items()}, "out.out": header.getvalue()})
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: its arrays do not match the manifest's shapes (out.out has shape " \
-                          "[100000000000], the manifest lists" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (store): its arrays do not match the manifest's shapes (out.out has " \
+                          "shape [100000000000], the manifest lists" in out.out, out.out
     # Listed at that shape too (a sender signs both): the member's size gives it away.
     manifest = json.loads((directory / golden.MANIFEST).read_text())
     manifest["files"][names[0]]["shapes"]["out.out"] = [10**11]
     (directory / golden.MANIFEST).write_text(json.dumps(manifest))
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: out.out declares 100000000000 values of float64 but holds 0 bytes of " \
-                          "data" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (store): out.out declares 100000000000 values of float64 but holds 0 " \
+                          "bytes of data" in out.out, out.out
 
 
 @pytest.mark.parametrize("breakage,message", [
@@ -772,7 +802,7 @@ def test_a_cotangent_that_does_not_fit_its_output_is_named_with_its_file(copy, c
     directory, names = copy
     _edited(directory, names[0], lambda a: a.update({"in.x": a["in.x"][:-1]}))
     code, out = run_check(directory, capsys)
-    assert code == 1 and f"{names[0]}: cotangents['out']: expected shape" in out.err, out.err
+    assert code == 1 and f"FAIL {names[0]} (spec): cotangents['out']: expected shape" in out.out, out.out
 
 
 def test_the_gate_refuses_what_golden_check_refuses_of_a_store(tmp_path):

@@ -628,22 +628,33 @@ def damage(case, expected) -> List[str]:
 def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult]:
     """Verify every file's checksum and that the store holds no file its
     manifest does not list, then re-run each case on each backend
-    (``directory``: default the installed store, ``store_dir``)."""
+    (``directory``: default the installed store, ``store_dir``).  A file that
+    cannot be loaded is a failed result of backend "store"; a manifest that
+    cannot be read raises ``GoldenError`` (``NotAStore`` where there is none)."""
     directory = store_dir(directory)
     manifest = read_manifest(directory)
-    loaded = {name: load(directory, name, entry) for name, entry in manifest["files"].items()}
     results = [CheckResult(name, "store", False, f"not listed in {MANIFEST} (a stray or an unrecorded golden)")
                for name in unlisted_files(directory, manifest)]
-    for name, arrays in loaded.items():
-        entry = manifest["files"][name]
-        case, expected = case_from(arrays, entry), expected_from(arrays)
-        check_case(case, name)
+    for name, entry in manifest["files"].items():
+        # A file that cannot be loaded fails by name and the others still run: a store
+        # received with two damaged files says which two (it stopped at the first).
+        try:
+            arrays = load(directory, name, entry)
+            case, expected = case_from(arrays, entry), expected_from(arrays)
+            check_case(case, name)
+        except GoldenError as error:
+            results.append(CheckResult(name, "store", False, str(error).removeprefix(f"{name}: ")))
+            continue
         results += [CheckResult(name, "store", False, found) for found in damage(case, expected)]
         for backend in backends:
             if progress:
                 progress(f"{name} ({backend})")
             if backend == "spec":
-                worst, identical, where = spec_rerun(case, expected, name)
+                try:
+                    worst, identical, where = spec_rerun(case, expected, name)
+                except GoldenError as error:
+                    results.append(CheckResult(name, backend, False, str(error).removeprefix(f"{name}: ")))
+                    continue
                 passed = worst <= SPEC_ULPS
                 verdict = ("bit-for-bit" if identical else f"{'within' if passed else 'off by'} {worst:.1f} ulp "
                            f"(allowed {SPEC_ULPS}; worst: {where})")
