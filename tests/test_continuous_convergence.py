@@ -137,6 +137,35 @@ def test_bad_study_arguments_are_named(run, kwargs, match):
         run("tether.LIF", levels=2, **kwargs)
 
 
+# Found by an outside user: pulse_spacing=1.0 for a CUBA model (whose time constants are
+# about 1e-5 s) ran solve_ivp's check for hours; 1e30 or 1e-20 for tether.LIF was refused as
+# params['decay'], a value the caller never gave; 1e308 as pulse_times.
+@pytest.mark.parametrize("model, kwargs, match", [
+    ("hxtorch.cuba_lif", dict(pulse_spacing=1.0), r"pulse_spacing: 1.0 makes the first step 0.125 longer than the "
+                                                  r"study's time constants \(.* to .*\), which the coarsest level "
+                                                  r"must resolve; pass a smaller pulse_spacing or dt"),
+    ("tether.LIF", dict(pulse_spacing=1e30), r"pulse_spacing: 1e\+30 makes the first step 1e\+30 longer than the "
+                                             r"study's time constants \(\d"),
+    ("tether.LIF", dict(dt=20.0, pulse_spacing=20.0), r"dt: 20.0 makes the first step 20.0 longer than the "
+                                                      r"study's .*pass a smaller dt$"),
+    ("tether.LIF", dict(pulse_spacing=1e-20), r"pulse_spacing: 1e-20 makes the finest step 2.5e-21, below 2\^-30 "
+                                              r"of the study's time constants"),
+    ("rnnbuilder.LIF", dict(pulse_spacing=1e308), r"pulse_spacing: 1e\+308 makes the study's length \(48 pulses "
+                                                  r"and a tail\) overflow float64"),
+    ("tether.LIF", dict(pulse_spacing=1.0, dt=2.0 ** -15), r"dt: 3.0517578125e-05 with 2 halvings takes 7.34e\+06 "
+                                                           r"steps at the finest level .*expected at most 1048576"),
+])
+@pytest.mark.parametrize("study", [converge, convergence.surrogate_gap])
+def test_steps_the_study_cannot_resolve_or_afford_are_refused_by_name(study, model, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        study(model, levels=2, **kwargs)
+
+
+@pytest.mark.parametrize("model", MAPPED)
+def test_every_default_study_passes_the_time_scale_checks_at_the_most_levels(model):
+    convergence.draw_case(model, levels=convergence.MAX_LEVELS)
+
+
 def test_a_finer_first_step_is_accepted():
     study = converge("qualia.IFSRL", levels=2, dt=0.25)
     assert study.dts[0] == 0.25 and study.max_deviation == 0.0

@@ -71,6 +71,13 @@ MIN_FIT_POINTS = 3
 # Each halving of dt doubles the steps and the time: tether.LIF alone took 2.7 s
 # at 6 halvings and 17 s at 9 here, so 12 is minutes per model, and 100 never ends.
 MAX_LEVELS = 12
+# The finest level's steps: the default CUBA study at MAX_LEVELS takes 655,360 (and
+# minutes); pulse_spacing=1.0 for a CUBA model with dt = 2^-21 s asked for 2^37.
+MAX_STEPS = 2 ** 20
+# The finest step against the longest time constant: below this the decay
+# exp(-dt / tau) keeps under 30 bits of its distance from 1 (and at 2^-53 rounds to
+# 1, which tether.LIF's counterpart refuses as params['decay']).
+FINEST_RESOLUTION = 2.0 ** -30
 MARGIN = 1e-6  # the exact relations' cases keep |v - threshold| above this (relative) at every pulse
 NEURONS = 4
 CUBA_NEURONS = 32  # the medians of (4) need many spikes
@@ -226,9 +233,10 @@ def _margin_ok(case, n):
     return bool(np.all(np.abs(v - level) > MARGIN * np.abs(level)))
 
 
-def draw_case(model, seed=0, dt=None, pulse_spacing=None, neurons=None, drive=1.0) -> Case:
+def draw_case(model, seed=0, dt=None, pulse_spacing=None, neurons=None, drive=1.0, levels=0) -> Case:
     """The study's case for ``model`` (see the module docstring); ``drive`` scales
-    every input (a small drive gives a case without spikes)."""
+    every input (a small drive gives a case without spikes); ``levels``: the
+    halvings of dt it will be run at (``_check_time_scales``)."""
     row = registry.model(model)
     rng = _rng(row.key, _seed(seed))
     _positive("dt", dt, "a finite step > 0")
@@ -242,6 +250,9 @@ def draw_case(model, seed=0, dt=None, pulse_spacing=None, neurons=None, drive=1.
     _check_grid(spacing, dt0)
     pulses = CUBA_PULSES if cuba else 48
     t_end = (pulses + (4 if cuba else 8)) * spacing
+    if not np.isfinite(t_end):
+        raise ValueError(f"pulse_spacing: {spacing!r} makes the study's length ({pulses} pulses and a tail) "
+                         "overflow float64")
     times = np.arange(pulses) * spacing
     for _ in range(50):
         physical, taus = _physical(row, rng, n, dt0)
@@ -252,6 +263,7 @@ def draw_case(model, seed=0, dt=None, pulse_spacing=None, neurons=None, drive=1.
             # A jump below threshold: a subtractive reset always ends below it.
             jumps = drive * np.where(rng.random((pulses, n)) < 0.5, rng.uniform(-0.3, 0.9, (pulses, n)) * theta, 0.0)
         case = Case(row, physical, taus, times, jumps, spacing, dt0, t_end)
+        _check_time_scales(case, levels, dt is not None)
         if cuba or _margin_ok(case, n):
             return case
     raise RuntimeError(f"converge: no case with a threshold margin found for {row.key} (seed {seed})")
@@ -340,6 +352,41 @@ def trace_agreement(mine, other) -> float:
     return float(np.max(gaps))
 
 
+def _time_constants(case: Case) -> np.ndarray:
+    """Every physical time constant the study drew (none for the qualia IF models)."""
+    taus = [case.taus.get("tau")] + [case.physical.get(name) for name in ("tau_syn", "tau_mem")]
+    return np.concatenate([np.ravel(np.asarray(t, dtype=np.float64)) for t in taus if t is not None] or [[]])
+
+
+def _check_time_scales(case: Case, levels: int, dt_given: bool) -> None:
+    """The study's steps against its length and its drawn time constants, refused by
+    the argument that set them (``dt``, or ``pulse_spacing`` where dt is its
+    default): a spacing in another unit (pulse_spacing=1.0 for a CUBA model, whose
+    time constants are about 1e-5 s) ran solve_ivp's check for hours, and 1e308 or
+    1e-20 for tether.LIF was refused as params['decay'], a value the caller never
+    gave."""
+    name = "dt" if dt_given else "pulse_spacing"
+    given = case.dt0 if dt_given else case.spacing
+    finest = case.dt0 / 2.0 ** levels
+    steps = case.t_end / finest
+    if steps > MAX_STEPS:
+        raise ValueError(f"{name}: {given!r} with {levels} halvings takes {steps:.4g} steps at the finest level "
+                         f"over the study's {case.t_end!r}; expected at most {MAX_STEPS} (pass a larger dt or "
+                         "fewer levels)")
+    taus = _time_constants(case)
+    if not taus.size:
+        return
+    span = f"{taus.min():.4g}" if taus.min() == taus.max() else f"{taus.min():.4g} to {taus.max():.4g}"
+    if case.dt0 > taus.min():
+        raise ValueError(f"{name}: {given!r} makes the first step {case.dt0!r} longer than the study's time "
+                         f"constants ({span}), which the coarsest level must resolve; pass a smaller "
+                         f"{name}" + ("" if dt_given else " or dt"))
+    if finest < taus.max() * FINEST_RESOLUTION:
+        raise ValueError(f"{name}: {given!r} makes the finest step {finest!r}, below 2^-30 of the study's time "
+                         f"constants ({span}), where exp(-dt/tau) is 1 to within 30 bits; pass a larger "
+                         f"{name} or fewer levels")
+
+
 def _levels(levels):
     if (not isinstance(levels, (int, np.integer)) or isinstance(levels, bool)
             or not MIN_FIT_POINTS - 1 <= levels <= MAX_LEVELS):
@@ -385,7 +432,7 @@ def converge(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neurons=No
     """
     row = _mapped(model)
     levels = _levels(levels)
-    case = draw_case(row, seed, dt, pulse_spacing, neurons)
+    case = draw_case(row, seed, dt, pulse_spacing, neurons, levels=levels)
     cp = counterpart_of(case)
     dts = case.dt0 / 2.0 ** np.arange(levels + 1)
     spiking = _spiking(row)
@@ -576,7 +623,7 @@ def surrogate_gap(model, *, levels=6, seed=0, dt=None, pulse_spacing=None, neuro
     levels = _levels(levels)
     # spike_term="no" would be truthy.
     arguments.check_flags(spike_term=spike_term)
-    case = draw_case(row, seed, dt, pulse_spacing, neurons, drive)
+    case = draw_case(row, seed, dt, pulse_spacing, neurons, drive, levels)
     cp = counterpart_of(case)
     spiking = row.out.spiking and spike_term
     n = case.jumps.shape[1]
