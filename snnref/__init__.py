@@ -6,11 +6,12 @@ the spec never pulls in torch.  The subpackages (``snnref.nn``,
 ``snnref.testing``, ...) are attributes imported on first use too.
 """
 
-from ._imports import submodules_on_use
+from . import _imports
 
 __version__ = "0.1.0"
 
-_submodule = submodules_on_use(__name__)
+_submodule = _imports.submodules_on_use(__name__)
+__dir__ = _imports.listing(__name__, "simulate")
 
 
 def __getattr__(name):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
 import traceback
 
@@ -27,6 +28,21 @@ def submodules_on_use(package: str):
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def listing(package: str, *served: str):
+    """A module ``__dir__`` (PEP 562) for ``package``: its own names, the public
+    submodules that ``submodules_on_use`` serves and the other ``served`` names of
+    its ``__getattr__``, so that ``dir()``, tab completion and ``help()`` find
+    what the attributes give (``dir(snnref)`` named neither ``simulate`` nor
+    ``nn``).  Listing imports nothing."""
+
+    def __dir__():
+        module = sys.modules[package]
+        submodules = {found.name for found in pkgutil.iter_modules(module.__path__) if not found.name.startswith("_")}
+        return sorted(set(vars(module)) | submodules | set(served))
+
+    return __dir__
 
 
 def load_attribute(spec: str, option: str = "--impl", error=ValueError):

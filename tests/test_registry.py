@@ -187,6 +187,22 @@ def test_subpackages_are_attributes_imported_on_first_use():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_dir_lists_what_the_attributes_serve_and_imports_nothing():
+    """Found by an outside user: ``dir(snnref)`` named neither ``simulate`` nor
+    ``nn``, so tab completion and ``help(snnref)`` could not find the API."""
+    code = (
+        "import sys, snnref\n"
+        "import snnref.compat, snnref.testing\n"
+        "names = dir(snnref)\n"
+        "assert {'simulate', 'spec', 'nn', 'compat', 'testing', 'continuous', 'nir', 'registry'} <= set(names), names\n"
+        "assert {'tether', 'rnnbuilder', 'qualia', 'hxtorch'} <= set(dir(snnref.compat))\n"
+        "assert {'assert_conforms', 'Implementation', 'gate', 'adapters', 'strategies'} <= set(dir(snnref.testing))\n"
+        "bad = [m for m in ('torch', 'hypothesis', 'snnref.nn', 'snnref.testing.gate') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_kernels_install_as_snnref_kernels_only():
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     # (snnref.goldens maps the golden store onto golden/: package data, no code.)

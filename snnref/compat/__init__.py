@@ -15,7 +15,8 @@
 old path.
 """
 
-from .._imports import submodules_on_use
+from .. import _imports
 
 # ``snnref.compat.tether`` and the others on first use, without importing each.
-__getattr__ = submodules_on_use(__name__)
+__getattr__ = _imports.submodules_on_use(__name__)
+__dir__ = _imports.listing(__name__)

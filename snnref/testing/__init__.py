@@ -52,7 +52,7 @@ import numpy as np
 
 from . import tolerance
 from .. import arguments, registry
-from .._imports import submodules_on_use
+from .. import _imports
 from ..spec.surrogates import Custom as Surrogate
 from .contract import ContractError, Implementation
 
@@ -60,7 +60,8 @@ __all__ = ["ConformanceError", "ContractError", "Implementation", "Surrogate", "
 
 
 # The submodules on first use: ``snnref.testing.strategies`` imports hypothesis (the test extra).
-__getattr__ = submodules_on_use(__name__)
+__getattr__ = _imports.submodules_on_use(__name__)
+__dir__ = _imports.listing(__name__)
 
 
 class ConformanceError(AssertionError):
