@@ -58,7 +58,9 @@ def _verify(args) -> int:
         html_report.check_apart("--report", args.report, {"--json": args.json, "--save-failures": args.save_failures})
     if (args.case or args.save_failures or args.examples is not None) and not args.impl:
         raise ValueError("--case, --save-failures and --examples: they apply to --impl only")
-    if args.impl and args.backend != "all":
+    # Named twice is one column; "all" among others is every one (--backend spec kept only its last).
+    chosen = list(dict.fromkeys(args.backend or ["all"]))
+    if args.impl and chosen != ["all"]:
         raise ValueError("--backend: applies without --impl only (--impl runs your implementation)")
     if args.golden_dir is not None:
         from .testing import _golden as golden
@@ -86,7 +88,7 @@ def _verify(args) -> int:
                 gate.load_case(args.case, impl)
     # "continuous": the SPEC.md section 9 claims, for the models that have a continuous counterpart.
     available = _available_backends() + ["continuous"]
-    backends = ["impl"] if args.impl else available if args.backend == "all" else [args.backend]
+    backends = ["impl"] if args.impl else available if "all" in chosen else chosen
     for backend in backends:
         if backend not in available and backend != "impl":
             raise _unavailable(backend)
@@ -103,7 +105,7 @@ def _verify(args) -> int:
     print("  continuous: the SPEC.md section 9 relation to the exact continuous-time neuron "
           "(exact to float64 rounding, or the fitted order), solve_ivp agreement, exact gradients vs FD")
     print("  torch, cuda, triton, cpu, impl: worst = worst error as a fraction of the SPEC.md section 7 budget "
-          "(pass <= 1); extra = spike flips explained by teacher forcing")
+          "(snnref.testing.tolerance; pass <= 1); extra = spike flips explained by teacher forcing")
     header = f"{'model':<30} {'backend':<10} {'cases':>5} {'worst':>9} {'extra':>6}  {'checks':<58} result"
     print(header)
     print("-" * len(header))
@@ -424,10 +426,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--model", action="append", metavar="KEY",
                         help="check only this registry model (repeatable)")
     verify.add_argument("--seed", type=nonnegative_integer, default=0, help="seed of the random cases (default 0)")
-    verify.add_argument("--backend", default="all",
+    verify.add_argument("--backend", action="append",
                         choices=["all", "spec", "torch", "cuda", "triton", "cpu", "continuous"],
-                        help="check only this backend (default: every one available; cuda = the torch "
-                             "path on CUDA tensors; triton runs on CUDA when present)")
+                        help="check only this backend (repeatable; default: every one available; cuda = the "
+                             "torch path on CUDA tensors; triton runs on CUDA when present)")
     verify.add_argument("--quick", action="store_true",
                         help="fewer cases: default surrogate, per-neuron parameters, no strided input or goldens")
     verify.add_argument("--json", metavar="FILE", help="also write the results as JSON (for CI; an infinite worst "

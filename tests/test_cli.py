@@ -559,3 +559,15 @@ def test_an_implementation_of_another_model_is_refused_before_the_table(capsys):
                      "tether.PLIF", "--quick"]) == 2
     out, err = capsys.readouterr()
     assert "model: the implementation declares tether.LIF, not tether.PLIF" in err and out == ""
+
+
+def test_backend_is_repeatable_like_model(capsys):
+    """Found by an outside user: ``--backend spec --backend torch`` ran torch alone, silently."""
+    assert cli.main(["verify", "--quick", "--model", "tether.LIF", "--backend", "spec", "--backend", "torch",
+                     "--backend", "spec"]) == 0
+    out = capsys.readouterr().out
+    assert "1 models x spec, torch, seed 0" in out
+    rows = [line.split()[:2] for line in out.splitlines() if line.startswith("tether.LIF ")]
+    assert rows == [["tether.LIF", "spec"], ["tether.LIF", "torch"]], out
+    assert cli.main(["verify", "--impl", "snnref:simulate", "--model", "tether.LIF", "--backend", "spec"]) == 2
+    assert "--backend: applies without --impl only" in capsys.readouterr().err
