@@ -396,8 +396,10 @@ def simulate(
     refused by name, as is a sparse, mkldnn or nested one), or numbers and
     NumPy arrays, which are converted to ``x``'s dtype and device.  ``backend`` is
     "torch", "triton", "cpu" or "auto" (the Triton kernels for CUDA tensors, the
-    fused CPU scans for float32/float64 CPU tensors, torch otherwise; without
-    numba "auto" warns once and runs torch on CPU).
+    fused CPU scans for CPU tensors; without numba "auto" warns once and runs
+    torch on CPU).  The torch and cpu backends take float32 and float64; only
+    the Triton kernels store float16 and bfloat16 (computing in float32), so a
+    half-precision CPU tensor is refused by name outside autocast (below).
 
     backend="cpu" (``snnref/kernels/cpu``, numba) runs on CPU tensors only and
     computes in x's dtype; a strided (non-contiguous) x or cotangent is copied

@@ -102,7 +102,8 @@ What NIR cannot say (no node field) is refused unless ``lossy=True``: subtractiv
 reset, refractory time, the ``>=`` test, an output scaled by the threshold
 (qualia.ATIF), an initial state other than rest (v = v_leak, or v_reset for
 IF, I = 0).  ``lossy=True`` writes the closest NIR graph, records each dropped
-property in ``graph.metadata["snnref_dropped"]`` and returns it in a list; the
+property in ``graph.metadata["snnref_dropped"]`` ({property: reason}) and returns them
+as a list of "property: reason" strings; the
 node's snnref metadata keeps the values, which ``load(..., extensions=True)``
 honours.  A recorded initial state is the discrete model's state before step 0,
 at t = -dt: method "exact" lets it flow for dt without input to t = 0, as the
@@ -300,7 +301,8 @@ def export(model, params=None, *, dt=None, state=None, lossy=False, neurons=None
     layer width, needed only when every parameter is a scalar.  A property NIR
     cannot say raises ``NirError`` naming it; with ``lossy=True`` the return value
     is ``(graph, dropped)``, ``dropped`` a list of ``"property: reason"`` strings
-    (empty when nothing was dropped), also in ``graph.metadata["snnref_dropped"]``.
+    (empty when nothing was dropped); ``graph.metadata["snnref_dropped"]`` holds
+    the same as a {property: reason} table (absent when nothing was dropped).
     """
     dt = _check_dt(dt)
     # A string such as "no" is truthy: it would have returned (graph, dropped) and dropped properties.
