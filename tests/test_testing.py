@@ -357,3 +357,13 @@ def test_assert_conforms_and_the_adapters_name_what_they_cannot_take():
     for adapter in (adapters.tether_functional, adapters.hxtorch_functional):
         with pytest.raises(TypeError, match="^fn: expected the seed function to wrap, got int$"):
             adapter(3)
+
+
+def test_the_package_docstring_names_every_attribute_a_function_may_declare():
+    """Found by an outside user: ``gradients`` worked but the list left it out."""
+    from snnref import testing
+    from snnref.testing import contract
+
+    for attribute, field_name in contract.DECLARED.items():
+        assert f"``{attribute}``" in testing.__doc__, attribute
+        assert f"{field_name}=..." in testing.__doc__, field_name

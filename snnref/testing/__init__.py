@@ -6,7 +6,7 @@
 - ``snnref.testing.strategies``: hypothesis strategies for each model's
   inputs, parameters and states.
 - ``Implementation(fn, model, pin=..., per_neuron=..., surrogates=...,
-  takes_state=..., takes_inject=..., dtypes=..., fixed=...)``: what an
+  takes_state=..., takes_inject=..., dtypes=..., fixed=..., gradients=...)``: what an
   implementation covers (``snnref.testing.contract``), read identically by
   ``assert_conforms``, ``snnref verify --impl`` and the pytest plugin
   (``pytest --snnref-impl pkg.mod:fn --snnref-model KEY``).
@@ -36,7 +36,8 @@ model's own defaults (SPEC.md section 8), as ``snnref.simulate`` without one.
 A result must keep its values when ``fn`` is called again (no view of a buffer
 it reuses).  An ``Implementation``
 (or the same-named attributes on ``fn``: ``takes_state``, ``per_neuron``,
-``surrogates``, ``fixed_parameters``, ``pin``, ``takes_inject``, ``dtypes``)
+``surrogates``, ``pin``, ``takes_inject``, ``dtypes``, ``gradients``, and
+``fixed_parameters`` for the field ``fixed``; ``contract.DECLARED``)
 narrows what is checked to what it can express; the report lists the rest.
 ``snnref.testing.adapters`` wraps the seed-style functional signatures
 (tether's ``(x_seq, v_init, decay, threshold, alpha, surrogate_type)``,
