@@ -4,7 +4,8 @@
   section 7 budget, reporting the worst element (model, quantity, time step,
   neuron) on failure.
 - ``snnref.testing.strategies``: hypothesis strategies for each model's
-  inputs, parameters and states.
+  inputs, parameters and states, drawn as a ``Case`` (the model, surrogate, x,
+  params, state, cotangents and inject of one run).
 - ``Implementation(fn, model, pin=..., per_neuron=..., surrogates=...,
   takes_state=..., takes_inject=..., dtypes=..., fixed=..., gradients=...)``: what an
   implementation covers (``snnref.testing.contract``), read identically by
@@ -55,9 +56,11 @@ from . import tolerance
 from .. import arguments, registry
 from .. import _imports
 from ..spec.surrogates import Custom as Surrogate
+from ._checks import Case
 from .contract import ContractError, Implementation
 
-__all__ = ["ConformanceError", "ContractError", "Implementation", "Surrogate", "assert_close", "assert_conforms"]
+__all__ = ["Case", "ConformanceError", "ContractError", "Implementation", "Surrogate", "assert_close",
+           "assert_conforms"]
 
 
 # The submodules on first use: ``snnref.testing.strategies`` imports hypothesis (the test extra).

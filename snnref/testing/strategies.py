@@ -1,6 +1,6 @@
 """Hypothesis strategies for every registry model's inputs, parameters and states.
 
-``cases(model)`` draws a complete ``snnref.testing._checks.Case`` (input, parameters,
+``cases(model)`` draws a complete ``snnref.testing.Case`` (input, parameters,
 initial state, cotangents on every output, hardware traces where the model
 takes them) from the registry row of ``model`` through ``_checks.random_case``,
 the one case generator that ``snnref verify`` uses too: shapes from 1 time step and 1 neuron up,
