@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +114,7 @@ def test_every_damaged_file_is_named_and_the_others_still_run(tmp_path, capsys):
     assert code == 1, out.out
     assert f"FAIL {names[0]} (store): missing" in out.out
     assert f"FAIL {names[3]} (store): sha256 does not match" in out.out
-    assert "3 passed, 2 failed (5 golden files x spec)" in out.out
+    assert "3 passed, 2 failed (5 golden files x spec in float64)" in out.out
     code = cli.main(["golden", "check", "--dir", str(tmp_path), "--impl", "snnref:simulate"])
     out = capsys.readouterr().out
     assert code == 1 and f"FAIL {names[0]} (store)" in out and f"FAIL {names[3]} (store)" in out, out
@@ -319,6 +320,24 @@ def test_broken_golden_files_are_named_the_others_still_run_and_the_gate_fails(t
     assert f"golden {names[2]}: surrogate: tether.LIF does not accept 'superspike'" in broken
     # The other two in two dtypes, and the first of them once more on other values.
     assert len(report.runs) == 2 * 2 + 1 and all(r.passed for r in report.runs)
+
+
+def test_a_golden_float32_cannot_hold_is_no_fault_of_the_implementation(tmp_path):
+    """A store from other tooling with a case finite in float64 only: the gate said the
+    implementation crashed on it (the spec's float32 run, which the budget reads, raised)."""
+    from fixtures import outside_lif
+    from snnref import testing
+    from snnref.testing import gate
+
+    _, names = _store_of(tmp_path, 2, "tether.LIF")
+    _edited(tmp_path, names[0], lambda a: a.update({"in.x": a["in.x"] * 1e300}))
+    report = gate.run(replace(testing.Implementation.of(outside_lif.correct, "tether.LIF"), dtypes=("float64",)),
+                      kinds=("golden",), golden_dir=tmp_path)
+    # The damaged case, and its rerun on other values (the gate's "again" case), fail by their reason.
+    failed = [run for run in report.runs if not run.passed]
+    assert len(failed) == 2 and len(report.runs) == 3, report.text()
+    assert all(run.failures[0].startswith("no budget: the float32 spec run") for run in failed), report.text()
+    assert "crashed" not in report.text()
 
 
 def test_an_interrupted_generate_leaves_the_old_store(copy, monkeypatch):
@@ -542,7 +561,12 @@ def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, ca
     code = cli.main(["golden", "check", "--dir", str(directory), "--backend", "cpu"])
     out = capsys.readouterr().out
     assert code == 1 and f"FAIL {names[0]} (cpu): float32: not run: x: expected finite values" in out, out
-    assert "2 golden files x cpu" in out
+    # The float64 run computed; its budget's first term reads the spec's float32 run, which cannot
+    # hold the case (it read "float64: not run: x: ... overflows float32, the dtype this run computes in").
+    assert f"FAIL {names[0]} (cpu): float64: no budget: the float32 spec run that the budget's first term reads " \
+           "refuses this case (x: " in out and "overflows float32" in out, out
+    # Found by an outside user: 4 results of 2 files read as twice the store; one per dtype, said so.
+    assert "2 passed, 2 failed (2 golden files x cpu in float64 and float32)" in out, out
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -141,7 +141,7 @@ def check(arguments, capsys):
 
 def test_the_spec_passes_its_store(made, capsys):
     code, out = check(["--dir", str(made[1])], capsys)
-    assert code == 0 and "5 passed, 0 failed (5 golden files x spec)" in out.out
+    assert code == 0 and "5 passed, 0 failed (5 golden files x spec in float64)" in out.out
 
 
 def torch_simulate(model, x, params, state, *, surrogate=None, inject=None):
