@@ -855,3 +855,11 @@ def test_a_manifest_key_given_twice_is_refused(copy, capsys):
     path.write_text(text.replace('"files": {', '"files": {"' + names[0] + '": {}, ', 1))
     code, out = run_check(directory, capsys)
     assert code == 1 and f"not a valid manifest (the key {names[0]!r} appears twice in one table)" in out.err, out.err
+
+
+def test_a_diff_shows_a_small_quantity_s_values_and_a_large_one_s_largest_difference():
+    small = golden.quantity_change("param.tau", np.array([2.0, 3.0]), np.array([2.0, 3.5]))
+    assert small.detail == "[2.0, 3.0] -> [2.0, 3.5]"
+    large = golden.quantity_change("param.tau", np.arange(9.0), np.arange(9.0) + np.eye(9)[4])
+    assert large.detail == "no time axis, largest difference 1 at (4,)"
+    assert golden.quantity_change("param.tau", np.arange(9.0), np.arange(9.0)) is None

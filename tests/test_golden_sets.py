@@ -219,7 +219,9 @@ def test_a_changed_parameter_names_each_changed_quantity_and_its_first_step(made
     section = out.split(f"changed {EXPECTED_FILES[2]}")[1].split("changed ")[0]
     assert f"first differing step {first[0][0]} at {tuple(int(i) for i in first[0])}," in next(
         line for line in section.splitlines() if "out.out" in line)
-    assert "param.threshold        values: no time axis, largest difference 0.1 at ()" in section
+    # A parameter's values, before and after (it said only "largest difference 0.1 at ()").
+    threshold = before["param.threshold"].item(), after["param.threshold"].item()
+    assert f"param.threshold        values: {threshold[0]!r} -> {threshold[1]!r}" in section, section
 
 
 def test_stores_of_different_models_or_formats_say_so(made, tmp_path, capsys):

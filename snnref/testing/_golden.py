@@ -735,10 +735,15 @@ def _format_of(directory: Path):
         return None  # read_manifest names the problem
 
 
+# A quantity without a time axis of at most this many values shows them in a diff.
+SHOWN_VALUES = 8
+
+
 def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional[QuantityChange]:
     """How one stored array changed: None when identical; else its first differing
     element (at its step, for quantities with a time axis) and the largest
-    absolute difference, each with where."""
+    absolute difference, each with where; a small one without a time axis
+    (``SHOWN_VALUES``), its values before and after."""
     if before.shape != after.shape:
         return QuantityChange(key, "shape", f"shape {list(before.shape)} -> {list(after.shape)}")
     differs = before != after
@@ -751,6 +756,10 @@ def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional
         # The first in time order, then in the step's own order: where a divergence starts.
         first = tuple(int(i) for i in np.argwhere(differs)[0])
         return QuantityChange(key, "values", f"first differing step {first[0]} at {first}, {largest}")
+    if before.size <= SHOWN_VALUES:
+        # A parameter or an initial state: the values themselves say what changed (45.178 -> 67.767),
+        # which the largest difference alone did not.
+        return QuantityChange(key, "values", f"{before.tolist()} -> {after.tolist()}")
     return QuantityChange(key, "values", f"no time axis, {largest}")
 
 
