@@ -636,6 +636,13 @@ def greater_equal(graph, x, dt):
 def late(graph, x, dt):
     result = same(graph, x, dt)
     return {"out": np.concatenate([np.zeros_like(result["out"][:1]), result["out"][:-1]])}
+
+def silent(graph, x, dt):
+    return {"out": np.zeros(x.shape)}
+
+def reference32(graph, x, dt):
+    import snnref.nir
+    return {"out": snnref.nir.load(graph, dt=dt, method="exp").simulate(x, dtype=np.float32).outputs["out"]}
 '''
 
 
@@ -665,10 +672,25 @@ def test_cli_run_and_check(tmp_path, monkeypatch, capsys):
     assert args.run(args) == 1 and "spike trains differ at time step" in capsys.readouterr().out
     args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late",
                    "--impl-method", "exp", "--max-step-difference", "1"])
-    assert args.run(args) == 0 and "step difference max 1" in capsys.readouterr().out
+    assert args.run(args) == 0
+    out = capsys.readouterr().out
+    assert "step difference max 1" in out
+    assert "PASS: every spike count equal, every spike within 1 steps of the reference's" in out
     args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:late",
                    "--impl-method", "exp", "--max-step-difference", "0"])
     assert args.run(args) == 1
+    assert "FAIL: a spike 1 steps from the reference's, past K = 0" in capsys.readouterr().out
+    # Found by an outside user: with another method and no limit, an implementation that never
+    # spikes passed (exit 0, no verdict).
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:silent",
+                   "--impl-method", "exp"])
+    assert args.run(args) == 2
+    assert "--max-step-difference: required where --impl-method ('exp') differs from --method ('euler')" in \
+        capsys.readouterr().out
+    args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:silent",
+                   "--impl-method", "exp", "--max-step-difference", "3"])
+    assert args.run(args) == 1
+    assert "FAIL: 6 of 6 neurons with another spike count" in capsys.readouterr().out
     # Before: neuron by neuron, the first neuron's train alone was compared, and passed.
     args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:first_neuron",
                    "--impl-method", "exp", "--max-step-difference", "1"])
@@ -1239,6 +1261,24 @@ def test_cli_check_refuses_a_step_limit_where_the_methods_are_the_same(tmp_path,
         assert capsys.readouterr().out == (f"snnref nir: error: --max-step-difference: applies where --impl-method "
                                            f"differs from --method; both are '{method}', which holds the "
                                            f"implementation to the SPEC.md section 7 budget\n")
+
+
+def test_check_of_a_graph_that_cannot_be_teacher_forced_says_flips_are_not_judged(tmp_path, monkeypatch, capsys):
+    """Found by an outside user: a two-layer graph's float32 check failed on a flip and said "0 spike
+    flips inside the margin"; teacher forcing needs one spiking node, so flips are not judged there."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "nir_impl_for_test.py").write_text(IMPL)
+    tau = np.full(3, 5e-3)
+    lif = dict(tau=tau, r=tau.copy(), v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3))
+    graph = nir.NIRGraph.from_list(nir.LIF(**lif), nir.Linear(weight=np.eye(3)), nir.LIF(**lif))
+    snir.save(graph, tmp_path / "two.nir")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(0.5, 0.5, (20, 3)))
+    args = _parse(["nir", "check", "two.nir", "--input", "x.npy", "--dt", "1e-3", "--method", "exp",
+                   "--impl", "nir_impl_for_test:reference32"])
+    assert args.run(args) == 0
+    assert "(spike flips not judged: teacher forcing needs one spiking neuron node, so a flipped spike fails)" in \
+        capsys.readouterr().out
 
 
 def test_a_field_nir_does_not_define_is_named_in_a_warning(tmp_path):
