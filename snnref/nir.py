@@ -991,6 +991,28 @@ def _warn_unstable_euler(unit, dt):
             return
 
 
+def _warn_held_current_gain(unit, dt):
+    """A gain of 1/dt per unit of input (r = tau / dt; for CubaLIF w_in = tau_syn / dt) is how an exporter
+    that reads each step's value as a current held for dt writes a unit jump (snnTorch does, at its dt of
+    1e-4).  NIR's equations, which snnref follows, read the value as a pulse of that area, so each input
+    moves the state by x / dt: found by an outside user, every hidden layer of an exported snnTorch network
+    fired at almost every spike it received.  Said, not changed: the graph states what it states."""
+    # The pulse gain of each node kind: r / tau onto v (LIF, LI), w_in / tau_syn onto I (CUBA).
+    name, over = {"LIF": ("r", "tau"), "LI": ("r", "tau"), "CubaLIF": ("w_in", "tau_syn"),
+                  "CubaLI": ("w_in", "tau_syn")}.get(unit.kind, (None, None))
+    if name is None or dt is None or name not in unit.fields or over not in unit.fields:
+        return
+    gain, tau = unit.fields[name], unit.fields[over]
+    # Only where dt is below the time constants, as an exporter's step is (snnTorch's beta = 0.9: tau = 10 dt);
+    # at dt = tau a gain of 1 is also tau / dt, and says nothing.
+    if np.all(tau >= 2 * dt) and np.allclose(gain, tau / dt, rtol=1e-6, atol=0):
+        _warn(f"node {unit.name!r} ({unit.node_kind}): {name} = {over} / dt (dt = {dt!r}), the gain of an "
+              f"exporter that reads each step's input as a current held for dt (snnTorch writes it); NIR's "
+              f"equations, which snnref runs, read it as a pulse of that area, so each input moves the state by "
+              f"x / dt ({1 / dt:.4g} times a unit jump); spikes from a previous layer then act that much stronger "
+              f"than in the exporting library")
+
+
 def _warn_ignored_extensions(unit, extensions):
     """Without ``extensions`` the graph means what its NIR fields say: say once which of the
     node's snnref extensions that leaves out."""
@@ -1101,6 +1123,7 @@ class Network:
                 raise NirError(f"node {unit.name!r} ({unit.node_kind}): spikes (pulses) pass between neuron nodes; "
                                f"a membrane output can only be the graph's last")
         for unit in self.units:
+            _warn_held_current_gain(unit, dt)
             ext = _extensions(unit.node) if extensions else {}
             _check_extensions(unit, ext)
             if method == "exact":

@@ -1281,6 +1281,25 @@ def test_check_of_a_graph_that_cannot_be_teacher_forced_says_flips_are_not_judge
         capsys.readouterr().out
 
 
+def test_a_gain_of_one_over_dt_is_said_to_read_inputs_as_held_currents():
+    """Found by an outside user: snnTorch exports r = tau / dt (a unit jump for a current held one step),
+    which NIR's pulse reading runs as a jump of 1/dt: every hidden layer fired at almost every spike."""
+    tau, dt = np.full(3, 1e-3), 1e-4
+    lif = dict(v_leak=np.zeros(3), v_threshold=np.ones(3), v_reset=np.zeros(3))
+    with pytest.warns(UserWarning, match=r"node 'lif' \(LIF\): r = tau / dt \(dt = 0.0001\), the gain of an "
+                                         r"exporter that reads each step's input as a current held for dt.*x / dt "
+                                         r"\(1e\+04 times a unit jump\)"):
+        snir.load(nir.NIRGraph.from_list(nir.LIF(tau=tau, r=tau / dt, **lif)), dt=dt, method="exp")
+    cuba = dict(tau_mem=tau, r=np.ones(3), **lif)
+    with pytest.warns(UserWarning, match=r"\(CubaLIF\): w_in = tau_syn / dt"):
+        snir.load(nir.NIRGraph.from_list(nir.CubaLIF(tau_syn=tau, w_in=tau / dt, **cuba)), dt=dt, method="euler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # NIR's own unit jump (r = tau), and a gain of 1 at dt = tau, which is tau / dt by coincidence.
+        snir.load(nir.NIRGraph.from_list(nir.LIF(tau=tau, r=tau, **lif)), dt=dt, method="exp")
+        snir.load(nir.NIRGraph.from_list(nir.CubaLIF(tau_syn=tau, w_in=np.ones(3), **cuba)), dt=1e-3, method="euler")
+
+
 def test_a_field_nir_does_not_define_is_named_in_a_warning(tmp_path):
     one, two = np.ones(1), np.ones(2)
     every_kind = {  # nir.write's files of every node type snnref reads: nothing to warn about
