@@ -278,5 +278,5 @@ def assert_within_budget(name, impl, ref64, ref32, dtype, long_sum=None) -> None
         raise AssertionError(
             f"{name}: max |impl - ref64| = {float(np.max(error)):.3e} exceeds the budget "
             f"{allowed:.3e} ({dtype_name(dtype)}) at index {tuple(int(i) for i in where)}: "
-            f"impl {impl64[where]!r}, ref64 {ref64[where]!r}"
+            f"impl {float(impl64[where])!r}, ref64 {float(ref64[where])!r}"
         )
