@@ -968,9 +968,11 @@ def _general_plan(unit, dt, method, extensions):
             decay = np.exp(-dt / f["tau"])
     else:
         decay = np.ones_like(theta)
+    # An IF runs as a PLIF with decay 1: its note says so, not a decay it does not have.
+    dynamics = "exact decay exp(-dt/tau) between pulses (5)" if kind == "LIF" else "decay 1 (an IF integrates)"
     return _Plan("tether.PLIF", {"decay": decay, "threshold": _next(theta)}, gain=gain, shift=shift,
-                 note="tether.PLIF: exact decay exp(-dt/tau) between pulses (5) (IF: decay 1), fires at "
-                      "v >= next(v_threshold), the same test as NIR's v > v_threshold (11)")
+                 note=f"tether.PLIF: {dynamics}, fires at v >= next(v_threshold), the same test as NIR's "
+                      "v > v_threshold (11)")
 
 
 def _warn_unstable_euler(unit, dt):

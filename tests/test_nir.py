@@ -1575,3 +1575,14 @@ def test_a_missing_node_in_spike_times_says_what_it_holds():
                         method="exact")
     with pytest.raises(KeyError, match="spike_times of this trace: no 'n'; it holds 'cuba_lif'"):
         network.simulate(np.ones((3, 1, 2))).spike_times["n"]
+
+
+def test_an_if_node_s_discretization_says_it_integrates():
+    """Found by an outside user: an IF's reference line read "exact decay exp(-dt/tau)"."""
+    fields = dict(r=np.ones(2), v_threshold=np.ones(2), v_reset=np.zeros(2))
+    note = snir.load(nir.NIRGraph.from_list(nir.IF(**fields)), dt=1e-3, method="exp").discretization
+    assert "decay 1 (an IF integrates)" in note and "exp(-dt/tau)" not in note, note
+    tau = np.full(2, 1e-2)
+    lif = snir.load(nir.NIRGraph.from_list(nir.LIF(tau=tau, v_leak=np.zeros(2), **dict(fields, r=tau))), dt=1e-3,
+                    method="exp").discretization
+    assert "exact decay exp(-dt/tau) between pulses (5)" in lif, lif
