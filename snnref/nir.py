@@ -23,7 +23,7 @@ Between two pulses (1) relaxes to v_leak, so on the grid, with w = v - v_leak,
 
 which is the discrete LIF family exactly at every dt (a crossing can only happen
 at a pulse).  The CUBA nodes are run by hxtorch's forward Euler, whose current
-``i = R I`` jumps by
+``i = R I`` (the model's; a trace's ``outputs["i"]`` is NIR's I, i / R) jumps by
 
 (6) g q_k,   g = R w_in / tau_syn,   a = dt / tau_mem,  b = dt / tau_syn.
 
