@@ -1205,7 +1205,9 @@ class Network:
             raise NirError("force_spikes: teacher forcing needs one spiking neuron node run by 'exp' or 'euler'")
         x = self._flat_input(x)
         if not np.all(np.isfinite(x)):
-            raise NirError("x: expected finite values")
+            # Where: a T x N input from a file holds millions of values.
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+            raise NirError(f"x: expected finite values, found {float(x[where])!r} at index {where}")
         signal = np.asarray(x, dtype=dtype)
         steps, lead = x.shape[0], x.shape[1:-1]
         if not math.isfinite((steps - 1) * self.dt):
