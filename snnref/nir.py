@@ -1005,9 +1005,11 @@ def _warn_held_current_gain(unit, dt):
     if name is None or dt is None or name not in unit.fields or over not in unit.fields:
         return
     gain, tau = unit.fields[name], unit.fields[over]
-    # Only where dt is below the time constants, as an exporter's step is (snnTorch's beta = 0.9: tau = 10 dt);
-    # at dt = tau a gain of 1 is also tau / dt, and says nothing.
-    if np.all(tau >= 2 * dt) and np.allclose(gain, tau / dt, rtol=1e-6, atol=0):
+    # Only where dt is below the time constants, as an exporter's step is (snnTorch's beta = 0.9: tau = 10 dt):
+    # at dt = tau a gain of 1 is also tau / dt, and says nothing; nor does NIR's own unit jump (gain = tau),
+    # which is tau / dt at dt = 1.
+    unit_jump = np.allclose(gain, tau, rtol=1e-6, atol=0)
+    if np.all(tau >= 2 * dt) and np.allclose(gain, tau / dt, rtol=1e-6, atol=0) and not unit_jump:
         _warn(f"node {unit.name!r} ({unit.node_kind}): {name} = {over} / dt (dt = {dt!r}), the gain of an "
               f"exporter that reads each step's input as a current held for dt (snnTorch writes it); NIR's "
               f"equations, which snnref runs, read it as a pulse of that area, so each input moves the state by "

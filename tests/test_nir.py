@@ -1298,6 +1298,8 @@ def test_a_gain_of_one_over_dt_is_said_to_read_inputs_as_held_currents():
         # NIR's own unit jump (r = tau), and a gain of 1 at dt = tau, which is tau / dt by coincidence.
         snir.load(nir.NIRGraph.from_list(nir.LIF(tau=tau, r=tau, **lif)), dt=dt, method="exp")
         snir.load(nir.NIRGraph.from_list(nir.CubaLIF(tau_syn=tau, w_in=np.ones(3), **cuba)), dt=1e-3, method="euler")
+        # At dt = 1, r = tau / dt is r = tau itself.
+        snir.load(nir.NIRGraph.from_list(nir.LIF(tau=tau * 1e4, r=tau * 1e4, **lif)), dt=1.0, method="exp")
 
 
 def test_a_field_nir_does_not_define_is_named_in_a_warning(tmp_path):
