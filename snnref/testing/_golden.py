@@ -672,7 +672,7 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
             from . import _equivalence as equivalence
 
             device = equivalence.kernel_device() if backend == "triton" else "cpu"
-            for dtype in (getattr(torch, name) for name in rerun_dtypes(backend)):
+            for dtype in (getattr(torch, dtype_name) for dtype_name in rerun_dtypes(backend)):
                 try:
                     report = equivalence.compare(case, backend, dtype, device, reference=expected)
                 except equivalence.NoBudget as error:
