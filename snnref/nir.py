@@ -1111,7 +1111,7 @@ def _finite(name, values):
 
 class Network:
     """A NIR graph made runnable (``load``); ``simulate(x)`` takes time-major x of shape (T, ..., N_in), or
-    (T, ..., *shape) in the Input node's shape."""
+    (T, ..., *shape) in the Input node's shape, and then answers in the Output node's shape."""
 
     def __init__(self, graph, dt, method, extensions):
         chain = _chain(graph)
@@ -1119,6 +1119,8 @@ class Network:
         self.input_width = _in_out(*chain[0])[1]
         # The Input node's own shape (an image's (1, 28, 28), say): x may come in it, or flattened.
         self.input_shape = tuple(int(extent) for extent in np.asarray(chain[0][1].input_type["input"]).reshape(-1))
+        # The Output node's (nirtorch writes (1, N)): outputs come in it where x came in the Input's shape.
+        self.output_shape = tuple(int(extent) for extent in np.asarray(chain[-1][1].output_type["output"]).reshape(-1))
         # A Flatten passes the same values on (snnref's layers are flat): the units are made without it.
         self.units, self.after = _units([(name, node) for name, node in chain if not isinstance(node, nir.Flatten)])
         self.plans = None
@@ -1179,12 +1181,30 @@ class Network:
                            "registry model")
         return self.plans[0]
 
+    def _in_input_shape(self, x):
+        """Whether x comes in the Input node's shape of several axes, (T, ..., *shape)."""
+        rank = len(self.input_shape)
+        return rank > 1 and x.ndim > rank and x.shape[-rank:] == self.input_shape
+
+    def _in_output_shape(self, outputs, final, distance):
+        """The graph's outputs, (T, ..., N_out) and (..., N_out), in the Output node's shape: ``out``,
+        and the last neuron node's records where no map follows it (a node's own keyed records keep
+        its width).  Found by an outside user: a Norse graph (Input (1, 3), Output (1, 2)) given x of
+        (T, 1, 3) answered (T, 2), so Norse's own (T, 1, 2) failed ``check`` on shape."""
+        def shaped(array):
+            return np.reshape(array, np.shape(array)[:-1] + self.output_shape)
+
+        kept = [key for key in outputs if key == "out" or ("." not in key and not self.after)]
+        outputs = {key: shaped(value) if key in kept else value for key, value in outputs.items()}
+        final = {key: shaped(value) if key in kept else value for key, value in final.items()}
+        return outputs, final, None if distance is None else shaped(distance)
+
     def _flat_input(self, x):
         """x of shape (T, ..., N_in), or (T, ..., *shape) in the Input node's shape of several axes, which
         is read flattened to N_in (before, an image-shaped x for an image's Input was refused, and one of
         Input (1, 3) ran with its axis of 1 as a batch axis, out of the shape the graph declares)."""
         rank = len(self.input_shape)
-        if rank > 1 and x.ndim > rank and x.shape[-rank:] == self.input_shape:
+        if self._in_input_shape(x):
             x = x.reshape(x.shape[:-rank] + (self.input_width,))
         if x.ndim < 2 or x.shape[-1] != self.input_width or x.shape[0] < 1:
             declared = f" or (T, ..., {', '.join(map(str, self.input_shape))})" if rank > 1 else ""
@@ -1205,7 +1225,11 @@ class Network:
                            "discrete models of methods 'exp' and 'euler'")
         if force_spikes is not None and not self.can_force:
             raise NirError("force_spikes: teacher forcing needs one spiking neuron node run by 'exp' or 'euler'")
+        # x in the Input's shape of several axes, and an Output of several: the outputs in its shape.
+        shaped = self._in_input_shape(x) and len(self.output_shape) > 1
         x = self._flat_input(x)
+        if shaped and force_spikes is not None:
+            force_spikes = np.reshape(force_spikes, x.shape[:-1] + (-1,))
         if not np.all(np.isfinite(x)):
             # Where: a T x N input from a file holds millions of values.
             where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
@@ -1256,6 +1280,8 @@ class Network:
         outputs["out"] = signal
         model = self.plans[0].model if self.plans and len(self.plans) == 1 else "nir"
         distance = distance if self.can_force else None
+        if shaped:
+            outputs, final, distance = self._in_output_shape(outputs, final, distance)
         return NirTrace(model, None, outputs, final, {}, distance, method=self.method,
                         discretization=self.discretization, spike_times=times or None)
 

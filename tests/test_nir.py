@@ -1589,3 +1589,31 @@ def test_an_if_node_s_discretization_says_it_integrates():
     lif = snir.load(nir.NIRGraph.from_list(nir.LIF(tau=tau, v_leak=np.zeros(2), **dict(fields, r=tau))), dt=1e-3,
                     method="exp").discretization
     assert "exact decay exp(-dt/tau) between pulses (5)" in lif, lif
+
+
+def test_outputs_come_in_the_output_node_s_shape_where_x_came_in_the_input_s():
+    """Found by an outside user: nirtorch's exports (Norse, Rockpool) declare Input (1, N) and Output
+    (1, N_out); x of (T, 1, 3) answered (T, 2), so Norse's own (T, 1, 2) failed check on its shape."""
+    tau = np.full(2, 5e-3)
+    weight = np.random.default_rng(3).normal(0.6, 0.4, (2, 3))
+    nodes = {"input": nir.Input(np.array([1, 3])), "linear": nir.Linear(weight=weight),
+             "lif": nir.LIF(tau=tau, r=tau.copy(), v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
+             "output": nir.Output(np.array([1, 2]))}
+    graph = nir.NIRGraph(nodes=nodes, edges=[("input", "linear"), ("linear", "lif"), ("lif", "output")],
+                         type_check=False)
+    network = snir.load(graph, dt=1e-3, method="exp")
+    x = np.random.default_rng(4).normal(0.5, 0.6, (30, 3))
+    flat = network.simulate(x)
+    assert flat.outputs["out"].shape == (30, 2) and flat.final_state["v"].shape == (2,)
+    shaped = network.simulate(x[:, None, :])
+    assert shaped.outputs["out"].shape == shaped.outputs["v"].shape == (30, 1, 2)
+    assert shaped.final_state["v"].shape == (1, 2) and shaped.distance.shape == (30, 1, 2)
+    np.testing.assert_array_equal(shaped.outputs["out"][:, 0], flat.outputs["out"])
+    # A batch of 4 is no Input shape: flat, as before.
+    assert network.simulate(np.stack([x] * 4, axis=1)).outputs["out"].shape == (30, 4, 2)
+    # check's teacher forcing takes the other run's spikes in that shape too.
+    late = np.concatenate([np.zeros((1, 1, 2)), shaped.outputs["out"][:-1]])
+    assert flat.outputs["out"].any(), "the case must spike"
+    failures, _ = nir_checks.compare(network, x[:, None, :], {"out": late}, np.float64)
+    assert failures and failures[0].startswith("out: spike trains differ at time step"), failures
+    assert nir_checks.compare(network, x[:, None, :], dict(shaped.outputs), np.float64) == ([], 0)
