@@ -338,6 +338,14 @@ def test_a_golden_float32_cannot_hold_is_no_fault_of_the_implementation(tmp_path
     assert len(failed) == 2 and len(report.runs) == 3, report.text()
     assert all(run.failures[0].startswith("no budget: the float32 spec run") for run in failed), report.text()
     assert "crashed" not in report.text()
+    # In float32 the implementation was given inf where the case holds 1e299, and its refusal read as a
+    # crash (found by an outside user after the float64 fix): the case is beyond the dtype, not run.
+    report = gate.run(testing.Implementation.of(outside_lif.correct, "tether.LIF"), kinds=("golden",),
+                      golden_dir=tmp_path)
+    float32 = [run for run in report.runs if run.dtype == "float32" and not run.passed]
+    assert float32 and all(run.failures[0].startswith("not run: x holds ") and "which float32 cannot hold" in
+                           run.failures[0] for run in float32), report.text()
+    assert "crashed" not in report.text()
 
 
 def test_an_interrupted_generate_leaves_the_old_store(copy, monkeypatch):
@@ -560,7 +568,8 @@ def test_a_case_a_backend_cannot_run_in_float32_fails_that_file_by_name(copy, ca
     _edited(directory, names[0], lambda a: a.update({"in.x": a["in.x"] * 1e300}))
     code = cli.main(["golden", "check", "--dir", str(directory), "--backend", "cpu"])
     out = capsys.readouterr().out
-    assert code == 1 and f"FAIL {names[0]} (cpu): float32: not run: x: expected finite values" in out, out
+    assert code == 1 and f"FAIL {names[0]} (cpu): float32: not run: x holds " in out, out
+    assert "which float32 cannot hold (the case is beyond the dtype)" in out, out
     # The float64 run computed; its budget's first term reads the spec's float32 run, which cannot
     # hold the case (it read "float64: not run: x: ... overflows float32, the dtype this run computes in").
     assert f"FAIL {names[0]} (cpu): float64: no budget: the float32 spec run that the budget's first term reads " \

@@ -100,6 +100,29 @@ class NoBudget(ValueError):
     in float64 that float32 cannot hold).  No fault of the implementation, which ran."""
 
 
+class BeyondDtype(ValueError):
+    """A case whose inputs the run's dtype cannot hold (finite in float64, inf in float32):
+    the implementation is not run on it, since it would be given inf where the case holds
+    a number, and its refusal read as a crash."""
+
+
+def _check_holds(case, dtype):
+    """Every input of ``case`` finite in ``dtype`` where it is finite in float64 (``BeyondDtype``)."""
+    narrow = torch.empty((), dtype=dtype).numpy().dtype if dtype not in (torch.float16, torch.bfloat16) else None
+    parts = {"x": case.x, **{f"params[{k!r}]": v for k, v in case.params.items()},
+             **{f"state[{k!r}]": v for k, v in case.state.items()},
+             **{f"cotangents[{k!r}]": v for k, v in case.cotangents.items()},
+             **{f"inject[{k!r}]": v for k, v in (case.inject or {}).items()}}
+    for label, value in parts.items():
+        wide = np.asarray(value, dtype=np.float64)
+        with np.errstate(over="ignore"):
+            held = torch.as_tensor(wide).to(dtype).double().numpy() if narrow is None else wide.astype(narrow)
+        lost = np.isfinite(wide) & ~np.isfinite(np.asarray(held, dtype=np.float64))
+        if lost.any():
+            raise BeyondDtype(f"not run: {label} holds {float(wide[lost].flat[0])!r}, which "
+                              f"{str(dtype).replace('torch.', '')} cannot hold (the case is beyond the dtype)")
+
+
 def _float32_reference(case, force_spikes):
     """``run_spec`` in float32, for the budget's first term."""
     try:
@@ -420,6 +443,7 @@ def compare(case, backend="torch", dtype=torch.float32, device="cpu", contiguous
     row = registry.model(case.model)
     name = str(dtype).replace("torch.", "")
     report = Report(case.model, backend, name)
+    _check_holds(case, dtype)
     if dtype in (torch.float16, torch.bfloat16):
         # Half-precision storage: the reference sees the same rounded inputs, the parameters
         # left at their defaults too (the implementation gets them rounded, from _run).

@@ -675,8 +675,8 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
             for dtype in (getattr(torch, dtype_name) for dtype_name in rerun_dtypes(backend)):
                 try:
                     report = equivalence.compare(case, backend, dtype, device, reference=expected)
-                except equivalence.NoBudget as error:
-                    # The backend ran: the case is beyond the budget's float32 reference.
+                except (equivalence.NoBudget, equivalence.BeyondDtype) as error:
+                    # The case is beyond the budget's float32 reference, or beyond the dtype itself.
                     results.append(CheckResult(name, backend, False, f"{str(dtype).replace('torch.', '')}: {error}"))
                     continue
                 except (ValueError, OverflowError) as error:

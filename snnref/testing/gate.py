@@ -890,9 +890,10 @@ def _run_one(impl, adapted, item, dtype):
         outcome = equivalence.compare(item.case, "impl", _torch_dtype(dtype), reference=reference,
                                       implementation=adapted, contiguous=item.kind != "strided",
                                       fill_state=item.fill_state)
-    except (equivalence.InputModified, equivalence.BrokenResult, ImplementationError, equivalence.NoBudget) as error:
-        # Broken contracts fail by name, whatever the dtype; a case without a budget (a golden
-        # finite in float64 only) by its own name, never as the implementation's exception.
+    except (equivalence.InputModified, equivalence.BrokenResult, ImplementationError, equivalence.NoBudget,
+            equivalence.BeyondDtype) as error:
+        # Broken contracts fail by name, whatever the dtype; a case without a budget or beyond the
+        # dtype (a golden finite in float64 only) by its own name, never as the implementation's exception.
         failure = f"crashed: {type(error).__name__}: {error}" if isinstance(error, ImplementationError) else \
             str(error)
         return Run(label, item.kind, item.seed, dtype, False, failures=[failure], worst=math.inf, planned=item)
