@@ -320,7 +320,9 @@ def _golden_check(args) -> int:
         raise ValueError("--model: applies to --impl only (the spec and the backends run every model)")
     # Golden traces are re-run on CPU tensors (the kernels under the interpreter without a GPU).
     available = [b for b in _available_backends() if b != "cuda"]
-    backends = available if args.backend == "all" else [args.backend]
+    # Named twice is one; "all" among others is every one (--backend spec --backend torch kept torch alone).
+    chosen = list(dict.fromkeys(args.backend or ["spec"]))
+    backends = available if "all" in chosen else chosen
     for backend in backends:
         if backend not in available:
             raise _unavailable(backend)
@@ -346,7 +348,7 @@ def _golden_check_implementation(args) -> int:
     from .testing import Implementation, _golden as golden, gate
     from .testing._verify import load_implementation
 
-    if args.backend != "spec":
+    if args.backend not in (None, ["spec"]):
         raise ValueError("--backend: applies without --impl only (--impl runs your implementation)")
     fn = load_implementation(args.impl)
     _available_backends()
@@ -464,8 +466,8 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default=None, help="the store's directory (default: golden; required with --cases)")
     generate.set_defaults(run=_golden_generate)
     check = golden_commands.add_parser("check", help="verify checksums and re-run every golden case")
-    check.add_argument("--backend", default="spec", choices=["spec", "torch", "triton", "cpu", "all"],
-                       help="backends to re-run on (default: spec)")
+    check.add_argument("--backend", action="append", choices=["spec", "torch", "triton", "cpu", "all"],
+                       help="a backend to re-run on (repeatable; default: spec)")
     check.add_argument("--dir", "--golden-dir", dest="dir", type=nonempty, default=None,
                        help="the store's directory (default: the one installed with snnref)")
     check.add_argument("--impl", type=nonempty, metavar="MODULE:CALLABLE",

@@ -872,3 +872,11 @@ def test_a_diff_shows_a_small_quantity_s_values_and_a_large_one_s_largest_differ
     large = golden.quantity_change("param.tau", np.arange(9.0), np.arange(9.0) + np.eye(9)[4])
     assert large.detail == "no time axis, largest difference 1 at (4,)"
     assert golden.quantity_change("param.tau", np.arange(9.0), np.arange(9.0)) is None
+
+
+def test_check_s_backend_is_repeatable(copy, capsys):
+    """Found by an outside user: --backend spec --backend torch re-ran torch alone, silently."""
+    code = cli.main(["golden", "check", "--dir", str(copy[0]), "--backend", "spec", "--backend", "torch",
+                     "--backend", "spec"])
+    out = capsys.readouterr().out
+    assert code == 0 and "6 passed, 0 failed (2 golden files x spec in float64, torch in float64 and float32)" in out
