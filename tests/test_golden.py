@@ -880,3 +880,20 @@ def test_check_s_backend_is_repeatable(copy, capsys):
                      "--backend", "spec"])
     out = capsys.readouterr().out
     assert code == 0 and "6 passed, 0 failed (2 golden files x spec in float64, torch in float64 and float32)" in out
+
+
+@pytest.mark.parametrize("backend", ["spec", "torch"])
+def test_verify_with_a_damaged_store_names_every_damaged_file_and_runs_the_others(tmp_path, backend):
+    """Found by an outside user: verify --golden-dir named the first damaged file only, and
+    skipped the model's other goldens."""
+    from snnref.testing import _verify
+
+    _, names = _store_of(tmp_path, 5, "tether.LIF")
+    (tmp_path / names[0]).unlink()
+    (tmp_path / names[3]).write_bytes(b"not a golden")
+    verify = _verify.verify_model if backend == "spec" else _verify.verify_backend
+    result = verify("tether.LIF", *(() if backend == "spec" else (backend,)), quick=False, golden_dir=tmp_path)
+    golden_failures = [f for f in result.failures if f.startswith("golden")]
+    assert golden_failures == [f"golden {names[0]}: missing",
+                               f"golden {names[3]}: sha256 does not match the manifest (tampered or truncated)"], \
+        result.failures

@@ -170,16 +170,26 @@ def _golden(result, row, backend, golden_dir=None):
                 result.failures.append(f"golden: the installed store holds no golden file of {row.key} (in a "
                                        f"checkout: snnref golden generate --model {row.key} --out golden)")
             return
-        for name in names:
-            entry = manifest["files"][name]
-            arrays = golden.load(directory, name, entry)
-            for outcome, comparison in _golden_outcomes(golden, name, arrays, entry, backend):
-                if not outcome.passed:
-                    result.failures.append(f"golden {name}: {outcome.detail}")
-                    if comparison is not None:
-                        result.failed_comparisons.append((f"{row.key} golden {name}", comparison))
     except golden.GoldenError as error:
         result.failures.append(f"golden: {error}")
+        result.checked.append("golden")
+        return
+    from . import _equivalence as equivalence
+
+    for name in names:
+        # Each file on its own: one that cannot be loaded or run fails by name and the others
+        # still run (a damaged file hid the model's other goldens, and any other damaged one).
+        try:
+            arrays = golden.load(directory, name, manifest["files"][name])
+            outcomes = list(_golden_outcomes(golden, name, arrays, manifest["files"][name], backend))
+        except (golden.GoldenError, equivalence.NoBudget, equivalence.BeyondDtype) as error:
+            result.failures.append(f"golden {name}: {str(error).removeprefix(f'{name}: ')}")
+            continue
+        for outcome, comparison in outcomes:
+            if not outcome.passed:
+                result.failures.append(f"golden {name}: {outcome.detail}")
+                if comparison is not None:
+                    result.failed_comparisons.append((f"{row.key} golden {name}", comparison))
     result.checked.append("golden")
 
 
