@@ -897,3 +897,15 @@ def test_verify_with_a_damaged_store_names_every_damaged_file_and_runs_the_other
     assert golden_failures == [f"golden {names[0]}: missing",
                                f"golden {names[3]}: sha256 does not match the manifest (tampered or truncated)"], \
         result.failures
+
+
+def test_diff_names_every_damaged_file_of_both_stores(copy, tmp_path, capsys):
+    """Found by an outside user: diff named the first damaged file only."""
+    directory, names = copy
+    damaged = tmp_path / "damaged"
+    shutil.copytree(directory, damaged)
+    (damaged / names[0]).unlink()
+    (damaged / names[1]).write_bytes(b"junk")
+    assert cli.main(["golden", "diff", str(directory), str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: {names[0]}: missing" in err and f"{damaged}: {names[1]}: sha256 does not match" in err, err

@@ -763,17 +763,26 @@ def quantity_change(key: str, before: np.ndarray, after: np.ndarray) -> Optional
     return QuantityChange(key, "values", f"no time axis, {largest}")
 
 
-def _load_from(store, name, entry):
-    """``load``, its error naming the store as well: two stores hold the same names."""
-    try:
-        return load(store, name, entry)
-    except GoldenError as error:
-        raise GoldenError(f"{store}: {error}") from None
+def _load_all(stores_and_files):
+    """Every listed file of each store, loaded: {(store, name): arrays}.  The files that cannot be
+    loaded are one GoldenError naming each with its store (two stores hold the same names); it named
+    the first alone."""
+    loaded, damaged = {}, []
+    for store, files in stores_and_files:
+        for name, entry in files.items():
+            try:
+                loaded[store, name] = load(store, name, entry)
+            except GoldenError as error:
+                damaged.append(f"{store}: {error}")
+    if damaged:
+        raise GoldenError("; ".join(damaged))
+    return loaded
 
 
 def diff(first, second) -> StoreDiff:
     """Which golden files differ between two stores, and how each quantity changed.
-    Both stores' checksums are verified; stores of different formats are not compared."""
+    Every listed file of both stores is loaded and checked first (a damaged one is an error naming
+    each); stores of different formats are not compared."""
     first, second = Path(first), Path(second)
     formats = _format_of(first), _format_of(second)
     if formats[0] != formats[1] and None not in formats:
@@ -797,9 +806,10 @@ def diff(first, second) -> StoreDiff:
     changes += [FileChange(n, "removed", [], []) for n in sorted(set(files_a) - set(files_b))]
     changes += [FileChange(n, "added", [], []) for n in sorted(set(files_b) - set(files_a))]
     common = sorted(set(files_a) & set(files_b))
+    loaded = _load_all(((first, files_a), (second, files_b)))
     for name in common:
         entry_a, entry_b = files_a[name], files_b[name]
-        arrays_a, arrays_b = _load_from(first, name, entry_a), _load_from(second, name, entry_b)
+        arrays_a, arrays_b = loaded[first, name], loaded[second, name]
         notes_here = [f"{k}: {json.dumps(entry_a.get(k))} -> {json.dumps(entry_b.get(k))}"
                       for k in sorted(set(entry_a) | set(entry_b))
                       if k not in ("sha256", "shapes", "params") and entry_a.get(k) != entry_b.get(k)]
