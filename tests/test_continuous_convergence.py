@@ -127,7 +127,12 @@ def test_dt_must_divide_the_pulse_grid():
     (converge, dict(seed=1.5), r"seed: expected a whole number >= 0, got 1.5"),
     (converge, dict(seed=-1), r"seed: expected a whole number >= 0, got -1"),
     (converge, dict(dt="x"), r"dt: expected a finite step > 0, got 'x'"),
-    (converge, dict(neurons=True), r"neurons: expected a whole number >= 1, got True"),
+    (converge, dict(neurons=True), r"neurons: expected a whole number from 1 to 1024, got True"),
+    # Found by an outside user: 10^6 neurons ran for minutes in 3 GB, 10^9 asked for 358 GiB; a drive of
+    # 10^6 ran 27 s to TooManySpikes, and one of 1e300 gave NaN cosines without a word.
+    (converge, dict(neurons=10**6), r"neurons: expected a whole number from 1 to 1024, got 1000000"),
+    (convergence.surrogate_gap, dict(drive=1e300), r"drive: expected a scale > 0 of at most 100, got 1e\+300"),
+    (convergence.surrogate_gap, dict(drive=1e6), r"drive: expected a scale > 0 of at most 100, got 1000000.0"),
     (convergence.surrogate_gap, dict(drive="a"), r"drive: expected a finite scale > 0, got 'a'"),
     (convergence.surrogate_gap, dict(drive=-1.0), r"drive: expected a finite scale > 0, got -1.0"),
     (convergence.surrogate_gap, dict(pulse_spacing="1"), r"pulse_spacing: expected a finite time > 0, got '1'"),

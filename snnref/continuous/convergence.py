@@ -78,6 +78,12 @@ MAX_STEPS = 2 ** 20
 # exp(-dt / tau) keeps under 30 bits of its distance from 1 (and at 2^-53 rounds to
 # 1, which tether.LIF's counterpart refuses as params['decay']).
 FINEST_RESOLUTION = 2.0 ** -30
+# Neurons per study: the exact solver runs one neuron at a time (10^6 ran for minutes in
+# 3 GB, 10^9 asked for 358 GiB); 32 times the CUBA studies' default.
+MAX_NEURONS = 1024
+# The drive's scale: 100 times the study's pulses took hxtorch.cuba_lif's surrogate_gap 6.8 s
+# at 2 levels here; 10^6 ran 27 s to TooManySpikes, and 1e300 gave NaN cosines without a word.
+MAX_DRIVE = 100.0
 MARGIN = 1e-6  # the exact relations' cases keep |v - threshold| above this (relative) at every pulse
 NEURONS = 4
 CUBA_NEURONS = 32  # the medians of (4) need many spikes
@@ -242,6 +248,8 @@ def draw_case(model, seed=0, dt=None, pulse_spacing=None, neurons=None, drive=1.
     _positive("dt", dt, "a finite step > 0")
     _positive("pulse_spacing", pulse_spacing, "a finite time > 0")
     _positive("drive", drive, "a finite scale > 0")
+    if drive > MAX_DRIVE:
+        raise ValueError(f"drive: expected a scale > 0 of at most {MAX_DRIVE:g}, got {drive!r}")
     _neurons(neurons)
     cuba = row.family == "cuba"
     n = neurons if neurons is not None else (CUBA_NEURONS if cuba else NEURONS)
@@ -410,8 +418,8 @@ def _positive(name, value, what):
 
 def _neurons(neurons):
     if neurons is not None and (isinstance(neurons, bool) or not isinstance(neurons, (int, np.integer))
-                                or neurons < 1):
-        raise ValueError(f"neurons: expected a whole number >= 1, got {neurons!r}")
+                                or not 1 <= neurons <= MAX_NEURONS):
+        raise ValueError(f"neurons: expected a whole number from 1 to {MAX_NEURONS}, got {neurons!r}")
 
 
 def _mapped(model):
