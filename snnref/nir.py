@@ -154,6 +154,8 @@ def _warn(message):
 
 
 METHODS = ("exact", "euler", "exp")
+# The section-9 nodes that fire (a Threshold after an LI fires too: ``_Unit.threshold``).
+SPIKING_KINDS = ("LIF", "IF", "CubaLIF", "CubaIF")
 _NEURONS = ("LI", "LIF", "I", "IF", "CubaLI", "CubaLIF")
 _FIELDS = {  # required fields; v_reset and w_in have NIR defaults
     "Input": ("shape",), "Output": ("shape",), "Affine": ("weight", "bias"), "Linear": ("weight",),
@@ -815,7 +817,7 @@ def _check_extensions(unit, ext):
     """The snnref extensions of a unit: well formed, on a node they apply to, and no refractory time with
     the subtractive reset (SPEC.md section 9 holds v at v_reset, which that reset does not reach)."""
     where = f"node {unit.nodes[0][0]!r}: snnref extension"
-    spiking = unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF")
+    spiking = unit.kind in SPIKING_KINDS
     for key, expected in (("reset", "subtract"), ("output", "spikes*threshold")):
         if key in ext and not (spiking and ext[key] == expected):
             raise NirError(f"{where} {key!r}: expected {expected!r} on a spiking node, got {ext[key]!r} on a "
@@ -870,7 +872,7 @@ def _time_constant_field(unit, key):
 def _check_exact(unit, ext):
     """What snnref.continuous needs of a spiking unit (see the module docstring), by node and field."""
     _check_exact_time_constants(unit)
-    if unit.kind not in ("LIF", "IF", "CubaLIF", "CubaIF"):
+    if unit.kind not in SPIKING_KINDS:
         return
     f, name, kind = unit.fields, unit.name, unit.node_kind
     why = "method 'exact' (snnref.continuous) fires where v reaches v_threshold from below"
@@ -1254,7 +1256,7 @@ class Network:
                     flat = signal.reshape(steps, -1, signal.shape[-1])
                     events = [(self._grid, flat[:, b]) for b in range(flat.shape[1])]
                 out, seq, last, spikes, events = self._run_exact(unit, events, lead)
-                if unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF") or unit.threshold is not None:
+                if unit.kind in SPIKING_KINDS or unit.threshold is not None:
                     times[unit.owner("out")] = spikes
             else:
                 plan = self.plans[index]
@@ -1344,7 +1346,7 @@ class Network:
         steps = len(self._grid)
         ext = _extensions(unit.node) if self.extensions else {}
         params = dict(unit.fields)
-        if unit.kind in ("LIF", "IF", "CubaLIF", "CubaIF"):
+        if unit.kind in SPIKING_KINDS:
             if ext.get("reset") == "subtract":
                 params["reset"] = "subtract"
             if "tau_ref" in ext:

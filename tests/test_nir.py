@@ -640,6 +640,15 @@ def late(graph, x, dt):
 def silent(graph, x, dt):
     return {"out": np.zeros(x.shape)}
 
+def nan_v(graph, x, dt):
+    result = same(graph, x, dt)
+    result["v"] = result["v"].copy()
+    result["v"][5, 0, 1] = np.nan
+    return result
+
+def halves(graph, x, dt):
+    return {"out": same(graph, x, dt)["out"] * 0.5}
+
 def reference32(graph, x, dt):
     import snnref.nir
     return {"out": snnref.nir.load(graph, dt=dt, method="exp").simulate(x, dtype=np.float32).outputs["out"]}
@@ -691,6 +700,13 @@ def test_cli_run_and_check(tmp_path, monkeypatch, capsys):
                    "--impl-method", "exp", "--max-step-difference", "3"])
     assert args.run(args) == 1
     assert "FAIL: 6 of 6 neurons with another spike count" in capsys.readouterr().out
+    # Found by an outside user: compared by spike times alone, a NaN membrane and spikes of 0.5 passed.
+    for impl, message in (("nan_v", "FAIL v: nan at index (5, 0, 1); expected finite values"),
+                          ("halves", "FAIL out: 0.5 at index ")):
+        args = _parse(["nir", "check", *common, "--impl", f"nir_impl_for_test:{impl}", "--impl-method", "euler",
+                       "--max-step-difference", "30"])
+        assert args.run(args) == 1
+        assert message in capsys.readouterr().out
     # Before: neuron by neuron, the first neuron's train alone was compared, and passed.
     args = _parse(["nir", "check", *common, "--method", "euler", "--impl", "nir_impl_for_test:first_neuron",
                    "--impl-method", "exp", "--max-step-difference", "1"])

@@ -86,35 +86,56 @@ def _nir_keys(key, trace):
     return outputs, final
 
 
+def _malformed(network, result, finite=False):
+    """What makes another run's result no run of the graph, before any comparison: no ``out``, an
+    array that is no real numbers, spikes other than 0 and 1 where the last node fires plain ones
+    and no map follows (whether or not the graph can be teacher-forced), and with ``finite`` a NaN
+    or inf (compared by spike times alone, a NaN membrane and spikes of 0.5 passed)."""
+    if "out" not in result:
+        return ["out: the implementation returned no 'out'"]
+    # Before, a string or an object array failed inside NumPy ("could not convert string to float: 'abc'"),
+    # naming neither the output nor the implementation.
+    failures = []
+    for key, value in result.items():
+        try:
+            array = arguments.real_array(key, value)
+        except TypeError as error:
+            failures.append(str(error))
+            continue
+        if finite and not np.all(np.isfinite(array)):
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            failures.append(f"{key}: {float(array[where])!r} at index {where}; expected finite values")
+    if failures:
+        return failures
+    got = np.asarray(result["out"], dtype=np.float64)
+    binary = (network.plans is not None and not network.after
+              and registry.MODELS[network.plans[-1].model].out is registry.Output.SPIKES)
+    if binary and not np.all((got == 0) | (got == 1)):
+        return ["out: a spike train must hold exactly 0 or 1"]
+    last = network.units[-1]
+    if finite and not network.after and (last.kind in snir.SPIKING_KINDS or last.threshold is not None):
+        # Another method's run of a spiking output: counts per step (an exact run may fire twice in one).
+        stray = np.argwhere((got < 0) | (got != np.round(got)))
+        if len(stray):
+            where = tuple(int(i) for i in stray[0])
+            return [f"out: {float(got[where])!r} at index {where}; expected spike counts (whole numbers >= 0)"]
+    return []
+
+
 def compare(network, x, result, dtype):
     """Failures of another run of the graph (output name -> array) against ``network``'s, and the number of
     spike flips accepted, under SPEC.md section 7: outputs within the budget of ``dtype``; spike trains
     identical except flips where the float64 decision lies inside its float32 error margin, judged by
     teacher forcing (the reference re-run with the other run's spikes, then compared against), (1)-(2)."""
-    if "out" not in result:
-        return ["out: the implementation returned no 'out'"], 0
-    # Before, a string or an object array failed inside NumPy ("could not convert string to float: 'abc'"),
-    # naming neither the output nor the implementation.
-    unreadable = []
-    for key, value in result.items():
-        try:
-            arguments.real_array(key, value)
-        except TypeError as error:
-            unreadable.append(str(error))
-    if unreadable:
-        return unreadable, 0
+    malformed = _malformed(network, result)
+    if malformed:
+        return malformed, 0
     low = dtype == np.float32 and network.plans is not None
     reference = network.simulate(x)
     reference32 = network.simulate(x, dtype=np.float32) if low else reference
     spiking = network.can_force
     got = np.asarray(result["out"], dtype=np.float64)
     flips = 0
-    # The last node's registry model fires plain spikes, and no map follows: exactly 0 or 1, whether or
-    # not the graph can be teacher-forced (one neuron node) and whether or not it equals the reference.
-    binary = (network.plans is not None and not network.after
-              and registry.MODELS[network.plans[-1].model].out is registry.Output.SPIKES)
-    if binary and not np.all((got == 0) | (got == 1)):
-        return ["out: a spike train must hold exactly 0 or 1"], 0
     if spiking and got.shape == reference.outputs["out"].shape and not np.array_equal(got, reference.outputs["out"]):
         forced = network.simulate(x, force_spikes=got)
         forced32 = network.simulate(x, dtype=np.float32, force_spikes=got) if low else forced
@@ -235,6 +256,11 @@ def _check(args):
         print(f"{'FAIL' if failures else 'PASS'}: {', '.join(checked)} against method {args.method!r} "
               f"under the SPEC.md section 7 {np.dtype(dtype).name} budget ({judged})")
         return 1 if failures else 0
+    malformed = _malformed(network, result, finite=True)
+    for failure in malformed:
+        print(f"FAIL {failure}")
+    if malformed:
+        return 1
     got = np.asarray(result["out"])
     if got.shape != reference.outputs["out"].shape:
         # Neuron by neuron, a narrower output would be compared on its first neurons only.
