@@ -89,8 +89,9 @@ def _nir_keys(key, trace):
 def _malformed(network, result, finite=False):
     """What makes another run's result no run of the graph, before any comparison: no ``out``, an
     array that is no real numbers, spikes other than 0 and 1 where the last node fires plain ones
-    and no map follows (whether or not the graph can be teacher-forced), and with ``finite`` a NaN
-    or inf (compared by spike times alone, a NaN membrane and spikes of 0.5 passed)."""
+    and no map follows (whether or not the graph can be teacher-forced); with ``finite`` (a run by
+    another method) instead a NaN or inf anywhere and spike counts that are no whole numbers
+    (compared by spike times alone, a NaN membrane and spikes of 0.5 passed)."""
     if "out" not in result:
         return ["out: the implementation returned no 'out'"]
     # Before, a string or an object array failed inside NumPy ("could not convert string to float: 'abc'"),
@@ -110,11 +111,12 @@ def _malformed(network, result, finite=False):
     got = np.asarray(result["out"], dtype=np.float64)
     binary = (network.plans is not None and not network.after
               and registry.MODELS[network.plans[-1].model].out is registry.Output.SPIKES)
-    if binary and not np.all((got == 0) | (got == 1)):
+    if binary and not finite and not np.all((got == 0) | (got == 1)):
         return ["out: a spike train must hold exactly 0 or 1"]
     last = network.units[-1]
     if finite and not network.after and (last.kind in snir.SPIKING_KINDS or last.threshold is not None):
-        # Another method's run of a spiking output: counts per step (an exact run may fire twice in one).
+        # Another method's run of a spiking output: counts per step (an exact run may fire twice in one,
+        # so the reference's method does not make it 0 or 1).
         stray = np.argwhere((got < 0) | (got != np.round(got)))
         if len(stray):
             where = tuple(int(i) for i in stray[0])
