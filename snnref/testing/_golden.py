@@ -625,6 +625,11 @@ def damage(case, expected) -> List[str]:
     return found
 
 
+def reason(error, name: str) -> str:
+    """A file's error without the file's name in front (the result that reports it names the file)."""
+    return str(error).removeprefix(f"{name}: ")
+
+
 def rerun_dtypes(backend: str) -> Tuple[str, ...]:
     """The dtypes ``check`` re-runs a golden in on ``backend``: one result each."""
     if backend == "spec":
@@ -650,7 +655,7 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
             case, expected = case_from(arrays, entry), expected_from(arrays)
             check_case(case, name)
         except GoldenError as error:
-            results.append(CheckResult(name, "store", False, str(error).removeprefix(f"{name}: ")))
+            results.append(CheckResult(name, "store", False, reason(error, name)))
             continue
         results += [CheckResult(name, "store", False, found) for found in damage(case, expected)]
         for backend in backends:
@@ -660,7 +665,7 @@ def check(directory=None, backends=("spec",), progress=None) -> List[CheckResult
                 try:
                     worst, identical, where = spec_rerun(case, expected, name)
                 except GoldenError as error:
-                    results.append(CheckResult(name, backend, False, str(error).removeprefix(f"{name}: ")))
+                    results.append(CheckResult(name, backend, False, reason(error, name)))
                     continue
                 passed = worst <= SPEC_ULPS
                 verdict = ("bit-for-bit" if identical else f"{'within' if passed else 'off by'} {worst:.1f} ulp "

@@ -183,7 +183,7 @@ def _golden(result, row, backend, golden_dir=None):
             arrays = golden.load(directory, name, manifest["files"][name])
             outcomes = list(_golden_outcomes(golden, name, arrays, manifest["files"][name], backend))
         except (golden.GoldenError, equivalence.NoBudget, equivalence.BeyondDtype) as error:
-            result.failures.append(f"golden {name}: {str(error).removeprefix(f'{name}: ')}")
+            result.failures.append(f"golden {name}: {golden.reason(error, name)}")
             continue
         for outcome, comparison in outcomes:
             if not outcome.passed:
